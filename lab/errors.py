@@ -1,0 +1,55 @@
+"""Errors raised by twlab. Every message is one line a user can act on.
+
+    LabError                      base class; `exit_code` is what the CLI exits with
+    ├── UsageError                bad input: unknown scenario, host, sysctl, flag value (exit 2)
+    ├── EnvError                  the machine cannot run the lab: no root, no tool, no daemon (exit 2)
+    │   └── ImageError            the host image cannot be found or built
+    ├── TopologyError             compose.yaml cannot be read or does not describe a lab (exit 2)
+    ├── BackendError              bringing hosts up or down failed (exit 2)
+    └── PeerError                 a peer program died, hung or answered nonsense (exit 2)
+
+Errors from libraries (netlink, Docker, subprocess) are translated where they are caught:
+`raise BackendError(...) from exc`. A failed *check* is not an error: it is a verdict (exit 1).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "LabError",
+    "UsageError",
+    "EnvError",
+    "ImageError",
+    "TopologyError",
+    "BackendError",
+    "PeerError",
+]
+
+
+class LabError(Exception):
+    """Base of every twlab error; its message is one line a user can act on."""
+
+    exit_code = 2
+
+
+class UsageError(LabError):
+    """The user asked for something that does not exist or cannot be done."""
+
+
+class EnvError(LabError):
+    """This machine lacks something the lab needs (root, a tool, a daemon, a kernel feature)."""
+
+
+class ImageError(EnvError):
+    """The host image cannot be found or built."""
+
+
+class TopologyError(LabError):
+    """compose.yaml cannot be read or does not describe a lab."""
+
+
+class BackendError(LabError):
+    """Bringing lab hosts up or down failed."""
+
+
+class PeerError(LabError):
+    """A peer program died, hung, or answered something that is not a result."""
