@@ -6,7 +6,9 @@
     │   └── ImageError            the host image cannot be found or built
     ├── TopologyError             compose.yaml cannot be read or does not describe a lab (exit 2)
     ├── BackendError              bringing hosts up or down failed (exit 2)
-    └── PeerError                 a peer program died, hung or answered nonsense (exit 2)
+    ├── PeerError                 a peer program died, hung or answered nonsense (exit 2)
+    └── WaitTimeout               a protocol event a scenario waited for never came: judged as
+                                  a failed run (exit 1), after tear-down, from what was seen
 
 Errors from libraries (netlink, Docker, subprocess) are translated where they are caught:
 `raise BackendError(...) from exc`. A failed *check* is not an error: it is a verdict (exit 1).
@@ -22,6 +24,7 @@ __all__ = [
     "TopologyError",
     "BackendError",
     "PeerError",
+    "WaitTimeout",
 ]
 
 
@@ -53,3 +56,9 @@ class BackendError(LabError):
 
 class PeerError(LabError):
     """A peer program died, hung, or answered something that is not a result."""
+
+
+class WaitTimeout(LabError):
+    """A protocol event the scenario waited for never came (an observation, not a lab fault)."""
+
+    exit_code = 1

@@ -1,0 +1,30 @@
+"""Backends: one interface, two implementations. Only bring-up, tear-down and exec differ;
+everything else (shaping, faults, capture, observation) acts on a host's network namespace."""
+
+from __future__ import annotations
+
+from .base import Backend, Host
+from .docker import DockerBackend
+from .netns import NetnsBackend
+
+__all__ = ["Backend", "Host", "BACKENDS", "choose"]
+
+BACKENDS: dict[str, type[Backend]] = {"docker": DockerBackend, "netns": NetnsBackend}
+
+
+def choose(name: str) -> tuple[type[Backend], str]:
+    """The backend class for *name* (auto|docker|netns) and one line saying why it was picked."""
+    from ..errors import EnvError, UsageError
+
+    if name == "auto":
+        ok, why = DockerBackend.available()
+        if ok:
+            return DockerBackend, "backend: docker (a Docker daemon answered)"
+        return NetnsBackend, f"backend: netns ({why}; containers need a running Docker daemon)"
+    if name not in BACKENDS:
+        raise UsageError(f"unknown backend {name!r}: choose auto, docker or netns")
+    cls = BACKENDS[name]
+    ok, why = cls.available()
+    if not ok:
+        raise EnvError(f"backend {name} is not available: {why}")
+    return cls, f"backend: {name}"

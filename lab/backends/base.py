@@ -1,0 +1,81 @@
+"""The backend interface and the Host it hands out."""
+
+from __future__ import annotations
+
+import abc
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from typing import Callable
+
+
+from ..netns import iproute
+from ..topology import HostSpec, Topology
+
+__all__ = ["Host", "Backend", "LABEL", "PREFIX"]
+
+LABEL = "org.twlab.lab"     # Docker label on every container and network a lab makes
+PREFIX = "twlab-"           # prefix of every namespace and container name a lab makes
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Host:
+    """A running lab host: a network namespace and a way to run a process in it."""
+
+    name: str
+    spec: HostSpec
+    nspath: str                     # /run/netns/<name> or /proc/<pid>/ns/net
+    exec_prefix: list[str]          # argv prefix that runs a program inside the host
+    python: list[str]               # argv that starts Python 3 inside the host
+    addresses: dict[str, ipaddress.IPv4Address] = field(default_factory=dict)
+
+    def argv(self, *argv: str) -> list[str]:
+        return [*self.exec_prefix, *argv]
+
+    @property
+    def address(self) -> ipaddress.IPv4Address:
+        return next(iter(self.addresses.values()))
+
+    def ifname(self, network: str) -> str:
+        """Name of the interface that carries this host's address on *network*."""
+        addr = str(self.addresses[network])
+        with iproute(self.nspath) as ipr:
+            for msg in ipr.get_addr(family=2):
+                if msg.get("IFA_ADDRESS") == addr:
+                    return ipr.get_links(msg["index"])[0].get("IFLA_IFNAME")
+        raise LookupError(f"{self.name}: no interface has {addr}")
+
+
+class Backend(abc.ABC):
+    name: str = ""
+
+    def __init__(self, lab_id: str, progress: Progress = lambda s: None) -> None:
+        self.lab_id = lab_id
+        self.progress = progress
+        self.hosts: dict[str, Host] = {}
+
+    @classmethod
+    @abc.abstractmethod
+    def available(cls) -> tuple[bool, str]:
+        """Whether this backend can run here, and if not, why (one line)."""
+
+    def env(self) -> dict[str, str]:
+        """Compose variables this lab instance sets (its subnets, image, label)."""
+        return {"TWLAB_LAB": self.lab_id}
+
+    @abc.abstractmethod
+    def up(self, topology: Topology) -> dict[str, Host]:
+        """Create every host of *topology*; on failure, remove what was made and raise."""
+
+    @abc.abstractmethod
+    def down(self) -> None:
+        """Remove everything this lab instance made. Safe to call twice, or after a failed up."""
+
+    @staticmethod
+    def require_root() -> None:
+        from ..errors import EnvError
+
+        if os.geteuid() != 0:
+            raise EnvError("the lab needs root (CAP_NET_ADMIN) to make namespaces; run it with sudo")

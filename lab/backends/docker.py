@@ -1,0 +1,230 @@
+"""docker backend: the services of compose.yaml as real containers (Docker SDK).
+
+Every container and network carries the label ``org.twlab.lab=<lab id>`` and a ``twlab-<lab>-``
+name, so one filter finds everything a lab made. Each instance gets its own /24s for the lab
+networks (the compose variables ``TWLAB_<NETWORK>``), chosen to overlap no Docker network and no
+route of this machine, so several labs (and several users) can run at once. Containers are never
+privileged: they get all capabilities dropped and only compose.yaml's cap_add back.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import random
+import time
+
+from ..errors import BackendError, EnvError
+from ..topology import Topology
+from .base import LABEL, PREFIX, Backend, Host
+
+__all__ = ["DockerBackend", "lab_containers", "lab_networks", "client"]
+
+POOL = ipaddress.IPv4Network("10.77.0.0/16")   # where lab /24s are taken from
+_TIMEOUT_S = 30
+
+
+def client():
+    """A Docker client, or EnvError saying why there is none."""
+    import docker
+    from docker.errors import DockerException
+
+    try:
+        c = docker.from_env(timeout=_TIMEOUT_S)
+        c.ping()
+        return c
+    except DockerException as exc:
+        raise EnvError(
+            "no Docker daemon answers (start dockerd, or use --backend netns)"
+        ) from exc
+
+
+def lab_containers(dc, lab_id: str | None = None):
+    flt = f"{LABEL}={lab_id}" if lab_id else LABEL
+    return dc.containers.list(all=True, filters={"label": flt})
+
+
+def lab_networks(dc, lab_id: str | None = None):
+    flt = f"{LABEL}={lab_id}" if lab_id else LABEL
+    return dc.networks.list(filters={"label": flt})
+
+
+def _taken_subnets(dc) -> list[ipaddress.IPv4Network]:
+    """Subnets of every Docker network and every route on this machine (read only)."""
+    from pyroute2 import IPRoute
+
+    taken = []
+    for net in dc.api.networks():
+        for cfg in (net.get("IPAM") or {}).get("Config") or []:
+            try:
+                taken.append(ipaddress.ip_network(cfg.get("Subnet", ""), strict=False))
+            except ValueError:
+                pass
+    with IPRoute() as ipr:
+        for route in ipr.get_routes(family=2):
+            dst = route.get("RTA_DST")
+            if dst and route["dst_len"] > 0:
+                taken.append(ipaddress.ip_network(f"{dst}/{route['dst_len']}", strict=False))
+    return [t for t in taken if t.version == 4]
+
+
+class DockerBackend(Backend):
+    name = "docker"
+
+    def __init__(self, lab_id: str, progress=lambda s: None) -> None:
+        super().__init__(lab_id, progress)
+        self._dc = None
+        self._env: dict[str, str] = {}
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        try:
+            client().close()
+        except EnvError as exc:
+            return False, str(exc).split(" (")[0]
+        except Exception as exc:  # no docker package, socket errors, ...
+            return False, f"no Docker daemon ({exc.__class__.__name__})"
+        if os.geteuid() != 0:
+            return False, "not root (the lab enters the containers' namespaces)"
+        return True, "ok"
+
+    @property
+    def dc(self):
+        if self._dc is None:
+            self._dc = client()
+        return self._dc
+
+    def plan(self, topology: Topology) -> dict[str, str]:
+        """Compose variables for this instance: an image and a free /24 for each lab network."""
+        from .. import image
+
+        self._env = {"TWLAB_LAB": self.lab_id,
+                     "TWLAB_IMAGE": image.ensure_image(self.dc, progress=self.progress)}
+        taken = _taken_subnets(self.dc)
+        free = [s for s in POOL.subnets(new_prefix=24) if not any(s.overlaps(t) for t in taken)]
+        if len(free) < len(topology.networks):
+            raise EnvError(f"no free /24 left in {POOL} for the lab networks; run `invoke clean`")
+        start = random.randrange(len(free))     # parallel labs rarely pick the same first
+        picked = [free[(start + i) % len(free)] for i in range(len(topology.networks))]
+        for net, subnet in zip(topology.networks, picked):
+            self._env[f"TWLAB_{net.upper()}"] = str(subnet.network_address).rsplit(".", 1)[0]
+        return dict(self._env)
+
+    def env(self) -> dict[str, str]:
+        return dict(self._env) or super().env()
+
+    def up(self, topology: Topology) -> dict[str, Host]:
+        self.require_root()
+        try:
+            self._up(topology)
+        except BaseException:
+            self.down()
+            raise
+        return self.hosts
+
+    def _up(self, topology: Topology) -> None:
+        from docker.errors import APIError
+        from docker.types import IPAMConfig, IPAMPool
+
+        labels = {LABEL: self.lab_id}
+        nets = {}
+        for net in topology.networks.values():
+            name = f"{PREFIX}{self.lab_id}-{net.name}"
+            try:
+                nets[net.name] = self.dc.networks.create(
+                    name, driver="bridge", internal=net.internal, labels={**net.labels, **labels},
+                    ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=str(net.subnet))]),
+                    check_duplicate=True,
+                )
+            except APIError as exc:
+                raise BackendError(f"cannot create Docker network {name}: {exc.explanation}") from exc
+        containers = {}
+        for spec in topology.hosts.values():
+            name = f"{PREFIX}{self.lab_id}-{spec.name}"
+            first, *rest = spec.addresses.items()
+            try:
+                ctr = self.dc.containers.create(
+                    spec.image, command=list(spec.command) if spec.command else None,
+                    name=name, hostname=spec.name, labels={**spec.labels, **labels},
+                    cap_drop=["ALL"], cap_add=list(spec.cap_add),
+                    security_opt=["no-new-privileges"], init=spec.init,
+                    sysctls=dict(spec.sysctls), detach=True,
+                    network=nets[first[0]].name,
+                    networking_config={nets[first[0]].name: self.dc.api.create_endpoint_config(
+                        ipv4_address=str(first[1]))},
+                )
+                for netname, addr in rest:
+                    nets[netname].connect(ctr, ipv4_address=str(addr))
+            except APIError as exc:
+                raise BackendError(f"cannot create container {name}: {exc.explanation}") from exc
+            containers[spec.name] = ctr
+        for spec_name, ctr in containers.items():
+            try:
+                ctr.start()
+            except APIError as exc:
+                raise BackendError(f"cannot start container {ctr.name}: {exc.explanation}") from exc
+        for spec in topology.hosts.values():
+            ctr = containers[spec.name]
+            pid = self._wait_running(ctr)
+            self.hosts[spec.name] = Host(
+                name=spec.name, spec=spec, nspath=f"/proc/{pid}/ns/net",
+                exec_prefix=["docker", "exec", "-i", ctr.name],
+                python=["python3", "-u"],
+                addresses=dict(spec.addresses),
+            )
+        for host in self.hosts.values():
+            self._wait_routes(host, containers[host.name])
+
+    def _wait_running(self, ctr) -> int:
+        deadline = time.monotonic() + _TIMEOUT_S
+        while time.monotonic() < deadline:
+            ctr.reload()
+            state = ctr.attrs["State"]
+            if state.get("Running") and state.get("Pid"):
+                return int(state["Pid"])
+            if state.get("Status") in ("exited", "dead"):
+                logs = ctr.logs(tail=3).decode(errors="replace").strip().replace("\n", " | ")
+                raise BackendError(f"container {ctr.name} exited at start: {logs or state.get('Error')}")
+            time.sleep(0.05)
+        raise BackendError(f"container {ctr.name} did not start within {_TIMEOUT_S} s")
+
+    def _wait_routes(self, host: Host, ctr) -> None:
+        """The service's command sets its routes; wait until they are in place."""
+        from ..netns import iproute
+
+        want = {str(r.dest) for r in host.spec.routes}
+        deadline = time.monotonic() + 10
+        while want:
+            with iproute(host.nspath) as ipr:
+                have = {f"{r.get('RTA_DST')}/{r['dst_len']}" for r in ipr.get_routes(family=2)}
+            if want <= have:
+                return
+            if time.monotonic() > deadline:
+                ctr.reload()
+                raise BackendError(f"{host.name}: routes {sorted(want - have)} never appeared "
+                                   f"(container {ctr.attrs['State'].get('Status')})")
+            time.sleep(0.05)
+
+    def down(self) -> None:
+        if self._dc is None:
+            try:
+                self._dc = client()
+            except EnvError:
+                return
+        from docker.errors import APIError, NotFound
+
+        for ctr in lab_containers(self.dc, self.lab_id):
+            try:
+                ctr.remove(force=True)
+            except NotFound:
+                pass
+            except APIError as exc:
+                if exc.status_code != 409:   # removal already in progress
+                    raise BackendError(f"cannot remove container {ctr.name}: {exc.explanation}") from exc
+        for net in lab_networks(self.dc, self.lab_id):
+            try:
+                net.remove()
+            except NotFound:
+                pass
+            except APIError as exc:
+                raise BackendError(f"cannot remove Docker network {net.name}: {exc.explanation}") from exc

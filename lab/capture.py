@@ -1,0 +1,74 @@
+"""Per-host packet captures: tcpdump run inside each host's namespace, writing a pcap.
+
+tcpdump is the host machine's (scripts/setup installs it), entered into the namespace with nsenter,
+so captures work the same on both backends and the image need not carry it. tcpdump writes the
+pcap to its stdout, which is the artifact file, so no file ownership or AppArmor rule gets in the way.
+"""
+
+from __future__ import annotations
+
+import select
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from .errors import BackendError
+from .netns import nsenter
+
+__all__ = ["Capture"]
+
+
+class Capture:
+    def __init__(self, nspath: str, interface: str, path: Path, bpf: str = "tcp",
+                 link_type: str | None = None) -> None:
+        self.nspath, self.interface, self.path, self.bpf = nspath, interface, Path(path), bpf
+        self.link_type = link_type
+        self._proc: subprocess.Popen | None = None
+        self._out = None
+        self.stats = ""
+
+    def start(self, timeout_s: float = 10.0) -> "Capture":
+        # --immediate-mode: without it packets of the last buffer timeout (1 s) are lost on stop
+        argv = ["tcpdump", "-i", self.interface, "-n", "-U", "--immediate-mode", "-s", "0", "-w", "-"]
+        if self.link_type:
+            argv += ["-y", self.link_type]
+        if self.bpf:
+            argv.append(self.bpf)
+        self._out = open(self.path, "wb")
+        try:
+            self._proc = subprocess.Popen(nsenter(self.nspath, argv), stdout=self._out,
+                                          stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        except FileNotFoundError as exc:
+            self._out.close()
+            raise BackendError("tcpdump or nsenter is not installed; run scripts/setup") from exc
+        # tcpdump says "listening on ..." once the socket is bound: only then is nothing missed
+        deadline = time.monotonic() + timeout_s
+        line = b""
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self._proc.stderr], [], [], 0.1)
+            if ready:
+                chunk = self._proc.stderr.readline()
+                line += chunk
+                if b"listening on" in chunk:
+                    return self
+                if not chunk:
+                    break
+        self.stop()
+        raise BackendError(f"tcpdump on {self.interface} did not start: "
+                           f"{line.decode(errors='replace').strip() or 'no answer'}")
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.send_signal(signal.SIGINT)
+                try:
+                    _, err = self._proc.communicate(timeout=5)
+                except subprocess.TimeoutExpired:
+                    self._proc.kill()
+                    _, err = self._proc.communicate()
+                self.stats = (err or b"").decode(errors="replace").strip()
+            self._proc = None
+        if self._out is not None:
+            self._out.close()
+            self._out = None

@@ -1,0 +1,238 @@
+"""The Lab: a topology brought up on a backend, with captures, faults and observation attached.
+
+    with Lab(backend="netns", artifacts=Path("out")) as lab:
+        server, client = lab.peer("server"), lab.peer("client")
+        ...
+
+Everything a lab makes is named ``twlab-<lab id>-...`` or labelled ``org.twlab.lab=<lab id>``; closing
+removes it (closing twice is harmless), and ``lab.cleanup.clean`` finds what a killed run left.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from . import shaping
+from .backends import choose
+from .backends.base import Backend, Host
+from .capture import Capture
+from .errors import EnvError, LabError, UsageError, WaitTimeout
+from .faults import Faults
+from .netns import read_sysctl, write_sysctl
+from .observe import Sampler, SocketInfo, SocketView, counters_delta, read_counters
+from .peers import Peer
+from .timeline import Timeline
+from .topology import DEFAULT_COMPOSE, Topology, load
+
+__all__ = ["Lab", "SysctlSetting", "parse_sysctl", "REPORTED_SYSCTLS"]
+
+# what report.json lists per host, besides any sysctl the run set
+REPORTED_SYSCTLS = (
+    "net.ipv4.tcp_max_tw_buckets", "net.ipv4.tcp_tw_reuse", "net.ipv4.tcp_tw_reuse_delay",
+    "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_rfc1337", "net.ipv4.tcp_timestamps",
+    "net.ipv4.tcp_orphan_retries", "net.ipv4.tcp_retries2", "net.ipv4.tcp_invalid_ratelimit",
+    "net.ipv4.ip_forward",
+)
+
+
+@dataclass(frozen=True)
+class SysctlSetting:
+    host: str
+    key: str
+    value: str
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.key}={self.value}"
+
+
+def parse_sysctl(text: str) -> SysctlSetting:
+    """"client:net.ipv4.tcp_max_tw_buckets=0" -> SysctlSetting."""
+    host, sep, rest = text.partition(":")
+    key, eq, value = rest.partition("=")
+    if not sep or not eq or not host or not key or value == "":
+        raise UsageError(f"--sysctl {text!r}: write HOST:KEY=VALUE, e.g. client:net.ipv4.tcp_rfc1337=1")
+    key = key.strip().replace("/", ".")
+    if not key.startswith("net."):
+        raise UsageError(f"--sysctl {text!r}: only per-namespace net.* sysctls can be set in a lab host")
+    return SysctlSetting(host.strip(), key, value.strip())
+
+
+class Lab:
+    def __init__(self, backend: str = "auto", artifacts: Path | str = "artifacts/run",
+                 sysctls: list[SysctlSetting] = (), compose: Path | str = DEFAULT_COMPOSE,
+                 port: int = 5000, progress: Callable[[str], None] = lambda s: None,
+                 capture: bool = True) -> None:
+        self.backend_name, self.artifacts = backend, Path(artifacts)
+        self.requested_sysctls, self.compose, self.port = list(sysctls), Path(compose), port
+        self.progress, self.capture_enabled = progress, capture
+        self.lab_id = secrets.token_hex(3)
+        self.timeline = Timeline()
+        self.backend: Backend | None = None
+        self.topology: Topology | None = None
+        self.hosts: dict[str, Host] = {}
+        self.views: dict[str, SocketView] = {}
+        self.captures: dict[str, Capture] = {}
+        self.peers: dict[str, Peer] = {}
+        self.faults: Faults | None = None
+        self.sampler: Sampler | None = None
+        self.sysctls: dict[str, dict[str, str]] = {}
+        self.counters_before: dict[str, dict[str, int]] = {}
+        self.counters_after: dict[str, dict[str, int]] = {}
+        self.netem = (False, "not probed")
+        self.t0 = 0.0
+        self.timings: dict[str, float] = {}
+        self._closed = False
+
+    # -- bring-up -------------------------------------------------------------------------
+    def __enter__(self) -> "Lab":
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def start(self) -> None:
+        t_start = time.monotonic()
+        cls, why = choose(self.backend_name)
+        self.progress(why)
+        self.backend = cls(self.lab_id, self.progress)
+        topo = load(self.compose)                                    # validate before making anything
+        for s in self.requested_sysctls:
+            topo.host(s.host)
+        if hasattr(self.backend, "plan"):
+            topo = load(self.compose, self.backend.plan(topo))       # this instance's subnets
+        self.topology = topo
+        try:
+            self.artifacts.mkdir(parents=True, exist_ok=True)
+            probe = self.artifacts / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise UsageError(f"artifacts directory {self.artifacts} is not writable ({exc.strerror}); "
+                             "give --artifacts DIR somewhere you can write") from exc
+        t = time.monotonic()
+        self.hosts = self.backend.up(topo)
+        self.timings["bring_up_s"] = time.monotonic() - t
+        self.progress(f"lab {self.lab_id} up on {self.backend.name} in {self.timings['bring_up_s']:.2f} s: "
+                      + ", ".join(f"{h.name} {h.address}" for h in self.hosts.values()))
+        for s in self.requested_sysctls:
+            write_sysctl(self.hosts[s.host].nspath, s.key, s.value)
+        for name, host in self.hosts.items():
+            keys = list(REPORTED_SYSCTLS) + [k for k in host.spec.sysctls] + \
+                [s.key for s in self.requested_sysctls if s.host == name]
+            self.sysctls[name] = {}
+            for key in dict.fromkeys(keys):
+                try:
+                    self.sysctls[name][key] = read_sysctl(host.nspath, key)
+                except UsageError:
+                    pass     # this kernel lacks the key (e.g. tcp_tw_reuse_delay before 6.14)
+        router = topo.router
+        if router is not None:
+            self.netem = shaping.probe(self.hosts[router.name])
+        for name, host in self.hosts.items():
+            self.views[name] = SocketView(host)
+            self.counters_before[name] = read_counters(host.nspath)
+        if self.capture_enabled:
+            for name, host in self.hosts.items():
+                nets = list(host.addresses)
+                iface, link = (host.ifname(nets[0]), None) if len(nets) == 1 else ("any", "LINUX_SLL2")
+                self.captures[name] = Capture(host.nspath, iface, self.artifacts / f"{name}.pcap",
+                                              link_type=link).start()
+            if router is not None:
+                self.faults = Faults(self.hosts[router.name], self.timeline,
+                                     self.artifacts / "faults.pcap").start()
+        self.sampler = Sampler(self.views, self.port, self.timeline).start()
+        self.t0 = time.time()
+        self.timings["start_s"] = time.monotonic() - t_start
+
+    # -- what scenarios use -----------------------------------------------------------------
+    def host(self, name: str) -> Host:
+        if name not in self.hosts:
+            raise UsageError(f"unknown host {name!r}: this lab has {', '.join(self.hosts)}")
+        return self.hosts[name]
+
+    def peer(self, name: str) -> Peer:
+        if name not in self.peers:
+            self.peers[name] = Peer(self.host(name), self.timeline)
+        return self.peers[name]
+
+    def sockets(self, host: str, states: set[str] | None = None) -> list[SocketInfo]:
+        return self.views[host].sockets(port=self.port, states=states)
+
+    def wait_for(self, what: str, predicate: Callable[[], object], timeout_s: float,
+                 interval_s: float = 0.005) -> object:
+        """Poll *predicate* until it returns something true; raise LabError after *timeout_s*."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise WaitTimeout(f"timed out after {timeout_s:g} s waiting for {what}")
+            time.sleep(interval_s)
+
+    def note(self, host: str, text: str, **data) -> None:
+        self.timeline.add(time.time(), host, "note", text, **data)
+
+    # -- tear-down ------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop everything and remove every host; safe to call twice. Raises the first error
+        only after every step has been tried."""
+        if self._closed:
+            return
+        self._closed = True
+        errors: list[BaseException] = []
+
+        def step(fn: Callable[[], object]) -> None:
+            try:
+                fn()
+            except BaseException as exc:   # keep tearing down; report afterwards
+                errors.append(exc)
+
+        t = time.monotonic()
+        if self.sampler is not None:
+            step(self.sampler.stop)
+            step(self.sampler.poll)     # one last look, so the end state is on the timeline
+        for name, host in self.hosts.items():
+            step(lambda h=host, n=name: self.counters_after.__setitem__(n, read_counters(h.nspath)))
+        for peer in self.peers.values():
+            step(peer.stop)
+        if self.faults is not None:
+            step(self.faults.stop)
+        for cap in self.captures.values():
+            step(cap.stop)
+        for view in self.views.values():
+            step(view.close)
+        if self.backend is not None:
+            step(self.backend.down)
+        self.timings["tear_down_s"] = time.monotonic() - t
+        if errors:
+            first = errors[0]
+            if isinstance(first, (LabError, KeyboardInterrupt)):
+                raise first
+            raise EnvError(f"tear-down failed: {first}") from first
+
+    def counters_delta(self, host: str) -> dict[str, int]:
+        return counters_delta(self.counters_before.get(host, {}), self.counters_after.get(host, {}))
+
+    def describe(self) -> dict:
+        return {
+            "lab_id": self.lab_id,
+            "backend": self.backend.name if self.backend else None,
+            "kernel": platform.release(),
+            "hosts": {n: {"addresses": {k: str(v) for k, v in h.addresses.items()},
+                          "sysctls": self.sysctls.get(n, {})} for n, h in self.hosts.items()},
+            "netem": {"available": self.netem[0], "reason": self.netem[1]},
+            "compose": str(self.compose),
+            "pid": os.getpid(),
+        }

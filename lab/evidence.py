@@ -1,0 +1,71 @@
+"""What a run leaves to judge: packets from each capture, the timeline, counters, sysctls, facts.
+
+Checks read only from here, so every verdict comes from something observed in that run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .packets import Segment, read_pcap
+from .timeline import Event
+
+__all__ = ["Evidence"]
+
+
+@dataclass
+class Evidence:
+    packets: dict[str, list[Segment]]             # host -> segments its capture saw
+    timeline: list[Event]
+    counters: dict[str, dict[str, int]]           # host -> counter deltas over the run
+    sysctls: dict[str, dict[str, str]]            # host -> sysctls in force
+    addresses: dict[str, str]                     # host -> its (first) address
+    faults: dict[str, dict[str, Any]]             # name -> Fault.to_json()
+    facts: dict[str, Any] = field(default_factory=dict)   # what the scenario's steps returned
+    hz: int | None = None
+
+    @classmethod
+    def load(cls, artifacts: Path, hosts: list[str], **kw: Any) -> "Evidence":
+        packets = {h: read_pcap(artifacts / f"{h}.pcap") for h in hosts}
+        return cls(packets=packets, **kw)
+
+    # -- packets --------------------------------------------------------------------------
+    def segments(self, at: str, src: str | None = None, dst: str | None = None,
+                 flag: str | None = None) -> list[Segment]:
+        """Segments seen in *at*'s capture, from host *src* to host *dst*, carrying *flag*."""
+        out = []
+        for s in self.packets.get(at, []):
+            if src and s.src != self.addresses[src]:
+                continue
+            if dst and s.dst != self.addresses[dst]:
+                continue
+            if flag and not s.has(flag):
+                continue
+            out.append(s)
+        return out
+
+    def acks_of(self, at: str, fin: Segment, after: float | None = None) -> list[Segment]:
+        """Segments in *at*'s capture that acknowledge *fin* (ack == fin.seq + len + 1), from the
+        FIN's receiver, at or after *after*."""
+        want = (fin.seq + fin.length + 1) & 0xFFFFFFFF
+        return [s for s in self.packets.get(at, [])
+                if s.src == fin.dst and s.dst == fin.src and s.has("ACK") and s.ack == want
+                and not s.has("RST") and (after is None or s.t >= after)]
+
+    # -- timeline -------------------------------------------------------------------------
+    def states(self, host: str) -> list[Event]:
+        return [e for e in self.timeline if e.host == host and e.kind == "state"]
+
+    def ever_in(self, host: str, state: str) -> bool:
+        return any(e.data["socket"]["state"] == state for e in self.states(host))
+
+    def timer_restarts(self, host: str) -> list[Event]:
+        return [e for e in self.timeline if e.host == host and e.kind == "timer"]
+
+    def counter(self, host: str, name: str) -> int:
+        return self.counters.get(host, {}).get(name, 0)
+
+    def sysctl(self, host: str, key: str, default: str | None = None) -> str | None:
+        return self.sysctls.get(host, {}).get(key, default)

@@ -1,0 +1,168 @@
+"""Targeted faults: drop packets that match a direction and TCP flags, in the router's forward path.
+
+Exact and repeatable, never random: a rule in an nftables table of the router's own namespace
+(``table inet twlab``) matches the sender's and receiver's addresses and the TCP flags, logs each
+match to NFLOG (group 1, prefixed with the fault's name) and drops it. The NFLOG stream is captured
+to ``faults.pcap``, so every drop is recorded with its time and its full packet, and the rule's
+counter says how many were dropped. Installing and lifting a fault are atomic nft transactions.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .backends.base import Host
+from .capture import Capture
+from .errors import BackendError, UsageError
+from .netns import run_in
+from .timeline import Timeline
+
+__all__ = ["Faults", "Fault", "FLAG_BITS"]
+
+TABLE = "twlab"
+NFLOG_GROUP = 1
+FLAG_BITS = ("fin", "syn", "rst", "psh", "ack", "urg")
+
+
+def _flag_expr(flags: str | None, has: str | None) -> str:
+    def bits(spec: str) -> list[str]:
+        names = [b.strip().lower() for b in spec.replace(",", "|").split("|") if b.strip()]
+        for n in names:
+            if n not in FLAG_BITS:
+                raise UsageError(f"unknown TCP flag {n!r}: use {', '.join(FLAG_BITS)}")
+        return names
+
+    mask = "(" + "|".join(FLAG_BITS) + ")"
+    if flags:   # exactly these among FSRPAU
+        return f"tcp flags & {mask} == ({'|'.join(bits(flags))})"
+    if has:     # at least these
+        want = "|".join(bits(has))
+        return f"tcp flags & ({want}) == ({want})"
+    return "meta l4proto tcp"
+
+
+@dataclass
+class Fault:
+    name: str
+    description: str
+    rule: str
+    handle: int
+    installed_at: float
+    removed_at: float | None = None
+    dropped: int = 0
+    drop_times: list[float] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "description": self.description, "nft_rule": self.rule,
+                "installed_at": self.installed_at, "removed_at": self.removed_at,
+                "dropped": self.dropped, "drop_times": self.drop_times}
+
+
+class Faults:
+    """The fault layer of one lab: lives in the router's namespace."""
+
+    def __init__(self, router: Host, timeline: Timeline, pcap: Path) -> None:
+        self.router, self.timeline, self.pcap = router, timeline, Path(pcap)
+        self.faults: dict[str, Fault] = {}
+        self._capture: Capture | None = None
+        self._ready = False
+
+    def _nft(self, script: str) -> str:
+        return run_in(self.router.nspath, ["nft", "-f", "-"], input=script)
+
+    def start(self) -> "Faults":
+        self._nft(f"add table inet {TABLE}\n"
+                  f"add chain inet {TABLE} forward {{ type filter hook forward priority -10; policy accept; }}\n")
+        self._ready = True
+        self._capture = Capture(self.router.nspath, f"nflog:{NFLOG_GROUP}", self.pcap, bpf="").start()
+        return self
+
+    def drop(self, name: str, src: Host, dst: Host, flags: str | None = None,
+             has: str | None = None) -> Fault:
+        """Drop every packet from *src* to *dst* whose TCP flags are exactly *flags*
+        (e.g. "ack": pure ACKs) or include *has* (e.g. "fin")."""
+        if name in self.faults and self.faults[name].removed_at is None:
+            raise UsageError(f"fault {name!r} is already installed")
+        saddrs = ", ".join(str(a) for a in src.addresses.values())
+        daddrs = ", ".join(str(a) for a in dst.addresses.values())
+        match = f"ip saddr {{ {saddrs} }} ip daddr {{ {daddrs} }} {_flag_expr(flags, has)}"
+        # queue-threshold 1: the kernel hands each logged packet to the capture at once
+        rule = f'{match} counter log prefix "{name} " group {NFLOG_GROUP} queue-threshold 1 drop'
+        out = run_in(self.router.nspath, ["nft", "--echo", "--handle", "-f", "-"],
+                     input=f"add rule inet {TABLE} forward {rule}\n")
+        handle = _handle_from_echo(out)
+        what = f"drop {src.name}->{dst.name} tcp " + (f"flags=={flags}" if flags else f"has {has}" if has else "any")
+        fault = Fault(name, what, rule, handle, time.time())
+        self.faults[name] = fault
+        self.timeline.add(fault.installed_at, self.router.name, "fault", f"fault {name} on: {what}",
+                          fault=name)
+        return fault
+
+    def count(self, name: str) -> int:
+        fault = self.faults[name]
+        if fault.removed_at is not None:
+            return fault.dropped
+        return _counter(self._list(), fault.handle)
+
+    def _list(self) -> dict:
+        return json.loads(run_in(self.router.nspath, ["nft", "--json", "--handle", "list", "chain",
+                                                      "inet", TABLE, "forward"]))
+
+    def lift(self, name: str) -> Fault:
+        fault = self.faults[name]
+        if fault.removed_at is None:
+            fault.dropped = _counter(self._list(), fault.handle)
+            run_in(self.router.nspath, ["nft", "delete", "rule", "inet", TABLE, "forward",
+                                        "handle", str(fault.handle)])
+            fault.removed_at = time.time()
+            self.timeline.add(fault.removed_at, self.router.name, "fault",
+                              f"fault {name} off after {fault.dropped} drops", fault=name,
+                              dropped=fault.dropped)
+        return fault
+
+    def stop(self) -> None:
+        """Lift every fault, remove the table, stop the NFLOG capture, read the drop times."""
+        for name in list(self.faults):
+            try:
+                self.lift(name)
+            except Exception:
+                pass
+        if self._ready:
+            try:
+                self._nft(f"delete table inet {TABLE}\n")
+            except Exception:
+                pass
+            self._ready = False
+        if self._capture is not None:
+            self._capture.stop()
+            self._capture = None
+            from .packets import read_pcap
+
+            for seg in read_pcap(self.pcap):
+                if seg.prefix in self.faults:
+                    self.faults[seg.prefix].drop_times.append(seg.t)
+                    self.timeline.add(seg.t, self.router.name, "drop",
+                                      f"dropped {seg.flags} {seg.src}:{seg.sport} -> {seg.dst}:{seg.dport}"
+                                      f" (fault {seg.prefix})", segment=seg.to_json())
+
+
+def _handle_from_echo(out: str) -> int:
+    """`nft --echo --handle` prints the rule it added, ending in "# handle N"."""
+    m = re.search(r"# handle (\d+)\s*$", out, re.MULTILINE)
+    if not m:
+        raise BackendError(f"nft did not echo a rule handle: {out.strip()[:200]!r}")
+    return int(m.group(1))
+
+
+def _counter(doc: dict, handle: int) -> int:
+    for item in doc.get("nftables", []):
+        rule = item.get("rule")
+        if rule and rule.get("handle") == handle:
+            for expr in rule.get("expr", []):
+                if "counter" in expr:
+                    return int(expr["counter"]["packets"])
+    return 0

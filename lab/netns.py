@@ -1,0 +1,150 @@
+"""Acting inside a network namespace from the host process: sysctls, counters, sockets.
+
+A lab host is "a network namespace plus a way to run a process in it". Everything here takes the
+namespace's path (``/run/netns/<name>`` or ``/proc/<pid>/ns/net``), so it works the same for a
+container and for a plain namespace. The calling thread enters the namespace only for as long as
+it opens a file or a socket (a socket stays in the namespace it was made in) and always returns
+to where it was, so the host's own namespace is never changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import subprocess
+from typing import Iterator
+
+from pyroute2 import IPRoute
+from pyroute2 import netns as _pnetns
+
+from .errors import BackendError, UsageError
+
+__all__ = [
+    "inside",
+    "iproute",
+    "read_sysctl",
+    "write_sysctl",
+    "read_counters",
+    "nsenter",
+    "SYSCTL_ROOT",
+]
+
+SYSCTL_ROOT = "/proc/sys"
+
+
+@contextlib.contextmanager
+def inside(nspath: str) -> Iterator[None]:
+    """Run the block with the calling thread in the network namespace at *nspath*."""
+    try:
+        _pnetns.pushns(nspath)
+    except OSError as exc:
+        raise BackendError(f"cannot enter network namespace {nspath}: {exc.strerror or exc}") from exc
+    try:
+        yield
+    finally:
+        _pnetns.popns()
+
+
+@contextlib.contextmanager
+def iproute(nspath: str) -> Iterator[IPRoute]:
+    """An IPRoute whose netlink socket lives in the namespace at *nspath*.
+
+    pyroute2's own ``IPRoute(netns=...)`` forks the Python process to make the socket; a forked
+    copy of the lab inherits its signal handlers and state, so we make the socket ourselves."""
+    with inside(nspath):
+        ipr = IPRoute()
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+def _sysctl_path(key: str) -> str:
+    if not key.startswith("net.") or "/" in key or ".." in key:
+        raise UsageError(
+            f"sysctl {key!r} is not a per-namespace network sysctl; give a net.* key such as "
+            "net.ipv4.tcp_rfc1337"
+        )
+    return os.path.join(SYSCTL_ROOT, *key.split("."))
+
+
+def read_sysctl(nspath: str, key: str) -> str:
+    path = _sysctl_path(key)
+    with inside(nspath):
+        try:
+            with open(path) as f:
+                return f.read().strip()
+        except FileNotFoundError:
+            raise UsageError(f"unknown sysctl {key!r} (no {path} in this kernel)") from None
+
+
+def write_sysctl(nspath: str, key: str, value: str) -> None:
+    path = _sysctl_path(key)
+    with inside(nspath):
+        try:
+            with open(path, "w") as f:
+                f.write(str(value))
+        except FileNotFoundError:
+            raise UsageError(f"unknown sysctl {key!r} (no {path} in this kernel)") from None
+        except PermissionError:
+            raise UsageError(f"sysctl {key!r} is read-only; choose a writable net.* key") from None
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                raise UsageError(f"sysctl {key}={value!r}: the kernel refused the value (out of range?)") from None
+            raise
+
+
+def _parse_pairs(text: str) -> dict[str, int]:
+    """/proc/net/netstat and /proc/net/snmp: header line, value line, per prefix."""
+    out: dict[str, int] = {}
+    lines = text.splitlines()
+    for head, vals in zip(lines[::2], lines[1::2]):
+        prefix, _, names = head.partition(":")
+        _, _, values = vals.partition(":")
+        for name, value in zip(names.split(), values.split()):
+            try:
+                out[prefix + name] = int(value)
+            except ValueError:
+                pass
+    return out
+
+
+def read_counters(nspath: str) -> dict[str, int]:
+    """All nstat-style counters of the namespace (TcpExtTW, TcpOutRsts, ...), plus the
+    sockstat TIME-WAIT count as ``SockstatTcpTw``."""
+    with inside(nspath):
+        texts = []
+        for name in ("netstat", "snmp"):
+            with open(f"/proc/thread-self/net/{name}") as f:
+                texts.append(f.read())
+        with open("/proc/thread-self/net/sockstat") as f:
+            sockstat = f.read()
+    counters: dict[str, int] = {}
+    for text in texts:
+        counters.update(_parse_pairs(text))
+    for line in sockstat.splitlines():
+        if line.startswith("TCP:"):
+            words = line.split()[1:]
+            for k, v in zip(words[::2], words[1::2]):
+                counters["SockstatTcp" + k.capitalize()] = int(v)
+    return counters
+
+
+def nsenter(nspath: str, argv: list[str]) -> list[str]:
+    """argv that runs a host program inside the namespace."""
+    return ["nsenter", f"--net={nspath}", "--", *argv]
+
+
+def run_in(nspath: str, argv: list[str], input: str | None = None, timeout_s: float = 10.0) -> str:
+    """Run a host tool in the namespace; raise BackendError with its stderr when it fails."""
+    try:
+        done = subprocess.run(nsenter(nspath, argv), input=input, capture_output=True,
+                              text=True, timeout=timeout_s)
+    except FileNotFoundError as exc:
+        raise BackendError(f"{argv[0]} is not installed; run scripts/setup") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise BackendError(f"{' '.join(argv)} did not finish within {timeout_s:g} s") from exc
+    if done.returncode != 0:
+        raise BackendError(f"{' '.join(argv[:3])} failed: {done.stderr.strip().splitlines()[-1:] or done.returncode}")
+    return done.stdout

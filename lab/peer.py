@@ -1,0 +1,170 @@
+"""The peer: a small socket program run inside a lab host, driven one step at a time.
+
+It reads one JSON command per line on stdin and answers one JSON line on stdout:
+
+    {"op": "listen", "sock": "L", "port": 5000, "reuseaddr": true}
+    {"ok": true, "t": 1732540000.123456, "result": {"local": ["10.77.2.10", 5000]}}
+    {"ok": false, "t": ..., "errno": 98, "error": "EADDRINUSE", "message": "Address already in use"}
+
+Operations: socket, bind, listen, accept, connect, send, recv, shutdown, close, info, exit.
+Sockets are named by the caller. The program uses only the standard library, so it runs with the
+python3 of any host image, and is sent as source (``python3 -u -c``), not installed.
+"""
+
+import base64
+import errno
+import json
+import os
+import select
+import socket
+import struct
+import sys
+import time
+
+TCP_STATES = ["", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT",
+              "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV"]
+
+socks = {}
+
+
+def tcp_state(s):
+    try:
+        info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)
+    except OSError:
+        return None
+    return TCP_STATES[info[0]] if info[0] < len(TCP_STATES) else str(info[0])
+
+
+def describe(s):
+    out = {"state": tcp_state(s)}
+    for key, fn in (("local", s.getsockname), ("remote", s.getpeername)):
+        try:
+            out[key] = list(fn())
+        except OSError:
+            out[key] = None
+    out["so_error"] = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    return out
+
+
+def new_socket(cmd):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if cmd.get("reuseaddr"):
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if cmd.get("reuseport"):
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if cmd.get("linger") is not None:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, int(cmd["linger"])))
+    socks[cmd["sock"]] = s
+    return s
+
+
+def get(cmd, key="sock"):
+    try:
+        return socks[cmd[key]]
+    except KeyError:
+        raise ValueError("no socket named %r" % cmd.get(key))
+
+
+def op_socket(cmd):
+    new_socket(cmd)
+    return {}
+
+
+def op_bind(cmd):
+    s = socks.get(cmd["sock"]) or new_socket(cmd)
+    s.bind((cmd.get("addr", "0.0.0.0"), int(cmd.get("port", 0))))
+    return {"local": list(s.getsockname())}
+
+
+def op_listen(cmd):
+    s = socks.get(cmd["sock"]) or new_socket(cmd)
+    if s.getsockname()[1] == 0:
+        s.bind((cmd.get("addr", "0.0.0.0"), int(cmd["port"])))
+    s.listen(int(cmd.get("backlog", 16)))
+    return {"local": list(s.getsockname())}
+
+
+def op_accept(cmd):
+    s = get(cmd)
+    s.settimeout(float(cmd.get("timeout_s", 10)))
+    conn, addr = s.accept()
+    conn.settimeout(None)
+    socks[cmd["as"]] = conn
+    return describe(conn)
+
+
+def op_connect(cmd):
+    s = socks.get(cmd["sock"]) or new_socket(cmd)
+    if cmd.get("lport"):
+        s.bind(("0.0.0.0", int(cmd["lport"])))
+    s.settimeout(float(cmd.get("timeout_s", 10)))
+    s.connect((cmd["addr"], int(cmd["port"])))
+    s.settimeout(None)
+    return describe(s)
+
+
+def op_send(cmd):
+    s = get(cmd)
+    data = base64.b64decode(cmd["data_b64"]) if "data_b64" in cmd else cmd.get("data", "").encode()
+    s.sendall(data)
+    return {"sent": len(data)}
+
+
+def op_recv(cmd):
+    s = get(cmd)
+    ready, _, _ = select.select([s], [], [], float(cmd.get("timeout_s", 5)))
+    if not ready:
+        return {"timeout": True, "data_b64": "", "len": 0}
+    data = s.recv(int(cmd.get("max", 65536)))
+    return {"data_b64": base64.b64encode(data).decode(), "len": len(data), "eof": not data}
+
+
+def op_shutdown(cmd):
+    how = {"rd": socket.SHUT_RD, "wr": socket.SHUT_WR, "rdwr": socket.SHUT_RDWR}[cmd.get("how", "wr")]
+    get(cmd).shutdown(how)
+    return describe(get(cmd))
+
+
+def op_close(cmd):
+    s = socks.pop(cmd["sock"])
+    state = tcp_state(s)
+    s.close()
+    return {"state_before": state}
+
+
+def op_info(cmd):
+    return describe(get(cmd))
+
+
+OPS = {k[3:]: v for k, v in globals().items() if k.startswith("op_")}
+
+
+def answer(obj):
+    obj["t"] = time.time()
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def main():
+    answer({"ok": True, "result": {"pid": os.getpid(), "ready": True}})
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            cmd = json.loads(line)
+            op = cmd.get("op")
+            if op == "exit":
+                answer({"ok": True, "result": {}})
+                return
+            result = OPS[op](cmd)
+            answer({"ok": True, "result": result})
+        except OSError as exc:
+            code = exc.errno if exc.errno is not None else (errno.ETIMEDOUT if isinstance(exc, socket.timeout) else 0)
+            answer({"ok": False, "errno": code, "error": errno.errorcode.get(code, type(exc).__name__),
+                    "message": exc.strerror or str(exc) or type(exc).__name__})
+        except Exception as exc:  # a bad command: report, keep serving
+            answer({"ok": False, "errno": None, "error": type(exc).__name__, "message": str(exc)})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Driving a peer program (lab/peer.py) inside a lab host, one step at a time."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import select
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .backends.base import Host
+from .errors import PeerError
+from .timeline import Timeline
+
+__all__ = ["Peer", "Result"]
+
+_SOURCE = (Path(__file__).parent / "peer.py").read_text()
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one peer step did: ok or an errno, when (the host's clock), and what it returned."""
+
+    op: str
+    ok: bool
+    t: float
+    errno: int | None = None
+    error: str | None = None
+    message: str | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.result[key]
+
+    @property
+    def data(self) -> bytes:
+        return base64.b64decode(self.result.get("data_b64", ""))
+
+    def to_json(self) -> dict[str, Any]:
+        d = {"op": self.op, "ok": self.ok, "t": self.t, "result": self.result}
+        if not self.ok:
+            d.update(errno=self.errno, error=self.error, message=self.message)
+        return d
+
+
+class Peer:
+    def __init__(self, host: Host, timeline: Timeline, timeout_s: float = 15.0) -> None:
+        self.host, self.timeline, self.timeout_s = host, timeline, timeout_s
+        self.results: list[Result] = []
+        self._buf = b""
+        try:
+            self._proc = subprocess.Popen(host.argv(*host.python, "-c", _SOURCE),
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE)
+        except FileNotFoundError as exc:
+            raise PeerError(f"{host.name}: cannot start the peer ({exc.filename} not found)") from exc
+        hello = self._read("start", timeout_s)
+        if not hello.ok:
+            raise PeerError(f"{host.name}: the peer did not start: {hello.message}")
+        self.pid = hello.result.get("pid")
+
+    def _read(self, op: str, timeout_s: float) -> Result:
+        deadline = time.monotonic() + timeout_s
+        fd = self._proc.stdout.fileno()
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.kill()
+                raise PeerError(f"{self.host.name}: the peer did not answer {op!r} within {timeout_s:g} s")
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    err = self._proc.stderr.read().decode(errors="replace").strip().splitlines()
+                    raise PeerError(f"{self.host.name}: the peer died during {op!r}: "
+                                    f"{err[-1] if err else 'exit ' + str(self._proc.wait())}")
+                self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        try:
+            doc = json.loads(line)
+        except ValueError as exc:
+            raise PeerError(f"{self.host.name}: the peer answered {line[:80]!r}") from exc
+        return Result(op=op, ok=bool(doc.get("ok")), t=float(doc.get("t", time.time())),
+                      errno=doc.get("errno"), error=doc.get("error"), message=doc.get("message"),
+                      result=doc.get("result") or {})
+
+    def call(self, op: str, *, timeout_s: float | None = None, **args: Any) -> Result:
+        """Run one step. An errno is a result (the scenario decides); a dead or silent peer is not."""
+        wait = timeout_s if timeout_s is not None else self.timeout_s
+        if "timeout_s" in args:
+            wait = max(wait, float(args["timeout_s"]) + 5)
+        try:
+            self._proc.stdin.write((json.dumps({"op": op, **args}) + "\n").encode())
+            self._proc.stdin.flush()
+        except (BrokenPipeError, OSError) as exc:
+            raise PeerError(f"{self.host.name}: the peer is gone (step {op!r})") from exc
+        res = self._read(op, wait)
+        self.results.append(res)
+        shown = {k: v for k, v in args.items() if k != "data_b64"}
+        text = f"{op}({', '.join(f'{k}={v}' for k, v in shown.items())})"
+        text += " -> ok" if res.ok else f" -> {res.error}"
+        self.timeline.add(res.t, self.host.name, "peer", text, step=res.to_json(), args=shown)
+        return res
+
+    # the steps a scenario reads like a timeline
+    def listen(self, sock: str, port: int, **opts: Any) -> Result:
+        return self.call("listen", sock=sock, port=port, **opts)
+
+    def accept(self, sock: str, as_: str, timeout_s: float = 10) -> Result:
+        return self.call("accept", sock=sock, timeout_s=timeout_s, **{"as": as_})
+
+    def connect(self, sock: str, addr: str, port: int, **opts: Any) -> Result:
+        return self.call("connect", sock=sock, addr=str(addr), port=port, **opts)
+
+    def send(self, sock: str, data: bytes) -> Result:
+        return self.call("send", sock=sock, data_b64=base64.b64encode(data).decode())
+
+    def recv(self, sock: str, max: int = 65536, timeout_s: float = 5) -> Result:
+        return self.call("recv", sock=sock, max=max, timeout_s=timeout_s)
+
+    def shutdown(self, sock: str, how: str = "wr") -> Result:
+        return self.call("shutdown", sock=sock, how=how)
+
+    def close(self, sock: str) -> Result:
+        return self.call("close", sock=sock)
+
+    def info(self, sock: str) -> Result:
+        return self.call("info", sock=sock)
+
+    def kill(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+
+    def stop(self) -> None:
+        """Ask the peer to exit (its sockets close as a process exit closes them); kill if it lingers."""
+        if self._proc.poll() is None:
+            try:
+                self._proc.stdin.write(b'{"op": "exit"}\n')
+                self._proc.stdin.close()
+                self._proc.wait(timeout=3)
+            except (OSError, subprocess.TimeoutExpired):
+                self.kill()
+        for stream in (self._proc.stdout, self._proc.stderr):
+            if stream and not stream.closed:
+                stream.close()

@@ -1,0 +1,130 @@
+"""Running one scenario end to end: bring up, run the steps, tear down, judge, write report.json."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import signal
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from .core import Lab, SysctlSetting
+from .errors import LabError, WaitTimeout
+from .evidence import Evidence
+from .shaping import REQUIRED
+from .verdict import verdict
+
+__all__ = ["run_scenario", "default_artifacts", "interrupts_as_exceptions", "kernel_hz"]
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM/SIGHUP, raised like Ctrl-C so every `finally` and `with` tears the lab down."""
+
+
+@contextlib.contextmanager
+def interrupts_as_exceptions() -> Iterator[None]:
+    owner = os.getpid()
+
+    def handler(signum, frame):
+        if os.getpid() != owner:        # a forked child (a library's helper): just go
+            os._exit(128 + signum)
+        raise Interrupted(f"stopped by {signal.Signals(signum).name}")
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def default_artifacts(scenario: str) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path("artifacts") / f"{stamp}-{scenario}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = Path(f"{base}-{n}")
+    return path
+
+
+def kernel_hz() -> int | None:
+    """CONFIG_HZ of the running kernel, from /proc/config.gz or /boot/config-*."""
+    import gzip
+    import platform
+
+    for path, opener in (("/proc/config.gz", gzip.open), (f"/boot/config-{platform.release()}", open)):
+        try:
+            with opener(path, "rt") as f:
+                for line in f:
+                    if line.startswith("CONFIG_HZ="):
+                        return int(line.split("=")[1])
+        except OSError:
+            continue
+    return None
+
+
+def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] = (),
+                 artifacts: Path | None = None, progress: Callable[[str], None] = lambda s: None
+                 ) -> dict[str, Any]:
+    """Run scenario *name*; return the report (also written to ARTIFACTS/report.json).
+
+    Raises LabError for usage and environment errors (nothing is left behind); a failed check is
+    not an error but ``report["verdict"] == "fail"``."""
+    from scenarios import get
+
+    mod = get(name)
+    artifacts = Path(artifacts) if artifacts else default_artifacts(name)
+    started = time.time()
+    lab = Lab(backend=backend, artifacts=artifacts, sysctls=list(sysctls), port=mod.PORT,
+              progress=progress)
+    facts: dict[str, Any] = {}
+    error: str | None = None
+    with interrupts_as_exceptions():
+        with lab:
+            if mod.SHAPING == REQUIRED and not lab.netem[0]:
+                raise LabError(f"{name} needs link shaping, but {lab.netem[1]}")
+            progress(f"running {name}: {mod.INTENT}")
+            t = time.monotonic()
+            try:
+                facts = mod.run(lab) or {}
+            except WaitTimeout as exc:  # a step timed out: still judge what was seen, then fail
+                error = str(exc)
+            lab.timings["scenario_s"] = time.monotonic() - t
+    ev = Evidence.load(
+        artifacts, list(lab.hosts), timeline=lab.timeline.events(),
+        counters={h: lab.counters_delta(h) for h in lab.hosts}, sysctls=lab.sysctls,
+        addresses={h: str(host.address) for h, host in lab.hosts.items()},
+        faults={n: f.to_json() for n, f in (lab.faults.faults.items() if lab.faults else [])},
+        facts=facts, hz=kernel_hz())
+    try:
+        checks = mod.check(ev)
+    except Exception:   # a broken check is a bug: report it as a failed check, with its trace
+        checks = []
+        error = (error + "; " if error else "") + "check raised: " + traceback.format_exc(limit=3)
+    report = {
+        "scenario": name,
+        "intent": mod.INTENT,
+        **lab.describe(),
+        "kernel_hz": ev.hz,
+        "started": started,
+        "duration_s": round(time.time() - started, 3),
+        "timings_s": {k: round(v, 3) for k, v in lab.timings.items()},
+        "sysctls_requested": [str(s) for s in sysctls],
+        "verdict": "fail" if error else verdict(checks),
+        "error": error,
+        "checks": [c.to_json() for c in checks],
+        "counters": ev.counters,
+        "faults": ev.faults,
+        "facts": facts,
+        "artifacts": {"dir": str(artifacts),
+                      "pcaps": sorted(p.name for p in artifacts.glob("*.pcap"))},
+        "timeline": [e.to_json(lab.t0) for e in ev.timeline],
+        "packets": {h: [s.to_json() for s in segs] for h, segs in ev.packets.items()},
+    }
+    (artifacts / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return report

@@ -1,0 +1,222 @@
+"""compose.yaml -> Topology: hosts, networks, addresses, routes and sysctls.
+
+compose.yaml is the one source of truth. Both backends build the same picture from it: the docker
+backend hands each service to the Docker engine, the netns backend rebuilds it with namespaces and
+veth pairs. Compose's variable interpolation (``${VAR:-default}``) is honoured, which is how a lab
+instance gets its own subnets while a by-hand ``docker compose up`` gets the defaults.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import TopologyError, UsageError
+
+__all__ = ["Network", "Route", "HostSpec", "Topology", "load", "DEFAULT_COMPOSE"]
+
+DEFAULT_COMPOSE = Path(__file__).resolve().parent.parent / "compose.yaml"
+
+_VAR = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+@dataclass(frozen=True)
+class Network:
+    name: str
+    subnet: ipaddress.IPv4Network
+    internal: bool
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Route:
+    dest: ipaddress.IPv4Network
+    via: ipaddress.IPv4Address
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    name: str
+    image: str
+    addresses: Mapping[str, ipaddress.IPv4Address]  # network name -> address
+    sysctls: Mapping[str, str]
+    cap_add: tuple[str, ...]
+    routes: tuple[Route, ...]
+    command: tuple[str, ...] | None
+    labels: Mapping[str, str]
+    init: bool = False
+
+    @property
+    def forwards(self) -> bool:
+        return str(self.sysctls.get("net.ipv4.ip_forward", "0")) == "1"
+
+
+@dataclass(frozen=True)
+class Topology:
+    name: str
+    hosts: Mapping[str, HostSpec]
+    networks: Mapping[str, Network]
+    source: Path
+
+    def host(self, name: str) -> HostSpec:
+        try:
+            return self.hosts[name]
+        except KeyError:
+            raise UsageError(
+                f"unknown host {name!r}: this lab has {', '.join(self.hosts)}"
+            ) from None
+
+    def members(self, network: str) -> list[HostSpec]:
+        return [h for h in self.hosts.values() if network in h.addresses]
+
+    @property
+    def router(self) -> HostSpec | None:
+        routers = [h for h in self.hosts.values() if h.forwards]
+        return routers[0] if routers else None
+
+    def address(self, host: str) -> ipaddress.IPv4Address:
+        """The host's address (its first network's) - what peers connect to."""
+        return next(iter(self.host(host).addresses.values()))
+
+
+def _interpolate(value: Any, env: Mapping[str, str], where: str) -> Any:
+    if isinstance(value, str):
+        def sub(m: re.Match[str]) -> str:
+            if m.group(0) == "$$":
+                return "$"
+            name = m.group(1) or m.group(4)
+            have = env.get(name)
+            if m.group(2) == ":-":
+                return have if have else m.group(3)
+            if m.group(2) == "-":
+                return have if have is not None else m.group(3)
+            if have is None:
+                raise TopologyError(f"{where}: variable ${name} is not set and has no default")
+            return have
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _interpolate(v, env, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, env, where) for v in value]
+    return value
+
+
+def _routes_from_command(command: tuple[str, ...] | None, where: str) -> tuple[Route, ...]:
+    """Routes the service's command sets up (``ip route replace|add DEST via GW``)."""
+    if not command:
+        return ()
+    words: list[str] = []
+    for part in command:
+        words += shlex.split(part) if " " in part else [part]
+    routes = []
+    for i in range(len(words) - 5):
+        if words[i] == "ip" and words[i + 1] == "route" and words[i + 2] in ("add", "replace") \
+                and words[i + 4] == "via":
+            try:
+                routes.append(Route(ipaddress.IPv4Network(words[i + 3]),
+                                    ipaddress.IPv4Address(words[i + 5].rstrip(";&"))))
+            except ValueError as exc:
+                raise TopologyError(f"{where}: bad route in command: {exc}") from exc
+    return tuple(routes)
+
+
+def _mapping(value: Any, where: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if isinstance(value, list):  # ["KEY=VALUE", ...]
+        out = {}
+        for item in value:
+            key, sep, val = str(item).partition("=")
+            if not sep:
+                raise TopologyError(f"{where}: expected KEY=VALUE, got {item!r}")
+            out[key] = val
+        return out
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    raise TopologyError(f"{where}: expected a mapping, got {type(value).__name__}")
+
+
+def load(path: Path | str = DEFAULT_COMPOSE, env: Mapping[str, str] | None = None) -> Topology:
+    """Read a compose file into a Topology, interpolating ``${VAR:-default}`` from *env*."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise TopologyError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise TopologyError(f"{path}{line}: not valid YAML ({problem}); fix the file") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("services"), dict):
+        raise TopologyError(f"{path}: no 'services:' mapping; a lab needs client, router and server")
+    doc = _interpolate(doc, env or {}, path.name)
+
+    networks: dict[str, Network] = {}
+    for name, spec in (doc.get("networks") or {}).items():
+        spec = spec or {}
+        configs = ((spec.get("ipam") or {}).get("config") or [])
+        if not configs or "subnet" not in configs[0]:
+            raise TopologyError(f"{path}: network {name!r} needs ipam.config[0].subnet")
+        try:
+            subnet = ipaddress.IPv4Network(configs[0]["subnet"])
+        except ValueError as exc:
+            raise TopologyError(f"{path}: network {name!r}: {exc}") from exc
+        networks[name] = Network(name, subnet, bool(spec.get("internal", False)),
+                                 _mapping(spec.get("labels"), f"networks.{name}.labels"))
+
+    hosts: dict[str, HostSpec] = {}
+    for name, svc in doc["services"].items():
+        where = f"{path.name}: services.{name}"
+        if not isinstance(svc, dict):
+            raise TopologyError(f"{where}: expected a mapping")
+        nets = svc.get("networks") or {}
+        if isinstance(nets, list):
+            raise TopologyError(f"{where}.networks: give each network an ipv4_address")
+        addresses: dict[str, ipaddress.IPv4Address] = {}
+        for net, nspec in nets.items():
+            if net not in networks:
+                raise TopologyError(f"{where}: network {net!r} is not declared under networks:")
+            try:
+                addr = ipaddress.IPv4Address((nspec or {}).get("ipv4_address", ""))
+            except ValueError:
+                raise TopologyError(f"{where}.networks.{net}: needs a fixed ipv4_address") from None
+            if addr not in networks[net].subnet:
+                raise TopologyError(f"{where}: {addr} is outside {net} ({networks[net].subnet})")
+            addresses[net] = addr
+        if not addresses:
+            raise TopologyError(f"{where}: is on no network")
+        command = svc.get("command")
+        if isinstance(command, str):
+            command = ("sh", "-c", command)
+        command = tuple(str(c) for c in command) if command else None
+        hosts[name] = HostSpec(
+            name=name,
+            image=str(svc.get("image", "")),
+            addresses=addresses,
+            sysctls=_mapping(svc.get("sysctls"), f"{where}.sysctls"),
+            cap_add=tuple(svc.get("cap_add") or ()),
+            routes=_routes_from_command(command, where),
+            command=command,
+            labels=_mapping(svc.get("labels"), f"{where}.labels"),
+            init=bool(svc.get("init", False)),
+        )
+        if "privileged" in svc and svc["privileged"]:
+            raise TopologyError(f"{where}: privileged containers are not allowed; use cap_add")
+
+    for host in hosts.values():
+        for route in host.routes:
+            if not any(route.via in networks[n].subnet for n in host.addresses):
+                raise TopologyError(
+                    f"{path.name}: services.{host.name}: route via {route.via} is on none of its networks"
+                )
+    return Topology(str(doc.get("name", "twlab")), hosts, networks, path)

@@ -1,0 +1,38 @@
+"""The scenario catalog: one behaviour per module, named in kebab-case (``lost-ack`` is
+``scenarios/lost_ack.py``). A scenario module defines:
+
+    NAME     kebab-case name        INTENT   one line: what it shows and the rule it checks
+    SHAPING  required|optional|unused (lab.shaping)
+    run(lab) -> dict                 the steps, in order, returning facts the checks need
+    check(ev: lab.evidence.Evidence) -> list[lab.verdict.Check]
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import pkgutil
+from types import ModuleType
+
+from lab.errors import UsageError
+
+__all__ = ["catalog", "get"]
+
+
+def catalog() -> dict[str, ModuleType]:
+    out = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        if info.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f"{__name__}.{info.name}")
+        out[mod.NAME] = mod
+    return out
+
+
+def get(name: str) -> ModuleType:
+    cat = catalog()
+    if name in cat:
+        return cat[name]
+    close = difflib.get_close_matches(name, cat, n=3, cutoff=0.4)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    raise UsageError(f"unknown scenario {name!r}: {hint}`invoke list` shows them all")

@@ -1,0 +1,227 @@
+"""lost-ack: the client's final ACK is lost; the server retransmits its FIN, and the client's
+TIME-WAIT answers every copy and restarts its 2MSL timer.
+
+Checks RFC 9293 §3.10.7.4 / RFC 793 p.73 (TIME-WAIT: "The only thing that can arrive in this state
+is a retransmission of the remote FIN. Acknowledge it, and restart the 2 MSL timeout"), RFC 9293
+§3.6.1 / RFC 1122 §4.2.2.13 (the side that closes first lingers in TIME-WAIT), and the classic
+claim (the socket FAQ) that without that state the client would answer the FIN with RST and the
+server would see an error. Expectations follow the client's net.ipv4.tcp_max_tw_buckets: at 0 the
+kernel has no room for TIME-WAIT (FACTS.md §2, §3) and the RST path is what must be observed.
+
+    t      who      step                                   wire                      state
+    0      server   listen :5000                                                     LISTEN
+    0      client   connect                                SYN, SYN-ACK, ACK         ESTABLISHED
+    0      client   send "hello"                           data ->, <- ACK
+    0      client   close()                                FIN ->, <- ACK            client FIN_WAIT2
+    0      router   drop every pure ACK client -> server
+    0      server   shutdown(SHUT_WR)                      <- FIN                    server LAST_ACK
+    0      client   (kernel) ACK, lost in the router       ACK -> x                  client TIME_WAIT
+    0.2..  server   (kernel) FIN again: TLP, then 2 RTOs   <- FIN  (backoff)         timer back to 60 s
+    ~0.9   router   lift the drop
+    ~1.7   server   (kernel) FIN again; its ACK arrives    <- FIN, ACK ->            server socket gone
+    end    client   still in TIME_WAIT (about 58 s left)
+"""
+
+from __future__ import annotations
+
+import errno
+
+from lab.core import Lab
+from lab.evidence import Evidence
+from lab.shaping import OPTIONAL
+from lab.verdict import Check
+
+NAME = "lost-ack"
+INTENT = "the final ACK is lost; TIME-WAIT re-ACKs each retransmitted FIN and restarts its 2MSL timer"
+SHAPING = OPTIONAL
+PORT = 5000
+RETRANSMISSIONS_UNDER_DROP = 2        # RTO retransmissions of the FIN (sock_diag idiag_retrans; the
+                                      # tail-loss probe before them is not counted) before lifting
+LINUX_TIMEWAIT_MS = 60_000            # TCP_TIMEWAIT_LEN (include/net/tcp.h), FACTS.md §1
+
+CITE_ACK_RESTART = "RFC 9293 §3.10.7.4 (RFC 793 p.73): TIME-WAIT, FIN arrives: acknowledge it, restart the 2 MSL timeout; Linux tcp_timewait_state_process()"
+CITE_CLOSER_WAITS = "RFC 9293 §3.6.1 / RFC 1122 §4.2.2.13: the side that closes first lingers in TIME-WAIT"
+CITE_RETRANSMIT = "RFC 9293 §3.8.1 and RFC 6298 §5.5: retransmit on RTO, doubling it each time (Linux sends a tail-loss probe first)"
+CITE_OVERFLOW = "FACTS.md §2-3: with tcp_max_tw_buckets exhausted a closing socket skips TIME-WAIT (TCPTimeWaitOverflow) and answers the peer's FIN with RST (tcp_time_wait(), tcp_v4_send_reset())"
+CITE_TW_LEN = "FACTS.md §1: Linux TIME-WAIT is TCP_TIMEWAIT_LEN = 60 s (BSD 2MSL = 2 x 30 s; RFC 1122's 2 x 2 min is not followed)"
+
+
+def run(lab: Lab) -> dict:
+    server, client = lab.peer("server"), lab.peer("client")
+    srv_addr = lab.host("server").address
+
+    server.listen("L", PORT)
+    client.connect("c", srv_addr, PORT)
+    server.accept("L", as_="conn")
+    client.send("c", b"hello")
+    server.recv("conn")
+
+    client.close("c")                                            # client closes first: FIN ->
+    lab.wait_for("the client's FIN to arrive (server CLOSE_WAIT)",
+                 lambda: lab.sockets("server", {"CLOSE_WAIT"}), timeout_s=5)
+    lab.wait_for("the server's ACK of that FIN (client no longer FIN_WAIT1)",
+                 lambda: not lab.sockets("client", {"FIN_WAIT1"}), timeout_s=5)
+
+    lab.faults.drop("lost-ack", lab.host("client"), lab.host("server"), flags="ack")
+    server.shutdown("conn", "wr")                                # <- FIN, server LAST_ACK
+
+    def retransmitted_enough_or_closed():
+        socks = lab.sockets("server", {"LAST_ACK"})
+        return not socks or socks[0].retrans >= RETRANSMISSIONS_UNDER_DROP
+    lab.wait_for(f"{RETRANSMISSIONS_UNDER_DROP} retransmissions of the server's FIN",
+                 retransmitted_enough_or_closed, timeout_s=15)
+    lab.faults.lift("lost-ack")
+
+    lab.wait_for("the server's socket to leave LAST_ACK",
+                 lambda: not lab.sockets("server", {"LAST_ACK"}), timeout_s=15)
+    after = server.info("conn")
+    client_end = lab.sockets("client")
+    server.close("conn")
+    server.close("L")
+    return {
+        "server_so_error": after["so_error"],
+        "server_state_after": after["state"],
+        "client_sockets_at_end": [s.to_json() for s in client_end],
+    }
+
+
+def check(ev: Evidence) -> list[Check]:
+    buckets = int(ev.sysctl("client", "net.ipv4.tcp_max_tw_buckets", "1"))
+    if buckets == 0:
+        return _check_no_timewait(ev)
+    return _check_timewait(ev)
+
+
+def _server_fins(ev: Evidence, at: str):
+    return ev.segments(at, src="server", dst="client", flag="FIN")
+
+
+def _check_timewait(ev: Evidence) -> list[Check]:
+    checks = []
+    drop = ev.faults.get("lost-ack", {})
+    lifted = drop.get("removed_at") or float("inf")
+    fins_srv = _server_fins(ev, "server")
+    fins_cli = _server_fins(ev, "client")
+    seqs = sorted({f.seq for f in fins_srv})
+    times = [f.t for f in fins_srv]
+    gaps = [round(b - a, 3) for a, b in zip(times, times[1:])]
+
+    # 1. the side that closed first holds TIME-WAIT, the other never does
+    cli_tw, srv_tw = ev.ever_in("client", "TIME_WAIT"), ev.ever_in("server", "TIME_WAIT")
+    checks.append(Check(
+        "client-closed-first-holds-time-wait", CITE_CLOSER_WAITS,
+        "client enters TIME_WAIT; server never does",
+        f"sock_diag: client {'entered' if cli_tw else 'never entered'} TIME_WAIT, "
+        f"server {'entered' if srv_tw else 'never entered'} it",
+        cli_tw and not srv_tw, {"client_time_wait": cli_tw, "server_time_wait": srv_tw}))
+
+    # 2. the server retransmits its FIN (same sequence number), at growing intervals
+    doubled = any(later >= 1.8 * earlier for i, earlier in enumerate(gaps) for later in gaps[i + 1:])
+    growing = all(b >= 0.9 * a for a, b in zip(gaps, gaps[1:]))
+    ok = len(fins_srv) >= 3 and len(seqs) == 1 and growing and doubled
+    checks.append(Check(
+        "server-retransmits-fin", CITE_RETRANSMIT,
+        ">= 3 FINs from the server with one sequence number, intervals not shrinking, the RTO doubling",
+        f"server.pcap: {len(fins_srv)} FINs, seq {seqs}, intervals {gaps} s",
+        ok, {"fin_count": len(fins_srv), "fin_seqs": seqs, "fin_times": times, "intervals_s": gaps}))
+
+    # 3. TIME-WAIT acknowledges every FIN that reaches the client
+    unanswered = [round(f.t - times[0], 3) for f in fins_cli if not ev.acks_of("client", f, after=f.t)]
+    acks_cli = [a for f in fins_cli for a in ev.acks_of("client", f, after=f.t)[:1]]
+    checks.append(Check(
+        "time-wait-acks-every-fin", CITE_ACK_RESTART,
+        "an ACK leaves the client after each FIN from the server",
+        f"client.pcap: {len(fins_cli)} FINs arrived, {len(acks_cli)} answered by an ACK"
+        + (f"; unanswered at {unanswered}" if unanswered else ""),
+        bool(fins_cli) and not unanswered and len(fins_cli) >= 3,
+        {"fins_at_client": len(fins_cli), "acks_from_client": len(acks_cli)}))
+
+    # 4. those ACKs never reached the server while the drop was in force; the next one did
+    during = [a for a in acks_cli if a.t < lifted]
+    reached = [a for a in during if any(s.same_wire(a) for s in ev.packets["server"])]
+    after = [a for a in acks_cli if a.t >= lifted]
+    after_reached = [a for a in after if any(s.same_wire(a) for s in ev.packets["server"])]
+    ok = len(during) >= 2 and not reached and bool(after_reached) and drop.get("dropped", 0) >= len(during)
+    checks.append(Check(
+        "final-ack-lost-then-delivered", "lab fault: nft drop of pure ACKs client->server in the router's forward path",
+        ">= 2 client ACKs dropped (in client.pcap, absent from server.pcap); after the drop is lifted the next ACK reaches the server",
+        f"{len(during)} ACKs sent under the drop, {len(reached)} of them in server.pcap, nft dropped "
+        f"{drop.get('dropped', 0)}; after lifting {len(after)} sent, {len(after_reached)} arrived",
+        ok, {"acks_under_drop": len(during), "acks_under_drop_seen_by_server": len(reached),
+             "nft_dropped": drop.get("dropped", 0), "drop_times": drop.get("drop_times", []),
+             "acks_after_lift": len(after), "acks_after_lift_seen_by_server": len(after_reached)}))
+
+    # 5. the TIME-WAIT timer restarts at each retransmitted FIN, back near 60 s
+    restarts = ev.timer_restarts("client")
+    retrans_at_client = fins_cli[1:]
+    matched = []
+    for f in retrans_at_client:
+        r = next((e for e in restarts if f.t - 0.002 <= e.t <= f.t + 0.2), None)
+        matched.append(None if r is None else r.data["socket"]["expires_ms"])
+    ok = bool(retrans_at_client) and all(m is not None and m >= LINUX_TIMEWAIT_MS - 1000 for m in matched)
+    checks.append(Check(
+        "time-wait-timer-restarts", CITE_ACK_RESTART,
+        f"after each retransmitted FIN the client's TIME-WAIT timer is back near {LINUX_TIMEWAIT_MS // 1000} s",
+        f"sock_diag: {len(retrans_at_client)} retransmitted FINs, timer after each: "
+        f"{[m if m is None else round(m / 1000, 2) for m in matched]} s",
+        ok, {"expires_ms_after_each": matched, "restart_events": len(restarts)}))
+
+    # 6. the server's socket closes cleanly; the client stays in TIME-WAIT
+    end = ev.facts.get("client_sockets_at_end", [])
+    cli_left = [s for s in end if s["state"] == "TIME_WAIT"]
+    so_error = ev.facts.get("server_so_error")
+    ok = so_error == 0 and bool(cli_left)
+    checks.append(Check(
+        "close-completes-client-keeps-time-wait", CITE_CLOSER_WAITS,
+        "server socket gone with no error (SO_ERROR 0); client still in TIME_WAIT",
+        f"server SO_ERROR={so_error} ({errno.errorcode.get(so_error, '-') if so_error else 'none'}), "
+        f"state {ev.facts.get('server_state_after')}; client sockets at end: "
+        f"{[(s['state'], round(s['expires_ms'] / 1000, 1)) for s in end]}",
+        ok, {"server_so_error": so_error, "client_time_wait_left_ms": [s["expires_ms"] for s in cli_left]}))
+
+    # 7. how long TIME-WAIT is armed for: Linux's fixed 60 s
+    first = next((e.data["socket"]["expires_ms"] for e in ev.states("client")
+                  if e.data["socket"]["state"] == "TIME_WAIT"), None)
+    ok = first is not None and LINUX_TIMEWAIT_MS - 1000 <= first <= LINUX_TIMEWAIT_MS
+    checks.append(Check(
+        "time-wait-armed-for-60s", CITE_TW_LEN,
+        "TIME_WAIT timer armed at 60 s (BSD 2MSL; RFC 1122 asks 240 s)",
+        f"sock_diag: first TIME_WAIT sample had {first} ms left",
+        ok, {"first_expires_ms": first}))
+    return checks
+
+
+def _check_no_timewait(ev: Evidence) -> list[Check]:
+    checks = []
+    overflow = ev.counter("client", "TcpExtTCPTimeWaitOverflow")
+    cli_tw = ev.ever_in("client", "TIME_WAIT")
+    checks.append(Check(
+        "no-time-wait-state", CITE_OVERFLOW,
+        "tcp_max_tw_buckets=0: the client never holds TIME_WAIT, TCPTimeWaitOverflow rises",
+        f"sock_diag: client {'entered' if cli_tw else 'never entered'} TIME_WAIT; "
+        f"TcpExtTCPTimeWaitOverflow +{overflow}",
+        not cli_tw and overflow >= 1, {"TCPTimeWaitOverflow": overflow, "client_time_wait": cli_tw}))
+
+    fins_cli = _server_fins(ev, "client")
+    rsts = [s for s in ev.segments("client", src="client", dst="server", flag="RST")
+            if fins_cli and s.t >= fins_cli[0].t]
+    answered = bool(rsts) and rsts[0].seq == fins_cli[0].ack if fins_cli else False
+    out_rsts = ev.counter("client", "TcpOutRsts")
+    checks.append(Check(
+        "fin-answered-with-rst", CITE_OVERFLOW,
+        "the server's FIN reaches a client with no state for it and is answered with RST",
+        f"client.pcap: {len(fins_cli)} FINs from the server, {len(rsts)} RSTs from the client after it"
+        + (f" (RST seq {rsts[0].seq} = FIN's ack {fins_cli[0].ack})" if rsts and fins_cli else "")
+        + f"; TcpOutRsts +{out_rsts}",
+        answered and out_rsts >= 1,
+        {"fins_at_client": len(fins_cli), "rsts_from_client": len(rsts), "TcpOutRsts": out_rsts}))
+
+    so_error = ev.facts.get("server_so_error")
+    reached = any(s.has("RST") for s in ev.segments("server", src="client", dst="server"))
+    checks.append(Check(
+        "server-sees-error", "socket FAQ / RFC 9293 §3.10.7.4: a reset in LAST-ACK aborts the connection (ECONNRESET)",
+        "the RST reaches the server and its socket reports ECONNRESET",
+        f"server.pcap: RST {'arrived' if reached else 'never arrived'}; server SO_ERROR={so_error} "
+        f"({errno.errorcode.get(so_error, '-') if so_error else 'none'})",
+        reached and so_error == errno.ECONNRESET, {"server_so_error": so_error}))
+    return checks
