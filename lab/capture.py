@@ -7,6 +7,7 @@ pcap to its stdout, which is the artifact file, so no file ownership or AppArmor
 
 from __future__ import annotations
 
+import os
 import select
 import signal
 import subprocess
@@ -44,19 +45,20 @@ class Capture:
             raise BackendError("tcpdump or nsenter is not installed; run scripts/setup") from exc
         # tcpdump says "listening on ..." once the socket is bound: only then is nothing missed
         deadline = time.monotonic() + timeout_s
-        line = b""
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([self._proc.stderr], [], [], 0.1)
+        said = b""
+        fd = self._proc.stderr.fileno()
+        while time.monotonic() < deadline and b"listening on" not in said:
+            ready, _, _ = select.select([fd], [], [], 0.1)
             if ready:
-                chunk = self._proc.stderr.readline()
-                line += chunk
-                if b"listening on" in chunk:
-                    return self
+                chunk = os.read(fd, 4096)
                 if not chunk:
                     break
+                said += chunk
+        if b"listening on" in said:
+            return self
         self.stop()
         raise BackendError(f"tcpdump on {self.interface} did not start: "
-                           f"{line.decode(errors='replace').strip() or 'no answer'}")
+                           f"{said.decode(errors='replace').strip() or 'no answer'}")
 
     def stop(self) -> None:
         if self._proc is not None:

@@ -216,12 +216,23 @@ def _check_no_timewait(ev: Evidence) -> list[Check]:
         answered and out_rsts >= 1,
         {"fins_at_client": len(fins_cli), "rsts_from_client": len(rsts), "TcpOutRsts": out_rsts}))
 
+    # the RST ends the server's connection at once: no further FIN after it, socket gone
     so_error = ev.facts.get("server_so_error")
-    reached = any(s.has("RST") for s in ev.segments("server", src="client", dst="server"))
+    rst_at_server = [s for s in ev.segments("server", src="client", dst="server", flag="RST")]
+    fins_srv = _server_fins(ev, "server")
+    later_fins = [f for f in fins_srv if rst_at_server and f.t > rst_at_server[0].t]
+    # (LAST_ACK lasts one round trip here, shorter than the sampling interval, so the last
+    # state seen may still be CLOSE_WAIT)
+    gone = next((e.t for e in ev.states("server") if e.data["socket"]["state"] == "GONE"
+                 and e.data.get("previous") in ("LAST_ACK", "CLOSE_WAIT")), None)
+    ok = bool(rst_at_server) and not later_fins and gone is not None and gone >= rst_at_server[0].t
     checks.append(Check(
-        "server-sees-error", "socket FAQ / RFC 9293 §3.10.7.4: a reset in LAST-ACK aborts the connection (ECONNRESET)",
-        "the RST reaches the server and its socket reports ECONNRESET",
-        f"server.pcap: RST {'arrived' if reached else 'never arrived'}; server SO_ERROR={so_error} "
-        f"({errno.errorcode.get(so_error, '-') if so_error else 'none'})",
-        reached and so_error == errno.ECONNRESET, {"server_so_error": so_error}))
+        "rst-aborts-server", "RFC 9293 §3.10.7.4 (second, check the RST bit): in LAST-ACK a reset closes the connection; Linux tcp_reset()",
+        "the RST reaches the server and ends its connection at once, with no further FIN",
+        f"server.pcap: RST {'arrived' if rst_at_server else 'never arrived'}; "
+        f"{len(later_fins)} FINs after it; sock_diag: server connection "
+        + (f"gone {round((gone - rst_at_server[0].t) * 1000, 1)} ms after the RST" if ok else "not seen to go")
+        + f"; server SO_ERROR={so_error} ({errno.errorcode.get(so_error, 'no error reported') if so_error else 'Linux reports no error to a socket that had shut down its side'})",
+        ok, {"server_so_error": so_error, "fins_after_rst": len(later_fins),
+             "socket_gone_after_rst_ms": None if gone is None or not rst_at_server else round((gone - rst_at_server[0].t) * 1000, 3)}))
     return checks
