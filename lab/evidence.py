@@ -25,6 +25,16 @@ class Evidence:
     faults: dict[str, dict[str, Any]]             # name -> Fault.to_json()
     facts: dict[str, Any] = field(default_factory=dict)   # what the scenario's steps returned
     hz: int | None = None
+    timer_samples: dict[str, list[tuple]] = field(default_factory=dict)  # Sampler.series
+
+    def deadline_after(self, host: str, t: float, until: float, state: str = "TIME_WAIT"
+                       ) -> tuple[float, float] | None:
+        """The first sock_diag sample of *host* in *state* taken after *t* (and before
+        *until*): (sample time, the absolute time its timer was due then)."""
+        for ts, _key, st, _timer, expires_ms, _retrans in self.timer_samples.get(host, []):
+            if t < ts < until and st == state:
+                return ts, ts + expires_ms / 1000
+        return None
 
     @classmethod
     def load(cls, artifacts: Path, hosts: list[str], **kw: Any) -> "Evidence":

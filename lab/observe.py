@@ -104,6 +104,9 @@ class Sampler:
         self._thread = threading.Thread(target=self._run, name="twlab-sampler", daemon=True)
         self._last: dict[tuple[str, tuple], SocketInfo] = {}
         self.samples = 0
+        # host -> [(t, "src:sport-dst:dport", state, timer, expires_ms, retrans)], every sample
+        # of every socket with a running timer: when a timer was due, seen from each sample
+        self.series: dict[str, list[tuple]] = {}
 
     def start(self) -> "Sampler":
         self._thread.start()
@@ -115,16 +118,21 @@ class Sampler:
             self._thread.join(timeout=5)
 
     def poll(self) -> None:
-        now = time.time()
         seen = set()
         for name, view in self.views.items():
+            t_ask = time.time()
             try:
                 socks = view.sockets(port=self.port)
             except OSError:
                 continue
+            now = (t_ask + time.time()) / 2       # the kernel answered between these two
             for s in socks:
                 k = (name, s.key)
                 seen.add(k)
+                if s.timer != "off":
+                    self.series.setdefault(name, []).append(
+                        (round(now, 6), f"{s.src}:{s.sport}-{s.dst}:{s.dport}", s.state, s.timer,
+                         s.expires_ms, s.retrans))
                 old = self._last.get(k)
                 if old is None or old.state != s.state:
                     self.timeline.add(now, name, "state",
@@ -137,11 +145,11 @@ class Sampler:
                                       f"{old.expires_ms} -> {s.expires_ms} ms",
                                       socket=s.to_json(), before_ms=old.expires_ms)
                 self._last[k] = s
-        for k in [k for k in self._last if k not in seen]:
-            gone = self._last.pop(k)
-            self.timeline.add(now, k[0], "state",
-                              f"{gone.src}:{gone.sport} -> {gone.dst}:{gone.dport} gone",
-                              socket={**gone.to_json(), "state": "GONE"}, previous=gone.state)
+            for k in [k for k in self._last if k[0] == name and k not in seen]:
+                gone = self._last.pop(k)
+                self.timeline.add(now, name, "state",
+                                  f"{gone.src}:{gone.sport} -> {gone.dst}:{gone.dport} gone",
+                                  socket={**gone.to_json(), "state": "GONE"}, previous=gone.state)
         self.samples += 1
 
     def _run(self) -> None:

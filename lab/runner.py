@@ -100,7 +100,8 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
         counters={h: lab.counters_delta(h) for h in lab.hosts}, sysctls=lab.sysctls,
         addresses={h: str(host.address) for h, host in lab.hosts.items()},
         faults={n: f.to_json() for n, f in (lab.faults.faults.items() if lab.faults else [])},
-        facts=facts, hz=kernel_hz())
+        facts=facts, hz=kernel_hz(),
+        timer_samples=lab.sampler.series if lab.sampler else {})
     try:
         checks = mod.check(ev)
     except Exception:   # a broken check is a bug: report it as a failed check, with its trace
@@ -124,6 +125,7 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
         "artifacts": {"dir": str(artifacts),
                       "pcaps": sorted(p.name for p in artifacts.glob("*.pcap"))},
         "timeline": [e.to_json(lab.t0) for e in ev.timeline],
+        "timer_samples": {h: [list(x) for x in xs] for h, xs in ev.timer_samples.items()},
         "packets": {h: [s.to_json() for s in segs] for h, segs in ev.packets.items()},
     }
     (artifacts / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")

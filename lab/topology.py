@@ -30,8 +30,15 @@ _VAR = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}|([A-Za
 class Network:
     name: str
     subnet: ipaddress.IPv4Network
-    internal: bool
+    internal: bool                                   # Docker's `internal:` flag
     labels: Mapping[str, str] = field(default_factory=dict)
+    driver_opts: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def leads_nowhere(self) -> bool:
+        """No NAT out of it: Docker-internal, or masquerading switched off."""
+        return self.internal or self.driver_opts.get(
+            "com.docker.network.bridge.enable_ip_masquerade", "true").lower() == "false"
 
 
 @dataclass(frozen=True)
@@ -172,7 +179,11 @@ def load(path: Path | str = DEFAULT_COMPOSE, env: Mapping[str, str] | None = Non
         except ValueError as exc:
             raise TopologyError(f"{path}: network {name!r}: {exc}") from exc
         networks[name] = Network(name, subnet, bool(spec.get("internal", False)),
-                                 _mapping(spec.get("labels"), f"networks.{name}.labels"))
+                                 _mapping(spec.get("labels"), f"networks.{name}.labels"),
+                                 _mapping(spec.get("driver_opts"), f"networks.{name}.driver_opts"))
+        if not networks[name].leads_nowhere:
+            raise TopologyError(f"{path}: network {name!r} would NAT to the outside; set internal: true "
+                                "or driver_opts com.docker.network.bridge.enable_ip_masquerade: \"false\"")
 
     hosts: dict[str, HostSpec] = {}
     for name, svc in doc["services"].items():

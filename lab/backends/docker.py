@@ -133,6 +133,7 @@ class DockerBackend(Backend):
             try:
                 nets[net.name] = self.dc.networks.create(
                     name, driver="bridge", internal=net.internal, labels={**net.labels, **labels},
+                    options=dict(net.driver_opts),
                     ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=str(net.subnet))]),
                     check_duplicate=True,
                 )
@@ -189,7 +190,8 @@ class DockerBackend(Backend):
         raise BackendError(f"container {ctr.name} did not start within {_TIMEOUT_S} s")
 
     def _wait_routes(self, host: Host, ctr) -> None:
-        """The service's command sets its routes; wait until they are in place."""
+        """The service's command sets its routes and deletes Docker's default route; wait
+        until it has (a lab host has no way out)."""
         from ..netns import iproute
 
         want = {str(r.dest) for r in host.spec.routes}
@@ -197,12 +199,12 @@ class DockerBackend(Backend):
         while want:
             with iproute(host.nspath) as ipr:
                 have = {f"{r.get('RTA_DST')}/{r['dst_len']}" for r in ipr.get_routes(family=2)}
-            if want <= have:
+            if want <= have and "None/0" not in have:
                 return
             if time.monotonic() > deadline:
                 ctr.reload()
-                raise BackendError(f"{host.name}: routes {sorted(want - have)} never appeared "
-                                   f"(container {ctr.attrs['State'].get('Status')})")
+                raise BackendError(f"{host.name}: routes {sorted(want - have)} never appeared or the "
+                                   f"default route never went (container {ctr.attrs['State'].get('Status')})")
             time.sleep(0.05)
 
     def down(self) -> None:
