@@ -1,0 +1,141 @@
+"""twlab tasks: `invoke --list` shows them, `invoke --help TASK` explains one.
+
+Exit codes for every task: 0 all checks passed (or the task did its job), 1 a check failed,
+2 bad input or an environment that cannot run the lab (one line says what to do).
+"""
+
+from __future__ import annotations
+
+import json as _json
+import os
+import sys
+
+from invoke import Exit, task
+
+HOST_HELP = "a lab host: client, router or server"
+
+
+def _err(msg: str) -> None:
+    print(f"twlab: {msg}", file=sys.stderr)
+
+
+def _guard(fn):
+    """Turn LabErrors into one line and exit code 2 (1 for WaitTimeout), never a traceback."""
+    from functools import wraps
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        from lab.errors import LabError
+
+        try:
+            return fn(*args, **kwargs)
+        except LabError as exc:
+            raise Exit(f"twlab: {exc}", code=exc.exit_code) from None
+        except KeyboardInterrupt as exc:
+            raise Exit(f"twlab: interrupted ({exc or 'Ctrl-C'}); the lab was removed", code=130) from None
+    return wrapper
+
+
+@task
+def list(c):  # noqa: A001 - the task is called `list` on the command line
+    """List the scenarios, each with its one-line intent."""
+    from scenarios import catalog
+
+    for name, mod in catalog().items():
+        print(f"{name:<24} {mod.INTENT}  [shaping: {mod.SHAPING}]")
+
+
+@task(
+    iterable=["sysctl"],
+    help={
+        "scenario": "scenario name (see `invoke list`)",
+        "backend": "auto (docker when a daemon answers, else netns), docker or netns",
+        "sysctl": "HOST:KEY=VALUE set in a lab host before the scenario, e.g. "
+                  "client:net.ipv4.tcp_max_tw_buckets=0 (repeatable)",
+        "artifacts": "directory for report.json and the pcaps (default: a new one under ./artifacts/)",
+        "json": "print report.json to stdout instead of the terminal view",
+    },
+)
+@_guard
+def run(c, scenario, backend="auto", sysctl=None, artifacts=None, json=False):
+    """Run one scenario and judge it: exit 0 pass, 1 a check failed, 2 usage/environment error."""
+    from lab.core import parse_sysctl
+    from lab.runner import run_scenario
+
+    settings = [parse_sysctl(s) for s in (sysctl or [])]
+    quiet = json
+    progress = (lambda s: print(s, file=sys.stderr)) if quiet else print
+    report = run_scenario(scenario, backend=backend, sysctls=settings, artifacts=artifacts,
+                          progress=progress)
+    if json:
+        print(_json.dumps(report, indent=2, default=str))
+    else:
+        from lab.report import show
+
+        show(report)
+    if report["verdict"] != "pass":
+        raise Exit(code=1)
+
+
+
+
+@task(help={"backend": "auto, docker or netns"})
+@_guard
+def up(c, backend="auto"):
+    """Bring a lab up and leave it running to explore by hand (`invoke shell client`)."""
+    from lab.handson import lab_up
+
+    lab_up(backend, progress=print)
+
+
+@task
+@_guard
+def down(c):
+    """Remove the lab made by `invoke up`."""
+    from lab.handson import lab_down
+
+    lab_down(progress=print)
+
+
+@task(help={"host": HOST_HELP})
+@_guard
+def shell(c, host):
+    """Open a shell inside a host of the lab made by `invoke up`."""
+    from lab.handson import shell_argv
+
+    argv = shell_argv(host)
+    os.execvp(argv[0], argv)
+
+
+@task(help={"method": "auto (Dockerfile when the base image can be pulled, else offline), "
+                      "dockerfile or debootstrap"})
+@_guard
+def image(c, method="auto"):
+    """Build the lab host image (offline from Debian packages when no registry answers)."""
+    from lab.backends.docker import client
+    from lab.image import build_image
+
+    print(build_image(client(), method=method, progress=print))
+
+
+@task
+@_guard
+def clean(c):
+    """Remove every leftover of any lab run (namespaces, containers, networks), and only those."""
+    from lab.cleanup import clean as do_clean
+
+    removed = do_clean()
+    for line in removed.lines():
+        print(f"removed {line}")
+    print("nothing to remove" if not removed else f"removed {len(removed.lines())} leftovers")
+
+
+@task(help={"runs": "repetitions per measurement (medians are printed)",
+            "backend": "measure only this backend (docker or netns); default both"})
+@_guard
+def bench(c, runs=5, backend=None):
+    """Print medians: lab bring-up + tear-down per backend beside the raw floor, and lost-ack's
+    wall time split into protocol waiting and lab overhead."""
+    from lab.bench import main
+
+    main(runs=int(runs), backends=[backend] if backend else None)
