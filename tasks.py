@@ -118,13 +118,17 @@ def image(c, method="auto"):
     print(build_image(client(), method=method, progress=print))
 
 
-@task
+@task(help={"all": "also remove the lab made by `invoke up`"})
 @_guard
-def clean(c):
+def clean(c, all=False):  # noqa: A002
     """Remove every leftover of any lab run (namespaces, containers, networks), and only those."""
-    from lab.cleanup import clean as do_clean
+    from lab.cleanup import clean as do_clean, live_labs
 
-    removed = do_clean()
+    removed = do_clean(keep=live_labs(include_persistent=not all))
+    if all:
+        from lab.handson import STATE
+
+        STATE.unlink(missing_ok=True)
     for line in removed.lines():
         print(f"removed {line}")
     print("nothing to remove" if not removed else f"removed {len(removed.lines())} leftovers")

@@ -8,12 +8,53 @@ pattern, and nothing in the host's own network namespace is touched.
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .backends.base import LABEL
 from .backends.netns import lab_namespaces, remove_namespace
 
-__all__ = ["Leftovers", "find", "clean"]
+__all__ = ["Leftovers", "find", "clean", "register", "unregister", "live_labs", "RUN_DIR"]
+
+RUN_DIR = Path(os.environ.get("TWLAB_RUN_DIR", "/run/twlab"))   # one file per lab alive: its owner
+
+
+def register(lab_id: str, backend: str, pid: int | None = None, persistent: bool = False) -> None:
+    """Record that *lab_id* is in use (by *pid*, or by the user for a persistent `invoke up` lab)."""
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    (RUN_DIR / f"{lab_id}.json").write_text(json.dumps(
+        {"lab_id": lab_id, "backend": backend, "pid": pid or os.getpid(), "persistent": persistent}))
+
+
+def unregister(lab_id: str) -> None:
+    try:
+        (RUN_DIR / f"{lab_id}.json").unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _records() -> list[dict]:
+    out = []
+    for path in sorted(RUN_DIR.glob("*.json")) if RUN_DIR.is_dir() else []:
+        try:
+            out.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def live_labs(include_persistent: bool = True) -> set[str]:
+    """Labs whose owning process still runs (and `invoke up` labs, unless told otherwise)."""
+    live = set()
+    for rec in _records():
+        if rec.get("persistent"):
+            if include_persistent:
+                live.add(rec["lab_id"])
+        elif os.path.exists(f"/proc/{rec.get('pid')}"):
+            live.add(rec["lab_id"])
+    return live
 
 
 @dataclass
@@ -50,9 +91,11 @@ def find(lab_id: str | None = None) -> Leftovers:
     return out
 
 
-def clean(lab_id: str | None = None, keep: set[str] = frozenset()) -> Leftovers:
-    """Remove the leftovers of lab *lab_id* (or of every lab except those in *keep*, which
-    are labs still running); return what was removed."""
+def clean(lab_id: str | None = None, keep: set[str] | None = None) -> Leftovers:
+    """Remove the leftovers of lab *lab_id*, or of every lab that is not alive (a running lab,
+    or an `invoke up` lab, unless *keep* says otherwise); return what was removed."""
+    if keep is None:
+        keep = live_labs() if lab_id is None else set()
     from docker.errors import APIError, NotFound
 
     removed = Leftovers()
@@ -81,4 +124,7 @@ def clean(lab_id: str | None = None, keep: set[str] = frozenset()) -> Leftovers:
             except (NotFound, APIError):
                 pass
         dc.close()
+    for rec in _records():
+        if rec["lab_id"] not in keep and (lab_id is None or rec["lab_id"] == lab_id):
+            unregister(rec["lab_id"])
     return removed

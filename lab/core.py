@@ -67,10 +67,11 @@ class Lab:
     def __init__(self, backend: str = "auto", artifacts: Path | str = "artifacts/run",
                  sysctls: list[SysctlSetting] = (), compose: Path | str = DEFAULT_COMPOSE,
                  port: int = 5000, progress: Callable[[str], None] = lambda s: None,
-                 capture: bool = True) -> None:
+                 capture: bool = True, persistent: bool = False) -> None:
         self.backend_name, self.artifacts = backend, Path(artifacts)
         self.requested_sysctls, self.compose, self.port = list(sysctls), Path(compose), port
         self.progress, self.capture_enabled = progress, capture
+        self.persistent = persistent          # an `invoke up` lab: outlives this process
         self.lab_id = secrets.token_hex(3)
         self.timeline = Timeline()
         self.backend: Backend | None = None
@@ -106,6 +107,12 @@ class Lab:
         cls, why = choose(self.backend_name)
         self.progress(why)
         self.backend = cls(self.lab_id, self.progress)
+        from . import cleanup
+
+        gone = cleanup.clean()                      # what killed runs left behind
+        if gone:
+            self.progress(f"removed leftovers of killed runs: {', '.join(gone.lines())}")
+        cleanup.register(self.lab_id, self.backend.name, persistent=self.persistent)
         topo = load(self.compose)                                    # validate before making anything
         for s in self.requested_sysctls:
             topo.host(s.host)
@@ -215,6 +222,9 @@ class Lab:
             step(view.close)
         if self.backend is not None:
             step(self.backend.down)
+            from . import cleanup
+
+            step(lambda: cleanup.unregister(self.lab_id))
         self.timings["tear_down_s"] = time.monotonic() - t
         if errors:
             first = errors[0]
