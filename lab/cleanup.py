@@ -16,7 +16,7 @@ from pathlib import Path
 from .backends.base import LABEL
 from .backends.netns import lab_namespaces, remove_namespace
 
-__all__ = ["Leftovers", "find", "clean", "register", "unregister", "live_labs", "RUN_DIR"]
+__all__ = ["Leftovers", "find", "clean", "clean_dead", "dead_labs", "register", "unregister", "live_labs", "RUN_DIR"]
 
 RUN_DIR = Path(os.environ.get("TWLAB_RUN_DIR", "/run/twlab"))   # one file per lab alive: its owner
 
@@ -89,6 +89,24 @@ def find(lab_id: str | None = None) -> Leftovers:
         out.networks = sorted(n.name for n in dc.networks.list(filters=flt))
         dc.close()
     return out
+
+
+def dead_labs() -> set[str]:
+    """Labs registered by a run whose process is gone (killed): certainly leftovers."""
+    return {r["lab_id"] for r in _records()
+            if not r.get("persistent") and not os.path.exists(f"/proc/{r.get('pid')}")}
+
+
+def clean_dead() -> Leftovers:
+    """What every run does first: remove the labs of runs that were killed, and nothing else
+    (not a lab someone brought up with `docker compose` by hand, not a lab still running)."""
+    removed = Leftovers()
+    for lab_id in sorted(dead_labs()):
+        got = clean(lab_id)
+        removed.namespaces += got.namespaces
+        removed.containers += got.containers
+        removed.networks += got.networks
+    return removed
 
 
 def clean(lab_id: str | None = None, keep: set[str] | None = None) -> Leftovers:

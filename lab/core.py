@@ -109,7 +109,7 @@ class Lab:
         self.backend = cls(self.lab_id, self.progress)
         from . import cleanup
 
-        gone = cleanup.clean()                      # what killed runs left behind
+        gone = cleanup.clean_dead()                 # what killed runs left behind
         if gone:
             self.progress(f"removed leftovers of killed runs: {', '.join(gone.lines())}")
         cleanup.register(self.lab_id, self.backend.name, persistent=self.persistent)
