@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from .errors import BackendError
-from .netns import nsenter
+from .netns import nsenter, tied
 
 __all__ = ["Capture"]
 
@@ -31,15 +31,18 @@ class Capture:
 
     def start(self, timeout_s: float = 10.0) -> "Capture":
         # --immediate-mode: without it packets of the last buffer timeout (1 s) are lost on stop
-        argv = ["tcpdump", "-i", self.interface, "-n", "-U", "--immediate-mode", "-s", "0", "-w", "-"]
+        # -Z root: tcpdump must not change its uid, which would clear the parent-death signal
+        argv = ["tcpdump", "-i", self.interface, "-n", "-Z", "root", "-U", "--immediate-mode", "-s", "0",
+                "-w", "-"]
         if self.link_type:
             argv += ["-y", self.link_type]
         if self.bpf:
             argv.append(self.bpf)
         self._out = open(self.path, "wb")
         try:
-            self._proc = subprocess.Popen(nsenter(self.nspath, argv), stdout=self._out,
-                                          stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+            self._proc = subprocess.Popen(tied(nsenter(self.nspath, argv)), stdout=self._out,
+                                          stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                          start_new_session=True)
         except FileNotFoundError as exc:
             self._out.close()
             raise BackendError("tcpdump or nsenter is not installed; run scripts/setup") from exc

@@ -27,6 +27,7 @@ __all__ = [
     "write_sysctl",
     "read_counters",
     "nsenter",
+    "tied",
     "SYSCTL_ROOT",
 ]
 
@@ -134,6 +135,13 @@ def read_counters(nspath: str) -> dict[str, int]:
 def nsenter(nspath: str, argv: list[str]) -> list[str]:
     """argv that runs a host program inside the namespace."""
     return ["nsenter", f"--net={nspath}", "--", *argv]
+
+
+def tied(argv: list[str]) -> list[str]:
+    """argv whose process is killed when the lab process dies, even by SIGKILL (so no tcpdump
+    or peer outlives a killed run). Start it with start_new_session=True as well, so a Ctrl-C
+    at the terminal reaches only the lab, which then stops its children in order."""
+    return ["setpriv", "--pdeathsig", "KILL", "--", *argv]
 
 
 def run_in(nspath: str, argv: list[str], input: str | None = None, timeout_s: float = 10.0) -> str:

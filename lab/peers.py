@@ -14,6 +14,7 @@ from typing import Any
 
 from .backends.base import Host
 from .errors import PeerError
+from .netns import tied
 from .timeline import Timeline
 
 __all__ = ["Peer", "Result"]
@@ -53,9 +54,9 @@ class Peer:
         self.results: list[Result] = []
         self._buf = b""
         try:
-            self._proc = subprocess.Popen(host.argv(*host.python, "-c", _SOURCE),
+            self._proc = subprocess.Popen(tied(host.argv(*host.python, "-c", _SOURCE)),
                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                          stderr=subprocess.PIPE)
+                                          stderr=subprocess.PIPE, start_new_session=True)
         except FileNotFoundError as exc:
             raise PeerError(f"{host.name}: cannot start the peer ({exc.filename} not found)") from exc
         hello = self._read("start", timeout_s)
