@@ -1,0 +1,235 @@
+"""Shared test setup: markers, the `backend` fixture, and the guards that the lab leaves this
+machine exactly as it found it.
+
+Unit tests (tests/unit) need no root, no network and no Docker. Integration tests
+(tests/integration, marked ``integration``) bring up real lab hosts: they need root, and the
+docker half of the `backend` fixture needs a Docker daemon.
+
+Two guards run around the tests:
+
+* per integration test: ``lab.cleanup.find()`` is empty afterwards (no namespace, container or
+  Docker network of any lab is left);
+* per session: the host's own network namespace is unchanged (qdiscs, interface names, IPv4
+  routes of every table, every file under /proc/sys/net/ipv4, ``ip netns list``) and no
+  container or network labelled ``org.twlab.lab`` exists at the end.
+
+Both guards poll for a while before they fail: Docker removes veths a moment after its API call
+returns, and another lab run on this machine (someone else's ``invoke run``) comes and goes in a
+few seconds. A real leak never goes away, so it still fails - after the grace period.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+LABEL = "org.twlab.lab"
+SETTLE_S = 30.0          # how long the guards wait for the machine to settle before failing
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "integration: needs root and brings up real lab hosts")
+    config.addinivalue_line("markers", "docker: needs a Docker daemon (skipped when none answers)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.geteuid() == 0:
+        return
+    skip = pytest.mark.skip(reason="integration test: needs root (network namespaces, nft, "
+                                   "tcpdump, Docker); run ./twlab test as root")
+    for item in items:
+        if item.get_closest_marker("integration"):
+            item.add_marker(skip)
+
+
+# -- Docker ------------------------------------------------------------------------------------
+
+_docker_state: dict[str, object] = {}
+
+
+def docker_why_not() -> str | None:
+    """None when a Docker daemon answers, else why not (asked once per session)."""
+    if "why" not in _docker_state:
+        try:
+            from lab.backends.docker import client
+
+            client().close()
+            _docker_state["why"] = None
+        except Exception as exc:   # EnvError, or the docker package itself failing
+            _docker_state["why"] = f"{exc.__class__.__name__}: {exc}"
+    return _docker_state["why"]  # type: ignore[return-value]
+
+
+@pytest.fixture(params=["netns", "docker"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The name of a lab backend; the docker one is skipped only when no daemon answers."""
+    if request.param == "docker":
+        why = docker_why_not()
+        if why is not None:
+            pytest.skip(f"docker backend: no Docker daemon answers ({why})")
+    return request.param
+
+
+@pytest.fixture
+def need_docker() -> None:
+    why = docker_why_not()
+    if why is not None:
+        pytest.skip(f"no Docker daemon answers ({why})")
+
+
+def _labelled_docker_objects() -> list[str]:
+    """Containers and networks carrying the lab label (all labs, any value)."""
+    if docker_why_not() is not None:
+        return []
+    from lab.backends.docker import client
+
+    dc = client()
+    try:
+        flt = {"label": LABEL}
+        return sorted([f"container {c.name}" for c in dc.containers.list(all=True, filters=flt)]
+                      + [f"network {n.name}" for n in dc.networks.list(filters=flt)])
+    finally:
+        dc.close()
+
+
+# -- the host's own network namespace ----------------------------------------------------------
+
+def _run(argv: list[str]) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return f"<{' '.join(argv)} failed with {done.returncode}: {done.stderr.strip()}>"
+    return done.stdout
+
+
+def _lines(text: str) -> list[str]:
+    return sorted(line.rstrip() for line in text.splitlines() if line.strip())
+
+
+def _proc_sys_ipv4() -> dict[str, str]:
+    out = {}
+    for dirpath, _dirs, files in os.walk("/proc/sys/net/ipv4"):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            try:
+                with open(path) as f:
+                    out[path] = f.read()
+            except OSError as exc:    # write-only (route/flush) or gone while walking
+                out[path] = f"<{errno.errorcode.get(exc.errno or 0, exc.errno)}>"
+    return out
+
+
+def host_snapshot() -> dict[str, object]:
+    links = []
+    for line in _run(["ip", "-o", "link", "show"]).splitlines():
+        fields = line.split(": ", 2)
+        if len(fields) >= 2:
+            links.append(fields[1].split("@")[0])
+    return {
+        "tc qdisc show": _lines(_run(["tc", "qdisc", "show"])),
+        "interface names (ip -o link show)": sorted(links),
+        "ip -4 route show table all": _lines(_run(["ip", "-4", "route", "show", "table", "all"])),
+        "/proc/sys/net/ipv4": _proc_sys_ipv4(),
+        "ip netns list": _lines(_run(["ip", "netns", "list"])),
+    }
+
+
+def snapshot_diff(before: dict[str, object], after: dict[str, object]) -> list[str]:
+    """Readable differences, one line each."""
+    out = []
+    for key in before:
+        a, b = before[key], after[key]
+        if a == b:
+            continue
+        if isinstance(a, dict):
+            for path in sorted(set(a) | set(b)):   # type: ignore[arg-type]
+                if a.get(path) != b.get(path):      # type: ignore[union-attr]
+                    out.append(f"{path}: {a.get(path)!r} -> {b.get(path)!r}")   # type: ignore[union-attr]
+        else:
+            gone = [x for x in a if x not in b]     # type: ignore[union-attr]
+            new = [x for x in b if x not in a]      # type: ignore[union-attr]
+            out.append(f"{key}: gone {gone}, new {new}")
+    return out
+
+
+def _current_netns() -> int:
+    return os.stat("/proc/thread-self/ns/net").st_ino
+
+
+def _leftovers() -> list[str]:
+    from lab.cleanup import find
+
+    return find().lines()
+
+
+def wait_until(predicate, timeout_s: float = SETTLE_S, interval_s: float = 0.25):
+    """Poll *predicate* until it returns something true, or *timeout_s* passes; return its
+    last value (a bound on waiting, not a timing assertion)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval_s)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def host_unchanged():
+    """The session leaves the host's own network namespace exactly as it found it."""
+    ns = _current_netns()
+    # someone else's lab may be up for a few seconds: snapshot once it is gone (a stale
+    # leftover stays, and then the checks below name it)
+    wait_until(lambda: not _leftovers())
+    before = host_snapshot()
+    yield
+    problems = []
+    if _current_netns() != ns:
+        problems.append("the test process's main thread ended in another network namespace than "
+                        "it started in (a lab.netns.inside() that never returned?)")
+    diff: list[str] = []
+
+    def same() -> bool:
+        diff[:] = snapshot_diff(before, host_snapshot())
+        return not diff
+
+    wait_until(same)
+    if diff:
+        problems.append("the host's own network namespace changed during the session:\n    "
+                        + "\n    ".join(diff))
+    labelled: list[str] = []
+
+    def none_labelled() -> bool:
+        labelled[:] = _labelled_docker_objects()
+        return not labelled
+
+    wait_until(none_labelled)
+    if labelled:
+        problems.append(f"Docker objects labelled {LABEL} are left after the session "
+                        f"(`./twlab clean` removes them): {labelled}")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.fixture(autouse=True)
+def no_lab_leftovers(request: pytest.FixtureRequest):
+    """After each integration test, lab.cleanup.find() is empty."""
+    if request.node.get_closest_marker("integration") is None or os.geteuid() != 0:
+        yield
+        return
+    before = _leftovers()
+    yield
+    left: list[str] = []
+
+    def clean() -> bool:
+        left[:] = _leftovers()
+        return not left
+
+    wait_until(clean)
+    stale = [x for x in left if x in before]
+    assert not left, (f"lab leftovers after the test: {left}"
+                      + (f" (already there before it: {stale}; `./twlab clean` removes them)"
+                         if stale else ""))
