@@ -1,0 +1,176 @@
+"""compose.yaml -> Topology: the real file, its interpolation, and malformed files refused.
+
+The malformed cases live in tests/data/topology/<case>/: a compose.yaml and an expected-error
+file listing (one per line) what the TopologyError's message must contain.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from lab.errors import TopologyError, UsageError
+from lab.topology import DEFAULT_COMPOSE, Route, load
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "topology"
+CASES = sorted(p.name for p in DATA.iterdir() if p.is_dir())
+
+IP = ipaddress.IPv4Address
+NET = ipaddress.IPv4Network
+
+
+def test_default_compose_is_the_repo_file():
+    assert DEFAULT_COMPOSE == Path(__file__).resolve().parents[2] / "compose.yaml"
+    assert DEFAULT_COMPOSE.is_file()
+
+
+def test_compose_hosts_addresses_and_networks():
+    topo = load()
+    assert topo.name == "twlab"
+    assert list(topo.hosts) == ["client", "router", "server"]
+    assert {n: h.addresses for n, h in topo.hosts.items()} == {
+        "client": {"left": IP("10.77.1.10")},
+        "router": {"left": IP("10.77.1.2"), "right": IP("10.77.2.2")},
+        "server": {"right": IP("10.77.2.10")},
+    }
+    assert {n: net.subnet for n, net in topo.networks.items()} == {
+        "left": NET("10.77.1.0/24"), "right": NET("10.77.2.0/24")}
+    assert [h.name for h in topo.members("left")] == ["client", "router"]
+    assert [h.name for h in topo.members("right")] == ["router", "server"]
+    assert topo.address("server") == IP("10.77.2.10")
+    assert topo.address("router") == IP("10.77.1.2")       # its first network's
+
+
+def test_compose_networks_lead_nowhere():
+    for net in load().networks.values():
+        assert not net.internal, f"{net.name}: compose.yaml explains why it is not internal"
+        assert net.driver_opts["com.docker.network.bridge.enable_ip_masquerade"] == "false"
+        assert net.leads_nowhere
+        assert net.labels == {"org.twlab.lab": "manual"}
+
+
+def test_compose_host_settings():
+    topo = load()
+    for host in topo.hosts.values():
+        assert host.image == "twlab/host:latest"
+        assert host.cap_add == ("NET_ADMIN", "NET_RAW")
+        assert host.labels == {"org.twlab.lab": "manual"}
+        assert host.init is True
+        assert host.command is not None and host.command[:2] == ("sh", "-c")
+        assert "ip route del default" in host.command[2]
+    assert topo.hosts["router"].sysctls == {"net.ipv4.ip_forward": "1"}
+    assert topo.hosts["client"].sysctls == {} and topo.hosts["server"].sysctls == {}
+
+
+def test_routes_parsed_from_commands():
+    topo = load()
+    assert topo.hosts["client"].routes == (Route(NET("10.77.2.0/24"), IP("10.77.1.2")),)
+    assert topo.hosts["server"].routes == (Route(NET("10.77.1.0/24"), IP("10.77.2.2")),)
+    assert topo.hosts["router"].routes == ()     # "ip route del default" is not a route
+
+
+def test_router_is_the_forwarding_host():
+    topo = load()
+    assert topo.router is not None and topo.router.name == "router"
+    assert [h.name for h in topo.hosts.values() if h.forwards] == ["router"]
+
+
+def test_interpolation_from_env():
+    topo = load(env={"TWLAB_LEFT": "10.77.9", "TWLAB_RIGHT": "10.77.10"})
+    assert {n: net.subnet for n, net in topo.networks.items()} == {
+        "left": NET("10.77.9.0/24"), "right": NET("10.77.10.0/24")}
+    assert {n: dict(h.addresses) for n, h in topo.hosts.items()} == {
+        "client": {"left": IP("10.77.9.10")},
+        "router": {"left": IP("10.77.9.2"), "right": IP("10.77.10.2")},
+        "server": {"right": IP("10.77.10.10")},
+    }
+    assert topo.hosts["client"].routes == (Route(NET("10.77.10.0/24"), IP("10.77.9.2")),)
+    assert topo.hosts["server"].routes == (Route(NET("10.77.9.0/24"), IP("10.77.10.2")),)
+    # the command the container runs is interpolated too, not only what the lab parses from it
+    assert "10.77.10.0/24 via 10.77.9.2" in topo.hosts["client"].command[2]
+    assert "${" not in " ".join(topo.hosts["client"].command)
+    # variables not given keep their defaults
+    assert topo.hosts["client"].image == "twlab/host:latest"
+    assert topo.hosts["client"].labels == {"org.twlab.lab": "manual"}
+
+
+def test_interpolation_image_and_label():
+    topo = load(env={"TWLAB_IMAGE": "twlab/host:0123456789ab", "TWLAB_LAB": "a1b2c3"})
+    assert {h.image for h in topo.hosts.values()} == {"twlab/host:0123456789ab"}
+    assert {h.labels["org.twlab.lab"] for h in topo.hosts.values()} == {"a1b2c3"}
+    assert {n.labels["org.twlab.lab"] for n in topo.networks.values()} == {"a1b2c3"}
+
+
+def test_empty_variable_takes_the_default_like_compose():
+    # ${VAR:-default}: set-but-empty counts as unset
+    topo = load(env={"TWLAB_LEFT": ""})
+    assert topo.networks["left"].subnet == NET("10.77.1.0/24")
+
+
+def test_unknown_host_is_a_usage_error_naming_the_hosts():
+    with pytest.raises(UsageError, match=r"unknown host 'clinet'.*client, router, server"):
+        load().host("clinet")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_malformed_compose_refused(case):
+    expected = (DATA / case / "expected-error").read_text().splitlines()
+    assert expected, f"{case}: expected-error lists nothing"
+    with pytest.raises(TopologyError) as info:
+        load(DATA / case / "compose.yaml")
+    message = str(info.value)
+    assert "\n" not in message, "error messages are one line"
+    for part in expected:
+        assert part in message, f"{case}: {part!r} not in {message!r}"
+
+
+def test_every_malformed_case_is_there():
+    assert set(CASES) == {"bad-yaml", "address-outside-subnet", "unknown-network", "privileged",
+                          "network-would-nat", "missing-variable"}
+
+
+# The cases fail for the reason they are about: fixing exactly that one thing makes them load.
+
+def _fixed(tmp_path: Path, case: str, old: str, new: str) -> Path:
+    text = (DATA / case / "compose.yaml").read_text()
+    assert old in text
+    out = tmp_path / "compose.yaml"
+    out.write_text(text.replace(old, new))
+    return out
+
+
+def test_bad_yaml_fixed_loads(tmp_path):
+    topo = load(_fixed(tmp_path, "bad-yaml", "twlab/host: latest", "twlab/host:latest"))
+    assert topo.router is not None and topo.router.name == "router"
+
+
+def test_privileged_false_is_accepted(tmp_path):
+    topo = load(_fixed(tmp_path, "privileged", "privileged: true", "privileged: false"))
+    assert "router" in topo.hosts
+
+
+def test_internal_network_does_not_nat(tmp_path):
+    path = _fixed(tmp_path, "network-would-nat", "  right:\n    ipam:",
+                  "  right:\n    internal: true\n    ipam:")
+    assert load(path).networks["right"].internal
+
+
+def test_missing_variable_given_loads():
+    topo = load(DATA / "missing-variable" / "compose.yaml", env={"TWLAB_SUBNET": "10.77.1.0/24"})
+    assert topo.networks["left"].subnet == NET("10.77.1.0/24")
+
+
+def test_unreadable_file_is_a_topology_error(tmp_path):
+    with pytest.raises(TopologyError, match="cannot read"):
+        load(tmp_path / "nope.yaml")
+
+
+def test_route_via_a_foreign_network_refused(tmp_path):
+    path = _fixed(tmp_path, "address-outside-subnet", "10.77.3.10", "10.77.2.10")
+    load(path)                                                   # fixed: loads
+    bad = path.read_text().replace("via 10.77.1.2", "via 10.77.2.2")
+    path.write_text(bad)
+    with pytest.raises(TopologyError, match=r"client: route via 10.77.2.2 is on none of its networks"):
+        load(path)
