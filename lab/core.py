@@ -55,12 +55,13 @@ def parse_sysctl(text: str) -> SysctlSetting:
     """"client:net.ipv4.tcp_max_tw_buckets=0" -> SysctlSetting."""
     host, sep, rest = text.partition(":")
     key, eq, value = rest.partition("=")
-    if not sep or not eq or not host or not key or value == "":
+    host, key, value = host.strip(), key.strip(), value.strip()
+    if not sep or not eq or not host or not key or not value:
         raise UsageError(f"--sysctl {text!r}: write HOST:KEY=VALUE, e.g. client:net.ipv4.tcp_rfc1337=1")
-    key = key.strip().replace("/", ".")
+    key = key.replace("/", ".")
     if not key.startswith("net."):
         raise UsageError(f"--sysctl {text!r}: only per-namespace net.* sysctls can be set in a lab host")
-    return SysctlSetting(host.strip(), key, value.strip())
+    return SysctlSetting(host, key, value)
 
 
 class Lab:
@@ -99,8 +100,14 @@ class Lab:
             raise
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:                 # already failing: tear down fully, but let the first error speak
+            self.close()
+        except BaseException as teardown:
+            self.progress(f"while tearing down after {exc_type.__name__}: {teardown}")
 
     def start(self) -> None:
         t_start = time.monotonic()

@@ -29,12 +29,17 @@ class Evidence:
 
     def deadline_after(self, host: str, t: float, until: float, state: str = "TIME_WAIT"
                        ) -> tuple[float, float] | None:
-        """The first sock_diag sample of *host* in *state* taken after *t* (and before
-        *until*): (sample time, the absolute time its timer was due then)."""
+        """When *host*'s timer in *state* was due, as sock_diag saw it between *t* and *until*:
+        (sample time, absolute due time) of the sample with the latest due time. A sample taken
+        just after a packet was captured may predate the stack's processing of it and still
+        show the old deadline, so the latest deadline in the window is the one that counts."""
+        best = None
         for ts, _key, st, _timer, expires_ms, _retrans in self.timer_samples.get(host, []):
             if t < ts < until and st == state:
-                return ts, ts + expires_ms / 1000
-        return None
+                due = ts + expires_ms / 1000
+                if best is None or due > best[1]:
+                    best = (ts, due)
+        return best
 
     @classmethod
     def load(cls, artifacts: Path, hosts: list[str], **kw: Any) -> "Evidence":

@@ -123,7 +123,7 @@ class Sampler:
             t_ask = time.time()
             try:
                 socks = view.sockets(port=self.port)
-            except OSError:
+            except Exception:   # a dump cut short (a signal, a namespace going away): skip it
                 continue
             now = (t_ask + time.time()) / 2       # the kernel answered between these two
             for s in socks:

@@ -126,8 +126,13 @@ def _check_timewait(ev: Evidence) -> list[Check]:
         ok, {"fin_count": len(fins_srv), "fin_seqs": seqs, "fin_times": times, "intervals_s": gaps}))
 
     # 3. TIME-WAIT acknowledges every FIN that reaches the client
-    unanswered = [round(f.t - times[0], 3) for f in fins_cli if not ev.acks_of("client", f, after=f.t)]
-    acks_cli = [a for f in fins_cli for a in ev.acks_of("client", f, after=f.t)[:1]]
+    # each FIN's answer must leave before the next FIN arrives (a later ACK answers a later FIN)
+    answers = []
+    for i, f in enumerate(fins_cli):
+        until = fins_cli[i + 1].t if i + 1 < len(fins_cli) else float("inf")
+        answers.append([a for a in ev.acks_of("client", f, after=f.t) if a.t < until][:1])
+    unanswered = [round(f.t - times[0], 3) for f, a in zip(fins_cli, answers) if not a]
+    acks_cli = [a[0] for a in answers if a]
     checks.append(Check(
         "time-wait-acks-every-fin", CITE_ACK_RESTART,
         "an ACK leaves the client after each FIN from the server",
