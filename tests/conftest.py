@@ -8,19 +8,24 @@ docker half of the `backend` fixture needs a Docker daemon.
 Two guards run around the tests:
 
 * per integration test: ``lab.cleanup.find()`` is empty afterwards (no namespace, container or
-  Docker network of any lab is left);
+  Docker network of any lab is left), and lab.cleanup's registry holds no record of a dead run;
 * per session: the host's own network namespace is unchanged (qdiscs, interface names, IPv4
-  routes of every table, every file under /proc/sys/net/ipv4, ``ip netns list``) and no
-  container or network labelled ``org.twlab.lab`` exists at the end.
+  routes of every table, every file under /proc/sys/net/ipv4, ``ip netns list``), the test
+  process's thread is back in it, and no container or network labelled ``org.twlab.lab`` exists
+  at the end.
 
+Other people's labs on this machine are not ours to judge: a lab the registry says another live
+process is using (a concurrent ``invoke run``) or an ``invoke up`` lab is left out. Everything
+else counts: labs of this process, of dead runs, unregistered ones (by-hand compose labs).
 Both guards poll for a while before they fail: Docker removes veths a moment after its API call
-returns, and another lab run on this machine (someone else's ``invoke run``) comes and goes in a
-few seconds. A real leak never goes away, so it still fails - after the grace period.
+returns, and a concurrent run's lab comes and goes in seconds. A real leak never goes away, so
+it still fails - after the grace period.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
 import time
@@ -83,19 +88,62 @@ def need_docker() -> None:
         pytest.skip(f"no Docker daemon answers ({why})")
 
 
-def _labelled_docker_objects() -> list[str]:
-    """Containers and networks carrying the lab label (all labs, any value)."""
-    if docker_why_not() is not None:
-        return []
-    from lab.backends.docker import client
+def _lab_objects() -> list[tuple[str, str]]:
+    """(lab id, "what name") for everything lab.cleanup.find() reports: namespaces by their
+    name, containers and networks by their label (by-hand compose labs are named otherwise)."""
+    from lab.cleanup import find
 
-    dc = client()
-    try:
-        flt = {"label": LABEL}
-        return sorted([f"container {c.name}" for c in dc.containers.list(all=True, filters=flt)]
-                      + [f"network {n.name}" for n in dc.networks.list(filters=flt)])
-    finally:
-        dc.close()
+    left = find()
+    out = [(name.split("-")[1], f"namespace {name}") for name in left.namespaces]
+    if (left.containers or left.networks) and docker_why_not() is None:
+        from lab.backends.docker import client
+
+        dc = client()
+        try:
+            flt = {"label": LABEL}
+            out += [(c.labels.get(LABEL, "?"), f"container {c.name}")
+                    for c in dc.containers.list(all=True, filters=flt)]
+            out += [(n.attrs.get("Labels", {}).get(LABEL, "?"), f"docker network {n.name}")
+                    for n in dc.networks.list(filters=flt)]
+        finally:
+            dc.close()
+    return sorted(out)
+
+
+def _registry() -> dict[str, dict]:
+    """lab.cleanup's registry of labs in use: lab id -> {"pid", "persistent", ...}."""
+    from lab.cleanup import RUN_DIR
+
+    out = {}
+    for path in sorted(RUN_DIR.glob("*.json")) if RUN_DIR.is_dir() else []:
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(rec, dict) and "pid" in rec and "lab_id" in rec:
+            out[rec["lab_id"]] = rec
+    return out
+
+
+def _someone_elses(lab_id: str, registry: dict[str, dict]) -> bool:
+    """A lab that is in use by another process (a concurrent `invoke run`), or an `invoke up`
+    lab: not this test session's to judge. Unregistered labs and labs of dead runs are."""
+    rec = registry.get(lab_id)
+    if rec is None:
+        return False
+    if rec.get("persistent"):
+        return True
+    return rec.get("pid") != os.getpid() and os.path.exists(f"/proc/{rec.get('pid')}")
+
+
+def leftovers() -> list[str]:
+    """What lab.cleanup.find() reports, less the labs other processes are using right now, plus
+    registry records whose run is gone."""
+    registry = _registry()
+    out = [what for lab_id, what in _lab_objects() if not _someone_elses(lab_id, registry)]
+    out += [f"registry record {lab_id} (pid {rec.get('pid')} is gone)" for lab_id, rec in registry.items()
+            if not rec.get("persistent") and not os.path.exists(f"/proc/{rec.get('pid')}")]
+    return out
 
 
 # -- the host's own network namespace ----------------------------------------------------------
@@ -161,12 +209,6 @@ def _current_netns() -> int:
     return os.stat("/proc/thread-self/ns/net").st_ino
 
 
-def _leftovers() -> list[str]:
-    from lab.cleanup import find
-
-    return find().lines()
-
-
 def wait_until(predicate, timeout_s: float = SETTLE_S, interval_s: float = 0.25):
     """Poll *predicate* until it returns something true, or *timeout_s* passes; return its
     last value (a bound on waiting, not a timing assertion)."""
@@ -184,7 +226,7 @@ def host_unchanged():
     ns = _current_netns()
     # someone else's lab may be up for a few seconds: snapshot once it is gone (a stale
     # leftover stays, and then the checks below name it)
-    wait_until(lambda: not _leftovers())
+    wait_until(lambda: not leftovers())
     before = host_snapshot()
     yield
     problems = []
@@ -201,16 +243,15 @@ def host_unchanged():
     if diff:
         problems.append("the host's own network namespace changed during the session:\n    "
                         + "\n    ".join(diff))
-    labelled: list[str] = []
+    left: list[str] = []
 
-    def none_labelled() -> bool:
-        labelled[:] = _labelled_docker_objects()
-        return not labelled
+    def nothing_left() -> bool:
+        left[:] = leftovers()
+        return not left
 
-    wait_until(none_labelled)
-    if labelled:
-        problems.append(f"Docker objects labelled {LABEL} are left after the session "
-                        f"(`./twlab clean` removes them): {labelled}")
+    wait_until(nothing_left)
+    if left:
+        problems.append(f"lab objects left after the session (`./twlab clean` removes them): {left}")
     assert not problems, "\n".join(problems)
 
 
@@ -220,15 +261,15 @@ def no_lab_leftovers(request: pytest.FixtureRequest):
     if request.node.get_closest_marker("integration") is None or os.geteuid() != 0:
         yield
         return
-    before = _leftovers()
+    before = leftovers()
     yield
     left: list[str] = []
 
-    def clean() -> bool:
-        left[:] = _leftovers()
+    def nothing_left() -> bool:
+        left[:] = leftovers()
         return not left
 
-    wait_until(clean)
+    wait_until(nothing_left)
     stale = [x for x in left if x in before]
     assert not left, (f"lab leftovers after the test: {left}"
                       + (f" (already there before it: {stale}; `./twlab clean` removes them)"
