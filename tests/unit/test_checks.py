@@ -238,14 +238,6 @@ def test_correct_run_observed_values():
 
 # -- (b) one retransmitted FIN left unACKed ---------------------------------------------------
 
-LATER_ACK_MASKS_BUG = (
-    "scenarios/lost_ack.py check time-wait-acks-every-fin looks for an ACK at *any* time after "
-    "each FIN (Evidence.acks_of has no upper bound, and every retransmitted FIN has the same seq), "
-    "so the ACK of a later FIN answers an earlier unanswered one, and acks_cli counts that ACK "
-    "twice (which then trips final-ack-lost-then-delivered's dropped >= len(during))")
-
-
-@pytest.mark.xfail(strict=True, reason=LATER_ACK_MASKS_BUG)
 @pytest.mark.parametrize("fin", [1, 2, 3])
 def test_unacked_retransmitted_fin_fails_that_check(fin):
     checks = lost_ack.check(timewait_run(unacked=(fin,)))

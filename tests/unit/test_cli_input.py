@@ -60,11 +60,10 @@ def test_parse_sysctl_refuses_non_network_keys(text):
         parse_sysctl(text)
 
 
-@pytest.mark.xfail(strict=True, reason="lab/core.py parse_sysctl checks for an empty value/host "
-                   "before stripping whitespace, so 'client:KEY= ' and ' :KEY=1' pass as '' values/hosts")
-@pytest.mark.parametrize("text", ["client:net.ipv4.tcp_rfc1337= ", "  :net.ipv4.tcp_rfc1337=1"])
-def test_parse_sysctl_blank_value_or_host(text):
-    with pytest.raises(UsageError):
+@pytest.mark.parametrize("text", ["client:net.ipv4.tcp_rfc1337= ", "  :net.ipv4.tcp_rfc1337=1",
+                                  "client: =1"])
+def test_parse_sysctl_blank_value_host_or_key(text):
+    with pytest.raises(UsageError, match=r"HOST:KEY=VALUE"):
         parse_sysctl(text)
 
 
