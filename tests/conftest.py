@@ -274,3 +274,10 @@ def no_lab_leftovers(request: pytest.FixtureRequest):
     assert not left, (f"lab leftovers after the test: {left}"
                       + (f" (already there before it: {stale}; `./twlab clean` removes them)"
                          if stale else ""))
+
+
+@pytest.fixture
+def lab_leftovers():
+    """The per-test guard's view, for a test to assert on at a point of its choosing: a
+    callable returning what lab.cleanup.find() reports (less other processes' live labs)."""
+    return leftovers
