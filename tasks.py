@@ -46,27 +46,53 @@ def list(c):  # noqa: A001 - the task is called `list` on the command line
 
 
 @task(
-    iterable=["sysctl"],
+    iterable=["sysctl", "shape"],
     help={
         "scenario": "scenario name (see `invoke list`)",
         "backend": "auto (docker when a daemon answers, else netns), docker or netns",
         "sysctl": "HOST:KEY=VALUE set in a lab host before the scenario, e.g. "
                   "client:net.ipv4.tcp_max_tw_buckets=0 (repeatable)",
+        "shape": "netem on the path: SRC->DST:KEY=VALUE,... or both:..., keys delay_ms, jitter_ms, "
+                 "loss_pct, duplicate_pct, reorder_pct, rate_kbit (repeatable; needs sch_netem)",
         "artifacts": "directory for report.json and the pcaps (default: a new one under ./artifacts/)",
         "json": "print report.json to stdout instead of the terminal view",
+        "compose": "the topology file (default: compose.yaml)",
+        "repeat": "run N isolated instances and report how stable the verdict is",
+        "parallel": "with --repeat: how many instances at a time",
     },
 )
 @_guard
-def run(c, scenario, backend="auto", sysctl=None, artifacts=None, json=False):
+def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, json=False,
+        compose=None, repeat=1, parallel=1):
     """Run one scenario and judge it: exit 0 pass, 1 a check failed, 2 usage/environment error."""
     from lab.core import parse_sysctl
-    from lab.runner import run_scenario
+    from lab.runner import run_many, run_scenario
+    from lab.shaping import parse_shape
 
     settings = [parse_sysctl(s) for s in (sysctl or [])]
-    quiet = json
-    progress = (lambda s: print(s, file=sys.stderr)) if quiet else print
+    shaping = [sh for text in (shape or []) for sh in parse_shape(text)]
+    try:
+        repeat, parallel = int(repeat), int(parallel)
+    except ValueError:
+        raise Exit("twlab: --repeat and --parallel take whole numbers", code=2) from None
+    progress = (lambda s: print(s, file=sys.stderr)) if json else print
+    if repeat > 1:
+        summary = run_many(scenario, repeat, parallel, backend=backend, sysctls=settings,
+                           artifacts=artifacts, shaping=shaping, compose=compose, progress=progress)
+        if json:
+            print(_json.dumps(summary, indent=2, default=str))
+        else:
+            print(f"{scenario}: {summary['passed']}/{repeat} passed, {summary['failed']} failed, "
+                  f"{summary['errors']} errors, {parallel} at a time, {summary['wall_s']} s; "
+                  f"per check: " + ", ".join(f"{k} {v}" for k, v in summary["check_pass_rate"].items()))
+            print(f"artifacts: {summary['artifacts']}/ (summary.json, run-NNN/)")
+        if summary["errors"] and not summary["failed"] and not summary["passed"]:
+            raise Exit(code=2)
+        if summary["verdict"] != "pass":
+            raise Exit(code=1)
+        return
     report = run_scenario(scenario, backend=backend, sysctls=settings, artifacts=artifacts,
-                          progress=progress)
+                          progress=progress, shaping=shaping, compose=compose)
     if json:
         print(_json.dumps(report, indent=2, default=str))
     else:
@@ -75,8 +101,6 @@ def run(c, scenario, backend="auto", sysctl=None, artifacts=None, json=False):
         show(report)
     if report["verdict"] != "pass":
         raise Exit(code=1)
-
-
 
 
 @task(help={"backend": "auto, docker or netns"})

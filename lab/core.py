@@ -41,6 +41,22 @@ REPORTED_SYSCTLS = (
 )
 
 
+# values the kernel accepts but that mean nothing (several of these are plain proc_dointvec
+# without bounds, so the kernel stores 7 in tcp_rfc1337 without a word): refused up front
+SYSCTL_RANGES: dict[str, tuple[int, int | None, str]] = {
+    "net.ipv4.tcp_rfc1337": (0, 1, "0 (RST kills TIME-WAIT) or 1 (ignored)"),
+    "net.ipv4.tcp_timestamps": (0, 2, "0, 1 or 2"),
+    "net.ipv4.tcp_tw_reuse": (0, 2, "0, 1 or 2"),
+    "net.ipv4.tcp_max_tw_buckets": (0, None, "0 or more"),
+    "net.ipv4.tcp_fin_timeout": (0, None, "seconds, 0 or more"),
+    "net.ipv4.tcp_orphan_retries": (0, 255, "0..255"),
+    "net.ipv4.tcp_retries2": (0, 255, "0..255"),
+    "net.ipv4.tcp_tw_reuse_delay": (1, None, "milliseconds, 1 or more"),
+    "net.ipv4.tcp_invalid_ratelimit": (0, None, "milliseconds, 0 or more"),
+    "net.ipv4.ip_forward": (0, 1, "0 or 1"),
+}
+
+
 @dataclass(frozen=True)
 class SysctlSetting:
     host: str
@@ -61,6 +77,14 @@ def parse_sysctl(text: str) -> SysctlSetting:
     key = key.replace("/", ".")
     if not key.startswith("net."):
         raise UsageError(f"--sysctl {text!r}: only per-namespace net.* sysctls can be set in a lab host")
+    if key in SYSCTL_RANGES:
+        low, high, words = SYSCTL_RANGES[key]
+        try:
+            number = int(value)
+        except ValueError:
+            raise UsageError(f"--sysctl {text!r}: {key} takes a whole number: {words}") from None
+        if number < low or (high is not None and number > high):
+            raise UsageError(f"--sysctl {text!r}: out of range; {key} takes {words}")
     return SysctlSetting(host, key, value)
 
 
@@ -68,11 +92,13 @@ class Lab:
     def __init__(self, backend: str = "auto", artifacts: Path | str = "artifacts/run",
                  sysctls: list[SysctlSetting] = (), compose: Path | str = DEFAULT_COMPOSE,
                  port: int = 5000, progress: Callable[[str], None] = lambda s: None,
-                 capture: bool = True, persistent: bool = False) -> None:
+                 capture: bool = True, persistent: bool = False,
+                 shaping: list[shaping.Shaping] = ()) -> None:
         self.backend_name, self.artifacts = backend, Path(artifacts)
         self.requested_sysctls, self.compose, self.port = list(sysctls), Path(compose), port
         self.progress, self.capture_enabled = progress, capture
         self.persistent = persistent          # an `invoke up` lab: outlives this process
+        self.shaping = list(shaping)
         self.lab_id = secrets.token_hex(3)
         self.timeline = Timeline()
         self.backend: Backend | None = None
@@ -123,6 +149,8 @@ class Lab:
         topo = load(self.compose)                                    # validate before making anything
         for s in self.requested_sysctls:
             topo.host(s.host)
+        for sh in self.shaping:
+            topo.host(sh.src), topo.host(sh.dst)
         if hasattr(self.backend, "plan"):
             topo = load(self.compose, self.backend.plan(topo))       # this instance's subnets
         self.topology = topo
@@ -141,6 +169,9 @@ class Lab:
                       + ", ".join(f"{h.name} {h.address}" for h in self.hosts.values()))
         for s in self.requested_sysctls:
             write_sysctl(self.hosts[s.host].nspath, s.key, s.value)
+            got = read_sysctl(self.hosts[s.host].nspath, s.key)
+            if got.split() != s.value.split():
+                raise UsageError(f"--sysctl {s}: the kernel keeps {got!r} instead; give a value it accepts")
         for name, host in self.hosts.items():
             keys = list(REPORTED_SYSCTLS) + [k for k in host.spec.sysctls] + \
                 [s.key for s in self.requested_sysctls if s.host == name]
@@ -153,6 +184,11 @@ class Lab:
         router = topo.router
         if router is not None:
             self.netem = shaping.probe(self.hosts[router.name])
+        if self.shaping:
+            if not self.netem[0]:
+                raise EnvError(f"link shaping was asked for, but {self.netem[1]}; run without --shape "
+                               "or on a kernel with sch_netem")
+            self._apply_shaping(router)
         for name, host in self.hosts.items():
             self.views[name] = SocketView(host)
             self.counters_before[name] = read_counters(host.nspath)
@@ -169,6 +205,19 @@ class Lab:
         self.t0 = time.time()
         self.timings["start_s"] = time.monotonic() - t_start
 
+    def _apply_shaping(self, router) -> None:
+        """Each direction is shaped on the router's interface toward its destination."""
+        if router is None:
+            raise UsageError("shaping needs a router host (a service with net.ipv4.ip_forward: 1)")
+        rhost = self.hosts[router.name]
+        for sh in self.shaping:
+            dst = self.hosts[sh.dst]
+            net = next((n for n in dst.addresses if n in rhost.addresses), None)
+            if net is None or sh.dst == router.name:
+                raise UsageError(f"--shape {sh}: {sh.dst} is not behind the router")
+            shaping.apply(rhost, rhost.ifname(net), sh.profile)
+            self.progress(f"shaping {sh} on {router.name}:{rhost.ifname(net)}")
+
     # -- what scenarios use -----------------------------------------------------------------
     def host(self, name: str) -> Host:
         if name not in self.hosts:
@@ -184,7 +233,7 @@ class Lab:
         return self.views[host].sockets(port=self.port, states=states)
 
     def wait_for(self, what: str, predicate: Callable[[], object], timeout_s: float,
-                 interval_s: float = 0.005) -> object:
+                 interval_s: float = 0.01) -> object:
         """Poll *predicate* until it returns something true; raise LabError after *timeout_s*."""
         deadline = time.monotonic() + timeout_s
         while True:
@@ -250,6 +299,7 @@ class Lab:
             "hosts": {n: {"addresses": {k: str(v) for k, v in h.addresses.items()},
                           "sysctls": self.sysctls.get(n, {})} for n, h in self.hosts.items()},
             "netem": {"available": self.netem[0], "reason": self.netem[1]},
+            "shaping": [str(sh) for sh in self.shaping],
             "compose": str(self.compose),
             "pid": os.getpid(),
         }

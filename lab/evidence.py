@@ -27,19 +27,19 @@ class Evidence:
     hz: int | None = None
     timer_samples: dict[str, list[tuple]] = field(default_factory=dict)  # Sampler.series
 
-    def deadline_after(self, host: str, t: float, until: float, state: str = "TIME_WAIT"
-                       ) -> tuple[float, float] | None:
-        """When *host*'s timer in *state* was due, as sock_diag saw it between *t* and *until*:
-        (sample time, absolute due time) of the sample with the latest due time. A sample taken
-        just after a packet was captured may predate the stack's processing of it and still
-        show the old deadline, so the latest deadline in the window is the one that counts."""
-        best = None
-        for ts, _key, st, _timer, expires_ms, _retrans in self.timer_samples.get(host, []):
-            if t < ts < until and st == state:
-                due = ts + expires_ms / 1000
-                if best is None or due > best[1]:
-                    best = (ts, due)
-        return best
+    def due_times(self, host: str, t: float, until: float, state: str = "TIME_WAIT"
+                  ) -> list[tuple[float, float]]:
+        """When *host*'s timer in *state* was due, as each sock_diag sample taken wholly between
+        *t* and *until* saw it: (earliest, latest) absolute times. The kernel computed the
+        remaining time somewhere between our asking and its answer, so the due time lies between
+        ask + expires and answer + expires. (A sample asked before a packet but answered after
+        it may already reflect that packet, so the window must hold the whole sample.)"""
+        out = []
+        for ts, _key, st, _timer, expires_ms, _retrans, *rest in self.timer_samples.get(host, []):
+            answered = rest[0] if rest else ts
+            if t < ts and answered < until and st == state:
+                out.append((ts + expires_ms / 1000, answered + expires_ms / 1000))
+        return out
 
     @classmethod
     def load(cls, artifacts: Path, hosts: list[str], **kw: Any) -> "Evidence":

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .core import Lab, SysctlSetting
-from .errors import LabError, WaitTimeout
+from .errors import LabError, UsageError, WaitTimeout
 from .evidence import Evidence
-from .shaping import REQUIRED
+from .shaping import REQUIRED, UNUSED, Shaping
 from .verdict import verdict
 
 __all__ = ["run_scenario", "default_artifacts", "interrupts_as_exceptions", "kernel_hz"]
@@ -69,8 +69,8 @@ def kernel_hz() -> int | None:
 
 
 def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] = (),
-                 artifacts: Path | None = None, progress: Callable[[str], None] = lambda s: None
-                 ) -> dict[str, Any]:
+                 artifacts: Path | None = None, progress: Callable[[str], None] = lambda s: None,
+                 shaping: list[Shaping] = (), compose: Path | None = None) -> dict[str, Any]:
     """Run scenario *name*; return the report (also written to ARTIFACTS/report.json).
 
     Raises LabError for usage and environment errors (nothing is left behind); a failed check is
@@ -78,10 +78,12 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
     from scenarios import get
 
     mod = get(name)
+    if shaping and mod.SHAPING == UNUSED:
+        raise UsageError(f"{name} runs without link shaping; drop --shape")
     artifacts = Path(artifacts) if artifacts else default_artifacts(name)
     started = time.time()
     lab = Lab(backend=backend, artifacts=artifacts, sysctls=list(sysctls), port=mod.PORT,
-              progress=progress)
+              progress=progress, shaping=list(shaping), **({"compose": compose} if compose else {}))
     facts: dict[str, Any] = {}
     error: str | None = None
     with interrupts_as_exceptions():
@@ -130,3 +132,72 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
     }
     (artifacts / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     return report
+
+
+def _one(job: dict[str, Any]) -> dict[str, Any]:
+    """One instance of a --repeat run, in its own process (its own signal handling and lab)."""
+    try:
+        report = run_scenario(job["name"], backend=job["backend"], sysctls=job["sysctls"],
+                              artifacts=job["artifacts"], shaping=job["shaping"],
+                              compose=job["compose"])
+    except LabError as exc:
+        return {"run": job["run"], "verdict": "error", "error": str(exc), "exit_code": exc.exit_code,
+                "artifacts": str(job["artifacts"])}
+    except KeyboardInterrupt as exc:
+        return {"run": job["run"], "verdict": "error", "error": f"interrupted ({exc})", "exit_code": 130,
+                "artifacts": str(job["artifacts"])}
+    return {"run": job["run"], "verdict": report["verdict"], "error": report["error"],
+            "backend": report["backend"], "duration_s": report["duration_s"],
+            "failed_checks": [c["name"] for c in report["checks"] if not c["passed"]],
+            "checks": {c["name"]: c["passed"] for c in report["checks"]},
+            "artifacts": str(job["artifacts"])}
+
+
+def run_many(name: str, repeat: int, parallel: int, backend: str = "auto",
+             sysctls: list[SysctlSetting] = (), artifacts: Path | None = None,
+             shaping: list[Shaping] = (), compose: Path | None = None,
+             progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Run *repeat* isolated instances of scenario *name*, *parallel* at a time, each in its own
+    process and lab; summarise how many passed and how stable each check was."""
+    import concurrent.futures as cf
+    import multiprocessing
+
+    from scenarios import get
+
+    get(name)                                    # a bad name fails here, once
+    if repeat < 1 or parallel < 1:
+        raise UsageError("--repeat and --parallel take whole numbers of 1 or more")
+    base = Path(artifacts) if artifacts else default_artifacts(name)
+    jobs = [{"run": i + 1, "name": name, "backend": backend, "sysctls": list(sysctls),
+             "artifacts": base / f"run-{i + 1:03d}", "shaping": list(shaping), "compose": compose}
+            for i in range(repeat)]
+    started = time.time()
+    results: list[dict[str, Any]] = []
+    ctx = multiprocessing.get_context("spawn")
+    with interrupts_as_exceptions(), cf.ProcessPoolExecutor(max_workers=parallel, mp_context=ctx) as pool:
+        futures = [pool.submit(_one, job) for job in jobs]
+        for fut in cf.as_completed(futures):
+            res = fut.result()
+            results.append(res)
+            progress(f"run {res['run']:>3}/{repeat}: {res['verdict']}"
+                     + (f" ({', '.join(res.get('failed_checks') or [])})" if res.get("failed_checks") else "")
+                     + (f" - {res['error']}" if res.get("error") else ""))
+    results.sort(key=lambda r: r["run"])
+    per_check: dict[str, list[bool]] = {}
+    for r in results:
+        for check, ok in (r.get("checks") or {}).items():
+            per_check.setdefault(check, []).append(ok)
+    summary = {
+        "scenario": name, "repeat": repeat, "parallel": parallel,
+        "passed": sum(r["verdict"] == "pass" for r in results),
+        "failed": sum(r["verdict"] == "fail" for r in results),
+        "errors": sum(r["verdict"] == "error" for r in results),
+        "check_pass_rate": {k: f"{sum(v)}/{len(v)}" for k, v in per_check.items()},
+        "wall_s": round(time.time() - started, 3),
+        "runs": results,
+    }
+    summary["verdict"] = "pass" if summary["passed"] == repeat else "fail"
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    summary["artifacts"] = str(base)
+    return summary

@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass
 from pyroute2.netlink.exceptions import NetlinkError
 
 from .backends.base import Host
-from .errors import EnvError
+from .errors import EnvError, UsageError
 from .netns import iproute
 
-__all__ = ["LinkProfile", "probe", "apply", "REQUIRED", "OPTIONAL", "UNUSED"]
+__all__ = ["LinkProfile", "Shaping", "parse_shape", "probe", "apply", "REQUIRED", "OPTIONAL", "UNUSED"]
 
 REQUIRED, OPTIONAL, UNUSED = "required", "optional", "unused"
 
@@ -44,6 +44,48 @@ class LinkProfile:
         if self.rate_kbit:
             args["rate"] = f"{self.rate_kbit}kbit"
         return args
+
+
+@dataclass(frozen=True)
+class Shaping:
+    """A profile for one direction of the path: packets from *src* to *dst*."""
+
+    src: str
+    dst: str
+    profile: LinkProfile
+
+    def __str__(self) -> str:
+        fields = ",".join(f"{k}={v}" for k, v in asdict(self.profile).items() if v)
+        return f"{self.src}->{self.dst}:{fields}"
+
+
+def parse_shape(text: str) -> list[Shaping]:
+    """"client->server:delay_ms=50,jitter_ms=5" (one direction) or "both:delay_ms=50"."""
+    where, sep, spec = text.partition(":")
+    usage = ("--shape: write SRC->DST:KEY=VALUE,... or both:KEY=VALUE,..., e.g. "
+             "client->server:delay_ms=50,jitter_ms=5; keys: " + ", ".join(LinkProfile.__dataclass_fields__))
+    if not sep or not spec:
+        raise UsageError(usage)
+    values = {}
+    for item in spec.split(","):
+        key, eq, val = item.partition("=")
+        key = key.strip()
+        if not eq or key not in LinkProfile.__dataclass_fields__:
+            raise UsageError(f"--shape {text!r}: unknown setting {key!r}; " + usage.split("; ")[1])
+        try:
+            number = float(val)
+        except ValueError:
+            raise UsageError(f"--shape {text!r}: {key} takes a number, not {val!r}") from None
+        if number < 0 or (key.endswith("_pct") and number > 100):
+            raise UsageError(f"--shape {text!r}: {key}={val} is out of range")
+        values[key] = int(number) if key == "rate_kbit" else number
+    profile = LinkProfile(**values)
+    if where.strip() == "both":
+        return [Shaping("client", "server", profile), Shaping("server", "client", profile)]
+    src, arrow, dst = where.partition("->")
+    if not arrow or not src.strip() or not dst.strip():
+        raise UsageError(usage)
+    return [Shaping(src.strip(), dst.strip(), profile)]
 
 
 def probe(host: Host) -> tuple[bool, str]:
