@@ -91,9 +91,18 @@ def need_docker() -> None:
 def _lab_objects() -> list[tuple[str, str]]:
     """(lab id, "what name") for everything lab.cleanup.find() reports: namespaces by their
     name, containers and networks by their label (by-hand compose labs are named otherwise)."""
+    from docker.errors import NotFound
+
     from lab.cleanup import find
 
-    left = find()
+    for _ in range(10):
+        try:
+            left = find()
+            break
+        except NotFound:      # a container went while find() inspected it (lab/cleanup.py races)
+            time.sleep(0.2)
+    else:
+        left = find()
     out = [(name.split("-")[1], f"namespace {name}") for name in left.namespaces]
     if (left.containers or left.networks) and docker_why_not() is None:
         from lab.backends.docker import client
@@ -102,7 +111,7 @@ def _lab_objects() -> list[tuple[str, str]]:
         try:
             flt = {"label": LABEL}
             out += [(c.labels.get(LABEL, "?"), f"container {c.name}")
-                    for c in dc.containers.list(all=True, filters=flt)]
+                    for c in dc.containers.list(all=True, filters=flt, ignore_removed=True)]
             out += [(n.attrs.get("Labels", {}).get(LABEL, "?"), f"docker network {n.name}")
                     for n in dc.networks.list(filters=flt)]
         finally:
