@@ -67,6 +67,31 @@ def test_parse_sysctl_blank_value_host_or_key(text):
         parse_sysctl(text)
 
 
+@pytest.mark.parametrize("text", [
+    "client:net.ipv4.tcp_rfc1337=1", "client:net.ipv4.tcp_rfc1337=0", "client:net.ipv4.tcp_tw_reuse=2",
+    "client:net.ipv4.tcp_max_tw_buckets=0", "client:net.ipv4.tcp_orphan_retries=255",
+    "client:net.ipv4.tcp_tw_reuse_delay=1",
+    "client:net.ipv4.tcp_ecn=9",        # no range known here: the kernel decides when it is written
+])
+def test_parse_sysctl_in_range(text):
+    assert str(parse_sysctl(text)) == text
+
+
+@pytest.mark.parametrize("text, why", [
+    ("client:net.ipv4.tcp_rfc1337=7", "out of range"),      # the kernel stores 7 without a word
+    ("client:net.ipv4.tcp_tw_reuse=3", "out of range"),
+    ("client:net.ipv4.tcp_max_tw_buckets=-1", "out of range"),
+    ("client:net.ipv4.tcp_orphan_retries=256", "out of range"),
+    ("client:net.ipv4.tcp_tw_reuse_delay=0", "out of range"),
+    ("client:net.ipv4.tcp_timestamps=1.5", "whole number"),
+    ("client:net/ipv4/tcp_rfc1337=on", "whole number"),
+])
+def test_parse_sysctl_out_of_range(text, why):
+    with pytest.raises(UsageError, match=why) as info:
+        parse_sysctl(text)
+    assert repr(text) in str(info.value)
+
+
 # -- scenario names ------------------------------------------------------------------------------
 
 def test_catalog_has_lost_ack():
