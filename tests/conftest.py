@@ -15,8 +15,11 @@ Two guards run around the tests:
   at the end.
 
 Other people's labs on this machine are not ours to judge: a lab the registry says another live
-process is using (a concurrent ``invoke run``) or an ``invoke up`` lab is left out. Everything
-else counts: labs of this process, of dead runs, unregistered ones (by-hand compose labs).
+process is using (a concurrent ``invoke run``) or an ``invoke up`` lab is left out, with its
+namespaces, Docker bridges and veths (and the routes, qdiscs and sysctls hanging off them); so is
+a lab object that is *gone* at the end. Everything else counts: labs of this process, of dead
+runs, unregistered ones (by-hand compose labs), anything new, anything else changed or gone.
+The session starts as every run does, by removing the labs of killed runs (clean_dead).
 Both guards poll for a while before they fail: Docker removes veths a moment after its API call
 returns, and a concurrent run's lab comes and goes in seconds. A real leak never goes away, so
 it still fails - after the grace period.
@@ -181,36 +184,88 @@ def _proc_sys_ipv4() -> dict[str, str]:
     return out
 
 
-def host_snapshot() -> dict[str, object]:
-    links = []
+def _dev(line: str) -> str | None:
+    words = line.split()
+    return words[words.index("dev") + 1] if "dev" in words[:-1] else None
+
+
+def host_snapshot() -> dict[str, dict[str, tuple[str | None, str]]]:
+    """The host namespace as items: section -> {item: (interface or namespace it belongs to,
+    value)}, so items of other people's labs can be told apart (see snapshot_diff)."""
+    links: dict[str, tuple[str | None, str]] = {}
     for line in _run(["ip", "-o", "link", "show"]).splitlines():
         fields = line.split(": ", 2)
         if len(fields) >= 2:
-            links.append(fields[1].split("@")[0])
+            name = fields[1].split("@")[0]
+            words = line.split()
+            master = words[words.index("master") + 1] if "master" in words[:-1] else ""
+            links[name] = (name, master)
+    sysctls = {}
+    for path, value in _proc_sys_ipv4().items():
+        parts = path.split("/")          # /proc/sys/net/ipv4/conf/<if>/x, .../neigh/<if>/x
+        owner = parts[6] if len(parts) > 7 and parts[5] in ("conf", "neigh") else None
+        sysctls[path] = (owner, value)
     return {
-        "tc qdisc show": _lines(_run(["tc", "qdisc", "show"])),
-        "interface names (ip -o link show)": sorted(links),
-        "ip -4 route show table all": _lines(_run(["ip", "-4", "route", "show", "table", "all"])),
-        "/proc/sys/net/ipv4": _proc_sys_ipv4(),
-        "ip netns list": _lines(_run(["ip", "netns", "list"])),
+        "tc qdisc show": {ln: (_dev(ln), "") for ln in _lines(_run(["tc", "qdisc", "show"]))},
+        "interfaces (ip -o link show)": links,
+        "ip -4 route show table all": {ln: (_dev(ln), "") for ln in
+                                       _lines(_run(["ip", "-4", "route", "show", "table", "all"]))},
+        "/proc/sys/net/ipv4": sysctls,
+        "ip netns list": {ln.split()[0]: (ln.split()[0], "") for ln in _lines(_run(["ip", "netns", "list"]))},
     }
 
 
-def snapshot_diff(before: dict[str, object], after: dict[str, object]) -> list[str]:
-    """Readable differences, one line each."""
+def others_labs() -> set[str]:
+    """Interface and namespace names of labs other processes are using right now: their
+    namespaces, and the bridges of their Docker networks with the veths attached to them."""
+    registry = _registry()
+    ids = {lab_id for lab_id in registry if _someone_elses(lab_id, registry)}
+    if not ids:
+        return set()
+    from lab.backends.netns import lab_namespaces
+
+    names = {ns for ns in lab_namespaces() if ns.split("-")[1] in ids}
+    if docker_why_not() is None:
+        from lab.backends.docker import client
+
+        dc = client()
+        try:
+            for net in dc.networks.list(filters={"label": LABEL}):
+                if net.attrs.get("Labels", {}).get(LABEL) in ids:
+                    names.add(net.attrs.get("Options", {}).get("com.docker.network.bridge.name")
+                              or f"br-{net.id[:12]}")
+        finally:
+            dc.close()
+        out = _run(["ip", "-o", "link", "show"])
+        for line in out.splitlines():
+            words = line.split()
+            if "master" in words[:-1] and words[words.index("master") + 1] in names:
+                names.add(line.split(": ", 2)[1].split("@")[0])
+    return names
+
+
+def snapshot_diff(before: dict, after: dict, others: set[str] = frozenset()) -> list[str]:
+    """Readable differences, one line each. Left out: items of labs other processes are using
+    (*others*), and lab objects that are gone (a lab's namespace, a Docker lab's bridge or veth,
+    and what hung off them): removing a lab is what it should come to. Anything new, and
+    anything else changed or gone, counts."""
     out = []
-    for key in before:
-        a, b = before[key], after[key]
-        if a == b:
-            continue
-        if isinstance(a, dict):
-            for path in sorted(set(a) | set(b)):   # type: ignore[arg-type]
-                if a.get(path) != b.get(path):      # type: ignore[union-attr]
-                    out.append(f"{path}: {a.get(path)!r} -> {b.get(path)!r}")   # type: ignore[union-attr]
-        else:
-            gone = [x for x in a if x not in b]     # type: ignore[union-attr]
-            new = [x for x in b if x not in a]      # type: ignore[union-attr]
-            out.append(f"{key}: gone {gone}, new {new}")
+    for section in before:
+        a, b = before[section], after[section]
+        for item in sorted(set(a) | set(b)):
+            if a.get(item) == b.get(item):
+                continue
+            owner = (a.get(item) or b.get(item))[0]
+            if owner in others:
+                continue
+            if item not in b and owner and owner.startswith(("twlab-", "br-", "veth")):
+                continue
+            if item not in a:
+                out.append(f"{section}: new {item!r}")
+            elif item not in b:
+                out.append(f"{section}: gone {item!r}")
+            else:
+                out.append(f"{section}: {item}: {a[item][1]!r} -> {b[item][1]!r}")
     return out
 
 
@@ -233,10 +288,16 @@ def wait_until(predicate, timeout_s: float = SETTLE_S, interval_s: float = 0.25)
 def host_unchanged():
     """The session leaves the host's own network namespace exactly as it found it."""
     ns = _current_netns()
-    # someone else's lab may be up for a few seconds: snapshot once it is gone (a stale
-    # leftover stays, and then the checks below name it)
+    if os.geteuid() == 0:
+        from lab.cleanup import clean_dead
+
+        clean_dead()        # what every run does first: the labs of killed runs go
+    # someone else's lab may be coming or going: snapshot once it is gone (a stale leftover
+    # stays, and then the checks below name it)
     wait_until(lambda: not leftovers())
+    others = others_labs()
     before = host_snapshot()
+    others |= others_labs()
     yield
     problems = []
     if _current_netns() != ns:
@@ -245,7 +306,9 @@ def host_unchanged():
     diff: list[str] = []
 
     def same() -> bool:
-        diff[:] = snapshot_diff(before, host_snapshot())
+        now = others_labs()
+        after = host_snapshot()
+        diff[:] = snapshot_diff(before, after, others | now | others_labs())
         return not diff
 
     wait_until(same)
