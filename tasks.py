@@ -63,7 +63,7 @@ def list(c):  # noqa: A001 - the task is called `list` on the command line
 )
 @_guard
 def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, json=False,
-        compose=None, repeat=1, parallel=1):
+        compose=None, repeat=None, parallel=None):
     """Run one scenario and judge it: exit 0 pass, 1 a check failed, 2 usage/environment error."""
     from lab.core import parse_sysctl
     from lab.runner import run_many, run_scenario
@@ -72,9 +72,11 @@ def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, js
     settings = [parse_sysctl(s) for s in (sysctl or [])]
     shaping = [sh for text in (shape or []) for sh in parse_shape(text)]
     try:
-        repeat, parallel = int(repeat), int(parallel)
+        repeat, parallel = int(repeat or 1), int(parallel or 1)
     except ValueError:
-        raise Exit("twlab: --repeat and --parallel take whole numbers", code=2) from None
+        raise Exit("twlab: --repeat and --parallel take whole numbers of 1 or more", code=2) from None
+    if repeat < 1 or parallel < 1:
+        raise Exit("twlab: --repeat and --parallel take whole numbers of 1 or more", code=2)
     progress = (lambda s: print(s, file=sys.stderr)) if json else print
     if repeat > 1:
         summary = run_many(scenario, repeat, parallel, backend=backend, sysctls=settings,

@@ -1,7 +1,7 @@
 """A lab to explore by hand: `invoke up`, `invoke shell HOST`, `invoke down`.
 
 The lab outlives the command that made it: its namespaces or containers stay until `invoke down`
-(or `invoke clean --all`). What it is, is kept in RUN_DIR/up.json.
+(or `invoke clean --all`). What it is, is kept in RUN_DIR/up.state.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from .errors import UsageError
 
 __all__ = ["lab_up", "lab_down", "shell_argv"]
 
-STATE = RUN_DIR / "up.json"
+STATE = RUN_DIR / "up.state"     # not *.json: those are the registry's records
 
 
 def _state() -> dict | None:

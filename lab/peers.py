@@ -89,9 +89,11 @@ class Peer:
                       errno=doc.get("errno"), error=doc.get("error"), message=doc.get("message"),
                       result=doc.get("result") or {})
 
-    def call(self, op: str, *, timeout_s: float | None = None, **args: Any) -> Result:
-        """Run one step. An errno is a result (the scenario decides); a dead or silent peer is not."""
-        wait = timeout_s if timeout_s is not None else self.timeout_s
+    def call(self, op: str, *, wait_s: float | None = None, **args: Any) -> Result:
+        """Run one step. An errno is a result (the scenario decides); a dead or silent peer is not.
+        *wait_s* bounds how long to wait for the answer; a step's own ``timeout_s`` (accept,
+        connect, recv) goes to the peer, and the wait is stretched to cover it."""
+        wait = wait_s if wait_s is not None else self.timeout_s
         if "timeout_s" in args:
             wait = max(wait, float(args["timeout_s"]) + 5)
         try:
