@@ -127,13 +127,6 @@ def test_bad_input_before_bring_up(args, mentions, lab_leftovers):
     assert lab_leftovers() == []
 
 
-REPEAT_NOT_CHECKED = (
-    "tasks.py run: repeat/parallel default to ints, so invoke itself casts --repeat x (a "
-    "traceback, exit 1, before _guard), and `if repeat > 1` sends --repeat 0 (or -3) to a single "
-    "run (exit 0) without run_many's check")
-
-
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=REPEAT_NOT_CHECKED)
 @pytest.mark.parametrize("value", ["0", "-3", "x"])
 def test_bad_repeat(value, tmp_path, lab_leftovers):
     done = invoke("run", "lost-ack", "--backend", "netns", "--artifacts", str(tmp_path),
@@ -208,13 +201,6 @@ def test_out_of_range_sysctl_refused_up_front(setting, why, tmp_path, lab_leftov
 
 # -- a run next to a lab brought up by hand --------------------------------------------------
 
-UP_STATE_READ_AS_A_DEAD_RUN = (
-    "lab/handson.py keeps the `invoke up` lab's state in RUN_DIR/up.json, which lab/cleanup.py's "
-    "_records() globs (*.json) as a registry record; it has no pid and no persistent flag, so "
-    "dead_labs() names the up lab and the next run's clean_dead() removes it")
-
-
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=UP_STATE_READ_AS_A_DEAD_RUN)
 def test_run_leaves_an_up_lab_alone(tmp_path, lab_leftovers):
     # a registry of our own, so nothing here touches (or is touched by) other people's labs
     env = {**os.environ, "TWLAB_RUN_DIR": str(tmp_path / "run")}

@@ -99,14 +99,6 @@ def test_conversation_over_loopback(peers):
     assert [r.op for r in server.results][:3] == ["listen", "accept", "recv"]
 
 
-STEP_TIMEOUT_SWALLOWED = (
-    "lab/peers.py Peer.call takes a keyword-only timeout_s (how long to wait for the answer), so "
-    "the timeout_s that Peer.recv/Peer.accept pass for the step never reaches the peer: the peer "
-    "uses its defaults (recv 5 s, accept 10 s) while the caller waits only timeout_s, and a step "
-    "that times out becomes a PeerError (peer killed) instead of a result")
-
-
-@pytest.mark.xfail(strict=True, raises=PeerError, reason=STEP_TIMEOUT_SWALLOWED)
 def test_recv_timeout_is_a_result(peers):
     server, client = peers(), peers()
     port = server.listen("L", 0, addr=LOOPBACK)["local"][1]
@@ -116,7 +108,6 @@ def test_recv_timeout_is_a_result(peers):
     assert res.ok and res["timeout"] is True and res.data == b""
 
 
-@pytest.mark.xfail(strict=True, raises=PeerError, reason=STEP_TIMEOUT_SWALLOWED)
 def test_accept_timeout_is_an_errno_result(peers):
     p = peers()
     p.listen("L", 0, addr=LOOPBACK)
