@@ -1,10 +1,17 @@
-"""Targeted faults: drop packets that match a direction and TCP flags, in the router's forward path.
+"""Targeted faults: drop, hold or copy packets that match a direction and TCP flags, in the
+router's forward path.
 
 Exact and repeatable, never random: a rule in an nftables table of the router's own namespace
 (``table inet twlab``) matches the sender's and receiver's addresses and the TCP flags, logs each
 match to NFLOG (group 1, prefixed with the fault's name) and drops it. The NFLOG stream is captured
 to ``faults.pcap``, so every drop is recorded with its time and its full packet, and the rule's
 counter says how many were dropped. Installing and lifting a fault are atomic nft transactions.
+
+Holding a packet is dropping it and keeping the copy NFLOG handed over: ``release`` sends the
+held packets on, byte for byte as they arrived, from a raw socket in the router's namespace (the
+router's own output path, which the forward-path rules do not see). ``copy`` logs without dropping,
+so real segments of a connection can be replayed later (``inject``): wandering duplicates made of
+what was really on the wire, never invented by hand.
 """
 
 from __future__ import annotations
@@ -85,22 +92,74 @@ class Faults:
              has: str | None = None) -> Fault:
         """Drop every packet from *src* to *dst* whose TCP flags are exactly *flags*
         (e.g. "ack": pure ACKs) or include *has* (e.g. "fin")."""
+        return self._add(name, src, dst, flags, has, verdict="drop", what="drop")
+
+    def _add(self, name: str, src: Host, dst: Host, flags: str | None, has: str | None,
+             verdict: str, what: str) -> Fault:
         if name in self.faults and self.faults[name].removed_at is None:
             raise UsageError(f"fault {name!r} is already installed")
+        if " " in name or '"' in name:
+            raise UsageError(f"fault name {name!r}: no spaces or quotes")
         saddrs = ", ".join(str(a) for a in src.addresses.values())
         daddrs = ", ".join(str(a) for a in dst.addresses.values())
         match = f"ip saddr {{ {saddrs} }} ip daddr {{ {daddrs} }} {_flag_expr(flags, has)}"
         # queue-threshold 1: the kernel hands each logged packet to the capture at once
-        rule = f'{match} counter log prefix "{name} " group {NFLOG_GROUP} queue-threshold 1 drop'
+        rule = f'{match} counter log prefix "{name} " group {NFLOG_GROUP} queue-threshold 1 {verdict}'.rstrip()
         out = run_in(self.router.nspath, ["nft", "--echo", "--handle", "-f", "-"],
                      input=f"add rule inet {TABLE} forward {rule}\n")
         handle = _handle_from_echo(out)
-        what = f"drop {src.name}->{dst.name} tcp " + (f"flags=={flags}" if flags else f"has {has}" if has else "any")
+        what = f"{what} {src.name}->{dst.name} tcp " + (f"flags=={flags}" if flags else f"has {has}" if has else "any")
         fault = Fault(name, what, rule, handle, time.time())
         self.faults[name] = fault
         self.timeline.add(fault.installed_at, self.router.name, "fault", f"fault {name} on: {what}",
                           fault=name)
         return fault
+
+    def hold(self, name: str, src: Host, dst: Host, flags: str | None = None,
+             has: str | None = None) -> Fault:
+        """Like drop, but the packets are kept: ``release(name)`` sends them on."""
+        return self.drop(name, src, dst, flags=flags, has=has)
+
+    def copy(self, name: str, src: Host, dst: Host, flags: str | None = None,
+             has: str | None = None) -> Fault:
+        """Let matching packets through, keeping a copy of each (``logged(name)``)."""
+        return self._add(name, src, dst, flags, has, verdict="", what="copy")
+
+    def logged(self, name: str, settle_s: float = 0.05) -> list:
+        """The packets fault *name* has logged so far (held, dropped or copied), oldest first."""
+        from .packets import read_pcap
+
+        time.sleep(settle_s)          # NFLOG -> tcpdump -> file is quick, not instant
+        return [seg for seg in read_pcap(self.pcap) if seg.prefix == name]
+
+    def inject(self, segments: list, toward: Host) -> float:
+        """Send these captured packets again, unchanged, from the router toward *toward*;
+        returns when they were sent."""
+        import socket as _socket
+
+        from .netns import inside
+
+        with inside(self.router.nspath):
+            raw = _socket.socket(_socket.AF_INET, _socket.SOCK_RAW, _socket.IPPROTO_RAW)
+        try:
+            sent = time.time()
+            for seg in segments:
+                raw.sendto(seg.ip, (str(toward.address), 0))
+        finally:
+            raw.close()
+        self.timeline.add(sent, self.router.name, "fault",
+                          f"injected {len(segments)} captured segment(s) toward {toward.name}: "
+                          + ", ".join(f"{s.flags} seq={s.seq}" for s in segments),
+                          segments=[s.to_json() for s in segments])
+        return sent
+
+    def release(self, name: str, toward: Host) -> list:
+        """Lift hold *name* and send on every packet it held, in order."""
+        self.lift(name)
+        held = self.logged(name)
+        if held:
+            self.inject(held, toward)
+        return held
 
     def count(self, name: str) -> int:
         fault = self.faults[name]
@@ -120,7 +179,7 @@ class Faults:
                                         "handle", str(fault.handle)])
             fault.removed_at = time.time()
             self.timeline.add(fault.removed_at, self.router.name, "fault",
-                              f"fault {name} off after {fault.dropped} drops", fault=name,
+                              f"fault {name} off after {fault.dropped} matches", fault=name,
                               dropped=fault.dropped)
         return fault
 
@@ -144,9 +203,12 @@ class Faults:
 
             for seg in read_pcap(self.pcap):
                 if seg.prefix in self.faults:
-                    self.faults[seg.prefix].drop_times.append(seg.t)
-                    self.timeline.add(seg.t, self.router.name, "drop",
-                                      f"dropped {seg.flags} {seg.src}:{seg.sport} -> {seg.dst}:{seg.dport}"
+                    fault = self.faults[seg.prefix]
+                    fault.drop_times.append(seg.t)
+                    kind = fault.description.split(" ")[0]             # "drop" or "copy"
+                    verb = {"drop": "dropped", "copy": "copied"}[kind]
+                    self.timeline.add(seg.t, self.router.name, kind,
+                                      f"{verb} {seg.flags} {seg.src}:{seg.sport} -> {seg.dst}:{seg.dport}"
                                       f" (fault {seg.prefix})", segment=seg.to_json())
 
 

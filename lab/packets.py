@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import dpkt
@@ -38,6 +38,7 @@ class Segment:
     outgoing: bool | None = None
     prefix: str | None = None   # NFLOG prefix (which fault logged it)
     payload: bytes = b""
+    ip: bytes = field(default=b"", repr=False, compare=False)   # the whole IP packet, as captured
 
     def has(self, flag: str) -> bool:
         return flag in self.flags.split(",")
@@ -56,6 +57,7 @@ class Segment:
     def to_json(self) -> dict:
         d = asdict(self)
         d.pop("payload")
+        d.pop("ip")
         return d
 
 
@@ -96,16 +98,19 @@ def read_pcap(path: Path | str) -> list[Segment]:
             if dlt == DLT_EN10MB:
                 eth = dpkt.ethernet.Ethernet(buf)
                 ip = eth.data
+                raw = buf[14:]
             elif dlt == DLT_LINUX_SLL2:
                 proto, _, ifindex, _, pkttype = struct.unpack_from(">HHIHB", buf, 0)
                 outgoing = pkttype == 4
                 if proto != 0x0800:
                     continue
-                ip = dpkt.ip.IP(buf[20:])
+                raw = buf[20:]
+                ip = dpkt.ip.IP(raw)
             elif dlt == DLT_LINUX_SLL:
                 sll = dpkt.sll.SLL(buf)
                 outgoing = sll.type == 4
                 ip = sll.data
+                raw = buf[16:]
             elif dlt == DLT_NFLOG:
                 raw, prefix, stamp = _nflog(buf)
                 if raw is None:
@@ -126,6 +131,6 @@ def read_pcap(path: Path | str) -> list[Segment]:
                 t=float(ts), src=socket.inet_ntoa(ip.src), sport=tcp.sport,
                 dst=socket.inet_ntoa(ip.dst), dport=tcp.dport, flags=flag_names(tcp.flags),
                 seq=tcp.seq, ack=tcp.ack, length=len(payload), tsval=tsval, tsecr=tsecr,
-                ifindex=ifindex, outgoing=outgoing, prefix=prefix, payload=payload,
+                ifindex=ifindex, outgoing=outgoing, prefix=prefix, payload=payload, ip=bytes(raw[:ip.len]),
             ))
     return out
