@@ -36,8 +36,8 @@ def _guard(fn):
     return wrapper
 
 
-@task
-def list(c):  # noqa: A001 - the task is called `list` on the command line
+@task(name="list")
+def list_scenarios(c):
     """List the scenarios, each with its one-line intent."""
     from scenarios import catalog
 
@@ -58,15 +58,18 @@ def list(c):  # noqa: A001 - the task is called `list` on the command line
         "json": "print report.json to stdout instead of the terminal view",
         "compose": "the topology file (default: compose.yaml)",
         "repeat": "run N isolated instances and report how stable the verdict is",
-        "parallel": "with --repeat: how many instances at a time",
+        "strict_rfc": "judge against the RFCs' letter (e.g. RFC 1122's 4-minute TIME-WAIT) "
+                      "instead of reporting Linux's documented deviations as such",
+        "parallel": "with --repeat or `run all`: how many labs at a time",
     },
 )
 @_guard
 def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, json=False,
-        compose=None, repeat=None, parallel=None):
-    """Run one scenario and judge it: exit 0 pass, 1 a check failed, 2 usage/environment error."""
+        compose=None, repeat=None, parallel=None, strict_rfc=False):
+    """Run one scenario (or `all`) and judge it: exit 0 pass, 1 a check failed, 2 usage or
+    environment error."""
     from lab.core import parse_sysctl
-    from lab.runner import run_many, run_scenario
+    from lab.runner import run_catalog, run_many, run_scenario
     from lab.shaping import parse_shape
 
     settings = [parse_sysctl(s) for s in (sysctl or [])]
@@ -78,9 +81,26 @@ def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, js
     if repeat < 1 or parallel < 1:
         raise Exit("twlab: --repeat and --parallel take whole numbers of 1 or more", code=2)
     progress = (lambda s: print(s, file=sys.stderr)) if json else print
+    options = {"strict_rfc": bool(strict_rfc)}
+    if scenario == "all":
+        from scenarios import catalog
+
+        summary = run_catalog(list(catalog()), parallel=int(parallel or 3), backend=backend,
+                              sysctls=settings, artifacts=artifacts, shaping=shaping,
+                              compose=compose, options=options, progress=progress)
+        if json:
+            print(_json.dumps(summary, indent=2, default=str))
+        else:
+            _catalog_table(summary)
+        if summary["errors"] and not summary["passed"] and not summary["failed"]:
+            raise Exit(code=2)
+        if summary["verdict"] != "pass":
+            raise Exit(code=1)
+        return
     if repeat > 1:
         summary = run_many(scenario, repeat, parallel, backend=backend, sysctls=settings,
-                           artifacts=artifacts, shaping=shaping, compose=compose, progress=progress)
+                           artifacts=artifacts, shaping=shaping, compose=compose, progress=progress,
+                           options=options)
         if json:
             print(_json.dumps(summary, indent=2, default=str))
         else:
@@ -94,7 +114,7 @@ def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, js
             raise Exit(code=1)
         return
     report = run_scenario(scenario, backend=backend, sysctls=settings, artifacts=artifacts,
-                          progress=progress, shaping=shaping, compose=compose)
+                          progress=progress, shaping=shaping, compose=compose, options=options)
     if json:
         print(_json.dumps(report, indent=2, default=str))
     else:
@@ -103,6 +123,23 @@ def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, js
         show(report)
     if report["verdict"] != "pass":
         raise Exit(code=1)
+
+
+def _catalog_table(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"twlab catalog: {summary['passed']}/{len(summary['scenarios'])} passed "
+                        f"in {summary['wall_s']} s")
+    for col in ("scenario", "verdict", "checks", "time (s)", "artifacts"):
+        table.add_column(col)
+    for r in summary["scenarios"]:
+        checks = r.get("checks") or {}
+        colour = {"pass": "green", "fail": "red"}.get(r["verdict"], "yellow")
+        table.add_row(r["scenario"], f"[{colour}]{r['verdict']}[/]",
+                      f"{sum(checks.values())}/{len(checks)}" if checks else (r.get("error") or "")[:60],
+                      str(r.get("duration_s", "")), r["artifacts"])
+    Console().print(table)
 
 
 @task(help={"backend": "auto, docker or netns"})

@@ -85,7 +85,7 @@ def find(lab_id: str | None = None) -> Leftovers:
     dc = _docker()
     if dc is not None:
         flt = {"label": f"{LABEL}={lab_id}" if lab_id else LABEL}
-        out.containers = sorted(c.name for c in dc.containers.list(all=True, filters=flt))
+        out.containers = sorted(c.name for c in dc.containers.list(all=True, filters=flt, ignore_removed=True))
         out.networks = sorted(n.name for n in dc.networks.list(filters=flt))
         dc.close()
     return out
@@ -125,7 +125,7 @@ def clean(lab_id: str | None = None, keep: set[str] | None = None) -> Leftovers:
     dc = _docker()
     if dc is not None:
         flt = {"label": f"{LABEL}={lab_id}" if lab_id else LABEL}
-        for ctr in dc.containers.list(all=True, filters=flt):
+        for ctr in dc.containers.list(all=True, filters=flt, ignore_removed=True):
             if ctr.labels.get(LABEL) in keep:
                 continue
             try:

@@ -99,6 +99,7 @@ class Lab:
         self.progress, self.capture_enabled = progress, capture
         self.persistent = persistent          # an `invoke up` lab: outlives this process
         self.shaping = list(shaping)
+        self.options: dict = {}               # run options a scenario may read (e.g. strict_rfc)
         self.lab_id = secrets.token_hex(3)
         self.timeline = Timeline()
         self.backend: Backend | None = None
@@ -224,10 +225,21 @@ class Lab:
             raise UsageError(f"unknown host {name!r}: this lab has {', '.join(self.hosts)}")
         return self.hosts[name]
 
-    def peer(self, name: str) -> Peer:
-        if name not in self.peers:
-            self.peers[name] = Peer(self.host(name), self.timeline)
-        return self.peers[name]
+    def peer(self, name: str, process: str = "main") -> Peer:
+        """The peer program running in host *name*; another *process* name starts another
+        program there (a restarted server is a new process)."""
+        key = name if process == "main" else f"{name}/{process}"
+        if key not in self.peers:
+            self.peers[key] = Peer(self.host(name), self.timeline)
+        return self.peers[key]
+
+    def stop_peer(self, name: str, process: str = "main") -> None:
+        """End that program, as a process exit does: the kernel closes its sockets."""
+        key = name if process == "main" else f"{name}/{process}"
+        peer = self.peers.get(key)
+        if peer is not None:
+            peer.stop()
+            self.note(name, f"peer process {process} exited")
 
     def sockets(self, host: str, states: set[str] | None = None) -> list[SocketInfo]:
         return self.views[host].sockets(port=self.port, states=states)

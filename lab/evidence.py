@@ -26,6 +26,7 @@ class Evidence:
     facts: dict[str, Any] = field(default_factory=dict)   # what the scenario's steps returned
     hz: int | None = None
     timer_samples: dict[str, list[tuple]] = field(default_factory=dict)  # Sampler.series
+    options: dict[str, Any] = field(default_factory=dict)   # run options, e.g. strict_rfc
 
     def due_times(self, host: str, t: float, until: float, state: str = "TIME_WAIT"
                   ) -> list[tuple[float, float]]:

@@ -70,7 +70,8 @@ def kernel_hz() -> int | None:
 
 def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] = (),
                  artifacts: Path | None = None, progress: Callable[[str], None] = lambda s: None,
-                 shaping: list[Shaping] = (), compose: Path | None = None) -> dict[str, Any]:
+                 shaping: list[Shaping] = (), compose: Path | None = None,
+                 options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run scenario *name*; return the report (also written to ARTIFACTS/report.json).
 
     Raises LabError for usage and environment errors (nothing is left behind); a failed check is
@@ -82,6 +83,11 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
         raise UsageError(f"{name} runs without link shaping; drop --shape")
     artifacts = Path(artifacts) if artifacts else default_artifacts(name)
     started = time.time()
+    # the scenario's own settings first (e.g. a short tcp_orphan_retries), the user's on top
+    own = [SysctlSetting(h, k, str(v)) for h, kv in getattr(mod, "SYSCTLS", {}).items()
+           for k, v in kv.items()]
+    mine = {(s.host, s.key) for s in sysctls}
+    sysctls = [s for s in own if (s.host, s.key) not in mine] + list(sysctls)
     lab = Lab(backend=backend, artifacts=artifacts, sysctls=list(sysctls), port=mod.PORT,
               progress=progress, shaping=list(shaping), **({"compose": compose} if compose else {}))
     facts: dict[str, Any] = {}
@@ -92,6 +98,7 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
                 raise LabError(f"{name} needs link shaping, but {lab.netem[1]}")
             progress(f"running {name}: {mod.INTENT}")
             t = time.monotonic()
+            lab.options = dict(options or {})
             try:
                 facts = mod.run(lab) or {}
             except WaitTimeout as exc:  # a step timed out: still judge what was seen, then fail
@@ -102,7 +109,7 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
         counters={h: lab.counters_delta(h) for h in lab.hosts}, sysctls=lab.sysctls,
         addresses={h: str(host.address) for h, host in lab.hosts.items()},
         faults={n: f.to_json() for n, f in (lab.faults.faults.items() if lab.faults else [])},
-        facts=facts, hz=kernel_hz(),
+        facts=facts, hz=kernel_hz(), options=dict(options or {}),
         timer_samples=lab.sampler.series if lab.sampler else {})
     try:
         checks = mod.check(ev)
@@ -118,6 +125,7 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
         "duration_s": round(time.time() - started, 3),
         "timings_s": {k: round(v, 3) for k, v in lab.timings.items()},
         "sysctls_requested": [str(s) for s in sysctls],
+        "options": dict(options or {}),
         "verdict": "fail" if error else verdict(checks),
         "error": error,
         "checks": [c.to_json() for c in checks],
@@ -139,7 +147,7 @@ def _one(job: dict[str, Any]) -> dict[str, Any]:
     try:
         report = run_scenario(job["name"], backend=job["backend"], sysctls=job["sysctls"],
                               artifacts=job["artifacts"], shaping=job["shaping"],
-                              compose=job["compose"])
+                              compose=job["compose"], options=job.get("options"))
     except LabError as exc:
         return {"run": job["run"], "verdict": "error", "error": str(exc), "exit_code": exc.exit_code,
                 "artifacts": str(job["artifacts"])}
@@ -156,7 +164,8 @@ def _one(job: dict[str, Any]) -> dict[str, Any]:
 def run_many(name: str, repeat: int, parallel: int, backend: str = "auto",
              sysctls: list[SysctlSetting] = (), artifacts: Path | None = None,
              shaping: list[Shaping] = (), compose: Path | None = None,
-             progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+             progress: Callable[[str], None] = lambda s: None,
+             options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run *repeat* isolated instances of scenario *name*, *parallel* at a time, each in its own
     process and lab; summarise how many passed and how stable each check was."""
     import concurrent.futures as cf
@@ -169,7 +178,8 @@ def run_many(name: str, repeat: int, parallel: int, backend: str = "auto",
         raise UsageError("--repeat and --parallel take whole numbers of 1 or more")
     base = Path(artifacts) if artifacts else default_artifacts(name)
     jobs = [{"run": i + 1, "name": name, "backend": backend, "sysctls": list(sysctls),
-             "artifacts": base / f"run-{i + 1:03d}", "shaping": list(shaping), "compose": compose}
+             "artifacts": base / f"run-{i + 1:03d}", "shaping": list(shaping), "compose": compose,
+             "options": options}
             for i in range(repeat)]
     started = time.time()
     results: list[dict[str, Any]] = []
@@ -197,6 +207,57 @@ def run_many(name: str, repeat: int, parallel: int, backend: str = "auto",
         "runs": results,
     }
     summary["verdict"] = "pass" if summary["passed"] == repeat else "fail"
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    summary["artifacts"] = str(base)
+    return summary
+
+
+def run_catalog(names: list[str], parallel: int = 3, backend: str = "auto",
+                sysctls: list[SysctlSetting] = (), artifacts: Path | None = None,
+                shaping: list[Shaping] = (), compose: Path | None = None,
+                options: dict[str, Any] | None = None,
+                progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Run several scenarios (``invoke run all``): those marked PARALLEL_SAFE (the default) up
+    to *parallel* at a time, the timing-sensitive ones afterwards, alone."""
+    import concurrent.futures as cf
+    import multiprocessing
+
+    from scenarios import get
+
+    mods = {n: get(n) for n in names}
+    base = Path(artifacts) if artifacts else default_artifacts("all")
+    started = time.time()
+
+    def job(i: int, name: str) -> dict[str, Any]:
+        mine = [s for s in sysctls if s.host in ("client", "router", "server")]
+        return {"run": i, "name": name, "backend": backend, "sysctls": mine, "artifacts": base / name,
+                "shaping": [] if mods[name].SHAPING == "unused" else list(shaping),
+                "compose": compose, "options": options}
+
+    jobs = [job(i + 1, n) for i, n in enumerate(names)]
+    together = [j for j in jobs if getattr(mods[j["name"]], "PARALLEL_SAFE", True)]
+    alone = [j for j in jobs if j not in together]
+    results: list[dict[str, Any]] = []
+    ctx = multiprocessing.get_context("spawn")
+    with interrupts_as_exceptions():
+        for batch, width in ((together, max(1, parallel)), (alone, 1)):
+            if not batch:
+                continue
+            with cf.ProcessPoolExecutor(max_workers=width, mp_context=ctx) as pool:
+                futures = {pool.submit(_one, j): j for j in batch}
+                for fut in cf.as_completed(futures):
+                    res = {**fut.result(), "scenario": futures[fut]["name"]}
+                    results.append(res)
+                    progress(f"{res['scenario']:<22} {res['verdict']}"
+                             + (f" ({', '.join(res.get('failed_checks') or [])})" if res.get("failed_checks") else "")
+                             + (f" - {res['error']}" if res.get("error") else ""))
+    results.sort(key=lambda r: r["run"])
+    summary = {"scenarios": results, "wall_s": round(time.time() - started, 3),
+               "passed": sum(r["verdict"] == "pass" for r in results),
+               "failed": sum(r["verdict"] == "fail" for r in results),
+               "errors": sum(r["verdict"] == "error" for r in results)}
+    summary["verdict"] = "pass" if summary["passed"] == len(results) else "fail"
     base.mkdir(parents=True, exist_ok=True)
     (base / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     summary["artifacts"] = str(base)

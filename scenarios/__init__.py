@@ -3,6 +3,8 @@
 
     NAME     kebab-case name        INTENT   one line: what it shows and the rule it checks
     SHAPING  required|optional|unused (lab.shaping)
+    PORT     the port whose sockets the sampler follows
+    SYSCTLS  optional {host: {key: value}}: the scenario's own settings, applied before --sysctl
     run(lab) -> dict                 the steps, in order, returning facts the checks need
     check(ev: lab.evidence.Evidence) -> list[lab.verdict.Check]
 """

@@ -41,7 +41,7 @@ def client():
 
 def lab_containers(dc, lab_id: str | None = None):
     flt = f"{LABEL}={lab_id}" if lab_id else LABEL
-    return dc.containers.list(all=True, filters={"label": flt})
+    return dc.containers.list(all=True, filters={"label": flt}, ignore_removed=True)
 
 
 def lab_networks(dc, lab_id: str | None = None):
