@@ -239,17 +239,21 @@ def _check_no_timewait(ev: Evidence) -> list[Check]:
     rst_at_server = [s for s in ev.segments("server", src="client", dst="server", flag="RST")]
     fins_srv = _server_fins(ev, "server")
     later_fins = [f for f in fins_srv if rst_at_server and f.t > rst_at_server[0].t]
-    # (LAST_ACK lasts one round trip here, shorter than the sampling interval, so the last
-    # state seen may still be CLOSE_WAIT)
+    # the server's connection (not its listener) disappearing: LAST_ACK lasts one round trip
+    # here, shorter than the sampling interval, so the last state seen before it went may be
+    # anything from ESTABLISHED on. A sample asked just before the RST was captured can already
+    # see its effect, hence the 10 ms of slack before the capture time.
     gone = next((e.t for e in ev.states("server") if e.data["socket"]["state"] == "GONE"
-                 and e.data.get("previous") in ("LAST_ACK", "CLOSE_WAIT")), None)
-    ok = bool(rst_at_server) and not later_fins and gone is not None and gone >= rst_at_server[0].t
+                 and e.data["socket"]["dport"] != 0
+                 and rst_at_server and e.t >= rst_at_server[0].t - 0.01), None)
+    ok = bool(rst_at_server) and not later_fins and gone is not None
     checks.append(Check(
         "rst-aborts-server", "RFC 9293 §3.10.7.4 (second, check the RST bit): in LAST-ACK a reset closes the connection; Linux tcp_reset()",
         "the RST reaches the server and ends its connection at once, with no further FIN",
         f"server.pcap: RST {'arrived' if rst_at_server else 'never arrived'}; "
         f"{len(later_fins)} FINs after it; sock_diag: server connection "
-        + (f"gone {round((gone - rst_at_server[0].t) * 1000, 1)} ms after the RST" if ok else "not seen to go")
+        + (f"gone {round((gone - rst_at_server[0].t) * 1000, 1)} ms after the RST was captured"
+           if gone is not None else "not seen to go after the RST")
         + f"; server SO_ERROR={so_error} ({errno.errorcode.get(so_error, 'no error reported') if so_error else 'Linux reports no error to a socket that had shut down its side'})",
         ok, {"server_so_error": so_error, "fins_after_rst": len(later_fins),
              "socket_gone_after_rst_ms": None if gone is None or not rst_at_server else round((gone - rst_at_server[0].t) * 1000, 3)}))
