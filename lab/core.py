@@ -202,7 +202,9 @@ class Lab:
             if router is not None:
                 self.faults = Faults(self.hosts[router.name], self.timeline,
                                      self.artifacts / "faults.pcap").start()
-        self.sampler = Sampler(self.views, self.port, self.timeline).start()
+        # the router forwards and holds no socket of the lab: the sampler follows the ends
+        ends = {n: v for n, v in self.views.items() if not self.hosts[n].spec.forwards}
+        self.sampler = Sampler(ends or self.views, self.port, self.timeline).start()
         self.t0 = time.time()
         self.timings["start_s"] = time.monotonic() - t_start
 

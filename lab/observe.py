@@ -187,8 +187,11 @@ class Sampler:
                 continue
             t_answer = time.time()
             # the kernel computed each timer between the two; t_ask + expires is a lower bound
-            # of when the timer is due, t_answer + expires an upper one
-            now = t_ask
+            # of when the timer is due, t_answer + expires an upper one. A state change or a
+            # disappearance happened after the previous sample was asked and before this one
+            # was answered: events carry the answer time (the thread may have been descheduled
+            # between asking and the kernel answering), and the asking time as "asked".
+            now = t_answer
             seen = set()
             for s in socks:
                 k = (name, s.key)
@@ -201,7 +204,8 @@ class Sampler:
                 if old is None or old.state != s.state:
                     self.timeline.add(now, name, "state",
                                       f"{s.src}:{s.sport} -> {s.dst}:{s.dport} {s.state}",
-                                      socket=s.to_json(), previous=old.state if old else None)
+                                      socket=s.to_json(), previous=old.state if old else None,
+                                      asked=t_ask)
                 elif s.timer == old.timer and s.timer in ("timewait", "on") and \
                         s.expires_ms > old.expires_ms + 50:
                     self.timeline.add(now, name, "timer",
@@ -213,7 +217,8 @@ class Sampler:
                 gone = self._last.pop(k)
                 self.timeline.add(now, name, "state",
                                   f"{gone.src}:{gone.sport} -> {gone.dst}:{gone.dport} gone",
-                                  socket={**gone.to_json(), "state": "GONE"}, previous=gone.state)
+                                  socket={**gone.to_json(), "state": "GONE"}, previous=gone.state,
+                                  asked=t_ask)
         self.samples += 1
 
     def _run(self) -> None:

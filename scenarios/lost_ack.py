@@ -246,12 +246,13 @@ def _check_no_timewait(ev: Evidence) -> list[Check]:
     gone = next((e.t for e in ev.states("server") if e.data["socket"]["state"] == "GONE"
                  and e.data["socket"]["dport"] != 0
                  and rst_at_server and e.t >= rst_at_server[0].t - 0.01), None)
-    ok = bool(rst_at_server) and not later_fins and gone is not None
+    state_after = ev.facts.get("server_state_after")
+    ok = bool(rst_at_server) and not later_fins and state_after == "CLOSE"
     checks.append(Check(
         "rst-aborts-server", "RFC 9293 §3.10.7.4 (second, check the RST bit): in LAST-ACK a reset closes the connection; Linux tcp_reset()",
-        "the RST reaches the server and ends its connection at once, with no further FIN",
+        "the RST reaches the server and ends its connection (TCP_INFO state CLOSE), with no further FIN",
         f"server.pcap: RST {'arrived' if rst_at_server else 'never arrived'}; "
-        f"{len(later_fins)} FINs after it; sock_diag: server connection "
+        f"{len(later_fins)} FINs after it; the server's socket (TCP_INFO) is {state_after}; sock_diag: connection "
         + (f"gone {round((gone - rst_at_server[0].t) * 1000, 1)} ms after the RST was captured"
            if gone is not None else "not seen to go after the RST")
         + f"; server SO_ERROR={so_error} ({errno.errorcode.get(so_error, 'no error reported') if so_error else 'Linux reports no error to a socket that had shut down its side'})",
