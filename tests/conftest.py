@@ -9,7 +9,7 @@ Two guards run around the tests:
 
 * per integration test: ``lab.cleanup.find()`` is empty afterwards (no namespace, container or
   Docker network of any lab is left), and lab.cleanup's registry holds no record of a dead run;
-* per session: the host's own network namespace is unchanged (qdiscs, interface names, IPv4
+* per session: the host's own network namespace is unchanged (nft ruleset, qdiscs, interface names, IPv4
   routes of every table, every file under /proc/sys/net/ipv4, ``ip netns list``), the test
   process's thread is back in it, and no container or network labelled ``org.twlab.lab`` exists
   at the end.
@@ -189,6 +189,13 @@ def _dev(line: str) -> str | None:
     return words[words.index("dev") + 1] if "dev" in words[:-1] else None
 
 
+def _bridge(line: str) -> str | None:
+    import re
+
+    m = re.search(r'"(br-[0-9a-f]{12})"', line)
+    return m.group(1) if m else None
+
+
 def host_snapshot() -> dict[str, dict[str, tuple[str | None, str]]]:
     """The host namespace as items: section -> {item: (interface or namespace it belongs to,
     value)}, so items of other people's labs can be told apart (see snapshot_diff)."""
@@ -206,6 +213,8 @@ def host_snapshot() -> dict[str, dict[str, tuple[str | None, str]]]:
         owner = parts[6] if len(parts) > 7 and parts[5] in ("conf", "neigh") else None
         sysctls[path] = (owner, value)
     return {
+        # stateless (-s): counters left out; a Docker lab's rules name its bridge, their owner
+        "nft list ruleset": {ln: (_bridge(ln), "") for ln in _lines(_run(["nft", "-s", "list", "ruleset"]))},
         "tc qdisc show": {ln: (_dev(ln), "") for ln in _lines(_run(["tc", "qdisc", "show"]))},
         "interfaces (ip -o link show)": links,
         "ip -4 route show table all": {ln: (_dev(ln), "") for ln in

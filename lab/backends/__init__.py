@@ -3,6 +3,8 @@ everything else (shaping, faults, capture, observation) acts on a host's network
 
 from __future__ import annotations
 
+import os
+
 from .base import Backend, Host
 from .docker import DockerBackend
 from .netns import NetnsBackend
@@ -20,11 +22,21 @@ def choose(name: str) -> tuple[type[Backend], str]:
         ok, why = DockerBackend.available()
         if ok:
             return DockerBackend, "backend: docker (a Docker daemon answered)"
+        from .base import missing_privileges
+
+        missing = missing_privileges()
+        if missing:
+            raise EnvError(f"the lab needs root with {' and '.join(missing)} (to make network "
+                           "namespaces and enter containers); run it as root, e.g. with sudo")
         return NetnsBackend, f"backend: netns ({why}; containers need a running Docker daemon)"
     if name not in BACKENDS:
         raise UsageError(f"unknown backend {name!r}: choose auto, docker or netns")
     cls = BACKENDS[name]
     ok, why = cls.available()
     if not ok:
-        raise EnvError(f"backend {name} is not available: {why}")
+        from .base import missing_privileges
+
+        hint = "run it as root, e.g. with sudo" if missing_privileges() else \
+            "start dockerd (scripts/dockerd-up) or use --backend netns"
+        raise EnvError(f"backend {name} is not available: {why}; {hint}")
     return cls, f"backend: {name}"

@@ -12,7 +12,7 @@ from typing import Callable
 from ..netns import iproute
 from ..topology import HostSpec, Topology
 
-__all__ = ["Host", "Backend", "LABEL", "PREFIX"]
+__all__ = ["Host", "Backend", "LABEL", "PREFIX", "missing_privileges"]
 
 LABEL = "org.twlab.lab"     # Docker label on every container and network a lab makes
 PREFIX = "twlab-"           # prefix of every namespace and container name a lab makes
@@ -77,5 +77,20 @@ class Backend(abc.ABC):
     def require_root() -> None:
         from ..errors import EnvError
 
-        if os.geteuid() != 0:
-            raise EnvError("the lab needs root (CAP_NET_ADMIN) to make namespaces; run it with sudo")
+        missing = missing_privileges()
+        if missing:
+            raise EnvError(f"the lab needs root with {' and '.join(missing)} (to make network "
+                           "namespaces and enter containers); run it as root, e.g. with sudo")
+
+
+_CAPS = {"CAP_NET_ADMIN": 12, "CAP_SYS_ADMIN": 21}
+
+
+def missing_privileges() -> list[str]:
+    """The capabilities the lab needs that this process lacks (its effective set)."""
+    try:
+        with open("/proc/self/status") as f:
+            eff = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
+    except (OSError, StopIteration, ValueError):
+        return [] if os.geteuid() == 0 else list(_CAPS)
+    return [name for name, bit in _CAPS.items() if not eff & (1 << bit)]

@@ -16,7 +16,7 @@ import time
 
 from ..errors import BackendError, EnvError
 from ..topology import Topology
-from .base import LABEL, PREFIX, Backend, Host
+from .base import LABEL, PREFIX, Backend, Host, missing_privileges
 
 __all__ = ["DockerBackend", "lab_containers", "lab_networks", "client"]
 
@@ -35,7 +35,8 @@ def client():
         return c
     except DockerException as exc:
         raise EnvError(
-            "no Docker daemon answers (start dockerd, or use --backend netns)"
+            f"no Docker daemon answers at {os.environ.get('DOCKER_HOST', 'unix:///var/run/docker.sock')}"
+            " (start dockerd, or use --backend netns)"
         ) from exc
 
 
@@ -84,8 +85,9 @@ class DockerBackend(Backend):
             return False, str(exc).split(" (")[0]
         except Exception as exc:  # no docker package, socket errors, ...
             return False, f"no Docker daemon ({exc.__class__.__name__})"
-        if os.geteuid() != 0:
-            return False, "not root (the lab enters the containers' namespaces)"
+        missing = missing_privileges()
+        if missing:
+            return False, f"not root (no {' or '.join(missing)}; the lab enters the containers' namespaces)"
         return True, "ok"
 
     @property
@@ -138,6 +140,12 @@ class DockerBackend(Backend):
                     check_duplicate=True,
                 )
             except APIError as exc:
+                if "overlap" in str(exc.explanation).lower():
+                    raise BackendError(
+                        f"cannot create Docker network {name}: {net.subnet} is already used by another "
+                        f"Docker network; give the network its subnet as ${{TWLAB_{net.name.upper()}}} in "
+                        "compose.yaml (the lab then picks a free one) or choose a free subnet"
+                    ) from exc
                 raise BackendError(f"cannot create Docker network {name}: {exc.explanation}") from exc
         containers = {}
         for spec in topology.hosts.values():

@@ -23,7 +23,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from ..errors import BackendError
 from ..netns import iproute
 from ..topology import Topology
-from .base import PREFIX, Backend, Host
+from .base import PREFIX, Backend, Host, missing_privileges
 
 __all__ = ["NetnsBackend", "lab_namespaces", "remove_namespace"]
 
@@ -92,8 +92,9 @@ class NetnsBackend(Backend):
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
-        if os.geteuid() != 0:
-            return False, "not root"
+        missing = missing_privileges()
+        if missing:
+            return False, f"not root (no {' or '.join(missing)})"
         return True, "ok"
 
     def _ns(self, suffix: str) -> str:
