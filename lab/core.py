@@ -37,6 +37,7 @@ REPORTED_SYSCTLS = (
     "net.ipv4.tcp_max_tw_buckets", "net.ipv4.tcp_tw_reuse", "net.ipv4.tcp_tw_reuse_delay",
     "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_rfc1337", "net.ipv4.tcp_timestamps",
     "net.ipv4.tcp_orphan_retries", "net.ipv4.tcp_retries2", "net.ipv4.tcp_invalid_ratelimit",
+    "net.ipv4.tcp_early_retrans", "net.ipv4.tcp_sack",
     "net.ipv4.ip_forward",
 )
 

@@ -1,0 +1,51 @@
+"""How late a kernel timer may fire: the granularity of the timer wheel (kernel/time/timer.c).
+
+A timer armed for *delay* ticks goes into the wheel level whose range holds *delay*; its expiry is
+rounded UP to that level's bucket boundary (``calc_index()``: "Round up with level granularity to
+prevent this [early expiry]"), so it fires between 0 and one level granule late, never early. Level
+n holds delays from ``LVL_START(n) = 63 << 3(n-1)`` ticks on, in granules of ``8**n`` ticks:
+
+    HZ=250:  60 s = 15000 ticks -> level 3, granule 512 ticks = 2.048 s   (FACTS.md §1)
+             5 s = 1250 ticks -> level 2, 64 ticks = 256 ms; 400 ms -> level 1, 8 ticks = 32 ms
+    HZ=1000: 60 s -> level 4, 4096 ticks = 4.096 s
+
+The jiffy the timer was armed in adds up to one more tick (``jiffies + timeo`` counts from the
+start of the current tick). Checks use ``max_late_s()`` as the tolerance above an expected expiry.
+"""
+
+from __future__ import annotations
+
+__all__ = ["level", "granule_ticks", "granule_s", "max_late_s"]
+
+LVL_CLK_SHIFT = 3           # each level is 8 times coarser than the one below
+LVL_BITS = 6                # 64 buckets per level
+LVL_SIZE = 1 << LVL_BITS
+
+
+def _start(n: int) -> int:
+    """LVL_START(n): the smallest delay (ticks) that lands in level n (n >= 1)."""
+    return (LVL_SIZE - 1) << ((n - 1) * LVL_CLK_SHIFT)
+
+
+def level(delay_ticks: int) -> int:
+    """calc_wheel_index(): the level a timer *delay_ticks* ahead is queued in."""
+    n = 0
+    while delay_ticks >= _start(n + 1):
+        n += 1
+    return n
+
+
+def granule_ticks(delay_ticks: int) -> int:
+    return 1 << (level(delay_ticks) * LVL_CLK_SHIFT)
+
+
+def granule_s(delay_s: float, hz: int) -> float:
+    """The bucket width, in seconds, of the level a *delay_s* timer lands in at *hz*."""
+    return granule_ticks(round(delay_s * hz)) / hz
+
+
+def max_late_s(delay_s: float, hz: int | None) -> float:
+    """How late a timer armed *delay_s* ahead may fire: one granule of its level plus the tick
+    it was armed in. *hz* None (CONFIG_HZ unknown) assumes the coarsest common HZ, 100."""
+    hz = hz or 100
+    return granule_s(delay_s, hz) + 1 / hz
