@@ -197,6 +197,52 @@ def clean(c, all=False):  # noqa: A002
     print("nothing to remove" if not removed else f"removed {len(removed.lines())} leftovers")
 
 
+@task(
+    iterable=["scenario", "backend"],
+    help={"runs": "runs of each scenario on each backend, one after another (default 20)",
+          "scenario": "only this scenario (repeatable; default: the whole catalog)",
+          "backend": "only this backend (repeatable; default: docker and netns)",
+          "artifacts": "directory for every run's artifacts and stability.json"},
+)
+@_guard
+def stability(c, runs=20, scenario=None, backend=None, artifacts=None):
+    """Run every scenario RUNS times in a row on each backend; print how often each passed.
+    Exit 0 only when every run of every scenario passed."""
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from lab.runner import default_artifacts, run_many
+    from scenarios import catalog
+
+    names = scenario or list(catalog())
+    backends = backend or ["docker", "netns"]
+    base = Path(artifacts) if artifacts else default_artifacts("stability")
+    table = Table(title=f"twlab stability: {runs} runs in a row per scenario and backend")
+    for col in ("scenario", *backends):
+        table.add_column(col)
+    results, ok = {}, True
+    for name in names:
+        row = [name]
+        for be in backends:
+            summary = run_many(name, int(runs), 1, backend=be, artifacts=base / be / name,
+                               progress=lambda line: None)
+            results[f"{name}/{be}"] = {k: summary[k] for k in
+                                       ("passed", "failed", "errors", "check_pass_rate", "wall_s")}
+            ok &= summary["passed"] == int(runs)
+            colour = "green" if summary["passed"] == int(runs) else "red"
+            row.append(f"[{colour}]{summary['passed']}/{runs}[/] ({summary['wall_s']:.0f} s)")
+            print(f"{name} on {be}: {summary['passed']}/{runs} passed", file=sys.stderr)
+        table.add_row(*row)
+    Console().print(table)
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "stability.json").write_text(_json.dumps(results, indent=2) + "\n")
+    print(f"artifacts: {base}/ (stability.json)")
+    if not ok:
+        raise Exit(code=1)
+
+
 @task(help={"runs": "repetitions per measurement (medians are printed)",
             "backend": "measure only this backend (docker or netns); default both"})
 @_guard
