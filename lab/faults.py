@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,7 +145,7 @@ class Faults:
         try:
             sent = time.time()
             for seg in segments:
-                raw.sendto(seg.ip, (str(toward.address), 0))
+                raw.sendto(_tcp_checksummed(seg.ip), (str(toward.address), 0))
         finally:
             raw.close()
         self.timeline.add(sent, self.router.name, "fault",
@@ -210,6 +211,29 @@ class Faults:
                     self.timeline.add(seg.t, self.router.name, kind,
                                       f"{verb} {seg.flags} {seg.src}:{seg.sport} -> {seg.dst}:{seg.dport}"
                                       f" (fault {seg.prefix})", segment=seg.to_json())
+
+
+def _tcp_checksummed(ip: bytes) -> bytes:
+    """The IPv4 packet with its TCP checksum computed. A packet logged in the router's forward
+    path may still carry a partial checksum (the sender's checksum offload: only the pseudo-header
+    sum, to be finished by the NIC), which the receiver would drop (TcpInCsumErrors) once the
+    packet is sent again from a raw socket; a correct checksum recomputes to itself."""
+    if len(ip) < 20 or ip[9] != 6:
+        return ip
+    ihl = (ip[0] & 0x0F) * 4
+    total = min(struct.unpack_from("!H", ip, 2)[0], len(ip))
+    seg = bytearray(ip[ihl:total])
+    if len(seg) < 20:
+        return ip
+    seg[16:18] = b"\0\0"
+    data = bytes(ip[12:20]) + struct.pack("!BBH", 0, 6, len(seg)) + bytes(seg)
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    struct.pack_into("!H", seg, 16, ~s & 0xFFFF)
+    return bytes(ip[:ihl]) + bytes(seg) + bytes(ip[total:])
 
 
 def _handle_from_echo(out: str) -> int:

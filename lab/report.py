@@ -12,12 +12,16 @@ __all__ = ["ladder", "show"]
 _WIDTH = 44   # the arrow between the two end columns
 
 
-def _rel(seg: dict, isn: dict[str, int], key: str) -> int:
-    base = isn.get(seg["src"] if key == "seq" else seg["dst"])
-    return (seg[key] - base) & 0xFFFFFFFF if base is not None else seg[key]
+def _rel(seg: dict, isn: dict[tuple, list[tuple[float, int]]], key: str) -> int:
+    """*key* ("seq" or "ack") relative to the ISN of the connection it belongs to: the latest SYN
+    its sender sent on that 4-tuple by then (a reopened 4-tuple starts again from its new SYN)."""
+    tup = (seg["src"], seg["sport"], seg["dst"], seg["dport"]) if key == "seq" else \
+        (seg["dst"], seg["dport"], seg["src"], seg["sport"])
+    bases = [seq for t, seq in isn.get(tup, []) if t <= seg["t"]]
+    return (seg[key] - bases[-1]) & 0xFFFFFFFF if bases else seg[key]
 
 
-def _label(seg: dict, isn: dict[str, int]) -> str:
+def _label(seg: dict, isn: dict[tuple, list[tuple[float, int]]]) -> str:
     parts = [seg["flags"].replace("PSH,", "")]
     if "SYN" in seg["flags"] or "FIN" in seg["flags"] or seg["length"] or "RST" in seg["flags"]:
         parts.append(f"seq={_rel(seg, isn, 'seq')}")
@@ -44,10 +48,10 @@ def ladder(report: dict[str, Any], left: str = "client", right: str = "server") 
            [s for s in packets.get(right, []) if s["src"] == b_ip]
     if not sent:
         return [Text("(no packets captured)")]
-    isn = {}
+    isn: dict[tuple, list[tuple[float, int]]] = {}     # per connection: its SYNs (time, seq)
     for s in sorted(sent, key=lambda s: s["t"]):
         if "SYN" in s["flags"]:
-            isn.setdefault(s["src"], s["seq"])
+            isn.setdefault((s["src"], s["sport"], s["dst"], s["dport"]), []).append((s["t"], s["seq"]))
     t0 = min(s["t"] for s in sent)
     rows: list[tuple[float, Text]] = []
     for s in sent:
