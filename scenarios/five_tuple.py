@@ -1,0 +1,275 @@
+"""five-tuple: while the client's old connection is in TIME-WAIT its 4-tuple stays taken: a new
+socket bound to the same local port fails (EADDRINUSE), and connect() from the same port to the
+same server fails (EADDRNOTAVAIL) unless the kernel may recycle the TIME-WAIT socket. SO_REUSEADDR
+reuses the local address and port only; with net.ipv4.tcp_tw_reuse=1, timestamps and the reuse
+delay passed, connect() recycles TIME-WAIT (TWRecycled) with an ISN 65537 above the old snd_nxt.
+
+Checks the socket FAQ ("SO_REUSEADDR 仅仅表示可以重用本地本地地址、本地端口，整个相关五元组还是唯一确定的")
+against Linux (FACTS.md §3, §5, §7): __inet_hash_connect() / __inet_check_established() /
+tcp_twsk_unique() (net/ipv4/inet_hashtables.c, net/ipv4/tcp_ipv4.c). An ephemeral connect() may
+take a 4-tuple in TIME-WAIT only if tcp_tw_reuse allows it (1 = on, 2 = loopback only, the
+default) and the old connection had timestamps and tcp_tw_reuse_delay has passed since it entered
+TIME-WAIT; a connect() from a port pinned with bind() (which needs SO_REUSEADDR on both sockets)
+skips tcp_tw_reuse and the delay and recycles at once when the old connection had timestamps.
+The new write_seq is tw_snd_nxt + 65535 + 2. The client's ephemeral range is pinned to one port
+(ip_local_port_range 40000 40000) so that connect() without bind() must use the old port.
+
+    t      who      step                                      wire             client 4-tuple state
+    -- A. ephemeral port (the only one: 40000) -----------------------------------------------------
+    0      client   connect (-> :40000), send, close() first  FIN.., <- FIN   40000->srv:5000 TIME_WAIT
+    0      client   connect again at once (no bind)            -               EADDRNOTAVAIL (delay)
+    -- B. a port pinned with bind(), SO_REUSEADDR on the old socket -------------------------------
+    0      client   bind :40100 +SO_REUSEADDR, connect, close() first         40100->srv:5000 TIME_WAIT
+    0      client   new socket bind :40100 (no SO_REUSEADDR)   -               EADDRINUSE
+    0      client   bind :40100 +SO_REUSEADDR, connect :5001   SYN..           a different 4-tuple: ok
+    0      client   bind :40100 +SO_REUSEADDR, connect :5000   SYN seq=old+65537   Linux recycles TIME-WAIT
+    -- A again, tcp_tw_reuse_delay (1 s) + 0.5 s after A's TIME-WAIT began ---------------------------
+    ~1.5   client   connect (no bind)                          tcp_tw_reuse=2: EADDRNOTAVAIL
+                                                               tcp_tw_reuse=1: SYN seq=old+65537, TWRecycled +1
+
+Flip: --sysctl client:net.ipv4.tcp_tw_reuse=1 (A's second connect succeeds);
+      --sysctl client:net.ipv4.tcp_timestamps=0 (no recycling at all, B's last connect fails too).
+"""
+
+from __future__ import annotations
+
+import errno
+import time
+
+from lab.core import Lab
+from lab.evidence import Evidence
+from lab.packets import Segment
+from lab.shaping import OPTIONAL
+from lab.verdict import Check
+
+NAME = "five-tuple"
+INTENT = "TIME-WAIT keeps its 4-tuple: same port + same server fails (EADDRINUSE/EADDRNOTAVAIL); tcp_tw_reuse=1 recycles it after the delay with ISN = old snd_nxt + 65537"
+SHAPING = OPTIONAL
+PORT = 5000
+OTHER_PORT = 5001              # a second listener: same local port, another 4-tuple
+EPHEMERAL = 40000              # the client's whole ephemeral range
+BOUND = 40100                  # the port part B pins with bind()
+SYSCTLS = {"client": {"net.ipv4.ip_local_port_range": f"{EPHEMERAL} {EPHEMERAL}"}}
+DELAY_MARGIN_S = 0.5           # wait tcp_tw_reuse_delay + this before the last attempt
+TW_ISN_STEP = 65535 + 2        # tcp_twsk_unique(): write_seq = tw_snd_nxt + 65535 + 2
+
+CITE_BIND = ("FACTS.md §5: Linux inet_csk_bind_conflict(): the TIME-WAIT socket conflicts unless both sockets "
+             "have SO_REUSEADDR; socket FAQ: SO_REUSEADDR reuses only the local address and port")
+CITE_OTHER = "socket FAQ: SO_REUSEADDR reuses the local address and port; the 5-tuple (protocol, both addresses, both ports) stays unique"
+CITE_REUSE = ("FACTS.md §3 and §7: tcp_twsk_unique() (net/ipv4/tcp_ipv4.c): connect() may recycle a TIME-WAIT 4-tuple "
+              "if tcp_tw_reuse allows (1 on, 2 loopback only) and the old connection had timestamps and "
+              "tcp_tw_reuse_delay has passed; a bind()-pinned port skips tcp_tw_reuse and the delay; otherwise "
+              "__inet_hash_connect() fails with EADDRNOTAVAIL")
+CITE_ISN = "FACTS.md §3: tcp_twsk_unique(): the recycled connection's write_seq = tw_snd_nxt + 65535 + 2 (RFC 1122 §4.2.2.13 (1) in spirit: above anything used before)"
+CITE_COUNTER = "FACTS.md §4: TcpExtTWRecycled counts each TIME-WAIT socket recycled by connect() (__inet_check_established())"
+
+
+# -- the steps -------------------------------------------------------------------------------
+
+def run(lab: Lab) -> dict:
+    server, client = lab.peer("server"), lab.peer("client")
+    srv = lab.host("server").address
+    cview = lab.views["client"]
+    server.listen("L", PORT)
+    server.listen("L2", OTHER_PORT)
+    attempts: list[dict] = []
+
+    def tw_of(lport: int, dport: int = PORT):
+        return [s.to_json() for s in cview.sockets(port=dport) if s.sport == lport and s.dport == dport]
+
+    def attempt(label: str, part: str, lport: int, dport: int, bind_flag: bool | None, accept_on: str,
+                note: str, entered: float) -> dict:
+        """One try at the 4-tuple (client lport -> server dport): sock_diag before it, the result."""
+        before = tw_of(lport, dport) + (tw_of(lport) if dport != PORT else [])
+        if bind_flag is None:
+            r = client.connect(label, srv, dport, timeout_s=5)
+        else:
+            r = client.connect(label, srv, dport, lport=lport, reuseaddr=bind_flag, timeout_s=5)
+        a = {"label": label, "part": part, "note": note, "lport": lport, "dport": dport,
+             "bind": bind_flag is not None, "reuseaddr": bool(bind_flag), "ok": r.ok, "errno": r.errno,
+             "error": r.error, "t": r.t, "since_time_wait_s": round(r.t - entered, 4),
+             "local": r.result.get("local"), "sockets_before": before}
+        if r.ok:
+            server.accept(accept_on, as_=f"s-{label}")
+        attempts.append(a)
+        return a
+
+    def old_connection(label: str, **opts) -> tuple[int, float]:
+        r = client.connect(label, srv, PORT, **opts)
+        server.accept("L", as_=f"s-{label}")
+        client.send(label, b"old incarnation")
+        server.recv(f"s-{label}")
+        lport = r["local"][1]
+        client.close(label)                                   # the client closes first
+        lab.wait_for(f"{label}: the server in CLOSE_WAIT",
+                     lambda: [s for s in lab.sockets("server", {"CLOSE_WAIT"}) if s.dport == lport], timeout_s=5)
+        server.close(f"s-{label}")
+        lab.wait_for(f"{label}: the client's 4-tuple in TIME_WAIT",
+                     lambda: [s for s in lab.sockets("client", {"TIME_WAIT"}) if s.sport == lport], timeout_s=5)
+        return lport, time.time()
+
+    # A. the ephemeral port: the old connection, then at once a new connect() (no bind)
+    a_port, a_entered = old_connection("a-old")
+    attempt("a-now", "A", a_port, PORT, None, "L", "connect() at once, no bind", a_entered)
+
+    # B. a port pinned with bind(), the old socket with SO_REUSEADDR
+    b_port, b_entered = old_connection("b-old", lport=BOUND, reuseaddr=True)
+    bind_plain = client.call("bind", sock="b-bind", port=b_port)
+    attempts.append({"label": "b-bind", "part": "B", "note": "bind() without SO_REUSEADDR", "lport": b_port,
+                     "dport": None, "bind": True, "reuseaddr": False, "ok": bind_plain.ok,
+                     "errno": bind_plain.errno, "error": bind_plain.error, "t": bind_plain.t,
+                     "since_time_wait_s": round(bind_plain.t - b_entered, 4), "sockets_before": tw_of(b_port)})
+    attempt("b-other", "B", b_port, OTHER_PORT, True, "L2", "bind()+SO_REUSEADDR, connect() to another server port",
+            b_entered)
+    attempt("b-same", "B", b_port, PORT, True, "L", "bind()+SO_REUSEADDR, connect() to the same server port",
+            b_entered)
+
+    # A again, once tcp_tw_reuse_delay has passed since A's TIME-WAIT began
+    delay_ms = int(lab.sysctls.get("client", {}).get("net.ipv4.tcp_tw_reuse_delay", "1000") or 1000)
+    time.sleep(max(0.0, a_entered + delay_ms / 1000 + DELAY_MARGIN_S - time.time()))
+    attempt("a-later", "A", a_port, PORT, None, "L", "connect() after tcp_tw_reuse_delay, no bind", a_entered)
+
+    return {"ephemeral_port": a_port, "bound_port": b_port, "a_time_wait_at": a_entered,
+            "b_time_wait_at": b_entered, "tw_reuse_delay_ms": delay_ms, "attempts": attempts,
+            "client_sockets_at_end": [s.to_json() for s in cview.sockets(port=PORT)]}
+
+
+# -- the judgement ----------------------------------------------------------------------------
+
+def _conn(ev: Evidence, lport: int, dport: int) -> list[Segment]:
+    """client.pcap segments of the 4-tuple client:lport <-> server:dport."""
+    c, s = ev.addresses["client"], ev.addresses["server"]
+    return [x for x in ev.packets.get("client", [])
+            if (x.src, x.sport, x.dst, x.dport) in ((c, lport, s, dport), (s, dport, c, lport))]
+
+
+def _old(ev: Evidence, lport: int) -> dict:
+    """The old connection on client:lport -> server:PORT: its client FIN (snd_nxt after it), the
+    client's last segment (entering TIME-WAIT), whether it used timestamps."""
+    segs = _conn(ev, lport, PORT)
+    c = ev.addresses["client"]
+    syns = [x for x in segs if x.src == c and x.has("SYN")]
+    fin = next((x for x in segs if x.src == c and x.has("FIN")), None)
+    if not syns or fin is None:
+        return {}
+    reopened = next((x for x in syns if x.t > fin.t), None)       # a later incarnation, if any
+    segs = [x for x in segs if reopened is None or x.t < reopened.t]
+    syn_ack = next((x for x in segs if x.dst == c and x.has("SYN") and x.has("ACK")), None)
+    last = max((x for x in segs if x.src == c and x.t >= fin.t), key=lambda x: x.t)
+    return {"syn_seq": syns[0].seq, "fin_seq": fin.seq, "fin_t": fin.t,
+            "snd_nxt": (fin.seq + fin.length + 1) & 0xFFFFFFFF, "time_wait_t": last.t,
+            "timestamps": syns[0].tsval is not None and syn_ack is not None and syn_ack.tsval is not None}
+
+
+def _new_syn(ev: Evidence, lport: int, dport: int, after: float) -> Segment | None:
+    c = ev.addresses["client"]
+    return next((x for x in _conn(ev, lport, dport) if x.src == c and x.flags == "SYN" and x.t > after), None)
+
+
+def _result(a: dict) -> str:
+    return "ok" if a["ok"] else (a["error"] or f"errno {a['errno']}")
+
+
+def check(ev: Evidence) -> list[Check]:
+    attempts = {a["label"]: a for a in ev.facts.get("attempts", [])}
+    need = ("a-now", "b-bind", "b-other", "b-same", "a-later")
+    if any(k not in attempts for k in need):
+        return [Check("five-tuple-steps", CITE_REUSE, "every step runs",
+                      f"steps that ran: {sorted(attempts)}", False, {})]
+    reuse = int(ev.sysctl("client", "net.ipv4.tcp_tw_reuse", "2") or 2)
+    delay_ms = int(ev.sysctl("client", "net.ipv4.tcp_tw_reuse_delay", "1000") or 1000)
+    a_old, b_old = _old(ev, ev.facts["ephemeral_port"]), _old(ev, ev.facts["bound_port"])
+    checks = []
+
+    # 0. the old connections are in TIME-WAIT on the client when each attempt is made
+    missing = [k for k in need if not any(s["state"] == "TIME_WAIT" and s["dport"] == PORT
+                                          for s in attempts[k]["sockets_before"])]
+    checks.append(Check(
+        "old-4-tuples-in-time-wait", "RFC 9293 §3.6.1 / RFC 1122 §4.2.2.13: the client closed first and lingers in TIME-WAIT",
+        "sock_diag shows the old connection's 4-tuple in TIME_WAIT on the client just before every attempt",
+        f"TIME_WAIT present before {len(need) - len(missing)}/{len(need)} attempts"
+        + (f"; missing before {missing}" if missing else "")
+        + f"; old connections used timestamps: A {a_old.get('timestamps')}, B {b_old.get('timestamps')}",
+        not missing and bool(a_old) and bool(b_old),
+        {k: [(s["state"], s["expires_ms"]) for s in attempts[k]["sockets_before"]] for k in need}))
+
+    # 1. bind() to the same port without SO_REUSEADDR
+    b = attempts["b-bind"]
+    since = round(b["t"] - b_old["time_wait_t"], 4) if b_old else b["since_time_wait_s"]
+    checks.append(Check(
+        "same-port-bind-without-reuseaddr", CITE_BIND,
+        f"bind(:{b['lport']}) without SO_REUSEADDR while the old socket is in TIME-WAIT -> EADDRINUSE",
+        f"bind -> {_result(b)} (errno {b['errno']}), {since} s after the old connection entered TIME-WAIT",
+        not b["ok"] and b["errno"] == errno.EADDRINUSE,
+        {"errno": b["errno"], "error": b["error"], "since_time_wait_s": since}))
+
+    # 2. the same local port with SO_REUSEADDR toward another server port: a different 4-tuple
+    o = attempts["b-other"]
+    checks.append(Check(
+        "same-port-other-4-tuple", CITE_OTHER,
+        f"bind(:{o['lport']}) with SO_REUSEADDR (old socket had it too), connect to server:{OTHER_PORT} -> ok "
+        "(a different 4-tuple; the TIME-WAIT socket stays)",
+        f"connect -> {_result(o)} from {o.get('local')}; the TIME_WAIT 4-tuple to :{PORT} was "
+        f"{'still there' if any(s['state'] == 'TIME_WAIT' for s in attempts['b-same']['sockets_before']) else 'gone'} after it",
+        o["ok"] and o.get("local", [None, None])[1] == o["lport"]
+        and any(s["state"] == "TIME_WAIT" for s in attempts["b-same"]["sockets_before"]),
+        {"errno": o["errno"], "local": o.get("local")}))
+
+    # 3. connect() to the same 4-tuple: three attempts, each judged by the kernel's rule
+    recycled = []
+    for label, old, pinned in (("a-now", a_old, False), ("b-same", b_old, True), ("a-later", a_old, False)):
+        a = attempts[label]
+        # from the client's last segment of the old connection (its ACK of the server's FIN: the
+        # moment it entered TIME-WAIT) to the answer of connect()
+        since_ms = (a["t"] - old["time_wait_t"]) * 1000 if old else a["since_time_wait_s"] * 1000
+        ts = bool(old.get("timestamps"))
+        if pinned:
+            want_ok = ts
+            why = ("port pinned by bind() with SO_REUSEADDR: tcp_tw_reuse and the delay do not apply; "
+                   + ("the old connection had timestamps -> recycled" if ts else "no timestamps -> EADDRNOTAVAIL"))
+        else:
+            allowed = reuse == 1       # 2 = loopback only; these are not loopback addresses
+            past = since_ms > delay_ms
+            want_ok = allowed and ts and past
+            why = (f"tcp_tw_reuse={reuse} ({'allows' if allowed else 'forbids: not loopback' if reuse == 2 else 'forbids'}), "
+                   f"timestamps {'used' if ts else 'not used'}, {since_ms:.0f} ms since TIME-WAIT began "
+                   f"({'past' if past else 'within'} tcp_tw_reuse_delay={delay_ms} ms)")
+        got = _result(a)
+        want = "ok" if want_ok else "EADDRNOTAVAIL"
+        syn = _new_syn(ev, a["lport"], PORT, old.get("fin_t", 0)) if a["ok"] else None
+        if a["ok"]:
+            recycled.append((label, syn, old))
+        checks.append(Check(
+            f"connect-same-4-tuple-{label}", CITE_REUSE,
+            f"{a['note']} -> {want} ({why})",
+            f"connect from :{a['lport']} to server:{PORT} -> {got}"
+            + (f" (errno {a['errno']})" if not a["ok"] else f"; new SYN seq={syn.seq if syn else None}"),
+            got == want,
+            {"errno": a["errno"], "error": a["error"], "expected": want, "since_time_wait_ms": round(since_ms, 1),
+             "tcp_tw_reuse": reuse, "tcp_tw_reuse_delay_ms": delay_ms, "old_used_timestamps": ts,
+             "pinned_by_bind": pinned}))
+
+    # 4. every recycled connection starts 65537 above the old snd_nxt
+    rows = []
+    for label, syn, old in recycled:
+        step = ((syn.seq - old["snd_nxt"]) & 0xFFFFFFFF) if syn else None
+        rows.append({"attempt": label, "old_fin_seq": old.get("fin_seq"), "old_snd_nxt": old.get("snd_nxt"),
+                     "new_syn_seq": syn.seq if syn else None, "difference": step})
+    checks.append(Check(
+        "recycled-isn-above-old-snd-nxt", CITE_ISN,
+        f"each connect() that reused a TIME-WAIT 4-tuple sends a SYN with seq = old snd_nxt + {TW_ISN_STEP}"
+        + ("" if recycled else " (none did in this run)"),
+        "client.pcap: " + ("; ".join(f"{r['attempt']}: old FIN seq {r['old_fin_seq']} (snd_nxt {r['old_snd_nxt']}), "
+                                     f"new SYN seq {r['new_syn_seq']}, difference {r['difference']}" for r in rows)
+                           or "no recycled connection"),
+        all(r["difference"] == TW_ISN_STEP for r in rows), {"recycled": rows}))
+
+    # 5. TWRecycled counts exactly the connects that reused a TIME-WAIT 4-tuple
+    n = ev.counter("client", "TcpExtTWRecycled")
+    checks.append(Check(
+        "tw-recycled-counter", CITE_COUNTER,
+        f"TcpExtTWRecycled +{len(recycled)} (the successful connects onto a TIME-WAIT 4-tuple: "
+        f"{[r[0] for r in recycled] or 'none'})",
+        f"TcpExtTWRecycled +{n}", n == len(recycled),
+        {"TWRecycled": n, "recycled_connects": [r[0] for r in recycled]}))
+    return checks
