@@ -1,0 +1,338 @@
+"""retransmitted-fin: every final ACK is lost; the server, which has close()d (an orphaned socket in
+LAST-ACK), retransmits its FIN - a tail-loss probe first, then RTO retransmissions with the timeout
+doubling - and gives up when tcp_orphan_retries says so, silently (no RST).
+
+Checks RFC 9293 §3.8.1 / RFC 6298 §5.5 (retransmit on timeout, back off by doubling), RFC 8985 §7
+(one tail-loss probe before the RTO), RFC 1122 §4.2.3.5 (R2: eventually close the connection) as
+Linux implements it for orphans: tcp_write_timeout() takes retry_until = tcp_orphan_retries() for a
+SOCK_DEAD socket (0 means 8 while the RTO is below TCP_RTO_MAX) and gives up at the first
+retransmission timeout where retransmits_timed_out() holds:
+
+    now - retrans_stamp >= tcp_model_timeout(b) = ((2 << b) - 1) x TCP_RTO_MIN     (b <= 9)
+
+where retrans_stamp is the time of the FIRST RTO retransmission (tcp_retransmit_skb() sets it; the
+tail-loss probe, sent by __tcp_retransmit_skb(), does not). So the limit is a time budget, not a
+count: with an RTO of rto0 >= 200 ms the k-th timeout after that first retransmission comes
+rto0 x (2^(k+1) - 2) later, and tcp_orphan_retries=3 (3000 ms) allows 4 RTO retransmissions, not 3.
+Giving up is tcp_write_err() -> tcp_done(): no segment is sent (only tcp_out_of_resources(), under
+orphan or memory pressure, sends a RST). FACTS.md §3 (tcp_orphan_retries).
+
+The client's ACKs are all lost, yet it never sends a RST: it holds TIME-WAIT (FACTS.md §2) and
+answers each FIN with an ACK, so no RST needs dropping.
+
+    t      who      step                                    wire                      state
+    0      server   listen :5000                                                      LISTEN
+    0      client   connect, send "hello"                   SYN, SYN-ACK, ACK, data   ESTABLISHED
+    0      client   close()                                 FIN ->, <- ACK            client FIN_WAIT2
+    0      router   drop every pure ACK client -> server (until the end)
+    0      server   close()  (orphan: no file, inode 0)     <- FIN                    server LAST_ACK
+    0      client   (kernel) ACK, lost in the router        ACK -> x                  client TIME_WAIT
+    0.2    server   (kernel) tail-loss probe                <- FIN, ACK -> x          idiag_retrans 0
+    0.4    server   (kernel) RTO retransmission 1 (T1)      <- FIN, ACK -> x          retrans 1, RTO 2 x rto0
+    0.8    server   (kernel) RTO retransmission 2           <- FIN, ACK -> x          retrans 2, RTO 4 x rto0
+    1.7    server   (kernel) RTO retransmission 3           <- FIN, ACK -> x          retrans 3, RTO 8 x rto0
+    3.4    server   (kernel) RTO retransmission 4           <- FIN, ACK -> x          T - T1 = 2.9 s < 3.0 s
+    6.6+   server   (kernel) timeout: T - T1 = 6.1 s >= 3.0 s: tcp_write_err()    (nothing sent)   gone
+    end    client   still TIME_WAIT: it never learns the server gave up
+"""
+
+from __future__ import annotations
+
+import time
+
+from lab.core import Lab
+from lab.evidence import Evidence
+from lab.packets import Segment
+from lab.shaping import OPTIONAL
+from lab.timerwheel import max_late_s
+from lab.verdict import Check
+
+NAME = "retransmitted-fin"
+INTENT = ("every final ACK is lost; the orphaned server retransmits its FIN (TLP, then RTO doubling) "
+          "and gives up silently when tcp_orphan_retries' time budget is spent")
+SHAPING = OPTIONAL
+PORT = 5000
+SYSCTLS = {"server": {"net.ipv4.tcp_orphan_retries": "3"}}    # short: gives up ~6.5 s after close
+
+TCP_RTO_MIN_MS = 200            # include/net/tcp.h: TCP_RTO_MIN = HZ/5
+TCP_RTO_MAX_MS = 120_000        # TCP_RTO_MAX = 120 * HZ
+ORPHAN_DEFAULT_RETRIES = 8      # tcp_orphan_retries(): 0 means 8 while the socket is "alive"
+
+CITE_ORPHAN = ("tcp_close() (net/ipv4/tcp.c): close() in CLOSE_WAIT sends FIN -> LAST_ACK and orphans the "
+               "socket (sock_orphan(): no file, sock_diag inode 0); tcp_write_timeout() applies "
+               "tcp_orphan_retries only to SOCK_DEAD sockets")
+CITE_LOST = "lab fault: nft drop of pure ACKs client->server in the router's forward path; RFC 9293 §3.10.7.4 TIME-WAIT: acknowledge a retransmitted FIN"
+CITE_BACKOFF = ("RFC 8985 §7 (one tail-loss probe, Linux tcp_send_loss_probe(): not counted in "
+                "icsk_retransmits) then RFC 6298 §5.5 / RFC 9293 §3.8.1: on each RTO retransmit and "
+                "double the timeout (tcp_retransmit_timer(): icsk_rto <<= 1, min TCP_RTO_MIN 200 ms)")
+CITE_BUDGET = ("tcp_write_timeout() / retransmits_timed_out() / tcp_model_timeout() in net/ipv4/tcp_timer.c: "
+               "an orphan gives up at the first RTO where now - retrans_stamp >= ((2 << b) - 1) x 200 ms, "
+               "b = tcp_orphan_retries (0 -> 8); retrans_stamp = first RTO retransmission "
+               "(tcp_retransmit_skb()); FACTS.md §3")
+CITE_SILENT = ("tcp_write_err() -> tcp_done() (net/ipv4/tcp_timer.c): the socket is destroyed without "
+               "sending anything, TCPAbortOnTimeout +1; only tcp_out_of_resources() (orphan/memory "
+               "pressure, TCPAbortOnMemory) sends a RST; RFC 1122 §4.2.3.5 R2: close the connection")
+
+
+def model_timeout_ms(boundary: int, rto_base_ms: int = TCP_RTO_MIN_MS,
+                     rto_max_ms: int = TCP_RTO_MAX_MS) -> int:
+    """tcp_model_timeout(): the time budget of *boundary* retransmissions backed off from rto_base."""
+    thresh = (rto_max_ms // rto_base_ms).bit_length() - 1          # ilog2(TCP_RTO_MAX / rto_base) = 9
+    if boundary <= thresh:
+        return ((2 << boundary) - 1) * rto_base_ms
+    return ((2 << thresh) - 1) * rto_base_ms + (boundary - thresh) * rto_max_ms
+
+
+def effective_retries(sysctl_value: int) -> int:
+    """tcp_orphan_retries(): the sysctl, or 8 when it is 0 and the socket is alive (RTO < 120 s)."""
+    return sysctl_value if sysctl_value > 0 else ORPHAN_DEFAULT_RETRIES
+
+
+def predicted_rto_count(rto0_ms: float, budget_ms: int, late_ms: list[float] | None = None) -> int:
+    """How many RTO retransmissions the kernel sends before giving up, if the k-th RTO timer (armed
+    for rto0 x 2^k after retransmission k) fires late by late_ms[k-1] (0 when not given)."""
+    n, elapsed, k = 1, 0.0, 1                   # the first timeout always retransmits (T1)
+    while True:
+        armed = min(rto0_ms * (1 << k), TCP_RTO_MAX_MS)
+        elapsed += armed + ((late_ms or [])[k - 1] if late_ms and k - 1 < len(late_ms) else 0.0)
+        if elapsed >= budget_ms:
+            return n
+        n, k = n + 1, k + 1
+        if n > 64:
+            return n
+
+
+def _orphan_budget(ev_or_lab_sysctl: str | None) -> tuple[int, int, int]:
+    sysctl = int(ev_or_lab_sysctl or 0)
+    b = effective_retries(sysctl)
+    return sysctl, b, model_timeout_ms(b)
+
+
+def run(lab: Lab) -> dict:
+    server, client = lab.peer("server"), lab.peer("client")
+    srv_addr = lab.host("server").address
+    _, _, budget_ms = _orphan_budget(lab.sysctls["server"].get("net.ipv4.tcp_orphan_retries"))
+
+    server.listen("L", PORT)
+    client.connect("c", srv_addr, PORT)
+    server.accept("L", as_="conn")
+    client.send("c", b"hello")
+    server.recv("conn")
+
+    client.close("c")                                            # client closes first: FIN ->
+    lab.wait_for("the client's FIN to arrive (server CLOSE_WAIT)",
+                 lambda: lab.sockets("server", {"CLOSE_WAIT"}), timeout_s=5)
+    lab.wait_for("the server's ACK of that FIN (client no longer FIN_WAIT1)",
+                 lambda: not lab.sockets("client", {"FIN_WAIT1"}), timeout_s=5)
+
+    lab.faults.drop("client-acks", lab.host("client"), lab.host("server"), flags="ack")
+    closed = server.close("conn")                                # <- FIN; the socket is orphaned
+    lab.wait_for("the server's orphan in LAST_ACK",
+                 lambda: lab.sockets("server", {"LAST_ACK"}), timeout_s=5)
+    # gives up about 2 x budget after T1 (the next doubling overshoots it by at most that)
+    lab.wait_for("the orphaned server socket to give up",
+                 lambda: not lab.sockets("server", {"LAST_ACK"}),
+                 timeout_s=2.2 * budget_ms / 1000 + 5)
+    gone_at = time.time()
+    time.sleep(0.5)                       # anything the server sends as it gives up (a RST?) arrives
+    client_end = lab.sockets("client")
+    server_end = [s for s in lab.sockets("server") if s.dport != 0]
+    server.close("L")
+    return {
+        "server_close_ok": closed.ok,
+        "server_close_state_before": closed.result.get("state_before"),
+        "server_gone_seen_at": gone_at,
+        "server_connections_at_end": [s.to_json() for s in server_end],
+        "client_sockets_at_end": [s.to_json() for s in client_end],
+    }
+
+
+# -- judging ------------------------------------------------------------------------------------
+
+def _retrans_between(ev: Evidence, t: float, until: float) -> list[int]:
+    """idiag_retrans (icsk_retransmits) of the server's LAST_ACK socket in samples wholly in (t, until)."""
+    return [s[5] for s in ev.timer_samples.get("server", [])
+            if s[2] == "LAST_ACK" and t < s[0] and (s[6] if len(s) > 6 else s[0]) < until]
+
+
+def _armed_ms(ev: Evidence, t: float, until: float) -> float | None:
+    """How far ahead the retransmit timer was armed at *t* (a retransmission): its due time as the
+    samples wholly in (t, until) saw it (each bounds it between ask + expires and answer +
+    expires; the median of their midpoints), minus *t*. A single late sample would read less."""
+    dues = sorted((lo + hi) / 2 for lo, hi in ev.due_times("server", t, until, state="LAST_ACK"))
+    if not dues:
+        return None
+    return round((dues[len(dues) // 2] - t) * 1000, 1)
+
+
+def check(ev: Evidence) -> list[Check]:
+    checks: list[Check] = []
+    hz = ev.hz or 100
+    tick_ms = 1000 / hz
+    sysctl, b, budget_ms = _orphan_budget(ev.sysctl("server", "net.ipv4.tcp_orphan_retries"))
+    fins: list[Segment] = ev.segments("server", src="server", dst="client", flag="FIN")
+    t0 = fins[0].t if fins else 0.0
+    rel = lambda t: round((t - t0) * 1000, 1)          # noqa: E731  ms after the first FIN
+
+    # 1. close() orphaned the socket in LAST_ACK. tcp_close() sets LAST_ACK and sends the FIN
+    #    before sock_orphan(), so a first sample may still see the file; the last sample before
+    #    the socket went (carried by the GONE event) is the orphan's
+    conn = [e.data for e in ev.states("server") if e.data["socket"]["dport"] != 0]
+    seen_last_ack = any(d["socket"]["state"] == "LAST_ACK" for d in conn)
+    last = next((d["socket"] for d in conn if d["socket"]["state"] == "GONE"
+                 and d.get("previous") == "LAST_ACK"), None)
+    before = ev.facts.get("server_close_state_before")
+    ok = before == "CLOSE_WAIT" and seen_last_ack and last is not None and last["inode"] == 0
+    checks.append(Check(
+        "server-orphaned-in-last-ack", CITE_ORPHAN,
+        "close() in CLOSE_WAIT: sock_diag shows the connection in LAST_ACK, and with no file "
+        "(inode 0) by the time it retransmits",
+        f"close() from {before}; sock_diag: LAST_ACK {'seen' if seen_last_ack else 'never seen'}; "
+        f"last LAST_ACK sample before it went: inode {last['inode'] if last else '-'}, "
+        f"idiag_retrans {last['retrans'] if last else '-'}",
+        ok, {"state_before_close": before, "last_ack_seen": seen_last_ack,
+             "last_sample_inode": last["inode"] if last else None}))
+
+    # 2. every FIN reaches the client's TIME-WAIT and is answered; every answer is lost
+    fins_cli = ev.segments("client", src="server", dst="client", flag="FIN")
+    answers = []
+    for i, f in enumerate(fins_cli):
+        until = fins_cli[i + 1].t if i + 1 < len(fins_cli) else float("inf")
+        answers.append([a for a in ev.acks_of("client", f, after=f.t) if a.t < until][:1])
+    acks = [a[0] for a in answers if a]
+    arrived = [a for a in acks if any(s.same_wire(a) for s in ev.packets.get("server", []))]
+    drop = ev.faults.get("client-acks", {})
+    rst_cli = ev.segments("client", src="client", dst="server", flag="RST")
+    ok = (len(fins_cli) == len(fins) >= 2 and len(acks) == len(fins_cli) and not arrived
+          and drop.get("dropped", 0) >= len(acks) and not rst_cli and ev.ever_in("client", "TIME_WAIT"))
+    checks.append(Check(
+        "every-fin-acked-every-ack-lost", CITE_LOST,
+        "each server FIN reaches the client (TIME_WAIT) and is answered by an ACK that never reaches "
+        "the server; the client sends no RST",
+        f"client.pcap: {len(fins_cli)} of {len(fins)} FINs arrived, {len(acks)} answered; "
+        f"{len(arrived)} of those ACKs in server.pcap; nft dropped {drop.get('dropped', 0)}; "
+        f"client RSTs {len(rst_cli)}; client TIME_WAIT {'seen' if ev.ever_in('client', 'TIME_WAIT') else 'never seen'}",
+        ok, {"fins_sent": len(fins), "fins_at_client": len(fins_cli), "acks_from_client": len(acks),
+             "acks_seen_by_server": len(arrived), "nft_dropped": drop.get("dropped", 0),
+             "client_rsts": len(rst_cli)}))
+
+    # 3. the retransmissions: which were tail-loss probes (icsk_retransmits unchanged), which RTOs
+    kinds, counts, prev = [], [], 0
+    for i, f in enumerate(fins[1:], start=1):
+        until = fins[i + 1].t if i + 1 < len(fins) else f.t + 10
+        seen = _retrans_between(ev, f.t, until)
+        now = seen[0] if seen else None
+        kinds.append("?" if now is None else "RTO" if now == prev + 1 else "TLP" if now == prev else "?")
+        counts.append(now)
+        prev = now if now is not None else prev
+    rto_fins = [f for f, k in zip(fins[1:], kinds) if k == "RTO"]
+    tlps = [f for f, k in zip(fins[1:], kinds) if k == "TLP"]
+    early = int(ev.sysctl("server", "net.ipv4.tcp_early_retrans", "3") or 3)
+    sack = int(ev.sysctl("server", "net.ipv4.tcp_sack", "1") or 1)
+    want_tlp = 1 if early in (3, 4) and sack else 0
+    probes = ev.counter("server", "TcpExtTCPLossProbes")
+    # the retransmit timer after the TLP (rto0) and after each RTO retransmission (doubling)
+    marks = (tlps[-1:] if tlps else fins[:1]) + rto_fins
+    armed, fired_late = [], []
+    for i, f in enumerate(marks):
+        until = marks[i + 1].t if i + 1 < len(marks) else f.t + 300
+        a = _armed_ms(ev, f.t, until)
+        armed.append(a)
+        if i + 1 < len(marks) and a is not None:
+            fired_late.append(round((marks[i + 1].t - f.t) * 1000 - a, 1))
+    # each reading is within a tick of the armed value (jiffies lag the wall clock by up to a
+    # tick), so a doubling is judged pairwise to within three ticks
+    rto0 = armed[0] if armed else None
+    doubling_ok = rto0 is not None and rto0 >= TCP_RTO_MIN_MS - tick_ms and all(
+        a is not None and p is not None and abs(a - min(2 * p, TCP_RTO_MAX_MS)) <= 3 * tick_ms + 2
+        for p, a in zip(armed, armed[1:]))
+    late_ok = all(-tick_ms - 1 <= late <= max_late_s(a / 1000, ev.hz) * 1000 + 10
+                  for late, a in zip(fired_late, armed))
+    seqs = sorted({f.seq for f in fins})
+    ok = (len(tlps) == want_tlp == probes and kinds[:want_tlp] == ["TLP"] * want_tlp
+          and "?" not in kinds and len(seqs) == 1 and doubling_ok and late_ok and bool(rto_fins))
+    checks.append(Check(
+        "tlp-then-rto-doubling", CITE_BACKOFF,
+        f"{want_tlp} tail-loss probe(s) (tcp_early_retrans={early}, tcp_sack={sack}) that leave "
+        "idiag_retrans unchanged, then RTO retransmissions of the same FIN, the timer armed at "
+        "rto0 >= 200 ms then doubling, each firing no earlier than armed and no later than one "
+        "timer-wheel granule",
+        f"server.pcap: FINs at {[rel(f.t) for f in fins]} ms, seq {seqs}; kinds {kinds} "
+        f"(idiag_retrans after each: {counts}); TCPLossProbes +{probes}; timer armed "
+        f"{armed} ms; fired late by {fired_late} ms",
+        ok, {"fin_times_ms": [rel(f.t) for f in fins], "kinds": kinds, "idiag_retrans": counts,
+             "TCPLossProbes": probes, "armed_ms": armed, "fired_late_ms": fired_late, "rto0_ms": rto0,
+             "tcp_early_retrans": early, "tcp_sack": sack}))
+
+    # 4. how many RTO retransmissions the sysctl's budget allows
+    n_obs = len(rto_fins)
+    late_max = [max_late_s(rto0 * (1 << k) / 1000, ev.hz) * 1000 for k in range(1, 65)] if rto0 else []
+    n_ideal = predicted_rto_count(rto0, budget_ms) if rto0 else None
+    n_latest = predicted_rto_count(rto0, budget_ms, late_max) if rto0 else None
+    allowed = sorted({n_ideal, n_latest}) if rto0 else []
+    ok = bool(allowed) and allowed[0] <= n_obs <= allowed[-1]
+    checks.append(Check(
+        "orphan-retries-count", CITE_BUDGET,
+        f"tcp_orphan_retries={sysctl} -> b={b}, budget {budget_ms} ms from the first RTO retransmission; "
+        f"with rto0={rto0} ms doubling: "
+        + (f"{n_ideal} RTO retransmissions" if n_ideal == n_latest else
+           f"{n_ideal} RTO retransmissions if the timers fire on time, {n_latest} if each fires a "
+           f"timer-wheel granule late")
+        + f" (+{want_tlp} TLP, so {want_tlp + (n_ideal or 0)} retransmitted FINs)",
+        f"server.pcap: {n_obs} RTO retransmissions (+{len(tlps)} TLP), {len(fins) - 1} retransmitted FINs",
+        ok, {"tcp_orphan_retries": sysctl, "retry_until": b, "budget_ms": budget_ms, "rto0_ms": rto0,
+             "predicted_rto_retransmissions": allowed, "observed_rto_retransmissions": n_obs,
+             "observed_tlps": len(tlps)}))
+
+    # 5. each decision against the budget, from the observed times: retransmit while
+    #    now - T1 < budget, give up at the first timeout where now - T1 >= budget
+    t1 = rto_fins[0].t if rto_fins else None
+    elapsed = [round((f.t - t1) * 1000, 1) for f in rto_fins[1:]] if t1 else []
+    gone = next((e for e in ev.states("server") if e.data["socket"]["state"] == "GONE"
+                 and e.data["socket"]["dport"] != 0), None)
+    last_seen = max((s[0] for s in ev.timer_samples.get("server", [])
+                     if s[2] == "LAST_ACK"), default=None)
+    due = None
+    if rto_fins and armed and armed[-1] is not None:
+        due = rto_fins[-1].t + armed[-1] / 1000       # when the timer after the last RTO was due
+    eps_ms = tick_ms + 2                              # tcp_time_stamp is ms, the timer jiffy-based
+    give_up_ms = None
+    ok = bool(t1) and gone is not None and last_seen is not None and due is not None
+    if ok:
+        window = (max(last_seen, due - tick_ms / 1000),
+                  min(gone.t, due + max_late_s(armed[-1] / 1000, ev.hz) + 2 * tick_ms / 1000 + 0.02))
+        give_up_ms = [round((w - t1) * 1000, 1) for w in window]
+        ok = (all(e < budget_ms + eps_ms for e in elapsed) and window[0] <= window[1]
+              and (window[1] - t1) * 1000 >= budget_ms - eps_ms)
+    checks.append(Check(
+        "give-up-when-budget-spent", CITE_BUDGET,
+        f"every RTO retransmission after the first at now - T1 < {budget_ms} ms; the socket destroyed "
+        f"at the timeout after the last one (due {round(armed[-1]) if armed and armed[-1] else '?'} ms "
+        f"after it, at most one timer-wheel granule late), with now - T1 >= {budget_ms} ms",
+        f"RTO retransmissions at T1 + {elapsed} ms; timer due at T1 + "
+        f"{round((due - t1) * 1000, 1) if due and t1 else '?'} ms; sock_diag: last seen at "
+        f"T1 + {round((last_seen - t1) * 1000, 1) if last_seen and t1 else '?'} ms, gone at "
+        f"T1 + {round((gone.t - t1) * 1000, 1) if gone and t1 else '?'} ms; so given up at T1 + {give_up_ms} ms",
+        ok, {"budget_ms": budget_ms, "rto_elapsed_since_t1_ms": elapsed,
+             "due_after_t1_ms": round((due - t1) * 1000, 1) if due and t1 else None,
+             "give_up_window_after_t1_ms": give_up_ms,
+             "gone_after_first_fin_ms": rel(gone.t) if gone else None}))
+
+    # 6. giving up is silent: no RST, no more FINs; the client still sits in TIME-WAIT
+    rsts = ev.segments("server", src="server", dst="client", flag="RST")
+    after_gone = [f for f in fins if gone and f.t > gone.t]
+    aborts = ev.counter("server", "TcpExtTCPAbortOnTimeout")
+    memory = ev.counter("server", "TcpExtTCPAbortOnMemory")
+    cli_end = [s["state"] for s in ev.facts.get("client_sockets_at_end", [])]
+    srv_end = ev.facts.get("server_connections_at_end", [])
+    ok = not rsts and not after_gone and aborts == 1 and memory == 0 and cli_end == ["TIME_WAIT"] and not srv_end
+    checks.append(Check(
+        "give-up-is-silent", CITE_SILENT,
+        "no RST and no further FIN from the server; TCPAbortOnTimeout +1 (not TCPAbortOnMemory); "
+        "the server's connection is gone while the client still holds TIME_WAIT",
+        f"server.pcap: {len(rsts)} RSTs, {len(after_gone)} FINs after the socket went; "
+        f"TCPAbortOnTimeout +{aborts}, TCPAbortOnMemory +{memory}; at the end: server connections "
+        f"{[s['state'] for s in srv_end]}, client sockets {cli_end}",
+        ok, {"server_rsts": len(rsts), "fins_after_gone": len(after_gone), "TCPAbortOnTimeout": aborts,
+             "TCPAbortOnMemory": memory, "client_states_at_end": cli_end}))
+    return checks
