@@ -1,0 +1,178 @@
+"""tw-buckets: with net.ipv4.tcp_max_tw_buckets = N on the client, closing N + 2 connections
+leaves exactly N TIME-WAIT sockets; the 2 that find no bucket skip the state (TCPTimeWaitOverflow
++2) and answer the server's late FIN with RST.
+
+Checks Linux's inet_twsk_alloc() (net/ipv4/inet_timewait_sock.c): no TIME-WAIT mini-socket is made
+when the namespace already holds tcp_max_tw_buckets of them; tcp_time_wait() then counts
+TCPTimeWaitOverflow and destroys the socket (tcp_done()) - FACTS.md §2 and §3. An orphan's
+FIN-WAIT-2 is itself such a mini-socket (tcp_rcv_state_process() -> tcp_time_wait(sk,
+TCP_FIN_WAIT2, ...)), so the bucket is needed as soon as the ACK of the client's FIN arrives. A
+connection with no state answers the peer's FIN with RST (RFC 9293 §3.10.7.1, tcp_v4_send_reset()),
+where TIME-WAIT would have ACKed it (RFC 9293 §3.10.7.4) - the socket FAQ's warning: without the
+state, "the server sees an error". The limit is per network namespace, so it is set in the client
+host only (SYSCTLS: N = 3).
+
+    t      who      step                                  wire                      state
+    0      server   listen :5000
+    0      client   connect c0 .. c4 (N + 2 = 5)          5 x handshake             ESTABLISHED
+    0      client   close(c0)                             FIN ->, <- ACK            c0 FIN_WAIT2 mini-socket (bucket 1)
+    0      client   close(c1), close(c2)                  likewise                  buckets 2, 3: full
+    0      client   close(c3)                             FIN ->, <- ACK            no bucket: c3 gone, Overflow +1
+    0      client   close(c4)                             FIN ->, <- ACK            no bucket: c4 gone, Overflow +2
+    0+     server   close(s0 .. s4)  (late FINs)          <- FIN x 5
+    0+     client   c0..c2: TIME_WAIT                     ACK -> x 3                3 TIME_WAIT
+    0+     client   c3, c4: no socket                     RST -> x 2                server's s3, s4 reset
+"""
+
+from __future__ import annotations
+
+import time
+
+from lab.core import Lab
+from lab.evidence import Evidence
+from lab.shaping import OPTIONAL
+from lab.verdict import Check
+
+NAME = "tw-buckets"
+INTENT = ("tcp_max_tw_buckets=N: N+2 closes leave exactly N TIME-WAIT sockets; the 2 overflowing "
+          "ones skip the state and answer the late FIN with RST")
+SHAPING = OPTIONAL
+PORT = 5000
+SYSCTLS = {"client": {"net.ipv4.tcp_max_tw_buckets": "3"}}
+EXTRA = 2                      # connections beyond the limit (k)
+MAX_CONNECTIONS = 32           # above this the limit is not reached: close DEFAULT_CONNECTIONS
+DEFAULT_CONNECTIONS = 8
+
+CITE_ALLOC = ("inet_twsk_alloc() (net/ipv4/inet_timewait_sock.c): no mini-socket when tw_refcount - 1 >= "
+              "tcp_max_tw_buckets; tcp_time_wait(): TCPTimeWaitOverflow, tcp_done(); FACTS.md §2-3")
+CITE_FW2 = ("tcp_rcv_state_process(): an orphan whose FIN is ACKed becomes a TIME-WAIT mini-socket in "
+            "substate FIN_WAIT2 (tcp_time_wait(sk, TCP_FIN_WAIT2, tcp_fin_time())); FACTS.md §1")
+CITE_ANSWER = ("RFC 9293 §3.10.7.4 (TIME-WAIT: acknowledge a FIN) vs §3.10.7.1 (no connection: RST "
+               "<SEQ=SEG.ACK>); Linux tcp_timewait_state_process() / tcp_v4_send_reset(); FACTS.md §2")
+CITE_COUNTERS = ("__inet_twsk_schedule(): TW (or TWKilled, timeout <= 4 s) per mini-socket armed; "
+                 "TCPTimeWaitOverflow per refusal; TcpOutRsts per RST; FACTS.md §4")
+
+
+def plan(limit: int) -> tuple[int, int]:
+    """(connections to close, how many of them must overflow) for tcp_max_tw_buckets=limit."""
+    if limit + EXTRA <= MAX_CONNECTIONS:
+        return limit + EXTRA, EXTRA
+    return DEFAULT_CONNECTIONS, 0
+
+
+def run(lab: Lab) -> dict:
+    server, client = lab.peer("server"), lab.peer("client")
+    srv_addr = lab.host("server").address
+    view = lab.views["client"]
+    limit = int(lab.sysctls["client"]["net.ipv4.tcp_max_tw_buckets"])
+    n, _ = plan(limit)
+
+    server.listen("L", PORT, backlog=64)
+    keys = []
+    for i in range(n):
+        res = client.connect(f"c{i}", srv_addr, PORT)
+        (lip, lport), (rip, rport) = res.result["local"], res.result["remote"]
+        keys.append((lip, lport, rip, rport))
+        server.accept("L", as_=f"s{i}")
+
+    after_close = []
+    for i, key in enumerate(keys):                 # one at a time: the buckets fill in this order
+        client.close(f"c{i}")
+        got = lab.wait_for(f"the ACK of c{i}'s FIN (FIN_WAIT2, or no socket at all)",
+                           lambda k=key: ((s := view.lookup(k)) is None and "none")
+                           or (s.state != "FIN_WAIT1" and s.state),
+                           timeout_s=5, interval_s=0.002)
+        after_close.append(got)
+
+    # every mini-socket of the client's namespace (any port), before the server's FINs
+    before_fins = [s.to_json() for s in view.sockets() if s.timer == "timewait"]
+    for i in range(n):                             # the server's FINs, all late
+        server.close(f"s{i}")
+    lab.wait_for("every server connection to end (ACKed or reset)",
+                 lambda: not [s for s in lab.sockets("server") if s.dport != 0], timeout_s=10)
+    end = {f"{k[1]}": (s.state if (s := view.lookup(k)) else None) for k in keys}
+    time_wait = [s.to_json() for s in view.sockets(states={"TIME_WAIT"})]
+    time.sleep(0.15)            # the sampler's next dumps put the end states on the timeline too
+    server.close("L")
+    return {"limit": limit, "client_ports": [k[1] for k in keys], "after_close": after_close,
+            "mini_sockets_before_fins": before_fins, "client_state_at_end": end,
+            "client_time_wait_at_end": time_wait}
+
+
+def check(ev: Evidence) -> list[Check]:
+    checks: list[Check] = []
+    limit = int(ev.sysctl("client", "net.ipv4.tcp_max_tw_buckets", "-1"))
+    n, k = plan(limit)
+    kept = n - k
+    ports = ev.facts.get("client_ports", [])
+    after_close = ev.facts.get("after_close", [])
+    end = ev.facts.get("client_state_at_end", {})
+
+    # 1. after close(): the first N became FIN_WAIT2 mini-sockets, the rest vanished
+    want_after = ["FIN_WAIT2"] * kept + ["none"] * k
+    checks.append(Check(
+        "buckets-fill-in-close-order", CITE_FW2 + "; " + CITE_ALLOC,
+        f"tcp_max_tw_buckets={limit}, {n} closes: the first {kept} are FIN_WAIT2 mini-sockets once "
+        f"their FIN is ACKed, the last {k} have no socket at all",
+        f"sock_diag right after each ACK: {after_close}",
+        after_close == want_after and len(ports) == n,
+        {"limit": limit, "connections": n, "after_close": after_close, "expected": want_after}))
+
+    # 2. exactly N mini-sockets in the whole namespace: N FIN_WAIT2 before the server's FINs,
+    #    N TIME_WAIT after them (sock_diag dumps of every port), and they are the first N ports
+    before = ev.facts.get("mini_sockets_before_fins", [])
+    tw_all = ev.facts.get("client_time_wait_at_end", [])
+    fw2_ports = sorted(s["sport"] for s in before if s["state"] == "FIN_WAIT2")
+    tw_ports = sorted(s["sport"] for s in tw_all)
+    none_end = [p for p, st in end.items() if st is None]
+    ok = (len(before) == kept and fw2_ports == sorted(ports[:kept]) and tw_ports == sorted(ports[:kept])
+          and len(none_end) == k)
+    checks.append(Check(
+        "exactly-n-time-wait", CITE_ALLOC,
+        f"in the client's namespace exactly {kept} mini-sockets: FIN_WAIT2 before the server's FINs, "
+        f"TIME_WAIT after them, on the first {kept} ports; the last {k} connections have no socket",
+        f"sock_diag dumps: before the FINs {len(before)} mini-sockets (FIN_WAIT2 on {fw2_ports}); after "
+        f"them {len(tw_all)} TIME_WAIT (on {tw_ports}); {len(none_end)} connections without a socket; "
+        f"ports in close order {ports}",
+        ok, {"mini_sockets_before_fins": len(before), "time_wait_at_end": len(tw_all),
+             "time_wait_ports": tw_ports, "no_socket_at_end": len(none_end), "ports": ports}))
+
+    # 3. the late FIN of each connection: ACK from TIME-WAIT, RST where no state is left
+    answers = {}
+    for port in ports:
+        fins = [s for s in ev.segments("client", src="server", dst="client", flag="FIN") if s.dport == port]
+        if not fins:
+            answers[port] = "no FIN"
+            continue
+        fin = fins[0]
+        out = [s for s in ev.segments("client", src="client", dst="server") if s.sport == port and s.t >= fin.t]
+        first = out[0] if out else None
+        if first is None:
+            answers[port] = "nothing"
+        elif first.has("RST") and first.seq == fin.ack:
+            answers[port] = "RST"
+        elif first.has("ACK") and not first.has("RST") and first.ack == (fin.seq + 1) & 0xFFFFFFFF:
+            answers[port] = "ACK"
+        else:
+            answers[port] = first.flags
+    want = {p: ("ACK" if i < kept else "RST") for i, p in enumerate(ports)}
+    checks.append(Check(
+        "late-fin-ack-or-rst", CITE_ANSWER,
+        f"client.pcap: each of the first {kept} connections answers the server's late FIN with an ACK, "
+        f"each of the last {k} with a RST (seq = the FIN's ack)",
+        f"client.pcap, per client port: {answers}",
+        answers == want and bool(ports),
+        {"answers": {str(p): a for p, a in answers.items()}, "expected": {str(p): a for p, a in want.items()}}))
+
+    # 4. the counters
+    overflow = ev.counter("client", "TcpExtTCPTimeWaitOverflow")
+    armed = ev.counter("client", "TcpExtTW") + ev.counter("client", "TcpExtTWKilled")
+    rsts = ev.counter("client", "TcpOutRsts")
+    ok = overflow == k and armed == kept and rsts == k
+    checks.append(Check(
+        "overflow-counters", CITE_COUNTERS,
+        f"TCPTimeWaitOverflow +{k}, TW + TWKilled +{kept} (mini-sockets armed), TcpOutRsts +{k}",
+        f"nstat: TCPTimeWaitOverflow +{overflow}, TW +{ev.counter('client', 'TcpExtTW')}, "
+        f"TWKilled +{ev.counter('client', 'TcpExtTWKilled')}, TcpOutRsts +{rsts}",
+        ok, {"TCPTimeWaitOverflow": overflow, "TW_plus_TWKilled": armed, "TcpOutRsts": rsts}))
+    return checks
