@@ -1,0 +1,278 @@
+"""time-wait-duration: how long TIME-WAIT lasts on the wall clock (Linux: a fixed 60 s = BSD's
+2 x 30 s, not RFC 1122's 2 x 2 min), and how long an orphaned FIN-WAIT-2 lasts (tcp_fin_timeout).
+
+Checks RFC 9293 §3.6.1 / RFC 1122 §4.2.2.13 ("MUST linger in TIME-WAIT for 2xMSL", MSL "arbitrarily
+defined to be 2 minutes", RFC 9293 §3.4.2) against Linux's TCP_TIMEWAIT_LEN (60*HZ, include/net/
+tcp.h, FACTS.md §1) and the kernel's own words in __inet_twsk_schedule(): "Linux, following BSD,
+violates this requirement waiting only for 60sec, we should wait at least for 240 secs". The 60 s
+is reported as conformance to BSD (TCPTV_MSL = 30 s) and as Linux's known deviation from RFC 1122;
+with --strict-rfc the deviation is a failure. Tolerance: the TIME-WAIT timer sits in the timer
+wheel level of a 60 s delay and fires up to one granule of it late (512 ticks = 2.05 s at HZ=250,
+FACTS.md §1, lab/timerwheel.py), never early.
+
+The orphaned FIN-WAIT-2 part (tcp_rcv_state_process(), tcp_fin_time(), tcp_time_wait()): when the
+ACK of an orphan's FIN arrives, Linux replaces the socket by a TIME-WAIT mini-socket in substate
+FIN_WAIT2 (sock_diag: FIN_WAIT2 with a timewait timer) that dies after tcp_fin_time() =
+max(tcp_fin_timeout, 3.5 x RTO) when that is at most 60 s (longer values first keep the full socket
+on its keepalive timer). Arming such a timer counts TWKilled when it is <= 4 s, TW otherwise
+(__inet_twsk_schedule(), FACTS.md §4). A FIN arriving after it died finds no socket: RST
+(RFC 9293 §3.10.7.1). tcp(7): tcp_fin_timeout "is strictly a violation of the TCP specification,
+but required to prevent denial-of-service attacks". The two parts run at once, on two connections.
+
+    t      who      step                                   wire                       state
+    0      server   listen :5000
+    0      client   connect A, connect B                   2 x (SYN, SYN-ACK, ACK)    ESTABLISHED
+    0      client   close(A), close(B)                     2 x (FIN ->, <- ACK)       A, B FIN_WAIT2 (orphans)
+    0      server   close(A)                               <- FIN, ACK ->             A TIME_WAIT (60 s)
+    5      client   (kernel) B's FIN_WAIT2 timer fires     (nothing sent)             B gone (tcp_fin_timeout=5)
+    5+     server   close(B)                               <- FIN, RST ->             no state for B: RST
+    60-62  client   (kernel) A's TIME-WAIT timer fires     (nothing sent)             A gone
+"""
+
+from __future__ import annotations
+
+import time
+
+from lab.core import Lab
+from lab.evidence import Evidence
+from lab.shaping import OPTIONAL
+from lab.timerwheel import max_late_s
+from lab.verdict import Check
+
+NAME = "time-wait-duration"
+INTENT = ("TIME-WAIT lasts Linux's fixed 60 s (BSD 2 x 30 s; RFC 1122 asks 2 x 2 min); an orphaned "
+          "FIN-WAIT-2 lasts tcp_fin_timeout")
+SHAPING = OPTIONAL
+PORT = 5000
+PARALLEL_SAFE = False                    # a 60 s wall-clock measurement: run it alone
+SYSCTLS = {"client": {"net.ipv4.tcp_fin_timeout": "5"}}
+
+TCP_TIMEWAIT_LEN_S = 60.0                # include/net/tcp.h: TCP_TIMEWAIT_LEN (60*HZ)
+BSD_MSL_S = 30.0                         # 4.4BSD / FreeBSD TCPTV_MSL (net.inet.tcp.msl = 30000 ms)
+RFC_MSL_S = 120.0                        # RFC 793 / RFC 9293 §3.4.2: MSL "arbitrarily defined to be 2 minutes"
+TW_KILL_S = 4.0                          # __inet_twsk_schedule(): kill = timeo <= 4*HZ -> TWKilled
+RTO_MIN_S = 0.2                          # TCP_RTO_MIN; tcp_fin_time() is at least 3.5 x RTO
+MAX_SAMPLING_ERROR_S = 0.5               # wider bounds than this say nothing about the timer
+
+CITE_LINUX = ("include/net/tcp.h TCP_TIMEWAIT_LEN (60*HZ), armed by tcp_time_wait() / "
+              "inet_twsk_reschedule(); BSD 2MSL = 2 x TCPTV_MSL (30 s); FACTS.md §1; timer-wheel "
+              "granularity: kernel/time/timer.c calc_index()")
+CITE_RFC = ("RFC 1122 §4.2.2.13 / RFC 9293 §3.6.1 (MUST-13): linger in TIME-WAIT for 2 x MSL, "
+            "MSL = 2 min (RFC 9293 §3.4.2); __inet_twsk_schedule(): \"Linux, following BSD, violates "
+            "this requirement waiting only for 60sec, we should wait at least for 240 secs\"; FACTS.md §1")
+CITE_FW2 = ("tcp_rcv_state_process() FIN_WAIT1 -> FIN_WAIT2 for an orphan: tcp_time_wait(sk, "
+            "TCP_FIN_WAIT2, tcp_fin_time()) with tcp_fin_time() = max(tcp_fin_timeout, 3.5 x RTO) "
+            "(include/net/tcp.h); sock_diag reports the mini-socket's substate FIN_WAIT2; FACTS.md §1, §3; "
+            "tcp(7): tcp_fin_timeout is \"strictly a violation of the TCP specification\"")
+CITE_COUNTERS = ("__inet_twsk_schedule() (net/ipv4/inet_timewait_sock.c): arming a TIME-WAIT "
+                 "mini-socket counts TWKilled when timeo <= 4 s, TW otherwise; FACTS.md §4")
+CITE_RST = ("RFC 9293 §3.10.7.1 (CLOSED: an incoming segment without RST gets a RST; for an ACK-"
+            "bearing segment <SEQ=SEG.ACK><CTL=RST>); Linux tcp_v4_send_reset() when no socket matches")
+
+
+def fin_wait2_plan(fin_timeout_s: float) -> dict:
+    """What the kernel does with an orphaned FIN-WAIT-2, by tcp_fin_time() and the paths that use
+    it. tmo = max(tcp_fin_timeout, 3.5 x RTO) (the floor taken with TCP_RTO_MIN; the lab's RTO is
+    200 ms and a few ms). At most 60 s: one TIME-WAIT mini-socket armed for tmo
+    (tcp_rcv_state_process()). Above: the full socket first waits tmo - 60 on its keepalive timer,
+    then tcp_keepalive_timer() arms a mini-socket for tcp_fin_time() - 60, so it lives
+    2 x (tmo - 60) in all. Returns the lifetime, the mini-socket's armed time, the first timer
+    sock_diag shows."""
+    tmo = max(fin_timeout_s, 3.5 * RTO_MIN_S)
+    if tmo <= TCP_TIMEWAIT_LEN_S:
+        return {"tmo_s": tmo, "lifetime_s": tmo, "mini_armed_s": tmo, "first_timer": "timewait"}
+    return {"tmo_s": tmo, "lifetime_s": 2 * (tmo - TCP_TIMEWAIT_LEN_S),
+            "mini_armed_s": tmo - TCP_TIMEWAIT_LEN_S, "first_timer": "keepalive"}
+
+
+def _key(res) -> tuple[str, int, str, int]:
+    (lip, lport), (rip, rport) = res.result["local"], res.result["remote"]
+    return (lip, lport, rip, rport)
+
+
+def run(lab: Lab) -> dict:
+    server, client = lab.peer("server"), lab.peer("client")
+    srv_addr = lab.host("server").address
+    view = lab.views["client"]
+    fin_timeout = float(lab.sysctls["client"].get("net.ipv4.tcp_fin_timeout", "60"))
+    fw2_s = fin_wait2_plan(fin_timeout)["lifetime_s"]
+
+    server.listen("L", PORT)
+    key_a = _key(client.connect("a", srv_addr, PORT))          # A: will hold TIME-WAIT
+    server.accept("L", as_="sa")
+    key_b = _key(client.connect("b", srv_addr, PORT))          # B: orphaned FIN-WAIT-2
+    server.accept("L", as_="sb")
+
+    client.close("a")
+    client.close("b")
+    lab.wait_for("the server's ACKs of both FINs (A and B in FIN_WAIT2)",
+                 lambda: all((s := view.lookup(k)) is not None and s.state == "FIN_WAIT2"
+                             for k in (key_a, key_b)), timeout_s=5, interval_s=0.002)
+    server.close("sa")                                           # <- FIN: A enters TIME-WAIT
+    lab.wait_for("A in TIME_WAIT", lambda: (s := view.lookup(key_a)) and s.state == "TIME_WAIT",
+                 timeout_s=5, interval_s=0.002)
+    entered = time.time()
+
+    lab.wait_for(f"B's orphaned FIN_WAIT2 to expire (about {fw2_s:g} s)",
+                 lambda: view.lookup(key_b) is None,
+                 timeout_s=fw2_s + max_late_s(fw2_s, None) + 10, interval_s=0.01)
+    b_gone = time.time()
+    server.close("sb")                                           # a late FIN: no state left for it
+    lab.wait_for("the server's B socket to be reset",
+                 lambda: not [s for s in lab.sockets("server") if s.dport == key_b[1]],
+                 timeout_s=5)
+
+    left = TCP_TIMEWAIT_LEN_S - (time.time() - entered)
+    lab.wait_for("A's TIME_WAIT to expire (60 s)", lambda: view.lookup(key_a) is None,
+                 timeout_s=left + max_late_s(TCP_TIMEWAIT_LEN_S, None) + 10, interval_s=0.01)
+    a_gone = time.time()
+    server.close("L")
+    return {"key_a": list(key_a), "key_b": list(key_b), "fin_timeout_s": fin_timeout,
+            "a_time_wait_seen_at": entered, "a_gone_seen_at": a_gone, "b_gone_seen_at": b_gone}
+
+
+# -- judging ------------------------------------------------------------------------------------
+
+def _k(key: list) -> str:
+    return f"{key[0]}:{key[1]}-{key[2]}:{key[3]}"
+
+
+def _lifetime(ev: Evidence, key: list, state: str, moved_at: float | None) -> dict | None:
+    """When *key* was first sampled in *state* and when it was first sampled gone, with the bounds
+    the sampling puts on the true moments: it entered after the segment that moved it there was
+    captured (*moved_at*) and after the previous sample was asked, and before the first sample
+    in *state* was answered; it went after the last sample that saw it was asked and before the
+    one that missed it was answered."""
+    k = _k(key)
+    samples = [s for s in ev.timer_samples.get("client", []) if s[1] == k]
+    in_state = [s for s in samples if s[2] == state]
+    gone = next((e for e in ev.states("client") if e.data["socket"]["state"] == "GONE"
+                 and _k([e.data["socket"][f] for f in ("src", "sport", "dst", "dport")]) == k), None)
+    if not in_state or gone is None:
+        return None
+    first, last = in_state[0], in_state[-1]
+    before = [s[0] for s in samples if s[0] < first[0] and s[2] != state]
+    lows = before[-1:] + ([moved_at] if moved_at is not None else [])
+    answered = lambda s: s[6] if len(s) > 6 else s[0]          # noqa: E731
+    entry = (max(lows) if lows else None, answered(first))
+    went = (last[0], gone.t)
+    out = {"entry": entry, "gone": went, "first_expires_ms": first[4], "samples": len(in_state),
+           "timer": first[3], "sampled_s": round(went[1] - entry[1], 3)}
+    if entry[0] is not None:
+        out["bounds_s"] = (round(went[0] - entry[1], 3), round(went[1] - entry[0], 3))
+    return out
+
+
+def check(ev: Evidence) -> list[Check]:
+    checks: list[Check] = []
+    hz = ev.hz
+    tick = 1 / (hz or 100)
+    strict = bool(ev.options.get("strict_rfc"))
+    key_a, key_b = ev.facts.get("key_a"), ev.facts.get("key_b")
+
+    def segs(port: int | None, src: str, flag: str):
+        return [s for s in ev.segments("client", src=src, flag=flag)
+                if port is not None and port in (s.sport, s.dport)]
+
+    def within(m: dict | None, want_s: float, late_s: float) -> bool:
+        """The sampled bounds hold a lifetime between want - 1 tick and want + late."""
+        if not m or "bounds_s" not in m:
+            return False
+        lo, hi = m["bounds_s"]
+        return hi - lo <= MAX_SAMPLING_ERROR_S and hi >= want_s - tick and lo <= want_s + late_s
+
+    # -- A: TIME-WAIT on the wall clock, from the server's FIN (captured at the client) --------
+    late_tw = max_late_s(TCP_TIMEWAIT_LEN_S, hz)
+    fin_a = segs(key_a[1] if key_a else None, "server", "FIN")
+    a = _lifetime(ev, key_a, "TIME_WAIT", fin_a[0].t if fin_a else None) if key_a else None
+    ok = within(a, TCP_TIMEWAIT_LEN_S, late_tw) and a["timer"] == "timewait"
+    checks.append(Check(
+        "time-wait-lasts-60s", CITE_LINUX,
+        f"TIME-WAIT lasts TCP_TIMEWAIT_LEN = 60 s (BSD: 2 x MSL {BSD_MSL_S:g} s): no earlier than "
+        f"60 s - 1 tick, at most one timer-wheel granule late ({late_tw:.3f} s at HZ={hz})",
+        (f"sock_diag: first TIME_WAIT sample -> first sample without it: {a['sampled_s']} s "
+         f"(true lifetime within {list(a.get('bounds_s', ['?', '?']))} s: from the server's FIN in "
+         f"client.pcap and the samples around the end); armed with {a['first_expires_ms']} ms left")
+        if a else "sock_diag never saw A's TIME_WAIT begin and end",
+        ok, {"sampled_s": a["sampled_s"] if a else None, "bounds_s": a.get("bounds_s") if a else None,
+             "first_expires_ms": a["first_expires_ms"] if a else None,
+             "tolerance_late_s": round(late_tw, 3), "hz": hz, "samples": a["samples"] if a else 0}))
+
+    # -- against RFC 1122's 2 x 2 min ----------------------------------------------------------
+    rfc_s = 2 * RFC_MSL_S
+    conforms = bool(a and "bounds_s" in a and a["bounds_s"][0] >= rfc_s - tick)
+    linux_60 = checks[-1].passed
+    if conforms:
+        words = "conforms to RFC 1122's 2 x MSL"
+    elif linux_60:
+        words = (f"Linux's fixed {TCP_TIMEWAIT_LEN_S:g} s = BSD's 2 x {BSD_MSL_S:g} s, "
+                 f"{rfc_s - TCP_TIMEWAIT_LEN_S:g} s short of RFC 1122's 2 x {RFC_MSL_S:g} s: a documented "
+                 "deviation" + ("; --strict-rfc makes it a failure" if strict else
+                                ", reported, not failed (--strict-rfc fails it)"))
+    else:
+        words = "neither RFC 1122's 240 s nor Linux's documented 60 s"
+    checks.append(Check(
+        "time-wait-vs-rfc1122-2msl", CITE_RFC,
+        f"RFC 1122: at least {rfc_s:g} s" + (" (--strict-rfc)" if strict else
+                                             "; Linux's documented 60 s is reported as a known deviation"),
+        f"measured {a['sampled_s']} s: {words}" if a else "no measurement",
+        conforms or (linux_60 and not strict),
+        {"measured_s": a["sampled_s"] if a else None, "rfc1122_s": rfc_s, "bsd_s": 2 * BSD_MSL_S,
+         "linux_s": TCP_TIMEWAIT_LEN_S, "strict_rfc": strict, "conforms_to_rfc1122": conforms,
+         "short_of_rfc1122_s": round(rfc_s - a["sampled_s"], 3) if a else None}))
+
+    # -- B: the orphaned FIN-WAIT-2, from the ACK of its FIN (captured at the client) ----------
+    fin_timeout = float(ev.sysctl("client", "net.ipv4.tcp_fin_timeout", "60"))
+    plan = fin_wait2_plan(fin_timeout)
+    want = plan["lifetime_s"]
+    late_fw = max_late_s(plan["mini_armed_s"], hz)
+    fin_b = segs(key_b[1] if key_b else None, "client", "FIN")
+    ack_b = ev.acks_of("client", fin_b[0]) if fin_b else []
+    b = _lifetime(ev, key_b, "FIN_WAIT2", ack_b[0].t if ack_b else None) if key_b else None
+    b_tw = key_b is not None and any(
+        s[1] == _k(key_b) and s[2] == "TIME_WAIT" for s in ev.timer_samples.get("client", []))
+    ok = within(b, want, late_fw) and b["timer"] == plan["first_timer"] and not b_tw
+    checks.append(Check(
+        "orphan-fin-wait2-follows-tcp_fin_timeout", CITE_FW2,
+        f"tcp_fin_timeout={fin_timeout:g} s: B (closed; the peer never closes) stays FIN_WAIT2 with a "
+        f"{plan['first_timer']} timer and is gone {want:g} s after the ACK of its FIN (+ at most "
+        f"{late_fw:.3f} s), never TIME_WAIT",
+        (f"sock_diag: FIN_WAIT2 ({b['timer']} timer, armed with {b['first_expires_ms']} ms left) for "
+         f"{b['sampled_s']} s between first sample and first sample without it (true lifetime within "
+         f"{list(b.get('bounds_s', ['?', '?']))} s); TIME_WAIT {'seen' if b_tw else 'never seen'}")
+        if b else "sock_diag never saw B's FIN_WAIT2 begin and end",
+        ok, {"tcp_fin_timeout_s": fin_timeout, "expected_s": want, "sampled_s": b["sampled_s"] if b else None,
+             "bounds_s": b.get("bounds_s") if b else None,
+             "first_expires_ms": b["first_expires_ms"] if b else None, "timer": b["timer"] if b else None,
+             "tolerance_late_s": round(late_fw, 3)}))
+
+    # -- the counters of TIME-WAIT arming ------------------------------------------------------
+    # B: a mini-socket armed for mini_armed_s. A: the same while tmo <= 60 s (re-armed to 60 s by
+    # the server's FIN, and a re-arm counts nothing); else a full FIN_WAIT2 socket that the FIN
+    # turns into a TIME-WAIT mini-socket armed for 60 s
+    armed = [plan["mini_armed_s"], plan["mini_armed_s"] if plan["tmo_s"] <= TCP_TIMEWAIT_LEN_S
+             else TCP_TIMEWAIT_LEN_S]
+    want_killed = sum(1 for t in armed if t <= TW_KILL_S)
+    want_tw = len(armed) - want_killed
+    tw, killed = ev.counter("client", "TcpExtTW"), ev.counter("client", "TcpExtTWKilled")
+    checks.append(Check(
+        "tw-counters-at-arming", CITE_COUNTERS,
+        f"two mini-sockets armed for {armed} s: TW +{want_tw}, TWKilled +{want_killed}",
+        f"nstat: TcpExtTW +{tw}, TcpExtTWKilled +{killed}",
+        (tw, killed) == (want_tw, want_killed),
+        {"TW": tw, "TWKilled": killed, "armed_s": armed}))
+
+    # -- a FIN after B's FIN-WAIT-2 died finds nothing: RST ------------------------------------
+    late_fin = segs(key_b[1] if key_b else None, "server", "FIN")
+    rsts = [s for s in segs(key_b[1] if key_b else None, "client", "RST") if late_fin and s.t >= late_fin[0].t]
+    after_s = round(late_fin[0].t - b["gone"][0], 3) if late_fin and b else None
+    ok = bool(rsts) and rsts[0].seq == late_fin[0].ack and after_s is not None and after_s > 0
+    checks.append(Check(
+        "late-fin-after-fin-wait2-gets-rst", CITE_RST,
+        "the server's FIN for B, sent after B's FIN_WAIT2 expired, is answered with RST (seq = the FIN's ack)",
+        (f"client.pcap: the FIN arrived {after_s} s after B was last seen; {len(rsts)} RST(s) from the client"
+         + (f", RST seq {rsts[0].seq}, FIN ack {late_fin[0].ack}" if rsts else ""))
+        if late_fin else "client.pcap: no FIN from the server for B",
+        ok, {"fin_after_last_seen_s": after_s, "rsts": len(rsts),
+             "rst_seq": rsts[0].seq if rsts else None, "fin_ack": late_fin[0].ack if late_fin else None}))
+    return checks
