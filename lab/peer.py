@@ -7,7 +7,8 @@ It reads one JSON command per line on stdin and answers one JSON line on stdout:
     {"ok": false, "t": ..., "errno": 98, "error": "EADDRINUSE", "message": "Address already in use"}
 
 Operations: socket, bind, listen, accept, connect, send, recv, shutdown, close, info, exit;
-send_bulk and recv_bulk move many bytes without carrying them over the pipe.
+send_bulk and recv_bulk move many bytes without carrying them over the pipe; blast and drain
+do the same with a recognisable pattern ("OLD-") and count markers in what was read.
 Sockets are named by the caller. The program uses only the standard library, so it runs with the
 python3 of any host image, and is sent as source (``python3 -u -c``), not installed.
 """
@@ -163,6 +164,58 @@ def op_recv_bulk(cmd):
             break
         got += len(data)
     return {"len": got, "eof": eof, "timeout": got < n and not eof}
+
+
+def op_blast(cmd):
+    """Send *bytes* bytes of *pattern* repeated (e.g. "OLD-"), phased as if the stream had begun
+    *offset* bytes earlier, so the bytes tell which send they came from; the data is made here,
+    not carried over the control pipe. Returns when all of it is in the socket's send buffer."""
+    s, n = get(cmd), int(cmd["bytes"])
+    pat = cmd.get("pattern", "DATA").encode() or b"DATA"
+    size = len(pat) * max(1, (1 << 20) // len(pat))
+    off = int(cmd.get("offset", 0)) % len(pat)
+    chunk = memoryview((pat * (size // len(pat) + 2))[off:off + size])
+    s.settimeout(float(cmd.get("timeout_s", 30)))
+    sent = 0
+    try:
+        while sent < n:
+            piece = chunk[: min(size, n - sent)]
+            s.sendall(piece)
+            sent += len(piece)
+    finally:
+        s.settimeout(None)
+    return {"sent": sent}
+
+
+def op_drain(cmd):
+    """Read until *bytes* bytes arrived, EOF or *timeout_s*; returns how many, the first *keep*
+    of them (data_b64), and how often each of *markers* occurs in all that was read."""
+    s, n = get(cmd), int(cmd["bytes"])
+    keep = int(cmd.get("keep", 0))
+    markers = [m.encode() for m in cmd.get("markers", [])]
+    tail = max([len(m) for m in markers] or [1]) - 1
+    counts, carry, kept = [0] * len(markers), b"", b""
+    deadline = time.time() + float(cmd.get("timeout_s", 30))
+    got, eof = 0, False
+    while got < n:
+        ready, _, _ = select.select([s], [], [], max(0.0, deadline - time.time()))
+        if not ready:
+            break
+        data = s.recv(min(1 << 20, n - got))
+        if not data:
+            eof = True
+            break
+        got += len(data)
+        if len(kept) < keep:
+            kept += data[: keep - len(kept)]
+        if markers:
+            buf = carry + data
+            for i, m in enumerate(markers):
+                counts[i] += buf.count(m) - carry.count(m)
+            carry = buf[-tail:] if tail else b""
+    return {"len": got, "eof": eof, "timeout": got < n and not eof,
+            "data_b64": base64.b64encode(kept).decode(),
+            "markers": {m.decode(): c for m, c in zip(markers, counts)}}
 
 
 OPS = {k[3:]: v for k, v in globals().items() if k.startswith("op_")}

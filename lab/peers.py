@@ -134,6 +134,19 @@ class Peer:
     def info(self, sock: str) -> Result:
         return self.call("info", sock=sock)
 
+    def blast(self, sock: str, nbytes: int, pattern: str, offset: int = 0,
+              timeout_s: float = 30) -> Result:
+        """Send *nbytes* bytes of *pattern* repeated (phased from stream offset *offset*)."""
+        return self.call("blast", sock=sock, bytes=nbytes, pattern=pattern, offset=offset,
+                         timeout_s=timeout_s)
+
+    def drain(self, sock: str, nbytes: int, timeout_s: float = 30, keep: int = 0,
+              markers: tuple[str, ...] = ()) -> Result:
+        """Read *nbytes* bytes (or until EOF/timeout): result len, the first *keep* bytes
+        (Result.data) and the count of each marker in what was read."""
+        return self.call("drain", sock=sock, bytes=nbytes, timeout_s=timeout_s, keep=keep,
+                         markers=list(markers))
+
     def kill(self) -> None:
         if self._proc.poll() is None:
             self._proc.kill()
