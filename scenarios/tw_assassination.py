@@ -1,0 +1,264 @@
+"""tw-assassination: RFC 1337 figure 1 between two real stacks: an old duplicate reaches the
+client's TIME-WAIT, which ACKs it; the closed server answers that ACK with RST; the RST kills the
+TIME-WAIT (tcp_rfc1337=0, the default) or is ignored (tcp_rfc1337=1, RFC 1337 fix F1).
+
+Checks RFC 1337 §1 ("5.1 is *any* old segment that is unacceptable to TCP A ... TCP A sends an ACK
+segment 5.2 for its current SND.NXT and RCV.NXT. Since it has no state for this connection, TCP B
+reflects this as RST segment 5.3, which assassinates the TIME-WAIT state at A!"), §3 fix F1
+("Ignore RST segments in TIME-WAIT state"), RFC 9293 §3.10.7.4 (a reset in TIME-WAIT closes the
+connection; an unacceptable segment is answered with an ACK) and §3.10.7.1 (a closed port answers
+with RST, seq = the segment's ACK), against Linux tcp_timewait_state_process() (FACTS.md §2: RST
+with seq == rcv_nxt kills TIME-WAIT unless tcp_rfc1337=1) and tcp_v4_send_reset().
+
+No packet is forged: the old duplicate is a data segment the server really sent earlier in this
+connection, copied by the router as it passed and sent again (same bytes; only the TCP checksum,
+left unfinished by the sender's checksum offload, is completed) while the client is in TIME-WAIT.
+
+Timestamps (on by default) do not break the chain, as RFC 1337 says ("TWA cannot be prevented by
+PAWS timestamps"): the replay's TSval is older than the TIME-WAIT's TS.Recent (the server's FIN),
+so PAWS rejects it (PAWSTimewait +1) - but rejecting an unacceptable segment means answering it
+with an ACK, which is segment 5.2 all the same; and the server's RST carries no timestamp
+(tcp_v4_send_reset() adds none), so PAWS cannot judge it either. With tcp_timestamps=0 the replay
+is simply out of window: the same ACK, the same RST. The scenario therefore runs with the default
+timestamps; the checks follow whichever is in force.
+
+    t      who      step                                   wire                      client state
+    0      client   connect :40007 -> :5007                                          ESTABLISHED
+    0      server   send 600 B "OLD-..."                   <- data (router copies)
+    0.05   client   close() first                          FIN ->, <- ACK            FIN_WAIT2
+    0.05   server   close(); close(listener): no socket    <- FIN, ACK ->            TIME_WAIT (60 s)
+    0.4    router   replay the old data segment            <- data (5.1)             PAWSTimewait +1
+    0.4    client   (kernel) TIME-WAIT answers             ACK -> (5.2)
+    0.4    server   (kernel) no socket: RST, seq = ack     <- RST (5.3)
+    0.4    client   tcp_rfc1337=0: TIME-WAIT killed                                  gone (59.7 s early)
+                    tcp_rfc1337=1: RST ignored                                       TIME_WAIT
+    0.9    (end)
+
+Flip: --sysctl client:net.ipv4.tcp_rfc1337=1 (the TIME-WAIT survives the RST).
+"""
+
+from __future__ import annotations
+
+import time
+
+from lab.core import Lab
+from lab.evidence import Evidence
+from lab.netns import read_counters
+from lab.observe import counters_delta
+from lab.packets import Segment
+from lab.shaping import OPTIONAL
+from lab.verdict import Check
+
+NAME = "tw-assassination"
+INTENT = ("RFC 1337 figure 1: an old duplicate -> TIME-WAIT's ACK -> the closed server's RST kills "
+          "TIME-WAIT (tcp_rfc1337=0) or is ignored (tcp_rfc1337=1)")
+SHAPING = OPTIONAL
+PORT = 5007
+CLIENT_PORT = 40007
+OLD_LEN = 600                   # the server's data segment that becomes the old duplicate
+TW_WAIT_S = 0.3                 # how long TIME-WAIT has run before the replay
+WATCH_S = 0.5                   # how long the client is watched after the replay
+LINUX_TIMEWAIT_MS = 60_000      # TCP_TIMEWAIT_LEN
+M32 = 1 << 32
+
+CITE_TWA = ("RFC 1337 §1 figure 1 (5.1 any unacceptable old segment, 5.2 TIME-WAIT's ACK for SND.NXT/RCV.NXT); "
+            "RFC 9293 §3.10.7.4 (unacceptable segment -> send an ACK); Linux tcp_timewait_state_process() -> "
+            "TCP_TW_ACK, tcp_v4_timewait_ack(); FACTS.md §2 (old duplicate data in TIME-WAIT)")
+CITE_PAWS = ("RFC 1337 §1: 'TWA cannot be prevented by PAWS timestamps'; RFC 7323 §5.3 R1 (TSval < TS.Recent: "
+             "send an ACK, drop); Linux: PAWS reject in TIME-WAIT counts PAWSTimewait and still returns "
+             "TCP_TW_ACK; tcp_v4_send_reset() sends no timestamp option; FACTS.md §2")
+CITE_RST = ("RFC 9293 §3.10.7.1 / RFC 793 p.36 (CLOSED: an incoming segment with ACK gets <SEQ=SEG.ACK><CTL=RST>); "
+            "RFC 1337 figure 1 segment 5.3; Linux tcp_v4_rcv() no socket -> tcp_v4_send_reset()")
+CITE_KILL = ("FACTS.md §2 RST row: seq == rcv_nxt and not PAWS-rejected: tcp_rfc1337=0 kills TIME-WAIT "
+             "(inet_twsk_deschedule_put(), 'TIME_WAIT assassination'), tcp_rfc1337=1 ignores it (RFC 1337 §3 F1: "
+             "'Ignore RST segments in TIME-WAIT state'); RFC 9293 §3.10.7.4 (RST in TIME-WAIT: enter CLOSED)")
+
+
+def run(lab: Lab) -> dict:
+    server, client = lab.peer("server"), lab.peer("client")
+    C, S = lab.host("client"), lab.host("server")
+    cli, srv = str(C.address), str(S.address)
+    key_cli, key_srv = (cli, CLIENT_PORT, srv, PORT), (srv, PORT, cli, CLIENT_PORT)
+    out: dict = {"client": cli, "server": srv, "client_port": CLIENT_PORT}
+
+    server.listen("L", PORT)
+    client.connect("c", srv, PORT, lport=CLIENT_PORT)
+    server.accept("L", as_="c")
+    lab.faults.copy("old-dup", S, C, has="psh")        # the server's data, copied on its way
+    server.blast("c", OLD_LEN, "OLD-")
+    got = client.drain("c", OLD_LEN, timeout_s=5)
+    lab.faults.lift("old-dup")
+    old = [s for s in lab.faults.logged("old-dup") if s.length > 0 and s.dport == CLIENT_PORT]
+    out["copied"] = [s.to_json() for s in old]
+    out["client_read"] = got.result.get("len")
+    time.sleep(0.05)                                   # the FINs carry later TSvals
+
+    # the client closes first (RFC 1337 figure 1, segments 2-5); the server closes everything
+    client.close("c")
+    lab.wait_for("the server to see the client's FIN (CLOSE_WAIT)",
+                 lambda: _state(lab, "server", key_srv) == "CLOSE_WAIT", timeout_s=5)
+    server.close("c")
+    server.close("L")                                  # fully closed: no socket for the port at all
+    lab.wait_for("the client's TIME_WAIT and no server socket",
+                 lambda: _state(lab, "client", key_cli) == "TIME_WAIT"
+                 and _state(lab, "server", key_srv) is None, timeout_s=5)
+    time.sleep(TW_WAIT_S)
+    tw = lab.views["client"].lookup(key_cli)
+    out["tw_before"] = tw.to_json() if tw else None
+    out["server_socket_before"] = _state(lab, "server", key_srv)
+    before = {h: read_counters(lab.host(h).nspath) for h in ("client", "server")}
+    if old:
+        out["injected_at"] = lab.faults.inject(old[:1], C)        # segment 5.1
+    time.sleep(WATCH_S)
+    tw = lab.views["client"].lookup(key_cli)
+    out["tw_after"] = tw.to_json() if tw else None
+    out["counters"] = {h: counters_delta(before[h], read_counters(lab.host(h).nspath))
+                       for h in ("client", "server")}
+    return out
+
+
+def _state(lab: Lab, host: str, key: tuple) -> str | None:
+    sk = lab.views[host].lookup(key)
+    return sk.state if sk is not None and sk.state != "LISTEN" else None
+
+
+# -- the judgement -----------------------------------------------------------------------------
+def _ts_on(ev: Evidence) -> bool:
+    return all(ev.sysctl(h, "net.ipv4.tcp_timestamps", "1") != "0" for h in ("client", "server"))
+
+
+def _seen(ev: Evidence, at: str, src: str, flag: str | None = None) -> list[Segment]:
+    dst = "server" if src == "client" else "client"
+    return [s for s in ev.segments(at, src=src, dst=dst, flag=flag)
+            if CLIENT_PORT in (s.sport, s.dport) and PORT in (s.sport, s.dport)]
+
+
+def _ms(x: float | None) -> float | None:
+    return None if x is None else round(x * 1000, 3)
+
+
+def check(ev: Evidence) -> list[Check]:
+    checks: list[Check] = []
+    f = ev.facts
+    ts_on = _ts_on(ev)
+    rfc1337 = ev.sysctl("client", "net.ipv4.tcp_rfc1337", "0") != "0"
+    copied = (f.get("copied") or [None])[0]
+    t_inj = f.get("injected_at")
+
+    # 5.1: the replay as the client's capture saw it arrive
+    replay = None
+    if copied and t_inj:
+        replay = next((s for s in _seen(ev, "client", "server")
+                       if (s.seq, s.ack, s.length, s.tsval) == (copied["seq"], copied["ack"],
+                                                                copied["length"], copied["tsval"])
+                       and s.t >= t_inj - 0.001), None)
+    cli_fin = next(iter(_seen(ev, "client", "client", "FIN")), None)
+    srv_fin = next(iter(_seen(ev, "client", "server", "FIN")), None)
+    tw_before = f.get("tw_before") or {}
+    ok = (replay is not None and tw_before.get("state") == "TIME_WAIT"
+          and f.get("server_socket_before") is None)
+    checks.append(Check(
+        "old-duplicate-reaches-time-wait", CITE_TWA,
+        "a data segment the server sent earlier in this connection (copied by the router) reaches the client "
+        "while the client is in TIME_WAIT and the server has no socket for the connection",
+        (f"client.pcap: replay {'arrived' if replay else 'not seen'}: seq {copied['seq'] if copied else '-'} "
+         f"ack {copied['ack'] if copied else '-'} {copied['length'] if copied else 0} B, sent first at "
+         f"{round(t_inj - copied['t'], 3) if copied and t_inj else '-'} s earlier; sock_diag: client "
+         f"{tw_before.get('state')} ({tw_before.get('expires_ms')} ms left), server socket: "
+         f"{f.get('server_socket_before') or 'none'}"),
+        ok, {"replay_seq": copied and copied["seq"], "replay_len": copied and copied["length"],
+             "client_state": tw_before.get("state"), "tw_left_ms": tw_before.get("expires_ms"),
+             "server_socket": f.get("server_socket_before"),
+             "replay_age_s": round(t_inj - copied["t"], 3) if copied and t_inj else None}))
+
+    # 5.2: TIME-WAIT answers with an ACK for its SND.NXT and RCV.NXT
+    want_seq = (cli_fin.seq + 1) % M32 if cli_fin else None
+    want_ack = (srv_fin.seq + srv_fin.length + 1) % M32 if srv_fin else None
+    ack = None
+    if replay is not None:
+        ack = next((s for s in _seen(ev, "client", "client") if s.t >= replay.t and s.has("ACK")
+                    and not s.has("RST") and s.t - replay.t < 0.05), None)
+    ok = ack is not None and ack.seq == want_seq and ack.ack == want_ack and ack.length == 0
+    checks.append(Check(
+        "time-wait-acks-it", CITE_TWA,
+        "the client's TIME-WAIT answers with a pure ACK, seq = SND.NXT (its FIN + 1), ack = RCV.NXT "
+        "(the server's FIN + 1)",
+        (f"client.pcap: " + (f"{ack.flags} seq {ack.seq} ack {ack.ack} {_ms(ack.t - replay.t)} ms after the "
+                             f"replay (want seq {want_seq} ack {want_ack})" if ack else "no ACK within 50 ms")),
+        ok, {"ack_seq": ack and ack.seq, "ack_ack": ack and ack.ack, "want_seq": want_seq, "want_ack": want_ack,
+             "answer_after_ms": _ms(ack.t - replay.t) if ack and replay else None}))
+
+    # 5.3: the server, with no socket, reflects the ACK as RST <SEQ=SEG.ACK>
+    # (without timestamps TIME-WAIT's ACK is byte for byte the final ACK of the close: take the later one)
+    ack_at_srv = next((s for s in _seen(ev, "server", "client") if ack is not None and s.same_wire(ack)
+                       and s.t >= ack.t - 0.001), None)
+    rst = None
+    if ack_at_srv is not None:
+        rst = next((s for s in _seen(ev, "server", "server", "RST") if s.t >= ack_at_srv.t
+                    and s.t - ack_at_srv.t < 0.05), None)
+    out_rsts = f.get("counters", {}).get("server", {}).get("TcpOutRsts", 0)
+    ok = rst is not None and rst.seq == ack_at_srv.ack and not rst.has("ACK") and out_rsts >= 1
+    checks.append(Check(
+        "closed-server-answers-rst", CITE_RST,
+        "the ACK reaches the server, which has no socket and answers RST with seq = the ACK's ack (no ACK bit)",
+        (f"server.pcap: ACK {'arrived' if ack_at_srv else 'never arrived'}; "
+         + (f"{rst.flags} seq {rst.seq} {_ms(rst.t - ack_at_srv.t)} ms later (ACK's ack {ack_at_srv.ack})"
+            if rst else "no RST") + f"; server TcpOutRsts +{out_rsts}"),
+        ok, {"rst_seq": rst and rst.seq, "rst_flags": rst and rst.flags,
+             "ack_ack": ack_at_srv and ack_at_srv.ack, "TcpOutRsts": out_rsts}))
+
+    # PAWS does not prevent it (RFC 1337): the replay is PAWS-rejected, yet ACKed; the RST has no TSval
+    rst_at_cli = next((s for s in _seen(ev, "client", "server", "RST") if rst is not None and s.same_wire(rst)), None)
+    paws = f.get("counters", {}).get("client", {}).get("TcpExtPAWSTimewait", 0)
+    rtsv, ftsv = (replay.tsval if replay else None), (srv_fin.tsval if srv_fin else None)
+    if ts_on:
+        ok = (replay is not None and rtsv is not None and ftsv is not None and rtsv < ftsv and paws >= 1
+              and ack is not None and rst_at_cli is not None and rst_at_cli.tsval is None)
+        expected = ("timestamps on: the replay's TSval is older than the server FIN's (TS.Recent), PAWS rejects "
+                    "it (client PAWSTimewait +1) and TIME-WAIT still sends the ACK; the RST carries no "
+                    "timestamp, so PAWS cannot stop it")
+    else:
+        ok = replay is not None and rtsv is None and paws == 0 and ack is not None and rst_at_cli is not None
+        expected = ("timestamps off: no PAWS (PAWSTimewait +0); the replay is simply out of window and "
+                    "answered by the same ACK, and the same RST follows")
+    checks.append(Check(
+        "paws-does-not-prevent-it", CITE_PAWS, expected,
+        (f"replay TSval {rtsv}, server FIN TSval {ftsv}; client PAWSTimewait +{paws}; ACK "
+         f"{'sent' if ack else 'not sent'}; RST at the client {'with TSval ' + str(rst_at_cli.tsval) if rst_at_cli and rst_at_cli.tsval is not None else 'without timestamp' if rst_at_cli else 'not seen'}"),
+        ok, {"timestamps": ts_on, "replay_tsval": rtsv, "fin_tsval": ftsv, "PAWSTimewait": paws,
+             "rst_tsval": rst_at_cli and rst_at_cli.tsval}))
+
+    # the verdict of the RST on the TIME-WAIT
+    gone = None
+    if rst_at_cli is not None:
+        gone = next((e.t for e in ev.states("client") if e.data["socket"]["sport"] == CLIENT_PORT
+                     and e.data["socket"]["dport"] == PORT and e.data["socket"]["state"] == "GONE"
+                     and e.t >= rst_at_cli.t - 0.001), None)
+    tw_after = f.get("tw_after") or {}
+    in_window = rst_at_cli is not None and want_ack is not None and rst_at_cli.seq == want_ack
+    key = f"{ev.addresses['client']}:{CLIENT_PORT}-{ev.addresses['server']}:{PORT}"
+    last = [x for x in ev.timer_samples.get("client", []) if x[1] == key and x[2] == "TIME_WAIT"
+            and (gone is None or x[0] < gone)]
+    early_s = round(last[-1][4] / 1000, 1) if last and gone else None      # left when it was killed
+    if rfc1337:
+        ok = in_window and gone is None and tw_after.get("state") == "TIME_WAIT"
+        name = "time-wait-survives-rst"
+        expected = ("tcp_rfc1337=1 (RFC 1337 F1): the RST (seq = RCV.NXT) is ignored; the client is still in "
+                    f"TIME_WAIT {WATCH_S} s later")
+    else:
+        ok = in_window and gone is not None and gone - rst_at_cli.t < 0.1 and not tw_after
+        name = "time-wait-assassinated"
+        expected = ("tcp_rfc1337=0: the RST (seq = RCV.NXT) kills the client's TIME-WAIT at once (sock_diag: gone "
+                    "within 100 ms), long before its 60 s")
+    checks.append(Check(
+        name, CITE_KILL, expected,
+        (f"client.pcap: RST seq {rst_at_cli.seq if rst_at_cli else '-'} (RCV.NXT {want_ack}); client tcp_rfc1337="
+         f"{int(rfc1337)}; sock_diag: TIME-WAIT "
+         + (f"gone {_ms(gone - rst_at_cli.t)} ms after the RST, with {early_s} s of its timer left" if gone
+            else f"still {tw_after.get('state')} {WATCH_S} s later ({tw_after.get('expires_ms')} ms left)"
+            if tw_after else "not seen")),
+        bool(ok), {"rst_seq": rst_at_cli and rst_at_cli.seq, "rcv_nxt": want_ack, "tcp_rfc1337": int(rfc1337),
+                   "gone_after_rst_ms": _ms(gone - rst_at_cli.t) if gone and rst_at_cli else None,
+                   "state_after": tw_after.get("state"), "tw_left_after_ms": tw_after.get("expires_ms"),
+                   "timer_left_when_killed_s": early_s}))
+    return checks
