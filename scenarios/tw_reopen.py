@@ -21,8 +21,8 @@ TCP_TIMEOUT_MIN, tcp_rcv_synsent_state_process()) reaches the listener: a fresh 
     0      server   close() first; client close()                <- FIN, FIN ->          TIME_WAIT
     0      client   connect again from :41001                    SYN seq > rcv_nxt ->    accepted by TIME-WAIT
                                                                  <- SYN-ACK seq = old snd_nxt + 65537
-    -- seq-behind: 16 MiB first, so rcv_nxt runs ahead of the ISN clock ---------------------------
-    ~0.1   client   connect from :41002, send 16 MiB (~0.1 s)
+    -- seq-behind: 24 MiB first, so rcv_nxt runs ahead of the ISN clock ---------------------------
+    ~0.1   client   connect from :41002, send 24 MiB (~0.1 s)
     ~0.2   server   close() first; client close()                                        TIME_WAIT
     ~0.2   client   connect again from :41002                    SYN seq < rcv_nxt ->
                     timestamps on:  TSval newer -> accepted      <- SYN-ACK seq = old snd_nxt + 65537
@@ -52,12 +52,15 @@ from lab.verdict import Check
 
 NAME = "tw-reopen"
 INTENT = "a SYN reopens a 4-tuple in TIME-WAIT (seq above rcv_nxt or newer timestamp, RFC 6191) with ISN = old snd_nxt + 65537; RFC 1122 condition (2) is not implemented"
-SHAPING = UNUSED            # seq-behind needs a fast transfer: 16 MiB must outrun the ISN clock
+SHAPING = UNUSED            # seq-behind needs a fast transfer: 24 MiB must outrun the ISN clock
 PORT = 5000
-BULK = 16 << 20             # 16 MiB: the ISN clock moves 15.6 M per second (FACTS.md §6)
+BULK = 24 << 20             # 24 MiB: the ISN clock moves 15.6 M per second (FACTS.md §6)
 CASES = {"seq-ahead": 41001, "seq-behind": 41002, "old-duplicate": 41003}
 TW_ISN_STEP = 65535 + 2     # tcp_timewait_state_process(): isn = tw_snd_nxt + 65535 + 2
 ABANDON_S = 0.3             # how long the client waits for its held SYN before giving up
+CAPTURE_SETTLE_S = 0.3      # after the bulk transfer, before closing: tcpdump drops packets while
+                            # it is behind, and the close must be captured (the ISN clock moves
+                            # only 4.7 M meanwhile, far less than the 25 M bytes sent)
 
 CITE_SETUP = "RFC 9293 §3.6.1 / RFC 1122 §4.2.2.13: the server closed first and lingers in TIME-WAIT"
 CITE_ACCEPT = ("RFC 1122 §4.2.2.13 (MAY-2) and RFC 6191 §2; Linux tcp_timewait_state_process() "
@@ -107,6 +110,8 @@ def run(lab: Lab) -> dict:
             client.send(name, b"x" * nbytes)
             moved = server.recv(f"s-{name}")["len"]
         transfer_s = time.time() - t0
+        if nbytes > 1024:
+            time.sleep(CAPTURE_SETTLE_S)                       # let tcpdump drain the burst
         server.close(f"s-{name}")                              # the server closes first
         client.recv(name)                                      # EOF
         client.close(name)
@@ -180,6 +185,16 @@ def _incarnations(ev: Evidence, at: str, lport: int) -> dict:
     syns = [x for x in segs if x.src == c and x.flags == "SYN"]
     cfin = next((x for x in segs if x.src == c and x.has("FIN")), None)
     sfin = next((x for x in segs if x.src == s and x.has("FIN")), None)
+    # a capture that fell behind during the bulk transfer may lack a FIN: take it from the
+    # other end's capture (same clock), and say so
+    other = [x for x in _tuple_segs(ev, "client" if at == "server" else "server", lport)]
+    borrowed = []
+    if cfin is None:
+        cfin = next((x for x in other if x.src == c and x.has("FIN")), None)
+        borrowed.append("client FIN")
+    if sfin is None:
+        sfin = next((x for x in other if x.src == s and x.has("FIN")), None)
+        borrowed.append("server FIN")
     if not syns or cfin is None or sfin is None:
         return {}
     new_syns = [x for x in syns if x.t > max(cfin.t, sfin.t)]
@@ -192,7 +207,7 @@ def _incarnations(ev: Evidence, at: str, lport: int) -> dict:
            "client_fin_t": cfin.t, "server_closed_first": sfin.t < cfin.t and cfin.ack == (sfin.seq + 1) & 0xFFFFFFFF,
            "ts_recent": tsvals[-1] if tsvals else None,
            "old_timestamps": syns[0].tsval is not None and syn_ack is not None and syn_ack.tsval is not None,
-           "new_syns": new_syns}
+           "new_syns": new_syns, "borrowed": borrowed}
     # the server's answer to each new SYN: the first segment from the server after it
     answers = []
     for i, syn in enumerate(new_syns):
@@ -242,7 +257,9 @@ def _check_reopen(ev: Evidence, name: str, case: dict | None) -> list[Check]:
         f"{name}-server-holds-time-wait", CITE_SETUP,
         f"the server's FIN goes first; just before the client reconnects from :{lport} the server holds the "
         "4-tuple in TIME_WAIT and the client has no socket on it",
-        f"server.pcap: server FIN {'first' if inc.get('server_closed_first') else 'NOT first'}; sock_diag: server "
+        f"server.pcap: server FIN {'first' if inc.get('server_closed_first') else 'NOT first'}"
+        + (f" ({', '.join(inc['borrowed'])} missing from server.pcap, taken from client.pcap)" if inc.get("borrowed") else "")
+        + "; sock_diag: server "
         f"{[(s['state'], s['expires_ms']) for s in case.get('server_before', [])]}, client "
         f"{[s['state'] for s in case.get('client_before', [])] or 'nothing'}",
         ok, {"client_port": lport, "server_time_wait_ms_left": [s["expires_ms"] for s in tw_before],
