@@ -303,7 +303,7 @@ def check(ev: Evidence) -> list[Check]:
                   min(gone.t, due + max_late_s(armed[-1] / 1000, ev.hz) + 2 * tick_ms / 1000 + 0.02))
         give_up_ms = [round((w - t1) * 1000, 1) for w in window]
         ok = (all(e < budget_ms + eps_ms for e in elapsed) and window[0] <= window[1]
-              and (window[1] - t1) * 1000 >= budget_ms - eps_ms)
+              and (due - t1) * 1000 >= budget_ms - eps_ms)
     checks.append(Check(
         "give-up-when-budget-spent", CITE_BUDGET,
         f"every RTO retransmission after the first at now - T1 < {budget_ms} ms; the socket destroyed "
