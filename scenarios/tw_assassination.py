@@ -58,7 +58,6 @@ CLIENT_PORT = 40007
 OLD_LEN = 600                   # the server's data segment that becomes the old duplicate
 TW_WAIT_S = 0.3                 # how long TIME-WAIT has run before the replay
 WATCH_S = 0.5                   # how long the client is watched after the replay
-LINUX_TIMEWAIT_MS = 60_000      # TCP_TIMEWAIT_LEN
 M32 = 1 << 32
 
 CITE_TWA = ("RFC 1337 §1 figure 1 (5.1 any unacceptable old segment, 5.2 TIME-WAIT's ACK for SND.NXT/RCV.NXT); "

@@ -2,9 +2,10 @@
 again later, is absorbed by TIME-WAIT; with TIME-WAIT bypassed it meets a new incarnation of the
 same 4-tuple, where timestamps (PAWS) reject it - and without timestamps its bytes are delivered.
 
-Checks the rule TIME-WAIT exists for: RFC 9293 §3.4.1 / RFC 793 p.28 ("Knowing When to Keep
-Quiet": old segments must not be accepted by a new incarnation; 2 MSL of quiet), RFC 1122
-§4.2.2.13, RFC 1337 (hazard H1: old duplicate data accepted), RFC 7323 §5 (PAWS: a segment whose
+Checks the rule TIME-WAIT exists for: RFC 9293 §3.4.1 / RFC 793 §3.3 ("we must prevent segments
+from one incarnation of a connection from being used while the same sequence numbers may still be
+present in the network from an earlier incarnation"), RFC 9293 §3.6.1 / RFC 1122 §4.2.2.13 (2 MSL
+in TIME-WAIT), RFC 1337 (hazard H1: old duplicate data accepted), RFC 7323 §5 (PAWS: a segment whose
 TSval is older than TS.Recent is not acceptable) and Linux's own checks: tcp_timewait_state_process()
 (an out-of-window segment in TIME-WAIT is ACKed and restarts the 60 s timer; a PAWS failure counts
 PAWSTimewait), tcp_validate_incoming()/tcp_paws_discard() (PAWSEstab) and tcp_ack(), which since
@@ -98,8 +99,9 @@ CITE_TW = ("FACTS.md §2 (old duplicate data in TIME-WAIT: ACKed, timer restarte
            "when it carries ACK; RFC 9293 §3.10.7.4 (an unacceptable segment is answered with an ACK)")
 CITE_PAWS_TW = ("RFC 7323 §5.3 R1 / FACTS.md §2: a segment with TSval older than TS.Recent fails PAWS; in "
                 "TIME-WAIT Linux counts PAWSTimewait and still answers with an ACK (tcp_timewait_state_process())")
-CITE_NOAPP = ("RFC 9293 §3.4.1 (old duplicates must not be delivered) and §3.10.7.4: in TIME-WAIT segment text is "
-              "ignored; the socket FAQ: SO_REUSEADDR reuses the port, the 4-tuple stays in TIME-WAIT")
+CITE_NOAPP = ("RFC 9293 §3.10.7.4 (TIME-WAIT: an unacceptable segment gets an ACK; segment text is ignored) and "
+              "§3.4.1 (no segment of an earlier incarnation may be used); the socket FAQ: SO_REUSEADDR reuses the "
+              "port, the 4-tuple stays in TIME-WAIT")
 CITE_RFC1337 = ("FACTS.md §2 RST row: a RST with seq == rcv_nxt kills TIME-WAIT when tcp_rfc1337=0 and is "
                 "ignored when 1 (RFC 1337 fix F1); Linux tcp_timewait_state_process()")
 CITE_BYPASS = ("SO_LINGER {on, 0}: close() aborts with RST and no TIME-WAIT (RFC 9293 §3.10.4 ABORT; Linux "
@@ -108,12 +110,13 @@ CITE_ISN = ("FACTS.md §6: ISN = SipHash(4-tuple, secret) + (ns clock >> 6), 15.
             "(secure_tcp_seq(), RFC 6528 / RFC 9293 §3.4.1 clock-driven ISN)")
 CITE_PAWS = ("RFC 7323 §5.3 R1 (PAWS): TSval < TS.Recent -> not acceptable, send an ACK, drop; Linux "
              "tcp_validate_incoming()/tcp_paws_discard(), counter PAWSEstab; FACTS.md §6")
-CITE_ACCEPT = ("RFC 9293 §3.10.7.4 (segment acceptable: RCV.NXT =< SEG.SEQ < RCV.NXT+RCV.WND; ACK acceptable: "
-               "SND.UNA =< SEG.ACK =< SND.NXT) and RFC 1337 H1: with timestamps off nothing else tells an "
-               "old duplicate from new data; Linux tcp_sequence(), tcp_ack() (RFC 5961 §5.2), tcp_data_queue()")
-CITE_DELIVER = ("RFC 1337 H1 / RFC 9293 §3.4.1 'Knowing When to Keep Quiet': the hazard 2 MSL of TIME-WAIT "
-                "prevents; the application cannot tell (socket FAQ: a restarted server may receive unexpected "
-                "data from an old incarnation)")
+CITE_ACCEPT = ("RFC 9293 §3.10.7.4 (acceptable: RCV.NXT =< SEG.SEQ < RCV.NXT+RCV.WND; an ACK =< SND.UNA is a "
+               "duplicate that 'can be ignored', the text is still processed) and RFC 1337 H1; Linux also wants "
+               "SEG.ACK >= SND.UNA - bytes acked (tcp_ack(), RFC 5961 §5.2, since 6.7); tcp_sequence(), "
+               "tcp_data_queue(); FACTS.md §6")
+CITE_DELIVER = ("RFC 1337 §2.2 H1 (old duplicate data accepted) / RFC 9293 §3.4.1 (segments of an earlier "
+                "incarnation must not be used): the hazard 2 MSL of TIME-WAIT prevents; the application cannot "
+                "tell (socket FAQ: a restarted server may receive unexpected data from an old incarnation)")
 
 
 # -- the steps ---------------------------------------------------------------------------------
