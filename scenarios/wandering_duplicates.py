@@ -22,16 +22,18 @@ checksum offload left unfinished, is completed).
     TIME-WAIT's ACK - RFC 1337's assassination, the subject of tw-assassination - does not end the
     TIME-WAIT under observation; --sysctl server:net.ipv4.tcp_rfc1337=0 shows it killed instead.
 (b)/(c) TIME-WAIT bypassed. The client ends a connection with SO_LINGER 0 (close() sends RST: no
-    TIME-WAIT anywhere) and at once connects again from the same port: the same 4-tuple, a new
-    incarnation. ISNs come from a clock that runs 15.625 M per second (FACTS.md §6), so the
-    new ISNs lie about 15.6 M x (seconds between the two SYNs) above the old ones; the old
-    connection moved more bytes than that in each direction, so its late sequence numbers lie
-    ahead of the new ISNs. The scenario reads the old segment's seq/ack and the new ISNs from the
+    TIME-WAIT anywhere) and connects again from the same port: the same 4-tuple, a new
+    incarnation, which nothing stops from opening at once (the scenario waits only until the ISN
+    clock is 2 MB short of what the old connection moved, so that the new one has little to
+    send). ISNs come from a clock that runs 15.625 M per second (FACTS.md §6), so the new ISNs
+    lie about 15.6 M x (seconds between the two SYNs) above the old ones; the old connection
+    moved more bytes than that in each direction, so its late sequence numbers lie ahead of the
+    new ISNs. The scenario reads the old segment's seq/ack and the new ISNs from the
     router's copies and lets each application send exactly the bytes that bring the new
     connection's RCV.NXT to the old segment's seq and the server's SND.UNA to its ack, then
-    replays it. (Linux needs both: an old ACK number outside [SND.UNA - bytes acked, SND.NXT] is
-    refused since 6.7; so on a real network the hazard needs both directions busy, RFC 1337's
-    "high-speed" case.) Expectations follow the timestamps in force:
+    replays it. (Linux needs both: an ACK number outside [SND.UNA - min(max window, bytes acked),
+    SND.NXT] is refused since 6.7, so on a real network the hazard needs both directions busy -
+    RFC 1337's "fast" or "long" connections.) Expectations follow the timestamps in force:
     (b) timestamps on (default): the old TSval is older than TS.Recent: PAWS drops the segment
         (PAWSEstab +1), the server re-ACKs RCV.NXT, the application reads only what the client sent;
     (c) --sysctl client:net.ipv4.tcp_timestamps=0 --sysctl server:net.ipv4.tcp_timestamps=0: the
@@ -48,16 +50,20 @@ checksum offload left unfinished, is completed).
     0.4    client   (kernel) no socket: RST                 RST ->                     rfc1337=1: TW stays
     0.4    server   accept() on the listener: nothing                                  timer back to 60 s
     -- (b)/(c) -------------------------------------------------------------------------------
-    0.9    client   connect :40106 -> :5006                 SYN ISN x1, <- SYN-ACK y1
-    0.9    both     server sends 12 MB, client 12 MB        ...
-    1.1    client   send 1000 B "OLD-..."                  data seq x1+1+12M (copied)
-    1.1    client   close() with SO_LINGER 0                RST ->                     no TIME_WAIT
-    1.1    client   connect :40106 again at once            SYN ISN x2 ~ x1 + 15.6M/s, <- SYN-ACK y2
-    1.2    both     server sends m bytes, client n "NEW-"   RCV.NXT = old seq, SND.UNA = old ack
-    1.2    router   replay the old segment                  data -> server
-    1.2    server   (kernel) (b) PAWS drop, dup ACK | (c) accepted, ACK
-    1.2    client   send 4000 B "NEW-..."                   server app reads 4000 B:
+    0.95   client   connect :40106 -> :5006 (SO_LINGER 0)   SYN ISN x1, <- SYN-ACK y1
+    0.95   both     server sends 12 MB, then client 12 MB   ...                         (~0.05 s)
+    1.0    client   send 1000 B "OLD-..."                  data seq x1+1+12M, ack y1+1+12M (copied)
+    1.03   client   close(): abort                          RST ->                      no TIME_WAIT
+    1.59   client   connect :40106 again, 0.64 s after x1   SYN x2 = x1 + ~10.0M, <- SYN-ACK y2
+                    (the ISN clock is then 2 MB short of the 12 MB the old connection moved)
+    1.75   both     server sends m bytes, client n "NEW-"   RCV.NXT = old seq, SND.UNA = old ack
+    1.76   router   replay the old segment                  data -> server
+    1.76   server   (kernel) (b) PAWS drop, dup ACK | (c) accepted, ACK seq+1000
+    1.81   client   send 4000 B "NEW-..."                   server app reads 4000 B:
                                                            (b) all NEW- | (c) 1000 B OLD- + 3000 B NEW-
+
+Flip: --sysctl client:net.ipv4.tcp_timestamps=0 --sysctl server:net.ipv4.tcp_timestamps=0 ((c));
+      --sysctl server:net.ipv4.tcp_rfc1337=0 ((a): the client's RST then kills the TIME-WAIT).
 """
 
 from __future__ import annotations
@@ -210,7 +216,7 @@ def _run_b(lab: Lab, server, client, cli: str, srv: str) -> dict:
     client.blast("b", MARK, "OLD-", offset=OLD_BYTES)
     server.drain("b", MARK, timeout_s=5)
     lab.faults.lift("old-b")
-    # TIME-WAIT bypassed: abort with RST, reopen the same 4-tuple at once
+    # TIME-WAIT bypassed: abort with RST, then the same 4-tuple can be reopened
     client.close("b")                                  # SO_LINGER {1, 0}: RST
     reset = server.recv("b", timeout_s=2)
     out["server_recv_after_abort"] = reset.to_json()
@@ -433,7 +439,7 @@ def _check_b(ev: Evidence) -> list[Check]:
     synacks = _from(ev, "server", "server", dport=PORT_B, flag="SYN")
     syns = [s for s in syns if not s.has("ACK")]
 
-    # 1. TIME-WAIT bypassed: the old incarnation ends with RST, the same 4-tuple opens again at once
+    # 1. TIME-WAIT bypassed: the old incarnation ends with RST, the same 4-tuple opens again
     t1 = syns[0].t if syns else None
     t2 = syns[-1].t if len(syns) >= 2 else None
     rst = next((s for s in _from(ev, "client", "client", sport=PORT_B, flag="RST")
@@ -446,7 +452,8 @@ def _check_b(ev: Evidence) -> list[Check]:
     checks.append(Check(
         "time-wait-bypassed", CITE_BYPASS,
         "close() with SO_LINGER 0 sends RST (server recv: ECONNRESET); neither host holds TIME_WAIT; "
-        f"connect() from port {PORT_B} to the same server succeeds at once: a new incarnation",
+        f"connect() from port {PORT_B} to the same server succeeds (no TIME-WAIT holds the 4-tuple): "
+        "a new incarnation",
         (f"client.pcap: {len(syns)} SYNs from :{PORT_B}, RST {'seq ' + str(rst.seq) if rst else 'none'} between them; "
          f"server recv after it: {reset.get('error')}; sock_diag states of the 4-tuple in between: {seen or 'none'}; "
          f"second SYN {_ms(t2 - rst.t) if rst and t2 else '-'} ms after the RST"),
