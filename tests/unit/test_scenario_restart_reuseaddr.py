@@ -1,0 +1,64 @@
+"""scenarios.restart_reuseaddr.check on the evidence of a real netns run (tests/data/scenarios),
+then with one observation changed: exactly the checks about it must fail."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from lab.evidence import Evidence
+from lab.packets import Segment
+from lab.timeline import Event
+from scenarios import restart_reuseaddr as sc
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "scenarios"
+
+
+def evidence(name: str = "restart-reuseaddr") -> Evidence:
+    doc = json.loads((DATA / f"{name}.json").read_text())
+    return Evidence(packets={h: [Segment(**s) for s in segs] for h, segs in doc["packets"].items()},
+                    timeline=[Event(e["t"], e["host"], e["kind"], e["text"], e["data"]) for e in doc["timeline"]],
+                    counters=doc["counters"], sysctls=doc["sysctls"], addresses=doc["addresses"],
+                    faults=doc["faults"], facts=doc["facts"], hz=doc["hz"], options=doc["options"])
+
+
+def failed(ev: Evidence) -> set[str]:
+    return {c.name for c in sc.check(ev) if not c.passed}
+
+
+def test_real_run_passes():
+    checks = sc.check(evidence())
+    assert len(checks) == 10 and all(c.passed for c in checks), [c.observed for c in checks if not c.passed]
+    values = {c.name: c.values for c in checks}
+    assert values["neither-bind"]["errno"] == 98 and values["both-bind"]["errno"] is None
+
+
+def test_restart_refused_despite_both_flags_fails():
+    ev = evidence()
+    ev.facts["cases"]["both"].update(bind_ok=False, bind_errno=98, bind_error="EADDRINUSE")
+    assert failed(ev) == {"both-bind"}
+
+
+def test_new_flag_alone_succeeding_fails():
+    """BSD behaviour (only the new socket needs SO_REUSEADDR) is not what Linux does."""
+    ev = evidence()
+    ev.facts["cases"]["old-without-new-with"].update(bind_ok=True, bind_errno=None, bind_error=None,
+                                                    listen_ok=True, reconnect_ok=True)
+    assert failed(ev) == {"old-without-new-with-bind"}
+
+
+def test_no_time_wait_at_bind_fails_the_setup():
+    """Without TIME-WAIT on the port the bind result proves nothing about SO_REUSEADDR."""
+    ev = evidence()
+    case = ev.facts["cases"]["neither"]
+    case["server_sockets_before_bind"] = [s for s in case["server_sockets_before_bind"] if s["state"] != "TIME_WAIT"]
+    assert "neither-time-wait-holds-port" in failed(ev)
+
+
+def test_live_listener_judged_from_what_held_the_port():
+    """If sock_diag had shown no listener, the rule would have allowed the bind: the check fails."""
+    ev = evidence()
+    case = ev.facts["cases"]["live-listener"]
+    case["server_sockets_before_bind"] = [s for s in case["server_sockets_before_bind"] if s["state"] != "LISTEN"]
+    assert failed(ev) == {"live-listener-time-wait-holds-port", "live-listener-bind"}
