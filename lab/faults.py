@@ -61,12 +61,14 @@ class Fault:
     handle: int
     installed_at: float
     removed_at: float | None = None
+    lift_asked_at: float | None = None     # the rule went at some moment between these two
     dropped: int = 0
     drop_times: list[float] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"name": self.name, "description": self.description, "nft_rule": self.rule,
                 "installed_at": self.installed_at, "removed_at": self.removed_at,
+                "lift_asked_at": self.lift_asked_at,
                 "dropped": self.dropped, "drop_times": self.drop_times}
 
 
@@ -105,9 +107,11 @@ class Faults:
         daddrs = ", ".join(str(a) for a in dst.addresses.values())
         match = f"ip saddr {{ {saddrs} }} ip daddr {{ {daddrs} }} {_flag_expr(flags, has)}"
         # queue-threshold 1: the kernel hands each logged packet to the capture at once
-        rule = f'{match} counter log prefix "{name} " group {NFLOG_GROUP} queue-threshold 1 {verdict}'.rstrip()
+        # a named counter outlives the rule, so what it matched can be read after lifting it
+        rule = (f'{match} counter name "c_{name}" log prefix "{name} " group {NFLOG_GROUP} '
+                f'queue-threshold 1 {verdict}').rstrip()
         out = run_in(self.router.nspath, ["nft", "--echo", "--handle", "-f", "-"],
-                     input=f"add rule inet {TABLE} forward {rule}\n")
+                     input=f"add counter inet {TABLE} c_{name}\nadd rule inet {TABLE} forward {rule}\n")
         handle = _handle_from_echo(out)
         what = f"{what} {src.name}->{dst.name} tcp " + (f"flags=={flags}" if flags else f"has {has}" if has else "any")
         fault = Fault(name, what, rule, handle, time.time())
@@ -163,22 +167,28 @@ class Faults:
         return held
 
     def count(self, name: str) -> int:
+        """How many packets fault *name* has matched so far."""
         fault = self.faults[name]
         if fault.removed_at is not None:
             return fault.dropped
-        return _counter(self._list(), fault.handle)
+        return self._counter(name)
 
-    def _list(self) -> dict:
-        return json.loads(run_in(self.router.nspath, ["nft", "--json", "--handle", "list", "chain",
-                                                      "inet", TABLE, "forward"]))
+    def _counter(self, name: str) -> int:
+        doc = json.loads(run_in(self.router.nspath, ["nft", "--json", "list", "counter", "inet",
+                                                     TABLE, f"c_{name}"]))
+        for item in doc.get("nftables", []):
+            if "counter" in item:
+                return int(item["counter"]["packets"])
+        raise BackendError(f"nft has no counter for fault {name}")
 
     def lift(self, name: str) -> Fault:
         fault = self.faults[name]
         if fault.removed_at is None:
-            fault.dropped = _counter(self._list(), fault.handle)
+            fault.lift_asked_at = time.time()
             run_in(self.router.nspath, ["nft", "delete", "rule", "inet", TABLE, "forward",
                                         "handle", str(fault.handle)])
             fault.removed_at = time.time()
+            fault.dropped = self._counter(name)
             self.timeline.add(fault.removed_at, self.router.name, "fault",
                               f"fault {name} off after {fault.dropped} matches", fault=name,
                               dropped=fault.dropped)
@@ -238,17 +248,7 @@ def _tcp_checksummed(ip: bytes) -> bytes:
 
 def _handle_from_echo(out: str) -> int:
     """`nft --echo --handle` prints the rule it added, ending in "# handle N"."""
-    m = re.search(r"# handle (\d+)\s*$", out, re.MULTILINE)
+    m = re.search(r"^add rule .*# handle (\d+)\s*$", out, re.MULTILINE)
     if not m:
         raise BackendError(f"nft did not echo a rule handle: {out.strip()[:200]!r}")
     return int(m.group(1))
-
-
-def _counter(doc: dict, handle: int) -> int:
-    for item in doc.get("nftables", []):
-        rule = item.get("rule")
-        if rule and rule.get("handle") == handle:
-            for expr in rule.get("expr", []):
-                if "counter" in expr:
-                    return int(expr["counter"]["packets"])
-    return 0

@@ -99,7 +99,9 @@ def _server_fins(ev: Evidence, at: str):
 def _check_timewait(ev: Evidence) -> list[Check]:
     checks = []
     drop = ev.faults.get("lost-ack", {})
-    lifted = drop.get("removed_at") or float("inf")
+    # the rule went at some moment between asking nft to delete it and nft returning: ACKs
+    # sent before the asking were certainly under the drop
+    lifted = drop.get("lift_asked_at") or drop.get("removed_at") or float("inf")
     fins_srv = _server_fins(ev, "server")
     fins_cli = _server_fins(ev, "client")
     seqs = sorted({f.seq for f in fins_srv})
