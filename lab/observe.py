@@ -138,7 +138,8 @@ class SocketView:
     def lookup(self, key: tuple[str, int, str, int]) -> SocketInfo | None:
         """The socket with this 4-tuple (any state, TIME-WAIT included), or None."""
         found = self._ask(_request(_NLM_F_REQUEST, key))
-        return found[0] if found else None
+        # the kernel's lookup falls back to a listener on the port when the connection is gone
+        return found[0] if found and found[0].key == key else None
 
     def close(self) -> None:
         with self._lock:

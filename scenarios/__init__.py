@@ -35,6 +35,7 @@ def get(name: str) -> ModuleType:
     cat = catalog()
     if name in cat:
         return cat[name]
-    close = difflib.get_close_matches(name, cat, n=3, cutoff=0.4)
+    plain = name.strip().lower().replace("_", "-")
+    close = [plain] if plain in cat else difflib.get_close_matches(plain, cat, n=3, cutoff=0.6)
     hint = f"did you mean {' or '.join(close)}? " if close else ""
     raise UsageError(f"unknown scenario {name!r}: {hint}`invoke list` shows them all")
