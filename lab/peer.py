@@ -7,8 +7,8 @@ It reads one JSON command per line on stdin and answers one JSON line on stdout:
     {"ok": false, "t": ..., "errno": 98, "error": "EADDRINUSE", "message": "Address already in use"}
 
 Operations: socket, bind, listen, accept, connect, send, recv, shutdown, close, info, exit;
-send_bulk and recv_bulk move many bytes without carrying them over the pipe; blast and drain
-do the same with a recognisable pattern ("OLD-") and count markers in what was read.
+blast and drain move many bytes without carrying them over the pipe, in a recognisable pattern
+("OLD-"), and count markers in what was read.
 Sockets are named by the caller. The program uses only the standard library, so it runs with the
 python3 of any host image, and is sent as source (``python3 -u -c``), not installed.
 """
@@ -136,34 +136,6 @@ def op_close(cmd):
 
 def op_info(cmd):
     return describe(get(cmd))
-
-
-def op_send_bulk(cmd):
-    """Send *bytes* bytes of a fixed pattern (0, 1, ... 255, 0, ...) without carrying them over
-    the control pipe; returns when all are in the socket's send buffer."""
-    s, n = get(cmd), int(cmd["bytes"])
-    chunk = memoryview(bytes(range(256)) * 256)
-    sent = 0
-    while sent < n:
-        sent += s.send(chunk[: min(len(chunk), n - sent)])
-    return {"sent": sent}
-
-
-def op_recv_bulk(cmd):
-    """Read until *bytes* bytes arrived, EOF, or *timeout_s*; returns how many (not the data)."""
-    s, n = get(cmd), int(cmd["bytes"])
-    deadline = time.time() + float(cmd.get("timeout_s", 30))
-    got, eof = 0, False
-    while got < n:
-        ready, _, _ = select.select([s], [], [], max(0.0, deadline - time.time()))
-        if not ready:
-            break
-        data = s.recv(min(1 << 20, n - got))
-        if not data:
-            eof = True
-            break
-        got += len(data)
-    return {"len": got, "eof": eof, "timeout": got < n and not eof}
 
 
 def op_blast(cmd):

@@ -101,9 +101,9 @@ def run(lab: Lab) -> dict:
         if nbytes > 1024:
             sent: dict = {}
             th = threading.Thread(target=lambda: sent.update(
-                r=client.call("send_bulk", sock=name, bytes=nbytes, wait_s=60)))
+                r=client.blast(name, nbytes, "DATA", timeout_s=60)))
             th.start()
-            got = server.call("recv_bulk", sock=f"s-{name}", bytes=nbytes, timeout_s=30)
+            got = server.drain(f"s-{name}", nbytes, timeout_s=30)
             th.join()
             moved = got["len"]
         else:
