@@ -22,7 +22,7 @@ from . import shaping
 from .backends import choose
 from .backends.base import Backend, Host
 from .capture import Capture
-from .errors import EnvError, LabError, UsageError, WaitTimeout
+from .errors import EnvError, LabError, SubnetTaken, UsageError, WaitTimeout
 from .faults import Faults
 from .netns import read_sysctl, write_sysctl
 from .observe import Sampler, SocketInfo, SocketView, counters_delta, read_counters
@@ -153,7 +153,8 @@ class Lab:
             topo.host(s.host)
         for sh in self.shaping:
             topo.host(sh.src), topo.host(sh.dst)
-        if hasattr(self.backend, "plan"):
+        planned = hasattr(self.backend, "plan")
+        if planned:
             topo = load(self.compose, self.backend.plan(topo))       # this instance's subnets
         self.topology = topo
         try:
@@ -165,7 +166,17 @@ class Lab:
             raise UsageError(f"artifacts directory {self.artifacts} is not writable ({exc.strerror}); "
                              "give --artifacts DIR somewhere you can write") from exc
         t = time.monotonic()
-        self.hosts = self.backend.up(topo)
+        for attempt in range(5):
+            try:
+                self.hosts = self.backend.up(topo)
+                break
+            except SubnetTaken:
+                # another lab took a subnet between our look and our claim: look again. A
+                # compose file with fixed subnets keeps them, so there is nothing to retry.
+                replanned = load(self.compose, self.backend.plan(topo)) if planned else topo
+                if attempt == 4 or replanned.networks == topo.networks:
+                    raise
+                topo = self.topology = replanned
         self.timings["bring_up_s"] = time.monotonic() - t
         self.progress(f"lab {self.lab_id} up on {self.backend.name} in {self.timings['bring_up_s']:.2f} s: "
                       + ", ".join(f"{h.name} {h.address}" for h in self.hosts.values()))

@@ -14,7 +14,7 @@ import os
 import random
 import time
 
-from ..errors import BackendError, EnvError
+from ..errors import BackendError, EnvError, SubnetTaken
 from ..topology import Topology
 from .base import LABEL, PREFIX, Backend, Host, missing_privileges
 
@@ -141,7 +141,7 @@ class DockerBackend(Backend):
                 )
             except APIError as exc:
                 if "overlap" in str(exc.explanation).lower():
-                    raise BackendError(
+                    raise SubnetTaken(
                         f"cannot create Docker network {name}: {net.subnet} is already used by another "
                         f"Docker network; give the network its subnet as ${{TWLAB_{net.name.upper()}}} in "
                         "compose.yaml (the lab then picks a free one) or choose a free subnet"
