@@ -41,7 +41,7 @@ from lab.verdict import Check
 
 NAME = "time-wait-duration"
 INTENT = ("TIME-WAIT lasts Linux's fixed 60 s (BSD 2 x 30 s; RFC 1122 asks 2 x 2 min); an orphaned "
-          "FIN-WAIT-2 lasts tcp_fin_timeout")
+          "FIN-WAIT-2 lasts tcp_fin_timeout (up to 60 s)")
 SHAPING = OPTIONAL
 PORT = 5000
 PARALLEL_SAFE = False                    # a 60 s wall-clock measurement: run it alone
