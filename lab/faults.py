@@ -189,6 +189,8 @@ class Faults:
                                         "handle", str(fault.handle)])
             fault.removed_at = time.time()
             fault.dropped = self._counter(name)
+            # a fault installed again under this name starts from zero
+            run_in(self.router.nspath, ["nft", "delete", "counter", "inet", TABLE, f"c_{name}"])
             self.timeline.add(fault.removed_at, self.router.name, "fault",
                               f"fault {name} off after {fault.dropped} matches", fault=name,
                               dropped=fault.dropped)
