@@ -252,3 +252,104 @@ def bench(c, runs=5, backend=None):
     from lab.bench import main
 
     main(runs=int(runs), backends=[backend] if backend else None)
+
+
+@task(
+    iterable=["scenario", "sysctl", "shape"],
+    help={
+        "scenario": "a scenario to run (repeatable, or comma-separated; default: the profile's "
+                    "`scenarios`, else the whole catalog)",
+        "sysctl": "HOST:KEY=VALUE set in a lab host (repeatable; wins over --from-host and the profile)",
+        "from_host": "copy this machine's own TCP sysctls (the keys report.json lists) into client and "
+                     "server, except those a scenario sets itself",
+        "profile": "a TOML file: [sysctls.HOST] tables and [[require]] behaviours (see README)",
+        "junit": "write JUnit XML here: one testcase per check, the required behaviours, skips",
+        "json_out": "write the JSON summary here (it is also written as check.json in the artifacts)",
+        "backend": "auto (docker when a daemon answers, else netns), docker or netns",
+        "shape": "netem on the path, as for `run` (repeatable; needs sch_netem)",
+        "artifacts": "directory for every scenario's artifacts and check.json",
+        "parallel": "how many labs at a time (timing-sensitive scenarios run alone afterwards)",
+    },
+)
+@_guard
+def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=None, json_out=None,
+          backend="auto", shape=None, artifacts=None, parallel=3):
+    """Run scenarios for CI, judged by the sysctls in force and a profile's required behaviours.
+    Exit 0 when all matched, 1 when something did not, 2 for usage or environment errors."""
+    from pathlib import Path
+
+    from lab.check import junit_xml, load_profile, run_check
+    from lab.core import parse_sysctl
+    from lab.errors import UsageError
+    from lab.shaping import parse_shape
+
+    names = [n.strip() for text in (scenario or []) for n in text.split(",") if n.strip()]
+    settings = [parse_sysctl(s) for s in (sysctl or [])]
+    shaping = [sh for text in (shape or []) for sh in parse_shape(text)]
+    prof = load_profile(profile) if profile else None
+    try:
+        parallel = int(parallel)
+    except ValueError:
+        raise UsageError("--parallel takes a whole number of 1 or more") from None
+    outputs = [(flag, Path(p)) for flag, p in (("--junit", junit), ("--json-out", json_out)) if p]
+    for flag, path in outputs:                      # fail before the run, not after it
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"{flag} {path}: cannot create its directory ({exc.strerror})") from None
+        if path.is_dir() or not os.access(path.parent, os.W_OK):
+            raise UsageError(f"{flag} {path}: not a file this user can write")
+    summary = run_check(names, sysctls=settings, from_host=from_host, profile=prof, backend=backend,
+                        shaping=shaping, artifacts=artifacts, parallel=parallel, progress=print)
+    if junit:
+        Path(junit).write_text(junit_xml(summary))
+    if json_out:
+        Path(json_out).write_text(_json.dumps(summary, indent=2, default=str) + "\n")
+    _check_table(summary)
+    for flag, path in outputs:
+        print(f"{flag[2:]}: {path}")
+    print(f"artifacts: {summary['artifacts']}/ (check.json, one directory per scenario)")
+    if summary["exit_code"] == 2:
+        first = next((r["error"] for r in summary["scenarios"] if r["verdict"] == "error"), "")
+        raise Exit(f"twlab: no scenario could run: {first}", code=2)
+    if summary["exit_code"]:
+        raise Exit(code=summary["exit_code"])
+
+
+def _check_table(summary: dict) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console()
+    n = summary["counts"]
+    table = Table(title=f"twlab check on {summary['kernel']}: {n['passed']}/{n['scenarios']} scenarios "
+                        f"passed, {n['checks'] - n['check_failures']}/{n['checks']} checks, "
+                        f"{n['requirements'] - n['requirement_failures']}/{n['requirements']} required "
+                        f"behaviours, {summary['wall_s']} s")
+    for col in ("scenario", "verdict", "checks", "not matched / why"):
+        table.add_column(col, overflow="fold")
+    colours = {"pass": "green", "fail": "red", "skipped": "yellow", "error": "yellow"}
+    for r in summary["scenarios"]:
+        checks = r.get("checks") or []
+        why = ", ".join(ch["name"] for ch in checks if not ch["passed"]) or r.get("reason") or r.get("error") or ""
+        table.add_row(r["scenario"], f"[{colours[r['verdict']]}]{r['verdict']}[/]",
+                      f"{sum(ch['passed'] for ch in checks)}/{len(checks)}" if checks else "",
+                      escape(why))
+    for q in summary["requirements"]:
+        table.add_row(escape(f"required: {q['name']}"), "[green]pass[/]" if q["passed"] else "[red]fail[/]",
+                      "", escape(q["observed"] if not q["passed"] else ""))
+    console.print(table)
+    for r in summary["scenarios"]:
+        for ch in r.get("checks") or []:
+            if not ch["passed"]:
+                console.print(f"[red]fail[/]  {escape(r['scenario'])} / {escape(ch['name'])}\n"
+                              f"      expected {escape(ch['expected'])}\n      observed {escape(ch['observed'])}\n"
+                              f"      rule     {escape(ch['citation'])}")
+    for q in summary["requirements"]:
+        if not q["passed"]:
+            console.print(f"[red]fail[/]  required: {escape(q['name'])} ({escape(str(summary['profile']))}, "
+                          f"line {q['line']})\n      required {escape(q['expected'])}\n"
+                          f"      observed {escape(q['observed'])}")
+    console.print(f"verdict: {summary['verdict'].upper()} (exit {summary['exit_code']})")
+
