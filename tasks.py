@@ -353,3 +353,108 @@ def _check_table(summary: dict) -> None:
                           f"      observed {escape(q['observed'])}")
     console.print(f"verdict: {summary['verdict'].upper()} (exit {summary['exit_code']})")
 
+
+@task(
+    iterable=["kernel", "scenario"],
+    help={
+        "kernel": "host (this machine's kernel) or a stock kernel run under qemu by lab.vm, e.g. "
+                  "debian-12 (repeatable; default: host)",
+        "scenario": "a scenario to run on each kernel (repeatable, or comma-separated; default: the "
+                    "whole catalog)",
+        "out": "directory for matrix.json, matrix.md and every run's artifacts",
+        "backend": "backend for the host kernel: auto, docker or netns (VM kernels use netns)",
+        "json": "print matrix.json to stdout instead of the table",
+    },
+)
+@_guard
+def matrix(c, kernel=None, scenario=None, out=None, backend="auto", json=False):
+    """Run scenarios on each kernel: one table, scenario x kernel, marking where they differ.
+    Each cell: the verdict and the key observed values; also written as matrix.json and matrix.md."""
+    from lab.matrix import parse_kernels, run_matrix, show
+    from lab.runner import default_artifacts
+    from scenarios import catalog
+
+    kernels = parse_kernels(kernel)
+    names = [n.strip() for text in (scenario or []) for n in text.split(",") if n.strip()] or list(catalog())
+    progress = (lambda s: print(s, file=sys.stderr)) if json else print
+    m = run_matrix(kernels, names, out=out or default_artifacts("matrix"), backend=backend,
+                   progress=progress)
+    if json:
+        print(_json.dumps(m, indent=2, default=str))
+    else:
+        show(m)
+        if m["differs"]:
+            print("kernels differ in: " + "; ".join(m["differs"]))
+        print(f"matrix: {m['out']}/matrix.json, {m['out']}/matrix.md")
+    cells = [cell for per in m["cells"].values() for cell in per.values()]
+    if cells and all(cell["verdict"] == "error" for cell in cells):
+        raise Exit(code=2)
+    if any(cell["verdict"] != "pass" for cell in cells):
+        raise Exit(code=1)
+
+
+@task(
+    iterable=["sysctl", "shape"],
+    help={
+        "scenario": "scenario name (see `invoke list`)",
+        "kernel": "the stock kernel to boot under qemu (TCG): debian-12 (Debian 12's linux-image-amd64)",
+        "sysctl": "HOST:KEY=VALUE set in a lab host before the scenario (repeatable), as for `run`",
+        "shape": "netem on the path, as for `run`: SRC->DST:KEY=VALUE,... or both:... (repeatable)",
+        "artifacts": "directory for report.json, the pcaps and vm-console.log (default: a new one "
+                     "under ./artifacts/)",
+        "json": "print report.json to stdout instead of the terminal view",
+        "strict_rfc": "judge against the RFCs' letter, as for `run`",
+        "timeout": "seconds before the VM is killed (default 900; Python runs ~20x slower under TCG)",
+    },
+)
+@_guard
+def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None, json=False,
+       strict_rfc=False, timeout=900):
+    """Run one scenario inside a stock distribution kernel booted under qemu (netns backend there)
+    and print its verdict: exit 0 pass, 1 a check failed, 2 usage or environment error. The first
+    run downloads and prepares the kernel (cached under .cache/vm/)."""
+    from pathlib import Path
+
+    from lab import vm as labvm
+    from lab.core import parse_sysctl
+    from lab.report import show
+    from lab.runner import default_artifacts
+    from lab.shaping import parse_shape
+    from scenarios import get
+
+    get(scenario)                                     # usage errors here, before booting anything
+    labvm.kernel_spec(kernel)
+    for text in sysctl or []:
+        parse_sysctl(text)
+    for text in shape or []:
+        parse_shape(text)
+    try:
+        timeout_s = float(timeout)
+    except ValueError:
+        raise Exit("twlab: --timeout takes a number of seconds", code=2) from None
+    out = (Path(artifacts) if artifacts else default_artifacts(f"{scenario}-{kernel}")).resolve()
+    args = ["run", scenario, "--backend", "netns", "--json", "--artifacts", str(out)]
+    args += [a for text in sysctl or [] for a in ("--sysctl", text)]
+    args += [a for text in shape or [] for a in ("--shape", text)]
+    args += ["--strict-rfc"] if strict_rfc else []
+    seen: list[str] = []
+
+    def progress(line: str) -> None:
+        seen.append(line)
+        print(line, file=sys.stderr if json else sys.stdout)
+
+    code, _ = labvm.run(kernel, args, out, progress=progress, timeout_s=timeout_s)
+    try:
+        report = _json.loads((out / "report.json").read_text())
+    except (OSError, ValueError):
+        said = next((ln for ln in reversed(seen) if ln.startswith("twlab:")), None)
+        raise Exit(f"twlab: inside the {kernel} VM: " + (said[len("twlab:"):].strip() if said else
+                   f"the run exited {code} and left no report.json (see {out}/vm-console.log)"),
+                   code=code if code in (1, 2, 130) else 2) from None
+    if json:
+        print(_json.dumps(report, indent=2, default=str))
+    else:
+        show(report)
+        print(f"artifacts: {out}/ (report.json, pcaps, vm-console.log)")
+    if code:
+        raise Exit(code=code)

@@ -1,4 +1,4 @@
-"""`invoke check` as a CI job runs it, on real labs: exit codes,
+"""`invoke check` and `invoke matrix --kernel host` as a CI job runs them, on real labs: exit codes,
 the JUnit file, the JSON summary, a required behaviour the kernel does not show, --from-host.
 One or two short scenarios per test (the whole catalog takes minutes)."""
 
@@ -105,3 +105,14 @@ def test_bad_profile_is_a_usage_error_before_any_lab(tmp_path):
     assert done.stderr.startswith(f"twlab: profile {prof}, line 2: ") and "out of range" in done.stderr
     assert "lab " not in done.stdout                                  # nothing was brought up
 
+
+def test_matrix_host_prints_the_table(tmp_path):
+    done = invoke("matrix", "--kernel", "host", "--scenario", "lost-ack", "--out", str(tmp_path),
+                  "--backend", "netns")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "twlab matrix" in done.stdout and "lost-ack" in done.stdout
+    assert "TIME-WAIT timer after each" in done.stdout and "pass 7/7" in done.stdout
+    m = json.loads((tmp_path / "matrix.json").read_text())
+    cell = m["cells"]["lost-ack"]["host"]
+    assert cell["verdict"] == "pass" and cell["values"]["server FINs (1 + retransmissions)"] >= 3
+    assert "| lost-ack | verdict | pass 7/7 |" in (tmp_path / "matrix.md").read_text()

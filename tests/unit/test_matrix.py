@@ -1,0 +1,150 @@
+"""`invoke matrix` without a lab or a VM: the key values taken from reports, the rows that differ
+between kernels, a VM runner that is missing, fails or answers, and the Markdown table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import scenarios
+from lab.errors import EnvError, UsageError
+from lab.matrix import KEY_VALUES, cell_from_report, markdown, parse_kernels, rows, run_matrix
+
+
+def report(name: str, kernel: str, checks: list[dict], counters: dict | None = None, verdict="pass") -> dict:
+    return {"scenario": name, "kernel": kernel, "backend": "netns", "verdict": verdict, "error": None,
+            "checks": checks, "counters": counters or {}, "artifacts": {"dir": "x"}}
+
+
+def chk(name: str, passed: bool = True, **values) -> dict:
+    return {"name": name, "citation": "c", "expected": "e", "observed": "o", "passed": passed, "values": values}
+
+
+def lost_ack(kernel: str, times: list[float], due: list[int]) -> dict:
+    return report("lost-ack", kernel, [
+        chk("server-retransmits-fin", fin_count=len(times), fin_times=times,
+            intervals_s=[round(b - a, 3) for a, b in zip(times, times[1:])]),
+        chk("time-wait-timer-restarts", due_after_fin_ms=due),
+        chk("time-wait-armed-for-60s", first_expires_ms=59996)],
+        counters={"client": {"TcpExtTW": 1, "IpInReceives": 9}, "server": {"TcpRetransSegs": 4}})
+
+
+def test_key_values_name_real_scenarios():
+    assert set(KEY_VALUES) <= set(scenarios.catalog())
+    assert {"lost-ack", "time-wait-duration", "retransmitted-fin", "five-tuple"} <= set(KEY_VALUES)
+
+
+def test_cell_takes_key_values_and_time_wait_counters():
+    cell = cell_from_report(lost_ack("6.18", [100.0, 100.2, 100.41, 100.83], [60001, 60002, 60000]))
+    assert cell["verdict"] == "pass" and cell["checks"] == "3/3"
+    assert cell["values"]["FIN times (s from the first)"] == [0.0, 0.2, 0.41, 0.83]
+    assert cell["values"]["server FINs (1 + retransmissions)"] == 4
+    assert "TCPTimeWaitOverflow (no TIME-WAIT)" not in cell["values"]      # that check did not run
+    assert cell["counters"] == {"client TW": 1, "server TcpRetransSegs": 4}  # IpInReceives: not ours
+
+
+def test_cell_of_tw_assassination_skips_checks_without_the_value():
+    r = report("tw-assassination", "6.18", [
+        chk("time-wait-acks-it", ack_seq=1),
+        chk("time-wait-assassinated", state_after=None, tcp_rfc1337=0, gone_after_rst_ms=10.5)])
+    v = cell_from_report(r)["values"]
+    assert v["TIME-WAIT after the RST"] == "gone (killed)" and v["tcp_rfc1337"] == 0
+
+
+def test_rows_mark_differences_beyond_each_values_tolerance():
+    m = {"kernels": ["host", "debian-12"], "scenarios": ["lost-ack"], "cells": {"lost-ack": {
+        "host": cell_from_report(lost_ack("6.18", [0, 0.205, 0.415, 0.83], [60001, 60002, 60000])),
+        "debian-12": cell_from_report(lost_ack("6.1", [0, 0.207, 0.42, 0.84, 1.66],
+                                               [60003, 60001, 60004, 60002]))}}}
+    got = {r["what"]: r for r in rows(m)}
+    assert not got["verdict"]["differs"]
+    assert got["server FINs (1 + retransmissions)"]["differs"]                  # 4 vs 5
+    assert got["TIME-WAIT timer after each FIN (ms)"]["differs"]                # 3 vs 4 restarts
+    assert not got["TIME-WAIT armed (ms)"]["differs"]
+    m["cells"]["lost-ack"]["debian-12"] = cell_from_report(
+        lost_ack("6.1", [0, 0.207, 0.42, 0.84], [60003, 60001, 60004]))
+    got = {r["what"]: r for r in rows(m)}
+    assert not got["FIN intervals (s)"]["differs"]                              # within 10 %
+    assert not got["TIME-WAIT timer after each FIN (ms)"]["differs"]            # within 50 ms
+    assert got["counters"]["cells"]["host"] == "client TW +1, server TcpRetransSegs +4"
+
+
+def test_a_missing_vm_runner_is_an_error_column_not_a_result(tmp_path, monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_vm(name, *a, **kw):
+        if name == "lab.vm":
+            raise ModuleNotFoundError("No module named 'lab.vm'")
+        return real(name, *a, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_vm)
+    m = run_matrix(["debian-12"], ["lost-ack", "time-wait-duration"], out=tmp_path)
+    for name in ("lost-ack", "time-wait-duration"):
+        cell = m["cells"][name]["debian-12"]
+        assert cell["verdict"] == "error"
+        assert "lab.vm cannot be imported" in cell["error"] and "\n" not in cell["error"]
+    assert json.loads((tmp_path / "matrix.json").read_text())["cells"]["lost-ack"]["debian-12"]["verdict"] == "error"
+    assert "error: no VM runner" in (tmp_path / "matrix.md").read_text()
+
+
+class FakeVM:
+    """Stands in for lab.vm: writes the report a guest run would leave, or fails."""
+
+    def __init__(self, fail: Exception | None = None, leave: bool = True) -> None:
+        self.fail, self.leave, self.calls = fail, leave, []
+
+    def run(self, kernel, twlab_args, artifacts, progress):
+        self.calls.append((kernel, list(twlab_args), Path(artifacts)))
+        if self.fail:
+            raise self.fail
+        name = twlab_args[1]
+        assert twlab_args[twlab_args.index("--artifacts") + 1] == str(Path(artifacts).resolve())
+        r = lost_ack("6.1.0-26-amd64", [0, 0.21, 0.42, 0.84, 1.68], [60001] * 4) if name == "lost-ack" \
+            else report(name, "6.1.0-26-amd64", [chk("x", False, v=1)], verdict="fail")
+        if self.leave:
+            (Path(artifacts) / "report.json").write_text(json.dumps(r))
+            return (0 if r["verdict"] == "pass" else 1), "ok"
+        return 2, "twlab: something broke"
+
+
+def test_vm_kernel_cells_come_from_the_reports_the_guest_left(tmp_path):
+    vm = FakeVM()
+    m = run_matrix(["debian-12"], ["lost-ack", "tw-buckets"], out=tmp_path, vm=vm)
+    assert [c[1][:4] for c in vm.calls] == [["run", "lost-ack", "--backend", "netns"],
+                                             ["run", "tw-buckets", "--backend", "netns"]]
+    assert m["cells"]["lost-ack"]["debian-12"]["verdict"] == "pass"
+    assert m["cells"]["tw-buckets"]["debian-12"]["failed_checks"] == ["x"]
+    assert m["releases"]["debian-12"] == "6.1.0-26-amd64"
+    assert "debian-12 (6.1.0-26-amd64)" in markdown(m)
+
+
+@pytest.mark.parametrize("vm, words", [(FakeVM(fail=EnvError("qemu-system-x86_64 not found")), "qemu-system-x86_64 not found"),
+                                       (FakeVM(leave=False), "left no report.json (exit 2): twlab: something broke")])
+def test_vm_failures_are_error_cells_with_the_reason(tmp_path, vm, words):
+    m = run_matrix(["debian-12"], ["lost-ack"], out=tmp_path, vm=vm)
+    cell = m["cells"]["lost-ack"]["debian-12"]
+    assert cell["verdict"] == "error" and words in cell["error"]
+
+
+def test_markdown_marks_rows_that_differ():
+    m = {"kernels": ["host", "debian-12"], "releases": {"host": "6.18", "debian-12": "6.1"},
+         "scenarios": ["lost-ack"], "cells": {"lost-ack": {
+             "host": cell_from_report(lost_ack("6.18", [0, 0.2, 0.4, 0.8], [60001] * 3)),
+             "debian-12": cell_from_report(lost_ack("6.1", [0, 0.2, 0.4, 0.8, 1.6], [60001] * 4))}}}
+    m["rows"] = rows(m)
+    md = markdown(m)
+    assert "| scenario | observed | host (6.18) | debian-12 (6.1) | differs |" in md
+    line = next(ln for ln in md.splitlines() if "server FINs" in ln)
+    assert line.endswith("| **differs** |") and "**4**" in line and "**5**" in line
+    assert next(ln for ln in md.splitlines() if "| verdict |" in ln).endswith("|  |")
+
+
+def test_parse_kernels():
+    assert parse_kernels(None) == ["host"]
+    assert parse_kernels(["host", "debian-12,debian-13"]) == ["host", "debian-12", "debian-13"]
+    with pytest.raises(UsageError):
+        parse_kernels(["../etc"])
