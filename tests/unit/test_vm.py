@@ -1,0 +1,105 @@
+"""lab.vm's pure parts: vmlinux out of a bzImage, the newc initramfs, module order, stage 2."""
+
+from __future__ import annotations
+
+import lzma
+import stat
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+
+from lab import vm
+from lab.errors import EnvError, UsageError
+
+
+def test_vmlinux_is_found_behind_the_setup_code():
+    elf = b"\x7fELF" + bytes(range(256)) * 64
+    for blob in (lzma.compress(elf, format=lzma.FORMAT_XZ),
+                 (lambda c: c.compress(elf) + c.flush())(zlib.compressobj(wbits=16 + zlib.MAX_WBITS))):
+        image = b"MZ setup code \xfd7zXZ\x00 not really xz" + blob + b"\0" * 100 + b"trailer"
+        assert vm.decompress_vmlinuz(image) == elf
+
+
+def test_no_elf_inside_is_an_env_error():
+    with pytest.raises(EnvError, match="no ELF vmlinux"):
+        vm.decompress_vmlinuz(b"MZ" + lzma.compress(b"not an elf", format=lzma.FORMAT_XZ))
+
+
+def _read_newc(data: bytes) -> dict[str, tuple[int, bytes, tuple[int, int]]]:
+    entries, off = {}, 0
+    while True:
+        assert data[off:off + 6] == b"070701"
+        f = [int(data[off + 6 + 8 * i: off + 14 + 8 * i], 16) for i in range(13)]
+        mode, size, rdev, namesize = f[1], f[6], (f[9], f[10]), f[11]
+        name = data[off + 110: off + 110 + namesize - 1].decode()
+        off += 110 + namesize
+        off += -off % 4
+        body = data[off:off + size]
+        off += size + (-size % 4)
+        if name == "TRAILER!!!":
+            return entries
+        entries[name] = (mode, body, rdev)
+
+
+def test_initramfs_is_a_newc_archive_with_busybox_init_modules_and_console(tmp_path):
+    moddir = tmp_path / "6.1.0-1-amd64"
+    for rel in ("kernel/virtio.ko", "kernel/virtio_ring.ko", "kernel/virtio_pci.ko", "kernel/9pnet.ko",
+                "kernel/9pnet_virtio.ko", "kernel/netfs.ko", "kernel/9p.ko", "kernel/overlay.ko"):
+        (moddir / rel).parent.mkdir(parents=True, exist_ok=True)
+        (moddir / rel).write_bytes(rel.encode())
+    (moddir / "modules.dep").write_text(
+        "kernel/virtio.ko:\nkernel/virtio_ring.ko:\n"
+        "kernel/virtio_pci.ko: kernel/virtio.ko kernel/virtio_ring.ko\n"
+        "kernel/9pnet.ko:\nkernel/9pnet_virtio.ko: kernel/9pnet.ko kernel/virtio.ko kernel/virtio_ring.ko\n"
+        "kernel/netfs.ko:\nkernel/9p.ko: kernel/9pnet.ko kernel/netfs.ko\nkernel/overlay.ko:\n")
+    busybox = tmp_path / "busybox"
+    busybox.write_bytes(b"\x7fELF fake")
+    entries = _read_newc(vm._build_initrd(moddir, busybox))
+    order = entries["modules.order"][1].decode().split()
+    assert order.index("virtio_ring.ko") < order.index("virtio_pci.ko")
+    assert order.index("9pnet.ko") < order.index("9pnet_virtio.ko") < order.index("9p.ko")
+    assert order.index("netfs.ko") < order.index("9p.ko") and "overlay.ko" in order
+    assert len(order) == len(set(order)) == 8
+    mode, body, _ = entries["init"]
+    assert stat.S_ISREG(mode) and mode & 0o111 and body.startswith(b"#!/bin/busybox sh")
+    assert stat.S_ISCHR(entries["dev/console"][0]) and entries["dev/console"][2] == (5, 1)
+    assert stat.S_ISLNK(entries["bin/switch_root"][0]) and entries["bin/switch_root"][1] == b"busybox"
+    assert entries["bin/busybox"][1] == b"\x7fELF fake"
+
+
+def test_a_missing_boot_module_is_named(tmp_path):
+    (tmp_path / "modules.dep").write_text("kernel/virtio.ko:\n")
+    with pytest.raises(EnvError, match="no module 9p"):
+        vm._module_order(tmp_path, ("virtio", "9p"))
+
+
+def _elf(tmp_path: Path, *segment_types: int) -> Path:
+    head = bytearray(64)
+    head[:5] = b"\x7fELF\x02"
+    struct.pack_into("<Q", head, 32, 64)                        # e_phoff
+    struct.pack_into("<HH", head, 54, 56, len(segment_types))  # e_phentsize, e_phnum
+    path = tmp_path / f"elf{len(segment_types)}{segment_types}"
+    path.write_bytes(bytes(head) + b"".join(struct.pack("<I", t) + bytes(52) for t in segment_types))
+    return path
+
+
+def test_busybox_must_be_static(tmp_path):
+    assert vm._is_static(_elf(tmp_path, 1, 1)) is True          # PT_LOAD only
+    assert vm._is_static(_elf(tmp_path, 6, 3, 1)) is False      # PT_INTERP: dynamically linked
+    (tmp_path / "script").write_text("#!/bin/sh\n")
+    assert vm._is_static(tmp_path / "script") is False
+
+
+def test_stage2_quotes_paths_and_runs_one_command():
+    text = vm._stage2("6.1.0-1-amd64", Path("/c/m"), Path("/c/config"), Path("/tmp/a b"),
+                      ["/r/.venv/bin/python", "/r/.venv/bin/invoke", "run", "it's"])
+    assert "'/tmp/a b'" in text and "'it'\"'\"'s'" in text
+    assert text.count("/proc/sysrq-trigger") == 2          # fail() and the end
+    assert vm.START in text and vm.EXIT in text
+
+
+def test_unknown_kernel():
+    with pytest.raises(UsageError, match="choose one of debian-12"):
+        vm.kernel_spec("nope")
