@@ -231,6 +231,7 @@ class Lab:
             if net is None or sh.dst == router.name:
                 raise UsageError(f"--shape {sh}: {sh.dst} is not behind the router")
             shaping.apply(rhost, rhost.ifname(net), sh.profile)
+            shaping.pin_neighbours(rhost, dst, net)      # netem would delay or drop ARP too
             self.progress(f"shaping {sh} on {router.name}:{rhost.ifname(net)}")
 
     # -- what scenarios use -----------------------------------------------------------------

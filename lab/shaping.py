@@ -7,6 +7,17 @@ pyroute2's units (microseconds, percent) appear in one place, ``_netem_args``.
 Many kernels have no sch_netem (this machine's cloud kernel, some WSL2 and Docker Desktop
 kernels). ``probe`` finds out inside a lab namespace - never the host's - and the lab says so in
 one line and runs whatever does not need shaping.
+
+netem shapes every frame on the interface, ARP included: a delayed ARP exchange adds a round trip
+to the first packet, and with loss an ARP request or reply can be dropped (the packet then waits
+a second or more for the retry). ``pin_neighbours`` gives both ends of a shaped link permanent
+neighbour entries, so no ARP crosses it.
+
+netem's random losses are not seeded: Linux added TCA_NETEM_PRNG_SEED (iproute2's ``tc ... netem
+seed N``) in 6.3, after Debian 12's 6.1 (its uapi header ends at TCA_NETEM_SLOT_DIST, and 6.1
+ignores an attribute it does not know); bookworm's iproute2 6.1 has no ``seed`` either and
+pyroute2 0.9 does not know the attribute. So each run's loss pattern differs; a scenario that
+uses loss counts outcomes over many tries instead of replaying one pattern.
 """
 
 from __future__ import annotations
@@ -19,7 +30,8 @@ from .backends.base import Host
 from .errors import EnvError, UsageError
 from .netns import iproute
 
-__all__ = ["LinkProfile", "Shaping", "parse_shape", "probe", "apply", "REQUIRED", "OPTIONAL", "UNUSED"]
+__all__ = ["LinkProfile", "Shaping", "parse_shape", "probe", "apply", "pin_neighbours", "REQUIRED",
+           "OPTIONAL", "UNUSED"]
 
 REQUIRED, OPTIONAL, UNUSED = "required", "optional", "unused"
 
@@ -96,7 +108,7 @@ def probe(host: Host) -> tuple[bool, str]:
             ipr.tc("add", "netem", index=lo, handle="1:", delay=0)
         except NetlinkError as exc:
             return False, f"netem is not available on this kernel ({exc.args[-1] if exc.args else exc})"
-        ipr.tc("del", index=lo, handle="1:")
+        ipr.tc("del", index=lo, handle="1:", root=True)   # a root qdisc is deleted by its parent
     return True, "netem available"
 
 
@@ -107,3 +119,69 @@ def apply(host: Host, ifname: str, profile: LinkProfile) -> None:
             ipr.tc("replace", "netem", index=idx, handle="1:", **profile._netem_args())
         except NetlinkError as exc:
             raise EnvError(f"cannot shape {host.name}:{ifname} with netem: {exc}") from exc
+
+
+def pin_neighbours(router: Host, dst: Host, network: str) -> None:
+    """Permanent neighbour entries across the shaped link between *router* and *dst* on
+    *network*, both ways: the router's netem (on its interface toward *dst*) would delay or drop
+    the router's ARP requests for *dst* and its replies to *dst*'s requests."""
+    from pyroute2.netlink.rtnl.ndmsg import states
+
+    ends = []
+    for host in (router, dst):
+        ifname = host.ifname(network)
+        with iproute(host.nspath) as ipr:
+            link = ipr.link_lookup(ifname=ifname)[0]
+            mac = ipr.get_links(link)[0].get("IFLA_ADDRESS")
+        ends.append((host, link, mac))
+    for (host, link, _), (peer, _, peer_mac) in (ends, ends[::-1]):
+        with iproute(host.nspath) as ipr:
+            try:
+                ipr.neigh("replace", dst=str(peer.addresses[network]), lladdr=peer_mac, ifindex=link,
+                          state=states["permanent"])
+            except NetlinkError as exc:
+                raise EnvError(f"cannot pin {peer.name}'s address in {host.name}'s neighbour table: {exc}") from exc
+
+
+def observed_path(client: list, server: list, client_addr: str | None = None) -> dict:
+    """What the two ends' captures show of the path between them (lab.packets Segments; both
+    captures must share one clock, as the namespaces of one kernel do).
+
+    ``one_way_ms``: for each direction, the delay of every segment seen leaving one end and
+    arriving at the other. ``rtt``: at each end, each segment that takes sequence space (SYN,
+    FIN, data) and the first ACK covering it that came back: ``rtt_ms`` as the sender saw it,
+    ``turnaround_ms`` how long the other end took to answer (a delayed ACK is the peer's choice,
+    not the path's) and ``path_ms`` = rtt - turnaround, the round trip of the path itself."""
+    one_way: dict[str, list[float]] = {"client->server": [], "server->client": []}
+    rtts: dict[str, list[dict]] = {"client": [], "server": []}
+    if not client:
+        return {"one_way_ms": one_way, "rtt": rtts}
+    caddr = client_addr or client[0].src
+    saddr = next((s.dst for s in client if s.src == caddr), None)
+    for name, mine, theirs, me in (("client", client, server, caddr), ("server", server, client, saddr)):
+        key = "client->server" if name == "client" else "server->client"
+        for seg in mine:
+            if seg.src != me:
+                continue
+            twin = next((x for x in theirs if x.same_wire(seg)), None)
+            if twin is not None:
+                one_way[key].append(round((twin.t - seg.t) * 1000, 2))
+        for i, seg in enumerate(mine):
+            if seg.src != me or not (seg.length or seg.has("SYN") or seg.has("FIN")):
+                continue
+            end = (seg.seq + seg.length + (1 if seg.has("SYN") or seg.has("FIN") else 0)) % 2**32
+            ack = next((x for x in mine[i + 1:] if x.dst == me and x.has("ACK")
+                        and (x.ack - end) % 2**32 < 2**31), None)
+            arrived = next((x for x in theirs if x.same_wire(seg)), None)
+            left = next((x for x in theirs if ack is not None and x.same_wire(ack)), None)
+            if ack is None or arrived is None or left is None:
+                continue                    # lost on the way
+            answer = next((x for x in theirs if x.t >= arrived.t and x.src != me and x.has("ACK")
+                           and (x.ack - end) % 2**32 < 2**31), None)
+            if answer is not left:
+                continue                    # its answer was lost: a later copy's got through
+            rtt, turnaround = (ack.t - seg.t) * 1000, (left.t - arrived.t) * 1000
+            rtts[name].append({"segment": seg.flags, "t": seg.t, "rtt_ms": round(rtt, 2),
+                               "turnaround_ms": round(turnaround, 2),
+                               "path_ms": round(rtt - turnaround, 2)})
+    return {"one_way_ms": one_way, "rtt": rtts}
