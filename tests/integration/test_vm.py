@@ -1,0 +1,134 @@
+"""netem for real: lost-ack over a shaped link (50 ms each way, no jitter) inside Debian 12's stock
+kernel, booted under qemu (TCG) by lab.vm through `invoke vm`. One VM boot for the whole module
+(about 1.5-2 minutes under TCG; the first run on a machine also downloads and prepares the kernel).
+
+The verdict comes from the report; the path is re-read straight from the pcaps: every segment
+that crossed the router took at least the 50 ms netem adds (never less: netem cannot deliver
+early), the typical one-way delay is 50 ms +- 10 %, the round trips 100 ms +- 10 %, and the
+server's FIN retransmissions are spaced as RFC 6298 / Linux's RTO asks for a 100 ms path:
+at least rto_min (200 ms) + RTT, where an unshaped lab shows ~205 ms.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lab import vm
+from lab.errors import EnvError, UsageError
+from lab.packets import read_pcap
+from lab.shaping import observed_path
+from scenarios.lost_ack import PORT
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(2400)]
+
+REPO = Path(__file__).resolve().parents[2]
+KERNEL = "debian-12"
+DELAY_MS = 50.0
+RTO_MIN_MS = 200.0           # Linux TCP_RTO_MIN
+
+
+@pytest.fixture(scope="module")
+def shaped(tmp_path_factory):
+    """`invoke vm lost-ack --kernel debian-12 --shape both:delay_ms=50 --json`, once."""
+    out = tmp_path_factory.mktemp("vm-lost-ack")
+    argv = [str(REPO / ".venv" / "bin" / "invoke"), "vm", "lost-ack", "--kernel", KERNEL,
+            "--shape", f"both:delay_ms={DELAY_MS:g}", "--artifacts", str(out), "--json"]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=2300,
+                          stdin=subprocess.DEVNULL)
+    print(done.stderr[-4000:])                    # boot/run timings, shown with -s or on failure
+    return done, out
+
+
+def _report(shaped) -> dict:
+    done, out = shaped
+    assert done.returncode == 0, (done.returncode, done.stderr[-3000:])
+    report = json.loads(done.stdout)
+    assert report == json.loads((out / "report.json").read_text())
+    return report
+
+
+def test_lost_ack_passes_on_the_stock_kernel_with_netem(shaped):
+    report = _report(shaped)
+    info = json.loads((vm.cache_dir(KERNEL) / "kernel.json").read_text())
+    assert report["verdict"] == "pass", [c["observed"] for c in report["checks"] if not c["passed"]]
+    assert report["kernel"] == info["release"] and report["kernel"].startswith("6.1.0-")
+    assert report["kernel_hz"] == 250                        # Debian's CONFIG_HZ, read in the VM
+    assert report["backend"] == "netns"
+    assert report["netem"]["available"] is True, report["netem"]
+    assert sorted(report["shaping"]) == ["client->server:delay_ms=50.0", "server->client:delay_ms=50.0"]
+    console = (shaped[1] / "vm-console.log").read_text()
+    assert "@@twlab-vm:start@@" in console and "@@twlab-vm:exit=0@@" in console
+    assert "vm: booted in" in shaped[0].stderr
+
+
+def test_pcaps_show_the_shaped_path(shaped):
+    _report(shaped)
+    out = shaped[1]
+    client, server = read_pcap(out / "client.pcap"), read_pcap(out / "server.pcap")
+    path = observed_path(client, server)
+    one_way = path["one_way_ms"]["client->server"] + path["one_way_ms"]["server->client"]
+    rounds = [r for end in path["rtt"].values() for r in end]
+    summary = json.dumps(path, default=str)
+    assert len(one_way) >= 8 and len(rounds) >= 3, summary
+    # netem holds every packet for the delay: none arrives sooner (0.5 ms for the clock stamps)
+    assert min(one_way) >= DELAY_MS - 0.5, summary
+    assert abs(statistics.median(one_way) - DELAY_MS) <= 0.1 * DELAY_MS, summary
+    # the path's round trip (each sample minus the time the other end took to answer)
+    paths = [r["path_ms"] for r in rounds]
+    assert min(paths) >= 2 * DELAY_MS - 1, summary
+    assert abs(statistics.median(paths) - 2 * DELAY_MS) <= 0.1 * 2 * DELAY_MS, summary
+    # and as the sender saw it, where the answer was immediate: the client's TIME-WAIT answers
+    # the server's last FIN at once
+    immediate = [r["rtt_ms"] for r in path["rtt"]["server"] if r["segment"].startswith("FIN")
+                 and r["turnaround_ms"] < 5]
+    assert immediate and all(abs(r - 2 * DELAY_MS) <= 0.1 * 2 * DELAY_MS for r in immediate), summary
+
+
+def test_fin_retransmissions_grow_with_the_rtt(shaped):
+    _report(shaped)
+    out = shaped[1]
+    server = read_pcap(out / "server.pcap")
+    fins = [s.t for s in server if s.sport == PORT and s.has("FIN")]
+    gaps_ms = [(b - a) * 1000 for a, b in zip(fins, fins[1:])]
+    rtt = min(r["path_ms"] for end in observed_path(read_pcap(out / "client.pcap"), server)["rtt"].values()
+              for r in end)
+    assert len(fins) >= 4, gaps_ms
+    # RTO = srtt + max(4 rttvar, rto_min) >= rto_min + RTT; the tail-loss probe comes no sooner
+    # than min(2 srtt + rto_min, RTO) (a FIN alone in flight), which is >= rto_min + RTT too
+    assert all(g >= RTO_MIN_MS + rtt - 10 for g in gaps_ms), (gaps_ms, rtt)
+    # then the RTO doubles
+    assert any(later >= 1.8 * earlier for i, earlier in enumerate(gaps_ms[1:], 1)
+               for later in gaps_ms[i + 1:]), gaps_ms
+
+
+def test_qemu_is_gone_after_the_run(shaped):
+    out = shaped[1]
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert not [ln for ln in ps.splitlines() if "qemu-system" in ln and f"path={out}," in ln]
+
+
+# -- errors, without booting ---------------------------------------------------------------------
+
+def test_unknown_kernel_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="unknown kernel 'debian-99'"):
+        vm.run("debian-99", ["list"], tmp_path)
+
+
+def test_missing_qemu_is_one_clear_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(vm, "QEMU", "qemu-system-nonexistent")
+    monkeypatch.setattr(vm, "_ready", lambda d: {"release": "x", "modules": "m"})
+    with pytest.raises(EnvError, match="qemu-system-nonexistent not found: install qemu-system-x86"):
+        vm.run(KERNEL, ["list"], tmp_path)
+
+
+def test_a_hung_vm_is_killed_within_the_timeout(tmp_path):
+    vm.prepare(KERNEL, progress=lambda s: None)
+    with pytest.raises(EnvError, match="did not finish within 5 s"):
+        vm.run_command(KERNEL, ["sleep", "600"], tmp_path, progress=lambda s: None, timeout_s=5)
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert not [ln for ln in ps.splitlines() if "qemu-system" in ln and f"path={tmp_path}," in ln]
