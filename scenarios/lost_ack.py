@@ -118,14 +118,22 @@ def _check_timewait(ev: Evidence) -> list[Check]:
         cli_tw and not srv_tw, {"client_time_wait": cli_tw, "server_time_wait": srv_tw}))
 
     # 2. the server retransmits its FIN (same sequence number), at growing intervals
-    doubled = any(later >= 1.8 * earlier for i, earlier in enumerate(gaps) for later in gaps[i + 1:])
-    growing = all(b >= 0.9 * a for a, b in zip(gaps, gaps[1:]))
-    ok = len(fins_srv) >= 3 and len(seqs) == 1 and growing and doubled
+    # With tail-loss probes on (tcp_early_retrans 3 or 4), the first retransmission is a probe
+    # sent after ~2 x SRTT, not after an RTO: over a long path it can come later than the first
+    # RTO gap, so the backoff is judged on the RTO retransmissions after it.
+    tlp = ev.sysctl("server", "net.ipv4.tcp_early_retrans", "3") in ("3", "4")
+    rto_gaps = gaps[1:] if tlp else gaps
+    doubled = any(later >= 1.8 * earlier for i, earlier in enumerate(rto_gaps) for later in rto_gaps[i + 1:])
+    growing = all(b >= 0.9 * a for a, b in zip(rto_gaps, rto_gaps[1:]))
+    ok = len(fins_srv) >= 3 and len(seqs) == 1 and len(rto_gaps) >= 2 and growing and doubled
     checks.append(Check(
         "server-retransmits-fin", CITE_RETRANSMIT,
-        ">= 3 FINs from the server with one sequence number, intervals not shrinking, the RTO doubling",
-        f"server.pcap: {len(fins_srv)} FINs, seq {seqs}, intervals {gaps} s",
-        ok, {"fin_count": len(fins_srv), "fin_seqs": seqs, "fin_times": times, "intervals_s": gaps}))
+        ">= 3 FINs from the server with one sequence number; "
+        + ("after the tail-loss probe, " if tlp else "") + "RTO intervals not shrinking, the RTO doubling",
+        f"server.pcap: {len(fins_srv)} FINs, seq {seqs}, intervals {gaps} s"
+        + (f" (the first is the tail-loss probe's wait; RTO gaps {rto_gaps})" if tlp else ""),
+        ok, {"fin_count": len(fins_srv), "fin_seqs": seqs, "fin_times": times, "intervals_s": gaps,
+             "rto_intervals_s": rto_gaps, "tail_loss_probe": tlp}))
 
     # 3. TIME-WAIT acknowledges every FIN that reaches the client
     # each FIN's answer must leave before the next FIN arrives (a later ACK answers a later FIN)
