@@ -241,8 +241,10 @@ class _Cpio:
         return b"".join(self.parts)
 
 
-# stage 1: busybox, in the initramfs. Mounts the host's / read-only with a tmpfs overlay on top,
-# the control share at /run/twlab-vm/ctl of the new root, and hands over to stage 2 there.
+# stage 1: busybox, in the initramfs. Mounts the host's / read-only with a tmpfs overlay on top
+# and the control share at /run/twlab-vm/ctl of the new root, then sources the run's own
+# mounts.sh from there (busybox again: the host's mount, loaded over 9p under TCG, costs ~0.4 s a
+# call), which ends in switch_root to stage2.sh.
 INIT = r"""#!/bin/busybox sh
 export PATH=/bin
 fail() { echo "@@twlab-vm:fail $*@@"; echo o > /proc/sysrq-trigger; sleep 10; }
@@ -255,11 +257,11 @@ mount -t overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work overlay 
 mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /newroot/run || fail "tmpfs /run"
 mkdir -p /newroot/run/twlab-vm/ctl /newroot/run/netns
 mount -t 9p -o "$o" twlabctl /newroot/run/twlab-vm/ctl || fail "mounting the control share"
-[ -f /newroot/run/twlab-vm/ctl/stage2.sh ] || fail "no stage2.sh in the control share"
-umount /proc /sys /dev
-exec switch_root /newroot /bin/sh /run/twlab-vm/ctl/stage2.sh
-fail "switch_root"
+[ -f /newroot/run/twlab-vm/ctl/mounts.sh ] || fail "no mounts.sh in the control share"
+. /newroot/run/twlab-vm/ctl/mounts.sh
+fail "mounts.sh returned"
 """
+INITRD_VERSION = 2          # bump when INIT or APPLETS change: a cached initrd is rebuilt
 
 APPLETS = ("sh", "mount", "umount", "mkdir", "insmod", "cat", "echo", "sleep", "switch_root")
 
@@ -305,6 +307,17 @@ def _ready(d: Path) -> dict | None:
     return None
 
 
+def _write_initrd(d: Path, info: dict, **extra) -> None:
+    """(Re)build d/initrd and record its version in d/kernel.json, each replaced atomically (a
+    VM booting meanwhile reads the old or the new file, whole)."""
+    data = _build_initrd(d / info["modules"], find_busybox())
+    (d / "initrd.tmp").write_bytes(data)
+    (d / "initrd.tmp").rename(d / "initrd")
+    info = {**info, **extra, "initrd_version": INITRD_VERSION}
+    (d / "kernel.json.tmp").write_text(json.dumps(info, indent=2) + "\n")
+    (d / "kernel.json.tmp").rename(d / "kernel.json")
+
+
 def prepare(kernel: str = "debian-12", progress: Callable[[str], None] = print) -> Path:
     """The cache directory of *kernel*, set up the first time (download, extract, build).
 
@@ -312,8 +325,17 @@ def prepare(kernel: str = "debian-12", progress: Callable[[str], None] = print) 
     (``root/``, whose lib/modules the VM binds at /lib/modules)."""
     spec = kernel_spec(kernel)
     d = cache_dir(kernel)
-    if _ready(d):
+    info = _ready(d)
+    if info and info.get("initrd_version") == INITRD_VERSION:
         return d
+    if info:                             # this lab/vm.py boots differently: a new initramfs only
+        with _locked(CACHE / f"{spec.name}.lock"):
+            info = _ready(d)
+            if info and info.get("initrd_version") != INITRD_VERSION:
+                progress(f"vm: rebuilding the {kernel} initramfs (version {INITRD_VERSION})")
+                _write_initrd(d, info)
+        if info:
+            return d
     find_busybox()                       # fail early, before a 70 MB download
     if shutil.which(QEMU) is None:
         raise EnvError(f"{QEMU} not found: install qemu-system-x86 (scripts/setup does) to run a stock kernel")
@@ -322,7 +344,10 @@ def prepare(kernel: str = "debian-12", progress: Callable[[str], None] = print) 
             raise EnvError(f"{tool} not found: the {kernel} kernel is fetched and unpacked as a Debian "
                            "package" + (" (install kmod)" if tool == "depmod" else ""))
     with _locked(CACHE / f"{spec.name}.lock"):
-        if _ready(d):                    # another process prepared it while we waited
+        info = _ready(d)
+        if info:                         # another process prepared it while we waited
+            if info.get("initrd_version") != INITRD_VERSION:
+                _write_initrd(d, info)
             return d
         t0 = time.monotonic()
         progress(f"vm: first-time setup of the {kernel} kernel in {d} (later runs reuse it)")
@@ -349,11 +374,9 @@ def prepare(kernel: str = "debian-12", progress: Callable[[str], None] = print) 
             vmlinux = decompress_vmlinuz((work / "root" / "boot" / f"vmlinuz-{release}").read_bytes())
             (work / "vmlinux").write_bytes(vmlinux)
             progress(f"vm: [5/5] building the initramfs (busybox-static + {', '.join(INITRD_MODULES)})")
-            (work / "initrd").write_bytes(_build_initrd(moddirs[0], find_busybox()))
             info = {"kernel": kernel, "package": package, "version": version, "release": release,
-                    "modules": f"root/lib/modules/{release}", "prepared": time.time(),
-                    "setup_s": round(time.monotonic() - t0, 1)}
-            (work / "kernel.json").write_text(json.dumps(info, indent=2) + "\n")
+                    "modules": f"root/lib/modules/{release}", "prepared": time.time()}
+            _write_initrd(work, info, setup_s=round(time.monotonic() - t0, 1))
             work.rename(d)
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -368,35 +391,41 @@ ENV = {"HOME": "/root", "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/b
        "LANG": "C.UTF-8", "TERM": "dumb", "PYTHONUNBUFFERED": "1", "TWLAB_IN_VM": "1"}
 
 
-def _stage2(release: str, modules: Path, config: Path, artifacts: Path, argv: list[str]) -> str:
+def _mounts(release: str, modules: Path, config: Path, artifacts: Path) -> str:
+    """The rest of stage 1 for this run (busybox sh, sourced by the initramfs's init)."""
+    r = lambda p: shlex.quote(f"/newroot{p}")       # noqa: E731 - a path inside the new root
+    return f"""# twlab VM: this run's mounts, then stage 2 on the overlay root
+mount -t proc proc /newroot/proc || fail "mounting /proc"
+mount -t sysfs sysfs /newroot/sys || fail "mounting /sys"
+mount -t devtmpfs devtmpfs /newroot/dev || fail "mounting /dev"
+mkdir -p /newroot/dev/pts /newroot/dev/shm
+mount -t devpts devpts /newroot/dev/pts && mount -t tmpfs tmpfs /newroot/dev/shm || fail "/dev/pts, /dev/shm"
+mount -t tmpfs tmpfs /newroot/tmp || fail "tmpfs /tmp"
+mkdir -p /newroot/lib/modules/{release} {r(artifacts)} /newroot/boot
+mount -o bind {r(modules)} /newroot/lib/modules/{release} || fail "binding the kernel's modules"
+: > /newroot/boot/config-{release} && mount -o bind {r(config)} /newroot/boot/config-{release} || fail "the kernel's config (CONFIG_HZ) at /boot"
+mount -t 9p -o trans=virtio,version=9p2000.L,msize={MSIZE} twlabout {r(artifacts)} || fail "mounting the artifacts share"
+echo 1 > /proc/sys/kernel/printk
+umount /proc /sys /dev
+exec switch_root /newroot /bin/sh /run/twlab-vm/ctl/stage2.sh
+"""
+
+
+def _stage2(argv: list[str]) -> str:
+    """Stage 2: the host's own /bin/sh on the overlay root runs the command, then powers off."""
     q = shlex.quote
     exports = "\n".join(f"export {k}={q(v)}" for k, v in ENV.items())
     return f"""#!/bin/sh
-# stage 2 of the twlab VM: the host's own /bin/sh, on the overlay root
+# twlab VM, stage 2: one command, then power off
 ctl=/run/twlab-vm/ctl
-fail() {{ echo "@@twlab-vm:fail $*@@"; echo o > /proc/sysrq-trigger; sleep 10; }}
-mount -t proc proc /proc || fail "mounting /proc"
-mount -t sysfs sysfs /sys || fail "mounting /sys"
-mount -t devtmpfs devtmpfs /dev || fail "mounting /dev"
-mkdir -p /dev/pts /dev/shm
-mount -t devpts devpts /dev/pts
-mount -t tmpfs tmpfs /dev/shm
-mount -t tmpfs tmpfs /tmp
-mkdir -p /lib/modules/{release} {q(str(artifacts))}
-mount --bind {q(str(modules))} /lib/modules/{release} || fail "binding the kernel's modules"
-mkdir -p /boot && cp {q(str(config))} /boot/ || fail "copying the kernel's config (CONFIG_HZ) to /boot"
-mount -t 9p -o trans=virtio,version=9p2000.L,msize={MSIZE} twlabout {q(str(artifacts))} || fail "mounting the artifacts share"
-ip link set lo up
-echo 1 > /proc/sys/kernel/printk
 {exports}
-cd {q(str(REPO))} || fail "no {REPO} in the VM"
+cd {q(str(REPO))} || {{ echo "@@twlab-vm:fail no {REPO} in the VM@@"; echo o > /proc/sysrq-trigger; }}
 echo "{START}"
 {" ".join(q(a) for a in argv)} </dev/null >"$ctl/stdout"
 rc=$?
 echo "$rc" > "$ctl/rc"
 echo "{EXIT}$rc@@"
 sync
-umount {q(str(artifacts))}
 echo o > /proc/sysrq-trigger
 sleep 10
 """
@@ -445,8 +474,10 @@ def run_command(kernel: str, argv: list[str], artifacts: Path,
     t0 = time.monotonic()
     marks: dict[str, float] = {}
     try:
-        (ctl / "stage2.sh").write_text(_stage2(info["release"], d / info["modules"],
-                                               d / "root" / "boot" / f"config-{info['release']}", artifacts, argv))
+        release = info["release"]
+        (ctl / "mounts.sh").write_text(_mounts(release, d / info["modules"],
+                                               d / "root" / "boot" / f"config-{release}", artifacts))
+        (ctl / "stage2.sh").write_text(_stage2(argv))
         shares = [("twlabroot", "/", True), ("twlabctl", str(ctl), False), ("twlabout", str(artifacts), False)]
         qemu = [QEMU, *QEMU_ARGS, "-kernel", str(d / "vmlinux"), "-initrd", str(d / "initrd"),
                 "-append", APPEND, "-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con"]

@@ -92,12 +92,13 @@ def test_busybox_must_be_static(tmp_path):
     assert vm._is_static(tmp_path / "script") is False
 
 
-def test_stage2_quotes_paths_and_runs_one_command():
-    text = vm._stage2("6.1.0-1-amd64", Path("/c/m"), Path("/c/config"), Path("/tmp/a b"),
-                      ["/r/.venv/bin/python", "/r/.venv/bin/invoke", "run", "it's"])
-    assert "'/tmp/a b'" in text and "'it'\"'\"'s'" in text
-    assert text.count("/proc/sysrq-trigger") == 2          # fail() and the end
-    assert vm.START in text and vm.EXIT in text
+def test_run_scripts_quote_paths_and_run_one_command():
+    mounts = vm._mounts("6.1.0-1-amd64", Path("/c/m"), Path("/c/config"), Path("/tmp/a b"))
+    assert "'/newroot/tmp/a b'" in mounts and mounts.rstrip().endswith("/run/twlab-vm/ctl/stage2.sh")
+    assert "mount -o bind /newroot/c/m /newroot/lib/modules/6.1.0-1-amd64" in mounts
+    stage2 = vm._stage2(["/r/.venv/bin/python", "/r/.venv/bin/invoke", "run", "it's"])
+    assert "'it'\"'\"'s'" in stage2 and "/proc/sysrq-trigger" in stage2
+    assert vm.START in stage2 and vm.EXIT in stage2
 
 
 def test_unknown_kernel():
