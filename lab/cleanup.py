@@ -133,6 +133,9 @@ def clean(lab_id: str | None = None, keep: set[str] | None = None) -> Leftovers:
                 removed.containers.append(ctr.name)
             except NotFound:
                 pass
+            except APIError as exc:
+                if exc.status_code != 409:      # 409: someone else is removing it right now
+                    raise
         for net in dc.networks.list(filters=flt):
             if net.attrs.get("Labels", {}).get(LABEL) in keep:
                 continue

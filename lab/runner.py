@@ -154,6 +154,9 @@ def _one(job: dict[str, Any]) -> dict[str, Any]:
     except KeyboardInterrupt as exc:
         return {"run": job["run"], "verdict": "error", "error": f"interrupted ({exc})", "exit_code": 130,
                 "artifacts": str(job["artifacts"])}
+    except Exception as exc:   # a bug or a library's surprise: one instance's error, not the batch's
+        return {"run": job["run"], "verdict": "error", "exit_code": 2, "artifacts": str(job["artifacts"]),
+                "error": f"{type(exc).__name__}: {exc}"}
     return {"run": job["run"], "verdict": report["verdict"], "error": report["error"],
             "backend": report["backend"], "duration_s": report["duration_s"],
             "failed_checks": [c["name"] for c in report["checks"] if not c["passed"]],
