@@ -144,9 +144,13 @@ class Lab:
         self.backend = cls(self.lab_id, self.progress)
         from . import cleanup
 
-        gone = cleanup.clean_dead()                 # what killed runs left behind
-        if gone:
-            self.progress(f"removed leftovers of killed runs: {', '.join(gone.lines())}")
+        try:
+            gone = cleanup.clean_dead()             # what killed runs left behind
+        except Exception as exc:                    # theirs, not ours: say so and go on
+            self.progress(f"could not remove leftovers of killed runs ({exc}); `invoke clean` will")
+        else:
+            if gone:
+                self.progress(f"removed leftovers of killed runs: {', '.join(gone.lines())}")
         cleanup.register(self.lab_id, self.backend.name, persistent=self.persistent)
         topo = load(self.compose)                                    # validate before making anything
         for s in self.requested_sysctls:
