@@ -58,8 +58,11 @@ def reread(report: dict, artifacts, timestamps: bool) -> None:
     rst = [s for s in at_client if s.sport == PORT_B and s.has("RST") and syns[0].t < s.t < syns[1].t]
     assert rst, "the old incarnation was not aborted with RST"
     # it arrives exactly at the new RCV.NXT: the client's new bytes before it end at its seq
+    # (the capture may miss some bulk segments under load - tcpdump drops, the kernel does not -
+    # so the captured ones must end at or before it, and the client's own count must meet it)
     new_data = [s for s in at_server if s.sport == PORT_B and s.length and syns[1].t < s.t < again.t]
-    assert max((s.seq + s.length) % M32 for s in new_data) == again.seq
+    assert new_data
+    assert all((again.seq - (s.seq + s.length)) % M32 < 1 << 31 for s in new_data)
     assert (again.seq - syns[1].seq - 1) % M32 == report["facts"]["b"]["client_sent_before"]
     reply = next(s for s in at_server if s.sport == PORT and s.dport == PORT_B and s.t >= again.t)
     counters = report["counters"]["server"]
