@@ -461,14 +461,28 @@ def run_command(kernel: str, argv: list[str], artifacts: Path,
     path, so pass it to the command as ``--artifacts``. Returns (exit code, the command's stdout);
     its stderr streams through *progress*, line by line, as it runs. The whole serial console
     (boot included) is saved as ARTIFACTS/vm-console.log. Raises EnvError when the VM cannot be
-    prepared or booted, or does not finish within *timeout_s* (qemu is killed)."""
+    prepared or booted, or does not finish within *timeout_s* (qemu is killed). SIGTERM and
+    SIGHUP stop it like Ctrl-C (qemu killed, control directory removed); qemu dies with this
+    process even on SIGKILL (parent-death signal)."""
+    from .runner import interrupts_as_exceptions
+
+    main = threading.current_thread() is threading.main_thread()
+    with interrupts_as_exceptions() if main else contextlib.nullcontext():
+        return _run_command(kernel, argv, artifacts, progress, timeout_s)
+
+
+def _run_command(kernel: str, argv: list[str], artifacts: Path, progress: Callable[[str], None],
+                 timeout_s: float) -> tuple[int, str]:
+    from .netns import tied
+
     d = prepare(kernel, progress)
     info = _ready(d) or {}
     if shutil.which(QEMU) is None:
         raise EnvError(f"{QEMU} not found: install qemu-system-x86 (scripts/setup does) to run a stock kernel")
     artifacts = Path(artifacts).resolve()
     artifacts.mkdir(parents=True, exist_ok=True)
-    ctl = Path(tempfile.mkdtemp(prefix="twlab-vm-"))
+    _remove_stale_control_dirs()
+    ctl = Path(tempfile.mkdtemp(prefix=f"twlab-vm-{os.getpid()}-"))
     console: list[str] = []
     proc: subprocess.Popen | None = None
     t0 = time.monotonic()
@@ -487,7 +501,7 @@ def run_command(kernel: str, argv: list[str], artifacts: Path,
                      "-device", f"virtio-9p-pci,fsdev=fs{i},mount_tag={tag}"]
         progress(f"vm: booting {info.get('package', kernel)} {info.get('version', '')} under qemu (TCG): "
                  f"{' '.join(shlex.quote(Path(a).name if a.startswith(str(REPO)) else a) for a in argv)}")
-        proc = subprocess.Popen(qemu, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        proc = subprocess.Popen(tied(qemu), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
         def read() -> None:
@@ -536,6 +550,14 @@ def run_command(kernel: str, argv: list[str], artifacts: Path,
         shutil.rmtree(ctl, ignore_errors=True)
         with contextlib.suppress(OSError):
             (artifacts / "vm-console.log").write_text("\n".join(console) + "\n")
+
+
+def _remove_stale_control_dirs() -> None:
+    """Control directories of runs that were SIGKILLed (their qemu died with them)."""
+    for path in Path(tempfile.gettempdir()).glob("twlab-vm-*-*"):
+        pid = path.name.split("-")[2]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _last(console: list[str]) -> str:
