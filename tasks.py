@@ -422,12 +422,16 @@ def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None,
     from lab.shaping import parse_shape
     from scenarios import get
 
-    get(scenario)                                     # usage errors here, before booting anything
+    from lab.shaping import UNUSED
+
+    mod = get(scenario)                               # usage errors here, before booting anything
     labvm.kernel_spec(kernel)
     for text in sysctl or []:
         parse_sysctl(text)
     for text in shape or []:
         parse_shape(text)
+    if shape and mod.SHAPING == UNUSED:
+        raise Exit(f"twlab: {scenario} runs without link shaping; drop --shape", code=2)
     try:
         timeout_s = float(timeout)
     except ValueError:
