@@ -400,7 +400,6 @@ mount -t sysfs sysfs /newroot/sys || fail "mounting /sys"
 mount -t devtmpfs devtmpfs /newroot/dev || fail "mounting /dev"
 mkdir -p /newroot/dev/pts /newroot/dev/shm
 mount -t devpts devpts /newroot/dev/pts && mount -t tmpfs tmpfs /newroot/dev/shm || fail "/dev/pts, /dev/shm"
-mount -t tmpfs tmpfs /newroot/tmp || fail "tmpfs /tmp"
 mkdir -p /newroot/lib/modules/{release} {r(artifacts)} /newroot/boot
 mount -o bind {r(modules)} /newroot/lib/modules/{release} || fail "binding the kernel's modules"
 : > /newroot/boot/config-{release} && mount -o bind {r(config)} /newroot/boot/config-{release} || fail "the kernel's config (CONFIG_HZ) at /boot"
