@@ -43,6 +43,17 @@ class Evidence:
         return out
 
     @classmethod
+    def from_record(cls, doc: dict[str, Any]) -> "Evidence":
+        """Evidence kept as JSON (packets, timeline, counters, sysctls, addresses, faults, facts,
+        hz, options): how recorded runs are judged again, e.g. by the unit tests."""
+        return cls(packets={h: [Segment(**s) for s in segs] for h, segs in doc["packets"].items()},
+                   timeline=[Event(e["t"], e["host"], e["kind"], e["text"], e["data"])
+                             for e in doc["timeline"]],
+                   counters=doc["counters"], sysctls=doc["sysctls"], addresses=doc["addresses"],
+                   faults=doc["faults"], facts=doc["facts"], hz=doc.get("hz"),
+                   options=doc.get("options", {}))
+
+    @classmethod
     def load(cls, artifacts: Path, hosts: list[str], **kw: Any) -> "Evidence":
         packets = {h: read_pcap(artifacts / f"{h}.pcap") for h in hosts}
         return cls(packets=packets, **kw)

@@ -8,8 +8,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from lab.evidence import Evidence
-from lab.packets import Segment
-from lab.timeline import Event
 from scenarios import restart_reuseaddr as sc
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "scenarios"
@@ -17,10 +15,7 @@ DATA = Path(__file__).resolve().parent.parent / "data" / "scenarios"
 
 def evidence(name: str = "restart-reuseaddr") -> Evidence:
     doc = json.loads((DATA / f"{name}.json").read_text())
-    return Evidence(packets={h: [Segment(**s) for s in segs] for h, segs in doc["packets"].items()},
-                    timeline=[Event(e["t"], e["host"], e["kind"], e["text"], e["data"]) for e in doc["timeline"]],
-                    counters=doc["counters"], sysctls=doc["sysctls"], addresses=doc["addresses"],
-                    faults=doc["faults"], facts=doc["facts"], hz=doc["hz"], options=doc["options"])
+    return Evidence.from_record(doc)
 
 
 def failed(ev: Evidence) -> set[str]:
