@@ -31,6 +31,8 @@ from lab.evidence import Evidence
 from lab.shaping import OPTIONAL
 from lab.verdict import Check
 
+from ._steps import client_closes_first
+
 NAME = "lost-ack"
 INTENT = "the final ACK is lost; TIME-WAIT re-ACKs each retransmitted FIN and restarts its 2MSL timer"
 SHAPING = OPTIONAL
@@ -47,20 +49,8 @@ CITE_TW_LEN = "FACTS.md §1: Linux TIME-WAIT is TCP_TIMEWAIT_LEN = 60 s (BSD 2MS
 
 
 def run(lab: Lab) -> dict:
-    server, client = lab.peer("server"), lab.peer("client")
-    srv_addr = lab.host("server").address
 
-    server.listen("L", PORT)
-    client.connect("c", srv_addr, PORT)
-    server.accept("L", as_="conn")
-    client.send("c", b"hello")
-    server.recv("conn")
-
-    client.close("c")                                            # client closes first: FIN ->
-    lab.wait_for("the client's FIN to arrive (server CLOSE_WAIT)",
-                 lambda: lab.sockets("server", {"CLOSE_WAIT"}), timeout_s=5)
-    lab.wait_for("the server's ACK of that FIN (client no longer FIN_WAIT1)",
-                 lambda: not lab.sockets("client", {"FIN_WAIT1"}), timeout_s=5)
+    server, client = client_closes_first(lab, PORT)            # ... FIN ->, <- ACK: FIN_WAIT2
 
     lab.faults.drop("lost-ack", lab.host("client"), lab.host("server"), flags="ack")
     server.shutdown("conn", "wr")                                # <- FIN, server LAST_ACK

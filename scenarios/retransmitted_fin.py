@@ -47,6 +47,8 @@ from lab.shaping import OPTIONAL
 from lab.timerwheel import max_late_s
 from lab.verdict import Check
 
+from ._steps import client_closes_first
+
 NAME = "retransmitted-fin"
 INTENT = ("every final ACK is lost; the orphaned server retransmits its FIN (TLP, then RTO doubling) "
           "and gives up silently when tcp_orphan_retries' time budget is spent")
@@ -109,21 +111,9 @@ def _orphan_budget(ev_or_lab_sysctl: str | None) -> tuple[int, int, int]:
 
 
 def run(lab: Lab) -> dict:
-    server, client = lab.peer("server"), lab.peer("client")
-    srv_addr = lab.host("server").address
     _, _, budget_ms = _orphan_budget(lab.sysctls["server"].get("net.ipv4.tcp_orphan_retries"))
 
-    server.listen("L", PORT)
-    client.connect("c", srv_addr, PORT)
-    server.accept("L", as_="conn")
-    client.send("c", b"hello")
-    server.recv("conn")
-
-    client.close("c")                                            # client closes first: FIN ->
-    lab.wait_for("the client's FIN to arrive (server CLOSE_WAIT)",
-                 lambda: lab.sockets("server", {"CLOSE_WAIT"}), timeout_s=5)
-    lab.wait_for("the server's ACK of that FIN (client no longer FIN_WAIT1)",
-                 lambda: not lab.sockets("client", {"FIN_WAIT1"}), timeout_s=5)
+    server, client = client_closes_first(lab, PORT)            # ... FIN ->, <- ACK: FIN_WAIT2
 
     lab.faults.drop("client-acks", lab.host("client"), lab.host("server"), flags="ack")
     closed = server.close("conn")                                # <- FIN; the socket is orphaned
