@@ -50,7 +50,7 @@ CITE_TW_LEN = "FACTS.md §1: Linux TIME-WAIT is TCP_TIMEWAIT_LEN = 60 s (BSD 2MS
 
 def run(lab: Lab) -> dict:
 
-    server, client = client_closes_first(lab, PORT)            # ... FIN ->, <- ACK: FIN_WAIT2
+    server, _client = client_closes_first(lab, PORT)           # ... FIN ->, <- ACK: FIN_WAIT2
 
     lab.faults.drop("lost-ack", lab.host("client"), lab.host("server"), flags="ack")
     server.shutdown("conn", "wr")                                # <- FIN, server LAST_ACK

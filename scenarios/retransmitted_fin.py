@@ -113,7 +113,7 @@ def _orphan_budget(ev_or_lab_sysctl: str | None) -> tuple[int, int, int]:
 def run(lab: Lab) -> dict:
     _, _, budget_ms = _orphan_budget(lab.sysctls["server"].get("net.ipv4.tcp_orphan_retries"))
 
-    server, client = client_closes_first(lab, PORT)            # ... FIN ->, <- ACK: FIN_WAIT2
+    server, _client = client_closes_first(lab, PORT)           # ... FIN ->, <- ACK: FIN_WAIT2
 
     lab.faults.drop("client-acks", lab.host("client"), lab.host("server"), flags="ack")
     closed = server.close("conn")                                # <- FIN; the socket is orphaned
