@@ -42,7 +42,9 @@ def list_scenarios(c):
     from scenarios import catalog
 
     for name, mod in catalog().items():
-        print(f"{name:<24} {mod.INTENT}  [shaping: {mod.SHAPING}]")
+        own = getattr(mod, "SHAPE", ())
+        print(f"{name:<24} {mod.INTENT}  [shaping: {mod.SHAPING}"
+              + (f"; its link unless --shape: {' '.join(own)}" if own else "") + "]")
 
 
 @task(

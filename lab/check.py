@@ -451,6 +451,10 @@ def _scenario_entry(mod, res: dict[str, Any], report: dict[str, Any] | None, job
     entry: dict[str, Any] = {"scenario": job["name"], "artifacts": str(job["artifacts"]),
                              "sysctls_requested": res.get("sysctls_requested", [])}
     error = res.get("error")
+    if res.get("verdict") == "skipped":         # lab.runner: NetemMissing
+        reason = res.get("reason") or ""
+        entry.update(verdict="skipped", reason=reason.split(_NETEM_MISSING, 1)[-1])
+        return entry
     if res.get("verdict") == "error":
         if mod.SHAPING == REQUIRED and error and _NETEM_MISSING in error:
             entry.update(verdict="skipped", reason=error.split(_NETEM_MISSING, 1)[1])

@@ -42,6 +42,8 @@ REPORTED_SYSCTLS = (
 )
 
 
+ROUTER_SNAPLEN = 256     # bytes of each packet the router's capture keeps (headers and options)
+
 # values the kernel accepts but that mean nothing (several of these are plain proc_dointvec
 # without bounds, so the kernel stores 7 in tcp_rfc1337 without a word): refused up front
 SYSCTL_RANGES: dict[str, tuple[int, int | None, str]] = {
@@ -101,6 +103,8 @@ class Lab:
         self.persistent = persistent          # an `invoke up` lab: outlives this process
         self.shaping = list(shaping)
         self.options: dict = {}               # run options a scenario may read (e.g. strict_rfc)
+        self.facts: dict = {}                 # what a scenario recorded as it went: judged even
+                                              # when a later step times out
         self.lab_id = secrets.token_hex(3)
         self.timeline = Timeline()
         self.backend: Backend | None = None
@@ -213,8 +217,11 @@ class Lab:
             for name, host in self.hosts.items():
                 nets = list(host.addresses)
                 iface, link = (host.ifname(nets[0]), None) if len(nets) == 1 else ("any", "LINUX_SLL2")
+                # the router's capture (both its interfaces, every packet twice) keeps headers only:
+                # smaller ring frames, so a burst does not overflow it; checks read the ends' pcaps
                 self.captures[name] = Capture(host.nspath, iface, self.artifacts / f"{name}.pcap",
-                                              link_type=link).start()
+                                              link_type=link,
+                                              snaplen=ROUTER_SNAPLEN if host.spec.forwards else 0).start()
             if router is not None:
                 self.faults = Faults(self.hosts[router.name], self.timeline,
                                      self.artifacts / "faults.pcap").start()
@@ -224,12 +231,44 @@ class Lab:
         self.t0 = time.time()
         self.timings["start_s"] = time.monotonic() - t_start
 
-    def _apply_shaping(self, router) -> None:
+    def add_shaping(self, shapings: list[shaping.Shaping]) -> None:
+        """Shape the running lab's path (a scenario's own link profile); like --shape, it needs
+        netem."""
+        if not self.netem[0]:
+            raise EnvError(f"link shaping was asked for, but {self.netem[1]}")
+        for sh in shapings:
+            self.topology.host(sh.src), self.topology.host(sh.dst)
+        self._apply_shaping(self.topology.router, shapings)
+        self.shaping += list(shapings)
+
+    def reshape(self, src: str, dst: str, profile: shaping.LinkProfile) -> None:
+        """Change the netem profile of one shaped direction while the lab runs (e.g. turn loss on
+        after the connections are open); the timeline notes it."""
+        for i, sh in enumerate(self.shaping):
+            if (sh.src, sh.dst) == (src, dst):
+                break
+        else:
+            raise UsageError(f"{src}->{dst} is not shaped in this lab")
+        new = shaping.Shaping(src, dst, profile)
+        self._apply_shaping(self.topology.router, [new])
+        self.note(self.topology.router.name, f"link {new}")
+
+    def link(self, src: str, dst: str) -> dict | None:
+        """The netem qdisc shaping packets from *src* to *dst*, as the kernel reports it (None
+        when that direction is not shaped)."""
+        router = self.topology.router if self.topology else None
+        if router is None:
+            return None
+        rhost, dhost = self.hosts[router.name], self.hosts[dst]
+        net = next((n for n in dhost.addresses if n in rhost.addresses), None)
+        return shaping.read_back(rhost, rhost.ifname(net)) if net else None
+
+    def _apply_shaping(self, router, shapings: list[shaping.Shaping] | None = None) -> None:
         """Each direction is shaped on the router's interface toward its destination."""
         if router is None:
             raise UsageError("shaping needs a router host (a service with net.ipv4.ip_forward: 1)")
         rhost = self.hosts[router.name]
-        for sh in self.shaping:
+        for sh in (self.shaping if shapings is None else shapings):
             dst = self.hosts[sh.dst]
             net = next((n for n in dst.addresses if n in rhost.addresses), None)
             if net is None or sh.dst == router.name:

@@ -3,7 +3,9 @@
     LabError                      base class; `exit_code` is what the CLI exits with
     ├── UsageError                bad input: unknown scenario, host, sysctl, flag value (exit 2)
     ├── EnvError                  the machine cannot run the lab: no root, no tool, no daemon (exit 2)
-    │   └── ImageError            the host image cannot be found or built
+    │   ├── ImageError            the host image cannot be found or built
+    │   └── NetemMissing          a scenario needs link shaping and this kernel has no sch_netem
+    │                             (`run all` and `check` list it as skipped, with the reason)
     ├── TopologyError             compose.yaml cannot be read or does not describe a lab (exit 2)
     ├── BackendError              bringing hosts up or down failed (exit 2)
     │   └── SubnetTaken           a subnet is in use: the lab picks others, up to 5 times
@@ -22,6 +24,7 @@ __all__ = [
     "UsageError",
     "EnvError",
     "ImageError",
+    "NetemMissing",
     "TopologyError",
     "BackendError",
     "SubnetTaken",
@@ -46,6 +49,10 @@ class EnvError(LabError):
 
 class ImageError(EnvError):
     """The host image cannot be found or built."""
+
+
+class NetemMissing(EnvError):
+    """A scenario needs netem shaping and this kernel lacks sch_netem."""
 
 
 class TopologyError(LabError):

@@ -27,6 +27,12 @@ class Evidence:
     hz: int | None = None
     timer_samples: dict[str, list[tuple]] = field(default_factory=dict)  # Sampler.series
     options: dict[str, Any] = field(default_factory=dict)   # run options, e.g. strict_rfc
+    captures: dict[str, dict[str, int]] = field(default_factory=dict)  # host -> tcpdump's counts
+
+    def capture_drops(self) -> dict[str, int]:
+        """Hosts whose tcpdump says the kernel dropped packets before it read them: their pcap
+        misses segments, so a segment absent from it was not necessarily lost on the wire."""
+        return {h: c["dropped"] for h, c in self.captures.items() if c.get("dropped")}
 
     def due_times(self, host: str, t: float, until: float, state: str = "TIME_WAIT"
                   ) -> list[tuple[float, float]]:
@@ -51,7 +57,7 @@ class Evidence:
                              for e in doc["timeline"]],
                    counters=doc["counters"], sysctls=doc["sysctls"], addresses=doc["addresses"],
                    faults=doc["faults"], facts=doc["facts"], hz=doc.get("hz"),
-                   options=doc.get("options", {}))
+                   options=doc.get("options", {}), captures=doc.get("captures", {}))
 
     @classmethod
     def load(cls, artifacts: Path, hosts: list[str], **kw: Any) -> "Evidence":

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dpkt
 
-__all__ = ["Segment", "read_pcap", "flag_names"]
+__all__ = ["Segment", "read_pcap", "flag_names", "match_arrivals"]
 
 _FLAGS = [(dpkt.tcp.TH_SYN, "SYN"), (dpkt.tcp.TH_FIN, "FIN"), (dpkt.tcp.TH_RST, "RST"),
           (dpkt.tcp.TH_PUSH, "PSH"), (dpkt.tcp.TH_ACK, "ACK"), (dpkt.tcp.TH_URG, "URG")]
@@ -59,6 +59,39 @@ class Segment:
         d.pop("payload")
         d.pop("ip")
         return d
+
+
+def match_arrivals(sent: list, received: list, skew_s: float = 0.001) -> dict[int, float | None]:
+    """When each of *sent* arrived, as seen in *received* (another capture on the same clock):
+    ``{id(segment): time or None}``, None meaning lost on the way. Copies are matched by wire
+    identity (Segment.same_wire: TSval included) and in time order: a copy arrives after its
+    segment was sent and before the next identical segment was sent. Identical segments are
+    common: RSTs carry no timestamps, so two RSTs answering two copies of a FIN are the same bytes,
+    and only the order of sending tells which one a copy belongs to."""
+    def wire(s) -> tuple:
+        return (s.src, s.sport, s.dst, s.dport, s.flags, s.seq, s.ack, s.length, s.tsval)
+
+    copies: dict[tuple, list[float]] = {}
+    for s in received:
+        copies.setdefault(wire(s), []).append(s.t)
+    sends: dict[tuple, list] = {}
+    for s in sent:
+        sends.setdefault(wire(s), []).append(s)
+    out: dict[int, float | None] = {}
+    for key, group in sends.items():
+        group.sort(key=lambda s: s.t)
+        times = sorted(copies.get(key, []))
+        j = 0
+        for i, s in enumerate(group):
+            nxt = group[i + 1].t if i + 1 < len(group) else float("inf")
+            while j < len(times) and times[j] < s.t - skew_s:
+                j += 1                      # a copy from before this send: nobody's
+            if j < len(times) and times[j] < nxt:
+                out[id(s)] = times[j]
+                j += 1
+            else:
+                out[id(s)] = None
+    return out
 
 
 def _nflog(buf: bytes) -> tuple[bytes | None, str | None, float | None]:

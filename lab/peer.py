@@ -8,7 +8,9 @@ It reads one JSON command per line on stdin and answers one JSON line on stdout:
 
 Operations: socket, bind, listen, accept, connect, send, recv, shutdown, close, info, exit;
 blast and drain move many bytes without carrying them over the pipe, in a recognisable pattern
-("OLD-"), and count markers in what was read.
+("OLD-"), and count markers in what was read. For many connections at once: connect_many (opens
+them concurrently), accept_many, close_many, and close_on_eof (what a plain server does: close
+each connection when its peer's FIN has been read).
 Sockets are named by the caller. The program uses only the standard library, so it runs with the
 python3 of any host image, and is sent as source (``python3 -u -c``), not installed.
 """
@@ -132,6 +134,104 @@ def op_close(cmd):
     state = tcp_state(s)
     s.close()
     return {"state_before": state}
+
+
+def op_connect_many(cmd):
+    """Open *count* connections at once (non-blocking connects), named PREFIX0, PREFIX1, ...; wait
+    until each has connected or failed, or *timeout_s*. Per connection: name, local address, when
+    connect() was called and when it completed (a lost SYN or SYN-ACK costs a retransmission)."""
+    prefix, n = cmd.get("prefix", "c"), int(cmd["count"])
+    addr = (cmd["addr"], int(cmd["port"]))
+    pending, out = {}, {}
+    for i in range(n):
+        name = "%s%d" % (prefix, i)
+        s = new_socket(dict(cmd, sock=name))
+        s.setblocking(False)
+        started = time.time()
+        rc = s.connect_ex(addr)
+        if rc not in (0, errno.EINPROGRESS):
+            out[name] = {"name": name, "started": started, "errno": rc,
+                         "error": errno.errorcode.get(rc, str(rc))}
+            continue
+        out[name] = {"name": name, "started": started, "local": list(s.getsockname())}
+        pending[s.fileno()] = name
+    deadline = time.time() + float(cmd.get("timeout_s", 30))
+    while pending and time.time() < deadline:
+        _, ready, _ = select.select([], list(pending), [], max(0.0, deadline - time.time()))
+        now = time.time()
+        for fd in ready:
+            name = pending.pop(fd)
+            rc = socks[name].getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            out[name]["done"] = now
+            if rc:
+                out[name].update(errno=rc, error=errno.errorcode.get(rc, str(rc)))
+    for fd, name in pending.items():
+        out[name]["error"] = "pending"
+    for name in out:
+        if name in socks:
+            socks[name].setblocking(True)
+    return {"connections": [out["%s%d" % (prefix, i)] for i in range(n)],
+            "failed": sorted(k for k, v in out.items() if "error" in v)}
+
+
+def op_accept_many(cmd):
+    """Accept *count* connections on *sock*, naming them PREFIX0, ... in the order they come;
+    stop at *timeout_s*. Per connection: name, remote address, when accept() returned."""
+    s, n, prefix = get(cmd), int(cmd["count"]), cmd.get("prefix", "s")
+    deadline = time.time() + float(cmd.get("timeout_s", 30))
+    got = []
+    try:
+        while len(got) < n:
+            s.settimeout(max(0.001, deadline - time.time()))
+            conn, addr = s.accept()
+            conn.settimeout(None)
+            name = "%s%d" % (prefix, len(got))
+            socks[name] = conn
+            got.append({"name": name, "remote": list(addr), "t": time.time()})
+    except socket.timeout:
+        pass
+    finally:
+        s.settimeout(None)
+    return {"connections": got, "missing": n - len(got)}
+
+
+def op_close_many(cmd):
+    """close() each socket in *socks*, in order; when each was closed."""
+    out = []
+    for name in cmd["socks"]:
+        s = socks.pop(name)
+        state = tcp_state(s)
+        s.close()
+        out.append({"name": name, "t": time.time(), "state_before": state})
+    return {"closed": out}
+
+
+def op_close_on_eof(cmd):
+    """What a plain server does: read each socket in *socks* until end of stream (the peer's FIN),
+    then close() it. Until every socket is closed or *timeout_s*. Per socket: when EOF was read
+    and close() called, how many bytes came before it, or the error that ended it."""
+    left = {socks[name].fileno(): name for name in cmd["socks"]}
+    out = {name: {"name": name, "bytes": 0} for name in cmd["socks"]}
+    deadline = time.time() + float(cmd.get("timeout_s", 60))
+    while left and time.time() < deadline:
+        ready, _, _ = select.select(list(left), [], [], max(0.0, deadline - time.time()))
+        for fd in ready:
+            name = left[fd]
+            s = socks[name]
+            try:
+                data = s.recv(65536)
+            except OSError as exc:
+                out[name].update(errno=exc.errno, error=errno.errorcode.get(exc.errno, str(exc)))
+                data = None
+            if data:
+                out[name]["bytes"] += len(data)
+                continue
+            if data is not None:
+                out[name]["eof"] = time.time()
+            del left[fd]
+            socks.pop(name).close()
+            out[name]["closed"] = time.time()
+    return {"connections": [out[n] for n in cmd["socks"]], "open": sorted(left.values())}
 
 
 def op_info(cmd):

@@ -147,6 +147,23 @@ class Peer:
         return self.call("drain", sock=sock, bytes=nbytes, timeout_s=timeout_s, keep=keep,
                          markers=list(markers))
 
+    # many connections at once
+    def connect_many(self, prefix: str, count: int, addr: str, port: int, timeout_s: float = 30,
+                     **opts: Any) -> Result:
+        """Open *count* connections concurrently (sockets PREFIX0...); result["connections"]."""
+        return self.call("connect_many", prefix=prefix, count=count, addr=str(addr), port=port,
+                         timeout_s=timeout_s, **opts)
+
+    def accept_many(self, sock: str, prefix: str, count: int, timeout_s: float = 30) -> Result:
+        return self.call("accept_many", sock=sock, prefix=prefix, count=count, timeout_s=timeout_s)
+
+    def close_many(self, socks: list[str]) -> Result:
+        return self.call("close_many", socks=list(socks))
+
+    def close_on_eof(self, socks: list[str], timeout_s: float = 60) -> Result:
+        """Read each socket to end of stream, then close it (a plain server's loop)."""
+        return self.call("close_on_eof", socks=list(socks), timeout_s=timeout_s)
+
     def kill(self) -> None:
         if self._proc.poll() is None:
             self._proc.kill()

@@ -7,6 +7,8 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
+from .packets import Segment, match_arrivals
+
 __all__ = ["ladder", "show"]
 
 _WIDTH = 44   # the arrow between the two end columns
@@ -32,20 +34,26 @@ def _label(seg: dict, isn: dict[tuple, list[tuple[float, int]]]) -> str:
     return " ".join(parts)
 
 
-def _same(a: dict, b: dict) -> bool:
-    keys = ("src", "sport", "dst", "dport", "flags", "seq", "ack", "length", "tsval")
-    return all(a[k] == b[k] for k in keys)
+def _seg(d: dict) -> Segment:
+    return Segment(**{k: d.get(k) for k in _SEG_FIELDS})
 
 
-def ladder(report: dict[str, Any], left: str = "client", right: str = "server") -> list[Text]:
+_SEG_FIELDS = ("t", "src", "sport", "dst", "dport", "flags", "seq", "ack", "length", "tsval", "tsecr")
+
+
+def ladder(report: dict[str, Any], left: str = "client", right: str = "server",
+           port: int | None = None) -> list[Text]:
     """Rows of the classic client/server diagram, each segment drawn from its sender's capture
-    and marked lost when the receiver's capture lacks it; socket states beside each end."""
+    and marked lost when the receiver's capture lacks it; socket states beside each end. With
+    *port*, only the connection from that port of *left*."""
     packets = report.get("packets", {})
     addr = {h: v["addresses"] for h, v in report.get("hosts", {}).items()}
     a_ip = next(iter(addr.get(left, {}).values()), None)
     b_ip = next(iter(addr.get(right, {}).values()), None)
     sent = [s for s in packets.get(left, []) if s["src"] == a_ip] + \
            [s for s in packets.get(right, []) if s["src"] == b_ip]
+    if port is not None:
+        sent = [s for s in sent if port in ((s["sport"], s["dport"]))]
     if not sent:
         return [Text("(no packets captured)")]
     isn: dict[tuple, list[tuple[float, int]]] = {}     # per connection: its SYNs (time, seq)
@@ -54,12 +62,16 @@ def ladder(report: dict[str, Any], left: str = "client", right: str = "server") 
             isn.setdefault((s["src"], s["sport"], s["dst"], s["dport"]), []).append((s["t"], s["seq"]))
     t0 = min(s["t"] for s in sent)
     rows: list[tuple[float, Text]] = []
+    arrivals = {}
+    for me, other, ip in ((left, right, a_ip), (right, left, b_ip)):
+        mine = [_seg(s) for s in sent if s["src"] == ip]
+        got = match_arrivals(mine, [_seg(r) for r in packets.get(other, []) if r["src"] == ip])
+        arrivals.update({(s.t, s.src, s.sport, s.flags, s.seq, s.ack, s.tsval): got[id(s)] for s in mine})
     for s in sent:
-        to = right if s["src"] == a_ip else left
-        arrived = next((r for r in packets.get(to, []) if _same(r, s)), None)
+        arrived = arrivals.get((s["t"], s["src"], s["sport"], s["flags"], s["seq"], s["ack"], s["tsval"]))
         label = _label(s, isn)
         rightward = s["src"] == a_ip
-        if arrived:
+        if arrived is not None:
             body = f" {label} ".center(_WIDTH - 2, "─")
             arrow = ("─" + body + "▶") if rightward else ("◀" + body + "─")
             style = "red" if "RST" in s["flags"] else "cyan" if "FIN" in s["flags"] else ""
@@ -79,6 +91,8 @@ def ladder(report: dict[str, Any], left: str = "client", right: str = "server") 
             continue
         sock = ev["data"]["socket"]
         if sock["dport"] == 0:     # the listener
+            continue
+        if port is not None and port not in (sock["sport"], sock["dport"]):
             continue
         state = sock["state"]
         extra = f" ({sock['expires_ms'] / 1000:.1f} s)" if state == "TIME_WAIT" else ""
@@ -112,10 +126,22 @@ def show(report: dict[str, Any], console: Console | None = None) -> None:
     netem = report.get("netem", {})
     if not netem.get("available"):
         console.print(f"[dim]{netem.get('reason')}; this scenario does not need it[/]")
+    for host, stats in (report.get("captures") or {}).items():
+        if stats.get("dropped"):
+            console.print(f"[bold yellow]warning:[/] tcpdump in {host} dropped {stats['dropped']} packets: "
+                          "its pcap is incomplete, and a segment missing from it may not have been lost")
+    if report.get("shaping"):
+        console.print("link: " + ", ".join(report["shaping"]))
     console.print()
-    for row in ladder(report):
+    focus = _focus(report)
+    if focus is not None:
+        console.print(f"[dim]one connection of {len(_client_ports(report))}: the client's port {focus}, "
+                      "the first whose final ACK was lost[/]")
+    for row in ladder(report, port=focus):
         console.print(row, soft_wrap=True)
     console.print()
+    for line in _summary(report):
+        console.print(line, highlight=False)
     for c in report.get("checks", []):
         mark = "[green] pass [/]" if c["passed"] else "[bold white on red] FAIL [/]"
         console.print(f"{mark} [bold]{c['name']}[/]")
@@ -132,3 +158,25 @@ def show(report: dict[str, Any], console: Console | None = None) -> None:
     n_ok = sum(c["passed"] for c in report.get("checks", []))
     console.print(f"[bold {colour}]verdict: {str(verdict).upper()}[/] "
                   f"({n_ok}/{len(report.get('checks', []))} checks passed)")
+
+
+def _client_ports(report: dict[str, Any]) -> set[int]:
+    addr = next(iter(report.get("hosts", {}).get("client", {}).get("addresses", {}).values()), None)
+    return {s["sport"] for s in report.get("packets", {}).get("client", []) if s["src"] == addr}
+
+
+def _focus(report: dict[str, Any]) -> int | None:
+    """With many connections, the ladder shows one: the port a check names (values.ladder_port)."""
+    if len(_client_ports(report)) <= 3:
+        return None
+    return next((c["values"]["ladder_port"] for c in report.get("checks", [])
+                 if c.get("values", {}).get("ladder_port") is not None), None)
+
+
+def _summary(report: dict[str, Any]) -> list[str]:
+    """A scenario's own lines for the terminal (its module's summary(report)), then a blank line."""
+    from scenarios import catalog
+
+    mod = catalog().get(report.get("scenario", ""))
+    lines = list(mod.summary(report)) if mod is not None and hasattr(mod, "summary") else []
+    return lines + [""] if lines else []

@@ -32,8 +32,8 @@ from .backends.base import Host
 from .errors import EnvError, UsageError
 from .netns import iproute
 
-__all__ = ["LinkProfile", "Shaping", "parse_shape", "probe", "apply", "pin_neighbours", "REQUIRED",
-           "OPTIONAL", "UNUSED"]
+__all__ = ["LinkProfile", "Shaping", "parse_shape", "probe", "apply", "pin_neighbours", "read_back",
+           "seed_support", "REQUIRED", "OPTIONAL", "UNUSED"]
 
 REQUIRED, OPTIONAL, UNUSED = "required", "optional", "unused"
 
@@ -121,6 +121,52 @@ def apply(host: Host, ifname: str, profile: LinkProfile) -> None:
             ipr.tc("replace", "netem", index=idx, handle="1:", **profile._netem_args())
         except NetlinkError as exc:
             raise EnvError(f"cannot shape {host.name}:{ifname} with netem: {exc}") from exc
+
+
+NETEM_SEED_SINCE = (6, 7)        # TCA_NETEM_PRNG_SEED: kernel commit 4072d97ddc44 (v6.7)
+TCA_NETEM_PRNG_SEED = 14
+
+
+def seed_support(release: str) -> tuple[bool, str]:
+    """Whether netem's losses can be seeded on kernel *release* (uname -r), and what the lab does.
+    Two things must hold: the kernel must know TCA_NETEM_PRNG_SEED, and the lab must send it -
+    pyroute2 0.9's netem encoder has no such attribute, so the lab draws unseeded losses on every
+    kernel and says which of the two stops it."""
+    try:
+        version = tuple(int(x) for x in release.split("-")[0].split(".")[:2])
+    except ValueError:
+        version = (0, 0)
+    if version < NETEM_SEED_SINCE:
+        return False, (f"unseeded: kernel {release} predates netem's PRNG seed (TCA_NETEM_PRNG_SEED, "
+                       "Linux 6.7); each run draws its own losses")
+    return False, (f"unseeded: kernel {release} accepts a netem seed (TCA_NETEM_PRNG_SEED), but "
+                   "pyroute2 0.9 cannot send it; each run draws its own losses")
+
+
+def read_back(host: Host, ifname: str) -> dict | None:
+    """The netem qdisc on *host*:*ifname* as the kernel reports it (None if there is none):
+    delay and jitter in ms, loss and duplicate in %, the queue limit, and whether the kernel
+    echoed a PRNG seed. What a run records of its link comes from here, not from what was asked."""
+    from pyroute2.netlink.rtnl.tcmsg.common import tick_in_usec
+
+    with iproute(host.nspath) as ipr:
+        idx = ipr.link_lookup(ifname=ifname)[0]
+        for msg in ipr.get_qdiscs(index=idx):
+            if msg.get_attr("TCA_KIND") != "netem":
+                continue
+            opts = msg.get_attr("TCA_OPTIONS")
+            if opts is None:
+                continue
+            extra = {a[1].get("header", {}).get("type") for a in opts.get("attrs", [])
+                     if a[0] == "UNKNOWN" and isinstance(a[1], dict)}
+            return {"interface": ifname,
+                    "delay_ms": round(opts["delay"] / tick_in_usec / 1000, 3),
+                    "jitter_ms": round(opts["jitter"] / tick_in_usec / 1000, 3),
+                    "loss_pct": round(opts["loss"] / 0xFFFFFFFF * 100, 4),
+                    "duplicate_pct": round(opts["duplicate"] / 0xFFFFFFFF * 100, 4),
+                    "limit": opts["limit"],
+                    "seed_echoed": TCA_NETEM_PRNG_SEED in extra}
+    return None
 
 
 def pin_neighbours(router: Host, dst: Host, network: str) -> None:

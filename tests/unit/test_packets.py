@@ -237,3 +237,23 @@ def test_tcpdump_reads_the_same_segment(tmp_path, linktype):
     assert f"{seg.src}.{seg.sport} > {seg.dst}.{seg.dport}" in out
     assert f"seq {seg.seq}" in out and f"ack {seg.ack}" in out and "Flags [F.]" in out
     assert f"TS val {seg.tsval} ecr {seg.tsecr}" in out
+
+
+def test_match_arrivals_tells_identical_segments_apart_by_time():
+    from lab.packets import Segment, match_arrivals
+
+    def seg(t, flags="RST", tsval=None):
+        return Segment(t=t, src="10.0.0.1", sport=1000, dst="10.0.0.2", dport=80, flags=flags,
+                       seq=7, ack=0, length=0, tsval=tsval, tsecr=None)
+    # two identical RSTs (no timestamps); the first was lost, the second arrived 10 ms later
+    first, second = seg(1.0), seg(1.5)
+    got = match_arrivals([first, second], [seg(1.51)])
+    assert got == {id(first): None, id(second): 1.51}
+    # both arrived
+    got = match_arrivals([first, second], [seg(1.01), seg(1.51)])
+    assert got == {id(first): 1.01, id(second): 1.51}
+    # a copy is never matched to a segment sent after it arrived, nor across a TSval difference
+    late = seg(2.0)
+    assert match_arrivals([late], [seg(1.01)]) == {id(late): None}
+    a = seg(3.0, flags="ACK", tsval=5)
+    assert match_arrivals([a], [seg(3.01, flags="ACK", tsval=6)]) == {id(a): None}

@@ -196,3 +196,51 @@ def test_stop_ends_the_peer(peers):
     p.stop()
     assert p._proc.returncode == 0
     assert not os.path.exists(f"/proc/{p.pid}") or open(f"/proc/{p.pid}/stat").read().split()[2] == "Z"
+
+
+# -- many connections at once ----------------------------------------------------------------------
+
+def test_many_connections_open_close_and_close_on_eof(peers):
+    server, client = peers(), peers()
+    port = free_port()
+    server.listen("L", port, backlog=32)
+    opened = client.connect_many("c", 20, LOOPBACK, port, timeout_s=10)
+    assert opened.ok and opened["failed"] == []
+    conns = opened["connections"]
+    assert [c["name"] for c in conns] == [f"c{i}" for i in range(20)]
+    assert all(c["started"] <= c["done"] for c in conns)
+    assert len({c["local"][1] for c in conns}) == 20
+    accepted = server.accept_many("L", "s", 20, timeout_s=10)
+    assert accepted["missing"] == 0
+    assert sorted(c["remote"][1] for c in accepted["connections"]) == sorted(c["local"][1] for c in conns)
+    client.send("c3", b"abc")                   # bytes before the FIN are counted, not an EOF
+    closed = client.close_many([f"c{i}" for i in range(20)])
+    assert [c["state_before"] for c in closed["closed"]] == ["ESTABLISHED"] * 20
+    names = [c["name"] for c in accepted["connections"]]
+    served = server.close_on_eof(names, timeout_s=10)
+    assert served["open"] == []
+    by_remote = {a["name"]: a["remote"][1] for a in accepted["connections"]}
+    c3_port = conns[3]["local"][1]
+    for c in served["connections"]:
+        assert c["eof"] <= c["closed"] and "error" not in c
+        assert c["bytes"] == (3 if by_remote[c["name"]] == c3_port else 0)
+    # the sockets are gone from the peer: closing again is an error, not a crash
+    assert not server.close("s0").ok
+
+
+def test_connect_many_reports_refusals_and_close_on_eof_times_out(peers):
+    client = peers()
+    port = free_port()                          # nothing listens there
+    res = client.connect_many("c", 3, LOOPBACK, port, timeout_s=5)
+    assert res["failed"] == ["c0", "c1", "c2"]
+    assert {c["error"] for c in res["connections"]} == {"ECONNREFUSED"}
+    server, other = peers(), peers()
+    server.listen("L", port)
+    other.connect_many("k", 1, LOOPBACK, port, timeout_s=5)
+    server.accept_many("L", "s", 1, timeout_s=5)
+    t = time.monotonic()
+    served = server.close_on_eof(["s0"], timeout_s=0.3)   # the peer never closes
+    assert served["open"] == ["s0"] and "eof" not in served["connections"][0]
+    assert time.monotonic() - t < 5
+    missing = server.accept_many("L", "x", 2, timeout_s=0.2)
+    assert missing["missing"] == 2 and missing["connections"] == []

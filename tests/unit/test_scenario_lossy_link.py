@@ -1,0 +1,154 @@
+"""scenarios.lossy_link.check on the evidence of a real run (Debian 12's kernel under qemu, netem
+20 % loss and 10 ms each way, 100 closes; tests/data/scenarios/lossy-link.json.gz, made from its
+report.json), then with one observation or one setting changed: exactly the checks about it must
+fail."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from lab.evidence import Evidence
+from scenarios import lossy_link as sc
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "scenarios" / "lossy-link.json.gz"
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict:
+    with gzip.open(DATA, "rt") as f:
+        return json.load(f)
+
+
+@pytest.fixture
+def ev(doc) -> Evidence:
+    return Evidence.from_record(json.loads(json.dumps(doc)))
+
+
+def by_name(ev: Evidence) -> dict:
+    return {c.name: c for c in sc.check(ev)}
+
+
+def failed(ev: Evidence) -> set[str]:
+    return {c.name for c in sc.check(ev) if not c.passed}
+
+
+def test_real_run_passes(ev):
+    checks = by_name(ev)
+    assert len(checks) == 5 and failed(ev) == set(), [c.observed for c in checks.values() if not c.passed]
+    heart = checks["lost-final-ack-saved-by-time-wait"].values
+    # read from the captures of that run (the numbers its report printed)
+    assert heart["closes"] == 100 and heart["final_ack_lost"] == 28 and heart["saved_by_reack"] == 28
+    assert heart["ended_by_rst"] == 0 and heart["fins_unanswered"] == 0
+    link = checks["loss-matches-the-link"].values
+    assert (link["client->server"]["lost"], link["client->server"]["sent"]) == (47, 250)
+    assert (link["server->client"]["lost"], link["server->client"]["sent"]) == (47, 261)
+    cost = checks["lost-final-ack-costs-an-rto"].values
+    assert cost["floor_ms"] == 235.0
+    assert cost["distribution"]["final ACK lost"]["server_wait_ms"]["min"] >= 235
+
+
+def test_analysis_of_one_saved_close(ev):
+    a = sc.analyse(ev)
+    saved = [c for c in a["connections"] if c.get("final_ack_lost")]
+    c = saved[0]
+    assert c["complete"] and c["ended_by"] == "ACK" and c["ended_by_reack"]
+    assert c["server_fins"] >= 2 and c["final_acks"] >= 2 and c["final_acks_lost"] >= 1
+    assert c["server_wait_ms"] < c["close_ms"]
+
+
+def _client_port_of_a_saved_close(ev) -> int:
+    return next(c["port"] for c in sc.analyse(ev)["connections"] if c.get("final_ack_lost"))
+
+
+def test_a_re_ack_that_never_arrives_fails_the_close(ev):
+    port = _client_port_of_a_saved_close(ev)
+    cli = ev.addresses["client"]
+    # the server's capture loses every ACK from that client port after the handshake: the close
+    # never ends at the server
+    ev.packets["server"] = [s for s in ev.packets["server"]
+                            if not (s.src == cli and s.sport == port and s.flags == "ACK" and s.ack != 0
+                                    and s.t > ev.facts["loss_from"])]
+    assert {"every-close-completes", "lost-final-ack-saved-by-time-wait"} <= failed(ev)
+
+
+def test_a_reset_instead_of_the_re_ack_fails(ev):
+    port = _client_port_of_a_saved_close(ev)
+    cli = ev.addresses["client"]
+    for at in ("client", "server"):
+        ev.packets[at] = [replace(s, flags="RST,ACK") if (s.src == cli and s.sport == port and s.flags == "ACK"
+                                                          and s.t > ev.facts["loss_from"]) else s
+                          for s in ev.packets[at]]
+    got = failed(ev)
+    assert {"every-close-completes", "lost-final-ack-saved-by-time-wait"} <= got
+    assert "closer-holds-time-wait" not in got
+
+
+def test_without_time_wait_the_same_run_is_judged_by_the_rst_rules(ev):
+    ev.sysctls["client"]["net.ipv4.tcp_max_tw_buckets"] = "0"
+    checks = by_name(ev)
+    assert "lost-final-ack-answered-by-rst" in checks and "lost-final-ack-saved-by-time-wait" not in checks
+    assert "lost-final-ack-costs-an-rto" not in checks      # TIME-WAIT's claim, not judged here
+    # the TIME-WAIT run re-ACKed every retransmitted FIN: exactly what the RST rules forbid
+    assert failed(ev) == {"closer-holds-time-wait", "lost-final-ack-answered-by-rst"}
+
+
+def test_loss_other_than_the_qdisc_says_fails_only_that_check(ev):
+    ev.facts["links"]["client->server"]["loss_pct"] = 5.0
+    assert failed(ev) == {"loss-matches-the-link"}
+    ev.facts["links"]["client->server"]["loss_pct"] = 40.0
+    assert failed(ev) == {"loss-matches-the-link"}
+
+
+def test_capture_drops_make_the_loss_unjudgeable(ev):
+    ev.captures["server"] = {"captured": 700, "received": 764, "dropped": 64}
+    c = by_name(ev)["loss-matches-the-link"]
+    assert not c.passed and "tcpdump dropped" in c.observed
+    ev.captures = {"router": {"dropped": 10}}   # the router's pcap is not what the checks read
+    assert by_name(ev)["loss-matches-the-link"].passed
+
+
+def test_no_lost_final_ack_means_nothing_to_judge(ev):
+    keep = [c["port"] for c in sc.analyse(ev)["connections"] if not c.get("final_ack_lost")]
+    ev.facts["client_ports"] = keep
+    ev.facts["closes"] = len(keep)
+    c = by_name(ev)["lost-final-ack-saved-by-time-wait"]
+    assert not c.passed and "nothing to judge" in c.observed
+
+
+def test_a_saved_close_faster_than_an_rto_fails_the_timing_check(ev):
+    # squeeze what one saved close did after its lost final ACK into a tenth of the time: its
+    # FIN came again sooner than any RTO could have sent it
+    port = _client_port_of_a_saved_close(ev)
+    srv = ev.addresses["server"]
+    first_fin = next(s for s in ev.packets["server"] if s.src == srv and s.dport == port and s.has("FIN"))
+    t0 = first_fin.t + 0.05
+
+    def squeeze(s):
+        return replace(s, t=t0 + (s.t - t0) / 10) if port in (s.sport, s.dport) and s.t > t0 else s
+    for at in ("client", "server"):
+        ev.packets[at] = [squeeze(s) for s in ev.packets[at]]
+    c = by_name(ev)["lost-final-ack-costs-an-rto"]
+    assert failed(ev) == {"lost-final-ack-costs-an-rto"} and c.values["below_floor"] == [port]
+
+
+def test_binomial_window():
+    ok, lo, hi = sc._in_window(20, 100, 0.2)
+    assert ok and lo < 20 < hi
+    assert not sc._in_window(0, 100, 0.2)[0]          # no loss at all on a 20 % link
+    assert not sc._in_window(45, 100, 0.2)[0]
+    assert sc._in_window(0, 100, 0.0)[0] and not sc._in_window(3, 100, 0.0)[0]
+
+
+def test_summary_lines(doc, ev):
+    report = {"checks": [c.to_json() for c in sc.check(ev)]}
+    lines = sc.summary(report)
+    text = "\n".join(lines)
+    assert "final ACK lost on 28 of 100 closes" in text and "saved by TIME-WAIT's re-ACK: 28 (" in text
+    assert "26 after 1 re-ACK, 2 after 2 re-ACKs" in text
+    assert any(line.strip().startswith("final ACK lost") and " 28 " in line for line in lines)
+    assert sc.summary({"checks": []}) == []
