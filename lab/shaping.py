@@ -123,7 +123,7 @@ def apply(host: Host, ifname: str, profile: LinkProfile) -> None:
             raise EnvError(f"cannot shape {host.name}:{ifname} with netem: {exc}") from exc
 
 
-NETEM_SEED_SINCE = (6, 7)        # TCA_NETEM_PRNG_SEED: kernel commit 4072d97ddc44 (v6.7)
+NETEM_SEED_SINCE = (6, 6)        # TCA_NETEM_PRNG_SEED: kernel commit 4072d97ddc44 (net-next, Aug 2023: v6.6)
 TCA_NETEM_PRNG_SEED = 14
 
 
@@ -138,7 +138,7 @@ def seed_support(release: str) -> tuple[bool, str]:
         version = (0, 0)
     if version < NETEM_SEED_SINCE:
         return False, (f"unseeded: kernel {release} predates netem's PRNG seed (TCA_NETEM_PRNG_SEED, "
-                       "Linux 6.7); each run draws its own losses")
+                       "Linux 6.6); each run draws its own losses")
     return False, (f"unseeded: kernel {release} accepts a netem seed (TCA_NETEM_PRNG_SEED), but "
                    "pyroute2 0.9 cannot send it; each run draws its own losses")
 

@@ -116,3 +116,24 @@ def test_matrix_host_prints_the_table(tmp_path):
     cell = m["cells"]["lost-ack"]["host"]
     assert cell["verdict"] == "pass" and cell["values"]["server FINs (1 + retransmissions)"] >= 3
     assert "| lost-ack | verdict | pass 7/7 |" in (tmp_path / "matrix.md").read_text()
+
+
+def test_a_scenario_needing_netem_is_a_skipped_testcase(tmp_path):
+    """On a kernel without sch_netem: lossy-link is skipped with the lab's reason, the other
+    scenario runs, and the job passes."""
+    probe = subprocess.run(["unshare", "--net", "tc", "qdisc", "add", "dev", "lo", "root", "netem",
+                            "delay", "0"], capture_output=True, text=True)
+    if probe.returncode == 0:
+        pytest.skip("this kernel has sch_netem: lossy-link would run, not skip")
+    out = tmp_path / "out.xml"
+    done = invoke("check", "--scenario", "lossy-link", "--scenario", "who-closes-first", "--backend", "netns",
+                  "--junit", str(out), "--json-out", str(tmp_path / "s.json"), "--artifacts", str(tmp_path / "a"))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    summary = json.loads((tmp_path / "s.json").read_text())
+    runs = {r["scenario"]: r for r in summary["scenarios"]}
+    assert runs["lossy-link"]["verdict"] == "skipped"
+    assert runs["lossy-link"]["reason"].startswith("netem is not available on this kernel")
+    assert runs["who-closes-first"]["verdict"] == "pass"
+    suites = {s.get("name"): s for s in ET.parse(out).getroot().iter("testsuite")}
+    skipped = [tc for tc in suites["lossy-link"].iter("testcase") if tc.find("skipped") is not None]
+    assert len(skipped) == 1 and "netem is not available" in skipped[0].find("skipped").get("message")

@@ -219,3 +219,13 @@ def test_run_leaves_an_up_lab_alone(tmp_path, lab_leftovers):
         invoke("down", env=env)
         clean(up_id)
     assert lab_leftovers() == []
+
+
+def test_a_scenario_that_needs_netem_says_so_and_leaves_nothing(tmp_path, lab_leftovers):
+    if netem_available():
+        pytest.skip("this kernel has sch_netem: lossy-link runs here")
+    done = invoke("run", "lossy-link", "--backend", "netns", "--artifacts", str(tmp_path))
+    assert_usage_error(done, "lossy-link needs link shaping, but netem is not available", "invoke vm lossy-link")
+    lab_id = lab_made(done.stdout)
+    assert lab_id is not None and find(lab_id).lines() == []
+    assert lab_leftovers() == []

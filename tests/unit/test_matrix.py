@@ -145,6 +145,7 @@ def test_markdown_marks_rows_that_differ():
 
 def test_parse_kernels():
     assert parse_kernels(None) == ["host"]
-    assert parse_kernels(["host", "debian-12,debian-13"]) == ["host", "debian-12", "debian-13"]
-    with pytest.raises(UsageError):
-        parse_kernels(["../etc"])
+    assert parse_kernels(["host", "debian-12,host"]) == ["host", "debian-12", "host"]
+    for bad in ("../etc", "debian-99", "nonsense"):
+        with pytest.raises(UsageError, match=f"--kernel '{bad}': unknown kernel; choose host"):
+            parse_kernels([bad])

@@ -152,3 +152,36 @@ def test_summary_lines(doc, ev):
     assert "26 after 1 re-ACK, 2 after 2 re-ACKs" in text
     assert any(line.strip().startswith("final ACK lost") and " 28 " in line for line in lines)
     assert sc.summary({"checks": []}) == []
+
+
+def test_a_link_without_loss_is_refused_before_any_traffic():
+    from types import SimpleNamespace
+
+    from lab.errors import UsageError
+    from lab.shaping import parse_shape
+
+    lab = SimpleNamespace(shaping=parse_shape("both:delay_ms=10"))      # nothing else is touched
+    with pytest.raises(UsageError, match="needs loss on the link: give --shape with loss_pct above 0"):
+        sc.run(lab)
+
+
+def test_every_scenario_has_a_lab_sheet():
+    from scenarios import catalog
+
+    sheets = Path(__file__).resolve().parents[2] / "scenarios" / "sheets"
+    missing = [n for n in catalog() if not (sheets / f"{n}.md").is_file()]
+    assert missing == []
+    for name in catalog():
+        text = (sheets / f"{name}.md").read_text()
+        assert text.startswith(f"# Lab sheet: {name}"), name
+        assert "## Questions" in text and "## Run it" in text, name
+
+
+def test_seed_support_says_why_losses_are_unseeded():
+    from lab.shaping import seed_support
+
+    seeded, why = seed_support("6.1.0-56-amd64")
+    assert not seeded and "predates" in why and "6.1.0-56-amd64" in why
+    seeded, why = seed_support("6.18.44-fc-v782")
+    assert not seeded and "pyroute2 0.9 cannot send it" in why
+    assert not seed_support("weird")[0]
