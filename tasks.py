@@ -131,15 +131,17 @@ def _catalog_table(summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"twlab catalog: {summary['passed']}/{len(summary['scenarios'])} passed "
-                        f"in {summary['wall_s']} s")
+    skipped = summary.get("skipped", 0)
+    table = Table(title=f"twlab catalog: {summary['passed']}/{len(summary['scenarios']) - skipped} passed"
+                        + (f", {skipped} skipped" if skipped else "") + f" in {summary['wall_s']} s")
     for col in ("scenario", "verdict", "checks", "time (s)", "artifacts"):
         table.add_column(col)
     for r in summary["scenarios"]:
         checks = r.get("checks") or {}
         colour = {"pass": "green", "fail": "red"}.get(r["verdict"], "yellow")
         table.add_row(r["scenario"], f"[{colour}]{r['verdict']}[/]",
-                      f"{sum(checks.values())}/{len(checks)}" if checks else (r.get("error") or "")[:60],
+                      f"{sum(checks.values())}/{len(checks)}" if checks else
+                      (r.get("error") or r.get("reason") or "")[:60],
                       str(r.get("duration_s", "")), r["artifacts"])
     Console().print(table)
 

@@ -308,6 +308,8 @@ def check(ev: Evidence) -> list[Check]:
     share = len(lost) / len(conns) * 100 if conns else 0.0
     p_back = (links.get("client->server") or {}).get("loss_pct", 0)
     by_rst = [c for c in conns if c.get("ended_by") == "RST"]
+    common = {"closes": len(conns), "final_ack_lost": len(lost), "final_ack_lost_pct": round(share, 1),
+              "ended_by_rst": len(by_rst), "fins_unanswered": unanswered}
     if want_rst:
         # the client keeps no state once it has answered the server's FIN: its first answer is an
         # ACK when it still held the full socket as the FIN came (the FIN acked the client's own
@@ -332,9 +334,7 @@ def check(ev: Evidence) -> list[Check]:
             "final ACK (or RST) the retransmitted FIN is answered by RST, never re-ACKed, and the RST "
             "ends the server's LAST-ACK",
             observed, ok,
-            {"closes": len(conns), "final_ack_lost": len(lost), "final_ack_lost_pct": round(share, 1),
-             "answered_by_rst_after_loss": len(rst_after), "re_acked": len(re_acked),
-             "ended_by_rst": len(by_rst), "fins_unanswered": unanswered,
+            {**common, "answered_by_rst_after_loss": len(rst_after), "re_acked": len(re_acked),
              "first_answer_ack": sum(c.get("final_answer") == "ACK" for c in conns),
              "first_answer_rst": sum(c.get("final_answer") == "RST" for c in conns),
              "distribution": distribution(conns)[0],
@@ -358,9 +358,7 @@ def check(ev: Evidence) -> list[Check]:
             "answers every FIN that reaches it with an ACK; one of those ACKs ends the server's "
             "LAST-ACK: every lost final ACK is saved, no close ends in a reset",
             observed, ok,
-            {"closes": len(conns), "final_ack_lost": len(lost), "final_ack_lost_pct": round(share, 1),
-             "saved_by_reack": len(saved), "ended_by_rst": len(by_rst),
-             "server_fin_retransmitted": len(retransmitted), "fins_unanswered": unanswered,
+            {**common, "saved_by_reack": len(saved), "server_fin_retransmitted": len(retransmitted),
              "reacks_needed": dict(sorted(tally.items())),
              "ladder_port": (saved or lost or [{"port": None}])[0]["port"]}))
 

@@ -137,3 +137,20 @@ def test_a_scenario_needing_netem_is_a_skipped_testcase(tmp_path):
     suites = {s.get("name"): s for s in ET.parse(out).getroot().iter("testsuite")}
     skipped = [tc for tc in suites["lossy-link"].iter("testcase") if tc.find("skipped") is not None]
     assert len(skipped) == 1 and "netem is not available" in skipped[0].find("skipped").get("message")
+
+
+def test_matrix_takes_scenario_words(tmp_path):
+    """`invoke matrix --kernel host SCENARIO SCENARIO`: the words are the scenarios (lab/cli.py);
+    a scenario this kernel cannot run is a skipped cell, which does not fail the matrix."""
+    done = invoke("matrix", "--kernel", "host", "--out", str(tmp_path), "--backend", "netns",
+                  "who-closes-first", "lossy-link")
+    m = json.loads((tmp_path / "matrix.json").read_text())
+    assert m["scenarios"] == ["who-closes-first", "lossy-link"]
+    assert m["cells"]["who-closes-first"]["host"]["verdict"] == "pass"
+    probe = subprocess.run(["unshare", "--net", "tc", "qdisc", "add", "dev", "lo", "root", "netem",
+                            "delay", "0"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        cell = m["cells"]["lossy-link"]["host"]
+        assert cell["verdict"] == "skipped" and "netem is not available" in cell["error"]
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "who-closes-first" in done.stdout and ("skipped:" in done.stdout or probe.returncode == 0)
