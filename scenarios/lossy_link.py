@@ -285,6 +285,10 @@ def check(ev: Evidence) -> list[Check]:
                 if e.data["socket"]["state"] == "TIME_WAIT"}
     ports = [c["port"] for c in conns]
     srv_tw = ev.ever_in("server", "TIME_WAIT")
+    # reported, not judged: a RST can reach a TIME-WAIT (the server resets a late FIN copy); it
+    # kills TIME-WAIT only when in window and tcp_rfc1337=0 (tw-assassination shows that)
+    still = [s for s in ev.facts.get("client_sockets_at_end", []) if s.get("state") == "TIME_WAIT"]
+    srv_rsts = [s for s in ev.segments("server", src="server", flag="RST")]
     overflow = ev.counter("client", "TcpExtTCPTimeWaitOverflow")
     if want_rst:
         ok = not (tw_ports & set(ports)) and not srv_tw and overflow >= len(ports)
@@ -296,9 +300,11 @@ def check(ev: Evidence) -> list[Check]:
     checks.append(Check(
         "closer-holds-time-wait", CITE_RST if want_rst else CITE_CLOSER, expected,
         f"sock_diag: client TIME_WAIT on {len(tw_ports & set(ports))} of {len(ports)} connections, server "
-        f"{'on some' if srv_tw else 'on none'}; TcpExtTCPTimeWaitOverflow +{overflow}",
+        f"{'on some' if srv_tw else 'on none'}; TcpExtTCPTimeWaitOverflow +{overflow}"
+        + (f"; still TIME_WAIT at the end: {len(still)} (server RSTs on the wire: {len(srv_rsts)}, e.g. a "
+           "retransmitted client FIN arriving after the final ACK closed the server)" if not want_rst else ""),
         ok, {"client_time_wait": len(tw_ports & set(ports)), "server_time_wait": srv_tw,
-             "TCPTimeWaitOverflow": overflow}))
+             "TCPTimeWaitOverflow": overflow, "time_wait_at_end": len(still), "server_rsts": len(srv_rsts)}))
 
     # 4. the heart of it: a lost final ACK, and what answers the server's retransmitted FIN
     lost = [c for c in conns if c.get("final_ack_lost")]
