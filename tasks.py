@@ -327,8 +327,9 @@ def _check_table(summary: dict) -> None:
 
     console = Console()
     n = summary["counts"]
-    table = Table(title=f"twlab check on {summary['kernel']}: {n['passed']}/{n['scenarios']} scenarios "
-                        f"passed, {n['checks'] - n['check_failures']}/{n['checks']} checks, "
+    table = Table(title=f"twlab check on {summary['kernel']}: {n['passed']}/{n['scenarios'] - n.get('skipped', 0)} "
+                        "scenarios passed" + (f" ({n['skipped']} skipped)" if n.get("skipped") else "")
+                        + f", {n['checks'] - n['check_failures']}/{n['checks']} checks, "
                         f"{n['requirements'] - n['requirement_failures']}/{n['requirements']} required "
                         f"behaviours, {summary['wall_s']} s")
     for col in ("scenario", "verdict", "checks", "not matched / why"):
