@@ -1,6 +1,7 @@
-"""netem for real: lost-ack over a shaped link (50 ms each way, no jitter) inside Debian 12's stock
-kernel, booted under qemu (TCG) by lab.vm through `invoke vm`. One VM boot for the whole module
-(about 1.5-2 minutes under TCG; the first run on a machine also downloads and prepares the kernel).
+"""netem for real, inside Debian 12's stock kernel booted under qemu (TCG) by lab.vm through
+`invoke vm`: lost-ack over a shaped link (50 ms each way, no jitter), and lossy-link on its own
+random-loss link (20 % and 10 ms each way, 100 closes). One VM boot per scenario (about a minute
+each under TCG; the first run on a machine also downloads and prepares the kernel).
 
 The verdict comes from the report; the path is re-read straight from the pcaps: every segment
 that crossed the router took at least the 50 ms netem adds (never less: netem cannot deliver
