@@ -362,8 +362,8 @@ def _check_table(summary: dict) -> None:
 @task(
     iterable=["kernel", "scenario"],
     help={
-        "kernel": "host (this machine's kernel) or a stock kernel run under qemu by lab.vm, e.g. "
-                  "debian-12 (repeatable; default: host)",
+        "kernel": "host (this machine's kernel) or a stock kernel run under qemu by lab.vm: "
+                  "debian-12, debian-13 (repeatable; default: host)",
         "scenario": "a scenario to run on each kernel (repeatable, or comma-separated; default: the "
                     "whole catalog)",
         "out": "directory for matrix.json, matrix.md and every run's artifacts",
@@ -402,7 +402,8 @@ def matrix(c, kernel=None, scenario=None, out=None, backend="auto", json=False):
     iterable=["sysctl", "shape"],
     help={
         "scenario": "scenario name (see `invoke list`)",
-        "kernel": "the stock kernel to boot under qemu (TCG): debian-12 (Debian 12's linux-image-amd64)",
+        "kernel": "the stock kernel to boot under qemu (TCG): debian-12 (Debian 12's linux-image-amd64, "
+                  "6.1) or debian-13 (Debian 13's, 6.12: netem takes a seed)",
         "sysctl": "HOST:KEY=VALUE set in a lab host before the scenario (repeatable), as for `run`",
         "shape": "netem on the path, as for `run`: SRC->DST:KEY=VALUE,... or both:... (repeatable)",
         "artifacts": "directory for report.json, the pcaps and vm-console.log (default: a new one "

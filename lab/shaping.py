@@ -13,13 +13,15 @@ to the first packet, and with loss an ARP request or reply can be dropped (the p
 a second or more for the retry). ``pin_neighbours`` gives both ends of a shaped link permanent
 neighbour entries, so no ARP crosses it.
 
-netem's random losses are not seeded: TCA_NETEM_PRNG_SEED (kernel commit 4072d97ddc44, 2023;
-iproute2's ``tc ... netem seed N`` from 6.6) came after Debian 12's 6.1, whose uapi header ends
-at TCA_NETEM_SLOT_DIST and whose netem ignores an attribute it does not know (checked in the VM:
-a seed sent as attribute 14 is not echoed back, and three runs with the same "seed" dropped
-different packets); bookworm's iproute2 6.1 has no ``seed`` and pyroute2 0.9 lacks the attribute.
-So each run's loss pattern differs; a scenario that uses loss counts outcomes over many tries
-instead of replaying one pattern.
+netem's random draws (loss, duplication, ...) can be seeded since Linux 6.6 (TCA_NETEM_PRNG_SEED,
+kernel commit 4072d97ddc44; iproute2's ``tc ... netem seed N``), and such a kernel reports the seed
+in force whether or not one was given (netem_dump()), so a run can always say which seed drew its
+losses, and ``seed=N`` in --shape replays the same draws. pyroute2 0.9's netem plugin has no such
+attribute: ``SeededNetem`` below is that plugin with the attributes up to the seed added, put in
+pyroute2's plugin table for kind "netem" (encoding and decoding). Debian 12's 6.1 ends at
+TCA_NETEM_SLOT_DIST and ignores an attribute it does not know (checked in the VM: a seed is not
+echoed back, and three runs with the same "seed" dropped different packets): there each run draws
+its own losses, and a scenario that uses loss counts outcomes over many tries.
 """
 
 from __future__ import annotations
@@ -27,13 +29,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl.tcmsg import plugins as _tc_plugins
+from pyroute2.netlink.rtnl.tcmsg import sched_netem as _sched_netem
 
 from .backends.base import Host
 from .errors import EnvError, UsageError
 from .netns import iproute
 
 __all__ = ["LinkProfile", "Shaping", "parse_shape", "probe", "apply", "pin_neighbours", "read_back",
-           "seed_support", "REQUIRED", "OPTIONAL", "UNUSED"]
+           "seeding", "SeededNetem", "REQUIRED", "OPTIONAL", "UNUSED"]
 
 REQUIRED, OPTIONAL, UNUSED = "required", "optional", "unused"
 
@@ -46,6 +50,7 @@ class LinkProfile:
     duplicate_pct: float = 0.0
     reorder_pct: float = 0.0
     rate_kbit: int | None = None
+    seed: int | None = None        # netem's PRNG seed (Linux 6.6+); None: the kernel draws one
 
     def __bool__(self) -> bool:
         return any(v for v in asdict(self).values())
@@ -57,6 +62,8 @@ class LinkProfile:
             args["prob_reorder"] = self.reorder_pct
         if self.rate_kbit:
             args["rate"] = f"{self.rate_kbit}kbit"
+        if self.seed is not None:
+            args["seed"] = self.seed
         return args
 
 
@@ -69,7 +76,7 @@ class Shaping:
     profile: LinkProfile
 
     def __str__(self) -> str:
-        fields = ",".join(f"{k}={v}" for k, v in asdict(self.profile).items() if v)
+        fields = ",".join(f"{k}={v}" for k, v in asdict(self.profile).items() if v or (k == "seed" and v == 0))
         return f"{self.src}->{self.dst}:{fields}"
 
 
@@ -86,6 +93,14 @@ def parse_shape(text: str) -> list[Shaping]:
         key = key.strip()
         if not eq or key not in LinkProfile.__dataclass_fields__:
             raise UsageError(f"--shape {text!r}: unknown setting {key!r}; " + usage.split("; ")[1])
+        if key == "seed":
+            try:
+                values[key] = int(val, 0)
+            except ValueError:
+                raise UsageError(f"--shape {text!r}: seed takes a whole number, not {val!r}") from None
+            if not 0 <= values[key] < 2**64:
+                raise UsageError(f"--shape {text!r}: seed={val} is out of range (0 .. 2^64-1)")
+            continue
         try:
             number = float(val)
         except ValueError:
@@ -121,32 +136,64 @@ def apply(host: Host, ifname: str, profile: LinkProfile) -> None:
             ipr.tc("replace", "netem", index=idx, handle="1:", **profile._netem_args())
         except NetlinkError as exc:
             raise EnvError(f"cannot shape {host.name}:{ifname} with netem: {exc}") from exc
+    if profile.seed is not None:        # kernels before 6.6 ignore the attribute without a word
+        got = (read_back(host, ifname) or {}).get("seed")
+        if got != profile.seed:
+            raise EnvError(f"netem on this kernel does not take a seed (it reported {got}; "
+                           "TCA_NETEM_PRNG_SEED came with Linux 6.6): drop seed= from --shape")
 
 
 NETEM_SEED_SINCE = (6, 6)        # TCA_NETEM_PRNG_SEED: kernel commit 4072d97ddc44 (net-next, Aug 2023: v6.6)
 TCA_NETEM_PRNG_SEED = 14
 
 
-def seed_support(release: str) -> tuple[bool, str]:
-    """Whether netem's losses can be seeded on kernel *release* (uname -r), and what the lab does.
-    Two things must hold: the kernel must know TCA_NETEM_PRNG_SEED, and the lab must send it -
-    pyroute2 0.9's netem encoder has no such attribute, so the lab draws unseeded losses on every
-    kernel and says which of the two stops it."""
+class SeededNetem:
+    """pyroute2 0.9's netem plugin (sched_netem) plus the TCA_NETEM_* attributes up to
+    TCA_NETEM_PRNG_SEED (include/uapi/linux/pkt_sched.h), so ``seed=N`` is sent and a kernel's
+    reported seed is read. Registered for kind "netem" when this module is imported."""
+
+    parent = _sched_netem.parent
+
+    class options(_sched_netem.options):
+        nla_map = _sched_netem.options.nla_map + (
+            ("TCA_NETEM_ECN", "uint32"), ("TCA_NETEM_RATE64", "uint64"), ("TCA_NETEM_PAD", "hex"),
+            ("TCA_NETEM_LATENCY64", "int64"), ("TCA_NETEM_JITTER64", "int64"),
+            ("TCA_NETEM_SLOT", "hex"), ("TCA_NETEM_SLOT_DIST", "hex"),
+            ("TCA_NETEM_PRNG_SEED", "uint64"))
+
+    @staticmethod
+    def get_parameters(kwarg: dict) -> dict:
+        seed = kwarg.pop("seed", None)
+        opts = _sched_netem.get_parameters(kwarg)
+        if seed is not None:
+            opts["attrs"].append(["TCA_NETEM_PRNG_SEED", int(seed)])
+        return opts
+
+
+_tc_plugins["netem"] = SeededNetem
+
+
+def seeding(release: str, links: dict[str, dict | None]) -> tuple[bool, str]:
+    """Whether the losses of a run were drawn from a known seed, and the words for it: from the
+    seeds the kernel reported for each shaped direction (*links*: read_back() results)."""
+    seeds = {k: v.get("seed") for k, v in links.items() if v}
+    if seeds and all(v is not None for v in seeds.values()):
+        return True, ("seeded: " + ", ".join(f"{k} seed={v}" for k, v in seeds.items())
+                      + " (reported by the kernel; --shape SRC->DST:...,seed=N replays a direction's draws)")
     try:
-        version = tuple(int(x) for x in release.split("-")[0].split(".")[:2])
+        version = tuple(int(x) for x in release.split("-")[0].split("+")[0].split(".")[:2])
     except ValueError:
         version = (0, 0)
     if version < NETEM_SEED_SINCE:
         return False, (f"unseeded: kernel {release} predates netem's PRNG seed (TCA_NETEM_PRNG_SEED, "
                        "Linux 6.6); each run draws its own losses")
-    return False, (f"unseeded: kernel {release} accepts a netem seed (TCA_NETEM_PRNG_SEED), but "
-                   "pyroute2 0.9 cannot send it; each run draws its own losses")
+    return False, (f"unseeded: kernel {release} reported no netem seed; each run draws its own losses")
 
 
 def read_back(host: Host, ifname: str) -> dict | None:
     """The netem qdisc on *host*:*ifname* as the kernel reports it (None if there is none):
-    delay and jitter in ms, loss and duplicate in %, the queue limit, and whether the kernel
-    echoed a PRNG seed. What a run records of its link comes from here, not from what was asked."""
+    delay and jitter in ms, loss and duplicate in %, the queue limit, and the PRNG seed in force
+    (None where the kernel reports none: before Linux 6.6). What a run records of its link comes from here, not from what was asked."""
     from pyroute2.netlink.rtnl.tcmsg.common import tick_in_usec
 
     with iproute(host.nspath) as ipr:
@@ -157,15 +204,13 @@ def read_back(host: Host, ifname: str) -> dict | None:
             opts = msg.get_attr("TCA_OPTIONS")
             if opts is None:
                 continue
-            extra = {a[1].get("header", {}).get("type") for a in opts.get("attrs", [])
-                     if a[0] == "UNKNOWN" and isinstance(a[1], dict)}
             return {"interface": ifname,
                     "delay_ms": round(opts["delay"] / tick_in_usec / 1000, 3),
                     "jitter_ms": round(opts["jitter"] / tick_in_usec / 1000, 3),
                     "loss_pct": round(opts["loss"] / 0xFFFFFFFF * 100, 4),
                     "duplicate_pct": round(opts["duplicate"] / 0xFFFFFFFF * 100, 4),
                     "limit": opts["limit"],
-                    "seed_echoed": TCA_NETEM_PRNG_SEED in extra}
+                    "seed": opts.get_attr("TCA_NETEM_PRNG_SEED")}
     return None
 
 

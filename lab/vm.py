@@ -16,7 +16,10 @@ VM's kernel loads sch_netem, nf_tables, veth ... on demand through the host's mo
 decompress vmlinuz to a plain ELF vmlinux (boots through PVH, about twice as fast as the
 bzImage under TCG, which emulates the decompressor), and write a small initramfs: busybox-static
 and the virtio/9p/overlay modules. Everything is cached under ``.cache/vm/<kernel>/``; later
-runs reuse it.
+runs reuse it. Kernels: ``debian-12`` (bookworm's 6.1, from the machine's own apt lists) and
+``debian-13`` (trixie's 6.12: its package lists are fetched into ``.cache/vm/apt/trixie``, its
+modules live under usr/lib/modules and are xz-compressed - decompressed for the initramfs, while
+the guest's modprobe reads .ko.xz itself). 6.12's netem takes a PRNG seed; 6.1's does not.
 
 Boot, inside the VM: the initramfs (stage 1, busybox) mounts the root share, the overlay and a
 third, private 9p share (the control directory, a host temp dir) and switch_roots into the
@@ -70,12 +73,17 @@ class Kernel:
     meta_package: str           # the distribution's "current kernel" package
     image_re: str               # its dependency that carries the kernel, e.g. linux-image-6.1.0-56-amd64
     description: str
+    suite: str | None = None    # a Debian suite other than the machine's own: apt reads its package
+                                # lists into the cache (the machine's apt configuration is untouched)
 
 
 KERNELS: dict[str, Kernel] = {
     "debian-12": Kernel("debian-12", "linux-image-amd64", r"linux-image-6\.1\.0-\d+-amd64",
                         "Debian 12 (bookworm) stock kernel, linux-image-amd64"),
+    "debian-13": Kernel("debian-13", "linux-image-amd64", r"linux-image-6\.12\.\d+\+deb13-amd64",
+                        "Debian 13 (trixie) stock kernel, linux-image-amd64", suite="trixie"),
 }
+MIRROR = "http://deb.debian.org/debian"
 
 QEMU = "qemu-system-x86_64"
 QEMU_ARGS = ["-machine", "q35", "-accel", "tcg,thread=multi", "-cpu", "max", "-m", "512M",
@@ -110,9 +118,26 @@ def _cmd(argv: list[str], what: str, timeout_s: float, cwd: Path | None = None) 
     return done.stdout
 
 
+def _apt_options(spec: Kernel) -> list[str]:
+    """apt options for *spec*'s suite: none for the machine's own; else a sources list and package
+    lists of that suite kept under the cache (signatures checked with the machine's keyrings)."""
+    if spec.suite is None:
+        return []
+    root = CACHE / "apt" / spec.suite
+    for sub in ("lists/partial", "cache/archives/partial"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    (root / "sources.list").write_text(f"deb {MIRROR} {spec.suite} main\n")
+    return ["-o", f"Dir::Etc::SourceList={root / 'sources.list'}", "-o", "Dir::Etc::SourceParts=/dev/null",
+            "-o", f"Dir::State::Lists={root / 'lists'}", "-o", f"Dir::Cache={root / 'cache'}",
+            "-o", "APT::Sandbox::User=root"]
+
+
 def _resolve(spec: Kernel) -> str:
     """The package that carries the distribution's current kernel, e.g. linux-image-6.1.0-56-amd64."""
-    out = _cmd(["apt-cache", "depends", spec.meta_package], f"resolving {spec.meta_package}", 60)
+    opts = _apt_options(spec)
+    if opts:       # that suite's package lists, fetched into the cache
+        _cmd(["apt-get", *opts, "update"], f"apt-get update for Debian {spec.suite}", 300)
+    out = _cmd(["apt-cache", *opts, "depends", spec.meta_package], f"resolving {spec.meta_package}", 60)
     found = re.findall(rf"Depends:\s*({spec.image_re})\b", out)
     if not found:
         raise EnvError(f"apt-cache knows no {spec.meta_package} that depends on a {spec.image_re} package "
@@ -120,15 +145,16 @@ def _resolve(spec: Kernel) -> str:
     return found[0]
 
 
-def _download(package: str, into: Path) -> Path:
-    argv = ["apt-get", "download", "-o", "APT::Sandbox::User=root", package]
+def _download(package: str, into: Path, spec: Kernel | None = None) -> Path:
+    opts = _apt_options(spec) if spec else []
+    argv = ["apt-get", *opts, "download", "-o", "APT::Sandbox::User=root", package]
     try:
         _cmd(argv, f"downloading {package}", 600, cwd=into)
     except EnvError:
         if os.geteuid() != 0:
             raise
         # stale package lists name a version the archive has dropped: refresh once, retry
-        _cmd(["apt-get", "update"], "apt-get update", 300)
+        _cmd(["apt-get", *opts, "update"], "apt-get update", 300)
         _cmd(argv, f"downloading {package}", 600, cwd=into)
     debs = sorted(into.glob(f"{package}_*.deb"))
     if not debs:
@@ -266,6 +292,18 @@ INITRD_VERSION = 2          # bump when INIT or APPLETS change: a cached initrd 
 APPLETS = ("sh", "mount", "umount", "mkdir", "insmod", "cat", "echo", "sleep", "switch_root")
 
 
+def _plain_module(name: str, data: bytes) -> tuple[str, bytes]:
+    """A module as busybox's insmod can load it: Debian 13 ships them xz-compressed (.ko.xz)."""
+    if name.endswith(".ko.xz"):
+        return name[:-3], lzma.decompress(data)
+    if name.endswith(".ko.zst"):
+        out = subprocess.run(["zstd", "-dc"], input=data, capture_output=True, timeout=60)
+        if out.returncode != 0:
+            raise EnvError(f"cannot decompress {name} (zstd: {out.stderr.decode(errors='replace').strip()})")
+        return name[:-4], out.stdout
+    return name, data
+
+
 def _build_initrd(moddir: Path, busybox: Path) -> bytes:
     order = _module_order(moddir, INITRD_MODULES)
     cpio = _Cpio()
@@ -278,8 +316,8 @@ def _build_initrd(moddir: Path, busybox: Path) -> bytes:
         cpio.symlink(f"bin/{applet}", "busybox")
     names = []
     for rel in order:
-        name = Path(rel).name
-        cpio.file(f"modules/{name}", (moddir / rel).read_bytes())
+        name, data = _plain_module(Path(rel).name, (moddir / rel).read_bytes())
+        cpio.file(f"modules/{name}", data)
         names.append(name)
     cpio.file("modules.order", ("\n".join(names) + "\n").encode())
     cpio.file("init", INIT.replace("@MSIZE@", str(MSIZE)).encode(), 0o755)
@@ -358,24 +396,27 @@ def prepare(kernel: str = "debian-12", progress: Callable[[str], None] = print) 
         try:
             package = _resolve(spec)
             progress(f"vm: [1/5] {spec.meta_package} is {package}; downloading it with apt-get")
-            deb = _download(package, work)
+            deb = _download(package, work, spec)
             size = deb.stat().st_size
             version = deb.name.split("_")[1]
             progress(f"vm: [2/5] unpacking {deb.name} ({size / 1e6:.0f} MB, {time.monotonic() - t0:.1f} s so far)")
             _cmd(["dpkg-deb", "-x", str(deb), str(work / "root")], f"unpacking {deb.name}", 300)
             deb.unlink()
-            moddirs = sorted((work / "root" / "lib" / "modules").iterdir())
+            # Debian 12 ships lib/modules, Debian 13 (merged /usr) usr/lib/modules
+            base = next((b for b in (work / "root", work / "root" / "usr")
+                         if (b / "lib" / "modules").is_dir()), None)
+            moddirs = sorted((base / "lib" / "modules").iterdir()) if base else []
             if len(moddirs) != 1:
                 raise EnvError(f"{package} holds {len(moddirs)} module trees, expected one")
             release = moddirs[0].name
             progress(f"vm: [3/5] depmod {release}")
-            _cmd(["depmod", "-b", str(work / "root"), release], "depmod", 300)
+            _cmd(["depmod", "-b", str(base), release], "depmod", 300)
             progress("vm: [4/5] decompressing vmlinuz to vmlinux")
             vmlinux = decompress_vmlinuz((work / "root" / "boot" / f"vmlinuz-{release}").read_bytes())
             (work / "vmlinux").write_bytes(vmlinux)
             progress(f"vm: [5/5] building the initramfs (busybox-static + {', '.join(INITRD_MODULES)})")
             info = {"kernel": kernel, "package": package, "version": version, "release": release,
-                    "modules": f"root/lib/modules/{release}", "prepared": time.time()}
+                    "modules": str(moddirs[0].relative_to(work)), "prepared": time.time()}
             _write_initrd(work, info, setup_s=round(time.monotonic() - t0, 1))
             work.rename(d)
         finally:

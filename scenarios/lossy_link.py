@@ -22,9 +22,11 @@ cleanly; without TIME-WAIT the FIN would find no connection and be answered by R
 §3.10.7.1). Flip it with --sysctl client:net.ipv4.tcp_max_tw_buckets=0: no room for TIME-WAIT
 (FACTS.md §2-3), and each lost final ACK then costs the server a reset.
 
-netem's losses are not seeded on the kernels the lab runs (lab.shaping.seed_support): every run
-draws its own pattern, which is why the scenario counts outcomes over many closes and checks the
-loss it observed against the rate the kernel's qdisc reports, not against one replayed pattern.
+netem's losses are seeded only from Linux 6.6 on (lab.shaping.seeding: the report names the seeds
+the kernel used, and --shape ...,seed=N gives one); on Debian 12's 6.1 every run draws its own
+pattern. Either way the order in which 100 concurrent closes reach the qdisc varies from run to
+run, so the scenario counts outcomes over many closes and checks the loss it observed against the
+rate the kernel's qdisc reports, not against one replayed pattern.
 
     t      who      step                                  wire                      state
     0      server   listen :5010                          (link: delay, no loss)
@@ -50,7 +52,7 @@ from lab.core import Lab
 from lab.errors import UsageError, WaitTimeout
 from lab.evidence import Evidence
 from lab.packets import match_arrivals
-from lab.shaping import REQUIRED, seed_support
+from lab.shaping import REQUIRED, seeding
 from lab.verdict import Check
 
 NAME = "lossy-link"
@@ -85,10 +87,8 @@ def run(lab: Lab) -> dict:
     if not any(p.loss_pct > 0 for p in asked.values()):
         raise UsageError(f"{NAME} needs loss on the link: give --shape with loss_pct above 0 (e.g. "
                          f"both:loss_pct=20,delay_ms=10), or no --shape for the scenario's own link")
-    seeded = seed_support(lab.describe()["kernel"])
-    lab.progress(f"netem losses {seeded[1]}")
     facts = lab.facts
-    facts.update(closes=CLOSES, netem_seeded=seeded[0], netem_seed=seeded[1])
+    facts.update(closes=CLOSES)
 
     # open every connection over the link without its loss: a lost SYN or SYN-ACK backs the
     # connection's RTO off (seen: 4 SYN-ACKs lost, then the close's FIN retransmitted after 33 s
@@ -111,6 +111,8 @@ def run(lab: Lab) -> dict:
     for (src, dst), profile in asked.items():                 # now the link loses packets
         lab.reshape(src, dst, profile)
     facts["links"] = {f"{a}->{b}": lab.link(a, b) for a, b in (("client", "server"), ("server", "client"))}
+    facts["netem_seeded"], facts["netem_seed"] = seeding(lab.describe()["kernel"], facts["links"])
+    lab.progress(f"netem losses {facts['netem_seed']}")
     facts["loss_from"] = time.time()
     facts["client_close"] = client.close_many([f"c{i}" for i in range(CLOSES)])["closed"]   # FIN x 100 ->
     served = server.close_on_eof(names, timeout_s=60)          # each: read EOF, close(): <- FIN

@@ -158,6 +158,34 @@ def test_lossy_link_pcaps_show_the_losses_and_no_reset(lossy):
     assert len(ports) == 100 and len(fins) > len(ports)          # some FINs were sent again
 
 
+# -- netem's seed, on a kernel that has one (Debian 13's 6.12) ----------------------------------
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory):
+    """tests/vm_seed_probe.py inside Debian 13's kernel: 400 datagrams over a 50 % netem link,
+    seeded S, S again, S+1, and not seeded."""
+    out = tmp_path_factory.mktemp("vm-seed")
+    code, stdout = vm.run_command("debian-13", [str(REPO / ".venv" / "bin" / "python"),
+                                                str(REPO / "tests" / "vm_seed_probe.py")],
+                                  out, progress=print, timeout_s=900)
+    assert code == 0, (out / "vm-console.log").read_text()[-3000:]
+    return json.loads(stdout)
+
+
+def test_a_netem_seed_replays_the_same_losses(seeded):
+    first, again, other, unseeded = seeded["trials"]
+    assert seeded["kernel"].startswith("6.12.")
+    # the kernel reports the seed it was given, and one of its own when given none
+    assert (first["reported_seed"], again["reported_seed"]) == (first["seed"], again["seed"])
+    assert other["reported_seed"] == other["seed"] and unseeded["reported_seed"] is not None
+    # 50 % loss: roughly half arrived, and exactly the same half for the same seed
+    for t in seeded["trials"]:
+        assert 0.35 * seeded["sent"] < len(t["arrived"]) < 0.65 * seeded["sent"], t
+    assert first["arrived"] == again["arrived"]
+    assert first["arrived"] != other["arrived"]
+    assert first["arrived"] != unseeded["arrived"]
+
+
 def test_qemu_is_gone_after_the_run(shaped):
     out = shaped[1]
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout

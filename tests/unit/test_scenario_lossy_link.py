@@ -177,11 +177,15 @@ def test_every_scenario_has_a_lab_sheet():
         assert "## Questions" in text and "## Run it" in text, name
 
 
-def test_seed_support_says_why_losses_are_unseeded():
-    from lab.shaping import seed_support
+def test_seeding_says_which_seeds_drew_the_losses_or_why_none():
+    from lab.shaping import seeding
 
-    seeded, why = seed_support("6.1.0-56-amd64")
+    links = {"client->server": {"loss_pct": 20.0, "seed": None}, "server->client": {"loss_pct": 20.0, "seed": None}}
+    seeded, why = seeding("6.1.0-56-amd64", links)
     assert not seeded and "predates" in why and "6.1.0-56-amd64" in why
-    seeded, why = seed_support("6.18.44-fc-v782")
-    assert not seeded and "pyroute2 0.9 cannot send it" in why
-    assert not seed_support("weird")[0]
+    seeded, why = seeding("6.18.44-fc-v782", links)
+    assert not seeded and "reported no netem seed" in why
+    links = {"client->server": {"seed": 42}, "server->client": {"seed": 7}}
+    seeded, why = seeding("6.12.117+deb13-amd64", links)
+    assert seeded and "client->server seed=42" in why and "server->client seed=7" in why
+    assert not seeding("weird", {})[0]
