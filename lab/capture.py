@@ -48,9 +48,11 @@ class Capture:
     def start(self, timeout_s: float = 10.0) -> "Capture":
         # --immediate-mode: without it packets of the last buffer timeout (1 s) are lost on stop
         # -Z root: tcpdump must not change its uid, which would clear the parent-death signal
-        # -B: immediate mode takes libpcap's TPACKET_V2 ring, one frame per packet at the
-        # interface's largest (GSO) size, ~64 KiB: the default 2 MiB holds ~30 packets, which a
-        # burst of 50 closes overflowed under qemu (TCG), where tcpdump runs slowly
+        # Immediate mode takes libpcap's TPACKET_V2 ring: one fixed-size frame per packet, sized
+        # by the snaplen (with -s 0 on an interface with offloads, libpcap's 256 KiB maximum), so
+        # the ring holds few packets: a burst of 100 closes overflowed the default 2 MiB and then
+        # 16 MiB under qemu (TCG), where tcpdump runs slowly. The lab gives a snaplen (2 KiB at the
+        # ends) and -B 16 MiB: thousands of frames.
         argv = ["tcpdump", "-i", self.interface, "-n", "-Z", "root", "-U", "--immediate-mode", "-s", str(self.snaplen),
                 "-B", str(BUFFER_KIB), "-w", "-"]
         if self.link_type:

@@ -43,6 +43,8 @@ REPORTED_SYSCTLS = (
 
 
 ROUTER_SNAPLEN = 256     # bytes of each packet the router's capture keeps (headers and options)
+END_SNAPLEN = 2048       # the ends': headers and a full-sized segment's payload (a GSO super-packet
+                         # is cut there; lab.packets takes its length from the IP header)
 
 # values the kernel accepts but that mean nothing (several of these are plain proc_dointvec
 # without bounds, so the kernel stores 7 in tcp_rfc1337 without a word): refused up front
@@ -217,11 +219,11 @@ class Lab:
             for name, host in self.hosts.items():
                 nets = list(host.addresses)
                 iface, link = (host.ifname(nets[0]), None) if len(nets) == 1 else ("any", "LINUX_SLL2")
-                # the router's capture (both its interfaces, every packet twice) keeps headers only:
-                # smaller ring frames, so a burst does not overflow it; checks read the ends' pcaps
+                # a snaplen keeps libpcap's ring frames small (lab.capture); the router's capture
+                # (both its interfaces, every packet twice, read by no check) keeps headers only
                 self.captures[name] = Capture(host.nspath, iface, self.artifacts / f"{name}.pcap",
                                               link_type=link,
-                                              snaplen=ROUTER_SNAPLEN if host.spec.forwards else 0).start()
+                                              snaplen=ROUTER_SNAPLEN if host.spec.forwards else END_SNAPLEN).start()
             if router is not None:
                 self.faults = Faults(self.hosts[router.name], self.timeline,
                                      self.artifacts / "faults.pcap").start()

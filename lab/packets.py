@@ -37,7 +37,7 @@ class Segment:
     ifindex: int | None = None  # interface, where the link type records it (any, SLL2)
     outgoing: bool | None = None
     prefix: str | None = None   # NFLOG prefix (which fault logged it)
-    payload: bytes = b""
+    payload: bytes = b""         # as captured: the first bytes only where the capture was truncated
     ip: bytes = field(default=b"", repr=False, compare=False)   # the whole IP packet, as captured
 
     def has(self, flag: str) -> bool:
@@ -160,10 +160,13 @@ def read_pcap(path: Path | str) -> list[Segment]:
                 if kind == dpkt.tcp.TCP_OPT_TIMESTAMP and len(data) == 8:
                     tsval, tsecr = struct.unpack(">II", data)
             payload = bytes(tcp.data)
+            # the segment's length from the IP header: a capture may keep only the first bytes of
+            # each packet (the lab's do: see lab.capture), and then the payload here is a prefix
+            length = max(len(payload), ip.len - ip.hl * 4 - tcp.off * 4) if ip.len else len(payload)
             out.append(Segment(
                 t=float(ts), src=socket.inet_ntoa(ip.src), sport=tcp.sport,
                 dst=socket.inet_ntoa(ip.dst), dport=tcp.dport, flags=flag_names(tcp.flags),
-                seq=tcp.seq, ack=tcp.ack, length=len(payload), tsval=tsval, tsecr=tsecr,
+                seq=tcp.seq, ack=tcp.ack, length=length, tsval=tsval, tsecr=tsecr,
                 ifindex=ifindex, outgoing=outgoing, prefix=prefix, payload=payload, ip=bytes(raw[:ip.len]),
             ))
     return out

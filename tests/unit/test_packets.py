@@ -257,3 +257,16 @@ def test_match_arrivals_tells_identical_segments_apart_by_time():
     assert match_arrivals([late], [seg(1.01)]) == {id(late): None}
     a = seg(3.0, flags="ACK", tsval=5)
     assert match_arrivals([a], [seg(3.01, flags="ACK", tsval=6)]) == {id(a): None}
+
+
+def test_a_truncated_capture_keeps_the_segments_length(tmp_path):
+    """The lab's captures keep the first 2 KiB of a packet: a GSO super-packet of 6000 bytes is
+    cut; its length comes from the IP header, the payload is the prefix that was kept."""
+    data = (b"OLD-" * 1500)
+    ip = tcp_bytes(src=CLIENT, dst=SERVER, sport=40082, dport=5000, flags=dpkt.tcp.TH_ACK, payload=data)
+    frame = ethernet(ip)
+    pcap = write_pcap(tmp_path / "cut.pcap", DLT_EN10MB, [(T0, frame[:2048]), (T0 + 1, frame)])
+    cut, whole = read_pcap(pcap)
+    assert cut.length == whole.length == 6000
+    assert whole.payload == data and cut.payload == data[:len(cut.payload)] and len(cut.payload) < 2048
+    assert cut.same_wire(whole)
