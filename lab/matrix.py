@@ -122,6 +122,7 @@ KEY_VALUES: dict[str, list[KeyValue]] = {
                  "distribution.final ACK lost.server_wait_ms.min", abs_tol=50),
         KeyValue("close time, median (ms)", "lost-final-ack-costs-an-rto", "distribution.all.close_ms.p50",
                  rel_tol=0.5),
+        KeyValue("netem seed reported", "loss-matches-the-link", "seeded"),
     ],
     "restart-reuseaddr": [
         KeyValue("neither SO_REUSEADDR: bind", "neither-bind", "error"),
