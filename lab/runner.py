@@ -231,6 +231,20 @@ def run_many(name: str, repeat: int, parallel: int, backend: str = "auto",
     return summary
 
 
+def catalog_summary(results: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
+    """`run all`'s summary of its runs. A scenario this kernel cannot run (no netem) is skipped,
+    as in `invoke check`: listed with its reason, it does not fail the rest."""
+    results = sorted(results, key=lambda r: r["run"])
+    summary = {"scenarios": results, "wall_s": round(wall_s, 3),
+               "passed": sum(r["verdict"] == "pass" for r in results),
+               "failed": sum(r["verdict"] == "fail" for r in results),
+               "errors": sum(r["verdict"] == "error" for r in results),
+               "skipped": sum(r["verdict"] == "skipped" for r in results)}
+    ran = [r for r in results if r["verdict"] != "skipped"]
+    summary["verdict"] = "pass" if ran and all(r["verdict"] == "pass" for r in ran) else "fail"
+    return summary
+
+
 def run_catalog(names: list[str], parallel: int = 3, backend: str = "auto",
                 sysctls: list[SysctlSetting] = (), artifacts: Path | None = None,
                 shaping: list[Shaping] = (), compose: Path | None = None,
@@ -271,16 +285,7 @@ def run_catalog(names: list[str], parallel: int = 3, backend: str = "auto",
                              + (f" ({', '.join(res.get('failed_checks') or [])})" if res.get("failed_checks") else "")
                              + (f" - {res['error']}" if res.get("error") else "")
                              + (f" - {res['reason']}" if res.get("reason") else ""))
-    results.sort(key=lambda r: r["run"])
-    summary = {"scenarios": results, "wall_s": round(time.time() - started, 3),
-               "passed": sum(r["verdict"] == "pass" for r in results),
-               "failed": sum(r["verdict"] == "fail" for r in results),
-               "errors": sum(r["verdict"] == "error" for r in results),
-               "skipped": sum(r["verdict"] == "skipped" for r in results)}
-    # a scenario this kernel cannot run (no netem) is skipped, as in `invoke check`; it is listed
-    # with its reason, and does not fail the rest
-    ran = [r for r in results if r["verdict"] != "skipped"]
-    summary["verdict"] = "pass" if ran and all(r["verdict"] == "pass" for r in ran) else "fail"
+    summary = catalog_summary(results, time.time() - started)
     base.mkdir(parents=True, exist_ok=True)
     (base / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     summary["artifacts"] = str(base)

@@ -386,3 +386,16 @@ def test_junit_xml_all_passing_and_unprintable_bytes():
     root = assert_junit_shape(junit_xml(summary))
     assert root.get("failures") == "0" and root.get("tests") == "1"
     assert "\x01" not in junit_xml(summary)
+
+
+def test_run_all_summary_lists_skipped_scenarios_without_failing():
+    from lab.runner import catalog_summary
+
+    ok = {"run": 1, "scenario": "lost-ack", "verdict": "pass"}
+    skipped = {"run": 2, "scenario": "lossy-link", "verdict": "skipped", "reason": "netem is not available"}
+    s = catalog_summary([skipped, ok], 1.0)
+    assert (s["verdict"], s["passed"], s["skipped"]) == ("pass", 1, 1)
+    assert [r["scenario"] for r in s["scenarios"]] == ["lost-ack", "lossy-link"]
+    assert catalog_summary([skipped], 1.0)["verdict"] == "fail"          # nothing ran at all
+    failed = {"run": 3, "scenario": "tw-buckets", "verdict": "fail"}
+    assert catalog_summary([ok, skipped, failed], 1.0)["verdict"] == "fail"
