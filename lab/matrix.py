@@ -132,6 +132,10 @@ KEY_VALUES: dict[str, list[KeyValue]] = {
     ],
 }
 
+# scenarios whose counters count a random process (netem loss): kernels differ only when
+# different counters move, not when the counts do
+RANDOM_COUNTS = {"lossy-link"}
+
 # the TIME-WAIT story in nstat (FACTS.md §4); a cell lists those that moved, per host
 COUNTERS = ("TcpExtTW", "TcpExtTWKilled", "TcpExtTWRecycled", "TcpExtTCPTimeWaitOverflow",
             "TcpExtPAWSTimewait", "TcpExtPAWSEstab", "TcpExtTCPACKSkippedTimeWait",
@@ -321,6 +325,10 @@ def rows(matrix: dict[str, Any]) -> list[dict[str, Any]]:
             row("counters", lambda c: ", ".join(f"{k} +{v}" for k, v in (c.get("counters") or {}).items()
                                                  if k in counter_names) or None
                 if c.get("verdict") in ("pass", "fail") else None)
+            if n in RANDOM_COUNTS:       # counts of random losses: only which counters moved tells
+                ran = [k for k in kernels if (cells.get(k) or {}).get("verdict") in ("pass", "fail")]
+                moved = [sorted((cells[k].get("counters") or {})) for k in ran]
+                out[-1]["differs"] = len(ran) > 1 and any(m != moved[0] for m in moved[1:])
     return out
 
 

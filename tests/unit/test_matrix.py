@@ -149,3 +149,18 @@ def test_parse_kernels():
     for bad in ("../etc", "debian-99", "nonsense"):
         with pytest.raises(UsageError, match=f"--kernel '{bad}': unknown kernel; choose host"):
             parse_kernels([bad])
+
+
+def test_lossy_link_counts_differ_only_when_other_counters_move():
+    def cell(counters):
+        return {"verdict": "pass", "checks": "5/5", "values": {}, "counters": counters}
+    m = {"kernels": ["debian-12", "debian-13"], "scenarios": ["lossy-link", "lost-ack"],
+         "cells": {"lossy-link": {"debian-12": cell({"client TW": 100, "server TcpRetransSegs": 51}),
+                                  "debian-13": cell({"client TW": 100, "server TcpRetransSegs": 49})},
+                   "lost-ack": {"debian-12": cell({"server TcpRetransSegs": 4}),
+                                "debian-13": cell({"server TcpRetransSegs": 5})}}}
+    diff = {(r["scenario"], r["what"]): r["differs"] for r in rows(m)}
+    assert diff[("lossy-link", "counters")] is False          # random counts of the same counters
+    assert diff[("lost-ack", "counters")] is True              # a deterministic scenario: any change
+    m["cells"]["lossy-link"]["debian-13"]["counters"]["client TCPTimeWaitOverflow"] = 100
+    assert {(r["scenario"], r["what"]): r["differs"] for r in rows(m)}[("lossy-link", "counters")] is True
