@@ -133,10 +133,10 @@ def show(report: dict[str, Any], console: Console | None = None) -> None:
     if report.get("shaping"):
         console.print("link: " + ", ".join(report["shaping"]))
     console.print()
-    focus = _focus(report)
+    focus, why = _focus(report)
     if focus is not None:
-        console.print(f"[dim]one connection of {len(_client_ports(report))}: the client's port {focus}, "
-                      "the first whose final ACK was lost[/]")
+        console.print(f"[dim]one connection of {len(_client_ports(report))}: the client's port {focus}"
+                      + (f", {why}" if why else "") + "[/]")
     for row in ladder(report, port=focus):
         console.print(row, soft_wrap=True)
     console.print()
@@ -165,12 +165,14 @@ def _client_ports(report: dict[str, Any]) -> set[int]:
     return {s["sport"] for s in report.get("packets", {}).get("client", []) if s["src"] == addr}
 
 
-def _focus(report: dict[str, Any]) -> int | None:
-    """With many connections, the ladder shows one: the port a check names (values.ladder_port)."""
+def _focus(report: dict[str, Any]) -> tuple[int | None, str | None]:
+    """With many connections, the ladder shows one: the port a check names (values.ladder_port),
+    and why (values.ladder_why)."""
     if len(_client_ports(report)) <= 3:
-        return None
-    return next((c["values"]["ladder_port"] for c in report.get("checks", [])
-                 if c.get("values", {}).get("ladder_port") is not None), None)
+        return None, None
+    values = next((c["values"] for c in report.get("checks", [])
+                   if c.get("values", {}).get("ladder_port") is not None), {})
+    return values.get("ladder_port"), values.get("ladder_why")
 
 
 def _summary(report: dict[str, Any]) -> list[str]:

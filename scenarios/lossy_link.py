@@ -209,6 +209,16 @@ def _stats(values: list[float]) -> dict:
             "max": v[-1]}
 
 
+def _ladder(candidates: list[dict], why: str) -> dict:
+    """The connection the terminal's ladder shows: of *candidates*, the one that lost the fewest
+    other segments (the textbook case), and why it was chosen."""
+    if not candidates:
+        return {"ladder_port": None}
+    best = min(candidates, key=lambda c: (c["segments_lost"], c.get("close_ms") or 0, c["port"]))
+    return {"ladder_port": best["port"], "ladder_why": why + (
+        "; the one with the fewest other losses" if len(candidates) > 1 else "")}
+
+
 def distribution(conns: list[dict]) -> tuple[dict, dict]:
     """Close times (client's first FIN to the server's end, and the server's own wait from its
     first FIN), by what the close lost."""
@@ -346,7 +356,8 @@ def check(ev: Evidence) -> list[Check]:
              "first_answer_ack": sum(c.get("final_answer") == "ACK" for c in conns),
              "first_answer_rst": sum(c.get("final_answer") == "RST" for c in conns),
              "distribution": distribution(conns)[0],
-             "ladder_port": (rst_after or lost or by_rst or [{"port": None}])[0]["port"]}))
+             **_ladder(rst_after or lost or by_rst, "a close whose final answer was lost: the FIN came "
+                       "again and met a RST")}))
     else:
         ok = bool(lost) and len(saved) == len(lost) and len(retransmitted) == len(lost) \
             and unanswered == 0 and not by_rst
@@ -368,7 +379,7 @@ def check(ev: Evidence) -> list[Check]:
             observed, ok,
             {**common, "saved_by_reack": len(saved), "server_fin_retransmitted": len(retransmitted),
              "reacks_needed": dict(sorted(tally.items())),
-             "ladder_port": (saved or lost or [{"port": None}])[0]["port"]}))
+             **_ladder(saved or lost, "a close whose final ACK was lost and TIME-WAIT's re-ACK saved it")}))
 
     # 5. how long closes took, and what a lost final ACK costs
     if want_rst:        # a RST can also answer another segment (e.g. the ACK of a retransmitted

@@ -189,3 +189,13 @@ def test_seeding_says_which_seeds_drew_the_losses_or_why_none():
     seeded, why = seeding("6.12.117+deb13-amd64", links)
     assert seeded and "client->server seed=42" in why and "server->client seed=7" in why
     assert not seeding("weird", {})[0]
+
+
+def test_the_ladder_shows_the_textbook_close(ev):
+    values = by_name(ev)["lost-final-ack-saved-by-time-wait"].values
+    conns = {c["port"]: c for c in sc.analyse(ev)["connections"]}
+    shown = conns[values["ladder_port"]]
+    assert shown["final_ack_lost"] and shown["ended_by_reack"]
+    saved = [c for c in conns.values() if c.get("final_ack_lost") and c.get("ended_by_reack")]
+    assert shown["segments_lost"] == min(c["segments_lost"] for c in saved)
+    assert "TIME-WAIT's re-ACK saved it" in values["ladder_why"]
