@@ -104,3 +104,25 @@ def test_run_scripts_quote_paths_and_run_one_command():
 def test_unknown_kernel():
     with pytest.raises(UsageError, match="choose one of debian-12"):
         vm.kernel_spec("nope")
+
+
+def test_xz_modules_are_decompressed_for_the_initramfs():
+    import lzma
+
+    from lab.vm import _plain_module
+
+    data = b"\x7fELF" + b"module bytes" * 100
+    assert _plain_module("9p.ko.xz", lzma.compress(data)) == ("9p.ko", data)
+    assert _plain_module("overlay.ko", data) == ("overlay.ko", data)
+
+
+def test_another_suite_reads_its_package_lists_into_the_cache(tmp_path, monkeypatch):
+    from lab import vm
+
+    monkeypatch.setattr(vm, "CACHE", tmp_path)
+    assert vm._apt_options(vm.KERNELS["debian-12"]) == []          # the machine's own lists
+    opts = vm._apt_options(vm.KERNELS["debian-13"])
+    root = tmp_path / "apt" / "trixie"
+    assert (root / "sources.list").read_text() == "deb http://deb.debian.org/debian trixie main\n"
+    assert f"Dir::State::Lists={root / 'lists'}" in opts and "Dir::Etc::SourceParts=/dev/null" in opts
+    assert (root / "lists" / "partial").is_dir()
