@@ -1,0 +1,26 @@
+"""The README keeps up with the code: its scenario table lists the catalog, with each scenario's
+shaping need, and every task is in its task table."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from scenarios import catalog
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def test_readme_lists_every_scenario_with_its_shaping():
+    rows = dict(re.findall(r"^\| `([a-z0-9-]+)` \| .* \| \**(required|optional|unused)\** \|$", README, re.M))
+    assert rows == {name: mod.SHAPING for name, mod in catalog().items()}
+
+
+def test_readme_names_every_task():
+    import tasks
+
+    from invoke import Collection
+
+    names = set(Collection.from_module(tasks).task_names) - set(catalog())
+    missing = [n for n in names if f"`invoke {n}" not in README]
+    assert missing == []
