@@ -272,12 +272,15 @@ def bench(c, runs=5, backend=None):
         "backend": "auto (docker when a daemon answers, else netns), docker or netns",
         "shape": "netem on the path, as for `run` (repeatable; needs sch_netem)",
         "artifacts": "directory for every scenario's artifacts and check.json",
-        "parallel": "how many labs at a time (timing-sensitive scenarios run alone afterwards)",
+        "parallel": "how many labs at a time (timing-sensitive scenarios run alone afterwards; "
+                    "default 3, 1 inside a VM)",
+        "kernel": "host (this machine's kernel, the default) or a stock kernel to run the whole check "
+                  "in under qemu: debian-12, debian-13 (netem scenarios run there instead of skipping)",
     },
 )
 @_guard
 def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=None, json_out=None,
-          backend="auto", shape=None, artifacts=None, parallel=3):
+          backend="auto", shape=None, artifacts=None, parallel=None, kernel="host"):
     """Run scenarios for CI, judged by the sysctls in force and a profile's required behaviours.
     Exit 0 when all matched, 1 when something did not, 2 for usage or environment errors."""
     from pathlib import Path
@@ -292,7 +295,7 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
     shaping = [sh for text in (shape or []) for sh in parse_shape(text)]
     prof = load_profile(profile) if profile else None
     try:
-        parallel = int(parallel)
+        parallel = int(parallel if parallel is not None else (3 if kernel == "host" else 1))
     except ValueError:
         raise UsageError("--parallel takes a whole number of 1 or more") from None
     outputs = [(flag, Path(p)) for flag, p in (("--junit", junit), ("--json-out", json_out)) if p]
@@ -303,8 +306,12 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
             raise UsageError(f"{flag} {path}: cannot create its directory ({exc.strerror})") from None
         if path.is_dir() or not os.access(path.parent, os.W_OK):
             raise UsageError(f"{flag} {path}: not a file this user can write")
-    summary = run_check(names, sysctls=settings, from_host=from_host, profile=prof, backend=backend,
-                        shaping=shaping, artifacts=artifacts, parallel=parallel, progress=print)
+    if kernel != "host":
+        summary = _check_in_vm(kernel, names, sysctl or [], from_host, profile, shape or [], artifacts,
+                               parallel)
+    else:
+        summary = run_check(names, sysctls=settings, from_host=from_host, profile=prof, backend=backend,
+                            shaping=shaping, artifacts=artifacts, parallel=parallel, progress=print)
     if junit:
         Path(junit).write_text(junit_xml(summary))
     if json_out:
@@ -318,6 +325,40 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
         raise Exit(f"twlab: no scenario could run: {first}", code=2)
     if summary["exit_code"]:
         raise Exit(code=summary["exit_code"])
+
+
+def _check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: bool, profile: str | None,
+                 shapes: list[str], artifacts: str | None, parallel: int) -> dict:
+    """`invoke check` itself, run inside *kernel* under qemu (netns backend there); its summary
+    comes back through the shared artifacts directory."""
+    from pathlib import Path
+
+    from lab import vm as labvm
+    from lab.errors import EnvError, UsageError
+    from lab.runner import default_artifacts
+
+    labvm.kernel_spec(kernel)
+    if from_host:
+        raise UsageError("--from-host copies this machine's sysctls; with --kernel give them with "
+                         "--sysctl or a profile")
+    out = (Path(artifacts) if artifacts else default_artifacts(f"check-{kernel}")).resolve()
+    args = ["check", "--backend", "netns", "--artifacts", str(out / "runs"), "--parallel", str(parallel),
+            "--json-out", str(out / "check.json")]
+    args += [a for n in names for a in ("--scenario", n)]
+    args += [a for t in sysctls for a in ("--sysctl", t)]
+    args += [a for t in shapes for a in ("--shape", t)]
+    if profile:
+        args += ["--profile", str(Path(profile).resolve())]      # the host's / is the guest's
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"check inside the {kernel} VM: artifacts in {out}/")
+    code, _ = labvm.run(kernel, args, out, progress=print, timeout_s=3600)
+    try:
+        summary = _json.loads((out / "check.json").read_text())
+    except (OSError, ValueError):
+        raise EnvError(f"inside the {kernel} VM the check exited {code} and left no check.json "
+                       f"(see {out}/vm-console.log)") from None
+    summary["vm"] = {"kernel": kernel, "exit_code": code}
+    return summary
 
 
 def _check_table(summary: dict) -> None:

@@ -186,6 +186,26 @@ def test_a_netem_seed_replays_the_same_losses(seeded):
     assert first["arrived"] != unseeded["arrived"]
 
 
+# -- invoke check inside the stock kernel: the CI path with a netem scenario that really runs ------
+
+def test_check_in_the_vm_writes_junit_with_lossy_link_run(tmp_path):
+    out = tmp_path / "out.xml"
+    argv = [str(REPO / ".venv" / "bin" / "invoke"), "check", "--kernel", KERNEL, "--junit", str(out),
+            "--artifacts", str(tmp_path / "a"), "lossy-link"]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=2300,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
+    summary = json.loads((tmp_path / "a" / "check.json").read_text())
+    assert summary["kernel"].startswith("6.1.0-")                # the guest's kernel ran it
+    (run,) = summary["scenarios"]
+    assert run["scenario"] == "lossy-link" and run["verdict"] == "pass"
+    from xml.etree import ElementTree as ET
+    suite = next(s for s in ET.parse(out).getroot().iter("testsuite") if s.get("name") == "lossy-link")
+    cases = {tc.get("name") for tc in suite.iter("testcase")}
+    assert "lost-final-ack-saved-by-time-wait" in cases and suite.get("failures") == "0"
+    assert suite.find(".//skipped") is None
+
+
 def test_qemu_is_gone_after_the_run(shaped):
     out = shaped[1]
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout

@@ -399,3 +399,48 @@ def test_run_all_summary_lists_skipped_scenarios_without_failing():
     assert catalog_summary([skipped], 1.0)["verdict"] == "fail"          # nothing ran at all
     failed = {"run": 3, "scenario": "tw-buckets", "verdict": "fail"}
     assert catalog_summary([ok, skipped, failed], 1.0)["verdict"] == "fail"
+
+
+def test_check_in_a_vm_runs_check_there_and_reads_its_summary(tmp_path, monkeypatch):
+    import json as _json
+
+    import tasks
+    from lab import vm
+
+    seen = {}
+
+    def fake_run(kernel, args, out, progress, timeout_s):
+        seen.update(kernel=kernel, args=list(args), out=out)
+        (out / "check.json").write_text(_json.dumps({"exit_code": 0, "scenarios": [], "counts": {}}))
+        return 0, ""
+    monkeypatch.setattr(vm, "run", fake_run)
+    prof = tmp_path / "p.toml"
+    prof.write_text("")
+    summary = tasks._check_in_vm("debian-12", ["lossy-link"], ["client:net.ipv4.tcp_rfc1337=1"], False,
+                                 str(prof), ["both:loss_pct=10"], str(tmp_path / "a"), 1)
+    assert summary["vm"] == {"kernel": "debian-12", "exit_code": 0}
+    args = seen["args"]
+    assert args[:3] == ["check", "--backend", "netns"]
+    assert ["--scenario", "lossy-link"] == args[args.index("--scenario"):args.index("--scenario") + 2]
+    assert args[args.index("--profile") + 1] == str(prof.resolve())
+    assert args[args.index("--json-out") + 1] == str((tmp_path / "a").resolve() / "check.json")
+    assert "--sysctl" in args and "--shape" in args
+
+
+def test_check_in_a_vm_refuses_from_host_and_unknown_kernels(tmp_path):
+    import tasks
+
+    with pytest.raises(UsageError, match="--from-host copies this machine's sysctls"):
+        tasks._check_in_vm("debian-12", [], [], True, None, [], str(tmp_path), 1)
+    with pytest.raises(UsageError, match="unknown kernel"):
+        tasks._check_in_vm("debian-99", [], [], False, None, [], str(tmp_path), 1)
+
+
+def test_check_in_a_vm_without_a_summary_is_an_environment_error(tmp_path, monkeypatch):
+    import tasks
+    from lab import vm
+    from lab.errors import EnvError
+
+    monkeypatch.setattr(vm, "run", lambda *a, **k: (2, ""))
+    with pytest.raises(EnvError, match="left no check.json"):
+        tasks._check_in_vm("debian-12", [], [], False, None, [], str(tmp_path), 1)
