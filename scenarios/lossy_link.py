@@ -78,6 +78,8 @@ CITE_RST = ("FACTS.md §2-3: with tcp_max_tw_buckets exhausted a closing socket 
 CITE_RTO = ("RFC 6298 §5 / RFC 9293 §3.8.1: an unacknowledged FIN is sent again when the retransmission "
             "timer expires; Linux's RTO is at least TCP_RTO_MIN = 200 ms (RFC 6298 §2.4 asks 1 s), so "
             "a lost final ACK costs at least 200 ms + srtt, and its retransmitted FIN's ACK another round trip")
+CITE_ASSASSIN = ("RFC 1337 (TIME-WAIT assassination: a RST kills TIME-WAIT; fix F1 ignores it) and FACTS.md §2: "
+                 "Linux tcp_timewait_state_process() kills on an in-window RST unless tcp_rfc1337=1")
 CITE_CLOSE = ("RFC 9293 §3.6 (closing: each side's FIN is acknowledged; the connection ends in CLOSED "
               "without a reset)")
 
@@ -186,6 +188,10 @@ def analyse(ev: Evidence) -> dict:
             "final_ack_lost": first is not None and arrived[id(first)] is None,
             "rsts_lost": sum(arrived[id(r)] is None for r in rsts),
             "later_answers": "".join("R" if a.has("RST") else "A" for a in answers[1:]),
+            # a RST from the server that reached the client after its answer, with seq = the
+            # client's RCV.NXT (the ack its ACKs carry): in window for a TIME-WAIT
+            "rst_in_window_at": next((t for r in out_s if r.has("RST") and acks and r.seq == acks[-1].ack
+                                      and (t := arrived[id(r)]) is not None and t >= acks[0].t), None),
             "fins_reaching_client": len(fins_in),
             "fins_unanswered": unanswered,
             "rst_from_client": len(rsts),
@@ -292,31 +298,46 @@ def check(ev: Evidence) -> list[Check]:
         ok, {"closes": n, "incomplete": incomplete, "rst_ports": rst_ports,
              "app_errors": [c["name"] for c in app_errors]}))
 
-    # 3. who holds TIME-WAIT: the client, on every connection; the server never
+    # 3. who holds TIME-WAIT: the client, on every connection; the server never.
+    # A RST can reach a TIME-WAIT: the server, closed by the final ACK, resets a late segment of
+    # the connection (a FIN copy, or the ACK TIME-WAIT sent for a reordered old segment). In
+    # window (seq = RCV.NXT) and with tcp_rfc1337=0 it kills the TIME-WAIT - RFC 1337's
+    # assassination, here unprovoked - sometimes within milliseconds, before a sock_diag sample
+    # saw it. Such a connection counts as having held TIME-WAIT (its answer to the FIN is
+    # TIME-WAIT's; its end is the RST's) and is reported; with tcp_rfc1337=1 it must survive.
     tw_ports = {e.data["socket"]["sport"] for e in ev.states("client")
                 if e.data["socket"]["state"] == "TIME_WAIT"}
     ports = [c["port"] for c in conns]
     srv_tw = ev.ever_in("server", "TIME_WAIT")
-    # reported, not judged: a RST can reach a TIME-WAIT (the server resets a late FIN copy); it
-    # kills TIME-WAIT only when in window and tcp_rfc1337=0 (tw-assassination shows that)
-    still = [s for s in ev.facts.get("client_sockets_at_end", []) if s.get("state") == "TIME_WAIT"]
+    still = {s.get("sport") for s in ev.facts.get("client_sockets_at_end", []) if s.get("state") == "TIME_WAIT"}
     srv_rsts = [s for s in ev.segments("server", src="server", flag="RST")]
+    rfc1337 = ev.sysctl("client", "net.ipv4.tcp_rfc1337", "0") == "1"
+    hit = [c for c in conns if c.get("rst_in_window_at") is not None]
+    killed = [c for c in hit if c["port"] not in still]
+    unseen_killed = [c["port"] for c in killed if c["port"] not in tw_ports]
     overflow = ev.counter("client", "TcpExtTCPTimeWaitOverflow")
     if want_rst:
         ok = not (tw_ports & set(ports)) and not srv_tw and overflow >= len(ports)
         expected = (f"tcp_max_tw_buckets=0: no connection enters TIME_WAIT; TCPTimeWaitOverflow "
                     f"+{len(ports)}")
     else:
-        ok = bool(ports) and set(ports) <= tw_ports and not srv_tw
-        expected = f"the client (it closed first) holds TIME_WAIT on all {len(ports)} connections; the server on none"
+        ok = bool(ports) and set(ports) <= tw_ports | set(unseen_killed) and not srv_tw \
+            and (not rfc1337 or not killed)
+        expected = (f"the client (it closed first) holds TIME_WAIT on all {len(ports)} connections, the server "
+                    "on none; an in-window RST from the server " + ("is ignored (tcp_rfc1337=1)" if rfc1337
+                                                                    else "kills it (tcp_rfc1337=0)"))
     checks.append(Check(
-        "closer-holds-time-wait", CITE_RST if want_rst else CITE_CLOSER, expected,
+        "closer-holds-time-wait", CITE_RST if want_rst else CITE_CLOSER + "; " + CITE_ASSASSIN, expected,
         f"sock_diag: client TIME_WAIT on {len(tw_ports & set(ports))} of {len(ports)} connections, server "
         f"{'on some' if srv_tw else 'on none'}; TcpExtTCPTimeWaitOverflow +{overflow}"
-        + (f"; still TIME_WAIT at the end: {len(still)} (server RSTs on the wire: {len(srv_rsts)}, e.g. a "
-           "retransmitted client FIN arriving after the final ACK closed the server)" if not want_rst else ""),
+        + (f"; server RSTs on the wire: {len(srv_rsts)}, in window at a client TIME-WAIT: {len(hit)}, which "
+           f"killed {len(killed)}" + (f" ({len(unseen_killed)} within milliseconds, before a sample saw TIME_WAIT: "
+                                      f"ports {unseen_killed})" if unseen_killed else "")
+           + f"; still TIME_WAIT at the end: {len(still & set(ports))}" if not want_rst else ""),
         ok, {"client_time_wait": len(tw_ports & set(ports)), "server_time_wait": srv_tw,
-             "TCPTimeWaitOverflow": overflow, "time_wait_at_end": len(still), "server_rsts": len(srv_rsts)}))
+             "TCPTimeWaitOverflow": overflow, "time_wait_at_end": len(still & set(ports)),
+             "server_rsts": len(srv_rsts), "rst_in_window": len(hit), "killed_by_rst": [c["port"] for c in killed],
+             "killed_unseen": unseen_killed, "tcp_rfc1337": int(rfc1337)}))
 
     # 4. the heart of it: a lost final ACK, and what answers the server's retransmitted FIN
     lost = [c for c in conns if c.get("final_ack_lost")]

@@ -199,3 +199,29 @@ def test_the_ladder_shows_the_textbook_close(ev):
     saved = [c for c in conns.values() if c.get("final_ack_lost") and c.get("ended_by_reack")]
     assert shown["segments_lost"] == min(c["segments_lost"] for c in saved)
     assert "TIME-WAIT's re-ACK saved it" in values["ladder_why"]
+
+
+def _load(name: str) -> Evidence:
+    with gzip.open(DATA.with_name(name), "rt") as f:
+        return Evidence.from_record(json.load(f))
+
+
+def test_an_unprovoked_assassination_counts_as_time_wait_held():
+    """A real run (Debian 12): the server's ACK and FIN arrived reordered; TIME-WAIT ACKed the late
+    ACK, the closed server answered with a RST at seq = RCV.NXT, and with tcp_rfc1337=0 the
+    TIME-WAIT died 22 ms after it began - before any sock_diag sample saw it."""
+    ev = _load("lossy-link-assassinated.json.gz")
+    assert failed(ev) == set()
+    v = by_name(ev)["closer-holds-time-wait"].values
+    assert (v["client_time_wait"], v["killed_unseen"], v["time_wait_at_end"]) == (99, [47998], 99)
+    # the same observations under tcp_rfc1337=1 are a failure: the RST should have been ignored
+    ev.sysctls["client"]["net.ipv4.tcp_rfc1337"] = "1"
+    assert failed(ev) == {"closer-holds-time-wait"}
+
+
+def test_a_time_wait_that_vanished_without_a_reset_fails():
+    ev = _load("lossy-link-assassinated.json.gz")
+    srv = ev.addresses["server"]
+    for at in ("client", "server"):
+        ev.packets[at] = [s for s in ev.packets[at] if not (s.src == srv and s.has("RST") and s.dport == 47998)]
+    assert "closer-holds-time-wait" in failed(ev)
