@@ -337,7 +337,9 @@ class Lab:
         t = time.monotonic()
         if self.sampler is not None:
             step(self.sampler.stop)
-            step(self.sampler.poll)     # one last look, so the end state is on the timeline
+            # one last look, a whole dump, so the end state is on the timeline (a lookup-only
+            # poll would miss a socket a cut-short dump skipped earlier)
+            step(lambda: self.sampler.poll(discover=True))
         for name, host in self.hosts.items():
             step(lambda h=host, n=name: self.counters_after.__setitem__(n, read_counters(h.nspath)))
         for peer in self.peers.values():
