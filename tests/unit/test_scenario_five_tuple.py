@@ -4,23 +4,19 @@ changed: exactly the checks about it must fail."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
-from pathlib import Path
 
 from lab.evidence import Evidence
 from scenarios import five_tuple as sc
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "scenarios"
-
+from . import records
 
 def evidence(name: str = "five-tuple") -> Evidence:
-    doc = json.loads((DATA / f"{name}.json").read_text())
-    return Evidence.from_record(doc)
+    return records.evidence(name)
 
 
 def failed(ev: Evidence) -> set[str]:
-    return {c.name for c in sc.check(ev) if not c.passed}
+    return records.failed(sc, ev)
 
 
 def test_real_runs_pass():

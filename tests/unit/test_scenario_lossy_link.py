@@ -5,8 +5,6 @@ fail."""
 
 from __future__ import annotations
 
-import gzip
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,18 +13,12 @@ import pytest
 from lab.evidence import Evidence
 from scenarios import lossy_link as sc
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "scenarios" / "lossy-link.json.gz"
-
-
-@pytest.fixture(scope="module")
-def doc() -> dict:
-    with gzip.open(DATA, "rt") as f:
-        return json.load(f)
+from . import records
 
 
 @pytest.fixture
-def ev(doc) -> Evidence:
-    return Evidence.from_record(json.loads(json.dumps(doc)))
+def ev() -> Evidence:
+    return records.evidence("lossy-link")
 
 
 def by_name(ev: Evidence) -> dict:
@@ -34,7 +26,7 @@ def by_name(ev: Evidence) -> dict:
 
 
 def failed(ev: Evidence) -> set[str]:
-    return {c.name for c in sc.check(ev) if not c.passed}
+    return records.failed(sc, ev)
 
 
 def test_real_run_passes(ev):
@@ -144,7 +136,7 @@ def test_binomial_window():
     assert sc._in_window(0, 100, 0.0)[0] and not sc._in_window(3, 100, 0.0)[0]
 
 
-def test_summary_lines(doc, ev):
+def test_summary_lines(ev):
     report = {"checks": [c.to_json() for c in sc.check(ev)]}
     lines = sc.summary(report)
     text = "\n".join(lines)
@@ -201,16 +193,11 @@ def test_the_ladder_shows_the_textbook_close(ev):
     assert "TIME-WAIT's re-ACK saved it" in values["ladder_why"]
 
 
-def _load(name: str) -> Evidence:
-    with gzip.open(DATA.with_name(name), "rt") as f:
-        return Evidence.from_record(json.load(f))
-
-
 def test_an_unprovoked_assassination_counts_as_time_wait_held():
     """A real run (Debian 12): the server's ACK and FIN arrived reordered; TIME-WAIT ACKed the late
     ACK, the closed server answered with a RST at seq = RCV.NXT, and with tcp_rfc1337=0 the
     TIME-WAIT died 22 ms after it began - before any sock_diag sample saw it."""
-    ev = _load("lossy-link-assassinated.json.gz")
+    ev = records.evidence("lossy-link-assassinated")
     assert failed(ev) == set()
     v = by_name(ev)["closer-holds-time-wait"].values
     assert (v["client_time_wait"], v["killed_unseen"], v["time_wait_at_end"]) == (99, [47998], 99)
@@ -220,7 +207,7 @@ def test_an_unprovoked_assassination_counts_as_time_wait_held():
 
 
 def test_a_time_wait_that_vanished_without_a_reset_fails():
-    ev = _load("lossy-link-assassinated.json.gz")
+    ev = records.evidence("lossy-link-assassinated")
     srv = ev.addresses["server"]
     for at in ("client", "server"):
         ev.packets[at] = [s for s in ev.packets[at] if not (s.src == srv and s.has("RST") and s.dport == 47998)]

@@ -3,23 +3,19 @@ then with one observation changed: exactly the checks about it must fail."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
-from pathlib import Path
 
 from lab.evidence import Evidence
 from scenarios import restart_reuseaddr as sc
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "scenarios"
-
+from . import records
 
 def evidence(name: str = "restart-reuseaddr") -> Evidence:
-    doc = json.loads((DATA / f"{name}.json").read_text())
-    return Evidence.from_record(doc)
+    return records.evidence(name)
 
 
 def failed(ev: Evidence) -> set[str]:
-    return {c.name for c in sc.check(ev) if not c.passed}
+    return records.failed(sc, ev)
 
 
 def test_real_run_passes():
