@@ -79,27 +79,22 @@ def run(lab: Lab) -> dict:
             return [s for s in lab.sockets("client", states) if s.sport == port]
         return [s for s in lab.sockets("server", states) if s.dport == port]
 
-    # 1. the client closes first
-    p = open_pair("client-first")
-    client.close("client-first")
-    lab.wait_for("the client's FIN to arrive (server CLOSE_WAIT)",
-                 lambda: tuple_in("server", p, {"CLOSE_WAIT"}), timeout_s=5)
-    server.close("s-client-first")
-    lab.wait_for("the client connection to finish closing",
-                 lambda: not tuple_in("server", p, {"CLOSE_WAIT", "LAST_ACK"})
-                 and not tuple_in("client", p, {"FIN_WAIT1", "FIN_WAIT2"}), timeout_s=5)
-    cases["client-first"]["sockets_after"] = _snapshot(lab, p)
+    def one_side_first(closer: str) -> None:
+        """Case "<closer>-first": *closer* closes, the other end closes once the FIN is in."""
+        case, other = f"{closer}-first", "server" if closer == "client" else "client"
+        peers, socks = {"client": client, "server": server}, {"client": case, "server": f"s-{case}"}
+        p = open_pair(case)
+        peers[closer].close(socks[closer])
+        lab.wait_for(f"the {closer}'s FIN to arrive ({other} CLOSE_WAIT)",
+                     lambda: tuple_in(other, p, {"CLOSE_WAIT"}), timeout_s=5)
+        peers[other].close(socks[other])
+        lab.wait_for(f"the {closer} connection to finish closing",
+                     lambda: not tuple_in(other, p, {"CLOSE_WAIT", "LAST_ACK"})
+                     and not tuple_in(closer, p, {"FIN_WAIT1", "FIN_WAIT2"}), timeout_s=5)
+        cases[case]["sockets_after"] = _snapshot(lab, p)
 
-    # 2. the server closes first
-    p = open_pair("server-first")
-    server.close("s-server-first")
-    lab.wait_for("the server's FIN to arrive (client CLOSE_WAIT)",
-                 lambda: tuple_in("client", p, {"CLOSE_WAIT"}), timeout_s=5)
-    client.close("server-first")
-    lab.wait_for("the server connection to finish closing",
-                 lambda: not tuple_in("client", p, {"CLOSE_WAIT", "LAST_ACK"})
-                 and not tuple_in("server", p, {"FIN_WAIT1", "FIN_WAIT2"}), timeout_s=5)
-    cases["server-first"]["sockets_after"] = _snapshot(lab, p)
+    one_side_first("client")                    # 1. the client closes first
+    one_side_first("server")                    # 2. the server closes first
 
     # 3. both close at once: the FINs cross in the router
     p = open_pair("simultaneous")
