@@ -43,7 +43,7 @@ from xml.etree import ElementTree as ET
 
 from .core import REPORTED_SYSCTLS, SysctlSetting, parse_sysctl
 from .errors import UsageError
-from .shaping import REQUIRED, UNUSED, Shaping
+from .shaping import UNUSED, Shaping
 
 __all__ = ["Profile", "Requirement", "load_profile", "parse_profile", "host_sysctls",
            "run_check", "judge", "junit_xml", "PROFILE_EXAMPLE"]
@@ -77,7 +77,6 @@ HOST_SKIPPED_KEYS = ("net.ipv4.ip_forward",)     # the host's routing role is no
 _TOP_KEYS = {"scenarios", "sysctls", "require"}
 _CONDITIONS = ("passed", "equals", "min", "max", "near")
 _REQUIRE_KEYS = {"scenario", "check", "value", "why", "slack", *_CONDITIONS}
-_NETEM_MISSING = "needs link shaping, but "      # lab.runner's words when SHAPING is required
 
 
 # -- the profile -----------------------------------------------------------------------------------
@@ -451,15 +450,13 @@ def _scenario_entry(mod, res: dict[str, Any], report: dict[str, Any] | None, job
     entry: dict[str, Any] = {"scenario": job["name"], "artifacts": str(job["artifacts"]),
                              "sysctls_requested": res.get("sysctls_requested", [])}
     error = res.get("error")
-    if res.get("verdict") == "skipped":         # lab.runner: NetemMissing
-        reason = res.get("reason") or ""
-        entry.update(verdict="skipped", reason=reason.split(_NETEM_MISSING, 1)[-1])
+    if res.get("verdict") == "skipped":         # lab.runner._one: NetemMissing
+        netem = res.get("netem") or {}
+        entry.update(verdict="skipped", reason=f"{netem['why']}; {netem['hint']}" if netem
+                     else res.get("reason") or "")
         return entry
     if res.get("verdict") == "error":
-        if mod.SHAPING == REQUIRED and error and _NETEM_MISSING in error:
-            entry.update(verdict="skipped", reason=error.split(_NETEM_MISSING, 1)[1])
-        else:
-            entry.update(verdict="error", error=error, exit_code=res.get("exit_code", 2))
+        entry.update(verdict="error", error=error, exit_code=res.get("exit_code", 2))
         return entry
     if report is None:
         entry.update(verdict="error", error=error or "the run left no report.json", exit_code=2)

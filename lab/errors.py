@@ -52,7 +52,13 @@ class ImageError(EnvError):
 
 
 class NetemMissing(EnvError):
-    """A scenario needs netem shaping and this kernel lacks sch_netem."""
+    """A scenario needs netem shaping and this kernel lacks sch_netem: *why* (the lab's probe
+    result) and *hint* (what to do) are kept apart for the summaries that show only one."""
+
+    def __init__(self, scenario: str, why: str) -> None:
+        self.scenario, self.why = scenario, why
+        self.hint = f"run it on a kernel with sch_netem, e.g. `invoke vm {scenario}`"
+        super().__init__(f"{scenario} needs link shaping, but {why}; {self.hint}")
 
 
 class TopologyError(LabError):

@@ -224,8 +224,7 @@ def run_matrix(kernels: list[str], names: list[str], out: Path, backend: str = "
                                           progress=lambda s: None)
                     cells[n][kernel] = cell_from_report(report)
                 except NetemMissing as exc:              # this kernel cannot run it: say why
-                    why = str(exc).split("needs link shaping, but ", 1)[-1].split("; run it", 1)[0]
-                    cells[n][kernel] = {**_error_cell(why), "verdict": "skipped"}
+                    cells[n][kernel] = {**_error_cell(exc.why), "verdict": "skipped"}
                 except LabError as exc:
                     cells[n][kernel] = _error_cell(exc)
                 progress(f"{n} on {kernel}: {cells[n][kernel]['verdict']}")

@@ -96,8 +96,7 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
     with interrupts_as_exceptions():
         with lab:
             if mod.SHAPING == REQUIRED and not lab.netem[0]:
-                raise NetemMissing(f"{name} needs link shaping, but {lab.netem[1]}; run it on a "
-                                   f"kernel with sch_netem, e.g. `invoke vm {name}`")
+                raise NetemMissing(name, lab.netem[1])
             if not shaping and getattr(mod, "SHAPE", None):
                 # the scenario's own link, when the user gave none (--shape replaces it)
                 lab.add_shaping([sh for text in mod.SHAPE for sh in parse_shape(text)])
@@ -158,6 +157,7 @@ def _one(job: dict[str, Any]) -> dict[str, Any]:
                               compose=job["compose"], options=job.get("options"))
     except NetemMissing as exc:
         return {"run": job["run"], "verdict": "skipped", "reason": str(exc), "error": None,
+                "netem": {"why": exc.why, "hint": exc.hint},
                 "exit_code": exc.exit_code, "artifacts": str(job["artifacts"])}
     except LabError as exc:
         return {"run": job["run"], "verdict": "error", "error": str(exc), "exit_code": exc.exit_code,
@@ -206,7 +206,7 @@ def run_many(name: str, repeat: int, parallel: int, backend: str = "auto",
             if res["verdict"] == "skipped":      # the kernel cannot run it: once is enough
                 for other in futures:
                     other.cancel()
-                raise NetemMissing(res["reason"])
+                raise NetemMissing(name, res["netem"]["why"])
             progress(f"run {res['run']:>3}/{repeat}: {res['verdict']}"
                      + (f" ({', '.join(res.get('failed_checks') or [])})" if res.get("failed_checks") else "")
                      + (f" - {res['error']}" if res.get("error") else ""))
