@@ -246,13 +246,10 @@ class Lab:
     def reshape(self, src: str, dst: str, profile: shaping.LinkProfile) -> None:
         """Change the netem profile of one shaped direction while the lab runs (e.g. turn loss on
         after the connections are open); the timeline notes it."""
-        for i, sh in enumerate(self.shaping):
-            if (sh.src, sh.dst) == (src, dst):
-                break
-        else:
+        if not any((sh.src, sh.dst) == (src, dst) for sh in self.shaping):
             raise UsageError(f"{src}->{dst} is not shaped in this lab")
         new = shaping.Shaping(src, dst, profile)
-        self._apply_shaping(self.topology.router, [new])
+        self._apply_shaping(self.topology.router, [new], pin=False)    # pinned when first shaped
         self.note(self.topology.router.name, f"link {new}")
 
     def link(self, src: str, dst: str) -> dict | None:
@@ -265,7 +262,7 @@ class Lab:
         net = next((n for n in dhost.addresses if n in rhost.addresses), None)
         return shaping.read_back(rhost, rhost.ifname(net)) if net else None
 
-    def _apply_shaping(self, router, shapings: list[shaping.Shaping] | None = None) -> None:
+    def _apply_shaping(self, router, shapings: list[shaping.Shaping] | None = None, pin: bool = True) -> None:
         """Each direction is shaped on the router's interface toward its destination."""
         if router is None:
             raise UsageError("shaping needs a router host (a service with net.ipv4.ip_forward: 1)")
@@ -276,7 +273,8 @@ class Lab:
             if net is None or sh.dst == router.name:
                 raise UsageError(f"--shape {sh}: {sh.dst} is not behind the router")
             shaping.apply(rhost, rhost.ifname(net), sh.profile)
-            shaping.pin_neighbours(rhost, dst, net)      # netem would delay or drop ARP too
+            if pin:
+                shaping.pin_neighbours(rhost, dst, net)  # netem would delay or drop ARP too
             self.progress(f"shaping {sh} on {router.name}:{rhost.ifname(net)}")
 
     # -- what scenarios use -----------------------------------------------------------------
