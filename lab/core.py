@@ -22,7 +22,7 @@ from . import shaping
 from .backends import choose
 from .backends.base import Backend, Host
 from .capture import Capture
-from .errors import EnvError, LabError, SubnetTaken, UsageError, WaitTimeout
+from .errors import EnvError, LabError, UsageError, WaitTimeout
 from .faults import Faults
 from .netns import read_sysctl, write_sysctl
 from .observe import Sampler, SocketInfo, SocketView, counters_delta, read_counters
@@ -38,7 +38,7 @@ REPORTED_SYSCTLS = (
     "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_rfc1337", "net.ipv4.tcp_timestamps",
     "net.ipv4.tcp_orphan_retries", "net.ipv4.tcp_retries2", "net.ipv4.tcp_invalid_ratelimit",
     "net.ipv4.tcp_early_retrans", "net.ipv4.tcp_sack",
-    "net.ipv4.ip_forward",
+    "net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding",
 )
 
 
@@ -163,8 +163,7 @@ class Lab:
             topo.host(s.host)
         for sh in self.shaping:
             topo.host(sh.src), topo.host(sh.dst)
-        planned = hasattr(self.backend, "plan")
-        if planned:
+        if hasattr(self.backend, "plan"):
             topo = load(self.compose, self.backend.plan(topo))       # this instance's subnets
         self.topology = topo
         try:
@@ -176,17 +175,7 @@ class Lab:
             raise UsageError(f"artifacts directory {self.artifacts} is not writable ({exc.strerror}); "
                              "give --artifacts DIR somewhere you can write") from exc
         t = time.monotonic()
-        for attempt in range(5):
-            try:
-                self.hosts = self.backend.up(topo)
-                break
-            except SubnetTaken:
-                # another lab took a subnet between our look and our claim: look again. A
-                # compose file with fixed subnets keeps them, so there is nothing to retry.
-                replanned = load(self.compose, self.backend.plan(topo)) if planned else topo
-                if attempt == 4 or replanned.networks == topo.networks:
-                    raise
-                topo = self.topology = replanned
+        self.hosts = self.backend.up(topo)
         self.timings["bring_up_s"] = time.monotonic() - t
         self.progress(f"lab {self.lab_id} up on {self.backend.name} in {self.timings['bring_up_s']:.2f} s: "
                       + ", ".join(f"{h.name} {h.address}" for h in self.hosts.values()))

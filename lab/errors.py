@@ -8,7 +8,6 @@
     │                             (`run all` and `check` list it as skipped, with the reason)
     ├── TopologyError             compose.yaml cannot be read or does not describe a lab (exit 2)
     ├── BackendError              bringing hosts up or down failed (exit 2)
-    │   └── SubnetTaken           a subnet is in use: the lab picks others, up to 5 times
     ├── PeerError                 a peer program died, hung or answered nonsense (exit 2)
     └── WaitTimeout               a protocol event a scenario waited for never came: judged as
                                   a failed run (exit 1), after tear-down, from what was seen
@@ -27,7 +26,6 @@ __all__ = [
     "NetemMissing",
     "TopologyError",
     "BackendError",
-    "SubnetTaken",
     "PeerError",
     "WaitTimeout",
 ]
@@ -67,10 +65,6 @@ class TopologyError(LabError):
 
 class BackendError(LabError):
     """Bringing lab hosts up or down failed."""
-
-
-class SubnetTaken(BackendError):
-    """A lab network's subnet is already used (another lab may have taken it a moment ago)."""
 
 
 class PeerError(LabError):

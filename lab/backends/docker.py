@@ -1,11 +1,20 @@
 """docker backend: the services of compose.yaml as real containers (Docker SDK).
 
-Every container and network carries the label ``org.twlab.lab=<lab id>`` and a ``twlab-<lab>-``
-name, so one filter finds everything a lab made. Each instance gets its own /24s for the lab
-networks (the compose variables ``TWLAB_<NETWORK>``), chosen to overlap no Docker network and no
-route of this machine, so several labs (and several users) can run at once. Containers are never
-privileged: they get all capabilities dropped and only compose.yaml's cap_add back.
+Every container carries the label ``org.twlab.lab=<lab id>`` and a ``twlab-<lab>-`` name, so one
+filter finds everything a lab made. The containers get no Docker network (``network_mode:
+none``) and run an idle command of the lab's own (IDLE); the lab then wires them as the netns
+backend wires its namespaces (lab.backends.links: veth pairs between the containers' network
+namespaces, addresses and routes from the topology). A Docker bridge network would put a bridge
+in this machine's own namespace, and a lab host that adds a default route (it has NET_ADMIN)
+would reach this machine through it. Containers are never privileged: they get all capabilities
+dropped and only compose.yaml's cap_add back.
+
+plan() picks each instance an image and its own /24s for the lab networks (the compose variables
+``TWLAB_<NETWORK>``), chosen to overlap no Docker network and no route of this machine: the lab's
+links need none of that (they live in the lab's namespaces), but a by-hand ``docker compose up``
+with those variables makes Docker networks (tests/integration/test_compose_by_hand.py does).
 """
+
 
 from __future__ import annotations
 
@@ -14,14 +23,17 @@ import os
 import random
 import time
 
-from ..errors import BackendError, EnvError, SubnetTaken
+from ..errors import BackendError, EnvError
 from ..topology import Topology
 from .base import LABEL, PREFIX, Backend, Host, missing_privileges
+from .links import wire
+from .netns import lab_namespaces, remove_namespace
 
-__all__ = ["DockerBackend", "lab_containers", "lab_networks", "client"]
+__all__ = ["DockerBackend", "lab_containers", "client", "IDLE"]
 
 POOL = ipaddress.IPv4Network("10.77.0.0/16")   # where lab /24s are taken from
 _TIMEOUT_S = 30
+IDLE = ("sleep", "infinity")                   # what each container runs: the lab does the rest
 
 
 def client():
@@ -43,11 +55,6 @@ def client():
 def lab_containers(dc, lab_id: str | None = None):
     flt = f"{LABEL}={lab_id}" if lab_id else LABEL
     return dc.containers.list(all=True, filters={"label": flt}, ignore_removed=True)
-
-
-def lab_networks(dc, lab_id: str | None = None):
-    flt = f"{LABEL}={lab_id}" if lab_id else LABEL
-    return dc.networks.list(filters={"label": flt})
 
 
 def _taken_subnets(dc) -> list[ipaddress.IPv4Network]:
@@ -126,48 +133,23 @@ class DockerBackend(Backend):
 
     def _up(self, topology: Topology) -> None:
         from docker.errors import APIError
-        from docker.types import IPAMConfig, IPAMPool
 
         labels = {LABEL: self.lab_id}
-        nets = {}
-        for net in topology.networks.values():
-            name = f"{PREFIX}{self.lab_id}-{net.name}"
-            try:
-                nets[net.name] = self.dc.networks.create(
-                    name, driver="bridge", internal=net.internal, labels={**net.labels, **labels},
-                    options=dict(net.driver_opts),
-                    ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=str(net.subnet))]),
-                    check_duplicate=True,
-                )
-            except APIError as exc:
-                if "overlap" in str(exc.explanation).lower():
-                    raise SubnetTaken(
-                        f"cannot create Docker network {name}: {net.subnet} is already used by another "
-                        f"Docker network; give the network its subnet as ${{TWLAB_{net.name.upper()}}} in "
-                        "compose.yaml (the lab then picks a free one) or choose a free subnet"
-                    ) from exc
-                raise BackendError(f"cannot create Docker network {name}: {exc.explanation}") from exc
         containers = {}
         for spec in topology.hosts.values():
             name = f"{PREFIX}{self.lab_id}-{spec.name}"
-            first, *rest = spec.addresses.items()
             try:
-                ctr = self.dc.containers.create(
-                    spec.image, command=list(spec.command) if spec.command else None,
+                # no Docker network: the lab wires the containers itself (lab.backends.links)
+                containers[spec.name] = self.dc.containers.create(
+                    spec.image, command=list(IDLE), network_mode="none",
                     name=name, hostname=spec.name, labels={**spec.labels, **labels},
                     cap_drop=["ALL"], cap_add=list(spec.cap_add),
                     security_opt=["no-new-privileges"], init=spec.init,
                     sysctls=dict(spec.sysctls), detach=True,
-                    network=nets[first[0]].name,
-                    networking_config={nets[first[0]].name: self.dc.api.create_endpoint_config(
-                        ipv4_address=str(first[1]))},
                 )
-                for netname, addr in rest:
-                    nets[netname].connect(ctr, ipv4_address=str(addr))
             except APIError as exc:
                 raise BackendError(f"cannot create container {name}: {exc.explanation}") from exc
-            containers[spec.name] = ctr
-        for spec_name, ctr in containers.items():
+        for ctr in containers.values():
             try:
                 ctr.start()
             except APIError as exc:
@@ -181,8 +163,7 @@ class DockerBackend(Backend):
                 python=["python3", "-u"],
                 addresses=dict(spec.addresses),
             )
-        for host in self.hosts.values():
-            self._wait_routes(host, containers[host.name])
+        wire(self.lab_id, topology, self.hosts)
 
     def _wait_running(self, ctr) -> int:
         deadline = time.monotonic() + _TIMEOUT_S
@@ -196,24 +177,6 @@ class DockerBackend(Backend):
                 raise BackendError(f"container {ctr.name} exited at start: {logs or state.get('Error')}")
             time.sleep(0.05)
         raise BackendError(f"container {ctr.name} did not start within {_TIMEOUT_S} s")
-
-    def _wait_routes(self, host: Host, ctr) -> None:
-        """The service's command sets its routes and deletes Docker's default route; wait
-        until it has (a lab host has no way out)."""
-        from ..netns import iproute
-
-        want = {str(r.dest) for r in host.spec.routes}
-        deadline = time.monotonic() + 10
-        while want:
-            with iproute(host.nspath) as ipr:
-                have = {f"{r.get('RTA_DST')}/{r['dst_len']}" for r in ipr.get_routes(family=2)}
-            if want <= have and "None/0" not in have:
-                return
-            if time.monotonic() > deadline:
-                ctr.reload()
-                raise BackendError(f"{host.name}: routes {sorted(want - have)} never appeared or the "
-                                   f"default route never went (container {ctr.attrs['State'].get('Status')})")
-            time.sleep(0.05)
 
     def down(self) -> None:
         if self._dc is None:
@@ -231,10 +194,5 @@ class DockerBackend(Backend):
             except APIError as exc:
                 if exc.status_code != 409:   # removal already in progress
                     raise BackendError(f"cannot remove container {ctr.name}: {exc.explanation}") from exc
-        for net in lab_networks(self.dc, self.lab_id):
-            try:
-                net.remove()
-            except NotFound:
-                pass
-            except APIError as exc:
-                raise BackendError(f"cannot remove Docker network {net.name}: {exc.explanation}") from exc
+        for name in lab_namespaces(self.lab_id):        # a switch of a network of three or more
+            remove_namespace(name)

@@ -1,10 +1,9 @@
 """netns backend: the topology as plain network namespaces joined by veth pairs (pyroute2).
 
 No Docker needed. Every namespace is named ``twlab-<lab>-<host>`` so ``ip netns exec`` works by
-hand and cleanup finds exactly what a lab made. Links are made from inside the namespaces (a veth
-is created in one host's namespace with its peer placed straight into the other's), so nothing is
-ever created in the host's own namespace. A network with more than two members gets a bridge in a
-namespace of its own (``twlab-<lab>-sw-<net>``).
+hand and cleanup finds exactly what a lab made. The links, addresses and routes are lab.backends.links'
+(shared with the docker backend): veths made from inside the namespaces, so nothing is ever
+created in the host's own namespace.
 """
 
 from __future__ import annotations
@@ -13,21 +12,17 @@ import errno
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 
 from pyroute2 import netns as pnetns
-from pyroute2.netlink.exceptions import NetlinkError
 
-from ..errors import BackendError
-from ..netns import iproute
 from ..topology import Topology
 from .base import PREFIX, Backend, Host, missing_privileges
+from .links import NETNS_DIR, make_namespace, wire
 
 __all__ = ["NetnsBackend", "lab_namespaces", "remove_namespace"]
 
-NETNS_DIR = "/run/netns"
 _NAME = re.compile(rf"^{PREFIX}([0-9a-f]{{6,}})-")
 
 
@@ -109,70 +104,21 @@ class NetnsBackend(Backend):
             raise
         return self.hosts
 
-    def _make_ns(self, name: str) -> str:
-        # `ip netns add`, not pyroute2's netns.create: that one forks the Python process
-        done = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
-        if done.returncode != 0:
-            raise BackendError(f"cannot create network namespace {name}: {done.stderr.strip()}")
-        path = f"{NETNS_DIR}/{name}"
-        with iproute(path) as ipr:
-            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
-        return path
-
     def _up(self, topology: Topology) -> None:
         from ..netns import write_sysctl
 
         for spec in topology.hosts.values():
-            path = self._make_ns(self._ns(spec.name))
+            path = make_namespace(self._ns(spec.name))
             self.hosts[spec.name] = Host(
                 name=spec.name, spec=spec, nspath=path,
                 exec_prefix=["nsenter", f"--net={path}", "--"],
                 python=[sys.executable, "-u"],
                 addresses=dict(spec.addresses),
             )
-        # interface names as Docker gives them: eth0, eth1, ... in the order of the host's networks
-        ifname = {(h.name, net): f"eth{i}" for h in topology.hosts.values()
-                  for i, net in enumerate(h.addresses)}
-        for net in topology.networks.values():
-            members = topology.members(net.name)
-            if len(members) == 2:
-                a, b = members
-                self._veth(self.hosts[a.name].nspath, ifname[a.name, net.name],
-                           self.hosts[b.name].nspath, ifname[b.name, net.name])
-            elif len(members) > 2:
-                sw = self._make_ns(self._ns(f"sw-{net.name}"))
-                with iproute(sw) as ipr:
-                    ipr.link("add", ifname="br0", kind="bridge")
-                    br = ipr.link_lookup(ifname="br0")[0]
-                    ipr.link("set", index=br, state="up")
-                for i, m in enumerate(members):
-                    self._veth(self.hosts[m.name].nspath, ifname[m.name, net.name], sw, f"p{i}")
-                    with iproute(sw) as ipr:
-                        ipr.link("set", index=ipr.link_lookup(ifname=f"p{i}")[0], master=br, state="up")
+        wire(self.lab_id, topology, self.hosts)
         for spec in topology.hosts.values():
-            host = self.hosts[spec.name]
-            with iproute(host.nspath) as ipr:
-                for netname, addr in spec.addresses.items():
-                    idx = ipr.link_lookup(ifname=ifname[spec.name, netname])[0]
-                    ipr.addr("add", index=idx, address=str(addr),
-                             prefixlen=topology.networks[netname].subnet.prefixlen)
-                    ipr.link("set", index=idx, state="up")
-                for route in spec.routes:
-                    ipr.route("replace", dst=str(route.dest), gateway=str(route.via))
             for key, value in spec.sysctls.items():
-                write_sysctl(host.nspath, key, value)
-
-    @staticmethod
-    def _veth(ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
-        """A veth pair made inside *ns_a*, its peer placed straight into *ns_b*."""
-        fd_b = os.open(ns_b, os.O_RDONLY)
-        try:
-            with iproute(ns_a) as ipr:
-                ipr.link("add", ifname=if_a, kind="veth", peer={"ifname": if_b, "net_ns_fd": fd_b})
-        except NetlinkError as exc:
-            raise BackendError(f"cannot create veth {if_a}<->{if_b}: {exc}") from exc
-        finally:
-            os.close(fd_b)
+                write_sysctl(self.hosts[spec.name].nspath, key, value)
 
     def down(self) -> None:
         for name in lab_namespaces(self.lab_id):

@@ -96,6 +96,8 @@ def test_compose_by_hand(compose_lab):
 
     # the router forwards in its own namespace
     assert sh("docker", "exec", ids["router"], "cat", "/proc/sys/net/ipv4/ip_forward").strip() == "1"
+    for name in ("client", "server"):                 # and only there
+        assert sh("docker", "exec", ids[name], "cat", "/proc/sys/net/ipv4/ip_forward").strip() == "0", name
 
     # client -> server:9 is refused: the SYN got there and the RST came back, through the router
     before = forwarded(ids["router"])

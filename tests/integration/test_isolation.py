@@ -73,6 +73,20 @@ def test_forwarding_only_inside_the_router(lab):
     # the router's namespace is not the host's; the host's value is what it was
     assert Path(router.nspath).stat().st_ino != Path("/proc/self/ns/net").stat().st_ino
     assert HOST_IP_FORWARD.read_text() == host_value
+    # and the ends do not forward (a new namespace inherits this machine's ip_forward)
+    for name in ("client", "server"):
+        assert_no_forwarding(lab, name)
+
+
+def assert_no_forwarding(lab, name: str) -> None:
+    """Forwarding is off in that host, IPv4 and (where the kernel has it) IPv6, as read inside
+    its namespace and as the lab reports it (report.json's hosts.*.sysctls)."""
+    nspath = lab.hosts[name].nspath
+    assert in_ns(nspath, "cat", "/proc/sys/net/ipv4/ip_forward").stdout.strip() == "0", name
+    assert lab.sysctls[name]["net.ipv4.ip_forward"] == "0", name
+    if Path("/proc/sys/net/ipv6/conf/all/forwarding").exists():
+        assert in_ns(nspath, "cat", "/proc/sys/net/ipv6/conf/all/forwarding").stdout.strip() == "0", name
+        assert lab.sysctls[name]["net.ipv6.conf.all.forwarding"] == "0", name
 
 
 def test_every_host_has_its_own_namespace(lab):
@@ -120,3 +134,40 @@ def test_containers_unprivileged(need_docker, start_lab):
                 assert got.exit_code == 1, f"{ctr.name}: {sock} exists inside"
     finally:
         dc.close()
+
+
+CONNECT = "import socket, sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5); print('connected')"
+
+
+def test_a_network_of_three_gets_a_switch_of_its_own(backend, tmp_path):
+    """Three hosts on one network: a bridge in a namespace of the lab's own, on both backends;
+    the hosts reach each other through it, and no interface of it is in this machine's."""
+    import socket
+    import sys
+
+    from lab.netns import inside
+
+    before = host_link_names()
+    compose = Path(__file__).resolve().parents[1] / "data" / "topology-switch" / "compose.yaml"
+    with Lab(backend=backend, artifacts=tmp_path, compose=compose, capture=False) as lab:
+        switch = f"/run/netns/twlab-{lab.lab_id}-sw-lan"
+        ports = in_ns(switch, "ip", "-o", "link", "show", "master", "br0")
+        assert ports.returncode == 0 and len(ports.stdout.splitlines()) == 3, ports
+        server = lab.hosts["server"]
+        with inside(server.nspath):
+            listener = socket.socket()
+        try:
+            listener.bind((str(server.address), 0))
+            listener.listen()
+            port = str(listener.getsockname()[1])
+            for name in ("client", "router"):
+                done = in_ns(lab.hosts[name].nspath, sys.executable, "-c", CONNECT, str(server.address), port)
+                assert done.stdout.strip() == "connected", (name, done.stderr)
+        finally:
+            listener.close()
+        new = host_link_names() - before
+        assert all(n.startswith(("br-", "veth")) for n in new), new    # (someone else's Docker lab)
+        # this compose file says nothing of ip_forward for them: the lab turns it off anyway
+        for name in ("client", "server"):
+            assert_no_forwarding(lab, name)
+        assert lab.sysctls["router"]["net.ipv4.ip_forward"] == "1"

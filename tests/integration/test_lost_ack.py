@@ -41,6 +41,9 @@ def check_report_fields(report: dict, artifacts, backend: str) -> None:
         assert host["sysctls"]["net.ipv4.tcp_max_tw_buckets"].lstrip("-").isdigit(), name
         assert host["addresses"], name
     assert on_disk["hosts"]["router"]["sysctls"]["net.ipv4.ip_forward"] == "1"
+    for end in ("client", "server"):                  # only the router forwards
+        assert on_disk["hosts"][end]["sysctls"]["net.ipv4.ip_forward"] == "0", end
+        assert on_disk["hosts"][end]["sysctls"].get("net.ipv6.conf.all.forwarding", "0") == "0", end
     assert on_disk["checks"], "no checks: nothing was judged"
     for check in on_disk["checks"]:
         for field in ("name", "citation", "expected", "observed"):

@@ -244,12 +244,14 @@ def test_a_required_shaping_scenario_is_skipped_with_the_labs_reason(monkeypatch
 
 # -- sysctls -----------------------------------------------------------------------------------
 
-def test_host_sysctls_reads_what_exists_and_skips_ip_forward(tmp_path):
+def test_host_sysctls_reads_what_exists_and_skips_forwarding(tmp_path):
     ipv4 = tmp_path / "net" / "ipv4"
     ipv4.mkdir(parents=True)
     (ipv4 / "tcp_rfc1337").write_text("1\n")
     (ipv4 / "tcp_max_tw_buckets").write_text("4096\n")
     (ipv4 / "ip_forward").write_text("1\n")
+    (tmp_path / "net" / "ipv6" / "conf" / "all").mkdir(parents=True)
+    (tmp_path / "net" / "ipv6" / "conf" / "all" / "forwarding").write_text("1\n")
     got = host_sysctls(tmp_path)
     assert sorted(map(str, got)) == ["client:net.ipv4.tcp_max_tw_buckets=4096",
                                      "client:net.ipv4.tcp_rfc1337=1",

@@ -47,6 +47,8 @@ def test_compose_networks_lead_nowhere():
     for net in load().networks.values():
         assert not net.internal, f"{net.name}: compose.yaml explains why it is not internal"
         assert net.driver_opts["com.docker.network.bridge.enable_ip_masquerade"] == "false"
+        # a by-hand lab's bridge carries no IPv4 address of this machine
+        assert net.driver_opts["com.docker.network.bridge.inhibit_ipv4"] == "true"
         assert net.leads_nowhere
         assert net.labels == {"org.twlab.lab": "manual"}
 
@@ -61,7 +63,8 @@ def test_compose_host_settings():
         assert host.command is not None and host.command[:2] == ("sh", "-c")
         assert "ip route del default" in host.command[2]
     assert topo.hosts["router"].sysctls == {"net.ipv4.ip_forward": "1"}
-    assert topo.hosts["client"].sysctls == {} and topo.hosts["server"].sysctls == {}
+    # only the router forwards, also in a by-hand `docker compose up` (a new namespace inherits 1)
+    assert topo.hosts["client"].sysctls == topo.hosts["server"].sysctls == {"net.ipv4.ip_forward": "0"}
 
 
 def test_routes_parsed_from_commands():
