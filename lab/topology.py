@@ -23,6 +23,12 @@ __all__ = ["Network", "Route", "HostSpec", "Topology", "load", "DEFAULT_COMPOSE"
 
 DEFAULT_COMPOSE = Path(__file__).resolve().parent.parent / "compose.yaml"
 
+LAB_CAPS = frozenset({"NET_ADMIN", "NET_RAW"})       # all a lab host may add (cap_add)
+# compose keys that would put a container into this machine's namespaces, or another's
+_NAMESPACE_KEYS = ("network_mode", "pid", "ipc", "uts", "userns_mode", "cgroup")
+_DOCKER_SOCKETS = tuple(Path(p).resolve() for p in ("/var/run/docker.sock", "/run/docker.sock"))
+_DEV = Path("/dev")
+
 _VAR = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
 
 
@@ -150,6 +156,44 @@ def _mapping(value: Any, where: str) -> dict[str, str]:
     raise TopologyError(f"{where}: expected a mapping, got {type(value).__name__}")
 
 
+def _mount_source(volume: Any) -> str | None:
+    """The host side of a compose volume: "SRC:DST[:MODE]" or {source: SRC, ...}."""
+    if isinstance(volume, dict):
+        return str(volume["source"]) if volume.get("source") else None
+    src, sep, _ = str(volume).partition(":")
+    return src if sep else None
+
+
+def _refuse_unconfined(svc: dict, where: str, base: Path) -> None:
+    """A lab host gets what the lab needs and no more: no privileges, no capability beyond
+    NET_ADMIN and NET_RAW, none of this machine's namespaces, devices or Docker socket."""
+    if svc.get("privileged"):
+        raise TopologyError(f"{where}: privileged containers are not allowed; use cap_add")
+    extra = sorted({str(c).upper().removeprefix("CAP_") for c in svc.get("cap_add") or ()} - LAB_CAPS)
+    if extra:
+        raise TopologyError(f"{where}.cap_add: {', '.join(extra)} is not allowed; a lab host gets "
+                            f"{' and '.join(sorted(LAB_CAPS))} only")
+    for key in _NAMESPACE_KEYS:
+        value = str(svc.get(key) or "")
+        if value == "host" or value.startswith(("container:", "service:")):
+            whose = "this machine's" if value == "host" else f"{value.split(':', 1)[1]}'s"
+            raise TopologyError(f"{where}: '{key}: {value}' would give the lab host {whose} "
+                                "namespace; remove it (every lab host has namespaces of its own)")
+    if svc.get("devices") or svc.get("device_cgroup_rules"):
+        raise TopologyError(f"{where}.devices: a lab host gets no device of this machine; remove it")
+    for volume in svc.get("volumes") or ():
+        source = _mount_source(volume)
+        if not source or not source.startswith(("/", ".", "~")):
+            continue                                  # a named volume
+        real = (base / Path(source).expanduser()).resolve()
+        if any(real == sock or real in sock.parents for sock in _DOCKER_SOCKETS):
+            raise TopologyError(f"{where}.volumes: {source} would hand the lab host the Docker daemon's "
+                                "socket (root on this machine); remove that mount")
+        if real == _DEV or _DEV in real.parents:
+            raise TopologyError(f"{where}.volumes: {source} would give the lab host this machine's "
+                                "devices; remove that mount")
+
+
 def load(path: Path | str = DEFAULT_COMPOSE, env: Mapping[str, str] | None = None) -> Topology:
     """Read a compose file into a Topology, interpolating ``${VAR:-default}`` from *env*."""
     path = Path(path)
@@ -190,6 +234,7 @@ def load(path: Path | str = DEFAULT_COMPOSE, env: Mapping[str, str] | None = Non
         where = f"{path.name}: services.{name}"
         if not isinstance(svc, dict):
             raise TopologyError(f"{where}: expected a mapping")
+        _refuse_unconfined(svc, where, path.parent)
         nets = svc.get("networks") or {}
         if isinstance(nets, list):
             raise TopologyError(f"{where}.networks: give each network an ipv4_address")
@@ -221,8 +266,6 @@ def load(path: Path | str = DEFAULT_COMPOSE, env: Mapping[str, str] | None = Non
             labels=_mapping(svc.get("labels"), f"{where}.labels"),
             init=bool(svc.get("init", False)),
         )
-        if "privileged" in svc and svc["privileged"]:
-            raise TopologyError(f"{where}: privileged containers are not allowed; use cap_add")
 
     for host in hosts.values():
         for route in host.routes:

@@ -117,9 +117,11 @@ def test_task_list():
      ["cannot read /nonexistent/compose.yaml"]),
     (["run", "lost-ack", "--backend", "netns", "--compose",
       str(REPO / "tests/data/topology/privileged/compose.yaml")], ["privileged"]),
+    (["run", "lost-ack", "--backend", "netns", "--compose",
+      str(REPO / "tests/data/topology/cap-add-sys-admin/compose.yaml")], ["SYS_ADMIN is not allowed"]),
 ], ids=["unknown-scenario", "unknown-backend", "unknown-host", "malformed-sysctl", "not-a-net-sysctl",
         "unknown-shape-key", "shape-out-of-range", "shape-unknown-host", "compose-missing",
-        "compose-privileged"])
+        "compose-privileged", "compose-sys-admin"])
 def test_bad_input_before_bring_up(args, mentions, lab_leftovers):
     done = invoke(*args)
     assert_usage_error(done, *mentions)

@@ -131,7 +131,8 @@ def test_malformed_compose_refused(case):
 
 def test_every_malformed_case_is_there():
     assert set(CASES) == {"bad-yaml", "address-outside-subnet", "unknown-network", "privileged",
-                          "network-would-nat", "missing-variable"}
+                          "network-would-nat", "missing-variable", "cap-add-sys-admin",
+                          "network-mode-host", "pid-host", "devices", "docker-sock", "dev-mount"}
 
 
 # The cases fail for the reason they are about: fixing exactly that one thing makes them load.
@@ -176,4 +177,46 @@ def test_route_via_a_foreign_network_refused(tmp_path):
     bad = path.read_text().replace("via 10.77.1.2", "via 10.77.2.2")
     path.write_text(bad)
     with pytest.raises(TopologyError, match=r"client: route via 10.77.2.2 is on none of its networks"):
+        load(path)
+
+
+def test_the_lab_capabilities_are_accepted_however_spelled(tmp_path):
+    path = _fixed(tmp_path, "cap-add-sys-admin", "[NET_ADMIN, NET_RAW, SYS_ADMIN]", "[CAP_NET_ADMIN, net_raw]")
+    assert load(path).hosts["router"].cap_add == ("CAP_NET_ADMIN", "net_raw")
+
+
+@pytest.mark.parametrize("cap", ["SYS_MODULE", "SYS_PTRACE", "ALL", "CAP_DAC_OVERRIDE"])
+def test_any_other_capability_refused(tmp_path, cap):
+    path = _fixed(tmp_path, "cap-add-sys-admin", "SYS_ADMIN", cap)
+    with pytest.raises(TopologyError, match=f"{cap.removeprefix('CAP_')} is not allowed"):
+        load(path)
+
+
+@pytest.mark.parametrize("line, words", [
+    ("ipc: host", "'ipc: host'"), ("uts: host", "'uts: host'"), ("userns_mode: host", "'userns_mode: host'"),
+    ("cgroup: host", "'cgroup: host'"), ("network_mode: container:other", "other's namespace"),
+    ("network_mode: service:client", "client's namespace"), ("pid: container:other", "other's namespace"),
+])
+def test_other_shared_namespaces_refused(tmp_path, line, words):
+    path = _fixed(tmp_path, "pid-host", "pid: host", line)
+    with pytest.raises(TopologyError, match=words):
+        load(path)
+
+
+@pytest.mark.parametrize("volume", ["/run:/hostrun", "/var/run:/x:ro", "/:/host", "/var/run/docker.sock:/d.sock"])
+def test_a_mount_that_holds_the_docker_socket_refused(tmp_path, volume):
+    path = _fixed(tmp_path, "docker-sock", "/var/run/docker.sock:/var/run/docker.sock", volume)
+    with pytest.raises(TopologyError, match="Docker daemon's socket"):
+        load(path)
+
+
+@pytest.mark.parametrize("volume", ["data:/data", "./shared:/shared", "/tmp:/tmp"])
+def test_other_mounts_are_left_to_the_author(tmp_path, volume):
+    path = _fixed(tmp_path, "docker-sock", "/var/run/docker.sock:/var/run/docker.sock", volume)
+    assert "router" in load(path).hosts
+
+
+def test_device_cgroup_rules_refused(tmp_path):
+    path = _fixed(tmp_path, "devices", "devices: [/dev/net/tun]", "device_cgroup_rules: ['c 10:200 rwm']")
+    with pytest.raises(TopologyError, match="no device of this machine"):
         load(path)
