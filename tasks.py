@@ -217,6 +217,7 @@ def stability(c, runs=20, scenario=None, backend=None, artifacts=None):
     from rich.console import Console
     from rich.table import Table
 
+    from lab.artifacts import make_dir, write_text
     from lab.runner import default_artifacts, run_many
     from scenarios import catalog
 
@@ -240,8 +241,7 @@ def stability(c, runs=20, scenario=None, backend=None, artifacts=None):
             print(f"{name} on {be}: {summary['passed']}/{runs} passed", file=sys.stderr)
         table.add_row(*row)
     Console().print(table)
-    base.mkdir(parents=True, exist_ok=True)
-    (base / "stability.json").write_text(_json.dumps(results, indent=2) + "\n")
+    write_text(make_dir(base) / "stability.json", _json.dumps(results, indent=2) + "\n")
     print(f"artifacts: {base}/ (stability.json)")
     if not ok:
         raise Exit(code=1)
@@ -285,6 +285,7 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
     Exit 0 when all matched, 1 when something did not, 2 for usage or environment errors."""
     from pathlib import Path
 
+    from lab.artifacts import make_dir, write_text
     from lab.check import junit_xml, load_profile, run_check
     from lab.core import parse_sysctl
     from lab.errors import UsageError
@@ -301,7 +302,7 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
     outputs = [(flag, Path(p)) for flag, p in (("--junit", junit), ("--json-out", json_out)) if p]
     for flag, path in outputs:                      # fail before the run, not after it
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            make_dir(path.parent)
         except OSError as exc:
             raise UsageError(f"{flag} {path}: cannot create its directory ({exc.strerror})") from None
         if path.is_dir() or not os.access(path.parent, os.W_OK):
@@ -313,9 +314,9 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
         summary = run_check(names, sysctls=settings, from_host=from_host, profile=prof, backend=backend,
                             shaping=shaping, artifacts=artifacts, parallel=parallel, progress=print)
     if junit:
-        Path(junit).write_text(junit_xml(summary))
+        write_text(junit, junit_xml(summary))
     if json_out:
-        Path(json_out).write_text(_json.dumps(summary, indent=2, default=str) + "\n")
+        write_text(json_out, _json.dumps(summary, indent=2, default=str) + "\n")
     _check_table(summary)
     for flag, path in outputs:
         print(f"{flag[2:]}: {path}")
@@ -334,6 +335,7 @@ def _check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: b
     from pathlib import Path
 
     from lab import vm as labvm
+    from lab.artifacts import make_dir
     from lab.errors import EnvError, UsageError
     from lab.runner import default_artifacts
 
@@ -349,7 +351,7 @@ def _check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: b
     args += [a for t in shapes for a in ("--shape", t)]
     if profile:
         args += ["--profile", str(Path(profile).resolve())]      # the host's / is the guest's
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
     print(f"check inside the {kernel} VM: artifacts in {out}/")
     code, _ = labvm.run(kernel, args, out, progress=print, timeout_s=3600)
     try:

@@ -47,6 +47,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import cleanup
+from .artifacts import write_text
 from .backends.base import PREFIX
 from .errors import BackendError, EnvError, UsageError
 from .topology import DEFAULT_COMPOSE, Topology, load
@@ -486,7 +487,7 @@ def main(runs: int = 5, backends: list[str] | None = None, json_out: str | None 
         console.print(f"[yellow]note: a timed tear-down left things behind (removed afterwards): "
                       f"{'; '.join(sweeper.leftovers)}[/]")
     if json_out:
-        Path(json_out).write_text(json.dumps(result, indent=2) + "\n")
+        write_text(json_out, json.dumps(result, indent=2) + "\n")
         console.print(f"[dim]figures written to {json_out}[/]")
     return result
 

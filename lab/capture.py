@@ -15,6 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from .artifacts import open_file
 from .errors import BackendError
 from .netns import nsenter, tied
 
@@ -59,7 +60,7 @@ class Capture:
             argv += ["-y", self.link_type]
         if self.bpf:
             argv.append(self.bpf)
-        self._out = open(self.path, "wb")
+        self._out = open_file(self.path)           # 0600: lab.artifacts
         try:
             self._proc = subprocess.Popen(tied(nsenter(self.nspath, argv)), stdout=self._out,
                                           stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,

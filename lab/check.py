@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Callable
 from xml.etree import ElementTree as ET
 
+from .artifacts import make_dir, write_text
 from .core import REPORTED_SYSCTLS, SysctlSetting, parse_sysctl
 from .errors import UsageError
 from .shaping import UNUSED, Shaping
@@ -434,8 +435,7 @@ def run_check(names: list[str] | None = None, *, sysctls: list[SysctlSetting] = 
         "shaping": [str(sh) for sh in shaping],
         "artifacts": str(base),
     })
-    base.mkdir(parents=True, exist_ok=True)
-    (base / "check.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    write_text(make_dir(base) / "check.json", json.dumps(summary, indent=2, default=str) + "\n")
     return summary
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import shaping
+from .artifacts import make_dir, write_text
 from .backends import choose
 from .backends.base import Backend, Host
 from .capture import Capture
@@ -167,9 +168,9 @@ class Lab:
             topo = load(self.compose, self.backend.plan(topo))       # this instance's subnets
         self.topology = topo
         try:
-            self.artifacts.mkdir(parents=True, exist_ok=True)
+            make_dir(self.artifacts)
             probe = self.artifacts / ".write-test"
-            probe.write_text("")
+            write_text(probe, "")
             probe.unlink()
         except OSError as exc:
             raise UsageError(f"artifacts directory {self.artifacts} is not writable ({exc.strerror}); "

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .artifacts import make_dir, write_text
 from .errors import LabError, NetemMissing, UsageError
 
 __all__ = ["KEY_VALUES", "COUNTERS", "KeyValue", "run_matrix", "cell_from_report", "rows",
@@ -251,9 +252,9 @@ def run_matrix(kernels: list[str], names: list[str], out: Path, backend: str = "
               "wall_s": round(time.time() - started, 3), "out": str(out)}
     matrix["rows"] = rows(matrix)
     matrix["differs"] = [f"{r['scenario']}: {r['what']}" for r in matrix["rows"] if r["differs"]]
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "matrix.json").write_text(json.dumps(matrix, indent=2, default=str) + "\n")
-    (out / "matrix.md").write_text(markdown(matrix))
+    make_dir(out)
+    write_text(out / "matrix.json", json.dumps(matrix, indent=2, default=str) + "\n")
+    write_text(out / "matrix.md", markdown(matrix))
     return matrix
 
 
@@ -261,7 +262,7 @@ def _vm_cell(vm: Any, kernel: str, name: str, artifacts: Path, progress) -> dict
     artifacts = artifacts.resolve()       # shared with the guest at the same absolute path
     args = ["run", name, "--backend", "netns", "--artifacts", str(artifacts), "--json"]
     try:
-        artifacts.mkdir(parents=True, exist_ok=True)
+        make_dir(artifacts)
         code, output = vm.run(kernel, args, artifacts, progress)
     except KeyboardInterrupt:
         raise

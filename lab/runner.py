@@ -12,6 +12,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from .artifacts import make_dir, write_text
 from .capture import parse_stats
 from .core import Lab, SysctlSetting
 from .errors import LabError, NetemMissing, UsageError, WaitTimeout
@@ -145,7 +146,7 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
         "timer_samples": {h: [list(x) for x in xs] for h, xs in ev.timer_samples.items()},
         "packets": {h: [s.to_json() for s in segs] for h, segs in ev.packets.items()},
     }
-    (artifacts / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    write_text(artifacts / "report.json", json.dumps(report, indent=2, default=str) + "\n")
     return report
 
 
@@ -225,8 +226,7 @@ def run_many(name: str, repeat: int, parallel: int, backend: str = "auto",
         "runs": results,
     }
     summary["verdict"] = "pass" if summary["passed"] == repeat else "fail"
-    base.mkdir(parents=True, exist_ok=True)
-    (base / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    write_text(make_dir(base) / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     summary["artifacts"] = str(base)
     return summary
 
@@ -286,7 +286,6 @@ def run_catalog(names: list[str], parallel: int = 3, backend: str = "auto",
                              + (f" - {res['error']}" if res.get("error") else "")
                              + (f" - {res['reason']}" if res.get("reason") else ""))
     summary = catalog_summary(results, time.time() - started)
-    base.mkdir(parents=True, exist_ok=True)
-    (base / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    write_text(make_dir(base) / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     summary["artifacts"] = str(base)
     return summary

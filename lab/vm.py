@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+from .artifacts import listing, make_dir, seal, write_text
 from .errors import EnvError, UsageError
 
 __all__ = ["KERNELS", "Kernel", "prepare", "run", "cache_dir", "REPO"]
@@ -519,8 +520,8 @@ def _run_command(kernel: str, argv: list[str], artifacts: Path, progress: Callab
     info = _ready(d) or {}
     if shutil.which(QEMU) is None:
         raise EnvError(f"{QEMU} not found: install qemu-system-x86 (scripts/setup does) to run a stock kernel")
-    artifacts = Path(artifacts).resolve()
-    artifacts.mkdir(parents=True, exist_ok=True)
+    artifacts = make_dir(Path(artifacts).resolve())
+    before = listing(artifacts)
     _remove_stale_control_dirs()
     ctl = Path(tempfile.mkdtemp(prefix=f"twlab-vm-{os.getpid()}-"))
     console: list[str] = []
@@ -589,7 +590,8 @@ def _run_command(kernel: str, argv: list[str], artifacts: Path, progress: Callab
                 proc.stdout.close()
         shutil.rmtree(ctl, ignore_errors=True)
         with contextlib.suppress(OSError):
-            (artifacts / "vm-console.log").write_text("\n".join(console) + "\n")
+            write_text(artifacts / "vm-console.log", "\n".join(console) + "\n")
+        seal(artifacts, before)            # what the guest wrote, private and the invoking user's
 
 
 def _remove_stale_control_dirs() -> None:
