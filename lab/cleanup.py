@@ -1,7 +1,8 @@
 """Finding and removing what lab runs left behind - exactly that, nothing else.
 
-A lab's namespaces are named ``twlab-<hex id>-<host>`` and its containers and Docker networks carry
-the label ``org.twlab.lab``. A run removes its own on exit; ``invoke clean`` (and the start of every
+A lab's namespaces are named ``twlab-<hex id>-<host>`` (``...-sw-<net>`` for a switch) and its
+containers carry the label ``org.twlab.lab``; so do the Docker networks of a by-hand ``docker
+compose up`` of compose.yaml (lab runs make none: their links are veths). A run removes its own on exit; ``invoke clean`` (and the start of every
 run) removes those of runs that were killed (SIGKILL, power loss). Nothing is matched by a loose
 pattern, and nothing in the host's own network namespace is touched.
 """
