@@ -15,7 +15,6 @@ links need none of that (they live in the lab's namespaces), but a by-hand ``doc
 with those variables makes Docker networks (tests/integration/test_compose_by_hand.py does).
 """
 
-
 from __future__ import annotations
 
 import ipaddress
