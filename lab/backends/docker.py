@@ -25,7 +25,7 @@ import time
 from ..errors import BackendError, EnvError
 from ..topology import Topology
 from .base import LABEL, PREFIX, Backend, Host, missing_privileges
-from .links import wire
+from .links import make_namespace, switch_name, wire
 from .netns import lab_namespaces, remove_namespace
 
 __all__ = ["DockerBackend", "lab_containers", "client", "IDLE"]
@@ -162,7 +162,7 @@ class DockerBackend(Backend):
                 python=["python3", "-u"],
                 addresses=dict(spec.addresses),
             )
-        wire(self.lab_id, topology, self.hosts)
+        wire(topology, self.hosts, lambda net: make_namespace(switch_name(self.lab_id, net)))
 
     def _wait_running(self, ctr) -> int:
         deadline = time.monotonic() + _TIMEOUT_S

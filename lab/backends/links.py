@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from typing import Mapping
+from typing import Callable, Mapping
 
 from pyroute2.netlink.exceptions import NetlinkError
 
@@ -23,7 +23,7 @@ from ..netns import iproute, read_sysctl, write_sysctl
 from ..topology import Topology
 from .base import PREFIX, Host
 
-__all__ = ["NETNS_DIR", "make_namespace", "ifnames", "veth", "wire", "forwarding_off"]
+__all__ = ["NETNS_DIR", "make_namespace", "ifnames", "veth", "switch_name", "wire", "forwarding_off"]
 
 NETNS_DIR = "/run/netns"
 
@@ -32,15 +32,16 @@ NETNS_DIR = "/run/netns"
 _NO_FORWARDING = ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding")
 
 
-def make_namespace(name: str) -> str:
-    """A named network namespace with its loopback up; its path."""
+def make_namespace(name: str, **lo: str) -> str:
+    """A named network namespace with its loopback up (and any other *lo* attribute, e.g. an
+    ifalias); its path."""
     # `ip netns add`, not pyroute2's netns.create: that one forks the Python process
     done = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
     if done.returncode != 0:
         raise BackendError(f"cannot create network namespace {name}: {done.stderr.strip()}")
     path = f"{NETNS_DIR}/{name}"
     with iproute(path) as ipr:
-        ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+        ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up", **lo)
     return path
 
 
@@ -62,10 +63,9 @@ def veth(ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:
         os.close(fd_b)
 
 
-def _switch(lab_id: str, network: str, members: list[str], ifname: Mapping[tuple[str, str], str],
+def _switch(sw: str, network: str, members: list[str], ifname: Mapping[tuple[str, str], str],
             hosts: Mapping[str, Host]) -> None:
-    """A bridge in a namespace of its own, one veth from each member to it."""
-    sw = make_namespace(f"{PREFIX}{lab_id}-sw-{network}")
+    """A bridge in the namespace at *sw*, one veth from each member to it."""
     with iproute(sw) as ipr:
         ipr.link("add", ifname="br0", kind="bridge")
         br = ipr.link_lookup(ifname="br0")[0]
@@ -89,9 +89,16 @@ def forwarding_off(host: Host) -> None:
         write_sysctl(host.nspath, key, "0")
 
 
-def wire(lab_id: str, topology: Topology, hosts: Mapping[str, Host]) -> None:
+def switch_name(lab_id: str, network: str) -> str:
+    """The namespace of a network's bridge: ``twlab-<lab>-sw-<net>``."""
+    return f"{PREFIX}{lab_id}-sw-{network}"
+
+
+def wire(topology: Topology, hosts: Mapping[str, Host], new_switch: Callable[[str], str]) -> None:
     """Every link, address and route of *topology* between the running *hosts*, and forwarding
-    off where the topology does not ask for it."""
+    off where the topology does not ask for it. A network of three or more members gets its
+    bridge in the namespace ``new_switch(network)`` makes (the backend's, so it is marked as
+    its other namespaces are)."""
     ifname = ifnames(topology)
     for net in topology.networks.values():
         members = [m.name for m in topology.members(net.name)]
@@ -99,7 +106,7 @@ def wire(lab_id: str, topology: Topology, hosts: Mapping[str, Host]) -> None:
             a, b = members
             veth(hosts[a].nspath, ifname[a, net.name], hosts[b].nspath, ifname[b, net.name])
         elif len(members) > 2:
-            _switch(lab_id, net.name, members, ifname, hosts)
+            _switch(new_switch(net.name), net.name, members, ifname, hosts)
     for spec in topology.hosts.values():
         host = hosts[spec.name]
         with iproute(host.nspath) as ipr:

@@ -19,7 +19,7 @@ from pyroute2 import netns as pnetns
 
 from ..topology import Topology
 from .base import PREFIX, Backend, Host, missing_privileges
-from .links import NETNS_DIR, make_namespace, wire
+from .links import NETNS_DIR, make_namespace, switch_name, wire
 
 __all__ = ["NetnsBackend", "lab_namespaces", "remove_namespace"]
 
@@ -104,18 +104,21 @@ class NetnsBackend(Backend):
             raise
         return self.hosts
 
+    def _make_ns(self, name: str) -> str:
+        return make_namespace(name)
+
     def _up(self, topology: Topology) -> None:
         from ..netns import write_sysctl
 
         for spec in topology.hosts.values():
-            path = make_namespace(self._ns(spec.name))
+            path = self._make_ns(self._ns(spec.name))
             self.hosts[spec.name] = Host(
                 name=spec.name, spec=spec, nspath=path,
                 exec_prefix=["nsenter", f"--net={path}", "--"],
                 python=[sys.executable, "-u"],
                 addresses=dict(spec.addresses),
             )
-        wire(self.lab_id, topology, self.hosts)
+        wire(topology, self.hosts, lambda net: self._make_ns(switch_name(self.lab_id, net)))
         for spec in topology.hosts.values():
             for key, value in spec.sysctls.items():
                 write_sysctl(self.hosts[spec.name].nspath, key, value)
