@@ -76,7 +76,10 @@ class Evidence:
         """Evidence kept as JSON (packets, timeline, counters, sysctls, addresses, faults, facts,
         hz, options, captures, timer samples, the sampler's cadence): how recorded runs are
         judged again, e.g. by the unit tests."""
-        return cls(packets={h: [Segment(**s) for s in segs] for h, segs in doc["packets"].items()},
+        def segment(s: dict) -> Segment:        # a payload is kept as hex, where it is kept at all
+            return Segment(**{**s, "payload": bytes.fromhex(s["payload"])} if "payload" in s else s)
+
+        return cls(packets={h: [segment(s) for s in segs] for h, segs in doc["packets"].items()},
                    timeline=[Event(e["t"], e["host"], e["kind"], e["text"], e["data"])
                              for e in doc["timeline"]],
                    counters=doc["counters"], sysctls=doc["sysctls"], addresses=doc["addresses"],
