@@ -72,10 +72,10 @@ def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, js
     environment error."""
     from lab.core import parse_sysctl
     from lab.runner import run_catalog, run_many, run_scenario
-    from lab.shaping import parse_shape
+    from lab.shaping import parse_shapes
 
     settings = [parse_sysctl(s) for s in (sysctl or [])]
-    shaping = [sh for text in (shape or []) for sh in parse_shape(text)]
+    shaping = parse_shapes(shape or [])
     try:
         repeat, parallel = int(repeat or 1), int(parallel or 1)
     except ValueError:
@@ -217,12 +217,13 @@ def stability(c, runs=20, scenario=None, backend=None, artifacts=None):
     from rich.console import Console
     from rich.table import Table
 
+    from lab.artifacts import check_dir
     from lab.runner import default_artifacts, run_many
     from scenarios import catalog
 
     names = scenario or list(catalog())
     backends = backend or ["docker", "netns"]
-    base = Path(artifacts) if artifacts else default_artifacts("stability")
+    base = check_dir(Path(artifacts) if artifacts else default_artifacts("stability"))
     table = Table(title=f"twlab stability: {runs} runs in a row per scenario and backend")
     for col in ("scenario", *backends):
         table.add_column(col)
@@ -288,11 +289,11 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
     from lab.check import junit_xml, load_profile, run_check
     from lab.core import parse_sysctl
     from lab.errors import UsageError
-    from lab.shaping import parse_shape
+    from lab.shaping import parse_shapes
 
     names = [n.strip() for text in (scenario or []) for n in text.split(",") if n.strip()]
     settings = [parse_sysctl(s) for s in (sysctl or [])]
-    shaping = [sh for text in (shape or []) for sh in parse_shape(text)]
+    shaping = parse_shapes(shape or [])
     prof = load_profile(profile) if profile else None
     try:
         parallel = int(parallel if parallel is not None else (3 if kernel == "host" else 1))
@@ -334,6 +335,7 @@ def _check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: b
     from pathlib import Path
 
     from lab import vm as labvm
+    from lab.artifacts import check_dir
     from lab.errors import EnvError, UsageError
     from lab.runner import default_artifacts
 
@@ -463,27 +465,25 @@ def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None,
     from pathlib import Path
 
     from lab import vm as labvm
+    from lab.artifacts import check_dir
     from lab.core import parse_sysctl
     from lab.report import show
     from lab.runner import default_artifacts
-    from lab.shaping import parse_shape
+    from lab.shaping import UNUSED, parse_shapes
     from scenarios import get
-
-    from lab.shaping import UNUSED
 
     mod = get(scenario)                               # usage errors here, before booting anything
     labvm.kernel_spec(kernel)
     for text in sysctl or []:
         parse_sysctl(text)
-    for text in shape or []:
-        parse_shape(text)
+    parse_shapes(shape or [])
     if shape and mod.SHAPING == UNUSED:
         raise Exit(f"twlab: {scenario} runs without link shaping; drop --shape", code=2)
     try:
         timeout_s = float(timeout)
     except ValueError:
         raise Exit("twlab: --timeout takes a number of seconds", code=2) from None
-    out = (Path(artifacts) if artifacts else default_artifacts(f"{scenario}-{kernel}")).resolve()
+    out = check_dir(Path(artifacts) if artifacts else default_artifacts(f"{scenario}-{kernel}")).resolve()
     args = ["run", scenario, "--backend", "netns", "--json", "--artifacts", str(out)]
     args += [a for text in sysctl or [] for a in ("--sysctl", text)]
     args += [a for text in shape or [] for a in ("--shape", text)]

@@ -30,7 +30,18 @@ __all__ = [
     "SubnetTaken",
     "PeerError",
     "WaitTimeout",
+    "quoted",
 ]
+
+QUOTE_LIMIT = 60     # characters of user input a message repeats; the rest is cut
+
+
+def quoted(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """*text* as a message repeats it: repr()'d, and cut after *limit* characters (a 100 KB value
+    is not echoed whole)."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
 
 
 class LabError(Exception):
