@@ -10,7 +10,11 @@ import json as _json
 import os
 import sys
 
-from invoke import Exit, task
+from invoke import Exit
+
+from lab.cli import adopt, task
+
+adopt()      # a plain `invoke` parses as ./twlab does: usage errors exit 2, -h is help (lab/cli.py)
 
 HOST_HELP = "a lab host: client, router or server"
 
@@ -511,8 +515,8 @@ def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None,
         raise Exit(code=code)
 
 
-# -- every scenario is a task too: `invoke lost-ack` runs it; after `invoke matrix` or `invoke check`
-# scenario words name the scenarios to run there (lab/cli.py folds them in) -----------------------
+# -- every scenario is a task too: `invoke lost-ack [flags]` is `invoke run lost-ack [flags]`; after
+# `invoke matrix` or `invoke check` scenario words name the scenarios to run there (lab/cli.py) ----
 
 def _scenario_task(name: str):
     def scenario_task(c):

@@ -368,6 +368,7 @@ def run_check(names: list[str] | None = None, *, sysctls: list[SysctlSetting] = 
     from scenarios import catalog, get
 
     from .artifacts import check_dir
+    from .backends import check_name
     from .runner import _one, default_artifacts, interrupts_as_exceptions
     from .sysctls import check_keys
 
@@ -385,6 +386,7 @@ def run_check(names: list[str] | None = None, *, sysctls: list[SysctlSetting] = 
     host_vals = host_sysctls() if from_host else []
     explicit = list(profile.sysctls if profile else []) + list(sysctls)
     check_keys(explicit)                     # refused once, before any lab, not by every scenario
+    check_name(backend)
     jobs = []
     for i, (name, mod) in enumerate(mods.items(), start=1):
         jobs.append({"run": i, "name": name, "backend": backend,

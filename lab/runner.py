@@ -12,13 +12,14 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from .artifacts import check_dir
+from .backends import check_name
 from .capture import parse_stats
 from .core import Lab, SysctlSetting
-from .sysctls import check_keys
-from .artifacts import check_dir
 from .errors import EnvError, LabError, NetemMissing, UsageError, WaitTimeout
 from .evidence import Evidence
 from .shaping import REQUIRED, UNUSED, Shaping, parse_shape
+from .sysctls import check_keys
 from .verdict import verdict
 
 __all__ = ["run_scenario", "default_artifacts", "interrupts_as_exceptions", "kernel_hz"]
@@ -92,8 +93,8 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
     mine = {(s.host, s.key) for s in sysctls}
     sysctls = [s for s in own if (s.host, s.key) not in mine] + list(sysctls)
     lab = Lab(backend=backend, artifacts=artifacts, sysctls=list(sysctls), port=mod.PORT,
-              progress=progress, shaping=list(shaping), needs_netem=name if mod.SHAPING == REQUIRED else None,
-              **({"compose": compose} if compose else {}))
+              progress=progress, shaping=list(shaping),
+              needs_netem=name if mod.SHAPING == REQUIRED else None, **({"compose": compose} if compose else {}))
     facts: dict[str, Any] = {}
     error: str | None = None
     with interrupts_as_exceptions():
@@ -210,6 +211,7 @@ def run_many(name: str, repeat: int, parallel: int, backend: str = "auto",
         raise UsageError("--repeat and --parallel take whole numbers of 1 or more")
     base = check_dir(Path(artifacts) if artifacts else default_artifacts(name))
     check_keys(sysctls)                          # refused once, not by every instance
+    check_name(backend)
     jobs = [{"run": i + 1, "name": name, "backend": backend, "sysctls": list(sysctls),
              "artifacts": base / f"run-{i + 1:03d}", "shaping": list(shaping), "compose": compose,
              "options": options}
@@ -279,6 +281,7 @@ def run_catalog(names: list[str], parallel: int = 3, backend: str = "auto",
     mods = {n: get(n) for n in names}
     base = check_dir(Path(artifacts) if artifacts else default_artifacts("all"))
     check_keys(sysctls)
+    check_name(backend)
     started = time.time()
 
     def job(i: int, name: str) -> dict[str, Any]:
