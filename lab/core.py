@@ -44,6 +44,8 @@ REPORTED_SYSCTLS = (
 )
 
 
+ENDS = ("client", "server")  # the hosts every scenario drives, by these names
+
 ROUTER_SNAPLEN = 256     # bytes of each packet the router's capture keeps (headers and options)
 END_SNAPLEN = 2048       # the ends': headers and a full-sized segment's payload (a GSO super-packet
                          # is cut there; lab.packets takes its length from the IP header)
@@ -131,6 +133,10 @@ class Lab:
                 self.progress(f"removed leftovers of killed runs: {', '.join(gone.lines())}")
         cleanup.register(self.lab_id, self.backend.name, persistent=self.persistent)
         topo = load(self.compose)                                    # validate before making anything
+        missing = [name for name in ENDS if name not in topo.hosts]
+        if missing:
+            raise UsageError(f"{self.compose}: no service {' or '.join(map(repr, missing))}; the scenarios "
+                             f"drive hosts named {' and '.join(ENDS)}, with a router between them")
         for s in self.requested_sysctls:
             topo.host(s.host)
         for sh in self.shaping:

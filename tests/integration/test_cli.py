@@ -162,6 +162,18 @@ def test_a_compose_without_a_router(tmp_path, lab_leftovers):
     assert lab_leftovers() == []
 
 
+def test_a_compose_without_a_client(tmp_path, lab_leftovers):
+    """Refused before bring-up (it was refused once the scenario asked for the client, leaving
+    the other hosts' pcaps behind)."""
+    compose = tmp_path / "compose.yaml"
+    compose.write_text((REPO / "compose.yaml").read_text().replace("  client:\n", "  workstation:\n"))
+    done = invoke("run", "lost-ack", "--backend", "netns", "--compose", str(compose),
+                  "--artifacts", str(tmp_path / "a"))
+    assert_usage_error(done, f"{compose}: no service 'client'")
+    assert lab_made(done.stdout) is None and not (tmp_path / "a").exists()
+    assert lab_leftovers() == []
+
+
 @pytest.mark.parametrize("value", ["0", "-3", "x"])
 def test_bad_repeat(value, tmp_path, lab_leftovers):
     done = invoke("run", "lost-ack", "--backend", "netns", "--artifacts", str(tmp_path),
