@@ -31,7 +31,7 @@ from .errors import UsageError, quoted
 from .netns import SYSCTL_ROOT, inside, read_sysctl, write_sysctl
 
 __all__ = ["SysctlSetting", "parse_sysctl", "SYSCTL_RANGES", "KernelKeys", "kernel_keys", "check_keys",
-           "apply"]
+           "apply", "in_force"]
 
 # values the kernel accepts but that mean nothing (several of these are plain proc_dointvec
 # without bounds, so the kernel stores 7 in tcp_rfc1337 without a word): refused up front
@@ -186,6 +186,18 @@ def apply(nspath: str, s: SysctlSetting) -> None:
         raise UsageError(f"{s.flag}: {exc}{_hint(nspath, s, str(exc))}") from None
     if got.split() != s.value.split():
         raise UsageError(f"{s.flag}: the kernel keeps {quoted(got)} instead; give a value it accepts")
+
+
+def in_force(nspath: str, keys: Iterable[str]) -> dict[str, str]:
+    """The values of *keys* in the lab host at *nspath*; a key this kernel lacks is left out
+    (e.g. tcp_tw_reuse_delay before 6.14)."""
+    out = {}
+    for key in dict.fromkeys(keys):
+        try:
+            out[key] = read_sysctl(nspath, key)
+        except UsageError:
+            pass
+    return out
 
 
 def _hint(nspath: str, s: SysctlSetting, why: str) -> str:
