@@ -301,9 +301,10 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
     Exit 0 when all matched, 1 when something did not, 2 for usage or environment errors."""
     from pathlib import Path
 
+    from lab.artifacts import check_output
     from lab.check import junit_xml, load_profile, run_check
     from lab.core import parse_sysctl
-    from lab.errors import UsageError
+    from lab.errors import EnvError, UsageError
     from lab.shaping import parse_shapes
 
     names = [n.strip() for text in (scenario or []) for n in text.split(",") if n.strip()]
@@ -315,23 +316,22 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
     except ValueError:
         raise UsageError("--parallel takes a whole number of 1 or more") from None
     outputs = [(flag, Path(p)) for flag, p in (("--junit", junit), ("--json-out", json_out)) if p]
-    for flag, path in outputs:                      # fail before the run, not after it
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(f"{flag} {path}: cannot create its directory ({exc.strerror})") from None
-        if path.is_dir() or not os.access(path.parent, os.W_OK):
-            raise UsageError(f"{flag} {path}: not a file this user can write")
+    for flag, path in outputs:                      # fail before the run (creating nothing yet)
+        check_output(path, flag)
     if kernel != "host":
         summary = _check_in_vm(kernel, names, sysctl or [], from_host, profile, shape or [], artifacts,
                                parallel)
     else:
         summary = run_check(names, sysctls=settings, from_host=from_host, profile=prof, backend=backend,
                             shaping=shaping, artifacts=artifacts, parallel=parallel, progress=print)
-    if junit:
-        Path(junit).write_text(junit_xml(summary))
-    if json_out:
-        Path(json_out).write_text(_json.dumps(summary, indent=2, default=str) + "\n")
+    for flag, path in outputs:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(junit_xml(summary) if flag == "--junit" else
+                            _json.dumps(summary, indent=2, default=str) + "\n")
+        except OSError as exc:
+            raise EnvError(f"{flag} {path}: cannot write it ({exc.strerror or exc}); the run's "
+                           f"summary is in {summary['artifacts']}/check.json") from None
     _check_table(summary)
     for flag, path in outputs:
         print(f"{flag[2:]}: {path}")

@@ -14,11 +14,12 @@ from pathlib import Path
 
 from .errors import EnvError, UsageError
 
-__all__ = ["check_dir", "make_dir", "drop_empty", "invoking_uid", "MIN_FREE_BYTES"]
+__all__ = ["check_dir", "check_output", "make_dir", "drop_empty", "invoking_uid", "MIN_FREE_BYTES"]
 
 # a lost-ack run writes ~170 KB (report.json ~150 KB, pcaps a few KB); 1 MiB free or less is a
 # full disk for a run, refused up front rather than found when report.json is half written
 MIN_FREE_BYTES = 1 << 20
+NAME_MAX = 255           # bytes in one file name (Linux's NAME_MAX, include/uapi/linux/limits.h)
 
 
 def invoking_uid() -> int:
@@ -53,6 +54,25 @@ def check_dir(path: Path | str, flag: str = "--artifacts") -> Path:
                              f"uid {st.st_uid}, not by you (uid {user}); the lab writes as root, so "
                              "give a directory of your own, not a link to one")
     return path
+
+
+def check_output(path: Path, flag: str) -> None:
+    """Refuse (UsageError) an output file (--junit, --json-out) that could not be written, before
+    the run and without creating anything: its nearest existing ancestor must be a directory this
+    user can write, and the path itself not a directory."""
+    if any(len(os.fsencode(part)) > NAME_MAX for part in path.parts):
+        raise UsageError(f"{flag} {path}: a name in it is longer than {NAME_MAX} bytes")
+    try:
+        if path.is_dir():
+            raise UsageError(f"{flag} {path}: is a directory; give a file name")
+        place = path.parent
+        while not place.exists() and place != place.parent:
+            place = place.parent
+        if not place.is_dir() or not os.access(place, os.W_OK):
+            raise UsageError(f"{flag} {path}: not a file this user can write ({place} is not a "
+                             "writable directory)")
+    except OSError as exc:                                   # e.g. a name too long
+        raise UsageError(f"{flag} {path}: {exc.strerror}") from None
 
 
 def make_dir(path: Path) -> list[Path]:

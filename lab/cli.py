@@ -35,6 +35,8 @@ import invoke
 from invoke import Exit, Program, Task
 from invoke.exceptions import ParseError
 
+from .errors import quoted, shortened
+
 __all__ = ["TwlabTask", "TwlabProgram", "task", "adopt", "main", "rewrite", "scenario_names"]
 
 TAKES_SCENARIOS = {"matrix": "scenario", "check": "scenario"}
@@ -152,12 +154,15 @@ class TwlabProgram(Program):
         try:
             super().execute()
         except Exit as exc:                 # the tasks' own lines say `invoke ...`: say what was typed
-            if exc.message and os.path.basename(self.command) not in ("invoke", "inv"):
-                raise Exit(exc.message.replace("`invoke ", f"`{self.command} "), code=exc.code) from None
-            raise
+            if not exc.message:
+                raise
+            message = shortened(exc.message)
+            if os.path.basename(self.command) not in ("invoke", "inv"):
+                message = message.replace("`invoke ", f"`{self.command} ")
+            raise Exit(message, code=exc.code) from None
 
     def usage_error(self, exc: ParseError) -> Exit:
-        return Exit(f"twlab: {self.explain(str(exc), exc.context)}", code=2)
+        return Exit(shortened(f"twlab: {self.explain(str(exc), exc.context)}"), code=2)
 
     def explain(self, msg: str, ctx: Any) -> str:
         """Invoke's parser message, said for this command line."""
@@ -188,8 +193,6 @@ class TwlabProgram(Program):
 
 
 def _short(word: str) -> str:
-    from .errors import quoted
-
     return quoted(word)
 
 

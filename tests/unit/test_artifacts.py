@@ -76,3 +76,23 @@ def test_an_unwritable_place_is_refused_and_nothing_is_left(tmp_path):
     with pytest.raises(UsageError, match="is not writable"):
         make_dir(tmp_path / "a-file" / "sub")
     assert [p.name for p in tmp_path.iterdir()] == ["a-file"]
+
+
+@pytest.mark.parametrize("name, says", [
+    ("out/deeper/j.xml", None),                          # directories made later, when it is written
+    ("a-dir", "is a directory"),
+    ("a-file/j.xml", "not a file this user can write"),
+    ("x" * 300 + "/j.xml", "longer than"),
+])
+def test_an_output_file_is_checked_without_creating_anything(tmp_path, name, says):
+    from lab.artifacts import check_output
+
+    (tmp_path / "a-dir").mkdir()
+    (tmp_path / "a-file").write_text("")
+    before = sorted(tmp_path.rglob("*"))
+    if says is None:
+        check_output(tmp_path / name, "--junit")
+    else:
+        with pytest.raises(UsageError, match=says):
+            check_output(tmp_path / name, "--junit")
+    assert sorted(tmp_path.rglob("*")) == before

@@ -139,3 +139,14 @@ def test_twlab_names_itself_in_the_tasks_lines():
     """A task's own line that says `invoke list` says `./twlab list` when ./twlab was typed."""
     line = usage_line(cli("run", "lost-akc", via="twlab"))
     assert f"`{REPO / 'twlab'} list`" in line and "`invoke " not in line, line
+
+
+@pytest.mark.parametrize("args", [
+    ["run", "x" * 100_000],                                # a scenario name
+    ["run", "lost-ack", "--backend", "y" * 100_000],
+    ["run", "lost-ack", "--compose", "/tmp/" + "z" * 100_000],
+    ["check", "--junit", "/nonexistent/" + "j" * 1000],    # once a traceback, after the whole run
+])
+def test_no_line_repeats_a_huge_argument(args):
+    line = usage_line(cli(*args))
+    assert len(line) < 300, line[:400]

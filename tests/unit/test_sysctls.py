@@ -122,3 +122,13 @@ def test_refusal_words(tmp_path):
     assert "group of sysctls" in _refusal("net.ipv4", str(tmp_path), IsADirectoryError(errno.EISDIR, "x"), "1")
     assert _refusal("net.ipv4.tcp_rfc1337.x", path + "/x", NotADirectoryError(errno.ENOTDIR, "x"), "1") \
         .startswith("unknown sysctl 'net.ipv4.tcp_rfc1337.x'")
+
+
+def test_shortened_cuts_only_huge_words():
+    from lab.errors import shortened
+
+    line = "twlab: unknown scenario '" + "x" * 100_000 + "': `invoke list` shows them all"
+    assert shortened(line) == ("twlab: unknown scenario '" + "x" * 59 + "... (100003 characters) "
+                               "`invoke list` shows them all")
+    path = "/tmp/" + "p" * 150
+    assert shortened(f"cannot write {path} (No space)") == f"cannot write {path} (No space)"
