@@ -358,7 +358,7 @@ def _check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: b
     if from_host:
         raise UsageError("--from-host copies this machine's sysctls; with --kernel give them with "
                          "--sysctl or a profile")
-    out = (Path(artifacts) if artifacts else default_artifacts(f"check-{kernel}")).resolve()
+    out = check_dir(Path(artifacts) if artifacts else default_artifacts(f"check-{kernel}")).resolve()
     args = ["check", "--backend", "netns", "--artifacts", str(out / "runs"), "--parallel", str(parallel),
             "--json-out", str(out / "check.json")]
     args += [a for n in names for a in ("--scenario", n)]

@@ -173,27 +173,24 @@ class TwlabProgram(Program):
             word = m.group(1)
             if word.startswith("-") and task_name:
                 flags = [f for f in ctx.flags if f.startswith("--")]
-                return (f"`{cmd} {task_name}` has no flag {_short(word)}" + _did_you_mean(word, flags)
+                return (f"`{cmd} {task_name}` has no flag {quoted(word)}" + _did_you_mean(word, flags)
                         + f"; `{cmd} {task_name} --help` lists its flags")
             if word.startswith("-"):
-                return f"{cmd} has no option {_short(word)}; `{cmd} --help` lists them"
+                return f"{cmd} has no option {quoted(word)}; `{cmd} --help` lists them"
             names = [n for n in contexts if n not in scenario_names()] + scenario_names()
-            return (f"unknown task or scenario {_short(word)}" + _did_you_mean(word, names)
+            return (f"unknown task or scenario {quoted(word)}" + _did_you_mean(word, names)
                     + f"; `{cmd} --list` shows the tasks, `{cmd} list` the scenarios")
         if m := re.fullmatch(r"'(.*)' did not receive required positional arguments: (.*)", msg):
             name, missing = m.group(1), m.group(2).replace("'", "").upper()
             example = {"SCENARIO": "lost-ack", "HOST": "client"}.get(missing)
-            return (f"`{cmd} {name}` needs {missing}" + (f", e.g. `{cmd} {name} {example}`" if example else "")
+            return (f"`{cmd} {name}` needs {missing}"
+                    + (f", e.g. `{cmd} {name} {example}`" if example else "")
                     + (f" (`{cmd} list` shows the scenarios)" if missing == "SCENARIO" else "")
                     + f"; `{cmd} {name} --help` explains it")
         if m := re.fullmatch(r"Flag <Argument: ([\w-]+).*> needed value and was not given one!", msg):
             where = f"`{cmd} {task_name} --help`" if task_name else f"`{cmd} --help`"
             return f"--{m.group(1).replace('_', '-')} needs a value; {where} explains it"
-        return f"{_short(msg)}; `{cmd} --help` explains the options"
-
-
-def _short(word: str) -> str:
-    return quoted(word)
+        return f"{quoted(msg)}; `{cmd} --help` explains the options"
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
