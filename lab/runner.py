@@ -123,7 +123,8 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
         faults={n: f.to_json() for n, f in (lab.faults.faults.items() if lab.faults else [])},
         facts=facts, hz=kernel_hz(), options=dict(options or {}),
         timer_samples=lab.sampler.series if lab.sampler else {},
-        captures={h: parse_stats(c.stats) for h, c in lab.captures.items()})
+        captures={h: parse_stats(c.stats) for h, c in lab.captures.items()},
+        sampler=lab.sampler.cadence.to_json() if lab.sampler else {})
     try:
         checks = mod.check(ev)
     except Exception:   # a broken check is a bug: report it as a failed check, with its trace
