@@ -10,7 +10,11 @@ import json as _json
 import os
 import sys
 
-from invoke import Exit, task
+from invoke import Exit
+
+from lab.cli import adopt, task
+
+adopt()      # a plain `invoke` parses as ./twlab does: usage errors exit 2, -h is help (lab/cli.py)
 
 HOST_HELP = "a lab host: client, router or server"
 
@@ -72,10 +76,10 @@ def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, js
     environment error."""
     from lab.core import parse_sysctl
     from lab.runner import run_catalog, run_many, run_scenario
-    from lab.shaping import parse_shape
+    from lab.shaping import parse_shapes
 
     settings = [parse_sysctl(s) for s in (sysctl or [])]
-    shaping = [sh for text in (shape or []) for sh in parse_shape(text)]
+    shaping = parse_shapes(shape or [])
     try:
         repeat, parallel = int(repeat or 1), int(parallel or 1)
     except ValueError:
@@ -228,13 +232,13 @@ def stability(c, runs=20, scenario=None, backend=None, artifacts=None):
     from rich.console import Console
     from rich.table import Table
 
-    from lab.artifacts import make_dir, write_text
+    from lab.artifacts import check_dir, ensure_dir, write_text
     from lab.runner import default_artifacts, run_many
     from scenarios import catalog
 
     names = scenario or list(catalog())
     backends = backend or ["docker", "netns"]
-    base = Path(artifacts) if artifacts else default_artifacts("stability")
+    base = check_dir(Path(artifacts) if artifacts else default_artifacts("stability"))
     table = Table(title=f"twlab stability: {runs} runs in a row per scenario and backend")
     for col in ("scenario", *backends):
         table.add_column(col)
@@ -252,7 +256,7 @@ def stability(c, runs=20, scenario=None, backend=None, artifacts=None):
             print(f"{name} on {be}: {summary['passed']}/{runs} passed", file=sys.stderr)
         table.add_row(*row)
     Console().print(table)
-    write_text(make_dir(base) / "stability.json", _json.dumps(results, indent=2) + "\n")
+    write_text(ensure_dir(base) / "stability.json", _json.dumps(results, indent=2) + "\n")
     print(f"artifacts: {base}/ (stability.json)")
     if not ok:
         raise Exit(code=1)
@@ -296,38 +300,36 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
     Exit 0 when all matched, 1 when something did not, 2 for usage or environment errors."""
     from pathlib import Path
 
-    from lab.artifacts import make_dir, write_text
+    from lab.artifacts import check_output, ensure_dir, write_text
     from lab.check import junit_xml, load_profile, run_check
     from lab.core import parse_sysctl
-    from lab.errors import UsageError
-    from lab.shaping import parse_shape
+    from lab.errors import EnvError, UsageError
+    from lab.shaping import parse_shapes
 
     names = [n.strip() for text in (scenario or []) for n in text.split(",") if n.strip()]
     settings = [parse_sysctl(s) for s in (sysctl or [])]
-    shaping = [sh for text in (shape or []) for sh in parse_shape(text)]
+    shaping = parse_shapes(shape or [])
     prof = load_profile(profile) if profile else None
     try:
         parallel = int(parallel if parallel is not None else (3 if kernel == "host" else 1))
     except ValueError:
         raise UsageError("--parallel takes a whole number of 1 or more") from None
     outputs = [(flag, Path(p)) for flag, p in (("--junit", junit), ("--json-out", json_out)) if p]
-    for flag, path in outputs:                      # fail before the run, not after it
-        try:
-            make_dir(path.parent)
-        except OSError as exc:
-            raise UsageError(f"{flag} {path}: cannot create its directory ({exc.strerror})") from None
-        if path.is_dir() or not os.access(path.parent, os.W_OK):
-            raise UsageError(f"{flag} {path}: not a file this user can write")
+    for flag, path in outputs:                      # fail before the run (creating nothing yet)
+        check_output(path, flag)
     if kernel != "host":
         summary = _check_in_vm(kernel, names, sysctl or [], from_host, profile, shape or [], artifacts,
                                parallel)
     else:
         summary = run_check(names, sysctls=settings, from_host=from_host, profile=prof, backend=backend,
                             shaping=shaping, artifacts=artifacts, parallel=parallel, progress=print)
-    if junit:
-        write_text(junit, junit_xml(summary))
-    if json_out:
-        write_text(json_out, _json.dumps(summary, indent=2, default=str) + "\n")
+    for flag, path in outputs:
+        try:
+            write_text(ensure_dir(path.parent) / path.name, junit_xml(summary) if flag == "--junit" else
+                       _json.dumps(summary, indent=2, default=str) + "\n")
+        except OSError as exc:
+            raise EnvError(f"{flag} {path}: cannot write it ({exc.strerror or exc}); the run's "
+                           f"summary is in {summary['artifacts']}/check.json") from None
     _check_table(summary)
     for flag, path in outputs:
         print(f"{flag[2:]}: {path}")
@@ -346,7 +348,7 @@ def _check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: b
     from pathlib import Path
 
     from lab import vm as labvm
-    from lab.artifacts import make_dir
+    from lab.artifacts import check_dir, ensure_dir
     from lab.errors import EnvError, UsageError
     from lab.runner import default_artifacts
 
@@ -354,7 +356,7 @@ def _check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: b
     if from_host:
         raise UsageError("--from-host copies this machine's sysctls; with --kernel give them with "
                          "--sysctl or a profile")
-    out = (Path(artifacts) if artifacts else default_artifacts(f"check-{kernel}")).resolve()
+    out = check_dir(Path(artifacts) if artifacts else default_artifacts(f"check-{kernel}")).resolve()
     args = ["check", "--backend", "netns", "--artifacts", str(out / "runs"), "--parallel", str(parallel),
             "--json-out", str(out / "check.json")]
     args += [a for n in names for a in ("--scenario", n)]
@@ -362,7 +364,7 @@ def _check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: b
     args += [a for t in shapes for a in ("--shape", t)]
     if profile:
         args += ["--profile", str(Path(profile).resolve())]      # the host's / is the guest's
-    make_dir(out)
+    ensure_dir(out)
     print(f"check inside the {kernel} VM: artifacts in {out}/")
     code, _ = labvm.run(kernel, args, out, progress=print, timeout_s=3600)
     try:
@@ -480,27 +482,25 @@ def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None,
     from pathlib import Path
 
     from lab import vm as labvm
+    from lab.artifacts import check_dir
     from lab.core import parse_sysctl
     from lab.report import show
     from lab.runner import default_artifacts
-    from lab.shaping import parse_shape
+    from lab.shaping import UNUSED, parse_shapes
     from scenarios import get
-
-    from lab.shaping import UNUSED
 
     mod = get(scenario)                               # usage errors here, before booting anything
     labvm.kernel_spec(kernel)
     for text in sysctl or []:
         parse_sysctl(text)
-    for text in shape or []:
-        parse_shape(text)
+    parse_shapes(shape or [])
     if shape and mod.SHAPING == UNUSED:
         raise Exit(f"twlab: {scenario} runs without link shaping; drop --shape", code=2)
     try:
         timeout_s = float(timeout)
     except ValueError:
         raise Exit("twlab: --timeout takes a number of seconds", code=2) from None
-    out = (Path(artifacts) if artifacts else default_artifacts(f"{scenario}-{kernel}")).resolve()
+    out = check_dir(Path(artifacts) if artifacts else default_artifacts(f"{scenario}-{kernel}")).resolve()
     args = ["run", scenario, "--backend", "netns", "--json", "--artifacts", str(out)]
     args += [a for text in sysctl or [] for a in ("--sysctl", text)]
     args += [a for text in shape or [] for a in ("--shape", text)]
@@ -528,8 +528,8 @@ def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None,
         raise Exit(code=code)
 
 
-# -- every scenario is a task too: `invoke lost-ack` runs it; after `invoke matrix` or `invoke check`
-# scenario words name the scenarios to run there (lab/cli.py folds them in) -----------------------
+# -- every scenario is a task too: `invoke lost-ack [flags]` is `invoke run lost-ack [flags]`; after
+# `invoke matrix` or `invoke check` scenario words name the scenarios to run there (lab/cli.py) ----
 
 def _scenario_task(name: str):
     def scenario_task(c):

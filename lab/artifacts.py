@@ -1,34 +1,54 @@
-"""The files a run writes (report.json, the pcaps, summaries, matrix and check outputs, JUnit XML):
-readable by the user who ran it and nobody else.
+"""Where a run writes, and how: the artifacts directory, checked before anything is made and
+removed again when a run is refused or cannot write its results; and every file a run writes
+(report.json, the pcaps, summaries, matrix and check outputs, JUnit XML) readable by the user it
+is for and nobody else.
+
+The lab runs as root, so a directory reached through a symlink is written as root wherever the
+link points. ``check_dir`` follows a symlink in the path only to an existing directory the
+invoking user owns (with sudo, the user who ran sudo: SUDO_UID); anything else is refused with
+one line saying where the link points. The filesystem must have room for a run's results.
 
 Every file is created 0600 and every directory the lab creates 0700, whatever the umask: packet
 captures of a lab are nobody else's business on a shared machine. A directory that already
 exists (``--artifacts /some/dir``) keeps its mode; the files in it are still 0600. When the lab
 runs through sudo (SUDO_UID and SUDO_GID set, and running as root), what it creates is handed to
-that user, so the person who typed ``sudo invoke run ...`` can read the results without root.
+that user, so the person who typed ``sudo invoke run ...`` reads the results without root.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 from pathlib import Path
 from typing import IO
 
-__all__ = ["FILE_MODE", "DIR_MODE", "invoking_user", "make_dir", "open_file", "write_text", "listing",
-           "seal"]
+from .errors import EnvError, UsageError
 
+__all__ = ["check_dir", "check_output", "make_dir", "ensure_dir", "drop_empty", "invoking_uid",
+           "invoking_user", "open_file", "write_text", "listing", "seal", "MIN_FREE_BYTES",
+           "FILE_MODE", "DIR_MODE"]
+
+# a lost-ack run writes ~170 KB (report.json ~150 KB, pcaps a few KB); 1 MiB free or less is a
+# full disk for a run, refused up front rather than found when report.json is half written
+MIN_FREE_BYTES = 1 << 20
+NAME_MAX = 255           # bytes in one file name (Linux's NAME_MAX, include/uapi/linux/limits.h)
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 
 
+def invoking_uid() -> int:
+    """The user the run is for: under sudo, the one who ran sudo."""
+    euid = os.geteuid()
+    sudo = os.environ.get("SUDO_UID", "")
+    return int(sudo) if euid == 0 and sudo.isdigit() else euid
+
+
 def invoking_user() -> tuple[int, int] | None:
-    """(uid, gid) of the user who ran the lab through sudo, when we are root on their behalf."""
-    try:
-        uid, gid = int(os.environ["SUDO_UID"]), int(os.environ["SUDO_GID"])
-    except (KeyError, ValueError):
+    """(uid, gid) of the user who ran the lab through sudo, when we are root on their behalf:
+    what the lab creates is handed to them."""
+    uid, gid = os.environ.get("SUDO_UID", ""), os.environ.get("SUDO_GID", "")
+    if os.geteuid() != 0 or not uid.isdigit() or not gid.isdigit():
         return None
-    return (uid, gid) if os.geteuid() == 0 else None
+    return int(uid), int(gid)
 
 
 def _hand_over(target: int | Path) -> None:
@@ -41,24 +61,117 @@ def _hand_over(target: int | Path) -> None:
         os.chown(target, *user, follow_symlinks=False)
 
 
-def make_dir(path: Path | str) -> Path:
-    """``mkdir -p``: every directory it creates is 0700 (and the invoking user's)."""
+def check_dir(path: Path | str, flag: str = "--artifacts") -> Path:
+    """Refuse *path* (UsageError) when a symlink in it leads anywhere but an existing directory the
+    invoking user owns; return it as given."""
     path = Path(path)
-    missing = []
-    p = path
-    while not p.exists() and p != p.parent:
-        missing.append(p)
-        p = p.parent
-    for d in reversed(missing):
-        try:
-            d.mkdir(mode=DIR_MODE)
-        except FileExistsError:       # another run made it a moment ago: theirs to set
+    user = invoking_uid()
+    prefix = Path(path.anchor) if path.is_absolute() else Path()
+    for part in path.parts[1:] if path.is_absolute() else path.parts:
+        prefix = prefix / part
+        if not prefix.is_symlink():
+            if not prefix.exists():
+                break                                  # the rest is made by the run
             continue
-        os.chmod(d, DIR_MODE)         # mkdir's mode passes through the umask
-        _hand_over(d)
-    if not path.is_dir():
-        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path))
+        target = prefix.resolve()
+        try:
+            st = target.stat()
+        except OSError:
+            st = None
+        if st is None or not target.is_dir():
+            raise UsageError(f"{flag} {path}: {prefix} is a symlink to {target}, which is not a "
+                             "directory; give a real directory")
+        if st.st_uid != user:
+            raise UsageError(f"{flag} {path}: {prefix} is a symlink to {target}, a directory owned by "
+                             f"uid {st.st_uid}, not by you (uid {user}); the lab writes as root, so "
+                             "give a directory of your own, not a link to one")
     return path
+
+
+def check_output(path: Path, flag: str) -> None:
+    """Refuse (UsageError) an output file (--junit, --json-out) that could not be written, before
+    the run and without creating anything: its nearest existing ancestor must be a directory this
+    user can write, and the path itself not a directory."""
+    if any(len(os.fsencode(part)) > NAME_MAX for part in path.parts):
+        raise UsageError(f"{flag} {path}: a name in it is longer than {NAME_MAX} bytes")
+    try:
+        if path.is_dir():
+            raise UsageError(f"{flag} {path}: is a directory; give a file name")
+        place = path.parent
+        while not place.exists() and place != place.parent:
+            place = place.parent
+        if not place.is_dir() or not os.access(place, os.W_OK):
+            raise UsageError(f"{flag} {path}: not a file this user can write ({place} is not a "
+                             "writable directory)")
+    except OSError as exc:                                   # e.g. a name too long
+        raise UsageError(f"{flag} {path}: {exc.strerror}") from None
+
+
+def _mkdirs(path: Path) -> list[Path]:
+    """``mkdir -p``: every directory it creates is 0700 (and the invoking user's); the ones it
+    created, deepest first. On failure (OSError) what it made is removed again."""
+    made: list[Path] = []
+    p = path
+    while not p.exists() and not p.is_symlink() and p != p.parent:
+        made.append(p)
+        p = p.parent
+    done: list[Path] = []
+    try:
+        for d in reversed(made):
+            try:
+                d.mkdir(mode=DIR_MODE)
+            except FileExistsError:   # another run made it a moment ago: theirs to set
+                continue
+            done.insert(0, d)
+            os.chmod(d, DIR_MODE)     # mkdir's mode passes through the umask
+            _hand_over(d)
+        if not path.is_dir():
+            raise NotADirectoryError(20, os.strerror(20), str(path))    # ENOTDIR
+    except OSError:
+        drop_empty(done)
+        raise
+    return done
+
+
+def make_dir(path: Path) -> list[Path]:
+    """mkdir -p *path* (0700, lab.artifacts) and make sure a run can write there; return the
+    directories it created, deepest first (for drop_empty). On failure nothing it made is left
+    (UsageError, EnvError)."""
+    path = Path(path)
+    made: list[Path] = []
+    try:
+        made = _mkdirs(path)
+        probe = path / ".write-test"
+        write_text(probe, "")
+        probe.unlink()
+        st = os.statvfs(path)
+    except OSError as exc:
+        drop_empty(made)
+        raise UsageError(f"artifacts directory {path} is not writable ({exc.strerror}); "
+                         "give --artifacts DIR somewhere you can write") from None
+    if st.f_bavail * st.f_frsize < MIN_FREE_BYTES:
+        drop_empty(made)
+        raise EnvError(f"artifacts directory {path}: its filesystem is full "
+                       f"({st.f_bavail * st.f_frsize // 1024} KiB free); free some space or give "
+                       "--artifacts DIR on another filesystem")
+    return made
+
+
+def ensure_dir(path: Path | str) -> Path:
+    """``mkdir -p`` for an output's directory (summaries, check.json, matrix): what it creates is
+    0700 and the invoking user's; *path*."""
+    path = Path(path)
+    _mkdirs(path)
+    return path
+
+
+def drop_empty(dirs: list[Path]) -> None:
+    """Remove each of *dirs* (deepest first) that is empty; stop at the first that is not."""
+    for d in dirs:
+        try:
+            d.rmdir()
+        except OSError:
+            return
 
 
 def open_file(path: Path | str, text: bool = False) -> IO:

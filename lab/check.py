@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Callable
 from xml.etree import ElementTree as ET
 
-from .artifacts import make_dir, write_text
+from .artifacts import ensure_dir, write_text
 from .core import REPORTED_SYSCTLS, SysctlSetting, parse_sysctl
 from .errors import UsageError
 from .shaping import UNUSED, Shaping
@@ -370,7 +370,10 @@ def run_check(names: list[str] | None = None, *, sysctls: list[SysctlSetting] = 
     time, the others alone afterwards - and judge them. Returns the summary (see judge())."""
     from scenarios import catalog, get
 
+    from .artifacts import check_dir
+    from .backends import check_name
     from .runner import _one, default_artifacts, interrupts_as_exceptions
+    from .sysctls import check_keys
 
     if parallel < 1:
         raise UsageError("--parallel takes a whole number of 1 or more")
@@ -382,9 +385,11 @@ def run_check(names: list[str] | None = None, *, sysctls: list[SysctlSetting] = 
             progress(f"also running {req.scenario}: the profile requires a behaviour of it "
                      f"(line {req.line})")
             mods[req.scenario] = get(req.scenario)
-    base = Path(artifacts) if artifacts else default_artifacts("check")
+    base = check_dir(Path(artifacts) if artifacts else default_artifacts("check"))
     host_vals = host_sysctls() if from_host else []
     explicit = list(profile.sysctls if profile else []) + list(sysctls)
+    check_keys(explicit)                     # refused once, before any lab, not by every scenario
+    check_name(backend)
     jobs = []
     for i, (name, mod) in enumerate(mods.items(), start=1):
         jobs.append({"run": i, "name": name, "backend": backend,
@@ -436,7 +441,7 @@ def run_check(names: list[str] | None = None, *, sysctls: list[SysctlSetting] = 
         "shaping": [str(sh) for sh in shaping],
         "artifacts": str(base),
     })
-    write_text(make_dir(base) / "check.json", json.dumps(summary, indent=2, default=str) + "\n")
+    write_text(ensure_dir(base) / "check.json", json.dumps(summary, indent=2, default=str) + "\n")
     return summary
 
 

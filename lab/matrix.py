@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .artifacts import make_dir, write_text
+from .artifacts import ensure_dir, write_text
 from .errors import LabError, NetemMissing, UsageError
 from .verdict import FAIL, INCONCLUSIVE, NOT_APPLICABLE, outcome_of
 
@@ -208,12 +208,13 @@ def run_matrix(kernels: list[str], names: list[str], out: Path, backend: str = "
     matrix.md under *out*). *vm* stands in for lab.vm (tests)."""
     from scenarios import get
 
+    from .artifacts import check_dir
     from .runner import run_scenario
 
     kernels = list(dict.fromkeys(kernels or [HOST]))
     for n in names:
         get(n)                                                  # a bad name fails here, once
-    out = Path(out)
+    out = check_dir(Path(out), "--out")
     started = time.time()
     cells: dict[str, dict[str, dict[str, Any]]] = {n: {} for n in names}
     releases: dict[str, str | None] = {}
@@ -254,7 +255,7 @@ def run_matrix(kernels: list[str], names: list[str], out: Path, backend: str = "
               "wall_s": round(time.time() - started, 3), "out": str(out)}
     matrix["rows"] = rows(matrix)
     matrix["differs"] = [f"{r['scenario']}: {r['what']}" for r in matrix["rows"] if r["differs"]]
-    make_dir(out)
+    ensure_dir(out)
     write_text(out / "matrix.json", json.dumps(matrix, indent=2, default=str) + "\n")
     write_text(out / "matrix.md", markdown(matrix))
     return matrix
@@ -264,7 +265,7 @@ def _vm_cell(vm: Any, kernel: str, name: str, artifacts: Path, progress) -> dict
     artifacts = artifacts.resolve()       # shared with the guest at the same absolute path
     args = ["run", name, "--backend", "netns", "--artifacts", str(artifacts), "--json"]
     try:
-        make_dir(artifacts)
+        ensure_dir(artifacts)
         code, output = vm.run(kernel, args, artifacts, progress)
     except KeyboardInterrupt:
         raise

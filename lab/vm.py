@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .artifacts import listing, make_dir, seal, write_text
+from .artifacts import ensure_dir, listing, seal, write_text
 from .errors import EnvError, UsageError
 
 __all__ = ["KERNELS", "Kernel", "prepare", "run", "cache_dir", "REPO"]
@@ -520,7 +520,7 @@ def _run_command(kernel: str, argv: list[str], artifacts: Path, progress: Callab
     info = _ready(d) or {}
     if shutil.which(QEMU) is None:
         raise EnvError(f"{QEMU} not found: install qemu-system-x86 (scripts/setup does) to run a stock kernel")
-    artifacts = make_dir(Path(artifacts).resolve())
+    artifacts = ensure_dir(Path(artifacts).resolve())
     before = listing(artifacts)
     _remove_stale_control_dirs()
     ctl = Path(tempfile.mkdtemp(prefix=f"twlab-vm-{os.getpid()}-"))

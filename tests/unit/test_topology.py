@@ -220,3 +220,14 @@ def test_device_cgroup_rules_refused(tmp_path):
     path = _fixed(tmp_path, "devices", "devices: [/dev/net/tun]", "device_cgroup_rules: ['c 10:200 rwm']")
     with pytest.raises(TopologyError, match="no device of this machine"):
         load(path)
+
+
+def test_a_compose_without_a_router_is_refused(tmp_path):
+    """client and server only: no host forwards, so there is nowhere for faults, shaping or the
+    router's capture (once an AttributeError in the middle of a run)."""
+    text = (DEFAULT_COMPOSE).read_text()
+    path = tmp_path / "compose.yaml"
+    path.write_text(text.replace("net.ipv4.ip_forward: 1", "net.ipv4.ip_forward: 0"))
+    with pytest.raises(TopologyError, match="no router") as info:
+        load(path)
+    assert "net.ipv4.ip_forward: 1" in str(info.value) and "\n" not in str(info.value)
