@@ -452,19 +452,23 @@ def matrix(c, kernel=None, scenario=None, out=None, backend="auto", json=False):
         "json": "print report.json to stdout instead of the terminal view",
         "strict_rfc": "judge against the RFCs' letter, as for `run`",
         "timeout": "seconds before the VM is killed (default 900; Python runs ~20x slower under TCG)",
+        "backend": "netns (network namespaces, the default) or docker (containers, on a Docker engine "
+                   "the VM starts with the lab's host image loaded)",
     },
 )
 @_guard
 def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None, json=False,
-       strict_rfc=False, timeout=900):
-    """Run one scenario inside a stock distribution kernel booted under qemu (netns backend there)
-    and print its verdict: exit 0 pass, 1 a check failed, 2 usage or environment error. The first
-    run downloads and prepares the kernel (cached under .cache/vm/)."""
+       strict_rfc=False, timeout=900, backend="netns"):
+    """Run one scenario inside a stock distribution kernel booted under qemu (netns backend there,
+    or containers with --backend docker) and print its verdict: exit 0 pass, 1 a check failed, 2
+    usage or environment error. The first run downloads and prepares the kernel (cached under
+    .cache/vm/); the first docker run also loads the host image into the VM's engine (cached too)."""
     from pathlib import Path
 
     from lab import vm as labvm
     from lab.core import parse_sysctl
     from lab.report import show
+    from lab.vm import vm_backend
     from lab.runner import default_artifacts
     from lab.shaping import parse_shape
     from scenarios import get
@@ -483,8 +487,9 @@ def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None,
         timeout_s = float(timeout)
     except ValueError:
         raise Exit("twlab: --timeout takes a number of seconds", code=2) from None
+    backend = vm_backend(backend)
     out = (Path(artifacts) if artifacts else default_artifacts(f"{scenario}-{kernel}")).resolve()
-    args = ["run", scenario, "--backend", "netns", "--json", "--artifacts", str(out)]
+    args = ["run", scenario, "--backend", backend, "--json", "--artifacts", str(out)]
     args += [a for text in sysctl or [] for a in ("--sysctl", text)]
     args += [a for text in shape or [] for a in ("--shape", text)]
     args += ["--strict-rfc"] if strict_rfc else []
@@ -494,7 +499,7 @@ def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None,
         seen.append(line)
         print(line, file=sys.stderr if json else sys.stdout)
 
-    code, _ = labvm.run(kernel, args, out, progress=progress, timeout_s=timeout_s)
+    code, _ = labvm.run(kernel, args, out, progress=progress, timeout_s=timeout_s, docker=backend == "docker")
     try:
         report = _json.loads((out / "report.json").read_text())
     except (OSError, ValueError):

@@ -220,9 +220,12 @@ def test_unknown_kernel_is_a_usage_error(tmp_path):
 
 
 def test_missing_qemu_is_one_clear_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(vm, "QEMU", "qemu-system-nonexistent")
-    monkeypatch.setattr(vm, "_ready", lambda d: {"release": "x", "modules": "m",
-                                                 "initrd_version": vm.INITRD_VERSION})
+    from lab.vm import boot, initrd, kernel
+
+    monkeypatch.setattr(kernel, "QEMU", "qemu-system-nonexistent")
+    ready = lambda d: {"release": "x", "modules": "m", "initrd_version": initrd.INITRD_VERSION}  # noqa: E731
+    monkeypatch.setattr(kernel, "ready", ready)
+    monkeypatch.setattr(boot, "ready", ready)
     with pytest.raises(EnvError, match="qemu-system-nonexistent not found: install qemu-system-x86"):
         vm.run(KERNEL, ["list"], tmp_path)
 

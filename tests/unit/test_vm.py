@@ -12,6 +12,7 @@ import pytest
 
 from lab import vm
 from lab.errors import EnvError, UsageError
+from lab.vm import boot, engine, initrd, kernel
 
 
 def test_vmlinux_is_found_behind_the_setup_code():
@@ -19,12 +20,12 @@ def test_vmlinux_is_found_behind_the_setup_code():
     for blob in (lzma.compress(elf, format=lzma.FORMAT_XZ),
                  (lambda c: c.compress(elf) + c.flush())(zlib.compressobj(wbits=16 + zlib.MAX_WBITS))):
         image = b"MZ setup code \xfd7zXZ\x00 not really xz" + blob + b"\0" * 100 + b"trailer"
-        assert vm.decompress_vmlinuz(image) == elf
+        assert kernel.decompress_vmlinuz(image) == elf
 
 
 def test_no_elf_inside_is_an_env_error():
     with pytest.raises(EnvError, match="no ELF vmlinux"):
-        vm.decompress_vmlinuz(b"MZ" + lzma.compress(b"not an elf", format=lzma.FORMAT_XZ))
+        kernel.decompress_vmlinuz(b"MZ" + lzma.compress(b"not an elf", format=lzma.FORMAT_XZ))
 
 
 def _read_newc(data: bytes) -> dict[str, tuple[int, bytes, tuple[int, int]]]:
@@ -56,7 +57,7 @@ def test_initramfs_is_a_newc_archive_with_busybox_init_modules_and_console(tmp_p
         "kernel/netfs.ko:\nkernel/9p.ko: kernel/9pnet.ko kernel/netfs.ko\nkernel/overlay.ko:\n")
     busybox = tmp_path / "busybox"
     busybox.write_bytes(b"\x7fELF fake")
-    entries = _read_newc(vm._build_initrd(moddir, busybox))
+    entries = _read_newc(initrd.build_initrd(moddir, busybox))
     order = entries["modules.order"][1].decode().split()
     assert order.index("virtio_ring.ko") < order.index("virtio_pci.ko")
     assert order.index("9pnet.ko") < order.index("9pnet_virtio.ko") < order.index("9p.ko")
@@ -72,7 +73,7 @@ def test_initramfs_is_a_newc_archive_with_busybox_init_modules_and_console(tmp_p
 def test_a_missing_boot_module_is_named(tmp_path):
     (tmp_path / "modules.dep").write_text("kernel/virtio.ko:\n")
     with pytest.raises(EnvError, match="no module 9p"):
-        vm._module_order(tmp_path, ("virtio", "9p"))
+        initrd._module_order(tmp_path, ("virtio", "9p"))
 
 
 def _elf(tmp_path: Path, *segment_types: int) -> Path:
@@ -86,19 +87,19 @@ def _elf(tmp_path: Path, *segment_types: int) -> Path:
 
 
 def test_busybox_must_be_static(tmp_path):
-    assert vm._is_static(_elf(tmp_path, 1, 1)) is True          # PT_LOAD only
-    assert vm._is_static(_elf(tmp_path, 6, 3, 1)) is False      # PT_INTERP: dynamically linked
+    assert initrd._is_static(_elf(tmp_path, 1, 1)) is True          # PT_LOAD only
+    assert initrd._is_static(_elf(tmp_path, 6, 3, 1)) is False      # PT_INTERP: dynamically linked
     (tmp_path / "script").write_text("#!/bin/sh\n")
-    assert vm._is_static(tmp_path / "script") is False
+    assert initrd._is_static(tmp_path / "script") is False
 
 
 def test_run_scripts_quote_paths_and_run_one_command():
-    mounts = vm._mounts("6.1.0-1-amd64", Path("/c/m"), Path("/c/config"), Path("/tmp/a b"))
+    mounts = boot._mounts("6.1.0-1-amd64", Path("/c/m"), Path("/c/config"), Path("/tmp/a b"))
     assert "'/newroot/tmp/a b'" in mounts and mounts.rstrip().endswith("/run/twlab-vm/ctl/stage2.sh")
     assert "mount -o bind /newroot/c/m /newroot/lib/modules/6.1.0-1-amd64" in mounts
-    stage2 = vm._stage2(["/r/.venv/bin/python", "/r/.venv/bin/invoke", "run", "it's"])
+    stage2 = boot._stage2(["/r/.venv/bin/python", "/r/.venv/bin/invoke", "run", "it's"])
     assert "'it'\"'\"'s'" in stage2 and "/proc/sysrq-trigger" in stage2
-    assert vm.START in stage2 and vm.EXIT in stage2
+    assert boot.START in stage2 and boot.EXIT in stage2
 
 
 def test_unknown_kernel():
@@ -109,7 +110,7 @@ def test_unknown_kernel():
 def test_xz_modules_are_decompressed_for_the_initramfs():
     import lzma
 
-    from lab.vm import _plain_module
+    from lab.vm.initrd import _plain_module
 
     data = b"\x7fELF" + b"module bytes" * 100
     assert _plain_module("9p.ko.xz", lzma.compress(data)) == ("9p.ko", data)
@@ -117,11 +118,9 @@ def test_xz_modules_are_decompressed_for_the_initramfs():
 
 
 def test_another_suite_reads_its_package_lists_into_the_cache(tmp_path, monkeypatch):
-    from lab import vm
-
-    monkeypatch.setattr(vm, "CACHE", tmp_path)
-    assert vm._apt_options(vm.KERNELS["debian-12"]) == []          # the machine's own lists
-    opts = vm._apt_options(vm.KERNELS["debian-13"])
+    monkeypatch.setattr(kernel, "CACHE", tmp_path)
+    assert kernel._apt_options(vm.KERNELS["debian-12"]) == []          # the machine's own lists
+    opts = kernel._apt_options(vm.KERNELS["debian-13"])
     root = tmp_path / "apt" / "trixie"
     assert (root / "sources.list").read_text() == "deb http://deb.debian.org/debian trixie main\n"
     assert f"Dir::State::Lists={root / 'lists'}" in opts and "Dir::Etc::SourceParts=/dev/null" in opts
