@@ -269,7 +269,8 @@ def bench(c, runs=5, backend=None):
         "profile": "a TOML file: [sysctls.HOST] tables and [[require]] behaviours (see README)",
         "junit": "write JUnit XML here: one testcase per check, the required behaviours, skips",
         "json_out": "write the JSON summary here (it is also written as check.json in the artifacts)",
-        "backend": "auto (docker when a daemon answers, else netns), docker or netns",
+        "backend": "auto (docker when a daemon answers, else netns), docker or netns; with --kernel: "
+                   "netns (auto) or docker (the VM starts a Docker engine of its own)",
         "shape": "netem on the path, as for `run` (repeatable; needs sch_netem)",
         "artifacts": "directory for every scenario's artifacts and check.json",
         "parallel": "how many labs at a time (timing-sensitive scenarios run alone afterwards; "
@@ -308,7 +309,7 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
             raise UsageError(f"{flag} {path}: not a file this user can write")
     if kernel != "host":
         summary = _check_in_vm(kernel, names, sysctl or [], from_host, profile, shape or [], artifacts,
-                               parallel)
+                               parallel, backend)
     else:
         summary = run_check(names, sysctls=settings, from_host=from_host, profile=prof, backend=backend,
                             shaping=shaping, artifacts=artifacts, parallel=parallel, progress=print)
@@ -328,9 +329,10 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
 
 
 def _check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: bool, profile: str | None,
-                 shapes: list[str], artifacts: str | None, parallel: int) -> dict:
-    """`invoke check` itself, run inside *kernel* under qemu (netns backend there); its summary
-    comes back through the shared artifacts directory."""
+                 shapes: list[str], artifacts: str | None, parallel: int, backend: str = "auto") -> dict:
+    """`invoke check` itself, run inside *kernel* under qemu (netns backend there, or containers on
+    the guest's own Docker engine with --backend docker); its summary comes back through the
+    shared artifacts directory."""
     from pathlib import Path
 
     from lab import vm as labvm
@@ -338,11 +340,12 @@ def _check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: b
     from lab.runner import default_artifacts
 
     labvm.kernel_spec(kernel)
+    backend = labvm.vm_backend(backend)
     if from_host:
         raise UsageError("--from-host copies this machine's sysctls; with --kernel give them with "
                          "--sysctl or a profile")
     out = (Path(artifacts) if artifacts else default_artifacts(f"check-{kernel}")).resolve()
-    args = ["check", "--backend", "netns", "--artifacts", str(out / "runs"), "--parallel", str(parallel),
+    args = ["check", "--backend", backend, "--artifacts", str(out / "runs"), "--parallel", str(parallel),
             "--json-out", str(out / "check.json")]
     args += [a for n in names for a in ("--scenario", n)]
     args += [a for t in sysctls for a in ("--sysctl", t)]
@@ -350,14 +353,14 @@ def _check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: b
     if profile:
         args += ["--profile", str(Path(profile).resolve())]      # the host's / is the guest's
     out.mkdir(parents=True, exist_ok=True)
-    print(f"check inside the {kernel} VM: artifacts in {out}/")
-    code, _ = labvm.run(kernel, args, out, progress=print, timeout_s=3600)
+    print(f"check inside the {kernel} VM ({backend} backend): artifacts in {out}/")
+    code, _ = labvm.run(kernel, args, out, progress=print, timeout_s=3600, docker=backend == "docker")
     try:
         summary = _json.loads((out / "check.json").read_text())
     except (OSError, ValueError):
         raise EnvError(f"inside the {kernel} VM the check exited {code} and left no check.json "
                        f"(see {out}/vm-console.log)") from None
-    summary["vm"] = {"kernel": kernel, "exit_code": code}
+    summary["vm"] = {"kernel": kernel, "backend": backend, "exit_code": code}
     return summary
 
 
@@ -401,29 +404,32 @@ def _check_table(summary: dict) -> None:
 
 
 @task(
-    iterable=["kernel", "scenario"],
+    iterable=["kernel", "scenario", "backend"],
     help={
         "kernel": "host (this machine's kernel) or a stock kernel run under qemu by lab.vm: "
                   "debian-12, debian-13 (repeatable; default: host)",
         "scenario": "a scenario to run on each kernel (repeatable, or comma-separated; default: the "
                     "whole catalog)",
         "out": "directory for matrix.json, matrix.md and every run's artifacts",
-        "backend": "backend for the host kernel: auto, docker or netns (VM kernels use netns)",
+        "backend": "auto, docker or netns (repeatable, or comma-separated: a second axis, one column per "
+                   "kernel and backend; default auto, which is netns inside a VM)",
         "json": "print matrix.json to stdout instead of the table",
     },
 )
 @_guard
-def matrix(c, kernel=None, scenario=None, out=None, backend="auto", json=False):
-    """Run scenarios on each kernel: one table, scenario x kernel, marking where they differ.
-    Each cell: the verdict and the key observed values; also written as matrix.json and matrix.md."""
-    from lab.matrix import parse_kernels, run_matrix, show
+def matrix(c, kernel=None, scenario=None, out=None, backend=None, json=False):
+    """Run scenarios on each kernel (and backend): one table, scenario x kernel, marking where
+    they differ. Each cell: the verdict and the key observed values; also written as matrix.json
+    and matrix.md."""
+    from lab.matrix import parse_backends, parse_kernels, run_matrix, show
     from lab.runner import default_artifacts
     from scenarios import catalog
 
     kernels = parse_kernels(kernel)
+    backends = parse_backends(backend)
     names = [n.strip() for text in (scenario or []) for n in text.split(",") if n.strip()] or list(catalog())
     progress = (lambda s: print(s, file=sys.stderr)) if json else print
-    m = run_matrix(kernels, names, out=out or default_artifacts("matrix"), backend=backend,
+    m = run_matrix(kernels, names, out=out or default_artifacts("matrix"), backend=backends,
                    progress=progress)
     if json:
         print(_json.dumps(m, indent=2, default=str))

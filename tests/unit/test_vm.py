@@ -125,3 +125,108 @@ def test_another_suite_reads_its_package_lists_into_the_cache(tmp_path, monkeypa
     assert (root / "sources.list").read_text() == "deb http://deb.debian.org/debian trixie main\n"
     assert f"Dir::State::Lists={root / 'lists'}" in opts and "Dir::Etc::SourceParts=/dev/null" in opts
     assert (root / "lists" / "partial").is_dir()
+
+
+# -- the guest's Docker engine (--backend docker) -------------------------------------------------
+
+def test_the_netns_path_boots_as_before_no_engine_no_disk_512m():
+    stage2 = boot._stage2(["/r/.venv/bin/python", "run"])
+    assert "dockerd" not in stage2 and "cgroup2" not in stage2 and boot.MARK not in stage2
+    argv = boot._qemu_argv(Path("/c"), Path("/ctl"), Path("/out"), None)
+    assert argv[argv.index("-m") + 1] == "512M" and "-drive" not in argv
+
+
+def test_a_docker_run_starts_the_guests_own_engine_before_the_command():
+    stage2 = boot._stage2(["/r/.venv/bin/python", "run"], engine.Disk(Path("/c/d.img")))
+    booted, up, start = (stage2.index(boot.MARK + "booted"), stage2.index("dockerd --config-file"),
+                         stage2.index(boot.START))
+    assert booted < up < start
+    assert stage2.index(boot.MARK + "engine") < start
+    # its socket on the guest's tmpfs /run, never the host's; the run's own empty config file
+    assert "export DOCKER_HOST=unix:///run/twlab-vm/docker.sock" in stage2
+    assert "--host=unix:///run/twlab-vm/docker.sock" in stage2 and '--config-file "$ctl/daemon.json"' in stage2
+    assert "--iptables=false" in stage2 and "--bridge=none" in stage2
+    assert "mount -t cgroup2" in stage2 and "mount -o noatime /dev/vda /var/lib/docker" in stage2
+    assert "umount /var/lib/docker" not in stage2           # a snapshot disk: thrown away with qemu
+    argv = boot._qemu_argv(Path("/c"), Path("/ctl"), Path("/out"), engine.Disk(Path("/c/d,1.img")))
+    assert argv[argv.index("-m") + 1] == engine.MEMORY == "1024M"
+    assert argv[argv.index("-drive") + 1] == "file=/c/d,,1.img,format=raw,if=virtio,cache=unsafe,snapshot=on"
+
+
+def test_loading_the_image_stops_the_engine_and_unmounts_before_power_off():
+    stage2 = boot._stage2(["docker", "load", "-i", "/c/x.tar"], engine.Disk(Path("/c/d.img"), writable=True))
+    assert stage2.index("docker load") < stage2.index("kill $dockerd_pid") < stage2.index("umount /var/lib/docker") \
+        < stage2.index('echo "$rc" > "$ctl/rc"')
+    argv = engine.Disk(Path("/c/d.img"), writable=True).qemu_args()
+    assert "snapshot=on" not in argv[1] and "discard=unmap" in argv[1]
+
+
+def test_the_timing_split_comes_from_the_console_marks():
+    marks = {"qemu": 100.0, "booted": 103.0, "engine": 110.5, "start": 110.6, "end": 150.6, "off": 151.0}
+    assert boot._split(marks) == {"boot_s": 3.0, "engine_s": 7.5, "command_s": 40.0, "total_s": 51.0}
+    assert boot._split({"qemu": 0.0, "start": 2.5, "end": 20.0, "off": 20.5}) == \
+        {"boot_s": 2.5, "command_s": 17.5, "total_s": 20.5}
+
+
+def test_vm_backends():
+    assert boot.vm_backend("auto") == "netns" and boot.vm_backend("docker") == "docker"
+    with pytest.raises(UsageError, match="--backend 'podman': inside a VM choose netns or docker"):
+        boot.vm_backend("podman")
+
+
+def test_the_engine_disk_is_keyed_by_image_and_engine_version():
+    assert engine.image_disk_key("sha256:32758b09f934af13bb39", "20.10.24+dfsg1") == "32758b09f934-20.10.24+dfsg1"
+
+
+def test_no_host_engine_is_one_clear_line(monkeypatch, tmp_path):
+    from lab.backends import docker as docker_backend
+
+    def none():
+        raise EnvError("no Docker daemon answers")
+    monkeypatch.setattr(docker_backend, "client", none)
+    with pytest.raises(EnvError, match="loads the lab's host image from this machine's Docker engine.*"
+                                       "--backend netns"):
+        engine.data_disk("debian-12", tmp_path)
+
+
+def test_an_interrupted_image_load_leaves_no_half_made_disk(tmp_path, monkeypatch):
+    """The tarball and the disk being made are removed when the load stops short (here Ctrl-C
+    while saving), and a killed run's leftovers go when the next run makes a disk."""
+    class Image:
+        def save(self, named):
+            yield b"x" * 1000
+            raise KeyboardInterrupt
+
+    class Images:
+        def get(self, tag):
+            return Image()
+
+    class DC:
+        images = Images()
+
+    monkeypatch.setattr(engine.shutil, "which", lambda tool: "/sbin/" + tool)
+    (tmp_path / "abc-1.999999.img.tmp").write_bytes(b"left by a killed run")
+    with pytest.raises(KeyboardInterrupt):
+        engine._seed(DC(), "twlab/host:x", tmp_path, "abc-1", "debian-12", tmp_path / "seed", lambda s: None, 60)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_load_in_the_guest_is_an_env_error_and_keeps_no_disk(tmp_path, monkeypatch):
+    from lab.vm import boot as bootmod
+
+    class Image:
+        def save(self, named):
+            yield b"x" * 1000
+
+    class DC:
+        class images:  # noqa: N801
+            @staticmethod
+            def get(tag):
+                return Image()
+
+    monkeypatch.setattr(engine.shutil, "which", lambda tool: "/sbin/" + tool)
+    monkeypatch.setattr(engine.subprocess, "run", lambda *a, **k: None)          # mkfs.ext4
+    monkeypatch.setattr(bootmod, "run_command", lambda *a, **k: (1, "open /x: no such file"))
+    with pytest.raises(EnvError, match="docker load inside the debian-12 VM exited 1"):
+        engine._seed(DC(), "twlab/host:x", tmp_path, "abc-1", "debian-12", tmp_path / "seed", lambda s: None, 60)
+    assert list(tmp_path.iterdir()) == []
