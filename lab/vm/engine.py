@@ -91,6 +91,7 @@ def guest_stop() -> str:
     """Stage-2 shell that stops the engine and unmounts its disk cleanly (after loading the image)."""
     return f"""kill $dockerd_pid
 n=0; while kill -0 $dockerd_pid 2>/dev/null; do n=$((n + 1)); [ $n -gt 300 ] && fail "dockerd did not stop within 60 s"; sleep 0.2; done
+sync    # blocks freed in a transaction not yet committed are not trimmed
 fstrim {DATA_ROOT} || echo "fstrim failed: the cached disk keeps the blocks docker load freed"
 umount {DATA_ROOT} || fail "unmounting the engine's disk"
 sync
