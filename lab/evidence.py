@@ -28,6 +28,7 @@ class Evidence:
     timer_samples: dict[str, list[tuple]] = field(default_factory=dict)  # Sampler.series
     options: dict[str, Any] = field(default_factory=dict)   # run options, e.g. strict_rfc
     captures: dict[str, dict[str, int]] = field(default_factory=dict)  # host -> tcpdump's counts
+    sampler: dict[str, Any] = field(default_factory=dict)   # lab.health.Cadence.to_json(): its gaps
 
     def capture_drops(self) -> dict[str, int]:
         """Hosts whose tcpdump says the kernel dropped packets before it read them: their pcap
@@ -48,6 +49,13 @@ class Evidence:
                 out.append((ts + expires_ms / 1000, answered + expires_ms / 1000))
         return out
 
+    def sampler_gap_ms(self, t: float, until: float) -> float | None:
+        """The longest stretch between two sock_diag polls that overlaps [*t*, *until*] (ms), when
+        the sampler fell behind there (a gap over its threshold); None when it kept its pace or
+        its cadence was not recorded."""
+        gaps = [b - a for a, b in self.sampler.get("gaps", []) if a < until and b > t]
+        return round(max(gaps) * 1000, 1) if gaps else None
+
     @classmethod
     def from_record(cls, doc: dict[str, Any]) -> "Evidence":
         """Evidence kept as JSON (packets, timeline, counters, sysctls, addresses, faults, facts,
@@ -57,7 +65,8 @@ class Evidence:
                              for e in doc["timeline"]],
                    counters=doc["counters"], sysctls=doc["sysctls"], addresses=doc["addresses"],
                    faults=doc["faults"], facts=doc["facts"], hz=doc.get("hz"),
-                   options=doc.get("options", {}), captures=doc.get("captures", {}))
+                   options=doc.get("options", {}), captures=doc.get("captures", {}),
+                   sampler=doc.get("sampler") or (doc.get("observation") or {}).get("sampler") or {})
 
     @classmethod
     def load(cls, artifacts: Path, hosts: list[str], **kw: Any) -> "Evidence":
