@@ -20,8 +20,8 @@ version>.img``): `docker save` of the image this machine already built (no regis
 tarball beside it, an ext4 file system made on this side (mkfs.ext4), then one VM boot that starts
 the engine on the disk writable, ``docker load``s the tarball and stops the engine cleanly. The
 tarball is removed afterwards; so are the files of a disk that was being made when its run was
-interrupted (at once, or by the next run that makes one). Loading costs about half a minute under
-TCG (Go's sha256 and the untar, emulated), once; each run after that only boots the engine.
+interrupted (at once, or by the next run that makes one). Loading costs one to two minutes under
+TCG (Go's sha256 and the untar, emulated), once; each run after that only starts the engine.
 """
 
 from __future__ import annotations
