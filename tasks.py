@@ -10,7 +10,11 @@ import json as _json
 import os
 import sys
 
-from invoke import Exit, task
+from invoke import Exit
+
+from lab.cli import adopt, task
+
+adopt()      # a plain `invoke` parses as ./twlab does: usage errors exit 2, -h is help (lab/cli.py)
 
 HOST_HELP = "a lab host: client, router or server"
 
@@ -72,10 +76,10 @@ def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, js
     environment error."""
     from lab.core import parse_sysctl
     from lab.runner import run_catalog, run_many, run_scenario
-    from lab.shaping import parse_shape
+    from lab.shaping import parse_shapes
 
     settings = [parse_sysctl(s) for s in (sysctl or [])]
-    shaping = [sh for text in (shape or []) for sh in parse_shape(text)]
+    shaping = parse_shapes(shape or [])
     try:
         repeat, parallel = int(repeat or 1), int(parallel or 1)
     except ValueError:
@@ -228,12 +232,13 @@ def stability(c, runs=20, scenario=None, backend=None, artifacts=None):
     from rich.console import Console
     from rich.table import Table
 
+    from lab.artifacts import check_dir
     from lab.runner import default_artifacts, run_many
     from scenarios import catalog
 
     names = scenario or list(catalog())
     backends = backend or ["docker", "netns"]
-    base = Path(artifacts) if artifacts else default_artifacts("stability")
+    base = check_dir(Path(artifacts) if artifacts else default_artifacts("stability"))
     table = Table(title=f"twlab stability: {runs} runs in a row per scenario and backend")
     for col in ("scenario", *backends):
         table.add_column(col)
@@ -297,37 +302,37 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
     Exit 0 when all matched, 1 when something did not, 2 for usage or environment errors."""
     from pathlib import Path
 
+    from lab.artifacts import check_output
     from lab.check import junit_xml, load_profile, run_check
     from lab.core import parse_sysctl
-    from lab.errors import UsageError
-    from lab.shaping import parse_shape
+    from lab.errors import EnvError, UsageError
+    from lab.shaping import parse_shapes
 
     names = [n.strip() for text in (scenario or []) for n in text.split(",") if n.strip()]
     settings = [parse_sysctl(s) for s in (sysctl or [])]
-    shaping = [sh for text in (shape or []) for sh in parse_shape(text)]
+    shaping = parse_shapes(shape or [])
     prof = load_profile(profile) if profile else None
     try:
         parallel = int(parallel if parallel is not None else (3 if kernel == "host" else 1))
     except ValueError:
         raise UsageError("--parallel takes a whole number of 1 or more") from None
     outputs = [(flag, Path(p)) for flag, p in (("--junit", junit), ("--json-out", json_out)) if p]
-    for flag, path in outputs:                      # fail before the run, not after it
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(f"{flag} {path}: cannot create its directory ({exc.strerror})") from None
-        if path.is_dir() or not os.access(path.parent, os.W_OK):
-            raise UsageError(f"{flag} {path}: not a file this user can write")
+    for flag, path in outputs:                      # fail before the run (creating nothing yet)
+        check_output(path, flag)
     if kernel != "host":
         summary = _check_in_vm(kernel, names, sysctl or [], from_host, profile, shape or [], artifacts,
                                parallel, backend)
     else:
         summary = run_check(names, sysctls=settings, from_host=from_host, profile=prof, backend=backend,
                             shaping=shaping, artifacts=artifacts, parallel=parallel, progress=print)
-    if junit:
-        Path(junit).write_text(junit_xml(summary))
-    if json_out:
-        Path(json_out).write_text(_json.dumps(summary, indent=2, default=str) + "\n")
+    for flag, path in outputs:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(junit_xml(summary) if flag == "--junit" else
+                            _json.dumps(summary, indent=2, default=str) + "\n")
+        except OSError as exc:
+            raise EnvError(f"{flag} {path}: cannot write it ({exc.strerror or exc}); the run's "
+                           f"summary is in {summary['artifacts']}/check.json") from None
     _check_table(summary)
     for flag, path in outputs:
         print(f"{flag[2:]}: {path}")
@@ -347,6 +352,7 @@ def _check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: b
     from pathlib import Path
 
     from lab import vm as labvm
+    from lab.artifacts import check_dir
     from lab.errors import EnvError, UsageError
     from lab.runner import default_artifacts
 
@@ -355,7 +361,7 @@ def _check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: b
     if from_host:
         raise UsageError("--from-host copies this machine's sysctls; with --kernel give them with "
                          "--sysctl or a profile")
-    out = (Path(artifacts) if artifacts else default_artifacts(f"check-{kernel}")).resolve()
+    out = check_dir(Path(artifacts) if artifacts else default_artifacts(f"check-{kernel}")).resolve()
     args = ["check", "--backend", backend, "--artifacts", str(out / "runs"), "--parallel", str(parallel),
             "--json-out", str(out / "check.json")]
     args += [a for n in names for a in ("--scenario", n)]
@@ -487,21 +493,19 @@ def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None,
     from pathlib import Path
 
     from lab import vm as labvm
+    from lab.artifacts import check_dir
     from lab.core import parse_sysctl
     from lab.report import show
     from lab.vm import vm_backend
     from lab.runner import default_artifacts
-    from lab.shaping import parse_shape
+    from lab.shaping import UNUSED, parse_shapes
     from scenarios import get
-
-    from lab.shaping import UNUSED
 
     mod = get(scenario)                               # usage errors here, before booting anything
     labvm.kernel_spec(kernel)
     for text in sysctl or []:
         parse_sysctl(text)
-    for text in shape or []:
-        parse_shape(text)
+    parse_shapes(shape or [])
     if shape and mod.SHAPING == UNUSED:
         raise Exit(f"twlab: {scenario} runs without link shaping; drop --shape", code=2)
     try:
@@ -509,7 +513,7 @@ def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None,
     except ValueError:
         raise Exit("twlab: --timeout takes a number of seconds", code=2) from None
     backend = vm_backend(backend)
-    out = (Path(artifacts) if artifacts else default_artifacts(f"{scenario}-{kernel}")).resolve()
+    out = check_dir(Path(artifacts) if artifacts else default_artifacts(f"{scenario}-{kernel}")).resolve()
     args = ["run", scenario, "--backend", backend, "--json", "--artifacts", str(out)]
     args += [a for text in sysctl or [] for a in ("--sysctl", text)]
     args += [a for text in shape or [] for a in ("--shape", text)]
@@ -537,8 +541,8 @@ def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None,
         raise Exit(code=code)
 
 
-# -- every scenario is a task too: `invoke lost-ack` runs it; after `invoke matrix` or `invoke check`
-# scenario words name the scenarios to run there (lab/cli.py folds them in) -----------------------
+# -- every scenario is a task too: `invoke lost-ack [flags]` is `invoke run lost-ack [flags]`; after
+# `invoke matrix` or `invoke check` scenario words name the scenarios to run there (lab/cli.py) ----
 
 def _scenario_task(name: str):
     def scenario_task(c):

@@ -368,7 +368,10 @@ def run_check(names: list[str] | None = None, *, sysctls: list[SysctlSetting] = 
     time, the others alone afterwards - and judge them. Returns the summary (see judge())."""
     from scenarios import catalog, get
 
+    from .artifacts import check_dir
+    from .backends import check_name
     from .runner import _one, default_artifacts, interrupts_as_exceptions
+    from .sysctls import check_keys
 
     if parallel < 1:
         raise UsageError("--parallel takes a whole number of 1 or more")
@@ -380,9 +383,11 @@ def run_check(names: list[str] | None = None, *, sysctls: list[SysctlSetting] = 
             progress(f"also running {req.scenario}: the profile requires a behaviour of it "
                      f"(line {req.line})")
             mods[req.scenario] = get(req.scenario)
-    base = Path(artifacts) if artifacts else default_artifacts("check")
+    base = check_dir(Path(artifacts) if artifacts else default_artifacts("check"))
     host_vals = host_sysctls() if from_host else []
     explicit = list(profile.sysctls if profile else []) + list(sysctls)
+    check_keys(explicit)                     # refused once, before any lab, not by every scenario
+    check_name(backend)
     jobs = []
     for i, (name, mod) in enumerate(mods.items(), start=1):
         jobs.append({"run": i, "name": name, "backend": backend,

@@ -49,6 +49,21 @@ class Evidence:
                 out.append((ts + expires_ms / 1000, answered + expires_ms / 1000))
         return out
 
+    def capture_hole(self, *hosts: str) -> str:
+        """What the captures of *hosts* (every host when none is named) miss: "" when tcpdump
+        dropped nothing there, else e.g. "tcpdump in server dropped 64 packets". A segment
+        absent from such a capture may have been on the wire: the check that needed it cannot
+        tell, so it is inconclusive (naming this), not failed."""
+        drops = {h: n for h, n in self.capture_drops().items() if not hosts or h in hosts}
+        return "; ".join(f"tcpdump in {h} dropped {n} packets" for h, n in sorted(drops.items()))
+
+    def sampler_blind_ms(self, t: float, until: float) -> float | None:
+        """When no sock_diag poll fell inside [*t*, *until*] (one gap of the sampler spans it all):
+        that gap (ms), so a state that lasted only that window could not have been seen. None when
+        a poll fell inside, or the cadence was not recorded."""
+        spans = [b - a for a, b in self.sampler.get("gaps", []) if a <= t and b >= until]
+        return round(max(spans) * 1000, 1) if spans else None
+
     def sampler_gap_ms(self, t: float, until: float) -> float | None:
         """The longest stretch between two sock_diag polls that overlaps [*t*, *until*] (ms), when
         the sampler fell behind there (a gap over its threshold); None when it kept its pace or
@@ -59,13 +74,18 @@ class Evidence:
     @classmethod
     def from_record(cls, doc: dict[str, Any]) -> "Evidence":
         """Evidence kept as JSON (packets, timeline, counters, sysctls, addresses, faults, facts,
-        hz, options): how recorded runs are judged again, e.g. by the unit tests."""
-        return cls(packets={h: [Segment(**s) for s in segs] for h, segs in doc["packets"].items()},
+        hz, options, captures, timer samples, the sampler's cadence): how recorded runs are
+        judged again, e.g. by the unit tests."""
+        def segment(s: dict) -> Segment:        # a payload is kept as hex, where it is kept at all
+            return Segment(**{**s, "payload": bytes.fromhex(s["payload"])} if "payload" in s else s)
+
+        return cls(packets={h: [segment(s) for s in segs] for h, segs in doc["packets"].items()},
                    timeline=[Event(e["t"], e["host"], e["kind"], e["text"], e["data"])
                              for e in doc["timeline"]],
                    counters=doc["counters"], sysctls=doc["sysctls"], addresses=doc["addresses"],
                    faults=doc["faults"], facts=doc["facts"], hz=doc.get("hz"),
                    options=doc.get("options", {}), captures=doc.get("captures", {}),
+                   timer_samples={h: [tuple(x) for x in xs] for h, xs in (doc.get("timer_samples") or {}).items()},
                    sampler=doc.get("sampler") or (doc.get("observation") or {}).get("sampler") or {})
 
     @classmethod

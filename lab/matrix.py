@@ -104,13 +104,14 @@ def run_matrix(kernels: list[str], names: list[str], out: Path, backend: str | l
     matrix.json and matrix.md under *out*). *vm* stands in for lab.vm (tests)."""
     from scenarios import get
 
+    from .artifacts import check_dir
     from .runner import run_scenario
 
     kernels = list(dict.fromkeys(kernels or [HOST]))
     backends = parse_backends([backend] if isinstance(backend, str) else backend)
     for n in names:
         get(n)                                                  # a bad name fails here, once
-    out = Path(out)
+    out = check_dir(Path(out), "--out")
     started = time.time()
     cols = columns(kernels, backends)
     cells: dict[str, dict[str, dict[str, Any]]] = {n: {} for n in names}

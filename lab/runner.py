@@ -12,11 +12,14 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from .artifacts import check_dir
+from .backends import check_name
 from .capture import parse_stats
 from .core import Lab, SysctlSetting
-from .errors import LabError, NetemMissing, UsageError, WaitTimeout
+from .errors import EnvError, LabError, NetemMissing, UsageError, WaitTimeout
 from .evidence import Evidence
 from .shaping import REQUIRED, UNUSED, Shaping, parse_shape
+from .sysctls import check_keys
 from .verdict import EXIT_CODES, FAIL, INCONCLUSIVE, outcome_of, verdict
 
 __all__ = ["run_scenario", "default_artifacts", "interrupts_as_exceptions", "kernel_hz"]
@@ -90,13 +93,12 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
     mine = {(s.host, s.key) for s in sysctls}
     sysctls = [s for s in own if (s.host, s.key) not in mine] + list(sysctls)
     lab = Lab(backend=backend, artifacts=artifacts, sysctls=list(sysctls), port=mod.PORT,
-              progress=progress, shaping=list(shaping), **({"compose": compose} if compose else {}))
+              progress=progress, shaping=list(shaping),
+              needs_netem=name if mod.SHAPING == REQUIRED else None, **({"compose": compose} if compose else {}))
     facts: dict[str, Any] = {}
     error: str | None = None
     with interrupts_as_exceptions():
         with lab:
-            if mod.SHAPING == REQUIRED and not lab.netem[0]:
-                raise NetemMissing(name, lab.netem[1])
             if not shaping and getattr(mod, "SHAPE", None):
                 # the scenario's own link, when the user gave none (--shape replaces it)
                 lab.add_shaping([sh for text in mod.SHAPE for sh in parse_shape(text)])
@@ -166,8 +168,25 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
         "timer_samples": {h: [list(x) for x in xs] for h, xs in ev.timer_samples.items()},
         "packets": {h: [s.to_json() for s in segs] for h, segs in ev.packets.items()},
     }
-    (artifacts / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    _write_report(lab, artifacts, report)
     return report
+
+
+def _write_report(lab: Lab, artifacts: Path, report: dict[str, Any]) -> None:
+    """report.json, whole or not at all: written beside and renamed into place. When it cannot be
+    written (a full disk) the run's pcaps go too, and the run is an environment error."""
+    path, tmp = artifacts / "report.json", artifacts / ".report.json.tmp"
+    try:
+        tmp.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        lab.discard_artifacts()
+        raise EnvError(f"cannot write {path} ({exc.strerror or exc}); the run's results were not kept: "
+                       "free some space there or give --artifacts DIR elsewhere") from None
 
 
 def _one(job: dict[str, Any]) -> dict[str, Any]:
@@ -214,7 +233,9 @@ def run_many(name: str, repeat: int, parallel: int, backend: str = "auto",
     get(name)                                    # a bad name fails here, once
     if repeat < 1 or parallel < 1:
         raise UsageError("--repeat and --parallel take whole numbers of 1 or more")
-    base = Path(artifacts) if artifacts else default_artifacts(name)
+    base = check_dir(Path(artifacts) if artifacts else default_artifacts(name))
+    check_keys(sysctls)                          # refused once, not by every instance
+    check_name(backend)
     jobs = [{"run": i + 1, "name": name, "backend": backend, "sysctls": list(sysctls),
              "artifacts": base / f"run-{i + 1:03d}", "shaping": list(shaping), "compose": compose,
              "options": options}
@@ -282,7 +303,9 @@ def run_catalog(names: list[str], parallel: int = 3, backend: str = "auto",
     from scenarios import get
 
     mods = {n: get(n) for n in names}
-    base = Path(artifacts) if artifacts else default_artifacts("all")
+    base = check_dir(Path(artifacts) if artifacts else default_artifacts("all"))
+    check_keys(sysctls)
+    check_name(backend)
     started = time.time()
 
     def job(i: int, name: str) -> dict[str, Any]:
