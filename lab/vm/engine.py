@@ -8,7 +8,7 @@ read-only over 9p), with everything that is state kept apart from the host:
   connection crosses 9p anyway), its exec-root and pidfile there too, its config file the run's
   own ``{}`` (never the host's /etc/docker/daemon.json);
 * no iptables and no default bridge (``--iptables=false --ip-masq=false --bridge=none``): the lab
-  makes its own networks and none of them leads anywhere;
+  makes its own links (veth pairs between the containers, lab.backends.links) and none leads anywhere;
 * cgroup v2, mounted by stage 2 at /sys/fs/cgroup;
 * its data-root on a virtio disk: a raw ext4 image that holds the lab's host image already
   loaded, attached with ``snapshot=on``, so every write of a run goes to a qcow2 file qemu
