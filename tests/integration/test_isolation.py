@@ -96,15 +96,30 @@ def test_every_host_has_its_own_namespace(lab):
     assert len(set(inodes.values())) == 3, inodes
 
 
-def test_netns_lab_makes_nothing_in_the_host_namespace(start_lab):
+def test_a_lab_makes_nothing_in_the_host_namespace(backend, start_lab):
+    """On both backends the links are veth pairs between the lab's own namespaces: no bridge,
+    no veth end, no address of the lab in this machine's namespace (the docker backend's
+    containers have Docker's "none" network)."""
     before = host_link_names()
-    lab = start_lab("netns")
-    # (a Docker lab someone else starts meanwhile adds br-*/veth* here; ours would be ethN/pN/br0)
+    lab = start_lab(backend)
+    # (a by-hand Docker lab someone starts meanwhile adds br-*/veth* here; ours would be ethN/pN/br0)
     new = host_link_names() - before
     assert all(n.startswith(("br-", "veth")) for n in new), new
-    assert {Path(h.nspath).name for h in lab.hosts.values()} == {
-        f"twlab-{lab.lab_id}-{n}" for n in ("client", "router", "server")}
-    assert {Path(h.nspath).parent for h in lab.hosts.values()} == {Path("/run/netns")}
+    if backend == "netns":
+        assert {Path(h.nspath).name for h in lab.hosts.values()} == {
+            f"twlab-{lab.lab_id}-{n}" for n in ("client", "router", "server")}
+        assert {Path(h.nspath).parent for h in lab.hosts.values()} == {Path("/run/netns")}
+    else:
+        from lab.backends.docker import client
+
+        dc = client()
+        try:
+            for name in ("client", "router", "server"):
+                ctr = dc.containers.get(f"twlab-{lab.lab_id}-{name}")
+                assert ctr.attrs["HostConfig"]["NetworkMode"] == "none", name
+                assert set(ctr.attrs["NetworkSettings"]["Networks"]) == {"none"}, name
+        finally:
+            dc.close()
 
 
 def test_containers_unprivileged(need_docker, start_lab):
