@@ -24,7 +24,7 @@ from .backends.base import Backend, Host
 from .capture import Capture
 from .errors import EnvError, LabError, SubnetTaken, UsageError, WaitTimeout
 from .faults import Faults
-from .interrupts import Interrupted, shielded
+from .interrupts import shielded, stop
 from .netns import read_sysctl, write_sysctl
 from .observe import Sampler, SocketInfo, SocketView, counters_delta, read_counters
 from .peers import Peer
@@ -137,6 +137,12 @@ class Lab:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self._close_surely(failing=exc_type)
+
+    def ensure_closed(self, failing: type | None = None) -> None:
+        """close() once more, for a `finally` around `with lab:` - in case a signal landed as
+        __exit__ began, before it could close (closing twice is harmless)."""
+        if not self._closed:
+            self._close_surely(failing)
 
     def _close_surely(self, failing: type | None) -> None:
         """close(), also when a signal lands in the moment before close() shields itself (then it
@@ -353,7 +359,7 @@ class Lab:
                 raise first
             raise EnvError(f"tear-down failed: {first}") from first
         if shield.signum is not None:
-            raise Interrupted(shield.signum)
+            stop(shield.signum)
 
     def _tear_down(self) -> list[BaseException]:
         errors: list[BaseException] = []

@@ -3,7 +3,9 @@
 A run turns Ctrl-C (SIGINT), SIGTERM and SIGHUP into `Interrupted` (a KeyboardInterrupt), so
 every `finally` and `with` removes what it made. A removal must then finish: inside `shielded()`
 a signal is only recorded, and raised when the block ends - so a second Ctrl-C, 0.3 s after the
-first, waits for the tear-down instead of leaving half a lab behind. Short steps that make
+first, waits for the tear-down instead of leaving half a lab behind. And only the first signal
+stops a run: one that comes while it is stopping (unwinding through its `finally` blocks, where
+a tear-down may not have shielded itself yet) is only noted. Short steps that make
 something are shielded too (each request to the Docker daemon, each namespace being made): a
 signal never lands between the daemon making an object and the lab learning that it exists.
 
@@ -20,8 +22,8 @@ import signal
 import threading
 from typing import Callable, Iterator
 
-__all__ = ["Interrupted", "interrupts_as_exceptions", "shielded", "shield_calls", "signal_name",
-           "SIGNALS"]
+__all__ = ["Interrupted", "interrupts_as_exceptions", "shielded", "shield_calls", "stop", "signal_name",
+           "signal_of", "SIGNALS"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _NAMES = {signal.SIGINT: "Ctrl-C (SIGINT)", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
@@ -34,6 +36,9 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
         super().__init__(f"stopped by {signal.Signals(signum).name}")
 
+    def __reduce__(self):             # crosses process boundaries (a batch's workers) intact
+        return (Interrupted, (self.signum,))
+
 
 def signal_name(exc: BaseException | None) -> str:
     """Which signal an interrupt came from, for people: "Ctrl-C (SIGINT)", "SIGTERM", ..."""
@@ -41,13 +46,43 @@ def signal_name(exc: BaseException | None) -> str:
     return _NAMES.get(signum, signal.Signals(signum).name)
 
 
+def signal_of(exc: BaseException | None) -> str:
+    """The signal's own name, for machines: "SIGINT", "SIGTERM", ..."""
+    return signal.Signals(getattr(exc, "signum", signal.SIGINT)).name
+
+
 def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+class _Stop:
+    depth = 0                     # nested interrupts_as_exceptions() blocks
+    signum: int | None = None     # the signal this process is already stopping for
+    quiet = False                 # a batch's worker: its batch speaks to the user
+
+
+def _note(text: str) -> None:
+    if not _Stop.quiet:
+        try:   # not print(): a handler may run in the middle of another write to stderr
+            os.write(2, f"twlab: {text}\n".encode())
+        except OSError:
+            pass
+
+
+def stop(signum: int) -> None:
+    """Raise Interrupted for *signum* - unless this process is already stopping: one signal
+    stops a run, and those after it must not interrupt the stopping (its `finally` blocks)."""
+    if _Stop.signum is not None and _Stop.depth:
+        return
+    if _Stop.depth:
+        _Stop.signum = signum
+    raise Interrupted(signum)
+
+
 @contextlib.contextmanager
 def interrupts_as_exceptions() -> Iterator[None]:
-    """Within the block, SIGINT, SIGTERM and SIGHUP raise Interrupted (outside a shield)."""
+    """Within the block, SIGINT, SIGTERM and SIGHUP raise Interrupted (outside a shield) - the
+    first of them; one that comes while the run is stopping only says so."""
     if not _main_thread():
         yield
         return
@@ -56,15 +91,22 @@ def interrupts_as_exceptions() -> Iterator[None]:
     def handler(signum, frame):
         if os.getpid() != owner:        # a forked child (a library's helper): just go
             os._exit(128 + signum)
-        raise Interrupted(signum)
+        if _Stop.signum is not None:
+            _note(f"{_NAMES.get(signum, signum)}: already stopping; the lab is removed first")
+            return
+        stop(signum)
 
     old = {}
     for s in SIGNALS:
         if signal.getsignal(s) is not signal.SIG_IGN:
             old[s] = signal.signal(s, handler)
+    _Stop.depth += 1
     try:
         yield
     finally:
+        _Stop.depth -= 1
+        if not _Stop.depth:
+            _Stop.signum = None
         for s, h in old.items():
             signal.signal(s, h if h is not None else signal.SIG_DFL)
 
@@ -79,10 +121,7 @@ class _Shield:
 def _record(signum, frame) -> None:
     _Shield.pending.append(signum)
     if _Shield.note and len(_Shield.pending) == 1:
-        try:   # not print(): a handler may run in the middle of another write to stderr
-            os.write(2, f"twlab: {_NAMES.get(signum, signum)}: {_Shield.note}\n".encode())
-        except OSError:
-            pass
+        _note(f"{_NAMES.get(signum, signum)}: {_Shield.note}")
 
 
 class shielded:
@@ -131,7 +170,11 @@ class shielded:
         self.signum = pending[0]
         if self.hold_only or (exc_type is not None and issubclass(exc_type, KeyboardInterrupt)):
             return False
-        raise Interrupted(pending[0]) from exc
+        try:
+            stop(pending[0])
+        except Interrupted as held:
+            raise held from exc
+        return False
 
 
 def shield_calls(fn: Callable) -> Callable:

@@ -31,7 +31,10 @@ def _idle(signum, frame) -> None:
 
 def _init(stop) -> None:
     global _STOP
+    from . import interrupts
+
     _STOP = stop
+    interrupts._Stop.quiet = True           # the batch speaks to the user
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(s) is not signal.SIG_IGN:
             signal.signal(s, _idle)

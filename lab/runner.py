@@ -13,7 +13,7 @@ from .capture import parse_stats
 from .core import Lab, SysctlSetting
 from .errors import LabError, NetemMissing, UsageError, WaitTimeout
 from .evidence import Evidence
-from .interrupts import Interrupted, interrupts_as_exceptions, signal_name
+from .interrupts import Interrupted, interrupts_as_exceptions, signal_name, signal_of
 from .pool import run_jobs
 from .shaping import REQUIRED, UNUSED, Shaping, parse_shape
 from .verdict import verdict
@@ -73,21 +73,24 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
     facts: dict[str, Any] = {}
     error: str | None = None
     with interrupts_as_exceptions():
-        with lab:
-            if mod.SHAPING == REQUIRED and not lab.netem[0]:
-                raise NetemMissing(name, lab.netem[1])
-            if not shaping and getattr(mod, "SHAPE", None):
-                # the scenario's own link, when the user gave none (--shape replaces it)
-                lab.add_shaping([sh for text in mod.SHAPE for sh in parse_shape(text)])
-            progress(f"running {name}: {mod.INTENT}")
-            t = time.monotonic()
-            lab.options = dict(options or {})
-            try:
-                facts = {**lab.facts, **(mod.run(lab) or {})}
-            except WaitTimeout as exc:  # a step timed out: still judge what was seen, then fail
-                error = str(exc)
-                facts = dict(lab.facts)
-            lab.timings["scenario_s"] = time.monotonic() - t
+        try:
+            with lab:
+                if mod.SHAPING == REQUIRED and not lab.netem[0]:
+                    raise NetemMissing(name, lab.netem[1])
+                if not shaping and getattr(mod, "SHAPE", None):
+                    # the scenario's own link, when the user gave none (--shape replaces it)
+                    lab.add_shaping([sh for text in mod.SHAPE for sh in parse_shape(text)])
+                progress(f"running {name}: {mod.INTENT}")
+                t = time.monotonic()
+                lab.options = dict(options or {})
+                try:
+                    facts = {**lab.facts, **(mod.run(lab) or {})}
+                except WaitTimeout as exc:  # a step timed out: still judge what was seen, then fail
+                    error = str(exc)
+                    facts = dict(lab.facts)
+                lab.timings["scenario_s"] = time.monotonic() - t
+        finally:
+            lab.ensure_closed(failing=KeyboardInterrupt)
     ev = Evidence.load(
         artifacts, list(lab.hosts), timeline=lab.timeline.events(),
         counters={h: lab.counters_delta(h) for h in lab.hosts}, sysctls=lab.sysctls,
@@ -186,7 +189,7 @@ def run_many(name: str, repeat: int, parallel: int, backend: str = "auto",
         run_jobs(_one, jobs, parallel, collect)
     except KeyboardInterrupt as exc:
         summary = _many_summary(name, repeat, parallel, results, started, base)
-        summary.update(interrupted=signal_name(exc), not_run=getattr(exc, "not_run", []))
+        summary.update(interrupted=signal_of(exc), not_run=getattr(exc, "not_run", []))
         _write_summary(base, summary)
         progress(f"{name}: interrupted by {signal_name(exc)} after {len(results)} of {repeat} runs "
                  f"({summary['passed']} passed, {summary['failed']} failed, {summary['errors']} errors, "
@@ -278,7 +281,7 @@ def run_catalog(names: list[str], parallel: int = 3, backend: str = "auto",
             summary = catalog_summary(results, time.time() - started)
             stopped = set(getattr(exc, "not_run", []))
             later = [j for b, _ in batches[i + 1:] for j in b]
-            summary.update(interrupted=signal_name(exc),
+            summary.update(interrupted=signal_of(exc),
                            not_run=[j["name"] for j in batch if j["run"] in stopped] + [j["name"] for j in later])
             _write_summary(base, summary)
             progress(f"interrupted by {signal_name(exc)} after {len(results)} of {len(jobs)} scenarios; "
