@@ -10,7 +10,11 @@ import json as _json
 import os
 import sys
 
-from invoke import Exit, task
+from invoke import Exit
+
+from lab.cli import adopt, task
+
+adopt()      # a plain `invoke` parses as ./twlab does: usage errors exit 2, -h is help (lab/cli.py)
 
 HOST_HELP = "a lab host: client, router or server"
 
@@ -80,10 +84,10 @@ def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, js
     environment error."""
     from lab.core import parse_sysctl
     from lab.runner import run_catalog, run_many, run_scenario
-    from lab.shaping import parse_shape
+    from lab.shaping import parse_shapes
 
     settings = [parse_sysctl(s) for s in (sysctl or [])]
-    shaping = [sh for text in (shape or []) for sh in parse_shape(text)]
+    shaping = parse_shapes(shape or [])
     try:
         repeat, parallel = int(repeat or 1), int(parallel or 1)
     except ValueError:
@@ -131,8 +135,19 @@ def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, js
         from lab.report import show
 
         show(report)
-    if report["verdict"] != "pass":
-        raise Exit(code=1)
+    _exit_for(report)
+
+
+def _exit_for(report: dict) -> None:
+    """A run's exit code from its verdict (lab.verdict.EXIT_CODES); a run that could not be
+    judged says why in one line."""
+    from lab.verdict import EXIT_CODES
+
+    code = EXIT_CODES.get(report["verdict"], 1)
+    if code == 2:
+        raise Exit("twlab: " + " ".join(str(report.get("error") or report["verdict"]).split()), code=2)
+    if code:
+        raise Exit(code=code)
 
 
 def _catalog_table(summary: dict) -> None:
@@ -224,12 +239,13 @@ def stability(c, runs=20, scenario=None, backend=None, artifacts=None):
     from rich.console import Console
     from rich.table import Table
 
+    from lab.artifacts import check_dir
     from lab.runner import default_artifacts, run_many
     from scenarios import catalog
 
     names = scenario or list(catalog())
     backends = backend or ["docker", "netns"]
-    base = Path(artifacts) if artifacts else default_artifacts("stability")
+    base = check_dir(Path(artifacts) if artifacts else default_artifacts("stability"))
     table = Table(title=f"twlab stability: {runs} runs in a row per scenario and backend")
     for col in ("scenario", *backends):
         table.add_column(col)
@@ -292,37 +308,37 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
     Exit 0 when all matched, 1 when something did not, 2 for usage or environment errors."""
     from pathlib import Path
 
+    from lab.artifacts import check_output
     from lab.check import junit_xml, load_profile, run_check
     from lab.core import parse_sysctl
-    from lab.errors import UsageError
-    from lab.shaping import parse_shape
+    from lab.errors import EnvError, UsageError
+    from lab.shaping import parse_shapes
 
     names = [n.strip() for text in (scenario or []) for n in text.split(",") if n.strip()]
     settings = [parse_sysctl(s) for s in (sysctl or [])]
-    shaping = [sh for text in (shape or []) for sh in parse_shape(text)]
+    shaping = parse_shapes(shape or [])
     prof = load_profile(profile) if profile else None
     try:
         parallel = int(parallel if parallel is not None else (3 if kernel == "host" else 1))
     except ValueError:
         raise UsageError("--parallel takes a whole number of 1 or more") from None
     outputs = [(flag, Path(p)) for flag, p in (("--junit", junit), ("--json-out", json_out)) if p]
-    for flag, path in outputs:                      # fail before the run, not after it
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(f"{flag} {path}: cannot create its directory ({exc.strerror})") from None
-        if path.is_dir() or not os.access(path.parent, os.W_OK):
-            raise UsageError(f"{flag} {path}: not a file this user can write")
+    for flag, path in outputs:                      # fail before the run (creating nothing yet)
+        check_output(path, flag)
     if kernel != "host":
         summary = _check_in_vm(kernel, names, sysctl or [], from_host, profile, shape or [], artifacts,
                                parallel)
     else:
         summary = run_check(names, sysctls=settings, from_host=from_host, profile=prof, backend=backend,
                             shaping=shaping, artifacts=artifacts, parallel=parallel, progress=print)
-    if junit:
-        Path(junit).write_text(junit_xml(summary))
-    if json_out:
-        Path(json_out).write_text(_json.dumps(summary, indent=2, default=str) + "\n")
+    for flag, path in outputs:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(junit_xml(summary) if flag == "--junit" else
+                            _json.dumps(summary, indent=2, default=str) + "\n")
+        except OSError as exc:
+            raise EnvError(f"{flag} {path}: cannot write it ({exc.strerror or exc}); the run's "
+                           f"summary is in {summary['artifacts']}/check.json") from None
     _check_table(summary)
     for flag, path in outputs:
         print(f"{flag[2:]}: {path}")
@@ -341,6 +357,7 @@ def _check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: b
     from pathlib import Path
 
     from lab import vm as labvm
+    from lab.artifacts import check_dir
     from lab.errors import EnvError, UsageError
     from lab.runner import default_artifacts
 
@@ -348,7 +365,7 @@ def _check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: b
     if from_host:
         raise UsageError("--from-host copies this machine's sysctls; with --kernel give them with "
                          "--sysctl or a profile")
-    out = (Path(artifacts) if artifacts else default_artifacts(f"check-{kernel}")).resolve()
+    out = check_dir(Path(artifacts) if artifacts else default_artifacts(f"check-{kernel}")).resolve()
     args = ["check", "--backend", "netns", "--artifacts", str(out / "runs"), "--parallel", str(parallel),
             "--json-out", str(out / "check.json")]
     args += [a for n in names for a in ("--scenario", n)]
@@ -373,6 +390,8 @@ def _check_table(summary: dict) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from lab.verdict import outcome_of
+
     console = Console()
     n = summary["counts"]
     table = Table(title=f"twlab check on {summary['kernel']}: {n['passed']}/{n['scenarios'] - n.get('skipped', 0)} "
@@ -385,7 +404,8 @@ def _check_table(summary: dict) -> None:
     colours = {"pass": "green", "fail": "red", "skipped": "yellow", "error": "yellow"}
     for r in summary["scenarios"]:
         checks = r.get("checks") or []
-        why = ", ".join(ch["name"] for ch in checks if not ch["passed"]) or r.get("reason") or r.get("error") or ""
+        why = ", ".join(f"{ch['name']}" + ("" if outcome_of(ch) == "fail" else f" ({outcome_of(ch)})")
+                        for ch in checks if not ch["passed"]) or r.get("reason") or r.get("error") or ""
         table.add_row(r["scenario"], f"[{colours[r['verdict']]}]{r['verdict']}[/]",
                       f"{sum(ch['passed'] for ch in checks)}/{len(checks)}" if checks else "",
                       escape(why))
@@ -395,8 +415,9 @@ def _check_table(summary: dict) -> None:
     console.print(table)
     for r in summary["scenarios"]:
         for ch in r.get("checks") or []:
-            if not ch["passed"]:
-                console.print(f"[red]fail[/]  {escape(r['scenario'])} / {escape(ch['name'])}\n"
+            if outcome_of(ch) in ("fail", "inconclusive"):
+                mark = "[red]fail[/]" if outcome_of(ch) == "fail" else "[yellow]inconclusive[/]"
+                console.print(f"{mark}  {escape(r['scenario'])} / {escape(ch['name'])}\n"
                               f"      expected {escape(ch['expected'])}\n      observed {escape(ch['observed'])}\n"
                               f"      rule     {escape(ch['citation'])}")
     for q in summary["requirements"]:
@@ -470,27 +491,25 @@ def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None,
     from pathlib import Path
 
     from lab import vm as labvm
+    from lab.artifacts import check_dir
     from lab.core import parse_sysctl
     from lab.report import show
     from lab.runner import default_artifacts
-    from lab.shaping import parse_shape
+    from lab.shaping import UNUSED, parse_shapes
     from scenarios import get
-
-    from lab.shaping import UNUSED
 
     mod = get(scenario)                               # usage errors here, before booting anything
     labvm.kernel_spec(kernel)
     for text in sysctl or []:
         parse_sysctl(text)
-    for text in shape or []:
-        parse_shape(text)
+    parse_shapes(shape or [])
     if shape and mod.SHAPING == UNUSED:
         raise Exit(f"twlab: {scenario} runs without link shaping; drop --shape", code=2)
     try:
         timeout_s = float(timeout)
     except ValueError:
         raise Exit("twlab: --timeout takes a number of seconds", code=2) from None
-    out = (Path(artifacts) if artifacts else default_artifacts(f"{scenario}-{kernel}")).resolve()
+    out = check_dir(Path(artifacts) if artifacts else default_artifacts(f"{scenario}-{kernel}")).resolve()
     args = ["run", scenario, "--backend", "netns", "--json", "--artifacts", str(out)]
     args += [a for text in sysctl or [] for a in ("--sysctl", text)]
     args += [a for text in shape or [] for a in ("--shape", text)]
@@ -518,8 +537,8 @@ def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None,
         raise Exit(code=code)
 
 
-# -- every scenario is a task too: `invoke lost-ack` runs it; after `invoke matrix` or `invoke check`
-# scenario words name the scenarios to run there (lab/cli.py folds them in) -----------------------
+# -- every scenario is a task too: `invoke lost-ack [flags]` is `invoke run lost-ack [flags]`; after
+# `invoke matrix` or `invoke check` scenario words name the scenarios to run there (lab/cli.py) ----
 
 def _scenario_task(name: str):
     def scenario_task(c):

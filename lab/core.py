@@ -14,24 +14,26 @@ import os
 import platform
 import secrets
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from . import shaping
+from .artifacts import check_dir, drop_empty, make_dir
 from .backends import choose
 from .backends.base import Backend, Host
 from .capture import Capture
-from .errors import EnvError, LabError, SubnetTaken, UsageError, WaitTimeout
+from .errors import EnvError, LabError, NamespaceGone, NetemMissing, SubnetTaken, UsageError, WaitTimeout
 from .faults import Faults
+from .health import Health, PauseWatch, ns_identity
 from .interrupts import shielded, stop
-from .netns import read_sysctl, write_sysctl
 from .observe import Sampler, SocketInfo, SocketView, counters_delta, read_counters
 from .peers import Peer
+from .sysctls import SYSCTL_RANGES, SysctlSetting, apply as apply_sysctl, check_keys, in_force, parse_sysctl
 from .timeline import Timeline
 from .topology import DEFAULT_COMPOSE, Topology, load
 
-__all__ = ["Lab", "SysctlSetting", "parse_sysctl", "REPORTED_SYSCTLS"]
+# SysctlSetting, parse_sysctl and SYSCTL_RANGES live in lab.sysctls; re-exported here
+__all__ = ["Lab", "SysctlSetting", "parse_sysctl", "SYSCTL_RANGES", "REPORTED_SYSCTLS"]
 
 # what report.json lists per host, besides any sysctl the run set
 REPORTED_SYSCTLS = (
@@ -43,55 +45,11 @@ REPORTED_SYSCTLS = (
 )
 
 
+ENDS = ("client", "server")  # the hosts every scenario drives, by these names
+
 ROUTER_SNAPLEN = 256     # bytes of each packet the router's capture keeps (headers and options)
 END_SNAPLEN = 2048       # the ends': headers and a full-sized segment's payload (a GSO super-packet
                          # is cut there; lab.packets takes its length from the IP header)
-
-# values the kernel accepts but that mean nothing (several of these are plain proc_dointvec
-# without bounds, so the kernel stores 7 in tcp_rfc1337 without a word): refused up front
-SYSCTL_RANGES: dict[str, tuple[int, int | None, str]] = {
-    "net.ipv4.tcp_rfc1337": (0, 1, "0 (RST kills TIME-WAIT) or 1 (ignored)"),
-    "net.ipv4.tcp_timestamps": (0, 2, "0, 1 or 2"),
-    "net.ipv4.tcp_tw_reuse": (0, 2, "0, 1 or 2"),
-    "net.ipv4.tcp_max_tw_buckets": (0, None, "0 or more"),
-    "net.ipv4.tcp_fin_timeout": (0, None, "seconds, 0 or more"),
-    "net.ipv4.tcp_orphan_retries": (0, 255, "0..255"),
-    "net.ipv4.tcp_retries2": (0, 255, "0..255"),
-    "net.ipv4.tcp_tw_reuse_delay": (1, None, "milliseconds, 1 or more"),
-    "net.ipv4.tcp_invalid_ratelimit": (0, None, "milliseconds, 0 or more"),
-    "net.ipv4.ip_forward": (0, 1, "0 or 1"),
-}
-
-
-@dataclass(frozen=True)
-class SysctlSetting:
-    host: str
-    key: str
-    value: str
-
-    def __str__(self) -> str:
-        return f"{self.host}:{self.key}={self.value}"
-
-
-def parse_sysctl(text: str) -> SysctlSetting:
-    """"client:net.ipv4.tcp_max_tw_buckets=0" -> SysctlSetting."""
-    host, sep, rest = text.partition(":")
-    key, eq, value = rest.partition("=")
-    host, key, value = host.strip(), key.strip(), value.strip()
-    if not sep or not eq or not host or not key or not value:
-        raise UsageError(f"--sysctl {text!r}: write HOST:KEY=VALUE, e.g. client:net.ipv4.tcp_rfc1337=1")
-    key = key.replace("/", ".")
-    if not key.startswith("net."):
-        raise UsageError(f"--sysctl {text!r}: only per-namespace net.* sysctls can be set in a lab host")
-    if key in SYSCTL_RANGES:
-        low, high, words = SYSCTL_RANGES[key]
-        try:
-            number = int(value)
-        except ValueError:
-            raise UsageError(f"--sysctl {text!r}: {key} takes a whole number: {words}") from None
-        if number < low or (high is not None and number > high):
-            raise UsageError(f"--sysctl {text!r}: out of range; {key} takes {words}")
-    return SysctlSetting(host, key, value)
 
 
 class Lab:
@@ -99,12 +57,14 @@ class Lab:
                  sysctls: list[SysctlSetting] = (), compose: Path | str = DEFAULT_COMPOSE,
                  port: int = 5000, progress: Callable[[str], None] = lambda s: None,
                  capture: bool = True, persistent: bool = False,
-                 shaping: list[shaping.Shaping] = ()) -> None:
+                 shaping: list[shaping.Shaping] = (), needs_netem: str | None = None) -> None:
         self.backend_name, self.artifacts = backend, Path(artifacts)
         self.requested_sysctls, self.compose, self.port = list(sysctls), Path(compose), port
         self.progress, self.capture_enabled = progress, capture
         self.persistent = persistent          # an `invoke up` lab: outlives this process
         self.shaping = list(shaping)
+        self.needs_netem = needs_netem        # the scenario that cannot run without netem, if any
+        self._made_dirs: list[Path] = []      # the artifacts directories start() created
         self.options: dict = {}               # run options a scenario may read (e.g. strict_rfc)
         self.facts: dict = {}                 # what a scenario recorded as it went: judged even
                                               # when a later step times out
@@ -124,6 +84,9 @@ class Lab:
         self.netem = (False, "not probed")
         self.t0 = 0.0
         self.timings: dict[str, float] = {}
+        self.health = Health()                # what broke in the lab's own observation
+        self._ns_ids: dict[str, tuple[int, int] | None] = {}
+        self._pauses: PauseWatch | None = None
         self._closed = False
 
     # -- bring-up -------------------------------------------------------------------------
@@ -131,12 +94,17 @@ class Lab:
         try:
             self.start()
         except BaseException as exc:
-            self._close_surely(failing=type(exc))
+            try:
+                self._close_surely(failing=type(exc))
+            finally:
+                drop_empty(self._made_dirs)      # a refused run leaves no empty directory
             raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self._close_surely(failing=exc_type)
+        if exc_type is not None:
+            drop_empty(self._made_dirs)
 
     def ensure_closed(self, failing: type | None = None) -> None:
         """close() once more, for a `finally` around `with lab:` - in case a signal landed as
@@ -166,6 +134,16 @@ class Lab:
         if pending is not None and not failing:
             raise pending
 
+    def discard_artifacts(self) -> None:
+        """Remove what this lab wrote (its pcaps) and the directories it made: for a run whose
+        results cannot be kept (report.json could not be written), so no stub is left behind."""
+        for path in [c.path for c in self.captures.values()] + [self.artifacts / "faults.pcap"]:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                pass
+        drop_empty(self._made_dirs)
+
     def start(self) -> None:
         t_start = time.monotonic()
         cls, why = choose(self.backend_name)
@@ -182,23 +160,12 @@ class Lab:
                 self.progress(f"removed leftovers of killed runs: {', '.join(gone.lines())}")
         self.backend.persistent = self.persistent
         cleanup.register(self.lab_id, self.backend.name, persistent=self.persistent)
-        topo = load(self.compose)                                    # validate before making anything
-        for s in self.requested_sysctls:
-            topo.host(s.host)
-        for sh in self.shaping:
-            topo.host(sh.src), topo.host(sh.dst)
+        topo = self._validated()
         planned = hasattr(self.backend, "plan")
         if planned:
             topo = load(self.compose, self.backend.plan(topo))       # this instance's subnets
         self.topology = topo
-        try:
-            self.artifacts.mkdir(parents=True, exist_ok=True)
-            probe = self.artifacts / ".write-test"
-            probe.write_text("")
-            probe.unlink()
-        except OSError as exc:
-            raise UsageError(f"artifacts directory {self.artifacts} is not writable ({exc.strerror}); "
-                             "give --artifacts DIR somewhere you can write") from exc
+        self._made_dirs = make_dir(self.artifacts)                   # removed again if the run fails
         t = time.monotonic()
         for attempt in range(5):
             try:
@@ -212,25 +179,19 @@ class Lab:
                     raise
                 topo = self.topology = replanned
         self.timings["bring_up_s"] = time.monotonic() - t
+        self._ns_ids = {name: ns_identity(h.nspath) for name, h in self.hosts.items()}
         self.progress(f"lab {self.lab_id} up on {self.backend.name} in {self.timings['bring_up_s']:.2f} s: "
                       + ", ".join(f"{h.name} {h.address}" for h in self.hosts.values()))
         for s in self.requested_sysctls:
-            write_sysctl(self.hosts[s.host].nspath, s.key, s.value)
-            got = read_sysctl(self.hosts[s.host].nspath, s.key)
-            if got.split() != s.value.split():
-                raise UsageError(f"--sysctl {s}: the kernel keeps {got!r} instead; give a value it accepts")
+            apply_sysctl(self.hosts[s.host].nspath, s)
         for name, host in self.hosts.items():
-            keys = list(REPORTED_SYSCTLS) + [k for k in host.spec.sysctls] + \
-                [s.key for s in self.requested_sysctls if s.host == name]
-            self.sysctls[name] = {}
-            for key in dict.fromkeys(keys):
-                try:
-                    self.sysctls[name][key] = read_sysctl(host.nspath, key)
-                except UsageError:
-                    pass     # this kernel lacks the key (e.g. tcp_tw_reuse_delay before 6.14)
+            self.sysctls[name] = in_force(host.nspath, list(REPORTED_SYSCTLS) + list(host.spec.sysctls)
+                                          + [s.key for s in self.requested_sysctls if s.host == name])
         router = topo.router
         if router is not None:
             self.netem = shaping.probe(self.hosts[router.name])
+        if self.needs_netem and not self.netem[0]:                   # before anything is captured
+            raise NetemMissing(self.needs_netem, self.netem[1])
         if self.shaping:
             if not self.netem[0]:
                 raise EnvError(f"link shaping was asked for, but {self.netem[1]}; run without --shape "
@@ -253,9 +214,27 @@ class Lab:
                                      self.artifacts / "faults.pcap").start()
         # the router forwards and holds no socket of the lab: the sampler follows the ends
         ends = {n: v for n, v in self.views.items() if not self.hosts[n].spec.forwards}
-        self.sampler = Sampler(ends or self.views, self.port, self.timeline).start()
+        self.sampler = Sampler(ends or self.views, self.port, self.timeline, watch=self.watch).start()
+        self._pauses = PauseWatch().install()
         self.t0 = time.time()
         self.timings["start_s"] = time.monotonic() - t_start
+
+    def _validated(self) -> Topology:
+        """The topology, and everything asked of it, checked before anything is made: the hosts
+        the scenarios drive, the hosts named by --sysctl and --shape, the sysctl keys (against
+        this kernel), the artifacts directory."""
+        topo = load(self.compose)
+        missing = [name for name in ENDS if name not in topo.hosts]
+        if missing:
+            raise UsageError(f"{self.compose}: no service {' or '.join(map(repr, missing))}; the scenarios "
+                             f"drive hosts named {' and '.join(ENDS)}, with a router between them")
+        for s in self.requested_sysctls:
+            topo.host(s.host)
+        for sh in self.shaping:
+            topo.host(sh.src), topo.host(sh.dst)
+        check_keys(self.requested_sysctls)
+        check_dir(self.artifacts)
+        return topo
 
     def add_shaping(self, shapings: list[shaping.Shaping]) -> None:
         """Shape the running lab's path (a scenario's own link profile); like --shape, it needs
@@ -300,6 +279,44 @@ class Lab:
             if pin:
                 shaping.pin_neighbours(rhost, dst, net)  # netem would delay or drop ARP too
             self.progress(f"shaping {sh} on {router.name}:{rhost.ifname(net)}")
+
+    # -- the lab's own health (lab.health) -----------------------------------------------------
+    def watch(self) -> None:
+        """Note any capture that ended early and any host whose namespace vanished. Called by
+        the sampler every 100 ms, and once more before tear-down; never raises."""
+        try:
+            for name, cap in list(self.captures.items()):
+                if not cap.alive():
+                    self.health.note("capture", name, f"the capture in {name} ended early (tcpdump "
+                                     f"{cap.ended_early}): {name}.pcap misses the rest of the run")
+            fcap = self.faults.capture if self.faults is not None else None
+            if fcap is not None and not fcap.alive():
+                self.health.note("capture", "faults", f"the fault log's capture ended early (tcpdump "
+                                 f"{fcap.ended_early}): faults.pcap misses the rest of the run")
+            for name, host in list(self.hosts.items()):
+                if name in self._ns_ids and ns_identity(host.nspath) != self._ns_ids[name]:
+                    self.health.note("namespace", name, f"{name}'s network namespace vanished during "
+                                     f"the run ({host.nspath} is gone)")
+            if self._pauses is not None and self.sampler is not None:
+                for stopped, resumed in self._pauses.pauses(self.sampler.cadence):
+                    self.health.note("paused", "lab", f"the lab was stopped for {resumed - stopped:.1f} s "
+                                     "(SIGSTOP/SIGTSTP, then SIGCONT): nothing was sampled or stepped "
+                                     "meanwhile", t=stopped)
+        except Exception as exc:          # noqa: BLE001 - a watcher must not kill the sampler
+            self.health.note("watch", "lab", f"the lab's watcher failed: {exc}")
+
+    def broken(self, exc: BaseException | None = None) -> LabError | None:
+        """An ObservationBroken naming what broke, when something did (checked now); else None."""
+        from .errors import ObservationBroken
+
+        if not self._closed:
+            self.watch()
+        if not self.health:
+            return None
+        what = self.health.summary()
+        if exc is not None:
+            what += f"; then the run stopped: {exc}"
+        return ObservationBroken(f"{what}; nothing was judged, run it again")
 
     # -- what scenarios use -----------------------------------------------------------------
     def host(self, name: str) -> Host:
@@ -376,8 +393,11 @@ class Lab:
             # one last look, a whole dump, so the end state is on the timeline (a lookup-only
             # poll would miss a socket a cut-short dump skipped earlier)
             step(lambda: self.sampler.poll(discover=True))
+        self.watch()                      # what broke, before the captures are stopped on purpose
+        if self._pauses is not None:
+            step(self._pauses.close)
         for name, host in self.hosts.items():
-            step(lambda h=host, n=name: self.counters_after.__setitem__(n, read_counters(h.nspath)))
+            step(lambda h=host, n=name: self._read_counters_after(n, h))
         for peer in self.peers.values():
             step(peer.stop)
         if self.faults is not None:
@@ -404,6 +424,13 @@ class Lab:
             raise EnvError(f"lab {self.lab_id} could not be removed: {', '.join(left.lines())}; "
                            "`invoke clean` removes it")
         cleanup.unregister(self.lab_id)
+
+    def _read_counters_after(self, name: str, host: Host) -> None:
+        try:
+            self.counters_after[name] = read_counters(host.nspath)
+        except NamespaceGone:
+            self.health.note("namespace", name, f"{name}'s network namespace vanished during the run "
+                             f"({host.nspath} is gone): its counters cannot be read")
 
     def counters_delta(self, host: str) -> dict[str, int]:
         return counters_delta(self.counters_before.get(host, {}), self.counters_after.get(host, {}))

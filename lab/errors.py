@@ -8,7 +8,10 @@
     │                             (`run all` and `check` list it as skipped, with the reason)
     ├── TopologyError             compose.yaml cannot be read or does not describe a lab (exit 2)
     ├── BackendError              bringing hosts up or down failed (exit 2)
-    │   └── SubnetTaken           a subnet is in use: the lab picks others, up to 5 times
+    │   ├── SubnetTaken           a subnet is in use: the lab picks others, up to 5 times
+    │   └── NamespaceGone         a lab host's network namespace vanished (never re-created)
+    ├── ObservationBroken         the lab's own observation broke during a run (a capture ended,
+    │                             a host vanished, the lab was stopped): nothing judged (exit 2)
     ├── PeerError                 a peer program died, hung or answered nonsense (exit 2)
     └── WaitTimeout               a protocol event a scenario waited for never came: judged as
                                   a failed run (exit 1), after tear-down, from what was seen
@@ -19,6 +22,8 @@ Errors from libraries (netlink, Docker, subprocess) are translated where they ar
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "LabError",
     "UsageError",
@@ -28,9 +33,30 @@ __all__ = [
     "TopologyError",
     "BackendError",
     "SubnetTaken",
+    "NamespaceGone",
+    "ObservationBroken",
     "PeerError",
     "WaitTimeout",
+    "quoted",
+    "shortened",
 ]
+
+QUOTE_LIMIT = 60     # characters of user input a message repeats; the rest is cut
+
+
+def shortened(line: str, longest: int = 200, limit: int = QUOTE_LIMIT) -> str:
+    """*line* with every word longer than *longest* characters cut to *limit*: the command line's
+    last guard against repeating 100 KB of input (a scenario, host or path) in a message."""
+    return re.sub(r"\S{%d,}" % (longest + 1),
+                  lambda m: f"{m.group(0)[:limit]}... ({len(m.group(0))} characters)", line)
+
+
+def quoted(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """*text* as a message repeats it: repr()'d, and cut after *limit* characters (a 100 KB value
+    is not echoed whole)."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
 
 
 class LabError(Exception):
@@ -71,6 +97,20 @@ class BackendError(LabError):
 
 class SubnetTaken(BackendError):
     """A lab network's subnet is already used (another lab may have taken it a moment ago)."""
+
+
+class NamespaceGone(BackendError):
+    """A lab host's network namespace is gone (deleted by hand, its container killed): entering
+    it is refused, never answered by making a new one."""
+
+    def __init__(self, nspath: str, why: str = "no such file") -> None:
+        self.nspath = nspath
+        super().__init__(f"network namespace {nspath} is gone ({why})")
+
+
+class ObservationBroken(LabError):
+    """The lab's own observation broke during a run (lab.health): what it saw has a hole, so it
+    judges nothing; the message names what broke."""
 
 
 class PeerError(LabError):

@@ -18,7 +18,7 @@ from typing import Iterator
 from pyroute2 import IPRoute
 from pyroute2 import netns as _pnetns
 
-from .errors import BackendError, UsageError
+from .errors import BackendError, NamespaceGone, UsageError, quoted
 
 __all__ = [
     "inside",
@@ -36,15 +36,42 @@ SYSCTL_ROOT = "/proc/sys"
 
 @contextlib.contextmanager
 def inside(nspath: str) -> Iterator[None]:
-    """Run the block with the calling thread in the network namespace at *nspath*."""
+    """Run the block with the calling thread in the network namespace at *nspath*, then return
+    the thread to the namespace it was in.
+
+    Written here rather than with pyroute2's pushns/popns, for two measured reasons: pushns
+    *creates* a namespace that is missing (setns' default O_CREAT, by forking the Python process),
+    so a lab host whose namespace vanished mid-run was silently replaced by a new, empty one and
+    its counters read from there; and it saves the *process's* namespace (/proc/self) on one global
+    stack shared by all threads, not the calling thread's. Here the target is only ever opened
+    (a vanished host is a BackendError), and the thread's own namespace is saved."""
     try:
-        _pnetns.pushns(nspath)
+        target = os.open(nspath, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
-        raise BackendError(f"cannot enter network namespace {nspath}: {exc.strerror or exc}") from exc
+        raise NamespaceGone(nspath, exc.strerror or str(exc)) from exc
+    try:
+        saved = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _setns(target, nspath)
+        except BaseException:
+            os.close(saved)
+            raise
+    finally:
+        os.close(target)
     try:
         yield
     finally:
-        _pnetns.popns()
+        try:
+            _setns(saved, "the thread's own namespace")
+        finally:
+            os.close(saved)
+
+
+def _setns(fd: int, what: str) -> None:
+    try:
+        _pnetns.setns(fd, flags=0)
+    except OSError as exc:
+        raise BackendError(f"cannot enter network namespace {what}: {exc.strerror or exc}") from exc
 
 
 @contextlib.contextmanager
@@ -76,8 +103,8 @@ def read_sysctl(nspath: str, key: str) -> str:
         try:
             with open(path) as f:
                 return f.read().strip()
-        except FileNotFoundError:
-            raise UsageError(f"unknown sysctl {key!r} (no {path} in this kernel)") from None
+        except OSError as exc:
+            raise UsageError(_refusal(key, path, exc)) from None
 
 
 def write_sysctl(nspath: str, key: str, value: str) -> None:
@@ -86,14 +113,26 @@ def write_sysctl(nspath: str, key: str, value: str) -> None:
         try:
             with open(path, "w") as f:
                 f.write(str(value))
-        except FileNotFoundError:
-            raise UsageError(f"unknown sysctl {key!r} (no {path} in this kernel)") from None
-        except PermissionError:
-            raise UsageError(f"sysctl {key!r} is read-only; choose a writable net.* key") from None
-        except OSError as exc:
-            if exc.errno == errno.EINVAL:
-                raise UsageError(f"sysctl {key}={value!r}: the kernel refused the value (out of range?)") from None
-            raise
+        except OSError as exc:                   # from open(), or from the write at close()
+            raise UsageError(_refusal(key, path, exc, str(value))) from None
+
+
+def _refusal(key: str, path: str, exc: OSError, value: str | None = None) -> str:
+    """Why reading (*value* None) or writing *key* failed, in words; called inside the namespace.
+    A key that exists is never "unknown": the kernel refused the value (EINVAL, or ENOENT from
+    tcp_congestion_control for a name it does not know) or the access (the key's mode)."""
+    if os.path.isdir(path):
+        return f"{key} is a group of sysctls, not one; name a key in it"
+    if not os.path.isfile(path):
+        return f"unknown sysctl {key!r} (no {path} there)"
+    if isinstance(exc, PermissionError):
+        return (f"sysctl {key} is write-only (an action, such as a cache flush): it holds no value"
+                if value is None else f"sysctl {key} is read-only; choose a writable net.* key")
+    if value is None:
+        return f"cannot read sysctl {key} ({exc.strerror or exc})"
+    why = "the kernel has no such choice" if exc.errno == errno.ENOENT else \
+        (exc.strerror or str(exc)).lower()
+    return f"bad value for {key}: the kernel refused {quoted(value)} ({why})"
 
 
 def _parse_pairs(text: str) -> dict[str, int]:

@@ -9,14 +9,17 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
+from .artifacts import check_dir
+from .backends import check_name
 from .capture import parse_stats
 from .core import Lab, SysctlSetting
-from .errors import LabError, NetemMissing, UsageError, WaitTimeout
+from .errors import EnvError, LabError, NetemMissing, UsageError, WaitTimeout
 from .evidence import Evidence
 from .interrupts import Interrupted, interrupts_as_exceptions, signal_name, signal_of
 from .pool import run_jobs
 from .shaping import REQUIRED, UNUSED, Shaping, parse_shape
-from .verdict import verdict
+from .sysctls import check_keys
+from .verdict import EXIT_CODES, FAIL, INCONCLUSIVE, outcome_of, verdict
 
 __all__ = ["run_scenario", "run_many", "run_catalog", "default_artifacts", "interrupts_as_exceptions",
            "Interrupted", "kernel_hz"]
@@ -69,14 +72,13 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
     mine = {(s.host, s.key) for s in sysctls}
     sysctls = [s for s in own if (s.host, s.key) not in mine] + list(sysctls)
     lab = Lab(backend=backend, artifacts=artifacts, sysctls=list(sysctls), port=mod.PORT,
-              progress=progress, shaping=list(shaping), **({"compose": compose} if compose else {}))
+              progress=progress, shaping=list(shaping),
+              needs_netem=name if mod.SHAPING == REQUIRED else None, **({"compose": compose} if compose else {}))
     facts: dict[str, Any] = {}
     error: str | None = None
     with interrupts_as_exceptions():
         try:
             with lab:
-                if mod.SHAPING == REQUIRED and not lab.netem[0]:
-                    raise NetemMissing(name, lab.netem[1])
                 if not shaping and getattr(mod, "SHAPE", None):
                     # the scenario's own link, when the user gave none (--shape replaces it)
                     lab.add_shaping([sh for text in mod.SHAPE for sh in parse_shape(text)])
@@ -88,6 +90,11 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
                 except WaitTimeout as exc:  # a step timed out: still judge what was seen, then fail
                     error = str(exc)
                     facts = dict(lab.facts)
+                except Exception as exc:    # the lab's own observation may be what broke: say so
+                    broken = lab.broken(exc)
+                    if broken is not None:
+                        raise broken from exc
+                    raise
                 lab.timings["scenario_s"] = time.monotonic() - t
         finally:
             lab.ensure_closed(failing=KeyboardInterrupt)
@@ -98,12 +105,26 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
         faults={n: f.to_json() for n, f in (lab.faults.faults.items() if lab.faults else [])},
         facts=facts, hz=kernel_hz(), options=dict(options or {}),
         timer_samples=lab.sampler.series if lab.sampler else {},
-        captures={h: parse_stats(c.stats) for h, c in lab.captures.items()})
+        captures={h: parse_stats(c.stats) for h, c in lab.captures.items()},
+        sampler=lab.sampler.cadence.to_json() if lab.sampler else {})
     try:
         checks = mod.check(ev)
     except Exception:   # a broken check is a bug: report it as a failed check, with its trace
         checks = []
         error = (error + "; " if error else "") + "check raised: " + traceback.format_exc(limit=3)
+    run_verdict = "fail" if error else verdict(checks)
+    if lab.health:      # a hole in the evidence: no check may pass or fail on it
+        why = lab.health.summary()
+        checks = [c.unjudged(why) for c in checks]
+        error = f"the lab's observation broke: {why}; nothing was judged, run it again" + \
+            (f" (the run also reported: {error})" if error else "")
+        run_verdict = "error"
+    elif run_verdict == "error":
+        error = "could not judge: " + "; ".join(f"{c.name}: {c.observed}" for c in checks
+                                                if c.outcome == INCONCLUSIVE)
+    elif run_verdict == "skipped":
+        error = "nothing to judge: every check was not applicable (" + \
+            "; ".join(f"{c.name}: {c.observed}" for c in checks) + ")"
     report = {
         "scenario": name,
         "intent": mod.INTENT,
@@ -114,8 +135,10 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
         "timings_s": {k: round(v, 3) for k, v in lab.timings.items()},
         "sysctls_requested": [str(s) for s in sysctls],
         "options": dict(options or {}),
-        "verdict": "fail" if error else verdict(checks),
+        "verdict": run_verdict,
         "error": error,
+        "observation": {"problems": [p.to_json() for p in lab.health.problems],
+                        "sampler": lab.sampler.cadence.to_json() if lab.sampler else None},
         "checks": [c.to_json() for c in checks],
         "counters": ev.counters,
         "captures": ev.captures,
@@ -127,8 +150,25 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
         "timer_samples": {h: [list(x) for x in xs] for h, xs in ev.timer_samples.items()},
         "packets": {h: [s.to_json() for s in segs] for h, segs in ev.packets.items()},
     }
-    (artifacts / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    _write_report(lab, artifacts, report)
     return report
+
+
+def _write_report(lab: Lab, artifacts: Path, report: dict[str, Any]) -> None:
+    """report.json, whole or not at all: written beside and renamed into place. When it cannot be
+    written (a full disk) the run's pcaps go too, and the run is an environment error."""
+    path, tmp = artifacts / "report.json", artifacts / ".report.json.tmp"
+    try:
+        tmp.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        lab.discard_artifacts()
+        raise EnvError(f"cannot write {path} ({exc.strerror or exc}); the run's results were not kept: "
+                       "free some space there or give --artifacts DIR elsewhere") from None
 
 
 def _one(job: dict[str, Any]) -> dict[str, Any]:
@@ -152,8 +192,11 @@ def _one(job: dict[str, Any]) -> dict[str, Any]:
                 "error": f"{type(exc).__name__}: {exc}"}
     return {"run": job["run"], "verdict": report["verdict"], "error": report["error"],
             "backend": report["backend"], "duration_s": report["duration_s"],
-            "failed_checks": [c["name"] for c in report["checks"] if not c["passed"]],
+            "failed_checks": [c["name"] for c in report["checks"] if outcome_of(c) == FAIL],
+            "inconclusive_checks": [c["name"] for c in report["checks"] if outcome_of(c) == INCONCLUSIVE],
             "checks": {c["name"]: c["passed"] for c in report["checks"]},
+            "outcomes": {c["name"]: outcome_of(c) for c in report["checks"]},
+            "exit_code": EXIT_CODES[report["verdict"]],
             "artifacts": str(job["artifacts"])}
 
 
@@ -169,7 +212,9 @@ def run_many(name: str, repeat: int, parallel: int, backend: str = "auto",
     get(name)                                    # a bad name fails here, once
     if repeat < 1 or parallel < 1:
         raise UsageError("--repeat and --parallel take whole numbers of 1 or more")
-    base = Path(artifacts) if artifacts else default_artifacts(name)
+    base = check_dir(Path(artifacts) if artifacts else default_artifacts(name))
+    check_keys(sysctls)                          # refused once, not by every instance
+    check_name(backend)
     jobs = [{"run": i + 1, "name": name, "backend": backend, "sysctls": list(sysctls),
              "artifacts": base / f"run-{i + 1:03d}", "shaping": list(shaping), "compose": compose,
              "options": options}
@@ -251,7 +296,9 @@ def run_catalog(names: list[str], parallel: int = 3, backend: str = "auto",
     from scenarios import get
 
     mods = {n: get(n) for n in names}
-    base = Path(artifacts) if artifacts else default_artifacts("all")
+    base = check_dir(Path(artifacts) if artifacts else default_artifacts("all"))
+    check_keys(sysctls)
+    check_name(backend)
     started = time.time()
 
     def job(i: int, name: str) -> dict[str, Any]:
