@@ -292,7 +292,8 @@ def bench(c, runs=5, backend=None):
         "profile": "a TOML file: [sysctls.HOST] tables and [[require]] behaviours (see README)",
         "junit": "write JUnit XML here: one testcase per check, the required behaviours, skips",
         "json_out": "write the JSON summary here (it is also written as check.json in the artifacts)",
-        "backend": "auto (docker when a daemon answers, else netns), docker or netns",
+        "backend": "auto (docker when a daemon answers, else netns), docker or netns; with --kernel: "
+                   "netns (auto) or docker (the VM starts a Docker engine of its own)",
         "shape": "netem on the path, as for `run` (repeatable; needs sch_netem)",
         "artifacts": "directory for every scenario's artifacts and check.json",
         "parallel": "how many labs at a time (timing-sensitive scenarios run alone afterwards; "
@@ -327,7 +328,7 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
         check_output(path, flag)
     if kernel != "host":
         summary = _check_in_vm(kernel, names, sysctl or [], from_host, profile, shape or [], artifacts,
-                               parallel)
+                               parallel, backend)
     else:
         summary = run_check(names, sysctls=settings, from_host=from_host, profile=prof, backend=backend,
                             shaping=shaping, artifacts=artifacts, parallel=parallel, progress=print)
@@ -351,9 +352,10 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
 
 
 def _check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: bool, profile: str | None,
-                 shapes: list[str], artifacts: str | None, parallel: int) -> dict:
-    """`invoke check` itself, run inside *kernel* under qemu (netns backend there); its summary
-    comes back through the shared artifacts directory."""
+                 shapes: list[str], artifacts: str | None, parallel: int, backend: str = "auto") -> dict:
+    """`invoke check` itself, run inside *kernel* under qemu (netns backend there, or containers on
+    the guest's own Docker engine with --backend docker); its summary comes back through the
+    shared artifacts directory."""
     from pathlib import Path
 
     from lab import vm as labvm
@@ -362,11 +364,12 @@ def _check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: b
     from lab.runner import default_artifacts
 
     labvm.kernel_spec(kernel)
+    backend = labvm.vm_backend(backend)
     if from_host:
         raise UsageError("--from-host copies this machine's sysctls; with --kernel give them with "
                          "--sysctl or a profile")
     out = check_dir(Path(artifacts) if artifacts else default_artifacts(f"check-{kernel}")).resolve()
-    args = ["check", "--backend", "netns", "--artifacts", str(out / "runs"), "--parallel", str(parallel),
+    args = ["check", "--backend", backend, "--artifacts", str(out / "runs"), "--parallel", str(parallel),
             "--json-out", str(out / "check.json")]
     args += [a for n in names for a in ("--scenario", n)]
     args += [a for t in sysctls for a in ("--sysctl", t)]
@@ -374,14 +377,14 @@ def _check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: b
     if profile:
         args += ["--profile", str(Path(profile).resolve())]      # the host's / is the guest's
     out.mkdir(parents=True, exist_ok=True)
-    print(f"check inside the {kernel} VM: artifacts in {out}/")
-    code, _ = labvm.run(kernel, args, out, progress=print, timeout_s=3600)
+    print(f"check inside the {kernel} VM ({backend} backend): artifacts in {out}/")
+    code, _ = labvm.run(kernel, args, out, progress=print, timeout_s=3600, docker=backend == "docker")
     try:
         summary = _json.loads((out / "check.json").read_text())
     except (OSError, ValueError):
         raise EnvError(f"inside the {kernel} VM the check exited {code} and left no check.json "
                        f"(see {out}/vm-console.log)") from None
-    summary["vm"] = {"kernel": kernel, "exit_code": code}
+    summary["vm"] = {"kernel": kernel, "backend": backend, "exit_code": code}
     return summary
 
 
@@ -429,29 +432,32 @@ def _check_table(summary: dict) -> None:
 
 
 @task(
-    iterable=["kernel", "scenario"],
+    iterable=["kernel", "scenario", "backend"],
     help={
         "kernel": "host (this machine's kernel) or a stock kernel run under qemu by lab.vm: "
                   "debian-12, debian-13 (repeatable; default: host)",
         "scenario": "a scenario to run on each kernel (repeatable, or comma-separated; default: the "
                     "whole catalog)",
         "out": "directory for matrix.json, matrix.md and every run's artifacts",
-        "backend": "backend for the host kernel: auto, docker or netns (VM kernels use netns)",
+        "backend": "auto, docker or netns (repeatable, or comma-separated: a second axis, one column per "
+                   "kernel and backend; default auto, which is netns inside a VM)",
         "json": "print matrix.json to stdout instead of the table",
     },
 )
 @_guard
-def matrix(c, kernel=None, scenario=None, out=None, backend="auto", json=False):
-    """Run scenarios on each kernel: one table, scenario x kernel, marking where they differ.
-    Each cell: the verdict and the key observed values; also written as matrix.json and matrix.md."""
-    from lab.matrix import parse_kernels, run_matrix, show
+def matrix(c, kernel=None, scenario=None, out=None, backend=None, json=False):
+    """Run scenarios on each kernel (and backend): one table, scenario x kernel, marking where
+    they differ. Each cell: the verdict and the key observed values; also written as matrix.json
+    and matrix.md."""
+    from lab.matrix import parse_backends, parse_kernels, run_matrix, show
     from lab.runner import default_artifacts
     from scenarios import catalog
 
     kernels = parse_kernels(kernel)
+    backends = parse_backends(backend)
     names = [n.strip() for text in (scenario or []) for n in text.split(",") if n.strip()] or list(catalog())
     progress = (lambda s: print(s, file=sys.stderr)) if json else print
-    m = run_matrix(kernels, names, out=out or default_artifacts("matrix"), backend=backend,
+    m = run_matrix(kernels, names, out=out or default_artifacts("matrix"), backend=backends,
                    progress=progress)
     if json:
         print(_json.dumps(m, indent=2, default=str))
@@ -480,20 +486,24 @@ def matrix(c, kernel=None, scenario=None, out=None, backend="auto", json=False):
         "json": "print report.json to stdout instead of the terminal view",
         "strict_rfc": "judge against the RFCs' letter, as for `run`",
         "timeout": "seconds before the VM is killed (default 900; Python runs ~20x slower under TCG)",
+        "backend": "netns (network namespaces, the default) or docker (containers, on a Docker engine "
+                   "the VM starts with the lab's host image loaded)",
     },
 )
 @_guard
 def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None, json=False,
-       strict_rfc=False, timeout=900):
-    """Run one scenario inside a stock distribution kernel booted under qemu (netns backend there)
-    and print its verdict: exit 0 pass, 1 a check failed, 2 usage or environment error. The first
-    run downloads and prepares the kernel (cached under .cache/vm/)."""
+       strict_rfc=False, timeout=900, backend="netns"):
+    """Run one scenario inside a stock distribution kernel booted under qemu (netns backend there,
+    or containers with --backend docker) and print its verdict: exit 0 pass, 1 a check failed, 2
+    usage or environment error. The first run downloads and prepares the kernel (cached under
+    .cache/vm/); the first docker run also loads the host image into the VM's engine (cached too)."""
     from pathlib import Path
 
     from lab import vm as labvm
     from lab.artifacts import check_dir
     from lab.core import parse_sysctl
     from lab.report import show
+    from lab.vm import vm_backend
     from lab.runner import default_artifacts
     from lab.shaping import UNUSED, parse_shapes
     from scenarios import get
@@ -509,8 +519,9 @@ def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None,
         timeout_s = float(timeout)
     except ValueError:
         raise Exit("twlab: --timeout takes a number of seconds", code=2) from None
+    backend = vm_backend(backend)
     out = check_dir(Path(artifacts) if artifacts else default_artifacts(f"{scenario}-{kernel}")).resolve()
-    args = ["run", scenario, "--backend", "netns", "--json", "--artifacts", str(out)]
+    args = ["run", scenario, "--backend", backend, "--json", "--artifacts", str(out)]
     args += [a for text in sysctl or [] for a in ("--sysctl", text)]
     args += [a for text in shape or [] for a in ("--shape", text)]
     args += ["--strict-rfc"] if strict_rfc else []
@@ -520,7 +531,7 @@ def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None,
         seen.append(line)
         print(line, file=sys.stderr if json else sys.stdout)
 
-    code, _ = labvm.run(kernel, args, out, progress=progress, timeout_s=timeout_s)
+    code, _ = labvm.run(kernel, args, out, progress=progress, timeout_s=timeout_s, docker=backend == "docker")
     try:
         report = _json.loads((out / "report.json").read_text())
     except (OSError, ValueError):
