@@ -24,19 +24,27 @@ def _err(msg: str) -> None:
 
 
 def _guard(fn):
-    """Turn LabErrors into one line and exit code 2 (1 for WaitTimeout), never a traceback."""
+    """Turn LabErrors into one line and exit code 2 (1 for WaitTimeout), never a traceback; an
+    interrupt into exit 130 and a line saying which signal and whether the lab is gone (checked)."""
     from functools import wraps
 
     @wraps(fn)
     def wrapper(*args, **kwargs):
         from lab.errors import LabError
+        from lab.interrupts import interrupts_as_exceptions
 
         try:
-            return fn(*args, **kwargs)
+            with interrupts_as_exceptions():     # SIGTERM and SIGHUP end a task as Ctrl-C does
+                return fn(*args, **kwargs)
         except LabError as exc:
             raise Exit(f"twlab: {exc}", code=exc.exit_code) from None
         except KeyboardInterrupt as exc:
-            raise Exit(f"twlab: interrupted ({exc or 'Ctrl-C'}); the lab was removed", code=130) from None
+            from lab.cleanup import after_interrupt
+            from lab.interrupts import shielded
+
+            with shielded(hold_only=True):      # a third Ctrl-C does not cut the check short
+                message = after_interrupt(exc)
+            raise Exit(f"twlab: {message}", code=130) from None
     return wrapper
 
 
@@ -203,14 +211,13 @@ def image(c, method="auto"):
 @task(help={"all": "also remove the lab made by `invoke up`"})
 @_guard
 def clean(c, all=False):  # noqa: A002
-    """Remove every leftover of any lab run (namespaces, containers, networks), and only those."""
+    """Remove every leftover of any lab run (namespaces, containers, networks), and only those:
+    never a lab whose owner process runs, whichever registry directory this clean reads."""
     from lab.cleanup import clean as do_clean, live_labs
+    from lab.handson import forget_if_gone
 
     removed = do_clean(keep=live_labs(include_persistent=not all))
-    if all:
-        from lab.handson import STATE
-
-        STATE.unlink(missing_ok=True)
+    forget_if_gone()
     for line in removed.lines():
         print(f"removed {line}")
     print("nothing to remove" if not removed else f"removed {len(removed.lines())} leftovers")

@@ -25,12 +25,10 @@ a report (error, or skipped for want of netem) is not shown, so it fails.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import datetime as _dt
 import fnmatch
 import json
 import math
-import multiprocessing
 import platform
 import re
 import socket
@@ -372,7 +370,8 @@ def run_check(names: list[str] | None = None, *, sysctls: list[SysctlSetting] = 
 
     from .artifacts import check_dir
     from .backends import check_name
-    from .runner import _one, default_artifacts, interrupts_as_exceptions
+    from .pool import run_jobs
+    from .runner import _one, default_artifacts
     from .sysctls import check_keys
 
     if parallel < 1:
@@ -412,15 +411,9 @@ def run_check(names: list[str] | None = None, *, sysctls: list[SysctlSetting] = 
         for j in jobs:
             done(j, runner(j))
     else:
-        ctx = multiprocessing.get_context("spawn")
-        with interrupts_as_exceptions():
-            for batch, width in ((together, parallel), (alone, 1)):
-                if not batch:
-                    continue
-                with cf.ProcessPoolExecutor(max_workers=min(width, len(batch)), mp_context=ctx) as pool:
-                    futures = {pool.submit(_one, j): j for j in batch}
-                    for fut in cf.as_completed(futures):
-                        done(futures[fut], fut.result())
+        for batch, width in ((together, parallel), (alone, 1)):
+            if batch:
+                run_jobs(_one, batch, min(width, len(batch)), done)
     runs = []
     for j in jobs:
         res = results[j["name"]]

@@ -25,6 +25,7 @@ from .capture import Capture
 from .errors import EnvError, LabError, NamespaceGone, NetemMissing, UsageError, WaitTimeout
 from .faults import Faults
 from .health import Health, PauseWatch, ns_identity
+from .interrupts import shielded, stop
 from .observe import Sampler, SocketInfo, SocketView, counters_delta, read_counters
 from .peers import Peer
 from .sysctls import SYSCTL_RANGES, SysctlSetting, apply as apply_sysctl, check_keys, in_force, parse_sysctl
@@ -92,23 +93,46 @@ class Lab:
     def __enter__(self) -> "Lab":
         try:
             self.start()
-        except BaseException:
+        except BaseException as exc:
             try:
-                self.close()
+                self._close_surely(failing=type(exc))
             finally:
                 drop_empty(self._made_dirs)      # a refused run leaves no empty directory
             raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-            return
-        try:                 # already failing: tear down fully, but let the first error speak
-            self.close()
-        except BaseException as teardown:
-            self.progress(f"while tearing down after {exc_type.__name__}: {teardown}")
-        drop_empty(self._made_dirs)
+        self._close_surely(failing=exc_type)
+        if exc_type is not None:
+            drop_empty(self._made_dirs)
+
+    def ensure_closed(self, failing: type | None = None) -> None:
+        """close() once more, for a `finally` around `with lab:` - in case a signal landed as
+        __exit__ began, before it could close (closing twice is harmless)."""
+        if not self._closed:
+            self._close_surely(failing)
+
+    def _close_surely(self, failing: type | None) -> None:
+        """close(), also when a signal lands in the moment before close() shields itself (then it
+        is closed again, and the signal raised after). When the block is *failing* already, tear
+        down fully but let the first error speak."""
+        pending: BaseException | None = None
+        for _ in range(5):
+            try:
+                self.close()
+                break
+            except KeyboardInterrupt as exc:
+                if self._closed:             # raised after the tear-down: the lab is gone
+                    pending = exc
+                    break
+                pending = exc                # before it began: the lab is still there
+            except BaseException as teardown:
+                if not failing:
+                    raise
+                self.progress(f"while tearing down after {failing.__name__}: {teardown}")
+                break
+        if pending is not None and not failing:
+            raise pending
 
     def discard_artifacts(self) -> None:
         """Remove what this lab wrote (its pcaps) and the directories it made: for a run whose
@@ -134,6 +158,7 @@ class Lab:
         else:
             if gone:
                 self.progress(f"removed leftovers of killed runs: {', '.join(gone.lines())}")
+        self.backend.persistent = self.persistent
         cleanup.register(self.lab_id, self.backend.name, persistent=self.persistent)
         topo = self._validated()
         if hasattr(self.backend, "plan"):
@@ -324,11 +349,25 @@ class Lab:
 
     # -- tear-down ------------------------------------------------------------------------
     def close(self) -> None:
-        """Stop everything and remove every host; safe to call twice. Raises the first error
-        only after every step has been tried."""
-        if self._closed:
-            return
-        self._closed = True
+        """Stop everything and remove every host; safe to call twice. No signal cuts it short: one
+        that arrives meanwhile is raised (as Interrupted) once the lab is gone. Raises the first
+        error only after every step has been tried."""
+        errors: list[BaseException] = []
+        with shielded(note="removing the lab first; it takes a few seconds", hold_only=True) as shield:
+            if not self._closed:
+                self._closed = True
+                if self.backend is not None:
+                    self.progress(f"lab {self.lab_id}: tearing down")
+                errors = self._tear_down()
+        if errors:
+            first = errors[0]
+            if isinstance(first, (LabError, KeyboardInterrupt)):
+                raise first
+            raise EnvError(f"tear-down failed: {first}") from first
+        if shield.signum is not None:
+            stop(shield.signum)
+
+    def _tear_down(self) -> list[BaseException]:
         errors: list[BaseException] = []
 
         def step(fn: Callable[[], object]) -> None:
@@ -358,15 +397,22 @@ class Lab:
             step(view.close)
         if self.backend is not None:
             step(self.backend.down)
-            from . import cleanup
-
-            step(lambda: cleanup.unregister(self.lab_id))
+            step(self._removed)
         self.timings["tear_down_s"] = time.monotonic() - t
-        if errors:
-            first = errors[0]
-            if isinstance(first, (LabError, KeyboardInterrupt)):
-                raise first
-            raise EnvError(f"tear-down failed: {first}") from first
+        return errors
+
+    def _removed(self) -> None:
+        """Check that nothing of the lab is left (a second pass removes what the first missed);
+        only then forget it. What stays registered is removed by the next run's start."""
+        from . import cleanup
+
+        if cleanup.find(self.lab_id):
+            cleanup.clean(self.lab_id)
+        left = cleanup.find(self.lab_id)
+        if left:
+            raise EnvError(f"lab {self.lab_id} could not be removed: {', '.join(left.lines())}; "
+                           "`invoke clean` removes it")
+        cleanup.unregister(self.lab_id)
 
     def _read_counters_after(self, name: str, host: Host) -> None:
         try:

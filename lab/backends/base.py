@@ -52,9 +52,29 @@ class Backend(abc.ABC):
     name: str = ""
 
     def __init__(self, lab_id: str, progress: Progress = lambda s: None) -> None:
+        from ..owner import token
+
         self.lab_id = lab_id
         self.progress = progress
         self.hosts: dict[str, Host] = {}
+        self.owner = token()            # this process: every object made carries it (lab.owner)
+        self.persistent = False         # an `invoke up` lab: marked so, kept until `invoke down`
+
+    def owner_labels(self) -> dict[str, str]:
+        """Docker labels naming this lab's owner (lab.owner), for every object it makes."""
+        from ..owner import labels
+
+        return labels(self.owner, self.persistent)
+
+    def _make_ns(self, name: str) -> str:
+        """A named namespace (a netns host, or a switch of either backend), marked with its owner
+        at once (lab.owner: the alias of its loopback); no signal lands in between."""
+        from ..interrupts import shielded
+        from ..owner import alias
+        from .links import make_namespace
+
+        with shielded():
+            return make_namespace(name, ifalias=alias(self.owner, self.persistent))
 
     @classmethod
     @abc.abstractmethod

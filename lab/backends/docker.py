@@ -23,9 +23,10 @@ import random
 import time
 
 from ..errors import BackendError, EnvError
+from ..interrupts import shield_calls, shielded
 from ..topology import Topology
 from .base import LABEL, PREFIX, Backend, Host, missing_privileges
-from .links import make_namespace, switch_name, wire
+from .links import switch_name, wire
 from .netns import lab_namespaces, remove_namespace
 
 __all__ = ["DockerBackend", "lab_containers", "client", "IDLE"]
@@ -42,6 +43,7 @@ def client():
 
     try:
         c = docker.from_env(timeout=_TIMEOUT_S)
+        c.api.request = shield_calls(c.api.request)   # a signal never cuts a request in half
         c.ping()
         return c
     except DockerException as exc:
@@ -126,14 +128,15 @@ class DockerBackend(Backend):
         try:
             self._up(topology)
         except BaseException:
-            self.down()
+            with shielded():
+                self.down()
             raise
         return self.hosts
 
     def _up(self, topology: Topology) -> None:
         from docker.errors import APIError
 
-        labels = {LABEL: self.lab_id}
+        labels = {LABEL: self.lab_id, **self.owner_labels()}
         containers = {}
         for spec in topology.hosts.values():
             name = f"{PREFIX}{self.lab_id}-{spec.name}"
@@ -162,7 +165,7 @@ class DockerBackend(Backend):
                 python=["python3", "-u"],
                 addresses=dict(spec.addresses),
             )
-        wire(topology, self.hosts, lambda net: make_namespace(switch_name(self.lab_id, net)))
+        wire(topology, self.hosts, lambda net: self._make_ns(switch_name(self.lab_id, net)))
 
     def _wait_running(self, ctr) -> int:
         deadline = time.monotonic() + _TIMEOUT_S

@@ -33,10 +33,12 @@ _NO_FORWARDING = ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding")
 
 
 def make_namespace(name: str, **lo: str) -> str:
-    """A named network namespace with its loopback up (and any other *lo* attribute, e.g. an
-    ifalias); its path."""
-    # `ip netns add`, not pyroute2's netns.create: that one forks the Python process
-    done = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+    """A named network namespace with its loopback up (and any other *lo* attribute, e.g. the
+    owner's ifalias: Backend._make_ns); its path. `ip netns add`, not pyroute2's netns.create:
+    that one forks the Python process; in a session of its own, so a Ctrl-C at the terminal
+    cannot kill it halfway."""
+    done = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True,
+                          start_new_session=True)
     if done.returncode != 0:
         raise BackendError(f"cannot create network namespace {name}: {done.stderr.strip()}")
     path = f"{NETNS_DIR}/{name}"

@@ -17,11 +17,12 @@ import time
 
 from pyroute2 import netns as pnetns
 
+from ..interrupts import shielded
 from ..topology import Topology
 from .base import PREFIX, Backend, Host, missing_privileges
-from .links import NETNS_DIR, make_namespace, switch_name, wire
+from .links import NETNS_DIR, switch_name, wire
 
-__all__ = ["NetnsBackend", "lab_namespaces", "remove_namespace"]
+__all__ = ["NetnsBackend", "lab_namespaces", "remove_namespace", "NETNS_DIR"]
 
 _NAME = re.compile(rf"^{PREFIX}([0-9a-f]{{6,}})-")
 
@@ -100,12 +101,10 @@ class NetnsBackend(Backend):
         try:
             self._up(topology)
         except BaseException:
-            self.down()
+            with shielded():
+                self.down()
             raise
         return self.hosts
-
-    def _make_ns(self, name: str) -> str:
-        return make_namespace(name)
 
     def _up(self, topology: Topology) -> None:
         from ..netns import write_sysctl
