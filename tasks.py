@@ -123,8 +123,19 @@ def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, js
         from lab.report import show
 
         show(report)
-    if report["verdict"] != "pass":
-        raise Exit(code=1)
+    _exit_for(report)
+
+
+def _exit_for(report: dict) -> None:
+    """A run's exit code from its verdict (lab.verdict.EXIT_CODES); a run that could not be
+    judged says why in one line."""
+    from lab.verdict import EXIT_CODES
+
+    code = EXIT_CODES.get(report["verdict"], 1)
+    if code == 2:
+        raise Exit("twlab: " + " ".join(str(report.get("error") or report["verdict"]).split()), code=2)
+    if code:
+        raise Exit(code=code)
 
 
 def _catalog_table(summary: dict) -> None:
@@ -366,6 +377,8 @@ def _check_table(summary: dict) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from lab.verdict import outcome_of
+
     console = Console()
     n = summary["counts"]
     table = Table(title=f"twlab check on {summary['kernel']}: {n['passed']}/{n['scenarios'] - n.get('skipped', 0)} "
@@ -378,7 +391,8 @@ def _check_table(summary: dict) -> None:
     colours = {"pass": "green", "fail": "red", "skipped": "yellow", "error": "yellow"}
     for r in summary["scenarios"]:
         checks = r.get("checks") or []
-        why = ", ".join(ch["name"] for ch in checks if not ch["passed"]) or r.get("reason") or r.get("error") or ""
+        why = ", ".join(f"{ch['name']}" + ("" if outcome_of(ch) == "fail" else f" ({outcome_of(ch)})")
+                        for ch in checks if not ch["passed"]) or r.get("reason") or r.get("error") or ""
         table.add_row(r["scenario"], f"[{colours[r['verdict']]}]{r['verdict']}[/]",
                       f"{sum(ch['passed'] for ch in checks)}/{len(checks)}" if checks else "",
                       escape(why))
@@ -388,8 +402,9 @@ def _check_table(summary: dict) -> None:
     console.print(table)
     for r in summary["scenarios"]:
         for ch in r.get("checks") or []:
-            if not ch["passed"]:
-                console.print(f"[red]fail[/]  {escape(r['scenario'])} / {escape(ch['name'])}\n"
+            if outcome_of(ch) in ("fail", "inconclusive"):
+                mark = "[red]fail[/]" if outcome_of(ch) == "fail" else "[yellow]inconclusive[/]"
+                console.print(f"{mark}  {escape(r['scenario'])} / {escape(ch['name'])}\n"
                               f"      expected {escape(ch['expected'])}\n      observed {escape(ch['observed'])}\n"
                               f"      rule     {escape(ch['citation'])}")
     for q in summary["requirements"]:

@@ -44,6 +44,7 @@ class Capture:
         self._proc: subprocess.Popen | None = None
         self._out = None
         self.stats = ""
+        self.ended_early: str | None = None    # how tcpdump ended, when it ended before stop()
 
     def start(self, timeout_s: float = 10.0) -> "Capture":
         # --immediate-mode: without it packets of the last buffer timeout (1 s) are lost on stop
@@ -84,6 +85,15 @@ class Capture:
         raise BackendError(f"tcpdump on {self.interface} did not start: "
                            f"{said.decode(errors='replace').strip() or 'no answer'}")
 
+    def alive(self) -> bool:
+        """False once tcpdump has ended without being asked to (killed, crashed): the pcap
+        then misses the rest of the run. Records how it ended in ``ended_early``."""
+        if self._proc is None or self._proc.poll() is None:
+            return True
+        if self.ended_early is None:
+            self.ended_early = _how_it_ended(self._proc.returncode)
+        return False
+
     def stop(self) -> None:
         if self._proc is not None:
             if self._proc.poll() is None:
@@ -93,8 +103,20 @@ class Capture:
                 except subprocess.TimeoutExpired:
                     self._proc.kill()
                     _, err = self._proc.communicate()
-                self.stats = (err or b"").decode(errors="replace").strip()
+            else:                               # it ended before we asked: an incomplete pcap
+                self.alive()
+                _, err = self._proc.communicate()
+            self.stats = (err or b"").decode(errors="replace").strip()
             self._proc = None
         if self._out is not None:
             self._out.close()
             self._out = None
+
+
+def _how_it_ended(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exited with status {returncode}"

@@ -44,6 +44,7 @@ from xml.etree import ElementTree as ET
 from .core import REPORTED_SYSCTLS, SysctlSetting, parse_sysctl
 from .errors import UsageError
 from .shaping import UNUSED, Shaping
+from .verdict import FAIL, INCONCLUSIVE, NOT_APPLICABLE, PASS, outcome_of
 
 __all__ = ["Profile", "Requirement", "load_profile", "parse_profile", "host_sysctls",
            "run_check", "judge", "junit_xml", "PROFILE_EXAMPLE"]
@@ -461,6 +462,8 @@ def _scenario_entry(mod, res: dict[str, Any], report: dict[str, Any] | None, job
     if report is None:
         entry.update(verdict="error", error=error or "the run left no report.json", exit_code=2)
         return entry
+    if report.get("verdict") == "skipped":          # every check was not applicable
+        entry["reason"] = report.get("error") or "every check was not applicable"
     entry.update({
         "verdict": report.get("verdict", "fail"),
         "error": report.get("error"),
@@ -482,7 +485,7 @@ def judge(runs: list[dict[str, Any]], requires: list[Requirement]) -> dict[str, 
     by_name = {r["scenario"]: r for r in runs}
     reqs = [evaluate(req, by_name.get(req.scenario)) for req in requires]
     n_checks = sum(len(r.get("checks") or []) for r in runs)
-    failures = sum(1 for r in runs for c in (r.get("checks") or []) if not c["passed"])
+    failures = sum(1 for r in runs for c in (r.get("checks") or []) if outcome_of(c) == FAIL)
     failures += sum(1 for r in runs if r.get("error") and r["verdict"] == "fail")   # an event never came
     failures += sum(1 for r in runs if r["verdict"] == "fail" and not r.get("checks") and not r.get("error"))
     errors = sum(1 for r in runs if r["verdict"] == "error")
@@ -534,8 +537,9 @@ def _holds(req: Requirement, check: dict[str, Any]) -> tuple[bool, str]:
     """Whether one check shows the requirement, and what it showed (with the check's own words)."""
     cond, said, ok = req.conditions, [], True
     if "passed" in cond:
-        ok &= check["passed"] == cond["passed"]
-        said.append("passed" if check["passed"] else "failed")
+        outcome = outcome_of(check)       # n/a or inconclusive shows neither pass nor fail
+        ok &= outcome == (PASS if cond["passed"] else FAIL)
+        said.append({PASS: "passed", FAIL: "failed"}.get(outcome, outcome))
     if req.value is not None:
         found, value = _lookup(check.get("values") or {}, req.value)
         if not found:
@@ -616,31 +620,19 @@ def junit_xml(summary: dict[str, Any]) -> str:
         for h, kv in (run.get("sysctls_in_force") or {}).items():
             for k, v in kv.items():
                 ET.SubElement(props, "property", name=f"sysctl.{h}.{k}", value=str(v))
-        if run["verdict"] == "skipped":
+        if run["verdict"] in ("skipped", "error") and not run.get("checks"):
             tc = ET.SubElement(el, "testcase", classname=name, name=name)
-            ET.SubElement(tc, "skipped", message=run["reason"]).text = run["reason"]
             counts["tests"] += 1
-            counts["skipped"] += 1
-        elif run["verdict"] == "error":
-            tc = ET.SubElement(el, "testcase", classname=name, name=name)
-            ET.SubElement(tc, "error", message=_one_line(run["error"]), type="LabError").text = run["error"]
-            counts["tests"] += 1
-            counts["errors"] += 1
+            if run["verdict"] == "skipped":
+                ET.SubElement(tc, "skipped", message=run["reason"]).text = run["reason"]
+                counts["skipped"] += 1
+            else:
+                ET.SubElement(tc, "error", message=_one_line(run["error"]), type="LabError").text = run["error"]
+                counts["errors"] += 1
         else:
             for c in run.get("checks") or []:
-                tc = ET.SubElement(el, "testcase", classname=name, name=c["name"])
-                counts["tests"] += 1
-                if not c["passed"]:
-                    counts["failures"] += 1
-                    f = ET.SubElement(tc, "failure", type="CheckFailed",
-                                      message=_one_line(f"expected {c['expected']}; observed {c['observed']}; "
-                                                        f"rule {c['citation']}"))
-                    f.text = (f"expected  {c['expected']}\nobserved  {c['observed']}\nrule      {c['citation']}\n"
-                              f"values    {json.dumps(c.get('values'), default=str)}\n")
-                else:
-                    ET.SubElement(tc, "system-out").text = (f"expected  {c['expected']}\nobserved  {c['observed']}\n"
-                                                            f"rule      {c['citation']}\n")
-            if run.get("error") or not run.get("checks"):
+                _junit_case(el, name, c, counts)
+            if run["verdict"] == "fail" and (run.get("error") or not run.get("checks")):
                 # the run stopped short (a protocol event never came) or judged nothing
                 tc = ET.SubElement(el, "testcase", classname=name, name="run-completed")
                 msg = run.get("error") or "the scenario reported no checks"
@@ -679,6 +671,29 @@ def junit_xml(summary: dict[str, Any]) -> str:
             el.set(k, _xml_safe(v))
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _junit_case(suite: ET.Element, scenario: str, c: dict[str, Any], counts: dict[str, int]) -> None:
+    """One check as a testcase: a failure, an error (inconclusive: the lab could not observe),
+    skipped (not applicable), or a pass with its words in system-out."""
+    tc = ET.SubElement(suite, "testcase", classname=scenario, name=c["name"])
+    counts["tests"] += 1
+    words = f"expected  {c['expected']}\nobserved  {c['observed']}\nrule      {c['citation']}\n"
+    outcome = outcome_of(c)
+    if outcome == FAIL:
+        counts["failures"] += 1
+        f = ET.SubElement(tc, "failure", type="CheckFailed",
+                          message=_one_line(f"expected {c['expected']}; observed {c['observed']}; "
+                                            f"rule {c['citation']}"))
+        f.text = words + f"values    {json.dumps(c.get('values'), default=str)}\n"
+    elif outcome == INCONCLUSIVE:
+        counts["errors"] += 1
+        ET.SubElement(tc, "error", type="Inconclusive", message=_one_line(c["observed"])).text = words
+    elif outcome == NOT_APPLICABLE:
+        counts["skipped"] += 1
+        ET.SubElement(tc, "skipped", message=_one_line(c["observed"])).text = words
+    else:
+        ET.SubElement(tc, "system-out").text = words
 
 
 def _xml_safe(text: str) -> str:

@@ -22,8 +22,9 @@ from . import shaping
 from .backends import choose
 from .backends.base import Backend, Host
 from .capture import Capture
-from .errors import EnvError, LabError, SubnetTaken, UsageError, WaitTimeout
+from .errors import EnvError, LabError, NamespaceGone, SubnetTaken, UsageError, WaitTimeout
 from .faults import Faults
+from .health import Health, PauseWatch, ns_identity
 from .netns import read_sysctl, write_sysctl
 from .observe import Sampler, SocketInfo, SocketView, counters_delta, read_counters
 from .peers import Peer
@@ -123,6 +124,9 @@ class Lab:
         self.netem = (False, "not probed")
         self.t0 = 0.0
         self.timings: dict[str, float] = {}
+        self.health = Health()                # what broke in the lab's own observation
+        self._ns_ids: dict[str, tuple[int, int] | None] = {}
+        self._pauses: PauseWatch | None = None
         self._closed = False
 
     # -- bring-up -------------------------------------------------------------------------
@@ -188,6 +192,7 @@ class Lab:
                     raise
                 topo = self.topology = replanned
         self.timings["bring_up_s"] = time.monotonic() - t
+        self._ns_ids = {name: ns_identity(h.nspath) for name, h in self.hosts.items()}
         self.progress(f"lab {self.lab_id} up on {self.backend.name} in {self.timings['bring_up_s']:.2f} s: "
                       + ", ".join(f"{h.name} {h.address}" for h in self.hosts.values()))
         for s in self.requested_sysctls:
@@ -229,7 +234,8 @@ class Lab:
                                      self.artifacts / "faults.pcap").start()
         # the router forwards and holds no socket of the lab: the sampler follows the ends
         ends = {n: v for n, v in self.views.items() if not self.hosts[n].spec.forwards}
-        self.sampler = Sampler(ends or self.views, self.port, self.timeline).start()
+        self.sampler = Sampler(ends or self.views, self.port, self.timeline, watch=self.watch).start()
+        self._pauses = PauseWatch().install()
         self.t0 = time.time()
         self.timings["start_s"] = time.monotonic() - t_start
 
@@ -276,6 +282,44 @@ class Lab:
             if pin:
                 shaping.pin_neighbours(rhost, dst, net)  # netem would delay or drop ARP too
             self.progress(f"shaping {sh} on {router.name}:{rhost.ifname(net)}")
+
+    # -- the lab's own health (lab.health) -----------------------------------------------------
+    def watch(self) -> None:
+        """Note any capture that ended early and any host whose namespace vanished. Called by
+        the sampler every 100 ms, and once more before tear-down; never raises."""
+        try:
+            for name, cap in list(self.captures.items()):
+                if not cap.alive():
+                    self.health.note("capture", name, f"the capture in {name} ended early (tcpdump "
+                                     f"{cap.ended_early}): {name}.pcap misses the rest of the run")
+            fcap = self.faults.capture if self.faults is not None else None
+            if fcap is not None and not fcap.alive():
+                self.health.note("capture", "faults", f"the fault log's capture ended early (tcpdump "
+                                 f"{fcap.ended_early}): faults.pcap misses the rest of the run")
+            for name, host in list(self.hosts.items()):
+                if name in self._ns_ids and ns_identity(host.nspath) != self._ns_ids[name]:
+                    self.health.note("namespace", name, f"{name}'s network namespace vanished during "
+                                     f"the run ({host.nspath} is gone)")
+            if self._pauses is not None and self.sampler is not None:
+                for stopped, resumed in self._pauses.pauses(self.sampler.cadence):
+                    self.health.note("paused", "lab", f"the lab was stopped for {resumed - stopped:.1f} s "
+                                     "(SIGSTOP/SIGTSTP, then SIGCONT): nothing was sampled or stepped "
+                                     "meanwhile", t=stopped)
+        except Exception as exc:          # noqa: BLE001 - a watcher must not kill the sampler
+            self.health.note("watch", "lab", f"the lab's watcher failed: {exc}")
+
+    def broken(self, exc: BaseException | None = None) -> LabError | None:
+        """An ObservationBroken naming what broke, when something did (checked now); else None."""
+        from .errors import ObservationBroken
+
+        if not self._closed:
+            self.watch()
+        if not self.health:
+            return None
+        what = self.health.summary()
+        if exc is not None:
+            what += f"; then the run stopped: {exc}"
+        return ObservationBroken(f"{what}; nothing was judged, run it again")
 
     # -- what scenarios use -----------------------------------------------------------------
     def host(self, name: str) -> Host:
@@ -338,8 +382,11 @@ class Lab:
             # one last look, a whole dump, so the end state is on the timeline (a lookup-only
             # poll would miss a socket a cut-short dump skipped earlier)
             step(lambda: self.sampler.poll(discover=True))
+        self.watch()                      # what broke, before the captures are stopped on purpose
+        if self._pauses is not None:
+            step(self._pauses.close)
         for name, host in self.hosts.items():
-            step(lambda h=host, n=name: self.counters_after.__setitem__(n, read_counters(h.nspath)))
+            step(lambda h=host, n=name: self._read_counters_after(n, h))
         for peer in self.peers.values():
             step(peer.stop)
         if self.faults is not None:
@@ -359,6 +406,13 @@ class Lab:
             if isinstance(first, (LabError, KeyboardInterrupt)):
                 raise first
             raise EnvError(f"tear-down failed: {first}") from first
+
+    def _read_counters_after(self, name: str, host: Host) -> None:
+        try:
+            self.counters_after[name] = read_counters(host.nspath)
+        except NamespaceGone:
+            self.health.note("namespace", name, f"{name}'s network namespace vanished during the run "
+                             f"({host.nspath} is gone): its counters cannot be read")
 
     def counters_delta(self, host: str) -> dict[str, int]:
         return counters_delta(self.counters_before.get(host, {}), self.counters_after.get(host, {}))

@@ -8,7 +8,10 @@
     │                             (`run all` and `check` list it as skipped, with the reason)
     ├── TopologyError             compose.yaml cannot be read or does not describe a lab (exit 2)
     ├── BackendError              bringing hosts up or down failed (exit 2)
-    │   └── SubnetTaken           a subnet is in use: the lab picks others, up to 5 times
+    │   ├── SubnetTaken           a subnet is in use: the lab picks others, up to 5 times
+    │   └── NamespaceGone         a lab host's network namespace vanished (never re-created)
+    ├── ObservationBroken         the lab's own observation broke during a run (a capture ended,
+    │                             a host vanished, the lab was stopped): nothing judged (exit 2)
     ├── PeerError                 a peer program died, hung or answered nonsense (exit 2)
     └── WaitTimeout               a protocol event a scenario waited for never came: judged as
                                   a failed run (exit 1), after tear-down, from what was seen
@@ -28,6 +31,8 @@ __all__ = [
     "TopologyError",
     "BackendError",
     "SubnetTaken",
+    "NamespaceGone",
+    "ObservationBroken",
     "PeerError",
     "WaitTimeout",
 ]
@@ -71,6 +76,20 @@ class BackendError(LabError):
 
 class SubnetTaken(BackendError):
     """A lab network's subnet is already used (another lab may have taken it a moment ago)."""
+
+
+class NamespaceGone(BackendError):
+    """A lab host's network namespace is gone (deleted by hand, its container killed): entering
+    it is refused, never answered by making a new one."""
+
+    def __init__(self, nspath: str, why: str = "no such file") -> None:
+        self.nspath = nspath
+        super().__init__(f"network namespace {nspath} is gone ({why})")
+
+
+class ObservationBroken(LabError):
+    """The lab's own observation broke during a run (lab.health): what it saw has a hole, so it
+    judges nothing; the message names what broke."""
 
 
 class PeerError(LabError):

@@ -81,6 +81,11 @@ class Faults:
         self._capture: Capture | None = None
         self._ready = False
 
+    @property
+    def capture(self) -> Capture | None:
+        """The NFLOG capture writing faults.pcap (None before start and after stop)."""
+        return self._capture
+
     def _nft(self, script: str) -> str:
         return run_in(self.router.nspath, ["nft", "-f", "-"], input=script)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import LabError, NetemMissing, UsageError
+from .verdict import FAIL, INCONCLUSIVE, NOT_APPLICABLE, outcome_of
 
 __all__ = ["KEY_VALUES", "COUNTERS", "KeyValue", "run_matrix", "cell_from_report", "rows",
            "markdown", "show"]
@@ -173,8 +174,9 @@ def cell_from_report(report: dict[str, Any]) -> dict[str, Any]:
                 counters[f"{host} {name.removeprefix('TcpExt')}"] = deltas[name]
     return {"verdict": report.get("verdict"), "error": report.get("error"),
             "kernel": report.get("kernel"), "backend": report.get("backend"),
-            "failed_checks": [c["name"] for c in checks if not c["passed"]],
+            "failed_checks": [c["name"] for c in checks if outcome_of(c) == FAIL],
             "checks": f"{sum(c['passed'] for c in checks)}/{len(checks)}",
+            "outcomes": {c["name"]: outcome_of(c) for c in checks},
             "values": values, "counters": counters,
             "artifacts": (report.get("artifacts") or {}).get("dir")}
 
@@ -340,6 +342,10 @@ def _verdict_text(c: dict[str, Any]) -> str | None:
     text = f"{v} {c.get('checks', '')}".strip()
     if c.get("failed_checks"):
         text += f" (failed: {', '.join(c['failed_checks'])})"
+    for outcome, word in ((NOT_APPLICABLE, "n/a"), (INCONCLUSIVE, "inconclusive")):
+        names = [n for n, o in (c.get("outcomes") or {}).items() if o == outcome]
+        if names:
+            text += f" ({word}: {', '.join(names)})"
     if c.get("error"):
         text += f" ({c['error']})"
     return text

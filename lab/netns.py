@@ -18,7 +18,7 @@ from typing import Iterator
 from pyroute2 import IPRoute
 from pyroute2 import netns as _pnetns
 
-from .errors import BackendError, UsageError
+from .errors import BackendError, NamespaceGone, UsageError
 
 __all__ = [
     "inside",
@@ -36,15 +36,42 @@ SYSCTL_ROOT = "/proc/sys"
 
 @contextlib.contextmanager
 def inside(nspath: str) -> Iterator[None]:
-    """Run the block with the calling thread in the network namespace at *nspath*."""
+    """Run the block with the calling thread in the network namespace at *nspath*, then return
+    the thread to the namespace it was in.
+
+    Written here rather than with pyroute2's pushns/popns, for two measured reasons: pushns
+    *creates* a namespace that is missing (setns' default O_CREAT, by forking the Python process),
+    so a lab host whose namespace vanished mid-run was silently replaced by a new, empty one and
+    its counters read from there; and it saves the *process's* namespace (/proc/self) on one global
+    stack shared by all threads, not the calling thread's. Here the target is only ever opened
+    (a vanished host is a BackendError), and the thread's own namespace is saved."""
     try:
-        _pnetns.pushns(nspath)
+        target = os.open(nspath, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
-        raise BackendError(f"cannot enter network namespace {nspath}: {exc.strerror or exc}") from exc
+        raise NamespaceGone(nspath, exc.strerror or str(exc)) from exc
+    try:
+        saved = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _setns(target, nspath)
+        except BaseException:
+            os.close(saved)
+            raise
+    finally:
+        os.close(target)
     try:
         yield
     finally:
-        _pnetns.popns()
+        try:
+            _setns(saved, "the thread's own namespace")
+        finally:
+            os.close(saved)
+
+
+def _setns(fd: int, what: str) -> None:
+    try:
+        _pnetns.setns(fd, flags=0)
+    except OSError as exc:
+        raise BackendError(f"cannot enter network namespace {what}: {exc.strerror or exc}") from exc
 
 
 @contextlib.contextmanager

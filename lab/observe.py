@@ -21,8 +21,10 @@ import struct
 import threading
 import time
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 from .backends.base import Host
+from .health import Cadence
 from .netns import inside, read_counters
 from .timeline import Timeline
 
@@ -152,9 +154,12 @@ class Sampler:
     """Polls the hosts' sockets on *port* every *interval_s*; writes changes to the timeline."""
 
     def __init__(self, views: dict[str, SocketView], port: int, timeline: Timeline,
-                 interval_s: float = 0.005, discover_s: float = 0.05) -> None:
+                 interval_s: float = 0.005, discover_s: float = 0.05,
+                 watch: Callable[[], None] | None = None, watch_s: float = 0.1) -> None:
         self.views, self.port, self.timeline, self.interval_s = views, port, timeline, interval_s
         self._discover_every = max(1, round(discover_s / interval_s))
+        self._watch, self._watch_every = watch, max(1, round(watch_s / interval_s))
+        self.cadence = Cadence(gap_s=2 * interval_s)   # when each round was asked: the gaps
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="twlab-sampler", daemon=True)
         self._last: dict[tuple[str, tuple], SocketInfo] = {}
@@ -177,6 +182,7 @@ class Sampler:
         lookups of the known ones in between."""
         if discover is None:
             discover = self.samples % self._discover_every == 0
+        self.cadence.tick(time.time())
         for name, view in self.views.items():
             known = [k for (h, k) in self._last if h == name]
             if not discover and not known:
@@ -234,6 +240,8 @@ class Sampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             self.poll()
+            if self._watch is not None and self.samples % self._watch_every == 0:
+                self._watch()
             self._stop.wait(self.interval_s)
 
 

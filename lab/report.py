@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.text import Text
 
 from .packets import Segment, match_arrivals
+from .verdict import FAIL, INCONCLUSIVE, NOT_APPLICABLE, PASS, outcome_of
 
 __all__ = ["ladder", "show"]
 
@@ -67,11 +68,18 @@ def ladder(report: dict[str, Any], left: str = "client", right: str = "server",
         mine = [_seg(s) for s in sent if s["src"] == ip]
         got = match_arrivals(mine, [_seg(r) for r in packets.get(other, []) if r["src"] == ip])
         arrivals.update({(s.t, s.src, s.sport, s.flags, s.seq, s.ack, s.tsval): got[id(s)] for s in mine})
+    blind = _blind_after(report)
     for s in sent:
         arrived = arrivals.get((s["t"], s["src"], s["sport"], s["flags"], s["seq"], s["ack"], s["tsval"]))
         label = _label(s, isn)
         rightward = s["src"] == a_ip
-        if arrived is not None:
+        receiver = right if rightward else left
+        if arrived is None and s["t"] > blind.get(receiver, float("inf")):
+            body = f" {label} ? not captured "       # the receiver's capture had ended: unknown
+            arrow = (("─" * 2 + body).ljust(_WIDTH - 1) + "?") if rightward else \
+                ("?" + (body + "─" * 2).rjust(_WIDTH - 1))
+            style = "yellow"
+        elif arrived is not None:
             body = f" {label} ".center(_WIDTH - 2, "─")
             arrow = ("─" + body + "▶") if rightward else ("◀" + body + "─")
             style = "red" if "RST" in s["flags"] else "cyan" if "FIN" in s["flags"] else ""
@@ -113,6 +121,17 @@ def ladder(report: dict[str, Any], left: str = "client", right: str = "server",
     return [head] + [r for _, r in sorted(rows, key=lambda r: r[0])]
 
 
+def _blind_after(report: dict[str, Any]) -> dict[str, float]:
+    """Hosts whose capture ended early, each with the time of the last packet it did capture:
+    whether later segments reached them is unknown, so none is called lost."""
+    out = {}
+    for problem in (report.get("observation") or {}).get("problems", []):
+        if problem.get("kind") == "capture":
+            seen = [p["t"] for p in report.get("packets", {}).get(problem["host"], [])]
+            out[problem["host"]] = max(seen, default=float("-inf"))
+    return out
+
+
 def show(report: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
     verdict = report.get("verdict")
@@ -130,6 +149,8 @@ def show(report: dict[str, Any], console: Console | None = None) -> None:
         if stats.get("dropped"):
             console.print(f"[bold yellow]warning:[/] tcpdump in {host} dropped {stats['dropped']} packets: "
                           "its pcap is incomplete, and a segment missing from it may not have been lost")
+    for problem in (report.get("observation") or {}).get("problems", []):
+        console.print(f"[bold yellow]the lab's observation broke:[/] {problem['text']}")
     if report.get("shaping"):
         console.print("link: " + ", ".join(report["shaping"]))
     console.print()
@@ -143,8 +164,7 @@ def show(report: dict[str, Any], console: Console | None = None) -> None:
     for line in _summary(report):
         console.print(line, highlight=False)
     for c in report.get("checks", []):
-        mark = "[green] pass [/]" if c["passed"] else "[bold white on red] FAIL [/]"
-        console.print(f"{mark} [bold]{c['name']}[/]")
+        console.print(f"{_MARKS[outcome_of(c)]} [bold]{c['name']}[/]")
         for key, label in (("expected", "expected"), ("observed", "observed"), ("citation", "rule")):
             line = Text(f"       {label:<9}", "dim")
             line.append(c[key], "dim" if key == "citation" else "")
@@ -154,10 +174,22 @@ def show(report: dict[str, Any], console: Console | None = None) -> None:
     art = report.get("artifacts", {})
     console.print(f"artifacts: {art.get('dir')}/  ({', '.join(art.get('pcaps', []))}, report.json)"
                   f"   took {report.get('duration_s')} s")
-    colour = "green" if verdict == "pass" else "red"
-    n_ok = sum(c["passed"] for c in report.get("checks", []))
-    console.print(f"[bold {colour}]verdict: {str(verdict).upper()}[/] "
-                  f"({n_ok}/{len(report.get('checks', []))} checks passed)")
+    colour = {"pass": "green", "fail": "red"}.get(str(verdict), "yellow")
+    console.print(f"[bold {colour}]verdict: {str(verdict).upper()}[/] ({_tally(report.get('checks', []))})")
+
+
+_MARKS = {PASS: "[green] pass [/]", FAIL: "[bold white on red] FAIL [/]",
+          NOT_APPLICABLE: "[dim]  n/a [/]", INCONCLUSIVE: "[bold black on yellow]  ??  [/]"}
+
+
+def _tally(checks: list[dict[str, Any]]) -> str:
+    """"5/7 checks passed, 1 not applicable, 1 inconclusive"."""
+    outcomes = [outcome_of(c) for c in checks]
+    words = [f"{outcomes.count(PASS)}/{len(outcomes)} checks passed"]
+    for outcome, word in ((FAIL, "failed"), (NOT_APPLICABLE, "not applicable"), (INCONCLUSIVE, "inconclusive")):
+        if outcome != FAIL and outcomes.count(outcome):
+            words.append(f"{outcomes.count(outcome)} {word}")
+    return ", ".join(words)
 
 
 def _client_ports(report: dict[str, Any]) -> set[int]:

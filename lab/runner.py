@@ -17,7 +17,7 @@ from .core import Lab, SysctlSetting
 from .errors import LabError, NetemMissing, UsageError, WaitTimeout
 from .evidence import Evidence
 from .shaping import REQUIRED, UNUSED, Shaping, parse_shape
-from .verdict import verdict
+from .verdict import EXIT_CODES, FAIL, INCONCLUSIVE, outcome_of, verdict
 
 __all__ = ["run_scenario", "default_artifacts", "interrupts_as_exceptions", "kernel_hz"]
 
@@ -109,6 +109,11 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
             except WaitTimeout as exc:  # a step timed out: still judge what was seen, then fail
                 error = str(exc)
                 facts = dict(lab.facts)
+            except Exception as exc:    # the lab's own observation may be what broke: say so
+                broken = lab.broken(exc)
+                if broken is not None:
+                    raise broken from exc
+                raise
             lab.timings["scenario_s"] = time.monotonic() - t
     ev = Evidence.load(
         artifacts, list(lab.hosts), timeline=lab.timeline.events(),
@@ -123,6 +128,19 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
     except Exception:   # a broken check is a bug: report it as a failed check, with its trace
         checks = []
         error = (error + "; " if error else "") + "check raised: " + traceback.format_exc(limit=3)
+    run_verdict = "fail" if error else verdict(checks)
+    if lab.health:      # a hole in the evidence: no check may pass or fail on it
+        why = lab.health.summary()
+        checks = [c.unjudged(why) for c in checks]
+        error = f"the lab's observation broke: {why}; nothing was judged, run it again" + \
+            (f" (the run also reported: {error})" if error else "")
+        run_verdict = "error"
+    elif run_verdict == "error":
+        error = "could not judge: " + "; ".join(f"{c.name}: {c.observed}" for c in checks
+                                                if c.outcome == INCONCLUSIVE)
+    elif run_verdict == "skipped":
+        error = "nothing to judge: every check was not applicable (" + \
+            "; ".join(f"{c.name}: {c.observed}" for c in checks) + ")"
     report = {
         "scenario": name,
         "intent": scenario_intent(mod, ev.sysctls),
@@ -133,8 +151,10 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
         "timings_s": {k: round(v, 3) for k, v in lab.timings.items()},
         "sysctls_requested": [str(s) for s in sysctls],
         "options": dict(options or {}),
-        "verdict": "fail" if error else verdict(checks),
+        "verdict": run_verdict,
         "error": error,
+        "observation": {"problems": [p.to_json() for p in lab.health.problems],
+                        "sampler": lab.sampler.cadence.to_json() if lab.sampler else None},
         "checks": [c.to_json() for c in checks],
         "counters": ev.counters,
         "captures": ev.captures,
@@ -171,8 +191,11 @@ def _one(job: dict[str, Any]) -> dict[str, Any]:
                 "error": f"{type(exc).__name__}: {exc}"}
     return {"run": job["run"], "verdict": report["verdict"], "error": report["error"],
             "backend": report["backend"], "duration_s": report["duration_s"],
-            "failed_checks": [c["name"] for c in report["checks"] if not c["passed"]],
+            "failed_checks": [c["name"] for c in report["checks"] if outcome_of(c) == FAIL],
+            "inconclusive_checks": [c["name"] for c in report["checks"] if outcome_of(c) == INCONCLUSIVE],
             "checks": {c["name"]: c["passed"] for c in report["checks"]},
+            "outcomes": {c["name"]: outcome_of(c) for c in report["checks"]},
+            "exit_code": EXIT_CODES[report["verdict"]],
             "artifacts": str(job["artifacts"])}
 
 

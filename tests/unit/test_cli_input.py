@@ -175,4 +175,4 @@ def test_verdict():
 def test_check_json():
     d = Check("n", "cite", "exp", "obs", True, {"x": 1}).to_json()
     assert d == {"name": "n", "citation": "cite", "expected": "exp", "observed": "obs",
-                 "passed": True, "values": {"x": 1}}
+                 "passed": True, "values": {"x": 1}, "outcome": "pass"}
