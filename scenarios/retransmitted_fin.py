@@ -275,8 +275,9 @@ def _count_check(ev: Evidence, fins: list[Segment], tlps: list[Segment], rto_fin
     rto0 = {h: rto0_candidates(gap_ms, aligned, h, armed0) for h in hzs} if gap_ms else {}
     pred = predict({h: c for h, c in rto0.items() if c}, budget_ms)
     measured = ", ".join(f"{r} jiffies = {r * 1000 / h:g} ms at HZ={h}" for h, c in rto0.items() for r in c)
-    ok = n_obs in pred.counts
-    return Check(
+    # no RTO retransmission at all is the kernel's doing; a gap no whole RTO fits, the observation's
+    ok = n_obs in pred.counts if (pred.counts or not gap_ms) else None
+    return Check.judged(
         "orphan-retries-count", CITE_WHEEL,
         f"tcp_orphan_retries={sysctl} -> b={b}: a budget of {budget_ms} ms from T1; first RTO {measured or '?'} "
         f"({'TLP' if aligned else 'FIN'} -> T1 on the wire {gap_ms} ms"
@@ -287,7 +288,9 @@ def _count_check(ev: Evidence, fins: list[Segment], tlps: list[Segment], rto_fin
         ok, {"tcp_orphan_retries": sysctl, "retry_until": b, "budget_ms": budget_ms, "rto0_ms": armed0,
              "first_rto_gap_ms": gap_ms, "rto0_ticks": {str(h): list(c) for h, c in rto0.items()},
              "predicted_rto_retransmissions": list(pred.counts), "prediction": pred.to_json(),
-             "observed_rto_retransmissions": n_obs, "observed_tlps": len(tlps)})
+             "observed_rto_retransmissions": n_obs, "observed_tlps": len(tlps)},
+        missing=f"no whole first RTO fits the {gap_ms} ms from the {'TLP' if aligned else 'FIN'} to T1 "
+                f"with sock_diag's reading ({armed0} ms): nothing to predict from")
 
 
 def _give_up_check(ev: Evidence, rto_fins: list[Segment], armed: list, rel) -> Check:
@@ -303,7 +306,8 @@ def _give_up_check(ev: Evidence, rto_fins: list[Segment], armed: list, rel) -> C
     last_seen = max((s[0] for s in ev.timer_samples.get("server", []) if s[2] == "LAST_ACK"), default=None)
     due = rto_fins[-1].t + armed[-1] / 1000 if rto_fins and armed and armed[-1] is not None else None
     give_up_ms = None
-    ok = bool(t1) and gone is not None and last_seen is not None and due is not None
+    # no T1 is the kernel's doing; no sample of the timer or of the socket going, the observation's
+    ok = False if not t1 else None if gone is None or last_seen is None or due is None else True
     if ok:
         # the socket went after the last sample that saw it and before the first that did not, and
         # no earlier than its timer's due time (a tick for the reading), no later than a granule after
@@ -312,7 +316,7 @@ def _give_up_check(ev: Evidence, rto_fins: list[Segment], armed: list, rel) -> C
         give_up_ms = [round((w - t1) * 1000, 1) for w in window]
         ok = (all(e < budget_ms + LATENCY_MS for e in elapsed) and window[0] <= window[1]
               and give_up_ms[1] > budget_ms - 1 - LATENCY_MS)
-    return Check(
+    return Check.judged(
         "give-up-when-budget-spent", CITE_BUDGET,
         f"every RTO retransmission after T1 at now - T1 < {budget_ms} ms; the socket destroyed at the "
         f"timeout after the last one (due {round(armed[-1]) if armed and armed[-1] else '?'} ms after it, "
@@ -325,4 +329,7 @@ def _give_up_check(ev: Evidence, rto_fins: list[Segment], armed: list, rel) -> C
         ok, {"budget_ms": budget_ms, "rto_elapsed_since_t1_ms": elapsed,
              "due_after_t1_ms": round((due - t1) * 1000, 1) if due and t1 else None,
              "give_up_window_after_t1_ms": give_up_ms, "latency_ms": LATENCY_MS,
-             "gone_after_first_fin_ms": rel(gone.t) if gone else None})
+             "gone_after_first_fin_ms": rel(gone.t) if gone else None},
+        missing="sock_diag never " + ("saw the server's connection go" if gone is None else
+                                      "read the retransmit timer after the last RTO retransmission"
+                                      if due is None else "saw the orphan in LAST_ACK"))

@@ -81,6 +81,8 @@ def test_no_answer_or_no_probe_is_not_a_verdict(name, fate):
     _, answer = _answer(ev)
     ev.packets["client"] = [s for s in ev.packets["client"] if s is not answer]
     assert records.failed(sc, ev) == {fate}
+    assert {c.name: c.outcome for c in sc.check(ev)}[fate] == "fail"        # the kernel said nothing
     ev = records.evidence(name)
     del ev.facts["probe_at"]
     assert records.failed(sc, ev) == {fate}
+    assert {c.name: c.outcome for c in sc.check(ev)}[fate] == "inconclusive"  # the wire was not seen
