@@ -160,14 +160,14 @@ def rto0_candidates(gap_ms: float, aligned: bool, hz: int, armed_ms: float | Non
     the segment that armed the timer to T1, and sock_diag's reading of the armed timer (*armed_ms*,
     within a tick either way). The level-0 timer runs one jiffy after its due jiffy, so a gap from a
     segment a timer sent (*aligned*: the tail-loss probe, at the start of its jiffy) is rto0 + 1 tick
-    (+- the handlers' latency); from a segment sent by a process (the close()), anywhere in
-    (rto0, rto0 + 1 tick] plus that latency."""
+    (+- the handlers' latency), or up to a tick more if a handler ran late; from a segment sent by a
+    process (the close()), anywhere in (rto0, rto0 + 1 tick] plus that latency."""
     tick = 1000 / hz
     top = int(gap_ms / tick) + 2
-    if aligned:
-        wire = [r for r in range(1, top) if abs(gap_ms - (r + 1) * tick) <= latency_ms]
-    else:
-        wire = [r for r in range(1, top) if r * tick - latency_ms < gap_ms <= (r + 1) * tick + latency_ms]
+    wire = [r for r in range(1, top) if abs(gap_ms - (r + 1) * tick) <= latency_ms] if aligned else []
+    if not wire:        # sent by a process (any phase), or a handler that ran up to a tick late
+        wire = [r for r in range(1, top) if r * tick - latency_ms < gap_ms <= (r + 1) * tick + latency_ms
+                or (aligned and (r + 1) * tick < gap_ms <= (r + 2) * tick)]
     if armed_ms is not None:
         both = [r for r in wire if abs(armed_ms - r * tick) <= tick + latency_ms]
         wire = both or wire

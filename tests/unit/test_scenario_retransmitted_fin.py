@@ -68,6 +68,7 @@ def test_first_rto_from_the_wire_and_sock_diag():
     assert model.rto0_candidates(208.082, True, 250, 205.4) == (51,)     # TLP -> T1: rto0 + 1 tick
     assert model.rto0_candidates(204.14, False, 250) == (50, 51)         # from close(): any phase
     assert model.rto0_candidates(204.14, False, 250, 205.4) == (51,)
+    assert model.rto0_candidates(210.5, True, 250, 205.4) == (51, 52)    # a handler 2.5 ms late: a tick open
 
 
 def test_recorded_run_passes():
