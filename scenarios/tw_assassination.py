@@ -82,7 +82,7 @@ CITE_PAWS = ("RFC 1337 §1: 'TWA cannot be prevented by PAWS timestamps'; RFC 73
              "TCP_TW_ACK; tcp_v4_send_reset() (net/ipv4/tcp_ipv4.c) sends no timestamp option")
 CITE_RST = ("RFC 9293 §3.10.7.1 / RFC 793 p.36 (CLOSED: an incoming segment with ACK gets <SEQ=SEG.ACK><CTL=RST>); "
             "RFC 1337 figure 1 segment 5.3; Linux tcp_v4_rcv() no socket -> tcp_v4_send_reset()")
-CITE_KILL = ("Linux tcp_timewait_state_process() (net/ipv4/tcp_minisocks.c): a RST with seq == rcv_nxt, not "
+CITE_KILL = ("Linux 6.x tcp_timewait_state_process() (net/ipv4/tcp_minisocks.c): a RST with seq == rcv_nxt, not "
              "PAWS-rejected, kills TIME-WAIT when tcp_rfc1337=0 (inet_twsk_deschedule_put(), 'TIME_WAIT "
              "assassination') and is ignored when tcp_rfc1337=1 (RFC 1337 §3 F1: 'Ignore RST segments in "
              "TIME-WAIT state'); RFC 9293 §3.10.7.4 (RST in TIME-WAIT: enter CLOSED). The wire probe: a live "
