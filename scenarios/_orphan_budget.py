@@ -17,17 +17,19 @@ limit is a time budget measured from T1, and the count is decided by when the ti
 - the timer after the k-th RTO retransmission is armed for rto0 x 2^k jiffies (icsk_rto <<= 1 before
   inet_csk_reset_xmit_timer()), rto0 = icsk_rto at T1 (>= TCP_RTO_MIN, in whole jiffies);
 - it runs at lab.timerwheel.fires_at(): rounded up to its wheel level's granule, strictly after the
-  due jiffy. It is armed from the previous timer's callback, which runs at a granule boundary, so
-  only the first timer of each level has a free phase; the rest follow from it. Every handler
-  runs a little after the start of its jiffy (softirq latency, allowed LATENCY_MS either way), and
-  T1 is itself sent from a timer, so the elapsed time at a timeout is a whole number of ticks
-  +- that latency;
+  due jiffy - or WAKEUP_TICKS jiffies later: on the 6.18 kernel measured here (2 CPUs, NOHZ) about
+  one timer in three ran one jiffy after its bucket's (a level-0 RTO of 51 jiffies took 52 or 53,
+  a level-1 timer up to 9 jiffies past due), never two. It is armed from the previous timer's
+  callback, which runs at (or a jiffy after) a granule boundary, so only the first timer of each
+  level has a free phase; the rest follow from it. Every handler runs a little after the start of
+  its jiffy (softirq latency, allowed LATENCY_MS either way), and T1 is itself sent from a timer,
+  so the elapsed time at a timeout is a whole number of ticks +- that latency;
 - the decision compares whole milliseconds: with E the true elapsed time, it gives up for sure when
   E >= budget, retransmits for sure when E < budget - 1 ms, and may go either way in between.
 
-predict() walks this chain for every phase of T1's jiffy within the coarsest granule involved, for
-each candidate rto0 (rto0_candidates(): from the wire and sock_diag), and returns the set of counts
-it allows with the times of the timeouts that decide them.
+predict() follows this chain for every phase of T1's jiffy within the coarsest granule involved and
+every late wakeup, for each candidate rto0 (rto0_candidates(): from sock_diag and the wire), and
+returns the set of counts it allows with the times of the timeouts that decide them.
 """
 
 from __future__ import annotations
@@ -36,13 +38,15 @@ from dataclasses import dataclass, field
 
 from lab.timerwheel import fires_at, level
 
-__all__ = ["TCP_RTO_MIN_MS", "TCP_RTO_MAX_MS", "ORPHAN_DEFAULT_RETRIES", "LATENCY_MS", "model_timeout_ms",
+__all__ = ["TCP_RTO_MIN_MS", "TCP_RTO_MAX_MS", "ORPHAN_DEFAULT_RETRIES", "LATENCY_MS", "WAKEUP_TICKS",
+           "model_timeout_ms",
            "effective_retries", "decide", "Prediction", "predict", "rto0_candidates", "COMMON_HZ"]
 
 TCP_RTO_MIN_MS = 200            # include/net/tcp.h: TCP_RTO_MIN = HZ / 5
 TCP_RTO_MAX_MS = 120_000        # TCP_RTO_MAX = 120 * HZ
 ORPHAN_DEFAULT_RETRIES = 8      # tcp_orphan_retries(): 0 means 8 while the socket is "alive"
 LATENCY_MS = 1.0                # how far a timer handler may run after the start of its jiffy
+WAKEUP_TICKS = 1                # a timer's handler may run this many jiffies after its bucket's
 COMMON_HZ = (100, 250, 300, 1000)   # CONFIG_HZ choices, when the running kernel's is unknown
 
 RETRANSMIT, GIVE_UP, EITHER = "retransmit", "give up", "either"
@@ -116,23 +120,33 @@ def _nth(n: int) -> str:
     return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
 
-def _walk(r: int, j1: int, clk_ahead: int, hz: int, budget_ms: int, latency_ms: float,
-          rto_max_ticks: int, counts: set, seen: dict) -> None:
-    """One chain from T1 at jiffy *j1*: the timeouts after it until one surely gives up."""
+def _chain(r: int, hz: int, budget_ms: int, latency_ms: float, rto_max_ticks: int, period: int,
+           counts: set, seen: dict) -> None:
+    """Every chain of timeouts after T1, for every phase of T1's jiffy within *period*: the states
+    after the k-th timeout are (its handler's jiffy mod period, ticks since T1), followed until
+    each surely gives up. A handler runs in its bucket's jiffy or up to WAKEUP_TICKS later, and
+    the wheel's clock reads its jiffy or the next when it re-arms."""
     tick_ms = 1000 / hz
-    j, k = j1, 1
-    while k < 400:
+    states = {(j1, 0) for j1 in range(period)}
+    k = 1
+    while states and k < 400:
         w = min(r << k, rto_max_ticks)                 # armed after the k-th RTO retransmission
-        j = fires_at(j + w, j + clk_ahead)
         k += 1                                          # the k-th timeout (T1's was the 1st)
-        e = round((j - j1) * tick_ms, 3)
-        lo, hi = seen.get(k, (e, e))
-        seen[k] = (min(lo, e), max(hi, e))
-        d = decide(e, budget_ms, latency_ms)
-        if d != RETRANSMIT:
-            counts.add(k - 1)
-        if d == GIVE_UP:
-            return
+        nxt = set()
+        for j, el in states:
+            for clk_ahead in (1, 0):
+                bucket = fires_at(period + j + w, period + j + clk_ahead) - period
+                for late in range(WAKEUP_TICKS + 1):
+                    at = bucket + late
+                    e = round((el + at - j) * tick_ms, 3)
+                    lo, hi = seen.get(k, (e, e))
+                    seen[k] = (min(lo, e), max(hi, e))
+                    d = decide(e, budget_ms, latency_ms)
+                    if d != RETRANSMIT:
+                        counts.add(k - 1)
+                    if d != GIVE_UP:
+                        nxt.add((at % period, el + at - j))
+        states = nxt
 
 
 def predict(rto0_ticks: dict[int, tuple[int, ...]], budget_ms: int, latency_ms: float = LATENCY_MS,
@@ -146,29 +160,39 @@ def predict(rto0_ticks: dict[int, tuple[int, ...]], budget_ms: int, latency_ms: 
         rto_max_ticks = rto_max_ms * h // 1000
         period = 8 ** level(rto_max_ticks)             # every phase any level of the chain can see
         for r in candidates:
-            for clk_ahead in (1, 0):                   # base->clk one jiffy ahead in a callback, or not
-                for j1 in range(period):
-                    _walk(r, period + j1, clk_ahead, h, budget_ms, latency_ms, rto_max_ticks, counts, seen)
+            _chain(r, h, budget_ms, latency_ms, rto_max_ticks, period, counts, seen)
     top = max(counts) + 1 if counts else 1
     return Prediction(budget_ms, tuple(rto0_ticks), tuple(sorted({r for c in rto0_ticks.values() for r in c})),
                       tuple(sorted(counts)), {k: v for k, v in seen.items() if k <= top})
 
 
-def rto0_candidates(gap_ms: float, aligned: bool, hz: int, armed_ms: float | None = None,
+def rto0_candidates(hz: int, doubled_ms: float | None = None, armed_ms: float | None = None,
+                    gap_ms: float | None = None, aligned: bool = True,
                     latency_ms: float = LATENCY_MS) -> tuple[int, ...]:
-    """The first RTO (whole jiffies) consistent with what was measured: *gap_ms*, the wire time from
-    the segment that armed the timer to T1, and sock_diag's reading of the armed timer (*armed_ms*,
-    within a tick either way). The level-0 timer runs one jiffy after its due jiffy, so a gap from a
-    segment a timer sent (*aligned*: the tail-loss probe, at the start of its jiffy) is rto0 + 1 tick
-    (+- the handlers' latency), or up to a tick more if a handler ran late; from a segment sent by a
-    process (the close()), anywhere in (rto0, rto0 + 1 tick] plus that latency."""
+    """The first RTO (whole jiffies at *hz*) consistent with what was measured, strongest first:
+
+    - *doubled_ms*, sock_diag's reading of the timer armed at T1: tcp_retransmit_timer() arms it for
+      icsk_rto just doubled, 2 x rto0, nothing taken off (a reading is within a tick either way);
+    - *armed_ms*, its reading of the timer armed before T1 (after the tail-loss probe:
+      tcp_rearm_rto() arms rto0 less the time since the probe left, rounded up to a jiffy);
+    - *gap_ms*, the wire time from the segment that armed it to T1. That level-0 timer runs one
+      jiffy after its due jiffy, or WAKEUP_TICKS more, so from a segment a timer sent (*aligned*:
+      the probe, at the start of a jiffy) the gap is rto0 + 1..1 + WAKEUP_TICKS ticks; from one a
+      process sent (the close()), anywhere from rto0 ticks on.
+
+    Each measure narrows the candidates unless it would leave none (then it is outvoted)."""
     tick = 1000 / hz
-    top = int(gap_ms / tick) + 2
-    wire = [r for r in range(1, top) if abs(gap_ms - (r + 1) * tick) <= latency_ms] if aligned else []
-    if not wire:        # sent by a process (any phase), or a handler that ran up to a tick late
-        wire = [r for r in range(1, top) if r * tick - latency_ms < gap_ms <= (r + 1) * tick + latency_ms
-                or (aligned and (r + 1) * tick < gap_ms <= (r + 2) * tick)]
+    top = int(max(x for x in (doubled_ms and doubled_ms / 2, armed_ms, gap_ms, 1) if x) / tick) + 3
+    tests = []
+    if doubled_ms is not None:
+        tests.append(lambda r: abs(doubled_ms - 2 * r * tick) <= tick + latency_ms)
     if armed_ms is not None:
-        both = [r for r in wire if abs(armed_ms - r * tick) <= tick + latency_ms]
-        wire = both or wire
-    return tuple(wire)
+        tests.append(lambda r: abs(armed_ms - r * tick) <= tick + latency_ms)
+    if gap_ms is not None:
+        low = 1 if aligned else 0
+        tests.append(lambda r: (r + low) * tick - latency_ms <= gap_ms <= (r + 1 + WAKEUP_TICKS) * tick + latency_ms)
+    out = list(range(1, top))
+    for test in tests:
+        kept = [r for r in out if test(r)]
+        out = kept or out
+    return tuple(out) if tests else ()

@@ -232,7 +232,7 @@ def check(ev: Evidence) -> list[Check]:
              "tcp_early_retrans": early, "tcp_sack": sack}))
 
     # 4. how many RTO retransmissions the sysctl's budget allows; 5. each decision against it
-    checks.append(_count_check(ev, fins, tlps, rto_fins, rto0, want_tlp))
+    checks.append(_count_check(ev, fins, tlps, rto_fins, armed, want_tlp))
     checks.append(_give_up_check(ev, rto_fins, armed, rel))
 
     # 6. giving up is silent: no RST, no more FINs; the client still sits in TIME-WAIT
@@ -263,34 +263,38 @@ def _gone(ev: Evidence):
 
 
 def _count_check(ev: Evidence, fins: list[Segment], tlps: list[Segment], rto_fins: list[Segment],
-                 armed0: float | None, want_tlp: int) -> Check:
+                 armed: list, want_tlp: int) -> Check:
     """The number of RTO retransmissions against the model's prediction from the first RTO as
-    measured (the wire's TLP -> T1 gap, sock_diag's armed timer) and the timer wheel."""
+    measured (sock_diag's readings of the timers armed at T1 and before it, the wire's gap to T1)
+    and the timer wheel."""
     sysctl, b, budget_ms = _orphan_budget(ev.sysctl("server", "net.ipv4.tcp_orphan_retries"))
     n_obs = len(rto_fins)
     aligned = bool(tlps)                        # the TLP was sent from a timer, at the start of a jiffy
     start = tlps[-1] if tlps else (fins[0] if fins else None)
     gap_ms = round((rto_fins[0].t - start.t) * 1000, 3) if rto_fins and start else None
+    armed0 = armed[0] if armed else None
+    doubled = armed[1] if len(armed) > 1 else None
     hzs = (ev.hz,) if ev.hz else COMMON_HZ
-    rto0 = {h: rto0_candidates(gap_ms, aligned, h, armed0) for h in hzs} if gap_ms else {}
+    rto0 = {h: rto0_candidates(h, doubled, armed0, gap_ms, aligned) for h in hzs} if rto_fins else {}
     pred = predict({h: c for h, c in rto0.items() if c}, budget_ms)
     measured = ", ".join(f"{r} jiffies = {r * 1000 / h:g} ms at HZ={h}" for h, c in rto0.items() for r in c)
-    # no RTO retransmission at all is the kernel's doing; a gap no whole RTO fits, the observation's
-    ok = n_obs in pred.counts if (pred.counts or not gap_ms) else None
+    # no RTO retransmission at all is the kernel's doing; nothing measured to predict from, the observation's
+    ok = n_obs in pred.counts if (pred.counts or not rto_fins) else None
     return Check.judged(
         "orphan-retries-count", CITE_WHEEL,
         f"tcp_orphan_retries={sysctl} -> b={b}: a budget of {budget_ms} ms from T1; first RTO {measured or '?'} "
-        f"({'TLP' if aligned else 'FIN'} -> T1 on the wire {gap_ms} ms"
-        + (", one level-0 tick more than the RTO" if aligned else "") + f"; sock_diag: armed {armed0} ms); "
-        f"{pred.text()}; +{want_tlp} TLP",
+        f"(sock_diag: the timer armed at T1 read {doubled} ms = 2 x rto0, the one before it {armed0} ms; "
+        f"{'TLP' if aligned else 'FIN'} -> T1 on the wire {gap_ms} ms"
+        + (" = rto0 + the level-0 tick (+ a late wakeup)" if aligned else "") + f"); {pred.text()}; +{want_tlp} TLP",
         f"server.pcap: {n_obs} RTO retransmissions (+{len(tlps)} TLP), {len(fins) - 1} retransmitted FINs; "
         f"the RTO retransmissions at T1 + {[round((f.t - rto_fins[0].t) * 1000, 1) for f in rto_fins]} ms",
         ok, {"tcp_orphan_retries": sysctl, "retry_until": b, "budget_ms": budget_ms, "rto0_ms": armed0,
-             "first_rto_gap_ms": gap_ms, "rto0_ticks": {str(h): list(c) for h, c in rto0.items()},
+             "armed_at_t1_ms": doubled, "first_rto_gap_ms": gap_ms,
+             "rto0_ticks": {str(h): list(c) for h, c in rto0.items()},
              "predicted_rto_retransmissions": list(pred.counts), "prediction": pred.to_json(),
              "observed_rto_retransmissions": n_obs, "observed_tlps": len(tlps)},
-        missing=f"no whole first RTO fits the {gap_ms} ms from the {'TLP' if aligned else 'FIN'} to T1 "
-                f"with sock_diag's reading ({armed0} ms): nothing to predict from")
+        missing="no sock_diag reading of the retransmit timer and no retransmission timing to measure the "
+                "first RTO from: nothing to predict from")
 
 
 def _give_up_check(ev: Evidence, rto_fins: list[Segment], armed: list, rel) -> Check:
