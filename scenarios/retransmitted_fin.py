@@ -14,11 +14,12 @@ where retrans_stamp is the time of the FIRST RTO retransmission T1 (tcp_retransm
 the tail-loss probe, sent by __tcp_retransmit_skb(), does not). So the limit is a time budget, not a
 count: with a first RTO of rto0 jiffies the timeout after the k-th RTO retransmission is armed for
 rto0 x 2^k, and each runs late by the timer wheel's rounding (up to a granule of its level: 32 ms at
-400 ms, 256 ms at 3 s, at HZ=250). How many retransmissions fit is therefore a prediction from the
-measured rto0 and the wheel (scenarios/_orphan_budget.py), not N or N + 1: with rto0 = 204 ms at
-HZ=250 it is 2, 3, 4, 4, 5, 6 for tcp_orphan_retries = 1..6 (N=4: the 5th timeout comes at
-T1 + 6204..6456 ms, past the 6200 ms budget), and where the budget falls among the possible times
-of a timeout (rto0 = 208 ms, N=3: 2980..3008 ms against 3000 ms) either count is right.
+400 ms, 256 ms at 3 s, at HZ=250) and now and then a jiffy more. How many retransmissions fit is
+therefore a prediction from the measured rto0 and the wheel (scenarios/_orphan_budget.py), not N or
+N + 1: with rto0 = 204 ms at HZ=250 it is 2, 3, 4, 4, 5, 6 for tcp_orphan_retries = 1..6 (N=4: the
+5th timeout comes at T1 + 6204..6460 ms, past the 6200 ms budget; 20 of 20 runs each here), and
+where the budget falls among the possible times of a timeout (rto0 = 208 ms, N=3: 2980..3012 ms
+against 3000 ms) either count is right.
 Giving up is tcp_write_err() -> tcp_done(): no segment is sent (only tcp_out_of_resources(), under
 orphan or memory pressure, sends a RST). Kernel sources: net/ipv4/tcp_timer.c, tcp_output.c,
 kernel/time/timer.c (Linux 6.x; measured on 6.18).
