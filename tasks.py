@@ -10,7 +10,11 @@ import json as _json
 import os
 import sys
 
-from invoke import Exit, task
+from invoke import Exit
+
+from lab.cli import adopt, task
+
+adopt()      # a plain `invoke` parses as ./twlab does: usage errors exit 2, -h is help (lab/cli.py)
 
 HOST_HELP = "a lab host: client, router or server"
 
@@ -20,19 +24,27 @@ def _err(msg: str) -> None:
 
 
 def _guard(fn):
-    """Turn LabErrors into one line and exit code 2 (1 for WaitTimeout), never a traceback."""
+    """Turn LabErrors into one line and exit code 2 (1 for WaitTimeout), never a traceback; an
+    interrupt into exit 130 and a line saying which signal and whether the lab is gone (checked)."""
     from functools import wraps
 
     @wraps(fn)
     def wrapper(*args, **kwargs):
         from lab.errors import LabError
+        from lab.interrupts import interrupts_as_exceptions
 
         try:
-            return fn(*args, **kwargs)
+            with interrupts_as_exceptions():     # SIGTERM and SIGHUP end a task as Ctrl-C does
+                return fn(*args, **kwargs)
         except LabError as exc:
             raise Exit(f"twlab: {exc}", code=exc.exit_code) from None
         except KeyboardInterrupt as exc:
-            raise Exit(f"twlab: interrupted ({exc or 'Ctrl-C'}); the lab was removed", code=130) from None
+            from lab.cleanup import after_interrupt
+            from lab.interrupts import shielded
+
+            with shielded(hold_only=True):      # a third Ctrl-C does not cut the check short
+                message = after_interrupt(exc)
+            raise Exit(f"twlab: {message}", code=130) from None
     return wrapper
 
 
@@ -72,10 +84,10 @@ def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, js
     environment error."""
     from lab.core import parse_sysctl
     from lab.runner import run_catalog, run_many, run_scenario
-    from lab.shaping import parse_shape
+    from lab.shaping import parse_shapes
 
     settings = [parse_sysctl(s) for s in (sysctl or [])]
-    shaping = [sh for text in (shape or []) for sh in parse_shape(text)]
+    shaping = parse_shapes(shape or [])
     try:
         repeat, parallel = int(repeat or 1), int(parallel or 1)
     except ValueError:
@@ -199,14 +211,13 @@ def image(c, method="auto"):
 @task(help={"all": "also remove the lab made by `invoke up`"})
 @_guard
 def clean(c, all=False):  # noqa: A002
-    """Remove every leftover of any lab run (namespaces, containers, networks), and only those."""
+    """Remove every leftover of any lab run (namespaces, containers, networks), and only those:
+    never a lab whose owner process runs, whichever registry directory this clean reads."""
     from lab.cleanup import clean as do_clean, live_labs
+    from lab.handson import forget_if_gone
 
     removed = do_clean(keep=live_labs(include_persistent=not all))
-    if all:
-        from lab.handson import STATE
-
-        STATE.unlink(missing_ok=True)
+    forget_if_gone()
     for line in removed.lines():
         print(f"removed {line}")
     print("nothing to remove" if not removed else f"removed {len(removed.lines())} leftovers")
@@ -228,12 +239,13 @@ def stability(c, runs=20, scenario=None, backend=None, artifacts=None):
     from rich.console import Console
     from rich.table import Table
 
+    from lab.artifacts import check_dir
     from lab.runner import default_artifacts, run_many
     from scenarios import catalog
 
     names = scenario or list(catalog())
     backends = backend or ["docker", "netns"]
-    base = Path(artifacts) if artifacts else default_artifacts("stability")
+    base = check_dir(Path(artifacts) if artifacts else default_artifacts("stability"))
     table = Table(title=f"twlab stability: {runs} runs in a row per scenario and backend")
     for col in ("scenario", *backends):
         table.add_column(col)
@@ -280,7 +292,8 @@ def bench(c, runs=5, backend=None):
         "profile": "a TOML file: [sysctls.HOST] tables and [[require]] behaviours (see README)",
         "junit": "write JUnit XML here: one testcase per check, the required behaviours, skips",
         "json_out": "write the JSON summary here (it is also written as check.json in the artifacts)",
-        "backend": "auto (docker when a daemon answers, else netns), docker or netns",
+        "backend": "auto (docker when a daemon answers, else netns), docker or netns; with --kernel: "
+                   "netns (auto) or docker (the VM starts a Docker engine of its own)",
         "shape": "netem on the path, as for `run` (repeatable; needs sch_netem)",
         "artifacts": "directory for every scenario's artifacts and check.json",
         "parallel": "how many labs at a time (timing-sensitive scenarios run alone afterwards; "
@@ -296,37 +309,37 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
     Exit 0 when all matched, 1 when something did not, 2 for usage or environment errors."""
     from pathlib import Path
 
+    from lab.artifacts import check_output
     from lab.check import junit_xml, load_profile, run_check
     from lab.core import parse_sysctl
-    from lab.errors import UsageError
-    from lab.shaping import parse_shape
+    from lab.errors import EnvError, UsageError
+    from lab.shaping import parse_shapes
 
     names = [n.strip() for text in (scenario or []) for n in text.split(",") if n.strip()]
     settings = [parse_sysctl(s) for s in (sysctl or [])]
-    shaping = [sh for text in (shape or []) for sh in parse_shape(text)]
+    shaping = parse_shapes(shape or [])
     prof = load_profile(profile) if profile else None
     try:
         parallel = int(parallel if parallel is not None else (3 if kernel == "host" else 1))
     except ValueError:
         raise UsageError("--parallel takes a whole number of 1 or more") from None
     outputs = [(flag, Path(p)) for flag, p in (("--junit", junit), ("--json-out", json_out)) if p]
-    for flag, path in outputs:                      # fail before the run, not after it
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(f"{flag} {path}: cannot create its directory ({exc.strerror})") from None
-        if path.is_dir() or not os.access(path.parent, os.W_OK):
-            raise UsageError(f"{flag} {path}: not a file this user can write")
+    for flag, path in outputs:                      # fail before the run (creating nothing yet)
+        check_output(path, flag)
     if kernel != "host":
         summary = _check_in_vm(kernel, names, sysctl or [], from_host, profile, shape or [], artifacts,
-                               parallel)
+                               parallel, backend)
     else:
         summary = run_check(names, sysctls=settings, from_host=from_host, profile=prof, backend=backend,
                             shaping=shaping, artifacts=artifacts, parallel=parallel, progress=print)
-    if junit:
-        Path(junit).write_text(junit_xml(summary))
-    if json_out:
-        Path(json_out).write_text(_json.dumps(summary, indent=2, default=str) + "\n")
+    for flag, path in outputs:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(junit_xml(summary) if flag == "--junit" else
+                            _json.dumps(summary, indent=2, default=str) + "\n")
+        except OSError as exc:
+            raise EnvError(f"{flag} {path}: cannot write it ({exc.strerror or exc}); the run's "
+                           f"summary is in {summary['artifacts']}/check.json") from None
     _check_table(summary)
     for flag, path in outputs:
         print(f"{flag[2:]}: {path}")
@@ -339,21 +352,24 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
 
 
 def _check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: bool, profile: str | None,
-                 shapes: list[str], artifacts: str | None, parallel: int) -> dict:
-    """`invoke check` itself, run inside *kernel* under qemu (netns backend there); its summary
-    comes back through the shared artifacts directory."""
+                 shapes: list[str], artifacts: str | None, parallel: int, backend: str = "auto") -> dict:
+    """`invoke check` itself, run inside *kernel* under qemu (netns backend there, or containers on
+    the guest's own Docker engine with --backend docker); its summary comes back through the
+    shared artifacts directory."""
     from pathlib import Path
 
     from lab import vm as labvm
+    from lab.artifacts import check_dir
     from lab.errors import EnvError, UsageError
     from lab.runner import default_artifacts
 
     labvm.kernel_spec(kernel)
+    backend = labvm.vm_backend(backend)
     if from_host:
         raise UsageError("--from-host copies this machine's sysctls; with --kernel give them with "
                          "--sysctl or a profile")
-    out = (Path(artifacts) if artifacts else default_artifacts(f"check-{kernel}")).resolve()
-    args = ["check", "--backend", "netns", "--artifacts", str(out / "runs"), "--parallel", str(parallel),
+    out = check_dir(Path(artifacts) if artifacts else default_artifacts(f"check-{kernel}")).resolve()
+    args = ["check", "--backend", backend, "--artifacts", str(out / "runs"), "--parallel", str(parallel),
             "--json-out", str(out / "check.json")]
     args += [a for n in names for a in ("--scenario", n)]
     args += [a for t in sysctls for a in ("--sysctl", t)]
@@ -361,14 +377,14 @@ def _check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: b
     if profile:
         args += ["--profile", str(Path(profile).resolve())]      # the host's / is the guest's
     out.mkdir(parents=True, exist_ok=True)
-    print(f"check inside the {kernel} VM: artifacts in {out}/")
-    code, _ = labvm.run(kernel, args, out, progress=print, timeout_s=3600)
+    print(f"check inside the {kernel} VM ({backend} backend): artifacts in {out}/")
+    code, _ = labvm.run(kernel, args, out, progress=print, timeout_s=3600, docker=backend == "docker")
     try:
         summary = _json.loads((out / "check.json").read_text())
     except (OSError, ValueError):
         raise EnvError(f"inside the {kernel} VM the check exited {code} and left no check.json "
                        f"(see {out}/vm-console.log)") from None
-    summary["vm"] = {"kernel": kernel, "exit_code": code}
+    summary["vm"] = {"kernel": kernel, "backend": backend, "exit_code": code}
     return summary
 
 
@@ -416,29 +432,32 @@ def _check_table(summary: dict) -> None:
 
 
 @task(
-    iterable=["kernel", "scenario"],
+    iterable=["kernel", "scenario", "backend"],
     help={
         "kernel": "host (this machine's kernel) or a stock kernel run under qemu by lab.vm: "
                   "debian-12, debian-13 (repeatable; default: host)",
         "scenario": "a scenario to run on each kernel (repeatable, or comma-separated; default: the "
                     "whole catalog)",
         "out": "directory for matrix.json, matrix.md and every run's artifacts",
-        "backend": "backend for the host kernel: auto, docker or netns (VM kernels use netns)",
+        "backend": "auto, docker or netns (repeatable, or comma-separated: a second axis, one column per "
+                   "kernel and backend; default auto, which is netns inside a VM)",
         "json": "print matrix.json to stdout instead of the table",
     },
 )
 @_guard
-def matrix(c, kernel=None, scenario=None, out=None, backend="auto", json=False):
-    """Run scenarios on each kernel: one table, scenario x kernel, marking where they differ.
-    Each cell: the verdict and the key observed values; also written as matrix.json and matrix.md."""
-    from lab.matrix import parse_kernels, run_matrix, show
+def matrix(c, kernel=None, scenario=None, out=None, backend=None, json=False):
+    """Run scenarios on each kernel (and backend): one table, scenario x kernel, marking where
+    they differ. Each cell: the verdict and the key observed values; also written as matrix.json
+    and matrix.md."""
+    from lab.matrix import parse_backends, parse_kernels, run_matrix, show
     from lab.runner import default_artifacts
     from scenarios import catalog
 
     kernels = parse_kernels(kernel)
+    backends = parse_backends(backend)
     names = [n.strip() for text in (scenario or []) for n in text.split(",") if n.strip()] or list(catalog())
     progress = (lambda s: print(s, file=sys.stderr)) if json else print
-    m = run_matrix(kernels, names, out=out or default_artifacts("matrix"), backend=backend,
+    m = run_matrix(kernels, names, out=out or default_artifacts("matrix"), backend=backends,
                    progress=progress)
     if json:
         print(_json.dumps(m, indent=2, default=str))
@@ -467,39 +486,42 @@ def matrix(c, kernel=None, scenario=None, out=None, backend="auto", json=False):
         "json": "print report.json to stdout instead of the terminal view",
         "strict_rfc": "judge against the RFCs' letter, as for `run`",
         "timeout": "seconds before the VM is killed (default 900; Python runs ~20x slower under TCG)",
+        "backend": "netns (network namespaces, the default) or docker (containers, on a Docker engine "
+                   "the VM starts with the lab's host image loaded)",
     },
 )
 @_guard
 def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None, json=False,
-       strict_rfc=False, timeout=900):
-    """Run one scenario inside a stock distribution kernel booted under qemu (netns backend there)
-    and print its verdict: exit 0 pass, 1 a check failed, 2 usage or environment error. The first
-    run downloads and prepares the kernel (cached under .cache/vm/)."""
+       strict_rfc=False, timeout=900, backend="netns"):
+    """Run one scenario inside a stock distribution kernel booted under qemu (netns backend there,
+    or containers with --backend docker) and print its verdict: exit 0 pass, 1 a check failed, 2
+    usage or environment error. The first run downloads and prepares the kernel (cached under
+    .cache/vm/); the first docker run also loads the host image into the VM's engine (cached too)."""
     from pathlib import Path
 
     from lab import vm as labvm
+    from lab.artifacts import check_dir
     from lab.core import parse_sysctl
     from lab.report import show
+    from lab.vm import vm_backend
     from lab.runner import default_artifacts
-    from lab.shaping import parse_shape
+    from lab.shaping import UNUSED, parse_shapes
     from scenarios import get
-
-    from lab.shaping import UNUSED
 
     mod = get(scenario)                               # usage errors here, before booting anything
     labvm.kernel_spec(kernel)
     for text in sysctl or []:
         parse_sysctl(text)
-    for text in shape or []:
-        parse_shape(text)
+    parse_shapes(shape or [])
     if shape and mod.SHAPING == UNUSED:
         raise Exit(f"twlab: {scenario} runs without link shaping; drop --shape", code=2)
     try:
         timeout_s = float(timeout)
     except ValueError:
         raise Exit("twlab: --timeout takes a number of seconds", code=2) from None
-    out = (Path(artifacts) if artifacts else default_artifacts(f"{scenario}-{kernel}")).resolve()
-    args = ["run", scenario, "--backend", "netns", "--json", "--artifacts", str(out)]
+    backend = vm_backend(backend)
+    out = check_dir(Path(artifacts) if artifacts else default_artifacts(f"{scenario}-{kernel}")).resolve()
+    args = ["run", scenario, "--backend", backend, "--json", "--artifacts", str(out)]
     args += [a for text in sysctl or [] for a in ("--sysctl", text)]
     args += [a for text in shape or [] for a in ("--shape", text)]
     args += ["--strict-rfc"] if strict_rfc else []
@@ -509,7 +531,7 @@ def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None,
         seen.append(line)
         print(line, file=sys.stderr if json else sys.stdout)
 
-    code, _ = labvm.run(kernel, args, out, progress=progress, timeout_s=timeout_s)
+    code, _ = labvm.run(kernel, args, out, progress=progress, timeout_s=timeout_s, docker=backend == "docker")
     try:
         report = _json.loads((out / "report.json").read_text())
     except (OSError, ValueError):
@@ -526,8 +548,8 @@ def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None,
         raise Exit(code=code)
 
 
-# -- every scenario is a task too: `invoke lost-ack` runs it; after `invoke matrix` or `invoke check`
-# scenario words name the scenarios to run there (lab/cli.py folds them in) -----------------------
+# -- every scenario is a task too: `invoke lost-ack [flags]` is `invoke run lost-ack [flags]`; after
+# `invoke matrix` or `invoke check` scenario words name the scenarios to run there (lab/cli.py) ----
 
 def _scenario_task(name: str):
     def scenario_task(c):

@@ -25,12 +25,10 @@ a report (error, or skipped for want of netem) is not shown, so it fails.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import datetime as _dt
 import fnmatch
 import json
 import math
-import multiprocessing
 import platform
 import re
 import socket
@@ -368,7 +366,11 @@ def run_check(names: list[str] | None = None, *, sysctls: list[SysctlSetting] = 
     time, the others alone afterwards - and judge them. Returns the summary (see judge())."""
     from scenarios import catalog, get
 
-    from .runner import _one, default_artifacts, interrupts_as_exceptions
+    from .artifacts import check_dir
+    from .backends import check_name
+    from .pool import run_jobs
+    from .runner import _one, default_artifacts
+    from .sysctls import check_keys
 
     if parallel < 1:
         raise UsageError("--parallel takes a whole number of 1 or more")
@@ -380,9 +382,11 @@ def run_check(names: list[str] | None = None, *, sysctls: list[SysctlSetting] = 
             progress(f"also running {req.scenario}: the profile requires a behaviour of it "
                      f"(line {req.line})")
             mods[req.scenario] = get(req.scenario)
-    base = Path(artifacts) if artifacts else default_artifacts("check")
+    base = check_dir(Path(artifacts) if artifacts else default_artifacts("check"))
     host_vals = host_sysctls() if from_host else []
     explicit = list(profile.sysctls if profile else []) + list(sysctls)
+    check_keys(explicit)                     # refused once, before any lab, not by every scenario
+    check_name(backend)
     jobs = []
     for i, (name, mod) in enumerate(mods.items(), start=1):
         jobs.append({"run": i, "name": name, "backend": backend,
@@ -405,15 +409,9 @@ def run_check(names: list[str] | None = None, *, sysctls: list[SysctlSetting] = 
         for j in jobs:
             done(j, runner(j))
     else:
-        ctx = multiprocessing.get_context("spawn")
-        with interrupts_as_exceptions():
-            for batch, width in ((together, parallel), (alone, 1)):
-                if not batch:
-                    continue
-                with cf.ProcessPoolExecutor(max_workers=min(width, len(batch)), mp_context=ctx) as pool:
-                    futures = {pool.submit(_one, j): j for j in batch}
-                    for fut in cf.as_completed(futures):
-                        done(futures[fut], fut.result())
+        for batch, width in ((together, parallel), (alone, 1)):
+            if batch:
+                run_jobs(_one, batch, min(width, len(batch)), done)
     runs = []
     for j in jobs:
         res = results[j["name"]]

@@ -4,28 +4,56 @@ A lab's namespaces are named ``twlab-<hex id>-<host>`` and its containers and Do
 the label ``org.twlab.lab``. A run removes its own on exit; ``invoke clean`` (and the start of every
 run) removes those of runs that were killed (SIGKILL, power loss). Nothing is matched by a loose
 pattern, and nothing in the host's own network namespace is touched.
+
+Whether a lab is still in use has two witnesses: the registry (one file per lab in RUN_DIR, with its
+owner) and the lab's own objects, which name their owner process and whether `invoke up` made them
+(lab.owner). A lab is kept when either says its owner runs, so a clean that reads another registry
+directory (TWLAB_RUN_DIR) still never removes a live lab.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import owner as _owner
 from .backends.base import LABEL
-from .backends.netns import lab_namespaces, remove_namespace
+from .backends.netns import NETNS_DIR, lab_namespaces, remove_namespace
 
-__all__ = ["Leftovers", "find", "clean", "clean_dead", "dead_labs", "register", "unregister", "live_labs", "RUN_DIR"]
+__all__ = ["Leftovers", "find", "clean", "clean_dead", "dead_labs", "register", "mark_ready", "unregister",
+           "live_labs", "marks", "made_here", "after_interrupt", "RUN_DIR"]
 
 RUN_DIR = Path(os.environ.get("TWLAB_RUN_DIR", "/run/twlab"))   # one file per lab alive: its owner
+_MADE: set[str] = set()          # labs this process registered (what an interrupt must account for)
+_UNMARKED_GRACE_S = 0.2          # a namespace gets its mark a moment after `ip netns add`
 
 
-def register(lab_id: str, backend: str, pid: int | None = None, persistent: bool = False) -> None:
-    """Record that *lab_id* is in use (by *pid*, or by the user for a persistent `invoke up` lab)."""
+def register(lab_id: str, backend: str, pid: int | None = None, persistent: bool = False,
+             ready: bool = True) -> None:
+    """Record that *lab_id* is in use by *pid* (default: this process); a *persistent* lab (made
+    by `invoke up`) outlives it once *ready* (until then, it is its maker's)."""
+    _MADE.add(lab_id)
+    _write(lab_id, {"lab_id": lab_id, "backend": backend, "pid": pid or os.getpid(),
+                    "owner": _owner.token(pid), "persistent": persistent, "ready": ready})
+
+
+def mark_ready(lab_id: str) -> None:
+    path = RUN_DIR / f"{lab_id}.json"
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    _write(lab_id, {**rec, "ready": True})
+
+
+def _write(lab_id: str, rec: dict) -> None:
     RUN_DIR.mkdir(parents=True, exist_ok=True)
-    (RUN_DIR / f"{lab_id}.json").write_text(json.dumps(
-        {"lab_id": lab_id, "backend": backend, "pid": pid or os.getpid(), "persistent": persistent}))
+    tmp = RUN_DIR / f".{lab_id}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(rec))
+    os.replace(tmp, RUN_DIR / f"{lab_id}.json")      # readers never see half a record
 
 
 def unregister(lab_id: str) -> None:
@@ -35,25 +63,86 @@ def unregister(lab_id: str) -> None:
         pass
 
 
+def made_here() -> set[str]:
+    return set(_MADE)
+
+
 def _records() -> list[dict]:
     out = []
     for path in sorted(RUN_DIR.glob("*.json")) if RUN_DIR.is_dir() else []:
         try:
-            out.append(json.loads(path.read_text()))
+            rec = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
+        if isinstance(rec, dict) and "lab_id" in rec:
+            out.append(rec)
+    return out
+
+
+def _rec_alive(rec: dict) -> bool:
+    if rec.get("owner"):
+        return _owner.alive(rec["owner"])
+    return os.path.exists(f"/proc/{rec.get('pid')}")      # a record written before owner tokens
+
+
+def _rec_keeps(rec: dict, include_persistent: bool) -> bool:
+    if rec.get("persistent") and rec.get("ready", True):
+        return include_persistent
+    return _rec_alive(rec)           # a run, or an `invoke up` still bringing its lab up
+
+
+def _marks_keep(ms: list[_owner.Mark], rec: dict | None, include_persistent: bool) -> bool:
+    if any(_owner.alive(m.owner) for m in ms if m.owner):
+        return True
+    # an `invoke up` lab: kept, unless this registry knows it is a half-made one whose maker died
+    return include_persistent and rec is None and any(m.up for m in ms)
+
+
+def _alias(name: str) -> str | None:
+    from .netns import iproute
+
+    try:
+        with iproute(f"{NETNS_DIR}/{name}") as ipr:
+            return ipr.get_links(ipr.link_lookup(ifname="lo")[0])[0].get("IFLA_IFALIAS")
+    except Exception:                # gone meanwhile, or not a namespace (a half-made entry)
+        return None
+
+
+def marks(lab_id: str | None = None) -> dict[str, list[_owner.Mark]]:
+    """What each lab's objects say about its owner: lab id -> one Mark per object."""
+    out: dict[str, list[_owner.Mark]] = {}
+    unmarked = []
+    for name in lab_namespaces(lab_id):
+        mark = _owner.parse_alias(_alias(name))
+        if mark.owner is None:
+            unmarked.append(name)
+        else:
+            out.setdefault(name.split("-")[1], []).append(mark)
+    if unmarked:                     # a lab marks its namespace a moment after making it
+        time.sleep(_UNMARKED_GRACE_S)
+        for name in unmarked:
+            out.setdefault(name.split("-")[1], []).append(_owner.parse_alias(_alias(name)))
+    dc = _docker()
+    if dc is not None:
+        flt = {"label": f"{LABEL}={lab_id}" if lab_id else LABEL}
+        try:
+            objs = [c.labels for c in dc.containers.list(all=True, filters=flt, ignore_removed=True)]
+            objs += [n.attrs.get("Labels") or {} for n in dc.networks.list(filters=flt)]
+        finally:
+            dc.close()
+        for lbls in objs:
+            out.setdefault(lbls.get(LABEL, "?"), []).append(_owner.from_labels(lbls))
     return out
 
 
 def live_labs(include_persistent: bool = True) -> set[str]:
-    """Labs whose owning process still runs (and `invoke up` labs, unless told otherwise)."""
-    live = set()
-    for rec in _records():
-        if rec.get("persistent"):
-            if include_persistent:
-                live.add(rec["lab_id"])
-        elif os.path.exists(f"/proc/{rec.get('pid')}"):
-            live.add(rec["lab_id"])
+    """Labs whose owning process still runs (and `invoke up` labs, unless told otherwise), by the
+    registry or by the labs' own marks."""
+    recs = {r["lab_id"]: r for r in _records()}
+    live = {lab_id for lab_id, rec in recs.items() if _rec_keeps(rec, include_persistent)}
+    for lab_id, ms in marks().items():
+        if lab_id not in live and _marks_keep(ms, recs.get(lab_id), include_persistent):
+            live.add(lab_id)
     return live
 
 
@@ -92,9 +181,18 @@ def find(lab_id: str | None = None) -> Leftovers:
 
 
 def dead_labs() -> set[str]:
-    """Labs registered by a run whose process is gone (killed): certainly leftovers."""
-    return {r["lab_id"] for r in _records()
-            if not r.get("persistent") and not os.path.exists(f"/proc/{r.get('pid')}")}
+    """Labs whose owner is certainly gone: the registry or every mark names a dead process, and
+    nothing says otherwise (a lab with no marks and no record - one made by hand - is not dead)."""
+    recs = {r["lab_id"]: r for r in _records()}
+    all_marks = marks()
+    dead = set()
+    for lab_id in set(recs) | set(all_marks):
+        rec, ms = recs.get(lab_id), all_marks.get(lab_id, [])
+        if (rec is not None and _rec_keeps(rec, True)) or _marks_keep(ms, rec, True):
+            continue
+        if rec is not None or (ms and all(m.owner for m in ms)):
+            dead.add(lab_id)
+    return dead
 
 
 def clean_dead() -> Leftovers:
@@ -112,8 +210,15 @@ def clean_dead() -> Leftovers:
 def clean(lab_id: str | None = None, keep: set[str] | None = None) -> Leftovers:
     """Remove the leftovers of lab *lab_id*, or of every lab that is not alive (a running lab,
     or an `invoke up` lab, unless *keep* says otherwise); return what was removed."""
+    from .interrupts import shielded
+
     if keep is None:
         keep = live_labs() if lab_id is None else set()
+    with shielded():                # a Ctrl-C waits until the removal is done
+        return _remove(lab_id, keep)
+
+
+def _remove(lab_id: str | None, keep: set[str]) -> Leftovers:
     from docker.errors import APIError, NotFound
 
     removed = Leftovers()
@@ -149,3 +254,23 @@ def clean(lab_id: str | None = None, keep: set[str] | None = None) -> Leftovers:
         if rec["lab_id"] not in keep and (lab_id is None or rec["lab_id"] == lab_id):
             unregister(rec["lab_id"])
     return removed
+
+
+def after_interrupt(exc: BaseException) -> str:
+    """What to tell the user after an interrupt: which signal, and what became of the labs this
+    process made - checked now, not assumed."""
+    from .interrupts import signal_name
+
+    what = f"interrupted by {signal_name(exc)}"
+    labs = sorted(made_here())
+    if not labs:
+        return f"{what} before any lab was made"
+    try:
+        left = [line for lab_id in labs for line in find(lab_id).lines()]
+    except Exception as err:        # noqa: BLE001 - the daemon went away, say so
+        return f"{what}; could not check that the lab was removed ({err}); `invoke clean` removes leftovers"
+    if left:
+        return f"{what}; left behind: {', '.join(left)}; `invoke clean` removes them"
+    if len(labs) == 1:
+        return f"{what}; the lab was removed (lab {labs[0]})"
+    return f"{what}; all {len(labs)} labs were removed ({', '.join(labs)})"

@@ -1,27 +1,46 @@
-"""Invoke glue for the command line the issues and the README promise:
+"""The command line: Invoke's Program and Task, made to keep the promises of README.md.
 
-    invoke matrix --kernel host --kernel debian-12 lost-ack time-wait-duration
-    invoke check --junit out.xml lost-ack tw-assassination
+* A usage error is one ``twlab:`` line and exit 2. Invoke's own parser errors exit 1, the code
+  that means "a check failed"; here they become a line naming the command as it was typed
+  (``./twlab`` or ``invoke``), with the task or flag that was probably meant.
+* ``-h`` and ``--help`` after a task show its help. Invoke gives a task's arguments short flags
+  from their letters, so ``--shape`` took ``-h``; and a required positional (``run SCENARIO``)
+  swallowed ``--help`` as the scenario. Here no argument gets ``-h`` (TwlabTask), and ``-h`` or
+  ``--help`` anywhere after a task asks for that task's help.
+* Scenario words: Invoke takes no list of positional words and reads a word it does not know as
+  the next task's name, so every scenario is also a task. Before Invoke parses, ``rewrite`` turns
+  scenario words after ``matrix`` or ``check`` into their ``--scenario`` flags, and a scenario word
+  in a task's place into ``run SCENARIO``; flags may then follow them
+  (``invoke check lost-ack --backend netns``, ``invoke lost-ack --backend netns``).
 
-Invoke takes no list of positional words, and a word it does not know as a flag value is read as
-the next task's name. So every scenario is also a task (``invoke lost-ack`` runs it, as
-``invoke run lost-ack`` does), and this executor (named in invoke.yaml as tasks.executor_class)
-folds scenario "tasks" that follow ``matrix`` or ``check`` into that task's --scenario list
-before anything runs. Elsewhere a scenario word runs the scenario.
+``./twlab`` runs TwlabProgram (``python -m lab``). A plain ``invoke`` runs Invoke's own Program,
+which loads tasks.py; tasks.py calls ``adopt()``, which makes that running Program a TwlabProgram,
+so everything from then on (parsing the tasks, help, running them) is the same. Only Invoke's core
+options are parsed before tasks.py is loaded: a malformed core option (``invoke --list-depth``)
+still exits 1 under a plain ``invoke``, 2 under ``./twlab``.
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
+import os
 import pkgutil
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
-from invoke import Executor
-from invoke.parser import ParserContext
+import invoke
+from invoke import Exit, Program, Task
+from invoke.exceptions import ParseError
 
-__all__ = ["ScenarioWords", "scenario_names", "fold"]
+from .errors import quoted, shortened
+
+__all__ = ["TwlabTask", "TwlabProgram", "task", "adopt", "main", "rewrite", "scenario_names"]
 
 TAKES_SCENARIOS = {"matrix": "scenario", "check": "scenario"}
+SHORT_INSTEAD_OF_H = {"shape": "e"}      # the same letter in run, check and vm
 
 
 def scenario_names() -> list[str]:
@@ -32,28 +51,171 @@ def scenario_names() -> list[str]:
                   if not m.name.startswith("_"))
 
 
-def fold(calls: list[tuple[str, dict[str, Any]]], names: set[str]) -> list[tuple[str, dict[str, Any]]]:
-    """[("matrix", {...}), ("lost-ack", {}), ("tw-reopen", {})] -> [("matrix", {..., scenario:
-    [..., "lost-ack", "tw-reopen"]})]. A scenario word not after matrix/check stays a call."""
-    out: list[tuple[str, dict[str, Any]]] = []
-    for name, kwargs in calls:
-        if name in names and out and out[-1][0] in TAKES_SCENARIOS:
-            owner, kw = out[-1]
-            key = TAKES_SCENARIOS[owner]
-            kw[key] = list(kw.get(key) or []) + [name]
-            continue
-        out.append((name, dict(kwargs)))
-    return out
+class TwlabTask(Task):
+    """Invoke's Task, with -h left to help: an argument whose automatic short flag would be -h
+    takes another letter of its name (SHORT_INSTEAD_OF_H first, else the first free one)."""
+
+    def get_arguments(self, ignore_unknown_help: bool | None = None) -> list:
+        args = super().get_arguments(ignore_unknown_help)
+        taken = {n for a in args for n in a.names}
+        for arg in args:
+            if "h" not in arg.names:
+                continue
+            long = arg.names[0]
+            letters = [SHORT_INSTEAD_OF_H.get(long, "")] + list(long)
+            free = next((c for c in letters if c.isalpha() and c != "h" and c not in taken), None)
+            arg.names = (long, free) if free else (long,)
+            taken.update(arg.names)
+        return args
 
 
-class ScenarioWords(Executor):
-    def execute(self, *tasks: Any) -> dict:
-        calls = []
-        for t in tasks:
-            if isinstance(t, ParserContext):
-                calls.append((t.name, t.as_kwargs))
-            elif isinstance(t, str):
-                calls.append((t, {}))
-            else:
-                calls.append(t)
-        return super().execute(*fold(calls, set(scenario_names())))
+task = functools.partial(invoke.task, klass=TwlabTask)
+
+
+def _flag(ctx: Any, tok: str) -> tuple[Any, bool] | None:
+    """(argument, value attached?) when *tok* is one of the task's flags: --x, --x=v, -x, -xv."""
+    if ctx is None or not tok.startswith("-") or tok in ("-", "--"):
+        return None
+    name, eq, _ = tok.partition("=")
+    if name in ctx.flags:
+        return ctx.flags[name], bool(eq)
+    if name in ctx.inverse_flags:                  # --no-x: a boolean's
+        return ctx.flags[ctx.inverse_flags[name]], True
+    if not name.startswith("--") and len(name) > 2 and name[:2] in ctx.flags:
+        return ctx.flags[name[:2]], True          # -bnetns, or a cluster of booleans (-jt)
+    return None
+
+
+def rewrite(argv: list[str], contexts: Any, scenarios: set[str]) -> tuple[list[str], str | None]:
+    """The task part of argv as Invoke should read it, and the task whose help was asked for
+    (-h/--help after it), if any. Mirrors the order in which Invoke's parser reads a word: a flag
+    of the current task, the value it waits for, a positional argument, a task name."""
+    out: list[str] = []
+    ctx, positionals, waiting = None, 0, False
+    for i, tok in enumerate(argv):
+        if tok == "--":
+            return out + argv[i:], None
+        if ctx is not None and tok in ("-h", "--help"):
+            return out, ctx.name
+        flag = _flag(ctx, tok)
+        if flag is not None:
+            arg, attached = flag
+            waiting = bool(arg.takes_value) and not attached
+        elif waiting:
+            waiting = False
+        elif positionals:
+            positionals -= 1
+        elif ctx is not None and ctx.name in TAKES_SCENARIOS and tok in scenarios:
+            out.append(f"--{TAKES_SCENARIOS[ctx.name]}")
+        elif tok in scenarios and "run" in contexts:
+            ctx, positionals = contexts["run"], 0
+            out.append("run")
+        elif tok in contexts:
+            ctx = contexts[tok]
+            positionals = len(ctx.positional_args)
+        out.append(tok)
+    return out, None
+
+
+class TwlabProgram(Program):
+    """Invoke's Program; usage errors exit 2 with one line (see the module's docstring)."""
+
+    typed: str | None = None               # the command as the user typed it (./twlab); else argv[0]
+
+    @property
+    def command(self) -> str:
+        return self.typed or self.called_as or "invoke"
+
+    def parse_core(self, argv: list[str] | None) -> None:
+        try:
+            super().parse_core(argv)
+        except ParseError as exc:
+            raise self.usage_error(exc) from None
+
+    def parse_tasks(self) -> None:
+        self.parser = self._make_parser()
+        words, help_for = rewrite(list(self.core.unparsed), self.parser.contexts, set(scenario_names()))
+        if help_for:
+            self.print_task_help(help_for)
+            raise Exit
+        self.core.unparsed = words
+        try:
+            super().parse_tasks()
+        except ParseError as exc:
+            raise self.usage_error(exc) from None
+
+    def parse_cleanup(self) -> None:
+        try:
+            super().parse_cleanup()
+        except ParseError as exc:
+            raise self.usage_error(exc) from None
+
+    def execute(self) -> None:
+        try:
+            super().execute()
+        except Exit as exc:                 # the tasks' own lines say `invoke ...`: say what was typed
+            if not exc.message:
+                raise
+            message = shortened(exc.message)
+            if os.path.basename(self.command) not in ("invoke", "inv"):
+                message = message.replace("`invoke ", f"`{self.command} ")
+            raise Exit(message, code=exc.code) from None
+
+    def usage_error(self, exc: ParseError) -> Exit:
+        return Exit(shortened(f"twlab: {self.explain(str(exc), exc.context)}"), code=2)
+
+    def explain(self, msg: str, ctx: Any) -> str:
+        """Invoke's parser message, said for this command line."""
+        cmd = self.command
+        task_name = getattr(ctx, "name", None)
+        contexts = getattr(getattr(self, "parser", None), "contexts", {}) or {}
+        if m := re.fullmatch(r"No idea what '(.*)' is!", msg, re.DOTALL):
+            word = m.group(1)
+            if word.startswith("-") and task_name:
+                flags = [f for f in ctx.flags if f.startswith("--")]
+                return (f"`{cmd} {task_name}` has no flag {quoted(word)}" + _did_you_mean(word, flags)
+                        + f"; `{cmd} {task_name} --help` lists its flags")
+            if word.startswith("-"):
+                return f"{cmd} has no option {quoted(word)}; `{cmd} --help` lists them"
+            names = [n for n in contexts if n not in scenario_names()] + scenario_names()
+            return (f"unknown task or scenario {quoted(word)}" + _did_you_mean(word, names)
+                    + f"; `{cmd} --list` shows the tasks, `{cmd} list` the scenarios")
+        if m := re.fullmatch(r"'(.*)' did not receive required positional arguments: (.*)", msg):
+            name, missing = m.group(1), m.group(2).replace("'", "").upper()
+            example = {"SCENARIO": "lost-ack", "HOST": "client"}.get(missing)
+            return (f"`{cmd} {name}` needs {missing}"
+                    + (f", e.g. `{cmd} {name} {example}`" if example else "")
+                    + (f" (`{cmd} list` shows the scenarios)" if missing == "SCENARIO" else "")
+                    + f"; `{cmd} {name} --help` explains it")
+        if m := re.fullmatch(r"Flag <Argument: ([\w-]+).*> needed value and was not given one!", msg):
+            where = f"`{cmd} {task_name} --help`" if task_name else f"`{cmd} --help`"
+            return f"--{m.group(1).replace('_', '-')} needs a value; {where} explains it"
+        return f"{quoted(msg)}; `{cmd} --help` explains the options"
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def adopt() -> None:
+    """Make a plain `invoke` (Invoke's own Program, already running and now loading tasks.py) a
+    TwlabProgram for the rest of its run: the same parsing and exit codes as ./twlab."""
+    running = getattr(sys.modules.get("invoke.main"), "program", None)
+    if type(running) is Program:
+        running.__class__ = TwlabProgram
+
+
+def main(argv: list[str] | None = None) -> None:
+    """./twlab's entry (python -m lab): TWLAB_AS is the command as typed (the script's $0)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    typed = os.environ.pop("TWLAB_AS", "") or "twlab"
+    try:
+        ours = version("twlab")
+    except PackageNotFoundError:
+        ours = "unknown"
+    program = TwlabProgram(name="twlab", binary=typed, binary_names=[os.path.basename(typed)],
+                           version=ours)
+    program.typed = typed
+    program.run(argv)

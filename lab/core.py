@@ -14,24 +14,26 @@ import os
 import platform
 import secrets
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from . import shaping
+from .artifacts import check_dir, drop_empty, make_dir
 from .backends import choose
 from .backends.base import Backend, Host
 from .capture import Capture
-from .errors import EnvError, LabError, NamespaceGone, SubnetTaken, UsageError, WaitTimeout
+from .errors import EnvError, LabError, NamespaceGone, NetemMissing, SubnetTaken, UsageError, WaitTimeout
 from .faults import Faults
 from .health import Health, PauseWatch, ns_identity
-from .netns import read_sysctl, write_sysctl
+from .interrupts import shielded, stop
 from .observe import Sampler, SocketInfo, SocketView, counters_delta, read_counters
 from .peers import Peer
+from .sysctls import SYSCTL_RANGES, SysctlSetting, apply as apply_sysctl, check_keys, in_force, parse_sysctl
 from .timeline import Timeline
 from .topology import DEFAULT_COMPOSE, Topology, load
 
-__all__ = ["Lab", "SysctlSetting", "parse_sysctl", "REPORTED_SYSCTLS"]
+# SysctlSetting, parse_sysctl and SYSCTL_RANGES live in lab.sysctls; re-exported here
+__all__ = ["Lab", "SysctlSetting", "parse_sysctl", "SYSCTL_RANGES", "REPORTED_SYSCTLS"]
 
 # what report.json lists per host, besides any sysctl the run set
 REPORTED_SYSCTLS = (
@@ -43,55 +45,11 @@ REPORTED_SYSCTLS = (
 )
 
 
+ENDS = ("client", "server")  # the hosts every scenario drives, by these names
+
 ROUTER_SNAPLEN = 256     # bytes of each packet the router's capture keeps (headers and options)
 END_SNAPLEN = 2048       # the ends': headers and a full-sized segment's payload (a GSO super-packet
                          # is cut there; lab.packets takes its length from the IP header)
-
-# values the kernel accepts but that mean nothing (several of these are plain proc_dointvec
-# without bounds, so the kernel stores 7 in tcp_rfc1337 without a word): refused up front
-SYSCTL_RANGES: dict[str, tuple[int, int | None, str]] = {
-    "net.ipv4.tcp_rfc1337": (0, 1, "0 (RST kills TIME-WAIT) or 1 (ignored)"),
-    "net.ipv4.tcp_timestamps": (0, 2, "0, 1 or 2"),
-    "net.ipv4.tcp_tw_reuse": (0, 2, "0, 1 or 2"),
-    "net.ipv4.tcp_max_tw_buckets": (0, None, "0 or more"),
-    "net.ipv4.tcp_fin_timeout": (0, None, "seconds, 0 or more"),
-    "net.ipv4.tcp_orphan_retries": (0, 255, "0..255"),
-    "net.ipv4.tcp_retries2": (0, 255, "0..255"),
-    "net.ipv4.tcp_tw_reuse_delay": (1, None, "milliseconds, 1 or more"),
-    "net.ipv4.tcp_invalid_ratelimit": (0, None, "milliseconds, 0 or more"),
-    "net.ipv4.ip_forward": (0, 1, "0 or 1"),
-}
-
-
-@dataclass(frozen=True)
-class SysctlSetting:
-    host: str
-    key: str
-    value: str
-
-    def __str__(self) -> str:
-        return f"{self.host}:{self.key}={self.value}"
-
-
-def parse_sysctl(text: str) -> SysctlSetting:
-    """"client:net.ipv4.tcp_max_tw_buckets=0" -> SysctlSetting."""
-    host, sep, rest = text.partition(":")
-    key, eq, value = rest.partition("=")
-    host, key, value = host.strip(), key.strip(), value.strip()
-    if not sep or not eq or not host or not key or not value:
-        raise UsageError(f"--sysctl {text!r}: write HOST:KEY=VALUE, e.g. client:net.ipv4.tcp_rfc1337=1")
-    key = key.replace("/", ".")
-    if not key.startswith("net."):
-        raise UsageError(f"--sysctl {text!r}: only per-namespace net.* sysctls can be set in a lab host")
-    if key in SYSCTL_RANGES:
-        low, high, words = SYSCTL_RANGES[key]
-        try:
-            number = int(value)
-        except ValueError:
-            raise UsageError(f"--sysctl {text!r}: {key} takes a whole number: {words}") from None
-        if number < low or (high is not None and number > high):
-            raise UsageError(f"--sysctl {text!r}: out of range; {key} takes {words}")
-    return SysctlSetting(host, key, value)
 
 
 class Lab:
@@ -99,12 +57,14 @@ class Lab:
                  sysctls: list[SysctlSetting] = (), compose: Path | str = DEFAULT_COMPOSE,
                  port: int = 5000, progress: Callable[[str], None] = lambda s: None,
                  capture: bool = True, persistent: bool = False,
-                 shaping: list[shaping.Shaping] = ()) -> None:
+                 shaping: list[shaping.Shaping] = (), needs_netem: str | None = None) -> None:
         self.backend_name, self.artifacts = backend, Path(artifacts)
         self.requested_sysctls, self.compose, self.port = list(sysctls), Path(compose), port
         self.progress, self.capture_enabled = progress, capture
         self.persistent = persistent          # an `invoke up` lab: outlives this process
         self.shaping = list(shaping)
+        self.needs_netem = needs_netem        # the scenario that cannot run without netem, if any
+        self._made_dirs: list[Path] = []      # the artifacts directories start() created
         self.options: dict = {}               # run options a scenario may read (e.g. strict_rfc)
         self.facts: dict = {}                 # what a scenario recorded as it went: judged even
                                               # when a later step times out
@@ -133,19 +93,56 @@ class Lab:
     def __enter__(self) -> "Lab":
         try:
             self.start()
-        except BaseException:
-            self.close()
+        except BaseException as exc:
+            try:
+                self._close_surely(failing=type(exc))
+            finally:
+                drop_empty(self._made_dirs)      # a refused run leaves no empty directory
             raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-            return
-        try:                 # already failing: tear down fully, but let the first error speak
-            self.close()
-        except BaseException as teardown:
-            self.progress(f"while tearing down after {exc_type.__name__}: {teardown}")
+        self._close_surely(failing=exc_type)
+        if exc_type is not None:
+            drop_empty(self._made_dirs)
+
+    def ensure_closed(self, failing: type | None = None) -> None:
+        """close() once more, for a `finally` around `with lab:` - in case a signal landed as
+        __exit__ began, before it could close (closing twice is harmless)."""
+        if not self._closed:
+            self._close_surely(failing)
+
+    def _close_surely(self, failing: type | None) -> None:
+        """close(), also when a signal lands in the moment before close() shields itself (then it
+        is closed again, and the signal raised after). When the block is *failing* already, tear
+        down fully but let the first error speak."""
+        pending: BaseException | None = None
+        for _ in range(5):
+            try:
+                self.close()
+                break
+            except KeyboardInterrupt as exc:
+                if self._closed:             # raised after the tear-down: the lab is gone
+                    pending = exc
+                    break
+                pending = exc                # before it began: the lab is still there
+            except BaseException as teardown:
+                if not failing:
+                    raise
+                self.progress(f"while tearing down after {failing.__name__}: {teardown}")
+                break
+        if pending is not None and not failing:
+            raise pending
+
+    def discard_artifacts(self) -> None:
+        """Remove what this lab wrote (its pcaps) and the directories it made: for a run whose
+        results cannot be kept (report.json could not be written), so no stub is left behind."""
+        for path in [c.path for c in self.captures.values()] + [self.artifacts / "faults.pcap"]:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                pass
+        drop_empty(self._made_dirs)
 
     def start(self) -> None:
         t_start = time.monotonic()
@@ -161,24 +158,14 @@ class Lab:
         else:
             if gone:
                 self.progress(f"removed leftovers of killed runs: {', '.join(gone.lines())}")
+        self.backend.persistent = self.persistent
         cleanup.register(self.lab_id, self.backend.name, persistent=self.persistent)
-        topo = load(self.compose)                                    # validate before making anything
-        for s in self.requested_sysctls:
-            topo.host(s.host)
-        for sh in self.shaping:
-            topo.host(sh.src), topo.host(sh.dst)
+        topo = self._validated()
         planned = hasattr(self.backend, "plan")
         if planned:
             topo = load(self.compose, self.backend.plan(topo))       # this instance's subnets
         self.topology = topo
-        try:
-            self.artifacts.mkdir(parents=True, exist_ok=True)
-            probe = self.artifacts / ".write-test"
-            probe.write_text("")
-            probe.unlink()
-        except OSError as exc:
-            raise UsageError(f"artifacts directory {self.artifacts} is not writable ({exc.strerror}); "
-                             "give --artifacts DIR somewhere you can write") from exc
+        self._made_dirs = make_dir(self.artifacts)                   # removed again if the run fails
         t = time.monotonic()
         for attempt in range(5):
             try:
@@ -196,22 +183,15 @@ class Lab:
         self.progress(f"lab {self.lab_id} up on {self.backend.name} in {self.timings['bring_up_s']:.2f} s: "
                       + ", ".join(f"{h.name} {h.address}" for h in self.hosts.values()))
         for s in self.requested_sysctls:
-            write_sysctl(self.hosts[s.host].nspath, s.key, s.value)
-            got = read_sysctl(self.hosts[s.host].nspath, s.key)
-            if got.split() != s.value.split():
-                raise UsageError(f"--sysctl {s}: the kernel keeps {got!r} instead; give a value it accepts")
+            apply_sysctl(self.hosts[s.host].nspath, s)
         for name, host in self.hosts.items():
-            keys = list(REPORTED_SYSCTLS) + [k for k in host.spec.sysctls] + \
-                [s.key for s in self.requested_sysctls if s.host == name]
-            self.sysctls[name] = {}
-            for key in dict.fromkeys(keys):
-                try:
-                    self.sysctls[name][key] = read_sysctl(host.nspath, key)
-                except UsageError:
-                    pass     # this kernel lacks the key (e.g. tcp_tw_reuse_delay before 6.14)
+            self.sysctls[name] = in_force(host.nspath, list(REPORTED_SYSCTLS) + list(host.spec.sysctls)
+                                          + [s.key for s in self.requested_sysctls if s.host == name])
         router = topo.router
         if router is not None:
             self.netem = shaping.probe(self.hosts[router.name])
+        if self.needs_netem and not self.netem[0]:                   # before anything is captured
+            raise NetemMissing(self.needs_netem, self.netem[1])
         if self.shaping:
             if not self.netem[0]:
                 raise EnvError(f"link shaping was asked for, but {self.netem[1]}; run without --shape "
@@ -238,6 +218,23 @@ class Lab:
         self._pauses = PauseWatch().install()
         self.t0 = time.time()
         self.timings["start_s"] = time.monotonic() - t_start
+
+    def _validated(self) -> Topology:
+        """The topology, and everything asked of it, checked before anything is made: the hosts
+        the scenarios drive, the hosts named by --sysctl and --shape, the sysctl keys (against
+        this kernel), the artifacts directory."""
+        topo = load(self.compose)
+        missing = [name for name in ENDS if name not in topo.hosts]
+        if missing:
+            raise UsageError(f"{self.compose}: no service {' or '.join(map(repr, missing))}; the scenarios "
+                             f"drive hosts named {' and '.join(ENDS)}, with a router between them")
+        for s in self.requested_sysctls:
+            topo.host(s.host)
+        for sh in self.shaping:
+            topo.host(sh.src), topo.host(sh.dst)
+        check_keys(self.requested_sysctls)
+        check_dir(self.artifacts)
+        return topo
 
     def add_shaping(self, shapings: list[shaping.Shaping]) -> None:
         """Shape the running lab's path (a scenario's own link profile); like --shape, it needs
@@ -363,11 +360,25 @@ class Lab:
 
     # -- tear-down ------------------------------------------------------------------------
     def close(self) -> None:
-        """Stop everything and remove every host; safe to call twice. Raises the first error
-        only after every step has been tried."""
-        if self._closed:
-            return
-        self._closed = True
+        """Stop everything and remove every host; safe to call twice. No signal cuts it short: one
+        that arrives meanwhile is raised (as Interrupted) once the lab is gone. Raises the first
+        error only after every step has been tried."""
+        errors: list[BaseException] = []
+        with shielded(note="removing the lab first; it takes a few seconds", hold_only=True) as shield:
+            if not self._closed:
+                self._closed = True
+                if self.backend is not None:
+                    self.progress(f"lab {self.lab_id}: tearing down")
+                errors = self._tear_down()
+        if errors:
+            first = errors[0]
+            if isinstance(first, (LabError, KeyboardInterrupt)):
+                raise first
+            raise EnvError(f"tear-down failed: {first}") from first
+        if shield.signum is not None:
+            stop(shield.signum)
+
+    def _tear_down(self) -> list[BaseException]:
         errors: list[BaseException] = []
 
         def step(fn: Callable[[], object]) -> None:
@@ -397,15 +408,22 @@ class Lab:
             step(view.close)
         if self.backend is not None:
             step(self.backend.down)
-            from . import cleanup
-
-            step(lambda: cleanup.unregister(self.lab_id))
+            step(self._removed)
         self.timings["tear_down_s"] = time.monotonic() - t
-        if errors:
-            first = errors[0]
-            if isinstance(first, (LabError, KeyboardInterrupt)):
-                raise first
-            raise EnvError(f"tear-down failed: {first}") from first
+        return errors
+
+    def _removed(self) -> None:
+        """Check that nothing of the lab is left (a second pass removes what the first missed);
+        only then forget it. What stays registered is removed by the next run's start."""
+        from . import cleanup
+
+        if cleanup.find(self.lab_id):
+            cleanup.clean(self.lab_id)
+        left = cleanup.find(self.lab_id)
+        if left:
+            raise EnvError(f"lab {self.lab_id} could not be removed: {', '.join(left.lines())}; "
+                           "`invoke clean` removes it")
+        cleanup.unregister(self.lab_id)
 
     def _read_counters_after(self, name: str, host: Host) -> None:
         try:

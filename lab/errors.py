@@ -22,6 +22,8 @@ Errors from libraries (netlink, Docker, subprocess) are translated where they ar
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "LabError",
     "UsageError",
@@ -35,7 +37,26 @@ __all__ = [
     "ObservationBroken",
     "PeerError",
     "WaitTimeout",
+    "quoted",
+    "shortened",
 ]
+
+QUOTE_LIMIT = 60     # characters of user input a message repeats; the rest is cut
+
+
+def shortened(line: str, longest: int = 200, limit: int = QUOTE_LIMIT) -> str:
+    """*line* with every word longer than *longest* characters cut to *limit*: the command line's
+    last guard against repeating 100 KB of input (a scenario, host or path) in a message."""
+    return re.sub(r"\S{%d,}" % (longest + 1),
+                  lambda m: f"{m.group(0)[:limit]}... ({len(m.group(0))} characters)", line)
+
+
+def quoted(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """*text* as a message repeats it: repr()'d, and cut after *limit* characters (a 100 KB value
+    is not echoed whole)."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
 
 
 class LabError(Exception):

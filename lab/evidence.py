@@ -28,6 +28,7 @@ class Evidence:
     timer_samples: dict[str, list[tuple]] = field(default_factory=dict)  # Sampler.series
     options: dict[str, Any] = field(default_factory=dict)   # run options, e.g. strict_rfc
     captures: dict[str, dict[str, int]] = field(default_factory=dict)  # host -> tcpdump's counts
+    sampler: dict[str, Any] = field(default_factory=dict)   # lab.health.Cadence.to_json(): its gaps
 
     def capture_drops(self) -> dict[str, int]:
         """Hosts whose tcpdump says the kernel dropped packets before it read them: their pcap
@@ -48,16 +49,44 @@ class Evidence:
                 out.append((ts + expires_ms / 1000, answered + expires_ms / 1000))
         return out
 
+    def capture_hole(self, *hosts: str) -> str:
+        """What the captures of *hosts* (every host when none is named) miss: "" when tcpdump
+        dropped nothing there, else e.g. "tcpdump in server dropped 64 packets". A segment
+        absent from such a capture may have been on the wire: the check that needed it cannot
+        tell, so it is inconclusive (naming this), not failed."""
+        drops = {h: n for h, n in self.capture_drops().items() if not hosts or h in hosts}
+        return "; ".join(f"tcpdump in {h} dropped {n} packets" for h, n in sorted(drops.items()))
+
+    def sampler_blind_ms(self, t: float, until: float) -> float | None:
+        """When no sock_diag poll fell inside [*t*, *until*] (one gap of the sampler spans it all):
+        that gap (ms), so a state that lasted only that window could not have been seen. None when
+        a poll fell inside, or the cadence was not recorded."""
+        spans = [b - a for a, b in self.sampler.get("gaps", []) if a <= t and b >= until]
+        return round(max(spans) * 1000, 1) if spans else None
+
+    def sampler_gap_ms(self, t: float, until: float) -> float | None:
+        """The longest stretch between two sock_diag polls that overlaps [*t*, *until*] (ms), when
+        the sampler fell behind there (a gap over its threshold); None when it kept its pace or
+        its cadence was not recorded."""
+        gaps = [b - a for a, b in self.sampler.get("gaps", []) if a < until and b > t]
+        return round(max(gaps) * 1000, 1) if gaps else None
+
     @classmethod
     def from_record(cls, doc: dict[str, Any]) -> "Evidence":
         """Evidence kept as JSON (packets, timeline, counters, sysctls, addresses, faults, facts,
-        hz, options): how recorded runs are judged again, e.g. by the unit tests."""
-        return cls(packets={h: [Segment(**s) for s in segs] for h, segs in doc["packets"].items()},
+        hz, options, captures, timer samples, the sampler's cadence): how recorded runs are
+        judged again, e.g. by the unit tests."""
+        def segment(s: dict) -> Segment:        # a payload is kept as hex, where it is kept at all
+            return Segment(**{**s, "payload": bytes.fromhex(s["payload"])} if "payload" in s else s)
+
+        return cls(packets={h: [segment(s) for s in segs] for h, segs in doc["packets"].items()},
                    timeline=[Event(e["t"], e["host"], e["kind"], e["text"], e["data"])
                              for e in doc["timeline"]],
                    counters=doc["counters"], sysctls=doc["sysctls"], addresses=doc["addresses"],
                    faults=doc["faults"], facts=doc["facts"], hz=doc.get("hz"),
-                   options=doc.get("options", {}), captures=doc.get("captures", {}))
+                   options=doc.get("options", {}), captures=doc.get("captures", {}),
+                   timer_samples={h: [tuple(x) for x in xs] for h, xs in (doc.get("timer_samples") or {}).items()},
+                   sampler=doc.get("sampler") or (doc.get("observation") or {}).get("sampler") or {})
 
     @classmethod
     def load(cls, artifacts: Path, hosts: list[str], **kw: Any) -> "Evidence":

@@ -1,19 +1,27 @@
 """A lab to explore by hand: `invoke up`, `invoke shell HOST`, `invoke down`.
 
 The lab outlives the command that made it: its namespaces or containers stay until `invoke down`
-(or `invoke clean --all`). What it is, is kept in RUN_DIR/up.state.
+(or `invoke clean --all`). There is one such lab per registry directory (RUN_DIR): what it is, is
+kept in RUN_DIR/up.state, which `invoke up` claims (under a lock) before it makes anything, so a
+second `invoke up` refuses in one line instead of making a lab nobody knows of. An `up` that is
+interrupted removes what it made; one that was killed leaves a claim that `invoke down`,
+`invoke clean` or the next `invoke up` clears, with its half-made lab.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
-from pathlib import Path
-from typing import Callable
+import os
+from typing import Callable, Iterator
 
-from .cleanup import RUN_DIR, clean, register
+from . import owner
+from .cleanup import _MADE, RUN_DIR, clean, find, mark_ready, register
 from .errors import UsageError
+from .interrupts import interrupts_as_exceptions, shielded
 
-__all__ = ["lab_up", "lab_down", "shell_argv"]
+__all__ = ["lab_up", "lab_down", "shell_argv", "forget_if_gone", "STATE"]
 
 STATE = RUN_DIR / "up.state"     # not *.json: those are the registry's records
 
@@ -25,31 +33,90 @@ def _state() -> dict | None:
         return None
 
 
+def _write_state(state: dict) -> None:
+    tmp = RUN_DIR / f".up.state.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(state, indent=2))
+    os.replace(tmp, STATE)
+
+
+@contextlib.contextmanager
+def _locked() -> Iterator[None]:
+    """One `up`/`down` at a time looks at and changes the state (released if the process dies)."""
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    with open(RUN_DIR / "up.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _being_made(state: dict) -> bool:
+    """The claim of an `invoke up` that is still bringing its lab up."""
+    return not state.get("ready", True) and owner.alive(state.get("owner"))
+
+
+def _stale(state: dict) -> bool:
+    """The claim of an `invoke up` that died before its lab was up."""
+    return not state.get("ready", True) and not owner.alive(state.get("owner"))
+
+
+def _claim(lab_id: str, progress: Callable[[str], None]) -> None:
+    with _locked():
+        state = _state()
+        if state and _stale(state):
+            gone = clean(state["lab_id"])
+            progress(f"removed lab {state['lab_id']}, left half-made by an `invoke up` that was killed"
+                     + (f": {', '.join(gone.lines())}" if gone else ""))
+            state = None
+        if state and _being_made(state):
+            raise UsageError(f"lab {state['lab_id']} is being brought up by another `invoke up` "
+                             f"(pid {state.get('pid')}); wait for it, then `invoke down` first")
+        if state:
+            raise UsageError(f"a lab is already up ({state['lab_id']}); `invoke down` first")
+        _write_state({"lab_id": lab_id, "pid": os.getpid(), "owner": owner.token(), "ready": False})
+
+
+def _release(lab_id: str) -> None:
+    with _locked():
+        state = _state()
+        if state and state.get("lab_id") == lab_id:
+            STATE.unlink(missing_ok=True)
+
+
 def lab_up(backend: str = "auto", progress: Callable[[str], None] = print) -> dict:
+    """Bring a lab up and leave it; SIGINT, SIGTERM and SIGHUP meanwhile remove what was made."""
+    with interrupts_as_exceptions():
+        return _up(backend, progress)
+
+
+def _up(backend: str, progress: Callable[[str], None]) -> dict:
+    import secrets
+
     from .backends import choose
     from .topology import load
 
-    if _state():
-        raise UsageError(f"a lab is already up ({_state()['lab_id']}); `invoke down` first")
-    import secrets
-
-    cls, why = choose(backend)
-    progress(why)
     lab_id = secrets.token_hex(3)
-    be = cls(lab_id, progress)
-    topo = load()
-    if hasattr(be, "plan"):
-        topo = load(env=be.plan(topo))
-    register(lab_id, be.name, persistent=True)
+    _claim(lab_id, progress)         # a second `up` refuses here, before it says or makes anything
     try:
+        cls, why = choose(backend)
+        progress(why)
+        be = cls(lab_id, progress)
+        be.persistent = True
+        register(lab_id, be.name, persistent=True, ready=False)     # before anything is made
+        topo = load()
+        if hasattr(be, "plan"):
+            topo = load(env=be.plan(topo))
         hosts = be.up(topo)
+        state = {"lab_id": lab_id, "backend": be.name, "pid": os.getpid(), "owner": owner.token(),
+                 "ready": True,
+                 "hosts": {n: {"exec": h.exec_prefix, "addresses": {k: str(v) for k, v in h.addresses.items()}}
+                           for n, h in hosts.items()}}
+        with shielded():
+            _write_state(state)
+            mark_ready(lab_id)
     except BaseException:
-        clean(lab_id)
+        with shielded(note="removing the half-made lab first"):
+            clean(lab_id)
+            _release(lab_id)
         raise
-    state = {"lab_id": lab_id, "backend": be.name,
-             "hosts": {n: {"exec": h.exec_prefix, "addresses": {k: str(v) for k, v in h.addresses.items()}}
-                       for n, h in hosts.items()}}
-    STATE.write_text(json.dumps(state, indent=2))
     for n, h in state["hosts"].items():
         progress(f"  {n:<8} {', '.join(h['addresses'].values())}")
     progress(f"lab {lab_id} is up on {be.name}: `invoke shell client`, then `invoke down`")
@@ -57,17 +124,35 @@ def lab_up(backend: str = "auto", progress: Callable[[str], None] = print) -> di
 
 
 def lab_down(progress: Callable[[str], None] = print) -> None:
-    state = _state()
-    if not state:
-        raise UsageError("no lab is up (`invoke up` makes one)")
-    removed = clean(state["lab_id"])
-    STATE.unlink(missing_ok=True)
-    progress(f"lab {state['lab_id']} removed ({len(removed.lines())} objects)")
+    with interrupts_as_exceptions(), _locked():
+        state = _state()
+        if not state:
+            raise UsageError("no lab is up (`invoke up` makes one)")
+        if _being_made(state):
+            raise UsageError(f"lab {state['lab_id']} is still being brought up (pid {state.get('pid')}); "
+                             "wait for `invoke up` to finish, or stop it with Ctrl-C")
+        _MADE.add(state["lab_id"])       # what an interrupt now must account for
+        with shielded(note="removing the lab first"):
+            removed = clean(state["lab_id"])
+            STATE.unlink(missing_ok=True)
+    what = "left half-made by an `invoke up` that was killed, " if _stale(state) else ""
+    progress(f"lab {state['lab_id']} {what}removed ({len(removed.lines())} objects)")
+
+
+def forget_if_gone() -> str | None:
+    """After `invoke clean`: drop the state of an `up` lab that is no more (removed with --all,
+    by hand, or a killed `up`'s half-made one); return its id."""
+    with _locked():
+        state = _state()
+        if not state or _being_made(state) or find(state["lab_id"]):
+            return None
+        STATE.unlink(missing_ok=True)
+        return state["lab_id"]
 
 
 def shell_argv(host: str) -> list[str]:
     state = _state()
-    if not state:
+    if not state or not state.get("ready", True):
         raise UsageError("no lab is up: run `invoke up` first")
     if host not in state["hosts"]:
         raise UsageError(f"unknown host {host!r}: this lab has {', '.join(state['hosts'])}")

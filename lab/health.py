@@ -80,6 +80,7 @@ class Cadence:
     last: float | None = None
     gaps: list[tuple[float, float]] = field(default_factory=list)   # (previous poll, this poll)
     max_gap_s: float = 0.0
+    sched: str = ""              # the sampler thread's scheduling policy: fifo or other
 
     def tick(self, t: float) -> None:
         if self.last is not None:
@@ -95,7 +96,7 @@ class Cadence:
     def to_json(self) -> dict:
         span = (self.last - self.first) if self.first is not None and self.last is not None else 0.0
         return {"polls": self.polls, "span_s": round(span, 3), "max_gap_ms": round(self.max_gap_s * 1000, 1),
-                "gap_threshold_ms": round(self.gap_s * 1000, 1), "gaps": self.gaps[:1000],
+                "gap_threshold_ms": round(self.gap_s * 1000, 1), "sched": self.sched, "gaps": self.gaps[:1000],
                 "gaps_total": len(self.gaps)}
 
 

@@ -4,12 +4,15 @@
     print(markdown(m))
 
 "host" runs on this machine's kernel (lab.runner.run_scenario). Any other kernel is run by
-``lab.vm.run(kernel, twlab_args, artifacts, progress) -> (exit_code, stdout)``, which boots that
-kernel and runs ``invoke run SCENARIO --backend netns --artifacts ARTIFACTS --json`` inside it
-(ARTIFACTS is shared with the guest at the same absolute path), leaving report.json there; lab.vm is imported lazily, and when it is missing or fails that kernel's cells say
-why (never a made-up result). A cell holds the verdict and the key observed values of the
-scenario (KEY_VALUES: the numbers its checks used, from report.json's checks[].values) and the
-TIME-WAIT counters that moved; a row whose values differ between kernels is marked.
+``lab.vm.run(kernel, twlab_args, artifacts, progress, docker=...) -> (exit_code, stdout)``, which
+boots that kernel and runs ``invoke run SCENARIO --backend netns|docker --artifacts ARTIFACTS
+--json`` inside it (ARTIFACTS is shared with the guest at the same absolute path), leaving
+report.json there; lab.vm is imported lazily, and when it is missing or fails that kernel's cells
+say why (never a made-up result). Backends are a second axis: with more than one, each kernel
+has a column per backend, named KERNEL/BACKEND ("auto" means netns inside a VM). A cell holds
+the verdict and the key observed values of the scenario (KEY_VALUES in lab/matrixkeys.py: the
+numbers its checks used, from report.json's checks[].values) and the TIME-WAIT counters that
+moved; a row whose values differ between columns is marked.
 """
 
 from __future__ import annotations
@@ -18,129 +21,17 @@ import json
 import math
 import platform
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from .errors import LabError, NetemMissing, UsageError
+from .matrixkeys import COUNTERS, KEY_VALUES, RANDOM_COUNTS, KeyValue
 from .verdict import FAIL, INCONCLUSIVE, NOT_APPLICABLE, outcome_of
 
-__all__ = ["KEY_VALUES", "COUNTERS", "KeyValue", "run_matrix", "cell_from_report", "rows",
-           "markdown", "show"]
+__all__ = ["KEY_VALUES", "COUNTERS", "RANDOM_COUNTS", "KeyValue", "run_matrix", "columns", "parse_backends",
+           "cell_from_report", "rows", "markdown", "show"]
 
 HOST = "host"
-
-
-@dataclass(frozen=True)
-class KeyValue:
-    """One observed number of a scenario: *path* in the values of the check(s) matching *check*
-    (fnmatch). Kernels differ when the numbers are further apart than abs_tol or rel_tol (a
-    fraction); by default any difference counts."""
-
-    label: str
-    check: str
-    path: str
-    abs_tol: float = 0.0
-    rel_tol: float = 0.0
-    relative_to_first: bool = False      # a list of absolute times: show them from the first
-    none_means: str | None = None        # what an observed null says (e.g. the socket was gone)
-    tally: bool = False                  # a dict keyed by something run-specific (ports): count its values
-
-
-KEY_VALUES: dict[str, list[KeyValue]] = {
-    "lost-ack": [
-        KeyValue("TIME-WAIT armed (ms)", "time-wait-armed-for-60s", "first_expires_ms", abs_tol=50),
-        KeyValue("server FINs (1 + retransmissions)", "server-retransmits-fin", "fin_count"),
-        KeyValue("FIN times (s from the first)", "server-retransmits-fin", "fin_times",
-                 rel_tol=0.1, abs_tol=0.02, relative_to_first=True),
-        KeyValue("FIN intervals (s)", "server-retransmits-fin", "intervals_s", rel_tol=0.1, abs_tol=0.02),
-        KeyValue("TIME-WAIT timer after each FIN (ms)", "time-wait-timer-restarts", "due_after_fin_ms",
-                 abs_tol=50),
-        KeyValue("TCPTimeWaitOverflow (no TIME-WAIT)", "no-time-wait-state", "TCPTimeWaitOverflow"),
-    ],
-    "time-wait-duration": [
-        KeyValue("TIME-WAIT length (s)", "time-wait-lasts-60s", "sampled_s", abs_tol=0.5),
-        KeyValue("TIME-WAIT armed (ms)", "time-wait-lasts-60s", "first_expires_ms", abs_tol=50),
-        KeyValue("timer-wheel slack (s)", "time-wait-lasts-60s", "tolerance_late_s"),
-        KeyValue("orphan FIN-WAIT-2 (s)", "orphan-fin-wait2-follows-tcp_fin_timeout", "sampled_s", abs_tol=0.5),
-        KeyValue("TW at arming", "tw-counters-at-arming", "TW"),
-        KeyValue("TWKilled at arming", "tw-counters-at-arming", "TWKilled"),
-    ],
-    "retransmitted-fin": [
-        KeyValue("FIN times (ms)", "tlp-then-rto-doubling", "fin_times_ms", rel_tol=0.1, abs_tol=20),
-        KeyValue("retransmission kinds", "tlp-then-rto-doubling", "kinds"),
-        KeyValue("first RTO (ms)", "tlp-then-rto-doubling", "rto0_ms", rel_tol=0.1),
-        KeyValue("RTO retransmissions", "orphan-retries-count", "observed_rto_retransmissions"),
-        KeyValue("gave up after (ms)", "give-up-when-budget-spent", "gone_after_first_fin_ms", rel_tol=0.1),
-    ],
-    "five-tuple": [
-        KeyValue("tcp_tw_reuse", "connect-same-4-tuple-a-later", "tcp_tw_reuse"),
-        KeyValue("tw reuse delay (ms)", "connect-same-4-tuple-a-later", "tcp_tw_reuse_delay_ms"),
-        KeyValue("connect after the delay", "connect-same-4-tuple-a-later", "error"),
-        KeyValue("connect after the delay: tried at (ms)", "connect-same-4-tuple-a-later",
-                 "since_time_wait_ms", rel_tol=0.2),
-        KeyValue("connect at once", "connect-same-4-tuple-a-now", "error"),
-        KeyValue("new ISN - old snd_nxt", "recycled-isn-above-old-snd-nxt", "recycled.0.difference"),
-        KeyValue("TWRecycled", "tw-recycled-counter", "TWRecycled"),
-    ],
-    "tw-assassination": [
-        KeyValue("tcp_rfc1337", "time-wait-*", "tcp_rfc1337"),
-        KeyValue("TIME-WAIT after the RST", "time-wait-*", "state_after", none_means="gone (killed)"),
-        KeyValue("killed after the RST (ms)", "time-wait-*", "gone_after_rst_ms", abs_tol=50),
-        KeyValue("PAWSTimewait", "paws-does-not-prevent-it", "PAWSTimewait"),
-    ],
-    "tw-buckets": [
-        KeyValue("tcp_max_tw_buckets", "buckets-fill-in-close-order", "limit"),
-        KeyValue("TIME-WAIT sockets at the end", "exactly-n-time-wait", "time_wait_at_end"),
-        KeyValue("late FIN answers", "late-fin-ack-or-rst", "answers", tally=True),
-        KeyValue("TCPTimeWaitOverflow", "overflow-counters", "TCPTimeWaitOverflow"),
-    ],
-    "tw-reopen": [
-        KeyValue("SYN ahead accepted", "seq-ahead-syn-judged-by-time-wait", "accepted"),
-        KeyValue("SYN behind accepted", "seq-behind-syn-judged-by-time-wait", "accepted"),
-        KeyValue("new ISN - old snd_nxt", "seq-ahead-new-isn-above-old", "difference"),
-        KeyValue("RFC 1122 cond. (2): TIME-WAIT restored", "rfc1122-condition-2-*", "time_wait_restored"),
-    ],
-    "wandering-duplicates": [
-        KeyValue("TIME-WAIT timer after the replay (ms)", "time-wait-timer-restarted", "due_after_replay_ms",
-                 abs_tol=50),
-        KeyValue("PAWSTimewait", "paws-in-time-wait", "PAWSTimewait"),
-        KeyValue("ISN clock (per s)", "isn-clock", "isns.0.per_second", rel_tol=0.01),
-        KeyValue("old bytes delivered", "application-reads-*", "old_markers"),
-    ],
-    "who-closes-first": [
-        KeyValue("client first: client TIME-WAIT", "client-first-*", "client_time_wait"),
-        KeyValue("server first: server TIME-WAIT", "server-first-*", "server_time_wait"),
-        KeyValue("simultaneous: both TIME-WAIT", "simultaneous-both-hold-time-wait", "time_wait"),
-    ],
-    "lossy-link": [
-        # counts of a random process: each run draws its own losses (no seed on 6.1), so only a
-        # large difference says something about the kernel
-        KeyValue("final ACKs lost (of 100 closes)", "lost-final-ack-*", "final_ack_lost", abs_tol=20),
-        KeyValue("saved by TIME-WAIT's re-ACK", "lost-final-ack-saved-by-time-wait", "saved_by_reack", abs_tol=20),
-        KeyValue("closes ended by a RST", "lost-final-ack-*", "ended_by_rst", abs_tol=20),
-        KeyValue("server's wait after a lost final ACK, min (ms)", "lost-final-ack-costs-an-rto",
-                 "distribution.final ACK lost.server_wait_ms.min", abs_tol=50),
-        KeyValue("close time, median (ms)", "lost-final-ack-costs-an-rto", "distribution.all.close_ms.p50",
-                 rel_tol=0.5),
-        KeyValue("netem seed reported", "loss-matches-the-link", "seeded"),
-    ],
-    "restart-reuseaddr": [
-        KeyValue("neither SO_REUSEADDR: bind", "neither-bind", "error"),
-        KeyValue("both: bind", "both-bind", "error"),
-        KeyValue("old without, new with: bind", "old-without-new-with-bind", "error"),
-        KeyValue("live listener: bind", "live-listener-bind", "error"),
-    ],
-}
-
-# scenarios whose counters count a random process (netem loss): kernels differ only when
-# different counters move, not when the counts do
-RANDOM_COUNTS = {"lossy-link"}
-
-# the TIME-WAIT story in nstat (FACTS.md §4); a cell lists those that moved, per host
-COUNTERS = ("TcpExtTW", "TcpExtTWKilled", "TcpExtTWRecycled", "TcpExtTCPTimeWaitOverflow",
-            "TcpExtPAWSTimewait", "TcpExtPAWSEstab", "TcpExtTCPACKSkippedTimeWait",
-            "TcpExtTCPLossProbes", "TcpExtTCPAbortOnTimeout", "TcpRetransSegs", "TcpOutRsts")
 
 
 # -- one cell -----------------------------------------------------------------------------------
@@ -200,36 +91,44 @@ def _error_cell(reason: str) -> dict[str, Any]:
 
 # -- running ------------------------------------------------------------------------------------
 
-def run_matrix(kernels: list[str], names: list[str], out: Path, backend: str = "auto",
+def columns(kernels: list[str], backends: list[str]) -> list[tuple[str, str, str]]:
+    """(column, kernel, backend) for each kernel x backend: a column is named for its kernel alone
+    when one backend was asked for, else KERNEL/BACKEND."""
+    return [(k if len(backends) == 1 else f"{k}/{b}", k, b) for k in kernels for b in backends]
+
+
+def run_matrix(kernels: list[str], names: list[str], out: Path, backend: str | list[str] = "auto",
                progress: Callable[[str], None] = lambda s: None,
                vm: Any = None) -> dict[str, Any]:
-    """Run each scenario on each kernel; return the matrix (also written as matrix.json and
-    matrix.md under *out*). *vm* stands in for lab.vm (tests)."""
+    """Run each scenario on each kernel, with each backend; return the matrix (also written as
+    matrix.json and matrix.md under *out*). *vm* stands in for lab.vm (tests)."""
     from scenarios import get
 
+    from .artifacts import check_dir
     from .runner import run_scenario
 
     kernels = list(dict.fromkeys(kernels or [HOST]))
+    backends = parse_backends([backend] if isinstance(backend, str) else backend)
     for n in names:
         get(n)                                                  # a bad name fails here, once
-    out = Path(out)
+    out = check_dir(Path(out), "--out")
     started = time.time()
+    cols = columns(kernels, backends)
     cells: dict[str, dict[str, dict[str, Any]]] = {n: {} for n in names}
     releases: dict[str, str | None] = {}
-    for kernel in kernels:
+    for col, kernel, be in cols:
         if kernel == HOST:
-            releases[kernel] = platform.release()
+            releases[col] = platform.release()
             for n in names:
-                progress(f"{n} on {kernel} ({releases[kernel]}) ...")
+                progress(f"{n} on {col} ({releases[col]}) ...")
                 try:
-                    report = run_scenario(n, backend=backend, artifacts=out / kernel / n,
-                                          progress=lambda s: None)
-                    cells[n][kernel] = cell_from_report(report)
+                    report = run_scenario(n, backend=be, artifacts=out / col / n, progress=lambda s: None)
+                    cells[n][col] = cell_from_report(report)
                 except NetemMissing as exc:              # this kernel cannot run it: say why
-                    cells[n][kernel] = {**_error_cell(exc.why), "verdict": "skipped"}
+                    cells[n][col] = {**_error_cell(exc.why), "verdict": "skipped"}
                 except LabError as exc:
-                    cells[n][kernel] = _error_cell(exc)
-                progress(f"{n} on {kernel}: {cells[n][kernel]['verdict']}")
+                    cells[n][col] = _error_cell(exc)
+                progress(f"{n} on {col}: {cells[n][col]['verdict']}")
             continue
         runner, why = vm, None
         if runner is None:
@@ -239,17 +138,17 @@ def run_matrix(kernels: list[str], names: list[str], out: Path, backend: str = "
                 why = f"no VM runner: lab.vm cannot be imported ({exc.__class__.__name__}: {exc})"
         for n in names:
             if why:
-                cells[n][kernel] = _error_cell(why)
+                cells[n][col] = _error_cell(why)
                 continue
-            progress(f"{n} on {kernel} (VM) ...")
-            cells[n][kernel] = _vm_cell(runner, kernel, n, out / kernel / n, progress)
-            releases.setdefault(kernel, cells[n][kernel].get("kernel"))
-            if cells[n][kernel].get("kernel"):
-                releases[kernel] = cells[n][kernel]["kernel"]
-            progress(f"{n} on {kernel}: {cells[n][kernel]['verdict']}"
-                     + (f" - {cells[n][kernel]['error']}" if cells[n][kernel].get("error") else ""))
-        releases.setdefault(kernel, None)
-    matrix = {"kernels": kernels, "releases": releases, "scenarios": names, "cells": cells,
+            progress(f"{n} on {col} (VM) ...")
+            cells[n][col] = _vm_cell(runner, kernel, be, n, out / col / n, progress)
+            if cells[n][col].get("kernel"):
+                releases[col] = cells[n][col]["kernel"]
+            progress(f"{n} on {col}: {cells[n][col]['verdict']}"
+                     + (f" - {cells[n][col]['error']}" if cells[n][col].get("error") else ""))
+        releases.setdefault(col, None)
+    matrix = {"kernels": kernels, "backends": backends, "columns": [c for c, _, _ in cols],
+              "releases": releases, "scenarios": names, "cells": cells,
               "wall_s": round(time.time() - started, 3), "out": str(out)}
     matrix["rows"] = rows(matrix)
     matrix["differs"] = [f"{r['scenario']}: {r['what']}" for r in matrix["rows"] if r["differs"]]
@@ -259,12 +158,13 @@ def run_matrix(kernels: list[str], names: list[str], out: Path, backend: str = "
     return matrix
 
 
-def _vm_cell(vm: Any, kernel: str, name: str, artifacts: Path, progress) -> dict[str, Any]:
+def _vm_cell(vm: Any, kernel: str, backend: str, name: str, artifacts: Path, progress) -> dict[str, Any]:
     artifacts = artifacts.resolve()       # shared with the guest at the same absolute path
-    args = ["run", name, "--backend", "netns", "--artifacts", str(artifacts), "--json"]
+    backend = "netns" if backend == "auto" else backend          # inside a VM: no engine unless asked
+    args = ["run", name, "--backend", backend, "--artifacts", str(artifacts), "--json"]
     try:
         artifacts.mkdir(parents=True, exist_ok=True)
-        code, output = vm.run(kernel, args, artifacts, progress)
+        code, output = vm.run(kernel, args, artifacts, progress, docker=backend == "docker")
     except KeyboardInterrupt:
         raise
     except Exception as exc:                                    # noqa: BLE001 - LabError or a bug: say it
@@ -303,7 +203,7 @@ def _find_report(artifacts: Path, name: str, output: str | None) -> dict[str, An
 def rows(matrix: dict[str, Any]) -> list[dict[str, Any]]:
     """Flatten cells into rows: (scenario, what) x kernel -> text, and whether kernels differ."""
     out = []
-    kernels = matrix["kernels"]
+    kernels = _columns(matrix)
     for n in matrix["scenarios"]:
         cells = matrix["cells"][n]
         tol = {kv.label: kv for kv in KEY_VALUES.get(n, [])}
@@ -377,13 +277,18 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _columns(matrix: dict[str, Any]) -> list[str]:
+    """The matrix's columns: kernels, or KERNEL/BACKEND when it ran several backends."""
+    return matrix.get("columns") or matrix["kernels"]
+
+
 def _header(matrix: dict[str, Any], kernel: str) -> str:
     rel = matrix.get("releases", {}).get(kernel)
     return f"{kernel} ({rel})" if rel and rel != kernel else kernel
 
 
 def markdown(matrix: dict[str, Any]) -> str:
-    kernels = matrix["kernels"]
+    kernels = _columns(matrix)
     lines = ["# twlab matrix", "",
              f"Scenarios {', '.join(matrix['scenarios'])} on {', '.join(_header(matrix, k) for k in kernels)}. "
              "**differs** marks a row whose observations are not the same on every kernel that ran it "
@@ -407,10 +312,11 @@ def show(matrix: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="twlab matrix: scenario x kernel", show_lines=False)
+    axis = "kernel x backend" if len(matrix.get("backends") or []) > 1 else "kernel"
+    table = Table(title=f"twlab matrix: scenario x {axis}", show_lines=False)
     table.add_column("scenario")
     table.add_column("observed")
-    for k in matrix["kernels"]:
+    for k in _columns(matrix):
         table.add_column(_header(matrix, k), overflow="fold")
     table.add_column("differs")
     last = None
@@ -419,7 +325,7 @@ def show(matrix: dict[str, Any]) -> None:
             table.add_section()
         colour = {True: "bold yellow"}.get(r["differs"])
         cells = []
-        for k in matrix["kernels"]:
+        for k in _columns(matrix):
             text = r["cells"][k]
             if r["what"] == "verdict":
                 style = "green" if text.startswith("pass") else "red" if text.startswith("fail") else "yellow"
@@ -448,3 +354,12 @@ def parse_kernels(values: list[str] | None) -> list[str]:
             raise UsageError(f"--kernel {k!r}: unknown kernel; choose {HOST} (this machine's) or "
                              + ", ".join(KERNELS) + " (booted under qemu)")
     return kernels or [HOST]
+
+
+def parse_backends(values: list[str] | None) -> list[str]:
+    """--backend, repeatable or comma-separated: auto, docker, netns (default: auto)."""
+    backends = list(dict.fromkeys(b.strip() for v in (values or []) for b in v.split(",") if b.strip()))
+    for b in backends:
+        if b not in ("auto", "docker", "netns"):
+            raise UsageError(f"--backend {b!r}: choose auto, docker or netns (repeat it for a backend axis)")
+    return backends or ["auto"]

@@ -18,7 +18,7 @@ from typing import Iterator
 from pyroute2 import IPRoute
 from pyroute2 import netns as _pnetns
 
-from .errors import BackendError, NamespaceGone, UsageError
+from .errors import BackendError, NamespaceGone, UsageError, quoted
 
 __all__ = [
     "inside",
@@ -103,8 +103,8 @@ def read_sysctl(nspath: str, key: str) -> str:
         try:
             with open(path) as f:
                 return f.read().strip()
-        except FileNotFoundError:
-            raise UsageError(f"unknown sysctl {key!r} (no {path} in this kernel)") from None
+        except OSError as exc:
+            raise UsageError(_refusal(key, path, exc)) from None
 
 
 def write_sysctl(nspath: str, key: str, value: str) -> None:
@@ -113,14 +113,26 @@ def write_sysctl(nspath: str, key: str, value: str) -> None:
         try:
             with open(path, "w") as f:
                 f.write(str(value))
-        except FileNotFoundError:
-            raise UsageError(f"unknown sysctl {key!r} (no {path} in this kernel)") from None
-        except PermissionError:
-            raise UsageError(f"sysctl {key!r} is read-only; choose a writable net.* key") from None
-        except OSError as exc:
-            if exc.errno == errno.EINVAL:
-                raise UsageError(f"sysctl {key}={value!r}: the kernel refused the value (out of range?)") from None
-            raise
+        except OSError as exc:                   # from open(), or from the write at close()
+            raise UsageError(_refusal(key, path, exc, str(value))) from None
+
+
+def _refusal(key: str, path: str, exc: OSError, value: str | None = None) -> str:
+    """Why reading (*value* None) or writing *key* failed, in words; called inside the namespace.
+    A key that exists is never "unknown": the kernel refused the value (EINVAL, or ENOENT from
+    tcp_congestion_control for a name it does not know) or the access (the key's mode)."""
+    if os.path.isdir(path):
+        return f"{key} is a group of sysctls, not one; name a key in it"
+    if not os.path.isfile(path):
+        return f"unknown sysctl {key!r} (no {path} there)"
+    if isinstance(exc, PermissionError):
+        return (f"sysctl {key} is write-only (an action, such as a cache flush): it holds no value"
+                if value is None else f"sysctl {key} is read-only; choose a writable net.* key")
+    if value is None:
+        return f"cannot read sysctl {key} ({exc.strerror or exc})"
+    why = "the kernel has no such choice" if exc.errno == errno.ENOENT else \
+        (exc.strerror or str(exc)).lower()
+    return f"bad value for {key}: the kernel refused {quoted(value)} ({why})"
 
 
 def _parse_pairs(text: str) -> dict[str, int]:

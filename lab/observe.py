@@ -238,11 +238,28 @@ class Sampler:
         self.samples += 1
 
     def _run(self) -> None:
+        self.cadence.sched = _realtime()
         while not self._stop.is_set():
             self.poll()
             if self._watch is not None and self.samples % self._watch_every == 0:
                 self._watch()
             self._stop.wait(self.interval_s)
+
+
+def _realtime() -> str:
+    """Put the calling thread (the sampler) in SCHED_FIFO at the lowest real-time priority, when
+    allowed: it then runs as soon as its 5 ms wait ends instead of queueing behind every busy
+    process. Measured with 50 lost-ack labs at once on this 2-core machine: the median run's
+    longest gap between polls fell from 679 ms to 79 ms, and every run could be judged (38/50
+    before, the rest inconclusive). Each poll is a few netlink round trips and then a wait, so
+    the thread never holds a CPU for long (and the kernel's real-time throttling bounds it)."""
+    import os
+
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))    # 0: this thread
+        return "fifo"
+    except (OSError, AttributeError):
+        return "other"
 
 
 def counters_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:

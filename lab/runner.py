@@ -2,45 +2,28 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
 import os
-import signal
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
+from .artifacts import check_dir
+from .backends import check_name
 from .capture import parse_stats
 from .core import Lab, SysctlSetting
-from .errors import LabError, NetemMissing, UsageError, WaitTimeout
+from .errors import EnvError, LabError, NetemMissing, UsageError, WaitTimeout
 from .evidence import Evidence
+from .interrupts import Interrupted, interrupts_as_exceptions, signal_name, signal_of
+from .pool import run_jobs
 from .shaping import REQUIRED, UNUSED, Shaping, parse_shape
+from .sysctls import check_keys
 from .verdict import EXIT_CODES, FAIL, INCONCLUSIVE, outcome_of, verdict
 
-__all__ = ["run_scenario", "default_artifacts", "interrupts_as_exceptions", "kernel_hz"]
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM/SIGHUP, raised like Ctrl-C so every `finally` and `with` tears the lab down."""
-
-
-@contextlib.contextmanager
-def interrupts_as_exceptions() -> Iterator[None]:
-    owner = os.getpid()
-
-    def handler(signum, frame):
-        if os.getpid() != owner:        # a forked child (a library's helper): just go
-            os._exit(128 + signum)
-        raise Interrupted(f"stopped by {signal.Signals(signum).name}")
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
+__all__ = ["run_scenario", "run_many", "run_catalog", "default_artifacts", "interrupts_as_exceptions",
+           "Interrupted", "kernel_hz"]
 
 
 def default_artifacts(scenario: str) -> Path:
@@ -91,30 +74,32 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
     mine = {(s.host, s.key) for s in sysctls}
     sysctls = [s for s in own if (s.host, s.key) not in mine] + list(sysctls)
     lab = Lab(backend=backend, artifacts=artifacts, sysctls=list(sysctls), port=mod.PORT,
-              progress=progress, shaping=list(shaping), **({"compose": compose} if compose else {}))
+              progress=progress, shaping=list(shaping),
+              needs_netem=name if mod.SHAPING == REQUIRED else None, **({"compose": compose} if compose else {}))
     facts: dict[str, Any] = {}
     error: str | None = None
     with interrupts_as_exceptions():
-        with lab:
-            if mod.SHAPING == REQUIRED and not lab.netem[0]:
-                raise NetemMissing(name, lab.netem[1])
-            if not shaping and getattr(mod, "SHAPE", None):
-                # the scenario's own link, when the user gave none (--shape replaces it)
-                lab.add_shaping([sh for text in mod.SHAPE for sh in parse_shape(text)])
-            progress(f"running {name}: {scenario_intent(mod, lab.sysctls)}")
-            t = time.monotonic()
-            lab.options = dict(options or {})
-            try:
-                facts = {**lab.facts, **(mod.run(lab) or {})}
-            except WaitTimeout as exc:  # a step timed out: still judge what was seen, then fail
-                error = str(exc)
-                facts = dict(lab.facts)
-            except Exception as exc:    # the lab's own observation may be what broke: say so
-                broken = lab.broken(exc)
-                if broken is not None:
-                    raise broken from exc
-                raise
-            lab.timings["scenario_s"] = time.monotonic() - t
+        try:
+            with lab:
+                if not shaping and getattr(mod, "SHAPE", None):
+                    # the scenario's own link, when the user gave none (--shape replaces it)
+                    lab.add_shaping([sh for text in mod.SHAPE for sh in parse_shape(text)])
+                progress(f"running {name}: {scenario_intent(mod, lab.sysctls)}")
+                t = time.monotonic()
+                lab.options = dict(options or {})
+                try:
+                    facts = {**lab.facts, **(mod.run(lab) or {})}
+                except WaitTimeout as exc:  # a step timed out: still judge what was seen, then fail
+                    error = str(exc)
+                    facts = dict(lab.facts)
+                except Exception as exc:    # the lab's own observation may be what broke: say so
+                    broken = lab.broken(exc)
+                    if broken is not None:
+                        raise broken from exc
+                    raise
+                lab.timings["scenario_s"] = time.monotonic() - t
+        finally:
+            lab.ensure_closed(failing=KeyboardInterrupt)
     ev = Evidence.load(
         artifacts, list(lab.hosts), timeline=lab.timeline.events(),
         counters={h: lab.counters_delta(h) for h in lab.hosts}, sysctls=lab.sysctls,
@@ -122,7 +107,8 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
         faults={n: f.to_json() for n, f in (lab.faults.faults.items() if lab.faults else [])},
         facts=facts, hz=kernel_hz(), options=dict(options or {}),
         timer_samples=lab.sampler.series if lab.sampler else {},
-        captures={h: parse_stats(c.stats) for h, c in lab.captures.items()})
+        captures={h: parse_stats(c.stats) for h, c in lab.captures.items()},
+        sampler=lab.sampler.cadence.to_json() if lab.sampler else {})
     try:
         checks = mod.check(ev)
     except Exception:   # a broken check is a bug: report it as a failed check, with its trace
@@ -166,8 +152,25 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
         "timer_samples": {h: [list(x) for x in xs] for h, xs in ev.timer_samples.items()},
         "packets": {h: [s.to_json() for s in segs] for h, segs in ev.packets.items()},
     }
-    (artifacts / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    _write_report(lab, artifacts, report)
     return report
+
+
+def _write_report(lab: Lab, artifacts: Path, report: dict[str, Any]) -> None:
+    """report.json, whole or not at all: written beside and renamed into place. When it cannot be
+    written (a full disk) the run's pcaps go too, and the run is an environment error."""
+    path, tmp = artifacts / "report.json", artifacts / ".report.json.tmp"
+    try:
+        tmp.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        lab.discard_artifacts()
+        raise EnvError(f"cannot write {path} ({exc.strerror or exc}); the run's results were not kept: "
+                       "free some space there or give --artifacts DIR elsewhere") from None
 
 
 def _one(job: dict[str, Any]) -> dict[str, Any]:
@@ -184,8 +187,8 @@ def _one(job: dict[str, Any]) -> dict[str, Any]:
         return {"run": job["run"], "verdict": "error", "error": str(exc), "exit_code": exc.exit_code,
                 "artifacts": str(job["artifacts"])}
     except KeyboardInterrupt as exc:
-        return {"run": job["run"], "verdict": "error", "error": f"interrupted ({exc})", "exit_code": 130,
-                "artifacts": str(job["artifacts"])}
+        return {"run": job["run"], "verdict": "error", "error": f"interrupted by {signal_name(exc)}",
+                "interrupted": True, "exit_code": 130, "artifacts": str(job["artifacts"])}
     except Exception as exc:   # a bug or a library's surprise: one instance's error, not the batch's
         return {"run": job["run"], "verdict": "error", "exit_code": 2, "artifacts": str(job["artifacts"]),
                 "error": f"{type(exc).__name__}: {exc}"}
@@ -206,35 +209,47 @@ def run_many(name: str, repeat: int, parallel: int, backend: str = "auto",
              options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run *repeat* isolated instances of scenario *name*, *parallel* at a time, each in its own
     process and lab; summarise how many passed and how stable each check was."""
-    import concurrent.futures as cf
-    import multiprocessing
-
     from scenarios import get
 
     get(name)                                    # a bad name fails here, once
     if repeat < 1 or parallel < 1:
         raise UsageError("--repeat and --parallel take whole numbers of 1 or more")
-    base = Path(artifacts) if artifacts else default_artifacts(name)
+    base = check_dir(Path(artifacts) if artifacts else default_artifacts(name))
+    check_keys(sysctls)                          # refused once, not by every instance
+    check_name(backend)
     jobs = [{"run": i + 1, "name": name, "backend": backend, "sysctls": list(sysctls),
              "artifacts": base / f"run-{i + 1:03d}", "shaping": list(shaping), "compose": compose,
              "options": options}
             for i in range(repeat)]
     started = time.time()
     results: list[dict[str, Any]] = []
-    ctx = multiprocessing.get_context("spawn")
-    with interrupts_as_exceptions(), cf.ProcessPoolExecutor(max_workers=parallel, mp_context=ctx) as pool:
-        futures = [pool.submit(_one, job) for job in jobs]
-        for fut in cf.as_completed(futures):
-            res = fut.result()
-            results.append(res)
-            if res["verdict"] == "skipped":      # the kernel cannot run it: once is enough
-                for other in futures:
-                    other.cancel()
-                raise NetemMissing(name, res["netem"]["why"])
-            progress(f"run {res['run']:>3}/{repeat}: {res['verdict']}"
-                     + (f" ({', '.join(res.get('failed_checks') or [])})" if res.get("failed_checks") else "")
-                     + (f" - {res['error']}" if res.get("error") else ""))
-    results.sort(key=lambda r: r["run"])
+
+    def collect(job: dict[str, Any], res: dict[str, Any]) -> None:
+        results.append(res)
+        if res["verdict"] == "skipped":      # the kernel cannot run it: once is enough
+            raise NetemMissing(name, res["netem"]["why"])
+        progress(f"run {res['run']:>3}/{repeat}: {res['verdict']}"
+                 + (f" ({', '.join(res.get('failed_checks') or [])})" if res.get("failed_checks") else "")
+                 + (f" - {res['error']}" if res.get("error") else ""))
+
+    try:
+        run_jobs(_one, jobs, parallel, collect)
+    except KeyboardInterrupt as exc:
+        summary = _many_summary(name, repeat, parallel, results, started, base)
+        summary.update(interrupted=signal_of(exc), not_run=getattr(exc, "not_run", []))
+        _write_summary(base, summary)
+        progress(f"{name}: interrupted by {signal_name(exc)} after {len(results)} of {repeat} runs "
+                 f"({summary['passed']} passed, {summary['failed']} failed, {summary['errors']} errors, "
+                 f"{len(summary['not_run'])} not started); partial summary: {base}/summary.json")
+        raise
+    summary = _many_summary(name, repeat, parallel, results, started, base)
+    _write_summary(base, summary)
+    return summary
+
+
+def _many_summary(name: str, repeat: int, parallel: int, results: list[dict[str, Any]], started: float,
+                  base: Path) -> dict[str, Any]:
+    results = sorted(results, key=lambda r: r["run"])
     per_check: dict[str, list[bool]] = {}
     for r in results:
         for check, ok in (r.get("checks") or {}).items():
@@ -249,10 +264,14 @@ def run_many(name: str, repeat: int, parallel: int, backend: str = "auto",
         "runs": results,
     }
     summary["verdict"] = "pass" if summary["passed"] == repeat else "fail"
-    base.mkdir(parents=True, exist_ok=True)
-    (base / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     summary["artifacts"] = str(base)
     return summary
+
+
+def _write_summary(base: Path, summary: dict[str, Any]) -> None:
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "artifacts"},
+                                                  indent=2, default=str) + "\n")
 
 
 def catalog_summary(results: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
@@ -276,13 +295,12 @@ def run_catalog(names: list[str], parallel: int = 3, backend: str = "auto",
                 progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Run several scenarios (``invoke run all``): those marked PARALLEL_SAFE (the default) up
     to *parallel* at a time, the timing-sensitive ones afterwards, alone."""
-    import concurrent.futures as cf
-    import multiprocessing
-
     from scenarios import get
 
     mods = {n: get(n) for n in names}
-    base = Path(artifacts) if artifacts else default_artifacts("all")
+    base = check_dir(Path(artifacts) if artifacts else default_artifacts("all"))
+    check_keys(sysctls)
+    check_name(backend)
     started = time.time()
 
     def job(i: int, name: str) -> dict[str, Any]:
@@ -295,22 +313,30 @@ def run_catalog(names: list[str], parallel: int = 3, backend: str = "auto",
     together = [j for j in jobs if getattr(mods[j["name"]], "PARALLEL_SAFE", True)]
     alone = [j for j in jobs if j not in together]
     results: list[dict[str, Any]] = []
-    ctx = multiprocessing.get_context("spawn")
-    with interrupts_as_exceptions():
-        for batch, width in ((together, max(1, parallel)), (alone, 1)):
-            if not batch:
-                continue
-            with cf.ProcessPoolExecutor(max_workers=width, mp_context=ctx) as pool:
-                futures = {pool.submit(_one, j): j for j in batch}
-                for fut in cf.as_completed(futures):
-                    res = {**fut.result(), "scenario": futures[fut]["name"]}
-                    results.append(res)
-                    progress(f"{res['scenario']:<22} {res['verdict']}"
-                             + (f" ({', '.join(res.get('failed_checks') or [])})" if res.get("failed_checks") else "")
-                             + (f" - {res['error']}" if res.get("error") else "")
-                             + (f" - {res['reason']}" if res.get("reason") else ""))
+
+    def collect(job: dict[str, Any], res: dict[str, Any]) -> None:
+        res = {**res, "scenario": job["name"]}
+        results.append(res)
+        progress(f"{res['scenario']:<22} {res['verdict']}"
+                 + (f" ({', '.join(res.get('failed_checks') or [])})" if res.get("failed_checks") else "")
+                 + (f" - {res['error']}" if res.get("error") else "")
+                 + (f" - {res['reason']}" if res.get("reason") else ""))
+
+    batches = [(b, w) for b, w in ((together, max(1, parallel)), (alone, 1)) if b]
+    for i, (batch, width) in enumerate(batches):
+        try:
+            run_jobs(_one, batch, width, collect)
+        except KeyboardInterrupt as exc:
+            summary = catalog_summary(results, time.time() - started)
+            stopped = set(getattr(exc, "not_run", []))
+            later = [j for b, _ in batches[i + 1:] for j in b]
+            summary.update(interrupted=signal_of(exc),
+                           not_run=[j["name"] for j in batch if j["run"] in stopped] + [j["name"] for j in later])
+            _write_summary(base, summary)
+            progress(f"interrupted by {signal_name(exc)} after {len(results)} of {len(jobs)} scenarios; "
+                     f"partial summary: {base}/summary.json")
+            raise
     summary = catalog_summary(results, time.time() - started)
-    base.mkdir(parents=True, exist_ok=True)
-    (base / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    _write_summary(base, summary)
     summary["artifacts"] = str(base)
     return summary

@@ -26,6 +26,7 @@ its own losses, and a scenario that uses loss counts outcomes over many tries.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from pyroute2.netlink.exceptions import NetlinkError
@@ -33,10 +34,10 @@ from pyroute2.netlink.rtnl.tcmsg import plugins as _tc_plugins
 from pyroute2.netlink.rtnl.tcmsg import sched_netem as _sched_netem
 
 from .backends.base import Host
-from .errors import EnvError, UsageError
+from .errors import EnvError, UsageError, quoted
 from .netns import iproute
 
-__all__ = ["LinkProfile", "Shaping", "parse_shape", "probe", "apply", "pin_neighbours", "read_back",
+__all__ = ["LinkProfile", "Shaping", "parse_shape", "parse_shapes", "probe", "apply", "pin_neighbours", "read_back",
            "seeding", "SeededNetem", "REQUIRED", "OPTIONAL", "UNUSED"]
 
 REQUIRED, OPTIONAL, UNUSED = "required", "optional", "unused"
@@ -83,38 +84,61 @@ class Shaping:
 def parse_shape(text: str) -> list[Shaping]:
     """"client->server:delay_ms=50,jitter_ms=5" (one direction) or "both:delay_ms=50"."""
     where, sep, spec = text.partition(":")
-    usage = ("--shape: write SRC->DST:KEY=VALUE,... or both:KEY=VALUE,..., e.g. "
+    flag = f"--shape {quoted(text)}"
+    usage = ("write SRC->DST:KEY=VALUE,... or both:KEY=VALUE,..., e.g. "
              "client->server:delay_ms=50,jitter_ms=5; keys: " + ", ".join(LinkProfile.__dataclass_fields__))
     if not sep or not spec:
-        raise UsageError(usage)
-    values = {}
+        raise UsageError(f"{flag}: {usage}")
+    values: dict = {}
     for item in spec.split(","):
         key, eq, val = item.partition("=")
-        key = key.strip()
+        key, val = key.strip(), val.strip()
         if not eq or key not in LinkProfile.__dataclass_fields__:
-            raise UsageError(f"--shape {text!r}: unknown setting {key!r}; " + usage.split("; ")[1])
-        if key == "seed":
-            try:
-                values[key] = int(val, 0)
-            except ValueError:
-                raise UsageError(f"--shape {text!r}: seed takes a whole number, not {val!r}") from None
-            if not 0 <= values[key] < 2**64:
-                raise UsageError(f"--shape {text!r}: seed={val} is out of range (0 .. 2^64-1)")
-            continue
-        try:
-            number = float(val)
-        except ValueError:
-            raise UsageError(f"--shape {text!r}: {key} takes a number, not {val!r}") from None
-        if number < 0 or (key.endswith("_pct") and number > 100):
-            raise UsageError(f"--shape {text!r}: {key}={val} is out of range")
-        values[key] = int(number) if key == "rate_kbit" else number
+            raise UsageError(f"{flag}: unknown setting {quoted(key)}; " + usage.split("; ")[1])
+        if key in values:
+            raise UsageError(f"{flag}: {key} is given twice; give each setting once")
+        values[key] = _value(flag, key, val)
     profile = LinkProfile(**values)
     if where.strip() == "both":
         return [Shaping("client", "server", profile), Shaping("server", "client", profile)]
-    src, arrow, dst = where.partition("->")
-    if not arrow or not src.strip() or not dst.strip():
-        raise UsageError(usage)
-    return [Shaping(src.strip(), dst.strip(), profile)]
+    src, arrow, dst = (w.strip() for w in where.partition("->"))
+    if not arrow or not src or not dst:
+        raise UsageError(f"{flag}: {usage}")
+    if src == dst:
+        raise UsageError(f"{flag}: {src}->{dst} is no path; shape between two hosts, e.g. client->server")
+    return [Shaping(src, dst, profile)]
+
+
+def _value(flag: str, key: str, val: str) -> float | int:
+    if key == "seed":
+        try:
+            seed = int(val, 0)
+        except ValueError:
+            raise UsageError(f"{flag}: seed takes a whole number, not {quoted(val)}") from None
+        if not 0 <= seed < 2**64:
+            raise UsageError(f"{flag}: seed={quoted(val)} is out of range (0 .. 2^64-1)")
+        return seed
+    try:
+        number = float(val)
+    except ValueError:
+        raise UsageError(f"{flag}: {key} takes a number, not {quoted(val)}") from None
+    if not math.isfinite(number) or number < 0 or (key.endswith("_pct") and number > 100):
+        raise UsageError(f"{flag}: {key}={quoted(val)} is out of range"
+                         + ("; 0 .. 100" if key.endswith("_pct") else "; a finite number, 0 or more"))
+    return int(number) if key == "rate_kbit" else number
+
+
+def parse_shapes(texts: list[str]) -> list[Shaping]:
+    """Every --shape given; a direction shaped twice (``both:`` and ``client->server:``) is refused
+    rather than one silently replacing the other."""
+    out: list[Shaping] = []
+    for text in texts:
+        for sh in parse_shape(text):
+            if any((o.src, o.dst) == (sh.src, sh.dst) for o in out):
+                raise UsageError(f"--shape {quoted(text)}: {sh.src}->{sh.dst} is already shaped by another "
+                                 "--shape; give each direction once")
+            out.append(sh)
+    return out
 
 
 def probe(host: Host) -> tuple[bool, str]:

@@ -5,7 +5,7 @@ rounded UP to that level's bucket boundary, strictly after the due jiffy (``calc
 up with level granularity to prevent this [early expiry]"; ``(expires >> shift) + 1) << shift``),
 so it fires after its delay and at most one level granule late, never early. Level n holds delays
 from ``LVL_START(n) = 63 << 3(n-1)`` ticks on, in granules of ``8**n`` ticks (kernel/time/timer.c,
-Linux 4.8 and later):
+Linux v6.18; reference R-TIMER-WHEEL):
 
     HZ=250:  60 s = 15000 ticks -> level 3, granule 512 ticks = 2.048 s
              5 s = 1250 ticks -> level 2, 64 ticks = 256 ms; 400 ms -> level 1, 8 ticks = 32 ms

@@ -230,4 +230,13 @@ def load(path: Path | str = DEFAULT_COMPOSE, env: Mapping[str, str] | None = Non
                 raise TopologyError(
                     f"{path.name}: services.{host.name}: route via {route.via} is on none of its networks"
                 )
+    _require_router(path, hosts)
     return Topology(str(doc.get("name", "twlab")), hosts, networks, path)
+
+
+def _require_router(path: Path, hosts: Mapping[str, HostSpec]) -> None:
+    """Faults, the router's capture and link shaping all live in the router: a lab has one."""
+    if not any(h.forwards for h in hosts.values()):
+        raise TopologyError(f"{path}: no router: no service forwards between the others; a lab needs "
+                            "client -- router -- server, the router with sysctls net.ipv4.ip_forward: 1 "
+                            "(see compose.yaml)")

@@ -28,7 +28,8 @@ The new write_seq is tw_snd_nxt + 65535 + 2. The client's ephemeral range is pin
                                                                tcp_tw_reuse=1: SYN seq=old+65537, TWRecycled +1
 
 Flip: --sysctl client:net.ipv4.tcp_tw_reuse=1 (A's second connect succeeds);
-      --sysctl client:net.ipv4.tcp_timestamps=0 (no recycling at all, B's last connect fails too).
+      --sysctl client:net.ipv4.tcp_timestamps=0 (no recycling at all, B's last connect fails too; with
+      nothing recycled, the ISN and TWRecycled checks are not applicable).
 """
 
 from __future__ import annotations
@@ -170,6 +171,13 @@ def _result(a: dict) -> str:
     return "ok" if a["ok"] else (a["error"] or f"errno {a['errno']}")
 
 
+def _no_old(ev: Evidence, port: int) -> str:
+    """Why the old connection on client:*port* cannot be read from client.pcap (its SYN or FIN is
+    missing: the run waited for its TIME-WAIT, so both were sent; the capture lacks them)."""
+    hole = ev.capture_hole("client")
+    return f"client.pcap lacks the old connection's SYN or FIN on :{port}" + (f" ({hole})" if hole else "")
+
+
 def check(ev: Evidence) -> list[Check]:
     attempts = {a["label"]: a for a in ev.facts.get("attempts", [])}
     need = ("a-now", "b-bind", "b-other", "b-same", "a-later")
@@ -179,97 +187,136 @@ def check(ev: Evidence) -> list[Check]:
     reuse = int(ev.sysctl("client", "net.ipv4.tcp_tw_reuse", "2") or 2)
     delay_ms = int(ev.sysctl("client", "net.ipv4.tcp_tw_reuse_delay", "1000") or 1000)
     a_old, b_old = _old(ev, ev.facts["ephemeral_port"]), _old(ev, ev.facts["bound_port"])
-    checks = []
+    checks = [_check_setup(ev, attempts, need, a_old, b_old), _check_bind(attempts["b-bind"], b_old),
+              _check_other(attempts)]
+    recycled: list[tuple] = []
+    for label, old, pinned in (("a-now", a_old, False), ("b-same", b_old, True), ("a-later", a_old, False)):
+        checks.append(_check_connect(ev, attempts[label], old, pinned, reuse, delay_ms))
+        if attempts[label]["ok"]:
+            syn = _new_syn(ev, attempts[label]["lport"], PORT, old.get("fin_t", 0))
+            recycled.append((label, syn, old))
+    checks.append(_check_isn(ev, recycled))
+    checks.append(_check_counter(ev, recycled))
+    return checks
 
-    # 0. the old connections are in TIME-WAIT on the client when each attempt is made
+
+def _check_setup(ev: Evidence, attempts: dict, need: tuple, a_old: dict, b_old: dict) -> Check:
+    """0. the old connections are in TIME-WAIT on the client when each attempt is made."""
     missing = [k for k in need if not any(s["state"] == "TIME_WAIT" and s["dport"] == PORT
                                           for s in attempts[k]["sockets_before"])]
-    checks.append(Check(
+    unread = [_no_old(ev, ev.facts[k]) for k, old in (("ephemeral_port", a_old), ("bound_port", b_old)) if not old]
+    return Check.judged(
         "old-4-tuples-in-time-wait", "RFC 9293 §3.6.1 / RFC 1122 §4.2.2.13: the client closed first and lingers in TIME-WAIT",
         "sock_diag shows the old connection's 4-tuple in TIME_WAIT on the client just before every attempt",
         f"TIME_WAIT present before {len(need) - len(missing)}/{len(need)} attempts"
         + (f"; missing before {missing}" if missing else "")
         + f"; old connections used timestamps: A {a_old.get('timestamps')}, B {b_old.get('timestamps')}",
-        not missing and bool(a_old) and bool(b_old),
-        {k: [(s["state"], s["expires_ms"]) for s in attempts[k]["sockets_before"]] for k in need}))
+        False if missing else (None if unread else True),
+        {k: [(s["state"], s["expires_ms"]) for s in attempts[k]["sockets_before"]] for k in need},
+        missing="; ".join(unread))
 
-    # 1. bind() to the same port without SO_REUSEADDR
-    b = attempts["b-bind"]
+
+def _check_bind(b: dict, b_old: dict) -> Check:
+    """1. bind() to the same port without SO_REUSEADDR."""
     since = round(b["t"] - b_old["time_wait_t"], 4) if b_old else b["since_time_wait_s"]
-    checks.append(Check(
+    return Check(
         "same-port-bind-without-reuseaddr", CITE_BIND,
         f"bind(:{b['lport']}) without SO_REUSEADDR while the old socket is in TIME-WAIT -> EADDRINUSE",
         f"bind -> {_result(b)} (errno {b['errno']}), {since} s after the old connection entered TIME-WAIT",
         not b["ok"] and b["errno"] == errno.EADDRINUSE,
-        {"errno": b["errno"], "error": b["error"], "since_time_wait_s": since}))
+        {"errno": b["errno"], "error": b["error"], "since_time_wait_s": since})
 
-    # 2. the same local port with SO_REUSEADDR toward another server port: a different 4-tuple
+
+def _check_other(attempts: dict) -> Check:
+    """2. the same local port with SO_REUSEADDR toward another server port: a different 4-tuple."""
     o = attempts["b-other"]
-    checks.append(Check(
+    still = any(s["state"] == "TIME_WAIT" for s in attempts["b-same"]["sockets_before"])
+    return Check(
         "same-port-other-4-tuple", CITE_OTHER,
         f"bind(:{o['lport']}) with SO_REUSEADDR (old socket had it too), connect to server:{OTHER_PORT} -> ok "
         "(a different 4-tuple; the TIME-WAIT socket stays)",
         f"connect -> {_result(o)} from {o.get('local')}; the TIME_WAIT 4-tuple to :{PORT} was "
-        f"{'still there' if any(s['state'] == 'TIME_WAIT' for s in attempts['b-same']['sockets_before']) else 'gone'} after it",
-        o["ok"] and o.get("local", [None, None])[1] == o["lport"]
-        and any(s["state"] == "TIME_WAIT" for s in attempts["b-same"]["sockets_before"]),
-        {"errno": o["errno"], "local": o.get("local")}))
+        f"{'still there' if still else 'gone'} after it",
+        o["ok"] and o.get("local", [None, None])[1] == o["lport"] and still,
+        {"errno": o["errno"], "local": o.get("local")})
 
-    # 3. connect() to the same 4-tuple: three attempts, each judged by the kernel's rule
-    recycled = []
-    for label, old, pinned in (("a-now", a_old, False), ("b-same", b_old, True), ("a-later", a_old, False)):
-        a = attempts[label]
-        # from the client's last segment of the old connection (its ACK of the server's FIN: the
-        # moment it entered TIME-WAIT) to the answer of connect()
-        since_ms = (a["t"] - old["time_wait_t"]) * 1000 if old else a["since_time_wait_s"] * 1000
-        ts = bool(old.get("timestamps"))
-        if pinned:
-            want_ok = ts
-            why = ("port pinned by bind() with SO_REUSEADDR: tcp_tw_reuse and the delay do not apply; "
-                   + ("the old connection had timestamps -> recycled" if ts else "no timestamps -> EADDRNOTAVAIL"))
-        else:
-            allowed = reuse == 1       # 2 = loopback only; these are not loopback addresses
-            past = since_ms > delay_ms
-            want_ok = allowed and ts and past
-            why = (f"tcp_tw_reuse={reuse} ({'allows' if allowed else 'forbids: not loopback' if reuse == 2 else 'forbids'}), "
-                   f"timestamps {'used' if ts else 'not used'}, {since_ms:.0f} ms since TIME-WAIT began "
-                   f"({'past' if past else 'within'} tcp_tw_reuse_delay={delay_ms} ms)")
-        got = _result(a)
-        want = "ok" if want_ok else "EADDRNOTAVAIL"
-        syn = _new_syn(ev, a["lport"], PORT, old.get("fin_t", 0)) if a["ok"] else None
-        if a["ok"]:
-            recycled.append((label, syn, old))
-        checks.append(Check(
-            f"connect-same-4-tuple-{label}", CITE_REUSE,
-            f"{a['note']} -> {want} ({why})",
-            f"connect from :{a['lport']} to server:{PORT} -> {got}"
-            + (f" (errno {a['errno']})" if not a["ok"] else f"; new SYN seq={syn.seq if syn else None}"),
-            got == want,
-            {"errno": a["errno"], "error": a["error"], "expected": want, "since_time_wait_ms": round(since_ms, 1),
-             "tcp_tw_reuse": reuse, "tcp_tw_reuse_delay_ms": delay_ms, "old_used_timestamps": ts,
-             "pinned_by_bind": pinned}))
 
-    # 4. every recycled connection starts 65537 above the old snd_nxt
+def _want_connect(pinned: bool, ts: bool, reuse: int, since_ms: float, delay_ms: int) -> tuple[bool, str]:
+    """Linux's rule for a connect() onto a TIME-WAIT 4-tuple: (recycles?, why)."""
+    if pinned:
+        return ts, ("port pinned by bind() with SO_REUSEADDR: tcp_tw_reuse and the delay do not apply; "
+                    + ("the old connection had timestamps -> recycled" if ts else "no timestamps -> EADDRNOTAVAIL"))
+    allowed = reuse == 1       # 2 = loopback only; these are not loopback addresses
+    past = since_ms > delay_ms
+    return allowed and ts and past, (
+        f"tcp_tw_reuse={reuse} ({'allows' if allowed else 'forbids: not loopback' if reuse == 2 else 'forbids'}), "
+        f"timestamps {'used' if ts else 'not used'}, {since_ms:.0f} ms since TIME-WAIT began "
+        f"({'past' if past else 'within'} tcp_tw_reuse_delay={delay_ms} ms)")
+
+
+def _check_connect(ev: Evidence, a: dict, old: dict, pinned: bool, reuse: int, delay_ms: int) -> Check:
+    """3. connect() to the same 4-tuple, judged by the kernel's rule. The rule needs to know whether
+    the old connection used timestamps (client.pcap): without it, judged only where both answers
+    agree."""
+    # from the client's last segment of the old connection (its ACK of the server's FIN: the
+    # moment it entered TIME-WAIT) to the answer of connect()
+    since_ms = (a["t"] - old["time_wait_t"]) * 1000 if old else a["since_time_wait_s"] * 1000
+    ts = bool(old.get("timestamps"))
+    if old:
+        want_ok, why = _want_connect(pinned, ts, reuse, since_ms, delay_ms)
+    else:
+        both = {_want_connect(pinned, t, reuse, since_ms, delay_ms)[0] for t in (True, False)}
+        want_ok = both.pop() if len(both) == 1 else None
+        why = "the rule does not depend on the old connection's timestamps here"
+    got = _result(a)
+    want = {True: "ok", False: "EADDRNOTAVAIL", None: "?"}[want_ok]
+    syn = _new_syn(ev, a["lport"], PORT, old.get("fin_t", 0)) if a["ok"] else None
+    return Check.judged(
+        f"connect-same-4-tuple-{a['label']}", CITE_REUSE,
+        f"{a['note']} -> {want} ({why})",
+        f"connect from :{a['lport']} to server:{PORT} -> {got}"
+        + (f" (errno {a['errno']})" if not a["ok"] else f"; new SYN seq={syn.seq if syn else None}"),
+        None if want_ok is None else got == want,
+        {"errno": a["errno"], "error": a["error"], "expected": want, "since_time_wait_ms": round(since_ms, 1),
+         "tcp_tw_reuse": reuse, "tcp_tw_reuse_delay_ms": delay_ms, "old_used_timestamps": ts if old else None,
+         "pinned_by_bind": pinned},
+        missing=f"{_no_old(ev, a['lport'])}: whether it used timestamps decides; connect -> {got}")
+
+
+def _check_isn(ev: Evidence, recycled: list[tuple]) -> Check:
+    """4. every recycled connection starts 65537 above the old snd_nxt; none recycled: nothing to
+    judge (connect-same-4-tuple-* judge whether one should have been)."""
+    expected = (f"each connect() that reused a TIME-WAIT 4-tuple sends a SYN with seq = old snd_nxt + "
+                f"{TW_ISN_STEP}")
+    if not recycled:
+        return Check.not_applicable(
+            "recycled-isn-above-old-snd-nxt", CITE_ISN, expected,
+            "no connect() reused a TIME-WAIT 4-tuple in this run, so no new ISN to compare", {"recycled": []})
     rows = []
     for label, syn, old in recycled:
-        step = ((syn.seq - old["snd_nxt"]) & 0xFFFFFFFF) if syn else None
+        step = ((syn.seq - old["snd_nxt"]) & 0xFFFFFFFF) if syn and old else None
         rows.append({"attempt": label, "old_fin_seq": old.get("fin_seq"), "old_snd_nxt": old.get("snd_nxt"),
                      "new_syn_seq": syn.seq if syn else None, "difference": step})
-    checks.append(Check(
-        "recycled-isn-above-old-snd-nxt", CITE_ISN,
-        f"each connect() that reused a TIME-WAIT 4-tuple sends a SYN with seq = old snd_nxt + {TW_ISN_STEP}"
-        + ("" if recycled else " (none did in this run)"),
-        "client.pcap: " + ("; ".join(f"{r['attempt']}: old FIN seq {r['old_fin_seq']} (snd_nxt {r['old_snd_nxt']}), "
-                                     f"new SYN seq {r['new_syn_seq']}, difference {r['difference']}" for r in rows)
-                           or "no recycled connection"),
-        all(r["difference"] == TW_ISN_STEP for r in rows), {"recycled": rows}))
+    unknown = [r["attempt"] for r in rows if r["difference"] is None]
+    wrong = [r for r in rows if r["difference"] is not None and r["difference"] != TW_ISN_STEP]
+    hole = ev.capture_hole("client")
+    return Check.judged(
+        "recycled-isn-above-old-snd-nxt", CITE_ISN, expected,
+        "client.pcap: " + "; ".join(f"{r['attempt']}: old FIN seq {r['old_fin_seq']} (snd_nxt {r['old_snd_nxt']}), "
+                                    f"new SYN seq {r['new_syn_seq']}, difference {r['difference']}" for r in rows),
+        False if wrong else (None if unknown else True), {"recycled": rows},
+        missing=f"client.pcap lacks the new SYN or the old connection of {unknown}" + (f" ({hole})" if hole else ""))
 
-    # 5. TWRecycled counts exactly the connects that reused a TIME-WAIT 4-tuple
+
+def _check_counter(ev: Evidence, recycled: list[tuple]) -> Check:
+    """5. TWRecycled counts exactly the connects that reused a TIME-WAIT 4-tuple. With none, "+0"
+    shows nothing about the counter: not applicable (a count above 0 still fails)."""
     n = ev.counter("client", "TcpExtTWRecycled")
-    checks.append(Check(
-        "tw-recycled-counter", CITE_COUNTER,
-        f"TcpExtTWRecycled +{len(recycled)} (the successful connects onto a TIME-WAIT 4-tuple: "
-        f"{[r[0] for r in recycled] or 'none'})",
-        f"TcpExtTWRecycled +{n}", n == len(recycled),
-        {"TWRecycled": n, "recycled_connects": [r[0] for r in recycled]}))
-    return checks
+    names = [r[0] for r in recycled]
+    expected = f"TcpExtTWRecycled +{len(recycled)} (the successful connects onto a TIME-WAIT 4-tuple: {names or 'none'})"
+    values = {"TWRecycled": n, "recycled_connects": names}
+    if not recycled and n == 0:
+        return Check.not_applicable("tw-recycled-counter", CITE_COUNTER, expected,
+                                    "no connect() reused a TIME-WAIT 4-tuple: TcpExtTWRecycled +0 counts nothing",
+                                    values)
+    return Check("tw-recycled-counter", CITE_COUNTER, expected, f"TcpExtTWRecycled +{n}", n == len(recycled), values)

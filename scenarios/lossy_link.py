@@ -9,8 +9,9 @@ SYN or SYN-ACK backs off the connection's RTO, and the close would then measure 
 seen here, a connection whose SYN-ACK was lost four times retransmitted its FIN after 33 s and 47 s);
 then the loss is turned on, the client closes them all, and the server closes each when it reads the
 client's FIN (what a plain server does). Everything is then read from the two captures: a segment
-the sender's capture holds and the receiver's lacks was lost on the link (the checks refuse to judge
-if tcpdump reports a drop of its own).
+the sender's capture holds and the receiver's lacks was lost on the link (where tcpdump reports a
+drop of its own, what the captures lack is not judged: inconclusive; a reset or a re-ACK they show
+still fails). A run in which no final ACK was lost leaves the heart of it not applicable.
 
 For each close: the client's FIN(s), the server's FIN(s), and the client's ACKs of the server's FIN.
 The first of those ACKs is the final ACK of the handshake; when it is lost the server, in LAST-ACK,
@@ -246,196 +247,12 @@ def _in_window(lost: int, sent: int, p: float) -> tuple[bool, float, float]:
     return mean - half <= lost <= mean + half, max(0.0, mean - half), mean + half
 
 
-# -- judging -------------------------------------------------------------------------------------
+# -- judging: scenarios/_lossy_checks.py -----------------------------------------------------------
 
 def check(ev: Evidence) -> list[Check]:
-    checks: list[Check] = []
-    a = analyse(ev)
-    conns = a["connections"]
-    links = ev.facts.get("links", {})
-    buckets = int(ev.sysctl("client", "net.ipv4.tcp_max_tw_buckets", "1"))
-    n = ev.facts.get("closes", len(conns))
+    from ._lossy_checks import judge
 
-    # 1. the link loses what netem says it loses
-    parts, ok, values = [], bool(links), {}
-    for key, d in a["directions"].items():
-        link = links.get(key) or {}
-        p = link.get("loss_pct", 0.0) / 100
-        inside, lo, hi = _in_window(d["lost"], d["sent"], p)
-        ok = ok and inside and d["sent"] >= 100
-        share = d["lost"] / d["sent"] * 100 if d["sent"] else 0.0
-        parts.append(f"{key}: {d['lost']} of {d['sent']} segments lost ({share:.1f} %; netem loss "
-                     f"{link.get('loss_pct', 0):g} %, window {lo:.0f}..{hi:.0f})")
-        values[key] = {**d, "loss_pct_observed": round(share, 2), "loss_pct_qdisc": link.get("loss_pct"),
-                       "delay_ms_qdisc": link.get("delay_ms"), "window": [round(lo, 1), round(hi, 1)]}
-    drops = {h: n for h, n in ev.capture_drops().items() if h in ("client", "server")}
-    if drops:       # a segment missing from a capture that dropped packets proves no loss
-        parts.append(f"but tcpdump dropped packets ({drops}): the captures are incomplete, so no "
-                     "loss here can be told from a capture drop")
-    checks.append(Check(
-        "loss-matches-the-link", CITE_NETEM,
-        f"each direction loses the share of segments its netem qdisc is set to (within {SIGMAS:g} sigma, "
-        f">= 100 segments), by complete captures; {ev.facts.get('netem_seed', 'seeding unknown')}",
-        "captures: " + "; ".join(parts), ok and not drops,
-        {**values, "capture_drops": drops, "seeded": ev.facts.get("netem_seeded"),
-         "seed": ev.facts.get("netem_seed")}))
-
-    # 2. every close completes; with TIME-WAIT, without a single reset
-    incomplete = [c["port"] for c in conns if not c.get("complete")]
-    rst_ports = [c["port"] for c in conns if c.get("rst_from_client")]
-    eofs = ev.facts.get("server_close", [])
-    app_errors = [c for c in eofs if c.get("error")]
-    want_rst = buckets == 0
-    ok = len(conns) == n and not incomplete and not app_errors and (want_rst or not rst_ports)
-    checks.append(Check(
-        "every-close-completes", CITE_RST if want_rst else CITE_CLOSE,
-        f"all {n} closes end at the server (the ACK or, with no TIME-WAIT, the RST of its FIN arrives); "
-        "the server's application reads EOF on each" + ("" if want_rst else "; the client never sends RST"),
-        f"captures: {len(conns) - len(incomplete)} of {len(conns)} server connections ended"
-        + (f" (not: ports {incomplete[:8]})" if incomplete else "")
-        + f"; RSTs from the client on {len(rst_ports)} connections; server read EOF on "
-        f"{sum(1 for c in eofs if 'eof' in c)}, errors {[(c['name'], c['error']) for c in app_errors][:5]}",
-        ok, {"closes": n, "incomplete": incomplete, "rst_ports": rst_ports,
-             "app_errors": [c["name"] for c in app_errors]}))
-
-    # 3. who holds TIME-WAIT: the client, on every connection; the server never.
-    # A RST can reach a TIME-WAIT: the server, closed by the final ACK, resets a late segment of
-    # the connection (a FIN copy, or the ACK TIME-WAIT sent for a reordered old segment). In
-    # window (seq = RCV.NXT) and with tcp_rfc1337=0 it kills the TIME-WAIT - RFC 1337's
-    # assassination, here unprovoked - sometimes within milliseconds, before a sock_diag sample
-    # saw it. Such a connection counts as having held TIME-WAIT (its answer to the FIN is
-    # TIME-WAIT's; its end is the RST's) and is reported; with tcp_rfc1337=1 it must survive.
-    # Seen in TIME_WAIT by the sampler, or by the dump the scenario took at its end (a sock_diag
-    # dump is not atomic: with 200 sockets changing state under it, a dump can skip one - seen
-    # once, under qemu - and the sampler then thinks it gone until the next dump finds it)
-    still = {s.get("sport") for s in ev.facts.get("client_sockets_at_end", []) if s.get("state") == "TIME_WAIT"}
-    tw_ports = {e.data["socket"]["sport"] for e in ev.states("client")
-                if e.data["socket"]["state"] == "TIME_WAIT"} | still
-    ports = [c["port"] for c in conns]
-    srv_tw = ev.ever_in("server", "TIME_WAIT")
-    srv_rsts = [s for s in ev.segments("server", src="server", flag="RST")]
-    rfc1337 = ev.sysctl("client", "net.ipv4.tcp_rfc1337", "0") == "1"
-    hit = [c for c in conns if c.get("rst_in_window_at") is not None]
-    killed = [c for c in hit if c["port"] not in still]
-    unseen_killed = [c["port"] for c in killed if c["port"] not in tw_ports]
-    overflow = ev.counter("client", "TcpExtTCPTimeWaitOverflow")
-    if want_rst:
-        ok = not (tw_ports & set(ports)) and not srv_tw and overflow >= len(ports)
-        expected = (f"tcp_max_tw_buckets=0: no connection enters TIME_WAIT; TCPTimeWaitOverflow "
-                    f"+{len(ports)}")
-    else:
-        ok = bool(ports) and set(ports) <= tw_ports | set(unseen_killed) and not srv_tw \
-            and (not rfc1337 or not killed)
-        expected = (f"the client (it closed first) holds TIME_WAIT on all {len(ports)} connections, the server "
-                    "on none; an in-window RST from the server " + ("is ignored (tcp_rfc1337=1)" if rfc1337
-                                                                    else "kills it (tcp_rfc1337=0)"))
-    checks.append(Check(
-        "closer-holds-time-wait", CITE_RST if want_rst else CITE_CLOSER + "; " + CITE_ASSASSIN, expected,
-        f"sock_diag: client TIME_WAIT on {len(tw_ports & set(ports))} of {len(ports)} connections, server "
-        f"{'on some' if srv_tw else 'on none'}; TcpExtTCPTimeWaitOverflow +{overflow}"
-        + (f"; server RSTs on the wire: {len(srv_rsts)}, in window at a client TIME-WAIT: {len(hit)}, which "
-           f"killed {len(killed)}" + (f" ({len(unseen_killed)} within milliseconds, before a sample saw TIME_WAIT: "
-                                      f"ports {unseen_killed})" if unseen_killed else "")
-           + f"; still TIME_WAIT at the end: {len(still & set(ports))}" if not want_rst else ""),
-        ok, {"client_time_wait": len(tw_ports & set(ports)), "server_time_wait": srv_tw,
-             "TCPTimeWaitOverflow": overflow, "time_wait_at_end": len(still & set(ports)),
-             "server_rsts": len(srv_rsts), "rst_in_window": len(hit), "killed_by_rst": [c["port"] for c in killed],
-             "killed_unseen": unseen_killed, "tcp_rfc1337": int(rfc1337)}))
-
-    # 4. the heart of it: a lost final ACK, and what answers the server's retransmitted FIN
-    lost = [c for c in conns if c.get("final_ack_lost")]
-    saved = [c for c in lost if c.get("ended_by") == "ACK" and c.get("ended_by_reack")]
-    retransmitted = [c for c in lost if c["server_fins"] >= 2]
-    unanswered = sum(c.get("fins_unanswered", 0) for c in conns)
-    share = len(lost) / len(conns) * 100 if conns else 0.0
-    p_back = (links.get("client->server") or {}).get("loss_pct", 0)
-    by_rst = [c for c in conns if c.get("ended_by") == "RST"]
-    common = {"closes": len(conns), "final_ack_lost": len(lost), "final_ack_lost_pct": round(share, 1),
-              "ended_by_rst": len(by_rst), "fins_unanswered": unanswered}
-    if want_rst:
-        # the client keeps no state once it has answered the server's FIN: its first answer is an
-        # ACK when it still held the full socket as the FIN came (the FIN acked the client's own
-        # FIN: tcp_rcv_state_process() keeps it, tcp_fin() ACKs, tcp_time_wait() overflows), a RST
-        # when the ACK of its FIN had come first (the orphan's FIN-WAIT-2 mini-socket overflowed);
-        # every later FIN - after a lost answer - finds nothing and gets a RST, never an ACK
-        re_acked = [c for c in lost if "A" in c.get("later_answers", "")]
-        rst_after = [c for c in lost if c.get("ended_by") == "RST"]
-        ok = bool(lost) and not re_acked and len(rst_after) == len(lost) and unanswered == 0 \
-            and all(c.get("complete") for c in conns)
-        observed = (f"captures: the client's first answer to the server's FIN was an ACK on "
-                    f"{sum(c.get('final_answer') == 'ACK' for c in conns)} closes, a RST on "
-                    f"{sum(c.get('final_answer') == 'RST' for c in conns)}; it was lost on {len(lost)} "
-                    f"({share:.0f} %): the server's FIN came again and was answered by RST on "
-                    f"{len(rst_after)}, re-ACKed on {len(re_acked)}; {len(by_rst)} of {len(conns)} closes "
-                    f"ended by a RST; FINs unanswered: {unanswered}")
-        if not lost:
-            observed += f" - nothing to judge: no final answer was lost in {len(conns)} closes (run again)"
-        checks.append(Check(
-            "lost-final-ack-answered-by-rst", CITE_RST,
-            "with no TIME-WAIT the client keeps no state after answering the server's FIN: after a lost "
-            "final ACK (or RST) the retransmitted FIN is answered by RST, never re-ACKed, and the RST "
-            "ends the server's LAST-ACK",
-            observed, ok,
-            {**common, "answered_by_rst_after_loss": len(rst_after), "re_acked": len(re_acked),
-             "first_answer_ack": sum(c.get("final_answer") == "ACK" for c in conns),
-             "first_answer_rst": sum(c.get("final_answer") == "RST" for c in conns),
-             "distribution": distribution(conns)[0],
-             **_ladder(rst_after or lost or by_rst, "a close whose final answer was lost: the FIN came "
-                       "again and met a RST")}))
-    else:
-        ok = bool(lost) and len(saved) == len(lost) and len(retransmitted) == len(lost) \
-            and unanswered == 0 and not by_rst
-        observed = (f"captures: the final ACK was lost on {len(lost)} of {len(conns)} closes ({share:.0f} %; "
-                    f"client->server loss {p_back:g} %); the server sent its FIN again on "
-                    f"{len(retransmitted)} of them; TIME-WAIT's re-ACK ended {len(saved)} of {len(lost)}; "
-                    f"closes ended by a reset: {len(by_rst)}; FINs that reached the client unanswered: "
-                    f"{unanswered}")
-        if not lost:
-            observed += f" - nothing to judge: no final ACK was lost in {len(conns)} closes (run again)"
-        tally: dict[int, int] = {}
-        for c in saved:
-            tally[c["final_acks"] - 1] = tally.get(c["final_acks"] - 1, 0) + 1
-        checks.append(Check(
-            "lost-final-ack-saved-by-time-wait", CITE_REACK,
-            "after each lost final ACK the server retransmits its FIN and the client's TIME-WAIT "
-            "answers every FIN that reaches it with an ACK; one of those ACKs ends the server's "
-            "LAST-ACK: every lost final ACK is saved, no close ends in a reset",
-            observed, ok,
-            {**common, "saved_by_reack": len(saved), "server_fin_retransmitted": len(retransmitted),
-             "reacks_needed": dict(sorted(tally.items())),
-             **_ladder(saved or lost, "a close whose final ACK was lost and TIME-WAIT's re-ACK saved it")}))
-
-    # 5. how long closes took, and what a lost final ACK costs
-    if want_rst:        # a RST can also answer another segment (e.g. the ACK of a retransmitted
-        return checks   # client FIN) and end the close early: the RTO claim below is TIME-WAIT's
-    done = [c for c in conns if c.get("complete")]
-    clean = [c for c in done if c["segments_lost"] == 0]
-    # RTO >= TCP_RTO_MIN + srtt, srtt >= the path's delay both ways (netem never delivers early),
-    # and the retransmitted FIN's ACK takes one more round trip: the floor of a saved close
-    path_ms = sum((links.get(k) or {}).get("delay_ms", 0.0) for k in ("client->server", "server->client"))
-    floor = TCP_RTO_MIN_MS + 2 * path_ms - 5
-    slow = [c["port"] for c in lost if c.get("complete") and c["server_wait_ms"] < floor]
-    dist, groups = distribution(conns)
-    clean_close = groups["no segment of the close lost"]
-    clean_slow = [c["port"] for c in clean_close if c["server_wait_ms"] >= TCP_RTO_MIN_MS]
-    ok = bool(lost) and bool(clean_close) and not slow and not clean_slow
-    checks.append(Check(
-        "lost-final-ack-costs-an-rto", CITE_RTO,
-        "the server's wait from its first FIN to the end of its connection: about one round trip when "
-        f"nothing of the close is lost (below {TCP_RTO_MIN_MS:g} ms); when the final ACK was lost, at "
-        "least TCP_RTO_MIN + two round trips of the path (the RTO is at least rto_min + srtt, and the "
-        "retransmitted FIN's ACK takes another)",
-        f"captures: server wait, no loss in the close ({len(clean_close)}): "
-        f"median {dist['no segment of the close lost']['server_wait_ms'].get('p50')} ms, max "
-        f"{dist['no segment of the close lost']['server_wait_ms'].get('max')} ms; final ACK lost "
-        f"({len(groups['final ACK lost'])}): min {dist['final ACK lost']['server_wait_ms'].get('min')} ms, "
-        f"median {dist['final ACK lost']['server_wait_ms'].get('p50')} ms (floor {floor:.0f} ms); "
-        f"whole close (client FIN to server end), all {len(done)}: median {dist['all']['close_ms'].get('p50')} ms, "
-        f"p90 {dist['all']['close_ms'].get('p90')} ms, max {dist['all']['close_ms'].get('max')} ms",
-        ok, {"distribution": dist, "path_delay_ms": path_ms, "floor_ms": round(floor, 1),
-             "below_floor": slow, "clean_above_rto_min": clean_slow, "untouched_connections": len(clean),
-             "connections": [{k: v for k, v in c.items() if k != "t_client_fin"} for c in conns]}))
-    return checks
+    return judge(ev)
 
 
 def summary(report: dict) -> list[str]:

@@ -150,27 +150,38 @@ def check(ev: Evidence) -> list[Check]:
                  "client_time_wait": len(client_tw),
                  "time_wait_expires_ms": [s["expires_ms"] for s in tw_before]}))
 
-        # the verdict on bind(): Linux's rule, applied to what sock_diag saw holding the port
-        want_ok, conflicts = _expect(case)
-        got = "ok" if case["bind_ok"] else (case["bind_error"] or str(case["bind_errno"]))
-        want = "ok" if want_ok else "EADDRINUSE"
-        served = case.get("reconnect_ok")
-        ok = got == want and (not case["bind_ok"] or (case.get("listen_ok") and served))
-        checks.append(Check(
-            f"{name}-bind", CITE_RULE,
-            f"old listener {'with' if old_flag else 'without'} SO_REUSEADDR"
-            f"{' and still running' if old_alive else ', exited'}, new one {'with' if new_flag else 'without'} it: "
-            f"bind() -> {want}" + (" and the new server accepts a connection" if want_ok else
-                                  f" (conflicts with {'; '.join(conflicts)})"),
-            f"bind(:{case['port']}) -> {got}"
-            + (f" ({errno.errorcode.get(case['bind_errno'], '?')} = errno {case['bind_errno']})" if not case["bind_ok"] else
-               f"; listen {'ok' if case.get('listen_ok') else 'failed'}, a client connected "
-               f"{'fine' if served else 'NOT'}")
-            + f", with {len(tw_before)} TIME_WAIT socket(s) and {len(listen_before)} listener(s) on the port",
-            ok, {"port": case["port"], "old_reuseaddr": old_flag, "new_reuseaddr": new_flag, "old_alive": old_alive,
-                 "errno": case["bind_errno"], "error": case["bind_error"], "expected": want,
-                 "reconnect_ok": served, "server_time_wait_at_bind": len(tw_before)}))
+        checks.append(_check_bind(name, case, tw_before, listen_before))
     return checks
+
+
+def _check_bind(name: str, case: dict, tw_before: list, listen_before: list) -> Check:
+    """The verdict on bind(): Linux's rule, applied to what sock_diag saw holding the port. With
+    nothing on the port at that moment (no TIME-WAIT, no listener) the rule has nothing to act
+    on: a bind() that succeeds then shows nothing about SO_REUSEADDR (the setup check fails)."""
+    old_flag, new_flag, old_alive = case["old_reuseaddr"], case["new_reuseaddr"], case["old_alive"]
+    want_ok, conflicts = _expect(case)
+    got = "ok" if case["bind_ok"] else (case["bind_error"] or str(case["bind_errno"]))
+    want = "ok" if want_ok else "EADDRINUSE"
+    served = case.get("reconnect_ok")
+    expected = (f"old listener {'with' if old_flag else 'without'} SO_REUSEADDR"
+                f"{' and still running' if old_alive else ', exited'}, new one {'with' if new_flag else 'without'} it: "
+                f"bind() -> {want}" + (" and the new server accepts a connection" if want_ok else
+                                      f" (conflicts with {'; '.join(conflicts)})"))
+    observed = (f"bind(:{case['port']}) -> {got}"
+                + (f" ({errno.errorcode.get(case['bind_errno'], '?')} = errno {case['bind_errno']})" if not case["bind_ok"]
+                   else f"; listen {'ok' if case.get('listen_ok') else 'failed'}, a client connected "
+                        f"{'fine' if served else 'NOT'}")
+                + f", with {len(tw_before)} TIME_WAIT socket(s) and {len(listen_before)} listener(s) on the port")
+    values = {"port": case["port"], "old_reuseaddr": old_flag, "new_reuseaddr": new_flag, "old_alive": old_alive,
+              "errno": case["bind_errno"], "error": case["bind_error"], "expected": want,
+              "reconnect_ok": served, "server_time_wait_at_bind": len(tw_before)}
+    if not tw_before and not listen_before and case["bind_ok"]:
+        return Check.not_applicable(
+            f"{name}-bind", CITE_RULE, expected,
+            f"sock_diag saw nothing on :{case['port']} just before bind() (no TIME_WAIT, no listener): "
+            f"the rule had nothing to refuse, so {observed} shows nothing about SO_REUSEADDR", values)
+    ok = got == want and (not case["bind_ok"] or (case.get("listen_ok") and served))
+    return Check(f"{name}-bind", CITE_RULE, expected, observed, bool(ok), values)
 
 
 def _states(socks: list[dict]) -> str:

@@ -22,10 +22,11 @@ where the budget falls among the possible times of a timeout (rto0 = 208 ms, N=3
 against 3000 ms) either count is right.
 Giving up is tcp_write_err() -> tcp_done(): no segment is sent (only tcp_out_of_resources(), under
 orphan or memory pressure, sends a RST). Kernel sources: net/ipv4/tcp_timer.c, tcp_output.c,
-kernel/time/timer.c (Linux 6.x; measured on 6.18).
+kernel/time/timer.c (Linux v6.18); reference R-ORPHAN-RETRIES, R-ORPHAN-GIVES-UP,
+R-TIMER-WHEEL.
 
 The client's ACKs are all lost, yet it never sends a RST: it holds TIME-WAIT (RFC 9293 §3.10.7.4,
-tcp_timewait_state_process()) and answers each FIN with an ACK, so no RST needs dropping.
+tcp_timewait_state_process(); reference R-TW-FIN) and answers each FIN with an ACK, so no RST needs dropping.
 
     t      who      step                                    wire                      state
     0      server   listen :5000                                                      LISTEN
@@ -73,7 +74,7 @@ CITE_BACKOFF = ("RFC 8985 §7 (one tail-loss probe, Linux tcp_send_loss_probe():
                 "icsk_retransmits) then RFC 6298 §5.5 / RFC 9293 §3.8.1: on each RTO retransmit and "
                 "double the timeout (tcp_retransmit_timer(): icsk_rto <<= 1, min TCP_RTO_MIN 200 ms)")
 CITE_BUDGET = ("tcp_write_timeout() / retransmits_timed_out() / tcp_model_timeout() in net/ipv4/tcp_timer.c "
-               "(Linux 6.x): an orphan gives up at the first RTO where now - retrans_stamp >= ((2 << b) - 1) "
+               "(Linux v6.18; reference R-ORPHAN-RETRIES): an orphan gives up at the first RTO where now - retrans_stamp >= ((2 << b) - 1) "
                "x 200 ms, compared in whole ms, b = tcp_orphan_retries (0 -> 8); retrans_stamp = first RTO "
                "retransmission (tcp_retransmit_skb(), net/ipv4/tcp_output.c)")
 CITE_WHEEL = ("kernel/time/timer.c calc_wheel_index()/calc_index(): each RTO timer runs at its wheel level's "

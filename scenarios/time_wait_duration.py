@@ -163,116 +163,188 @@ def _lifetime(ev: Evidence, key: list, state: str, moved_at: float | None) -> di
     return out
 
 
+def _judge(ev: Evidence, m: dict | None, want_s: float, late_s: float, what: str) -> tuple[bool | None, str]:
+    """A lifetime measured by _lifetime() against [want - 1 tick, want + late]: True when its
+    bounds lie wholly inside, False when wholly outside, None (with what is missing) when sampling
+    cannot tell: no samples, nothing bounding the entry, bounds wider than MAX_SAMPLING_ERROR_S,
+    or bounds straddling an edge of the tolerance. The sampler's gaps there are named."""
+    if m is None:
+        return None, f"sock_diag never saw {what} begin and end" + _gaps(ev, None)
+    if "bounds_s" not in m:
+        return None, (f"nothing bounds when {what} began (no earlier sample, and the segment that moved it "
+                      "there is not in client.pcap" + (f": {ev.capture_hole('client')}" if ev.capture_hole("client")
+                                                       else "") + ")")
+    lo, hi = m["bounds_s"]
+    floor, ceil = want_s - 1 / (ev.hz or 100), want_s + late_s
+    if hi < floor or lo > ceil:
+        return False, ""
+    if hi - lo > MAX_SAMPLING_ERROR_S or lo < floor or hi > ceil:
+        return None, (f"the samples put {what}'s lifetime within [{lo}, {hi}] s, "
+                      + (f"wider than {MAX_SAMPLING_ERROR_S:g} s" if hi - lo > MAX_SAMPLING_ERROR_S else
+                         f"which straddles the tolerance [{floor:.3f}, {ceil:.3f}] s") + _gaps(ev, m))
+    return True, ""
+
+
+def _gaps(ev: Evidence, m: dict | None) -> str:
+    """The sampler's longest gaps around a measurement's entry and exit (or anywhere)."""
+    if m is None:
+        worst = ev.sampler.get("max_gap_ms")
+        return f" (the sampler's longest gap in the run: {worst} ms)" if ev.sampler.get("gaps") else ""
+    entry, went = m["entry"], m["gone"]
+    at_entry = ev.sampler_gap_ms(entry[0] if entry[0] is not None else entry[1], entry[1])
+    at_exit = ev.sampler_gap_ms(*went)
+    parts = [f"{gap} ms around its {where}" for gap, where in ((at_entry, "entry"), (at_exit, "end")) if gap]
+    return f" (the sampler fell behind: {', '.join(parts)})" if parts else ""
+
+
+def _measured(m: dict | None, what: str, how: str) -> str:
+    if not m:
+        return f"sock_diag never saw {what} begin and end"
+    return (f"sock_diag: first {what} sample -> first sample without it: {m['sampled_s']} s "
+            f"(true lifetime within {list(m.get('bounds_s', ['?', '?']))} s: {how})")
+
+
 def check(ev: Evidence) -> list[Check]:
-    checks: list[Check] = []
-    hz = ev.hz
-    tick = 1 / (hz or 100)
-    strict = bool(ev.options.get("strict_rfc"))
     key_a, key_b = ev.facts.get("key_a"), ev.facts.get("key_b")
-
-    def segs(port: int | None, src: str, flag: str):
-        return [s for s in ev.segments("client", src=src, flag=flag)
-                if port is not None and port in (s.sport, s.dport)]
-
-    def within(m: dict | None, want_s: float, late_s: float) -> bool:
-        """The sampled bounds hold a lifetime between want - 1 tick and want + late."""
-        if not m or "bounds_s" not in m:
-            return False
-        lo, hi = m["bounds_s"]
-        return hi - lo <= MAX_SAMPLING_ERROR_S and hi >= want_s - tick and lo <= want_s + late_s
-
-    # -- A: TIME-WAIT on the wall clock, from the server's FIN (captured at the client) --------
-    late_tw = max_late_s(TCP_TIMEWAIT_LEN_S, hz)
-    fin_a = segs(key_a[1] if key_a else None, "server", "FIN")
+    fin_a = _segs(ev, key_a[1] if key_a else None, "server", "FIN")
     a = _lifetime(ev, key_a, "TIME_WAIT", fin_a[0].t if fin_a else None) if key_a else None
-    ok = within(a, TCP_TIMEWAIT_LEN_S, late_tw) and a["timer"] == "timewait"
-    checks.append(Check(
+    plan = fin_wait2_plan(float(ev.sysctl("client", "net.ipv4.tcp_fin_timeout", "60")))
+    fin_b = _segs(ev, key_b[1] if key_b else None, "client", "FIN")
+    ack_b = ev.acks_of("client", fin_b[0]) if fin_b else []
+    b = _lifetime(ev, key_b, "FIN_WAIT2", ack_b[0].t if ack_b else None) if key_b else None
+    checks = [_check_time_wait(ev, a)]
+    checks.append(_check_vs_rfc1122(ev, a, checks[0]))
+    checks.append(_check_orphan(ev, b, plan))
+    checks.append(_check_counters(ev, plan))
+    checks.append(_check_late_fin(ev, b))
+    return checks
+
+
+def _segs(ev: Evidence, port: int | None, src: str, flag: str) -> list:
+    return [s for s in ev.segments("client", src=src, flag=flag)
+            if port is not None and port in (s.sport, s.dport)]
+
+
+def _check_time_wait(ev: Evidence, a: dict | None) -> Check:
+    """A: TIME-WAIT on the wall clock, from the server's FIN (captured at the client)."""
+    late_tw = max_late_s(TCP_TIMEWAIT_LEN_S, ev.hz)
+    ok, missing = _judge(ev, a, TCP_TIMEWAIT_LEN_S, late_tw, "A's TIME_WAIT")
+    if a and a["timer"] != "timewait":
+        ok = False
+    observed = _measured(a, "TIME_WAIT", "from the server's FIN in client.pcap and the samples around the end")
+    if a:
+        observed += f"; armed with {a['first_expires_ms']} ms left ({a['timer']} timer)"
+    return Check.judged(
         "time-wait-lasts-60s", CITE_LINUX,
         f"TIME-WAIT lasts TCP_TIMEWAIT_LEN = 60 s (BSD: 2 x MSL {BSD_MSL_S:g} s): no earlier than "
-        f"60 s - 1 tick, at most one timer-wheel granule late ({late_tw:.3f} s at HZ={hz})",
-        (f"sock_diag: first TIME_WAIT sample -> first sample without it: {a['sampled_s']} s "
-         f"(true lifetime within {list(a.get('bounds_s', ['?', '?']))} s: from the server's FIN in "
-         f"client.pcap and the samples around the end); armed with {a['first_expires_ms']} ms left")
-        if a else "sock_diag never saw A's TIME_WAIT begin and end",
-        ok, {"sampled_s": a["sampled_s"] if a else None, "bounds_s": a.get("bounds_s") if a else None,
-             "first_expires_ms": a["first_expires_ms"] if a else None,
-             "tolerance_late_s": round(late_tw, 3), "hz": hz, "samples": a["samples"] if a else 0}))
+        f"60 s - 1 tick, at most one timer-wheel granule late ({late_tw:.3f} s at HZ={ev.hz})",
+        observed, ok,
+        {"sampled_s": a["sampled_s"] if a else None, "bounds_s": a.get("bounds_s") if a else None,
+         "first_expires_ms": a["first_expires_ms"] if a else None,
+         "tolerance_late_s": round(late_tw, 3), "hz": ev.hz, "samples": a["samples"] if a else 0},
+        missing=f"{missing}; {observed}" if a else missing)
 
-    # -- against RFC 1122's 2 x 2 min ----------------------------------------------------------
-    rfc_s = 2 * RFC_MSL_S
-    conforms = bool(a and "bounds_s" in a and a["bounds_s"][0] >= rfc_s - tick)
-    linux_60 = checks[-1].passed
+
+def _check_vs_rfc1122(ev: Evidence, a: dict | None, linux: Check) -> Check:
+    """Against RFC 1122's 2 x 2 min: conformance, Linux's documented deviation, or a failure."""
+    strict = bool(ev.options.get("strict_rfc"))
+    rfc_s, tick = 2 * RFC_MSL_S, 1 / (ev.hz or 100)
+    bounds = a.get("bounds_s") if a else None
+    conforms = bool(bounds) and bounds[0] >= rfc_s - tick
+    short = bool(bounds) and bounds[1] < rfc_s - tick
     if conforms:
-        words = "conforms to RFC 1122's 2 x MSL"
-    elif linux_60:
-        words = (f"Linux's fixed {TCP_TIMEWAIT_LEN_S:g} s = BSD's 2 x {BSD_MSL_S:g} s, "
-                 f"{rfc_s - TCP_TIMEWAIT_LEN_S:g} s short of RFC 1122's 2 x {RFC_MSL_S:g} s: a documented "
-                 "deviation" + ("; --strict-rfc makes it a failure" if strict else
-                                ", reported, not failed (--strict-rfc fails it)"))
+        ok, words = True, "conforms to RFC 1122's 2 x MSL"
+    elif strict:
+        ok, words = (False if short else None), f"short of RFC 1122's {rfc_s:g} s"
+    elif linux.outcome == "pass":
+        ok, words = True, (f"Linux's fixed {TCP_TIMEWAIT_LEN_S:g} s = BSD's 2 x {BSD_MSL_S:g} s, "
+                           f"{rfc_s - TCP_TIMEWAIT_LEN_S:g} s short of RFC 1122's 2 x {RFC_MSL_S:g} s: a "
+                           "documented deviation, reported, not failed (--strict-rfc fails it)")
     else:
+        ok = False if linux.outcome == "fail" and short else None
         words = "neither RFC 1122's 240 s nor Linux's documented 60 s"
-    checks.append(Check(
+    if strict and short:
+        words += " (Linux's documented deviation: --strict-rfc makes it a failure)"
+    return Check.judged(
         "time-wait-vs-rfc1122-2msl", CITE_RFC,
         f"RFC 1122: at least {rfc_s:g} s" + (" (--strict-rfc)" if strict else
                                              "; Linux's documented 60 s is reported as a known deviation"),
-        f"measured {a['sampled_s']} s: {words}" if a else "no measurement",
-        conforms or (linux_60 and not strict),
-        {"measured_s": a["sampled_s"] if a else None, "rfc1122_s": rfc_s, "bsd_s": 2 * BSD_MSL_S,
-         "linux_s": TCP_TIMEWAIT_LEN_S, "strict_rfc": strict, "conforms_to_rfc1122": conforms,
-         "short_of_rfc1122_s": round(rfc_s - a["sampled_s"], 3) if a else None}))
+        f"measured {a['sampled_s']} s (within {list(bounds)} s): {words}" if bounds else "no measurement",
+        ok, {"measured_s": a["sampled_s"] if a else None, "rfc1122_s": rfc_s, "bsd_s": 2 * BSD_MSL_S,
+             "linux_s": TCP_TIMEWAIT_LEN_S, "strict_rfc": strict, "conforms_to_rfc1122": conforms,
+             "short_of_rfc1122_s": round(rfc_s - a["sampled_s"], 3) if a else None},
+        missing=("no measurement of TIME-WAIT's lifetime" if not bounds else
+                 f"the measurement cannot tell (time-wait-lasts-60s: {linux.observed})"))
 
-    # -- B: the orphaned FIN-WAIT-2, from the ACK of its FIN (captured at the client) ----------
-    fin_timeout = float(ev.sysctl("client", "net.ipv4.tcp_fin_timeout", "60"))
-    plan = fin_wait2_plan(fin_timeout)
-    want = plan["lifetime_s"]
-    late_fw = max_late_s(plan["mini_armed_s"], hz)
-    fin_b = segs(key_b[1] if key_b else None, "client", "FIN")
-    ack_b = ev.acks_of("client", fin_b[0]) if fin_b else []
-    b = _lifetime(ev, key_b, "FIN_WAIT2", ack_b[0].t if ack_b else None) if key_b else None
+
+def _check_orphan(ev: Evidence, b: dict | None, plan: dict) -> Check:
+    """B: the orphaned FIN-WAIT-2, from the ACK of its FIN (captured at the client)."""
+    key_b = ev.facts.get("key_b")
+    want, fin_timeout = plan["lifetime_s"], float(ev.sysctl("client", "net.ipv4.tcp_fin_timeout", "60"))
+    late_fw = max_late_s(plan["mini_armed_s"], ev.hz)
     b_tw = key_b is not None and any(
         s[1] == _k(key_b) and s[2] == "TIME_WAIT" for s in ev.timer_samples.get("client", []))
-    ok = within(b, want, late_fw) and b["timer"] == plan["first_timer"] and not b_tw
-    checks.append(Check(
+    ok, missing = _judge(ev, b, want, late_fw, "B's FIN_WAIT2")
+    if b_tw or (b and b["timer"] != plan["first_timer"]):
+        ok = False
+    observed = (_measured(b, "FIN_WAIT2", "from the ACK of B's FIN in client.pcap and the samples around the end")
+                + (f"; {b['timer']} timer, armed with {b['first_expires_ms']} ms left" if b else "")
+                + f"; TIME_WAIT {'seen' if b_tw else 'never seen'}")
+    return Check.judged(
         "orphan-fin-wait2-follows-tcp_fin_timeout", CITE_FW2,
         f"tcp_fin_timeout={fin_timeout:g} s: B (closed; the peer never closes) stays FIN_WAIT2 with a "
         f"{plan['first_timer']} timer and is gone {want:g} s after the ACK of its FIN (+ at most "
         f"{late_fw:.3f} s), never TIME_WAIT",
-        (f"sock_diag: FIN_WAIT2 ({b['timer']} timer, armed with {b['first_expires_ms']} ms left) for "
-         f"{b['sampled_s']} s between first sample and first sample without it (true lifetime within "
-         f"{list(b.get('bounds_s', ['?', '?']))} s); TIME_WAIT {'seen' if b_tw else 'never seen'}")
-        if b else "sock_diag never saw B's FIN_WAIT2 begin and end",
-        ok, {"tcp_fin_timeout_s": fin_timeout, "expected_s": want, "sampled_s": b["sampled_s"] if b else None,
-             "bounds_s": b.get("bounds_s") if b else None,
-             "first_expires_ms": b["first_expires_ms"] if b else None, "timer": b["timer"] if b else None,
-             "tolerance_late_s": round(late_fw, 3)}))
+        observed, ok,
+        {"tcp_fin_timeout_s": fin_timeout, "expected_s": want, "sampled_s": b["sampled_s"] if b else None,
+         "bounds_s": b.get("bounds_s") if b else None,
+         "first_expires_ms": b["first_expires_ms"] if b else None, "timer": b["timer"] if b else None,
+         "tolerance_late_s": round(late_fw, 3)},
+        missing=f"{missing}; {observed}" if b else missing)
 
-    # -- the counters of TIME-WAIT arming ------------------------------------------------------
-    # B: a mini-socket armed for mini_armed_s. A: the same while tmo <= 60 s (re-armed to 60 s by
-    # the server's FIN, and a re-arm counts nothing); else a full FIN_WAIT2 socket that the FIN
-    # turns into a TIME-WAIT mini-socket armed for 60 s
+
+def _check_counters(ev: Evidence, plan: dict) -> Check:
+    """B: a mini-socket armed for mini_armed_s. A: the same while tmo <= 60 s (re-armed to 60 s by
+    the server's FIN, and a re-arm counts nothing); else a full FIN_WAIT2 socket that the FIN
+    turns into a TIME-WAIT mini-socket armed for 60 s."""
     armed = [plan["mini_armed_s"], plan["mini_armed_s"] if plan["tmo_s"] <= TCP_TIMEWAIT_LEN_S
              else TCP_TIMEWAIT_LEN_S]
     want_killed = sum(1 for t in armed if t <= TW_KILL_S)
     want_tw = len(armed) - want_killed
     tw, killed = ev.counter("client", "TcpExtTW"), ev.counter("client", "TcpExtTWKilled")
-    checks.append(Check(
+    return Check(
         "tw-counters-at-arming", CITE_COUNTERS,
         f"two mini-sockets armed for {armed} s: TW +{want_tw}, TWKilled +{want_killed}",
         f"nstat: TcpExtTW +{tw}, TcpExtTWKilled +{killed}",
         (tw, killed) == (want_tw, want_killed),
-        {"TW": tw, "TWKilled": killed, "armed_s": armed}))
+        {"TW": tw, "TWKilled": killed, "armed_s": armed})
 
-    # -- a FIN after B's FIN-WAIT-2 died finds nothing: RST ------------------------------------
-    late_fin = segs(key_b[1] if key_b else None, "server", "FIN")
-    rsts = [s for s in segs(key_b[1] if key_b else None, "client", "RST") if late_fin and s.t >= late_fin[0].t]
-    after_s = round(late_fin[0].t - b["gone"][0], 3) if late_fin and b else None
-    ok = bool(rsts) and rsts[0].seq == late_fin[0].ack and after_s is not None and after_s > 0
-    checks.append(Check(
+
+def _check_late_fin(ev: Evidence, b: dict | None) -> Check:
+    """A FIN after B's FIN-WAIT-2 died finds nothing: RST. When the samples did not see B go,
+    the moment the scenario's own lookup found it gone bounds it instead."""
+    key_b = ev.facts.get("key_b")
+    port = key_b[1] if key_b else None
+    late_fin = _segs(ev, port, "server", "FIN")
+    rsts = [s for s in _segs(ev, port, "client", "RST") if late_fin and s.t >= late_fin[0].t]
+    last_seen = b["gone"][0] if b else ev.facts.get("b_gone_seen_at")
+    after = late_fin[0].t - last_seen if late_fin and last_seen is not None else None
+    after_s = None if after is None else round(after, 4)
+    hole = ev.capture_hole("client")
+    if rsts and rsts[0].seq != late_fin[0].ack:
+        ok = False
+    elif not late_fin or not rsts:
+        ok = None if hole else False            # a complete capture without them: none was sent
+    else:
+        ok = None if after is None else after > 0
+    observed = ((f"client.pcap: the FIN arrived {after_s} s after B was "
+                 f"{'last seen' if b else 'found gone'}; {len(rsts)} RST(s) from the client"
+                 + (f", RST seq {rsts[0].seq}, FIN ack {late_fin[0].ack}" if rsts else ""))
+                if late_fin else "client.pcap: no FIN from the server for B")
+    return Check.judged(
         "late-fin-after-fin-wait2-gets-rst", CITE_RST,
         "the server's FIN for B, sent after B's FIN_WAIT2 expired, is answered with RST (seq = the FIN's ack)",
-        (f"client.pcap: the FIN arrived {after_s} s after B was last seen; {len(rsts)} RST(s) from the client"
-         + (f", RST seq {rsts[0].seq}, FIN ack {late_fin[0].ack}" if rsts else ""))
-        if late_fin else "client.pcap: no FIN from the server for B",
-        ok, {"fin_after_last_seen_s": after_s, "rsts": len(rsts),
-             "rst_seq": rsts[0].seq if rsts else None, "fin_ack": late_fin[0].ack if late_fin else None}))
-    return checks
+        observed, ok,
+        {"fin_after_last_seen_s": after_s, "rsts": len(rsts),
+         "rst_seq": rsts[0].seq if rsts else None, "fin_ack": late_fin[0].ack if late_fin else None},
+        missing=f"{observed}, but {hole}" if hole else f"{observed}; nothing tells when B went")

@@ -8,14 +8,14 @@ reflects this as RST segment 5.3, which assassinates the TIME-WAIT state at A!")
 ("Ignore RST segments in TIME-WAIT state"), RFC 9293 §3.10.7.4 (a reset in TIME-WAIT closes the
 connection; an unacceptable segment is answered with an ACK) and §3.10.7.1 (a closed port answers
 with RST, seq = the segment's ACK), against Linux tcp_timewait_state_process() (net/ipv4/
-tcp_minisocks.c: a RST with seq == rcv_nxt kills TIME-WAIT unless tcp_rfc1337=1) and
-tcp_v4_send_reset() (net/ipv4/tcp_ipv4.c).
+tcp_minisocks.c, Linux v6.18: a RST with seq == rcv_nxt kills TIME-WAIT unless tcp_rfc1337=1;
+reference R-TW-RST) and tcp_v4_send_reset() (net/ipv4/tcp_ipv4.c; reference R-CLOSED-RST).
 
 Whether the TIME-WAIT died is decided twice, by sock_diag (the socket is gone, or still there) and
 on the wire: after the RST the same old segment is replayed once more (the probe). A live TIME-WAIT
 answers it with an ACK (tcp_timewait_state_process() -> TCP_TW_ACK; a segment carrying data is
 never out-of-window rate-limited, tcp_oow_rate_limited() in net/ipv4/tcp_input.c, so the answer
-is certain); a killed one leaves no socket, and the client's stack answers with a RST
+is certain: reference R-TW-OLD-SEG); a killed one leaves no socket, and the client's stack answers with a RST
 (tcp_v4_rcv() -> tcp_v4_send_reset(), seq = the probe's ack). The probe restarts a live
 TIME-WAIT's timer - after the verdict, so it changes nothing judged.
 
@@ -76,19 +76,19 @@ M32 = 1 << 32
 
 CITE_TWA = ("RFC 1337 §1 figure 1 (5.1 any unacceptable old segment, 5.2 TIME-WAIT's ACK for SND.NXT/RCV.NXT); "
             "RFC 9293 §3.10.7.4 (unacceptable segment -> send an ACK); Linux tcp_timewait_state_process() -> "
-            "TCP_TW_ACK, tcp_v4_timewait_ack() (net/ipv4/tcp_minisocks.c, tcp_ipv4.c)")
+            "TCP_TW_ACK, tcp_v4_timewait_ack() (net/ipv4/tcp_minisocks.c, tcp_ipv4.c; reference R-TW-OLD-SEG)")
 CITE_PAWS = ("RFC 1337 §1: 'TWA cannot be prevented by PAWS timestamps'; RFC 7323 §5.3 R1 (TSval < TS.Recent: "
              "send an ACK, drop); Linux: PAWS reject in TIME-WAIT counts PAWSTimewait and still returns "
-             "TCP_TW_ACK; tcp_v4_send_reset() (net/ipv4/tcp_ipv4.c) sends no timestamp option")
+             "TCP_TW_ACK; tcp_v4_send_reset() (net/ipv4/tcp_ipv4.c) sends no timestamp option; reference R-TW-PAWS, R-CLOSED-RST")
 CITE_RST = ("RFC 9293 §3.10.7.1 / RFC 793 p.36 (CLOSED: an incoming segment with ACK gets <SEQ=SEG.ACK><CTL=RST>); "
             "RFC 1337 figure 1 segment 5.3; Linux tcp_v4_rcv() no socket -> tcp_v4_send_reset()")
-CITE_KILL = ("Linux 6.x tcp_timewait_state_process() (net/ipv4/tcp_minisocks.c): a RST with seq == rcv_nxt, not "
+CITE_KILL = ("Linux v6.18 tcp_timewait_state_process() (net/ipv4/tcp_minisocks.c): a RST with seq == rcv_nxt, not "
              "PAWS-rejected, kills TIME-WAIT when tcp_rfc1337=0 (inet_twsk_deschedule_put(), 'TIME_WAIT "
              "assassination') and is ignored when tcp_rfc1337=1 (RFC 1337 §3 F1: 'Ignore RST segments in "
              "TIME-WAIT state'); RFC 9293 §3.10.7.4 (RST in TIME-WAIT: enter CLOSED). The wire probe: a live "
              "TIME-WAIT ACKs a replayed data segment (TCP_TW_ACK; data is never out-of-window rate-limited: "
              "tcp_oow_rate_limited(), net/ipv4/tcp_input.c); with no socket tcp_v4_rcv() -> tcp_v4_send_reset() "
-             "answers RST, seq = the segment's ack (RFC 9293 §3.10.7.1)")
+             "answers RST, seq = the segment's ack (RFC 9293 §3.10.7.1); reference R-TW-RST, R-TW-OLD-SEG, R-CLOSED-RST")
 
 
 def run(lab: Lab) -> dict:

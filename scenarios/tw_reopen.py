@@ -37,6 +37,11 @@ TCP_TIMEOUT_MIN, tcp_rcv_synsent_state_process()) reaches the listener: a fresh 
     ~0.6   client   (no socket)                                  RST ->                  nothing: not TIME_WAIT
 
 Flip: --sysctl client:net.ipv4.tcp_timestamps=0 (or server:...): seq-behind is refused by TIME-WAIT.
+
+A case whose premise the run did not produce is not applicable, not failed: seq-behind's SYN
+above rcv_nxt (the transfer did not outrun the ISN clock: a slow machine), or an injected SYN that
+TIME-WAIT did not accept or that no RST showed to be an old duplicate (condition (2) has nothing
+to act on). A segment missing from a capture that dropped packets makes its check inconclusive.
 """
 
 from __future__ import annotations
@@ -252,8 +257,11 @@ def _check_reopen(ev: Evidence, name: str, case: dict | None) -> list[Check]:
     inc = _incarnations(ev, "server", lport)
     checks = []
     tw_before = [s for s in case.get("server_before", []) if s["state"] == "TIME_WAIT"]
-    ok = bool(inc) and inc["server_closed_first"] and bool(tw_before) and not case.get("client_before")
-    checks.append(Check(
+    hole = ev.capture_hole("client", "server")
+    # the run waited for the server's TIME_WAIT, so the old connection's SYN and FINs were sent:
+    # captures without them say nothing about who closed first
+    ok = None if not inc else (inc["server_closed_first"] and bool(tw_before) and not case.get("client_before"))
+    checks.append(Check.judged(
         f"{name}-server-holds-time-wait", CITE_SETUP,
         f"the server's FIN goes first; just before the client reconnects from :{lport} the server holds the "
         "4-tuple in TIME_WAIT and the client has no socket on it",
@@ -263,10 +271,16 @@ def _check_reopen(ev: Evidence, name: str, case: dict | None) -> list[Check]:
         f"{[(s['state'], s['expires_ms']) for s in case.get('server_before', [])]}, client "
         f"{[s['state'] for s in case.get('client_before', [])] or 'nothing'}",
         ok, {"client_port": lport, "server_time_wait_ms_left": [s["expires_ms"] for s in tw_before],
-             "old_bytes": case.get("bytes"), "transfer_s": case.get("transfer_s")}))
+             "old_bytes": case.get("bytes"), "transfer_s": case.get("transfer_s")},
+        missing=f"the captures lack the old connection's SYN or FINs on :{lport}" + (f" ({hole})" if hole else "")))
     if not inc or not inc["answers"]:
-        checks.append(Check(f"{name}-syn-judged-by-time-wait", CITE_ACCEPT, "a new SYN from the same port",
-                            "server.pcap: no new SYN after the old connection", False, {}))
+        # a connect() that succeeded sent its SYN: one missing from server.pcap is the capture's hole
+        sent = bool(case.get("reconnect_ok")) or not inc
+        checks.append(Check.judged(
+            f"{name}-syn-judged-by-time-wait", CITE_ACCEPT, "a new SYN from the same port",
+            "server.pcap: no new SYN after the old connection", None if sent else False, {},
+            missing=(f"server.pcap has no new SYN from :{lport} although connect() "
+                     f"{'succeeded' if case.get('reconnect_ok') else 'ran'}" + (f" ({hole})" if hole else ""))))
         return checks
 
     syn, ans, rst = inc["answers"][0]
@@ -287,28 +301,44 @@ def _check_reopen(ev: Evidence, name: str, case: dict | None) -> list[Check]:
               "ts_newer": ts_newer, "expected_accept": want_accept, "accepted": accepted,
               "answer": f"{ans.flags} seq={ans.seq} ack={ans.ack}" if ans else None,
               "reopened_after_time_wait_s": round(syn.t - inc["client_fin_t"], 4), "old_bytes": case.get("bytes")}
-    checks.append(Check(
-        f"{name}-syn-judged-by-time-wait", CITE_ACCEPT,
-        f"SYN seq {'above' if seq_after else 'below'} rcv_nxt ({gap:+d}), timestamps "
-        f"{'on, TSval ' + ('newer' if ts_newer else 'not newer') if ts_used else 'off'}: "
-        + (f"accepted by TIME-WAIT (decided by the {decided_by})" if want_accept else
-           "not acceptable: TIME-WAIT answers with an ACK of rcv_nxt")
-        + (f"; premise of {name}: SYN {'above' if name == 'seq-ahead' else 'below'} rcv_nxt"),
-        f"server.pcap: SYN seq={syn.seq} TSval={syn.tsval}, old rcv_nxt={inc['rcv_nxt']} ts_recent={inc['ts_recent']}; "
-        f"answered by {values['answer']}, {values['reopened_after_time_wait_s']} s after the old connection closed"
-        + ("" if premise else f"; PREMISE NOT MET ({case.get('bytes')} bytes in {case.get('transfer_s')} s did not "
-                              "put rcv_nxt ahead of the ISN clock)" if name == "seq-behind" else "; PREMISE NOT MET"),
-        premise and (accepted if want_accept else acked), values))
+    expected = (f"SYN seq {'above' if seq_after else 'below'} rcv_nxt ({gap:+d}), timestamps "
+                f"{'on, TSval ' + ('newer' if ts_newer else 'not newer') if ts_used else 'off'}: "
+                + (f"accepted by TIME-WAIT (decided by the {decided_by})" if want_accept else
+                   "not acceptable: TIME-WAIT answers with an ACK of rcv_nxt")
+                + (f"; premise of {name}: SYN {'above' if name == 'seq-ahead' else 'below'} rcv_nxt"))
+    observed = (f"server.pcap: SYN seq={syn.seq} TSval={syn.tsval}, old rcv_nxt={inc['rcv_nxt']} "
+                f"ts_recent={inc['ts_recent']}; answered by {values['answer']}, "
+                f"{values['reopened_after_time_wait_s']} s after the old connection closed")
+    rule_held = accepted if want_accept else acked
+    # with a capture that dropped packets, the first answer seen may not be the first sent: only
+    # the opposite answer (a SYN-ACK where TIME-WAIT should refuse, its ACK where it should
+    # accept) shows the rule broken
+    refuted = acked if want_accept else accepted
+    unsure = not rule_held and not refuted and bool(hole)
+    if rule_held and not premise:
+        # the rule held for the SYN that was sent, but it is not the SYN this case is about
+        why = (f"{case.get('bytes')} bytes in {case.get('transfer_s')} s did not put rcv_nxt ahead of the ISN "
+               "clock (a slow or busy machine)" if name == "seq-behind" else "the new ISN was not above rcv_nxt")
+        checks.append(Check.not_applicable(
+            f"{name}-syn-judged-by-time-wait", CITE_ACCEPT, expected,
+            f"premise not met: {why}; {observed} - the rule held, but for the other case's SYN", values))
+    else:
+        checks.append(Check.judged(
+            f"{name}-syn-judged-by-time-wait", CITE_ACCEPT, expected,
+            observed + ("" if premise else "; PREMISE NOT MET"),
+            None if unsure else rule_held, values,
+            missing=f"{observed}: TIME-WAIT's answer may be missing from server.pcap ({hole})"))
 
     if want_accept:
         step = (ans.seq - inc["old_snd_nxt"]) & 0xFFFFFFFF if accepted else None
-        checks.append(Check(
+        checks.append(Check.judged(
             f"{name}-new-isn-above-old", CITE_ISN,
             f"the SYN-ACK's ISN = old snd_nxt + {TW_ISN_STEP}",
             f"server.pcap: old server FIN seq {inc['old_snd_nxt'] - 1 & 0xFFFFFFFF} (snd_nxt {inc['old_snd_nxt']}), "
             f"new ISN {ans.seq if ans else None}, difference {step}; connect {'ok' if case.get('reconnect_ok') else case.get('reconnect_error')}",
-            accepted and step == TW_ISN_STEP and bool(case.get("reconnect_ok")),
-            {"old_snd_nxt": inc["old_snd_nxt"], "new_isn": ans.seq if ans else None, "difference": step}))
+            None if unsure else (accepted and step == TW_ISN_STEP and bool(case.get("reconnect_ok"))),
+            {"old_snd_nxt": inc["old_snd_nxt"], "new_isn": ans.seq if ans else None, "difference": step},
+            missing=f"server.pcap lacks the server's answer to the new SYN ({hole})"))
     else:
         rfc1337 = int(ev.sysctl("server", "net.ipv4.tcp_rfc1337", "0") or 0)
         later = inc["answers"][1] if len(inc["answers"]) > 1 else (None, None, None)
@@ -325,7 +355,12 @@ def _check_reopen(ev: Evidence, name: str, case: dict | None) -> list[Check]:
             ok = rst_ok and syn2 is not None and ans2 is not None and ans2.flags == "ACK"
             expected = ("the client answers TIME-WAIT's ACK with RST, which TIME-WAIT ignores (tcp_rfc1337=1): "
                         "the next SYN is answered with an ACK again")
-        checks.append(Check(
+        unseen = ans is None or rst is None or syn2 is None or ans2 is None
+        broken = (rst is not None and ans is not None and rst.seq != ans.ack) or \
+            (ans2 is not None and (not fresh if rfc1337 == 0 else ans2.flags != "ACK"))
+        if unseen and hole and not ok and not broken:
+            ok = None           # a segment of the recovery may be on the wire but not in a capture
+        checks.append(Check.judged(
             f"{name}-refused-syn-recovery", CITE_REFUSED, expected,
             f"server.pcap: RST {'seq=' + str(rst.seq) if rst else 'none'} after the ACK; next SYN "
             f"{'seq=' + str(syn2.seq) if syn2 else 'none'} "
@@ -337,7 +372,8 @@ def _check_reopen(ev: Evidence, name: str, case: dict | None) -> list[Check]:
                  "second_syn_after_ms": round((syn2.t - syn.t) * 1000, 1) if syn2 else None,
                  "second_answer": ans2.flags if ans2 else None,
                  "second_isn_minus_old_snd_nxt": (ans2.seq - inc["old_snd_nxt"]) & 0xFFFFFFFF if ans2 else None,
-                 "tcp_rfc1337": rfc1337, "reconnect_ok": case.get("reconnect_ok")}))
+                 "tcp_rfc1337": rfc1337, "reconnect_ok": case.get("reconnect_ok")},
+            missing=f"server.pcap lacks a segment of the recovery (the ACK, RST, second SYN or its answer): {hole}"))
     return checks
 
 
@@ -361,17 +397,34 @@ def _check_condition_2(ev: Evidence, case: dict | None) -> Check:
     # sock_diag's view of the server 4-tuple from the injection on
     seen = [e.data["socket"]["state"] for e in ev.states("server")
             if e.data["socket"]["dport"] == lport and e.data["socket"]["sport"] == PORT and e.t >= case["injected_at"]]
-    premise = bool(tw_before) and accepted and isn_step == TW_ISN_STEP and rst is not None \
-        and case.get("abandoned_connect_ok") is False
+    unmet = [why for bad, why in (
+        (not tw_before, "the server held no TIME_WAIT when the SYN was injected"),
+        (case.get("abandoned_connect_ok") is not False, "the client's attempt was not abandoned"),
+        (not accepted, "TIME-WAIT did not accept the SYN (no SYN-ACK)"),
+        (accepted and isn_step != TW_ISN_STEP, "the SYN-ACK's ISN is not TIME-WAIT's (old snd_nxt + 65537)"),
+        (rst is None, "the client sent no RST: the SYN never turned out to be an old duplicate")) if bad]
     left_s = (tw_before[0]["expires_ms"] / 1000) if tw_before else None
     if strict:
         expected = ("RFC 1122 §4.2.2.13 (2), strictly: the SYN turned out to be an old duplicate (RST in reply to the "
                     "SYN-ACK), so the server returns to TIME-WAIT")
-        ok = premise and restored
+        ok = restored
     else:
         expected = ("informational, Linux as documented (RED-PEN): TIME-WAIT accepts the SYN and is destroyed; when "
                     "the client's RST shows the SYN was an old duplicate, nothing returns to TIME-WAIT")
-        ok = premise and not restored
+        ok = not restored
+    hole = ev.capture_hole("client", "server")
+    if not inc:
+        return Check.inconclusive(name, CITE_RED_PEN, expected,
+                                  f"the captures lack the old connection's SYN or FINs on :{lport}"
+                                  + (f" ({hole})" if hole else ""))
+    if unmet and hole and (ans is None or rst is None):
+        return Check.inconclusive(name, CITE_RED_PEN, expected,
+                                  f"server.pcap lacks the answer to the injected SYN or the client's RST ({hole})")
+    if unmet:
+        # condition (2) acts only on an accepted SYN that turns out to be an old duplicate
+        return Check.not_applicable(name, CITE_RED_PEN, expected, "; ".join(unmet),
+                                    {"accepted": accepted, "isn_minus_old_snd_nxt": isn_step,
+                                     "rst_from_client": rst is not None, "time_wait_left_s_before": left_s})
     return Check(
         name, CITE_RED_PEN, expected,
         f"an abandoned attempt's SYN (seq {case.get('held_syn_seq')}, held in the router, connect gave up: "

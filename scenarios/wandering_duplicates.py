@@ -40,6 +40,11 @@ checksum offload left unfinished, is completed).
         segment is in the window with an acceptable ACK: the server application reads the old
         incarnation's bytes ("OLD-OLD-...") in place of the client's next bytes ("NEW-NEW-..."),
         with no error and the same byte count - the hazard 2 MSL of TIME-WAIT exists to prevent.
+        (a)'s PAWS check then has nothing to act on: it is not applicable, not passed.
+Checks without their evidence judge nothing: a replay missing from server.pcap, no sock_diag
+sample where one was needed, a segment missing from a capture that dropped packets make them
+inconclusive; an old connection that did not outrun the ISN clock (a slow machine) leaves the
+replay of (b)/(c) unset, and its checks not applicable.
 
     t      who      step                                   wire                        state
     -- (a) ------------------------------------------------------------------------------------
@@ -68,7 +73,6 @@ Flip: --sysctl client:net.ipv4.tcp_timestamps=0 --sysctl server:net.ipv4.tcp_tim
 
 from __future__ import annotations
 
-import errno
 import threading
 import time
 
@@ -76,7 +80,6 @@ from lab.core import Lab
 from lab.evidence import Evidence
 from lab.netns import read_counters
 from lab.observe import counters_delta
-from lab.packets import Segment
 from lab.shaping import UNUSED
 from lab.verdict import Check
 
@@ -277,292 +280,9 @@ def _run_b(lab: Lab, server, client, cli: str, srv: str) -> dict:
     return out
 
 
-# -- the judgement -----------------------------------------------------------------------------
-def _ts_on(ev: Evidence) -> bool:
-    """Timestamps are negotiated only when both ends have them on (tcp_timestamps != 0)."""
-    return all(ev.sysctl(h, "net.ipv4.tcp_timestamps", "1") != "0" for h in ("client", "server"))
-
-
-def _from(ev: Evidence, at: str, src: str, sport: int | None = None, dport: int | None = None,
-          flag: str | None = None) -> list[Segment]:
-    dst = "server" if src == "client" else "client"
-    return [s for s in ev.segments(at, src=src, dst=dst, flag=flag)
-            if (sport is None or s.sport == sport) and (dport is None or s.dport == dport)]
-
-
-def _arrival(ev: Evidence, copied: dict | None, after: float | None) -> Segment | None:
-    """The replayed copy as the server's capture saw it arrive."""
-    if not copied or after is None:
-        return None
-    for s in _from(ev, "server", "client", sport=copied["sport"]):
-        if (s.seq, s.ack, s.length, s.tsval) == (copied["seq"], copied["ack"], copied["length"],
-                                                 copied["tsval"]) and s.t >= after - 0.001:
-            return s
-    return None
-
-
-def _gone_at(ev: Evidence, host: str, sport: int, dport: int, after: float) -> float | None:
-    for e in ev.states(host):
-        sk = e.data["socket"]
-        if sk["sport"] == sport and sk["dport"] == dport and sk["state"] == "GONE" and e.t >= after:
-            return e.t
-    return None
-
-
-def _states_between(ev: Evidence, host: str, port: int, t0: float, t1: float) -> list[str]:
-    return [e.data["socket"]["state"] for e in ev.states(host)
-            if port in (e.data["socket"]["sport"], e.data["socket"]["dport"]) and t0 <= e.t <= t1]
-
-
-def _ms(x: float | None) -> float | None:
-    return None if x is None else round(x * 1000, 3)
-
-
+# -- the judgement: scenarios/_wandering_judge.py (part (a)) and _wandering_bypassed.py ((b)/(c)) --
 def check(ev: Evidence) -> list[Check]:
-    return _check_a(ev) + _check_b(ev)
+    from ._wandering_bypassed import check_bypassed
+    from ._wandering_judge import check_absorbed
 
-
-def _check_a(ev: Evidence) -> list[Check]:
-    checks: list[Check] = []
-    a = ev.facts.get("a", {})
-    ts_on = _ts_on(ev)
-    rfc1337 = ev.sysctl("server", "net.ipv4.tcp_rfc1337", "0") != "0"
-    copied = (a.get("copied") or [None])[0]
-    replay = _arrival(ev, copied, a.get("injected_at"))
-    cli_fin = next(iter(_from(ev, "server", "client", sport=PORT_A, flag="FIN")), None)
-    srv_fin = next(iter(_from(ev, "server", "server", dport=PORT_A, flag="FIN")), None)
-    answers = [s for s in _from(ev, "server", "server", dport=PORT_A)
-               if replay and s.t >= replay.t and s.has("ACK") and not s.has("RST")]
-    ack = answers[0] if answers and answers[0].t - replay.t < 0.05 else None
-    want_seq = (srv_fin.seq + 1) % M32 if srv_fin else None
-    want_ack = (cli_fin.seq + cli_fin.length + 1) % M32 if cli_fin else None
-    tw_before = (a.get("tw_before") or {}).get("state")
-
-    # 1. TIME-WAIT answers the old duplicate with an ACK of its own RCV.NXT
-    ok = (replay is not None and tw_before == "TIME_WAIT" and ack is not None
-          and ack.seq == want_seq and ack.ack == want_ack and ack.length == 0)
-    checks.append(Check(
-        "time-wait-acks-old-duplicate", CITE_TW,
-        "the replayed data segment reaches the server's TIME-WAIT socket, which answers with an ACK "
-        "(seq = its FIN's seq + 1, ack = the client's FIN + 1) and delivers nothing",
-        (f"server.pcap: replay of seq {copied['seq'] if copied else '-'} ({copied['length'] if copied else 0} B) "
-         f"{'arrived' if replay else 'never arrived'} while sock_diag showed {tw_before}; "
-         + (f"answer {_ms(ack.t - replay.t)} ms later: {ack.flags} seq {ack.seq} ack {ack.ack} "
-            f"(want seq {want_seq} ack {want_ack})" if ack else "no ACK within 50 ms")),
-        ok, {"replay_seq": copied and copied["seq"], "replay_len": copied and copied["length"],
-             "state_before": tw_before, "ack_seq": ack and ack.seq, "ack_ack": ack and ack.ack,
-             "want_seq": want_seq, "want_ack": want_ack,
-             "answer_after_ms": _ms(ack.t - replay.t) if ack and replay else None}))
-
-    # 2. no application sees it: the listener on that port accepts nothing, nothing else takes it
-    acc = a.get("accept_after") or {}
-    tw_after = (a.get("tw_after") or {}).get("state")
-    ok = replay is not None and not acc.get("ok") and acc.get("errno") == errno.ETIMEDOUT
-    checks.append(Check(
-        "no-application-sees-it", CITE_NOAPP,
-        "accept() on the server's listener (same port) times out: the old bytes reach no application",
-        (f"accept() after the replay: {acc.get('error') or 'a connection!'} "
-         f"({acc.get('message') or acc.get('result')}); the 4-tuple's socket afterwards: {tw_after or 'none'}"),
-        ok, {"accept_errno": acc.get("errno"), "accept_error": acc.get("error"), "state_after": tw_after}))
-
-    # 3. PAWS: with timestamps the old TSval is older than the FIN's; TIME-WAIT still ACKs
-    paws = a.get("server_counters", {}).get("TcpExtPAWSTimewait", 0)
-    tsv, fin_tsv = (replay.tsval if replay else None), (cli_fin.tsval if cli_fin else None)
-    if ts_on:
-        ok = replay is not None and tsv is not None and fin_tsv is not None and tsv < fin_tsv \
-            and paws >= 1 and ack is not None
-        expected = ("timestamps on: the replay's TSval is older than TS.Recent (the client's FIN): "
-                    "PAWSTimewait +1, and TIME-WAIT answers with an ACK anyway")
-    else:
-        ok = replay is not None and tsv is None and paws == 0 and ack is not None
-        expected = "timestamps off: no TSval, no PAWS (PAWSTimewait +0); TIME-WAIT answers with an ACK"
-    checks.append(Check(
-        "paws-in-time-wait", CITE_PAWS_TW, expected,
-        (f"replay TSval {tsv}, client FIN TSval {fin_tsv}; server PAWSTimewait +{paws} around the replay; "
-         f"ACK {'sent' if ack else 'not sent'}"),
-        ok, {"replay_tsval": tsv, "fin_tsval": fin_tsv, "PAWSTimewait": paws, "timestamps": ts_on}))
-
-    # 4. the 2MSL timer starts again: Linux reschedules TIME-WAIT on any ACK-bearing old segment
-    rst = next((s for s in _from(ev, "client", "client", sport=PORT_A, flag="RST")
-                if ack is not None and s.t >= ack.t - 0.001), None)
-    if rfc1337:
-        tol_ms = 2 * 1000 / (ev.hz or 100) + 20
-        key = f"{ev.addresses['server']}:{PORT}-{ev.addresses['client']}:{PORT_A}"
-        bounds = []
-        if replay is not None:
-            for ts, k, st, _tm, exp_ms, _r, *rest in ev.timer_samples.get("server", []):
-                answered = rest[0] if rest else ts
-                if k == key and st == "TIME_WAIT" and replay.t < ts and answered < replay.t + 0.4:
-                    bounds.append((ts + exp_ms / 1000, answered + exp_ms / 1000))
-        want = replay.t + LINUX_TIMEWAIT_MS / 1000 if replay else None
-        off = None
-        if bounds and want:
-            lo, hi = min(bounds, key=lambda b: b[1] - b[0])
-            off = round((min(max(want, lo), hi) - replay.t) * 1000)
-        ok = off is not None and abs(off - LINUX_TIMEWAIT_MS) <= tol_ms
-        checks.append(Check(
-            "time-wait-timer-restarted", CITE_TW,
-            f"after the replay (it carries ACK) the TIME-WAIT timer is due {LINUX_TIMEWAIT_MS} ms after it "
-            f"(+- {tol_ms:.0f} ms), not {int(TW_WAIT_S * 1000)} ms earlier as before",
-            f"sock_diag: {len(bounds)} samples after the replay; timer due {off} ms after it",
-            ok, {"due_after_replay_ms": off, "tolerance_ms": tol_ms, "samples": len(bounds)}))
-
-    # 5. the closed client answers TIME-WAIT's ACK with RST; tcp_rfc1337 decides what it does
-    rst_at_srv = next((s for s in _from(ev, "server", "client", sport=PORT_A, flag="RST")
-                       if rst is not None and s.same_wire(rst)), None)
-    gone = _gone_at(ev, "server", PORT, PORT_A, ack.t if ack else float("inf"))
-    rst_seq_ok = rst is not None and ack is not None and rst.seq == ack.ack
-    if rfc1337:
-        ok = rst_seq_ok and rst_at_srv is not None and tw_after == "TIME_WAIT" and gone is None
-        expected = ("the client has no socket and answers TIME-WAIT's ACK with RST (seq = that ACK's ack); "
-                    "tcp_rfc1337=1: the server's TIME-WAIT ignores it and stays")
-    else:
-        ok = rst_seq_ok and rst_at_srv is not None and gone is not None and gone - rst_at_srv.t < 0.1
-        expected = ("the client answers TIME-WAIT's ACK with RST (seq = that ACK's ack); tcp_rfc1337=0: the "
-                    "RST kills the TIME-WAIT at once (RFC 1337 assassination, see tw-assassination)")
-    checks.append(Check(
-        "time-wait-and-the-peers-rst", CITE_RFC1337, expected,
-        (f"client.pcap: RST {'seq ' + str(rst.seq) if rst else 'not sent'} (ACK's ack {ack.ack if ack else '-'}), "
-         f"{'reached' if rst_at_srv else 'did not reach'} the server; server tcp_rfc1337={int(rfc1337)}; "
-         f"sock_diag: TIME-WAIT " + (f"gone {_ms(gone - rst_at_srv.t)} ms after the RST" if gone and rst_at_srv
-                                     else "gone" if gone else f"still {tw_after} 0.5 s later")),
-        ok, {"rst_seq": rst and rst.seq, "ack_ack": ack and ack.ack, "tcp_rfc1337": int(rfc1337),
-             "state_after": tw_after, "gone_after_rst_ms": _ms(gone - rst_at_srv.t) if gone and rst_at_srv else None}))
-    return checks
-
-
-def _check_b(ev: Evidence) -> list[Check]:
-    checks: list[Check] = []
-    b = ev.facts.get("b", {})
-    ts_on = _ts_on(ev)
-    syns = _from(ev, "client", "client", sport=PORT_B, flag="SYN")
-    synacks = _from(ev, "server", "server", dport=PORT_B, flag="SYN")
-    syns = [s for s in syns if not s.has("ACK")]
-
-    # 1. TIME-WAIT bypassed: the old incarnation ends with RST, the same 4-tuple opens again
-    t1 = syns[0].t if syns else None
-    t2 = syns[-1].t if len(syns) >= 2 else None
-    rst = next((s for s in _from(ev, "client", "client", sport=PORT_B, flag="RST")
-                if t1 and t2 and t1 < s.t < t2), None)
-    seen = sorted({st for h in ("client", "server")
-                   for st in _states_between(ev, h, PORT_B, t1 or 0, t2 or 0)}) if t1 and t2 else []
-    reset = b.get("server_recv_after_abort") or {}
-    ok = (rst is not None and t2 is not None and "TIME_WAIT" not in seen and (b.get("reconnect") or {}).get("ok")
-          and reset.get("errno") == errno.ECONNRESET)
-    checks.append(Check(
-        "time-wait-bypassed", CITE_BYPASS,
-        "close() with SO_LINGER 0 sends RST (server recv: ECONNRESET); neither host holds TIME_WAIT; "
-        f"connect() from port {PORT_B} to the same server succeeds (no TIME-WAIT holds the 4-tuple): "
-        "a new incarnation",
-        (f"client.pcap: {len(syns)} SYNs from :{PORT_B}, RST {'seq ' + str(rst.seq) if rst else 'none'} between them; "
-         f"server recv after it: {reset.get('error')}; sock_diag states of the 4-tuple in between: {seen or 'none'}; "
-         f"second SYN {_ms(t2 - rst.t) if rst and t2 else '-'} ms after the RST"),
-        bool(ok), {"syns": len(syns), "rst_seq": rst and rst.seq, "server_recv_errno": reset.get("errno"),
-                   "states_between": seen, "reopen_after_rst_ms": _ms(t2 - rst.t) if rst and t2 else None}))
-
-    # 2. the ISN clock: both new ISNs lie 15.625 M/s x the time between the SYNs above the old ones
-    rows, ok = [], len(syns) >= 2 and len(synacks) >= 2
-    for who, pair in (("client", syns), ("server", synacks)):
-        if len(pair) < 2:
-            continue
-        d_isn = (pair[-1].seq - pair[0].seq) % M32
-        dt = pair[-1].t - pair[0].t
-        err = d_isn - dt * ISN_PER_S
-        ok = ok and abs(err) <= ISN_PER_S * 0.001
-        rows.append({"who": who, "old_isn": pair[0].seq, "new_isn": pair[-1].seq, "isn_delta": d_isn,
-                     "seconds": round(dt, 6), "per_second": round(d_isn / dt) if dt else None,
-                     "error": round(err)})
-    checks.append(Check(
-        "isn-clock", CITE_ISN,
-        "new ISN - old ISN = 15.625 M x seconds between the two SYNs (+- 1 ms of clock), for both ends",
-        "; ".join(f"{r['who']}: ISN {r['old_isn']} -> {r['new_isn']} (+{r['isn_delta']}) in {r['seconds']} s "
-                  f"= {r['per_second']}/s, {r['error']:+d} off" for r in rows) or "SYNs not captured",
-        bool(ok), {"isns": rows, "tolerance": ISN_PER_S * 0.001}))
-
-    # 3. the copied segment of the old incarnation falls exactly at the new connection's RCV.NXT
-    copied = (b.get("copied") or [None])[0]
-    replay = _arrival(ev, copied, b.get("injected_at"))
-    x1 = syns[0].seq if syns else None
-    x2 = syns[-1].seq if len(syns) >= 2 else None
-    y2 = synacks[-1].seq if len(synacks) >= 2 else None
-    sent_c, sent_s = b.get("client_sent_before"), b.get("server_sent_before")
-    rcv_nxt = (x2 + 1 + sent_c) % M32 if x2 is not None and sent_c is not None else None
-    snd_una = (y2 + 1 + sent_s) % M32 if y2 is not None and sent_s is not None else None
-    old_off = (copied["seq"] - x1 - 1) % M32 if copied and x1 is not None else None
-    ok = (b.get("aligned") and replay is not None and replay.seq == rcv_nxt and replay.ack == snd_una)
-    checks.append(Check(
-        "old-segment-in-new-window", CITE_ACCEPT,
-        "the replayed old segment's seq = the new connection's RCV.NXT and its ack = the server's SND.UNA "
-        "(both directions of the old connection outran the ISN clock)",
-        (f"old segment: byte {old_off} of the old client stream, seq {copied['seq'] if copied else '-'} "
-         f"ack {copied['ack'] if copied else '-'}; new ISNs client {x2} server {y2}; after the client sent "
-         f"{sent_c} B and the server {sent_s} B: RCV.NXT {rcv_nxt}, SND.UNA {snd_una}; replay "
-         f"{'arrived' if replay else 'not seen'} at the server"
-         + (f" ({b.get('why_not')})" if not b.get("aligned") else "")),
-        bool(ok), {"old_seq": copied and copied["seq"], "old_ack": copied and copied["ack"],
-                   "old_stream_offset": old_off, "new_client_isn": x2, "new_server_isn": y2,
-                   "client_bytes_new": sent_c, "server_bytes_new": sent_s, "rcv_nxt": rcv_nxt,
-                   "snd_una": snd_una, "aligned": b.get("aligned"), "old_phase_s": b.get("old_phase_s")}))
-
-    # 4. what the server's TCP does with it: PAWS drop (timestamps) or acceptance (none)
-    counters = b.get("server_counters", {})
-    paws = counters.get("TcpExtPAWSEstab", 0) + counters.get("TcpExtPAWSOldAck", 0)
-    answer = None
-    if replay is not None:
-        answer = next((s for s in _from(ev, "server", "server", dport=PORT_B)
-                       if s.t >= replay.t and s.has("ACK") and s.t - replay.t < 0.04), None)
-    recent = [s.tsval for s in _from(ev, "server", "client", sport=PORT_B)
-              if replay is not None and s.t < replay.t and s.t > (t2 or 0) and s.tsval is not None]
-    ts_recent = recent[-1] if recent else None
-    if ts_on:
-        ok = (replay is not None and replay.tsval is not None and ts_recent is not None
-              and replay.tsval < ts_recent and paws >= 1 and answer is not None and answer.ack == replay.seq)
-        name, cite = "paws-rejects-old-segment", CITE_PAWS
-        expected = ("timestamps on: the replay's TSval is older than TS.Recent: PAWS drops it (PAWSEstab +1) "
-                    "and the server re-ACKs RCV.NXT (ack = the replay's seq)")
-    else:
-        ok = (replay is not None and replay.tsval is None and paws == 0 and answer is not None
-              and answer.ack == (replay.seq + replay.length) % M32)
-        name, cite = "old-segment-accepted", CITE_ACCEPT
-        expected = ("timestamps off: nothing marks the segment as old: it is accepted, the server ACKs "
-                    "seq + length, no PAWS counter moves")
-    checks.append(Check(
-        name, cite, expected,
-        (f"replay TSval {replay.tsval if replay else '-'}, TS.Recent (client's last TSval) {ts_recent}; "
-         f"server PAWSEstab/PAWSOldAck +{paws}; server's answer: "
-         + (f"{answer.flags} ack {answer.ack} (replay seq {replay.seq}, +{replay.length} = "
-            f"{(replay.seq + replay.length) % M32})" if answer and replay else "none")),
-        bool(ok), {"timestamps": ts_on, "replay_tsval": replay and replay.tsval, "ts_recent": ts_recent,
-                   "PAWSEstab": counters.get("TcpExtPAWSEstab", 0), "PAWSOldAck": counters.get("TcpExtPAWSOldAck", 0),
-                   "answer_ack": answer and answer.ack, "replay_seq": replay and replay.seq,
-                   "replay_len": replay and replay.length}))
-
-    # 5. what the server's application reads next
-    tail = b.get("server_read_tail") or {}
-    text = b.get("server_read_tail_text") or ""
-    marks = tail.get("markers") or {}
-    sent_tail = b.get("client_sent_tail")
-    payload = replay.payload if replay else b""
-    got = text.encode(errors="replace")
-    quote = text[:48] + ("..." if len(text) > 48 else "")
-    if ts_on:
-        ok = (tail.get("len") == sent_tail == TAIL and marks.get("OLD-") == 0
-              and marks.get("NEW-", 0) >= TAIL // 4 - 1)
-        name = "application-reads-only-new-bytes"
-        expected = f"the server's application reads the client's {TAIL} new bytes, none from the old incarnation"
-    else:
-        ok = (tail.get("len") == sent_tail == TAIL and bool(payload) and got[:len(payload)] == payload
-              and marks.get("OLD-", 0) >= len(payload) // 4 - 1 and b"OLD-" not in got[len(payload):])
-        name = "application-reads-old-bytes"
-        expected = (f"the server's application reads {TAIL} bytes, as many as the client sent, but the first "
-                    f"{len(payload) or MARK} are the old incarnation's (the replayed payload), not the client's")
-    checks.append(Check(
-        name, CITE_DELIVER if not ts_on else CITE_PAWS, expected,
-        (f"client sent {sent_tail} B \"NEW-...\"; server's recv() got {tail.get('len')} B: {quote!r} "
-         f"(markers OLD- x{marks.get('OLD-')}, NEW- x{marks.get('NEW-')}); replay payload "
-         f"{payload[:24]!r}... ({len(payload)} B)"
-         + (f"; bytes {len(payload)}- read: {text[len(payload):len(payload) + 16]!r}..." if payload and not ts_on else "")),
-        bool(ok), {"client_sent": sent_tail, "server_read": tail.get("len"), "old_markers": marks.get("OLD-"),
-                   "new_markers": marks.get("NEW-"), "replay_payload_len": len(payload),
-                   "read_head": text[:64], "old_bytes_delivered": text[:len(payload)] if not ts_on and ok else ""}))
-    return checks
+    return check_absorbed(ev) + check_bypassed(ev)

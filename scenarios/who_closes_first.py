@@ -202,6 +202,11 @@ def _check_one_first(ev: Evidence, case: str, first: str, second: str, cases: di
     overflow = ev.counter(first, "TcpExtTCPTimeWaitOverflow")
     ok = ordered and got_first == want_first and got_second == want_second \
         and (want_first or overflow >= 1)
+    unseen = None in (first_fin, second_fin_sent, first_fin_at_second)
+    hole = ev.capture_hole(first, second)
+    if not ok and unseen and hole and got_first == want_first and got_second == want_second \
+            and (want_first or overflow >= 1):
+        ok = None           # only the FINs' order is unknown: a capture missed one
     expected = (f"the {first}'s FIN goes first and the {second}'s FIN acknowledges it; "
                 + (f"the {first} enters TIME_WAIT, the {second} never does" if want_first else
                    f"the {first} has no TIME-WAIT room (tcp_max_tw_buckets=0): neither end enters TIME_WAIT, "
@@ -211,7 +216,7 @@ def _check_one_first(ev: Evidence, case: str, first: str, second: str, cases: di
                 f"{second_fin_sent.ack if second_fin_sent else None}; sock_diag (client port {port}): "
                 f"{first} {' -> '.join(st_first) or 'nothing'}; {second} {' -> '.join(st_second) or 'nothing'}"
                 + ("" if want_first else f"; {first} TcpExtTCPTimeWaitOverflow +{overflow}"))
-    return Check(f"{case}-only-{first}-holds-time-wait", CITE_CLOSER if want_first else CITE_NO_ROOM,
+    return Check.judged(f"{case}-only-{first}-holds-time-wait", CITE_CLOSER if want_first else CITE_NO_ROOM,
                  expected, observed, ok,
                  {"client_port": port, "fin_order_ok": ordered,
                   f"{first}_fin_seq": first_fin.seq if first_fin else None,
@@ -220,7 +225,8 @@ def _check_one_first(ev: Evidence, case: str, first: str, second: str, cases: di
                   f"{second}_fin_ack": second_fin_sent.ack if second_fin_sent else None,
                   f"{first}_states": st_first, f"{second}_states": st_second,
                   f"{first}_time_wait": got_first, f"{second}_time_wait": got_second,
-                  f"{first}_tw_room": want_first, "TCPTimeWaitOverflow": overflow})
+                  f"{first}_tw_room": want_first, "TCPTimeWaitOverflow": overflow},
+                 missing=f"{observed}; a FIN is missing from the captures ({hole})")
 
 
 def _closing_proof(ev: Evidence, me: str, peer: str, port: int) -> dict:
@@ -258,21 +264,26 @@ def _check_simultaneous(ev: Evidence, cases: dict) -> list[Check]:
     checks = []
     proof = {h: _closing_proof(ev, h, "server" if h == "client" else "client", port) for h in ("client", "server")}
 
+    hole = ev.capture_hole("client", "server")
     # 1. the FINs crossed: each was sent before the other's arrived
     crossed = all(p.get("sent_before_peer_fin_arrived") for p in proof.values())
-    checks.append(Check(
+    unseen = any(p["my_fin_seq"] is None or p["peer_fin_seq"] is None for p in proof.values())
+    observed = "pcap: " + "; ".join(
+        f"{h} sent FIN seq={p['my_fin_seq']} at {_rel(p['my_fin_t'], ev)}, the peer's FIN arrived at "
+        f"{_rel(p['peer_fin_t'], ev)}" for h, p in proof.items())
+    checks.append(Check.judged(
         "simultaneous-fins-cross", CITE_CROSS,
-        "each end sends its FIN before the other's FIN reaches it",
-        "pcap: " + "; ".join(
-            f"{h} sent FIN seq={p['my_fin_seq']} at {_rel(p['my_fin_t'], ev)}, the peer's FIN arrived at "
-            f"{_rel(p['peer_fin_t'], ev)}" for h, p in proof.items()),
-        crossed, {h: {k: proof[h].get(k) for k in ("my_fin_seq", "my_fin_t", "peer_fin_t")} for h in proof}))
+        "each end sends its FIN before the other's FIN reaches it", observed,
+        None if not crossed and unseen and hole else crossed,
+        {h: {k: proof[h].get(k) for k in ("my_fin_seq", "my_fin_t", "peer_fin_t")} for h in proof},
+        missing=f"{observed}; a FIN is missing from the captures ({hole})"))
 
     # 2. both pass through CLOSING: from the capture, and seen by sock_diag
     st = {h: _states(ev, h, port) for h in ("client", "server")}
     seen = {h: "CLOSING" in st[h] for h in st}
     proved = {h: proof[h]["proved"] for h in proof}
-    checks.append(Check(
+    ok, missing = _closing_judged(ev, port, proof, seen, hole)
+    checks.append(Check.judged(
         "simultaneous-both-closing", CITE_CLOSING,
         "each end receives the peer's FIN while its own FIN is unacknowledged (the FIN's ack = its own "
         "FIN's seq, not seq+1), ACKs it and enters CLOSING (sock_diag), until the ACK of its FIN comes",
@@ -282,8 +293,7 @@ def _check_simultaneous(ev: Evidence, cases: dict) -> list[Check]:
             f"{'already' if proof[h].get('my_fin_acked_before_peer_fin') else 'not yet'} acked, "
             f"capture proof {'holds' if proved[h] else 'fails'}; sock_diag "
             + ("saw CLOSING" if seen[h] else "did not sample CLOSING") for h in proof),
-        all(proved.values()) and all(seen.values()),
-        {"capture": proof, "sock_diag_states": st, "sock_diag_saw_closing": seen}))
+        ok, {"capture": proof, "sock_diag_states": st, "sock_diag_saw_closing": seen}, missing=missing))
 
     # 3. both hold TIME-WAIT (each with room for it)
     want = {h: _room(ev, h) for h in st}
@@ -296,6 +306,42 @@ def _check_simultaneous(ev: Evidence, cases: dict) -> list[Check]:
         "sock_diag: " + "; ".join(f"{h} {' -> '.join(st[h])} (after: {left[h]})" for h in st),
         got == want, {"time_wait": got, "tw_room": want, "sockets_after": left}))
     return checks
+
+
+def _closing_judged(ev: Evidence, port: int, proof: dict, seen: dict, hole: str) -> tuple[bool | None, str]:
+    """CLOSING, from both captures and sock_diag. A capture proof that fails on segments that are
+    there fails; one that lacks segments a dropping capture may have missed cannot judge. Where
+    the proof holds and sock_diag never showed CLOSING, the samples of the socket taken while the
+    capture says it was CLOSING decide: another state there fails, no sample there (the sampler
+    fell behind, or CLOSING was shorter than its pace) cannot judge."""
+    lacking = [h for h, p in proof.items() if not p["proved"] and (
+        p.get("my_fin_seq") is None or p.get("peer_fin_seq") is None
+        or p.get("my_ack_of_peer_fin_t") is None or p.get("my_fin_acked_t") is None)]
+    wrong = [h for h, p in proof.items() if not p["proved"] and h not in lacking]
+    if wrong or (lacking and not hole):
+        return False, ""
+    if lacking:
+        return None, f"the captures lack segments of the close at {lacking} ({hole})"
+    holes = []
+    for h in (h for h in proof if not seen[h]):
+        states = _sampled_between(ev, h, port, proof[h]["peer_fin_t"] + 0.001, proof[h]["my_fin_acked_t"] - 0.001)
+        if states:
+            return False, ""
+        gap = ev.sampler_gap_ms(proof[h]["peer_fin_t"], proof[h]["my_fin_acked_t"])
+        holes.append(f"no sock_diag sample of the {h}'s socket in the "
+                     f"{(proof[h]['my_fin_acked_t'] - proof[h]['peer_fin_t']) * 1000:.1f} ms its capture shows it "
+                     "CLOSING" + (f" (the sampler's longest gap there: {gap} ms)" if gap else ""))
+    return (None, "; ".join(holes)) if holes else (True, "")
+
+
+def _sampled_between(ev: Evidence, host: str, port: int, t0: float, t1: float) -> list[str]:
+    """The states sock_diag's samples of the connection from client port *port* showed in *host*,
+    asked after *t0* and answered before *t1* (samples are kept while a timer runs: CLOSING's
+    retransmission timer does)."""
+    cli, srv = ev.addresses["client"], ev.addresses["server"]
+    key = f"{cli}:{port}-{srv}:{PORT}" if host == "client" else f"{srv}:{PORT}-{cli}:{port}"
+    return [s[2] for s in ev.timer_samples.get(host, [])
+            if s[1] == key and s[0] > t0 and (s[6] if len(s) > 6 else s[0]) < t1]
 
 
 def _rel(t: float | None, ev: Evidence) -> str:

@@ -14,8 +14,9 @@ Two guards run around the tests:
   process's thread is back in it, and no container or network labelled ``org.twlab.lab`` exists
   at the end.
 
-Other people's labs on this machine are not ours to judge: a lab the registry says another live
-process is using (a concurrent ``invoke run``) or an ``invoke up`` lab is left out, with its
+Other people's labs on this machine are not ours to judge: a lab the registry - or the lab's own
+owner marks (lab.owner) - say another live process is using (a concurrent ``invoke run``) or an
+``invoke up`` lab is left out, with its
 namespaces, Docker bridges and veths (and the routes, qdiscs and sysctls hanging off them); so is
 a lab object that is *gone* at the end. Everything else counts: labs of this process, of dead
 runs, unregistered ones (by-hand compose labs), anything new, anything else changed or gone.
@@ -137,9 +138,25 @@ def _registry() -> dict[str, dict]:
     return out
 
 
-def _someone_elses(lab_id: str, registry: dict[str, dict]) -> bool:
+def _marked_others() -> set[str]:
+    """Labs whose own objects say another live process owns them, or that `invoke up` made them
+    (lab.owner): someone else's, whichever registry directory they were registered in."""
+    from lab import owner
+    from lab.cleanup import marks
+
+    out = set()
+    for lab_id, ms in marks().items():
+        if any(m.up or (owner.alive(m.owner) and not m.owner.startswith(f"{os.getpid()}."))
+               for m in ms if m.owner):
+            out.add(lab_id)
+    return out
+
+
+def _someone_elses(lab_id: str, registry: dict[str, dict], marked: set[str] = frozenset()) -> bool:
     """A lab that is in use by another process (a concurrent `invoke run`), or an `invoke up`
     lab: not this test session's to judge. Unregistered labs and labs of dead runs are."""
+    if lab_id in marked:
+        return True
     rec = registry.get(lab_id)
     if rec is None:
         return False
@@ -151,8 +168,8 @@ def _someone_elses(lab_id: str, registry: dict[str, dict]) -> bool:
 def leftovers() -> list[str]:
     """What lab.cleanup.find() reports, less the labs other processes are using right now, plus
     registry records whose run is gone."""
-    registry = _registry()
-    out = [what for lab_id, what in _lab_objects() if not _someone_elses(lab_id, registry)]
+    registry, marked = _registry(), _marked_others()
+    out = [what for lab_id, what in _lab_objects() if not _someone_elses(lab_id, registry, marked)]
     out += [f"registry record {lab_id} (pid {rec.get('pid')} is gone)" for lab_id, rec in registry.items()
             if not rec.get("persistent") and not os.path.exists(f"/proc/{rec.get('pid')}")]
     return out
@@ -228,7 +245,7 @@ def others_labs() -> set[str]:
     """Interface and namespace names of labs other processes are using right now: their
     namespaces, and the bridges of their Docker networks with the veths attached to them."""
     registry = _registry()
-    ids = {lab_id for lab_id in registry if _someone_elses(lab_id, registry)}
+    ids = {lab_id for lab_id in registry if _someone_elses(lab_id, registry)} | _marked_others()
     if not ids:
         return set()
     from lab.backends.netns import lab_namespaces

@@ -9,14 +9,22 @@ from .base import Backend, Host
 from .docker import DockerBackend
 from .netns import NetnsBackend
 
-__all__ = ["Backend", "Host", "BACKENDS", "choose"]
+__all__ = ["Backend", "Host", "BACKENDS", "check_name", "choose"]
 
 BACKENDS: dict[str, type[Backend]] = {"docker": DockerBackend, "netns": NetnsBackend}
 
 
+def check_name(name: str) -> None:
+    """Refuse a backend name that is not auto, docker or netns (UsageError), without probing."""
+    from ..errors import UsageError
+
+    if name != "auto" and name not in BACKENDS:
+        raise UsageError(f"unknown backend {name!r}: choose auto, docker or netns")
+
+
 def choose(name: str) -> tuple[type[Backend], str]:
     """The backend class for *name* (auto|docker|netns) and one line saying why it was picked."""
-    from ..errors import EnvError, UsageError
+    from ..errors import EnvError
 
     if name == "auto":
         ok, why = DockerBackend.available()
@@ -29,8 +37,7 @@ def choose(name: str) -> tuple[type[Backend], str]:
             raise EnvError(f"the lab needs root with {' and '.join(missing)} (to make network "
                            "namespaces and enter containers); run it as root, e.g. with sudo")
         return NetnsBackend, f"backend: netns ({why}; containers need a running Docker daemon)"
-    if name not in BACKENDS:
-        raise UsageError(f"unknown backend {name!r}: choose auto, docker or netns")
+    check_name(name)
     cls = BACKENDS[name]
     ok, why = cls.available()
     if not ok:

@@ -52,9 +52,19 @@ class Backend(abc.ABC):
     name: str = ""
 
     def __init__(self, lab_id: str, progress: Progress = lambda s: None) -> None:
+        from ..owner import token
+
         self.lab_id = lab_id
         self.progress = progress
         self.hosts: dict[str, Host] = {}
+        self.owner = token()            # this process: every object made carries it (lab.owner)
+        self.persistent = False         # an `invoke up` lab: marked so, kept until `invoke down`
+
+    def owner_labels(self) -> dict[str, str]:
+        """Docker labels naming this lab's owner (lab.owner), for every object it makes."""
+        from ..owner import labels
+
+        return labels(self.owner, self.persistent)
 
     @classmethod
     @abc.abstractmethod

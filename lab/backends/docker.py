@@ -15,6 +15,7 @@ import random
 import time
 
 from ..errors import BackendError, EnvError, SubnetTaken
+from ..interrupts import shield_calls, shielded
 from ..topology import Topology
 from .base import LABEL, PREFIX, Backend, Host, missing_privileges
 
@@ -31,6 +32,7 @@ def client():
 
     try:
         c = docker.from_env(timeout=_TIMEOUT_S)
+        c.api.request = shield_calls(c.api.request)   # a signal never cuts a request in half
         c.ping()
         return c
     except DockerException as exc:
@@ -120,7 +122,8 @@ class DockerBackend(Backend):
         try:
             self._up(topology)
         except BaseException:
-            self.down()
+            with shielded():
+                self.down()
             raise
         return self.hosts
 
@@ -128,7 +131,7 @@ class DockerBackend(Backend):
         from docker.errors import APIError
         from docker.types import IPAMConfig, IPAMPool
 
-        labels = {LABEL: self.lab_id}
+        labels = {LABEL: self.lab_id, **self.owner_labels()}
         nets = {}
         for net in topology.networks.values():
             name = f"{PREFIX}{self.lab_id}-{net.name}"

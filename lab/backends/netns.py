@@ -21,11 +21,12 @@ from pyroute2 import netns as pnetns
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ..errors import BackendError
+from ..interrupts import shielded
 from ..netns import iproute
 from ..topology import Topology
 from .base import PREFIX, Backend, Host, missing_privileges
 
-__all__ = ["NetnsBackend", "lab_namespaces", "remove_namespace"]
+__all__ = ["NetnsBackend", "lab_namespaces", "remove_namespace", "NETNS_DIR"]
 
 NETNS_DIR = "/run/netns"
 _NAME = re.compile(rf"^{PREFIX}([0-9a-f]{{6,}})-")
@@ -105,18 +106,26 @@ class NetnsBackend(Backend):
         try:
             self._up(topology)
         except BaseException:
-            self.down()
+            with shielded():
+                self.down()
             raise
         return self.hosts
 
     def _make_ns(self, name: str) -> str:
-        # `ip netns add`, not pyroute2's netns.create: that one forks the Python process
-        done = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
-        if done.returncode != 0:
-            raise BackendError(f"cannot create network namespace {name}: {done.stderr.strip()}")
-        path = f"{NETNS_DIR}/{name}"
-        with iproute(path) as ipr:
-            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+        """A namespace, marked with its owner at once (lab.owner: the alias of its loopback); no
+        signal lands in between. `ip netns add`, not pyroute2's netns.create: that one forks the
+        Python process; in a session of its own, so a Ctrl-C at the terminal cannot kill it halfway."""
+        from ..owner import alias
+
+        with shielded():
+            done = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True,
+                                  start_new_session=True)
+            if done.returncode != 0:
+                raise BackendError(f"cannot create network namespace {name}: {done.stderr.strip()}")
+            path = f"{NETNS_DIR}/{name}"
+            with iproute(path) as ipr:
+                ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up",
+                         ifalias=alias(self.owner, self.persistent))
         return path
 
     def _up(self, topology: Topology) -> None:

@@ -117,13 +117,60 @@ def test_task_list():
      ["cannot read /nonexistent/compose.yaml"]),
     (["run", "lost-ack", "--backend", "netns", "--compose",
       str(REPO / "tests/data/topology/privileged/compose.yaml")], ["privileged"]),
+    (["run", "lost-ack", "--backend", "netns", "--shape", "both:delay_ms=nan"], ["delay_ms='nan' is out of range"]),
+    (["run", "lost-ack", "--backend", "netns", "--shape", "client->server:loss_pct=inf"], ["out of range"]),
+    (["run", "lost-ack", "--backend", "netns", "--shape", "both:delay_ms=1,delay_ms=2"], ["delay_ms is given twice"]),
+    (["run", "lost-ack", "--backend", "netns", "--shape", "client->client:delay_ms=1"], ["client->client is no path"]),
+    # keys checked against a throwaway namespace of this kernel, before any host is made
+    (["run", "lost-ack", "--backend", "netns", "--sysctl", "client:net.ipv4=1"],
+     ["'client:net.ipv4=1'", "net.ipv4 is a group of sysctls, not one"]),
+    (["run", "lost-ack", "--backend", "netns", "--sysctl", "client:net.ipv4.tcp_rfc1337.x=1"],
+     ["unknown sysctl 'net.ipv4.tcp_rfc1337.x'", "did you mean net.ipv4.tcp_rfc1337?"]),
+    (["run", "lost-ack", "--backend", "netns", "--sysctl", "client:net.ipv4.route.flush=1"],
+     ["net.ipv4.route.flush is write-only"]),
+    (["run", "lost-ack", "--backend", "netns", "--sysctl", "client:net.ipv4.tcp_no_such_knob=1"],
+     ["unknown sysctl 'net.ipv4.tcp_no_such_knob'"]),
+    (["run", "lost-ack", "--backend", "netns", "--sysctl", "server:net.ipv4.tcp_rfc133=1"],
+     ["unknown sysctl 'net.ipv4.tcp_rfc133'", "did you mean net.ipv4.tcp_rfc1337?"]),
+    (["run", "lost-ack", "--backend", "netns", "--repeat", "2", "--sysctl", "client:net.ipv4=1"],
+     ["net.ipv4 is a group of sysctls"]),
+    (["check", "lost-ack", "--backend", "netns", "--sysctl", "client:net.ipv4.tcp_rfc133=1"],
+     ["did you mean net.ipv4.tcp_rfc1337?"]),
+    (["check", "lost-ack", "--backend", "nope"], ["unknown backend 'nope'"]),
 ], ids=["unknown-scenario", "unknown-backend", "unknown-host", "malformed-sysctl", "not-a-net-sysctl",
         "unknown-shape-key", "shape-out-of-range", "shape-unknown-host", "compose-missing",
-        "compose-privileged"])
-def test_bad_input_before_bring_up(args, mentions, lab_leftovers):
-    done = invoke(*args)
+        "compose-privileged", "shape-nan", "shape-inf", "shape-key-twice", "shape-no-path",
+        "sysctl-a-group", "sysctl-below-a-key", "sysctl-write-only", "sysctl-unknown", "sysctl-typo",
+        "sysctl-repeat", "sysctl-check", "check-unknown-backend"])
+def test_bad_input_before_bring_up(args, mentions, tmp_path, lab_leftovers):
+    done = invoke(*args, "--artifacts", str(tmp_path / "a"))
     assert_usage_error(done, *mentions)
     assert lab_made(done.stdout) is None
+    assert not (tmp_path / "a").exists(), "a refused run left its artifacts directory"
+    assert lab_leftovers() == []
+
+
+def test_a_compose_without_a_router(tmp_path, lab_leftovers):
+    """client and server only: refused when read (it was an AttributeError once the run began)."""
+    compose = tmp_path / "compose.yaml"
+    compose.write_text((REPO / "compose.yaml").read_text().replace("net.ipv4.ip_forward: 1",
+                                                                  "net.ipv4.ip_forward: 0"))
+    done = invoke("run", "lost-ack", "--backend", "netns", "--compose", str(compose),
+                  "--artifacts", str(tmp_path / "a"))
+    assert_usage_error(done, f"{compose}: no router", "net.ipv4.ip_forward: 1")
+    assert lab_made(done.stdout) is None and not (tmp_path / "a").exists()
+    assert lab_leftovers() == []
+
+
+def test_a_compose_without_a_client(tmp_path, lab_leftovers):
+    """Refused before bring-up (it was refused once the scenario asked for the client, leaving
+    the other hosts' pcaps behind)."""
+    compose = tmp_path / "compose.yaml"
+    compose.write_text((REPO / "compose.yaml").read_text().replace("  client:\n", "  workstation:\n"))
+    done = invoke("run", "lost-ack", "--backend", "netns", "--compose", str(compose),
+                  "--artifacts", str(tmp_path / "a"))
+    assert_usage_error(done, f"{compose}: no service 'client'")
+    assert lab_made(done.stdout) is None and not (tmp_path / "a").exists()
     assert lab_leftovers() == []
 
 
@@ -165,24 +212,36 @@ def test_artifacts_not_writable(tmp_path, lab_leftovers):
 
 # -- bad input found after the hosts are up: everything made is removed ----------------------
 
-def test_unknown_sysctl_key(backend, tmp_path, lab_leftovers):
-    done = invoke("run", "lost-ack", "--backend", backend, "--artifacts", str(tmp_path),
-                  "--sysctl", "client:net.ipv4.tcp_no_such_knob=1")
-    assert_usage_error(done, "unknown sysctl 'net.ipv4.tcp_no_such_knob'")
+def test_out_of_range_sysctl_refused_by_the_kernel(backend, tmp_path, refused_sysctl, lab_leftovers):
+    done = invoke("run", "lost-ack", "--backend", backend, "--artifacts", str(tmp_path / "a"),
+                  "--sysctl", refused_sysctl)
+    key, value = refused_sysctl.split(":", 1)[1].split("=")
+    assert_usage_error(done, f"bad value for {key}: the kernel refused {value!r}")
     lab_id = lab_made(done.stdout)
     assert lab_id, f"expected the error after bring-up; stdout: {done.stdout!r}"
     assert find(lab_id).lines() == []
+    assert not (tmp_path / "a").exists(), "the refused run left an (empty) artifacts directory"
     assert lab_leftovers() == []
 
 
-def test_out_of_range_sysctl_refused_by_the_kernel(backend, tmp_path, refused_sysctl, lab_leftovers):
-    done = invoke("run", "lost-ack", "--backend", backend, "--artifacts", str(tmp_path),
-                  "--sysctl", refused_sysctl)
-    key, value = refused_sysctl.split(":", 1)[1].split("=")
-    assert_usage_error(done, f"sysctl {key}={value!r}", "refused")
-    lab_id = lab_made(done.stdout)
-    assert lab_id, f"expected the error after bring-up; stdout: {done.stdout!r}"
-    assert find(lab_id).lines() == []
+def test_a_bad_value_of_a_key_that_exists_is_not_an_unknown_key(backend, tmp_path, lab_leftovers):
+    """tcp_congestion_control answers ENOENT for an algorithm it does not know."""
+    setting = "client:net.ipv4.tcp_congestion_control=cubic;id"
+    done = invoke("run", "lost-ack", "--backend", backend, "--artifacts", str(tmp_path / "a"), "--sysctl", setting)
+    line = done.stderr.strip()
+    assert_usage_error(done, repr(setting), "bad value for net.ipv4.tcp_congestion_control",
+                       "the kernel refused 'cubic;id'", "available now:")
+    assert "unknown" not in line, line
+    assert lab_made(done.stdout) and not (tmp_path / "a").exists()
+    assert lab_leftovers() == []
+
+
+def test_a_long_value_is_not_echoed_whole(tmp_path, refused_sysctl, lab_leftovers):
+    key = refused_sysctl.split(":", 1)[1].split("=")[0]
+    done = invoke("run", "lost-ack", "--backend", "netns", "--artifacts", str(tmp_path / "a"),
+                  "--sysctl", f"client:{key}=" + "9" * 100_000)
+    assert_usage_error(done, f"bad value for {key}", "(100000 characters)")
+    assert len(done.stderr) < 400, done.stderr[:600]
     assert lab_leftovers() == []
 
 
@@ -224,8 +283,9 @@ def test_run_leaves_an_up_lab_alone(tmp_path, lab_leftovers):
 def test_a_scenario_that_needs_netem_says_so_and_leaves_nothing(tmp_path, lab_leftovers):
     if netem_available():
         pytest.skip("this kernel has sch_netem: lossy-link runs here")
-    done = invoke("run", "lossy-link", "--backend", "netns", "--artifacts", str(tmp_path))
+    done = invoke("run", "lossy-link", "--backend", "netns", "--artifacts", str(tmp_path / "a"))
     assert_usage_error(done, "lossy-link needs link shaping, but netem is not available", "invoke vm lossy-link")
     lab_id = lab_made(done.stdout)
     assert lab_id is not None and find(lab_id).lines() == []
+    assert not (tmp_path / "a").exists(), "refused before anything was captured: no directory is left"
     assert lab_leftovers() == []

@@ -1,15 +1,15 @@
 """Interrupted runs leave nothing behind: SIGINT and SIGTERM at several moments of a run
-(bring-up, mid-scenario, tear-down) on both backends, and SIGKILL followed by `invoke clean` or by
-the next run's start. The per-test guard in conftest.py checks that no namespace, container or
-network of any lab remains, and the session guard that the host's nft ruleset, qdiscs, links,
-routes and sysctls are as they were.
+(bring-up, mid-scenario, tear-down) on both backends, a second Ctrl-C 0.3 s after the first at each
+of them, and SIGKILL followed by `invoke clean` or by the next run's start. Every run is started as
+a terminal starts a job (tests/integration/procs.py), and one that is signalled must exit 130: it
+cannot pass by simply finishing. The per-test guard in conftest.py checks that no namespace,
+container or network of any lab remains, and the session guard that the host's nft ruleset,
+qdiscs, links, routes and sysctls are as they were.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import select
 import signal
 import subprocess
 import time
@@ -19,33 +19,15 @@ import pytest
 
 from lab.cleanup import find
 
+from .procs import INVOKE, REPO, Run, assert_clean_leaves_nothing_of, assert_interrupted, lab_id_of
+
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
-INVOKE = str(REPO / ".venv" / "bin" / "invoke")
+NAMED = {signal.SIGINT: "Ctrl-C (SIGINT)", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
 
 
-def _start(backend: str, artifacts: Path) -> subprocess.Popen:
-    # its own session, like a terminal job: the signal goes to the run's process group
-    return subprocess.Popen([INVOKE, "run", "lost-ack", "--backend", backend, "--artifacts", str(artifacts)],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-
-
-def _wait_for_line(proc: subprocess.Popen, needle: str, timeout_s: float = 120) -> str:
-    """Read the run's output until a line contains *needle*; return everything read."""
-    seen = b""
-    deadline = time.monotonic() + timeout_s
-    fd = proc.stdout.fileno()
-    while needle.encode() not in seen:
-        left = deadline - time.monotonic()
-        assert left > 0, f"no {needle!r} in the run's output: {seen.decode(errors='replace')}"
-        ready, _, _ = select.select([fd], [], [], left)
-        if ready:
-            chunk = os.read(fd, 4096)
-            assert chunk, f"the run ended before {needle!r}: {seen.decode(errors='replace')}"
-            seen += chunk
-    return seen.decode(errors="replace")
+def _start(backend: str, artifacts: Path, scenario: str = "lost-ack") -> Run:
+    return Run("run", scenario, "--backend", backend, "--artifacts", str(artifacts))
 
 
 def _children(pid: int) -> dict[int, str]:
@@ -64,55 +46,77 @@ def _children(pid: int) -> dict[int, str]:
     return out
 
 
-def _lab_id(out: str) -> str | None:
-    m = re.search(r"^lab ([0-9a-f]{6,}) up on ", out, re.MULTILINE)
-    return m.group(1) if m else None
-
-
-def _finish(proc: subprocess.Popen) -> tuple[int, str]:
-    out, _ = proc.communicate(timeout=120)
-    return proc.returncode, out.decode(errors="replace")
-
-
 # moment -> (line to wait for, extra delay): bring-up starts when the backend is chosen; the
-# scenario runs after "running"; 1.9 s into it the server's FIN has been retransmitted and the
-# run is near or in its tear-down
+# scenario runs after "running"; the lab says when it starts tearing down
 MOMENTS = {
     "bring-up": ("backend:", 0.0),
     "mid-scenario": ("running lost-ack", 0.3),
-    "tear-down": ("running lost-ack", 1.9),
+    "tear-down": ("tearing down", 0.0),
 }
+
+
+def _assert_gone(lab_id: str | None, out: str) -> None:
+    """Nothing of the lab is left, and `invoke clean` finds nothing of it. (No lab id: stopped
+    before one was made - the per-test guard checks that nothing at all was left.)"""
+    if lab_id:
+        left = find(lab_id)
+        assert not left, f"left behind: {left.lines()}\n{out}"
+        assert_clean_leaves_nothing_of(lab_id)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("moment", list(MOMENTS))
-def test_interrupted_run_leaves_nothing(backend, moment, sig, tmp_path, lab_leftovers):
-    proc = _start(backend, tmp_path / "art")
+def test_interrupted_run_leaves_nothing(backend, moment, sig, tmp_path):
+    run = _start(backend, tmp_path / "art")
     needle, delay = MOMENTS[moment]
-    seen = _wait_for_line(proc, needle)
+    run.wait_for(needle)
     time.sleep(delay)
-    os.killpg(proc.pid, sig)
-    code, out = _finish(proc)
-    out = seen + out
-    lab_id = _lab_id(out)
-    # interrupted (130), or - when the signal came as the run was ending - its own verdict
-    assert code in (130, 0, 1), out
-    if code == 130:
-        assert "the lab was removed" in out, out
-        assert "Traceback" not in out, out
-    if lab_id:
-        left = find(lab_id)
-        assert not left, f"left behind after {sig.name} at {moment}: {left.lines()}"
-    assert lab_leftovers() == []
+    run.group(sig)
+    code, out = run.finish()
+    assert code == 130, f"exit {code}, not 130:\n{out}"
+    _assert_gone(lab_id_of(out), out)
+    assert_interrupted(code, out, NAMED[sig], made=True if "up on" in out else None)
+
+
+@pytest.mark.parametrize("moment", list(MOMENTS))
+def test_second_ctrl_c_does_not_cut_the_tear_down_short(backend, moment, tmp_path):
+    """A second Ctrl-C while the lab is being removed - as the removal starts, or 0.3 s after the
+    first, whichever comes first: it waits for the removal the first one started."""
+    run = _start(backend, tmp_path / "art")
+    needle, delay = MOMENTS[moment]
+    run.wait_for(needle)
+    time.sleep(delay)
+    mark = len(run.seen) if moment != "tear-down" else 0
+    run.group(signal.SIGINT)
+    run.wait_for("tearing down", after=mark, timeout_s=0.3, end_ok=True, timeout_ok=True)
+    run.group(signal.SIGINT)
+    code, out = run.finish()
+    assert code == 130, f"exit {code}, not 130:\n{out}"
+    _assert_gone(lab_id_of(out), out)
+    assert_interrupted(code, out, "Ctrl-C (SIGINT)", made=True if "up on" in out else None)
+
+
+def test_second_ctrl_c_in_a_long_docker_run(need_docker, tmp_path):
+    """The report's case: time-wait-duration on docker, Ctrl-C twice 0.3 s apart about 8 s in."""
+    run = _start("docker", tmp_path / "art", scenario="time-wait-duration")
+    run.wait_for("running time-wait-duration")
+    time.sleep(8)
+    run.group(signal.SIGINT)
+    time.sleep(0.3)
+    run.group(signal.SIGINT)
+    code, out = run.finish()
+    assert code == 130, f"exit {code}, not 130:\n{out}"
+    _assert_gone(lab_id_of(out), out)
+    assert_interrupted(code, out, "Ctrl-C (SIGINT)", made=True)
 
 
 def test_killed_run_is_cleaned_by_invoke_clean(backend, tmp_path, lab_leftovers):
-    proc = _start(backend, tmp_path / "art")
-    lab_id = _lab_id(_wait_for_line(proc, "running lost-ack"))
-    helpers = _children(proc.pid)      # tcpdump and the peers: in sessions of their own
+    run = _start(backend, tmp_path / "art")
+    lab_id = lab_id_of(run.wait_for("running lost-ack"))
+    helpers = _children(run.proc.pid)      # tcpdump and the peers: in sessions of their own
     assert any(comm == "tcpdump" for comm in helpers.values()), helpers
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=30)
+    run.group(signal.SIGKILL)
+    run.finish(timeout_s=30)
     assert lab_id and find(lab_id), "a SIGKILLed run should have left its lab (else this test shows nothing)"
     done = subprocess.run([INVOKE, "clean"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -138,10 +142,10 @@ def test_killed_run_is_cleaned_by_invoke_clean(backend, tmp_path, lab_leftovers)
 
 
 def test_killed_run_is_cleaned_by_the_next_run(tmp_path):
-    proc = _start("netns", tmp_path / "one")
-    lab_id = _lab_id(_wait_for_line(proc, "running lost-ack"))
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=30)
+    run = _start("netns", tmp_path / "one")
+    lab_id = lab_id_of(run.wait_for("running lost-ack"))
+    run.group(signal.SIGKILL)
+    run.finish(timeout_s=30)
     killed = find(lab_id).namespaces
     assert killed, "a SIGKILLed run should have left its namespaces"
     done = subprocess.run([INVOKE, "run", "lost-ack", "--backend", "netns", "--artifacts",

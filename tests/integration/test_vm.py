@@ -1,7 +1,11 @@
-"""netem for real, inside Debian 12's stock kernel booted under qemu (TCG) by lab.vm through
-`invoke vm`: lost-ack over a shaped link (50 ms each way, no jitter), and lossy-link on its own
-random-loss link (20 % and 10 ms each way, 100 closes). One VM boot per scenario (about a minute
-each under TCG; the first run on a machine also downloads and prepares the kernel).
+"""netem for real, inside Debian's stock kernels booted under qemu (TCG) by lab.vm through
+`invoke vm`, on both backends: network namespaces, and containers on a Docker engine the guest
+starts itself (--backend docker, the lab's host image loaded from this machine's). lost-ack over a
+shaped link (50 ms each way, no jitter) on Debian 12, and lossy-link on its own random-loss link
+(20 % and 10 ms each way, 100 closes): namespaces on Debian 12, containers on Debian 13 (whose
+netem reports its seed). One VM boot per scenario and backend (20-70 s each under TCG; the first
+run on a machine also downloads and prepares the kernel, and the first docker run loads the host
+image into a cached disk for the guest's engine, about 75 s more).
 
 The verdict comes from the report; the path is re-read straight from the pcaps: every segment
 that crossed the router took at least the 50 ms netem adds (never less: netem cannot deliver
@@ -13,7 +17,10 @@ at least rto_min (200 ms) + RTT, where an unshaped lab shows ~205 ms.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -32,20 +39,22 @@ DELAY_MS = 50.0
 RTO_MIN_MS = 200.0           # Linux TCP_RTO_MIN
 
 
-@pytest.fixture(scope="module")
-def shaped(tmp_path_factory):
-    """`invoke vm lost-ack --kernel debian-12 --shape both:delay_ms=50 --json`, once."""
-    out = tmp_path_factory.mktemp("vm-lost-ack")
-    argv = [str(REPO / ".venv" / "bin" / "invoke"), "vm", "lost-ack", "--kernel", KERNEL,
-            "--shape", f"both:delay_ms={DELAY_MS:g}", "--artifacts", str(out), "--json"]
+@pytest.fixture(scope="module", params=["netns", "docker"])
+def shaped(request, tmp_path_factory):
+    """`invoke vm lost-ack --backend B --kernel debian-12 --shape both:delay_ms=50 --json`, once
+    per backend."""
+    out = tmp_path_factory.mktemp(f"vm-lost-ack-{request.param}")
+    argv = [str(REPO / ".venv" / "bin" / "invoke"), "vm", "lost-ack", "--backend", request.param,
+            "--kernel", KERNEL, "--shape", f"both:delay_ms={DELAY_MS:g}", "--artifacts", str(out), "--json"]
+    started = time.time()
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=2300,
                           stdin=subprocess.DEVNULL)
     print(done.stderr[-4000:])                    # boot/run timings, shown with -s or on failure
-    return done, out
+    return done, out, request.param, started
 
 
 def _report(shaped) -> dict:
-    done, out = shaped
+    done, out = shaped[:2]
     assert done.returncode == 0, (done.returncode, done.stderr[-3000:])
     report = json.loads(done.stdout)
     assert report == json.loads((out / "report.json").read_text())
@@ -58,12 +67,22 @@ def test_lost_ack_passes_on_the_stock_kernel_with_netem(shaped):
     assert report["verdict"] == "pass", [c["observed"] for c in report["checks"] if not c["passed"]]
     assert report["kernel"] == info["release"] and report["kernel"].startswith("6.1.0-")
     assert report["kernel_hz"] == 250                        # Debian's CONFIG_HZ, read in the VM
-    assert report["backend"] == "netns"
-    assert report["netem"]["available"] is True, report["netem"]
+    assert report["backend"] == shaped[2]
+    assert report["netem"] == {"available": True, "reason": "netem available"}   # the probe, in the router
     assert sorted(report["shaping"]) == ["client->server:delay_ms=50.0", "server->client:delay_ms=50.0"]
     console = (shaped[1] / "vm-console.log").read_text()
     assert "@@twlab-vm:start@@" in console and "@@twlab-vm:exit=0@@" in console
     assert "vm: booted in" in shaped[0].stderr
+    timing = json.loads((shaped[1] / "vm.json").read_text())
+    assert timing["boot_s"] > 0 and timing["command_s"] > 0 and timing["total_s"] > timing["command_s"]
+    if shaped[2] == "docker":
+        # the engine that ran the containers is the guest's: it reports the guest's kernel (this
+        # machine's engine would report this machine's, and its kernel has no netem)
+        assert f"@@twlab-vm:mark engine {info['release']}@@" in console
+        assert timing["memory"] == "1024M" and timing["engine_s"] > 0
+        assert timing["image"]["image"].startswith("twlab/host:")
+    else:
+        assert timing["memory"] == "512M" and "engine_s" not in timing and "dockerd" not in console
 
 
 def test_pcaps_show_the_shaped_path(shaped):
@@ -90,6 +109,11 @@ def test_pcaps_show_the_shaped_path(shaped):
     assert min(paths) <= 1.1 * 2 * DELAY_MS, summary
     # as each sender saw it (the peer's turnaround included): never under the two netem delays
     assert all(r["rtt_ms"] >= 2 * DELAY_MS - 1 for r in rounds), summary
+    # pinned neighbours: the first SYN crossed in one netem delay; had the router had to ARP for
+    # the server first, netem would have held the request (and the SYN) another 50 ms
+    syn = next(s for s in client if s.has("SYN") and not s.has("ACK"))
+    syn_at_server = next(s for s in server if s.same_wire(syn))
+    assert (syn_at_server.t - syn.t) * 1000 < 1.5 * DELAY_MS, summary
 
 
 def test_fin_retransmissions_grow_with_the_rtt(shaped):
@@ -111,16 +135,18 @@ def test_fin_retransmissions_grow_with_the_rtt(shaped):
 
 # -- lossy-link: random loss, on its own link (20 % and 10 ms each way) --------------------------
 
-@pytest.fixture(scope="module")
-def lossy(tmp_path_factory):
-    """`invoke vm lossy-link --kernel debian-12 --json` (no --shape: the scenario's own link)."""
-    out = tmp_path_factory.mktemp("vm-lossy-link")
-    argv = [str(REPO / ".venv" / "bin" / "invoke"), "vm", "lossy-link", "--kernel", KERNEL,
-            "--artifacts", str(out), "--json"]
+@pytest.fixture(scope="module", params=[("debian-12", "netns"), ("debian-13", "docker")], ids=lambda p: "-".join(p))
+def lossy(request, tmp_path_factory):
+    """`invoke vm lossy-link --kernel K --backend B --json` (no --shape: the scenario's own link):
+    namespaces on Debian 12 (netem unseeded), containers on Debian 13 (netem reports its seed)."""
+    kernel, backend = request.param
+    out = tmp_path_factory.mktemp(f"vm-lossy-link-{backend}")
+    argv = [str(REPO / ".venv" / "bin" / "invoke"), "vm", "lossy-link", "--kernel", kernel,
+            "--backend", backend, "--artifacts", str(out), "--json"]
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=2300,
                           stdin=subprocess.DEVNULL)
     print(done.stderr[-4000:])
-    return done, out
+    return done, out, backend, kernel
 
 
 def test_lossy_link_passes_and_counts_its_closes(lossy):
@@ -131,10 +157,26 @@ def test_lossy_link_passes_and_counts_its_closes(lossy):
                            "lost-final-ack-saved-by-time-wait", "lost-final-ack-costs-an-rto"}
     assert sorted(report["shaping"]) == ["client->server:delay_ms=10.0,loss_pct=20.0",
                                          "server->client:delay_ms=10.0,loss_pct=20.0"]
-    # what the kernel's qdiscs said, and what the lab says of seeding on 6.1
-    for link in report["facts"]["links"].values():
+    assert report["backend"] == lossy[2] and report["kernel"].startswith("6.1.0-" if lossy[3] == "debian-12" else "6.12.")
+    # what the kernel's qdiscs said, one per direction, each on its own router interface
+    links = report["facts"]["links"]
+    assert set(links) == {"client->server", "server->client"}
+    assert links["client->server"]["interface"] != links["server->client"]["interface"]
+    for link in links.values():
         assert link["loss_pct"] == pytest.approx(20, abs=0.01) and link["delay_ms"] == pytest.approx(10, abs=0.1)
-    assert report["facts"]["netem_seeded"] is False and "predates" in report["facts"]["netem_seed"]
+    if lossy[3] == "debian-12":       # what the lab says of seeding on 6.1
+        assert report["facts"]["netem_seeded"] is False and "predates" in report["facts"]["netem_seed"]
+        assert all(link["seed"] is None for link in links.values())
+    else:                             # 6.12 reports the seed each direction drew its losses from
+        seeds = [link["seed"] for link in links.values()]
+        assert all(isinstance(x, int) for x in seeds), links
+        assert report["facts"]["netem_seeded"] is True
+        assert all(f"seed={x}" in report["facts"]["netem_seed"] for x in seeds)
+        assert checks["loss-matches-the-link"]["values"]["seeded"] is True
+    # reshaped mid-run: the connections opened over the link without its loss, then it was lost
+    notes = [e["text"] for e in report["timeline"] if e["host"] == "router" and e["text"].startswith("link ")]
+    for d in ("client->server", "server->client"):
+        assert notes.index(f"link {d}:delay_ms=10.0") < notes.index(f"link {d}:delay_ms=10.0,loss_pct=20.0"), notes
     heart = checks["lost-final-ack-saved-by-time-wait"]["values"]
     assert heart["closes"] == 100 and heart["final_ack_lost"] >= 1
     assert heart["saved_by_reack"] == heart["final_ack_lost"]
@@ -149,10 +191,17 @@ def test_lossy_link_pcaps_show_the_losses_and_no_reset(lossy):
     client, server = read_pcap(out / "client.pcap"), read_pcap(out / "server.pcap")
     assert not [s for s in client + server if s.has("RST")]
     since = report["facts"]["loss_from"]
-    at_server = {(s.sport, s.flags, s.seq, s.ack, s.tsval) for s in server}
-    sent = [s for s in client if s.dport == 5010 and s.t >= since]
-    missing = [s for s in sent if (s.sport, s.flags, s.seq, s.ack, s.tsval) not in at_server]
-    assert 0.05 < len(missing) / len(sent) < 0.40, (len(missing), len(sent))
+    judged = {c["name"]: c for c in report["checks"]}["loss-matches-the-link"]["values"]
+    wire = lambda s: (s.sport, s.dport, s.flags, s.seq, s.ack, s.tsval)    # noqa: E731
+    for direction, mine, theirs, outbound in (("client->server", client, server, lambda s: s.dport == 5010),
+                                              ("server->client", server, client, lambda s: s.sport == 5010)):
+        arrived = {wire(s) for s in theirs}
+        sent = [s for s in mine if outbound(s) and s.t >= since]
+        missing = [s for s in sent if wire(s) not in arrived]
+        assert 0.05 < len(missing) / len(sent) < 0.40, (direction, len(missing), len(sent))
+        # the report's count of the same (it stops where the receiver's capture stopped)
+        assert abs(judged[direction]["lost"] - len(missing)) <= 2, (direction, judged[direction], len(missing))
+        assert abs(judged[direction]["sent"] - len(sent)) <= 2, (direction, judged[direction], len(sent))
     fins = [s for s in server if s.sport == 5010 and s.has("FIN")]
     ports = {s.dport for s in fins}
     assert len(ports) == 100 and len(fins) > len(ports)          # some FINs were sent again
@@ -206,10 +255,64 @@ def test_check_in_the_vm_writes_junit_with_lossy_link_run(tmp_path):
     assert suite.find(".//skipped") is None
 
 
+def _left_behind(out: Path) -> list[str]:
+    """qemu processes sharing *out*, control directories of dead runs, half-made engine disks."""
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    left = [ln for ln in ps.splitlines() if "qemu-system" in ln and f"path={out}," in ln]
+    for ctl in Path("/tmp").glob("twlab-vm-*-*"):
+        if not Path(f"/proc/{ctl.name.split('-')[2]}").exists():
+            left.append(str(ctl))
+    return left + [str(p) for p in (vm.CACHE / "docker").glob("*.tmp")]
+
+
 def test_qemu_is_gone_after_the_run(shaped):
     out = shaped[1]
-    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert not [ln for ln in ps.splitlines() if "qemu-system" in ln and f"path={out}," in ln]
+    assert not _left_behind(out)
+    if shaped[2] == "docker":     # the engine's disk was only read: the run's writes went to qemu's
+        disk = vm.CACHE / "docker" / f"{json.loads((out / 'vm.json').read_text())['image']['key']}.img"
+        assert disk.stat().st_mtime < shaped[3], "the cached engine disk was written by a run"
+
+
+def test_check_in_the_vm_runs_containers_with_netem(tmp_path):
+    """`invoke check --kernel debian-12 --backend docker`: the CI path, on containers."""
+    argv = [str(REPO / ".venv" / "bin" / "invoke"), "check", "--kernel", KERNEL, "--backend", "docker",
+            "--shape", f"both:delay_ms={DELAY_MS:g}", "--junit", str(tmp_path / "out.xml"),
+            "--artifacts", str(tmp_path / "a"), "lost-ack"]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=2300,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
+    summary = json.loads((tmp_path / "a" / "check.json").read_text())
+    (run,) = summary["scenarios"]
+    assert run["scenario"] == "lost-ack" and run["verdict"] == "pass"
+    report = json.loads(next((tmp_path / "a" / "runs").rglob("report.json")).read_text())
+    assert report["backend"] == "docker" and report["kernel"].startswith("6.1.0-")
+    assert sorted(report["shaping"]) == ["client->server:delay_ms=50.0", "server->client:delay_ms=50.0"]
+    assert "Docker engine up" in done.stdout and not _left_behind(tmp_path / "a")
+
+
+def test_an_interrupted_docker_vm_run_leaves_nothing(tmp_path):
+    """Ctrl-C while the scenario runs on the guest's containers: exit 130, qemu gone, nothing left."""
+    argv = [str(REPO / ".venv" / "bin" / "invoke"), "vm", "lost-ack", "--backend", "docker", "--kernel", KERNEL,
+            "--shape", f"both:delay_ms={DELAY_MS:g}", "--artifacts", str(tmp_path)]
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    seen = []
+    try:
+        for line in proc.stdout:                  # bounded: the VM's own timeout is 900 s
+            seen.append(line)
+            if line.startswith("shaping "):       # streamed from inside: the containers are up
+                break
+        assert any("Docker engine up" in ln for ln in seen), seen[-5:]
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, (proc.returncode, err[-2000:])
+    assert "twlab: interrupted" in err
+    assert not _left_behind(tmp_path)
+    assert not (tmp_path / "report.json").exists()
 
 
 # -- errors, without booting ---------------------------------------------------------------------
@@ -220,9 +323,12 @@ def test_unknown_kernel_is_a_usage_error(tmp_path):
 
 
 def test_missing_qemu_is_one_clear_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(vm, "QEMU", "qemu-system-nonexistent")
-    monkeypatch.setattr(vm, "_ready", lambda d: {"release": "x", "modules": "m",
-                                                 "initrd_version": vm.INITRD_VERSION})
+    from lab.vm import boot, initrd, kernel
+
+    monkeypatch.setattr(kernel, "QEMU", "qemu-system-nonexistent")
+    ready = lambda d: {"release": "x", "modules": "m", "initrd_version": initrd.INITRD_VERSION}  # noqa: E731
+    monkeypatch.setattr(kernel, "ready", ready)
+    monkeypatch.setattr(boot, "ready", ready)
     with pytest.raises(EnvError, match="qemu-system-nonexistent not found: install qemu-system-x86"):
         vm.run(KERNEL, ["list"], tmp_path)
 

@@ -408,8 +408,8 @@ def test_check_in_a_vm_runs_check_there_and_reads_its_summary(tmp_path, monkeypa
 
     seen = {}
 
-    def fake_run(kernel, args, out, progress, timeout_s):
-        seen.update(kernel=kernel, args=list(args), out=out)
+    def fake_run(kernel, args, out, progress, timeout_s, docker=False):
+        seen.update(kernel=kernel, args=list(args), out=out, docker=docker)
         (out / "check.json").write_text(_json.dumps({"exit_code": 0, "scenarios": [], "counts": {}}))
         return 0, ""
     monkeypatch.setattr(vm, "run", fake_run)
@@ -417,13 +417,33 @@ def test_check_in_a_vm_runs_check_there_and_reads_its_summary(tmp_path, monkeypa
     prof.write_text("")
     summary = tasks._check_in_vm("debian-12", ["lossy-link"], ["client:net.ipv4.tcp_rfc1337=1"], False,
                                  str(prof), ["both:loss_pct=10"], str(tmp_path / "a"), 1)
-    assert summary["vm"] == {"kernel": "debian-12", "exit_code": 0}
+    assert summary["vm"] == {"kernel": "debian-12", "backend": "netns", "exit_code": 0}
     args = seen["args"]
-    assert args[:3] == ["check", "--backend", "netns"]
+    assert args[:3] == ["check", "--backend", "netns"] and seen["docker"] is False
     assert ["--scenario", "lossy-link"] == args[args.index("--scenario"):args.index("--scenario") + 2]
     assert args[args.index("--profile") + 1] == str(prof.resolve())
     assert args[args.index("--json-out") + 1] == str((tmp_path / "a").resolve() / "check.json")
     assert "--sysctl" in args and "--shape" in args
+
+
+def test_check_in_a_vm_with_the_docker_backend_starts_the_guest_engine(tmp_path, monkeypatch):
+    import json as _json
+
+    import tasks
+    from lab import vm
+
+    seen = {}
+
+    def fake_run(kernel, args, out, progress, timeout_s, docker=False):
+        seen.update(args=list(args), docker=docker)
+        (out / "check.json").write_text(_json.dumps({"exit_code": 0, "scenarios": [], "counts": {}}))
+        return 0, ""
+    monkeypatch.setattr(vm, "run", fake_run)
+    summary = tasks._check_in_vm("debian-12", ["lost-ack"], [], False, None, [], str(tmp_path / "a"), 1, "docker")
+    assert seen["args"][:3] == ["check", "--backend", "docker"] and seen["docker"] is True
+    assert summary["vm"]["backend"] == "docker"
+    with pytest.raises(UsageError, match="inside a VM choose netns or docker"):
+        tasks._check_in_vm("debian-12", [], [], False, None, [], str(tmp_path / "b"), 1, "podman")
 
 
 def test_check_in_a_vm_refuses_from_host_and_unknown_kernels(tmp_path):

@@ -97,8 +97,9 @@ class FakeVM:
     def __init__(self, fail: Exception | None = None, leave: bool = True) -> None:
         self.fail, self.leave, self.calls = fail, leave, []
 
-    def run(self, kernel, twlab_args, artifacts, progress):
+    def run(self, kernel, twlab_args, artifacts, progress, docker=False):
         self.calls.append((kernel, list(twlab_args), Path(artifacts)))
+        self.docker = getattr(self, "docker", []) + [docker]
         if self.fail:
             raise self.fail
         name = twlab_args[1]
@@ -164,3 +165,33 @@ def test_lossy_link_counts_differ_only_when_other_counters_move():
     assert diff[("lost-ack", "counters")] is True              # a deterministic scenario: any change
     m["cells"]["lossy-link"]["debian-13"]["counters"]["client TCPTimeWaitOverflow"] = 100
     assert {(r["scenario"], r["what"]): r["differs"] for r in rows(m)}[("lossy-link", "counters")] is True
+
+
+def test_backends_are_a_second_axis_one_column_per_kernel_and_backend(tmp_path):
+    vm = FakeVM()
+    m = run_matrix(["debian-12"], ["lost-ack"], out=tmp_path, vm=vm, backend=["netns", "docker"])
+    assert m["columns"] == ["debian-12/netns", "debian-12/docker"] and m["backends"] == ["netns", "docker"]
+    assert [c[1][:4] for c in vm.calls] == [["run", "lost-ack", "--backend", "netns"],
+                                             ["run", "lost-ack", "--backend", "docker"]]
+    assert vm.docker == [False, True]                     # the guest starts an engine only for docker
+    assert [c[2] for c in vm.calls] == [tmp_path / "debian-12/netns/lost-ack", tmp_path / "debian-12/docker/lost-ack"]
+    assert set(m["cells"]["lost-ack"]) == {"debian-12/netns", "debian-12/docker"}
+    md = markdown(m)
+    assert "| debian-12/netns (6.1.0-26-amd64) | debian-12/docker (6.1.0-26-amd64) |" in md
+
+
+def test_one_backend_keeps_kernel_columns_and_auto_is_netns_in_a_vm(tmp_path):
+    vm = FakeVM()
+    m = run_matrix(["debian-12"], ["lost-ack"], out=tmp_path, vm=vm)
+    assert m["columns"] == ["debian-12"] and vm.docker == [False]
+    assert vm.calls[0][1][:4] == ["run", "lost-ack", "--backend", "netns"]
+
+
+def test_an_unknown_backend_is_refused_before_any_run(tmp_path):
+    from lab.matrix import parse_backends
+
+    vm = FakeVM()
+    with pytest.raises(UsageError, match="--backend 'podman': choose auto, docker or netns"):
+        run_matrix(["debian-12"], ["lost-ack"], out=tmp_path, vm=vm, backend=["netns", "podman"])
+    assert vm.calls == []
+    assert parse_backends(["netns,docker", "netns"]) == ["netns", "docker"] and parse_backends(None) == ["auto"]

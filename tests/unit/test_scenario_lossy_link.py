@@ -212,3 +212,66 @@ def test_a_time_wait_that_vanished_without_a_reset_fails():
     for at in ("client", "server"):
         ev.packets[at] = [s for s in ev.packets[at] if not (s.src == srv and s.has("RST") and s.dport == 47998)]
     assert "closer-holds-time-wait" in failed(ev)
+
+
+def outcomes(ev: Evidence) -> dict:
+    return {c.name: c.outcome for c in sc.check(ev)}
+
+
+DROPS = {"captured": 700, "received": 764, "dropped": 64}
+
+
+def test_capture_drops_leave_the_loss_inconclusive_not_failed(ev):
+    ev.captures["server"] = dict(DROPS)
+    got = outcomes(ev)
+    assert got.pop("loss-matches-the-link") == "inconclusive"
+    assert set(got.values()) == {"pass"}            # nothing else the captures show is wrong
+    # fewer losses than netem's rate cannot come from capture drops (they only add losses): a failure
+    ev.facts["links"]["client->server"]["loss_pct"] = 40.0
+    assert outcomes(ev)["loss-matches-the-link"] == "fail"
+
+
+def test_no_lost_final_ack_is_not_applicable(ev):
+    keep = [c["port"] for c in sc.analyse(ev)["connections"] if not c.get("final_ack_lost")]
+    ev.facts["client_ports"] = keep
+    ev.facts["closes"] = len(keep)
+    got = outcomes(ev)
+    assert got["lost-final-ack-saved-by-time-wait"] == "n/a" and got["lost-final-ack-costs-an-rto"] == "n/a"
+    ev.sysctls["client"]["net.ipv4.tcp_max_tw_buckets"] = "0"
+    assert outcomes(ev)["lost-final-ack-answered-by-rst"] == "n/a"
+    assert sc.summary({"checks": [c.to_json() for c in sc.check(ev)]})      # the terminal view still reads
+
+
+def test_a_close_whose_end_a_dropping_capture_missed_is_inconclusive(ev):
+    port = _client_port_of_a_saved_close(ev)
+    cli = ev.addresses["client"]
+    ev.packets["server"] = [s for s in ev.packets["server"]
+                            if not (s.src == cli and s.sport == port and s.flags == "ACK" and s.ack != 0
+                                    and s.t > ev.facts["loss_from"])]
+    ev.captures["server"] = dict(DROPS)
+    got = outcomes(ev)
+    assert got["every-close-completes"] == got["lost-final-ack-saved-by-time-wait"] == "inconclusive", got
+
+
+def test_a_reset_fails_whatever_the_captures_dropped(ev):
+    port = _client_port_of_a_saved_close(ev)
+    cli = ev.addresses["client"]
+    for at in ("client", "server"):
+        ev.packets[at] = [replace(s, flags="RST,ACK") if (s.src == cli and s.sport == port and s.flags == "ACK"
+                                                          and s.t > ev.facts["loss_from"]) else s
+                          for s in ev.packets[at]]
+        ev.captures[at] = dict(DROPS)
+    got = outcomes(ev)
+    assert got["every-close-completes"] == got["lost-final-ack-saved-by-time-wait"] == "fail", got
+
+
+def test_a_time_wait_unseen_whose_reset_a_dropping_capture_may_hold_is_inconclusive():
+    """As test_a_time_wait_that_vanished_without_a_reset_fails, but tcpdump in the client dropped
+    packets: the RST that ended it may be among them."""
+    ev = records.evidence("lossy-link-assassinated")
+    srv = ev.addresses["server"]
+    for at in ("client", "server"):
+        ev.packets[at] = [s for s in ev.packets[at] if not (s.src == srv and s.has("RST") and s.dport == 47998)]
+    ev.captures["client"] = dict(DROPS)
+    c = by_name(ev)["closer-holds-time-wait"]
+    assert c.outcome == "inconclusive" and "47998" in c.observed

@@ -53,3 +53,19 @@ def test_live_listener_judged_from_what_held_the_port():
     case = ev.facts["cases"]["live-listener"]
     case["server_sockets_before_bind"] = [s for s in case["server_sockets_before_bind"] if s["state"] != "LISTEN"]
     assert failed(ev) == {"live-listener-time-wait-holds-port", "live-listener-bind"}
+
+
+def test_a_bind_over_an_empty_port_shows_nothing():
+    """Had sock_diag seen nothing on the port at bind() (no TIME-WAIT, no listener), a bind() that
+    succeeds says nothing about SO_REUSEADDR: not applicable - and the setup check fails."""
+    ev = evidence()
+    case = ev.facts["cases"]["both"]
+    case["server_sockets_before_bind"] = [s for s in case["server_sockets_before_bind"] if s["state"] != "TIME_WAIT"]
+    got = {c.name: c for c in sc.check(ev)}
+    assert got["both-bind"].outcome == "n/a" and "nothing about SO_REUSEADDR" in got["both-bind"].observed
+    assert got["both-time-wait-holds-port"].outcome == "fail"
+    # refused although nothing was seen on the port: that contradiction stays a failure
+    ev = evidence()
+    case = ev.facts["cases"]["neither"]
+    case["server_sockets_before_bind"] = [s for s in case["server_sockets_before_bind"] if s["state"] != "TIME_WAIT"]
+    assert {c.name: c.outcome for c in sc.check(ev)}["neither-bind"] == "fail"

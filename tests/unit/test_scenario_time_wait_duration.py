@@ -29,3 +29,119 @@ def test_tw_buckets_plan():
     assert plan(0) == (2, 2)
     assert plan(30) == (32, 2)
     assert plan(262144) == (8, 0)        # the default limit is never reached: no overflow expected
+
+
+# -- the checks, on a real netns run (tests/data/scenarios/time-wait-duration.json.gz: its
+# report.json with every sock_diag timer sample and the sampler's cadence) ---------------------
+
+from dataclasses import replace
+
+from lab.timeline import Event
+from scenarios import time_wait_duration as sc
+from tests.unit import records
+
+
+def _ev():
+    return records.evidence("time-wait-duration")
+
+
+def _by_name(ev) -> dict:
+    return {c.name: c for c in sc.check(ev)}
+
+
+def _key(ev, which: str) -> str:
+    return sc._k(ev.facts[which])
+
+
+def _shift_end(ev, which: str, state: str, by_s: float) -> None:
+    """The socket lived *by_s* longer: its samples in *state* after the first second and the
+    sample that found it gone move later by that much (its entry stays as recorded)."""
+    k = _key(ev, which)
+    first = next(s[0] for s in ev.timer_samples["client"] if s[1] == k and s[2] == state)
+    ev.timer_samples["client"] = [
+        (s[0] + by_s, *s[1:6], s[6] + by_s) if s[1] == k and s[2] == state and s[0] > first + 1 else s
+        for s in ev.timer_samples["client"]]
+    ev.timeline = [replace(e, t=e.t + by_s) if e.kind == "state" and e.data["socket"]["state"] == "GONE"
+                   and sc._k([e.data["socket"][f] for f in ("src", "sport", "dst", "dport")]) == k else e
+                   for e in ev.timeline]
+
+
+def test_real_run_passes_with_honest_bounds():
+    checks = _by_name(_ev())
+    assert [c.outcome for c in checks.values()] == ["pass"] * 5, [c.observed for c in checks.values()]
+    lo, hi = checks["time-wait-lasts-60s"].values["bounds_s"]
+    assert 60 - 0.004 <= lo <= hi <= 60 + checks["time-wait-lasts-60s"].values["tolerance_late_s"]
+    lo, hi = checks["orphan-fin-wait2-follows-tcp_fin_timeout"].values["bounds_s"]
+    assert 5 - 0.004 <= lo <= hi <= 5 + checks["orphan-fin-wait2-follows-tcp_fin_timeout"].values["tolerance_late_s"]
+
+
+def test_bounds_straddling_the_tolerance_are_inconclusive_and_outside_it_fail():
+    """HZ=250: TIME-WAIT may end up to 2.052 s after 60 s. The recorded lifetime lies within
+    [61.012, 61.043] s; 1.03 s more straddles 62.052 (the true lifetime may be either side:
+    could not tell), 1.1 s more lies wholly beyond it (too late)."""
+    ev = _ev()
+    _shift_end(ev, "key_a", "TIME_WAIT", 1.03)
+    checks = _by_name(ev)
+    c = checks["time-wait-lasts-60s"]
+    assert c.outcome == "inconclusive" and "straddles the tolerance" in c.observed, c.observed
+    assert checks["time-wait-vs-rfc1122-2msl"].outcome == "inconclusive"
+    ev = _ev()
+    _shift_end(ev, "key_a", "TIME_WAIT", 1.1)
+    checks = _by_name(ev)
+    assert checks["time-wait-lasts-60s"].outcome == "fail"
+    assert checks["time-wait-vs-rfc1122-2msl"].outcome == "fail"     # neither 60 s nor 240 s
+
+
+def test_a_sampling_gap_at_the_end_is_inconclusive_not_a_failure():
+    """The sampler fell behind for 0.6 s as A's TIME-WAIT ended: the bounds on its end are that
+    wide, the lifetime cannot be told to half a second: inconclusive, naming the gap."""
+    ev = _ev()
+    k = _key(ev, "key_a")
+    gone = next(e.t for e in ev.timeline if e.kind == "state" and e.data["socket"]["state"] == "GONE"
+                and sc._k([e.data["socket"][f] for f in ("src", "sport", "dst", "dport")]) == k)
+    ev.timer_samples["client"] = [s for s in ev.timer_samples["client"] if not (gone - 0.6 < s[0] < gone)]
+    ev.sampler["gaps"] = ev.sampler["gaps"] + [[gone - 0.6, gone - 0.001]]
+    c = _by_name(ev)["time-wait-lasts-60s"]
+    assert c.outcome == "inconclusive", c.observed
+    assert "wider than 0.5 s" in c.observed and "the sampler fell behind: 599.0 ms around its end" in c.observed
+
+
+def test_no_sample_of_the_orphan_is_inconclusive_and_the_late_fin_still_judged():
+    ev = _ev()
+    k = _key(ev, "key_b")
+    ev.timer_samples["client"] = [s for s in ev.timer_samples["client"] if s[1] != k]
+    checks = _by_name(ev)
+    c = checks["orphan-fin-wait2-follows-tcp_fin_timeout"]
+    assert c.outcome == "inconclusive" and "never saw B's FIN_WAIT2 begin and end" in c.observed
+    # when B went is then bounded by the scenario's own lookup, before the server's FIN was sent
+    late = checks["late-fin-after-fin-wait2-gets-rst"]
+    assert late.outcome == "pass" and "after B was found gone" in late.observed
+
+
+def test_the_orphan_seen_in_time_wait_fails():
+    ev = _ev()
+    k = _key(ev, "key_b")
+    last_b = max(i for i, s in enumerate(ev.timer_samples["client"]) if s[1] == k)
+    s = ev.timer_samples["client"][last_b]
+    ev.timer_samples["client"][last_b] = (s[0], s[1], "TIME_WAIT", *s[3:])
+    assert _by_name(ev)["orphan-fin-wait2-follows-tcp_fin_timeout"].outcome == "fail"
+
+
+def test_late_fin_missing_from_the_capture():
+    """No FIN for B in client.pcap: a failure when the capture is complete, inconclusive when
+    tcpdump dropped packets there."""
+    ev = _ev()
+    port = ev.facts["key_b"][1]
+    srv = ev.addresses["server"]
+    ev.packets["client"] = [s for s in ev.packets["client"] if not (s.src == srv and s.dport == port and s.has("FIN"))]
+    assert _by_name(ev)["late-fin-after-fin-wait2-gets-rst"].outcome == "fail"
+    ev.captures["client"] = {"captured": 10, "received": 14, "dropped": 4}
+    c = _by_name(ev)["late-fin-after-fin-wait2-gets-rst"]
+    assert c.outcome == "inconclusive" and "tcpdump in client dropped 4 packets" in c.observed
+
+
+def test_strict_rfc_fails_linux_60s():
+    ev = _ev()
+    ev.options["strict_rfc"] = True
+    c = _by_name(ev)["time-wait-vs-rfc1122-2msl"]
+    assert c.outcome == "fail" and "--strict-rfc makes it a failure" in c.observed

@@ -68,3 +68,90 @@ def test_isn_not_plus_65537_fails():
                             if s.src == srv and s.dport == port and s.flags == "SYN,ACK" and s.t > cfin.t else s
                             for s in ev.packets["server"]]
     assert failed(ev) == {"seq-ahead-new-isn-above-old"}
+
+
+def outcomes(ev: Evidence) -> dict:
+    return {c.name: c.outcome for c in sc.check(ev)}
+
+
+def _new_syn_and_answer(ev: Evidence, port: int):
+    srv = ev.addresses["server"]
+    segs = ev.packets["server"]
+    cfin = next(s for s in segs if s.sport == port and s.has("FIN"))
+    syn = next(s for s in segs if s.sport == port and s.flags == "SYN" and s.t > cfin.t)
+    ans = next(s for s in segs if s.src == srv and s.dport == port and s.t >= syn.t)
+    return syn, ans
+
+
+def test_a_seq_behind_case_whose_syn_came_out_ahead_is_not_applicable():
+    """On a slow machine the 24 MiB may not outrun the ISN clock: the new SYN then lies above
+    rcv_nxt, TIME-WAIT rightly accepts it - the rule held, but seq-behind's point (a SYN below
+    rcv_nxt) was not shown: not applicable. Had TIME-WAIT refused that SYN, it fails."""
+    ev = evidence()
+    syn, _ans = _new_syn_and_answer(ev, sc.CASES["seq-behind"])
+    ahead = (syn.seq + (1 << 30)) & 0xFFFFFFFF
+    ev.packets["server"] = [replace(s, seq=ahead) if s is syn else s for s in ev.packets["server"]]
+    got = {c.name: c for c in sc.check(ev)}
+    c = got["seq-behind-syn-judged-by-time-wait"]
+    assert c.outcome == "n/a" and "premise not met" in c.observed and "rule held" in c.observed
+    assert got["seq-behind-new-isn-above-old"].outcome == "pass"
+    _syn, ans = _new_syn_and_answer(ev, sc.CASES["seq-behind"])
+    i = ev.packets["server"].index(ans)
+    ev.packets["server"][i] = replace(ans, flags="ACK")
+    assert outcomes(ev)["seq-behind-syn-judged-by-time-wait"] == "fail"
+
+
+def test_an_answer_missing_from_server_pcap():
+    """TIME-WAIT's SYN-ACK to seq-ahead's SYN not in server.pcap: a failure when the capture is
+    complete, inconclusive when tcpdump dropped packets."""
+    ev = evidence()
+    _syn, ans = _new_syn_and_answer(ev, sc.CASES["seq-ahead"])
+    ev.packets["server"] = [s for s in ev.packets["server"] if s is not ans]
+    got = outcomes(ev)
+    assert got["seq-ahead-syn-judged-by-time-wait"] == "fail"
+    ev.captures["server"] = {"captured": 900, "received": 1000, "dropped": 100}
+    got = {c.name: c for c in sc.check(ev)}
+    for name in ("seq-ahead-syn-judged-by-time-wait", "seq-ahead-new-isn-above-old"):
+        assert got[name].outcome == "inconclusive", (name, got[name].observed)
+        assert "tcpdump in server dropped 100 packets" in got[name].observed
+
+
+def test_a_recovery_segment_missing_from_a_dropping_capture_is_inconclusive():
+    ev = evidence("tw-reopen-no-timestamps")
+    port = sc.CASES["seq-behind"]
+    cli = ev.addresses["client"]
+    syn, _ans = _new_syn_and_answer(ev, port)
+    ev.packets["server"] = [s for s in ev.packets["server"]
+                            if not (s.src == cli and s.sport == port and s.has("RST") and s.t > syn.t)]
+    assert outcomes(ev)["seq-behind-refused-syn-recovery"] == "fail"
+    ev.captures["server"] = {"captured": 900, "received": 901, "dropped": 1}
+    assert outcomes(ev)["seq-behind-refused-syn-recovery"] == "inconclusive"
+    # a RST that is there but answers the wrong ack fails, whatever else the capture missed
+    ev = evidence("tw-reopen-no-timestamps")
+    ev.captures["server"] = {"captured": 900, "received": 901, "dropped": 1}
+    ev.packets["server"] = [replace(s, seq=(s.seq + 1) & 0xFFFFFFFF)
+                            if s.src == cli and s.sport == port and s.has("RST") and s.t > syn.t else s
+                            for s in ev.packets["server"]]
+    assert outcomes(ev)["seq-behind-refused-syn-recovery"] == "fail"
+
+
+def test_condition_2_needs_an_old_duplicate_to_act_on():
+    """No RST from the client: the injected SYN never turned out to be an old duplicate, so RFC
+    1122's condition (2) had nothing to act on - not applicable (inconclusive when the capture
+    dropped packets and the RST may have been there)."""
+    ev = evidence()
+    port = sc.CASES["old-duplicate"]
+    cli = ev.addresses["client"]
+    ev.packets["server"] = [s for s in ev.packets["server"] if not (s.src == cli and s.sport == port and s.has("RST"))]
+    c = {c.name: c for c in sc.check(ev)}["rfc1122-condition-2-not-implemented"]
+    assert c.outcome == "n/a" and "never turned out to be an old duplicate" in c.observed
+    ev.captures["server"] = {"captured": 900, "received": 901, "dropped": 1}
+    assert outcomes(ev)["rfc1122-condition-2-not-implemented"] == "inconclusive"
+
+
+def test_an_old_connection_missing_from_the_captures_is_inconclusive():
+    ev = evidence()
+    port = sc.CASES["seq-ahead"]
+    for at in ("client", "server"):
+        ev.packets[at] = [s for s in ev.packets[at] if not (port in (s.sport, s.dport) and s.has("FIN"))]
+    assert outcomes(ev)["seq-ahead-server-holds-time-wait"] == "inconclusive"

@@ -62,3 +62,66 @@ def test_expectation_follows_tw_buckets():
     ev = evidence()
     ev.sysctls["client"]["net.ipv4.tcp_max_tw_buckets"] = "0"
     assert failed(ev) == {"client-first-only-client-holds-time-wait", "simultaneous-both-hold-time-wait"}
+
+
+def outcomes(ev: Evidence) -> dict:
+    return {c.name: c.outcome for c in sc.check(ev)}
+
+
+def _without_closing(ev: Evidence) -> Evidence:
+    ev.timeline = [e for e in ev.timeline if not (e.kind == "state" and e.data["socket"]["state"] == "CLOSING")]
+    return ev
+
+
+def test_closing_no_sample_saw_is_inconclusive_not_a_failure():
+    """The captures prove CLOSING on both ends; sock_diag has no sample of either socket in those
+    milliseconds (the sampler fell behind): it could not have seen CLOSING - not the kernel's fault."""
+    ev = _without_closing(evidence())
+    port = ev.facts["cases"]["simultaneous"]["client_port"]
+    fin = next(s for s in ev.packets["client"] if s.dport == port and s.has("FIN") and s.src == ev.addresses["server"])
+    ev.sampler["gaps"] = [[fin.t - 0.01, fin.t + 0.3]]
+    c = {c.name: c for c in sc.check(ev)}["simultaneous-both-closing"]
+    assert c.outcome == "inconclusive", c.observed
+    assert "no sock_diag sample of the client's socket" in c.observed and "longest gap there: 310.0 ms" in c.observed
+
+
+def test_closing_contradicted_by_a_sample_fails():
+    """A sample of the client's socket taken while its capture says CLOSING, showing another state."""
+    ev = _without_closing(evidence())
+    port = ev.facts["cases"]["simultaneous"]["client_port"]
+    cli, srv = ev.addresses["client"], ev.addresses["server"]
+    conn = [s for s in ev.packets["client"] if port in (s.sport, s.dport) and sc.PORT in (s.sport, s.dport)]
+    peer_fin = next(s for s in conn if s.src == srv and s.has("FIN"))
+    my_fin = next(s for s in conn if s.src == cli and s.has("FIN"))
+    acked = next(s for s in conn if s.src == srv and s.t > peer_fin.t and s.ack == (my_fin.seq + 1) & 0xFFFFFFFF)
+    mid = (peer_fin.t + acked.t) / 2
+    ev.timer_samples["client"] = [(mid, f"{cli}:{port}-{srv}:{sc.PORT}", "FIN_WAIT1", "on", 200, 0, mid + 0.0001)]
+    assert outcomes(ev)["simultaneous-both-closing"] == "fail"
+
+
+def test_a_fin_missing_from_the_captures():
+    """The client's FIN never in server.pcap: the order of the FINs is unknown. A failure when the
+    capture is complete; inconclusive when tcpdump dropped packets there."""
+    ev = evidence()
+    port = ev.facts["cases"]["client-first"]["client_port"]
+    cli = ev.addresses["client"]
+    ev.packets["server"] = [s for s in ev.packets["server"] if not (s.src == cli and s.sport == port and s.has("FIN"))]
+    assert outcomes(ev)["client-first-only-client-holds-time-wait"] == "fail"
+    ev.captures["server"] = {"captured": 50, "received": 51, "dropped": 1}
+    c = {c.name: c for c in sc.check(ev)}["client-first-only-client-holds-time-wait"]
+    assert c.outcome == "inconclusive" and "tcpdump in server dropped 1 packets" in c.observed
+    # a TIME_WAIT where there must be none still fails, whatever the capture missed
+    ev.sysctls["client"]["net.ipv4.tcp_max_tw_buckets"] = "0"
+    assert outcomes(ev)["client-first-only-client-holds-time-wait"] == "fail"
+
+
+def test_crossing_fins_missing_from_a_dropping_capture_are_inconclusive():
+    ev = evidence()
+    port = ev.facts["cases"]["simultaneous"]["client_port"]
+    srv = ev.addresses["server"]
+    ev.packets["client"] = [s for s in ev.packets["client"] if not (s.src == srv and s.dport == port and s.has("FIN"))]
+    got = outcomes(ev)
+    assert got["simultaneous-fins-cross"] == "fail" and got["simultaneous-both-closing"] == "fail"
+    ev.captures["client"] = {"captured": 50, "received": 52, "dropped": 2}
+    got = outcomes(ev)
+    assert got["simultaneous-fins-cross"] == "inconclusive" and got["simultaneous-both-closing"] == "inconclusive"

@@ -8,7 +8,7 @@ import struct
 import pytest
 
 from lab.errors import UsageError
-from lab.shaping import LinkProfile, SeededNetem, Shaping, parse_shape
+from lab.shaping import LinkProfile, SeededNetem, Shaping, parse_shape, parse_shapes
 
 
 def test_parse_shape_both_and_one_direction():
@@ -29,10 +29,31 @@ def test_parse_shape_both_and_one_direction():
     ("both:loss_pct=101", "out of range"),
     ("both:nonsense=1", "unknown setting 'nonsense'"),
     ("client-server:loss_pct=1", "write SRC->DST"),
+    ("both:delay_ms=nan", "delay_ms='nan' is out of range"),        # float() takes them: refused
+    ("both:delay_ms=inf", "delay_ms='inf' is out of range"),
+    ("both:loss_pct=-inf", "out of range"),
+    ("both:rate_kbit=infinity", "out of range"),
+    ("both:delay_ms=10,delay_ms=20", "delay_ms is given twice"),
+    ("client->client:delay_ms=10", "client->client is no path"),
+    ("server -> server:loss_pct=1", "server->server is no path"),
 ])
 def test_parse_shape_refuses_bad_input(text, words):
-    with pytest.raises(UsageError, match=words):
+    with pytest.raises(UsageError, match=words) as info:
         parse_shape(text)
+    assert str(info.value).startswith(f"--shape {text!r}: ")
+
+
+def test_a_direction_shaped_twice_is_refused():
+    assert len(parse_shapes(["client->server:delay_ms=5", "server->client:delay_ms=5"])) == 2
+    with pytest.raises(UsageError, match="client->server is already shaped"):
+        parse_shapes(["both:delay_ms=5", "client->server:loss_pct=1"])
+
+
+def test_a_long_shape_is_cut_in_messages():
+    text = "both:delay_ms=" + "1" * 100_000 + "x"
+    with pytest.raises(UsageError) as info:
+        parse_shape(text)
+    assert len(str(info.value)) < 300, str(info.value)[:400]
 
 
 def _attrs(buf: bytes, start: int) -> dict[int, bytes]:

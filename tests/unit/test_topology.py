@@ -174,3 +174,14 @@ def test_route_via_a_foreign_network_refused(tmp_path):
     path.write_text(bad)
     with pytest.raises(TopologyError, match=r"client: route via 10.77.2.2 is on none of its networks"):
         load(path)
+
+
+def test_a_compose_without_a_router_is_refused(tmp_path):
+    """client and server only: no host forwards, so there is nowhere for faults, shaping or the
+    router's capture (once an AttributeError in the middle of a run)."""
+    text = (DEFAULT_COMPOSE).read_text()
+    path = tmp_path / "compose.yaml"
+    path.write_text(text.replace("net.ipv4.ip_forward: 1", "net.ipv4.ip_forward: 0"))
+    with pytest.raises(TopologyError, match="no router") as info:
+        load(path)
+    assert "net.ipv4.ip_forward: 1" in str(info.value) and "\n" not in str(info.value)

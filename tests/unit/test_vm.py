@@ -12,6 +12,7 @@ import pytest
 
 from lab import vm
 from lab.errors import EnvError, UsageError
+from lab.vm import boot, engine, initrd, kernel
 
 
 def test_vmlinux_is_found_behind_the_setup_code():
@@ -19,12 +20,12 @@ def test_vmlinux_is_found_behind_the_setup_code():
     for blob in (lzma.compress(elf, format=lzma.FORMAT_XZ),
                  (lambda c: c.compress(elf) + c.flush())(zlib.compressobj(wbits=16 + zlib.MAX_WBITS))):
         image = b"MZ setup code \xfd7zXZ\x00 not really xz" + blob + b"\0" * 100 + b"trailer"
-        assert vm.decompress_vmlinuz(image) == elf
+        assert kernel.decompress_vmlinuz(image) == elf
 
 
 def test_no_elf_inside_is_an_env_error():
     with pytest.raises(EnvError, match="no ELF vmlinux"):
-        vm.decompress_vmlinuz(b"MZ" + lzma.compress(b"not an elf", format=lzma.FORMAT_XZ))
+        kernel.decompress_vmlinuz(b"MZ" + lzma.compress(b"not an elf", format=lzma.FORMAT_XZ))
 
 
 def _read_newc(data: bytes) -> dict[str, tuple[int, bytes, tuple[int, int]]]:
@@ -56,7 +57,7 @@ def test_initramfs_is_a_newc_archive_with_busybox_init_modules_and_console(tmp_p
         "kernel/netfs.ko:\nkernel/9p.ko: kernel/9pnet.ko kernel/netfs.ko\nkernel/overlay.ko:\n")
     busybox = tmp_path / "busybox"
     busybox.write_bytes(b"\x7fELF fake")
-    entries = _read_newc(vm._build_initrd(moddir, busybox))
+    entries = _read_newc(initrd.build_initrd(moddir, busybox))
     order = entries["modules.order"][1].decode().split()
     assert order.index("virtio_ring.ko") < order.index("virtio_pci.ko")
     assert order.index("9pnet.ko") < order.index("9pnet_virtio.ko") < order.index("9p.ko")
@@ -72,7 +73,7 @@ def test_initramfs_is_a_newc_archive_with_busybox_init_modules_and_console(tmp_p
 def test_a_missing_boot_module_is_named(tmp_path):
     (tmp_path / "modules.dep").write_text("kernel/virtio.ko:\n")
     with pytest.raises(EnvError, match="no module 9p"):
-        vm._module_order(tmp_path, ("virtio", "9p"))
+        initrd._module_order(tmp_path, ("virtio", "9p"))
 
 
 def _elf(tmp_path: Path, *segment_types: int) -> Path:
@@ -86,19 +87,19 @@ def _elf(tmp_path: Path, *segment_types: int) -> Path:
 
 
 def test_busybox_must_be_static(tmp_path):
-    assert vm._is_static(_elf(tmp_path, 1, 1)) is True          # PT_LOAD only
-    assert vm._is_static(_elf(tmp_path, 6, 3, 1)) is False      # PT_INTERP: dynamically linked
+    assert initrd._is_static(_elf(tmp_path, 1, 1)) is True          # PT_LOAD only
+    assert initrd._is_static(_elf(tmp_path, 6, 3, 1)) is False      # PT_INTERP: dynamically linked
     (tmp_path / "script").write_text("#!/bin/sh\n")
-    assert vm._is_static(tmp_path / "script") is False
+    assert initrd._is_static(tmp_path / "script") is False
 
 
 def test_run_scripts_quote_paths_and_run_one_command():
-    mounts = vm._mounts("6.1.0-1-amd64", Path("/c/m"), Path("/c/config"), Path("/tmp/a b"))
+    mounts = boot._mounts("6.1.0-1-amd64", Path("/c/m"), Path("/c/config"), Path("/tmp/a b"))
     assert "'/newroot/tmp/a b'" in mounts and mounts.rstrip().endswith("/run/twlab-vm/ctl/stage2.sh")
     assert "mount -o bind /newroot/c/m /newroot/lib/modules/6.1.0-1-amd64" in mounts
-    stage2 = vm._stage2(["/r/.venv/bin/python", "/r/.venv/bin/invoke", "run", "it's"])
+    stage2 = boot._stage2(["/r/.venv/bin/python", "/r/.venv/bin/invoke", "run", "it's"])
     assert "'it'\"'\"'s'" in stage2 and "/proc/sysrq-trigger" in stage2
-    assert vm.START in stage2 and vm.EXIT in stage2
+    assert boot.START in stage2 and boot.EXIT in stage2
 
 
 def test_unknown_kernel():
@@ -109,7 +110,7 @@ def test_unknown_kernel():
 def test_xz_modules_are_decompressed_for_the_initramfs():
     import lzma
 
-    from lab.vm import _plain_module
+    from lab.vm.initrd import _plain_module
 
     data = b"\x7fELF" + b"module bytes" * 100
     assert _plain_module("9p.ko.xz", lzma.compress(data)) == ("9p.ko", data)
@@ -117,12 +118,115 @@ def test_xz_modules_are_decompressed_for_the_initramfs():
 
 
 def test_another_suite_reads_its_package_lists_into_the_cache(tmp_path, monkeypatch):
-    from lab import vm
-
-    monkeypatch.setattr(vm, "CACHE", tmp_path)
-    assert vm._apt_options(vm.KERNELS["debian-12"]) == []          # the machine's own lists
-    opts = vm._apt_options(vm.KERNELS["debian-13"])
+    monkeypatch.setattr(kernel, "CACHE", tmp_path)
+    assert kernel._apt_options(vm.KERNELS["debian-12"]) == []          # the machine's own lists
+    opts = kernel._apt_options(vm.KERNELS["debian-13"])
     root = tmp_path / "apt" / "trixie"
     assert (root / "sources.list").read_text() == "deb http://deb.debian.org/debian trixie main\n"
     assert f"Dir::State::Lists={root / 'lists'}" in opts and "Dir::Etc::SourceParts=/dev/null" in opts
     assert (root / "lists" / "partial").is_dir()
+
+
+# -- the guest's Docker engine (--backend docker) -------------------------------------------------
+
+def test_the_netns_path_boots_as_before_no_engine_no_disk_512m():
+    stage2 = boot._stage2(["/r/.venv/bin/python", "run"])
+    assert "dockerd" not in stage2 and "cgroup2" not in stage2 and boot.MARK not in stage2
+    argv = boot._qemu_argv(Path("/c"), Path("/ctl"), Path("/out"), None)
+    assert argv[argv.index("-m") + 1] == "512M" and "-drive" not in argv
+
+
+def test_a_docker_run_starts_the_guests_own_engine_before_the_command():
+    stage2 = boot._stage2(["/r/.venv/bin/python", "run"], engine.Disk(Path("/c/d.img")))
+    booted, up, start = (stage2.index(boot.MARK + "booted"), stage2.index("dockerd --config-file"),
+                         stage2.index(boot.START))
+    assert booted < up < start
+    assert stage2.index(boot.MARK + "engine") < start
+    # its socket on the guest's tmpfs /run, never the host's; the run's own empty config file
+    assert "export DOCKER_HOST=unix:///run/twlab-vm/docker.sock" in stage2
+    assert "--host=unix:///run/twlab-vm/docker.sock" in stage2 and '--config-file "$ctl/daemon.json"' in stage2
+    assert "--iptables=false" in stage2 and "--bridge=none" in stage2
+    assert "mount -t cgroup2" in stage2 and "mount -o noatime /dev/vda /var/lib/docker" in stage2
+    assert "umount /var/lib/docker" not in stage2           # a snapshot disk: thrown away with qemu
+    argv = boot._qemu_argv(Path("/c"), Path("/ctl"), Path("/out"), engine.Disk(Path("/c/d,1.img")))
+    assert argv[argv.index("-m") + 1] == engine.MEMORY == "1024M"
+    assert argv[argv.index("-drive") + 1] == "file=/c/d,,1.img,format=raw,if=virtio,cache=unsafe,snapshot=on"
+
+
+def test_loading_the_image_stops_the_engine_and_unmounts_before_power_off():
+    stage2 = boot._stage2(["docker", "load", "-i", "/c/x.tar"], engine.Disk(Path("/c/d.img"), writable=True))
+    assert stage2.index("docker load") < stage2.index("kill $dockerd_pid") < stage2.index("umount /var/lib/docker") \
+        < stage2.index('echo "$rc" > "$ctl/rc"')
+    argv = engine.Disk(Path("/c/d.img"), writable=True).qemu_args()
+    assert "snapshot=on" not in argv[1] and "discard=unmap" in argv[1]
+
+
+def test_the_timing_split_comes_from_the_console_marks():
+    marks = {"qemu": 100.0, "booted": 103.0, "engine": 110.5, "start": 110.6, "end": 150.6, "off": 151.0}
+    assert boot._split(marks) == {"boot_s": 3.0, "engine_s": 7.5, "command_s": 40.0, "total_s": 51.0}
+    assert boot._split({"qemu": 0.0, "start": 2.5, "end": 20.0, "off": 20.5}) == \
+        {"boot_s": 2.5, "command_s": 17.5, "total_s": 20.5}
+
+
+def test_vm_backends():
+    assert boot.vm_backend("auto") == "netns" and boot.vm_backend("docker") == "docker"
+    with pytest.raises(UsageError, match="--backend 'podman': inside a VM choose netns or docker"):
+        boot.vm_backend("podman")
+
+
+def test_the_engine_disk_is_keyed_by_image_and_engine_version():
+    assert engine.image_disk_key("sha256:32758b09f934af13bb39", "20.10.24+dfsg1") == "32758b09f934-20.10.24+dfsg1"
+
+
+def test_no_host_engine_is_one_clear_line(monkeypatch, tmp_path):
+    from lab.backends import docker as docker_backend
+
+    def none():
+        raise EnvError("no Docker daemon answers")
+    monkeypatch.setattr(docker_backend, "client", none)
+    with pytest.raises(EnvError, match="loads the lab's host image from this machine's Docker engine.*"
+                                       "--backend netns"):
+        engine.data_disk("debian-12", tmp_path)
+
+
+def test_an_interrupted_image_load_leaves_no_half_made_disk(tmp_path, monkeypatch):
+    """The tarball and the disk being made are removed when the load stops short (here Ctrl-C
+    while saving), and a killed run's leftovers go when the next run makes a disk."""
+    class Image:
+        def save(self, named):
+            yield b"x" * 1000
+            raise KeyboardInterrupt
+
+    class Images:
+        def get(self, tag):
+            return Image()
+
+    class DC:
+        images = Images()
+
+    monkeypatch.setattr(engine.shutil, "which", lambda tool: "/sbin/" + tool)
+    (tmp_path / "abc-1.999999.img.tmp").write_bytes(b"left by a killed run")
+    with pytest.raises(KeyboardInterrupt):
+        engine._seed(DC(), "twlab/host:x", tmp_path, "abc-1", "debian-12", tmp_path / "seed", lambda s: None, 60)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_load_in_the_guest_is_an_env_error_and_keeps_no_disk(tmp_path, monkeypatch):
+    from lab.vm import boot as bootmod
+
+    class Image:
+        def save(self, named):
+            yield b"x" * 1000
+
+    class DC:
+        class images:  # noqa: N801
+            @staticmethod
+            def get(tag):
+                return Image()
+
+    monkeypatch.setattr(engine.shutil, "which", lambda tool: "/sbin/" + tool)
+    monkeypatch.setattr(engine.subprocess, "run", lambda *a, **k: None)          # mkfs.ext4
+    monkeypatch.setattr(bootmod, "run_command", lambda *a, **k: (1, "open /x: no such file"))
+    with pytest.raises(EnvError, match="docker load inside the debian-12 VM exited 1"):
+        engine._seed(DC(), "twlab/host:x", tmp_path, "abc-1", "debian-12", tmp_path / "seed", lambda s: None, 60)
+    assert list(tmp_path.iterdir()) == []

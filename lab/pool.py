@@ -1,0 +1,125 @@
+"""A batch of lab runs, each in a process of its own (spawned), some at a time - stopped as a whole.
+
+Stopping (Ctrl-C, SIGTERM or SIGHUP to the batch's process): no job starts any more, the running
+ones are sent SIGTERM and each tears its lab down, and what they return is collected. Then the
+interrupt is raised again, carrying ``results`` (every job that ended, with the interrupted ones)
+and ``not_run`` (the jobs that never started), so the caller can still write its summary.
+
+Idle between jobs, a worker holds signals off (the batch decides what happens); a job turns them
+into exceptions for its duration, like a run of its own (lab.interrupts).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import signal
+from typing import Any, Callable
+
+from .interrupts import Interrupted, interrupts_as_exceptions, shielded, signal_name
+
+__all__ = ["run_jobs"]
+
+Job = dict[str, Any]
+_STOP = None            # in a worker: the batch's "stop" event
+
+
+def _idle(signum, frame) -> None:
+    """A worker between jobs: its batch decides what a signal means."""
+
+
+def _init(stop) -> None:
+    global _STOP
+    from . import interrupts
+
+    _STOP = stop
+    interrupts._Stop.quiet = True           # the batch speaks to the user
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(s) is not signal.SIG_IGN:
+            signal.signal(s, _idle)
+
+
+def _job(fn: Callable[[Job], dict], job: Job) -> dict:
+    """Run fn(job) in a worker: its labs are accounted for, and a stop is an interrupted result."""
+    from . import cleanup
+
+    before = cleanup.made_here()
+    started = False
+    with interrupts_as_exceptions():
+        try:
+            if _STOP is not None and _STOP.is_set():    # stopped before it began
+                raise Interrupted(signal.SIGTERM)
+            started = True
+            res = fn(job)
+        except KeyboardInterrupt as exc:
+            res = _interrupted(job, exc)
+    return {**res, "started": started, "labs": sorted(cleanup.made_here() - before)}
+
+
+def _interrupted(job: Job, exc: BaseException) -> dict:
+    return {"run": job["run"], "verdict": "error", "interrupted": True, "exit_code": 130,
+            "error": f"interrupted by {signal_name(exc)}", "artifacts": str(job["artifacts"])}
+
+
+def _result(fut: cf.Future, job: Job) -> dict:
+    try:
+        return fut.result()
+    except KeyboardInterrupt as exc:       # raised as the job's own handling ended
+        return _interrupted(job, exc)
+    except Exception as exc:               # noqa: BLE001 - a broken worker is one job's error
+        return {"run": job["run"], "verdict": "error", "exit_code": 2, "artifacts": str(job["artifacts"]),
+                "error": f"{type(exc).__name__}: {exc}"}
+
+
+def run_jobs(fn: Callable[[Job], dict], jobs: list[Job], width: int,
+             on_result: Callable[[Job, dict], None]) -> None:
+    """fn(job) for every job, *width* at a time, each in a spawned process (fn must be a
+    module-level function); on_result(job, result) as each ends. An exception from on_result
+    stops the batch too (the running jobs finish, no new one starts) and propagates."""
+    from . import cleanup
+
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    pool = cf.ProcessPoolExecutor(max_workers=max(1, width), mp_context=ctx, initializer=_init,
+                                  initargs=(stop,))
+    futures = {pool.submit(_job, fn, j): j for j in jobs}
+    handled: set[cf.Future] = set()
+
+    def take(fut: cf.Future) -> None:
+        handled.add(fut)
+        res = _result(fut, futures[fut])
+        cleanup._MADE.update(res.get("labs") or [])
+        if res.pop("started", True):
+            on_result(futures[fut], res)
+        else:
+            handled.discard(fut)             # never began: one of not_run
+
+    try:
+        with interrupts_as_exceptions():
+            for fut in cf.as_completed(futures):
+                take(fut)
+    except BaseException as exc:
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        with shielded(note="stopping the running labs; each is removed first" if interrupted else None,
+                      hold_only=True):
+            stop.set()
+            for fut in futures:
+                fut.cancel()
+            if interrupted:
+                for proc in multiprocessing.active_children():
+                    try:
+                        os.kill(proc.pid, signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
+            pool.shutdown(wait=True)
+            for fut in futures:
+                if interrupted and fut not in handled and fut.done() and not fut.cancelled():
+                    try:
+                        take(fut)
+                    except Exception:       # noqa: BLE001 - the interrupt is what speaks now
+                        pass
+        if interrupted:
+            exc.not_run = sorted(futures[f]["run"] for f in futures if f not in handled)
+        raise
+    pool.shutdown(wait=True)

@@ -1,0 +1,106 @@
+"""lab.interrupts: signals become Interrupted; inside a shield they wait until it ends; only the
+first signal stops a run; and a batch stops as a whole (lab.pool)."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import threading
+import time
+
+import pytest
+
+from lab.interrupts import Interrupted, interrupts_as_exceptions, shielded, signal_name, signal_of
+
+
+def _signal_self(sig: int) -> None:
+    os.kill(os.getpid(), sig)
+    time.sleep(0.05)                      # the handler runs at the next bytecode boundary
+
+
+def test_sigterm_and_sighup_become_interrupted_naming_the_signal():
+    for sig, name in ((signal.SIGTERM, "SIGTERM"), (signal.SIGHUP, "SIGHUP"), (signal.SIGINT, "Ctrl-C (SIGINT)")):
+        with pytest.raises(Interrupted) as got, interrupts_as_exceptions():
+            _signal_self(sig)
+        assert got.value.signum == sig and signal_name(got.value) == name
+        assert signal_of(got.value) == signal.Signals(sig).name
+    assert signal_name(KeyboardInterrupt()) == "Ctrl-C (SIGINT)"
+
+
+def test_a_shield_holds_the_signal_until_its_block_is_done():
+    done = []
+    with pytest.raises(Interrupted) as got, interrupts_as_exceptions():
+        with shielded():
+            _signal_self(signal.SIGINT)
+            _signal_self(signal.SIGTERM)
+            with shielded():                  # nested: still held
+                done.append("inner")
+            done.append("outer")
+    assert done == ["inner", "outer"] and got.value.signum == signal.SIGINT
+
+
+def test_hold_only_reports_without_raising_and_a_running_interrupt_is_not_replaced():
+    with interrupts_as_exceptions():
+        with shielded(hold_only=True) as sh:
+            _signal_self(signal.SIGTERM)
+        assert sh.signum == signal.SIGTERM
+    with pytest.raises(KeyboardInterrupt) as got, shielded():
+        _signal_self(signal.SIGTERM)
+        raise KeyboardInterrupt("the first one")
+    assert str(got.value) == "the first one"
+
+
+def test_a_signal_while_stopping_does_not_interrupt_the_stopping():
+    cleaned = []
+    with pytest.raises(Interrupted) as got, interrupts_as_exceptions():
+        try:
+            _signal_self(signal.SIGINT)
+        finally:
+            _signal_self(signal.SIGINT)       # would cut this finally short
+            cleaned.append(True)
+    assert cleaned == [True] and got.value.signum == signal.SIGINT
+
+
+def test_an_ignored_sigint_stays_ignored():
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with interrupts_as_exceptions(), shielded():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            _signal_self(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def test_interrupted_crosses_processes_intact():
+    again = pickle.loads(pickle.dumps(Interrupted(signal.SIGTERM)))
+    assert isinstance(again, Interrupted) and again.signum == signal.SIGTERM
+
+
+def sleeper(job: dict) -> dict:
+    """A job that would run for ten minutes unless stopped (module level: spawned workers import it)."""
+    open(job["artifacts"], "w").close()
+    time.sleep(600)
+    return {"run": job["run"], "verdict": "pass"}
+
+
+@pytest.mark.timeout(120)
+def test_a_stopped_batch_starts_nothing_more_and_returns_what_ran(tmp_path):
+    from lab.pool import run_jobs
+
+    jobs = [{"run": i, "artifacts": str(tmp_path / f"run-{i}")} for i in (1, 2, 3)]
+    results = []
+
+    def stop_once_running() -> None:
+        while not os.path.exists(jobs[0]["artifacts"]):
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    stopper = threading.Thread(target=stop_once_running, daemon=True)
+    stopper.start()
+    with pytest.raises(Interrupted) as got:
+        run_jobs(sleeper, jobs, 1, lambda job, res: results.append(res))
+    assert [r["run"] for r in results] == [1], results
+    assert results[0]["interrupted"] and results[0]["error"] == "interrupted by SIGTERM", results
+    assert got.value.not_run == [2, 3]
+    assert not os.path.exists(jobs[1]["artifacts"]), "the second job was started"
