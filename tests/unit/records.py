@@ -1,7 +1,5 @@
 """Recorded runs (tests/data/scenarios/<name>.json or .json.gz, made from a real run's
-report.json) loaded as Evidence, for the scenario unit tests; each load is a fresh copy to edit.
-A record holds the keys Evidence.from_record reads and, for the scenarios judged from sock_diag's
-timers, the report's timer_samples."""
+report.json) loaded as Evidence, for the scenario unit tests; each load is a fresh copy to edit."""
 
 from __future__ import annotations
 
@@ -17,14 +15,9 @@ DATA = Path(__file__).resolve().parent.parent / "data" / "scenarios"
 def evidence(name: str) -> Evidence:
     plain = DATA / f"{name}.json"
     if plain.exists():
-        doc = json.loads(plain.read_text())
-    else:
-        with gzip.open(DATA / f"{name}.json.gz", "rt") as f:
-            doc = json.load(f)
-    ev = Evidence.from_record(doc)
-    # sock_diag's timer samples, where the record keeps them (retransmitted-fin, tw-assassination)
-    ev.timer_samples = {h: [tuple(x) for x in xs] for h, xs in doc.get("timer_samples", {}).items()}
-    return ev
+        return Evidence.from_record(json.loads(plain.read_text()))
+    with gzip.open(DATA / f"{name}.json.gz", "rt") as f:
+        return Evidence.from_record(json.load(f))
 
 
 def failed(scenario, ev: Evidence) -> set[str]:
