@@ -61,6 +61,7 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
     Raises LabError for usage and environment errors (nothing is left behind); a failed check is
     not an error but ``report["verdict"] == "fail"``."""
     from scenarios import get
+    from scenarios import intent as scenario_intent
 
     mod = get(name)
     if shaping and mod.SHAPING == UNUSED:
@@ -83,7 +84,7 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
                 if not shaping and getattr(mod, "SHAPE", None):
                     # the scenario's own link, when the user gave none (--shape replaces it)
                     lab.add_shaping([sh for text in mod.SHAPE for sh in parse_shape(text)])
-                progress(f"running {name}: {mod.INTENT}")
+                progress(f"running {name}: {scenario_intent(mod, lab.sysctls)}")
                 t = time.monotonic()
                 lab.options = dict(options or {})
                 try:
@@ -128,7 +129,7 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
             "; ".join(f"{c.name}: {c.observed}" for c in checks) + ")"
     report = {
         "scenario": name,
-        "intent": mod.INTENT,
+        "intent": scenario_intent(mod, ev.sysctls),
         **lab.describe(),
         "kernel_hz": ev.hz,
         "started": started,

@@ -1,21 +1,24 @@
 """How late a kernel timer may fire: the granularity of the timer wheel (kernel/time/timer.c).
 
 A timer armed for *delay* ticks goes into the wheel level whose range holds *delay*; its expiry is
-rounded UP to that level's bucket boundary (``calc_index()``: "Round up with level granularity to
-prevent this [early expiry]"), so it fires between 0 and one level granule late, never early. Level
-n holds delays from ``LVL_START(n) = 63 << 3(n-1)`` ticks on, in granules of ``8**n`` ticks:
+rounded UP to that level's bucket boundary, strictly after the due jiffy (``calc_index()``: "Round
+up with level granularity to prevent this [early expiry]"; ``(expires >> shift) + 1) << shift``),
+so it fires after its delay and at most one level granule late, never early. Level n holds delays
+from ``LVL_START(n) = 63 << 3(n-1)`` ticks on, in granules of ``8**n`` ticks (kernel/time/timer.c,
+Linux v6.18; reference R-TIMER-WHEEL):
 
-    HZ=250:  60 s = 15000 ticks -> level 3, granule 512 ticks = 2.048 s   (FACTS.md §1)
+    HZ=250:  60 s = 15000 ticks -> level 3, granule 512 ticks = 2.048 s
              5 s = 1250 ticks -> level 2, 64 ticks = 256 ms; 400 ms -> level 1, 8 ticks = 32 ms
     HZ=1000: 60 s -> level 4, 4096 ticks = 4.096 s
 
 The jiffy the timer was armed in adds up to one more tick (``jiffies + timeo`` counts from the
-start of the current tick). Checks use ``max_late_s()`` as the tolerance above an expected expiry.
+start of the current tick). Checks use ``max_late_s()`` as the tolerance above an expected expiry;
+``fires_at()`` is the exact jiffy, for models that follow a chain of timers (retransmitted-fin).
 """
 
 from __future__ import annotations
 
-__all__ = ["level", "granule_ticks", "granule_s", "max_late_s"]
+__all__ = ["level", "granule_ticks", "granule_s", "max_late_s", "fires_at"]
 
 LVL_CLK_SHIFT = 3           # each level is 8 times coarser than the one below
 LVL_BITS = 6                # 64 buckets per level
@@ -49,3 +52,14 @@ def max_late_s(delay_s: float, hz: int | None) -> float:
     it was armed in. *hz* None (CONFIG_HZ unknown) assumes the coarsest common HZ, 100."""
     hz = hz or 100
     return granule_s(delay_s, hz) + 1 / hz
+
+
+def fires_at(expires: int, clk: int) -> int:
+    """The jiffy at which a timer due at jiffy *expires* runs, when it was queued while the wheel's
+    clock (``base->clk``) read *clk*: ``calc_wheel_index()`` picks the level from ``expires - clk``
+    and ``calc_index()`` rounds *expires* up to that level's granule, strictly after it
+    (``(expires >> shift) + 1) << shift``) - so even a level-0 timer runs one jiffy after
+    *expires*, and a timer armed from another timer's callback (which runs at a granule boundary,
+    with ``base->clk`` one jiffy ahead) is late by an amount fixed by its delay alone."""
+    shift = level(expires - clk) * LVL_CLK_SHIFT
+    return ((expires >> shift) + 1) << shift

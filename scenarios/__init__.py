@@ -5,6 +5,8 @@
     SHAPING  required|optional|unused (lab.shaping)
     PORT     the port whose sockets the sampler follows
     SYSCTLS  optional {host: {key: value}}: the scenario's own settings, applied before --sysctl
+    intent(sysctls) -> str           optional: the intent for the sysctls in force, when they change
+                                     what the run shows (lost-ack with tcp_max_tw_buckets=0)
     run(lab) -> dict                 the steps, in order, returning facts the checks need
     check(ev: lab.evidence.Evidence) -> list[lab.verdict.Check]
 """
@@ -18,7 +20,7 @@ from types import ModuleType
 
 from lab.errors import UsageError
 
-__all__ = ["catalog", "get"]
+__all__ = ["catalog", "get", "intent"]
 
 
 def catalog() -> dict[str, ModuleType]:
@@ -39,3 +41,10 @@ def get(name: str) -> ModuleType:
     close = [plain] if plain in cat else difflib.get_close_matches(plain, cat, n=3, cutoff=0.6)
     hint = f"did you mean {' or '.join(close)}? " if close else ""
     raise UsageError(f"unknown scenario {name!r}: {hint}`invoke list` shows them all")
+
+
+def intent(mod: ModuleType, sysctls: dict[str, dict[str, str]]) -> str:
+    """What a run of scenario *mod* shows with these sysctls in force (host -> key -> value, as
+    read back from the lab's hosts): its intent() when it has one, else its INTENT."""
+    fn = getattr(mod, "intent", None)
+    return fn(sysctls) if fn is not None else mod.INTENT

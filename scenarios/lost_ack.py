@@ -4,9 +4,14 @@ TIME-WAIT answers every copy and restarts its 2MSL timer.
 Checks RFC 9293 §3.10.7.4 / RFC 793 p.73 (TIME-WAIT: "The only thing that can arrive in this state
 is a retransmission of the remote FIN. Acknowledge it, and restart the 2 MSL timeout"), RFC 9293
 §3.6.1 / RFC 1122 §4.2.2.13 (the side that closes first lingers in TIME-WAIT), and the classic
-claim (the socket FAQ) that without that state the client would answer the FIN with RST and the
-server would see an error. Expectations follow the client's net.ipv4.tcp_max_tw_buckets: at 0 the
-kernel has no room for TIME-WAIT (FACTS.md §2, §3) and the RST path is what must be observed.
+lesson that without that state the client answers the server's FIN with RST. Expectations (and the
+intent the run announces, intent()) follow the client's net.ipv4.tcp_max_tw_buckets: at 0 the
+kernel has no room for TIME-WAIT (tcp_time_wait(): TCPTimeWaitOverflow; reference R-MAX-TW-BUCKETS) and the RST path is what
+must be observed - the RST in both captures, no further FIN, the server's socket CLOSE (TCP_INFO)
+and gone (sock_diag). The socket FAQ adds that "the server would see an error": the kernel records
+ECONNRESET once, but reading SO_ERROR clears it and the lab's peer reads it in every step's reply,
+so no check judges it (the SO_ERROR the run reports is recorded, usually 0: reference
+R-LASTACK-RST).
 
     t      who      step                                   wire                      state
     0      server   listen :5000                                                     LISTEN
@@ -35,6 +40,8 @@ from ._steps import client_closes_first
 
 NAME = "lost-ack"
 INTENT = "the final ACK is lost; TIME-WAIT re-ACKs each retransmitted FIN and restarts its 2MSL timer"
+INTENT_NO_TIME_WAIT = ("tcp_max_tw_buckets=0: no TIME-WAIT on the client, so the server's FIN meets a RST "
+                       "that ends the server's connection at once")
 SHAPING = OPTIONAL
 PORT = 5000
 RETRANSMISSIONS_UNDER_DROP = 2        # RTO retransmissions of the FIN (sock_diag idiag_retrans; the
@@ -75,9 +82,18 @@ def run(lab: Lab) -> dict:
     }
 
 
+def _no_time_wait(sysctls: dict[str, dict[str, str]]) -> bool:
+    """The client's tcp_max_tw_buckets is 0: no TIME-WAIT socket can be made there."""
+    return int(sysctls.get("client", {}).get("net.ipv4.tcp_max_tw_buckets", "1")) == 0
+
+
+def intent(sysctls: dict[str, dict[str, str]]) -> str:
+    """What this run shows, given the sysctls in force (read back from each host)."""
+    return INTENT_NO_TIME_WAIT if _no_time_wait(sysctls) else INTENT
+
+
 def check(ev: Evidence) -> list[Check]:
-    buckets = int(ev.sysctl("client", "net.ipv4.tcp_max_tw_buckets", "1"))
-    if buckets == 0:
+    if _no_time_wait(ev.sysctls):
         return _check_no_timewait(ev)
     return _check_timewait(ev)
 
@@ -271,7 +287,7 @@ def _check_no_timewait(ev: Evidence) -> list[Check]:
         f"{len(later_fins)} FINs after it; the server's socket (TCP_INFO) is {state_after}; sock_diag: connection "
         + (f"gone {round((gone - rst_at_server[0].t) * 1000, 1)} ms after the RST was captured"
            if gone is not None else "not seen to go after the RST")
-        + f"; server SO_ERROR={so_error} ({errno.errorcode.get(so_error, 'no error reported') if so_error else 'Linux reports no error to a socket that had shut down its side'})",
+        + f"; server SO_ERROR={so_error} ({errno.errorcode.get(so_error, 'no error reported') if so_error else 'the kernel set ECONNRESET (tcp_reset()), but the peer consumed it when it read SO_ERROR for an earlier step (reference R-LASTACK-RST); the reset shows in the captures, TCP_INFO and sock_diag'})",
         ok, {"server_so_error": so_error, "fins_after_rst": len(later_fins),
              "socket_gone_after_rst_ms": None if gone is None or not rst_at_server else round((gone - rst_at_server[0].t) * 1000, 3)}))
     return checks

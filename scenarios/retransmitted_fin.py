@@ -10,15 +10,23 @@ retransmission timeout where retransmits_timed_out() holds:
 
     now - retrans_stamp >= tcp_model_timeout(b) = ((2 << b) - 1) x TCP_RTO_MIN     (b <= 9)
 
-where retrans_stamp is the time of the FIRST RTO retransmission (tcp_retransmit_skb() sets it; the
-tail-loss probe, sent by __tcp_retransmit_skb(), does not). So the limit is a time budget, not a
-count: with an RTO of rto0 >= 200 ms the k-th timeout after that first retransmission comes
-rto0 x (2^(k+1) - 2) later, and tcp_orphan_retries=3 (3000 ms) allows 4 RTO retransmissions, not 3.
+where retrans_stamp is the time of the FIRST RTO retransmission T1 (tcp_retransmit_skb() sets it;
+the tail-loss probe, sent by __tcp_retransmit_skb(), does not). So the limit is a time budget, not a
+count: with a first RTO of rto0 jiffies the timeout after the k-th RTO retransmission is armed for
+rto0 x 2^k, and each runs late by the timer wheel's rounding (up to a granule of its level: 32 ms at
+400 ms, 256 ms at 3 s, at HZ=250) and now and then a jiffy more. How many retransmissions fit is
+therefore a prediction from the measured rto0 and the wheel (scenarios/_orphan_budget.py), not N or
+N + 1: with rto0 = 204 ms at HZ=250 it is 2, 3, 4, 4, 5, 6 for tcp_orphan_retries = 1..6 (N=4: the
+5th timeout comes at T1 + 6204..6460 ms, past the 6200 ms budget; 20 of 20 runs each here), and
+where the budget falls among the possible times of a timeout (rto0 = 208 ms, N=3: 2980..3012 ms
+against 3000 ms) either count is right.
 Giving up is tcp_write_err() -> tcp_done(): no segment is sent (only tcp_out_of_resources(), under
-orphan or memory pressure, sends a RST). FACTS.md §3 (tcp_orphan_retries).
+orphan or memory pressure, sends a RST). Kernel sources: net/ipv4/tcp_timer.c, tcp_output.c,
+kernel/time/timer.c (Linux v6.18); reference R-ORPHAN-RETRIES, R-ORPHAN-GIVES-UP,
+R-TIMER-WHEEL.
 
-The client's ACKs are all lost, yet it never sends a RST: it holds TIME-WAIT (FACTS.md §2) and
-answers each FIN with an ACK, so no RST needs dropping.
+The client's ACKs are all lost, yet it never sends a RST: it holds TIME-WAIT (RFC 9293 §3.10.7.4,
+tcp_timewait_state_process(); reference R-TW-FIN) and answers each FIN with an ACK, so no RST needs dropping.
 
     t      who      step                                    wire                      state
     0      server   listen :5000                                                      LISTEN
@@ -32,7 +40,7 @@ answers each FIN with an ACK, so no RST needs dropping.
     0.8    server   (kernel) RTO retransmission 2           <- FIN, ACK -> x          retrans 2, RTO 4 x rto0
     1.7    server   (kernel) RTO retransmission 3           <- FIN, ACK -> x          retrans 3, RTO 8 x rto0
     3.4    server   (kernel) RTO retransmission 4           <- FIN, ACK -> x          T - T1 = 2.9 s < 3.0 s
-    6.6+   server   (kernel) timeout: T - T1 = 6.1 s >= 3.0 s: tcp_write_err()    (nothing sent)   gone
+    6.6+   server   (kernel) timeout: T - T1 = 6.2 s >= 3.0 s: tcp_write_err()    (nothing sent)   gone
     end    client   still TIME_WAIT: it never learns the server gave up
 """
 
@@ -47,6 +55,8 @@ from lab.shaping import OPTIONAL
 from lab.timerwheel import max_late_s
 from lab.verdict import Check
 
+from ._orphan_budget import (LATENCY_MS, TCP_RTO_MAX_MS, TCP_RTO_MIN_MS, COMMON_HZ, effective_retries,
+                             model_timeout_ms, predict, rto0_candidates)
 from ._steps import client_closes_first
 
 NAME = "retransmitted-fin"
@@ -56,10 +66,6 @@ SHAPING = OPTIONAL
 PORT = 5000
 SYSCTLS = {"server": {"net.ipv4.tcp_orphan_retries": "3"}}    # short: gives up ~6.5 s after close
 
-TCP_RTO_MIN_MS = 200            # include/net/tcp.h: TCP_RTO_MIN = HZ/5
-TCP_RTO_MAX_MS = 120_000        # TCP_RTO_MAX = 120 * HZ
-ORPHAN_DEFAULT_RETRIES = 8      # tcp_orphan_retries(): 0 means 8 while the socket is "alive"
-
 CITE_ORPHAN = ("tcp_close() (net/ipv4/tcp.c): close() in CLOSE_WAIT sends FIN -> LAST_ACK and orphans the "
                "socket (sock_orphan(): no file, sock_diag inode 0); tcp_write_timeout() applies "
                "tcp_orphan_retries only to SOCK_DEAD sockets")
@@ -67,41 +73,15 @@ CITE_LOST = "lab fault: nft drop of pure ACKs client->server in the router's for
 CITE_BACKOFF = ("RFC 8985 §7 (one tail-loss probe, Linux tcp_send_loss_probe(): not counted in "
                 "icsk_retransmits) then RFC 6298 §5.5 / RFC 9293 §3.8.1: on each RTO retransmit and "
                 "double the timeout (tcp_retransmit_timer(): icsk_rto <<= 1, min TCP_RTO_MIN 200 ms)")
-CITE_BUDGET = ("tcp_write_timeout() / retransmits_timed_out() / tcp_model_timeout() in net/ipv4/tcp_timer.c: "
-               "an orphan gives up at the first RTO where now - retrans_stamp >= ((2 << b) - 1) x 200 ms, "
-               "b = tcp_orphan_retries (0 -> 8); retrans_stamp = first RTO retransmission "
-               "(tcp_retransmit_skb()); FACTS.md §3")
+CITE_BUDGET = ("tcp_write_timeout() / retransmits_timed_out() / tcp_model_timeout() in net/ipv4/tcp_timer.c "
+               "(Linux v6.18; reference R-ORPHAN-RETRIES): an orphan gives up at the first RTO where now - retrans_stamp >= ((2 << b) - 1) "
+               "x 200 ms, compared in whole ms, b = tcp_orphan_retries (0 -> 8); retrans_stamp = first RTO "
+               "retransmission (tcp_retransmit_skb(), net/ipv4/tcp_output.c)")
+CITE_WHEEL = ("kernel/time/timer.c calc_wheel_index()/calc_index(): each RTO timer runs at its wheel level's "
+              "granule boundary strictly after its due jiffy; " + CITE_BUDGET)
 CITE_SILENT = ("tcp_write_err() -> tcp_done() (net/ipv4/tcp_timer.c): the socket is destroyed without "
                "sending anything, TCPAbortOnTimeout +1; only tcp_out_of_resources() (orphan/memory "
                "pressure, TCPAbortOnMemory) sends a RST; RFC 1122 §4.2.3.5 R2: close the connection")
-
-
-def model_timeout_ms(boundary: int, rto_base_ms: int = TCP_RTO_MIN_MS,
-                     rto_max_ms: int = TCP_RTO_MAX_MS) -> int:
-    """tcp_model_timeout(): the time budget of *boundary* retransmissions backed off from rto_base."""
-    thresh = (rto_max_ms // rto_base_ms).bit_length() - 1          # ilog2(TCP_RTO_MAX / rto_base) = 9
-    if boundary <= thresh:
-        return ((2 << boundary) - 1) * rto_base_ms
-    return ((2 << thresh) - 1) * rto_base_ms + (boundary - thresh) * rto_max_ms
-
-
-def effective_retries(sysctl_value: int) -> int:
-    """tcp_orphan_retries(): the sysctl, or 8 when it is 0 and the socket is alive (RTO < 120 s)."""
-    return sysctl_value if sysctl_value > 0 else ORPHAN_DEFAULT_RETRIES
-
-
-def predicted_rto_count(rto0_ms: float, budget_ms: int, late_ms: list[float] | None = None) -> int:
-    """How many RTO retransmissions the kernel sends before giving up, if the k-th RTO timer (armed
-    for rto0 x 2^k after retransmission k) fires late by late_ms[k-1] (0 when not given)."""
-    n, elapsed, k = 1, 0.0, 1                   # the first timeout always retransmits (T1)
-    while True:
-        armed = min(rto0_ms * (1 << k), TCP_RTO_MAX_MS)
-        elapsed += armed + ((late_ms or [])[k - 1] if late_ms and k - 1 < len(late_ms) else 0.0)
-        if elapsed >= budget_ms:
-            return n
-        n, k = n + 1, k + 1
-        if n > 64:
-            return n
 
 
 def _orphan_budget(ev_or_lab_sysctl: str | None) -> tuple[int, int, int]:
@@ -159,7 +139,6 @@ def check(ev: Evidence) -> list[Check]:
     checks: list[Check] = []
     hz = ev.hz or 100
     tick_ms = 1000 / hz
-    sysctl, b, budget_ms = _orphan_budget(ev.sysctl("server", "net.ipv4.tcp_orphan_retries"))
     fins: list[Segment] = ev.segments("server", src="server", dst="client", flag="FIN")
     t0 = fins[0].t if fins else 0.0
     rel = lambda t: round((t - t0) * 1000, 1)          # noqa: E731  ms after the first FIN
@@ -228,15 +207,15 @@ def check(ev: Evidence) -> list[Check]:
         until = marks[i + 1].t if i + 1 < len(marks) else f.t + 300
         a = _armed_ms(ev, f.t, until)
         armed.append(a)
-        if i + 1 < len(marks) and a is not None:
-            fired_late.append(round((marks[i + 1].t - f.t) * 1000 - a, 1))
+        if i + 1 < len(marks):          # None where no sample read the timer: judged as not shown
+            fired_late.append(None if a is None else round((marks[i + 1].t - f.t) * 1000 - a, 1))
     # each reading is within a tick of the armed value (jiffies lag the wall clock by up to a
     # tick), so a doubling is judged pairwise to within three ticks
     rto0 = armed[0] if armed else None
     doubling_ok = rto0 is not None and rto0 >= TCP_RTO_MIN_MS - tick_ms and all(
         a is not None and p is not None and abs(a - min(2 * p, TCP_RTO_MAX_MS)) <= 3 * tick_ms + 2
         for p, a in zip(armed, armed[1:]))
-    late_ok = all(-tick_ms - 1 <= late <= max_late_s(a / 1000, ev.hz) * 1000 + tick_ms + 20
+    late_ok = all(late is not None and -tick_ms - 1 <= late <= max_late_s(a / 1000, ev.hz) * 1000 + tick_ms + 20
                   for late, a in zip(fired_late, armed))
     seqs = sorted({f.seq for f in fins})
     ok = (len(tlps) == want_tlp == probes and kinds[:want_tlp] == ["TLP"] * want_tlp
@@ -254,61 +233,12 @@ def check(ev: Evidence) -> list[Check]:
              "TCPLossProbes": probes, "armed_ms": armed, "fired_late_ms": fired_late, "rto0_ms": rto0,
              "tcp_early_retrans": early, "tcp_sack": sack}))
 
-    # 4. how many RTO retransmissions the sysctl's budget allows
-    n_obs = len(rto_fins)
-    late_max = [max_late_s(rto0 * (1 << k) / 1000, ev.hz) * 1000 for k in range(1, 65)] if rto0 else []
-    n_ideal = predicted_rto_count(rto0, budget_ms) if rto0 else None
-    n_latest = predicted_rto_count(rto0, budget_ms, late_max) if rto0 else None
-    allowed = sorted({n_ideal, n_latest}) if rto0 else []
-    ok = bool(allowed) and allowed[0] <= n_obs <= allowed[-1]
-    checks.append(Check(
-        "orphan-retries-count", CITE_BUDGET,
-        f"tcp_orphan_retries={sysctl} -> b={b}, budget {budget_ms} ms from the first RTO retransmission; "
-        f"with rto0={rto0} ms doubling: "
-        + (f"{n_ideal} RTO retransmissions" if n_ideal == n_latest else
-           f"{n_ideal} RTO retransmissions if the timers fire on time, {n_latest} if each fires a "
-           f"timer-wheel granule late")
-        + f" (+{want_tlp} TLP, so {want_tlp + (n_ideal or 0)} retransmitted FINs)",
-        f"server.pcap: {n_obs} RTO retransmissions (+{len(tlps)} TLP), {len(fins) - 1} retransmitted FINs",
-        ok, {"tcp_orphan_retries": sysctl, "retry_until": b, "budget_ms": budget_ms, "rto0_ms": rto0,
-             "predicted_rto_retransmissions": allowed, "observed_rto_retransmissions": n_obs,
-             "observed_tlps": len(tlps)}))
-
-    # 5. each decision against the budget, from the observed times: retransmit while
-    #    now - T1 < budget, give up at the first timeout where now - T1 >= budget
-    t1 = rto_fins[0].t if rto_fins else None
-    elapsed = [round((f.t - t1) * 1000, 1) for f in rto_fins[1:]] if t1 else []
-    gone = next((e for e in ev.states("server") if e.data["socket"]["state"] == "GONE"
-                 and e.data["socket"]["dport"] != 0), None)
-    last_seen = max((s[0] for s in ev.timer_samples.get("server", [])
-                     if s[2] == "LAST_ACK"), default=None)
-    due = None
-    if rto_fins and armed and armed[-1] is not None:
-        due = rto_fins[-1].t + armed[-1] / 1000       # when the timer after the last RTO was due
-    eps_ms = tick_ms + 2                              # tcp_time_stamp is ms, the timer jiffy-based
-    give_up_ms = None
-    ok = bool(t1) and gone is not None and last_seen is not None and due is not None
-    if ok:
-        window = (max(last_seen, due - tick_ms / 1000),
-                  min(gone.t, due + max_late_s(armed[-1] / 1000, ev.hz) + 2 * tick_ms / 1000 + 0.02))
-        give_up_ms = [round((w - t1) * 1000, 1) for w in window]
-        ok = (all(e < budget_ms + eps_ms for e in elapsed) and window[0] <= window[1]
-              and (due - t1) * 1000 >= budget_ms - eps_ms)
-    checks.append(Check(
-        "give-up-when-budget-spent", CITE_BUDGET,
-        f"every RTO retransmission after the first at now - T1 < {budget_ms} ms; the socket destroyed "
-        f"at the timeout after the last one (due {round(armed[-1]) if armed and armed[-1] else '?'} ms "
-        f"after it, at most one timer-wheel granule late), with now - T1 >= {budget_ms} ms",
-        f"RTO retransmissions at T1 + {elapsed} ms; timer due at T1 + "
-        f"{round((due - t1) * 1000, 1) if due and t1 else '?'} ms; sock_diag: last seen at "
-        f"T1 + {round((last_seen - t1) * 1000, 1) if last_seen and t1 else '?'} ms, gone at "
-        f"T1 + {round((gone.t - t1) * 1000, 1) if gone and t1 else '?'} ms; so given up at T1 + {give_up_ms} ms",
-        ok, {"budget_ms": budget_ms, "rto_elapsed_since_t1_ms": elapsed,
-             "due_after_t1_ms": round((due - t1) * 1000, 1) if due and t1 else None,
-             "give_up_window_after_t1_ms": give_up_ms,
-             "gone_after_first_fin_ms": rel(gone.t) if gone else None}))
+    # 4. how many RTO retransmissions the sysctl's budget allows; 5. each decision against it
+    checks.append(_count_check(ev, fins, tlps, rto_fins, armed, want_tlp))
+    checks.append(_give_up_check(ev, rto_fins, armed, rel))
 
     # 6. giving up is silent: no RST, no more FINs; the client still sits in TIME-WAIT
+    gone = _gone(ev)
     rsts = ev.segments("server", src="server", dst="client", flag="RST")
     after_gone = [f for f in fins if gone and f.t > gone.t]
     aborts = ev.counter("server", "TcpExtTCPAbortOnTimeout")
@@ -326,3 +256,86 @@ def check(ev: Evidence) -> list[Check]:
         ok, {"server_rsts": len(rsts), "fins_after_gone": len(after_gone), "TCPAbortOnTimeout": aborts,
              "TCPAbortOnMemory": memory, "client_states_at_end": cli_end}))
     return checks
+
+
+def _gone(ev: Evidence):
+    """The sock_diag event of the server's connection going (its answer time: it was gone by then)."""
+    return next((e for e in ev.states("server") if e.data["socket"]["state"] == "GONE"
+                 and e.data["socket"]["dport"] != 0), None)
+
+
+def _count_check(ev: Evidence, fins: list[Segment], tlps: list[Segment], rto_fins: list[Segment],
+                 armed: list, want_tlp: int) -> Check:
+    """The number of RTO retransmissions against the model's prediction from the first RTO as
+    measured (sock_diag's readings of the timers armed at T1 and before it, the wire's gap to T1)
+    and the timer wheel."""
+    sysctl, b, budget_ms = _orphan_budget(ev.sysctl("server", "net.ipv4.tcp_orphan_retries"))
+    n_obs = len(rto_fins)
+    aligned = bool(tlps)                        # the TLP was sent from a timer, at the start of a jiffy
+    start = tlps[-1] if tlps else (fins[0] if fins else None)
+    gap_ms = round((rto_fins[0].t - start.t) * 1000, 3) if rto_fins and start else None
+    armed0 = armed[0] if armed else None
+    doubled = armed[1] if len(armed) > 1 else None
+    hzs = (ev.hz,) if ev.hz else COMMON_HZ
+    rto0 = {h: rto0_candidates(h, doubled, armed0, gap_ms, aligned) for h in hzs} if rto_fins else {}
+    pred = predict({h: c for h, c in rto0.items() if c}, budget_ms)
+    measured = ", ".join(f"{r} jiffies = {r * 1000 / h:g} ms at HZ={h}" for h, c in rto0.items() for r in c)
+    # no RTO retransmission at all is the kernel's doing; nothing measured to predict from, the observation's
+    ok = n_obs in pred.counts if (pred.counts or not rto_fins) else None
+    return Check.judged(
+        "orphan-retries-count", CITE_WHEEL,
+        f"tcp_orphan_retries={sysctl} -> b={b}: a budget of {budget_ms} ms from T1; first RTO {measured or '?'} "
+        f"(sock_diag: the timer armed at T1 read {doubled} ms = 2 x rto0, the one before it {armed0} ms; "
+        f"{'TLP' if aligned else 'FIN'} -> T1 on the wire {gap_ms} ms"
+        + (" = rto0 + the level-0 tick (+ a late wakeup)" if aligned else "") + f"); {pred.text()}; +{want_tlp} TLP",
+        f"server.pcap: {n_obs} RTO retransmissions (+{len(tlps)} TLP), {len(fins) - 1} retransmitted FINs; "
+        f"the RTO retransmissions at T1 + {[round((f.t - rto_fins[0].t) * 1000, 1) for f in rto_fins]} ms",
+        ok, {"tcp_orphan_retries": sysctl, "retry_until": b, "budget_ms": budget_ms, "rto0_ms": armed0,
+             "armed_at_t1_ms": doubled, "first_rto_gap_ms": gap_ms,
+             "rto0_ticks": {str(h): list(c) for h, c in rto0.items()},
+             "predicted_rto_retransmissions": list(pred.counts), "prediction": pred.to_json(),
+             "observed_rto_retransmissions": n_obs, "observed_tlps": len(tlps)},
+        missing="no sock_diag reading of the retransmit timer and no retransmission timing to measure the "
+                "first RTO from: nothing to predict from")
+
+
+def _give_up_check(ev: Evidence, rto_fins: list[Segment], armed: list, rel) -> Check:
+    """Each decision against the budget, from the observed times: every RTO retransmission after T1
+    came while now - T1 < budget, and the socket went at the timeout after the last one, with
+    now - T1 >= budget. retransmits_timed_out() compares whole milliseconds (so the kernel may give
+    up from budget - 1 ms on), and the capture and the timer handler differ by up to LATENCY_MS."""
+    _, _, budget_ms = _orphan_budget(ev.sysctl("server", "net.ipv4.tcp_orphan_retries"))
+    tick_ms = 1000 / (ev.hz or 100)
+    t1 = rto_fins[0].t if rto_fins else None
+    elapsed = [round((f.t - t1) * 1000, 1) for f in rto_fins[1:]] if t1 else []
+    gone = _gone(ev)
+    last_seen = max((s[0] for s in ev.timer_samples.get("server", []) if s[2] == "LAST_ACK"), default=None)
+    due = rto_fins[-1].t + armed[-1] / 1000 if rto_fins and armed and armed[-1] is not None else None
+    give_up_ms = None
+    # no T1 is the kernel's doing; no sample of the timer or of the socket going, the observation's
+    ok = False if not t1 else None if gone is None or last_seen is None or due is None else True
+    if ok:
+        # the socket went after the last sample that saw it and before the first that did not, and
+        # no earlier than its timer's due time (a tick for the reading), no later than a granule after
+        window = (max(last_seen, due - tick_ms / 1000),
+                  min(gone.t, due + max_late_s(armed[-1] / 1000, ev.hz) + 2 * tick_ms / 1000 + 0.02))
+        give_up_ms = [round((w - t1) * 1000, 1) for w in window]
+        ok = (all(e < budget_ms + LATENCY_MS for e in elapsed) and window[0] <= window[1]
+              and give_up_ms[1] > budget_ms - 1 - LATENCY_MS)
+    return Check.judged(
+        "give-up-when-budget-spent", CITE_BUDGET,
+        f"every RTO retransmission after T1 at now - T1 < {budget_ms} ms; the socket destroyed at the "
+        f"timeout after the last one (due {round(armed[-1]) if armed and armed[-1] else '?'} ms after it, "
+        f"at most one timer-wheel granule late) with now - T1 >= {budget_ms} ms (whole ms compared: "
+        f"> {budget_ms - 1} ms; capture vs timer handler +- {LATENCY_MS:g} ms)",
+        f"RTO retransmissions at T1 + {elapsed} ms; timer due at T1 + "
+        f"{round((due - t1) * 1000, 1) if due and t1 else '?'} ms; sock_diag: last seen at "
+        f"T1 + {round((last_seen - t1) * 1000, 1) if last_seen and t1 else '?'} ms, gone at "
+        f"T1 + {round((gone.t - t1) * 1000, 1) if gone and t1 else '?'} ms; so given up at T1 + {give_up_ms} ms",
+        ok, {"budget_ms": budget_ms, "rto_elapsed_since_t1_ms": elapsed,
+             "due_after_t1_ms": round((due - t1) * 1000, 1) if due and t1 else None,
+             "give_up_window_after_t1_ms": give_up_ms, "latency_ms": LATENCY_MS,
+             "gone_after_first_fin_ms": rel(gone.t) if gone else None},
+        missing="sock_diag never " + ("saw the server's connection go" if gone is None else
+                                      "read the retransmit timer after the last RTO retransmission"
+                                      if due is None else "saw the orphan in LAST_ACK"))

@@ -7,8 +7,17 @@ segment 5.2 for its current SND.NXT and RCV.NXT. Since it has no state for this 
 reflects this as RST segment 5.3, which assassinates the TIME-WAIT state at A!"), §3 fix F1
 ("Ignore RST segments in TIME-WAIT state"), RFC 9293 §3.10.7.4 (a reset in TIME-WAIT closes the
 connection; an unacceptable segment is answered with an ACK) and §3.10.7.1 (a closed port answers
-with RST, seq = the segment's ACK), against Linux tcp_timewait_state_process() (FACTS.md §2: RST
-with seq == rcv_nxt kills TIME-WAIT unless tcp_rfc1337=1) and tcp_v4_send_reset().
+with RST, seq = the segment's ACK), against Linux tcp_timewait_state_process() (net/ipv4/
+tcp_minisocks.c, Linux v6.18: a RST with seq == rcv_nxt kills TIME-WAIT unless tcp_rfc1337=1;
+reference R-TW-RST) and tcp_v4_send_reset() (net/ipv4/tcp_ipv4.c; reference R-CLOSED-RST).
+
+Whether the TIME-WAIT died is decided twice, by sock_diag (the socket is gone, or still there) and
+on the wire: after the RST the same old segment is replayed once more (the probe). A live TIME-WAIT
+answers it with an ACK (tcp_timewait_state_process() -> TCP_TW_ACK; a segment carrying data is
+never out-of-window rate-limited, tcp_oow_rate_limited() in net/ipv4/tcp_input.c, so the answer
+is certain: reference R-TW-OLD-SEG); a killed one leaves no socket, and the client's stack answers with a RST
+(tcp_v4_rcv() -> tcp_v4_send_reset(), seq = the probe's ack). The probe restarts a live
+TIME-WAIT's timer - after the verdict, so it changes nothing judged.
 
 No packet is forged: the old duplicate is a data segment the server really sent earlier in this
 connection, copied by the router as it passed and sent again (same bytes; only the TCP checksum,
@@ -32,7 +41,10 @@ timestamps; the checks follow whichever is in force.
     0.4    server   (kernel) no socket: RST, seq = ack     <- RST (5.3)
     0.4    client   tcp_rfc1337=0: TIME-WAIT killed                                  gone (59.7 s early)
                     tcp_rfc1337=1: RST ignored                                       TIME_WAIT
-    0.9    (end)
+    0.9    router   replay the old data segment again      <- data (the probe)
+    0.9    client   tcp_rfc1337=0: no socket               RST -> (seq = its ack)
+                    tcp_rfc1337=1: TIME-WAIT answers       ACK -> (SND.NXT, RCV.NXT)
+    1.1    (end)
 
 Flip: --sysctl client:net.ipv4.tcp_rfc1337=1 (the TIME-WAIT survives the RST).
 """
@@ -58,19 +70,25 @@ CLIENT_PORT = 40007
 OLD_LEN = 600                   # the server's data segment that becomes the old duplicate
 TW_WAIT_S = 0.3                 # how long TIME-WAIT has run before the replay
 WATCH_S = 0.5                   # how long the client is watched after the replay
+PROBE_WATCH_S = 0.2             # how long the answer to the probe (the replay, once more) is awaited
+ANSWER_S = 0.05                 # an answer leaves the client within this of what it answers
 M32 = 1 << 32
 
 CITE_TWA = ("RFC 1337 §1 figure 1 (5.1 any unacceptable old segment, 5.2 TIME-WAIT's ACK for SND.NXT/RCV.NXT); "
             "RFC 9293 §3.10.7.4 (unacceptable segment -> send an ACK); Linux tcp_timewait_state_process() -> "
-            "TCP_TW_ACK, tcp_v4_timewait_ack(); FACTS.md §2 (old duplicate data in TIME-WAIT)")
+            "TCP_TW_ACK, tcp_v4_timewait_ack() (net/ipv4/tcp_minisocks.c, tcp_ipv4.c; reference R-TW-OLD-SEG)")
 CITE_PAWS = ("RFC 1337 §1: 'TWA cannot be prevented by PAWS timestamps'; RFC 7323 §5.3 R1 (TSval < TS.Recent: "
              "send an ACK, drop); Linux: PAWS reject in TIME-WAIT counts PAWSTimewait and still returns "
-             "TCP_TW_ACK; tcp_v4_send_reset() sends no timestamp option; FACTS.md §2")
+             "TCP_TW_ACK; tcp_v4_send_reset() (net/ipv4/tcp_ipv4.c) sends no timestamp option; reference R-TW-PAWS, R-CLOSED-RST")
 CITE_RST = ("RFC 9293 §3.10.7.1 / RFC 793 p.36 (CLOSED: an incoming segment with ACK gets <SEQ=SEG.ACK><CTL=RST>); "
             "RFC 1337 figure 1 segment 5.3; Linux tcp_v4_rcv() no socket -> tcp_v4_send_reset()")
-CITE_KILL = ("FACTS.md §2 RST row: seq == rcv_nxt and not PAWS-rejected: tcp_rfc1337=0 kills TIME-WAIT "
-             "(inet_twsk_deschedule_put(), 'TIME_WAIT assassination'), tcp_rfc1337=1 ignores it (RFC 1337 §3 F1: "
-             "'Ignore RST segments in TIME-WAIT state'); RFC 9293 §3.10.7.4 (RST in TIME-WAIT: enter CLOSED)")
+CITE_KILL = ("Linux v6.18 tcp_timewait_state_process() (net/ipv4/tcp_minisocks.c): a RST with seq == rcv_nxt, not "
+             "PAWS-rejected, kills TIME-WAIT when tcp_rfc1337=0 (inet_twsk_deschedule_put(), 'TIME_WAIT "
+             "assassination') and is ignored when tcp_rfc1337=1 (RFC 1337 §3 F1: 'Ignore RST segments in "
+             "TIME-WAIT state'); RFC 9293 §3.10.7.4 (RST in TIME-WAIT: enter CLOSED). The wire probe: a live "
+             "TIME-WAIT ACKs a replayed data segment (TCP_TW_ACK; data is never out-of-window rate-limited: "
+             "tcp_oow_rate_limited(), net/ipv4/tcp_input.c); with no socket tcp_v4_rcv() -> tcp_v4_send_reset() "
+             "answers RST, seq = the segment's ack (RFC 9293 §3.10.7.1); reference R-TW-RST, R-TW-OLD-SEG, R-CLOSED-RST")
 
 
 def run(lab: Lab) -> dict:
@@ -113,6 +131,16 @@ def run(lab: Lab) -> dict:
     out["tw_after"] = tw.to_json() if tw else None
     out["counters"] = {h: counters_delta(before[h], read_counters(lab.host(h).nspath))
                        for h in ("client", "server")}
+    if old:
+        # the wire's verdict: the same old segment once more - a live TIME-WAIT ACKs it, a killed
+        # one leaves no socket and the client's stack answers RST
+        before = {h: read_counters(lab.host(h).nspath) for h in ("client", "server")}
+        out["probe_at"] = lab.faults.inject(old[:1], C)
+        time.sleep(PROBE_WATCH_S)
+        tw = lab.views["client"].lookup(key_cli)
+        out["tw_after_probe"] = tw.to_json() if tw else None
+        out["probe_counters"] = {h: counters_delta(before[h], read_counters(lab.host(h).nspath))
+                                 for h in ("client", "server")}
     return out
 
 
@@ -145,12 +173,7 @@ def check(ev: Evidence) -> list[Check]:
     t_inj = f.get("injected_at")
 
     # 5.1: the replay as the client's capture saw it arrive
-    replay = None
-    if copied and t_inj:
-        replay = next((s for s in _seen(ev, "client", "server")
-                       if (s.seq, s.ack, s.length, s.tsval) == (copied["seq"], copied["ack"],
-                                                                copied["length"], copied["tsval"])
-                       and s.t >= t_inj - 0.001), None)
+    replay = _replayed(ev, copied, t_inj)
     cli_fin = next(iter(_seen(ev, "client", "client", "FIN")), None)
     srv_fin = next(iter(_seen(ev, "client", "server", "FIN")), None)
     tw_before = f.get("tw_before") or {}
@@ -227,7 +250,31 @@ def check(ev: Evidence) -> list[Check]:
         ok, {"timestamps": ts_on, "replay_tsval": rtsv, "fin_tsval": ftsv, "PAWSTimewait": paws,
              "rst_tsval": rst_at_cli and rst_at_cli.tsval}))
 
-    # the verdict of the RST on the TIME-WAIT
+    checks.append(_fate(ev, rfc1337, rst_at_cli, want_seq, want_ack, copied))
+    return checks
+
+
+def _replayed(ev: Evidence, copied: dict | None, since: float | None) -> Segment | None:
+    """The copied old segment as the client's capture saw it arrive (again) at or after *since*."""
+    if not copied or not since:
+        return None
+    return next((s for s in _seen(ev, "client", "server")
+                 if (s.seq, s.ack, s.length, s.tsval) == (copied["seq"], copied["ack"], copied["length"],
+                                                          copied["tsval"]) and s.t >= since - 0.001), None)
+
+
+def _probe_answer(ev: Evidence, copied: dict | None) -> tuple[Segment | None, Segment | None]:
+    """The probe (the old segment replayed once more, after the RST) and the client's answer to it."""
+    probe = _replayed(ev, copied, ev.facts.get("probe_at"))
+    if probe is None:
+        return None, None
+    return probe, next((s for s in _seen(ev, "client", "client") if probe.t <= s.t < probe.t + ANSWER_S), None)
+
+
+def _fate(ev: Evidence, rfc1337: bool, rst_at_cli: Segment | None, want_seq: int | None,
+          want_ack: int | None, copied: dict | None) -> Check:
+    """The verdict of the RST on the TIME-WAIT, decided by sock_diag and by the wire (the probe)."""
+    f = ev.facts
     gone = None
     if rst_at_cli is not None:
         gone = next((e.t for e in ev.states("client") if e.data["socket"]["sport"] == CLIENT_PORT
@@ -239,25 +286,51 @@ def check(ev: Evidence) -> list[Check]:
     last = [x for x in ev.timer_samples.get("client", []) if x[1] == key and x[2] == "TIME_WAIT"
             and (gone is None or x[0] < gone)]
     early_s = round(last[-1][4] / 1000, 1) if last and gone else None      # left when it was killed
+    probe, answer = _probe_answer(ev, copied)
+    is_rst = answer is not None and answer.has("RST") and not answer.has("ACK")
+    is_ack = answer is not None and answer.flags == "ACK" and answer.length == 0
+    probe_rsts = f.get("probe_counters", {}).get("client", {}).get("TcpOutRsts", 0)
     if rfc1337:
-        ok = in_window and gone is None and tw_after.get("state") == "TIME_WAIT"
+        diag_ok = in_window and gone is None and tw_after.get("state") == "TIME_WAIT"
+        wire_ok = is_ack and (answer.seq, answer.ack) == (want_seq, want_ack) and probe_rsts == 0
         name = "time-wait-survives-rst"
         expected = ("tcp_rfc1337=1 (RFC 1337 F1): the RST (seq = RCV.NXT) is ignored; the client is still in "
-                    f"TIME_WAIT {WATCH_S} s later")
+                    f"TIME_WAIT {WATCH_S} s later (sock_diag), and the old segment replayed once more is "
+                    "answered by TIME-WAIT's ACK (seq = SND.NXT, ack = RCV.NXT), not by a RST (the wire)")
     else:
-        ok = in_window and gone is not None and gone - rst_at_cli.t < 0.1 and not tw_after
+        diag_ok = in_window and gone is not None and gone - rst_at_cli.t < 0.1 and not tw_after
+        wire_ok = is_rst and answer.seq == probe.ack and probe_rsts >= 1
         name = "time-wait-assassinated"
         expected = ("tcp_rfc1337=0: the RST (seq = RCV.NXT) kills the client's TIME-WAIT at once (sock_diag: gone "
-                    "within 100 ms), long before its 60 s")
-    checks.append(Check(
+                    "within 100 ms, long before its 60 s), and the old segment replayed once more finds no "
+                    "socket: the client's stack answers it with a RST, seq = its ack (the wire)")
+    if answer is not None:
+        said = f"{answer.flags} seq {answer.seq}" + (f" ack {answer.ack}" if answer.has("ACK") else "")
+        wire = (f"the old segment replayed again {_ms(probe.t - rst_at_cli.t) if rst_at_cli else '-'} ms after "
+                f"the RST drew {said} from the client {_ms(answer.t - probe.t)} ms later (probe's ack {probe.ack}; "
+                f"SND.NXT {want_seq}, RCV.NXT {want_ack}); client TcpOutRsts +{probe_rsts}")
+    else:
+        wire = ("the old segment replayed again " + ("drew no answer within "
+                f"{round(ANSWER_S * 1000)} ms" if probe else "never reached the client (no probe)"))
+    # sock_diag showing the wrong fate is a failure whatever the wire says; a probe that never
+    # reached the client's capture leaves the wire's half unobserved: no verdict from it
+    ok = False if not diag_ok else None if probe is None else wire_ok
+    return Check.judged(
         name, CITE_KILL, expected,
         (f"client.pcap: RST seq {rst_at_cli.seq if rst_at_cli else '-'} (RCV.NXT {want_ack}); client tcp_rfc1337="
          f"{int(rfc1337)}; sock_diag: TIME-WAIT "
          + (f"gone {_ms(gone - rst_at_cli.t)} ms after the RST, with {early_s} s of its timer left" if gone
             else f"still {tw_after.get('state')} {WATCH_S} s later ({tw_after.get('expires_ms')} ms left)"
-            if tw_after else "not seen")),
-        bool(ok), {"rst_seq": rst_at_cli and rst_at_cli.seq, "rcv_nxt": want_ack, "tcp_rfc1337": int(rfc1337),
-                   "gone_after_rst_ms": _ms(gone - rst_at_cli.t) if gone and rst_at_cli else None,
-                   "state_after": tw_after.get("state"), "tw_left_after_ms": tw_after.get("expires_ms"),
-                   "timer_left_when_killed_s": early_s}))
-    return checks
+            if tw_after else "not seen")
+         + f"; wire: {wire}"),
+        ok,
+        {"rst_seq": rst_at_cli and rst_at_cli.seq, "rcv_nxt": want_ack, "tcp_rfc1337": int(rfc1337),
+         "gone_after_rst_ms": _ms(gone - rst_at_cli.t) if gone and rst_at_cli else None,
+         "state_after": tw_after.get("state"), "tw_left_after_ms": tw_after.get("expires_ms"),
+         "timer_left_when_killed_s": early_s, "decided_by_sock_diag": bool(diag_ok),
+         "decided_by_wire": bool(wire_ok), "probe_answer": None if answer is None else "RST" if is_rst
+         else "ACK" if is_ack else answer.flags,
+         "probe_answer_seq": answer and answer.seq, "probe_ack": probe and probe.ack,
+         "probe_TcpOutRsts": probe_rsts},
+        missing="the probe (the old segment replayed once more after the RST) is not in client.pcap, so the "
+                "wire could not say whether the TIME-WAIT lived; sock_diag alone does not decide")

@@ -11,6 +11,7 @@ import pytest
 from lab.core import parse_sysctl
 from lab.packets import Segment, read_pcap
 from lab.runner import run_scenario
+from scenarios import lost_ack
 from scenarios.lost_ack import PORT
 
 pytestmark = pytest.mark.integration
@@ -64,6 +65,7 @@ def test_lost_ack_default(backend, tmp_path):
     assert report["error"] is None
     check_report_fields(report, tmp_path, backend)
     assert report["hosts"]["client"]["sysctls"]["net.ipv4.tcp_max_tw_buckets"] != "0"
+    assert report["intent"] == lost_ack.INTENT
 
     at_server, at_client = read_pcap(tmp_path / "server.pcap"), read_pcap(tmp_path / "client.pcap")
     drop = report["faults"]["lost-ack"]
@@ -113,9 +115,14 @@ def test_lost_ack_default(backend, tmp_path):
 
 
 def test_lost_ack_without_time_wait_buckets(backend, tmp_path):
+    said: list[str] = []
     report = run_scenario("lost-ack", backend=backend, artifacts=tmp_path,
-                          sysctls=[parse_sysctl(TW_ZERO)])
+                          sysctls=[parse_sysctl(TW_ZERO)], progress=said.append)
     assert report["verdict"] == "pass", [c["observed"] for c in report["checks"] if not c["passed"]]
+    # the intent announced and recorded follows the sysctls in force: the RST lesson
+    running = [line for line in said if line.startswith("running lost-ack: ")]
+    assert running == [f"running lost-ack: {report['intent']}"], said
+    assert "RST" in report["intent"] and "re-ACKs" not in report["intent"]
     check_report_fields(report, tmp_path, backend)
     assert report["hosts"]["client"]["sysctls"]["net.ipv4.tcp_max_tw_buckets"] == "0"
     assert report["hosts"]["server"]["sysctls"]["net.ipv4.tcp_max_tw_buckets"] != "0"

@@ -5,7 +5,9 @@ The kernel's rule, re-derived here without the scenario's code: an orphan gives 
 retransmission timeout at which now - T1 >= ((2 << b) - 1) x 200 ms, T1 being its first RTO
 retransmission (the tail-loss probe before it does not count). With an RTO of 200 ms and a few ms
 doubling after T1, the RTO retransmissions come at T1, T1 + 2 rto, T1 + 6 rto, T1 + 14 rto, ... so
-b=3 (3000 ms) allows 4 of them (T1 + 14 rto = 2.9 s < 3 s) and b=1 (600 ms) allows 2.
+b=3 (3000 ms) allows 4 of them (T1 + 14 rto = 2.9 s < 3 s) and b=1 (600 ms) allows 2. With b=4
+(6200 ms) the 5th timeout, at T1 + 30 rto plus the timer wheel's rounding, comes after the budget:
+the count is whatever the scenario's model predicted, read again from the pcap.
 """
 
 from __future__ import annotations
@@ -67,3 +69,14 @@ def test_retransmitted_fin_one_orphan_retry(tmp_path):
     assert report["verdict"] == "pass", failed(report)
     assert report["hosts"]["server"]["sysctls"]["net.ipv4.tcp_orphan_retries"] == "1"
     reread(report, tmp_path, budget_s=0.6, rto_retransmissions=2)
+
+
+def test_retransmitted_fin_four_orphan_retries(tmp_path):
+    report = run_scenario("retransmitted-fin", backend="netns", artifacts=tmp_path,
+                          sysctls=[parse_sysctl("server:net.ipv4.tcp_orphan_retries=4")])
+    assert report["verdict"] == "pass", failed(report)
+    count = {c["name"]: c for c in report["checks"]}["orphan-retries-count"]["values"]
+    predicted = count["predicted_rto_retransmissions"]
+    assert count["observed_rto_retransmissions"] in predicted and count["budget_ms"] == 6200
+    n = count["observed_rto_retransmissions"]
+    reread(report, tmp_path, budget_s=6.2, rto_retransmissions=n)
