@@ -39,6 +39,9 @@ def tcp_state(s):
     return TCP_STATES[info[0]] if info[0] < len(TCP_STATES) else str(info[0])
 
 
+errors_seen = {}   # socket fd -> the first non-zero SO_ERROR read from it (reading clears it)
+
+
 def describe(s):
     out = {"state": tcp_state(s)}
     for key, fn in (("local", s.getsockname), ("remote", s.getpeername)):
@@ -46,8 +49,19 @@ def describe(s):
             out[key] = list(fn())
         except OSError:
             out[key] = None
+    # SO_ERROR is cleared by reading it (sock_error()): a step's reply may read the error a
+    # reset left, so the first one seen is kept and reported by every later step as well
     out["so_error"] = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if out["so_error"] and s.fileno() not in errors_seen:
+        errors_seen[s.fileno()] = out["so_error"]
+    out["so_error_seen"] = errors_seen.get(s.fileno(), 0)
     return out
+
+
+def forget(s):
+    """The socket, its remembered error dropped (its descriptor number will be reused)."""
+    errors_seen.pop(s.fileno(), None)
+    return s
 
 
 def new_socket(cmd):
@@ -132,7 +146,7 @@ def op_shutdown(cmd):
 def op_close(cmd):
     s = socks.pop(cmd["sock"])
     state = tcp_state(s)
-    s.close()
+    forget(s).close()
     return {"state_before": state}
 
 
@@ -201,7 +215,7 @@ def op_close_many(cmd):
     for name in cmd["socks"]:
         s = socks.pop(name)
         state = tcp_state(s)
-        s.close()
+        forget(s).close()
         out.append({"name": name, "t": time.time(), "state_before": state})
     return {"closed": out}
 
@@ -229,7 +243,7 @@ def op_close_on_eof(cmd):
             if data is not None:
                 out[name]["eof"] = time.time()
             del left[fd]
-            socks.pop(name).close()
+            forget(socks.pop(name)).close()
             out[name]["closed"] = time.time()
     return {"connections": [out[n] for n in cmd["socks"]], "open": sorted(left.values())}
 

@@ -8,9 +8,8 @@ lesson that without that state the client answers the server's FIN with RST. Exp
 intent the run announces, intent()) follow the client's net.ipv4.tcp_max_tw_buckets: at 0 the
 kernel has no room for TIME-WAIT (tcp_time_wait(): TCPTimeWaitOverflow; reference R-MAX-TW-BUCKETS) and the RST path is what
 must be observed - the RST in both captures, no further FIN, the server's socket CLOSE (TCP_INFO)
-and gone (sock_diag). The socket FAQ adds that "the server would see an error": the kernel records
-ECONNRESET once, but reading SO_ERROR clears it and the lab's peer reads it in every step's reply,
-so no check judges it (the SO_ERROR the run reports is recorded, usually 0: reference
+and gone (sock_diag) with ECONNRESET: the socket FAQ's "the server would see an error" (tcp_reset();
+reading SO_ERROR clears it, so the lab's peer keeps the first error any step read: reference
 R-LASTACK-RST).
 
     t      who      step                                   wire                      state
@@ -76,7 +75,8 @@ def run(lab: Lab) -> dict:
     server.close("conn")
     server.close("L")
     return {
-        "server_so_error": after["so_error"],
+        # the first error the server's socket reported to any step (reading SO_ERROR clears it)
+        "server_so_error": after.result.get("so_error_seen", after["so_error"]),
         "server_state_after": after["state"],
         "client_sockets_at_end": [s.to_json() for s in client_end],
     }
@@ -279,15 +279,16 @@ def _check_no_timewait(ev: Evidence) -> list[Check]:
                  and e.data["socket"]["dport"] != 0
                  and rst_at_server and e.t >= rst_at_server[0].t - 0.01), None)
     state_after = ev.facts.get("server_state_after")
-    ok = bool(rst_at_server) and not later_fins and state_after == "CLOSE"
+    ok = bool(rst_at_server) and not later_fins and state_after == "CLOSE" and so_error == errno.ECONNRESET
     checks.append(Check(
-        "rst-aborts-server", "RFC 9293 §3.10.7.4 (second, check the RST bit): in LAST-ACK a reset closes the connection; Linux tcp_reset()",
-        "the RST reaches the server and ends its connection (TCP_INFO state CLOSE), with no further FIN",
+        "rst-aborts-server", "RFC 9293 §3.10.7.4 (second, check the RST bit): in LAST-ACK a reset closes the connection; Linux tcp_reset() sets ECONNRESET (reference R-LASTACK-RST)",
+        "the RST reaches the server and ends its connection (TCP_INFO state CLOSE) with ECONNRESET "
+        "(SO_ERROR), with no further FIN",
         f"server.pcap: RST {'arrived' if rst_at_server else 'never arrived'}; "
         f"{len(later_fins)} FINs after it; the server's socket (TCP_INFO) is {state_after}; sock_diag: connection "
         + (f"gone {round((gone - rst_at_server[0].t) * 1000, 1)} ms after the RST was captured"
            if gone is not None else "not seen to go after the RST")
-        + f"; server SO_ERROR={so_error} ({errno.errorcode.get(so_error, 'no error reported') if so_error else 'the kernel set ECONNRESET (tcp_reset()), but the peer consumed it when it read SO_ERROR for an earlier step (reference R-LASTACK-RST); the reset shows in the captures, TCP_INFO and sock_diag'})",
+        + f"; the server's socket reported SO_ERROR={so_error} ({errno.errorcode.get(so_error, '?') if so_error else 'no error'})",
         ok, {"server_so_error": so_error, "fins_after_rst": len(later_fins),
              "socket_gone_after_rst_ms": None if gone is None or not rst_at_server else round((gone - rst_at_server[0].t) * 1000, 3)}))
     return checks

@@ -9,7 +9,8 @@ FIN-WAIT-2 is itself such a mini-socket (tcp_rcv_state_process() -> tcp_time_wai
 TCP_FIN_WAIT2, ...)), so the bucket is needed as soon as the ACK of the client's FIN arrives. A
 connection with no state answers the peer's FIN with RST (RFC 9293 §3.10.7.1, tcp_v4_send_reset()),
 where TIME-WAIT would have ACKed it (RFC 9293 §3.10.7.4) - the socket FAQ's warning: without the
-state, "the server sees an error". The limit is per network namespace, so it is set in the client
+state, "the server sees an error" (its connection is reset: lost-ack's RST lesson checks the
+ECONNRESET itself). The limit is per network namespace, so it is set in the client
 host only (SYSCTLS: N = 3).
 
     t      who      step                                  wire                      state

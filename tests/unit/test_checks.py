@@ -208,7 +208,7 @@ def no_timewait_run() -> Evidence:
         addresses={"client": CLIENT, "router": ROUTER, "server": SERVER},
         faults={"lost-ack": {"name": "lost-ack", "installed_at": t_fin - 0.0011,
                              "removed_at": t_fin + 0.046, "dropped": 0, "drop_times": []}},
-        facts={"server_so_error": 0, "server_state_after": "CLOSE", "client_sockets_at_end": []},
+        facts={"server_so_error": 104, "server_state_after": "CLOSE", "client_sockets_at_end": []},
         hz=HZ, timer_samples={"client": [(round(T + 0.0013, 6), f"{CLIENT}:{CPORT}-{SERVER}:{PORT}",
                                           "FIN_WAIT1", "on", 204, 0, round(T + 0.0013 + LOOKUP_S, 6))]},
     )
@@ -315,6 +315,14 @@ def test_rst_path_needs_the_overflow_counter():
     ev = no_timewait_run()
     ev.counters["client"].pop("TcpExtTCPTimeWaitOverflow")
     assert failed(lost_ack.check(ev)) == ["no-time-wait-state"]
+
+
+def test_rst_path_needs_the_servers_econnreset():
+    # the server's socket must report the reset (SO_ERROR ECONNRESET, tcp_reset()); the peer
+    # keeps the first error any step read, so a later step no longer hides it
+    ev = no_timewait_run()
+    ev.facts["server_so_error"] = 0
+    assert failed(lost_ack.check(ev)) == ["rst-aborts-server"]
 
 
 def test_rst_with_the_wrong_sequence_number_does_not_answer_the_fin():
