@@ -132,14 +132,19 @@ def _check_timewait(ev: Evidence) -> list[Check]:
     doubled = any(later >= 1.8 * earlier for i, earlier in enumerate(rto_gaps) for later in rto_gaps[i + 1:])
     growing = all(b >= 0.9 * a for a, b in zip(rto_gaps, rto_gaps[1:]))
     ok = len(fins_srv) >= 3 and len(seqs) == 1 and len(rto_gaps) >= 2 and growing and doubled
-    checks.append(Check(
+    hole_srv = ev.capture_hole("server")
+    if not ok and len(seqs) <= 1 and hole_srv:
+        ok = None       # a FIN among tcpdump's drops would change the count and merge two intervals
+    checks.append(Check.judged(
         "server-retransmits-fin", CITE_RETRANSMIT,
         ">= 3 FINs from the server with one sequence number; "
         + ("after the tail-loss probe, " if tlp else "") + "RTO intervals not shrinking, the RTO doubling",
         f"server.pcap: {len(fins_srv)} FINs, seq {seqs}, intervals {gaps} s"
         + (f" (the first is the tail-loss probe's wait; RTO gaps {rto_gaps})" if tlp else ""),
         ok, {"fin_count": len(fins_srv), "fin_seqs": seqs, "fin_times": times, "intervals_s": gaps,
-             "rto_intervals_s": rto_gaps, "tail_loss_probe": tlp}))
+             "rto_intervals_s": rto_gaps, "tail_loss_probe": tlp},
+        missing=f"server.pcap: {len(fins_srv)} FINs, intervals {gaps} s, but {hole_srv}: a FIN may be "
+                "missing from it"))
 
     # 3. TIME-WAIT acknowledges every FIN that reaches the client
     # each FIN's answer must leave before the next FIN arrives (a later ACK answers a later FIN)
@@ -147,15 +152,24 @@ def _check_timewait(ev: Evidence) -> list[Check]:
     for i, f in enumerate(fins_cli):
         until = fins_cli[i + 1].t if i + 1 < len(fins_cli) else float("inf")
         answers.append([a for a in ev.acks_of("client", f, after=f.t) if a.t < until][:1])
-    unanswered = [round(f.t - times[0], 3) for f, a in zip(fins_cli, answers) if not a]
+    unanswered = [round(f.t - (times[0] if times else fins_cli[0].t), 3)
+                  for f, a in zip(fins_cli, answers) if not a]
     acks_cli = [a[0] for a in answers if a]
-    checks.append(Check(
+    # a RST in answer is a wrong segment the capture shows; a FIN or ACK absent from a capture
+    # whose tcpdump dropped packets may have been on the wire: not judged
+    rst_cli = [s for s in ev.segments("client", src="client", dst="server", flag="RST")
+               if fins_cli and s.t >= fins_cli[0].t]
+    hole_cli = ev.capture_hole("client")
+    ok = bool(fins_cli) and not unanswered and len(fins_cli) >= 3
+    observed = (f"client.pcap: {len(fins_cli)} FINs arrived, {len(acks_cli)} answered by an ACK"
+                + (f"; unanswered at {unanswered}" if unanswered else "")
+                + (f"; {len(rst_cli)} RSTs from the client" if rst_cli else ""))
+    checks.append(Check.judged(
         "time-wait-acks-every-fin", CITE_ACK_RESTART,
         "an ACK leaves the client after each FIN from the server",
-        f"client.pcap: {len(fins_cli)} FINs arrived, {len(acks_cli)} answered by an ACK"
-        + (f"; unanswered at {unanswered}" if unanswered else ""),
-        bool(fins_cli) and not unanswered and len(fins_cli) >= 3,
-        {"fins_at_client": len(fins_cli), "acks_from_client": len(acks_cli)}))
+        observed, False if rst_cli else None if not ok and hole_cli else ok,
+        {"fins_at_client": len(fins_cli), "acks_from_client": len(acks_cli)},
+        missing=f"{observed}, but {hole_cli}: a FIN or its ACK may be among them"))
 
     # 4. those ACKs never reached the server while the drop was in force; the next one did
     during = [a for a in acks_cli if a.t < lifted]
@@ -163,14 +177,22 @@ def _check_timewait(ev: Evidence) -> list[Check]:
     after = [a for a in acks_cli if a.t >= lifted]
     after_reached = [a for a in after if any(s.same_wire(a) for s in ev.packets["server"])]
     ok = len(during) >= 2 and not reached and bool(after_reached) and drop.get("dropped", 0) >= len(during)
-    checks.append(Check(
+    # an ACK under the drop that reached server.pcap, or fewer drops than nft counted, is on the
+    # record; too few ACKs in client.pcap, or the next ACK absent from server.pcap, may be
+    # tcpdump's drops (the drop's own proof is nft's counter, not an absence)
+    hole = ev.capture_hole("client", "server")
+    if not ok and hole and not reached and drop.get("dropped", 0) >= len(during):
+        ok = None
+    checks.append(Check.judged(
         "final-ack-lost-then-delivered", "lab fault: nft drop of pure ACKs client->server in the router's forward path",
         ">= 2 client ACKs dropped (in client.pcap, absent from server.pcap); after the drop is lifted the next ACK reaches the server",
         f"{len(during)} ACKs sent under the drop, {len(reached)} of them in server.pcap, nft dropped "
         f"{drop.get('dropped', 0)}; after lifting {len(after)} sent, {len(after_reached)} arrived",
         ok, {"acks_under_drop": len(during), "acks_under_drop_seen_by_server": len(reached),
              "nft_dropped": drop.get("dropped", 0), "drop_times": drop.get("drop_times", []),
-             "acks_after_lift": len(after), "acks_after_lift_seen_by_server": len(after_reached)}))
+             "acks_after_lift": len(after), "acks_after_lift_seen_by_server": len(after_reached)},
+        missing=f"{len(during)} ACKs sent under the drop, nft dropped {drop.get('dropped', 0)}; after lifting "
+                f"{len(after)} sent, {len(after_reached)} arrived - but {hole}: the ACKs missing may be among them"))
 
     # 5. the TIME-WAIT timer restarts at each retransmitted FIN: due 60 s after that FIN.
     checks.append(_timer_restarts(ev, fins_cli, answers))
@@ -189,15 +211,35 @@ def _check_timewait(ev: Evidence) -> list[Check]:
         ok, {"server_so_error": so_error, "client_time_wait_left_ms": [s["expires_ms"] for s in cli_left]}))
 
     # 7. how long TIME-WAIT is armed for: Linux's fixed 60 s
-    first = next((e.data["socket"]["expires_ms"] for e in ev.states("client")
-                  if e.data["socket"]["state"] == "TIME_WAIT"), None)
+    entered = fins_cli[0].t if fins_cli else fins_srv[0].t if fins_srv else None
+    checks.append(_armed_for_60s(ev, entered))
+    return checks
+
+
+def _armed_for_60s(ev: Evidence, entered: float | None) -> Check:
+    """The first sock_diag sample of the client's TIME-WAIT reads its timer: 60 s less the time
+    since it was armed (the first FIN's arrival, or a later FIN's). A reading more than 1 s short
+    is a failure - unless the sample came that late because the sampler fell behind between the
+    FIN and it: then the reading shows the time that passed, not how long the timer was armed."""
+    first_ev = next((e for e in ev.states("client") if e.data["socket"]["state"] == "TIME_WAIT"), None)
+    first = first_ev.data["socket"]["expires_ms"] if first_ev else None
     ok = first is not None and LINUX_TIMEWAIT_MS - 1000 <= first <= LINUX_TIMEWAIT_MS
-    checks.append(Check(
+    late_ms = gap = None
+    if first_ev is not None and entered is not None:
+        asked = first_ev.data.get("asked") or first_ev.t
+        late_ms = round((asked - entered) * 1000, 1)
+        gap = ev.sampler_gap_ms(entered, asked)
+    observed = (f"sock_diag: first TIME_WAIT sample had {first} ms left"
+                + (f", {late_ms} ms after the server's first FIN reached the client" if late_ms is not None else ""))
+    explained = (first is not None and first < LINUX_TIMEWAIT_MS - 1000 and gap is not None
+                 and late_ms is not None and first + late_ms >= LINUX_TIMEWAIT_MS - 1000)
+    return Check.judged(
         "time-wait-armed-for-60s", CITE_TW_LEN,
         "TIME_WAIT timer armed at 60 s (BSD 2MSL; RFC 1122 asks 240 s)",
-        f"sock_diag: first TIME_WAIT sample had {first} ms left",
-        ok, {"first_expires_ms": first}))
-    return checks
+        observed, None if explained else ok,
+        {"first_expires_ms": first, "first_sample_after_fin_ms": late_ms, "sampler_gap_ms": gap},
+        missing=f"{observed}: the sampler fell behind there (its longest gap: {gap} ms), so the "
+                "reading shows the time that passed, not how long the timer was armed")
 
 
 def _timer_restarts(ev: Evidence, fins_cli: list, answers: list[list]) -> Check:
@@ -230,7 +272,11 @@ def _timer_restarts(ev: Evidence, fins_cli: list, answers: list[list]) -> Check:
         widths.append(round((hi - lo) * 1000, 1))
     judged = [o for o in offsets if o is not None]
     wrong = [o for o in judged if abs(o - LINUX_TIMEWAIT_MS) > tol_ms]
-    ok = False if wrong or len(fins_cli) < 2 else (None if holes else True)
+    if len(fins_cli) < 2:
+        holes.append(f"client.pcap has {len(fins_cli)} FINs from the server ({ev.capture_hole('client')})")
+        ok = None if ev.capture_hole("client") else False
+    else:
+        ok = False if wrong else (None if holes else True)
     return Check.judged(
         "time-wait-timer-restarts", CITE_ACK_RESTART,
         f"after each retransmitted FIN the client's TIME-WAIT timer is due {LINUX_TIMEWAIT_MS} ms "
@@ -257,14 +303,19 @@ def _check_no_timewait(ev: Evidence) -> list[Check]:
             if fins_cli and s.t >= fins_cli[0].t]
     answered = bool(rsts) and rsts[0].seq == fins_cli[0].ack if fins_cli else False
     out_rsts = ev.counter("client", "TcpOutRsts")
-    checks.append(Check(
+    ok = answered and out_rsts >= 1
+    hole_cli = ev.capture_hole("client")
+    if not ok and out_rsts >= 1 and not (rsts and fins_cli) and hole_cli:
+        ok = None           # the kernel sent a RST; the FIN or the RST is among tcpdump's drops
+    observed = (f"client.pcap: {len(fins_cli)} FINs from the server, {len(rsts)} RSTs from the client after it"
+                + (f" (RST seq {rsts[0].seq} = FIN's ack {fins_cli[0].ack})" if rsts and fins_cli else "")
+                + f"; TcpOutRsts +{out_rsts}")
+    checks.append(Check.judged(
         "fin-answered-with-rst", CITE_OVERFLOW,
         "the server's FIN reaches a client with no state for it and is answered with RST",
-        f"client.pcap: {len(fins_cli)} FINs from the server, {len(rsts)} RSTs from the client after it"
-        + (f" (RST seq {rsts[0].seq} = FIN's ack {fins_cli[0].ack})" if rsts and fins_cli else "")
-        + f"; TcpOutRsts +{out_rsts}",
-        answered and out_rsts >= 1,
-        {"fins_at_client": len(fins_cli), "rsts_from_client": len(rsts), "TcpOutRsts": out_rsts}))
+        observed, ok,
+        {"fins_at_client": len(fins_cli), "rsts_from_client": len(rsts), "TcpOutRsts": out_rsts},
+        missing=f"{observed}, but {hole_cli}: the FIN or the RST may be among them"))
 
     # the RST ends the server's connection at once: no further FIN after it, socket gone
     so_error = ev.facts.get("server_so_error")
@@ -280,7 +331,10 @@ def _check_no_timewait(ev: Evidence) -> list[Check]:
                  and rst_at_server and e.t >= rst_at_server[0].t - 0.01), None)
     state_after = ev.facts.get("server_state_after")
     ok = bool(rst_at_server) and not later_fins and state_after == "CLOSE" and so_error == errno.ECONNRESET
-    checks.append(Check(
+    hole_srv = ev.capture_hole("server")
+    if not rst_at_server and hole_srv and not later_fins and state_after == "CLOSE" and so_error == errno.ECONNRESET:
+        ok = None           # the socket was reset; the RST that did it is among tcpdump's drops
+    checks.append(Check.judged(
         "rst-aborts-server", "RFC 9293 §3.10.7.4 (second, check the RST bit): in LAST-ACK a reset closes the connection; Linux tcp_reset() sets ECONNRESET (reference R-LASTACK-RST)",
         "the RST reaches the server and ends its connection (TCP_INFO state CLOSE) with ECONNRESET "
         "(SO_ERROR), with no further FIN",
@@ -290,5 +344,7 @@ def _check_no_timewait(ev: Evidence) -> list[Check]:
            if gone is not None else "not seen to go after the RST")
         + f"; the server's socket reported SO_ERROR={so_error} ({errno.errorcode.get(so_error, '?') if so_error else 'no error'})",
         ok, {"server_so_error": so_error, "fins_after_rst": len(later_fins),
-             "socket_gone_after_rst_ms": None if gone is None or not rst_at_server else round((gone - rst_at_server[0].t) * 1000, 3)}))
+             "socket_gone_after_rst_ms": None if gone is None or not rst_at_server else round((gone - rst_at_server[0].t) * 1000, 3)},
+        missing=f"server.pcap has no RST from the client ({hole_srv}), though the server's socket ended "
+                f"{state_after} with SO_ERROR={so_error}"))
     return checks

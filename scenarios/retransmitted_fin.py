@@ -152,7 +152,12 @@ def check(ev: Evidence) -> list[Check]:
                  and d.get("previous") == "LAST_ACK"), None)
     before = ev.facts.get("server_close_state_before")
     ok = before == "CLOSE_WAIT" and seen_last_ack and last is not None and last["inode"] == 0
-    checks.append(Check(
+    # LAST_ACK lasts from the first FIN to the give-up (seconds): a sampler that never polled in
+    # that span could not have seen it
+    blind = ev.sampler_blind_ms(fins[0].t, fins[-1].t) if len(fins) > 1 else None
+    if not ok and before == "CLOSE_WAIT" and last is None and blind:
+        ok = None
+    checks.append(Check.judged(
         "server-orphaned-in-last-ack", CITE_ORPHAN,
         "close() in CLOSE_WAIT: sock_diag shows the connection in LAST_ACK, and with no file "
         "(inode 0) by the time it retransmits",
@@ -160,7 +165,9 @@ def check(ev: Evidence) -> list[Check]:
         f"last LAST_ACK sample before it went: inode {last['inode'] if last else '-'}, "
         f"idiag_retrans {last['retrans'] if last else '-'}",
         ok, {"state_before_close": before, "last_ack_seen": seen_last_ack,
-             "last_sample_inode": last["inode"] if last else None}))
+             "last_sample_inode": last["inode"] if last else None},
+        missing=f"no sock_diag poll from the first FIN to the last (the sampler's gap: {blind} ms), so "
+                "LAST_ACK could not be seen"))
 
     # 2. every FIN reaches the client's TIME-WAIT and is answered; every answer is lost
     fins_cli = ev.segments("client", src="server", dst="client", flag="FIN")
@@ -172,9 +179,14 @@ def check(ev: Evidence) -> list[Check]:
     arrived = [a for a in acks if any(s.same_wire(a) for s in ev.packets.get("server", []))]
     drop = ev.faults.get("client-acks", {})
     rst_cli = ev.segments("client", src="client", dst="server", flag="RST")
-    ok = (len(fins_cli) == len(fins) >= 2 and len(acks) == len(fins_cli) and not arrived
-          and drop.get("dropped", 0) >= len(acks) and not rst_cli and ev.ever_in("client", "TIME_WAIT"))
-    checks.append(Check(
+    wrong = bool(arrived) or bool(rst_cli) or drop.get("dropped", 0) < len(acks) or not ev.ever_in("client", "TIME_WAIT")
+    short = not len(fins_cli) == len(fins) >= 2 or len(acks) != len(fins_cli)
+    # what the captures show (an ACK at the server, a RST, fewer drops than ACKs) fails; FINs or
+    # ACKs absent from a capture whose tcpdump dropped packets are not judged - nft's counter, not
+    # server.pcap's silence, is the proof that the ACKs were dropped
+    hole = ev.capture_hole("client", "server")
+    ok = False if wrong else (None if hole else False) if short else True
+    checks.append(Check.judged(
         "every-fin-acked-every-ack-lost", CITE_LOST,
         "each server FIN reaches the client (TIME_WAIT) and is answered by an ACK that never reaches "
         "the server; the client sends no RST",
@@ -183,17 +195,12 @@ def check(ev: Evidence) -> list[Check]:
         f"client RSTs {len(rst_cli)}; client TIME_WAIT {'seen' if ev.ever_in('client', 'TIME_WAIT') else 'never seen'}",
         ok, {"fins_sent": len(fins), "fins_at_client": len(fins_cli), "acks_from_client": len(acks),
              "acks_seen_by_server": len(arrived), "nft_dropped": drop.get("dropped", 0),
-             "client_rsts": len(rst_cli)}))
+             "client_rsts": len(rst_cli)},
+        missing=f"client.pcap has {len(fins_cli)} of {len(fins)} FINs and {len(acks)} answers, but {hole}: "
+                "the segments missing may be among them"))
 
     # 3. the retransmissions: which were tail-loss probes (icsk_retransmits unchanged), which RTOs
-    kinds, counts, prev = [], [], 0
-    for i, f in enumerate(fins[1:], start=1):
-        until = fins[i + 1].t if i + 1 < len(fins) else f.t + 10
-        seen = _retrans_between(ev, f.t, until)
-        now = seen[0] if seen else None
-        kinds.append("?" if now is None else "RTO" if now == prev + 1 else "TLP" if now == prev else "?")
-        counts.append(now)
-        prev = now if now is not None else prev
+    kinds, counts, unseen = _kinds(ev, fins)
     rto_fins = [f for f, k in zip(fins[1:], kinds) if k == "RTO"]
     tlps = [f for f, k in zip(fins[1:], kinds) if k == "TLP"]
     early = int(ev.sysctl("server", "net.ipv4.tcp_early_retrans", "3") or 3)
@@ -219,8 +226,9 @@ def check(ev: Evidence) -> list[Check]:
                   for late, a in zip(fired_late, armed))
     seqs = sorted({f.seq for f in fins})
     ok = (len(tlps) == want_tlp == probes and kinds[:want_tlp] == ["TLP"] * want_tlp
-          and "?" not in kinds and len(seqs) == 1 and doubling_ok and late_ok and bool(rto_fins))
-    checks.append(Check(
+          and "?" not in kinds and None not in kinds and len(seqs) == 1 and doubling_ok and late_ok and bool(rto_fins))
+    holes = _backoff_holes(ev, ok, kinds, seqs, probes, want_tlp, armed, fired_late, marks, unseen, tick_ms)
+    checks.append(Check.judged(
         "tlp-then-rto-doubling", CITE_BACKOFF,
         f"{want_tlp} tail-loss probe(s) (tcp_early_retrans={early}, tcp_sack={sack}) that leave "
         "idiag_retrans unchanged, then RTO retransmissions of the same FIN, the timer armed at "
@@ -229,13 +237,14 @@ def check(ev: Evidence) -> list[Check]:
         f"server.pcap: FINs at {[rel(f.t) for f in fins]} ms, seq {seqs}; kinds {kinds} "
         f"(idiag_retrans after each: {counts}); TCPLossProbes +{probes}; timer armed "
         f"{armed} ms; fired late by {fired_late} ms",
-        ok, {"fin_times_ms": [rel(f.t) for f in fins], "kinds": kinds, "idiag_retrans": counts,
+        None if holes else ok, {"fin_times_ms": [rel(f.t) for f in fins], "kinds": kinds, "idiag_retrans": counts,
              "TCPLossProbes": probes, "armed_ms": armed, "fired_late_ms": fired_late, "rto0_ms": rto0,
-             "tcp_early_retrans": early, "tcp_sack": sack}))
+             "tcp_early_retrans": early, "tcp_sack": sack},
+        missing="; ".join(holes)))
 
     # 4. how many RTO retransmissions the sysctl's budget allows; 5. each decision against it
-    checks.append(_count_check(ev, fins, tlps, rto_fins, armed, want_tlp))
-    checks.append(_give_up_check(ev, rto_fins, armed, rel))
+    checks.append(_count_check(ev, fins, tlps, rto_fins, armed, want_tlp, unseen))
+    checks.append(_give_up_check(ev, rto_fins, armed, rel, unseen))
 
     # 6. giving up is silent: no RST, no more FINs; the client still sits in TIME-WAIT
     gone = _gone(ev)
@@ -246,7 +255,19 @@ def check(ev: Evidence) -> list[Check]:
     cli_end = [s["state"] for s in ev.facts.get("client_sockets_at_end", [])]
     srv_end = ev.facts.get("server_connections_at_end", [])
     ok = not rsts and not after_gone and aborts == 1 and memory == 0 and cli_end == ["TIME_WAIT"] and not srv_end
-    checks.append(Check(
+    # silence is an absence: server.pcap shows it only if tcpdump dropped nothing there; else
+    # client.pcap (the router forwards whatever the server sends) must show it instead
+    rsts_cli = ev.segments("client", src="server", dst="client", flag="RST")
+    fins_cli_after = [f for f in ev.segments("client", src="server", dst="client", flag="FIN")
+                      if gone and f.t > gone.t]
+    silent_missing = ""
+    if ok and ev.capture_hole("server"):
+        if rsts_cli or fins_cli_after:
+            ok = False
+        elif ev.capture_hole("client"):
+            ok, silent_missing = None, (f"both captures dropped packets ({ev.capture_hole('client', 'server')}): "
+                                        "a RST or FIN from the server may be among them")
+    checks.append(Check.judged(
         "give-up-is-silent", CITE_SILENT,
         "no RST and no further FIN from the server; TCPAbortOnTimeout +1 (not TCPAbortOnMemory); "
         "the server's connection is gone while the client still holds TIME_WAIT",
@@ -254,8 +275,73 @@ def check(ev: Evidence) -> list[Check]:
         f"TCPAbortOnTimeout +{aborts}, TCPAbortOnMemory +{memory}; at the end: server connections "
         f"{[s['state'] for s in srv_end]}, client sockets {cli_end}",
         ok, {"server_rsts": len(rsts), "fins_after_gone": len(after_gone), "TCPAbortOnTimeout": aborts,
-             "TCPAbortOnMemory": memory, "client_states_at_end": cli_end}))
+             "TCPAbortOnMemory": memory, "client_states_at_end": cli_end},
+        missing=silent_missing))
     return checks
+
+
+def _kinds(ev: Evidence, fins: list[Segment]) -> tuple[list, list, list[str]]:
+    """What each retransmitted FIN was, from the first sock_diag sample after it: a tail-loss probe
+    leaves idiag_retrans (icsk_retransmits) as it was, an RTO retransmission adds one; "?" when a
+    sample shows anything else. None when no sample fell before the next FIN (then *unseen* says
+    where, with the sampler's gap); after such a hole a count that rose by one per FIN since the
+    last known one is an RTO, one that stayed is a probe, anything else is not known (None)."""
+    kinds, counts, unseen, prev, skipped = [], [], [], 0, 0
+    for i, f in enumerate(fins[1:], start=1):
+        until = fins[i + 1].t if i + 1 < len(fins) else f.t + 10
+        seen = _retrans_between(ev, f.t, until)
+        now = seen[0] if seen else None
+        counts.append(now)
+        if now is None:
+            kinds.append(None)
+            gap = ev.sampler_gap_ms(f.t, until)
+            unseen.append(f"no sock_diag sample of the orphan between the FIN at +{(f.t - fins[0].t) * 1000:.1f} ms "
+                          "and the next" + (f" (the sampler's longest gap there: {gap} ms)" if gap else ""))
+            if not gap:
+                unseen[-1] = ""          # the sampler kept its pace: the hole is not the sampler's
+            skipped += 1
+            continue
+        if not skipped:
+            kinds.append("RTO" if now == prev + 1 else "TLP" if now == prev else "?")
+        else:
+            kinds.append("RTO" if now == prev + skipped + 1 else "TLP" if now == prev else None)
+        prev, skipped = now, 0
+    return kinds, counts, unseen
+
+
+def _backoff_holes(ev: Evidence, ok: bool, kinds: list, seqs: list, probes: int, want_tlp: int,
+                   armed: list, fired_late: list, marks: list, unseen: list[str], tick_ms: float) -> list[str]:
+    """Why tlp-then-rto-doubling cannot be judged ([] when it can): a retransmission whose kind,
+    or a timer whose reading, no sample showed because the sampler fell behind, or a FIN that may
+    be among server.pcap's drops. What was seen and is wrong (a second sequence number, a count
+    of probes the kernel did not make, a kind or a reading that breaks the rule) still fails."""
+    if ok or len(seqs) > 1 or probes != want_tlp or "?" in kinds:
+        return []
+    hole = ev.capture_hole("server")
+    if hole:
+        return [f"server.pcap may lack a FIN ({hole})"]
+    if None in kinds:                    # which FINs were RTOs is not known: nor is the timer chain
+        known = [k for k in kinds if k is not None]
+        after_rto = known[known.index("RTO"):] if "RTO" in known else []
+        if not all(unseen) or known.count("TLP") > want_tlp or "TLP" in after_rto:
+            return []                    # unseen with the sampler on pace, or a probe out of place
+        return list(unseen)
+    holes = []
+    for i, (a, f) in enumerate(zip(armed, marks)):
+        if a is None:
+            until = marks[i + 1].t if i + 1 < len(marks) else f.t + 300
+            gap = ev.sampler_gap_ms(f.t, until)
+            if not gap:
+                return []                # no reading with the sampler on pace: not the sampler's
+            holes.append(f"no reading of the timer armed at +{(f.t - marks[0].t) * 1000:.1f} ms "
+                         f"(the sampler's longest gap there: {gap} ms)")
+    broken = (kinds[:want_tlp] != ["TLP"] * want_tlp or kinds.count("TLP") != want_tlp or "RTO" not in kinds
+              or (armed and armed[0] is not None and armed[0] < TCP_RTO_MIN_MS - tick_ms)
+              or any(abs(a - min(2 * p, TCP_RTO_MAX_MS)) > 3 * tick_ms + 2
+                     for p, a in zip(armed, armed[1:]) if a is not None and p is not None)
+              or any(late is not None and not -tick_ms - 1 <= late <= max_late_s(a / 1000, ev.hz) * 1000 + tick_ms + 20
+                     for late, a in zip(fired_late, armed) if a is not None))
+    return [] if broken else holes
 
 
 def _gone(ev: Evidence):
@@ -265,7 +351,7 @@ def _gone(ev: Evidence):
 
 
 def _count_check(ev: Evidence, fins: list[Segment], tlps: list[Segment], rto_fins: list[Segment],
-                 armed: list, want_tlp: int) -> Check:
+                 armed: list, want_tlp: int, unseen: list[str]) -> Check:
     """The number of RTO retransmissions against the model's prediction from the first RTO as
     measured (sock_diag's readings of the timers armed at T1 and before it, the wire's gap to T1)
     and the timer wheel."""
@@ -282,6 +368,13 @@ def _count_check(ev: Evidence, fins: list[Segment], tlps: list[Segment], rto_fin
     measured = ", ".join(f"{r} jiffies = {r * 1000 / h:g} ms at HZ={h}" for h, c in rto0.items() for r in c)
     # no RTO retransmission at all is the kernel's doing; nothing measured to predict from, the observation's
     ok = n_obs in pred.counts if (pred.counts or not rto_fins) else None
+    missing = ("no sock_diag reading of the retransmit timer and no retransmission timing to measure the "
+               "first RTO from: nothing to predict from")
+    hole = ev.capture_hole("server")
+    if ok is False and unseen and all(unseen):
+        ok, missing = None, "which retransmissions were RTOs is not known: " + "; ".join(unseen)
+    elif ok is False and hole:
+        ok, missing = None, f"server.pcap may lack a retransmitted FIN ({hole})"
     return Check.judged(
         "orphan-retries-count", CITE_WHEEL,
         f"tcp_orphan_retries={sysctl} -> b={b}: a budget of {budget_ms} ms from T1; first RTO {measured or '?'} "
@@ -295,15 +388,19 @@ def _count_check(ev: Evidence, fins: list[Segment], tlps: list[Segment], rto_fin
              "rto0_ticks": {str(h): list(c) for h, c in rto0.items()},
              "predicted_rto_retransmissions": list(pred.counts), "prediction": pred.to_json(),
              "observed_rto_retransmissions": n_obs, "observed_tlps": len(tlps)},
-        missing="no sock_diag reading of the retransmit timer and no retransmission timing to measure the "
-                "first RTO from: nothing to predict from")
+        missing=missing)
 
 
-def _give_up_check(ev: Evidence, rto_fins: list[Segment], armed: list, rel) -> Check:
+def _give_up_check(ev: Evidence, rto_fins: list[Segment], armed: list, rel, unseen: list[str]) -> Check:
     """Each decision against the budget, from the observed times: every RTO retransmission after T1
     came while now - T1 < budget, and the socket went at the timeout after the last one, with
     now - T1 >= budget. retransmits_timed_out() compares whole milliseconds (so the kernel may give
-    up from budget - 1 ms on), and the capture and the timer handler differ by up to LATENCY_MS."""
+    up from budget - 1 ms on), and the capture and the timer handler differ by up to LATENCY_MS.
+
+    When the socket went is known from sock_diag: after the last sample that saw it, before the
+    first that did not. Where the sampler fell behind there, a sample that would have shown it
+    alive past the latest its timer could run, or gone before the budget, may be missing: the
+    check cannot judge (a sample that does show either still fails it)."""
     _, _, budget_ms = _orphan_budget(ev.sysctl("server", "net.ipv4.tcp_orphan_retries"))
     tick_ms = 1000 / (ev.hz or 100)
     t1 = rto_fins[0].t if rto_fins else None
@@ -312,16 +409,27 @@ def _give_up_check(ev: Evidence, rto_fins: list[Segment], armed: list, rel) -> C
     last_seen = max((s[0] for s in ev.timer_samples.get("server", []) if s[2] == "LAST_ACK"), default=None)
     due = rto_fins[-1].t + armed[-1] / 1000 if rto_fins and armed and armed[-1] is not None else None
     give_up_ms = None
+    missing = "sock_diag never " + ("saw the server's connection go" if gone is None else
+                                    "read the retransmit timer after the last RTO retransmission"
+                                    if due is None else "saw the orphan in LAST_ACK")
     # no T1 is the kernel's doing; no sample of the timer or of the socket going, the observation's
     ok = False if not t1 else None if gone is None or last_seen is None or due is None else True
     if ok:
         # the socket went after the last sample that saw it and before the first that did not, and
         # no earlier than its timer's due time (a tick for the reading), no later than a granule after
-        window = (max(last_seen, due - tick_ms / 1000),
-                  min(gone.t, due + max_late_s(armed[-1] / 1000, ev.hz) + 2 * tick_ms / 1000 + 0.02))
+        lower = due - tick_ms / 1000
+        upper = due + max_late_s(armed[-1] / 1000, ev.hz) + 2 * tick_ms / 1000 + 0.02
+        window = (max(last_seen, lower), min(gone.t, upper))
         give_up_ms = [round((w - t1) * 1000, 1) for w in window]
         ok = (all(e < budget_ms + LATENCY_MS for e in elapsed) and window[0] <= window[1]
               and give_up_ms[1] > budget_ms - 1 - LATENCY_MS)
+        unseen_end = _unseen_end(ev, last_seen, gone.t, min(lower, t1 + (budget_ms - 1 - LATENCY_MS) / 1000), upper)
+        if ok and unseen_end:
+            ok, missing = None, unseen_end
+    if ok is False and unseen and all(unseen):
+        ok, missing = None, "which retransmissions were RTOs is not known: " + "; ".join(unseen)
+    elif ok is False and ev.capture_hole("server"):
+        ok, missing = None, f"server.pcap may lack a retransmitted FIN ({ev.capture_hole('server')})"
     return Check.judged(
         "give-up-when-budget-spent", CITE_BUDGET,
         f"every RTO retransmission after T1 at now - T1 < {budget_ms} ms; the socket destroyed at the "
@@ -336,6 +444,24 @@ def _give_up_check(ev: Evidence, rto_fins: list[Segment], armed: list, rel) -> C
              "due_after_t1_ms": round((due - t1) * 1000, 1) if due and t1 else None,
              "give_up_window_after_t1_ms": give_up_ms, "latency_ms": LATENCY_MS,
              "gone_after_first_fin_ms": rel(gone.t) if gone else None},
-        missing="sock_diag never " + ("saw the server's connection go" if gone is None else
-                                      "read the retransmit timer after the last RTO retransmission"
-                                      if due is None else "saw the orphan in LAST_ACK"))
+        missing=missing)
+
+
+def _unseen_end(ev: Evidence, last_seen: float, gone: float, alive_until: float, gone_by: float) -> str:
+    """Why sock_diag cannot place the socket's end ("" when it can): it must be seen alive up to
+    *alive_until* (its timer's due time, or the budget if that is earlier) and gone by *gone_by*
+    (the latest its timer can run). Falling short of either is the kernel's unless the sampler
+    fell behind right there."""
+    why = []
+    if last_seen < alive_until and (gap := ev.sampler_gap_ms(last_seen, alive_until)):
+        why.append(f"no sample between {_after(last_seen, gone)} and the timer's due time "
+                   f"(the sampler's longest gap there: {gap} ms): whether it lived until its timeout is unseen")
+    if gone > gone_by and (gap := ev.sampler_gap_ms(gone_by, gone)):
+        why.append(f"no sample between the latest its timer could run and {round((gone - gone_by) * 1000, 1)} ms "
+                   f"later, when it was seen gone (the sampler's longest gap there: {gap} ms): whether it went "
+                   "at its timeout is unseen")
+    return "; ".join(why)
+
+
+def _after(t: float, gone: float) -> str:
+    return f"the last LAST_ACK sample ({round((gone - t) * 1000, 1)} ms before it was seen gone)"

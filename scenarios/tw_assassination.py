@@ -72,6 +72,7 @@ TW_WAIT_S = 0.3                 # how long TIME-WAIT has run before the replay
 WATCH_S = 0.5                   # how long the client is watched after the replay
 PROBE_WATCH_S = 0.2             # how long the answer to the probe (the replay, once more) is awaited
 ANSWER_S = 0.05                 # an answer leaves the client within this of what it answers
+KILL_S = 0.1                    # tcp_rfc1337=0: the TIME-WAIT is gone (sock_diag) within this of the RST
 M32 = 1 << 32
 
 CITE_TWA = ("RFC 1337 §1 figure 1 (5.1 any unacceptable old segment, 5.2 TIME-WAIT's ACK for SND.NXT/RCV.NXT); "
@@ -177,9 +178,11 @@ def check(ev: Evidence) -> list[Check]:
     cli_fin = next(iter(_seen(ev, "client", "client", "FIN")), None)
     srv_fin = next(iter(_seen(ev, "client", "server", "FIN")), None)
     tw_before = f.get("tw_before") or {}
-    ok = (replay is not None and tw_before.get("state") == "TIME_WAIT"
-          and f.get("server_socket_before") is None)
-    checks.append(Check(
+    no_replay = _no_replay(ev, copied, t_inj, replay)
+    # the replay is the lab's own doing: not seeing it arrive is never the client's failure
+    ok = (False if tw_before.get("state") != "TIME_WAIT" or f.get("server_socket_before") is not None
+          else None if no_replay else True)
+    checks.append(Check.judged(
         "old-duplicate-reaches-time-wait", CITE_TWA,
         "a data segment the server sent earlier in this connection (copied by the router) reaches the client "
         "while the client is in TIME_WAIT and the server has no socket for the connection",
@@ -191,7 +194,8 @@ def check(ev: Evidence) -> list[Check]:
         ok, {"replay_seq": copied and copied["seq"], "replay_len": copied and copied["length"],
              "client_state": tw_before.get("state"), "tw_left_ms": tw_before.get("expires_ms"),
              "server_socket": f.get("server_socket_before"),
-             "replay_age_s": round(t_inj - copied["t"], 3) if copied and t_inj else None}))
+             "replay_age_s": round(t_inj - copied["t"], 3) if copied and t_inj else None},
+        missing=no_replay))
 
     # 5.2: TIME-WAIT answers with an ACK for its SND.NXT and RCV.NXT
     want_seq = (cli_fin.seq + 1) % M32 if cli_fin else None
@@ -200,15 +204,21 @@ def check(ev: Evidence) -> list[Check]:
     if replay is not None:
         ack = next((s for s in _seen(ev, "client", "client") if s.t >= replay.t and s.has("ACK")
                     and not s.has("RST") and s.t - replay.t < 0.05), None)
-    ok = ack is not None and ack.seq == want_seq and ack.ack == want_ack and ack.length == 0
-    checks.append(Check(
+    if no_replay:
+        ok = None
+    elif ack is None or cli_fin is None or srv_fin is None:
+        ok = _missing(ev, "client")          # absent from client.pcap: failed only if it is complete
+    else:
+        ok = ack.seq == want_seq and ack.ack == want_ack and ack.length == 0
+    checks.append(Check.judged(
         "time-wait-acks-it", CITE_TWA,
         "the client's TIME-WAIT answers with a pure ACK, seq = SND.NXT (its FIN + 1), ack = RCV.NXT "
         "(the server's FIN + 1)",
         (f"client.pcap: " + (f"{ack.flags} seq {ack.seq} ack {ack.ack} {_ms(ack.t - replay.t)} ms after the "
                              f"replay (want seq {want_seq} ack {want_ack})" if ack else "no ACK within 50 ms")),
         ok, {"ack_seq": ack and ack.seq, "ack_ack": ack and ack.ack, "want_seq": want_seq, "want_ack": want_ack,
-             "answer_after_ms": _ms(ack.t - replay.t) if ack and replay else None}))
+             "answer_after_ms": _ms(ack.t - replay.t) if ack and replay else None},
+        missing=no_replay or f"client.pcap lacks TIME-WAIT's ACK or a FIN of the close ({ev.capture_hole('client')})"))
 
     # 5.3: the server, with no socket, reflects the ACK as RST <SEQ=SEG.ACK>
     # (without timestamps TIME-WAIT's ACK is byte for byte the final ACK of the close: take the later one)
@@ -219,39 +229,95 @@ def check(ev: Evidence) -> list[Check]:
         rst = next((s for s in _seen(ev, "server", "server", "RST") if s.t >= ack_at_srv.t
                     and s.t - ack_at_srv.t < 0.05), None)
     out_rsts = f.get("counters", {}).get("server", {}).get("TcpOutRsts", 0)
-    ok = rst is not None and rst.seq == ack_at_srv.ack and not rst.has("ACK") and out_rsts >= 1
-    checks.append(Check(
+    if rst is not None:
+        ok = rst.seq == ack_at_srv.ack and not rst.has("ACK") and out_rsts >= 1
+    elif no_replay:
+        ok = None
+    elif ack is None:           # nothing to answer in client.pcap: time-wait-acks-it says why
+        ok = _missing(ev, "client")
+    else:                       # the ACK or the RST absent from server.pcap
+        ok = _missing(ev, "server")
+    checks.append(Check.judged(
         "closed-server-answers-rst", CITE_RST,
         "the ACK reaches the server, which has no socket and answers RST with seq = the ACK's ack (no ACK bit)",
         (f"server.pcap: ACK {'arrived' if ack_at_srv else 'never arrived'}; "
          + (f"{rst.flags} seq {rst.seq} {_ms(rst.t - ack_at_srv.t)} ms later (ACK's ack {ack_at_srv.ack})"
             if rst else "no RST") + f"; server TcpOutRsts +{out_rsts}"),
         ok, {"rst_seq": rst and rst.seq, "rst_flags": rst and rst.flags,
-             "ack_ack": ack_at_srv and ack_at_srv.ack, "TcpOutRsts": out_rsts}))
+             "ack_ack": ack_at_srv and ack_at_srv.ack, "TcpOutRsts": out_rsts},
+        missing=no_replay or ("client.pcap lacks TIME-WAIT's ACK" if ack is None else "server.pcap lacks the ACK or "
+                              "the RST") + f" ({ev.capture_hole('client', 'server')})"))
 
     # PAWS does not prevent it (RFC 1337): the replay is PAWS-rejected, yet ACKed; the RST has no TSval
     rst_at_cli = next((s for s in _seen(ev, "client", "server", "RST") if rst is not None and s.same_wire(rst)), None)
-    paws = f.get("counters", {}).get("client", {}).get("TcpExtPAWSTimewait", 0)
-    rtsv, ftsv = (replay.tsval if replay else None), (srv_fin.tsval if srv_fin else None)
-    if ts_on:
-        ok = (replay is not None and rtsv is not None and ftsv is not None and rtsv < ftsv and paws >= 1
-              and ack is not None and rst_at_cli is not None and rst_at_cli.tsval is None)
-        expected = ("timestamps on: the replay's TSval is older than the server FIN's (TS.Recent), PAWS rejects "
-                    "it (client PAWSTimewait +1) and TIME-WAIT still sends the ACK; the RST carries no "
-                    "timestamp, so PAWS cannot stop it")
-    else:
-        ok = replay is not None and rtsv is None and paws == 0 and ack is not None and rst_at_cli is not None
-        expected = ("timestamps off: no PAWS (PAWSTimewait +0); the replay is simply out of window and "
-                    "answered by the same ACK, and the same RST follows")
-    checks.append(Check(
-        "paws-does-not-prevent-it", CITE_PAWS, expected,
-        (f"replay TSval {rtsv}, server FIN TSval {ftsv}; client PAWSTimewait +{paws}; ACK "
-         f"{'sent' if ack else 'not sent'}; RST at the client {'with TSval ' + str(rst_at_cli.tsval) if rst_at_cli and rst_at_cli.tsval is not None else 'without timestamp' if rst_at_cli else 'not seen'}"),
-        ok, {"timestamps": ts_on, "replay_tsval": rtsv, "fin_tsval": ftsv, "PAWSTimewait": paws,
-             "rst_tsval": rst_at_cli and rst_at_cli.tsval}))
+    checks.append(_paws(ev, ts_on, replay, srv_fin, ack, rst, rst_at_cli, no_replay))
 
     checks.append(_fate(ev, rfc1337, rst_at_cli, want_seq, want_ack, copied))
     return checks
+
+
+def _paws(ev: Evidence, ts_on: bool, replay: Segment | None, srv_fin: Segment | None, ack: Segment | None,
+          rst: Segment | None, rst_at_cli: Segment | None, no_replay: str) -> Check:
+    """RFC 1337's 'TWA cannot be prevented by PAWS timestamps', where there are timestamps: the
+    replay is PAWS-rejected and still ACKed, and the RST carries no TSval. Without timestamps PAWS
+    has nothing to act on: not applicable (PAWSTimewait +0 proves nothing), unless something
+    shows timestamps in use after all."""
+    paws = ev.facts.get("counters", {}).get("client", {}).get("TcpExtPAWSTimewait", 0)
+    rtsv, ftsv = (replay.tsval if replay else None), (srv_fin.tsval if srv_fin else None)
+    observed = (f"replay TSval {rtsv}, server FIN TSval {ftsv}; client PAWSTimewait +{paws}; ACK "
+                f"{'sent' if ack else 'not sent'}; RST at the client "
+                + ('with TSval ' + str(rst_at_cli.tsval) if rst_at_cli and rst_at_cli.tsval is not None
+                   else 'without timestamp' if rst_at_cli else 'not seen'))
+    values = {"timestamps": ts_on, "replay_tsval": rtsv, "fin_tsval": ftsv, "PAWSTimewait": paws,
+              "rst_tsval": rst_at_cli and rst_at_cli.tsval}
+    if not ts_on:
+        expected = "timestamps off: no TSval, so PAWS has nothing to act on (PAWSTimewait stays +0)"
+        if rtsv is None and ftsv is None and paws == 0:
+            return Check.not_applicable(
+                "paws-does-not-prevent-it", CITE_PAWS, expected,
+                f"tcp_timestamps=0 (client {ev.sysctl('client', 'net.ipv4.tcp_timestamps')}, server "
+                f"{ev.sysctl('server', 'net.ipv4.tcp_timestamps')}): no segment carries a TSval, there is no "
+                f"PAWS that could prevent the assassination; PAWSTimewait +{paws} shows nothing (the replay's "
+                "ACK and the RST are time-wait-acks-it's and closed-server-answers-rst's)", values)
+        return Check("paws-does-not-prevent-it", CITE_PAWS, expected, observed, False, values)
+    if no_replay:
+        ok = None
+    elif rtsv is None or paws < 1 or (ftsv is not None and rtsv >= ftsv) \
+            or (rst_at_cli is not None and rst_at_cli.tsval is not None):
+        ok = False              # what the captures and the counter show breaks the rule
+    elif ftsv is None or ack is None:
+        ok = _missing(ev, "client")
+    elif rst_at_cli is None:
+        ok = _missing(ev, "client" if rst is not None else "server")
+    else:
+        ok = True
+    return Check.judged(
+        "paws-does-not-prevent-it", CITE_PAWS,
+        "timestamps on: the replay's TSval is older than the server FIN's (TS.Recent), PAWS rejects "
+        "it (client PAWSTimewait +1) and TIME-WAIT still sends the ACK; the RST carries no "
+        "timestamp, so PAWS cannot stop it",
+        observed, ok, values,
+        missing=no_replay or f"{observed}, but {ev.capture_hole('client', 'server')}")
+
+
+def _no_replay(ev: Evidence, copied: dict | None, since: float | None, replay: Segment | None) -> str:
+    """Why the replay the checks judge is missing: "" when client.pcap saw it arrive. The replay
+    is the lab's own doing (copied by the router, injected from it): without it the checks have
+    no evidence, which is never the client's failure."""
+    if replay is not None:
+        return ""
+    if not copied:
+        return "the router copied no data segment of the connection, so nothing was replayed"
+    if not since:
+        return "the copied segment was never injected"
+    hole = ev.capture_hole("client")
+    return "the replayed segment is not in client.pcap" + (f" ({hole})" if hole else "")
+
+
+def _missing(ev: Evidence, host: str) -> bool | None:
+    """A segment the kernel should have sent is not in *host*'s capture: a failure when that
+    capture is complete (False), not judged when tcpdump dropped packets there (None)."""
+    return None if ev.capture_hole(host) else False
 
 
 def _replayed(ev: Evidence, copied: dict | None, since: float | None) -> Segment | None:
@@ -298,12 +364,24 @@ def _fate(ev: Evidence, rfc1337: bool, rst_at_cli: Segment | None, want_seq: int
                     f"TIME_WAIT {WATCH_S} s later (sock_diag), and the old segment replayed once more is "
                     "answered by TIME-WAIT's ACK (seq = SND.NXT, ack = RCV.NXT), not by a RST (the wire)")
     else:
-        diag_ok = in_window and gone is not None and gone - rst_at_cli.t < 0.1 and not tw_after
+        diag_ok = in_window and gone is not None and gone - rst_at_cli.t < KILL_S and not tw_after
         wire_ok = is_rst and answer.seq == probe.ack and probe_rsts >= 1
         name = "time-wait-assassinated"
         expected = ("tcp_rfc1337=0: the RST (seq = RCV.NXT) kills the client's TIME-WAIT at once (sock_diag: gone "
-                    "within 100 ms, long before its 60 s), and the old segment replayed once more finds no "
-                    "socket: the client's stack answers it with a RST, seq = its ack (the wire)")
+                    f"within {round(KILL_S * 1000)} ms, long before its 60 s), and the old segment replayed once "
+                    "more finds no socket: the client's stack answers it with a RST, seq = its ack (the wire)")
+    diag, diag_missing = _diag_judged(ev, rfc1337, rst_at_cli, in_window, gone, tw_after, key, diag_ok)
+    # the wire: a probe that never reached the client's capture leaves its half unobserved; an
+    # answer missing from a capture that dropped packets too
+    wire, wire_missing = wire_ok, ""
+    if probe is None:
+        wire, wire_missing = None, ("the probe (the old segment replayed once more after the RST) is not in "
+                                    "client.pcap, so the wire could not say whether the TIME-WAIT lived")
+    elif answer is None and ev.capture_hole("client"):
+        wire, wire_missing = None, (f"no answer to the probe in client.pcap, but {ev.capture_hole('client')}: "
+                                    "it may be among them")
+    # either half showing the wrong fate fails; otherwise a half unobserved leaves it undecided
+    ok = False if False in (diag, wire) else None if None in (diag, wire) else True
     if answer is not None:
         said = f"{answer.flags} seq {answer.seq}" + (f" ack {answer.ack}" if answer.has("ACK") else "")
         wire = (f"the old segment replayed again {_ms(probe.t - rst_at_cli.t) if rst_at_cli else '-'} ms after "
@@ -312,9 +390,6 @@ def _fate(ev: Evidence, rfc1337: bool, rst_at_cli: Segment | None, want_seq: int
     else:
         wire = ("the old segment replayed again " + ("drew no answer within "
                 f"{round(ANSWER_S * 1000)} ms" if probe else "never reached the client (no probe)"))
-    # sock_diag showing the wrong fate is a failure whatever the wire says; a probe that never
-    # reached the client's capture leaves the wire's half unobserved: no verdict from it
-    ok = False if not diag_ok else None if probe is None else wire_ok
     return Check.judged(
         name, CITE_KILL, expected,
         (f"client.pcap: RST seq {rst_at_cli.seq if rst_at_cli else '-'} (RCV.NXT {want_ack}); client tcp_rfc1337="
@@ -332,5 +407,28 @@ def _fate(ev: Evidence, rfc1337: bool, rst_at_cli: Segment | None, want_seq: int
          else "ACK" if is_ack else answer.flags,
          "probe_answer_seq": answer and answer.seq, "probe_ack": probe and probe.ack,
          "probe_TcpOutRsts": probe_rsts},
-        missing="the probe (the old segment replayed once more after the RST) is not in client.pcap, so the "
-                "wire could not say whether the TIME-WAIT lived; sock_diag alone does not decide")
+        missing="; ".join(x for x in (diag_missing, wire_missing) if x)
+        + ("; sock_diag alone does not decide" if wire is None and diag else ""))
+
+
+def _diag_judged(ev: Evidence, rfc1337: bool, rst_at_cli: Segment | None, in_window: bool, gone: float | None,
+                 tw_after: dict, key: str, diag_ok: bool) -> tuple[bool | None, str]:
+    """sock_diag's half of the fate. A RST absent from a capture that dropped packets cannot be
+    judged. With tcp_rfc1337=0 "gone within KILL_S" needs a poll in that window: a TIME_WAIT
+    sample asked after it, or the lookup 0.5 s later still finding it, fails; the sampler not
+    polling there (a gap) leaves how soon it went unseen."""
+    if diag_ok:
+        return True, ""
+    if rst_at_cli is None:
+        hole = ev.capture_hole("client", "server")
+        return (None, f"the server's RST is not in the captures ({hole})") if hole else (False, "")
+    if rfc1337 or not in_window or tw_after:
+        return False, ""
+    alive = [x[0] for x in ev.timer_samples.get("client", []) if x[1] == key and x[2] == "TIME_WAIT"
+             and x[0] > rst_at_cli.t + KILL_S]
+    gap = ev.sampler_gap_ms(rst_at_cli.t, rst_at_cli.t + KILL_S)
+    if alive or not gap:
+        return False, ""
+    return None, (f"the sampler was not polling in the {round(KILL_S * 1000)} ms after the RST (a gap of {gap} ms): "
+                  "how soon TIME-WAIT went is unseen" + (f" (it was gone {_ms(gone - rst_at_cli.t)} ms after)"
+                                                        if gone else ""))
