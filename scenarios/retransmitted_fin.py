@@ -371,7 +371,7 @@ def _count_check(ev: Evidence, fins: list[Segment], tlps: list[Segment], rto_fin
     missing = ("no sock_diag reading of the retransmit timer and no retransmission timing to measure the "
                "first RTO from: nothing to predict from")
     hole = ev.capture_hole("server")
-    if ok is False and unseen and all(unseen):
+    if unseen and all(unseen):           # how many were RTOs is not known, whatever it looks like
         ok, missing = None, "which retransmissions were RTOs is not known: " + "; ".join(unseen)
     elif ok is False and hole:
         ok, missing = None, f"server.pcap may lack a retransmitted FIN ({hole})"
@@ -426,7 +426,7 @@ def _give_up_check(ev: Evidence, rto_fins: list[Segment], armed: list, rel, unse
         unseen_end = _unseen_end(ev, last_seen, gone.t, min(lower, t1 + (budget_ms - 1 - LATENCY_MS) / 1000), upper)
         if ok and unseen_end:
             ok, missing = None, unseen_end
-    if ok is False and unseen and all(unseen):
+    if unseen and all(unseen):           # nor which was T1 or the last: the times mean nothing
         ok, missing = None, "which retransmissions were RTOs is not known: " + "; ".join(unseen)
     elif ok is False and ev.capture_hole("server"):
         ok, missing = None, f"server.pcap may lack a retransmitted FIN ({ev.capture_hole('server')})"

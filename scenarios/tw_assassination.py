@@ -174,7 +174,7 @@ def check(ev: Evidence) -> list[Check]:
     t_inj = f.get("injected_at")
 
     # 5.1: the replay as the client's capture saw it arrive
-    replay = _replayed(ev, copied, t_inj)
+    replay = _replayed(ev, copied, t_inj, f.get("probe_at"))
     cli_fin = next(iter(_seen(ev, "client", "client", "FIN")), None)
     srv_fin = next(iter(_seen(ev, "client", "server", "FIN")), None)
     tw_before = f.get("tw_before") or {}
@@ -320,13 +320,16 @@ def _missing(ev: Evidence, host: str) -> bool | None:
     return None if ev.capture_hole(host) else False
 
 
-def _replayed(ev: Evidence, copied: dict | None, since: float | None) -> Segment | None:
-    """The copied old segment as the client's capture saw it arrive (again) at or after *since*."""
+def _replayed(ev: Evidence, copied: dict | None, since: float | None,
+              until: float | None = None) -> Segment | None:
+    """The copied old segment as the client's capture saw it arrive (again) at or after *since*
+    (and before *until*: the first replay is not the probe)."""
     if not copied or not since:
         return None
     return next((s for s in _seen(ev, "client", "server")
                  if (s.seq, s.ack, s.length, s.tsval) == (copied["seq"], copied["ack"], copied["length"],
-                                                          copied["tsval"]) and s.t >= since - 0.001), None)
+                                                          copied["tsval"]) and s.t >= since - 0.001
+                 and (until is None or s.t < until - 0.001)), None)
 
 
 def _probe_answer(ev: Evidence, copied: dict | None) -> tuple[Segment | None, Segment | None]:

@@ -382,3 +382,112 @@ def test_a_hole_does_not_hide_a_real_failure():
     _without_samples_after_fin(ev, 2)
     c = by_name(lost_ack.check(ev))["time-wait-timer-restarts"]
     assert c.outcome == "fail", c.observed
+
+
+# -- a segment missing from a capture that dropped packets is not judged ---------------------
+
+def outcomes(checks) -> dict[str, str]:
+    return {c.name: c.outcome for c in checks}
+
+
+def test_an_unanswered_fin_in_a_dropping_capture_is_inconclusive():
+    """The same run, one ACK absent from client.pcap: a failure when the capture is complete
+    (above), inconclusive when its tcpdump dropped packets (the ACK may be among them)."""
+    ev = timewait_run(unacked=(2,))
+    ev.captures = {"client": {"captured": 14, "received": 15, "dropped": 1}}
+    c = by_name(lost_ack.check(ev))["time-wait-acks-every-fin"]
+    assert c.outcome == "inconclusive" and "tcpdump in client dropped 1 packets" in c.observed
+
+
+def test_a_rst_answering_a_fin_fails_whatever_the_capture_dropped():
+    ev = timewait_run(unacked=(2,))
+    ev.captures = {"client": {"captured": 14, "received": 15, "dropped": 1}}
+    fin = [s for s in ev.packets["client"] if s.src == SERVER and s.has("FIN")][2]
+    ev.packets["client"].append(seg(fin.t + 0.00002, CLIENT, "RST", ISN_C + 7, 0, None, None))
+    ev.packets["client"].sort(key=lambda s: s.t)
+    assert outcomes(lost_ack.check(ev))["time-wait-acks-every-fin"] == "fail"
+
+
+def test_the_delivered_ack_missing_from_a_dropping_server_pcap_is_inconclusive():
+    """After the drop is lifted the client's ACK is absent from server.pcap: with a complete
+    capture the ACK was not delivered (fail); with tcpdump drops there it may be among them."""
+    ev = timewait_run()
+    last_ack = [s for s in ev.packets["server"] if s.src == CLIENT and s.flags == "ACK"][-1]
+    ev.packets["server"] = [s for s in ev.packets["server"] if s is not last_ack]
+    assert outcomes(lost_ack.check(ev))["final-ack-lost-then-delivered"] == "fail"
+    ev.captures = {"server": {"captured": 12, "received": 13, "dropped": 1}}
+    assert outcomes(lost_ack.check(ev))["final-ack-lost-then-delivered"] == "inconclusive"
+
+
+def test_acks_reaching_the_server_under_the_drop_fail_whatever_was_dropped():
+    ev = timewait_run(drop_works=False)
+    ev.captures = {"server": {"captured": 12, "received": 13, "dropped": 1},
+                   "client": {"captured": 12, "received": 13, "dropped": 1}}
+    assert outcomes(lost_ack.check(ev))["final-ack-lost-then-delivered"] == "fail"
+
+
+def test_a_fin_missing_from_a_dropping_server_pcap_is_inconclusive():
+    ev = timewait_run()
+    fin = [s for s in ev.packets["server"] if s.src == SERVER and s.has("FIN")][2]      # merges two RTO gaps
+    ev.packets["server"] = [s for s in ev.packets["server"] if s is not fin]
+    assert outcomes(lost_ack.check(ev))["server-retransmits-fin"] == "fail"
+    ev.captures = {"server": {"captured": 12, "received": 13, "dropped": 1}}
+    assert outcomes(lost_ack.check(ev))["server-retransmits-fin"] == "inconclusive"
+
+
+def _first_time_wait_sample_late(ev: Evidence, late_s: float) -> float:
+    """The sampler stalled from the first FIN's arrival until *late_s* after it: the first
+    TIME_WAIT sample comes then, reading what is left of the timer the last FIN re-armed."""
+    fins = [s for s in ev.packets["client"] if s.src == SERVER and s.has("FIN")]
+    at = fins[0].t + late_s
+    rearmed = max(f.t for f in fins if f.t <= at)
+    left = round((rearmed + TW_DUE_S - at) * 1000)
+    ev.timeline = [replace(e, t=at, data={**e.data, "socket": {**e.data["socket"], "expires_ms": left}})
+                   if e.host == "client" and e.data.get("socket", {}).get("state") == "TIME_WAIT" else e
+                   for e in ev.timeline]
+    ev.timeline.sort(key=lambda e: e.t)
+    ev.timer_samples["client"] = [x for x in ev.timer_samples["client"] if not fins[0].t < x[0] < at]
+    return fins[0].t
+
+
+def test_time_wait_first_read_late_in_a_sampler_stall_is_inconclusive():
+    """The first TIME_WAIT sample came 2.9 s after the first FIN (1.2 s after the last, which
+    re-armed the timer): it reads 58.8 s, not because the timer was armed short but because the
+    sampler was behind. Inconclusive when the cadence shows the stall; a failure without it."""
+    ev = timewait_run()
+    t = _first_time_wait_sample_late(ev, 2.9)
+    c = by_name(lost_ack.check(ev))["time-wait-armed-for-60s"]
+    assert c.outcome == "fail" and c.values["first_expires_ms"] < 59000
+    ev.sampler = {"gaps": [(t - 0.001, t + 2.9)], "gap_threshold_ms": 10.0}
+    c = by_name(lost_ack.check(ev))["time-wait-armed-for-60s"]
+    assert c.outcome == "inconclusive", c.observed
+    assert "2901.0 ms" in c.observed and "the sampler fell behind" in c.observed
+
+
+def test_time_wait_armed_short_fails_even_in_a_sampler_stall():
+    """A reading 30 s short cannot be explained by 2.9 s of stall."""
+    ev = timewait_run()
+    t = _first_time_wait_sample_late(ev, 2.9)
+    ev.sampler = {"gaps": [(t - 0.001, t + 2.9)], "gap_threshold_ms": 10.0}
+    ev.timeline = [replace(e, data={**e.data, "socket": {**e.data["socket"], "expires_ms": 30000}})
+                   if e.host == "client" and e.data.get("socket", {}).get("state") == "TIME_WAIT" else e
+                   for e in ev.timeline]
+    assert outcomes(lost_ack.check(ev))["time-wait-armed-for-60s"] == "fail"
+
+
+def test_rst_path_segments_missing_from_dropping_captures_are_inconclusive():
+    """tcp_max_tw_buckets=0: the client's RST absent from client.pcap, then from server.pcap. The
+    counters (TcpOutRsts) and the server's socket (CLOSE, ECONNRESET) say it was sent and did its
+    work; a complete capture without it fails, one with tcpdump drops cannot judge."""
+    ev = no_timewait_run()
+    ev.packets["client"] = [s for s in ev.packets["client"] if not s.has("RST")]
+    assert outcomes(lost_ack.check(ev))["fin-answered-with-rst"] == "fail"
+    ev.captures = {"client": {"captured": 8, "received": 9, "dropped": 1}}
+    assert outcomes(lost_ack.check(ev))["fin-answered-with-rst"] == "inconclusive"
+    ev = no_timewait_run()
+    ev.packets["server"] = [s for s in ev.packets["server"] if not s.has("RST")]
+    assert outcomes(lost_ack.check(ev))["rst-aborts-server"] == "fail"
+    ev.captures = {"server": {"captured": 8, "received": 9, "dropped": 1}}
+    assert outcomes(lost_ack.check(ev))["rst-aborts-server"] == "inconclusive"
+    ev.facts["server_so_error"] = 0               # the socket was not reset: the kernel's, fails
+    assert outcomes(lost_ack.check(ev))["rst-aborts-server"] == "fail"

@@ -124,3 +124,136 @@ def test_a_retransmission_past_the_budget_fails():
     assert records.failed(sc, ev) == set()
     ev.sysctls["server"]["net.ipv4.tcp_orphan_retries"] = "2"        # 1400 ms: the 3rd and 4th came after
     assert {"orphan-retries-count", "give-up-when-budget-spent"} <= records.failed(sc, ev)
+
+
+# -- what the captures or the sampler missed is not judged; what they show still is --------------
+
+def outcomes(ev) -> dict[str, str]:
+    return {c.name: c.outcome for c in sc.check(ev)}
+
+
+def _fins(ev, at="server"):
+    return [s for s in ev.packets[at] if s.sport == sc.PORT and s.has("FIN")]
+
+
+def _drops(ev, *hosts, n=1):
+    for h in hosts:
+        ev.captures[h] = {"captured": 20, "received": 20 + n, "dropped": n}
+
+
+def test_an_ack_missing_from_a_dropping_client_pcap_is_inconclusive():
+    """One of the client's ACKs absent from client.pcap: a failure when the capture is complete,
+    inconclusive when its tcpdump dropped packets. One in server.pcap (it was not lost) still fails."""
+    ev = records.evidence(RUN)
+    ack = next(s for s in ev.packets["client"] if s.dport == sc.PORT and s.flags == "ACK" and s.t > _fins(ev)[2].t)
+    ev.packets["client"] = [s for s in ev.packets["client"] if s is not ack]
+    assert outcomes(ev)["every-fin-acked-every-ack-lost"] == "fail"
+    _drops(ev, "client")
+    c = {c.name: c for c in sc.check(ev)}["every-fin-acked-every-ack-lost"]
+    assert c.outcome == "inconclusive" and "tcpdump in client dropped 1 packets" in c.observed
+    ev = records.evidence(RUN)
+    _drops(ev, "client", "server")
+    ev.packets["server"] = sorted(ev.packets["server"] + [replace(ack, t=ack.t + 0.0001)], key=lambda s: s.t)
+    assert outcomes(ev)["every-fin-acked-every-ack-lost"] == "fail"
+
+
+def _no_samples(ev, t0: float, t1: float) -> None:
+    """The sampler stalled between *t0* and *t1*: no sample, and the cadence says so."""
+    ev.timer_samples["server"] = [x for x in ev.timer_samples["server"] if not t0 < x[0] < t1]
+    ev.sampler = {"gaps": [[t0, t1]], "gap_threshold_ms": 10.0}
+
+
+def test_a_retransmission_no_sample_followed_is_inconclusive():
+    """No sock_diag sample between the tail-loss probe and T1 (the sampler stalled): whether that
+    FIN was the probe, and so which were RTOs, is unseen - the backoff, the count and the give-up
+    cannot be judged. Without the stall in the cadence, the same hole still fails."""
+    ev = records.evidence(RUN)
+    fins = _fins(ev)
+    ev.timer_samples["server"] = [x for x in ev.timer_samples["server"] if not fins[1].t < x[0] < fins[2].t]
+    got = outcomes(ev)
+    assert got["tlp-then-rto-doubling"] == "fail"
+    _no_samples(ev, fins[1].t - 0.001, fins[2].t + 0.001)
+    checks = {c.name: c for c in sc.check(ev)}
+    for name in ("tlp-then-rto-doubling", "orphan-retries-count", "give-up-when-budget-spent"):
+        assert checks[name].outcome == "inconclusive", (name, checks[name].observed)
+    assert "the sampler's longest gap there: 210.1 ms" in checks["tlp-then-rto-doubling"].observed
+    assert checks["tlp-then-rto-doubling"].values["kinds"][:2] == [None, None]
+
+
+def test_a_wrong_kind_seen_still_fails_in_a_stall():
+    """A sample after the probe showing idiag_retrans 2 (neither a probe's 0 nor an RTO's 1)."""
+    ev = records.evidence(RUN)
+    fins = _fins(ev)
+    ev.sampler = {"gaps": [[fins[3].t - 0.001, fins[4].t + 0.001]], "gap_threshold_ms": 10.0}
+    ev.timer_samples["server"] = [(x[0], x[1], x[2], x[3], x[4], 2, *x[6:]) if fins[1].t < x[0] < fins[2].t else x
+                                  for x in ev.timer_samples["server"]]
+    assert outcomes(ev)["tlp-then-rto-doubling"] == "fail"
+
+
+def _gone_event(ev):
+    return next(e for e in ev.timeline if e.kind == "state" and e.host == "server"
+                and e.data["socket"]["state"] == "GONE" and e.data["socket"]["dport"] != 0)
+
+
+def _gone_at(ev, t: float) -> None:
+    g = _gone_event(ev)
+    ev.timeline = [replace(e, t=t) if e is g else e for e in ev.timeline]
+
+
+def test_the_orphans_end_unseen_in_a_stall_is_inconclusive():
+    """The sampler stalled from the last sample that saw the orphan until 400 ms after the latest
+    its timer could run: whether the socket went at its timeout is unseen (main passed this on the
+    model's window alone). A sample that saw it alive past that still fails."""
+    ev = records.evidence(RUN)
+    g = _gone_event(ev)
+    last = max(x[0] for x in ev.timer_samples["server"] if x[2] == "LAST_ACK")
+    _gone_at(ev, g.t + 0.4)
+    ev.sampler = {"gaps": [[last, g.t + 0.4]], "gap_threshold_ms": 10.0}
+    c = {c.name: c for c in sc.check(ev)}["give-up-when-budget-spent"]
+    assert c.outcome == "inconclusive", c.observed
+    assert "whether it went at its timeout is unseen" in c.observed
+    key = next(x[1] for x in ev.timer_samples["server"] if x[2] == "LAST_ACK")
+    ev.timer_samples["server"].append((g.t + 0.35, key, "LAST_ACK", "on", 0, 4, g.t + 0.35001))
+    ev.sampler = {"gaps": [[last, g.t + 0.34], [g.t + 0.36, g.t + 0.4]], "gap_threshold_ms": 10.0}
+    assert outcomes(ev)["give-up-when-budget-spent"] == "fail"
+
+
+def test_the_orphan_unseen_alive_at_the_budget_is_inconclusive():
+    """No sample from 1.5 s before the budget until the socket was seen gone: whether it lived past
+    the budget is unseen (main passed it on the model's due time)."""
+    ev = records.evidence(RUN)
+    t1 = _fins(ev)[2].t
+    g = _gone_event(ev)
+    _no_samples(ev, t1 + 4.7, g.t)
+    c = {c.name: c for c in sc.check(ev)}["give-up-when-budget-spent"]
+    assert c.outcome == "inconclusive", c.observed
+    assert "whether it lived until its timeout is unseen" in c.observed
+
+
+def test_give_up_silence_needs_one_complete_capture():
+    """No RST in server.pcap proves silence only if tcpdump dropped nothing there; client.pcap
+    (the router forwards what the server sends) can prove it instead. Both dropping: not judged;
+    a RST in client.pcap: fails."""
+    ev = records.evidence(RUN)
+    _drops(ev, "server")
+    assert outcomes(ev)["give-up-is-silent"] == "pass"
+    _drops(ev, "client")
+    assert outcomes(ev)["give-up-is-silent"] == "inconclusive"
+    ev = records.evidence(RUN)
+    _drops(ev, "server")
+    fin = _fins(ev, "client")[-1]
+    ev.packets["client"].append(replace(fin, t=_gone_event(ev).t + 0.01, flags="RST", ack=0))
+    assert outcomes(ev)["give-up-is-silent"] == "fail"
+
+
+def test_last_ack_never_sampled_in_a_stall_is_inconclusive():
+    """The sampler never polled while the orphan was in LAST_ACK (seconds): it could not see it."""
+    ev = records.evidence(RUN)
+    fins = _fins(ev)
+    ev.timeline = [e for e in ev.timeline if not (e.kind == "state" and e.data["socket"]["state"] == "LAST_ACK")]
+    g = _gone_event(ev)
+    ev.timeline = [replace(e, data={**e.data, "previous": "CLOSE_WAIT", "socket": {**e.data["socket"], "inode": 46791}})
+                   if e is g else e for e in ev.timeline]
+    assert outcomes(ev)["server-orphaned-in-last-ack"] == "fail"
+    ev.sampler = {"gaps": [[fins[0].t - 0.01, g.t]], "gap_threshold_ms": 10.0}
+    assert outcomes(ev)["server-orphaned-in-last-ack"] == "inconclusive"
