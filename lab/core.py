@@ -27,6 +27,7 @@ from .faults import Faults
 from .health import Health, PauseWatch, ns_identity
 from .interrupts import shielded, stop
 from .observe import Sampler, SocketInfo, SocketView, counters_delta, read_counters
+from .sampling import SamplerProcess
 from .peers import Peer
 from .sysctls import SYSCTL_RANGES, SysctlSetting, apply as apply_sysctl, check_keys, in_force, parse_sysctl
 from .timeline import Timeline
@@ -42,6 +43,7 @@ REPORTED_SYSCTLS = (
     "net.ipv4.tcp_orphan_retries", "net.ipv4.tcp_retries2", "net.ipv4.tcp_invalid_ratelimit",
     "net.ipv4.tcp_early_retrans", "net.ipv4.tcp_sack",
     "net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding",
+    "net.ipv4.tcp_ehash_entries",     # read-only: the host's TCP hash table (< 0: the shared one)
 )
 
 
@@ -77,7 +79,7 @@ class Lab:
         self.captures: dict[str, Capture] = {}
         self.peers: dict[str, Peer] = {}
         self.faults: Faults | None = None
-        self.sampler: Sampler | None = None
+        self.sampler: SamplerProcess | None = None
         self.sysctls: dict[str, dict[str, str]] = {}
         self.counters_before: dict[str, dict[str, int]] = {}
         self.counters_after: dict[str, dict[str, int]] = {}
@@ -203,7 +205,8 @@ class Lab:
                                      self.artifacts / "faults.pcap").start()
         # the router forwards and holds no socket of the lab: the sampler follows the ends
         ends = {n: v for n, v in self.views.items() if not self.hosts[n].spec.forwards}
-        self.sampler = Sampler(ends or self.views, self.port, self.timeline, watch=self.watch).start()
+        self.sampler = SamplerProcess(Sampler(ends or self.views, self.port, self.timeline),
+                                      watch=self.watch).start()
         self._pauses = PauseWatch().install()
         self.t0 = time.time()
         self.timings["start_s"] = time.monotonic() - t_start
@@ -287,7 +290,7 @@ class Lab:
                     self.health.note("namespace", name, f"{name}'s network namespace vanished during "
                                      f"the run ({host.nspath} is gone)")
             if self._pauses is not None and self.sampler is not None:
-                for stopped, resumed in self._pauses.pauses(self.sampler.cadence):
+                for stopped, resumed in self._pauses.pauses(self.sampler.heartbeat):
                     self.health.note("paused", "lab", f"the lab was stopped for {resumed - stopped:.1f} s "
                                      "(SIGSTOP/SIGTSTP, then SIGCONT): nothing was sampled or stepped "
                                      "meanwhile", t=stopped)
@@ -378,10 +381,7 @@ class Lab:
 
         t = time.monotonic()
         if self.sampler is not None:
-            step(self.sampler.stop)
-            # one last look, a whole dump, so the end state is on the timeline (a lookup-only
-            # poll would miss a socket a cut-short dump skipped earlier)
-            step(lambda: self.sampler.poll(discover=True))
+            step(self.sampler.stop)       # its last look is a whole dump (lab.sampling)
         self.watch()                      # what broke, before the captures are stopped on purpose
         if self._pauses is not None:
             step(self._pauses.close)

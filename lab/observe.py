@@ -21,7 +21,6 @@ import struct
 import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 from .backends.base import Host
 from .health import Cadence
@@ -143,6 +142,15 @@ class SocketView:
         # the kernel's lookup falls back to a listener on the port when the connection is gone
         return found[0] if found and found[0].key == key else None
 
+    def forget_sockets(self) -> None:
+        """Drop this object's netlink sockets without closing them: in a forked child (the
+        sampler), they are the parent's; new ones are made on the next request."""
+        with self._lock:
+            for sk in self._all:
+                sk.detach()
+            self._all.clear()
+        self._local = threading.local()
+
     def close(self) -> None:
         with self._lock:
             for sk in self._all:
@@ -151,31 +159,20 @@ class SocketView:
 
 
 class Sampler:
-    """Polls the hosts' sockets on *port* every *interval_s*; writes changes to the timeline."""
+    """Polls the hosts' sockets on *port*: each state change and timer restart goes to the
+    timeline, every sample of a running timer to ``series``, each round's time to ``cadence``.
+    lab.sampling runs it in a process of its own every *interval_s*."""
 
     def __init__(self, views: dict[str, SocketView], port: int, timeline: Timeline,
-                 interval_s: float = 0.005, discover_s: float = 0.05,
-                 watch: Callable[[], None] | None = None, watch_s: float = 0.1) -> None:
+                 interval_s: float = 0.005, discover_s: float = 0.05) -> None:
         self.views, self.port, self.timeline, self.interval_s = views, port, timeline, interval_s
         self._discover_every = max(1, round(discover_s / interval_s))
-        self._watch, self._watch_every = watch, max(1, round(watch_s / interval_s))
         self.cadence = Cadence(gap_s=2 * interval_s)   # when each round was asked: the gaps
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="twlab-sampler", daemon=True)
         self._last: dict[tuple[str, tuple], SocketInfo] = {}
         self.samples = 0
         # host -> [(t_ask, "src:sport-dst:dport", state, timer, expires_ms, retrans, t_answer)]:
         # every sample of every socket with a running timer
         self.series: dict[str, list[tuple]] = {}
-
-    def start(self) -> "Sampler":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
 
     def poll(self, discover: bool | None = None) -> None:
         """One sample: a dump of the port's sockets every discover_s (or when *discover*), exact
@@ -236,31 +233,6 @@ class Sampler:
                                   socket={**gone.to_json(), "state": "GONE"}, previous=gone.state,
                                   asked=t_ask)
         self.samples += 1
-
-    def _run(self) -> None:
-        self.cadence.sched = _realtime()
-        while not self._stop.is_set():
-            self.poll()
-            if self._watch is not None and self.samples % self._watch_every == 0:
-                self._watch()
-            self._stop.wait(self.interval_s)
-
-
-def _realtime() -> str:
-    """Put the calling thread (the sampler) in SCHED_FIFO at the lowest real-time priority, when
-    allowed: it then runs as soon as its 5 ms wait ends instead of queueing behind every busy
-    process. Measured with 50 lost-ack labs at once on this 2-core machine: the median run's
-    longest gap between polls fell from 679 ms to 79 ms, and every run could be judged (38/50
-    before, the rest inconclusive). Each poll is a few netlink round trips and then a wait, so
-    the thread never holds a CPU for long (and the kernel's real-time throttling bounds it)."""
-    import os
-
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))    # 0: this thread
-        return "fifo"
-    except (OSError, AttributeError):
-        return "other"
-
 
 def counters_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     """Counters that changed, as after - before (gauges such as SockstatTcpTw included)."""

@@ -66,15 +66,16 @@ class Backend(abc.ABC):
 
         return labels(self.owner, self.persistent)
 
-    def _make_ns(self, name: str) -> str:
+    def _make_ns(self, name: str, parent: str | None = None) -> str:
         """A named namespace (a netns host, or a switch of either backend), marked with its owner
-        at once (lab.owner: the alias of its loopback); no signal lands in between."""
+        at once (lab.owner: the alias of its loopback); no signal lands in between. *parent*:
+        made from inside that namespace (links.make_namespace)."""
         from ..interrupts import shielded
         from ..owner import alias
         from .links import make_namespace
 
         with shielded():
-            return make_namespace(name, ifalias=alias(self.owner, self.persistent))
+            return make_namespace(name, parent=parent, ifalias=alias(self.owner, self.persistent))
 
     @classmethod
     @abc.abstractmethod

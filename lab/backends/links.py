@@ -32,13 +32,16 @@ NETNS_DIR = "/run/netns"
 _NO_FORWARDING = ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding")
 
 
-def make_namespace(name: str, **lo: str) -> str:
+def make_namespace(name: str, parent: str | None = None, **lo: str) -> str:
     """A named network namespace with its loopback up (and any other *lo* attribute, e.g. the
     owner's ifalias: Backend._make_ns); its path. `ip netns add`, not pyroute2's netns.create:
     that one forks the Python process; in a session of its own, so a Ctrl-C at the terminal
-    cannot kill it halfway."""
-    done = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True,
-                          start_new_session=True)
+    cannot kill it halfway. With *parent* (a namespace's path) it is made from inside that one,
+    which decides the size of its TCP hash table (lab.backends.tcphash)."""
+    argv = ["ip", "netns", "add", name]
+    if parent is not None:
+        argv = ["nsenter", f"--net={parent}", "--", *argv]
+    done = subprocess.run(argv, capture_output=True, text=True, start_new_session=True)
     if done.returncode != 0:
         raise BackendError(f"cannot create network namespace {name}: {done.stderr.strip()}")
     path = f"{NETNS_DIR}/{name}"

@@ -20,6 +20,7 @@ from pyroute2 import netns as pnetns
 from ..interrupts import shielded
 from ..topology import Topology
 from .base import PREFIX, Backend, Host, missing_privileges
+from .tcphash import prepare_parent
 from .links import NETNS_DIR, switch_name, wire
 
 __all__ = ["NetnsBackend", "lab_namespaces", "remove_namespace", "NETNS_DIR"]
@@ -109,14 +110,17 @@ class NetnsBackend(Backend):
     def _up(self, topology: Topology) -> None:
         from ..netns import write_sysctl
 
+        parent = self._make_ns(self._ns("parent"))         # each host's own TCP hash table
+        own_tables = prepare_parent(parent)
         for spec in topology.hosts.values():
-            path = self._make_ns(self._ns(spec.name))
+            path = self._make_ns(self._ns(spec.name), parent=parent if own_tables else None)
             self.hosts[spec.name] = Host(
                 name=spec.name, spec=spec, nspath=path,
                 exec_prefix=["nsenter", f"--net={path}", "--"],
                 python=[sys.executable, "-u"],
                 addresses=dict(spec.addresses),
             )
+        remove_namespace(self._ns("parent"))               # its children do not need it
         wire(topology, self.hosts, lambda net: self._make_ns(switch_name(self.lab_id, net)))
         for spec in topology.hosts.values():
             for key, value in spec.sysctls.items():
