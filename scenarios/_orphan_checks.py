@@ -1,0 +1,206 @@
+"""retransmitted-fin, the judgement of the retransmissions and the give-up: which retransmissions
+were tail-loss probes and which RTOs (sock_diag's idiag_retrans after each), how many RTO
+retransmissions the budget allowed (scenarios/_orphan_budget.py's prediction), and when the
+orphan went. Not a scenario: the leading underscore keeps it out of the catalog;
+scenarios/retransmitted_fin.py describes the rules, runs the steps and judges the rest.
+
+What the captures or the sampler missed is not judged: a FIN that may be among server.pcap's
+drops, a retransmission no sample followed, an end the sampler was not polling for, while it fell
+behind (a gap in its cadence), leave their checks inconclusive; what they show and is wrong fails."""
+
+from __future__ import annotations
+
+from lab.evidence import Evidence
+from lab.packets import Segment
+from lab.timerwheel import max_late_s
+from lab.verdict import Check
+
+from ._orphan_budget import COMMON_HZ, LATENCY_MS, TCP_RTO_MAX_MS, TCP_RTO_MIN_MS, predict, rto0_candidates
+from .retransmitted_fin import CITE_BUDGET, CITE_WHEEL, _orphan_budget, _retrans_between
+
+
+def _kinds(ev: Evidence, fins: list[Segment]) -> tuple[list, list, list[str]]:
+    """What each retransmitted FIN was, from the first sock_diag sample after it: a tail-loss probe
+    leaves idiag_retrans (icsk_retransmits) as it was, an RTO retransmission adds one; "?" when a
+    sample shows anything else. None when no sample fell before the next FIN (then *unseen* says
+    where, with the sampler's gap); after such a hole a count that rose by one per FIN since the
+    last known one is an RTO, one that stayed is a probe, anything else is not known (None)."""
+    kinds, counts, unseen, prev, skipped = [], [], [], 0, 0
+    for i, f in enumerate(fins[1:], start=1):
+        until = fins[i + 1].t if i + 1 < len(fins) else f.t + 10
+        seen = _retrans_between(ev, f.t, until)
+        now = seen[0] if seen else None
+        counts.append(now)
+        if now is None:
+            kinds.append(None)
+            gap = ev.sampler_gap_ms(f.t, until)
+            unseen.append(f"no sock_diag sample of the orphan between the FIN at +{(f.t - fins[0].t) * 1000:.1f} ms "
+                          "and the next" + (f" (the sampler's longest gap there: {gap} ms)" if gap else ""))
+            if not gap:
+                unseen[-1] = ""          # the sampler kept its pace: the hole is not the sampler's
+            skipped += 1
+            continue
+        if not skipped:
+            kinds.append("RTO" if now == prev + 1 else "TLP" if now == prev else "?")
+        else:
+            kinds.append("RTO" if now == prev + skipped + 1 else "TLP" if now == prev else None)
+        prev, skipped = now, 0
+    return kinds, counts, unseen
+
+
+def _backoff_holes(ev: Evidence, ok: bool, kinds: list, seqs: list, probes: int, want_tlp: int,
+                   armed: list, fired_late: list, marks: list, unseen: list[str], tick_ms: float) -> list[str]:
+    """Why tlp-then-rto-doubling cannot be judged ([] when it can): a retransmission whose kind,
+    or a timer whose reading, no sample showed because the sampler fell behind, or a FIN that may
+    be among server.pcap's drops. What was seen and is wrong (a second sequence number, a count
+    of probes the kernel did not make, a kind or a reading that breaks the rule) still fails."""
+    if ok or len(seqs) > 1 or probes != want_tlp or "?" in kinds:
+        return []
+    hole = ev.capture_hole("server")
+    if hole:
+        return [f"server.pcap may lack a FIN ({hole})"]
+    if None in kinds:                    # which FINs were RTOs is not known: nor is the timer chain
+        known = [k for k in kinds if k is not None]
+        after_rto = known[known.index("RTO"):] if "RTO" in known else []
+        if not all(unseen) or known.count("TLP") > want_tlp or "TLP" in after_rto:
+            return []                    # unseen with the sampler on pace, or a probe out of place
+        return list(unseen)
+    holes = []
+    for i, (a, f) in enumerate(zip(armed, marks)):
+        if a is None:
+            until = marks[i + 1].t if i + 1 < len(marks) else f.t + 300
+            gap = ev.sampler_gap_ms(f.t, until)
+            if not gap:
+                return []                # no reading with the sampler on pace: not the sampler's
+            holes.append(f"no reading of the timer armed at +{(f.t - marks[0].t) * 1000:.1f} ms "
+                         f"(the sampler's longest gap there: {gap} ms)")
+    broken = (kinds[:want_tlp] != ["TLP"] * want_tlp or kinds.count("TLP") != want_tlp or "RTO" not in kinds
+              or (armed and armed[0] is not None and armed[0] < TCP_RTO_MIN_MS - tick_ms)
+              or any(abs(a - min(2 * p, TCP_RTO_MAX_MS)) > 3 * tick_ms + 2
+                     for p, a in zip(armed, armed[1:]) if a is not None and p is not None)
+              or any(late is not None and not -tick_ms - 1 <= late <= max_late_s(a / 1000, ev.hz) * 1000 + tick_ms + 20
+                     for late, a in zip(fired_late, armed) if a is not None))
+    return [] if broken else holes
+
+
+def _gone(ev: Evidence):
+    """The sock_diag event of the server's connection going (its answer time: it was gone by then)."""
+    return next((e for e in ev.states("server") if e.data["socket"]["state"] == "GONE"
+                 and e.data["socket"]["dport"] != 0), None)
+
+
+def _count_check(ev: Evidence, fins: list[Segment], tlps: list[Segment], rto_fins: list[Segment],
+                 armed: list, want_tlp: int, unseen: list[str]) -> Check:
+    """The number of RTO retransmissions against the model's prediction from the first RTO as
+    measured (sock_diag's readings of the timers armed at T1 and before it, the wire's gap to T1)
+    and the timer wheel."""
+    sysctl, b, budget_ms = _orphan_budget(ev.sysctl("server", "net.ipv4.tcp_orphan_retries"))
+    n_obs = len(rto_fins)
+    aligned = bool(tlps)                        # the TLP was sent from a timer, at the start of a jiffy
+    start = tlps[-1] if tlps else (fins[0] if fins else None)
+    gap_ms = round((rto_fins[0].t - start.t) * 1000, 3) if rto_fins and start else None
+    armed0 = armed[0] if armed else None
+    doubled = armed[1] if len(armed) > 1 else None
+    hzs = (ev.hz,) if ev.hz else COMMON_HZ
+    rto0 = {h: rto0_candidates(h, doubled, armed0, gap_ms, aligned) for h in hzs} if rto_fins else {}
+    pred = predict({h: c for h, c in rto0.items() if c}, budget_ms)
+    measured = ", ".join(f"{r} jiffies = {r * 1000 / h:g} ms at HZ={h}" for h, c in rto0.items() for r in c)
+    # no RTO retransmission at all is the kernel's doing; nothing measured to predict from, the observation's
+    ok = n_obs in pred.counts if (pred.counts or not rto_fins) else None
+    missing = ("no sock_diag reading of the retransmit timer and no retransmission timing to measure the "
+               "first RTO from: nothing to predict from")
+    hole = ev.capture_hole("server")
+    if unseen and all(unseen):           # how many were RTOs is not known, whatever it looks like
+        ok, missing = None, "which retransmissions were RTOs is not known: " + "; ".join(unseen)
+    elif ok is False and hole:
+        ok, missing = None, f"server.pcap may lack a retransmitted FIN ({hole})"
+    return Check.judged(
+        "orphan-retries-count", CITE_WHEEL,
+        f"tcp_orphan_retries={sysctl} -> b={b}: a budget of {budget_ms} ms from T1; first RTO {measured or '?'} "
+        f"(sock_diag: the timer armed at T1 read {doubled} ms = 2 x rto0, the one before it {armed0} ms; "
+        f"{'TLP' if aligned else 'FIN'} -> T1 on the wire {gap_ms} ms"
+        + (" = rto0 + the level-0 tick (+ a late wakeup)" if aligned else "") + f"); {pred.text()}; +{want_tlp} TLP",
+        f"server.pcap: {n_obs} RTO retransmissions (+{len(tlps)} TLP), {len(fins) - 1} retransmitted FINs; "
+        f"the RTO retransmissions at T1 + {[round((f.t - rto_fins[0].t) * 1000, 1) for f in rto_fins]} ms",
+        ok, {"tcp_orphan_retries": sysctl, "retry_until": b, "budget_ms": budget_ms, "rto0_ms": armed0,
+             "armed_at_t1_ms": doubled, "first_rto_gap_ms": gap_ms,
+             "rto0_ticks": {str(h): list(c) for h, c in rto0.items()},
+             "predicted_rto_retransmissions": list(pred.counts), "prediction": pred.to_json(),
+             "observed_rto_retransmissions": n_obs, "observed_tlps": len(tlps)},
+        missing=missing)
+
+
+def _give_up_check(ev: Evidence, rto_fins: list[Segment], armed: list, rel, unseen: list[str]) -> Check:
+    """Each decision against the budget, from the observed times: every RTO retransmission after T1
+    came while now - T1 < budget, and the socket went at the timeout after the last one, with
+    now - T1 >= budget. retransmits_timed_out() compares whole milliseconds (so the kernel may give
+    up from budget - 1 ms on), and the capture and the timer handler differ by up to LATENCY_MS.
+
+    When the socket went is known from sock_diag: after the last sample that saw it, before the
+    first that did not. Where the sampler fell behind there, a sample that would have shown it
+    alive past the latest its timer could run, or gone before the budget, may be missing: the
+    check cannot judge (a sample that does show either still fails it)."""
+    _, _, budget_ms = _orphan_budget(ev.sysctl("server", "net.ipv4.tcp_orphan_retries"))
+    tick_ms = 1000 / (ev.hz or 100)
+    t1 = rto_fins[0].t if rto_fins else None
+    elapsed = [round((f.t - t1) * 1000, 1) for f in rto_fins[1:]] if t1 else []
+    gone = _gone(ev)
+    last_seen = max((s[0] for s in ev.timer_samples.get("server", []) if s[2] == "LAST_ACK"), default=None)
+    due = rto_fins[-1].t + armed[-1] / 1000 if rto_fins and armed and armed[-1] is not None else None
+    give_up_ms = None
+    missing = "sock_diag never " + ("saw the server's connection go" if gone is None else
+                                    "read the retransmit timer after the last RTO retransmission"
+                                    if due is None else "saw the orphan in LAST_ACK")
+    # no T1 is the kernel's doing; no sample of the timer or of the socket going, the observation's
+    ok = False if not t1 else None if gone is None or last_seen is None or due is None else True
+    if ok:
+        # the socket went after the last sample that saw it and before the first that did not, and
+        # no earlier than its timer's due time (a tick for the reading), no later than a granule after
+        lower = due - tick_ms / 1000
+        upper = due + max_late_s(armed[-1] / 1000, ev.hz) + 2 * tick_ms / 1000 + 0.02
+        window = (max(last_seen, lower), min(gone.t, upper))
+        give_up_ms = [round((w - t1) * 1000, 1) for w in window]
+        ok = (all(e < budget_ms + LATENCY_MS for e in elapsed) and window[0] <= window[1]
+              and give_up_ms[1] > budget_ms - 1 - LATENCY_MS)
+        unseen_end = _unseen_end(ev, last_seen, gone.t, min(lower, t1 + (budget_ms - 1 - LATENCY_MS) / 1000), upper)
+        if ok and unseen_end:
+            ok, missing = None, unseen_end
+    if unseen and all(unseen):           # nor which was T1 or the last: the times mean nothing
+        ok, missing = None, "which retransmissions were RTOs is not known: " + "; ".join(unseen)
+    elif ok is False and ev.capture_hole("server"):
+        ok, missing = None, f"server.pcap may lack a retransmitted FIN ({ev.capture_hole('server')})"
+    return Check.judged(
+        "give-up-when-budget-spent", CITE_BUDGET,
+        f"every RTO retransmission after T1 at now - T1 < {budget_ms} ms; the socket destroyed at the "
+        f"timeout after the last one (due {round(armed[-1]) if armed and armed[-1] else '?'} ms after it, "
+        f"at most one timer-wheel granule late) with now - T1 >= {budget_ms} ms (whole ms compared: "
+        f"> {budget_ms - 1} ms; capture vs timer handler +- {LATENCY_MS:g} ms)",
+        f"RTO retransmissions at T1 + {elapsed} ms; timer due at T1 + "
+        f"{round((due - t1) * 1000, 1) if due and t1 else '?'} ms; sock_diag: last seen at "
+        f"T1 + {round((last_seen - t1) * 1000, 1) if last_seen and t1 else '?'} ms, gone at "
+        f"T1 + {round((gone.t - t1) * 1000, 1) if gone and t1 else '?'} ms; so given up at T1 + {give_up_ms} ms",
+        ok, {"budget_ms": budget_ms, "rto_elapsed_since_t1_ms": elapsed,
+             "due_after_t1_ms": round((due - t1) * 1000, 1) if due and t1 else None,
+             "give_up_window_after_t1_ms": give_up_ms, "latency_ms": LATENCY_MS,
+             "gone_after_first_fin_ms": rel(gone.t) if gone else None},
+        missing=missing)
+
+
+def _unseen_end(ev: Evidence, last_seen: float, gone: float, alive_until: float, gone_by: float) -> str:
+    """Why sock_diag cannot place the socket's end ("" when it can): it must be seen alive up to
+    *alive_until* (its timer's due time, or the budget if that is earlier) and gone by *gone_by*
+    (the latest its timer can run). Falling short of either is the kernel's unless the sampler
+    fell behind right there."""
+    why = []
+    if last_seen < alive_until and (gap := ev.sampler_gap_ms(last_seen, alive_until)):
+        why.append(f"no sample between {_after(last_seen, gone)} and the timer's due time "
+                   f"(the sampler's longest gap there: {gap} ms): whether it lived until its timeout is unseen")
+    if gone > gone_by and (gap := ev.sampler_gap_ms(gone_by, gone)):
+        why.append(f"no sample between the latest its timer could run and {round((gone - gone_by) * 1000, 1)} ms "
+                   f"later, when it was seen gone (the sampler's longest gap there: {gap} ms): whether it went "
+                   "at its timeout is unseen")
+    return "; ".join(why)
+
+
+def _after(t: float, gone: float) -> str:
+    return f"the last LAST_ACK sample ({round((gone - t) * 1000, 1)} ms before it was seen gone)"
