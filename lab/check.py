@@ -20,7 +20,7 @@ force, e.g. tw-assassination's time-wait-assassinated / time-wait-survives-rst),
 hold: the check passed (`passed = true`) and/or a value of the check's ``values`` (the numbers
 the check used, as report.json has them) compared with `equals`, `min`/`max` or `near` +
 `slack`. Every check the names match must hold it; a list value, for every element. A requirement whose scenario did not run to
-a report (error, or skipped for want of netem) is not shown, so it fails.
+a report (error, or skipped: no netem, or sysctls that rule out what it observes) is not shown, so it fails.
 """
 
 from __future__ import annotations
@@ -451,9 +451,9 @@ def _scenario_entry(mod, res: dict[str, Any], report: dict[str, Any] | None, job
     entry: dict[str, Any] = {"scenario": job["name"], "artifacts": str(job["artifacts"]),
                              "sysctls_requested": res.get("sysctls_requested", [])}
     error = res.get("error")
-    if res.get("verdict") == "skipped":         # lab.runner._one: NetemMissing
-        netem = res.get("netem") or {}
-        entry.update(verdict="skipped", reason=f"{netem['why']}; {netem['hint']}" if netem
+    if res.get("verdict") == "skipped":         # lab.runner._one: NetemMissing or CannotShow
+        skip = res.get("skip") or res.get("netem") or {}
+        entry.update(verdict="skipped", reason=f"{skip['why']}; {skip['hint']}" if skip
                      else res.get("reason") or "")
         return entry
     if res.get("verdict") == "error":

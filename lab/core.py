@@ -59,13 +59,16 @@ class Lab:
                  sysctls: list[SysctlSetting] = (), compose: Path | str = DEFAULT_COMPOSE,
                  port: int = 5000, progress: Callable[[str], None] = lambda s: None,
                  capture: bool = True, persistent: bool = False,
-                 shaping: list[shaping.Shaping] = (), needs_netem: str | None = None) -> None:
+                 shaping: list[shaping.Shaping] = (), needs_netem: str | None = None,
+                 premise: Callable[[dict[str, dict[str, str]]], None] | None = None) -> None:
         self.backend_name, self.artifacts = backend, Path(artifacts)
         self.requested_sysctls, self.compose, self.port = list(sysctls), Path(compose), port
         self.progress, self.capture_enabled = progress, capture
         self.persistent = persistent          # an `invoke up` lab: outlives this process
         self.shaping = list(shaping)
         self.needs_netem = needs_netem        # the scenario that cannot run without netem, if any
+        self.premise = premise                # given the sysctls in force, raises when the run cannot
+                                              # show its scenario (lab.errors.CannotShow)
         self._made_dirs: list[Path] = []      # the artifacts directories start() created
         self.options: dict = {}               # run options a scenario may read (e.g. strict_rfc)
         self.facts: dict = {}                 # what a scenario recorded as it went: judged even
@@ -183,6 +186,8 @@ class Lab:
             self.netem = shaping.probe(self.hosts[router.name])
         if self.needs_netem and not self.netem[0]:                   # before anything is captured
             raise NetemMissing(self.needs_netem, self.netem[1])
+        if self.premise is not None:                                 # the same, for the sysctls
+            self.premise(self.sysctls)
         if self.shaping:
             if not self.netem[0]:
                 raise EnvError(f"link shaping was asked for, but {self.netem[1]}; run without --shape "

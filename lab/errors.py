@@ -5,7 +5,10 @@
     ├── EnvError                  the machine cannot run the lab: no root, no tool, no daemon (exit 2)
     │   ├── ImageError            the host image cannot be found or built
     │   └── NetemMissing          a scenario needs link shaping and this kernel has no sch_netem
-    │                             (`run all` and `check` list it as skipped, with the reason)
+    ├── ScenarioSkipped           a scenario cannot show its behaviour in this lab (exit 2): `run all`,
+    │   │                         `check` and `matrix` list it as skipped, with the reason
+    │   ├── NetemMissing          (also an EnvError, above)
+    │   └── CannotShow            the sysctls in force rule out what it observes (its precondition())
     ├── TopologyError             compose.yaml cannot be read or does not describe a lab (exit 2)
     ├── BackendError              bringing hosts up or down failed (exit 2)
     │   └── NamespaceGone         a lab host's network namespace vanished (never re-created)
@@ -29,6 +32,8 @@ __all__ = [
     "EnvError",
     "ImageError",
     "NetemMissing",
+    "ScenarioSkipped",
+    "CannotShow",
     "TopologyError",
     "BackendError",
     "NamespaceGone",
@@ -75,14 +80,32 @@ class ImageError(EnvError):
     """The host image cannot be found or built."""
 
 
-class NetemMissing(EnvError):
-    """A scenario needs netem shaping and this kernel lacks sch_netem: *why* (the lab's probe
-    result) and *hint* (what to do) are kept apart for the summaries that show only one."""
+class ScenarioSkipped(LabError):
+    """A scenario that cannot show its behaviour in this lab, found before anything is captured:
+    the run stops (exit 2, nothing left behind) and the summaries list it as skipped. *why* (what
+    rules it out) and *hint* (what to do) are kept apart for the summaries that show only one."""
+
+    def __init__(self, scenario: str, why: str, hint: str, message: str) -> None:
+        self.scenario, self.why, self.hint = scenario, why, hint
+        super().__init__(message)
+
+
+class NetemMissing(ScenarioSkipped, EnvError):
+    """A scenario needs netem shaping and this kernel lacks sch_netem (*why*: the lab's probe)."""
 
     def __init__(self, scenario: str, why: str) -> None:
-        self.scenario, self.why = scenario, why
-        self.hint = f"run it on a kernel with sch_netem, e.g. `invoke vm {scenario}`"
-        super().__init__(f"{scenario} needs link shaping, but {why}; {self.hint}")
+        hint = f"run it on a kernel with sch_netem, e.g. `invoke vm {scenario}`"
+        super().__init__(scenario, why, hint, f"{scenario} needs link shaping, but {why}; {hint}")
+
+
+class CannotShow(ScenarioSkipped):
+    """The sysctls in force rule out what the scenario observes (its precondition() says why, e.g.
+    tcp_max_tw_buckets=0 for a scenario that watches a TIME-WAIT): the kernel would do exactly
+    what the setting says, and the run would only time out waiting for what cannot come."""
+
+    def __init__(self, scenario: str, why: str) -> None:
+        hint = "run it without that setting"
+        super().__init__(scenario, why, hint, f"{scenario} cannot show its behaviour with these settings: {why}; {hint}")
 
 
 class TopologyError(LabError):

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .artifacts import ensure_dir, write_text
-from .errors import LabError, NetemMissing, UsageError
+from .errors import LabError, ScenarioSkipped, UsageError
 from .matrixkeys import COUNTERS, KEY_VALUES, RANDOM_COUNTS, KeyValue
 from .verdict import FAIL, INCONCLUSIVE, NOT_APPLICABLE, outcome_of
 
@@ -125,7 +125,7 @@ def run_matrix(kernels: list[str], names: list[str], out: Path, backend: str | l
                 try:
                     report = run_scenario(n, backend=be, artifacts=out / col / n, progress=lambda s: None)
                     cells[n][col] = cell_from_report(report)
-                except NetemMissing as exc:              # this kernel cannot run it: say why
+                except ScenarioSkipped as exc:           # this kernel cannot run it: say why
                     cells[n][col] = {**_error_cell(exc.why), "verdict": "skipped"}
                 except LabError as exc:
                     cells[n][col] = _error_cell(exc)

@@ -14,7 +14,7 @@ from .artifacts import check_dir, ensure_dir, write_text
 from .backends import check_name
 from .capture import parse_stats
 from .core import Lab, SysctlSetting
-from .errors import EnvError, LabError, NetemMissing, UsageError, WaitTimeout
+from .errors import CannotShow, EnvError, LabError, NetemMissing, ScenarioSkipped, UsageError, WaitTimeout
 from .evidence import Evidence
 from .interrupts import Interrupted, interrupts_as_exceptions, signal_name, signal_of
 from .pool import run_jobs
@@ -62,6 +62,7 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
     not an error but ``report["verdict"] == "fail"``."""
     from scenarios import get
     from scenarios import intent as scenario_intent
+    from scenarios import precondition
 
     mod = get(name)
     if shaping and mod.SHAPING == UNUSED:
@@ -73,8 +74,15 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
            for k, v in kv.items()]
     mine = {(s.host, s.key) for s in sysctls}
     sysctls = [s for s in own if (s.host, s.key) not in mine] + list(sysctls)
+
+    def premise(in_force: dict[str, dict[str, str]]) -> None:
+        """Asked by the lab once the sysctls are read back, before anything is captured."""
+        why = precondition(mod, in_force)
+        if why:
+            raise CannotShow(name, why)
+
     lab = Lab(backend=backend, artifacts=artifacts, sysctls=list(sysctls), port=mod.PORT,
-              progress=progress, shaping=list(shaping),
+              progress=progress, shaping=list(shaping), premise=premise,
               needs_netem=name if mod.SHAPING == REQUIRED else None, **({"compose": compose} if compose else {}))
     facts: dict[str, Any] = {}
     error: str | None = None
@@ -179,9 +187,10 @@ def _one(job: dict[str, Any]) -> dict[str, Any]:
         report = run_scenario(job["name"], backend=job["backend"], sysctls=job["sysctls"],
                               artifacts=job["artifacts"], shaping=job["shaping"],
                               compose=job["compose"], options=job.get("options"))
-    except NetemMissing as exc:
+    except ScenarioSkipped as exc:         # no netem, or the sysctls rule out what it observes
         return {"run": job["run"], "verdict": "skipped", "reason": str(exc), "error": None,
-                "netem": {"why": exc.why, "hint": exc.hint},
+                "skip": {"why": exc.why, "hint": exc.hint, "kind": type(exc).__name__},
+                **({"netem": {"why": exc.why, "hint": exc.hint}} if isinstance(exc, NetemMissing) else {}),
                 "exit_code": exc.exit_code, "artifacts": str(job["artifacts"])}
     except LabError as exc:
         return {"run": job["run"], "verdict": "error", "error": str(exc), "exit_code": exc.exit_code,
@@ -226,8 +235,9 @@ def run_many(name: str, repeat: int, parallel: int, backend: str = "auto",
 
     def collect(job: dict[str, Any], res: dict[str, Any]) -> None:
         results.append(res)
-        if res["verdict"] == "skipped":      # the kernel cannot run it: once is enough
-            raise NetemMissing(name, res["netem"]["why"])
+        if res["verdict"] == "skipped":      # the kernel or the sysctls rule it out: once is enough
+            why = res["skip"]["why"]
+            raise NetemMissing(name, why) if res.get("netem") else CannotShow(name, why)
         progress(f"run {res['run']:>3}/{repeat}: {res['verdict']}"
                  + (f" ({', '.join(res.get('failed_checks') or [])})" if res.get("failed_checks") else "")
                  + (f" - {res['error']}" if res.get("error") else ""))
@@ -274,8 +284,9 @@ def _write_summary(base: Path, summary: dict[str, Any]) -> None:
 
 
 def catalog_summary(results: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
-    """`run all`'s summary of its runs. A scenario this kernel cannot run (no netem) is skipped,
-    as in `invoke check`: listed with its reason, it does not fail the rest."""
+    """`run all`'s summary of its runs. A scenario this kernel cannot run (no netem), or that
+    the sysctls in force rule out (its precondition()), is skipped, as in `invoke check`: listed
+    with its reason, it does not fail the rest."""
     results = sorted(results, key=lambda r: r["run"])
     summary = {"scenarios": results, "wall_s": round(wall_s, 3),
                "passed": sum(r["verdict"] == "pass" for r in results),

@@ -7,6 +7,12 @@
     SYSCTLS  optional {host: {key: value}}: the scenario's own settings, applied before --sysctl
     intent(sysctls) -> str           optional: the intent for the sysctls in force, when they change
                                      what the run shows (lost-ack with tcp_max_tw_buckets=0)
+    precondition(sysctls) -> str | None
+                                     optional: why the scenario cannot show its behaviour with the
+                                     sysctls in force (five-tuple with tcp_max_tw_buckets=0: no
+                                     TIME-WAIT to hold the 4-tuple), or None. Asked right after
+                                     bring-up, before anything is captured; a reason ends the run
+                                     as skipped (lab.errors.CannotShow)
     run(lab) -> dict                 the steps, in order, returning facts the checks need
     check(ev: lab.evidence.Evidence) -> list[lab.verdict.Check]
 """
@@ -20,7 +26,7 @@ from types import ModuleType
 
 from lab.errors import UsageError
 
-__all__ = ["catalog", "get", "intent"]
+__all__ = ["catalog", "get", "intent", "precondition"]
 
 
 def catalog() -> dict[str, ModuleType]:
@@ -48,3 +54,10 @@ def intent(mod: ModuleType, sysctls: dict[str, dict[str, str]]) -> str:
     read back from the lab's hosts): its intent() when it has one, else its INTENT."""
     fn = getattr(mod, "intent", None)
     return fn(sysctls) if fn is not None else mod.INTENT
+
+
+def precondition(mod: ModuleType, sysctls: dict[str, dict[str, str]]) -> str | None:
+    """Why a run of scenario *mod* cannot show its behaviour with these sysctls in force (as read
+    back from the lab's hosts), or None: its precondition() when it has one."""
+    fn = getattr(mod, "precondition", None)
+    return fn(sysctls) if fn is not None else None

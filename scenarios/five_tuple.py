@@ -43,6 +43,8 @@ from lab.packets import Segment
 from lab.shaping import OPTIONAL
 from lab.verdict import Check
 
+from ._premise import time_wait_room
+
 NAME = "five-tuple"
 INTENT = "TIME-WAIT keeps its 4-tuple: same port + same server fails (EADDRINUSE/EADDRNOTAVAIL); tcp_tw_reuse=1 recycles it after the delay with ISN = old snd_nxt + 65537"
 SHAPING = OPTIONAL
@@ -66,6 +68,11 @@ CITE_COUNTER = "FACTS.md §4: TcpExtTWRecycled counts each TIME-WAIT socket recy
 
 
 # -- the steps -------------------------------------------------------------------------------
+
+def precondition(sysctls: dict[str, dict[str, str]]) -> str | None:
+    """Why this run cannot show the scenario: too little TIME-WAIT room for what it observes."""
+    return time_wait_room(sysctls, {"client": 2}, "part A's and part B's old connections, whose 4-tuples it holds")
+
 
 def run(lab: Lab) -> dict:
     server, client = lab.peer("server"), lab.peer("client")

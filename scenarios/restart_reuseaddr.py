@@ -39,6 +39,8 @@ from lab.evidence import Evidence
 from lab.shaping import OPTIONAL
 from lab.verdict import Check
 
+from ._premise import time_wait_room
+
 NAME = "restart-reuseaddr"
 INTENT = "a restarted server's bind() fails with EADDRINUSE over its own TIME-WAIT unless old and new socket both set SO_REUSEADDR; never over a live listener"
 SHAPING = OPTIONAL
@@ -57,6 +59,11 @@ CITE_RULE = ("FACTS.md §5: Linux inet_csk_bind_conflict() (net/ipv4/inet_connec
              "conflicts unless both it and the new socket have SO_REUSEADDR and it is not LISTEN; a TIME-WAIT "
              "socket keeps its listener's flag (tw_reuse). Socket FAQ: SO_REUSEADDR reuses a port busy only in TIME_WAIT")
 CITE_SETUP = "RFC 9293 §3.6.1 / RFC 1122 §4.2.2.13: the side that closes first (here the server) lingers in TIME-WAIT"
+
+
+def precondition(sysctls: dict[str, dict[str, str]]) -> str | None:
+    """Why this run cannot show the scenario: too little TIME-WAIT room for what it observes."""
+    return time_wait_room(sysctls, {"server": len(CASES)}, "each case's old connection, over which a restarted server binds")
 
 
 def run(lab: Lab) -> dict:

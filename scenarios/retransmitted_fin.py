@@ -56,6 +56,7 @@ from lab.timerwheel import max_late_s
 from lab.verdict import Check
 
 from ._orphan_budget import TCP_RTO_MAX_MS, TCP_RTO_MIN_MS, effective_retries, model_timeout_ms
+from ._premise import time_wait_room
 from ._steps import client_closes_first
 
 NAME = "retransmitted-fin"
@@ -87,6 +88,11 @@ def _orphan_budget(ev_or_lab_sysctl: str | None) -> tuple[int, int, int]:
     sysctl = int(ev_or_lab_sysctl or 0)
     b = effective_retries(sysctl)
     return sysctl, b, model_timeout_ms(b)
+
+
+def precondition(sysctls: dict[str, dict[str, str]]) -> str | None:
+    """Why this run cannot show the scenario: too little TIME-WAIT room for what it observes."""
+    return time_wait_room(sysctls, {"client": 1}, "the client's, which answers each FIN with an ACK instead of a RST that would end the orphan's retries")
 
 
 def run(lab: Lab) -> dict:

@@ -39,6 +39,8 @@ from lab.shaping import OPTIONAL
 from lab.timerwheel import max_late_s
 from lab.verdict import Check
 
+from ._premise import time_wait_room
+
 NAME = "time-wait-duration"
 INTENT = ("TIME-WAIT lasts Linux's fixed 60 s (BSD 2 x 30 s; RFC 1122 asks 2 x 2 min); an orphaned "
           "FIN-WAIT-2 lasts tcp_fin_timeout (up to 60 s)")
@@ -88,6 +90,12 @@ def fin_wait2_plan(fin_timeout_s: float) -> dict:
 def _key(res) -> tuple[str, int, str, int]:
     (lip, lport), (rip, rport) = res.result["local"], res.result["remote"]
     return (lip, lport, rip, rport)
+
+
+def precondition(sysctls: dict[str, dict[str, str]]) -> str | None:
+    """Why this run cannot show the scenario: too little TIME-WAIT room for what it observes."""
+    return time_wait_room(sysctls, {"client": 2}, "A's, whose length it measures, and B's orphaned FIN-WAIT-2, "
+                          "which Linux keeps in a TIME-WAIT socket too")
 
 
 def run(lab: Lab) -> dict:

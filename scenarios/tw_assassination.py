@@ -61,6 +61,8 @@ from lab.packets import Segment
 from lab.shaping import OPTIONAL
 from lab.verdict import Check
 
+from ._premise import time_wait_room
+
 NAME = "tw-assassination"
 INTENT = ("RFC 1337 figure 1: an old duplicate -> TIME-WAIT's ACK -> the closed server's RST kills "
           "TIME-WAIT (tcp_rfc1337=0) or is ignored (tcp_rfc1337=1)")
@@ -90,6 +92,11 @@ CITE_KILL = ("Linux v6.18 tcp_timewait_state_process() (net/ipv4/tcp_minisocks.c
              "TIME-WAIT ACKs a replayed data segment (TCP_TW_ACK; data is never out-of-window rate-limited: "
              "tcp_oow_rate_limited(), net/ipv4/tcp_input.c); with no socket tcp_v4_rcv() -> tcp_v4_send_reset() "
              "answers RST, seq = the segment's ack (RFC 9293 §3.10.7.1); reference R-TW-RST, R-TW-OLD-SEG, R-CLOSED-RST")
+
+
+def precondition(sysctls: dict[str, dict[str, str]]) -> str | None:
+    """Why this run cannot show the scenario: too little TIME-WAIT room for what it observes."""
+    return time_wait_room(sysctls, {"client": 1}, "the one the RST assassinates")
 
 
 def run(lab: Lab) -> dict:

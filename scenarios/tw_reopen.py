@@ -55,6 +55,8 @@ from lab.packets import Segment
 from lab.shaping import UNUSED
 from lab.verdict import Check
 
+from ._premise import time_wait_room
+
 NAME = "tw-reopen"
 INTENT = "a SYN reopens a 4-tuple in TIME-WAIT (seq above rcv_nxt or newer timestamp, RFC 6191) with ISN = old snd_nxt + 65537; RFC 1122 condition (2) is not implemented"
 SHAPING = UNUSED            # seq-behind needs a fast transfer: 24 MiB must outrun the ISN clock
@@ -85,6 +87,11 @@ CITE_TS = "RFC 7323 §3.2: timestamps are used only if both SYN and SYN-ACK carr
 
 
 # -- the steps -------------------------------------------------------------------------------
+
+def precondition(sysctls: dict[str, dict[str, str]]) -> str | None:
+    """Why this run cannot show the scenario: too little TIME-WAIT room for what it observes."""
+    return time_wait_room(sysctls, {"server": 1}, "the old incarnation a new SYN meets")
+
 
 def run(lab: Lab) -> dict:
     server, client = lab.peer("server"), lab.peer("client")

@@ -83,6 +83,8 @@ from lab.observe import counters_delta
 from lab.shaping import UNUSED
 from lab.verdict import Check
 
+from ._premise import time_wait_room
+
 NAME = "wandering-duplicates"
 INTENT = ("a replayed old segment: TIME-WAIT ACKs and absorbs it; with TIME-WAIT bypassed PAWS "
           "rejects it, and without timestamps the new connection's application reads the old bytes")
@@ -143,6 +145,11 @@ def _together(first, second):
 
 def _phase_counters(lab: Lab, host: str, before: dict) -> dict:
     return counters_delta(before, read_counters(lab.host(host).nspath))
+
+
+def precondition(sysctls: dict[str, dict[str, str]]) -> str | None:
+    """Why this run cannot show the scenario: too little TIME-WAIT room for what it observes."""
+    return time_wait_room(sysctls, {"server": 1}, "the one part (a)'s replayed old segment reaches")
 
 
 def run(lab: Lab) -> dict:

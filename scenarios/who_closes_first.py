@@ -38,6 +38,8 @@ from lab.packets import Segment
 from lab.shaping import OPTIONAL
 from lab.verdict import Check
 
+from ._premise import time_wait_room
+
 NAME = "who-closes-first"
 INTENT = "the side that calls close() first holds TIME-WAIT; a simultaneous close takes both sides through CLOSING to TIME-WAIT"
 SHAPING = OPTIONAL
@@ -57,6 +59,16 @@ CITE_NO_ROOM = "FACTS.md §2-3: tcp_max_tw_buckets exhausted: the closing socket
 
 
 # -- the steps -------------------------------------------------------------------------------
+
+def precondition(sysctls: dict[str, dict[str, str]]) -> str | None:
+    """tcp_max_tw_buckets=0 is a lesson of its own here (no TIME-WAIT room: the expectations follow
+    it); a limit of 1 is not: the simultaneous close needs a second TIME-WAIT in each host while
+    the first case's (client-first's, server-first's) is still there."""
+    need = {h: 2 for h in ("client", "server")
+            if sysctls.get(h, {}).get("net.ipv4.tcp_max_tw_buckets", "2").strip() != "0"}
+    return time_wait_room(sysctls, need, "the simultaneous close's, beside the earlier case's",
+                          lesson="with 0 (no room at all) the scenario shows a close without TIME-WAIT")
+
 
 def run(lab: Lab) -> dict:
     server, client = lab.peer("server"), lab.peer("client")

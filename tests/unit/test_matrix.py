@@ -195,3 +195,21 @@ def test_an_unknown_backend_is_refused_before_any_run(tmp_path):
         run_matrix(["debian-12"], ["lost-ack"], out=tmp_path, vm=vm, backend=["netns", "podman"])
     assert vm.calls == []
     assert parse_backends(["netns,docker", "netns"]) == ["netns", "docker"] and parse_backends(None) == ["auto"]
+
+
+def test_a_host_cell_the_lab_rules_out_is_skipped_with_the_reason(tmp_path, monkeypatch):
+    """A scenario the host's run rules out before anything runs - no netem, or sysctls its
+    precondition() refuses (lab.errors.CannotShow) - is a skipped cell saying why, not an error."""
+    from lab import runner
+    from lab.errors import CannotShow, NetemMissing
+
+    def ruled_out(name, **kw):
+        if name == "lossy-link":
+            raise NetemMissing(name, "netem is not available on this kernel")
+        raise CannotShow(name, "tcp_max_tw_buckets=0 on the client: no TIME-WAIT can be made")
+    monkeypatch.setattr(runner, "run_scenario", ruled_out)
+    m = run_matrix(["host"], ["five-tuple", "lossy-link"], out=tmp_path, backend="netns")
+    cells = {n: m["cells"][n]["host"] for n in ("five-tuple", "lossy-link")}
+    assert cells["five-tuple"]["verdict"] == "skipped"
+    assert cells["five-tuple"]["error"] == "tcp_max_tw_buckets=0 on the client: no TIME-WAIT can be made"
+    assert cells["lossy-link"]["verdict"] == "skipped"
