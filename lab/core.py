@@ -340,6 +340,12 @@ class Lab:
     def sockets(self, host: str, states: set[str] | None = None) -> list[SocketInfo]:
         return self.views[host].sockets(port=self.port, states=states)
 
+    def sampled(self) -> None:
+        """Return once the sampler has taken a whole dump after this call: the sockets that exist
+        now are followed from here on (e.g. a connection just accepted)."""
+        if self.sampler is not None and not self.sampler.sync():
+            raise EnvError("the socket sampler did not answer within 5 s")
+
     def wait_for(self, what: str, predicate: Callable[[], object], timeout_s: float,
                  interval_s: float = 0.01) -> object:
         """Poll *predicate* until it returns something true; raise LabError after *timeout_s*."""
@@ -364,7 +370,7 @@ class Lab:
         with shielded(note="removing the lab first; it takes a few seconds", hold_only=True) as shield:
             if not self._closed:
                 self._closed = True
-                if self.backend is not None:
+                if self.hosts:                # something was brought up (a refusal made nothing)
                     self.progress(f"lab {self.lab_id}: tearing down")
                 errors = self._tear_down()
         if errors:

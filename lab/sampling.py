@@ -46,7 +46,7 @@ class SamplerProcess:
         self.sampler, self._watch, self._watch_s = sampler, watch, watch_s
         self.heartbeat = Cadence(gap_s=1.5 * watch_s)   # the lab process's own: a pause shows here
         self._pid: int | None = None
-        self._out = self._ctl = -1
+        self._out = self._ctl = self._ack = -1
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -54,19 +54,20 @@ class SamplerProcess:
     def start(self) -> "SamplerProcess":
         out_r, out_w = os.pipe()
         ctl_r, ctl_w = os.pipe()
+        ack_r, ack_w = os.pipe()
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:                                      # the child: never returns
             code = 1
             try:
-                os.close(out_r)
-                os.close(ctl_w)
-                code = _child(self.sampler, parent, ctl_r, out_w)
+                for fd in (out_r, ctl_w, ack_r):
+                    os.close(fd)
+                code = _child(self.sampler, parent, ctl_r, out_w, ack_w)
             finally:
                 os._exit(code)
-        os.close(out_w)
-        os.close(ctl_r)
-        self._pid, self._out, self._ctl = pid, out_r, ctl_w
+        for fd in (out_w, ctl_r, ack_w):
+            os.close(fd)
+        self._pid, self._out, self._ctl, self._ack = pid, out_r, ctl_w, ack_r
         self._thread = threading.Thread(target=self._tick, name="twlab-watch", daemon=True)
         self._thread.start()
         return self
@@ -85,6 +86,16 @@ class SamplerProcess:
     @property
     def series(self) -> dict[str, list[tuple]]:
         return self.sampler.series
+
+    def sync(self, timeout_s: float = 5.0) -> bool:
+        """Have the sampler take a whole dump now and wait until it has: every socket that exists
+        at this moment is then followed (its later state changes reach the timeline at the
+        sampler's pace, not at the next 50 ms dump). False if it did not answer in time."""
+        if self._pid is None:
+            return False
+        os.write(self._ctl, b"d")
+        ready, _, _ = select.select([self._ack], [], [], timeout_s)
+        return bool(ready) and os.read(self._ack, 1) == b"k"
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Ask the child for its last look and its observations; safe to call twice."""
@@ -107,8 +118,8 @@ class SamplerProcess:
                     break
                 data += chunk
         finally:
-            os.close(self._ctl)
-            os.close(self._out)
+            for fd in (self._ctl, self._out, self._ack):
+                os.close(fd)
             _reap(pid)
         if data:
             self._merge(pickle.loads(data))
@@ -130,7 +141,7 @@ def _reap(pid: int) -> None:
 
 
 # -- the child ------------------------------------------------------------------------------------
-def _child(sampler: Sampler, parent: int, ctl: int, out: int) -> int:
+def _child(sampler: Sampler, parent: int, ctl: int, out: int, ack: int) -> int:
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTSTP):
         signal.signal(sig, signal.SIG_IGN)               # the lab stops it, in order
     for sig in (signal.SIGTERM, signal.SIGCONT):
@@ -145,8 +156,13 @@ def _child(sampler: Sampler, parent: int, ctl: int, out: int) -> int:
     while True:
         sampler.poll()
         ready, _, _ = select.select([ctl], [], [], sampler.interval_s)
-        if ready:
+        if not ready:
+            continue
+        asked = os.read(ctl, 1)
+        if asked != b"d":                                 # "x" (stop), or the lab is gone
             break
+        sampler.poll(discover=True)                       # a sync: a whole dump, then say so
+        os.write(ack, b"k")
     # one last look, a whole dump, so the end state is on the timeline (a lookup-only poll would
     # miss a socket a cut-short dump skipped earlier)
     sampler.poll(discover=True)

@@ -81,9 +81,7 @@ def run(lab: Lab) -> dict:
         server.accept("L", as_=f"s-{name}")
         port = r["local"][1]
         cases[name] = {"client_port": port}
-        # let the sampler find both ends, so their later state changes are on the timeline
-        lab.wait_for("the sampler to see the new connection at both ends",
-                     lambda: _seen(lab, "client", port) and _seen(lab, "server", port), timeout_s=5)
+        lab.sampled()           # the sampler follows both ends: their state changes reach the timeline
         return port
 
     def tuple_in(host: str, port: int, states: set[str]) -> list:
@@ -144,11 +142,6 @@ def run(lab: Lab) -> dict:
     server.close("s-simultaneous")
     server.close("L")
     return {"cases": cases}
-
-
-def _seen(lab: Lab, host: str, port: int) -> bool:
-    key = "sport" if host == "client" else "dport"
-    return any(e.data["socket"][key] == port for e in lab.timeline.events(kind="state", host=host))
 
 
 def _snapshot(lab: Lab, port: int) -> dict:
