@@ -286,6 +286,9 @@ class Lab:
                 if not cap.alive():
                     self.health.note("capture", name, f"the capture in {name} ended early (tcpdump "
                                      f"{cap.ended_early}): {name}.pcap misses the rest of the run")
+            if self.sampler is not None and not self.sampler.alive():
+                self.health.note("sampler", "lab", f"the socket sampler ended early ({self.sampler.ended_early}): "
+                                 "the states and timers it saw are lost")
             fcap = self.faults.capture if self.faults is not None else None
             if fcap is not None and not fcap.alive():
                 self.health.note("capture", "faults", f"the fault log's capture ended early (tcpdump "

@@ -48,6 +48,8 @@ class SamplerProcess:
         self._pid: int | None = None
         self._out = self._ctl = self._ack = -1
         self._stopping = threading.Event()
+        self.ended_early: str | None = None      # how the sampler process ended, if not by stop()
+        self._reaped = False
         self._thread: threading.Thread | None = None
 
     # -- the lab's side --------------------------------------------------------------------------
@@ -107,7 +109,11 @@ class SamplerProcess:
         pid, self._pid = self._pid, None
         data = b""
         try:
-            os.write(self._ctl, b"x")
+            try:
+                os.write(self._ctl, b"x")
+            except BrokenPipeError:                       # it is gone: its observations with it
+                self.ended_early = self.ended_early or "exited before the lab stopped it"
+                return
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline:
                 ready, _, _ = select.select([self._out], [], [], max(0.0, deadline - time.monotonic()))
@@ -120,9 +126,26 @@ class SamplerProcess:
         finally:
             for fd in (self._ctl, self._out, self._ack):
                 os.close(fd)
-            _reap(pid)
+            if not self._reaped:
+                _reap(pid)
         if data:
             self._merge(pickle.loads(data))
+        elif not self.ended_early:
+            self.ended_early = "sent nothing back"
+
+    def alive(self) -> bool:
+        """False once the sampler process has ended without being asked to (killed, crashed):
+        what it had seen is lost with it. Records how it ended in ``ended_early``."""
+        if self._pid is None or self._reaped:
+            return not self.ended_early
+        done, status = os.waitpid(self._pid, os.WNOHANG)
+        if not done:
+            return True
+        self._reaped = True
+        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+        self.ended_early = f"killed by {signal.Signals(sig).name}" if sig else \
+            f"exited with status {os.WEXITSTATUS(status)}"
+        return False
 
     def _merge(self, got: dict) -> None:
         s = self.sampler
@@ -142,10 +165,11 @@ def _reap(pid: int) -> None:
 
 # -- the child ------------------------------------------------------------------------------------
 def _child(sampler: Sampler, parent: int, ctl: int, out: int, ack: int) -> int:
-    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTSTP):
-        signal.signal(sig, signal.SIG_IGN)               # the lab stops it, in order
-    for sig in (signal.SIGTERM, signal.SIGCONT):
-        signal.signal(sig, signal.SIG_DFL)
+    # the lab stops it, in order, even when a signal went to the whole process group (Ctrl-C,
+    # `kill -TERM -PGID`); it dies with the lab (PR_SET_PDEATHSIG) if the lab is killed
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTSTP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    signal.signal(signal.SIGCONT, signal.SIG_DFL)
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:                            # the lab died before prctl
         return 1

@@ -140,7 +140,8 @@ def data_disk(kernel: str, artifacts: Path, progress: Callable[[str], None] = pr
                 return Disk(disk), {"key": key, "image": tag, "seeded_s": None}
             t0 = time.monotonic()
             _seed(dc, tag, store, key, kernel, artifacts / "engine-seed", progress, timeout_s)
-            return Disk(disk), {"key": key, "image": tag, "seeded_s": round(time.monotonic() - t0, 1)}
+            return Disk(disk), {"key": key, "image": tag, "seeded_s": round(time.monotonic() - t0, 1),
+                                "seeded_at": time.time()}     # the run proper only reads it after this
     finally:
         dc.close()
 

@@ -154,3 +154,32 @@ def test_a_stopped_lab_says_it_cannot_judge(backend, tmp_path, lab_leftovers):
         _judged_nothing(art, "paused")
     assert not find(lab_id)
     assert lab_leftovers() == []
+
+
+def _sampler_of(invoke_pid: int) -> int:
+    """The lab's sampler: the child of the run's process scheduled SCHED_FIFO (lab.sampling)."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[1]) == invoke_pid and int(fields[38]) == 1:     # ppid, policy SCHED_FIFO
+                return int(entry)
+    raise AssertionError("no sampler process under the run")
+
+
+def test_a_killed_sampler_is_an_error_not_a_fail(tmp_path, lab_leftovers):
+    art = tmp_path / "art"
+    proc = _start("netns", art)
+    seen = _until(proc, "running lost-ack")
+    lab_id = _lab_id(seen)
+    time.sleep(0.3)
+    os.kill(_sampler_of(proc.pid), signal.SIGKILL)
+    code, out, err = _finish(proc, seen)
+    assert code == 2, out + err
+    _one_line(err, "the socket sampler ended early", "SIGKILL")
+    _judged_nothing(art, "sampler")
+    assert not find(lab_id)
+    assert lab_leftovers() == []
