@@ -114,7 +114,7 @@ KEY_VALUES: dict[str, list[KeyValue]] = {
 # different counters move, not when the counts do
 RANDOM_COUNTS = {"lossy-link"}
 
-# the TIME-WAIT story in nstat (FACTS.md §4); a cell lists those that moved, per host
+# the TIME-WAIT story in nstat (reference R-COUNTERS); a cell lists those that moved, per host
 COUNTERS = ("TcpExtTW", "TcpExtTWKilled", "TcpExtTWRecycled", "TcpExtTCPTimeWaitOverflow",
             "TcpExtPAWSTimewait", "TcpExtPAWSEstab", "TcpExtTCPACKSkippedTimeWait",
             "TcpExtTCPLossProbes", "TcpExtTCPAbortOnTimeout", "TcpRetransSegs", "TcpOutRsts")

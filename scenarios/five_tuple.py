@@ -5,7 +5,7 @@ reuses the local address and port only; with net.ipv4.tcp_tw_reuse=1, timestamps
 delay passed, connect() recycles TIME-WAIT (TWRecycled) with an ISN 65537 above the old snd_nxt.
 
 Checks the socket FAQ ("SO_REUSEADDR 仅仅表示可以重用本地本地地址、本地端口，整个相关五元组还是唯一确定的")
-against Linux (FACTS.md §3, §5, §7): __inet_hash_connect() / __inet_check_established() /
+against Linux (reference R-TW-4TUPLE, R-TW-REUSE, R-TW-PINNED-PORT, R-REUSEADDR-BIND, R-SELFTESTS): __inet_hash_connect() / __inet_check_established() /
 tcp_twsk_unique() (net/ipv4/inet_hashtables.c, net/ipv4/tcp_ipv4.c). An ephemeral connect() may
 take a 4-tuple in TIME-WAIT only if tcp_tw_reuse allows it (1 = on, 2 = loopback only, the
 default) and the old connection had timestamps and tcp_tw_reuse_delay has passed since it entered
@@ -56,15 +56,15 @@ SYSCTLS = {"client": {"net.ipv4.ip_local_port_range": f"{EPHEMERAL} {EPHEMERAL}"
 DELAY_MARGIN_S = 0.5           # wait tcp_tw_reuse_delay + this before the last attempt
 TW_ISN_STEP = 65535 + 2        # tcp_twsk_unique(): write_seq = tw_snd_nxt + 65535 + 2
 
-CITE_BIND = ("FACTS.md §5: Linux inet_csk_bind_conflict(): the TIME-WAIT socket conflicts unless both sockets "
+CITE_BIND = ("reference R-REUSEADDR-BIND: Linux inet_csk_bind_conflict(): the TIME-WAIT socket conflicts unless both sockets "
              "have SO_REUSEADDR; socket FAQ: SO_REUSEADDR reuses only the local address and port")
 CITE_OTHER = "socket FAQ: SO_REUSEADDR reuses the local address and port; the 5-tuple (protocol, both addresses, both ports) stays unique"
-CITE_REUSE = ("FACTS.md §3 and §7: tcp_twsk_unique() (net/ipv4/tcp_ipv4.c): connect() may recycle a TIME-WAIT 4-tuple "
+CITE_REUSE = ("reference R-TW-REUSE, R-TW-REUSE-DELAY, R-TW-PINNED-PORT: tcp_twsk_unique() (net/ipv4/tcp_ipv4.c): connect() may recycle a TIME-WAIT 4-tuple "
               "if tcp_tw_reuse allows (1 on, 2 loopback only) and the old connection had timestamps and "
               "tcp_tw_reuse_delay has passed; a bind()-pinned port skips tcp_tw_reuse and the delay; otherwise "
               "__inet_hash_connect() fails with EADDRNOTAVAIL")
-CITE_ISN = "FACTS.md §3: tcp_twsk_unique(): the recycled connection's write_seq = tw_snd_nxt + 65535 + 2 (RFC 1122 §4.2.2.13 (1) in spirit: above anything used before)"
-CITE_COUNTER = "FACTS.md §4: TcpExtTWRecycled counts each TIME-WAIT socket recycled by connect() (__inet_check_established())"
+CITE_ISN = "reference R-TW-REUSE: tcp_twsk_unique(): the recycled connection's write_seq = tw_snd_nxt + 65535 + 2 (RFC 1122 §4.2.2.13 (1) in spirit: above anything used before)"
+CITE_COUNTER = "reference R-CNT-TWRECYCLED: TcpExtTWRecycled counts each TIME-WAIT socket recycled by connect() (__inet_check_established())"
 
 
 # -- the steps -------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ TIME-WAIT (RFC 9293 §3.6.1) - answers that FIN with an ACK again and restarts i
 FIN. Acknowledge it, and restart the 2 MSL timeout."). That re-ACK is what lets the server close
 cleanly; without TIME-WAIT the FIN would find no connection and be answered by RST (RFC 9293
 §3.10.7.1). Flip it with --sysctl client:net.ipv4.tcp_max_tw_buckets=0: no room for TIME-WAIT
-(FACTS.md §2-3), and each lost final ACK then costs the server a reset.
+(reference R-MAX-TW-BUCKETS), and each lost final ACK then costs the server a reset.
 
 netem's losses are seeded only from Linux 6.6 on (lab.shaping.seeding: the report names the seeds
 the kernel used, and --shape ...,seed=N gives one); on Debian 12's 6.1 every run draws its own
@@ -73,13 +73,13 @@ CITE_CLOSER = "RFC 9293 §3.6.1 / RFC 1122 §4.2.2.13: the side that closes firs
 CITE_REACK = ("RFC 9293 §3.10.7.4 (RFC 793 p.73): TIME-WAIT, FIN arrives: acknowledge it, restart the 2 MSL "
               "timeout; RFC 9293 §3.10.7.4 LAST-ACK: the ACK of our FIN closes the connection; Linux "
               "tcp_timewait_state_process() -> TCP_TW_ACK")
-CITE_RST = ("FACTS.md §2-3: with tcp_max_tw_buckets exhausted a closing socket skips TIME-WAIT "
+CITE_RST = ("reference R-MAX-TW-BUCKETS: with tcp_max_tw_buckets exhausted a closing socket skips TIME-WAIT "
             "(TCPTimeWaitOverflow); a FIN that then arrives finds no connection and gets a RST "
             "(RFC 9293 §3.10.7.1, tcp_v4_send_reset()), which ends the server's LAST-ACK")
 CITE_RTO = ("RFC 6298 §5 / RFC 9293 §3.8.1: an unacknowledged FIN is sent again when the retransmission "
             "timer expires; Linux's RTO is at least TCP_RTO_MIN = 200 ms (RFC 6298 §2.4 asks 1 s), so "
             "a lost final ACK costs at least 200 ms + srtt, and its retransmitted FIN's ACK another round trip")
-CITE_ASSASSIN = ("RFC 1337 (TIME-WAIT assassination: a RST kills TIME-WAIT; fix F1 ignores it) and FACTS.md §2: "
+CITE_ASSASSIN = ("RFC 1337 (TIME-WAIT assassination: a RST kills TIME-WAIT; fix F1 ignores it) and reference R-TW-RST, R-UNPROVOKED-TWA: "
                  "Linux tcp_timewait_state_process() kills on an in-window RST unless tcp_rfc1337=1")
 CITE_CLOSE = ("RFC 9293 §3.6 (closing: each side's FIN is acknowledged; the connection ends in CLOSED "
               "without a reset)")

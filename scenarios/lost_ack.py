@@ -45,13 +45,13 @@ SHAPING = OPTIONAL
 PORT = 5000
 RETRANSMISSIONS_UNDER_DROP = 2        # RTO retransmissions of the FIN (sock_diag idiag_retrans; the
                                       # tail-loss probe before them is not counted) before lifting
-LINUX_TIMEWAIT_MS = 60_000            # TCP_TIMEWAIT_LEN (include/net/tcp.h), FACTS.md §1
+LINUX_TIMEWAIT_MS = 60_000            # TCP_TIMEWAIT_LEN (include/net/tcp.h), reference R-TW-LEN
 
 CITE_ACK_RESTART = "RFC 9293 §3.10.7.4 (RFC 793 p.73): TIME-WAIT, FIN arrives: acknowledge it, restart the 2 MSL timeout; Linux tcp_timewait_state_process()"
 CITE_CLOSER_WAITS = "RFC 9293 §3.6.1 / RFC 1122 §4.2.2.13: the side that closes first lingers in TIME-WAIT"
 CITE_RETRANSMIT = "RFC 9293 §3.8.1 and RFC 6298 §5.5: retransmit on RTO, doubling it each time (Linux sends a tail-loss probe first)"
-CITE_OVERFLOW = "FACTS.md §2-3: with tcp_max_tw_buckets exhausted a closing socket skips TIME-WAIT (TCPTimeWaitOverflow) and answers the peer's FIN with RST (tcp_time_wait(), tcp_v4_send_reset())"
-CITE_TW_LEN = "FACTS.md §1: Linux TIME-WAIT is TCP_TIMEWAIT_LEN = 60 s (BSD 2MSL = 2 x 30 s; RFC 1122's 2 x 2 min is not followed)"
+CITE_OVERFLOW = "reference R-MAX-TW-BUCKETS: with tcp_max_tw_buckets exhausted a closing socket skips TIME-WAIT (TCPTimeWaitOverflow) and answers the peer's FIN with RST (tcp_time_wait(), tcp_v4_send_reset())"
+CITE_TW_LEN = "reference R-TW-LEN: Linux TIME-WAIT is TCP_TIMEWAIT_LEN = 60 s (BSD 2MSL = 2 x 30 s; RFC 1122's 2 x 2 min is not followed)"
 
 
 def run(lab: Lab) -> dict:

@@ -5,7 +5,7 @@ listener still holds the port.
 
 Checks the socket FAQ ("bind: address already in use" on restart; SO_REUSEADDR lets the port be
 reused when it is busy only in TIME-WAIT, not when a listener holds it) against Linux's rule
-(FACTS.md §5, inet_csk_bind_conflict() in net/ipv4/inet_connection_sock.c: two sockets on an
+(reference R-REUSEADDR-BIND, inet_csk_bind_conflict() in net/ipv4/inet_connection_sock.c: two sockets on an
 overlapping address conflict unless BOTH have SO_REUSEADDR and the holder is not LISTEN; a
 TIME-WAIT socket keeps its parent's flag, tw_reuse). RFC 9293 §3.6.1 / RFC 1122 §4.2.2.13: the
 server, closing first, holds TIME-WAIT. Each case has its own port, and sock_diag is read just
@@ -55,7 +55,7 @@ CASES = (
     ("live-listener", True, True, True),
 )
 
-CITE_RULE = ("FACTS.md §5: Linux inet_csk_bind_conflict() (net/ipv4/inet_connection_sock.c): a socket on the port "
+CITE_RULE = ("reference R-REUSEADDR-BIND: Linux inet_csk_bind_conflict() (net/ipv4/inet_connection_sock.c): a socket on the port "
              "conflicts unless both it and the new socket have SO_REUSEADDR and it is not LISTEN; a TIME-WAIT "
              "socket keeps its listener's flag (tw_reuse). Socket FAQ: SO_REUSEADDR reuses a port busy only in TIME_WAIT")
 CITE_SETUP = "RFC 9293 §3.6.1 / RFC 1122 §4.2.2.13: the side that closes first (here the server) lingers in TIME-WAIT"

@@ -3,19 +3,19 @@
 
 Checks RFC 9293 §3.6.1 / RFC 1122 §4.2.2.13 ("MUST linger in TIME-WAIT for 2xMSL", MSL "arbitrarily
 defined to be 2 minutes", RFC 9293 §3.4.2) against Linux's TCP_TIMEWAIT_LEN (60*HZ, include/net/
-tcp.h, FACTS.md §1) and the kernel's own words in __inet_twsk_schedule(): "Linux, following BSD,
+tcp.h, reference R-TW-LEN) and the kernel's own words in __inet_twsk_schedule(): "Linux, following BSD,
 violates this requirement waiting only for 60sec, we should wait at least for 240 secs". The 60 s
 is reported as conformance to BSD (TCPTV_MSL = 30 s) and as Linux's known deviation from RFC 1122;
 with --strict-rfc the deviation is a failure. Tolerance: the TIME-WAIT timer sits in the timer
 wheel level of a 60 s delay and fires up to one granule of it late (512 ticks = 2.05 s at HZ=250,
-FACTS.md §1, lab/timerwheel.py), never early.
+reference R-TIMER-WHEEL, lab/timerwheel.py), never early.
 
 The orphaned FIN-WAIT-2 part (tcp_rcv_state_process(), tcp_fin_time(), tcp_time_wait()): when the
 ACK of an orphan's FIN arrives, Linux replaces the socket by a TIME-WAIT mini-socket in substate
 FIN_WAIT2 (sock_diag: FIN_WAIT2 with a timewait timer) that dies after tcp_fin_time() =
 max(tcp_fin_timeout, 3.5 x RTO) when that is at most 60 s (longer values first keep the full socket
 on its keepalive timer). Arming such a timer counts TWKilled when it is <= 4 s, TW otherwise
-(__inet_twsk_schedule(), FACTS.md §4). A FIN arriving after it died finds no socket: RST
+(__inet_twsk_schedule(), reference R-CNT-TW). A FIN arriving after it died finds no socket: RST
 (RFC 9293 §3.10.7.1). tcp(7): tcp_fin_timeout "is strictly a violation of the TCP specification,
 but required to prevent denial-of-service attacks". The two parts run at once, on two connections.
 
@@ -57,17 +57,17 @@ RTO_MIN_S = 0.2                          # TCP_RTO_MIN; tcp_fin_time() is at lea
 MAX_SAMPLING_ERROR_S = 0.5               # wider bounds than this say nothing about the timer
 
 CITE_LINUX = ("include/net/tcp.h TCP_TIMEWAIT_LEN (60*HZ), armed by tcp_time_wait() / "
-              "inet_twsk_reschedule(); BSD 2MSL = 2 x TCPTV_MSL (30 s); FACTS.md §1; timer-wheel "
+              "inet_twsk_reschedule(); BSD 2MSL = 2 x TCPTV_MSL (30 s); reference R-TW-LEN, R-MSL, R-TIMER-WHEEL; timer-wheel "
               "granularity: kernel/time/timer.c calc_index()")
 CITE_RFC = ("RFC 1122 §4.2.2.13 / RFC 9293 §3.6.1 (MUST-13): linger in TIME-WAIT for 2 x MSL, "
             "MSL = 2 min (RFC 9293 §3.4.2); __inet_twsk_schedule(): \"Linux, following BSD, violates "
-            "this requirement waiting only for 60sec, we should wait at least for 240 secs\"; FACTS.md §1")
+            "this requirement waiting only for 60sec, we should wait at least for 240 secs\"; reference R-MSL")
 CITE_FW2 = ("tcp_rcv_state_process() FIN_WAIT1 -> FIN_WAIT2 for an orphan: tcp_time_wait(sk, "
             "TCP_FIN_WAIT2, tcp_fin_time()) with tcp_fin_time() = max(tcp_fin_timeout, 3.5 x RTO) "
-            "(include/net/tcp.h); sock_diag reports the mini-socket's substate FIN_WAIT2; FACTS.md §1, §3; "
+            "(include/net/tcp.h); sock_diag reports the mini-socket's substate FIN_WAIT2; reference R-FIN-TIMEOUT, R-FW2-OVER60; "
             "tcp(7): tcp_fin_timeout is \"strictly a violation of the TCP specification\"")
 CITE_COUNTERS = ("__inet_twsk_schedule() (net/ipv4/inet_timewait_sock.c): arming a TIME-WAIT "
-                 "mini-socket counts TWKilled when timeo <= 4 s, TW otherwise; FACTS.md §4")
+                 "mini-socket counts TWKilled when timeo <= 4 s, TW otherwise; reference R-CNT-TW")
 CITE_RST = ("RFC 9293 §3.10.7.1 (CLOSED: an incoming segment without RST gets a RST; for an ACK-"
             "bearing segment <SEQ=SEG.ACK><CTL=RST>); Linux tcp_v4_send_reset() when no socket matches")
 

@@ -4,7 +4,7 @@ leaves exactly N TIME-WAIT sockets; the 2 that find no bucket skip the state (TC
 
 Checks Linux's inet_twsk_alloc() (net/ipv4/inet_timewait_sock.c): no TIME-WAIT mini-socket is made
 when the namespace already holds tcp_max_tw_buckets of them; tcp_time_wait() then counts
-TCPTimeWaitOverflow and destroys the socket (tcp_done()) - FACTS.md §2 and §3. An orphan's
+TCPTimeWaitOverflow and destroys the socket (tcp_done()) - reference R-MAX-TW-BUCKETS. An orphan's
 FIN-WAIT-2 is itself such a mini-socket (tcp_rcv_state_process() -> tcp_time_wait(sk,
 TCP_FIN_WAIT2, ...)), so the bucket is needed as soon as the ACK of the client's FIN arrives. A
 connection with no state answers the peer's FIN with RST (RFC 9293 §3.10.7.1, tcp_v4_send_reset()),
@@ -45,13 +45,13 @@ MAX_CONNECTIONS = 32           # above this the limit is not reached: close DEFA
 DEFAULT_CONNECTIONS = 8
 
 CITE_ALLOC = ("inet_twsk_alloc() (net/ipv4/inet_timewait_sock.c): no mini-socket when tw_refcount - 1 >= "
-              "tcp_max_tw_buckets; tcp_time_wait(): TCPTimeWaitOverflow, tcp_done(); FACTS.md §2-3")
+              "tcp_max_tw_buckets; tcp_time_wait(): TCPTimeWaitOverflow, tcp_done(); reference R-MAX-TW-BUCKETS")
 CITE_FW2 = ("tcp_rcv_state_process(): an orphan whose FIN is ACKed becomes a TIME-WAIT mini-socket in "
-            "substate FIN_WAIT2 (tcp_time_wait(sk, TCP_FIN_WAIT2, tcp_fin_time())); FACTS.md §1")
+            "substate FIN_WAIT2 (tcp_time_wait(sk, TCP_FIN_WAIT2, tcp_fin_time())); reference R-FIN-TIMEOUT")
 CITE_ANSWER = ("RFC 9293 §3.10.7.4 (TIME-WAIT: acknowledge a FIN) vs §3.10.7.1 (no connection: RST "
-               "<SEQ=SEG.ACK>); Linux tcp_timewait_state_process() / tcp_v4_send_reset(); FACTS.md §2")
+               "<SEQ=SEG.ACK>); Linux tcp_timewait_state_process() / tcp_v4_send_reset(); reference R-TW-FIN, R-CLOSED-RST")
 CITE_COUNTERS = ("__inet_twsk_schedule(): TW (or TWKilled, timeout <= 4 s) per mini-socket armed; "
-                 "TCPTimeWaitOverflow per refusal; TcpOutRsts per RST; FACTS.md §4")
+                 "TCPTimeWaitOverflow per refusal; TcpOutRsts per RST; reference R-CNT-TW, R-CNT-OVERFLOW, R-CNT-RST-RETRANS")
 
 
 def plan(limit: int) -> tuple[int, int]:

@@ -10,13 +10,13 @@ turns out to be an old duplicate), RFC 6191 §2 (with timestamps, accept a SYN w
 larger than the last one seen, whatever its sequence number), and Linux
 net/ipv4/tcp_minisocks.c tcp_timewait_state_process(): accept when not PAWS-rejected and
 (after(seq, rcv_nxt) or the timestamp is newer), isn = tw_snd_nxt + 65535 + 2; the "RED-PEN"
-comment admits condition (2) is violated (FACTS.md §2). Without an accepted SYN, TIME-WAIT
+comment admits condition (2) is violated (reference R-TW-RED-PEN). Without an accepted SYN, TIME-WAIT
 answers with an ACK; the client, in SYN-SENT, answers that with RST, which kills the TIME-WAIT
-when net.ipv4.tcp_rfc1337=0 (FACTS.md §2), and its next SYN (Linux retransmits it after
+when net.ipv4.tcp_rfc1337=0 (reference R-TW-RST), and its next SYN (Linux retransmits it after
 TCP_TIMEOUT_MIN, tcp_rcv_synsent_state_process()) reaches the listener: a fresh ISN, not +65537.
 
     t      who      step                                         wire                    server state
-    -- seq-ahead: a few bytes, so the new client ISN (clock-driven, FACTS.md §6) is above rcv_nxt --
+    -- seq-ahead: a few bytes, so the new client ISN (clock-driven, reference R-ISN-CLOCK) is above rcv_nxt --
     0      client   connect from :41001, send 5 bytes
     0      server   close() first; client close()                <- FIN, FIN ->          TIME_WAIT
     0      client   connect again from :41001                    SYN seq > rcv_nxt ->    accepted by TIME-WAIT
@@ -61,7 +61,7 @@ NAME = "tw-reopen"
 INTENT = "a SYN reopens a 4-tuple in TIME-WAIT (seq above rcv_nxt or newer timestamp, RFC 6191) with ISN = old snd_nxt + 65537; RFC 1122 condition (2) is not implemented"
 SHAPING = UNUSED            # seq-behind needs a fast transfer: 24 MiB must outrun the ISN clock
 PORT = 5000
-BULK = 24 << 20             # 24 MiB: the ISN clock moves 15.6 M per second (FACTS.md §6)
+BULK = 24 << 20             # 24 MiB: the ISN clock moves 15.6 M per second (reference R-ISN-CLOCK)
 CASES = {"seq-ahead": 41001, "seq-behind": 41002, "old-duplicate": 41003}
 TW_ISN_STEP = 65535 + 2     # tcp_timewait_state_process(): isn = tw_snd_nxt + 65535 + 2
 ABANDON_S = 0.3             # how long the client waits for its held SYN before giving up
@@ -72,18 +72,18 @@ CAPTURE_SETTLE_S = 0.3      # after the bulk transfer, before closing: tcpdump d
 CITE_SETUP = "RFC 9293 §3.6.1 / RFC 1122 §4.2.2.13: the server closed first and lingers in TIME-WAIT"
 CITE_ACCEPT = ("RFC 1122 §4.2.2.13 (MAY-2) and RFC 6191 §2; Linux tcp_timewait_state_process() "
                "(net/ipv4/tcp_minisocks.c): a SYN is accepted if not PAWS-rejected and after(seq, rcv_nxt) "
-               "or its timestamp is newer than tw_ts_recent; otherwise TIME-WAIT answers with an ACK (FACTS.md §2)")
+               "or its timestamp is newer than tw_ts_recent; otherwise TIME-WAIT answers with an ACK (reference R-TW-SYN)")
 CITE_ISN = ("RFC 1122 §4.2.2.13 condition (1): the new ISN is larger than any sequence number used before; Linux "
-            "tcp_timewait_state_process(): isn = tw_snd_nxt + 65535 + 2 (FACTS.md §2)")
+            "tcp_timewait_state_process(): isn = tw_snd_nxt + 65535 + 2 (reference R-TW-SYN)")
 CITE_REFUSED = ("RFC 9293 §3.10.7.3 (SYN-SENT: an unacceptable ACK is answered with <SEQ=SEG.ACK><CTL=RST>); "
-                "FACTS.md §2: an RST with seq == rcv_nxt kills TIME-WAIT when tcp_rfc1337=0 and is ignored when 1; "
+                "reference R-TW-RST: an RST with seq == rcv_nxt kills TIME-WAIT when tcp_rfc1337=0 and is ignored when 1; "
                 "Linux tcp_rcv_synsent_state_process() retransmits the SYN after TCP_TIMEOUT_MIN")
 CITE_RED_PEN = ("RFC 1122 §4.2.2.13 condition (2): \"returns to TIME-WAIT state if the SYN turns out to be an old "
                 "duplicate\"; Linux net/ipv4/tcp_minisocks.c tcp_timewait_state_process(), comment \"RED-PEN: we "
                 "violate main RFC requirement, if this SYN will appear old duplicate (i.e. we receive RST in reply "
                 "to SYN-ACK), we must return socket to time-wait state. It is not good, but not fatal yet.\" "
-                "(FACTS.md §2)")
-CITE_TS = "RFC 7323 §3.2: timestamps are used only if both SYN and SYN-ACK carry the option; net.ipv4.tcp_timestamps (FACTS.md §3)"
+                "(reference R-TW-RED-PEN)")
+CITE_TS = "RFC 7323 §3.2: timestamps are used only if both SYN and SYN-ACK carry the option; net.ipv4.tcp_timestamps (reference R-TIMESTAMPS)"
 
 
 # -- the steps -------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ TSval is older than TS.Recent is not acceptable) and Linux's own checks: tcp_tim
 PAWSTimewait), tcp_validate_incoming()/tcp_paws_discard() (PAWSEstab) and tcp_ack(), which since
 Linux 6.7 also refuses a segment whose ACK number lies before SND.UNA by more than the bytes this
 connection ever had acknowledged (RFC 5961 §5.2, "do not accept ACK for bytes we never sent").
-FACTS.md §2 (TIME-WAIT rows), §6 (ISN clock, timestamps, wandering duplicates).
+reference R-TW-OLD-SEG, R-TW-ACK-RESTART, R-TW-PAWS, R-TW-RST, R-ISN-CLOCK, R-TIMESTAMPS, R-PAWS, R-RFC5961-ACK, R-WANDERING-DUP.
 
 Every replayed segment is one the client really sent: the router copies it (NFLOG) as it passes
 and later sends the same bytes again from a raw socket (only the TCP checksum, which the sender's
@@ -25,7 +25,7 @@ checksum offload left unfinished, is completed).
     TIME-WAIT anywhere) and connects again from the same port: the same 4-tuple, a new
     incarnation, which nothing stops from opening at once (the scenario waits only until the ISN
     clock is 2 MB short of what the old connection moved, so that the new one has little to
-    send). ISNs come from a clock that runs 15.625 M per second (FACTS.md §6), so the new ISNs
+    send). ISNs come from a clock that runs 15.625 M per second (reference R-ISN-CLOCK), so the new ISNs
     lie about 15.6 M x (seconds between the two SYNs) above the old ones; the old connection
     moved more bytes than that in each direction, so its late sequence numbers lie ahead of the
     new ISNs. The scenario reads the old segment's seq/ack and the new ISNs from the
@@ -105,26 +105,26 @@ TW_WAIT_S = 0.3                 # how long TIME-WAIT has run before the replay i
 LINUX_TIMEWAIT_MS = 60_000      # TCP_TIMEWAIT_LEN
 M32 = 1 << 32
 
-CITE_TW = ("FACTS.md §2 (old duplicate data in TIME-WAIT: ACKed, timer restarted); Linux "
+CITE_TW = ("reference R-TW-OLD-SEG, R-TW-ACK-RESTART; Linux "
            "tcp_timewait_state_process(): out-of-window segment -> TCP_TW_ACK, inet_twsk_reschedule(60 s) "
            "when it carries ACK; RFC 9293 §3.10.7.4 (an unacceptable segment is answered with an ACK)")
-CITE_PAWS_TW = ("RFC 7323 §5.3 R1 / FACTS.md §2: a segment with TSval older than TS.Recent fails PAWS; in "
+CITE_PAWS_TW = ("RFC 7323 §5.3 R1 / reference R-TW-PAWS: a segment with TSval older than TS.Recent fails PAWS; in "
                 "TIME-WAIT Linux counts PAWSTimewait and still answers with an ACK (tcp_timewait_state_process())")
 CITE_NOAPP = ("RFC 9293 §3.10.7.4 (TIME-WAIT: an unacceptable segment gets an ACK; segment text is ignored) and "
               "§3.4.1 (no segment of an earlier incarnation may be used); the socket FAQ: SO_REUSEADDR reuses the "
               "port, the 4-tuple stays in TIME-WAIT")
-CITE_RFC1337 = ("FACTS.md §2 RST row: a RST with seq == rcv_nxt kills TIME-WAIT when tcp_rfc1337=0 and is "
+CITE_RFC1337 = ("reference R-TW-RST: a RST with seq == rcv_nxt kills TIME-WAIT when tcp_rfc1337=0 and is "
                 "ignored when 1 (RFC 1337 fix F1); Linux tcp_timewait_state_process()")
 CITE_BYPASS = ("SO_LINGER {on, 0}: close() aborts with RST and no TIME-WAIT (RFC 9293 §3.10.4 ABORT; Linux "
                "tcp_close() -> tcp_disconnect(), TCPAbortOnData); the same 4-tuple can be reopened at once")
-CITE_ISN = ("FACTS.md §6: ISN = SipHash(4-tuple, secret) + (ns clock >> 6), 15.625 M per second "
+CITE_ISN = ("reference R-ISN-CLOCK: ISN = SipHash(4-tuple, secret) + (ns clock >> 6), 15.625 M per second "
             "(secure_tcp_seq(), RFC 6528 / RFC 9293 §3.4.1 clock-driven ISN)")
 CITE_PAWS = ("RFC 7323 §5.3 R1 (PAWS): TSval < TS.Recent -> not acceptable, send an ACK, drop; Linux "
-             "tcp_validate_incoming()/tcp_paws_discard(), counter PAWSEstab; FACTS.md §6")
+             "tcp_validate_incoming()/tcp_paws_discard(), counter PAWSEstab; reference R-PAWS")
 CITE_ACCEPT = ("RFC 9293 §3.10.7.4 (acceptable: RCV.NXT =< SEG.SEQ < RCV.NXT+RCV.WND; an ACK =< SND.UNA is a "
                "duplicate that 'can be ignored', the text is still processed) and RFC 1337 H1; Linux also wants "
                "SEG.ACK >= SND.UNA - bytes acked (tcp_ack(), RFC 5961 §5.2, since 6.7); tcp_sequence(), "
-               "tcp_data_queue(); FACTS.md §6")
+               "tcp_data_queue(); reference R-RFC5961-ACK, R-WANDERING-DUP")
 CITE_DELIVER = ("RFC 1337 §2.2 H1 (old duplicate data accepted) / RFC 9293 §3.4.1 (segments of an earlier "
                 "incarnation must not be used): the hazard 2 MSL of TIME-WAIT prevents; the application cannot "
                 "tell (socket FAQ: a restarted server may receive unexpected data from an old incarnation)")

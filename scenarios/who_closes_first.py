@@ -5,9 +5,9 @@ Checks RFC 9293 §3.6 / §3.10.7.4 (RFC 793 p.75: FIN-WAIT-1, a FIN arrives: "If
 ACKed ... enter TIME-WAIT ... otherwise enter the CLOSING state"; CLOSING, the ACK of our FIN
 arrives: "enter the TIME-WAIT state"), RFC 9293 §3.6.1 / RFC 1122 §4.2.2.13 (the side that closes
 first lingers in TIME-WAIT) and the socket FAQ's rule "先调用close()的一方会进入TIME_WAIT状态"
-(FACTS.md §5, last paragraph). Three connections, one after the other, in one lab. Expectations
+(reference R-TW-CLOSER). Three connections, one after the other, in one lab. Expectations
 follow each host's net.ipv4.tcp_max_tw_buckets: a host with no room (0) skips TIME-WAIT
-(tcp_time_wait(), TCPTimeWaitOverflow; FACTS.md §2-3).
+(tcp_time_wait(), TCPTimeWaitOverflow; reference R-MAX-TW-BUCKETS).
 
     t      who      step                                   wire                      state
     -- 1. client closes first ---------------------------------------------------------------
@@ -48,14 +48,14 @@ PORT = 5000
 CASES = ("client-first", "server-first", "simultaneous")
 
 CITE_CLOSER = ("RFC 9293 §3.6.1 / RFC 1122 §4.2.2.13 (the side that closes first lingers in TIME-WAIT); "
-               "FACTS.md §5: the side that calls close() first enters TIME-WAIT")
+               "reference R-TW-CLOSER: the side that calls close() first enters TIME-WAIT")
 CITE_CROSS = ("RFC 9293 §3.6 (simultaneous close, figure 13 / RFC 793 figure 14): both sides send FIN "
               "before receiving the other's")
 CITE_CLOSING = ("RFC 9293 §3.10.7.4 (RFC 793 p.75): FIN-WAIT-1, a FIN arrives whose ACK does not cover "
                 "our FIN: enter CLOSING; Linux tcp_fin() (FIN_WAIT1 -> TCP_CLOSING)")
 CITE_BOTH_TW = ("RFC 9293 §3.10.7.4 (RFC 793 p.73): CLOSING, the ACK of our FIN arrives: enter TIME-WAIT; "
-                "Linux tcp_rcv_state_process() TCP_CLOSING -> tcp_time_wait(); FACTS.md §5")
-CITE_NO_ROOM = "FACTS.md §2-3: tcp_max_tw_buckets exhausted: the closing socket skips TIME-WAIT (tcp_time_wait(), TCPTimeWaitOverflow)"
+                "Linux tcp_rcv_state_process() TCP_CLOSING -> tcp_time_wait(); reference R-CLOSING")
+CITE_NO_ROOM = "reference R-MAX-TW-BUCKETS: tcp_max_tw_buckets exhausted: the closing socket skips TIME-WAIT (tcp_time_wait(), TCPTimeWaitOverflow)"
 
 
 # -- the steps -------------------------------------------------------------------------------

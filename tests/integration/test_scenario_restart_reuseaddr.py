@@ -13,7 +13,7 @@ from scenarios.restart_reuseaddr import CASES, PORT
 
 pytestmark = pytest.mark.integration
 
-# what Linux does (FACTS.md §5), case by case
+# what Linux does (reference R-REUSEADDR-BIND), case by case
 EXPECTED = {"neither": errno.EADDRINUSE, "both": None, "old-without-new-with": errno.EADDRINUSE,
             "old-with-new-without": errno.EADDRINUSE, "live-listener": errno.EADDRINUSE}
 

@@ -67,7 +67,6 @@ def test_the_checker_finds_an_unknown_id():
     assert [m for m in found if not re.fullmatch(ID, m) or m not in known] == ["R-NO-SUCH-SECTION", "R-TW-Len"]
 
 
-@pytest.mark.xfail(strict=True, reason="citations not yet replaced")
 def test_no_tracked_file_names_a_document_outside_the_repository():
     hits = []
     for path in repo_files():
