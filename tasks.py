@@ -53,10 +53,9 @@ def list_scenarios(c):
     """List the scenarios, each with its one-line intent."""
     from scenarios import catalog
 
-    for name, mod in catalog().items():
-        own = getattr(mod, "SHAPE", ())
-        print(f"{name:<24} {mod.INTENT}  [shaping: {mod.SHAPING}"
-              + (f"; its link unless --shape: {' '.join(own)}" if own else "") + "]")
+    for name, sc in catalog().items():
+        print(f"{name:<24} {sc.intent}  [shaping: {sc.shaping}"
+              + (f"; its link unless --shape: {' '.join(sc.link)}" if sc.link else "") + "]")
 
 
 @task(
@@ -506,12 +505,12 @@ def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None,
     from lab.shaping import UNUSED, parse_shapes
     from scenarios import get
 
-    mod = get(scenario)                               # usage errors here, before booting anything
+    sc = get(scenario)                                # usage errors here, before booting anything
     labvm.kernel_spec(kernel)
     for text in sysctl or []:
         parse_sysctl(text)
     parse_shapes(shape or [])
-    if shape and mod.SHAPING == UNUSED:
+    if shape and sc.shaping == UNUSED:
         raise Exit(f"twlab: {scenario} runs without link shaping; drop --shape", code=2)
     try:
         timeout_s = float(timeout)

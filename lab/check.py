@@ -346,10 +346,10 @@ def host_sysctls(proc: Path = Path("/proc/sys"), hosts: tuple[str, ...] = LAB_TC
     return out
 
 
-def layer_sysctls(mod, from_host: list[SysctlSetting], explicit: list[SysctlSetting]) -> list[SysctlSetting]:
+def layer_sysctls(sc, from_host: list[SysctlSetting], explicit: list[SysctlSetting]) -> list[SysctlSetting]:
     """What one scenario is run with: the host's values where the scenario sets nothing itself,
     then the explicit settings (the profile's, then the command line's; the last one wins)."""
-    own = {(h, k) for h, kv in getattr(mod, "SYSCTLS", {}).items() for k in kv}
+    own = {(h, k) for h, k, _ in sc.own_sysctls()}
     merged: dict[tuple[str, str], SysctlSetting] = {}
     for s in [s for s in from_host if (s.host, s.key) not in own] + list(explicit):
         merged.pop((s.host, s.key), None)
@@ -379,26 +379,26 @@ def run_check(names: list[str] | None = None, *, sysctls: list[SysctlSetting] = 
         raise UsageError("--parallel takes a whole number of 1 or more")
     cat = catalog()
     chosen = list(dict.fromkeys(names or (profile.scenarios if profile else []) or list(cat)))
-    mods = {n: get(n) for n in chosen}
+    scs = {n: get(n) for n in chosen}
     for req in (profile.requires if profile else []):
-        if req.scenario not in mods:
+        if req.scenario not in scs:
             progress(f"also running {req.scenario}: the profile requires a behaviour of it "
                      f"(line {req.line})")
-            mods[req.scenario] = get(req.scenario)
+            scs[req.scenario] = get(req.scenario)
     base = check_dir(Path(artifacts) if artifacts else default_artifacts("check"))
     host_vals = host_sysctls() if from_host else []
     explicit = list(profile.sysctls if profile else []) + list(sysctls)
     check_keys(explicit)                     # refused once, before any lab, not by every scenario
     check_name(backend)
     jobs = []
-    for i, (name, mod) in enumerate(mods.items(), start=1):
+    for i, (name, sc) in enumerate(scs.items(), start=1):
         jobs.append({"run": i, "name": name, "backend": backend,
-                     "sysctls": layer_sysctls(mod, host_vals, explicit), "artifacts": base / name,
-                     "shaping": [] if mod.SHAPING == UNUSED else list(shaping), "compose": None,
+                     "sysctls": layer_sysctls(sc, host_vals, explicit), "artifacts": base / name,
+                     "shaping": [] if sc.shaping == UNUSED else list(shaping), "compose": None,
                      "options": {}})
     started = time.time()
     results: dict[str, dict[str, Any]] = {}
-    together = [j for j in jobs if getattr(mods[j["name"]], "PARALLEL_SAFE", True)]
+    together = [j for j in jobs if scs[j["name"]].parallel_safe]
     alone = [j for j in jobs if j not in together]
 
     def done(job: dict, res: dict) -> None:
@@ -419,7 +419,7 @@ def run_check(names: list[str] | None = None, *, sysctls: list[SysctlSetting] = 
     for j in jobs:
         res = results[j["name"]]
         report = _load_report(Path(j["artifacts"]))
-        runs.append(_scenario_entry(mods[j["name"]], res, report, j))
+        runs.append(_scenario_entry(scs[j["name"]], res, report, j))
     summary = judge(runs, profile.requires if profile else [])
     summary.update({
         "tool": "twlab check",
@@ -446,7 +446,7 @@ def _load_report(artifacts: Path) -> dict[str, Any] | None:
         return None
 
 
-def _scenario_entry(mod, res: dict[str, Any], report: dict[str, Any] | None, job: dict) -> dict[str, Any]:
+def _scenario_entry(sc, res: dict[str, Any], report: dict[str, Any] | None, job: dict) -> dict[str, Any]:
     """One scenario's outcome for the summary: pass, fail, error or skipped, with its checks."""
     entry: dict[str, Any] = {"scenario": job["name"], "artifacts": str(job["artifacts"]),
                              "sysctls_requested": res.get("sysctls_requested", [])}

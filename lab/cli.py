@@ -153,6 +153,9 @@ class TwlabProgram(Program):
     def execute(self) -> None:
         try:
             super().execute()
+        except BrokenPipeError:             # `... | head`: the reader has gone, as for any Unix tool
+            _quiet_stdout()
+            raise Exit(code=141) from None  # 128 + SIGPIPE, what a shell reports for one
         except Exit as exc:                 # the tasks' own lines say `invoke ...`: say what was typed
             if not exc.message:
                 raise
@@ -191,6 +194,13 @@ class TwlabProgram(Program):
             where = f"`{cmd} {task_name} --help`" if task_name else f"`{cmd} --help`"
             return f"--{m.group(1).replace('_', '-')} needs a value; {where} explains it"
         return f"{quoted(msg)}; `{cmd} --help` explains the options"
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:

@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .connection import Conn
 from .packets import Segment, read_pcap
+from .records import TimerSample
 from .timeline import Event
 
 __all__ = ["Evidence"]
@@ -29,6 +31,20 @@ class Evidence:
     options: dict[str, Any] = field(default_factory=dict)   # run options, e.g. strict_rfc
     captures: dict[str, dict[str, int]] = field(default_factory=dict)  # host -> tcpdump's counts
     sampler: dict[str, Any] = field(default_factory=dict)   # lab.health.Cadence.to_json(): its gaps
+    port: int | None = None                       # the scenario's port (the server's side)
+
+    def __post_init__(self) -> None:
+        self.timer_samples = {h: [TimerSample.of(x) for x in xs] for h, xs in self.timer_samples.items()}
+
+    # -- one connection --------------------------------------------------------------------
+    def conn(self, client_port: int, server_port: int | None = None) -> Conn:
+        """The connection from the client's *client_port* to the server's *server_port* (by
+        default the scenario's port): lab.connection.Conn."""
+        return Conn(self, client_port, server_port if server_port is not None else self.port)
+
+    def samples(self, host: str) -> list[TimerSample]:
+        """Every sock_diag sample of a running timer in *host*, by name (lab.records)."""
+        return self.timer_samples.get(host, [])
 
     def capture_drops(self) -> dict[str, int]:
         """Hosts whose tcpdump says the kernel dropped packets before it read them: their pcap
@@ -86,6 +102,7 @@ class Evidence:
                    faults=doc["faults"], facts=doc["facts"], hz=doc.get("hz"),
                    options=doc.get("options", {}), captures=doc.get("captures", {}),
                    timer_samples={h: [tuple(x) for x in xs] for h, xs in (doc.get("timer_samples") or {}).items()},
+                   port=doc.get("port"),
                    sampler=doc.get("sampler") or (doc.get("observation") or {}).get("sampler") or {})
 
     @classmethod
@@ -121,7 +138,7 @@ class Evidence:
         return [e for e in self.timeline if e.host == host and e.kind == "state"]
 
     def ever_in(self, host: str, state: str) -> bool:
-        return any(e.data["socket"]["state"] == state for e in self.states(host))
+        return any(e.state == state for e in self.states(host))
 
     def timer_restarts(self, host: str) -> list[Event]:
         return [e for e in self.timeline if e.host == host and e.kind == "timer"]

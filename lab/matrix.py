@@ -10,7 +10,7 @@ boots that kernel and runs ``invoke run SCENARIO --backend netns|docker --artifa
 report.json there; lab.vm is imported lazily, and when it is missing or fails that kernel's cells
 say why (never a made-up result). Backends are a second axis: with more than one, each kernel
 has a column per backend, named KERNEL/BACKEND ("auto" means netns inside a VM). A cell holds
-the verdict and the key observed values of the scenario (KEY_VALUES in lab/matrixkeys.py: the
+the verdict and the key observed values of the scenario (each scenario's key_values: the
 numbers its checks used, from report.json's checks[].values) and the TIME-WAIT counters that
 moved; a row whose values differ between columns is marked.
 """
@@ -26,10 +26,11 @@ from typing import Any, Callable
 
 from .artifacts import ensure_dir, write_text
 from .errors import LabError, ScenarioSkipped, UsageError
-from .matrixkeys import COUNTERS, KEY_VALUES, RANDOM_COUNTS, KeyValue
+from .matrixkeys import COUNTERS
+from .scenario import KeyValue
 from .verdict import FAIL, INCONCLUSIVE, NOT_APPLICABLE, outcome_of
 
-__all__ = ["KEY_VALUES", "COUNTERS", "RANDOM_COUNTS", "KeyValue", "run_matrix", "columns", "parse_backends",
+__all__ = ["COUNTERS", "KeyValue", "run_matrix", "columns", "parse_backends",
            "cell_from_report", "rows", "markdown", "show"]
 
 HOST = "host"
@@ -37,13 +38,23 @@ HOST = "host"
 
 # -- one cell -----------------------------------------------------------------------------------
 
+def _scenario_of(name: str):
+    """The scenario a cell is of (what it declares the matrix shows of it); an unknown name (a
+    report from another version) shows its verdict only."""
+    from scenarios import catalog
+
+    from .scenario import Scenario
+
+    return catalog().get(name) or Scenario(name=name, intent="", run=lambda lab: {}, checks=())
+
+
 def cell_from_report(report: dict[str, Any]) -> dict[str, Any]:
     """What the matrix shows of one report.json."""
     import fnmatch
 
     checks = report.get("checks") or []
     values: dict[str, Any] = {}
-    for kv in KEY_VALUES.get(report.get("scenario", ""), []):
+    for kv in _scenario_of(report.get("scenario", "")).key_values:
         head = kv.path.split(".")[0]
         found = [c for c in checks if fnmatch.fnmatchcase(c["name"], kv.check)
                  and head in (c.get("values") or {})]
@@ -207,7 +218,7 @@ def rows(matrix: dict[str, Any]) -> list[dict[str, Any]]:
     kernels = _columns(matrix)
     for n in matrix["scenarios"]:
         cells = matrix["cells"][n]
-        tol = {kv.label: kv for kv in KEY_VALUES.get(n, [])}
+        tol = {kv.label: kv for kv in _scenario_of(n).key_values}
 
         def row(what: str, get, kv: KeyValue | None = None) -> None:
             raw = {k: get(cells.get(k) or {}) for k in kernels}
@@ -227,7 +238,7 @@ def rows(matrix: dict[str, Any]) -> list[dict[str, Any]]:
             row("counters", lambda c: ", ".join(f"{k} +{v}" for k, v in (c.get("counters") or {}).items()
                                                  if k in counter_names) or None
                 if c.get("verdict") in ("pass", "fail") else None)
-            if n in RANDOM_COUNTS:       # counts of random losses: only which counters moved tells
+            if _scenario_of(n).random_counts:   # counts of random losses: only which counters moved tells
                 ran = [k for k in kernels if (cells.get(k) or {}).get("verdict") in ("pass", "fail")]
                 moved = [sorted((cells[k].get("counters") or {})) for k in ran]
                 out[-1]["differs"] = len(ran) > 1 and any(m != moved[0] for m in moved[1:])

@@ -20,10 +20,10 @@ import socket
 import struct
 import threading
 import time
-from dataclasses import asdict, dataclass
 
 from .backends.base import Host
 from .health import Cadence
+from .records import SocketInfo, TimerSample, four_tuple_key
 from .netns import inside, read_counters
 from .timeline import Timeline
 
@@ -40,26 +40,6 @@ _NLMSG_ERROR, _NLMSG_DONE = 2, 3
 _NLM_F_REQUEST, _NLM_F_MULTI, _NLM_F_DUMP = 0x1, 0x2, 0x300
 _ALL_STATES = 0xFFF
 _NOCOOKIE = 0xFFFFFFFF
-
-
-@dataclass(frozen=True)
-class SocketInfo:
-    state: str
-    src: str
-    sport: int
-    dst: str
-    dport: int
-    timer: str
-    expires_ms: int
-    retrans: int
-    inode: int
-
-    @property
-    def key(self) -> tuple[str, int, str, int]:
-        return (self.src, self.sport, self.dst, self.dport)
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 def _request(flags: int, key: tuple[str, int, str, int] | None = None) -> bytes:
@@ -170,9 +150,8 @@ class Sampler:
         self.cadence = Cadence(gap_s=2 * interval_s)   # when each round was asked: the gaps
         self._last: dict[tuple[str, tuple], SocketInfo] = {}
         self.samples = 0
-        # host -> [(t_ask, "src:sport-dst:dport", state, timer, expires_ms, retrans, t_answer)]:
-        # every sample of every socket with a running timer
-        self.series: dict[str, list[tuple]] = {}
+        # host -> every sample of every socket with a running timer
+        self.series: dict[str, list[TimerSample]] = {}
 
     def poll(self, discover: bool | None = None) -> None:
         """One sample: a dump of the port's sockets every discover_s (or when *discover*), exact
@@ -210,9 +189,9 @@ class Sampler:
                 k = (name, s.key)
                 seen.add(k)
                 if s.timer != "off":
-                    self.series.setdefault(name, []).append(
-                        (round(t_ask, 6), f"{s.src}:{s.sport}-{s.dst}:{s.dport}", s.state, s.timer,
-                         s.expires_ms, s.retrans, round(t_answer, 6)))
+                    self.series.setdefault(name, []).append(TimerSample(
+                        round(t_ask, 6), four_tuple_key(*s.key), s.state, s.timer, s.expires_ms,
+                        s.retrans, round(t_answer, 6)))
                 old = self._last.get(k)
                 if old is None or old.state != s.state:
                     self.timeline.add(now, name, "state",

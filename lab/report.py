@@ -198,19 +198,23 @@ def _client_ports(report: dict[str, Any]) -> set[int]:
 
 
 def _focus(report: dict[str, Any]) -> tuple[int | None, str | None]:
-    """With many connections, the ladder shows one: the port a check names (values.ladder_port),
-    and why (values.ladder_why)."""
+    """With many connections, the ladder shows one: the one the scenario picks (its
+    ladder_focus), and why."""
     if len(_client_ports(report)) <= 3:
         return None, None
-    values = next((c["values"] for c in report.get("checks", [])
-                   if c.get("values", {}).get("ladder_port") is not None), {})
-    return values.get("ladder_port"), values.get("ladder_why")
+    sc = _scenario_of(report)
+    picked = sc.ladder_focus(report) if sc is not None and sc.ladder_focus is not None else None
+    return picked if picked else (None, None)
 
 
 def _summary(report: dict[str, Any]) -> list[str]:
-    """A scenario's own lines for the terminal (its module's summary(report)), then a blank line."""
+    """A scenario's own lines for the terminal (its summary(report)), then a blank line."""
+    sc = _scenario_of(report)
+    lines = list(sc.summary(report)) if sc is not None and sc.summary is not None else []
+    return lines + [""] if lines else []
+
+
+def _scenario_of(report: dict[str, Any]):
     from scenarios import catalog
 
-    mod = catalog().get(report.get("scenario", ""))
-    lines = list(mod.summary(report)) if mod is not None and hasattr(mod, "summary") else []
-    return lines + [""] if lines else []
+    return catalog().get(report.get("scenario", ""))

@@ -6,7 +6,6 @@ import datetime as _dt
 import json
 import os
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Callable
 
@@ -61,42 +60,39 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
     Raises LabError for usage and environment errors (nothing is left behind); a failed check is
     not an error but ``report["verdict"] == "fail"``."""
     from scenarios import get
-    from scenarios import intent as scenario_intent
-    from scenarios import precondition
 
-    mod = get(name)
-    if shaping and mod.SHAPING == UNUSED:
+    sc = get(name)
+    if shaping and sc.shaping == UNUSED:
         raise UsageError(f"{name} runs without link shaping; drop --shape")
     artifacts = Path(artifacts) if artifacts else default_artifacts(name)
     started = time.time()
     # the scenario's own settings first (e.g. a short tcp_orphan_retries), the user's on top
-    own = [SysctlSetting(h, k, str(v)) for h, kv in getattr(mod, "SYSCTLS", {}).items()
-           for k, v in kv.items()]
+    own = [SysctlSetting(h, k, v) for h, k, v in sc.own_sysctls()]
     mine = {(s.host, s.key) for s in sysctls}
     sysctls = [s for s in own if (s.host, s.key) not in mine] + list(sysctls)
 
     def premise(in_force: dict[str, dict[str, str]]) -> None:
         """Asked by the lab once the sysctls are read back, before anything is captured."""
-        why = precondition(mod, in_force)
+        why = sc.cannot_show(in_force)
         if why:
             raise CannotShow(name, why)
 
-    lab = Lab(backend=backend, artifacts=artifacts, sysctls=list(sysctls), port=mod.PORT,
+    lab = Lab(backend=backend, artifacts=artifacts, sysctls=list(sysctls), port=sc.port,
               progress=progress, shaping=list(shaping), premise=premise,
-              needs_netem=name if mod.SHAPING == REQUIRED else None, **({"compose": compose} if compose else {}))
+              needs_netem=name if sc.shaping == REQUIRED else None, **({"compose": compose} if compose else {}))
     facts: dict[str, Any] = {}
     error: str | None = None
     with interrupts_as_exceptions():
         try:
             with lab:
-                if not shaping and getattr(mod, "SHAPE", None):
+                if not shaping and sc.link:
                     # the scenario's own link, when the user gave none (--shape replaces it)
-                    lab.add_shaping([sh for text in mod.SHAPE for sh in parse_shape(text)])
-                progress(f"running {name}: {scenario_intent(mod, lab.sysctls)}")
+                    lab.add_shaping([sh for text in sc.link for sh in parse_shape(text)])
+                progress(f"running {name}: {sc.intent_in(lab.sysctls)}")
                 t = time.monotonic()
                 lab.options = dict(options or {})
                 try:
-                    facts = {**lab.facts, **(mod.run(lab) or {})}
+                    facts = {**lab.facts, **(sc.run(lab) or {})}
                 except WaitTimeout as exc:  # a step timed out: still judge what was seen, then fail
                     error = str(exc)
                     facts = dict(lab.facts)
@@ -116,12 +112,8 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
         facts=facts, hz=kernel_hz(), options=dict(options or {}),
         timer_samples=lab.sampler.series if lab.sampler else {},
         captures={h: parse_stats(c.stats) for h, c in lab.captures.items()},
-        sampler=lab.sampler.cadence.to_json() if lab.sampler else {})
-    try:
-        checks = mod.check(ev)
-    except Exception:   # a broken check is a bug: report it as a failed check, with its trace
-        checks = []
-        error = (error + "; " if error else "") + "check raised: " + traceback.format_exc(limit=3)
+        sampler=lab.sampler.cadence.to_json() if lab.sampler else {}, port=sc.port)
+    checks = sc.judge(ev)      # a check that raises is a bug, reported as that check failing
     run_verdict = "fail" if error else verdict(checks)
     if lab.health:      # a hole in the evidence: no check may pass or fail on it
         why = lab.health.summary()
@@ -137,7 +129,8 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
             "; ".join(f"{c.name}: {c.observed}" for c in checks) + ")"
     report = {
         "scenario": name,
-        "intent": scenario_intent(mod, ev.sysctls),
+        "port": sc.port,
+        "intent": sc.intent_in(ev.sysctls),
         **lab.describe(),
         "kernel_hz": ev.hz,
         "started": started,
@@ -307,7 +300,7 @@ def run_catalog(names: list[str], parallel: int = 3, backend: str = "auto",
     to *parallel* at a time, the timing-sensitive ones afterwards, alone."""
     from scenarios import get
 
-    mods = {n: get(n) for n in names}
+    scs = {n: get(n) for n in names}
     base = check_dir(Path(artifacts) if artifacts else default_artifacts("all"))
     check_keys(sysctls)
     check_name(backend)
@@ -316,11 +309,11 @@ def run_catalog(names: list[str], parallel: int = 3, backend: str = "auto",
     def job(i: int, name: str) -> dict[str, Any]:
         mine = [s for s in sysctls if s.host in ("client", "router", "server")]
         return {"run": i, "name": name, "backend": backend, "sysctls": mine, "artifacts": base / name,
-                "shaping": [] if mods[name].SHAPING == "unused" else list(shaping),
+                "shaping": [] if scs[name].shaping == UNUSED else list(shaping),
                 "compose": compose, "options": options}
 
     jobs = [job(i + 1, n) for i, n in enumerate(names)]
-    together = [j for j in jobs if getattr(mods[j["name"]], "PARALLEL_SAFE", True)]
+    together = [j for j in jobs if scs[j["name"]].parallel_safe]
     alone = [j for j in jobs if j not in together]
     results: list[dict[str, Any]] = []
 

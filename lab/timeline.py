@@ -6,6 +6,8 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .records import SocketInfo
+
 __all__ = ["Event", "Timeline"]
 
 
@@ -16,6 +18,18 @@ class Event:
     kind: str                 # "peer", "state", "timer", "fault", "packet", "note"
     text: str
     data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def socket(self) -> SocketInfo | None:
+        """The socket a "state" or "timer" event is about, as sock_diag reported it."""
+        raw = self.data.get("socket")
+        return SocketInfo.from_json(raw) if raw else None
+
+    @property
+    def state(self) -> str | None:
+        """The state a "state" event reports ("GONE" when the socket went)."""
+        raw = self.data.get("socket")
+        return raw.get("state") if raw else None
 
     def to_json(self, t0: float) -> dict[str, Any]:
         d = asdict(self)

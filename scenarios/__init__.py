@@ -1,20 +1,7 @@
 """The scenario catalog: one behaviour per module, named in kebab-case (``lost-ack`` is
-``scenarios/lost_ack.py``). A scenario module defines:
-
-    NAME     kebab-case name        INTENT   one line: what it shows and the rule it checks
-    SHAPING  required|optional|unused (lab.shaping)
-    PORT     the port whose sockets the sampler follows
-    SYSCTLS  optional {host: {key: value}}: the scenario's own settings, applied before --sysctl
-    intent(sysctls) -> str           optional: the intent for the sysctls in force, when they change
-                                     what the run shows (lost-ack with tcp_max_tw_buckets=0)
-    precondition(sysctls) -> str | None
-                                     optional: why the scenario cannot show its behaviour with the
-                                     sysctls in force (five-tuple with tcp_max_tw_buckets=0: no
-                                     TIME-WAIT to hold the 4-tuple), or None. Asked right after
-                                     bring-up, before anything is captured; a reason ends the run
-                                     as skipped (lab.errors.CannotShow)
-    run(lab) -> dict                 the steps, in order, returning facts the checks need
-    check(ev: lab.evidence.Evidence) -> list[lab.verdict.Check]
+``scenarios/lost_ack.py``), each ending in one ``SCENARIO = lab.scenario.Scenario(...)``: the
+contract is written once, in lab/scenario.py. Modules whose name starts with ``_`` are shared
+steps and judgements, not scenarios.
 """
 
 from __future__ import annotations
@@ -22,24 +9,33 @@ from __future__ import annotations
 import difflib
 import importlib
 import pkgutil
+from pathlib import Path
 from types import ModuleType
 
 from lab.errors import UsageError
+from lab.scenario import Scenario
 
-__all__ = ["catalog", "get", "intent", "precondition"]
+__all__ = ["catalog", "get", "names"]
 
 
-def catalog() -> dict[str, ModuleType]:
+def names() -> list[str]:
+    """The catalog's names from the module names alone (cheap: imports nothing)."""
+    here = Path(__file__).resolve().parent
+    return sorted(m.name.replace("_", "-") for m in pkgutil.iter_modules([str(here)])
+                  if not m.name.startswith("_"))
+
+
+def catalog() -> dict[str, Scenario]:
     out = {}
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
         if info.name.startswith("_"):
             continue
-        mod = importlib.import_module(f"{__name__}.{info.name}")
-        out[mod.NAME] = mod
+        sc = _scenario(importlib.import_module(f"{__name__}.{info.name}"))
+        out[sc.name] = sc
     return out
 
 
-def get(name: str) -> ModuleType:
+def get(name: str) -> Scenario:
     cat = catalog()
     if name in cat:
         return cat[name]
@@ -49,15 +45,29 @@ def get(name: str) -> ModuleType:
     raise UsageError(f"unknown scenario {name!r}: {hint}`invoke list` shows them all")
 
 
-def intent(mod: ModuleType, sysctls: dict[str, dict[str, str]]) -> str:
-    """What a run of scenario *mod* shows with these sysctls in force (host -> key -> value, as
-    read back from the lab's hosts): its intent() when it has one, else its INTENT."""
-    fn = getattr(mod, "intent", None)
-    return fn(sysctls) if fn is not None else mod.INTENT
+def _scenario(mod: ModuleType) -> Scenario:
+    sc = getattr(mod, "SCENARIO", None)
+    if sc is None:
+        return _legacy(mod)
+    if not isinstance(sc, Scenario) or mod.__name__.rsplit(".", 1)[1] != sc.name.replace("-", "_"):
+        raise TypeError(f"{mod.__name__}: SCENARIO must be a lab.scenario.Scenario named after the module")
+    return sc
 
 
-def precondition(mod: ModuleType, sysctls: dict[str, dict[str, str]]) -> str | None:
-    """Why a run of scenario *mod* cannot show its behaviour with these sysctls in force (as read
-    back from the lab's hosts), or None: its precondition() when it has one."""
-    fn = getattr(mod, "precondition", None)
-    return fn(sysctls) if fn is not None else None
+def _legacy(mod: ModuleType) -> Scenario:
+    """A module written before lab.scenario.Scenario (module attributes): read once, here."""
+    from lab.matrixkeys import KEY_VALUES, RANDOM_COUNTS
+
+    def focus(report: dict) -> tuple[int, str] | None:
+        values = next((c["values"] for c in report.get("checks", [])
+                       if (c.get("values") or {}).get("ladder_port") is not None), {})
+        port = values.get("ladder_port")
+        return (port, values.get("ladder_why")) if port is not None else None
+
+    return Scenario(
+        name=mod.NAME, intent=mod.INTENT, run=mod.run, checks=(),
+        shaping=mod.SHAPING, port=mod.PORT, sysctls=getattr(mod, "SYSCTLS", {}),
+        parallel_safe=getattr(mod, "PARALLEL_SAFE", True), link=tuple(getattr(mod, "SHAPE", ())),
+        intent_for=getattr(mod, "intent", None), precondition=getattr(mod, "precondition", None),
+        key_values=tuple(KEY_VALUES.get(mod.NAME, ())), random_counts=mod.NAME in RANDOM_COUNTS,
+        ladder_focus=focus, summary=getattr(mod, "summary", None), legacy_check=mod.check)

@@ -97,9 +97,9 @@ def test_parse_sysctl_out_of_range(text, why):
 def test_catalog_has_lost_ack():
     cat = scenarios.catalog()
     assert "lost-ack" in cat
-    mod = cat["lost-ack"]
-    assert mod.NAME == "lost-ack" and mod.INTENT and callable(mod.run) and callable(mod.check)
-    assert scenarios.get("lost-ack") is mod
+    sc = cat["lost-ack"]
+    assert sc.name == "lost-ack" and sc.intent and callable(sc.run) and callable(sc.judge)
+    assert scenarios.get("lost-ack").name == sc.name
 
 
 @pytest.mark.parametrize("typo", ["lost-ak", "lostack", "lost_ack", "Lost-Ack", "lst-ack"])

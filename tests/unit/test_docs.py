@@ -13,7 +13,7 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 def test_readme_lists_every_scenario_with_its_shaping():
     rows = dict(re.findall(r"^\| `([a-z0-9-]+)` \| .* \| \**(required|optional|unused)\** \|$", README, re.M))
-    assert rows == {name: mod.SHAPING for name, mod in catalog().items()}
+    assert rows == {name: sc.shaping for name, sc in catalog().items()}
 
 
 def test_readme_names_every_task():

@@ -37,7 +37,7 @@ def sysctls(**limits: str) -> dict[str, dict[str, str]]:
 
 
 def why(name: str, **limits: str) -> str | None:
-    return scenarios.precondition(scenarios.get(name), sysctls(**limits))
+    return scenarios.get(name).cannot_show(sysctls(**limits))
 
 
 @pytest.mark.parametrize("name, need", [(n, h) for n, need in NEEDS.items() for h in need.items()])
@@ -77,14 +77,15 @@ def test_who_closes_first_shows_zero_but_not_one():
 
 
 def test_a_limit_not_read_back_rules_nothing_out():
-    assert scenarios.precondition(scenarios.get("five-tuple"), {}) is None
-    assert scenarios.precondition(scenarios.get("five-tuple"), {"client": {KEY: "?"}}) is None
+    assert scenarios.get("five-tuple").cannot_show({}) is None
+    assert scenarios.get("five-tuple").cannot_show({"client": {KEY: "?"}}) is None
 
 
 def test_a_scenario_without_a_precondition_has_none():
-    class Plain:
-        INTENT = "x"
-    assert scenarios.precondition(Plain, sysctls(client="0")) is None
+    from lab.scenario import Scenario
+
+    plain = Scenario(name="plain", intent="x", run=lambda lab: {}, checks=())
+    assert plain.cannot_show(sysctls(client="0")) is None
 
 
 def test_cannot_show_is_a_skip_like_netem_missing():

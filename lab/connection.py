@@ -1,0 +1,92 @@
+"""One TCP connection of a run, as the evidence shows it: its segments in each host's capture, its
+socket's state changes and timer samples in each host, when it went. Scenarios ask these instead
+of writing their own filters.
+
+    c = ev.conn(client_port=40012)                   # the client's port picks the connection
+    c.segments("server", sender="client", flag="FIN")
+    c.states("client")                               # [Event, ...] with .state and .socket
+    c.gone_at("server", after=rst.t)                 # when sock_diag first missed it
+    c.samples("client", state="TIME_WAIT")           # [TimerSample, ...]
+
+A connection is named by the client's port and the server's port (the lab's two ends and their
+addresses are fixed for a run); both ends see the same 4-tuple, mirrored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .packets import Segment
+from .records import TimerSample, four_tuple_key
+from .timeline import Event
+
+if TYPE_CHECKING:
+    from .evidence import Evidence
+
+__all__ = ["Conn"]
+
+
+@dataclass(frozen=True)
+class Conn:
+    ev: "Evidence"
+    client_port: int
+    server_port: int
+    client: str = "client"          # the hosts at either end
+    server: str = "server"
+
+    # -- who is who ------------------------------------------------------------------------------
+    def local(self, host: str) -> tuple[str, int]:
+        """(address, port) of the connection's end in *host*."""
+        if host == self.client:
+            return self.ev.addresses[self.client], self.client_port
+        return self.ev.addresses[self.server], self.server_port
+
+    def key(self, host: str) -> str:
+        """The 4-tuple as *host* sees it, as timer samples name it."""
+        other = self.server if host == self.client else self.client
+        return four_tuple_key(*self.local(host), *self.local(other))
+
+    def _mine(self, s: Segment) -> bool:
+        a, b = self.local(self.client), self.local(self.server)
+        return {(s.src, s.sport), (s.dst, s.dport)} == {a, b}
+
+    # -- packets ---------------------------------------------------------------------------------
+    def segments(self, at: str, sender: str | None = None, flag: str | None = None,
+                 after: float | None = None) -> list[Segment]:
+        """This connection's segments in *at*'s capture, sent by host *sender*, carrying *flag*,
+        at or after *after*; in capture order."""
+        src = self.local(sender) if sender else None
+        return [s for s in self.ev.packets.get(at, []) if self._mine(s)
+                and (src is None or (s.src, s.sport) == src)
+                and (flag is None or s.has(flag)) and (after is None or s.t >= after)]
+
+    def arrived(self, seg: Segment, at: str) -> Segment | None:
+        """The copy of *seg* (captured at its sender) in *at*'s capture, if it got there."""
+        return next((s for s in self.ev.packets.get(at, []) if s.same_wire(seg) and s.t >= seg.t - 0.001),
+                    None)
+
+    # -- the socket ------------------------------------------------------------------------------
+    def states(self, host: str) -> list[Event]:
+        """The state changes sock_diag saw of this connection's socket in *host* (the last one
+        "GONE" when it went), in time order."""
+        addr, port = self.local(host)
+        return [e for e in self.ev.states(host)
+                if (e.data["socket"]["src"], e.data["socket"]["sport"]) == (addr, port)
+                and e.data["socket"]["dport"] != 0]
+
+    def ever_in(self, host: str, state: str) -> bool:
+        return any(e.state == state for e in self.states(host))
+
+    def first_in(self, host: str, state: str) -> Event | None:
+        return next((e for e in self.states(host) if e.state == state), None)
+
+    def gone_at(self, host: str, after: float | None = None) -> float | None:
+        """When sock_diag first saw the socket gone (at or after *after*), or None."""
+        return next((e.t for e in self.states(host) if e.state == "GONE"
+                     and (after is None or e.t >= after)), None)
+
+    def samples(self, host: str, state: str | None = None) -> list[TimerSample]:
+        """Every sample of the socket's running timer in *host* (in *state*)."""
+        key = self.key(host)
+        return [s for s in self.ev.samples(host) if s.key == key and (state is None or s.state == state)]

@@ -1,0 +1,67 @@
+"""The typed records of what the lab observes: a socket as sock_diag reports it, and one timer
+sample. The bottom layer: the sampler writes them, the timeline carries them, the evidence and the
+checks read them by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+__all__ = ["SocketInfo", "TimerSample", "four_tuple_key"]
+
+
+@dataclass(frozen=True)
+class SocketInfo:
+    """One TCP socket as sock_diag reported it (struct inet_diag_msg)."""
+
+    state: str                  # ESTABLISHED ... TIME_WAIT; "GONE" in the event of its going
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    timer: str                  # off, on (retransmission), keepalive, timewait, probe
+    expires_ms: int             # the running timer's time left
+    retrans: int
+    inode: int
+
+    @property
+    def key(self) -> tuple[str, int, str, int]:
+        return (self.src, self.sport, self.dst, self.dport)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "SocketInfo":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+
+
+def four_tuple_key(src: str, sport: int, dst: str, dport: int) -> str:
+    """The text a timer sample names its socket by: "src:sport-dst:dport"."""
+    return f"{src}:{sport}-{dst}:{dport}"
+
+
+class TimerSample(NamedTuple):
+    """One sock_diag sample of a socket with a running timer. A tuple, so report.json keeps it
+    as the list it always was; read it by name."""
+
+    asked: float                # when the lab asked (epoch s)
+    key: str                    # four_tuple_key() of the socket, as its host sees it
+    state: str
+    timer: str
+    expires_ms: int
+    retrans: int
+    answered: float             # when the kernel's answer arrived
+
+    @property
+    def due(self) -> tuple[float, float]:
+        """When the timer is due: the kernel computed the time left between the asking and the
+        answer, so between asked + expires and answered + expires."""
+        return (self.asked + self.expires_ms / 1000, self.answered + self.expires_ms / 1000)
+
+    @classmethod
+    def of(cls, row) -> "TimerSample":
+        """From a stored row (older reports have no answer time: the asking time stands in)."""
+        row = list(row)
+        return cls(*row) if len(row) >= 7 else cls(*row[:6], row[0])
