@@ -225,7 +225,7 @@ def failed(checks):
 # -- (a) a correct TIME-WAIT run ---------------------------------------------------------------
 
 def test_correct_run_passes_every_check():
-    checks = lost_ack.check(timewait_run())
+    checks = lost_ack.SCENARIO.judge(timewait_run())
     assert [c.name for c in checks] == TIMEWAIT_CHECKS
     assert failed(checks) == [], [c.observed for c in checks if not c.passed]
     assert verdict(checks) == "pass"
@@ -234,7 +234,7 @@ def test_correct_run_passes_every_check():
 
 
 def test_correct_run_observed_values():
-    c = by_name(lost_ack.check(timewait_run()))
+    c = by_name(lost_ack.SCENARIO.judge(timewait_run()))
     assert c["server-retransmits-fin"].values["intervals_s"] == FIN_GAPS
     assert c["server-retransmits-fin"].values["fin_seqs"] == [ISN_S + 1]
     assert c["time-wait-acks-every-fin"].values == {"fins_at_client": 5, "acks_from_client": 5}
@@ -250,7 +250,7 @@ def test_correct_run_observed_values():
 
 @pytest.mark.parametrize("fin", [1, 2, 3])
 def test_unacked_retransmitted_fin_fails_that_check(fin):
-    checks = lost_ack.check(timewait_run(unacked=(fin,)))
+    checks = lost_ack.SCENARIO.judge(timewait_run(unacked=(fin,)))
     assert failed(checks) == ["time-wait-acks-every-fin"]
     c = by_name(checks)["time-wait-acks-every-fin"]
     assert c.values == {"fins_at_client": 5, "acks_from_client": 4}
@@ -260,7 +260,7 @@ def test_unacked_retransmitted_fin_fails_that_check(fin):
 
 def test_unacked_last_fin_fails_that_check():
     # the last FIN: no later ACK can stand in for the missing one (and none reaches the server)
-    checks = lost_ack.check(timewait_run(unacked=(4,)))
+    checks = lost_ack.SCENARIO.judge(timewait_run(unacked=(4,)))
     assert failed(checks) == ["final-ack-lost-then-delivered", "time-wait-acks-every-fin"]
     c = by_name(checks)["time-wait-acks-every-fin"]
     assert c.values == {"fins_at_client": 5, "acks_from_client": 4}
@@ -269,7 +269,7 @@ def test_unacked_last_fin_fails_that_check():
 
 
 def test_timer_not_restarted_fails_that_check():
-    checks = lost_ack.check(timewait_run(restarts=False))
+    checks = lost_ack.SCENARIO.judge(timewait_run(restarts=False))
     assert failed(checks) == ["time-wait-timer-restarts"]
     c = by_name(checks)["time-wait-timer-restarts"]
     # due 60 s after the first FIN, so never 60 s after a later one
@@ -278,13 +278,13 @@ def test_timer_not_restarted_fails_that_check():
 
 
 def test_a_sample_predating_the_fins_processing_is_not_a_missed_restart():
-    checks = lost_ack.check(timewait_run(stale_samples=True))
+    checks = lost_ack.SCENARIO.judge(timewait_run(stale_samples=True))
     assert failed(checks) == []
     assert by_name(checks)["time-wait-timer-restarts"].values["due_after_fin_ms"] == [60003] * 4
 
 
 def test_acks_reaching_the_server_under_the_drop_fail_that_check():
-    checks = lost_ack.check(timewait_run(drop_works=False))
+    checks = lost_ack.SCENARIO.judge(timewait_run(drop_works=False))
     assert failed(checks) == ["final-ack-lost-then-delivered"]
     assert by_name(checks)["final-ack-lost-then-delivered"].values["acks_under_drop_seen_by_server"] == 4
 
@@ -292,7 +292,7 @@ def test_acks_reaching_the_server_under_the_drop_fail_that_check():
 # -- (c) the expectation follows the sysctl -------------------------------------------------
 
 def test_tw_buckets_zero_run_passes_the_rst_path():
-    checks = lost_ack.check(no_timewait_run())
+    checks = lost_ack.SCENARIO.judge(no_timewait_run())
     assert [c.name for c in checks] == RST_CHECKS
     assert failed(checks) == [], [c.observed for c in checks if not c.passed]
     assert verdict(checks) == "pass"
@@ -302,7 +302,7 @@ def test_tw_buckets_zero_run_passes_the_rst_path():
 
 def test_tw_buckets_zero_but_time_wait_observed_fails_the_rst_path():
     # the sysctl says no TIME-WAIT, the run shows TIME-WAIT: judged against the sysctl
-    checks = lost_ack.check(timewait_run(buckets="0"))
+    checks = lost_ack.SCENARIO.judge(timewait_run(buckets="0"))
     assert [c.name for c in checks] == RST_CHECKS
     assert failed(checks) == sorted(RST_CHECKS)
     c = by_name(checks)
@@ -314,7 +314,7 @@ def test_tw_buckets_zero_but_time_wait_observed_fails_the_rst_path():
 def test_rst_path_needs_the_overflow_counter():
     ev = no_timewait_run()
     ev.counters["client"].pop("TcpExtTCPTimeWaitOverflow")
-    assert failed(lost_ack.check(ev)) == ["no-time-wait-state"]
+    assert failed(lost_ack.SCENARIO.judge(ev)) == ["no-time-wait-state"]
 
 
 def test_rst_path_needs_the_servers_econnreset():
@@ -322,19 +322,19 @@ def test_rst_path_needs_the_servers_econnreset():
     # keeps the first error any step read, so a later step no longer hides it
     ev = no_timewait_run()
     ev.facts["server_so_error"] = 0
-    assert failed(lost_ack.check(ev)) == ["rst-aborts-server"]
+    assert failed(lost_ack.SCENARIO.judge(ev)) == ["rst-aborts-server"]
 
 
 def test_rst_with_the_wrong_sequence_number_does_not_answer_the_fin():
     ev = no_timewait_run()
     ev.packets["client"] = [replace(s, seq=s.seq + 1) if s.has("RST") else s for s in ev.packets["client"]]
-    assert failed(lost_ack.check(ev)) == ["fin-answered-with-rst"]
+    assert failed(lost_ack.SCENARIO.judge(ev)) == ["fin-answered-with-rst"]
 
 
 def test_missing_sysctl_means_the_default_time_wait_path():
     ev = timewait_run()
     ev.sysctls["client"].pop("net.ipv4.tcp_max_tw_buckets")
-    assert [c.name for c in lost_ack.check(ev)] == TIMEWAIT_CHECKS
+    assert [c.name for c in lost_ack.SCENARIO.judge(ev)] == TIMEWAIT_CHECKS
 
 
 # -- nothing observed, nothing passed -------------------------------------------------------
@@ -348,7 +348,7 @@ def test_nothing_observed_fails_every_check(make):
     ev.counters = {}
     ev.facts = {}
     ev.faults = {}
-    checks = lost_ack.check(ev)
+    checks = lost_ack.SCENARIO.judge(ev)
     assert checks and all(not c.passed for c in checks), [c.name for c in checks if c.passed]
     assert verdict(checks) == "fail"
 
@@ -368,7 +368,7 @@ def _without_samples_after_fin(ev: Evidence, k: int) -> tuple[float, float]:
 def test_no_sample_after_a_fin_is_inconclusive_not_a_fail():
     ev = timewait_run()
     lo, hi = _without_samples_after_fin(ev, 2)
-    checks = lost_ack.check(ev)
+    checks = lost_ack.SCENARIO.judge(ev)
     c = by_name(checks)["time-wait-timer-restarts"]
     assert c.outcome == "inconclusive", c.observed
     assert c.values["due_after_fin_ms"] == [60003, None, 60003, 60003]
@@ -380,7 +380,7 @@ def test_no_sample_after_a_fin_is_inconclusive_not_a_fail():
 def test_a_hole_does_not_hide_a_real_failure():
     ev = timewait_run(restarts=False)
     _without_samples_after_fin(ev, 2)
-    c = by_name(lost_ack.check(ev))["time-wait-timer-restarts"]
+    c = by_name(lost_ack.SCENARIO.judge(ev))["time-wait-timer-restarts"]
     assert c.outcome == "fail", c.observed
 
 
@@ -395,7 +395,7 @@ def test_an_unanswered_fin_in_a_dropping_capture_is_inconclusive():
     (above), inconclusive when its tcpdump dropped packets (the ACK may be among them)."""
     ev = timewait_run(unacked=(2,))
     ev.captures = {"client": {"captured": 14, "received": 15, "dropped": 1}}
-    c = by_name(lost_ack.check(ev))["time-wait-acks-every-fin"]
+    c = by_name(lost_ack.SCENARIO.judge(ev))["time-wait-acks-every-fin"]
     assert c.outcome == "inconclusive" and "tcpdump in client dropped 1 packets" in c.observed
 
 
@@ -405,7 +405,7 @@ def test_a_rst_answering_a_fin_fails_whatever_the_capture_dropped():
     fin = [s for s in ev.packets["client"] if s.src == SERVER and s.has("FIN")][2]
     ev.packets["client"].append(seg(fin.t + 0.00002, CLIENT, "RST", ISN_C + 7, 0, None, None))
     ev.packets["client"].sort(key=lambda s: s.t)
-    assert outcomes(lost_ack.check(ev))["time-wait-acks-every-fin"] == "fail"
+    assert outcomes(lost_ack.SCENARIO.judge(ev))["time-wait-acks-every-fin"] == "fail"
 
 
 def test_the_delivered_ack_missing_from_a_dropping_server_pcap_is_inconclusive():
@@ -414,25 +414,25 @@ def test_the_delivered_ack_missing_from_a_dropping_server_pcap_is_inconclusive()
     ev = timewait_run()
     last_ack = [s for s in ev.packets["server"] if s.src == CLIENT and s.flags == "ACK"][-1]
     ev.packets["server"] = [s for s in ev.packets["server"] if s is not last_ack]
-    assert outcomes(lost_ack.check(ev))["final-ack-lost-then-delivered"] == "fail"
+    assert outcomes(lost_ack.SCENARIO.judge(ev))["final-ack-lost-then-delivered"] == "fail"
     ev.captures = {"server": {"captured": 12, "received": 13, "dropped": 1}}
-    assert outcomes(lost_ack.check(ev))["final-ack-lost-then-delivered"] == "inconclusive"
+    assert outcomes(lost_ack.SCENARIO.judge(ev))["final-ack-lost-then-delivered"] == "inconclusive"
 
 
 def test_acks_reaching_the_server_under_the_drop_fail_whatever_was_dropped():
     ev = timewait_run(drop_works=False)
     ev.captures = {"server": {"captured": 12, "received": 13, "dropped": 1},
                    "client": {"captured": 12, "received": 13, "dropped": 1}}
-    assert outcomes(lost_ack.check(ev))["final-ack-lost-then-delivered"] == "fail"
+    assert outcomes(lost_ack.SCENARIO.judge(ev))["final-ack-lost-then-delivered"] == "fail"
 
 
 def test_a_fin_missing_from_a_dropping_server_pcap_is_inconclusive():
     ev = timewait_run()
     fin = [s for s in ev.packets["server"] if s.src == SERVER and s.has("FIN")][2]      # merges two RTO gaps
     ev.packets["server"] = [s for s in ev.packets["server"] if s is not fin]
-    assert outcomes(lost_ack.check(ev))["server-retransmits-fin"] == "fail"
+    assert outcomes(lost_ack.SCENARIO.judge(ev))["server-retransmits-fin"] == "fail"
     ev.captures = {"server": {"captured": 12, "received": 13, "dropped": 1}}
-    assert outcomes(lost_ack.check(ev))["server-retransmits-fin"] == "inconclusive"
+    assert outcomes(lost_ack.SCENARIO.judge(ev))["server-retransmits-fin"] == "inconclusive"
 
 
 def _first_time_wait_sample_late(ev: Evidence, late_s: float) -> float:
@@ -456,10 +456,10 @@ def test_time_wait_first_read_late_in_a_sampler_stall_is_inconclusive():
     sampler was behind. Inconclusive when the cadence shows the stall; a failure without it."""
     ev = timewait_run()
     t = _first_time_wait_sample_late(ev, 2.9)
-    c = by_name(lost_ack.check(ev))["time-wait-armed-for-60s"]
+    c = by_name(lost_ack.SCENARIO.judge(ev))["time-wait-armed-for-60s"]
     assert c.outcome == "fail" and c.values["first_expires_ms"] < 59000
     ev.sampler = {"gaps": [(t - 0.001, t + 2.9)], "gap_threshold_ms": 10.0}
-    c = by_name(lost_ack.check(ev))["time-wait-armed-for-60s"]
+    c = by_name(lost_ack.SCENARIO.judge(ev))["time-wait-armed-for-60s"]
     assert c.outcome == "inconclusive", c.observed
     assert "2901.0 ms" in c.observed and "the sampler fell behind" in c.observed
 
@@ -472,7 +472,7 @@ def test_time_wait_armed_short_fails_even_in_a_sampler_stall():
     ev.timeline = [replace(e, data={**e.data, "socket": {**e.data["socket"], "expires_ms": 30000}})
                    if e.host == "client" and e.data.get("socket", {}).get("state") == "TIME_WAIT" else e
                    for e in ev.timeline]
-    assert outcomes(lost_ack.check(ev))["time-wait-armed-for-60s"] == "fail"
+    assert outcomes(lost_ack.SCENARIO.judge(ev))["time-wait-armed-for-60s"] == "fail"
 
 
 def test_rst_path_segments_missing_from_dropping_captures_are_inconclusive():
@@ -481,13 +481,13 @@ def test_rst_path_segments_missing_from_dropping_captures_are_inconclusive():
     work; a complete capture without it fails, one with tcpdump drops cannot judge."""
     ev = no_timewait_run()
     ev.packets["client"] = [s for s in ev.packets["client"] if not s.has("RST")]
-    assert outcomes(lost_ack.check(ev))["fin-answered-with-rst"] == "fail"
+    assert outcomes(lost_ack.SCENARIO.judge(ev))["fin-answered-with-rst"] == "fail"
     ev.captures = {"client": {"captured": 8, "received": 9, "dropped": 1}}
-    assert outcomes(lost_ack.check(ev))["fin-answered-with-rst"] == "inconclusive"
+    assert outcomes(lost_ack.SCENARIO.judge(ev))["fin-answered-with-rst"] == "inconclusive"
     ev = no_timewait_run()
     ev.packets["server"] = [s for s in ev.packets["server"] if not s.has("RST")]
-    assert outcomes(lost_ack.check(ev))["rst-aborts-server"] == "fail"
+    assert outcomes(lost_ack.SCENARIO.judge(ev))["rst-aborts-server"] == "fail"
     ev.captures = {"server": {"captured": 8, "received": 9, "dropped": 1}}
-    assert outcomes(lost_ack.check(ev))["rst-aborts-server"] == "inconclusive"
+    assert outcomes(lost_ack.SCENARIO.judge(ev))["rst-aborts-server"] == "inconclusive"
     ev.facts["server_so_error"] = 0               # the socket was not reset: the kernel's, fails
-    assert outcomes(lost_ack.check(ev))["rst-aborts-server"] == "fail"
+    assert outcomes(lost_ack.SCENARIO.judge(ev))["rst-aborts-server"] == "fail"
