@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .artifacts import open_file
 from .errors import BackendError
-from .netns import nsenter, tied
+from .nsops import nsenter, tied
 
 __all__ = ["Capture", "parse_stats"]
 

@@ -100,7 +100,7 @@ def _marks_keep(ms: list[_owner.Mark], rec: dict | None, include_persistent: boo
 
 
 def _alias(name: str) -> str | None:
-    from .netns import iproute
+    from .nsops import iproute
 
     try:
         with iproute(f"{NETNS_DIR}/{name}") as ipr:

@@ -28,7 +28,7 @@ from .health import Health, PauseWatch, ns_identity
 from .interrupts import shielded, stop
 from .observe import Sampler, SocketInfo, SocketView, counters_delta, read_counters
 from .sampling import SamplerProcess
-from .peers import Peer
+from .peer import Peer
 from .sysctls import SYSCTL_RANGES, SysctlSetting, apply as apply_sysctl, check_keys, in_force, parse_sysctl
 from .timeline import Timeline
 from .topology import DEFAULT_COMPOSE, Topology, load

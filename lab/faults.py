@@ -26,7 +26,7 @@ from pathlib import Path
 from .backends.base import Host
 from .capture import Capture
 from .errors import BackendError, UsageError
-from .netns import run_in
+from .nsops import run_in
 from .timeline import Timeline
 
 __all__ = ["Faults", "Fault", "FLAG_BITS"]
@@ -147,7 +147,7 @@ class Faults:
         returns when they were sent."""
         import socket as _socket
 
-        from .netns import inside
+        from .nsops import inside
 
         with inside(self.router.nspath):
             raw = _socket.socket(_socket.AF_INET, _socket.SOCK_RAW, _socket.IPPROTO_RAW)

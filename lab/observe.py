@@ -24,7 +24,7 @@ import time
 from .backends.base import Host
 from .health import Cadence
 from .records import SocketInfo, TimerSample, four_tuple_key
-from .netns import inside, read_counters
+from .nsops import inside, read_counters
 from .timeline import Timeline
 
 __all__ = ["SocketInfo", "SocketView", "Sampler", "counters_delta", "read_counters", "TCP_STATES"]

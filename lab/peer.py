@@ -1,338 +1,184 @@
-"""The peer: a small socket program run inside a lab host, driven one step at a time.
+"""Driving the peer agent (lab/peer_agent.py, the socket program run inside a lab host), one step at
+a time."""
 
-It reads one JSON command per line on stdin and answers one JSON line on stdout:
-
-    {"op": "listen", "sock": "L", "port": 5000, "reuseaddr": true}
-    {"ok": true, "t": 1732540000.123456, "result": {"local": ["10.77.2.10", 5000]}}
-    {"ok": false, "t": ..., "errno": 98, "error": "EADDRINUSE", "message": "Address already in use"}
-
-Operations: socket, bind, listen, accept, connect, send, recv, shutdown, close, info, exit;
-blast and drain move many bytes without carrying them over the pipe, in a recognisable pattern
-("OLD-"), and count markers in what was read. For many connections at once: connect_many (opens
-them concurrently), accept_many, close_many, and close_on_eof (what a plain server does: close
-each connection when its peer's FIN has been read).
-Sockets are named by the caller. The program uses only the standard library, so it runs with the
-python3 of any host image, and is sent as source (``python3 -u -c``), not installed.
-"""
+from __future__ import annotations
 
 import base64
-import errno
 import json
 import os
 import select
-import socket
-import struct
-import sys
+import subprocess
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-TCP_STATES = ["", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT",
-              "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV"]
+from .backends.base import Host
+from .errors import PeerError
+from .nsops import tied
+from .timeline import Timeline
 
-socks = {}
+__all__ = ["Peer", "Result"]
 
-
-def tcp_state(s):
-    try:
-        info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)
-    except OSError:
-        return None
-    return TCP_STATES[info[0]] if info[0] < len(TCP_STATES) else str(info[0])
-
-
-errors_seen = {}   # socket fd -> the first non-zero SO_ERROR read from it (reading clears it)
+_SOURCE = (Path(__file__).parent / "peer_agent.py").read_text()
 
 
-def describe(s):
-    out = {"state": tcp_state(s)}
-    for key, fn in (("local", s.getsockname), ("remote", s.getpeername)):
+@dataclass(frozen=True)
+class Result:
+    """What one peer step did: ok or an errno, when (the host's clock), and what it returned."""
+
+    op: str
+    ok: bool
+    t: float
+    errno: int | None = None
+    error: str | None = None
+    message: str | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.result[key]
+
+    @property
+    def data(self) -> bytes:
+        return base64.b64decode(self.result.get("data_b64", ""))
+
+    def to_json(self) -> dict[str, Any]:
+        d = {"op": self.op, "ok": self.ok, "t": self.t, "result": self.result}
+        if not self.ok:
+            d.update(errno=self.errno, error=self.error, message=self.message)
+        return d
+
+
+class Peer:
+    def __init__(self, host: Host, timeline: Timeline, timeout_s: float = 15.0) -> None:
+        self.host, self.timeline, self.timeout_s = host, timeline, timeout_s
+        self.results: list[Result] = []
+        self._buf = b""
         try:
-            out[key] = list(fn())
-        except OSError:
-            out[key] = None
-    # SO_ERROR is cleared by reading it (sock_error()): a step's reply may read the error a
-    # reset left, so the first one seen is kept and reported by every later step as well
-    out["so_error"] = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-    if out["so_error"] and s.fileno() not in errors_seen:
-        errors_seen[s.fileno()] = out["so_error"]
-    out["so_error_seen"] = errors_seen.get(s.fileno(), 0)
-    return out
+            self._proc = subprocess.Popen(tied(host.argv(*host.python, "-c", _SOURCE)),
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, start_new_session=True)
+        except FileNotFoundError as exc:
+            raise PeerError(f"{host.name}: cannot start the peer ({exc.filename} not found)") from exc
+        hello = self._read("start", timeout_s)
+        if not hello.ok:
+            raise PeerError(f"{host.name}: the peer did not start: {hello.message}")
+        self.pid = hello.result.get("pid")
 
+    def _read(self, op: str, timeout_s: float) -> Result:
+        deadline = time.monotonic() + timeout_s
+        fd = self._proc.stdout.fileno()
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.kill()
+                raise PeerError(f"{self.host.name}: the peer did not answer {op!r} within {timeout_s:g} s")
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    err = self._proc.stderr.read().decode(errors="replace").strip().splitlines()
+                    raise PeerError(f"{self.host.name}: the peer died during {op!r}: "
+                                    f"{err[-1] if err else 'exit ' + str(self._proc.wait())}")
+                self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        try:
+            doc = json.loads(line)
+        except ValueError as exc:
+            raise PeerError(f"{self.host.name}: the peer answered {line[:80]!r}") from exc
+        return Result(op=op, ok=bool(doc.get("ok")), t=float(doc.get("t", time.time())),
+                      errno=doc.get("errno"), error=doc.get("error"), message=doc.get("message"),
+                      result=doc.get("result") or {})
 
-def forget(s):
-    """The socket, its remembered error dropped (its descriptor number will be reused)."""
-    errors_seen.pop(s.fileno(), None)
-    return s
+    def call(self, op: str, *, wait_s: float | None = None, **args: Any) -> Result:
+        """Run one step. An errno is a result (the scenario decides); a dead or silent peer is not.
+        *wait_s* bounds how long to wait for the answer; a step's own ``timeout_s`` (accept,
+        connect, recv) goes to the peer, and the wait is stretched to cover it."""
+        wait = wait_s if wait_s is not None else self.timeout_s
+        if "timeout_s" in args:
+            wait = max(wait, float(args["timeout_s"]) + 5)
+        try:
+            self._proc.stdin.write((json.dumps({"op": op, **args}) + "\n").encode())
+            self._proc.stdin.flush()
+        except (BrokenPipeError, OSError) as exc:
+            raise PeerError(f"{self.host.name}: the peer is gone (step {op!r})") from exc
+        res = self._read(op, wait)
+        self.results.append(res)
+        shown = {k: v for k, v in args.items() if k != "data_b64"}
+        text = f"{op}({', '.join(f'{k}={v}' for k, v in shown.items())})"
+        text += " -> ok" if res.ok else f" -> {res.error}"
+        self.timeline.add(res.t, self.host.name, "peer", text, step=res.to_json(), args=shown)
+        return res
 
+    # the steps a scenario reads like a timeline
+    def listen(self, sock: str, port: int, **opts: Any) -> Result:
+        return self.call("listen", sock=sock, port=port, **opts)
 
-def new_socket(cmd):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    if cmd.get("reuseaddr"):
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if cmd.get("reuseport"):
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    if cmd.get("linger") is not None:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, int(cmd["linger"])))
-    socks[cmd["sock"]] = s
-    return s
+    def accept(self, sock: str, as_: str, timeout_s: float = 10) -> Result:
+        return self.call("accept", sock=sock, timeout_s=timeout_s, **{"as": as_})
 
+    def connect(self, sock: str, addr: str, port: int, **opts: Any) -> Result:
+        return self.call("connect", sock=sock, addr=str(addr), port=port, **opts)
 
-def get(cmd, key="sock"):
-    try:
-        return socks[cmd[key]]
-    except KeyError:
-        raise ValueError("no socket named %r" % cmd.get(key))
+    def send(self, sock: str, data: bytes) -> Result:
+        return self.call("send", sock=sock, data_b64=base64.b64encode(data).decode())
 
+    def recv(self, sock: str, max: int = 65536, timeout_s: float = 5) -> Result:
+        return self.call("recv", sock=sock, max=max, timeout_s=timeout_s)
 
-def op_socket(cmd):
-    new_socket(cmd)
-    return {}
+    def shutdown(self, sock: str, how: str = "wr") -> Result:
+        return self.call("shutdown", sock=sock, how=how)
 
+    def close(self, sock: str) -> Result:
+        return self.call("close", sock=sock)
 
-def op_bind(cmd):
-    s = socks.get(cmd["sock"]) or new_socket(cmd)
-    s.bind((cmd.get("addr", "0.0.0.0"), int(cmd.get("port", 0))))
-    return {"local": list(s.getsockname())}
+    def info(self, sock: str) -> Result:
+        return self.call("info", sock=sock)
 
+    def blast(self, sock: str, nbytes: int, pattern: str, offset: int = 0,
+              timeout_s: float = 30) -> Result:
+        """Send *nbytes* bytes of *pattern* repeated (phased from stream offset *offset*)."""
+        return self.call("blast", sock=sock, bytes=nbytes, pattern=pattern, offset=offset,
+                         timeout_s=timeout_s)
 
-def op_listen(cmd):
-    s = socks.get(cmd["sock"]) or new_socket(cmd)
-    if s.getsockname()[1] == 0:
-        s.bind((cmd.get("addr", "0.0.0.0"), int(cmd["port"])))
-    s.listen(int(cmd.get("backlog", 16)))
-    return {"local": list(s.getsockname())}
+    def drain(self, sock: str, nbytes: int, timeout_s: float = 30, keep: int = 0,
+              markers: tuple[str, ...] = ()) -> Result:
+        """Read *nbytes* bytes (or until EOF/timeout): result len, the first *keep* bytes
+        (Result.data) and the count of each marker in what was read."""
+        return self.call("drain", sock=sock, bytes=nbytes, timeout_s=timeout_s, keep=keep,
+                         markers=list(markers))
 
+    # many connections at once
+    def connect_many(self, prefix: str, count: int, addr: str, port: int, timeout_s: float = 30,
+                     **opts: Any) -> Result:
+        """Open *count* connections concurrently (sockets PREFIX0...); result["connections"]."""
+        return self.call("connect_many", prefix=prefix, count=count, addr=str(addr), port=port,
+                         timeout_s=timeout_s, **opts)
 
-def op_accept(cmd):
-    s = get(cmd)
-    s.settimeout(float(cmd.get("timeout_s", 10)))
-    conn, addr = s.accept()
-    conn.settimeout(None)
-    socks[cmd["as"]] = conn
-    return describe(conn)
+    def accept_many(self, sock: str, prefix: str, count: int, timeout_s: float = 30) -> Result:
+        return self.call("accept_many", sock=sock, prefix=prefix, count=count, timeout_s=timeout_s)
 
+    def close_many(self, socks: list[str]) -> Result:
+        return self.call("close_many", socks=list(socks))
 
-def op_connect(cmd):
-    s = socks.get(cmd["sock"]) or new_socket(cmd)
-    if cmd.get("lport"):
-        s.bind(("0.0.0.0", int(cmd["lport"])))
-    s.settimeout(float(cmd.get("timeout_s", 10)))
-    s.connect((cmd["addr"], int(cmd["port"])))
-    s.settimeout(None)
-    return describe(s)
+    def close_on_eof(self, socks: list[str], timeout_s: float = 60) -> Result:
+        """Read each socket to end of stream, then close it (a plain server's loop)."""
+        return self.call("close_on_eof", socks=list(socks), timeout_s=timeout_s)
 
+    def kill(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
 
-def op_send(cmd):
-    s = get(cmd)
-    data = base64.b64decode(cmd["data_b64"]) if "data_b64" in cmd else cmd.get("data", "").encode()
-    s.sendall(data)
-    return {"sent": len(data)}
-
-
-def op_recv(cmd):
-    s = get(cmd)
-    ready, _, _ = select.select([s], [], [], float(cmd.get("timeout_s", 5)))
-    if not ready:
-        return {"timeout": True, "data_b64": "", "len": 0}
-    data = s.recv(int(cmd.get("max", 65536)))
-    return {"data_b64": base64.b64encode(data).decode(), "len": len(data), "eof": not data}
-
-
-def op_shutdown(cmd):
-    how = {"rd": socket.SHUT_RD, "wr": socket.SHUT_WR, "rdwr": socket.SHUT_RDWR}[cmd.get("how", "wr")]
-    get(cmd).shutdown(how)
-    return describe(get(cmd))
-
-
-def op_close(cmd):
-    s = socks.pop(cmd["sock"])
-    state = tcp_state(s)
-    forget(s).close()
-    return {"state_before": state}
-
-
-def op_connect_many(cmd):
-    """Open *count* connections at once (non-blocking connects), named PREFIX0, PREFIX1, ...; wait
-    until each has connected or failed, or *timeout_s*. Per connection: name, local address, when
-    connect() was called and when it completed (a lost SYN or SYN-ACK costs a retransmission)."""
-    prefix, n = cmd.get("prefix", "c"), int(cmd["count"])
-    addr = (cmd["addr"], int(cmd["port"]))
-    pending, out = {}, {}
-    for i in range(n):
-        name = "%s%d" % (prefix, i)
-        s = new_socket(dict(cmd, sock=name))
-        s.setblocking(False)
-        started = time.time()
-        rc = s.connect_ex(addr)
-        if rc not in (0, errno.EINPROGRESS):
-            out[name] = {"name": name, "started": started, "errno": rc,
-                         "error": errno.errorcode.get(rc, str(rc))}
-            continue
-        out[name] = {"name": name, "started": started, "local": list(s.getsockname())}
-        pending[s.fileno()] = name
-    deadline = time.time() + float(cmd.get("timeout_s", 30))
-    while pending and time.time() < deadline:
-        _, ready, _ = select.select([], list(pending), [], max(0.0, deadline - time.time()))
-        now = time.time()
-        for fd in ready:
-            name = pending.pop(fd)
-            rc = socks[name].getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            out[name]["done"] = now
-            if rc:
-                out[name].update(errno=rc, error=errno.errorcode.get(rc, str(rc)))
-    for fd, name in pending.items():
-        out[name]["error"] = "pending"
-    for name in out:
-        if name in socks:
-            socks[name].setblocking(True)
-    return {"connections": [out["%s%d" % (prefix, i)] for i in range(n)],
-            "failed": sorted(k for k, v in out.items() if "error" in v)}
-
-
-def op_accept_many(cmd):
-    """Accept *count* connections on *sock*, naming them PREFIX0, ... in the order they come;
-    stop at *timeout_s*. Per connection: name, remote address, when accept() returned."""
-    s, n, prefix = get(cmd), int(cmd["count"]), cmd.get("prefix", "s")
-    deadline = time.time() + float(cmd.get("timeout_s", 30))
-    got = []
-    try:
-        while len(got) < n:
-            s.settimeout(max(0.001, deadline - time.time()))
-            conn, addr = s.accept()
-            conn.settimeout(None)
-            name = "%s%d" % (prefix, len(got))
-            socks[name] = conn
-            got.append({"name": name, "remote": list(addr), "t": time.time()})
-    except socket.timeout:
-        pass
-    finally:
-        s.settimeout(None)
-    return {"connections": got, "missing": n - len(got)}
-
-
-def op_close_many(cmd):
-    """close() each socket in *socks*, in order; when each was closed."""
-    out = []
-    for name in cmd["socks"]:
-        s = socks.pop(name)
-        state = tcp_state(s)
-        forget(s).close()
-        out.append({"name": name, "t": time.time(), "state_before": state})
-    return {"closed": out}
-
-
-def op_close_on_eof(cmd):
-    """What a plain server does: read each socket in *socks* until end of stream (the peer's FIN),
-    then close() it. Until every socket is closed or *timeout_s*. Per socket: when EOF was read
-    and close() called, how many bytes came before it, or the error that ended it."""
-    left = {socks[name].fileno(): name for name in cmd["socks"]}
-    out = {name: {"name": name, "bytes": 0} for name in cmd["socks"]}
-    deadline = time.time() + float(cmd.get("timeout_s", 60))
-    while left and time.time() < deadline:
-        ready, _, _ = select.select(list(left), [], [], max(0.0, deadline - time.time()))
-        for fd in ready:
-            name = left[fd]
-            s = socks[name]
+    def stop(self) -> None:
+        """Ask the peer to exit (its sockets close as a process exit closes them); kill if it lingers."""
+        if self._proc.poll() is None:
             try:
-                data = s.recv(65536)
-            except OSError as exc:
-                out[name].update(errno=exc.errno, error=errno.errorcode.get(exc.errno, str(exc)))
-                data = None
-            if data:
-                out[name]["bytes"] += len(data)
-                continue
-            if data is not None:
-                out[name]["eof"] = time.time()
-            del left[fd]
-            forget(socks.pop(name)).close()
-            out[name]["closed"] = time.time()
-    return {"connections": [out[n] for n in cmd["socks"]], "open": sorted(left.values())}
-
-
-def op_info(cmd):
-    return describe(get(cmd))
-
-
-def op_blast(cmd):
-    """Send *bytes* bytes of *pattern* repeated (e.g. "OLD-"), phased as if the stream had begun
-    *offset* bytes earlier, so the bytes tell which send they came from; the data is made here,
-    not carried over the control pipe. Returns when all of it is in the socket's send buffer."""
-    s, n = get(cmd), int(cmd["bytes"])
-    pat = cmd.get("pattern", "DATA").encode() or b"DATA"
-    size = len(pat) * max(1, (1 << 20) // len(pat))
-    off = int(cmd.get("offset", 0)) % len(pat)
-    chunk = memoryview((pat * (size // len(pat) + 2))[off:off + size])
-    s.settimeout(float(cmd.get("timeout_s", 30)))
-    sent = 0
-    try:
-        while sent < n:
-            piece = chunk[: min(size, n - sent)]
-            s.sendall(piece)
-            sent += len(piece)
-    finally:
-        s.settimeout(None)
-    return {"sent": sent}
-
-
-def op_drain(cmd):
-    """Read until *bytes* bytes arrived, EOF or *timeout_s*; returns how many, the first *keep*
-    of them (data_b64), and how often each of *markers* occurs in all that was read."""
-    s, n = get(cmd), int(cmd["bytes"])
-    keep = int(cmd.get("keep", 0))
-    markers = [m.encode() for m in cmd.get("markers", [])]
-    tail = max([len(m) for m in markers] or [1]) - 1
-    counts, carry, kept = [0] * len(markers), b"", b""
-    deadline = time.time() + float(cmd.get("timeout_s", 30))
-    got, eof = 0, False
-    while got < n:
-        ready, _, _ = select.select([s], [], [], max(0.0, deadline - time.time()))
-        if not ready:
-            break
-        data = s.recv(min(1 << 20, n - got))
-        if not data:
-            eof = True
-            break
-        got += len(data)
-        if len(kept) < keep:
-            kept += data[: keep - len(kept)]
-        if markers:
-            buf = carry + data
-            for i, m in enumerate(markers):
-                counts[i] += buf.count(m) - carry.count(m)
-            carry = buf[-tail:] if tail else b""
-    return {"len": got, "eof": eof, "timeout": got < n and not eof,
-            "data_b64": base64.b64encode(kept).decode(),
-            "markers": {m.decode(): c for m, c in zip(markers, counts)}}
-
-
-OPS = {k[3:]: v for k, v in globals().items() if k.startswith("op_")}
-
-
-def answer(obj):
-    obj["t"] = time.time()
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
-
-
-def main():
-    answer({"ok": True, "result": {"pid": os.getpid(), "ready": True}})
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        try:
-            cmd = json.loads(line)
-            op = cmd.get("op")
-            if op == "exit":
-                answer({"ok": True, "result": {}})
-                return
-            result = OPS[op](cmd)
-            answer({"ok": True, "result": result})
-        except OSError as exc:
-            code = exc.errno if exc.errno is not None else (errno.ETIMEDOUT if isinstance(exc, socket.timeout) else 0)
-            answer({"ok": False, "errno": code, "error": errno.errorcode.get(code, type(exc).__name__),
-                    "message": exc.strerror or str(exc) or type(exc).__name__})
-        except Exception as exc:  # a bad command: report, keep serving
-            answer({"ok": False, "errno": None, "error": type(exc).__name__, "message": str(exc)})
-
-
-if __name__ == "__main__":
-    main()
+                self._proc.stdin.write(b'{"op": "exit"}\n')
+                self._proc.stdin.close()
+                self._proc.wait(timeout=3)
+            except (OSError, subprocess.TimeoutExpired):
+                self.kill()
+        for stream in (self._proc.stdout, self._proc.stderr):
+            if stream and not stream.closed:
+                stream.close()

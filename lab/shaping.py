@@ -35,7 +35,7 @@ from pyroute2.netlink.rtnl.tcmsg import sched_netem as _sched_netem
 
 from .backends.base import Host
 from .errors import EnvError, UsageError, quoted
-from .netns import iproute
+from .nsops import iproute
 
 __all__ = ["LinkProfile", "Shaping", "parse_shape", "parse_shapes", "probe", "apply", "pin_neighbours", "read_back",
            "seeding", "SeededNetem", "REQUIRED", "OPTIONAL", "UNUSED"]

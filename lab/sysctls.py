@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from .errors import UsageError, quoted
-from .netns import SYSCTL_ROOT, inside, read_sysctl, write_sysctl
+from .nsops import SYSCTL_ROOT, inside, read_sysctl, write_sysctl
 
 __all__ = ["SysctlSetting", "parse_sysctl", "SYSCTL_RANGES", "KernelKeys", "kernel_keys", "check_keys",
            "apply", "in_force"]

@@ -4,7 +4,7 @@ out of the catalog)."""
 from __future__ import annotations
 
 from lab.core import Lab
-from lab.peers import Peer
+from lab.peer import Peer
 
 
 def client_closes_first(lab: Lab, port: int) -> tuple[Peer, Peer]:

@@ -55,7 +55,7 @@ import time
 
 from lab.core import Lab
 from lab.evidence import Evidence
-from lab.netns import read_counters
+from lab.nsops import read_counters
 from lab.observe import counters_delta
 from lab.packets import Segment
 from lab.shaping import OPTIONAL

@@ -78,7 +78,7 @@ import time
 
 from lab.core import Lab
 from lab.evidence import Evidence
-from lab.netns import read_counters
+from lab.nsops import read_counters
 from lab.observe import counters_delta
 from lab.shaping import UNUSED
 from lab.verdict import Check

@@ -17,7 +17,7 @@ import sys
 import time
 
 from lab.backends.base import Host
-from lab.netns import inside
+from lab.nsops import inside
 from lab.shaping import LinkProfile, apply, read_back
 
 N = 400

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 
-from ..netns import iproute
+from ..nsops import iproute
 from ..topology import HostSpec, Topology
 
 __all__ = ["Host", "Backend", "LABEL", "PREFIX", "missing_privileges"]

@@ -19,7 +19,7 @@ from typing import Callable, Mapping
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ..errors import BackendError, UsageError
-from ..netns import iproute, read_sysctl, write_sysctl
+from ..nsops import iproute, read_sysctl, write_sysctl
 from ..topology import Topology
 from .base import PREFIX, Host
 

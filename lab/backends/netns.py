@@ -108,7 +108,7 @@ class NetnsBackend(Backend):
         return self.hosts
 
     def _up(self, topology: Topology) -> None:
-        from ..netns import write_sysctl
+        from ..nsops import write_sysctl
 
         parent = self._make_ns(self._ns("parent"))         # each host's own TCP hash table
         own_tables = prepare_parent(parent)

@@ -27,7 +27,7 @@ def prepare_parent(nspath: str) -> bool:
     """Give namespaces made from inside *nspath* their own TCP hash tables; False on a kernel
     without per-namespace tables (before 6.1), where they share the global one as before."""
     from ..errors import UsageError
-    from ..netns import write_sysctl
+    from ..nsops import write_sysctl
 
     try:
         write_sysctl(nspath, "net.ipv4.tcp_child_ehash_entries", str(CHILD_EHASH_ENTRIES))

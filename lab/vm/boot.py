@@ -184,7 +184,7 @@ def _qemu_argv(d: Path, ctl: Path, artifacts: Path, disk: engine.Disk | None) ->
 
 def _run_command(kernel: str, argv: list[str], artifacts: Path, progress: Callable[[str], None],
                  timeout_s: float, disk: engine.Disk | None, image: dict | None) -> tuple[int, str]:
-    from ..netns import tied
+    from ..nsops import tied
 
     d = prepare(kernel, progress)
     info = ready(d) or {}

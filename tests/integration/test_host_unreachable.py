@@ -27,7 +27,7 @@ import time
 import pytest
 
 from lab.core import Lab
-from lab.netns import inside
+from lab.nsops import inside
 
 pytestmark = pytest.mark.integration
 

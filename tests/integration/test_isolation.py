@@ -160,7 +160,7 @@ def test_a_network_of_three_gets_a_switch_of_its_own(backend, tmp_path):
     import socket
     import sys
 
-    from lab.netns import inside
+    from lab.nsops import inside
 
     before = host_link_names()
     compose = Path(__file__).resolve().parents[1] / "data" / "topology-switch" / "compose.yaml"

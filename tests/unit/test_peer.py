@@ -1,4 +1,4 @@
-"""lab/peer.py driven through lab.peers.Peer, run as a real subprocess on this machine's
+"""lab/peer_agent.py driven through lab.peer.Peer, run as a real subprocess on this machine's
 loopback (a Host whose "namespace" is our own and whose exec prefix is empty). No root needed."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 from lab.backends.base import Host
 from lab.errors import PeerError
-from lab.peers import Peer
+from lab.peer import Peer
 from lab.timeline import Timeline
 
 LOOPBACK = "127.0.0.1"

@@ -11,7 +11,7 @@ import pytest
 
 from lab.backends.base import Host
 from lab.evidence import Evidence
-from lab.peers import Peer
+from lab.peer import Peer
 from lab.timeline import Timeline
 from scenarios import wandering_duplicates
 

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from lab.errors import UsageError, quoted
-from lab.netns import _refusal
+from lab.nsops import _refusal
 from lab.sysctls import KernelKeys, check_keys, parse_sysctl
 
 # `unshare --net find /proc/sys/net -printf '%y %m %P\n'`, abridged (Linux 6.18)
