@@ -11,7 +11,7 @@ connection with no state answers the peer's FIN with RST (RFC 9293 §3.10.7.1, t
 where TIME-WAIT would have ACKed it (RFC 9293 §3.10.7.4) - the socket FAQ's warning: without the
 state, "the server sees an error" (its connection is reset: lost-ack's RST lesson checks the
 ECONNRESET itself). The limit is per network namespace, so it is set in the client
-host only (SYSCTLS: N = 3).
+host only (its own sysctls: N = 3).
 
     t      who      step                                  wire                      state
     0      server   listen :5000
@@ -28,18 +28,17 @@ host only (SYSCTLS: N = 3).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from lab.core import Lab
 from lab.evidence import Evidence
+from lab.scenario import KeyValue, Scenario
 from lab.shaping import OPTIONAL
 from lab.verdict import Check
 
-NAME = "tw-buckets"
 INTENT = ("tcp_max_tw_buckets=N: N+2 closes leave exactly N TIME-WAIT sockets; the 2 overflowing "
           "ones skip the state and answer the late FIN with RST")
-SHAPING = OPTIONAL
 PORT = 5000
-SYSCTLS = {"client": {"net.ipv4.tcp_max_tw_buckets": "3"}}
 EXTRA = 2                      # connections beyond the limit (k)
 MAX_CONNECTIONS = 32           # above this the limit is not reached: close DEFAULT_CONNECTIONS
 DEFAULT_CONNECTIONS = 8
@@ -100,86 +99,125 @@ def run(lab: Lab) -> dict:
             "client_time_wait_at_end": time_wait}
 
 
-def check(ev: Evidence) -> list[Check]:
-    checks: list[Check] = []
-    limit = int(ev.sysctl("client", "net.ipv4.tcp_max_tw_buckets", "-1"))
-    n, k = plan(limit)
-    kept = n - k
-    ports = ev.facts.get("client_ports", [])
-    after_close = ev.facts.get("after_close", [])
-    end = ev.facts.get("client_state_at_end", {})
+# -- what the checks share ------------------------------------------------------------------------
 
-    # 1. after close(): the first N became FIN_WAIT2 mini-sockets, the rest vanished
-    want_after = ["FIN_WAIT2"] * kept + ["none"] * k
-    checks.append(Check(
+@dataclass(frozen=True)
+class Seen:
+    """The plan the limit in force makes (n closes, k of them overflowing) and what the steps saw."""
+
+    ev: Evidence
+    limit: int                      # the client's tcp_max_tw_buckets in force
+    n: int                          # connections closed
+    k: int                          # ... of which overflow (no bucket)
+    ports: list[int]                # the client's ports, in close order
+    after_close: list[str]          # sock_diag right after each close's ACK: FIN_WAIT2 or "none"
+
+    @classmethod
+    def of(cls, ev: Evidence) -> "Seen":
+        limit = int(ev.sysctl("client", "net.ipv4.tcp_max_tw_buckets", "-1"))
+        n, k = plan(limit)
+        return cls(ev, limit, n, k, ev.facts.get("client_ports", []), ev.facts.get("after_close", []))
+
+    @property
+    def kept(self) -> int:
+        """Connections that find a bucket."""
+        return self.n - self.k
+
+
+def _answer(s: Seen, port: int) -> str:
+    """How the client answered the server's late FIN on *port* (client.pcap): "ACK" (from
+    TIME-WAIT), "RST" (seq = the FIN's ack: no state), another segment's flags, or what is missing."""
+    conn = s.ev.conn(port, PORT)
+    fin = next(iter(conn.segments("client", sender="server", flag="FIN")), None)
+    if fin is None:
+        return "no FIN"
+    first = next(iter(conn.segments("client", sender="client", after=fin.t)), None)
+    if first is None:
+        return "nothing"
+    if first.has("RST") and first.seq == fin.ack:
+        return "RST"
+    if first.has("ACK") and not first.has("RST") and first.ack == (fin.seq + 1) & 0xFFFFFFFF:
+        return "ACK"
+    return first.flags
+
+
+# -- the checks, in the timeline's order ----------------------------------------------------------
+
+def buckets_fill_in_close_order(s: Seen) -> Check:
+    """After close(): the first N became FIN_WAIT2 mini-sockets, the rest vanished."""
+    want_after = ["FIN_WAIT2"] * s.kept + ["none"] * s.k
+    return Check(
         "buckets-fill-in-close-order", CITE_FW2 + "; " + CITE_ALLOC,
-        f"tcp_max_tw_buckets={limit}, {n} closes: the first {kept} are FIN_WAIT2 mini-sockets once "
-        f"their FIN is ACKed, the last {k} have no socket at all",
-        f"sock_diag right after each ACK: {after_close}",
-        after_close == want_after and len(ports) == n,
-        {"limit": limit, "connections": n, "after_close": after_close, "expected": want_after}))
+        f"tcp_max_tw_buckets={s.limit}, {s.n} closes: the first {s.kept} are FIN_WAIT2 mini-sockets once "
+        f"their FIN is ACKed, the last {s.k} have no socket at all",
+        f"sock_diag right after each ACK: {s.after_close}",
+        s.after_close == want_after and len(s.ports) == s.n,
+        {"limit": s.limit, "connections": s.n, "after_close": s.after_close, "expected": want_after})
 
-    # 2. exactly N mini-sockets in the whole namespace: N FIN_WAIT2 before the server's FINs,
-    #    N TIME_WAIT after them (sock_diag dumps of every port), and they are the first N ports
-    before = ev.facts.get("mini_sockets_before_fins", [])
-    tw_all = ev.facts.get("client_time_wait_at_end", [])
-    fw2_ports = sorted(s["sport"] for s in before if s["state"] == "FIN_WAIT2")
-    tw_ports = sorted(s["sport"] for s in tw_all)
-    none_end = [p for p, st in end.items() if st is None]
+
+def exactly_n_time_wait(s: Seen) -> Check:
+    """Exactly N mini-sockets in the whole namespace: N FIN_WAIT2 before the server's FINs, N
+    TIME_WAIT after them (sock_diag dumps of every port), and they are the first N ports."""
+    kept, ports = s.kept, s.ports
+    before = s.ev.facts.get("mini_sockets_before_fins", [])
+    tw_all = s.ev.facts.get("client_time_wait_at_end", [])
+    fw2_ports = sorted(x["sport"] for x in before if x["state"] == "FIN_WAIT2")
+    tw_ports = sorted(x["sport"] for x in tw_all)
+    none_end = [p for p, st in s.ev.facts.get("client_state_at_end", {}).items() if st is None]
     ok = (len(before) == kept and fw2_ports == sorted(ports[:kept]) and tw_ports == sorted(ports[:kept])
-          and len(none_end) == k)
-    checks.append(Check(
+          and len(none_end) == s.k)
+    return Check(
         "exactly-n-time-wait", CITE_ALLOC,
         f"in the client's namespace exactly {kept} mini-sockets: FIN_WAIT2 before the server's FINs, "
-        f"TIME_WAIT after them, on the first {kept} ports; the last {k} connections have no socket",
+        f"TIME_WAIT after them, on the first {kept} ports; the last {s.k} connections have no socket",
         f"sock_diag dumps: before the FINs {len(before)} mini-sockets (FIN_WAIT2 on {fw2_ports}); after "
         f"them {len(tw_all)} TIME_WAIT (on {tw_ports}); {len(none_end)} connections without a socket; "
         f"ports in close order {ports}",
         ok, {"mini_sockets_before_fins": len(before), "time_wait_at_end": len(tw_all),
-             "time_wait_ports": tw_ports, "no_socket_at_end": len(none_end), "ports": ports}))
+             "time_wait_ports": tw_ports, "no_socket_at_end": len(none_end), "ports": ports})
 
-    # 3. the late FIN of each connection: ACK from TIME-WAIT, RST where no state is left
-    answers = {}
-    for port in ports:
-        fins = [s for s in ev.segments("client", src="server", dst="client", flag="FIN") if s.dport == port]
-        if not fins:
-            answers[port] = "no FIN"
-            continue
-        fin = fins[0]
-        out = [s for s in ev.segments("client", src="client", dst="server") if s.sport == port and s.t >= fin.t]
-        first = out[0] if out else None
-        if first is None:
-            answers[port] = "nothing"
-        elif first.has("RST") and first.seq == fin.ack:
-            answers[port] = "RST"
-        elif first.has("ACK") and not first.has("RST") and first.ack == (fin.seq + 1) & 0xFFFFFFFF:
-            answers[port] = "ACK"
-        else:
-            answers[port] = first.flags
-    want = {p: ("ACK" if i < kept else "RST") for i, p in enumerate(ports)}
-    # a FIN or an answer absent from a capture that dropped packets may have been on the wire:
-    # those ports cannot be judged; a wrong answer that is there stays a failure
+
+def late_fin_ack_or_rst(s: Seen) -> Check:
+    """The late FIN of each connection: ACK from TIME-WAIT, RST where no state is left. A FIN or an
+    answer absent from a capture that dropped packets may have been on the wire: those ports cannot
+    be judged; a wrong answer that is there stays a failure."""
+    ports = s.ports
+    answers = {port: _answer(s, port) for port in ports}
+    want = {p: ("ACK" if i < s.kept else "RST") for i, p in enumerate(ports)}
     unseen = [p for p in ports if answers[p] in ("no FIN", "nothing")]
     wrong = [p for p in ports if answers[p] != want[p] and p not in unseen]
-    hole = ev.capture_hole("client")
-    checks.append(Check.judged(
+    hole = s.ev.capture_hole("client")
+    return Check.judged(
         "late-fin-ack-or-rst", CITE_ANSWER,
-        f"client.pcap: each of the first {kept} connections answers the server's late FIN with an ACK, "
-        f"each of the last {k} with a RST (seq = the FIN's ack)",
+        f"client.pcap: each of the first {s.kept} connections answers the server's late FIN with an ACK, "
+        f"each of the last {s.k} with a RST (seq = the FIN's ack)",
         f"client.pcap, per client port: {answers}",
         False if wrong or not ports or (unseen and not hole) else (None if unseen else True),
         {"answers": {str(p): a for p, a in answers.items()}, "expected": {str(p): a for p, a in want.items()}},
-        missing=f"client.pcap, per client port: {answers}; ports {unseen} unseen, but {hole}"))
+        missing=f"client.pcap, per client port: {answers}; ports {unseen} unseen, but {hole}")
 
-    # 4. the counters
+
+def overflow_counters(s: Seen) -> Check:
+    ev = s.ev
     overflow = ev.counter("client", "TcpExtTCPTimeWaitOverflow")
     armed = ev.counter("client", "TcpExtTW") + ev.counter("client", "TcpExtTWKilled")
     rsts = ev.counter("client", "TcpOutRsts")
-    ok = overflow == k and armed == kept and rsts == k
-    checks.append(Check(
+    return Check(
         "overflow-counters", CITE_COUNTERS,
-        f"TCPTimeWaitOverflow +{k}, TW + TWKilled +{kept} (mini-sockets armed), TcpOutRsts +{k}",
+        f"TCPTimeWaitOverflow +{s.k}, TW + TWKilled +{s.kept} (mini-sockets armed), TcpOutRsts +{s.k}",
         f"nstat: TCPTimeWaitOverflow +{overflow}, TW +{ev.counter('client', 'TcpExtTW')}, "
         f"TWKilled +{ev.counter('client', 'TcpExtTWKilled')}, TcpOutRsts +{rsts}",
-        ok, {"TCPTimeWaitOverflow": overflow, "TW_plus_TWKilled": armed, "TcpOutRsts": rsts}))
-    return checks
+        overflow == s.k and armed == s.kept and rsts == s.k,
+        {"TCPTimeWaitOverflow": overflow, "TW_plus_TWKilled": armed, "TcpOutRsts": rsts})
+
+
+SCENARIO = Scenario(
+    name="tw-buckets", intent=INTENT, run=run, analyse=Seen.of,
+    checks=(buckets_fill_in_close_order, exactly_n_time_wait, late_fin_ack_or_rst, overflow_counters),
+    shaping=OPTIONAL, port=PORT, sysctls={"client": {"net.ipv4.tcp_max_tw_buckets": "3"}},
+    key_values=(
+        KeyValue("tcp_max_tw_buckets", "buckets-fill-in-close-order", "limit"),
+        KeyValue("TIME-WAIT sockets at the end", "exactly-n-time-wait", "time_wait_at_end"),
+        KeyValue("late FIN answers", "late-fin-ack-or-rst", "answers", tally=True),
+        KeyValue("TCPTimeWaitOverflow", "overflow-counters", "TCPTimeWaitOverflow"),
+    ))

@@ -1,4 +1,4 @@
-"""scenarios.tw_buckets.check on the evidence of a real netns run (tests/data/scenarios/tw-buckets.json:
+"""scenarios.tw_buckets.SCENARIO.judge on the evidence of a real netns run (tests/data/scenarios/tw-buckets.json:
 tcp_max_tw_buckets=3, 5 closes), then with one observation changed."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ def evidence() -> Evidence:
 
 
 def outcomes(ev: Evidence) -> dict:
-    return {c.name: c.outcome for c in sc.check(ev)}
+    return {c.name: c.outcome for c in sc.SCENARIO.judge(ev)}
 
 
 def test_real_run_passes():
@@ -33,7 +33,7 @@ def test_a_late_fin_missing_from_the_capture():
     ev.packets["client"] = [s for s in ev.packets["client"] if not (s.src == srv and s.dport == port and s.has("FIN"))]
     assert outcomes(ev)["late-fin-ack-or-rst"] == "fail"
     ev.captures["client"] = {"captured": 40, "received": 42, "dropped": 2}
-    c = {c.name: c for c in sc.check(ev)}["late-fin-ack-or-rst"]
+    c = {c.name: c for c in sc.SCENARIO.judge(ev)}["late-fin-ack-or-rst"]
     assert c.outcome == "inconclusive" and "tcpdump in client dropped 2 packets" in c.observed
 
 
