@@ -33,17 +33,19 @@ before and just after each bind to show what held the port at that moment.
 from __future__ import annotations
 
 import errno
+from dataclasses import dataclass
+from typing import Callable
 
 from lab.core import Lab
 from lab.evidence import Evidence
+from lab.records import SocketInfo
+from lab.scenario import KeyValue, Scenario
 from lab.shaping import OPTIONAL
 from lab.verdict import Check
 
 from ._premise import time_wait_room
 
-NAME = "restart-reuseaddr"
 INTENT = "a restarted server's bind() fails with EADDRINUSE over its own TIME-WAIT unless old and new socket both set SO_REUSEADDR; never over a live listener"
-SHAPING = OPTIONAL
 PORT = 5000          # the first case's port (the sampler follows it); case i uses PORT + i
 
 # name, SO_REUSEADDR on the old listener, on the new one, old server still running
@@ -61,7 +63,7 @@ CITE_RULE = ("reference R-REUSEADDR-BIND: Linux inet_csk_bind_conflict() (net/ip
 CITE_SETUP = "RFC 9293 §3.6.1 / RFC 1122 §4.2.2.13: the side that closes first (here the server) lingers in TIME-WAIT"
 
 
-def precondition(sysctls: dict[str, dict[str, str]]) -> str | None:
+def _precondition(sysctls: dict[str, dict[str, str]]) -> str | None:
     """Why this run cannot show the scenario: too little TIME-WAIT room for what it observes."""
     return time_wait_room(sysctls, {"server": len(CASES)}, "each case's old connection, over which a restarted server binds")
 
@@ -115,84 +117,157 @@ def run(lab: Lab) -> dict:
     return {"cases": cases}
 
 
-def _expect(case: dict) -> tuple[bool, list[str]]:
+# -- what the checks share ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Case:
+    """One case as the steps saw it: what sock_diag showed on its port just before and just after
+    bind(), and what bind() (and, when it worked, the restarted server) did."""
+
+    name: str
+    facts: dict                     # the case's facts, as run() recorded them
+    before: list[SocketInfo]        # the server's sockets on the port just before bind()
+    after: list[SocketInfo]         # ... just after it
+    client_at_bind: list[SocketInfo]
+
+    @classmethod
+    def of(cls, name: str, facts: dict) -> "Case":
+        def socks(key: str) -> list[SocketInfo]:
+            return [SocketInfo.from_json(x) for x in facts[key]]
+        return cls(name, facts, socks("server_sockets_before_bind"), socks("server_sockets_after_bind"),
+                   socks("client_sockets_at_bind"))
+
+    def holding(self, state: str, when: str = "before") -> list[SocketInfo]:
+        return [x for x in (self.before if when == "before" else self.after) if x.state == state]
+
+    @property
+    def old_flag(self) -> bool:
+        return self.facts["old_reuseaddr"]
+
+    @property
+    def new_flag(self) -> bool:
+        return self.facts["new_reuseaddr"]
+
+
+@dataclass(frozen=True)
+class Seen:
+    cases: dict[str, Case]          # the cases that ran, by name
+
+    @classmethod
+    def of(cls, ev: Evidence) -> "Seen":
+        ran = ev.facts.get("cases", {})
+        return cls({name: Case.of(name, ran[name]) for name, *_ in CASES if name in ran})
+
+
+def _expect(case: Case) -> tuple[bool, list[str]]:
     """Linux's rule applied to what held the port at the moment of bind(): (bind ok?, why not)."""
     conflicts = []
-    for s in case["server_sockets_before_bind"]:
-        holder_flag = case["old_reuseaddr"]          # the old listener and every socket made from it
-        if not (case["new_reuseaddr"] and holder_flag and s["state"] != "LISTEN"):
-            conflicts.append(f"{s['state']} {s['src']}:{s['sport']}"
-                             + ("" if s["state"] == "LISTEN" and case["new_reuseaddr"] and holder_flag else
+    holder_flag = case.old_flag                  # the old listener and every socket made from it
+    for s in case.before:
+        if not (case.new_flag and holder_flag and s.state != "LISTEN"):
+            conflicts.append(f"{s.state} {s.src}:{s.sport}"
+                             + ("" if s.state == "LISTEN" and case.new_flag and holder_flag else
                                 f" (SO_REUSEADDR: holder {'yes' if holder_flag else 'no'}, "
-                                f"new {'yes' if case['new_reuseaddr'] else 'no'})"))
+                                f"new {'yes' if case.new_flag else 'no'})"))
     return not conflicts, conflicts
 
 
-def check(ev: Evidence) -> list[Check]:
-    checks = []
-    cases = ev.facts.get("cases", {})
-    for name, old_flag, new_flag, old_alive in CASES:
-        case = cases.get(name)
-        if case is None:
-            checks.append(Check(f"{name}", CITE_RULE, "the case runs", "the case never ran", False, {}))
-            continue
-        before = case["server_sockets_before_bind"]
-        after = case["server_sockets_after_bind"]
-        tw_before = [s for s in before if s["state"] == "TIME_WAIT"]
-        tw_after = [s for s in after if s["state"] == "TIME_WAIT"]
-        listen_before = [s for s in before if s["state"] == "LISTEN"]
-        client_tw = [s for s in case["client_sockets_at_bind"] if s["state"] == "TIME_WAIT"]
+# -- the checks: per case, in the timeline's order ------------------------------------------------
 
-        # the setup: the server (which closed first) holds TIME-WAIT on the port at the moment of
-        # bind, the client does not; the old listener is gone unless it is meant to be alive
-        ok = bool(tw_before) and bool(tw_after) and not client_tw and bool(listen_before) == old_alive
-        checks.append(Check(
-            f"{name}-time-wait-holds-port", CITE_SETUP,
-            f"at bind() the server's own TIME_WAIT socket(s) hold :{case['port']} (not the client's); "
-            + ("the old listener is still open" if old_alive else "the old listener is gone"),
-            f"sock_diag just before bind: {_states(before)}; just after: {_states(after)}; "
-            f"client TIME_WAIT sockets: {len(client_tw)}",
-            ok, {"port": case["port"], "server_time_wait_before": len(tw_before),
-                 "server_time_wait_after": len(tw_after), "listeners_before": len(listen_before),
-                 "client_time_wait": len(client_tw),
-                 "time_wait_expires_ms": [s["expires_ms"] for s in tw_before]}))
-
-        checks.append(_check_bind(name, case, tw_before, listen_before))
-    return checks
+def time_wait_holds_port(case: Case) -> Check:
+    """The setup: the server (which closed first) holds TIME-WAIT on the port at the moment of
+    bind, the client does not; the old listener is gone unless it is meant to be alive."""
+    tw_before, tw_after = case.holding("TIME_WAIT"), case.holding("TIME_WAIT", "after")
+    listen_before = case.holding("LISTEN")
+    client_tw = [x for x in case.client_at_bind if x.state == "TIME_WAIT"]
+    old_alive = case.facts["old_alive"]
+    return Check(
+        f"{case.name}-time-wait-holds-port", CITE_SETUP,
+        f"at bind() the server's own TIME_WAIT socket(s) hold :{case.facts['port']} (not the client's); "
+        + ("the old listener is still open" if old_alive else "the old listener is gone"),
+        f"sock_diag just before bind: {_tally(case.before)}; just after: {_tally(case.after)}; "
+        f"client TIME_WAIT sockets: {len(client_tw)}",
+        bool(tw_before) and bool(tw_after) and not client_tw and bool(listen_before) == old_alive,
+        {"port": case.facts["port"], "server_time_wait_before": len(tw_before),
+         "server_time_wait_after": len(tw_after), "listeners_before": len(listen_before),
+         "client_time_wait": len(client_tw), "time_wait_expires_ms": [x.expires_ms for x in tw_before]})
 
 
-def _check_bind(name: str, case: dict, tw_before: list, listen_before: list) -> Check:
+def bind_follows_the_rule(case: Case) -> Check:
     """The verdict on bind(): Linux's rule, applied to what sock_diag saw holding the port. With
     nothing on the port at that moment (no TIME-WAIT, no listener) the rule has nothing to act
     on: a bind() that succeeds then shows nothing about SO_REUSEADDR (the setup check fails)."""
-    old_flag, new_flag, old_alive = case["old_reuseaddr"], case["new_reuseaddr"], case["old_alive"]
+    f, name = case.facts, case.name
+    tw_before, listen_before = case.holding("TIME_WAIT"), case.holding("LISTEN")
     want_ok, conflicts = _expect(case)
-    got = "ok" if case["bind_ok"] else (case["bind_error"] or str(case["bind_errno"]))
+    got = "ok" if f["bind_ok"] else (f["bind_error"] or str(f["bind_errno"]))
     want = "ok" if want_ok else "EADDRINUSE"
-    served = case.get("reconnect_ok")
-    expected = (f"old listener {'with' if old_flag else 'without'} SO_REUSEADDR"
-                f"{' and still running' if old_alive else ', exited'}, new one {'with' if new_flag else 'without'} it: "
-                f"bind() -> {want}" + (" and the new server accepts a connection" if want_ok else
-                                      f" (conflicts with {'; '.join(conflicts)})"))
-    observed = (f"bind(:{case['port']}) -> {got}"
-                + (f" ({errno.errorcode.get(case['bind_errno'], '?')} = errno {case['bind_errno']})" if not case["bind_ok"]
-                   else f"; listen {'ok' if case.get('listen_ok') else 'failed'}, a client connected "
+    served = f.get("reconnect_ok")
+    expected = (f"old listener {'with' if case.old_flag else 'without'} SO_REUSEADDR"
+                f"{' and still running' if f['old_alive'] else ', exited'}, new one "
+                f"{'with' if case.new_flag else 'without'} it: bind() -> {want}"
+                + (" and the new server accepts a connection" if want_ok else f" (conflicts with {'; '.join(conflicts)})"))
+    observed = (f"bind(:{f['port']}) -> {got}"
+                + (f" ({errno.errorcode.get(f['bind_errno'], '?')} = errno {f['bind_errno']})" if not f["bind_ok"]
+                   else f"; listen {'ok' if f.get('listen_ok') else 'failed'}, a client connected "
                         f"{'fine' if served else 'NOT'}")
                 + f", with {len(tw_before)} TIME_WAIT socket(s) and {len(listen_before)} listener(s) on the port")
-    values = {"port": case["port"], "old_reuseaddr": old_flag, "new_reuseaddr": new_flag, "old_alive": old_alive,
-              "errno": case["bind_errno"], "error": case["bind_error"], "expected": want,
+    values = {"port": f["port"], "old_reuseaddr": case.old_flag, "new_reuseaddr": case.new_flag,
+              "old_alive": f["old_alive"], "errno": f["bind_errno"], "error": f["bind_error"], "expected": want,
               "reconnect_ok": served, "server_time_wait_at_bind": len(tw_before)}
-    if not tw_before and not listen_before and case["bind_ok"]:
+    if not tw_before and not listen_before and f["bind_ok"]:
         return Check.not_applicable(
             f"{name}-bind", CITE_RULE, expected,
-            f"sock_diag saw nothing on :{case['port']} just before bind() (no TIME_WAIT, no listener): "
+            f"sock_diag saw nothing on :{f['port']} just before bind() (no TIME_WAIT, no listener): "
             f"the rule had nothing to refuse, so {observed} shows nothing about SO_REUSEADDR", values)
-    ok = got == want and (not case["bind_ok"] or (case.get("listen_ok") and served))
+    ok = got == want and (not f["bind_ok"] or (f.get("listen_ok") and served))
     return Check(f"{name}-bind", CITE_RULE, expected, observed, bool(ok), values)
 
 
-def _states(socks: list[dict]) -> str:
+def case_never_ran(name: str) -> Check:
+    return Check(f"{name}", CITE_RULE, "the case runs", "the case never ran", False, {})
+
+
+def _tally(socks: list[SocketInfo]) -> str:
     counts: dict[str, int] = {}
     for s in socks:
-        counts[s["state"]] = counts.get(s["state"], 0) + 1
+        counts[s.state] = counts.get(s.state, 0) + 1
     return ", ".join(f"{n} {st}" for st, n in counts.items()) or "nothing"
+
+
+def _of_case(name: str, judge: Callable[[Case], Check], suffix: str) -> Callable[[Seen], Check]:
+    """*judge* applied to case *name*: one check function of the scenario."""
+    def check(s: Seen) -> Check:
+        return judge(s.cases[name])
+    check.__name__ = check.check_name = f"{name}-{suffix}"     # type: ignore[attr-defined]
+    return check
+
+
+def _never_ran(name: str) -> Callable[[Seen], Check]:
+    def check(s: Seen) -> Check:
+        return case_never_ran(name)
+    check.__name__ = check.check_name = name                     # type: ignore[attr-defined]
+    return check
+
+
+# per case: the setup, then bind()'s verdict; a case that never ran, one failing check
+_CASE_CHECKS = {name: (_of_case(name, time_wait_holds_port, "time-wait-holds-port"),
+                       _of_case(name, bind_follows_the_rule, "bind")) for name, *_ in CASES}
+_NEVER_RAN = {name: (_never_ran(name),) for name, *_ in CASES}
+
+
+def checks(ev: Evidence):
+    """The cases in order, two checks each (one for a case that never ran)."""
+    ran = ev.facts.get("cases", {})
+    return tuple(fn for name, *_ in CASES for fn in (_CASE_CHECKS if name in ran else _NEVER_RAN)[name])
+
+
+SCENARIO = Scenario(
+    name="restart-reuseaddr", intent=INTENT, run=run, analyse=Seen.of, checks=checks,
+    shaping=OPTIONAL, port=PORT, precondition=_precondition,
+    key_values=(
+        KeyValue("neither SO_REUSEADDR: bind", "neither-bind", "error"),
+        KeyValue("both: bind", "both-bind", "error"),
+        KeyValue("old without, new with: bind", "old-without-new-with-bind", "error"),
+        KeyValue("live listener: bind", "live-listener-bind", "error"),
+    ))

@@ -1,4 +1,4 @@
-"""scenarios.restart_reuseaddr.check on the evidence of a real netns run (tests/data/scenarios),
+"""scenarios.restart_reuseaddr.SCENARIO.judge on the evidence of a real netns run (tests/data/scenarios),
 then with one observation changed: exactly the checks about it must fail."""
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ def evidence(name: str = "restart-reuseaddr") -> Evidence:
 
 
 def failed(ev: Evidence) -> set[str]:
-    return records.failed(sc, ev)
+    return {c.name for c in sc.SCENARIO.judge(ev) if not c.passed}
 
 
 def test_real_run_passes():
-    checks = sc.check(evidence())
+    checks = sc.SCENARIO.judge(evidence())
     assert len(checks) == 10 and all(c.passed for c in checks), [c.observed for c in checks if not c.passed]
     values = {c.name: c.values for c in checks}
     assert values["neither-bind"]["errno"] == 98 and values["both-bind"]["errno"] is None
@@ -61,11 +61,11 @@ def test_a_bind_over_an_empty_port_shows_nothing():
     ev = evidence()
     case = ev.facts["cases"]["both"]
     case["server_sockets_before_bind"] = [s for s in case["server_sockets_before_bind"] if s["state"] != "TIME_WAIT"]
-    got = {c.name: c for c in sc.check(ev)}
+    got = {c.name: c for c in sc.SCENARIO.judge(ev)}
     assert got["both-bind"].outcome == "n/a" and "nothing about SO_REUSEADDR" in got["both-bind"].observed
     assert got["both-time-wait-holds-port"].outcome == "fail"
     # refused although nothing was seen on the port: that contradiction stays a failure
     ev = evidence()
     case = ev.facts["cases"]["neither"]
     case["server_sockets_before_bind"] = [s for s in case["server_sockets_before_bind"] if s["state"] != "TIME_WAIT"]
-    assert {c.name: c.outcome for c in sc.check(ev)}["neither-bind"] == "fail"
+    assert {c.name: c.outcome for c in sc.SCENARIO.judge(ev)}["neither-bind"] == "fail"
