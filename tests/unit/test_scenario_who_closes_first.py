@@ -1,4 +1,4 @@
-"""scenarios.who_closes_first.check on the evidence of a real netns run (tests/data/scenarios,
+"""scenarios.who_closes_first.SCENARIO.judge on the evidence of a real netns run (tests/data/scenarios,
 made from report.json: packets, sock_diag timeline, counters, sysctls, facts), then with one
 observation or one sysctl changed: exactly the checks about it must fail."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from lab.evidence import Evidence
+from lab.records import TimerSample
 from lab.timeline import Event
 from scenarios import who_closes_first as sc
 
@@ -17,11 +18,11 @@ def evidence(name: str = "who-closes-first") -> Evidence:
 
 
 def failed(ev: Evidence) -> set[str]:
-    return records.failed(sc, ev)
+    return {c.name for c in sc.SCENARIO.judge(ev) if not c.passed}
 
 
 def test_real_run_passes():
-    checks = sc.check(evidence())
+    checks = sc.SCENARIO.judge(evidence())
     assert len(checks) == 5 and all(c.passed for c in checks), [c.observed for c in checks if not c.passed]
 
 
@@ -65,7 +66,7 @@ def test_expectation_follows_tw_buckets():
 
 
 def outcomes(ev: Evidence) -> dict:
-    return {c.name: c.outcome for c in sc.check(ev)}
+    return {c.name: c.outcome for c in sc.SCENARIO.judge(ev)}
 
 
 def _without_closing(ev: Evidence) -> Evidence:
@@ -80,7 +81,7 @@ def test_closing_no_sample_saw_is_inconclusive_not_a_failure():
     port = ev.facts["cases"]["simultaneous"]["client_port"]
     fin = next(s for s in ev.packets["client"] if s.dport == port and s.has("FIN") and s.src == ev.addresses["server"])
     ev.sampler["gaps"] = [[fin.t - 0.01, fin.t + 0.3]]
-    c = {c.name: c for c in sc.check(ev)}["simultaneous-both-closing"]
+    c = {c.name: c for c in sc.SCENARIO.judge(ev)}["simultaneous-both-closing"]
     assert c.outcome == "inconclusive", c.observed
     assert "no sock_diag sample of the client's socket" in c.observed and "longest gap there: 310.0 ms" in c.observed
 
@@ -95,7 +96,8 @@ def test_closing_contradicted_by_a_sample_fails():
     my_fin = next(s for s in conn if s.src == cli and s.has("FIN"))
     acked = next(s for s in conn if s.src == srv and s.t > peer_fin.t and s.ack == (my_fin.seq + 1) & 0xFFFFFFFF)
     mid = (peer_fin.t + acked.t) / 2
-    ev.timer_samples["client"] = [(mid, f"{cli}:{port}-{srv}:{sc.PORT}", "FIN_WAIT1", "on", 200, 0, mid + 0.0001)]
+    ev.timer_samples["client"] = [TimerSample(mid, f"{cli}:{port}-{srv}:{sc.PORT}", "FIN_WAIT1", "on", 200, 0,
+                                              mid + 0.0001)]
     assert outcomes(ev)["simultaneous-both-closing"] == "fail"
 
 
@@ -108,7 +110,7 @@ def test_a_fin_missing_from_the_captures():
     ev.packets["server"] = [s for s in ev.packets["server"] if not (s.src == cli and s.sport == port and s.has("FIN"))]
     assert outcomes(ev)["client-first-only-client-holds-time-wait"] == "fail"
     ev.captures["server"] = {"captured": 50, "received": 51, "dropped": 1}
-    c = {c.name: c for c in sc.check(ev)}["client-first-only-client-holds-time-wait"]
+    c = {c.name: c for c in sc.SCENARIO.judge(ev)}["client-first-only-client-holds-time-wait"]
     assert c.outcome == "inconclusive" and "tcpdump in server dropped 1 packets" in c.observed
     # a TIME_WAIT where there must be none still fails, whatever the capture missed
     ev.sysctls["client"]["net.ipv4.tcp_max_tw_buckets"] = "0"
