@@ -36,25 +36,30 @@ from __future__ import annotations
 
 import errno
 import time
+from dataclasses import dataclass, field
+from typing import Callable
 
 from lab.core import Lab
 from lab.evidence import Evidence
+from lab.kernel import TW_ISN_STEP
 from lab.packets import Segment
+from lab.records import SocketInfo
+from lab.scenario import KeyValue, Scenario
 from lab.shaping import OPTIONAL
 from lab.verdict import Check
 
 from ._premise import time_wait_room
 
-NAME = "five-tuple"
 INTENT = "TIME-WAIT keeps its 4-tuple: same port + same server fails (EADDRINUSE/EADDRNOTAVAIL); tcp_tw_reuse=1 recycles it after the delay with ISN = old snd_nxt + 65537"
-SHAPING = OPTIONAL
 PORT = 5000
 OTHER_PORT = 5001              # a second listener: same local port, another 4-tuple
 EPHEMERAL = 40000              # the client's whole ephemeral range
 BOUND = 40100                  # the port part B pins with bind()
-SYSCTLS = {"client": {"net.ipv4.ip_local_port_range": f"{EPHEMERAL} {EPHEMERAL}"}}
 DELAY_MARGIN_S = 0.5           # wait tcp_tw_reuse_delay + this before the last attempt
-TW_ISN_STEP = 65535 + 2        # tcp_twsk_unique(): write_seq = tw_snd_nxt + 65535 + 2
+# the attempts on an old connection's 4-tuple, in the order they are made
+ATTEMPTS = ("a-now", "b-bind", "b-other", "b-same", "a-later")
+# the connect()s onto an old connection's very 4-tuple: (attempt, whose old connection, port pinned by bind())
+CONNECTS = (("a-now", "A", False), ("b-same", "B", True), ("a-later", "A", False))
 
 CITE_BIND = ("reference R-REUSEADDR-BIND: Linux inet_csk_bind_conflict(): the TIME-WAIT socket conflicts unless both sockets "
              "have SO_REUSEADDR; socket FAQ: SO_REUSEADDR reuses only the local address and port")
@@ -69,109 +74,144 @@ CITE_COUNTER = "reference R-CNT-TWRECYCLED: TcpExtTWRecycled counts each TIME-WA
 
 # -- the steps -------------------------------------------------------------------------------
 
-def precondition(sysctls: dict[str, dict[str, str]]) -> str | None:
+def _precondition(sysctls: dict[str, dict[str, str]]) -> str | None:
     """Why this run cannot show the scenario: too little TIME-WAIT room for what it observes."""
     return time_wait_room(sysctls, {"client": 2}, "part A's and part B's old connections, whose 4-tuples it holds")
 
 
 def run(lab: Lab) -> dict:
-    server, client = lab.peer("server"), lab.peer("client")
-    srv = lab.host("server").address
-    cview = lab.views["client"]
+    server = lab.peer("server")
     server.listen("L", PORT)
     server.listen("L2", OTHER_PORT)
-    attempts: list[dict] = []
-
-    def tw_of(lport: int, dport: int = PORT):
-        return [s.to_json() for s in cview.sockets(port=dport) if s.sport == lport and s.dport == dport]
-
-    def attempt(label: str, part: str, lport: int, dport: int, bind_flag: bool | None, accept_on: str,
-                note: str, entered: float) -> dict:
-        """One try at the 4-tuple (client lport -> server dport): sock_diag before it, the result."""
-        before = tw_of(lport, dport) + (tw_of(lport) if dport != PORT else [])
-        if bind_flag is None:
-            r = client.connect(label, srv, dport, timeout_s=5)
-        else:
-            r = client.connect(label, srv, dport, lport=lport, reuseaddr=bind_flag, timeout_s=5)
-        a = {"label": label, "part": part, "note": note, "lport": lport, "dport": dport,
-             "bind": bind_flag is not None, "reuseaddr": bool(bind_flag), "ok": r.ok, "errno": r.errno,
-             "error": r.error, "t": r.t, "since_time_wait_s": round(r.t - entered, 4),
-             "local": r.result.get("local"), "sockets_before": before}
-        if r.ok:
-            server.accept(accept_on, as_=f"s-{label}")
-        attempts.append(a)
-        return a
-
-    def old_connection(label: str, **opts) -> tuple[int, float]:
-        r = client.connect(label, srv, PORT, **opts)
-        server.accept("L", as_=f"s-{label}")
-        client.send(label, b"old incarnation")
-        server.recv(f"s-{label}")
-        lport = r["local"][1]
-        client.close(label)                                   # the client closes first
-        lab.wait_for(f"{label}: the server in CLOSE_WAIT",
-                     lambda: [s for s in lab.sockets("server", {"CLOSE_WAIT"}) if s.dport == lport], timeout_s=5)
-        server.close(f"s-{label}")
-        lab.wait_for(f"{label}: the client's 4-tuple in TIME_WAIT",
-                     lambda: [s for s in lab.sockets("client", {"TIME_WAIT"}) if s.sport == lport], timeout_s=5)
-        return lport, time.time()
+    tries = _Tries(lab)
 
     # A. the ephemeral port: the old connection, then at once a new connect() (no bind)
-    a_port, a_entered = old_connection("a-old")
-    attempt("a-now", "A", a_port, PORT, None, "L", "connect() at once, no bind", a_entered)
+    a_port, a_entered = _old_connection(lab, "a-old")
+    tries.connect("a-now", "A", a_port, PORT, None, "L", "connect() at once, no bind", a_entered)
 
     # B. a port pinned with bind(), the old socket with SO_REUSEADDR
-    b_port, b_entered = old_connection("b-old", lport=BOUND, reuseaddr=True)
-    bind_plain = client.call("bind", sock="b-bind", port=b_port)
-    attempts.append({"label": "b-bind", "part": "B", "note": "bind() without SO_REUSEADDR", "lport": b_port,
-                     "dport": None, "bind": True, "reuseaddr": False, "ok": bind_plain.ok,
-                     "errno": bind_plain.errno, "error": bind_plain.error, "t": bind_plain.t,
-                     "since_time_wait_s": round(bind_plain.t - b_entered, 4), "sockets_before": tw_of(b_port)})
-    attempt("b-other", "B", b_port, OTHER_PORT, True, "L2", "bind()+SO_REUSEADDR, connect() to another server port",
-            b_entered)
-    attempt("b-same", "B", b_port, PORT, True, "L", "bind()+SO_REUSEADDR, connect() to the same server port",
-            b_entered)
+    b_port, b_entered = _old_connection(lab, "b-old", lport=BOUND, reuseaddr=True)
+    tries.bind_plain("b-bind", "B", b_port, "bind() without SO_REUSEADDR", b_entered)
+    tries.connect("b-other", "B", b_port, OTHER_PORT, True, "L2",
+                  "bind()+SO_REUSEADDR, connect() to another server port", b_entered)
+    tries.connect("b-same", "B", b_port, PORT, True, "L", "bind()+SO_REUSEADDR, connect() to the same server port",
+                  b_entered)
 
     # A again, once tcp_tw_reuse_delay has passed since A's TIME-WAIT began
     delay_ms = int(lab.sysctls.get("client", {}).get("net.ipv4.tcp_tw_reuse_delay", "1000") or 1000)
     time.sleep(max(0.0, a_entered + delay_ms / 1000 + DELAY_MARGIN_S - time.time()))
-    attempt("a-later", "A", a_port, PORT, None, "L", "connect() after tcp_tw_reuse_delay, no bind", a_entered)
+    tries.connect("a-later", "A", a_port, PORT, None, "L", "connect() after tcp_tw_reuse_delay, no bind", a_entered)
 
     return {"ephemeral_port": a_port, "bound_port": b_port, "a_time_wait_at": a_entered,
-            "b_time_wait_at": b_entered, "tw_reuse_delay_ms": delay_ms, "attempts": attempts,
-            "client_sockets_at_end": [s.to_json() for s in cview.sockets(port=PORT)]}
+            "b_time_wait_at": b_entered, "tw_reuse_delay_ms": delay_ms, "attempts": tries.made,
+            "client_sockets_at_end": [s.to_json() for s in lab.views["client"].sockets(port=PORT)]}
 
 
-# -- the judgement ----------------------------------------------------------------------------
+def _old_connection(lab: Lab, label: str, **opts) -> tuple[int, float]:
+    """A connection the client closes first, left in TIME-WAIT: (its client port, when)."""
+    server, client = lab.peer("server"), lab.peer("client")
+    r = client.connect(label, lab.host("server").address, PORT, **opts)
+    server.accept("L", as_=f"s-{label}")
+    client.send(label, b"old incarnation")
+    server.recv(f"s-{label}")
+    lport = r["local"][1]
+    client.close(label)                                   # the client closes first
+    lab.wait_for(f"{label}: the server in CLOSE_WAIT",
+                 lambda: [s for s in lab.sockets("server", {"CLOSE_WAIT"}) if s.dport == lport], timeout_s=5)
+    server.close(f"s-{label}")
+    lab.wait_for(f"{label}: the client's 4-tuple in TIME_WAIT",
+                 lambda: [s for s in lab.sockets("client", {"TIME_WAIT"}) if s.sport == lport], timeout_s=5)
+    return lport, time.time()
 
-def _conn(ev: Evidence, lport: int, dport: int) -> list[Segment]:
-    """client.pcap segments of the 4-tuple client:lport <-> server:dport."""
-    c, s = ev.addresses["client"], ev.addresses["server"]
-    return [x for x in ev.packets.get("client", [])
-            if (x.src, x.sport, x.dst, x.dport) in ((c, lport, s, dport), (s, dport, c, lport))]
 
+@dataclass
+class _Tries:
+    """The attempts on an old 4-tuple, each with what sock_diag showed of it just before."""
+
+    lab: Lab
+    made: list[dict] = field(default_factory=list)
+
+    def _held(self, lport: int, dport: int = PORT) -> list[dict]:
+        return [s.to_json() for s in self.lab.views["client"].sockets(port=dport)
+                if s.sport == lport and s.dport == dport]
+
+    def connect(self, label: str, part: str, lport: int, dport: int, bind_flag: bool | None, accept_on: str,
+                note: str, entered: float) -> None:
+        """One try at the 4-tuple (client lport -> server dport): sock_diag before it, the result."""
+        client = self.lab.peer("client")
+        before = self._held(lport, dport) + (self._held(lport) if dport != PORT else [])
+        srv = self.lab.host("server").address
+        if bind_flag is None:
+            r = client.connect(label, srv, dport, timeout_s=5)
+        else:
+            r = client.connect(label, srv, dport, lport=lport, reuseaddr=bind_flag, timeout_s=5)
+        self.made.append({"label": label, "part": part, "note": note, "lport": lport, "dport": dport,
+                          "bind": bind_flag is not None, "reuseaddr": bool(bind_flag), "ok": r.ok, "errno": r.errno,
+                          "error": r.error, "t": r.t, "since_time_wait_s": round(r.t - entered, 4),
+                          "local": r.result.get("local"), "sockets_before": before})
+        if r.ok:
+            self.lab.peer("server").accept(accept_on, as_=f"s-{label}")
+
+    def bind_plain(self, label: str, part: str, lport: int, note: str, entered: float) -> None:
+        """bind() to *lport* without SO_REUSEADDR."""
+        r = self.lab.peer("client").call("bind", sock=label, port=lport)
+        self.made.append({"label": label, "part": part, "note": note, "lport": lport, "dport": None, "bind": True,
+                          "reuseaddr": False, "ok": r.ok, "errno": r.errno, "error": r.error, "t": r.t,
+                          "since_time_wait_s": round(r.t - entered, 4), "sockets_before": self._held(lport)})
+
+
+# -- what the checks share ------------------------------------------------------------------------
 
 def _old(ev: Evidence, lport: int) -> dict:
     """The old connection on client:lport -> server:PORT: its client FIN (snd_nxt after it), the
     client's last segment (entering TIME-WAIT), whether it used timestamps."""
-    segs = _conn(ev, lport, PORT)
-    c = ev.addresses["client"]
-    syns = [x for x in segs if x.src == c and x.has("SYN")]
-    fin = next((x for x in segs if x.src == c and x.has("FIN")), None)
+    conn = ev.conn(lport, PORT)
+    syns = conn.segments("client", sender="client", flag="SYN")
+    fin = next(iter(conn.segments("client", sender="client", flag="FIN")), None)
     if not syns or fin is None:
         return {}
     reopened = next((x for x in syns if x.t > fin.t), None)       # a later incarnation, if any
-    segs = [x for x in segs if reopened is None or x.t < reopened.t]
-    syn_ack = next((x for x in segs if x.dst == c and x.has("SYN") and x.has("ACK")), None)
-    last = max((x for x in segs if x.src == c and x.t >= fin.t), key=lambda x: x.t)
+    until = reopened.t if reopened is not None else float("inf")
+    syn_ack = next((x for x in conn.segments("client", sender="server", flag="SYN")
+                    if x.has("ACK") and x.t < until), None)
+    last = max((x for x in conn.segments("client", sender="client", after=fin.t) if x.t < until),
+               key=lambda x: x.t)
     return {"syn_seq": syns[0].seq, "fin_seq": fin.seq, "fin_t": fin.t,
             "snd_nxt": (fin.seq + fin.length + 1) & 0xFFFFFFFF, "time_wait_t": last.t,
             "timestamps": syns[0].tsval is not None and syn_ack is not None and syn_ack.tsval is not None}
 
 
-def _new_syn(ev: Evidence, lport: int, dport: int, after: float) -> Segment | None:
-    c = ev.addresses["client"]
-    return next((x for x in _conn(ev, lport, dport) if x.src == c and x.flags == "SYN" and x.t > after), None)
+def _new_syn(ev: Evidence, lport: int, after: float) -> Segment | None:
+    """The client's SYN on client:lport -> server:PORT sent after *after* (a new incarnation)."""
+    return next((x for x in ev.conn(lport, PORT).segments("client", sender="client", flag="SYN")
+                 if x.flags == "SYN" and x.t > after), None)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """The attempts (by label), the sysctls that rule them, the two old connections as client.pcap
+    shows them, and the connects that recycled a TIME-WAIT 4-tuple."""
+
+    ev: Evidence
+    attempts: dict[str, dict]
+    reuse: int                      # tcp_tw_reuse in force on the client
+    delay_ms: int                   # tcp_tw_reuse_delay
+    olds: dict[str, dict]           # "A"/"B" -> _old() of part A's / part B's old connection
+    recycled: list[tuple]           # (label, its new SYN or None, the old connection) per connect that worked
+
+    @classmethod
+    def of(cls, ev: Evidence) -> "Seen":
+        attempts = {a["label"]: a for a in ev.facts.get("attempts", [])}
+        olds = {"A": _old(ev, ev.facts["ephemeral_port"]), "B": _old(ev, ev.facts["bound_port"])} \
+            if all(k in attempts for k in ATTEMPTS) else {}
+        recycled = [(label, _new_syn(ev, attempts[label]["lport"], olds[part].get("fin_t", 0)), olds[part])
+                    for label, part, _ in CONNECTS if olds and attempts[label]["ok"]]
+        return cls(ev, attempts, int(ev.sysctl("client", "net.ipv4.tcp_tw_reuse", "2") or 2),
+                   int(ev.sysctl("client", "net.ipv4.tcp_tw_reuse_delay", "1000") or 1000), olds, recycled)
+
+    def before(self, label: str) -> list[SocketInfo]:
+        """What sock_diag showed of the 4-tuple just before attempt *label*."""
+        return [SocketInfo.from_json(x) for x in self.attempts[label]["sockets_before"]]
 
 
 def _result(a: dict) -> str:
@@ -183,69 +223,6 @@ def _no_old(ev: Evidence, port: int) -> str:
     missing: the run waited for its TIME-WAIT, so both were sent; the capture lacks them)."""
     hole = ev.capture_hole("client")
     return f"client.pcap lacks the old connection's SYN or FIN on :{port}" + (f" ({hole})" if hole else "")
-
-
-def check(ev: Evidence) -> list[Check]:
-    attempts = {a["label"]: a for a in ev.facts.get("attempts", [])}
-    need = ("a-now", "b-bind", "b-other", "b-same", "a-later")
-    if any(k not in attempts for k in need):
-        return [Check("five-tuple-steps", CITE_REUSE, "every step runs",
-                      f"steps that ran: {sorted(attempts)}", False, {})]
-    reuse = int(ev.sysctl("client", "net.ipv4.tcp_tw_reuse", "2") or 2)
-    delay_ms = int(ev.sysctl("client", "net.ipv4.tcp_tw_reuse_delay", "1000") or 1000)
-    a_old, b_old = _old(ev, ev.facts["ephemeral_port"]), _old(ev, ev.facts["bound_port"])
-    checks = [_check_setup(ev, attempts, need, a_old, b_old), _check_bind(attempts["b-bind"], b_old),
-              _check_other(attempts)]
-    recycled: list[tuple] = []
-    for label, old, pinned in (("a-now", a_old, False), ("b-same", b_old, True), ("a-later", a_old, False)):
-        checks.append(_check_connect(ev, attempts[label], old, pinned, reuse, delay_ms))
-        if attempts[label]["ok"]:
-            syn = _new_syn(ev, attempts[label]["lport"], PORT, old.get("fin_t", 0))
-            recycled.append((label, syn, old))
-    checks.append(_check_isn(ev, recycled))
-    checks.append(_check_counter(ev, recycled))
-    return checks
-
-
-def _check_setup(ev: Evidence, attempts: dict, need: tuple, a_old: dict, b_old: dict) -> Check:
-    """0. the old connections are in TIME-WAIT on the client when each attempt is made."""
-    missing = [k for k in need if not any(s["state"] == "TIME_WAIT" and s["dport"] == PORT
-                                          for s in attempts[k]["sockets_before"])]
-    unread = [_no_old(ev, ev.facts[k]) for k, old in (("ephemeral_port", a_old), ("bound_port", b_old)) if not old]
-    return Check.judged(
-        "old-4-tuples-in-time-wait", "RFC 9293 §3.6.1 / RFC 1122 §4.2.2.13: the client closed first and lingers in TIME-WAIT",
-        "sock_diag shows the old connection's 4-tuple in TIME_WAIT on the client just before every attempt",
-        f"TIME_WAIT present before {len(need) - len(missing)}/{len(need)} attempts"
-        + (f"; missing before {missing}" if missing else "")
-        + f"; old connections used timestamps: A {a_old.get('timestamps')}, B {b_old.get('timestamps')}",
-        False if missing else (None if unread else True),
-        {k: [(s["state"], s["expires_ms"]) for s in attempts[k]["sockets_before"]] for k in need},
-        missing="; ".join(unread))
-
-
-def _check_bind(b: dict, b_old: dict) -> Check:
-    """1. bind() to the same port without SO_REUSEADDR."""
-    since = round(b["t"] - b_old["time_wait_t"], 4) if b_old else b["since_time_wait_s"]
-    return Check(
-        "same-port-bind-without-reuseaddr", CITE_BIND,
-        f"bind(:{b['lport']}) without SO_REUSEADDR while the old socket is in TIME-WAIT -> EADDRINUSE",
-        f"bind -> {_result(b)} (errno {b['errno']}), {since} s after the old connection entered TIME-WAIT",
-        not b["ok"] and b["errno"] == errno.EADDRINUSE,
-        {"errno": b["errno"], "error": b["error"], "since_time_wait_s": since})
-
-
-def _check_other(attempts: dict) -> Check:
-    """2. the same local port with SO_REUSEADDR toward another server port: a different 4-tuple."""
-    o = attempts["b-other"]
-    still = any(s["state"] == "TIME_WAIT" for s in attempts["b-same"]["sockets_before"])
-    return Check(
-        "same-port-other-4-tuple", CITE_OTHER,
-        f"bind(:{o['lport']}) with SO_REUSEADDR (old socket had it too), connect to server:{OTHER_PORT} -> ok "
-        "(a different 4-tuple; the TIME-WAIT socket stays)",
-        f"connect -> {_result(o)} from {o.get('local')}; the TIME_WAIT 4-tuple to :{PORT} was "
-        f"{'still there' if still else 'gone'} after it",
-        o["ok"] and o.get("local", [None, None])[1] == o["lport"] and still,
-        {"errno": o["errno"], "local": o.get("local")})
 
 
 def _want_connect(pinned: bool, ts: bool, reuse: int, since_ms: float, delay_ms: int) -> tuple[bool, str]:
@@ -261,52 +238,111 @@ def _want_connect(pinned: bool, ts: bool, reuse: int, since_ms: float, delay_ms:
         f"({'past' if past else 'within'} tcp_tw_reuse_delay={delay_ms} ms)")
 
 
-def _check_connect(ev: Evidence, a: dict, old: dict, pinned: bool, reuse: int, delay_ms: int) -> Check:
+# -- the checks, in the timeline's order ----------------------------------------------------------
+
+def five_tuple_steps(s: Seen) -> Check:
+    """Not every attempt ran: nothing else can be judged."""
+    return Check("five-tuple-steps", CITE_REUSE, "every step runs", f"steps that ran: {sorted(s.attempts)}",
+                 False, {})
+
+
+def old_4_tuples_in_time_wait(s: Seen) -> Check:
+    """0. the old connections are in TIME-WAIT on the client when each attempt is made."""
+    missing = [k for k in ATTEMPTS if not any(x.state == "TIME_WAIT" and x.dport == PORT for x in s.before(k))]
+    unread = [_no_old(s.ev, s.ev.facts[k]) for k, part in (("ephemeral_port", "A"), ("bound_port", "B"))
+              if not s.olds[part]]
+    return Check.judged(
+        "old-4-tuples-in-time-wait", "RFC 9293 §3.6.1 / RFC 1122 §4.2.2.13: the client closed first and lingers in TIME-WAIT",
+        "sock_diag shows the old connection's 4-tuple in TIME_WAIT on the client just before every attempt",
+        f"TIME_WAIT present before {len(ATTEMPTS) - len(missing)}/{len(ATTEMPTS)} attempts"
+        + (f"; missing before {missing}" if missing else "")
+        + f"; old connections used timestamps: A {s.olds['A'].get('timestamps')}, B {s.olds['B'].get('timestamps')}",
+        False if missing else (None if unread else True),
+        {k: [(x.state, x.expires_ms) for x in s.before(k)] for k in ATTEMPTS},
+        missing="; ".join(unread))
+
+
+def same_port_bind_without_reuseaddr(s: Seen) -> Check:
+    """1. bind() to the same port without SO_REUSEADDR."""
+    b, b_old = s.attempts["b-bind"], s.olds["B"]
+    since = round(b["t"] - b_old["time_wait_t"], 4) if b_old else b["since_time_wait_s"]
+    return Check(
+        "same-port-bind-without-reuseaddr", CITE_BIND,
+        f"bind(:{b['lport']}) without SO_REUSEADDR while the old socket is in TIME-WAIT -> EADDRINUSE",
+        f"bind -> {_result(b)} (errno {b['errno']}), {since} s after the old connection entered TIME-WAIT",
+        not b["ok"] and b["errno"] == errno.EADDRINUSE,
+        {"errno": b["errno"], "error": b["error"], "since_time_wait_s": since})
+
+
+def same_port_other_4_tuple(s: Seen) -> Check:
+    """2. the same local port with SO_REUSEADDR toward another server port: a different 4-tuple."""
+    o = s.attempts["b-other"]
+    still = any(x.state == "TIME_WAIT" for x in s.before("b-same"))
+    return Check(
+        "same-port-other-4-tuple", CITE_OTHER,
+        f"bind(:{o['lport']}) with SO_REUSEADDR (old socket had it too), connect to server:{OTHER_PORT} -> ok "
+        "(a different 4-tuple; the TIME-WAIT socket stays)",
+        f"connect -> {_result(o)} from {o.get('local')}; the TIME_WAIT 4-tuple to :{PORT} was "
+        f"{'still there' if still else 'gone'} after it",
+        o["ok"] and o.get("local", [None, None])[1] == o["lport"] and still,
+        {"errno": o["errno"], "local": o.get("local")})
+
+
+def _connect_same_4_tuple(s: Seen, label: str, part: str, pinned: bool) -> Check:
     """3. connect() to the same 4-tuple, judged by the kernel's rule. The rule needs to know whether
     the old connection used timestamps (client.pcap): without it, judged only where both answers
     agree."""
+    a, old = s.attempts[label], s.olds[part]
     # from the client's last segment of the old connection (its ACK of the server's FIN: the
     # moment it entered TIME-WAIT) to the answer of connect()
     since_ms = (a["t"] - old["time_wait_t"]) * 1000 if old else a["since_time_wait_s"] * 1000
     ts = bool(old.get("timestamps"))
     if old:
-        want_ok, why = _want_connect(pinned, ts, reuse, since_ms, delay_ms)
+        want_ok, why = _want_connect(pinned, ts, s.reuse, since_ms, s.delay_ms)
     else:
-        both = {_want_connect(pinned, t, reuse, since_ms, delay_ms)[0] for t in (True, False)}
+        both = {_want_connect(pinned, t, s.reuse, since_ms, s.delay_ms)[0] for t in (True, False)}
         want_ok = both.pop() if len(both) == 1 else None
         why = "the rule does not depend on the old connection's timestamps here"
     got = _result(a)
     want = {True: "ok", False: "EADDRNOTAVAIL", None: "?"}[want_ok]
-    syn = _new_syn(ev, a["lport"], PORT, old.get("fin_t", 0)) if a["ok"] else None
+    syn = _new_syn(s.ev, a["lport"], old.get("fin_t", 0)) if a["ok"] else None
     return Check.judged(
-        f"connect-same-4-tuple-{a['label']}", CITE_REUSE,
+        f"connect-same-4-tuple-{label}", CITE_REUSE,
         f"{a['note']} -> {want} ({why})",
         f"connect from :{a['lport']} to server:{PORT} -> {got}"
         + (f" (errno {a['errno']})" if not a["ok"] else f"; new SYN seq={syn.seq if syn else None}"),
         None if want_ok is None else got == want,
         {"errno": a["errno"], "error": a["error"], "expected": want, "since_time_wait_ms": round(since_ms, 1),
-         "tcp_tw_reuse": reuse, "tcp_tw_reuse_delay_ms": delay_ms, "old_used_timestamps": ts if old else None,
+         "tcp_tw_reuse": s.reuse, "tcp_tw_reuse_delay_ms": s.delay_ms, "old_used_timestamps": ts if old else None,
          "pinned_by_bind": pinned},
-        missing=f"{_no_old(ev, a['lport'])}: whether it used timestamps decides; connect -> {got}")
+        missing=f"{_no_old(s.ev, a['lport'])}: whether it used timestamps decides; connect -> {got}")
 
 
-def _check_isn(ev: Evidence, recycled: list[tuple]) -> Check:
+def _connect(label: str, part: str, pinned: bool) -> Callable[[Seen], Check]:
+    """The check of connect() attempt *label* onto part *part*'s old 4-tuple."""
+    def check(s: Seen) -> Check:
+        return _connect_same_4_tuple(s, label, part, pinned)
+    check.__name__ = check.check_name = f"connect-same-4-tuple-{label}"    # type: ignore[attr-defined]
+    return check
+
+
+def recycled_isn_above_old_snd_nxt(s: Seen) -> Check:
     """4. every recycled connection starts 65537 above the old snd_nxt; none recycled: nothing to
     judge (connect-same-4-tuple-* judge whether one should have been)."""
     expected = (f"each connect() that reused a TIME-WAIT 4-tuple sends a SYN with seq = old snd_nxt + "
                 f"{TW_ISN_STEP}")
-    if not recycled:
+    if not s.recycled:
         return Check.not_applicable(
             "recycled-isn-above-old-snd-nxt", CITE_ISN, expected,
             "no connect() reused a TIME-WAIT 4-tuple in this run, so no new ISN to compare", {"recycled": []})
     rows = []
-    for label, syn, old in recycled:
+    for label, syn, old in s.recycled:
         step = ((syn.seq - old["snd_nxt"]) & 0xFFFFFFFF) if syn and old else None
         rows.append({"attempt": label, "old_fin_seq": old.get("fin_seq"), "old_snd_nxt": old.get("snd_nxt"),
                      "new_syn_seq": syn.seq if syn else None, "difference": step})
     unknown = [r["attempt"] for r in rows if r["difference"] is None]
     wrong = [r for r in rows if r["difference"] is not None and r["difference"] != TW_ISN_STEP]
-    hole = ev.capture_hole("client")
+    hole = s.ev.capture_hole("client")
     return Check.judged(
         "recycled-isn-above-old-snd-nxt", CITE_ISN, expected,
         "client.pcap: " + "; ".join(f"{r['attempt']}: old FIN seq {r['old_fin_seq']} (snd_nxt {r['old_snd_nxt']}), "
@@ -315,15 +351,41 @@ def _check_isn(ev: Evidence, recycled: list[tuple]) -> Check:
         missing=f"client.pcap lacks the new SYN or the old connection of {unknown}" + (f" ({hole})" if hole else ""))
 
 
-def _check_counter(ev: Evidence, recycled: list[tuple]) -> Check:
+def tw_recycled_counter(s: Seen) -> Check:
     """5. TWRecycled counts exactly the connects that reused a TIME-WAIT 4-tuple. With none, "+0"
     shows nothing about the counter: not applicable (a count above 0 still fails)."""
-    n = ev.counter("client", "TcpExtTWRecycled")
-    names = [r[0] for r in recycled]
-    expected = f"TcpExtTWRecycled +{len(recycled)} (the successful connects onto a TIME-WAIT 4-tuple: {names or 'none'})"
+    n = s.ev.counter("client", "TcpExtTWRecycled")
+    names = [r[0] for r in s.recycled]
+    expected = f"TcpExtTWRecycled +{len(s.recycled)} (the successful connects onto a TIME-WAIT 4-tuple: {names or 'none'})"
     values = {"TWRecycled": n, "recycled_connects": names}
-    if not recycled and n == 0:
+    if not s.recycled and n == 0:
         return Check.not_applicable("tw-recycled-counter", CITE_COUNTER, expected,
                                     "no connect() reused a TIME-WAIT 4-tuple: TcpExtTWRecycled +0 counts nothing",
                                     values)
-    return Check("tw-recycled-counter", CITE_COUNTER, expected, f"TcpExtTWRecycled +{n}", n == len(recycled), values)
+    return Check("tw-recycled-counter", CITE_COUNTER, expected, f"TcpExtTWRecycled +{n}", n == len(s.recycled), values)
+
+
+CHECKS = (old_4_tuples_in_time_wait, same_port_bind_without_reuseaddr, same_port_other_4_tuple,
+          *(_connect(*c) for c in CONNECTS), recycled_isn_above_old_snd_nxt, tw_recycled_counter)
+
+
+def checks(ev: Evidence):
+    """Every attempt judged; a run in which not all were made: one failing check."""
+    made = {a["label"] for a in ev.facts.get("attempts", [])}
+    return CHECKS if all(k in made for k in ATTEMPTS) else (five_tuple_steps,)
+
+
+SCENARIO = Scenario(
+    name="five-tuple", intent=INTENT, run=run, analyse=Seen.of, checks=checks,
+    shaping=OPTIONAL, port=PORT, precondition=_precondition,
+    sysctls={"client": {"net.ipv4.ip_local_port_range": f"{EPHEMERAL} {EPHEMERAL}"}},
+    key_values=(
+        KeyValue("tcp_tw_reuse", "connect-same-4-tuple-a-later", "tcp_tw_reuse"),
+        KeyValue("tw reuse delay (ms)", "connect-same-4-tuple-a-later", "tcp_tw_reuse_delay_ms"),
+        KeyValue("connect after the delay", "connect-same-4-tuple-a-later", "error"),
+        KeyValue("connect after the delay: tried at (ms)", "connect-same-4-tuple-a-later",
+                 "since_time_wait_ms", rel_tol=0.2),
+        KeyValue("connect at once", "connect-same-4-tuple-a-now", "error"),
+        KeyValue("new ISN - old snd_nxt", "recycled-isn-above-old-snd-nxt", "recycled.0.difference"),
+        KeyValue("TWRecycled", "tw-recycled-counter", "TWRecycled"),
+    ))

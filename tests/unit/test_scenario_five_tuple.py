@@ -1,4 +1,4 @@
-"""scenarios.five_tuple.check on the evidence of two real netns runs (tests/data/scenarios: the
+"""scenarios.five_tuple.SCENARIO.judge on the evidence of two real netns runs (tests/data/scenarios: the
 default tcp_tw_reuse=2 and the flip tcp_tw_reuse=1), then with one observation or sysctl
 changed: exactly the checks about it must fail."""
 
@@ -16,12 +16,12 @@ def evidence(name: str = "five-tuple") -> Evidence:
 
 
 def failed(ev: Evidence) -> set[str]:
-    return records.failed(sc, ev)
+    return {c.name for c in sc.SCENARIO.judge(ev) if not c.passed}
 
 
 def test_real_runs_pass():
     for name in ("five-tuple", "five-tuple-tw-reuse-1"):
-        checks = sc.check(evidence(name))
+        checks = sc.SCENARIO.judge(evidence(name))
         assert len(checks) == 8 and all(c.passed for c in checks), (name, [c.observed for c in checks if not c.passed])
 
 
@@ -61,7 +61,7 @@ def test_bind_without_flag_succeeding_fails():
 def test_without_timestamps_nothing_is_recycled_and_the_isn_rules_are_not_applicable():
     """A real run with tcp_timestamps=0 on both hosts: no connect() may recycle TIME-WAIT, so the
     ISN of a recycled connection and TWRecycled +0 show nothing: not applicable, not passed."""
-    checks = {c.name: c for c in sc.check(evidence("five-tuple-no-timestamps"))}
+    checks = {c.name: c for c in sc.SCENARIO.judge(evidence("five-tuple-no-timestamps"))}
     assert {n: c.outcome for n, c in checks.items() if c.outcome != "pass"} == {
         "recycled-isn-above-old-snd-nxt": "n/a", "tw-recycled-counter": "n/a"}
     assert len(checks) == 8
@@ -71,7 +71,7 @@ def test_without_timestamps_nothing_is_recycled_and_the_isn_rules_are_not_applic
     ev = evidence("five-tuple-no-timestamps")
     ev.counters["client"]["TcpExtTWRecycled"] = 1
     assert failed(ev) >= {"tw-recycled-counter"}
-    assert {c.name: c.outcome for c in sc.check(ev)}["tw-recycled-counter"] == "fail"
+    assert {c.name: c.outcome for c in sc.SCENARIO.judge(ev)}["tw-recycled-counter"] == "fail"
 
 
 def test_an_old_connection_missing_from_the_capture_is_not_judged_where_it_decides():
@@ -83,7 +83,7 @@ def test_an_old_connection_missing_from_the_capture_is_not_judged_where_it_decid
     ev.packets["client"] = [s for s in ev.packets["client"]
                             if not (s.src == cli and s.sport == sc.BOUND and s.has("FIN"))]
     ev.captures["client"] = {"captured": 40, "received": 41, "dropped": 1}
-    got = {c.name: c for c in sc.check(ev)}
+    got = {c.name: c for c in sc.SCENARIO.judge(ev)}
     for name in ("old-4-tuples-in-time-wait", "connect-same-4-tuple-b-same", "recycled-isn-above-old-snd-nxt"):
         assert got[name].outcome == "inconclusive", (name, got[name].observed)
         assert "tcpdump in client dropped 1 packets" in got[name].observed
@@ -95,5 +95,5 @@ def test_a_recycled_syn_missing_from_the_capture_is_inconclusive():
     cli = ev.addresses["client"]
     last = max(s.t for s in ev.packets["client"] if s.src == cli and s.flags == "SYN" and s.sport == sc.EPHEMERAL)
     ev.packets["client"] = [s for s in ev.packets["client"] if s.t != last]
-    c = {c.name: c for c in sc.check(ev)}["recycled-isn-above-old-snd-nxt"]
+    c = {c.name: c for c in sc.SCENARIO.judge(ev)}["recycled-isn-above-old-snd-nxt"]
     assert c.outcome == "inconclusive" and "lacks the new SYN" in c.observed
