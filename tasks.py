@@ -308,7 +308,9 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
     from pathlib import Path
 
     from lab.artifacts import check_output, ensure_dir, write_text
-    from lab.check import junit_xml, load_profile, run_check
+    from lab.ci import run_check
+    from lab.junit import junit_xml
+    from lab.profile import load_profile
     from lab.core import parse_sysctl
     from lab.errors import EnvError, UsageError
     from lab.shaping import parse_shapes
