@@ -19,7 +19,6 @@ the listing cannot be made (no unshare), the keys are checked only when written,
 
 from __future__ import annotations
 
-import difflib
 import functools
 import os
 import platform
@@ -30,6 +29,7 @@ from typing import Iterable
 
 from .errors import UsageError, quoted
 from .nsops import SYSCTL_ROOT, inside, read_sysctl, write_sysctl
+from .words import closest
 
 __all__ = ["SysctlSetting", "parse_sysctl", "SYSCTL_RANGES", "REPORTED_SYSCTLS", "KernelKeys", "kernel_keys",
            "check_keys", "apply", "in_force", "host_sysctls", "layer_sysctls"]
@@ -152,7 +152,7 @@ class KernelKeys:
         if os.path.isfile(os.path.join(host_root, *parts)):
             return (f"{key} is global to the kernel (only the host's own network namespace has it), "
                     "so a lab host cannot be given a value of its own")
-        close = difflib.get_close_matches(key, self.modes, n=1, cutoff=0.8)
+        close = closest(key, self.modes, cutoff=0.8)
         return (f"unknown sysctl {quoted(key)}: a network namespace of this kernel "
                 f"({platform.release()}) has no such key"
                 + (f"; did you mean {close[0]}?" if close else "; `sysctl net` lists them"))
