@@ -408,8 +408,9 @@ def test_run_all_summary_lists_skipped_scenarios_without_failing():
 def test_check_in_a_vm_runs_check_there_and_reads_its_summary(tmp_path, monkeypatch):
     import json as _json
 
-    import tasks
     from lab import vm
+    from lab.vm import commands
+    from lab.vm.commands import check_in_vm
 
     seen = {}
 
@@ -417,10 +418,10 @@ def test_check_in_a_vm_runs_check_there_and_reads_its_summary(tmp_path, monkeypa
         seen.update(kernel=kernel, args=list(args), out=out, docker=docker)
         (out / "check.json").write_text(_json.dumps({"exit_code": 0, "scenarios": [], "counts": {}}))
         return 0, ""
-    monkeypatch.setattr(vm, "run", fake_run)
+    monkeypatch.setattr(commands, "run", fake_run)
     prof = tmp_path / "p.toml"
     prof.write_text("")
-    summary = tasks._check_in_vm("debian-12", ["lossy-link"], ["client:net.ipv4.tcp_rfc1337=1"], False,
+    summary = check_in_vm("debian-12", ["lossy-link"], ["client:net.ipv4.tcp_rfc1337=1"], False,
                                  str(prof), ["both:loss_pct=10"], str(tmp_path / "a"), 1)
     assert summary["vm"] == {"kernel": "debian-12", "backend": "netns", "exit_code": 0}
     args = seen["args"]
@@ -434,8 +435,9 @@ def test_check_in_a_vm_runs_check_there_and_reads_its_summary(tmp_path, monkeypa
 def test_check_in_a_vm_with_the_docker_backend_starts_the_guest_engine(tmp_path, monkeypatch):
     import json as _json
 
-    import tasks
     from lab import vm
+    from lab.vm import commands
+    from lab.vm.commands import check_in_vm
 
     seen = {}
 
@@ -443,28 +445,29 @@ def test_check_in_a_vm_with_the_docker_backend_starts_the_guest_engine(tmp_path,
         seen.update(args=list(args), docker=docker)
         (out / "check.json").write_text(_json.dumps({"exit_code": 0, "scenarios": [], "counts": {}}))
         return 0, ""
-    monkeypatch.setattr(vm, "run", fake_run)
-    summary = tasks._check_in_vm("debian-12", ["lost-ack"], [], False, None, [], str(tmp_path / "a"), 1, "docker")
+    monkeypatch.setattr(commands, "run", fake_run)
+    summary = check_in_vm("debian-12", ["lost-ack"], [], False, None, [], str(tmp_path / "a"), 1, "docker")
     assert seen["args"][:3] == ["check", "--backend", "docker"] and seen["docker"] is True
     assert summary["vm"]["backend"] == "docker"
     with pytest.raises(UsageError, match="inside a VM choose netns or docker"):
-        tasks._check_in_vm("debian-12", [], [], False, None, [], str(tmp_path / "b"), 1, "podman")
+        check_in_vm("debian-12", [], [], False, None, [], str(tmp_path / "b"), 1, "podman")
 
 
 def test_check_in_a_vm_refuses_from_host_and_unknown_kernels(tmp_path):
-    import tasks
+    from lab.vm.commands import check_in_vm
 
     with pytest.raises(UsageError, match="--from-host copies this machine's sysctls"):
-        tasks._check_in_vm("debian-12", [], [], True, None, [], str(tmp_path), 1)
+        check_in_vm("debian-12", [], [], True, None, [], str(tmp_path), 1)
     with pytest.raises(UsageError, match="unknown kernel"):
-        tasks._check_in_vm("debian-99", [], [], False, None, [], str(tmp_path), 1)
+        check_in_vm("debian-99", [], [], False, None, [], str(tmp_path), 1)
 
 
 def test_check_in_a_vm_without_a_summary_is_an_environment_error(tmp_path, monkeypatch):
-    import tasks
     from lab import vm
+    from lab.vm import commands
+    from lab.vm.commands import check_in_vm
     from lab.errors import EnvError
 
-    monkeypatch.setattr(vm, "run", lambda *a, **k: (2, ""))
+    monkeypatch.setattr(commands, "run", lambda *a, **k: (2, ""))
     with pytest.raises(EnvError, match="left no check.json"):
-        tasks._check_in_vm("debian-12", [], [], False, None, [], str(tmp_path), 1)
+        check_in_vm("debian-12", [], [], False, None, [], str(tmp_path), 1)
