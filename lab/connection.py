@@ -70,10 +70,10 @@ class Conn:
     def states(self, host: str) -> list[Event]:
         """The state changes sock_diag saw of this connection's socket in *host* (the last one
         "GONE" when it went), in time order."""
-        addr, port = self.local(host)
+        me = self.local(host)
+        peer = self.local(self.server if host == self.client else self.client)
         return [e for e in self.ev.states(host)
-                if (e.data["socket"]["src"], e.data["socket"]["sport"]) == (addr, port)
-                and e.data["socket"]["dport"] != 0]
+                if (e.socket.src, e.socket.sport) == me and (e.socket.dst, e.socket.dport) == peer]
 
     def ever_in(self, host: str, state: str) -> bool:
         return any(e.state == state for e in self.states(host))

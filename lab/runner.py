@@ -19,7 +19,8 @@ from .interrupts import Interrupted, interrupts_as_exceptions, signal_name, sign
 from .pipeline import Job, Result, run_batches, tally
 from .shaping import REQUIRED, UNUSED, Shaping, parse_shape
 from .sysctls import check_keys, layer_sysctls
-from .verdict import INCONCLUSIVE, verdict
+from .scenario import Scenario
+from .verdict import INCONCLUSIVE, Check, verdict
 
 __all__ = ["run_scenario", "run_many", "run_catalog", "jobs_for", "default_artifacts",
            "interrupts_as_exceptions", "Interrupted", "kernel_hz"]
@@ -65,19 +66,60 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
     if shaping and sc.shaping == UNUSED:
         raise UsageError(f"{name} runs without link shaping; drop --shape")
     artifacts = Path(artifacts) if artifacts else default_artifacts(name)
+    options = dict(options or {})
     started = time.time()
     # the scenario's own settings first (e.g. a short tcp_orphan_retries), the user's on top
     sysctls = layer_sysctls(sc.own_sysctls(), explicit=sysctls)
+    lab = _lab_for(sc, backend, artifacts, sysctls, shaping, compose, progress)
+    facts, error = _steps(lab, sc, shaping, options, progress)
+    ev = Evidence.load(
+        artifacts, list(lab.hosts), timeline=lab.timeline.events(),
+        counters={h: lab.counters_delta(h) for h in lab.hosts}, sysctls=lab.sysctls,
+        addresses={h: str(host.address) for h, host in lab.hosts.items()},
+        faults={n: f.to_json() for n, f in (lab.faults.faults.items() if lab.faults else [])},
+        facts=facts, hz=kernel_hz(), options=options,
+        timer_samples=lab.sampler.series if lab.sampler else {},
+        captures={h: parse_stats(c.stats) for h, c in lab.captures.items()},
+        sampler=lab.sampler.cadence.to_json() if lab.sampler else {}, port=sc.port)
+    checks, run_verdict, error = _judged(sc, ev, lab, error)
+    report = {
+        "scenario": name, "port": sc.port, "intent": sc.intent_in(ev.sysctls), **lab.describe(),
+        "kernel_hz": ev.hz, "started": started, "duration_s": round(time.time() - started, 3),
+        "timings_s": {k: round(v, 3) for k, v in lab.timings.items()},
+        "sysctls_requested": [str(s) for s in sysctls], "options": options,
+        "verdict": run_verdict, "error": error,
+        "observation": {"problems": [p.to_json() for p in lab.health.problems],
+                        "sampler": lab.sampler.cadence.to_json() if lab.sampler else None},
+        "checks": [c.to_json() for c in checks], "counters": ev.counters, "captures": ev.captures,
+        "faults": ev.faults, "facts": facts,
+        "artifacts": {"dir": str(artifacts), "pcaps": sorted(p.name for p in artifacts.glob("*.pcap"))},
+        "timeline": [e.to_json(lab.t0) for e in ev.timeline],
+        "timer_samples": {h: [list(x) for x in xs] for h, xs in ev.timer_samples.items()},
+        "packets": {h: [s.to_json() for s in segs] for h, segs in ev.packets.items()},
+    }
+    _write_report(lab, artifacts, report)
+    return report
 
+
+def _lab_for(sc: Scenario, backend: str, artifacts: Path, sysctls: list[SysctlSetting],
+             shaping: list[Shaping], compose: Path | None, progress: Callable[[str], None]) -> Lab:
     def premise(in_force: dict[str, dict[str, str]]) -> None:
         """Asked by the lab once the sysctls are read back, before anything is captured."""
         why = sc.cannot_show(in_force)
         if why:
-            raise CannotShow(name, why)
+            raise CannotShow(sc.name, why)
 
-    lab = Lab(backend=backend, artifacts=artifacts, sysctls=list(sysctls), port=sc.port,
-              progress=progress, shaping=list(shaping), premise=premise,
-              needs_netem=name if sc.shaping == REQUIRED else None, **({"compose": compose} if compose else {}))
+    return Lab(backend=backend, artifacts=artifacts, sysctls=list(sysctls), port=sc.port,
+               progress=progress, shaping=list(shaping), premise=premise,
+               needs_netem=sc.name if sc.shaping == REQUIRED else None,
+               **({"compose": compose} if compose else {}))
+
+
+def _steps(lab: Lab, sc: Scenario, shaping: list[Shaping], options: dict[str, Any],
+           progress: Callable[[str], None]) -> tuple[dict[str, Any], str | None]:
+    """Bring the lab up, run the scenario's steps, tear the lab down (whatever happens): the facts
+    the steps returned, and the error of a protocol event that never came (judged as a failed
+    run, after what was seen is judged)."""
     facts: dict[str, Any] = {}
     error: str | None = None
     with interrupts_as_exceptions():
@@ -86,9 +128,9 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
                 if not shaping and sc.link:
                     # the scenario's own link, when the user gave none (--shape replaces it)
                     lab.add_shaping([sh for text in sc.link for sh in parse_shape(text)])
-                progress(f"running {name}: {sc.intent_in(lab.sysctls)}")
+                progress(f"running {sc.name}: {sc.intent_in(lab.sysctls)}")
                 t = time.monotonic()
-                lab.options = dict(options or {})
+                lab.options = options
                 try:
                     facts = {**lab.facts, **(sc.run(lab) or {})}
                 except WaitTimeout as exc:  # a step timed out: still judge what was seen, then fail
@@ -102,18 +144,15 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
                 lab.timings["scenario_s"] = time.monotonic() - t
         finally:
             lab.ensure_closed(failing=KeyboardInterrupt)
-    ev = Evidence.load(
-        artifacts, list(lab.hosts), timeline=lab.timeline.events(),
-        counters={h: lab.counters_delta(h) for h in lab.hosts}, sysctls=lab.sysctls,
-        addresses={h: str(host.address) for h, host in lab.hosts.items()},
-        faults={n: f.to_json() for n, f in (lab.faults.faults.items() if lab.faults else [])},
-        facts=facts, hz=kernel_hz(), options=dict(options or {}),
-        timer_samples=lab.sampler.series if lab.sampler else {},
-        captures={h: parse_stats(c.stats) for h, c in lab.captures.items()},
-        sampler=lab.sampler.cadence.to_json() if lab.sampler else {}, port=sc.port)
+    return facts, error
+
+
+def _judged(sc: Scenario, ev: Evidence, lab: Lab, error: str | None) -> tuple[list[Check], str, str | None]:
+    """The checks, the run's verdict and its error line. A hole in the evidence (lab.health)
+    leaves no check passed or failed on it."""
     checks = sc.judge(ev)      # a check that raises is a bug, reported as that check failing
     run_verdict = "fail" if error else verdict(checks)
-    if lab.health:      # a hole in the evidence: no check may pass or fail on it
+    if lab.health:
         why = lab.health.summary()
         checks = [c.unjudged(why) for c in checks]
         error = f"the lab's observation broke: {why}; nothing was judged, run it again" + \
@@ -125,34 +164,7 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
     elif run_verdict == "skipped":
         error = "nothing to judge: every check was not applicable (" + \
             "; ".join(f"{c.name}: {c.observed}" for c in checks) + ")"
-    report = {
-        "scenario": name,
-        "port": sc.port,
-        "intent": sc.intent_in(ev.sysctls),
-        **lab.describe(),
-        "kernel_hz": ev.hz,
-        "started": started,
-        "duration_s": round(time.time() - started, 3),
-        "timings_s": {k: round(v, 3) for k, v in lab.timings.items()},
-        "sysctls_requested": [str(s) for s in sysctls],
-        "options": dict(options or {}),
-        "verdict": run_verdict,
-        "error": error,
-        "observation": {"problems": [p.to_json() for p in lab.health.problems],
-                        "sampler": lab.sampler.cadence.to_json() if lab.sampler else None},
-        "checks": [c.to_json() for c in checks],
-        "counters": ev.counters,
-        "captures": ev.captures,
-        "faults": ev.faults,
-        "facts": facts,
-        "artifacts": {"dir": str(artifacts),
-                      "pcaps": sorted(p.name for p in artifacts.glob("*.pcap"))},
-        "timeline": [e.to_json(lab.t0) for e in ev.timeline],
-        "timer_samples": {h: [list(x) for x in xs] for h, xs in ev.timer_samples.items()},
-        "packets": {h: [s.to_json() for s in segs] for h, segs in ev.packets.items()},
-    }
-    _write_report(lab, artifacts, report)
-    return report
+    return checks, run_verdict, error
 
 
 def _write_report(lab: Lab, artifacts: Path, report: dict[str, Any]) -> None:
