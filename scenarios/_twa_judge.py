@@ -171,7 +171,8 @@ def _fate(s: Seen, name: str, expected: str, diag_ok: bool, wire_ok: bool) -> Ch
          "decided_by_wire": bool(wire_ok), "probe_answer": None if a is None else "RST" if _is_rst(a)
          else "ACK" if _is_ack(a) else a.flags,
          "probe_answer_seq": a and a.seq, "probe_ack": probe and probe.ack, "probe_TcpOutRsts": _probe_rsts(s)},
-        missing="; ".join(x for x in (diag_missing, wire_missing) if x))
+        missing="; ".join(x for x in (diag_missing, wire_missing) if x)
+        + ("; sock_diag alone does not decide" if wire is None and diag else ""))
 
 
 def _wire_judged(s: Seen, wire_ok: bool) -> tuple[bool | None, str]:

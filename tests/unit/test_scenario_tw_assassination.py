@@ -199,3 +199,16 @@ def test_no_answer_to_the_probe_in_a_dropping_capture_is_inconclusive(name, fate
     ev.captures["client"] = {"captured": 13, "received": 15, "dropped": 2}
     c = {c.name: c for c in sc.SCENARIO.judge(ev)}[fate]
     assert c.outcome == "inconclusive" and "no answer to the probe" in c.observed
+
+
+@pytest.mark.parametrize("name, fate", [(KILLED, "time-wait-assassinated"), (SURVIVED, "time-wait-survives-rst")])
+def test_no_probe_says_sock_diag_alone_does_not_decide(name, fate):
+    """The probe never reached client.pcap while sock_diag showed the right fate: inconclusive, and
+    it says why sock_diag's half is not enough (the text was computed on the wire's words, not its
+    verdict, so it never showed)."""
+    ev = records.evidence(name)
+    del ev.facts["probe_at"]
+    c = {c.name: c for c in sc.SCENARIO.judge(ev)}[fate]
+    assert c.outcome == "inconclusive" and c.values["decided_by_sock_diag"]
+    assert "the probe (the old segment replayed once more after the RST) is not in client.pcap" in c.observed
+    assert c.observed.endswith("; sock_diag alone does not decide")
