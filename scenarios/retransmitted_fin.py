@@ -67,7 +67,6 @@ from ._steps import client_closes_first
 INTENT = ("every final ACK is lost; the orphaned server retransmits its FIN (TLP, then RTO doubling) "
           "and gives up silently when tcp_orphan_retries' time budget is spent")
 PORT = 5000
-SYSCTLS = {"server": {"net.ipv4.tcp_orphan_retries": "3"}}    # short: gives up ~6.5 s after close
 
 CITE_ORPHAN = ("tcp_close() (net/ipv4/tcp.c): close() in CLOSE_WAIT sends FIN -> LAST_ACK and orphans the "
                "socket (sock_orphan(): no file, sock_diag inode 0); tcp_write_timeout() applies "
@@ -349,7 +348,8 @@ SCENARIO = Scenario(
     name="retransmitted-fin", intent=INTENT, run=run, analyse=Seen.of,
     checks=(server_orphaned_in_last_ack, every_fin_acked_every_ack_lost, tlp_then_rto_doubling,
             orphan_retries_count, give_up_when_budget_spent, give_up_is_silent),
-    precondition=precondition, shaping=OPTIONAL, port=PORT, sysctls=SYSCTLS,
+    precondition=precondition, shaping=OPTIONAL, port=PORT,
+    sysctls={"server": {"net.ipv4.tcp_orphan_retries": "3"}},      # short: gives up ~6.5 s after close
     key_values=(
         KeyValue("FIN times (ms)", "tlp-then-rto-doubling", "fin_times_ms", rel_tol=0.1, abs_tol=20),
         KeyValue("retransmission kinds", "tlp-then-rto-doubling", "kinds"),
