@@ -356,7 +356,12 @@ def _case_checks(c: Case) -> list:
 def checks(ev: Evidence) -> list:
     """The timestamps, each reopening case (what follows the SYN depends on whether TIME-WAIT must
     accept it), then the old duplicate."""
-    s = Seen.of(ev)
+    try:
+        s = Seen.of(ev)
+    except Exception:           # a bug in the analysis: judge() reports its trace on each check
+        return [timestamps_as_configured] + [_of_case(name, fn) for name in ("seq-ahead", "seq-behind")
+                                             for fn in (server_holds_time_wait, syn_judged_by_time_wait)] \
+            + [rfc1122_condition_2_not_implemented]
     return ([timestamps_as_configured] + _case_checks(s.cases["seq-ahead"]) + _case_checks(s.cases["seq-behind"])
             + [rfc1122_condition_2_not_implemented])
 

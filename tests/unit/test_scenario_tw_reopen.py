@@ -155,3 +155,14 @@ def test_an_old_connection_missing_from_the_captures_is_inconclusive():
     for at in ("client", "server"):
         ev.packets[at] = [s for s in ev.packets[at] if not (port in (s.sport, s.dport) and s.has("FIN"))]
     assert outcomes(ev)["seq-ahead-server-holds-time-wait"] == "inconclusive"
+
+
+def test_an_analysis_that_raises_fails_the_checks_not_the_run():
+    """A bug in the analysis (here: a case recorded without its port) must come out as failing
+    checks naming the trace, as Scenario.judge promises - the choice of checks, which reads the
+    same analysis, must not raise first."""
+    ev = evidence()
+    del ev.facts["cases"]["seq-ahead"]["client_port"]
+    got = sc.SCENARIO.judge(ev)
+    assert got and all(c.outcome == "fail" and "the check raised (a bug in twlab)" in c.observed for c in got)
+    assert "seq-ahead-syn-judged-by-time-wait" in {c.name for c in got}
