@@ -69,11 +69,11 @@ class Conn:
     # -- the socket ------------------------------------------------------------------------------
     def states(self, host: str) -> list[Event]:
         """The state changes sock_diag saw of this connection's socket in *host* (the last one
-        "GONE" when it went), in time order: its 4-tuple's, not every socket on its local port
-        (the server's end of each connection shares that)."""
-        other = self.server if host == self.client else self.client
-        want = (*self.local(host), *self.local(other))
-        return [e for e in self.ev.states(host) if e.socket is not None and e.socket.key == want]
+        "GONE" when it went), in time order."""
+        me = self.local(host)
+        peer = self.local(self.server if host == self.client else self.client)
+        return [e for e in self.ev.states(host)
+                if (e.socket.src, e.socket.sport) == me and (e.socket.dst, e.socket.dport) == peer]
 
     def ever_in(self, host: str, state: str) -> bool:
         return any(e.state == state for e in self.states(host))

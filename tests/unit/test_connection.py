@@ -1,45 +1,62 @@
-"""lab.connection.Conn: one connection's share of the evidence, on hand-built evidence."""
+"""lab.connection.Conn: one connection's segments, states and samples, picked out of a run with
+several connections on the same server port."""
 
 from __future__ import annotations
 
 from lab.evidence import Evidence
-from lab.records import TimerSample
+from lab.packets import Segment
 from lab.timeline import Event
 
 CLI, SRV, PORT = "10.77.1.10", "10.77.2.10", 5000
 
 
-def _sock(state: str, src: str, sport: int, dst: str, dport: int) -> dict:
-    return {"state": state, "src": src, "sport": sport, "dst": dst, "dport": dport, "timer": "off",
+def _state(t, host, local, lport, remote, rport, state):
+    sock = {"state": state, "src": local, "sport": lport, "dst": remote, "dport": rport, "timer": "off",
             "expires_ms": 0, "retrans": 0, "inode": 0}
+    return Event(t, host, "state", f"{state}", {"socket": sock})
 
 
-def _server_state(t: float, state: str, client_port: int) -> Event:
-    return Event(t, "server", "state", state, {"socket": _sock(state, SRV, PORT, CLI, client_port)})
+def _seg(t, src, sport, dst, dport, flags):
+    return Segment(t=t, src=src, sport=sport, dst=dst, dport=dport, flags=flags, seq=1, ack=1, length=0,
+                   tsval=None, tsecr=None)
 
 
-def _evidence(timeline: list[Event], samples: dict | None = None) -> Evidence:
-    return Evidence(packets={}, timeline=timeline, counters={}, sysctls={},
-                    addresses={"client": CLI, "server": SRV}, faults={}, timer_samples=samples or {})
+def _ev() -> Evidence:
+    timeline = []
+    for i, port in enumerate((41001, 41002, 41003)):
+        timeline += [_state(1.0 + i, "server", SRV, PORT, CLI, port, "ESTABLISHED"),
+                     _state(2.0 + i, "server", SRV, PORT, CLI, port, "GONE"),
+                     _state(1.5 + i, "client", CLI, port, SRV, PORT, "TIME_WAIT")]
+    timeline.append(_state(0.5, "server", SRV, PORT, "0.0.0.0", 0, "LISTEN"))
+    packets = {"client": [_seg(1.0 + i, CLI, p, SRV, PORT, "FIN,ACK") for i, p in enumerate((41001, 41002))],
+               "server": []}
+    return Evidence(packets=packets, timeline=sorted(timeline, key=lambda e: e.t), counters={}, sysctls={},
+                    addresses={"client": CLI, "server": SRV}, faults={}, port=PORT)
 
 
-def test_states_in_the_server_are_this_connections_only():
-    """Every connection to the server shares its local end (SRV:PORT): the server's states of one
-    connection are those of its 4-tuple, not of every connection to the port (nor the listener)."""
-    ev = _evidence([Event(0.0, "server", "state", "LISTEN", {"socket": _sock("LISTEN", "0.0.0.0", PORT, "0.0.0.0", 0)}),
-                    _server_state(1.0, "ESTABLISHED", 40001), _server_state(1.1, "ESTABLISHED", 40002),
-                    _server_state(2.0, "TIME_WAIT", 40002), _server_state(2.5, "GONE", 40001),
-                    _server_state(3.0, "GONE", 40002)])
-    one, two = ev.conn(40001, PORT), ev.conn(40002, PORT)
-    assert [e.state for e in one.states("server")] == ["ESTABLISHED", "GONE"]
-    assert [e.state for e in two.states("server")] == ["ESTABLISHED", "TIME_WAIT", "GONE"]
-    assert not one.ever_in("server", "TIME_WAIT") and two.ever_in("server", "TIME_WAIT")
-    assert one.gone_at("server") == 2.5 and two.gone_at("server") == 3.0
+def test_each_connection_has_its_own_states_at_the_shared_server_port():
+    ev = _ev()
+    assert [e.state for e in ev.conn(41003).states("server")] == ["ESTABLISHED", "GONE"]
+    assert ev.conn(41003).gone_at("server") == 4.0          # not 41001's (2.0)
+    assert ev.conn(41002).first_in("client", "TIME_WAIT").t == 2.5
+    assert not ev.conn(41001).ever_in("server", "LISTEN")    # the listener is no connection's
 
 
-def test_samples_by_the_connections_key():
-    mine = TimerSample(1.0, f"{CLI}:40001-{SRV}:{PORT}", "TIME_WAIT", "timewait", 60000, 0, 1.001)
-    other = mine._replace(key=f"{CLI}:40002-{SRV}:{PORT}")
-    ev = _evidence([], {"client": [tuple(mine), tuple(other)]})
-    assert ev.conn(40001, PORT).samples("client") == [mine]
-    assert ev.conn(40001, PORT).samples("client", state="FIN_WAIT2") == []
+def test_segments_by_connection_and_sender():
+    ev = _ev()
+    assert [s.sport for s in ev.conn(41002).segments("client", sender="client", flag="FIN")] == [41002]
+    assert ev.conn(41003).segments("client") == []
+    assert ev.conn(41001, PORT).key("client") == f"{CLI}:41001-{SRV}:{PORT}"
+    assert ev.conn(41001).key("server") == f"{SRV}:{PORT}-{CLI}:41001"
+
+
+def test_samples_by_the_connections_key_and_state():
+    from lab.records import TimerSample
+
+    mine = TimerSample(1.0, f"{CLI}:41001-{SRV}:{PORT}", "TIME_WAIT", "timewait", 60000, 0, 1.001)
+    other = mine._replace(key=f"{CLI}:41002-{SRV}:{PORT}")
+    ev = Evidence(packets={}, timeline=[], counters={}, sysctls={}, addresses={"client": CLI, "server": SRV},
+                  faults={}, timer_samples={"client": [tuple(mine), tuple(other)]}, port=PORT)
+    assert ev.conn(41001).samples("client") == [mine]
+    assert ev.conn(41001).samples("client", state="FIN_WAIT2") == []
+    assert ev.conn(41001).samples("server") == []
