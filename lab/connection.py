@@ -90,3 +90,13 @@ class Conn:
         """Every sample of the socket's running timer in *host* (in *state*)."""
         key = self.key(host)
         return [s for s in self.ev.samples(host) if s.key == key and (state is None or s.state == state)]
+
+    def tuple_states(self, host: str, after: float | None = None, until: float | None = None) -> list[Event]:
+        """The state changes sock_diag saw of exactly this 4-tuple in *host* (the last one "GONE"
+        when it went), at or after *after* and at or before *until*, in time order. Both ends are
+        matched: states() matches the local end alone, which in the server is every connection
+        to its port."""
+        other = self.server if host == self.client else self.client
+        want = (*self.local(host), *self.local(other))
+        return [e for e in self.ev.states(host) if e.socket is not None and e.socket.key == want
+                and (after is None or e.t >= after) and (until is None or e.t <= until)]
