@@ -98,5 +98,6 @@ class Conn:
         to its port."""
         other = self.server if host == self.client else self.client
         want = (*self.local(host), *self.local(other))
-        return [e for e in self.ev.states(host) if e.socket is not None and e.socket.key == want
+        return [e for e in self.ev.states(host)         # (older records keep only these fields of the socket)
+                if tuple(e.data["socket"][k] for k in ("src", "sport", "dst", "dport")) == want
                 and (after is None or e.t >= after) and (until is None or e.t <= until)]
