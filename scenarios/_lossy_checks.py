@@ -251,13 +251,13 @@ def lost_final_ack_costs_an_rto(s: Seen) -> Check:
                 f"nothing of the close is lost (below {TCP_RTO_MIN_MS:g} ms); when the final ACK was lost, at "
                 "least TCP_RTO_MIN + two round trips of the path (the RTO is at least rto_min + srtt, and the "
                 "retransmitted FIN's ACK takes another)")
+    every = dist["all"]["close_ms"]
     observed = (f"captures: server wait, no loss in the close ({len(clean_close)}): median {clean.get('p50')} ms, max "
                 f"{clean.get('max')} ms; final ACK lost ({lost.get('n', 0)}): min {lost.get('min')} ms, "
                 f"median {lost.get('p50')} ms (floor {floor:.0f} ms); whole close (client FIN to server end), all "
-                f"{len(done)}: median {dist['all']['close_ms'].get('p50')} ms, p90 {dist['all']['close_ms'].get('p90')} "
-                f"ms, max {dist['all']['close_ms'].get('max')} ms")
+                f"{len(done)}: median {every.get('p50')} ms, p90 {every.get('p90')} ms, max {every.get('max')} ms")
     values = {"distribution": dist, "final_ack_lost_server_wait_ms_min": lost.get("min"),
-              "close_ms_p50": dist["all"]["close_ms"].get("p50"), "path_delay_ms": path_ms,
+              "close_ms_p50": every.get("p50"), "path_delay_ms": path_ms,
               "floor_ms": round(floor, 1), "below_floor": slow, "clean_above_rto_min": clean_slow,
               "untouched_connections": len([x for x in done if x.segments_lost == 0]),
               "connections": [x.to_json() for x in s.conns]}

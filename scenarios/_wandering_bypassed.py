@@ -136,7 +136,8 @@ def old_segment_in_new_window(s: Seen) -> Check:
          "old_stream_offset": old_off, "new_client_isn": x2, "new_server_isn": y2,
          "client_bytes_new": sent_c, "server_bytes_new": sent_s, "rcv_nxt": rcv_nxt,
          "snd_una": snd_una, "aligned": facts.get("aligned"), "old_phase_s": facts.get("old_phase_s")},
-        missing=b.replay.missing or f"{observed}: the new SYNs are not all captured ({s.ev.capture_hole() or 'no drops'})")
+        missing=b.replay.missing
+        or f"{observed}: the new SYNs are not all captured ({s.ev.capture_hole() or 'no drops'})")
 
 
 # -- what the server's TCP does with the replay: (b) timestamps on, (c) off ------------------------

@@ -186,7 +186,8 @@ def time_wait_acks_old_duplicate(s: Seen) -> Check:
         ok = s.missing("server")
     else:
         ok = ack.seq == want_seq and ack.ack == want_ack and ack.length == 0
-    observed = (f"server.pcap: replay of seq {copied['seq'] if copied else '-'} ({copied['length'] if copied else 0} B) "
+    observed = (f"server.pcap: replay of seq {copied['seq'] if copied else '-'} "
+                f"({copied['length'] if copied else 0} B) "
                 f"{'arrived' if replay else 'never arrived'} while sock_diag showed {a.tw_before}; "
                 + (f"answer {ms(ack.t - replay.t)} ms later: {ack.flags} seq {ack.seq} ack {ack.ack} "
                    f"(want seq {want_seq} ack {want_ack})" if ack else "no ACK within 50 ms"))

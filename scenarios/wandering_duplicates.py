@@ -88,8 +88,9 @@ from ._premise import time_wait_room
 from ._wandering_bypassed import (application_reads_old_bytes, application_reads_only_new_bytes, isn_clock,
                                   old_segment_accepted, old_segment_in_new_window, paws_rejects_old_segment,
                                   time_wait_bypassed)
-from ._wandering_judge import (Seen, no_application_sees_it, paws_in_time_wait, rfc1337_on, time_wait_acks_old_duplicate,
-                               time_wait_and_the_peers_rst, time_wait_timer_restarted, timestamps_on)
+from ._wandering_judge import (Seen, no_application_sees_it, paws_in_time_wait, rfc1337_on,
+                               time_wait_acks_old_duplicate, time_wait_and_the_peers_rst, time_wait_timer_restarted,
+                               timestamps_on)
 from ._wandering_plan import (ALIGN_MARGIN, M32, MARK, MARK_A, OLD_BYTES, PORT, PORT_A, PORT_B, TAIL,
                               TW_WAIT_S)
 

@@ -1,7 +1,7 @@
-"""lossy-link's checks (scenarios.lossy_link.SCENARIO) on the evidence of a real run (Debian 12's kernel under qemu, netem
-20 % loss and 10 ms each way, 100 closes; tests/data/scenarios/lossy-link.json.gz, made from its
-report.json), then with one observation or one setting changed: exactly the checks about it must
-fail."""
+"""lossy-link's checks (scenarios.lossy_link.SCENARIO) on the evidence of a real run (Debian 12's
+kernel under qemu, netem 20 % loss and 10 ms each way, 100 closes; tests/data/scenarios/
+lossy-link.json.gz, made from its report.json), then with one observation or one setting changed:
+exactly the checks about it must fail."""
 
 from __future__ import annotations
 
@@ -240,7 +240,8 @@ def test_no_lost_final_ack_is_not_applicable(ev):
     assert got["lost-final-ack-saved-by-time-wait"] == "n/a" and got["lost-final-ack-costs-an-rto"] == "n/a"
     ev.sysctls["client"]["net.ipv4.tcp_max_tw_buckets"] = "0"
     assert outcomes(ev)["lost-final-ack-answered-by-rst"] == "n/a"
-    assert sc.SCENARIO.summary({"checks": [c.to_json() for c in sc.SCENARIO.judge(ev)]})      # the terminal view still reads
+    report = {"checks": [c.to_json() for c in sc.SCENARIO.judge(ev)]}
+    assert sc.SCENARIO.summary(report)      # the terminal view still reads
 
 
 def test_a_close_whose_end_a_dropping_capture_missed_is_inconclusive(ev):
