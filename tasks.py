@@ -81,9 +81,11 @@ def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, js
         compose=None, repeat=None, parallel=None, strict_rfc=False):
     """Run one scenario (or `all`) and judge it: exit 0 pass, 1 a check failed, 2 usage or
     environment error."""
+    from lab import views
     from lab.core import parse_sysctl
     from lab.runner import run_catalog, run_many, run_scenario
     from lab.shaping import parse_shapes
+    from lab.verdict import batch_exit_code
 
     settings = [parse_sysctl(s) for s in (sysctl or [])]
     shaping = parse_shapes(shape or [])
@@ -101,40 +103,36 @@ def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, js
         summary = run_catalog(list(catalog()), parallel=int(parallel or 3), backend=backend,
                               sysctls=settings, artifacts=artifacts, shaping=shaping,
                               compose=compose, options=options, progress=progress)
-        if json:
-            print(_json.dumps(summary, indent=2, default=str))
-        else:
-            _catalog_table(summary)
-        if summary["errors"] and not summary["passed"] and not summary["failed"]:
-            raise Exit(code=2)
-        if summary["verdict"] != "pass":
-            raise Exit(code=1)
+        _show(summary, json, lambda: views.catalog_table(summary))
+        _exit(batch_exit_code(r["verdict"] for r in summary["scenarios"]))
         return
     if repeat > 1:
         summary = run_many(scenario, repeat, parallel, backend=backend, sysctls=settings,
                            artifacts=artifacts, shaping=shaping, compose=compose, progress=progress,
                            options=options)
-        if json:
-            print(_json.dumps(summary, indent=2, default=str))
-        else:
-            print(f"{scenario}: {summary['passed']}/{repeat} passed, {summary['failed']} failed, "
-                  f"{summary['errors']} errors, {parallel} at a time, {summary['wall_s']} s; "
-                  f"per check: " + ", ".join(f"{k} {v}" for k, v in summary["check_pass_rate"].items()))
-            print(f"artifacts: {summary['artifacts']}/ (summary.json, run-NNN/)")
-        if summary["errors"] and not summary["failed"] and not summary["passed"]:
-            raise Exit(code=2)
-        if summary["verdict"] != "pass":
-            raise Exit(code=1)
+        _show(summary, json, lambda: print("\n".join(views.repeat_lines(summary))))
+        _exit(batch_exit_code(r["verdict"] for r in summary["runs"]))
         return
     report = run_scenario(scenario, backend=backend, sysctls=settings, artifacts=artifacts,
                           progress=progress, shaping=shaping, compose=compose, options=options)
-    if json:
-        print(_json.dumps(report, indent=2, default=str))
-    else:
-        from lab.report import show
+    from lab.report import show
 
-        show(report)
+    _show(report, json, lambda: show(report))
     _exit_for(report)
+
+
+def _show(doc: dict, as_json: bool, view) -> None:
+    """report.json or a summary on stdout (--json), else its view for the terminal."""
+    if as_json:
+        print(_json.dumps(doc, indent=2, default=str))
+    else:
+        view()
+
+
+def _exit(code: int, message: str | None = None) -> None:
+    """The one way a task ends with a non-zero code (lab.verdict decides the code)."""
+    if code:
+        raise Exit(message, code=code)
 
 
 def _exit_for(report: dict) -> None:
@@ -143,29 +141,7 @@ def _exit_for(report: dict) -> None:
     from lab.verdict import EXIT_CODES
 
     code = EXIT_CODES.get(report["verdict"], 1)
-    if code == 2:
-        raise Exit("twlab: " + " ".join(str(report.get("error") or report["verdict"]).split()), code=2)
-    if code:
-        raise Exit(code=code)
-
-
-def _catalog_table(summary: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    skipped = summary.get("skipped", 0)
-    table = Table(title=f"twlab catalog: {summary['passed']}/{len(summary['scenarios']) - skipped} passed"
-                        + (f", {skipped} skipped" if skipped else "") + f" in {summary['wall_s']} s")
-    for col in ("scenario", "verdict", "checks", "time (s)", "artifacts"):
-        table.add_column(col)
-    for r in summary["scenarios"]:
-        checks = r.get("checks") or {}
-        colour = {"pass": "green", "fail": "red"}.get(r["verdict"], "yellow")
-        table.add_row(r["scenario"], f"[{colour}]{r['verdict']}[/]",
-                      f"{sum(checks.values())}/{len(checks)}" if checks else
-                      (r.get("error") or r.get("reason") or "")[:60],
-                      str(r.get("duration_s", "")), r["artifacts"])
-    Console().print(table)
+    _exit(code, "twlab: " + " ".join(str(report.get("error") or report["verdict"]).split()) if code == 2 else None)
 
 
 @task(help={"backend": "auto, docker or netns"})
@@ -233,39 +209,15 @@ def clean(c, all=False):  # noqa: A002
 def stability(c, runs=20, scenario=None, backend=None, artifacts=None):
     """Run every scenario RUNS times in a row on each backend; print how often each passed.
     Exit 0 only when every run of every scenario passed."""
-    from pathlib import Path
-
-    from rich.console import Console
-    from rich.table import Table
-
-    from lab.artifacts import check_dir, ensure_dir, write_text
-    from lab.runner import default_artifacts, run_many
+    from lab.stability import run_stability
+    from lab.views import stability_table
     from scenarios import catalog
 
-    names = scenario or list(catalog())
-    backends = backend or ["docker", "netns"]
-    base = check_dir(Path(artifacts) if artifacts else default_artifacts("stability"))
-    table = Table(title=f"twlab stability: {runs} runs in a row per scenario and backend")
-    for col in ("scenario", *backends):
-        table.add_column(col)
-    results, ok = {}, True
-    for name in names:
-        row = [name]
-        for be in backends:
-            summary = run_many(name, int(runs), 1, backend=be, artifacts=base / be / name,
-                               progress=lambda line: None)
-            results[f"{name}/{be}"] = {k: summary[k] for k in
-                                       ("passed", "failed", "errors", "check_pass_rate", "wall_s")}
-            ok &= summary["passed"] == int(runs)
-            colour = "green" if summary["passed"] == int(runs) else "red"
-            row.append(f"[{colour}]{summary['passed']}/{runs}[/] ({summary['wall_s']:.0f} s)")
-            print(f"{name} on {be}: {summary['passed']}/{runs} passed", file=sys.stderr)
-        table.add_row(*row)
-    Console().print(table)
-    write_text(ensure_dir(base) / "stability.json", _json.dumps(results, indent=2) + "\n")
+    names, backends, runs = scenario or list(catalog()), backend or ["docker", "netns"], int(runs)
+    results, base = run_stability(names, backends, runs, artifacts)
+    stability_table(results, names, backends, runs)
     print(f"artifacts: {base}/ (stability.json)")
-    if not ok:
-        raise Exit(code=1)
+    _exit(0 if all(r["passed"] == runs for r in results.values()) else 1)
 
 
 @task(help={"runs": "repetitions per measurement (medians are printed)",
@@ -308,7 +260,11 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
     from pathlib import Path
 
     from lab.artifacts import check_output, ensure_dir, write_text
-    from lab.check import junit_xml, load_profile, run_check
+    from lab.ci import run_check
+    from lab.views import check_table
+    from lab.vm.commands import check_in_vm
+    from lab.junit import junit_xml
+    from lab.profile import load_profile
     from lab.core import parse_sysctl
     from lab.errors import EnvError, UsageError
     from lab.shaping import parse_shapes
@@ -325,8 +281,8 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
     for flag, path in outputs:                      # fail before the run (creating nothing yet)
         check_output(path, flag)
     if kernel != "host":
-        summary = _check_in_vm(kernel, names, sysctl or [], from_host, profile, shape or [], artifacts,
-                               parallel, backend)
+        summary = check_in_vm(kernel, names, sysctl or [], from_host, profile, shape or [], artifacts,
+                              parallel, backend)
     else:
         summary = run_check(names, sysctls=settings, from_host=from_host, profile=prof, backend=backend,
                             shaping=shaping, artifacts=artifacts, parallel=parallel, progress=print)
@@ -337,95 +293,12 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
         except OSError as exc:
             raise EnvError(f"{flag} {path}: cannot write it ({exc.strerror or exc}); the run's "
                            f"summary is in {summary['artifacts']}/check.json") from None
-    _check_table(summary)
+    check_table(summary)
     for flag, path in outputs:
         print(f"{flag[2:]}: {path}")
     print(f"artifacts: {summary['artifacts']}/ (check.json, one directory per scenario)")
-    if summary["exit_code"] == 2:
-        first = next((r["error"] for r in summary["scenarios"] if r["verdict"] == "error"), "")
-        raise Exit(f"twlab: no scenario could run: {first}", code=2)
-    if summary["exit_code"]:
-        raise Exit(code=summary["exit_code"])
-
-
-def _check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: bool, profile: str | None,
-                 shapes: list[str], artifacts: str | None, parallel: int, backend: str = "auto") -> dict:
-    """`invoke check` itself, run inside *kernel* under qemu (netns backend there, or containers on
-    the guest's own Docker engine with --backend docker); its summary comes back through the
-    shared artifacts directory."""
-    from pathlib import Path
-
-    from lab import vm as labvm
-    from lab.artifacts import check_dir, ensure_dir
-    from lab.errors import EnvError, UsageError
-    from lab.runner import default_artifacts
-
-    labvm.kernel_spec(kernel)
-    backend = labvm.vm_backend(backend)
-    if from_host:
-        raise UsageError("--from-host copies this machine's sysctls; with --kernel give them with "
-                         "--sysctl or a profile")
-    out = check_dir(Path(artifacts) if artifacts else default_artifacts(f"check-{kernel}")).resolve()
-    args = ["check", "--backend", backend, "--artifacts", str(out / "runs"), "--parallel", str(parallel),
-            "--json-out", str(out / "check.json")]
-    args += [a for n in names for a in ("--scenario", n)]
-    args += [a for t in sysctls for a in ("--sysctl", t)]
-    args += [a for t in shapes for a in ("--shape", t)]
-    if profile:
-        args += ["--profile", str(Path(profile).resolve())]      # the host's / is the guest's
-    ensure_dir(out)
-    print(f"check inside the {kernel} VM ({backend} backend): artifacts in {out}/")
-    code, _ = labvm.run(kernel, args, out, progress=print, timeout_s=3600, docker=backend == "docker")
-    try:
-        summary = _json.loads((out / "check.json").read_text())
-    except (OSError, ValueError):
-        raise EnvError(f"inside the {kernel} VM the check exited {code} and left no check.json "
-                       f"(see {out}/vm-console.log)") from None
-    summary["vm"] = {"kernel": kernel, "backend": backend, "exit_code": code}
-    return summary
-
-
-def _check_table(summary: dict) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    from lab.verdict import outcome_of
-
-    console = Console()
-    n = summary["counts"]
-    table = Table(title=f"twlab check on {summary['kernel']}: {n['passed']}/{n['scenarios'] - n.get('skipped', 0)} "
-                        "scenarios passed" + (f" ({n['skipped']} skipped)" if n.get("skipped") else "")
-                        + f", {n['checks'] - n['check_failures']}/{n['checks']} checks, "
-                        f"{n['requirements'] - n['requirement_failures']}/{n['requirements']} required "
-                        f"behaviours, {summary['wall_s']} s")
-    for col in ("scenario", "verdict", "checks", "not matched / why"):
-        table.add_column(col, overflow="fold")
-    colours = {"pass": "green", "fail": "red", "skipped": "yellow", "error": "yellow"}
-    for r in summary["scenarios"]:
-        checks = r.get("checks") or []
-        why = ", ".join(f"{ch['name']}" + ("" if outcome_of(ch) == "fail" else f" ({outcome_of(ch)})")
-                        for ch in checks if not ch["passed"]) or r.get("reason") or r.get("error") or ""
-        table.add_row(r["scenario"], f"[{colours[r['verdict']]}]{r['verdict']}[/]",
-                      f"{sum(ch['passed'] for ch in checks)}/{len(checks)}" if checks else "",
-                      escape(why))
-    for q in summary["requirements"]:
-        table.add_row(escape(f"required: {q['name']}"), "[green]pass[/]" if q["passed"] else "[red]fail[/]",
-                      "", escape(q["observed"] if not q["passed"] else ""))
-    console.print(table)
-    for r in summary["scenarios"]:
-        for ch in r.get("checks") or []:
-            if outcome_of(ch) in ("fail", "inconclusive"):
-                mark = "[red]fail[/]" if outcome_of(ch) == "fail" else "[yellow]inconclusive[/]"
-                console.print(f"{mark}  {escape(r['scenario'])} / {escape(ch['name'])}\n"
-                              f"      expected {escape(ch['expected'])}\n      observed {escape(ch['observed'])}\n"
-                              f"      rule     {escape(ch['citation'])}")
-    for q in summary["requirements"]:
-        if not q["passed"]:
-            console.print(f"[red]fail[/]  required: {escape(q['name'])} ({escape(str(summary['profile']))}, "
-                          f"line {q['line']})\n      required {escape(q['expected'])}\n"
-                          f"      observed {escape(q['observed'])}")
-    console.print(f"verdict: {summary['verdict'].upper()} (exit {summary['exit_code']})")
+    first = next((r["error"] for r in summary["scenarios"] if r["verdict"] == "error"), "")
+    _exit(summary["exit_code"], f"twlab: no scenario could run: {first}" if summary["exit_code"] == 2 else None)
 
 
 @task(
@@ -448,6 +321,7 @@ def matrix(c, kernel=None, scenario=None, out=None, backend=None, json=False):
     and matrix.md."""
     from lab.matrix import parse_backends, parse_kernels, run_matrix, show
     from lab.runner import default_artifacts
+    from lab.verdict import batch_exit_code
     from scenarios import catalog
 
     kernels = parse_kernels(kernel)
@@ -463,11 +337,7 @@ def matrix(c, kernel=None, scenario=None, out=None, backend=None, json=False):
         if m["differs"]:
             print("kernels differ in: " + "; ".join(m["differs"]))
         print(f"matrix: {m['out']}/matrix.json, {m['out']}/matrix.md")
-    cells = [cell for per in m["cells"].values() for cell in per.values()]
-    if cells and all(cell["verdict"] in ("error", "skipped") for cell in cells):
-        raise Exit(code=2)
-    if any(cell["verdict"] not in ("pass", "skipped") for cell in cells):    # no netem: skipped
-        raise Exit(code=1)
+    _exit(batch_exit_code(cell["verdict"] for per in m["cells"].values() for cell in per.values()))
 
 
 @task(
@@ -500,8 +370,9 @@ def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None,
     from lab.artifacts import check_dir
     from lab.core import parse_sysctl
     from lab.report import show
-    from lab.vm import vm_backend
     from lab.runner import default_artifacts
+    from lab.vm import vm_backend
+    from lab.vm.commands import scenario_in_vm
     from lab.shaping import UNUSED, parse_shapes
     from scenarios import get
 
@@ -518,31 +389,10 @@ def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None,
         raise Exit("twlab: --timeout takes a number of seconds", code=2) from None
     backend = vm_backend(backend)
     out = check_dir(Path(artifacts) if artifacts else default_artifacts(f"{scenario}-{kernel}")).resolve()
-    args = ["run", scenario, "--backend", backend, "--json", "--artifacts", str(out)]
-    args += [a for text in sysctl or [] for a in ("--sysctl", text)]
-    args += [a for text in shape or [] for a in ("--shape", text)]
-    args += ["--strict-rfc"] if strict_rfc else []
-    seen: list[str] = []
-
-    def progress(line: str) -> None:
-        seen.append(line)
-        print(line, file=sys.stderr if json else sys.stdout)
-
-    code, _ = labvm.run(kernel, args, out, progress=progress, timeout_s=timeout_s, docker=backend == "docker")
-    try:
-        report = _json.loads((out / "report.json").read_text())
-    except (OSError, ValueError):
-        said = next((ln for ln in reversed(seen) if ln.startswith("twlab:")), None)
-        raise Exit(f"twlab: inside the {kernel} VM: " + (said[len("twlab:"):].strip() if said else
-                   f"the run exited {code} and left no report.json (see {out}/vm-console.log)"),
-                   code=code if code in (1, 2, 130) else 2) from None
-    if json:
-        print(_json.dumps(report, indent=2, default=str))
-    else:
-        show(report)
-        print(f"artifacts: {out}/ (report.json, pcaps, vm-console.log)")
-    if code:
-        raise Exit(code=code)
+    report, code = scenario_in_vm(kernel, scenario, out, sysctl or [], shape or [], strict_rfc, timeout_s,
+                                  backend, progress=lambda line: print(line, file=sys.stderr if json else sys.stdout))
+    _show(report, json, lambda: (show(report), print(f"artifacts: {out}/ (report.json, pcaps, vm-console.log)")))
+    _exit(code)
 
 
 # -- every scenario is a task too: `invoke lost-ack [flags]` is `invoke run lost-ack [flags]`; after

@@ -22,13 +22,10 @@ still exits 1 under a plain ``invoke``, 2 under ``./twlab``.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import os
-import pkgutil
 import re
 import sys
-from pathlib import Path
 from typing import Any
 
 import invoke
@@ -36,6 +33,7 @@ from invoke import Exit, Program, Task
 from invoke.exceptions import ParseError
 
 from .errors import quoted, shortened
+from .words import did_you_mean
 
 __all__ = ["TwlabTask", "TwlabProgram", "task", "adopt", "main", "rewrite", "scenario_names"]
 
@@ -44,11 +42,10 @@ SHORT_INSTEAD_OF_H = {"shape": "e"}      # the same letter in run, check and vm
 
 
 def scenario_names() -> list[str]:
-    """The catalog's names, from the module names alone (kebab-case of scenarios/<name>.py):
-    cheap enough for every `invoke` start."""
-    here = Path(__file__).resolve().parents[1] / "scenarios"
-    return sorted(m.name.replace("_", "-") for m in pkgutil.iter_modules([str(here)])
-                  if not m.name.startswith("_"))
+    """The catalog's names (cheap enough for every `invoke` start: no scenario is imported)."""
+    from scenarios import names
+
+    return names()
 
 
 class TwlabTask(Task):
@@ -176,12 +173,12 @@ class TwlabProgram(Program):
             word = m.group(1)
             if word.startswith("-") and task_name:
                 flags = [f for f in ctx.flags if f.startswith("--")]
-                return (f"`{cmd} {task_name}` has no flag {quoted(word)}" + _did_you_mean(word, flags)
+                return (f"`{cmd} {task_name}` has no flag {quoted(word)}" + did_you_mean(word, flags)
                         + f"; `{cmd} {task_name} --help` lists its flags")
             if word.startswith("-"):
                 return f"{cmd} has no option {quoted(word)}; `{cmd} --help` lists them"
             names = [n for n in contexts if n not in scenario_names()] + scenario_names()
-            return (f"unknown task or scenario {quoted(word)}" + _did_you_mean(word, names)
+            return (f"unknown task or scenario {quoted(word)}" + did_you_mean(word, names)
                     + f"; `{cmd} --list` shows the tasks, `{cmd} list` the scenarios")
         if m := re.fullmatch(r"'(.*)' did not receive required positional arguments: (.*)", msg):
             name, missing = m.group(1), m.group(2).replace("'", "").upper()
@@ -201,11 +198,6 @@ def _quiet_stdout() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
-
-
-def _did_you_mean(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def adopt() -> None:

@@ -70,10 +70,10 @@ class Conn:
     def states(self, host: str) -> list[Event]:
         """The state changes sock_diag saw of this connection's socket in *host* (the last one
         "GONE" when it went), in time order."""
-        addr, port = self.local(host)
+        me = self.local(host)
+        peer = self.local(self.server if host == self.client else self.client)
         return [e for e in self.ev.states(host)
-                if (e.data["socket"]["src"], e.data["socket"]["sport"]) == (addr, port)
-                and e.data["socket"]["dport"] != 0]
+                if (e.socket.src, e.socket.sport) == me and (e.socket.dst, e.socket.dport) == peer]
 
     def ever_in(self, host: str, state: str) -> bool:
         return any(e.state == state for e in self.states(host))
@@ -90,14 +90,3 @@ class Conn:
         """Every sample of the socket's running timer in *host* (in *state*)."""
         key = self.key(host)
         return [s for s in self.ev.samples(host) if s.key == key and (state is None or s.state == state)]
-
-    def tuple_states(self, host: str, after: float | None = None, until: float | None = None) -> list[Event]:
-        """The state changes sock_diag saw of exactly this 4-tuple in *host* (the last one "GONE"
-        when it went), at or after *after* and at or before *until*, in time order. Both ends are
-        matched: states() matches the local end alone, which in the server is every connection
-        to its port."""
-        other = self.server if host == self.client else self.client
-        want = (*self.local(host), *self.local(other))
-        return [e for e in self.ev.states(host)         # (older records keep only these fields of the socket)
-                if tuple(e.data["socket"][k] for k in ("src", "sport", "dst", "dport")) == want
-                and (after is None or e.t >= after) and (until is None or e.t <= until)]

@@ -29,22 +29,13 @@ from .interrupts import shielded, stop
 from .observe import Sampler, SocketInfo, SocketView, counters_delta, read_counters
 from .sampling import SamplerProcess
 from .peer import Peer
-from .sysctls import SYSCTL_RANGES, SysctlSetting, apply as apply_sysctl, check_keys, in_force, parse_sysctl
+from .sysctls import (REPORTED_SYSCTLS, SYSCTL_RANGES, SysctlSetting, apply as apply_sysctl, check_keys, in_force,
+                      parse_sysctl)
 from .timeline import Timeline
 from .topology import DEFAULT_COMPOSE, Topology, load
 
-# SysctlSetting, parse_sysctl and SYSCTL_RANGES live in lab.sysctls; re-exported here
+# SysctlSetting, parse_sysctl, SYSCTL_RANGES and REPORTED_SYSCTLS live in lab.sysctls; re-exported here
 __all__ = ["Lab", "SysctlSetting", "parse_sysctl", "SYSCTL_RANGES", "REPORTED_SYSCTLS"]
-
-# what report.json lists per host, besides any sysctl the run set
-REPORTED_SYSCTLS = (
-    "net.ipv4.tcp_max_tw_buckets", "net.ipv4.tcp_tw_reuse", "net.ipv4.tcp_tw_reuse_delay",
-    "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_rfc1337", "net.ipv4.tcp_timestamps",
-    "net.ipv4.tcp_orphan_retries", "net.ipv4.tcp_retries2", "net.ipv4.tcp_invalid_ratelimit",
-    "net.ipv4.tcp_early_retrans", "net.ipv4.tcp_sack",
-    "net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding",
-    "net.ipv4.tcp_ehash_entries",     # read-only: the host's TCP hash table (< 0: the shared one)
-)
 
 
 ENDS = ("client", "server")  # the hosts every scenario drives, by these names

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .artifacts import ensure_dir, write_text
-from .errors import LabError, ScenarioSkipped, UsageError
+from .errors import UsageError
 from .matrixkeys import COUNTERS
 from .scenario import KeyValue
 from .verdict import FAIL, INCONCLUSIVE, NOT_APPLICABLE, outcome_of
@@ -117,7 +117,6 @@ def run_matrix(kernels: list[str], names: list[str], out: Path, backend: str | l
     from scenarios import get
 
     from .artifacts import check_dir
-    from .runner import run_scenario
 
     kernels = list(dict.fromkeys(kernels or [HOST]))
     backends = parse_backends([backend] if isinstance(backend, str) else backend)
@@ -131,16 +130,8 @@ def run_matrix(kernels: list[str], names: list[str], out: Path, backend: str | l
     for col, kernel, be in cols:
         if kernel == HOST:
             releases[col] = platform.release()
-            for n in names:
-                progress(f"{n} on {col} ({releases[col]}) ...")
-                try:
-                    report = run_scenario(n, backend=be, artifacts=out / col / n, progress=lambda s: None)
-                    cells[n][col] = cell_from_report(report)
-                except ScenarioSkipped as exc:           # this kernel cannot run it: say why
-                    cells[n][col] = {**_error_cell(exc.why), "verdict": "skipped"}
-                except LabError as exc:
-                    cells[n][col] = _error_cell(exc)
-                progress(f"{n} on {col}: {cells[n][col]['verdict']}")
+            for n, cell in _host_cells(names, be, out / col, progress, col).items():
+                cells[n][col] = cell
             continue
         runner, why = vm, None
         if runner is None:
@@ -168,6 +159,24 @@ def run_matrix(kernels: list[str], names: list[str], out: Path, backend: str | l
     write_text(out / "matrix.json", json.dumps(matrix, indent=2, default=str) + "\n")
     write_text(out / "matrix.md", markdown(matrix))
     return matrix
+
+
+def _host_cells(names: list[str], backend: str, out: Path, progress, col: str) -> dict[str, dict[str, Any]]:
+    """This machine's column: the scenarios through lab.pipeline, one lab at a time (the
+    numbers compared across kernels stay undisturbed by company)."""
+    from .pipeline import run_batches
+    from .runner import jobs_for
+
+    jobs = jobs_for(names, out, backend)
+    results = run_batches(jobs, 1, progress, label=lambda r: f"{r.scenario} on {col}:")
+    cells = {}
+    for job, res in zip(jobs, results):
+        if res.verdict == "skipped":                  # this kernel cannot run it: say why
+            cells[job.scenario] = {**_error_cell((res.skip or {}).get("why", res.reason)), "verdict": "skipped"}
+            continue
+        report = _find_report(Path(job.artifacts), job.scenario, None)
+        cells[job.scenario] = cell_from_report(report) if report else _error_cell(res.error or "no report.json")
+    return cells
 
 
 def _vm_cell(vm: Any, kernel: str, backend: str, name: str, artifacts: Path, progress) -> dict[str, Any]:

@@ -15,13 +15,13 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import signal
-from typing import Any, Callable
+from typing import Callable
 
-from .interrupts import Interrupted, interrupts_as_exceptions, shielded, signal_name
+from .interrupts import Interrupted, interrupts_as_exceptions, shielded
+from .pipeline import Job, Result, interrupted
 
 __all__ = ["run_jobs"]
 
-Job = dict[str, Any]
 _STOP = None            # in a worker: the batch's "stop" event
 
 
@@ -40,8 +40,9 @@ def _init(stop) -> None:
             signal.signal(s, _idle)
 
 
-def _job(fn: Callable[[Job], dict], job: Job) -> dict:
-    """Run fn(job) in a worker: its labs are accounted for, and a stop is an interrupted result."""
+def _job(fn: Callable[[Job], Result], job: Job) -> tuple[Result, bool, list[str]]:
+    """Run fn(job) in a worker: its labs are accounted for, and a stop is an interrupted result.
+    Returns the result, whether it began, and the labs it made."""
     from . import cleanup
 
     before = cleanup.made_here()
@@ -53,27 +54,22 @@ def _job(fn: Callable[[Job], dict], job: Job) -> dict:
             started = True
             res = fn(job)
         except KeyboardInterrupt as exc:
-            res = _interrupted(job, exc)
-    return {**res, "started": started, "labs": sorted(cleanup.made_here() - before)}
+            res = interrupted(job, exc)
+    return res, started, sorted(cleanup.made_here() - before)
 
 
-def _interrupted(job: Job, exc: BaseException) -> dict:
-    return {"run": job["run"], "verdict": "error", "interrupted": True, "exit_code": 130,
-            "error": f"interrupted by {signal_name(exc)}", "artifacts": str(job["artifacts"])}
-
-
-def _result(fut: cf.Future, job: Job) -> dict:
+def _result(fut: cf.Future, job: Job) -> tuple[Result, bool, list[str]]:
     try:
         return fut.result()
     except KeyboardInterrupt as exc:       # raised as the job's own handling ended
-        return _interrupted(job, exc)
+        return interrupted(job, exc), True, []
     except Exception as exc:               # noqa: BLE001 - a broken worker is one job's error
-        return {"run": job["run"], "verdict": "error", "exit_code": 2, "artifacts": str(job["artifacts"]),
-                "error": f"{type(exc).__name__}: {exc}"}
+        return Result(run=job.run, scenario=job.scenario, artifacts=str(job.artifacts), verdict="error",
+                      exit_code=2, error=f"{type(exc).__name__}: {exc}"), True, []
 
 
-def run_jobs(fn: Callable[[Job], dict], jobs: list[Job], width: int,
-             on_result: Callable[[Job, dict], None]) -> None:
+def run_jobs(fn: Callable[[Job], Result], jobs: list[Job], width: int,
+             on_result: Callable[[Job, Result], None]) -> None:
     """fn(job) for every job, *width* at a time, each in a spawned process (fn must be a
     module-level function); on_result(job, result) as each ends. An exception from on_result
     stops the batch too (the running jobs finish, no new one starts) and propagates."""
@@ -88,9 +84,9 @@ def run_jobs(fn: Callable[[Job], dict], jobs: list[Job], width: int,
 
     def take(fut: cf.Future) -> None:
         handled.add(fut)
-        res = _result(fut, futures[fut])
-        cleanup._MADE.update(res.get("labs") or [])
-        if res.pop("started", True):
+        res, started, labs = _result(fut, futures[fut])
+        cleanup._MADE.update(labs)
+        if started:
             on_result(futures[fut], res)
         else:
             handled.discard(fut)             # never began: one of not_run
@@ -120,6 +116,6 @@ def run_jobs(fn: Callable[[Job], dict], jobs: list[Job], width: int,
                     except Exception:       # noqa: BLE001 - the interrupt is what speaks now
                         pass
         if interrupted:
-            exc.not_run = sorted(futures[f]["run"] for f in futures if f not in handled)
+            exc.not_run = sorted(futures[f].run for f in futures if f not in handled)
         raise
     pool.shutdown(wait=True)

@@ -13,16 +13,17 @@ from .artifacts import check_dir, ensure_dir, write_text
 from .backends import check_name
 from .capture import parse_stats
 from .core import Lab, SysctlSetting
-from .errors import CannotShow, EnvError, LabError, NetemMissing, ScenarioSkipped, UsageError, WaitTimeout
+from .errors import CannotShow, EnvError, LabError, NetemMissing, UsageError, WaitTimeout
 from .evidence import Evidence
 from .interrupts import Interrupted, interrupts_as_exceptions, signal_name, signal_of
-from .pool import run_jobs
+from .pipeline import Job, Result, run_batches, tally
 from .shaping import REQUIRED, UNUSED, Shaping, parse_shape
-from .sysctls import check_keys
-from .verdict import EXIT_CODES, FAIL, INCONCLUSIVE, outcome_of, verdict
+from .sysctls import check_keys, layer_sysctls
+from .scenario import Scenario
+from .verdict import INCONCLUSIVE, Check, verdict
 
-__all__ = ["run_scenario", "run_many", "run_catalog", "default_artifacts", "interrupts_as_exceptions",
-           "Interrupted", "kernel_hz"]
+__all__ = ["run_scenario", "run_many", "run_catalog", "jobs_for", "default_artifacts",
+           "interrupts_as_exceptions", "Interrupted", "kernel_hz"]
 
 
 def default_artifacts(scenario: str) -> Path:
@@ -65,21 +66,60 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
     if shaping and sc.shaping == UNUSED:
         raise UsageError(f"{name} runs without link shaping; drop --shape")
     artifacts = Path(artifacts) if artifacts else default_artifacts(name)
+    options = dict(options or {})
     started = time.time()
     # the scenario's own settings first (e.g. a short tcp_orphan_retries), the user's on top
-    own = [SysctlSetting(h, k, v) for h, k, v in sc.own_sysctls()]
-    mine = {(s.host, s.key) for s in sysctls}
-    sysctls = [s for s in own if (s.host, s.key) not in mine] + list(sysctls)
+    sysctls = layer_sysctls(sc.own_sysctls(), explicit=sysctls)
+    lab = _lab_for(sc, backend, artifacts, sysctls, shaping, compose, progress)
+    facts, error = _steps(lab, sc, shaping, options, progress)
+    ev = Evidence.load(
+        artifacts, list(lab.hosts), timeline=lab.timeline.events(),
+        counters={h: lab.counters_delta(h) for h in lab.hosts}, sysctls=lab.sysctls,
+        addresses={h: str(host.address) for h, host in lab.hosts.items()},
+        faults={n: f.to_json() for n, f in (lab.faults.faults.items() if lab.faults else [])},
+        facts=facts, hz=kernel_hz(), options=options,
+        timer_samples=lab.sampler.series if lab.sampler else {},
+        captures={h: parse_stats(c.stats) for h, c in lab.captures.items()},
+        sampler=lab.sampler.cadence.to_json() if lab.sampler else {}, port=sc.port)
+    checks, run_verdict, error = _judged(sc, ev, lab, error)
+    report = {
+        "scenario": name, "port": sc.port, "intent": sc.intent_in(ev.sysctls), **lab.describe(),
+        "kernel_hz": ev.hz, "started": started, "duration_s": round(time.time() - started, 3),
+        "timings_s": {k: round(v, 3) for k, v in lab.timings.items()},
+        "sysctls_requested": [str(s) for s in sysctls], "options": options,
+        "verdict": run_verdict, "error": error,
+        "observation": {"problems": [p.to_json() for p in lab.health.problems],
+                        "sampler": lab.sampler.cadence.to_json() if lab.sampler else None},
+        "checks": [c.to_json() for c in checks], "counters": ev.counters, "captures": ev.captures,
+        "faults": ev.faults, "facts": facts,
+        "artifacts": {"dir": str(artifacts), "pcaps": sorted(p.name for p in artifacts.glob("*.pcap"))},
+        "timeline": [e.to_json(lab.t0) for e in ev.timeline],
+        "timer_samples": {h: [list(x) for x in xs] for h, xs in ev.timer_samples.items()},
+        "packets": {h: [s.to_json() for s in segs] for h, segs in ev.packets.items()},
+    }
+    _write_report(lab, artifacts, report)
+    return report
 
+
+def _lab_for(sc: Scenario, backend: str, artifacts: Path, sysctls: list[SysctlSetting],
+             shaping: list[Shaping], compose: Path | None, progress: Callable[[str], None]) -> Lab:
     def premise(in_force: dict[str, dict[str, str]]) -> None:
         """Asked by the lab once the sysctls are read back, before anything is captured."""
         why = sc.cannot_show(in_force)
         if why:
-            raise CannotShow(name, why)
+            raise CannotShow(sc.name, why)
 
-    lab = Lab(backend=backend, artifacts=artifacts, sysctls=list(sysctls), port=sc.port,
-              progress=progress, shaping=list(shaping), premise=premise,
-              needs_netem=name if sc.shaping == REQUIRED else None, **({"compose": compose} if compose else {}))
+    return Lab(backend=backend, artifacts=artifacts, sysctls=list(sysctls), port=sc.port,
+               progress=progress, shaping=list(shaping), premise=premise,
+               needs_netem=sc.name if sc.shaping == REQUIRED else None,
+               **({"compose": compose} if compose else {}))
+
+
+def _steps(lab: Lab, sc: Scenario, shaping: list[Shaping], options: dict[str, Any],
+           progress: Callable[[str], None]) -> tuple[dict[str, Any], str | None]:
+    """Bring the lab up, run the scenario's steps, tear the lab down (whatever happens): the facts
+    the steps returned, and the error of a protocol event that never came (judged as a failed
+    run, after what was seen is judged)."""
     facts: dict[str, Any] = {}
     error: str | None = None
     with interrupts_as_exceptions():
@@ -88,9 +128,9 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
                 if not shaping and sc.link:
                     # the scenario's own link, when the user gave none (--shape replaces it)
                     lab.add_shaping([sh for text in sc.link for sh in parse_shape(text)])
-                progress(f"running {name}: {sc.intent_in(lab.sysctls)}")
+                progress(f"running {sc.name}: {sc.intent_in(lab.sysctls)}")
                 t = time.monotonic()
-                lab.options = dict(options or {})
+                lab.options = options
                 try:
                     facts = {**lab.facts, **(sc.run(lab) or {})}
                 except WaitTimeout as exc:  # a step timed out: still judge what was seen, then fail
@@ -104,18 +144,15 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
                 lab.timings["scenario_s"] = time.monotonic() - t
         finally:
             lab.ensure_closed(failing=KeyboardInterrupt)
-    ev = Evidence.load(
-        artifacts, list(lab.hosts), timeline=lab.timeline.events(),
-        counters={h: lab.counters_delta(h) for h in lab.hosts}, sysctls=lab.sysctls,
-        addresses={h: str(host.address) for h, host in lab.hosts.items()},
-        faults={n: f.to_json() for n, f in (lab.faults.faults.items() if lab.faults else [])},
-        facts=facts, hz=kernel_hz(), options=dict(options or {}),
-        timer_samples=lab.sampler.series if lab.sampler else {},
-        captures={h: parse_stats(c.stats) for h, c in lab.captures.items()},
-        sampler=lab.sampler.cadence.to_json() if lab.sampler else {}, port=sc.port)
+    return facts, error
+
+
+def _judged(sc: Scenario, ev: Evidence, lab: Lab, error: str | None) -> tuple[list[Check], str, str | None]:
+    """The checks, the run's verdict and its error line. A hole in the evidence (lab.health)
+    leaves no check passed or failed on it."""
     checks = sc.judge(ev)      # a check that raises is a bug, reported as that check failing
     run_verdict = "fail" if error else verdict(checks)
-    if lab.health:      # a hole in the evidence: no check may pass or fail on it
+    if lab.health:
         why = lab.health.summary()
         checks = [c.unjudged(why) for c in checks]
         error = f"the lab's observation broke: {why}; nothing was judged, run it again" + \
@@ -127,34 +164,7 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
     elif run_verdict == "skipped":
         error = "nothing to judge: every check was not applicable (" + \
             "; ".join(f"{c.name}: {c.observed}" for c in checks) + ")"
-    report = {
-        "scenario": name,
-        "port": sc.port,
-        "intent": sc.intent_in(ev.sysctls),
-        **lab.describe(),
-        "kernel_hz": ev.hz,
-        "started": started,
-        "duration_s": round(time.time() - started, 3),
-        "timings_s": {k: round(v, 3) for k, v in lab.timings.items()},
-        "sysctls_requested": [str(s) for s in sysctls],
-        "options": dict(options or {}),
-        "verdict": run_verdict,
-        "error": error,
-        "observation": {"problems": [p.to_json() for p in lab.health.problems],
-                        "sampler": lab.sampler.cadence.to_json() if lab.sampler else None},
-        "checks": [c.to_json() for c in checks],
-        "counters": ev.counters,
-        "captures": ev.captures,
-        "faults": ev.faults,
-        "facts": facts,
-        "artifacts": {"dir": str(artifacts),
-                      "pcaps": sorted(p.name for p in artifacts.glob("*.pcap"))},
-        "timeline": [e.to_json(lab.t0) for e in ev.timeline],
-        "timer_samples": {h: [list(x) for x in xs] for h, xs in ev.timer_samples.items()},
-        "packets": {h: [s.to_json() for s in segs] for h, segs in ev.packets.items()},
-    }
-    _write_report(lab, artifacts, report)
-    return report
+    return checks, run_verdict, error
 
 
 def _write_report(lab: Lab, artifacts: Path, report: dict[str, Any]) -> None:
@@ -174,34 +184,27 @@ def _write_report(lab: Lab, artifacts: Path, report: dict[str, Any]) -> None:
                        "free some space there or give --artifacts DIR elsewhere") from None
 
 
-def _one(job: dict[str, Any]) -> dict[str, Any]:
-    """One instance of a --repeat run, in its own process (its own signal handling and lab)."""
-    try:
-        report = run_scenario(job["name"], backend=job["backend"], sysctls=job["sysctls"],
-                              artifacts=job["artifacts"], shaping=job["shaping"],
-                              compose=job["compose"], options=job.get("options"))
-    except ScenarioSkipped as exc:         # no netem, or the sysctls rule out what it observes
-        return {"run": job["run"], "verdict": "skipped", "reason": str(exc), "error": None,
-                "skip": {"why": exc.why, "hint": exc.hint, "kind": type(exc).__name__},
-                **({"netem": {"why": exc.why, "hint": exc.hint}} if isinstance(exc, NetemMissing) else {}),
-                "exit_code": exc.exit_code, "artifacts": str(job["artifacts"])}
-    except LabError as exc:
-        return {"run": job["run"], "verdict": "error", "error": str(exc), "exit_code": exc.exit_code,
-                "artifacts": str(job["artifacts"])}
-    except KeyboardInterrupt as exc:
-        return {"run": job["run"], "verdict": "error", "error": f"interrupted by {signal_name(exc)}",
-                "interrupted": True, "exit_code": 130, "artifacts": str(job["artifacts"])}
-    except Exception as exc:   # a bug or a library's surprise: one instance's error, not the batch's
-        return {"run": job["run"], "verdict": "error", "exit_code": 2, "artifacts": str(job["artifacts"]),
-                "error": f"{type(exc).__name__}: {exc}"}
-    return {"run": job["run"], "verdict": report["verdict"], "error": report["error"],
-            "backend": report["backend"], "duration_s": report["duration_s"],
-            "failed_checks": [c["name"] for c in report["checks"] if outcome_of(c) == FAIL],
-            "inconclusive_checks": [c["name"] for c in report["checks"] if outcome_of(c) == INCONCLUSIVE],
-            "checks": {c["name"]: c["passed"] for c in report["checks"]},
-            "outcomes": {c["name"]: outcome_of(c) for c in report["checks"]},
-            "exit_code": EXIT_CODES[report["verdict"]],
-            "artifacts": str(job["artifacts"])}
+def jobs_for(names: list[str], base: Path, backend: str = "auto", sysctls: list[SysctlSetting] = (),
+             shaping: list[Shaping] = (), compose: Path | None = None, options: dict[str, Any] | None = None,
+             from_host: list[SysctlSetting] = (), repeat: int = 1) -> list[Job]:
+    """The jobs of a batch: each scenario (*repeat* times, in run-NNN directories) with its sysctls
+    layered (its own, this machine's, the explicit ones) and the shaping only where it takes any;
+    a bad scenario, sysctl key or backend is refused here, once, before any lab."""
+    from scenarios import get
+
+    scs = [get(n) for n in names]
+    check_keys(sysctls)
+    check_name(backend)
+    jobs = []
+    for sc in scs:
+        for i in range(repeat):
+            jobs.append(Job(
+                run=len(jobs) + 1, scenario=sc.name, backend=backend,
+                artifacts=base / (f"run-{i + 1:03d}" if repeat > 1 else sc.name),
+                sysctls=tuple(layer_sysctls(sc.own_sysctls(), from_host, sysctls)),
+                shaping=() if sc.shaping == UNUSED else tuple(shaping), compose=compose,
+                options=dict(options or {})))
+    return jobs
 
 
 def run_many(name: str, repeat: int, parallel: int, backend: str = "auto",
@@ -210,38 +213,26 @@ def run_many(name: str, repeat: int, parallel: int, backend: str = "auto",
              progress: Callable[[str], None] = lambda s: None,
              options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run *repeat* isolated instances of scenario *name*, *parallel* at a time, each in its own
-    process and lab; summarise how many passed and how stable each check was."""
-    from scenarios import get
-
-    get(name)                                    # a bad name fails here, once
+    process and lab; summarise how many passed and how stable each check was. A skip (the kernel
+    or the sysctls cannot show it) skips every instance: the first one stops the batch."""
     if repeat < 1 or parallel < 1:
         raise UsageError("--repeat and --parallel take whole numbers of 1 or more")
     base = check_dir(Path(artifacts) if artifacts else default_artifacts(name))
-    check_keys(sysctls)                          # refused once, not by every instance
-    check_name(backend)
-    jobs = [{"run": i + 1, "name": name, "backend": backend, "sysctls": list(sysctls),
-             "artifacts": base / f"run-{i + 1:03d}", "shaping": list(shaping), "compose": compose,
-             "options": options}
-            for i in range(repeat)]
+    jobs = jobs_for([name], base, backend, sysctls, shaping, compose, options, repeat=repeat)
     started = time.time()
-    results: list[dict[str, Any]] = []
 
-    def collect(job: dict[str, Any], res: dict[str, Any]) -> None:
-        results.append(res)
-        if res["verdict"] == "skipped":      # the kernel or the sysctls rule it out: once is enough
-            why = res["skip"]["why"]
-            raise NetemMissing(name, why) if res.get("netem") else CannotShow(name, why)
-        progress(f"run {res['run']:>3}/{repeat}: {res['verdict']}"
-                 + (f" ({', '.join(res.get('failed_checks') or [])})" if res.get("failed_checks") else "")
-                 + (f" - {res['error']}" if res.get("error") else ""))
+    def skip_all(res: Result) -> None:
+        if res.verdict == "skipped":
+            raise skipped(res)
 
     try:
-        run_jobs(_one, jobs, parallel, collect)
+        results = run_batches(jobs, parallel, progress, label=lambda r: f"run {r.run:>3}/{repeat}:",
+                              on_result=skip_all)
     except KeyboardInterrupt as exc:
-        summary = _many_summary(name, repeat, parallel, results, started, base)
-        summary.update(interrupted=signal_of(exc), not_run=getattr(exc, "not_run", []))
+        summary = _many_summary(name, repeat, parallel, getattr(exc, "results", []), started, base)
+        summary.update(interrupted=signal_of(exc), not_run=[j.run for j in getattr(exc, "not_run", [])])
         _write_summary(base, summary)
-        progress(f"{name}: interrupted by {signal_name(exc)} after {len(results)} of {repeat} runs "
+        progress(f"{name}: interrupted by {signal_name(exc)} after {len(summary['runs'])} of {repeat} runs "
                  f"({summary['passed']} passed, {summary['failed']} failed, {summary['errors']} errors, "
                  f"{len(summary['not_run'])} not started); partial summary: {base}/summary.json")
         raise
@@ -250,22 +241,23 @@ def run_many(name: str, repeat: int, parallel: int, backend: str = "auto",
     return summary
 
 
-def _many_summary(name: str, repeat: int, parallel: int, results: list[dict[str, Any]], started: float,
+def skipped(res: Result) -> LabError:
+    """The skip a result reports, raised again (its kind and reason) for the batch to stop on."""
+    why = (res.skip or {}).get("why", res.reason or "")
+    if (res.skip or {}).get("kind") == "CannotShow":
+        return CannotShow(res.scenario, why)
+    return NetemMissing(res.scenario, why)
+
+
+def _many_summary(name: str, repeat: int, parallel: int, results: list[Result], started: float,
                   base: Path) -> dict[str, Any]:
-    results = sorted(results, key=lambda r: r["run"])
     per_check: dict[str, list[bool]] = {}
     for r in results:
-        for check, ok in (r.get("checks") or {}).items():
-            per_check.setdefault(check, []).append(ok)
-    summary = {
-        "scenario": name, "repeat": repeat, "parallel": parallel,
-        "passed": sum(r["verdict"] == "pass" for r in results),
-        "failed": sum(r["verdict"] == "fail" for r in results),
-        "errors": sum(r["verdict"] == "error" for r in results),
-        "check_pass_rate": {k: f"{sum(v)}/{len(v)}" for k, v in per_check.items()},
-        "wall_s": round(time.time() - started, 3),
-        "runs": results,
-    }
+        for check, outcome in r.outcomes.items():
+            per_check.setdefault(check, []).append(outcome == "pass")
+    summary = {"scenario": name, "repeat": repeat, "parallel": parallel, **tally(results),
+               "check_pass_rate": {k: f"{sum(v)}/{len(v)}" for k, v in per_check.items()},
+               "wall_s": round(time.time() - started, 3), "runs": [r.to_json() for r in results]}
     summary["verdict"] = "pass" if summary["passed"] == repeat else "fail"
     summary["artifacts"] = str(base)
     return summary
@@ -276,18 +268,14 @@ def _write_summary(base: Path, summary: dict[str, Any]) -> None:
                json.dumps({k: v for k, v in summary.items() if k != "artifacts"}, indent=2, default=str) + "\n")
 
 
-def catalog_summary(results: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
-    """`run all`'s summary of its runs. A scenario this kernel cannot run (no netem), or that
-    the sysctls in force rule out (its precondition()), is skipped, as in `invoke check`: listed
-    with its reason, it does not fail the rest."""
-    results = sorted(results, key=lambda r: r["run"])
-    summary = {"scenarios": results, "wall_s": round(wall_s, 3),
-               "passed": sum(r["verdict"] == "pass" for r in results),
-               "failed": sum(r["verdict"] == "fail" for r in results),
-               "errors": sum(r["verdict"] == "error" for r in results),
-               "skipped": sum(r["verdict"] == "skipped" for r in results)}
-    ran = [r for r in results if r["verdict"] != "skipped"]
-    summary["verdict"] = "pass" if ran and all(r["verdict"] == "pass" for r in ran) else "fail"
+def catalog_summary(results: list[Result], wall_s: float) -> dict[str, Any]:
+    """`run all`'s summary of its runs. A scenario this kernel cannot run (no netem), or that the
+    sysctls in force rule out, is skipped, as in `invoke check`: listed with its reason, it does not
+    fail the rest."""
+    results = sorted(results, key=lambda r: r.run)
+    summary = {"scenarios": [r.to_json() for r in results], "wall_s": round(wall_s, 3), **tally(results)}
+    ran = [r for r in results if r.verdict != "skipped"]
+    summary["verdict"] = "pass" if ran and all(r.verdict == "pass" for r in ran) else "fail"
     return summary
 
 
@@ -296,49 +284,21 @@ def run_catalog(names: list[str], parallel: int = 3, backend: str = "auto",
                 shaping: list[Shaping] = (), compose: Path | None = None,
                 options: dict[str, Any] | None = None,
                 progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    """Run several scenarios (``invoke run all``): those marked PARALLEL_SAFE (the default) up
-    to *parallel* at a time, the timing-sensitive ones afterwards, alone."""
-    from scenarios import get
-
-    scs = {n: get(n) for n in names}
+    """Run several scenarios (``invoke run all``): the parallel-safe ones up to *parallel* at a
+    time, the timing-sensitive ones afterwards, alone (lab.pipeline)."""
     base = check_dir(Path(artifacts) if artifacts else default_artifacts("all"))
-    check_keys(sysctls)
-    check_name(backend)
+    mine = [s for s in sysctls if s.host in ("client", "router", "server")]
+    jobs = jobs_for(names, base, backend, mine, shaping, compose, options)
     started = time.time()
-
-    def job(i: int, name: str) -> dict[str, Any]:
-        mine = [s for s in sysctls if s.host in ("client", "router", "server")]
-        return {"run": i, "name": name, "backend": backend, "sysctls": mine, "artifacts": base / name,
-                "shaping": [] if scs[name].shaping == UNUSED else list(shaping),
-                "compose": compose, "options": options}
-
-    jobs = [job(i + 1, n) for i, n in enumerate(names)]
-    together = [j for j in jobs if scs[j["name"]].parallel_safe]
-    alone = [j for j in jobs if j not in together]
-    results: list[dict[str, Any]] = []
-
-    def collect(job: dict[str, Any], res: dict[str, Any]) -> None:
-        res = {**res, "scenario": job["name"]}
-        results.append(res)
-        progress(f"{res['scenario']:<22} {res['verdict']}"
-                 + (f" ({', '.join(res.get('failed_checks') or [])})" if res.get("failed_checks") else "")
-                 + (f" - {res['error']}" if res.get("error") else "")
-                 + (f" - {res['reason']}" if res.get("reason") else ""))
-
-    batches = [(b, w) for b, w in ((together, max(1, parallel)), (alone, 1)) if b]
-    for i, (batch, width) in enumerate(batches):
-        try:
-            run_jobs(_one, batch, width, collect)
-        except KeyboardInterrupt as exc:
-            summary = catalog_summary(results, time.time() - started)
-            stopped = set(getattr(exc, "not_run", []))
-            later = [j for b, _ in batches[i + 1:] for j in b]
-            summary.update(interrupted=signal_of(exc),
-                           not_run=[j["name"] for j in batch if j["run"] in stopped] + [j["name"] for j in later])
-            _write_summary(base, summary)
-            progress(f"interrupted by {signal_name(exc)} after {len(results)} of {len(jobs)} scenarios; "
-                     f"partial summary: {base}/summary.json")
-            raise
+    try:
+        results = run_batches(jobs, parallel, progress)
+    except KeyboardInterrupt as exc:
+        summary = catalog_summary(getattr(exc, "results", []), time.time() - started)
+        summary.update(interrupted=signal_of(exc), not_run=[j.scenario for j in getattr(exc, "not_run", [])])
+        _write_summary(base, summary)
+        progress(f"interrupted by {signal_name(exc)} after {len(summary['scenarios'])} of {len(jobs)} "
+                 f"scenarios; partial summary: {base}/summary.json")
+        raise
     summary = catalog_summary(results, time.time() - started)
     _write_summary(base, summary)
     summary["artifacts"] = str(base)

@@ -19,19 +19,20 @@ the listing cannot be made (no unshare), the keys are checked only when written,
 
 from __future__ import annotations
 
-import difflib
 import functools
 import os
 import platform
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterable
 
 from .errors import UsageError, quoted
 from .nsops import SYSCTL_ROOT, inside, read_sysctl, write_sysctl
+from .words import closest
 
-__all__ = ["SysctlSetting", "parse_sysctl", "SYSCTL_RANGES", "KernelKeys", "kernel_keys", "check_keys",
-           "apply", "in_force"]
+__all__ = ["SysctlSetting", "parse_sysctl", "SYSCTL_RANGES", "REPORTED_SYSCTLS", "KernelKeys", "kernel_keys",
+           "check_keys", "apply", "in_force", "host_sysctls", "layer_sysctls"]
 
 # values the kernel accepts but that mean nothing (several of these are plain proc_dointvec
 # without bounds, so the kernel stores 7 in tcp_rfc1337 without a word): refused up front
@@ -47,6 +48,16 @@ SYSCTL_RANGES: dict[str, tuple[int, int | None, str]] = {
     "net.ipv4.tcp_invalid_ratelimit": (0, None, "milliseconds, 0 or more"),
     "net.ipv4.ip_forward": (0, 1, "0 or 1"),
 }
+
+# what report.json lists per host, besides any sysctl the run set
+REPORTED_SYSCTLS = (
+    "net.ipv4.tcp_max_tw_buckets", "net.ipv4.tcp_tw_reuse", "net.ipv4.tcp_tw_reuse_delay",
+    "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_rfc1337", "net.ipv4.tcp_timestamps",
+    "net.ipv4.tcp_orphan_retries", "net.ipv4.tcp_retries2", "net.ipv4.tcp_invalid_ratelimit",
+    "net.ipv4.tcp_early_retrans", "net.ipv4.tcp_sack",
+    "net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding",
+    "net.ipv4.tcp_ehash_entries",     # read-only: the host's TCP hash table (< 0: the shared one)
+)
 
 # where the kernel lists the values a key takes, for the message when it refuses one
 CHOICES = {"net.ipv4.tcp_congestion_control": "net.ipv4.tcp_available_congestion_control"}
@@ -141,7 +152,7 @@ class KernelKeys:
         if os.path.isfile(os.path.join(host_root, *parts)):
             return (f"{key} is global to the kernel (only the host's own network namespace has it), "
                     "so a lab host cannot be given a value of its own")
-        close = difflib.get_close_matches(key, self.modes, n=1, cutoff=0.8)
+        close = closest(key, self.modes, cutoff=0.8)
         return (f"unknown sysctl {quoted(key)}: a network namespace of this kernel "
                 f"({platform.release()}) has no such key"
                 + (f"; did you mean {close[0]}?" if close else "; `sysctl net` lists them"))
@@ -213,3 +224,39 @@ def _hint(nspath: str, s: SysctlSetting, why: str) -> str:
     except (OSError, UsageError):
         pass
     return ""
+
+
+LAB_TCP_HOSTS = ("client", "server")             # where --from-host puts the host's values
+# the host's routing role is not the ends': only the router forwards
+HOST_SKIPPED_KEYS = ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding",
+                     "net.ipv4.tcp_ehash_entries")     # the routing role; a read-only size
+
+def host_sysctls(proc: Path = Path("/proc/sys"), hosts: tuple[str, ...] = LAB_TCP_HOSTS) -> list[SysctlSetting]:
+    """This machine's current values of the lab's TCP keys (read only), for each lab end."""
+    out = []
+    for key in REPORTED_SYSCTLS:
+        if key in HOST_SKIPPED_KEYS:
+            continue
+        try:
+            value = " ".join((proc / key.replace(".", "/")).read_text().split())
+        except OSError:
+            continue                        # this kernel lacks the key (e.g. tcp_tw_reuse_delay)
+        out.extend(SysctlSetting(h, key, value) for h in hosts)
+    return out
+
+
+def layer_sysctls(own: Iterable[tuple[str, str, str]], from_host: Iterable[SysctlSetting] = (),
+                  explicit: Iterable[SysctlSetting] = ()) -> list[SysctlSetting]:
+    """What one scenario is run with, the later winning: its *own* settings ((host, key, value):
+    Scenario.own_sysctls()), this machine's values (--from-host) where the scenario sets nothing
+    itself - the experiment stays the experiment - and the explicit settings (a profile's, then the
+    command line's). The one place the layers meet: run, run all, --repeat, check, matrix."""
+    own = [SysctlSetting(h, k, str(v)) for h, k, v in own]
+    mine = {(s.host, s.key) for s in own}
+    merged: dict[tuple[str, str], SysctlSetting] = {}
+    for s in own + [s for s in from_host if (s.host, s.key) not in mine] + list(explicit):
+        merged.pop((s.host, s.key), None)
+        merged[(s.host, s.key)] = s
+    return list(merged.values())
+
+

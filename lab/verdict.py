@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
-__all__ = ["Check", "verdict", "outcome_of", "EXIT_CODES", "PASS", "FAIL", "NOT_APPLICABLE",
+__all__ = ["Check", "verdict", "outcome_of", "batch_exit_code", "EXIT_CODES", "PASS", "FAIL", "NOT_APPLICABLE",
            "INCONCLUSIVE", "OUTCOMES", "RUN_VERDICTS"]
 
 PASS, FAIL, NOT_APPLICABLE, INCONCLUSIVE = "pass", "fail", "n/a", "inconclusive"
@@ -99,3 +99,13 @@ def verdict(checks: Iterable[Check | dict[str, Any]]) -> str:
     if PASS in outcomes:
         return "pass"
     return "skipped"
+
+
+def batch_exit_code(verdicts: Iterable[str]) -> int:
+    """The exit code of a batch of runs (run all, --repeat, stability, matrix): 0 when every run
+    passed or was skipped and at least one ran; 2 when none could run or be judged (errors and
+    skips only); 1 otherwise."""
+    verdicts = list(verdicts)
+    if not any(v in ("pass", "fail") for v in verdicts):
+        return 2
+    return 0 if all(v in ("pass", "skipped") for v in verdicts) else 1

@@ -6,7 +6,6 @@ steps and judgements, not scenarios.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import pkgutil
 from pathlib import Path
@@ -14,6 +13,7 @@ from types import ModuleType
 
 from lab.errors import UsageError
 from lab.scenario import Scenario
+from lab.words import closest
 
 __all__ = ["catalog", "get", "names"]
 
@@ -40,7 +40,7 @@ def get(name: str) -> Scenario:
     if name in cat:
         return cat[name]
     plain = name.strip().lower().replace("_", "-")
-    close = [plain] if plain in cat else difflib.get_close_matches(plain, cat, n=3, cutoff=0.6)
+    close = [plain] if plain in cat else closest(plain, cat, n=3)
     hint = f"did you mean {' or '.join(close)}? " if close else ""
     raise UsageError(f"unknown scenario {name!r}: {hint}`invoke list` shows them all")
 

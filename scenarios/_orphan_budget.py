@@ -36,15 +36,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lab.kernel import ORPHAN_DEFAULT_RETRIES, TCP_RTO_MAX_MS, TCP_RTO_MIN_MS
 from lab.timerwheel import fires_at, level
 
-__all__ = ["TCP_RTO_MIN_MS", "TCP_RTO_MAX_MS", "ORPHAN_DEFAULT_RETRIES", "LATENCY_MS", "WAKEUP_TICKS",
-           "model_timeout_ms",
-           "effective_retries", "decide", "Prediction", "predict", "rto0_candidates", "COMMON_HZ"]
+__all__ = ["LATENCY_MS", "WAKEUP_TICKS", "model_timeout_ms", "effective_retries", "budget_of", "decide",
+           "Prediction", "predict", "rto0_candidates", "COMMON_HZ"]
 
-TCP_RTO_MIN_MS = 200            # include/net/tcp.h: TCP_RTO_MIN = HZ / 5
-TCP_RTO_MAX_MS = 120_000        # TCP_RTO_MAX = 120 * HZ
-ORPHAN_DEFAULT_RETRIES = 8      # tcp_orphan_retries(): 0 means 8 while the socket is "alive"
 LATENCY_MS = 1.0                # how far a timer handler may run after the start of its jiffy
 WAKEUP_TICKS = 1                # a timer's handler may run this many jiffies after its bucket's
 COMMON_HZ = (100, 250, 300, 1000)   # CONFIG_HZ choices, when the running kernel's is unknown
@@ -64,6 +61,14 @@ def model_timeout_ms(boundary: int, rto_base_ms: int = TCP_RTO_MIN_MS,
 def effective_retries(sysctl_value: int) -> int:
     """tcp_orphan_retries(): the sysctl, or 8 when it is 0 and the socket is alive (RTO < 120 s)."""
     return sysctl_value if sysctl_value > 0 else ORPHAN_DEFAULT_RETRIES
+
+
+def budget_of(sysctl_value: str | int | None) -> tuple[int, int, int]:
+    """The sysctl tcp_orphan_retries as read back (unset: 0), the retry_until it means, and the time
+    budget in ms from T1 that gives."""
+    sysctl = int(sysctl_value or 0)
+    b = effective_retries(sysctl)
+    return sysctl, b, model_timeout_ms(b)
 
 
 def decide(elapsed_ms: float, budget_ms: float, latency_ms: float = LATENCY_MS) -> str:

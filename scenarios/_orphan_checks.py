@@ -1,8 +1,8 @@
-"""retransmitted-fin, the judgement of the retransmissions and the give-up: which retransmissions
-were tail-loss probes and which RTOs (sock_diag's idiag_retrans after each), how many RTO
-retransmissions the budget allowed (scenarios/_orphan_budget.py's prediction), and when the
-orphan went. Not a scenario: the leading underscore keeps it out of the catalog;
-scenarios/retransmitted_fin.py describes the rules, runs the steps and judges the rest.
+"""retransmitted-fin, the judgement of the orphan's retransmissions against its budget: what each
+retransmission was (from sock_diag's idiag_retrans), how many RTO retransmissions the budget allows
+(scenarios/_orphan_budget.py's prediction), and when the orphan went. Not a scenario: the leading
+underscore keeps it out of the catalog; scenarios/retransmitted_fin.py describes the rules, runs the
+steps and judges the rest (its Seen is what these read).
 
 What the captures or the sampler missed is not judged: a FIN that may be among server.pcap's
 drops, a retransmission no sample followed, an end the sampler was not polling for, while it fell
@@ -10,16 +10,31 @@ behind (a gap in its cadence), leave their checks inconclusive; what they show a
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from lab.connection import Conn
 from lab.evidence import Evidence
+from lab.kernel import TCP_RTO_MAX_MS, TCP_RTO_MIN_MS
 from lab.packets import Segment
 from lab.timerwheel import max_late_s
 from lab.verdict import Check
 
-from ._orphan_budget import COMMON_HZ, LATENCY_MS, TCP_RTO_MAX_MS, TCP_RTO_MIN_MS, predict, rto0_candidates
-from .retransmitted_fin import CITE_BUDGET, CITE_WHEEL, _orphan_budget, _retrans_between
+from ._orphan_budget import COMMON_HZ, LATENCY_MS, predict, rto0_candidates
+
+if TYPE_CHECKING:
+    from .retransmitted_fin import Seen
+
+__all__ = ["retransmission_kinds", "backoff_holes", "orphan_retries_count", "give_up_when_budget_spent"]
+
+CITE_BUDGET = ("tcp_write_timeout() / retransmits_timed_out() / tcp_model_timeout() in net/ipv4/tcp_timer.c "
+               "(Linux v6.18; reference R-ORPHAN-RETRIES): an orphan gives up at the first RTO where now - retrans_stamp >= ((2 << b) - 1) "
+               "x 200 ms, compared in whole ms, b = tcp_orphan_retries (0 -> 8); retrans_stamp = first RTO "
+               "retransmission (tcp_retransmit_skb(), net/ipv4/tcp_output.c)")
+CITE_WHEEL = ("kernel/time/timer.c calc_wheel_index()/calc_index(): each RTO timer runs at its wheel level's "
+              "granule boundary strictly after its due jiffy; " + CITE_BUDGET)
 
 
-def _kinds(ev: Evidence, fins: list[Segment]) -> tuple[list, list, list[str]]:
+def retransmission_kinds(ev: Evidence, conn: Conn, fins: list[Segment]) -> tuple[list, list, list[str]]:
     """What each retransmitted FIN was, from the first sock_diag sample after it: a tail-loss probe
     leaves idiag_retrans (icsk_retransmits) as it was, an RTO retransmission adds one; "?" when a
     sample shows anything else. None when no sample fell before the next FIN (then *unseen* says
@@ -28,7 +43,8 @@ def _kinds(ev: Evidence, fins: list[Segment]) -> tuple[list, list, list[str]]:
     kinds, counts, unseen, prev, skipped = [], [], [], 0, 0
     for i, f in enumerate(fins[1:], start=1):
         until = fins[i + 1].t if i + 1 < len(fins) else f.t + 10
-        seen = _retrans_between(ev, f.t, until)
+        # idiag_retrans of the orphan in the samples wholly in (f.t, until)
+        seen = [x.retrans for x in conn.samples("server", state="LAST_ACK") if f.t < x.asked and x.answered < until]
         now = seen[0] if seen else None
         counts.append(now)
         if now is None:
@@ -48,12 +64,12 @@ def _kinds(ev: Evidence, fins: list[Segment]) -> tuple[list, list, list[str]]:
     return kinds, counts, unseen
 
 
-def _backoff_holes(ev: Evidence, ok: bool, kinds: list, seqs: list, probes: int, want_tlp: int,
-                   armed: list, fired_late: list, marks: list, unseen: list[str], tick_ms: float) -> list[str]:
+def backoff_holes(s: Seen, ok: bool, seqs: list, probes: int) -> list[str]:
     """Why tlp-then-rto-doubling cannot be judged ([] when it can): a retransmission whose kind,
     or a timer whose reading, no sample showed because the sampler fell behind, or a FIN that may
     be among server.pcap's drops. What was seen and is wrong (a second sequence number, a count
     of probes the kernel did not make, a kind or a reading that breaks the rule) still fails."""
+    ev, kinds, want_tlp = s.ev, s.kinds, s.want_tlp
     if ok or len(seqs) > 1 or probes != want_tlp or "?" in kinds:
         return []
     hole = ev.capture_hole("server")
@@ -62,11 +78,11 @@ def _backoff_holes(ev: Evidence, ok: bool, kinds: list, seqs: list, probes: int,
     if None in kinds:                    # which FINs were RTOs is not known: nor is the timer chain
         known = [k for k in kinds if k is not None]
         after_rto = known[known.index("RTO"):] if "RTO" in known else []
-        if not all(unseen) or known.count("TLP") > want_tlp or "TLP" in after_rto:
+        if not all(s.unseen) or known.count("TLP") > want_tlp or "TLP" in after_rto:
             return []                    # unseen with the sampler on pace, or a probe out of place
-        return list(unseen)
-    holes = []
-    for i, (a, f) in enumerate(zip(armed, marks)):
+        return list(s.unseen)
+    holes, marks = [], s.marks
+    for i, (a, f) in enumerate(zip(s.armed, marks)):
         if a is None:
             until = marks[i + 1].t if i + 1 < len(marks) else f.t + 300
             gap = ev.sampler_gap_ms(f.t, until)
@@ -74,27 +90,25 @@ def _backoff_holes(ev: Evidence, ok: bool, kinds: list, seqs: list, probes: int,
                 return []                # no reading with the sampler on pace: not the sampler's
             holes.append(f"no reading of the timer armed at +{(f.t - marks[0].t) * 1000:.1f} ms "
                          f"(the sampler's longest gap there: {gap} ms)")
-    broken = (kinds[:want_tlp] != ["TLP"] * want_tlp or kinds.count("TLP") != want_tlp or "RTO" not in kinds
-              or (armed and armed[0] is not None and armed[0] < TCP_RTO_MIN_MS - tick_ms)
-              or any(abs(a - min(2 * p, TCP_RTO_MAX_MS)) > 3 * tick_ms + 2
-                     for p, a in zip(armed, armed[1:]) if a is not None and p is not None)
-              or any(late is not None and not -tick_ms - 1 <= late <= max_late_s(a / 1000, ev.hz) * 1000 + tick_ms + 20
-                     for late, a in zip(fired_late, armed) if a is not None))
-    return [] if broken else holes
+    return [] if _timers_broken(s) else holes
 
 
-def _gone(ev: Evidence):
-    """The sock_diag event of the server's connection going (its answer time: it was gone by then)."""
-    return next((e for e in ev.states("server") if e.data["socket"]["state"] == "GONE"
-                 and e.data["socket"]["dport"] != 0), None)
+def _timers_broken(s: Seen) -> bool:
+    """What the kinds and the timers' readings show breaks the rule, holes or not."""
+    kinds, armed, want_tlp, tick_ms = s.kinds, s.armed, s.want_tlp, s.tick_ms
+    return (kinds[:want_tlp] != ["TLP"] * want_tlp or kinds.count("TLP") != want_tlp or "RTO" not in kinds
+            or (armed and armed[0] is not None and armed[0] < TCP_RTO_MIN_MS - tick_ms)
+            or any(abs(a - min(2 * p, TCP_RTO_MAX_MS)) > 3 * tick_ms + 2
+                   for p, a in zip(armed, armed[1:]) if a is not None and p is not None)
+            or any(late is not None and not -tick_ms - 1 <= late <= max_late_s(a / 1000, s.ev.hz) * 1000 + tick_ms + 20
+                   for late, a in zip(s.fired_late, armed) if a is not None))
 
 
-def _count_check(ev: Evidence, fins: list[Segment], tlps: list[Segment], rto_fins: list[Segment],
-                 armed: list, want_tlp: int, unseen: list[str]) -> Check:
+def orphan_retries_count(s: Seen) -> Check:
     """The number of RTO retransmissions against the model's prediction from the first RTO as
     measured (sock_diag's readings of the timers armed at T1 and before it, the wire's gap to T1)
     and the timer wheel."""
-    sysctl, b, budget_ms = _orphan_budget(ev.sysctl("server", "net.ipv4.tcp_orphan_retries"))
+    ev, fins, tlps, rto_fins, armed = s.ev, s.fins, s.tlps, s.rto_fins, s.armed
     n_obs = len(rto_fins)
     aligned = bool(tlps)                        # the TLP was sent from a timer, at the start of a jiffy
     start = tlps[-1] if tlps else (fins[0] if fins else None)
@@ -103,70 +117,55 @@ def _count_check(ev: Evidence, fins: list[Segment], tlps: list[Segment], rto_fin
     doubled = armed[1] if len(armed) > 1 else None
     hzs = (ev.hz,) if ev.hz else COMMON_HZ
     rto0 = {h: rto0_candidates(h, doubled, armed0, gap_ms, aligned) for h in hzs} if rto_fins else {}
-    pred = predict({h: c for h, c in rto0.items() if c}, budget_ms)
+    pred = predict({h: c for h, c in rto0.items() if c}, s.budget_ms)
     measured = ", ".join(f"{r} jiffies = {r * 1000 / h:g} ms at HZ={h}" for h, c in rto0.items() for r in c)
     # no RTO retransmission at all is the kernel's doing; nothing measured to predict from, the observation's
     ok = n_obs in pred.counts if (pred.counts or not rto_fins) else None
     missing = ("no sock_diag reading of the retransmit timer and no retransmission timing to measure the "
                "first RTO from: nothing to predict from")
     hole = ev.capture_hole("server")
-    if unseen and all(unseen):           # how many were RTOs is not known, whatever it looks like
-        ok, missing = None, "which retransmissions were RTOs is not known: " + "; ".join(unseen)
+    if s.unseen and all(s.unseen):           # how many were RTOs is not known, whatever it looks like
+        ok, missing = None, "which retransmissions were RTOs is not known: " + "; ".join(s.unseen)
     elif ok is False and hole:
         ok, missing = None, f"server.pcap may lack a retransmitted FIN ({hole})"
     return Check.judged(
         "orphan-retries-count", CITE_WHEEL,
-        f"tcp_orphan_retries={sysctl} -> b={b}: a budget of {budget_ms} ms from T1; first RTO {measured or '?'} "
-        f"(sock_diag: the timer armed at T1 read {doubled} ms = 2 x rto0, the one before it {armed0} ms; "
-        f"{'TLP' if aligned else 'FIN'} -> T1 on the wire {gap_ms} ms"
-        + (" = rto0 + the level-0 tick (+ a late wakeup)" if aligned else "") + f"); {pred.text()}; +{want_tlp} TLP",
+        f"tcp_orphan_retries={s.orphan_retries} -> b={s.retry_until}: a budget of {s.budget_ms} ms from T1; first RTO "
+        f"{measured or '?'} (sock_diag: the timer armed at T1 read {doubled} ms = 2 x rto0, the one before it "
+        f"{armed0} ms; {'TLP' if aligned else 'FIN'} -> T1 on the wire {gap_ms} ms"
+        + (" = rto0 + the level-0 tick (+ a late wakeup)" if aligned else "") + f"); {pred.text()}; +{s.want_tlp} TLP",
         f"server.pcap: {n_obs} RTO retransmissions (+{len(tlps)} TLP), {len(fins) - 1} retransmitted FINs; "
         f"the RTO retransmissions at T1 + {[round((f.t - rto_fins[0].t) * 1000, 1) for f in rto_fins]} ms",
-        ok, {"tcp_orphan_retries": sysctl, "retry_until": b, "budget_ms": budget_ms, "rto0_ms": armed0,
-             "armed_at_t1_ms": doubled, "first_rto_gap_ms": gap_ms,
+        ok, {"tcp_orphan_retries": s.orphan_retries, "retry_until": s.retry_until, "budget_ms": s.budget_ms,
+             "rto0_ms": armed0, "armed_at_t1_ms": doubled, "first_rto_gap_ms": gap_ms,
              "rto0_ticks": {str(h): list(c) for h, c in rto0.items()},
              "predicted_rto_retransmissions": list(pred.counts), "prediction": pred.to_json(),
              "observed_rto_retransmissions": n_obs, "observed_tlps": len(tlps)},
         missing=missing)
 
 
-def _give_up_check(ev: Evidence, rto_fins: list[Segment], armed: list, rel, unseen: list[str]) -> Check:
+def give_up_when_budget_spent(s: Seen) -> Check:
     """Each decision against the budget, from the observed times: every RTO retransmission after T1
     came while now - T1 < budget, and the socket went at the timeout after the last one, with
     now - T1 >= budget. retransmits_timed_out() compares whole milliseconds (so the kernel may give
-    up from budget - 1 ms on), and the capture and the timer handler differ by up to LATENCY_MS.
-
-    When the socket went is known from sock_diag: after the last sample that saw it, before the
-    first that did not. Where the sampler fell behind there, a sample that would have shown it
-    alive past the latest its timer could run, or gone before the budget, may be missing: the
-    check cannot judge (a sample that does show either still fails it)."""
-    _, _, budget_ms = _orphan_budget(ev.sysctl("server", "net.ipv4.tcp_orphan_retries"))
-    tick_ms = 1000 / (ev.hz or 100)
+    up from budget - 1 ms on), and the capture and the timer handler differ by up to LATENCY_MS."""
+    ev, rto_fins, armed, budget_ms, gone = s.ev, s.rto_fins, s.armed, s.budget_ms, s.gone
     t1 = rto_fins[0].t if rto_fins else None
     elapsed = [round((f.t - t1) * 1000, 1) for f in rto_fins[1:]] if t1 else []
-    gone = _gone(ev)
-    last_seen = max((s[0] for s in ev.timer_samples.get("server", []) if s[2] == "LAST_ACK"), default=None)
+    last_seen = max((x.asked for x in s.conn.samples("server", state="LAST_ACK")), default=None)
     due = rto_fins[-1].t + armed[-1] / 1000 if rto_fins and armed and armed[-1] is not None else None
-    give_up_ms = None
     missing = "sock_diag never " + ("saw the server's connection go" if gone is None else
                                     "read the retransmit timer after the last RTO retransmission"
                                     if due is None else "saw the orphan in LAST_ACK")
     # no T1 is the kernel's doing; no sample of the timer or of the socket going, the observation's
     ok = False if not t1 else None if gone is None or last_seen is None or due is None else True
+    give_up_ms = None
     if ok:
-        # the socket went after the last sample that saw it and before the first that did not, and
-        # no earlier than its timer's due time (a tick for the reading), no later than a granule after
-        lower = due - tick_ms / 1000
-        upper = due + max_late_s(armed[-1] / 1000, ev.hz) + 2 * tick_ms / 1000 + 0.02
-        window = (max(last_seen, lower), min(gone.t, upper))
-        give_up_ms = [round((w - t1) * 1000, 1) for w in window]
-        ok = (all(e < budget_ms + LATENCY_MS for e in elapsed) and window[0] <= window[1]
-              and give_up_ms[1] > budget_ms - 1 - LATENCY_MS)
-        unseen_end = _unseen_end(ev, last_seen, gone.t, min(lower, t1 + (budget_ms - 1 - LATENCY_MS) / 1000), upper)
+        ok, give_up_ms, unseen_end = _gave_up_in_time(s, t1, elapsed, last_seen, due)
         if ok and unseen_end:
             ok, missing = None, unseen_end
-    if unseen and all(unseen):           # nor which was T1 or the last: the times mean nothing
-        ok, missing = None, "which retransmissions were RTOs is not known: " + "; ".join(unseen)
+    if s.unseen and all(s.unseen):           # nor which was T1 or the last: the times mean nothing
+        ok, missing = None, "which retransmissions were RTOs is not known: " + "; ".join(s.unseen)
     elif ok is False and ev.capture_hole("server"):
         ok, missing = None, f"server.pcap may lack a retransmitted FIN ({ev.capture_hole('server')})"
     return Check.judged(
@@ -178,12 +177,30 @@ def _give_up_check(ev: Evidence, rto_fins: list[Segment], armed: list, rel, unse
         f"RTO retransmissions at T1 + {elapsed} ms; timer due at T1 + "
         f"{round((due - t1) * 1000, 1) if due and t1 else '?'} ms; sock_diag: last seen at "
         f"T1 + {round((last_seen - t1) * 1000, 1) if last_seen and t1 else '?'} ms, gone at "
-        f"T1 + {round((gone.t - t1) * 1000, 1) if gone and t1 else '?'} ms; so given up at T1 + {give_up_ms} ms",
+        f"T1 + {round((gone - t1) * 1000, 1) if gone and t1 else '?'} ms; so given up at T1 + {give_up_ms} ms",
         ok, {"budget_ms": budget_ms, "rto_elapsed_since_t1_ms": elapsed,
              "due_after_t1_ms": round((due - t1) * 1000, 1) if due and t1 else None,
              "give_up_window_after_t1_ms": give_up_ms, "latency_ms": LATENCY_MS,
-             "gone_after_first_fin_ms": rel(gone.t) if gone else None},
+             "gone_after_first_fin_ms": s.rel(gone) if gone else None},
         missing=missing)
+
+
+def _gave_up_in_time(s: Seen, t1: float, elapsed: list[float], last_seen: float, due: float
+                     ) -> tuple[bool, list[float], str]:
+    """The socket went after the last sample that saw it and before the first that did not, and
+    no earlier than its timer's due time (a tick for the reading), no later than a granule after.
+    Where the sampler fell behind there, a sample that would have shown it alive past the latest
+    its timer could run, or gone before the budget, may be missing: why is the third item ("" when
+    nothing is; a sample that does show either still fails it)."""
+    tick_ms, budget_ms = s.tick_ms, s.budget_ms
+    lower = due - tick_ms / 1000
+    upper = due + max_late_s(s.armed[-1] / 1000, s.ev.hz) + 2 * tick_ms / 1000 + 0.02
+    window = (max(last_seen, lower), min(s.gone, upper))
+    give_up_ms = [round((w - t1) * 1000, 1) for w in window]
+    ok = (all(e < budget_ms + LATENCY_MS for e in elapsed) and window[0] <= window[1]
+          and give_up_ms[1] > budget_ms - 1 - LATENCY_MS)
+    alive_until = min(lower, t1 + (budget_ms - 1 - LATENCY_MS) / 1000)
+    return ok, give_up_ms, _unseen_end(s.ev, last_seen, s.gone, alive_until, upper)
 
 
 def _unseen_end(ev: Evidence, last_seen: float, gone: float, alive_until: float, gone_by: float) -> str:

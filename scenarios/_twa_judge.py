@@ -1,7 +1,7 @@
 """tw-assassination, the judgement of what the RST did: PAWS (which does not prevent it, where
 there are timestamps) and the TIME-WAIT's fate, decided by sock_diag and by the wire's probe. Not a
 scenario: the leading underscore keeps it out of the catalog; scenarios/tw_assassination.py
-describes the rules, runs the steps and judges figure 1's segments.
+describes the rules, runs the steps and judges figure 1's segments (its Seen is what these read).
 
 A segment absent from a capture whose tcpdump dropped packets is not judged (inconclusive); one
 that is there and wrong fails. sock_diag's "gone within KILL_S" needs a poll in that window: a
@@ -9,47 +9,76 @@ sampler that was not polling there (a gap in its cadence) leaves how soon TIME-W
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from lab.evidence import Evidence
 from lab.packets import Segment
 from lab.verdict import Check
 
-from .tw_assassination import (ANSWER_S, CITE_KILL, CITE_PAWS, CLIENT_PORT, KILL_S, PORT, WATCH_S, _missing, _ms,
-                               _probe_answer)
+if TYPE_CHECKING:
+    from .tw_assassination import Seen
+
+__all__ = ["ANSWER_S", "KILL_S", "WATCH_S", "missing_in", "ms", "paws_does_not_prevent_it",
+           "time_wait_assassinated", "time_wait_survives_rst"]
+
+WATCH_S = 0.5                   # how long the client is watched after the replay (the run waits this)
+ANSWER_S = 0.05                 # an answer leaves the client within this of what it answers
+KILL_S = 0.1                    # tcp_rfc1337=0: the TIME-WAIT is gone (sock_diag) within this of the RST
+
+CITE_PAWS = ("RFC 1337 §1: 'TWA cannot be prevented by PAWS timestamps'; RFC 7323 §5.3 R1 (TSval < TS.Recent: "
+             "send an ACK, drop); Linux: PAWS reject in TIME-WAIT counts PAWSTimewait and still returns "
+             "TCP_TW_ACK; tcp_v4_send_reset() (net/ipv4/tcp_ipv4.c) sends no timestamp option; reference R-TW-PAWS, R-CLOSED-RST")
+CITE_KILL = ("Linux v6.18 tcp_timewait_state_process() (net/ipv4/tcp_minisocks.c): a RST with seq == rcv_nxt, not "
+             "PAWS-rejected, kills TIME-WAIT when tcp_rfc1337=0 (inet_twsk_deschedule_put(), 'TIME_WAIT "
+             "assassination') and is ignored when tcp_rfc1337=1 (RFC 1337 §3 F1: 'Ignore RST segments in "
+             "TIME-WAIT state'); RFC 9293 §3.10.7.4 (RST in TIME-WAIT: enter CLOSED). The wire probe: a live "
+             "TIME-WAIT ACKs a replayed data segment (TCP_TW_ACK; data is never out-of-window rate-limited: "
+             "tcp_oow_rate_limited(), net/ipv4/tcp_input.c); with no socket tcp_v4_rcv() -> tcp_v4_send_reset() "
+             "answers RST, seq = the segment's ack (RFC 9293 §3.10.7.1); reference R-TW-RST, R-TW-OLD-SEG, R-CLOSED-RST")
+EXPECT_SURVIVES = ("tcp_rfc1337=1 (RFC 1337 F1): the RST (seq = RCV.NXT) is ignored; the client is still in "
+                   f"TIME_WAIT {WATCH_S} s later (sock_diag), and the old segment replayed once more is "
+                   "answered by TIME-WAIT's ACK (seq = SND.NXT, ack = RCV.NXT), not by a RST (the wire)")
+EXPECT_KILLED = ("tcp_rfc1337=0: the RST (seq = RCV.NXT) kills the client's TIME-WAIT at once (sock_diag: gone "
+                 f"within {round(KILL_S * 1000)} ms, long before its 60 s), and the old segment replayed once "
+                 "more finds no socket: the client's stack answers it with a RST, seq = its ack (the wire)")
 
 
-def _paws(ev: Evidence, ts_on: bool, replay: Segment | None, srv_fin: Segment | None, ack: Segment | None,
-          rst: Segment | None, rst_at_cli: Segment | None, no_replay: str) -> Check:
+def ms(x: float | None) -> float | None:
+    return None if x is None else round(x * 1000, 3)
+
+
+def missing_in(ev: Evidence, host: str) -> bool | None:
+    """A segment the kernel should have sent is not in *host*'s capture: a failure when that
+    capture is complete (False), not judged when tcpdump dropped packets there (None)."""
+    return None if ev.capture_hole(host) else False
+
+
+def paws_does_not_prevent_it(s: Seen) -> Check:
     """RFC 1337's 'TWA cannot be prevented by PAWS timestamps', where there are timestamps: the
     replay is PAWS-rejected and still ACKed, and the RST carries no TSval. Without timestamps PAWS
     has nothing to act on: not applicable (PAWSTimewait +0 proves nothing), unless something
     shows timestamps in use after all."""
+    ev, rst_at_cli = s.ev, s.rst_at_cli
+    ts_on = all(ev.sysctl(h, "net.ipv4.tcp_timestamps", "1") != "0" for h in ("client", "server"))
     paws = ev.facts.get("counters", {}).get("client", {}).get("TcpExtPAWSTimewait", 0)
-    rtsv, ftsv = (replay.tsval if replay else None), (srv_fin.tsval if srv_fin else None)
+    rtsv, ftsv = (s.replay.tsval if s.replay else None), (s.srv_fin.tsval if s.srv_fin else None)
     observed = (f"replay TSval {rtsv}, server FIN TSval {ftsv}; client PAWSTimewait +{paws}; ACK "
-                f"{'sent' if ack else 'not sent'}; RST at the client "
+                f"{'sent' if s.ack else 'not sent'}; RST at the client "
                 + ('with TSval ' + str(rst_at_cli.tsval) if rst_at_cli and rst_at_cli.tsval is not None
                    else 'without timestamp' if rst_at_cli else 'not seen'))
     values = {"timestamps": ts_on, "replay_tsval": rtsv, "fin_tsval": ftsv, "PAWSTimewait": paws,
               "rst_tsval": rst_at_cli and rst_at_cli.tsval}
     if not ts_on:
-        expected = "timestamps off: no TSval, so PAWS has nothing to act on (PAWSTimewait stays +0)"
-        if rtsv is None and ftsv is None and paws == 0:
-            return Check.not_applicable(
-                "paws-does-not-prevent-it", CITE_PAWS, expected,
-                f"tcp_timestamps=0 (client {ev.sysctl('client', 'net.ipv4.tcp_timestamps')}, server "
-                f"{ev.sysctl('server', 'net.ipv4.tcp_timestamps')}): no segment carries a TSval, there is no "
-                f"PAWS that could prevent the assassination; PAWSTimewait +{paws} shows nothing (the replay's "
-                "ACK and the RST are time-wait-acks-it's and closed-server-answers-rst's)", values)
-        return Check("paws-does-not-prevent-it", CITE_PAWS, expected, observed, False, values)
-    if no_replay:
+        return _paws_without_timestamps(s, rtsv, ftsv, paws, observed, values)
+    if s.no_replay:
         ok = None
     elif rtsv is None or paws < 1 or (ftsv is not None and rtsv >= ftsv) \
             or (rst_at_cli is not None and rst_at_cli.tsval is not None):
         ok = False              # what the captures and the counter show breaks the rule
-    elif ftsv is None or ack is None:
-        ok = _missing(ev, "client")
+    elif ftsv is None or s.ack is None:
+        ok = missing_in(ev, "client")
     elif rst_at_cli is None:
-        ok = _missing(ev, "client" if rst is not None else "server")
+        ok = missing_in(ev, "client" if s.rst is not None else "server")
     else:
         ok = True
     return Check.judged(
@@ -58,101 +87,134 @@ def _paws(ev: Evidence, ts_on: bool, replay: Segment | None, srv_fin: Segment | 
         "it (client PAWSTimewait +1) and TIME-WAIT still sends the ACK; the RST carries no "
         "timestamp, so PAWS cannot stop it",
         observed, ok, values,
-        missing=no_replay or f"{observed}, but {ev.capture_hole('client', 'server')}")
+        missing=s.no_replay or f"{observed}, but {ev.capture_hole('client', 'server')}")
 
 
-def _fate(ev: Evidence, rfc1337: bool, rst_at_cli: Segment | None, want_seq: int | None,
-          want_ack: int | None, copied: dict | None) -> Check:
-    """The verdict of the RST on the TIME-WAIT, decided by sock_diag and by the wire (the probe)."""
-    f = ev.facts
-    gone = None
-    if rst_at_cli is not None:
-        gone = next((e.t for e in ev.states("client") if e.data["socket"]["sport"] == CLIENT_PORT
-                     and e.data["socket"]["dport"] == PORT and e.data["socket"]["state"] == "GONE"
-                     and e.t >= rst_at_cli.t - 0.001), None)
-    tw_after = f.get("tw_after") or {}
-    in_window = rst_at_cli is not None and want_ack is not None and rst_at_cli.seq == want_ack
-    key = f"{ev.addresses['client']}:{CLIENT_PORT}-{ev.addresses['server']}:{PORT}"
-    last = [x for x in ev.timer_samples.get("client", []) if x[1] == key and x[2] == "TIME_WAIT"
-            and (gone is None or x[0] < gone)]
-    early_s = round(last[-1][4] / 1000, 1) if last and gone else None      # left when it was killed
-    probe, answer = _probe_answer(ev, copied)
-    is_rst = answer is not None and answer.has("RST") and not answer.has("ACK")
-    is_ack = answer is not None and answer.flags == "ACK" and answer.length == 0
-    probe_rsts = f.get("probe_counters", {}).get("client", {}).get("TcpOutRsts", 0)
-    if rfc1337:
-        diag_ok = in_window and gone is None and tw_after.get("state") == "TIME_WAIT"
-        wire_ok = is_ack and (answer.seq, answer.ack) == (want_seq, want_ack) and probe_rsts == 0
-        name = "time-wait-survives-rst"
-        expected = ("tcp_rfc1337=1 (RFC 1337 F1): the RST (seq = RCV.NXT) is ignored; the client is still in "
-                    f"TIME_WAIT {WATCH_S} s later (sock_diag), and the old segment replayed once more is "
-                    "answered by TIME-WAIT's ACK (seq = SND.NXT, ack = RCV.NXT), not by a RST (the wire)")
-    else:
-        diag_ok = in_window and gone is not None and gone - rst_at_cli.t < KILL_S and not tw_after
-        wire_ok = is_rst and answer.seq == probe.ack and probe_rsts >= 1
-        name = "time-wait-assassinated"
-        expected = ("tcp_rfc1337=0: the RST (seq = RCV.NXT) kills the client's TIME-WAIT at once (sock_diag: gone "
-                    f"within {round(KILL_S * 1000)} ms, long before its 60 s), and the old segment replayed once "
-                    "more finds no socket: the client's stack answers it with a RST, seq = its ack (the wire)")
-    diag, diag_missing = _diag_judged(ev, rfc1337, rst_at_cli, in_window, gone, tw_after, key, diag_ok)
-    # the wire: a probe that never reached the client's capture leaves its half unobserved; an
-    # answer missing from a capture that dropped packets too
-    wire, wire_missing = wire_ok, ""
-    if probe is None:
-        wire, wire_missing = None, ("the probe (the old segment replayed once more after the RST) is not in "
-                                    "client.pcap, so the wire could not say whether the TIME-WAIT lived")
-    elif answer is None and ev.capture_hole("client"):
-        wire, wire_missing = None, (f"no answer to the probe in client.pcap, but {ev.capture_hole('client')}: "
-                                    "it may be among them")
-    # either half showing the wrong fate fails; otherwise a half unobserved leaves it undecided
+def _paws_without_timestamps(s: Seen, rtsv: int | None, ftsv: int | None, paws: int, observed: str,
+                             values: dict) -> Check:
+    expected = "timestamps off: no TSval, so PAWS has nothing to act on (PAWSTimewait stays +0)"
+    if rtsv is None and ftsv is None and paws == 0:
+        return Check.not_applicable(
+            "paws-does-not-prevent-it", CITE_PAWS, expected,
+            f"tcp_timestamps=0 (client {s.ev.sysctl('client', 'net.ipv4.tcp_timestamps')}, server "
+            f"{s.ev.sysctl('server', 'net.ipv4.tcp_timestamps')}): no segment carries a TSval, there is no "
+            f"PAWS that could prevent the assassination; PAWSTimewait +{paws} shows nothing (the replay's "
+            "ACK and the RST are time-wait-acks-it's and closed-server-answers-rst's)", values)
+    return Check("paws-does-not-prevent-it", CITE_PAWS, expected, observed, False, values)
+
+
+# -- the RST's effect: which check follows the client's tcp_rfc1337 (tw_assassination.checks) -------
+
+def time_wait_assassinated(s: Seen) -> Check:
+    """tcp_rfc1337=0: the RST kills the TIME-WAIT at once (sock_diag), and the probe finds no
+    socket: the client's stack answers it with a RST, seq = the probe's ack (the wire)."""
+    rst, gone, tw_after = s.rst_at_cli, _gone(s), s.ev.facts.get("tw_after") or {}
+    diag_ok = _in_window(s) and gone is not None and gone - rst.t < KILL_S and not tw_after
+    wire_ok = _is_rst(s.answer) and s.answer.seq == s.probe.ack and _probe_rsts(s) >= 1
+    return _fate(s, "time-wait-assassinated", EXPECT_KILLED, diag_ok, wire_ok)
+
+
+def time_wait_survives_rst(s: Seen) -> Check:
+    """tcp_rfc1337=1: the RST is ignored: the TIME-WAIT is still there (sock_diag), and answers the
+    probe with its ACK of SND.NXT, RCV.NXT (the wire)."""
+    tw_after = s.ev.facts.get("tw_after") or {}
+    diag_ok = _in_window(s) and _gone(s) is None and tw_after.get("state") == "TIME_WAIT"
+    wire_ok = _is_ack(s.answer) and (s.answer.seq, s.answer.ack) == (s.want_seq, s.want_ack) and _probe_rsts(s) == 0
+    return _fate(s, "time-wait-survives-rst", EXPECT_SURVIVES, diag_ok, wire_ok)
+
+
+def _in_window(s: Seen) -> bool:
+    """The RST at the client carries seq = RCV.NXT: the one TIME-WAIT acts on."""
+    return s.rst_at_cli is not None and s.want_ack is not None and s.rst_at_cli.seq == s.want_ack
+
+
+def _gone(s: Seen) -> float | None:
+    """When sock_diag saw the client's TIME-WAIT go, from the RST at the client on."""
+    return s.conn.gone_at("client", after=s.rst_at_cli.t - 0.001) if s.rst_at_cli is not None else None
+
+
+def _is_rst(a: Segment | None) -> bool:
+    return a is not None and a.has("RST") and not a.has("ACK")
+
+
+def _is_ack(a: Segment | None) -> bool:
+    return a is not None and a.flags == "ACK" and a.length == 0
+
+
+def _probe_rsts(s: Seen) -> int:
+    return s.ev.facts.get("probe_counters", {}).get("client", {}).get("TcpOutRsts", 0)
+
+
+def _fate(s: Seen, name: str, expected: str, diag_ok: bool, wire_ok: bool) -> Check:
+    """The verdict of the RST on the TIME-WAIT: either half (sock_diag, the wire) showing the
+    wrong fate fails; otherwise a half unobserved leaves it undecided."""
+    rst, gone, tw_after = s.rst_at_cli, _gone(s), s.ev.facts.get("tw_after") or {}
+    diag, diag_missing = _diag_judged(s, gone, tw_after, diag_ok)
+    wire, wire_missing = _wire_judged(s, wire_ok)
     ok = False if False in (diag, wire) else None if None in (diag, wire) else True
-    if answer is not None:
-        said = f"{answer.flags} seq {answer.seq}" + (f" ack {answer.ack}" if answer.has("ACK") else "")
-        wire = (f"the old segment replayed again {_ms(probe.t - rst_at_cli.t) if rst_at_cli else '-'} ms after "
-                f"the RST drew {said} from the client {_ms(answer.t - probe.t)} ms later (probe's ack {probe.ack}; "
-                f"SND.NXT {want_seq}, RCV.NXT {want_ack}); client TcpOutRsts +{probe_rsts}")
-    else:
-        wire = ("the old segment replayed again " + ("drew no answer within "
-                f"{round(ANSWER_S * 1000)} ms" if probe else "never reached the client (no probe)"))
+    last = [x for x in s.conn.samples("client", state="TIME_WAIT") if gone is None or x.asked < gone]
+    early_s = round(last[-1].expires_ms / 1000, 1) if last and gone else None      # left when it was killed
+    a, probe = s.answer, s.probe
     return Check.judged(
         name, CITE_KILL, expected,
-        (f"client.pcap: RST seq {rst_at_cli.seq if rst_at_cli else '-'} (RCV.NXT {want_ack}); client tcp_rfc1337="
-         f"{int(rfc1337)}; sock_diag: TIME-WAIT "
-         + (f"gone {_ms(gone - rst_at_cli.t)} ms after the RST, with {early_s} s of its timer left" if gone
+        (f"client.pcap: RST seq {rst.seq if rst else '-'} (RCV.NXT {s.want_ack}); client tcp_rfc1337="
+         f"{int(s.rfc1337)}; sock_diag: TIME-WAIT "
+         + (f"gone {ms(gone - rst.t)} ms after the RST, with {early_s} s of its timer left" if gone
             else f"still {tw_after.get('state')} {WATCH_S} s later ({tw_after.get('expires_ms')} ms left)"
             if tw_after else "not seen")
-         + f"; wire: {wire}"),
+         + f"; wire: {_wire_said(s)}"),
         ok,
-        {"rst_seq": rst_at_cli and rst_at_cli.seq, "rcv_nxt": want_ack, "tcp_rfc1337": int(rfc1337),
-         "gone_after_rst_ms": _ms(gone - rst_at_cli.t) if gone and rst_at_cli else None,
+        {"rst_seq": rst and rst.seq, "rcv_nxt": s.want_ack, "tcp_rfc1337": int(s.rfc1337),
+         "gone_after_rst_ms": ms(gone - rst.t) if gone and rst else None,
          "state_after": tw_after.get("state"), "tw_left_after_ms": tw_after.get("expires_ms"),
          "timer_left_when_killed_s": early_s, "decided_by_sock_diag": bool(diag_ok),
-         "decided_by_wire": bool(wire_ok), "probe_answer": None if answer is None else "RST" if is_rst
-         else "ACK" if is_ack else answer.flags,
-         "probe_answer_seq": answer and answer.seq, "probe_ack": probe and probe.ack,
-         "probe_TcpOutRsts": probe_rsts},
+         "decided_by_wire": bool(wire_ok), "probe_answer": None if a is None else "RST" if _is_rst(a)
+         else "ACK" if _is_ack(a) else a.flags,
+         "probe_answer_seq": a and a.seq, "probe_ack": probe and probe.ack, "probe_TcpOutRsts": _probe_rsts(s)},
         missing="; ".join(x for x in (diag_missing, wire_missing) if x)
         + ("; sock_diag alone does not decide" if wire is None and diag else ""))
 
 
-def _diag_judged(ev: Evidence, rfc1337: bool, rst_at_cli: Segment | None, in_window: bool, gone: float | None,
-                 tw_after: dict, key: str, diag_ok: bool) -> tuple[bool | None, str]:
+def _wire_judged(s: Seen, wire_ok: bool) -> tuple[bool | None, str]:
+    """The wire's half: a probe that never reached the client's capture leaves it unobserved; an
+    answer missing from a capture that dropped packets too."""
+    if s.probe is None:
+        return None, ("the probe (the old segment replayed once more after the RST) is not in "
+                      "client.pcap, so the wire could not say whether the TIME-WAIT lived")
+    if s.answer is None and s.ev.capture_hole("client"):
+        return None, (f"no answer to the probe in client.pcap, but {s.ev.capture_hole('client')}: "
+                      "it may be among them")
+    return wire_ok, ""
+
+
+def _wire_said(s: Seen) -> str:
+    a, probe, rst = s.answer, s.probe, s.rst_at_cli
+    if a is None:
+        return "the old segment replayed again " + (f"drew no answer within {round(ANSWER_S * 1000)} ms"
+                                                    if probe else "never reached the client (no probe)")
+    said = f"{a.flags} seq {a.seq}" + (f" ack {a.ack}" if a.has("ACK") else "")
+    return (f"the old segment replayed again {ms(probe.t - rst.t) if rst else '-'} ms after "
+            f"the RST drew {said} from the client {ms(a.t - probe.t)} ms later (probe's ack {probe.ack}; "
+            f"SND.NXT {s.want_seq}, RCV.NXT {s.want_ack}); client TcpOutRsts +{_probe_rsts(s)}")
+
+
+def _diag_judged(s: Seen, gone: float | None, tw_after: dict, diag_ok: bool) -> tuple[bool | None, str]:
     """sock_diag's half of the fate. A RST absent from a capture that dropped packets cannot be
     judged. With tcp_rfc1337=0 "gone within KILL_S" needs a poll in that window: a TIME_WAIT
     sample asked after it, or the lookup 0.5 s later still finding it, fails; the sampler not
     polling there (a gap) leaves how soon it went unseen."""
+    rst, ev = s.rst_at_cli, s.ev
     if diag_ok:
         return True, ""
-    if rst_at_cli is None:
+    if rst is None:
         hole = ev.capture_hole("client", "server")
         return (None, f"the server's RST is not in the captures ({hole})") if hole else (False, "")
-    if rfc1337 or not in_window or tw_after:
+    if s.rfc1337 or not _in_window(s) or tw_after:
         return False, ""
-    alive = [x[0] for x in ev.timer_samples.get("client", []) if x[1] == key and x[2] == "TIME_WAIT"
-             and x[0] > rst_at_cli.t + KILL_S]
-    gap = ev.sampler_gap_ms(rst_at_cli.t, rst_at_cli.t + KILL_S)
+    alive = [x.asked for x in s.conn.samples("client", state="TIME_WAIT") if x.asked > rst.t + KILL_S]
+    gap = ev.sampler_gap_ms(rst.t, rst.t + KILL_S)
     if alive or not gap:
         return False, ""
     return None, (f"the sampler was not polling in the {round(KILL_S * 1000)} ms after the RST (a gap of {gap} ms): "
-                  "how soon TIME-WAIT went is unseen" + (f" (it was gone {_ms(gone - rst_at_cli.t)} ms after)"
+                  "how soon TIME-WAIT went is unseen" + (f" (it was gone {ms(gone - rst.t)} ms after)"
                                                         if gone else ""))

@@ -52,7 +52,7 @@ def time_wait_bypassed(s: Seen) -> Check:
     rst = next((r for r in b.conn.segments("client", sender="client", flag="RST")
                 if t1 and t2 and t1 < r.t < t2), None)
     seen = sorted({e.state for h in ("client", "server")
-                   for e in b.conn.tuple_states(h, after=t1, until=t2)}) if t1 and t2 else []
+                   for e in b.conn.states(h) if t1 <= e.t <= t2}) if t1 and t2 else []
     reset = b.replay.facts.get("server_recv_after_abort") or {}
     blind = ev.sampler_blind_ms(rst.t, t2) if rst and t2 else None
     missing = ""

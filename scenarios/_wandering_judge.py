@@ -311,8 +311,7 @@ def time_wait_and_the_peers_rst(s: Seen) -> Check:
     rst = next((r for r in a.conn.segments("client", sender="client", flag="RST", after=ack.t - 0.001)), None) \
         if ack is not None else None
     rst_at_srv = a.conn.arrived(rst, "server") if rst is not None else None
-    gone = next((e.t for e in a.conn.tuple_states("server", after=ack.t) if e.state == "GONE"), None) \
-        if ack is not None else None
+    gone = a.conn.gone_at("server", after=ack.t) if ack is not None else None
     ok, missing = _rst_outcome(s, rst, rst_at_srv, gone)
     if s.rfc1337:
         expected = ("the client has no socket and answers TIME-WAIT's ACK with RST (seq = that ACK's ack); "

@@ -47,24 +47,26 @@ tcp_timewait_state_process(); reference R-TW-FIN) and answers each FIN with an A
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
+from lab.connection import Conn
 from lab.core import Lab
 from lab.evidence import Evidence
+from lab.kernel import TCP_RTO_MAX_MS, TCP_RTO_MIN_MS
 from lab.packets import Segment
+from lab.scenario import KeyValue, Scenario
 from lab.shaping import OPTIONAL
 from lab.timerwheel import max_late_s
 from lab.verdict import Check
 
-from ._orphan_budget import TCP_RTO_MAX_MS, TCP_RTO_MIN_MS, effective_retries, model_timeout_ms
+from ._orphan_budget import budget_of
+from ._orphan_checks import backoff_holes, give_up_when_budget_spent, orphan_retries_count, retransmission_kinds
 from ._premise import time_wait_room
 from ._steps import client_closes_first
 
-NAME = "retransmitted-fin"
 INTENT = ("every final ACK is lost; the orphaned server retransmits its FIN (TLP, then RTO doubling) "
           "and gives up silently when tcp_orphan_retries' time budget is spent")
-SHAPING = OPTIONAL
 PORT = 5000
-SYSCTLS = {"server": {"net.ipv4.tcp_orphan_retries": "3"}}    # short: gives up ~6.5 s after close
 
 CITE_ORPHAN = ("tcp_close() (net/ipv4/tcp.c): close() in CLOSE_WAIT sends FIN -> LAST_ACK and orphans the "
                "socket (sock_orphan(): no file, sock_diag inode 0); tcp_write_timeout() applies "
@@ -73,21 +75,9 @@ CITE_LOST = "lab fault: nft drop of pure ACKs client->server in the router's for
 CITE_BACKOFF = ("RFC 8985 §7 (one tail-loss probe, Linux tcp_send_loss_probe(): not counted in "
                 "icsk_retransmits) then RFC 6298 §5.5 / RFC 9293 §3.8.1: on each RTO retransmit and "
                 "double the timeout (tcp_retransmit_timer(): icsk_rto <<= 1, min TCP_RTO_MIN 200 ms)")
-CITE_BUDGET = ("tcp_write_timeout() / retransmits_timed_out() / tcp_model_timeout() in net/ipv4/tcp_timer.c "
-               "(Linux v6.18; reference R-ORPHAN-RETRIES): an orphan gives up at the first RTO where now - retrans_stamp >= ((2 << b) - 1) "
-               "x 200 ms, compared in whole ms, b = tcp_orphan_retries (0 -> 8); retrans_stamp = first RTO "
-               "retransmission (tcp_retransmit_skb(), net/ipv4/tcp_output.c)")
-CITE_WHEEL = ("kernel/time/timer.c calc_wheel_index()/calc_index(): each RTO timer runs at its wheel level's "
-              "granule boundary strictly after its due jiffy; " + CITE_BUDGET)
 CITE_SILENT = ("tcp_write_err() -> tcp_done() (net/ipv4/tcp_timer.c): the socket is destroyed without "
                "sending anything, TCPAbortOnTimeout +1; only tcp_out_of_resources() (orphan/memory "
                "pressure, TCPAbortOnMemory) sends a RST; RFC 1122 §4.2.3.5 R2: close the connection")
-
-
-def _orphan_budget(ev_or_lab_sysctl: str | None) -> tuple[int, int, int]:
-    sysctl = int(ev_or_lab_sysctl or 0)
-    b = effective_retries(sysctl)
-    return sysctl, b, model_timeout_ms(b)
 
 
 def precondition(sysctls: dict[str, dict[str, str]]) -> str | None:
@@ -96,9 +86,9 @@ def precondition(sysctls: dict[str, dict[str, str]]) -> str | None:
 
 
 def run(lab: Lab) -> dict:
-    _, _, budget_ms = _orphan_budget(lab.sysctls["server"].get("net.ipv4.tcp_orphan_retries"))
+    _, _, budget_ms = budget_of(lab.sysctls["server"].get("net.ipv4.tcp_orphan_retries"))
 
-    server, _client = client_closes_first(lab, PORT)           # ... FIN ->, <- ACK: FIN_WAIT2
+    server, client = client_closes_first(lab, PORT)            # ... FIN ->, <- ACK: FIN_WAIT2
 
     lab.faults.drop("client-acks", lab.host("client"), lab.host("server"), flags="ack")
     closed = server.close("conn")                                # <- FIN; the socket is orphaned
@@ -119,171 +109,251 @@ def run(lab: Lab) -> dict:
         "server_gone_seen_at": gone_at,
         "server_connections_at_end": [s.to_json() for s in server_end],
         "client_sockets_at_end": [s.to_json() for s in client_end],
+        "client_port": next(r for r in client.results if r.op == "connect")["local"][1],
     }
 
 
-# -- judging ------------------------------------------------------------------------------------
+# -- what the checks share ------------------------------------------------------------------------
 
-def _retrans_between(ev: Evidence, t: float, until: float) -> list[int]:
-    """idiag_retrans (icsk_retransmits) of the server's LAST_ACK socket in samples wholly in (t, until)."""
-    return [s[5] for s in ev.timer_samples.get("server", [])
-            if s[2] == "LAST_ACK" and t < s[0] and (s[6] if len(s) > 6 else s[0]) < until]
+@dataclass(frozen=True)
+class Seen:
+    """The orphan's retransmissions as server.pcap and sock_diag show them: its FINs, what each
+    retransmission was (a tail-loss probe leaves idiag_retrans as it was, an RTO adds one), how far
+    ahead each retransmit timer was armed and how late it fired, when the socket went; and the
+    budget tcp_orphan_retries gives."""
+
+    ev: Evidence
+    conn: Conn
+    fins: list[Segment]              # the server's FINs in server.pcap
+    kinds: list                      # each retransmission's kind: "TLP", "RTO", "?", None (unseen)
+    counts: list                     # idiag_retrans in the first sample after each (None: no sample)
+    unseen: list[str]                # where no sample told a kind, with the sampler's gap ("" if none)
+    armed: list                      # the timer armed after the TLP and after each RTO (ms; None: unread)
+    fired_late: list                 # how late each of those fired (ms), but the last
+    gone: float | None               # when sock_diag saw the server's connection go
+    orphan_retries: int              # the sysctl in force, what it means, and the budget from T1
+    retry_until: int
+    budget_ms: int
+
+    @classmethod
+    def of(cls, ev: Evidence) -> "Seen":
+        conn = ev.conn(_client_port(ev), PORT)
+        fins = conn.segments("server", sender="server", flag="FIN")
+        kinds, counts, unseen = retransmission_kinds(ev, conn, fins)
+        marks = _marks(fins, kinds)
+        armed, fired_late = [], []
+        for i, f in enumerate(marks):
+            until = marks[i + 1].t if i + 1 < len(marks) else f.t + 300
+            a = _armed_ms(conn, f.t, until)
+            armed.append(a)
+            if i + 1 < len(marks):          # None where no sample read the timer: judged as not shown
+                fired_late.append(None if a is None else round((marks[i + 1].t - f.t) * 1000 - a, 1))
+        return cls(ev, conn, fins, kinds, counts, unseen, armed, fired_late, conn.gone_at("server"),
+                   *budget_of(ev.sysctl("server", "net.ipv4.tcp_orphan_retries")))
+
+    @property
+    def rto_fins(self) -> list[Segment]:
+        return [f for f, k in zip(self.fins[1:], self.kinds) if k == "RTO"]
+
+    @property
+    def tlps(self) -> list[Segment]:
+        return [f for f, k in zip(self.fins[1:], self.kinds) if k == "TLP"]
+
+    @property
+    def marks(self) -> list[Segment]:
+        """The FINs that armed the retransmit timers read in *armed*."""
+        return _marks(self.fins, self.kinds)
+
+    @property
+    def want_tlp(self) -> int:
+        """Tail-loss probes the kernel sends first: one with tcp_early_retrans 3 or 4 and SACK."""
+        return 1 if self.early_retrans in (3, 4) and self.sack else 0
+
+    @property
+    def early_retrans(self) -> int:
+        return int(self.ev.sysctl("server", "net.ipv4.tcp_early_retrans", "3") or 3)
+
+    @property
+    def sack(self) -> int:
+        return int(self.ev.sysctl("server", "net.ipv4.tcp_sack", "1") or 1)
+
+    @property
+    def tick_ms(self) -> float:
+        return 1000 / (self.ev.hz or 100)
+
+    def rel(self, t: float) -> float:
+        """ms after the first FIN."""
+        return round((t - (self.fins[0].t if self.fins else 0.0)) * 1000, 1)
 
 
-def _armed_ms(ev: Evidence, t: float, until: float) -> float | None:
+def _client_port(ev: Evidence) -> int | None:
+    """The client's port: from its connect() (facts), else its first segment to PORT in a capture."""
+    if ev.facts.get("client_port"):
+        return ev.facts["client_port"]
+    return next((s.sport for at in ("client", "server") for s in ev.segments(at, src="client", dst="server")
+                 if s.dport == PORT), None)
+
+
+def _marks(fins: list[Segment], kinds: list) -> list[Segment]:
+    """The TLP (else the first FIN), then each RTO retransmission: each armed the timer anew."""
+    tlps = [f for f, k in zip(fins[1:], kinds) if k == "TLP"]
+    return (tlps[-1:] if tlps else fins[:1]) + [f for f, k in zip(fins[1:], kinds) if k == "RTO"]
+
+
+def _armed_ms(conn: Conn, t: float, until: float) -> float | None:
     """How far ahead the retransmit timer was armed at *t* (a retransmission): its due time as the
     samples wholly in (t, until) saw it (each bounds it between ask + expires and answer +
     expires; the median of their midpoints), minus *t*. A single late sample would read less."""
-    dues = sorted((lo + hi) / 2 for lo, hi in ev.due_times("server", t, until, state="LAST_ACK"))
+    dues = sorted(sum(x.due) / 2 for x in conn.samples("server", state="LAST_ACK")
+                  if t < x.asked and x.answered < until)
     if not dues:
         return None
     return round((dues[len(dues) // 2] - t) * 1000, 1)
 
 
-def check(ev: Evidence) -> list[Check]:
-    from ._orphan_checks import _backoff_holes, _count_check, _give_up_check, _gone, _kinds
+# -- the checks, in the timeline's order ----------------------------------------------------------
 
-    checks: list[Check] = []
-    hz = ev.hz or 100
-    tick_ms = 1000 / hz
-    fins: list[Segment] = ev.segments("server", src="server", dst="client", flag="FIN")
-    t0 = fins[0].t if fins else 0.0
-    rel = lambda t: round((t - t0) * 1000, 1)          # noqa: E731  ms after the first FIN
-
-    # 1. close() orphaned the socket in LAST_ACK. tcp_close() sets LAST_ACK and sends the FIN
-    #    before sock_orphan(), so a first sample may still see the file; the last sample before
-    #    the socket went (carried by the GONE event) is the orphan's
-    conn = [e.data for e in ev.states("server") if e.data["socket"]["dport"] != 0]
-    seen_last_ack = any(d["socket"]["state"] == "LAST_ACK" for d in conn)
-    last = next((d["socket"] for d in conn if d["socket"]["state"] == "GONE"
-                 and d.get("previous") == "LAST_ACK"), None)
-    before = ev.facts.get("server_close_state_before")
-    ok = before == "CLOSE_WAIT" and seen_last_ack and last is not None and last["inode"] == 0
+def server_orphaned_in_last_ack(s: Seen) -> Check:
+    """close() orphaned the socket in LAST_ACK. tcp_close() sets LAST_ACK and sends the FIN before
+    sock_orphan(), so a first sample may still see the file; the last sample before the socket
+    went (carried by the GONE event) is the orphan's."""
+    states = s.conn.states("server")
+    seen_last_ack = any(e.state == "LAST_ACK" for e in states)
+    last = next((e.socket for e in states if e.state == "GONE" and e.data.get("previous") == "LAST_ACK"), None)
+    before = s.ev.facts.get("server_close_state_before")
+    ok = before == "CLOSE_WAIT" and seen_last_ack and last is not None and last.inode == 0
     # LAST_ACK lasts from the first FIN to the give-up (seconds): a sampler that never polled in
     # that span could not have seen it
-    blind = ev.sampler_blind_ms(fins[0].t, fins[-1].t) if len(fins) > 1 else None
+    blind = s.ev.sampler_blind_ms(s.fins[0].t, s.fins[-1].t) if len(s.fins) > 1 else None
     if not ok and before == "CLOSE_WAIT" and last is None and blind:
         ok = None
-    checks.append(Check.judged(
+    return Check.judged(
         "server-orphaned-in-last-ack", CITE_ORPHAN,
         "close() in CLOSE_WAIT: sock_diag shows the connection in LAST_ACK, and with no file "
         "(inode 0) by the time it retransmits",
         f"close() from {before}; sock_diag: LAST_ACK {'seen' if seen_last_ack else 'never seen'}; "
-        f"last LAST_ACK sample before it went: inode {last['inode'] if last else '-'}, "
-        f"idiag_retrans {last['retrans'] if last else '-'}",
+        f"last LAST_ACK sample before it went: inode {last.inode if last else '-'}, "
+        f"idiag_retrans {last.retrans if last else '-'}",
         ok, {"state_before_close": before, "last_ack_seen": seen_last_ack,
-             "last_sample_inode": last["inode"] if last else None},
+             "last_sample_inode": last.inode if last else None},
         missing=f"no sock_diag poll from the first FIN to the last (the sampler's gap: {blind} ms), so "
-                "LAST_ACK could not be seen"))
+                "LAST_ACK could not be seen")
 
-    # 2. every FIN reaches the client's TIME-WAIT and is answered; every answer is lost
-    fins_cli = ev.segments("client", src="server", dst="client", flag="FIN")
-    answers = []
+
+def every_fin_acked_every_ack_lost(s: Seen) -> Check:
+    """Every FIN reaches the client's TIME-WAIT and is answered; every answer is lost. What the
+    captures show (an ACK at the server, a RST, fewer drops than ACKs) fails; FINs or ACKs absent
+    from a capture whose tcpdump dropped packets are not judged - nft's counter, not server.pcap's
+    silence, is the proof that the ACKs were dropped."""
+    ev, fins = s.ev, s.fins
+    fins_cli = s.conn.segments("client", sender="server", flag="FIN")
+    acks = []
     for i, f in enumerate(fins_cli):
         until = fins_cli[i + 1].t if i + 1 < len(fins_cli) else float("inf")
-        answers.append([a for a in ev.acks_of("client", f, after=f.t) if a.t < until][:1])
-    acks = [a[0] for a in answers if a]
-    arrived = [a for a in acks if any(s.same_wire(a) for s in ev.packets.get("server", []))]
+        acks += [a for a in ev.acks_of("client", f, after=f.t) if a.t < until][:1]
+    arrived = [a for a in acks if s.conn.arrived(a, "server")]
     drop = ev.faults.get("client-acks", {})
-    rst_cli = ev.segments("client", src="client", dst="server", flag="RST")
-    wrong = bool(arrived) or bool(rst_cli) or drop.get("dropped", 0) < len(acks) or not ev.ever_in("client", "TIME_WAIT")
+    rst_cli = s.conn.segments("client", sender="client", flag="RST")
+    tw = s.conn.ever_in("client", "TIME_WAIT")
+    wrong = bool(arrived) or bool(rst_cli) or drop.get("dropped", 0) < len(acks) or not tw
     short = not len(fins_cli) == len(fins) >= 2 or len(acks) != len(fins_cli)
-    # what the captures show (an ACK at the server, a RST, fewer drops than ACKs) fails; FINs or
-    # ACKs absent from a capture whose tcpdump dropped packets are not judged - nft's counter, not
-    # server.pcap's silence, is the proof that the ACKs were dropped
     hole = ev.capture_hole("client", "server")
     ok = False if wrong else (None if hole else False) if short else True
-    checks.append(Check.judged(
+    return Check.judged(
         "every-fin-acked-every-ack-lost", CITE_LOST,
         "each server FIN reaches the client (TIME_WAIT) and is answered by an ACK that never reaches "
         "the server; the client sends no RST",
         f"client.pcap: {len(fins_cli)} of {len(fins)} FINs arrived, {len(acks)} answered; "
         f"{len(arrived)} of those ACKs in server.pcap; nft dropped {drop.get('dropped', 0)}; "
-        f"client RSTs {len(rst_cli)}; client TIME_WAIT {'seen' if ev.ever_in('client', 'TIME_WAIT') else 'never seen'}",
+        f"client RSTs {len(rst_cli)}; client TIME_WAIT {'seen' if tw else 'never seen'}",
         ok, {"fins_sent": len(fins), "fins_at_client": len(fins_cli), "acks_from_client": len(acks),
              "acks_seen_by_server": len(arrived), "nft_dropped": drop.get("dropped", 0),
              "client_rsts": len(rst_cli)},
         missing=f"client.pcap has {len(fins_cli)} of {len(fins)} FINs and {len(acks)} answers, but {hole}: "
-                "the segments missing may be among them"))
+                "the segments missing may be among them")
 
-    # 3. the retransmissions: which were tail-loss probes (icsk_retransmits unchanged), which RTOs
-    kinds, counts, unseen = _kinds(ev, fins)
-    rto_fins = [f for f, k in zip(fins[1:], kinds) if k == "RTO"]
-    tlps = [f for f, k in zip(fins[1:], kinds) if k == "TLP"]
-    early = int(ev.sysctl("server", "net.ipv4.tcp_early_retrans", "3") or 3)
-    sack = int(ev.sysctl("server", "net.ipv4.tcp_sack", "1") or 1)
-    want_tlp = 1 if early in (3, 4) and sack else 0
+
+def tlp_then_rto_doubling(s: Seen) -> Check:
+    """The retransmissions: the tail-loss probe(s) first (icsk_retransmits unchanged), then RTO
+    retransmissions of the same FIN, the timer doubling. Each reading is within a tick of the
+    armed value (jiffies lag the wall clock by up to a tick), so a doubling is judged pairwise to
+    within three ticks."""
+    ev, tick_ms, armed, kinds = s.ev, s.tick_ms, s.armed, s.kinds
     probes = ev.counter("server", "TcpExtTCPLossProbes")
-    # the retransmit timer after the TLP (rto0) and after each RTO retransmission (doubling)
-    marks = (tlps[-1:] if tlps else fins[:1]) + rto_fins
-    armed, fired_late = [], []
-    for i, f in enumerate(marks):
-        until = marks[i + 1].t if i + 1 < len(marks) else f.t + 300
-        a = _armed_ms(ev, f.t, until)
-        armed.append(a)
-        if i + 1 < len(marks):          # None where no sample read the timer: judged as not shown
-            fired_late.append(None if a is None else round((marks[i + 1].t - f.t) * 1000 - a, 1))
-    # each reading is within a tick of the armed value (jiffies lag the wall clock by up to a
-    # tick), so a doubling is judged pairwise to within three ticks
     rto0 = armed[0] if armed else None
     doubling_ok = rto0 is not None and rto0 >= TCP_RTO_MIN_MS - tick_ms and all(
         a is not None and p is not None and abs(a - min(2 * p, TCP_RTO_MAX_MS)) <= 3 * tick_ms + 2
         for p, a in zip(armed, armed[1:]))
     late_ok = all(late is not None and -tick_ms - 1 <= late <= max_late_s(a / 1000, ev.hz) * 1000 + tick_ms + 20
-                  for late, a in zip(fired_late, armed))
-    seqs = sorted({f.seq for f in fins})
-    ok = (len(tlps) == want_tlp == probes and kinds[:want_tlp] == ["TLP"] * want_tlp
-          and "?" not in kinds and None not in kinds and len(seqs) == 1 and doubling_ok and late_ok and bool(rto_fins))
-    holes = _backoff_holes(ev, ok, kinds, seqs, probes, want_tlp, armed, fired_late, marks, unseen, tick_ms)
-    checks.append(Check.judged(
+                  for late, a in zip(s.fired_late, armed))
+    seqs = sorted({f.seq for f in s.fins})
+    want_tlp = s.want_tlp
+    ok = (len(s.tlps) == want_tlp == probes and kinds[:want_tlp] == ["TLP"] * want_tlp
+          and "?" not in kinds and None not in kinds and len(seqs) == 1 and doubling_ok and late_ok
+          and bool(s.rto_fins))
+    holes = backoff_holes(s, ok, seqs, probes)
+    return Check.judged(
         "tlp-then-rto-doubling", CITE_BACKOFF,
-        f"{want_tlp} tail-loss probe(s) (tcp_early_retrans={early}, tcp_sack={sack}) that leave "
+        f"{want_tlp} tail-loss probe(s) (tcp_early_retrans={s.early_retrans}, tcp_sack={s.sack}) that leave "
         "idiag_retrans unchanged, then RTO retransmissions of the same FIN, the timer armed at "
         "rto0 >= 200 ms then doubling, each firing no earlier than armed and no later than one "
         "timer-wheel granule",
-        f"server.pcap: FINs at {[rel(f.t) for f in fins]} ms, seq {seqs}; kinds {kinds} "
-        f"(idiag_retrans after each: {counts}); TCPLossProbes +{probes}; timer armed "
-        f"{armed} ms; fired late by {fired_late} ms",
-        None if holes else ok, {"fin_times_ms": [rel(f.t) for f in fins], "kinds": kinds, "idiag_retrans": counts,
-             "TCPLossProbes": probes, "armed_ms": armed, "fired_late_ms": fired_late, "rto0_ms": rto0,
-             "tcp_early_retrans": early, "tcp_sack": sack},
-        missing="; ".join(holes)))
+        f"server.pcap: FINs at {[s.rel(f.t) for f in s.fins]} ms, seq {seqs}; kinds {kinds} "
+        f"(idiag_retrans after each: {s.counts}); TCPLossProbes +{probes}; timer armed "
+        f"{armed} ms; fired late by {s.fired_late} ms",
+        None if holes else ok,
+        {"fin_times_ms": [s.rel(f.t) for f in s.fins], "kinds": kinds, "idiag_retrans": s.counts,
+         "TCPLossProbes": probes, "armed_ms": armed, "fired_late_ms": s.fired_late, "rto0_ms": rto0,
+         "tcp_early_retrans": s.early_retrans, "tcp_sack": s.sack},
+        missing="; ".join(holes))
 
-    # 4. how many RTO retransmissions the sysctl's budget allows; 5. each decision against it
-    checks.append(_count_check(ev, fins, tlps, rto_fins, armed, want_tlp, unseen))
-    checks.append(_give_up_check(ev, rto_fins, armed, rel, unseen))
 
-    # 6. giving up is silent: no RST, no more FINs; the client still sits in TIME-WAIT
-    gone = _gone(ev)
-    rsts = ev.segments("server", src="server", dst="client", flag="RST")
-    after_gone = [f for f in fins if gone and f.t > gone.t]
+# then how many RTO retransmissions the budget allows, and each decision against it:
+# scenarios/_orphan_checks.py (orphan_retries_count, give_up_when_budget_spent)
+
+def give_up_is_silent(s: Seen) -> Check:
+    """Giving up is silent: no RST, no more FINs; the client still sits in TIME-WAIT. Silence is an
+    absence: server.pcap shows it only if tcpdump dropped nothing there; else client.pcap (the
+    router forwards whatever the server sends) must show it instead."""
+    ev, gone = s.ev, s.gone
+    rsts = s.conn.segments("server", sender="server", flag="RST")
+    after_gone = [f for f in s.fins if gone and f.t > gone]
     aborts = ev.counter("server", "TcpExtTCPAbortOnTimeout")
     memory = ev.counter("server", "TcpExtTCPAbortOnMemory")
-    cli_end = [s["state"] for s in ev.facts.get("client_sockets_at_end", [])]
+    cli_end = [x["state"] for x in ev.facts.get("client_sockets_at_end", [])]
     srv_end = ev.facts.get("server_connections_at_end", [])
     ok = not rsts and not after_gone and aborts == 1 and memory == 0 and cli_end == ["TIME_WAIT"] and not srv_end
-    # silence is an absence: server.pcap shows it only if tcpdump dropped nothing there; else
-    # client.pcap (the router forwards whatever the server sends) must show it instead
-    rsts_cli = ev.segments("client", src="server", dst="client", flag="RST")
-    fins_cli_after = [f for f in ev.segments("client", src="server", dst="client", flag="FIN")
-                      if gone and f.t > gone.t]
     silent_missing = ""
     if ok and ev.capture_hole("server"):
+        rsts_cli = s.conn.segments("client", sender="server", flag="RST")
+        fins_cli_after = [f for f in s.conn.segments("client", sender="server", flag="FIN") if gone and f.t > gone]
         if rsts_cli or fins_cli_after:
             ok = False
         elif ev.capture_hole("client"):
             ok, silent_missing = None, (f"both captures dropped packets ({ev.capture_hole('client', 'server')}): "
                                         "a RST or FIN from the server may be among them")
-    checks.append(Check.judged(
+    return Check.judged(
         "give-up-is-silent", CITE_SILENT,
         "no RST and no further FIN from the server; TCPAbortOnTimeout +1 (not TCPAbortOnMemory); "
         "the server's connection is gone while the client still holds TIME_WAIT",
         f"server.pcap: {len(rsts)} RSTs, {len(after_gone)} FINs after the socket went; "
         f"TCPAbortOnTimeout +{aborts}, TCPAbortOnMemory +{memory}; at the end: server connections "
-        f"{[s['state'] for s in srv_end]}, client sockets {cli_end}",
+        f"{[x['state'] for x in srv_end]}, client sockets {cli_end}",
         ok, {"server_rsts": len(rsts), "fins_after_gone": len(after_gone), "TCPAbortOnTimeout": aborts,
              "TCPAbortOnMemory": memory, "client_states_at_end": cli_end},
-        missing=silent_missing))
-    return checks
+        missing=silent_missing)
 
 
+SCENARIO = Scenario(
+    name="retransmitted-fin", intent=INTENT, run=run, analyse=Seen.of,
+    checks=(server_orphaned_in_last_ack, every_fin_acked_every_ack_lost, tlp_then_rto_doubling,
+            orphan_retries_count, give_up_when_budget_spent, give_up_is_silent),
+    precondition=precondition, shaping=OPTIONAL, port=PORT,
+    sysctls={"server": {"net.ipv4.tcp_orphan_retries": "3"}},      # short: gives up ~6.5 s after close
+    key_values=(
+        KeyValue("FIN times (ms)", "tlp-then-rto-doubling", "fin_times_ms", rel_tol=0.1, abs_tol=20),
+        KeyValue("retransmission kinds", "tlp-then-rto-doubling", "kinds"),
+        KeyValue("first RTO (ms)", "tlp-then-rto-doubling", "rto0_ms", rel_tol=0.1),
+        KeyValue("RTO retransmissions", "orphan-retries-count", "observed_rto_retransmissions"),
+        KeyValue("gave up after (ms)", "give-up-when-budget-spent", "gone_after_first_fin_ms", rel_tol=0.1),
+    ))

@@ -52,46 +52,36 @@ Flip: --sysctl client:net.ipv4.tcp_rfc1337=1 (the TIME-WAIT survives the RST).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
+from lab.connection import Conn
 from lab.core import Lab
 from lab.evidence import Evidence
 from lab.nsops import read_counters
 from lab.observe import counters_delta
 from lab.packets import Segment
+from lab.scenario import KeyValue, Scenario
 from lab.shaping import OPTIONAL
 from lab.verdict import Check
 
 from ._premise import time_wait_room
+from ._twa_judge import (ANSWER_S, WATCH_S, missing_in, ms, paws_does_not_prevent_it, time_wait_assassinated,
+                         time_wait_survives_rst)
 
-NAME = "tw-assassination"
 INTENT = ("RFC 1337 figure 1: an old duplicate -> TIME-WAIT's ACK -> the closed server's RST kills "
           "TIME-WAIT (tcp_rfc1337=0) or is ignored (tcp_rfc1337=1)")
-SHAPING = OPTIONAL
 PORT = 5007
 CLIENT_PORT = 40007
 OLD_LEN = 600                   # the server's data segment that becomes the old duplicate
 TW_WAIT_S = 0.3                 # how long TIME-WAIT has run before the replay
-WATCH_S = 0.5                   # how long the client is watched after the replay
 PROBE_WATCH_S = 0.2             # how long the answer to the probe (the replay, once more) is awaited
-ANSWER_S = 0.05                 # an answer leaves the client within this of what it answers
-KILL_S = 0.1                    # tcp_rfc1337=0: the TIME-WAIT is gone (sock_diag) within this of the RST
 M32 = 1 << 32
 
 CITE_TWA = ("RFC 1337 §1 figure 1 (5.1 any unacceptable old segment, 5.2 TIME-WAIT's ACK for SND.NXT/RCV.NXT); "
             "RFC 9293 §3.10.7.4 (unacceptable segment -> send an ACK); Linux tcp_timewait_state_process() -> "
             "TCP_TW_ACK, tcp_v4_timewait_ack() (net/ipv4/tcp_minisocks.c, tcp_ipv4.c; reference R-TW-OLD-SEG)")
-CITE_PAWS = ("RFC 1337 §1: 'TWA cannot be prevented by PAWS timestamps'; RFC 7323 §5.3 R1 (TSval < TS.Recent: "
-             "send an ACK, drop); Linux: PAWS reject in TIME-WAIT counts PAWSTimewait and still returns "
-             "TCP_TW_ACK; tcp_v4_send_reset() (net/ipv4/tcp_ipv4.c) sends no timestamp option; reference R-TW-PAWS, R-CLOSED-RST")
 CITE_RST = ("RFC 9293 §3.10.7.1 / RFC 793 p.36 (CLOSED: an incoming segment with ACK gets <SEQ=SEG.ACK><CTL=RST>); "
             "RFC 1337 figure 1 segment 5.3; Linux tcp_v4_rcv() no socket -> tcp_v4_send_reset()")
-CITE_KILL = ("Linux v6.18 tcp_timewait_state_process() (net/ipv4/tcp_minisocks.c): a RST with seq == rcv_nxt, not "
-             "PAWS-rejected, kills TIME-WAIT when tcp_rfc1337=0 (inet_twsk_deschedule_put(), 'TIME_WAIT "
-             "assassination') and is ignored when tcp_rfc1337=1 (RFC 1337 §3 F1: 'Ignore RST segments in "
-             "TIME-WAIT state'); RFC 9293 §3.10.7.4 (RST in TIME-WAIT: enter CLOSED). The wire probe: a live "
-             "TIME-WAIT ACKs a replayed data segment (TCP_TW_ACK; data is never out-of-window rate-limited: "
-             "tcp_oow_rate_limited(), net/ipv4/tcp_input.c); with no socket tcp_v4_rcv() -> tcp_v4_send_reset() "
-             "answers RST, seq = the segment's ack (RFC 9293 §3.10.7.1); reference R-TW-RST, R-TW-OLD-SEG, R-CLOSED-RST")
 
 
 def precondition(sysctls: dict[str, dict[str, str]]) -> str | None:
@@ -157,112 +147,82 @@ def _state(lab: Lab, host: str, key: tuple) -> str | None:
     return sk.state if sk is not None and sk.state != "LISTEN" else None
 
 
-# -- the judgement -----------------------------------------------------------------------------
-def _ts_on(ev: Evidence) -> bool:
-    return all(ev.sysctl(h, "net.ipv4.tcp_timestamps", "1") != "0" for h in ("client", "server"))
+def _rfc1337(ev: Evidence) -> bool:
+    """The client ignores a RST in TIME-WAIT (RFC 1337 F1)."""
+    return ev.sysctl("client", "net.ipv4.tcp_rfc1337", "0") != "0"
 
 
-def _seen(ev: Evidence, at: str, src: str, flag: str | None = None) -> list[Segment]:
-    dst = "server" if src == "client" else "client"
-    return [s for s in ev.segments(at, src=src, dst=dst, flag=flag)
-            if CLIENT_PORT in (s.sport, s.dport) and PORT in (s.sport, s.dport)]
+# -- what the checks share ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Seen:
+    """Figure 1 as the captures show it: the old segment the router copied, its replay (5.1) and
+    TIME-WAIT's ACK (5.2) in client.pcap, that ACK and the closed server's RST (5.3) in server.pcap
+    and the RST in client.pcap; then the probe (the replay once more) and the client's answer."""
+
+    ev: Evidence
+    conn: Conn
+    copied: dict | None              # the copied segment, as the router logged it
+    replay: Segment | None           # 5.1, arriving at the client
+    no_replay: str                   # why the replay is missing: "" when client.pcap saw it
+    cli_fin: Segment | None          # the close's FINs, in client.pcap
+    srv_fin: Segment | None
+    ack: Segment | None              # 5.2 in client.pcap ...
+    ack_at_srv: Segment | None       # ... and in server.pcap
+    rst: Segment | None              # 5.3 in server.pcap ...
+    rst_at_cli: Segment | None       # ... and in client.pcap
+    probe: Segment | None            # the old segment replayed once more, arriving at the client
+    answer: Segment | None           # the client's answer to it
+
+    @classmethod
+    def of(cls, ev: Evidence) -> "Seen":
+        conn, f = ev.conn(CLIENT_PORT, PORT), ev.facts
+        copied = (f.get("copied") or [None])[0]
+        replay = _replayed(conn, copied, f.get("injected_at"), f.get("probe_at"))
+        # without timestamps TIME-WAIT's ACK is byte for byte the final ACK of the close: arrived()
+        # takes the copy at or after it
+        ack = _answer(conn, replay, lambda a: a.has("ACK") and not a.has("RST"))
+        ack_at_srv = conn.arrived(ack, "server") if ack is not None else None
+        rst = next((r for r in conn.segments("server", sender="server", flag="RST", after=ack_at_srv.t)
+                    if r.t - ack_at_srv.t < 0.05), None) if ack_at_srv is not None else None
+        probe = _replayed(conn, copied, f.get("probe_at"))
+        return cls(ev, conn, copied, replay, _no_replay(ev, copied, f.get("injected_at"), replay),
+                   next(iter(conn.segments("client", sender="client", flag="FIN")), None),
+                   next(iter(conn.segments("client", sender="server", flag="FIN")), None),
+                   ack, ack_at_srv, rst, conn.arrived(rst, "client") if rst is not None else None,
+                   probe, _answer(conn, probe))
+
+    @property
+    def want_seq(self) -> int | None:
+        """TIME-WAIT's SND.NXT: the client's FIN + 1."""
+        return (self.cli_fin.seq + 1) % M32 if self.cli_fin else None
+
+    @property
+    def want_ack(self) -> int | None:
+        """TIME-WAIT's RCV.NXT: the server's FIN + 1."""
+        return (self.srv_fin.seq + self.srv_fin.length + 1) % M32 if self.srv_fin else None
+
+    @property
+    def rfc1337(self) -> bool:
+        return _rfc1337(self.ev)
 
 
-def _ms(x: float | None) -> float | None:
-    return None if x is None else round(x * 1000, 3)
+def _replayed(conn: Conn, copied: dict | None, since: float | None, until: float | None = None) -> Segment | None:
+    """The copied old segment as the client's capture saw it arrive (again) at or after *since*
+    (and before *until*: the first replay is not the probe)."""
+    if not copied or not since:
+        return None
+    same = (copied["seq"], copied["ack"], copied["length"], copied["tsval"])
+    return next((s for s in conn.segments("client", sender="server", after=since - 0.001)
+                 if (s.seq, s.ack, s.length, s.tsval) == same and (until is None or s.t < until - 0.001)), None)
 
 
-def check(ev: Evidence) -> list[Check]:
-    from ._twa_judge import _fate, _paws       # the RST's effect: scenarios/_twa_judge.py
-
-    checks: list[Check] = []
-    f = ev.facts
-    ts_on = _ts_on(ev)
-    rfc1337 = ev.sysctl("client", "net.ipv4.tcp_rfc1337", "0") != "0"
-    copied = (f.get("copied") or [None])[0]
-    t_inj = f.get("injected_at")
-
-    # 5.1: the replay as the client's capture saw it arrive
-    replay = _replayed(ev, copied, t_inj, f.get("probe_at"))
-    cli_fin = next(iter(_seen(ev, "client", "client", "FIN")), None)
-    srv_fin = next(iter(_seen(ev, "client", "server", "FIN")), None)
-    tw_before = f.get("tw_before") or {}
-    no_replay = _no_replay(ev, copied, t_inj, replay)
-    # the replay is the lab's own doing: not seeing it arrive is never the client's failure
-    ok = (False if tw_before.get("state") != "TIME_WAIT" or f.get("server_socket_before") is not None
-          else None if no_replay else True)
-    checks.append(Check.judged(
-        "old-duplicate-reaches-time-wait", CITE_TWA,
-        "a data segment the server sent earlier in this connection (copied by the router) reaches the client "
-        "while the client is in TIME_WAIT and the server has no socket for the connection",
-        (f"client.pcap: replay {'arrived' if replay else 'not seen'}: seq {copied['seq'] if copied else '-'} "
-         f"ack {copied['ack'] if copied else '-'} {copied['length'] if copied else 0} B, sent first at "
-         f"{round(t_inj - copied['t'], 3) if copied and t_inj else '-'} s earlier; sock_diag: client "
-         f"{tw_before.get('state')} ({tw_before.get('expires_ms')} ms left), server socket: "
-         f"{f.get('server_socket_before') or 'none'}"),
-        ok, {"replay_seq": copied and copied["seq"], "replay_len": copied and copied["length"],
-             "client_state": tw_before.get("state"), "tw_left_ms": tw_before.get("expires_ms"),
-             "server_socket": f.get("server_socket_before"),
-             "replay_age_s": round(t_inj - copied["t"], 3) if copied and t_inj else None},
-        missing=no_replay))
-
-    # 5.2: TIME-WAIT answers with an ACK for its SND.NXT and RCV.NXT
-    want_seq = (cli_fin.seq + 1) % M32 if cli_fin else None
-    want_ack = (srv_fin.seq + srv_fin.length + 1) % M32 if srv_fin else None
-    ack = None
-    if replay is not None:
-        ack = next((s for s in _seen(ev, "client", "client") if s.t >= replay.t and s.has("ACK")
-                    and not s.has("RST") and s.t - replay.t < 0.05), None)
-    if no_replay:
-        ok = None
-    elif ack is None or cli_fin is None or srv_fin is None:
-        ok = _missing(ev, "client")          # absent from client.pcap: failed only if it is complete
-    else:
-        ok = ack.seq == want_seq and ack.ack == want_ack and ack.length == 0
-    checks.append(Check.judged(
-        "time-wait-acks-it", CITE_TWA,
-        "the client's TIME-WAIT answers with a pure ACK, seq = SND.NXT (its FIN + 1), ack = RCV.NXT "
-        "(the server's FIN + 1)",
-        (f"client.pcap: " + (f"{ack.flags} seq {ack.seq} ack {ack.ack} {_ms(ack.t - replay.t)} ms after the "
-                             f"replay (want seq {want_seq} ack {want_ack})" if ack else "no ACK within 50 ms")),
-        ok, {"ack_seq": ack and ack.seq, "ack_ack": ack and ack.ack, "want_seq": want_seq, "want_ack": want_ack,
-             "answer_after_ms": _ms(ack.t - replay.t) if ack and replay else None},
-        missing=no_replay or f"client.pcap lacks TIME-WAIT's ACK or a FIN of the close ({ev.capture_hole('client')})"))
-
-    # 5.3: the server, with no socket, reflects the ACK as RST <SEQ=SEG.ACK>
-    # (without timestamps TIME-WAIT's ACK is byte for byte the final ACK of the close: take the later one)
-    ack_at_srv = next((s for s in _seen(ev, "server", "client") if ack is not None and s.same_wire(ack)
-                       and s.t >= ack.t - 0.001), None)
-    rst = None
-    if ack_at_srv is not None:
-        rst = next((s for s in _seen(ev, "server", "server", "RST") if s.t >= ack_at_srv.t
-                    and s.t - ack_at_srv.t < 0.05), None)
-    out_rsts = f.get("counters", {}).get("server", {}).get("TcpOutRsts", 0)
-    if rst is not None:
-        ok = rst.seq == ack_at_srv.ack and not rst.has("ACK") and out_rsts >= 1
-    elif no_replay:
-        ok = None
-    elif ack is None:           # nothing to answer in client.pcap: time-wait-acks-it says why
-        ok = _missing(ev, "client")
-    else:                       # the ACK or the RST absent from server.pcap
-        ok = _missing(ev, "server")
-    checks.append(Check.judged(
-        "closed-server-answers-rst", CITE_RST,
-        "the ACK reaches the server, which has no socket and answers RST with seq = the ACK's ack (no ACK bit)",
-        (f"server.pcap: ACK {'arrived' if ack_at_srv else 'never arrived'}; "
-         + (f"{rst.flags} seq {rst.seq} {_ms(rst.t - ack_at_srv.t)} ms later (ACK's ack {ack_at_srv.ack})"
-            if rst else "no RST") + f"; server TcpOutRsts +{out_rsts}"),
-        ok, {"rst_seq": rst and rst.seq, "rst_flags": rst and rst.flags,
-             "ack_ack": ack_at_srv and ack_at_srv.ack, "TcpOutRsts": out_rsts},
-        missing=no_replay or ("client.pcap lacks TIME-WAIT's ACK" if ack is None else "server.pcap lacks the ACK or "
-                              "the RST") + f" ({ev.capture_hole('client', 'server')})"))
-
-    # PAWS does not prevent it (RFC 1337): the replay is PAWS-rejected, yet ACKed; the RST has no TSval
-    rst_at_cli = next((s for s in _seen(ev, "client", "server", "RST") if rst is not None and s.same_wire(rst)), None)
-    checks.append(_paws(ev, ts_on, replay, srv_fin, ack, rst, rst_at_cli, no_replay))
-
-    checks.append(_fate(ev, rfc1337, rst_at_cli, want_seq, want_ack, copied))
-    return checks
+def _answer(conn: Conn, seg: Segment | None, wanted=lambda a: True) -> Segment | None:
+    """The client's first (*wanted*) segment within ANSWER_S of *seg* arriving, in client.pcap."""
+    if seg is None:
+        return None
+    return next((a for a in conn.segments("client", sender="client", after=seg.t)
+                 if a.t - seg.t < ANSWER_S and wanted(a)), None)
 
 
 def _no_replay(ev: Evidence, copied: dict | None, since: float | None, replay: Segment | None) -> str:
@@ -279,29 +239,92 @@ def _no_replay(ev: Evidence, copied: dict | None, since: float | None, replay: S
     return "the replayed segment is not in client.pcap" + (f" ({hole})" if hole else "")
 
 
-def _missing(ev: Evidence, host: str) -> bool | None:
-    """A segment the kernel should have sent is not in *host*'s capture: a failure when that
-    capture is complete (False), not judged when tcpdump dropped packets there (None)."""
-    return None if ev.capture_hole(host) else False
+# -- figure 1, segment by segment: the checks, in the timeline's order ---------------------------
+
+def old_duplicate_reaches_time_wait(s: Seen) -> Check:
+    """5.1: the replay reaches the client in TIME_WAIT, the server holding no socket. The replay is
+    the lab's own doing: not seeing it arrive is never the client's failure."""
+    f, copied, t_inj = s.ev.facts, s.copied, s.ev.facts.get("injected_at")
+    tw_before = f.get("tw_before") or {}
+    ok = (False if tw_before.get("state") != "TIME_WAIT" or f.get("server_socket_before") is not None
+          else None if s.no_replay else True)
+    return Check.judged(
+        "old-duplicate-reaches-time-wait", CITE_TWA,
+        "a data segment the server sent earlier in this connection (copied by the router) reaches the client "
+        "while the client is in TIME_WAIT and the server has no socket for the connection",
+        (f"client.pcap: replay {'arrived' if s.replay else 'not seen'}: seq {copied['seq'] if copied else '-'} "
+         f"ack {copied['ack'] if copied else '-'} {copied['length'] if copied else 0} B, sent first at "
+         f"{round(t_inj - copied['t'], 3) if copied and t_inj else '-'} s earlier; sock_diag: client "
+         f"{tw_before.get('state')} ({tw_before.get('expires_ms')} ms left), server socket: "
+         f"{f.get('server_socket_before') or 'none'}"),
+        ok, {"replay_seq": copied and copied["seq"], "replay_len": copied and copied["length"],
+             "client_state": tw_before.get("state"), "tw_left_ms": tw_before.get("expires_ms"),
+             "server_socket": f.get("server_socket_before"),
+             "replay_age_s": round(t_inj - copied["t"], 3) if copied and t_inj else None},
+        missing=s.no_replay)
 
 
-def _replayed(ev: Evidence, copied: dict | None, since: float | None,
-              until: float | None = None) -> Segment | None:
-    """The copied old segment as the client's capture saw it arrive (again) at or after *since*
-    (and before *until*: the first replay is not the probe)."""
-    if not copied or not since:
-        return None
-    return next((s for s in _seen(ev, "client", "server")
-                 if (s.seq, s.ack, s.length, s.tsval) == (copied["seq"], copied["ack"], copied["length"],
-                                                          copied["tsval"]) and s.t >= since - 0.001
-                 and (until is None or s.t < until - 0.001)), None)
+def time_wait_acks_it(s: Seen) -> Check:
+    """5.2: TIME-WAIT answers with an ACK for its SND.NXT and RCV.NXT."""
+    ack, want_seq, want_ack = s.ack, s.want_seq, s.want_ack
+    if s.no_replay:
+        ok = None
+    elif ack is None or s.cli_fin is None or s.srv_fin is None:
+        ok = missing_in(s.ev, "client")      # absent from client.pcap: failed only if it is complete
+    else:
+        ok = ack.seq == want_seq and ack.ack == want_ack and ack.length == 0
+    return Check.judged(
+        "time-wait-acks-it", CITE_TWA,
+        "the client's TIME-WAIT answers with a pure ACK, seq = SND.NXT (its FIN + 1), ack = RCV.NXT "
+        "(the server's FIN + 1)",
+        (f"client.pcap: " + (f"{ack.flags} seq {ack.seq} ack {ack.ack} {ms(ack.t - s.replay.t)} ms after the "
+                             f"replay (want seq {want_seq} ack {want_ack})" if ack else "no ACK within 50 ms")),
+        ok, {"ack_seq": ack and ack.seq, "ack_ack": ack and ack.ack, "want_seq": want_seq, "want_ack": want_ack,
+             "answer_after_ms": ms(ack.t - s.replay.t) if ack and s.replay else None},
+        missing=s.no_replay
+        or f"client.pcap lacks TIME-WAIT's ACK or a FIN of the close ({s.ev.capture_hole('client')})")
 
 
-def _probe_answer(ev: Evidence, copied: dict | None) -> tuple[Segment | None, Segment | None]:
-    """The probe (the old segment replayed once more, after the RST) and the client's answer to it."""
-    probe = _replayed(ev, copied, ev.facts.get("probe_at"))
-    if probe is None:
-        return None, None
-    return probe, next((s for s in _seen(ev, "client", "client") if probe.t <= s.t < probe.t + ANSWER_S), None)
+def closed_server_answers_rst(s: Seen) -> Check:
+    """5.3: the server, with no socket, reflects the ACK as RST <SEQ=SEG.ACK>."""
+    rst, ack_at_srv = s.rst, s.ack_at_srv
+    out_rsts = s.ev.facts.get("counters", {}).get("server", {}).get("TcpOutRsts", 0)
+    if rst is not None:
+        ok = rst.seq == ack_at_srv.ack and not rst.has("ACK") and out_rsts >= 1
+    elif s.no_replay:
+        ok = None
+    elif s.ack is None:         # nothing to answer in client.pcap: time-wait-acks-it says why
+        ok = missing_in(s.ev, "client")
+    else:                       # the ACK or the RST absent from server.pcap
+        ok = missing_in(s.ev, "server")
+    return Check.judged(
+        "closed-server-answers-rst", CITE_RST,
+        "the ACK reaches the server, which has no socket and answers RST with seq = the ACK's ack (no ACK bit)",
+        (f"server.pcap: ACK {'arrived' if ack_at_srv else 'never arrived'}; "
+         + (f"{rst.flags} seq {rst.seq} {ms(rst.t - ack_at_srv.t)} ms later (ACK's ack {ack_at_srv.ack})"
+            if rst else "no RST") + f"; server TcpOutRsts +{out_rsts}"),
+        ok, {"rst_seq": rst and rst.seq, "rst_flags": rst and rst.flags,
+             "ack_ack": ack_at_srv and ack_at_srv.ack, "TcpOutRsts": out_rsts},
+        missing=s.no_replay or ("client.pcap lacks TIME-WAIT's ACK" if s.ack is None
+                                else "server.pcap lacks the ACK or the RST")
+        + f" ({s.ev.capture_hole('client', 'server')})")
 
 
+# then PAWS, which does not prevent it, and the RST's effect: scenarios/_twa_judge.py
+FIGURE_1 = (old_duplicate_reaches_time_wait, time_wait_acks_it, closed_server_answers_rst, paws_does_not_prevent_it)
+
+
+def checks(ev: Evidence):
+    """What the RST must do follows the client's tcp_rfc1337 in force."""
+    return FIGURE_1 + ((time_wait_survives_rst,) if _rfc1337(ev) else (time_wait_assassinated,))
+
+
+SCENARIO = Scenario(
+    name="tw-assassination", intent=INTENT, run=run, analyse=Seen.of, checks=checks,
+    precondition=precondition, shaping=OPTIONAL, port=PORT,
+    key_values=(
+        KeyValue("tcp_rfc1337", "time-wait-*", "tcp_rfc1337"),
+        KeyValue("TIME-WAIT after the RST", "time-wait-*", "state_after", none_means="gone (killed)"),
+        KeyValue("killed after the RST (ms)", "time-wait-*", "gone_after_rst_ms", abs_tol=50),
+        KeyValue("PAWSTimewait", "paws-does-not-prevent-it", "PAWSTimewait"),
+    ))

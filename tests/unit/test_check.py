@@ -11,8 +11,12 @@ from xml.etree import ElementTree as ET
 import pytest
 
 import scenarios
-from lab.check import (PROFILE_EXAMPLE, Requirement, evaluate, host_sysctls, judge, junit_xml,
-                       layer_sysctls, load_profile, parse_profile, run_check, _scenario_entry)
+from lab.ci import _scenario_entry, run_check
+from lab.junit import junit_xml
+from lab.pipeline import Job, Result, run_job
+from lab.profile import PROFILE_EXAMPLE, Requirement, load_profile, parse_profile
+from lab.requirements import evaluate, judge
+from lab.sysctls import host_sysctls, layer_sysctls
 from lab.core import SysctlSetting
 from lab.errors import UsageError
 
@@ -227,18 +231,14 @@ def test_a_required_shaping_scenario_is_skipped_with_the_labs_reason(monkeypatch
     def no_netem(name, **kw):
         raise NetemMissing(name, why)
     monkeypatch.setattr(runner, "run_scenario", no_netem)
-    job = {"run": 1, "name": "lossy-link", "backend": "netns", "sysctls": [], "artifacts": tmp_path,
-           "shaping": [], "compose": None}
-    res = runner._one(job)
-    assert res["verdict"] == "skipped" and res["exit_code"] == 2
+    job = Job(run=1, scenario="lossy-link", backend="netns", artifacts=tmp_path)
+    res = run_job(job)
+    assert res.verdict == "skipped" and res.exit_code == 2
 
-    class Shaped:
-        SHAPING = "required"
-
-    entry = _scenario_entry(Shaped, res, None, {"name": "lossy-link", "artifacts": "a"})
+    entry = _scenario_entry(res, None, job)
     assert entry["verdict"] == "skipped"
     assert entry["reason"] == f"{why}; run it on a kernel with sch_netem, e.g. `invoke vm lossy-link`"
-    assert res["reason"] == f"lossy-link needs link shaping, but {why}; run it on a kernel with sch_netem, " \
+    assert res.reason == f"lossy-link needs link shaping, but {why}; run it on a kernel with sch_netem, " \
         "e.g. `invoke vm lossy-link`"
 
 
@@ -260,14 +260,15 @@ def test_host_sysctls_reads_what_exists_and_skips_forwarding(tmp_path):
 
 
 def test_host_values_never_override_a_scenarios_own_setting():
-    mod = scenarios.get("tw-buckets")                      # its own tcp_max_tw_buckets = 3
+    own = scenarios.get("tw-buckets").own_sysctls()        # its own tcp_max_tw_buckets = 3
+    assert ("client", "net.ipv4.tcp_max_tw_buckets", "3") in own
     host = [SysctlSetting("client", "net.ipv4.tcp_max_tw_buckets", "131072"),
             SysctlSetting("client", "net.ipv4.tcp_rfc1337", "1")]
-    got = layer_sysctls(mod, host, [])
-    assert [str(s) for s in got] == ["client:net.ipv4.tcp_rfc1337=1"]
+    got = layer_sysctls(own, host, [])
+    assert sorted(map(str, got)) == ["client:net.ipv4.tcp_max_tw_buckets=3", "client:net.ipv4.tcp_rfc1337=1"]
     explicit = [SysctlSetting("client", "net.ipv4.tcp_rfc1337", "0"),
                 SysctlSetting("client", "net.ipv4.tcp_max_tw_buckets", "5")]
-    got = layer_sysctls(mod, host, explicit)
+    got = layer_sysctls(own, host, explicit)
     assert sorted(map(str, got)) == ["client:net.ipv4.tcp_max_tw_buckets=5", "client:net.ipv4.tcp_rfc1337=0"]
 
 
@@ -280,12 +281,13 @@ def test_run_check_plumbing_without_a_lab(tmp_path):
     seen = {}
 
     def fake(job):
-        seen[job["name"]] = [str(s) for s in job["sysctls"]]
-        report = assassinated(0) if job["name"] == "tw-assassination" else run(job["name"], chk("a"))
+        seen[job.scenario] = [str(s) for s in job.sysctls]
+        report = assassinated(0) if job.scenario == "tw-assassination" else run(job.scenario, chk("a"))
         report["hosts"] = {"client": {"sysctls": {"net.ipv4.tcp_rfc1337": "0"}}}
-        Path(job["artifacts"]).mkdir(parents=True)
-        (Path(job["artifacts"]) / "report.json").write_text(json.dumps(report))
-        return {"run": job["run"], "verdict": report["verdict"], "error": None}
+        Path(job.artifacts).mkdir(parents=True)
+        (Path(job.artifacts) / "report.json").write_text(json.dumps(report))
+        return Result(run=job.run, scenario=job.scenario, verdict=report["verdict"], exit_code=0,
+                      artifacts=str(job.artifacts))
 
     lines = []
     s = run_check(["lost-ack"], profile=p, sysctls=[SysctlSetting("server", "net.ipv4.tcp_sack", "0")],
@@ -392,21 +394,23 @@ def test_junit_xml_all_passing_and_unprintable_bytes():
 def test_run_all_summary_lists_skipped_scenarios_without_failing():
     from lab.runner import catalog_summary
 
-    ok = {"run": 1, "scenario": "lost-ack", "verdict": "pass"}
-    skipped = {"run": 2, "scenario": "lossy-link", "verdict": "skipped", "reason": "netem is not available"}
+    ok = Result(run=1, scenario="lost-ack", verdict="pass", exit_code=0, artifacts="a")
+    skipped = Result(run=2, scenario="lossy-link", verdict="skipped", exit_code=2, artifacts="b",
+                     reason="netem is not available")
     s = catalog_summary([skipped, ok], 1.0)
     assert (s["verdict"], s["passed"], s["skipped"]) == ("pass", 1, 1)
     assert [r["scenario"] for r in s["scenarios"]] == ["lost-ack", "lossy-link"]
     assert catalog_summary([skipped], 1.0)["verdict"] == "fail"          # nothing ran at all
-    failed = {"run": 3, "scenario": "tw-buckets", "verdict": "fail"}
+    failed = Result(run=3, scenario="tw-buckets", verdict="fail", exit_code=1, artifacts="c")
     assert catalog_summary([ok, skipped, failed], 1.0)["verdict"] == "fail"
 
 
 def test_check_in_a_vm_runs_check_there_and_reads_its_summary(tmp_path, monkeypatch):
     import json as _json
 
-    import tasks
     from lab import vm
+    from lab.vm import commands
+    from lab.vm.commands import check_in_vm
 
     seen = {}
 
@@ -414,10 +418,10 @@ def test_check_in_a_vm_runs_check_there_and_reads_its_summary(tmp_path, monkeypa
         seen.update(kernel=kernel, args=list(args), out=out, docker=docker)
         (out / "check.json").write_text(_json.dumps({"exit_code": 0, "scenarios": [], "counts": {}}))
         return 0, ""
-    monkeypatch.setattr(vm, "run", fake_run)
+    monkeypatch.setattr(commands, "run", fake_run)
     prof = tmp_path / "p.toml"
     prof.write_text("")
-    summary = tasks._check_in_vm("debian-12", ["lossy-link"], ["client:net.ipv4.tcp_rfc1337=1"], False,
+    summary = check_in_vm("debian-12", ["lossy-link"], ["client:net.ipv4.tcp_rfc1337=1"], False,
                                  str(prof), ["both:loss_pct=10"], str(tmp_path / "a"), 1)
     assert summary["vm"] == {"kernel": "debian-12", "backend": "netns", "exit_code": 0}
     args = seen["args"]
@@ -431,8 +435,9 @@ def test_check_in_a_vm_runs_check_there_and_reads_its_summary(tmp_path, monkeypa
 def test_check_in_a_vm_with_the_docker_backend_starts_the_guest_engine(tmp_path, monkeypatch):
     import json as _json
 
-    import tasks
     from lab import vm
+    from lab.vm import commands
+    from lab.vm.commands import check_in_vm
 
     seen = {}
 
@@ -440,28 +445,29 @@ def test_check_in_a_vm_with_the_docker_backend_starts_the_guest_engine(tmp_path,
         seen.update(args=list(args), docker=docker)
         (out / "check.json").write_text(_json.dumps({"exit_code": 0, "scenarios": [], "counts": {}}))
         return 0, ""
-    monkeypatch.setattr(vm, "run", fake_run)
-    summary = tasks._check_in_vm("debian-12", ["lost-ack"], [], False, None, [], str(tmp_path / "a"), 1, "docker")
+    monkeypatch.setattr(commands, "run", fake_run)
+    summary = check_in_vm("debian-12", ["lost-ack"], [], False, None, [], str(tmp_path / "a"), 1, "docker")
     assert seen["args"][:3] == ["check", "--backend", "docker"] and seen["docker"] is True
     assert summary["vm"]["backend"] == "docker"
     with pytest.raises(UsageError, match="inside a VM choose netns or docker"):
-        tasks._check_in_vm("debian-12", [], [], False, None, [], str(tmp_path / "b"), 1, "podman")
+        check_in_vm("debian-12", [], [], False, None, [], str(tmp_path / "b"), 1, "podman")
 
 
 def test_check_in_a_vm_refuses_from_host_and_unknown_kernels(tmp_path):
-    import tasks
+    from lab.vm.commands import check_in_vm
 
     with pytest.raises(UsageError, match="--from-host copies this machine's sysctls"):
-        tasks._check_in_vm("debian-12", [], [], True, None, [], str(tmp_path), 1)
+        check_in_vm("debian-12", [], [], True, None, [], str(tmp_path), 1)
     with pytest.raises(UsageError, match="unknown kernel"):
-        tasks._check_in_vm("debian-99", [], [], False, None, [], str(tmp_path), 1)
+        check_in_vm("debian-99", [], [], False, None, [], str(tmp_path), 1)
 
 
 def test_check_in_a_vm_without_a_summary_is_an_environment_error(tmp_path, monkeypatch):
-    import tasks
     from lab import vm
+    from lab.vm import commands
+    from lab.vm.commands import check_in_vm
     from lab.errors import EnvError
 
-    monkeypatch.setattr(vm, "run", lambda *a, **k: (2, ""))
+    monkeypatch.setattr(commands, "run", lambda *a, **k: (2, ""))
     with pytest.raises(EnvError, match="left no check.json"):
-        tasks._check_in_vm("debian-12", [], [], False, None, [], str(tmp_path), 1)
+        check_in_vm("debian-12", [], [], False, None, [], str(tmp_path), 1)

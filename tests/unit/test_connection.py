@@ -1,34 +1,50 @@
-"""lab.connection.Conn: the connection-scoped questions scenarios ask of the evidence."""
+"""lab.connection.Conn: one connection's segments, states and samples, picked out of a run with
+several connections on the same server port."""
 
 from __future__ import annotations
 
 from lab.evidence import Evidence
+from lab.packets import Segment
 from lab.timeline import Event
 
-CLIENT, SERVER, PORT = "10.77.1.10", "10.77.2.10", 5006
+CLI, SRV, PORT = "10.77.1.10", "10.77.2.10", 5000
 
 
-def _state(t: float, host: str, state: str, cport: int) -> Event:
-    local, remote = ((CLIENT, cport), (SERVER, PORT)) if host == "client" else ((SERVER, PORT), (CLIENT, cport))
-    sock = {"state": state, "src": local[0], "sport": local[1], "dst": remote[0], "dport": remote[1],
-            "timer": "off", "expires_ms": 0, "retrans": 0, "inode": 0}
-    return Event(t, host, "state", state, {"socket": sock})
+def _state(t, host, local, lport, remote, rport, state):
+    sock = {"state": state, "src": local, "sport": lport, "dst": remote, "dport": rport, "timer": "off",
+            "expires_ms": 0, "retrans": 0, "inode": 0}
+    return Event(t, host, "state", f"{state}", {"socket": sock})
 
 
-def _evidence(timeline: list[Event]) -> Evidence:
-    return Evidence(packets={}, timeline=timeline, counters={}, sysctls={},
-                    addresses={"client": CLIENT, "server": SERVER}, faults={}, port=PORT)
+def _seg(t, src, sport, dst, dport, flags):
+    return Segment(t=t, src=src, sport=sport, dst=dst, dport=dport, flags=flags, seq=1, ack=1, length=0,
+                   tsval=None, tsecr=None)
 
 
-def test_tuple_states_match_both_ends_where_the_servers_port_is_shared():
-    """Two connections to one server port: in the server both sockets have the same local end, so
-    only the whole 4-tuple tells A's state changes from B's."""
-    ev = _evidence([_state(1.0, "server", "TIME_WAIT", 40006), _state(2.0, "server", "ESTABLISHED", 40106),
-                    _state(3.0, "server", "GONE", 40106), _state(4.0, "client", "GONE", 40006),
-                    _state(5.0, "server", "GONE", 40006)])
-    a = ev.conn(40006)
-    assert [(e.t, e.state) for e in a.tuple_states("server")] == [(1.0, "TIME_WAIT"), (5.0, "GONE")]
-    assert [(e.t, e.state) for e in a.tuple_states("client")] == [(4.0, "GONE")]
-    assert [e.t for e in a.tuple_states("server", after=1.5)] == [5.0]
-    assert [e.t for e in a.tuple_states("server", until=4.9)] == [1.0]
-    assert [e.t for e in ev.conn(40106).tuple_states("server", after=2.0, until=3.0)] == [2.0, 3.0]
+def _ev() -> Evidence:
+    timeline = []
+    for i, port in enumerate((41001, 41002, 41003)):
+        timeline += [_state(1.0 + i, "server", SRV, PORT, CLI, port, "ESTABLISHED"),
+                     _state(2.0 + i, "server", SRV, PORT, CLI, port, "GONE"),
+                     _state(1.5 + i, "client", CLI, port, SRV, PORT, "TIME_WAIT")]
+    timeline.append(_state(0.5, "server", SRV, PORT, "0.0.0.0", 0, "LISTEN"))
+    packets = {"client": [_seg(1.0 + i, CLI, p, SRV, PORT, "FIN,ACK") for i, p in enumerate((41001, 41002))],
+               "server": []}
+    return Evidence(packets=packets, timeline=sorted(timeline, key=lambda e: e.t), counters={}, sysctls={},
+                    addresses={"client": CLI, "server": SRV}, faults={}, port=PORT)
+
+
+def test_each_connection_has_its_own_states_at_the_shared_server_port():
+    ev = _ev()
+    assert [e.state for e in ev.conn(41003).states("server")] == ["ESTABLISHED", "GONE"]
+    assert ev.conn(41003).gone_at("server") == 4.0          # not 41001's (2.0)
+    assert ev.conn(41002).first_in("client", "TIME_WAIT").t == 2.5
+    assert not ev.conn(41001).ever_in("server", "LISTEN")    # the listener is no connection's
+
+
+def test_segments_by_connection_and_sender():
+    ev = _ev()
+    assert [s.sport for s in ev.conn(41002).segments("client", sender="client", flag="FIN")] == [41002]
+    assert ev.conn(41003).segments("client") == []
+    assert ev.conn(41001, PORT).key("client") == f"{CLI}:41001-{SRV}:{PORT}"
+    assert ev.conn(41001).key("server") == f"{SRV}:{PORT}-{CLI}:41001"

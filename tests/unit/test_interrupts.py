@@ -77,22 +77,25 @@ def test_interrupted_crosses_processes_intact():
     assert isinstance(again, Interrupted) and again.signum == signal.SIGTERM
 
 
-def sleeper(job: dict) -> dict:
+def sleeper(job):
     """A job that would run for ten minutes unless stopped (module level: spawned workers import it)."""
-    open(job["artifacts"], "w").close()
+    from lab.pipeline import Result
+
+    open(job.artifacts, "w").close()
     time.sleep(600)
-    return {"run": job["run"], "verdict": "pass"}
+    return Result(run=job.run, scenario=job.scenario, verdict="pass", exit_code=0, artifacts=str(job.artifacts))
 
 
 @pytest.mark.timeout(120)
 def test_a_stopped_batch_starts_nothing_more_and_returns_what_ran(tmp_path):
+    from lab.pipeline import Job
     from lab.pool import run_jobs
 
-    jobs = [{"run": i, "artifacts": str(tmp_path / f"run-{i}")} for i in (1, 2, 3)]
+    jobs = [Job(run=i, scenario="lost-ack", artifacts=tmp_path / f"run-{i}") for i in (1, 2, 3)]
     results = []
 
     def stop_once_running() -> None:
-        while not os.path.exists(jobs[0]["artifacts"]):
+        while not os.path.exists(jobs[0].artifacts):
             time.sleep(0.05)
         os.kill(os.getpid(), signal.SIGTERM)
 
@@ -100,7 +103,7 @@ def test_a_stopped_batch_starts_nothing_more_and_returns_what_ran(tmp_path):
     stopper.start()
     with pytest.raises(Interrupted) as got:
         run_jobs(sleeper, jobs, 1, lambda job, res: results.append(res))
-    assert [r["run"] for r in results] == [1], results
-    assert results[0]["interrupted"] and results[0]["error"] == "interrupted by SIGTERM", results
+    assert [r.run for r in results] == [1], results
+    assert results[0].interrupted and results[0].error == "interrupted by SIGTERM", results
     assert got.value.not_run == [2, 3]
-    assert not os.path.exists(jobs[1]["artifacts"]), "the second job was started"
+    assert not os.path.exists(jobs[1].artifacts), "the second job was started"

@@ -209,6 +209,8 @@ def test_a_host_cell_the_lab_rules_out_is_skipped_with_the_reason(tmp_path, monk
             raise NetemMissing(name, "netem is not available on this kernel")
         raise CannotShow(name, "tcp_max_tw_buckets=0 on the client: no TIME-WAIT can be made")
     monkeypatch.setattr(runner, "run_scenario", ruled_out)
+    from lab import pool                          # the pipeline's workers, run in this process
+    monkeypatch.setattr(pool, "run_jobs", lambda fn, jobs, width, collect: [collect(j, fn(j)) for j in jobs])
     m = run_matrix(["host"], ["five-tuple", "lossy-link"], out=tmp_path, backend="netns")
     cells = {n: m["cells"][n]["host"] for n in ("five-tuple", "lossy-link")}
     assert cells["five-tuple"]["verdict"] == "skipped"

@@ -10,7 +10,9 @@ from __future__ import annotations
 import pytest
 
 import scenarios
-from lab.check import _scenario_entry, junit_xml
+from lab.ci import _scenario_entry
+from lab.junit import junit_xml
+from lab.pipeline import Job, run_job
 from lab.errors import CannotShow, EnvError, NetemMissing, ScenarioSkipped
 
 KEY = "net.ipv4.tcp_max_tw_buckets"
@@ -99,7 +101,7 @@ def test_cannot_show_is_a_skip_like_netem_missing():
 
 
 def test_a_ruled_out_scenario_is_skipped_in_run_all_and_check(monkeypatch, tmp_path):
-    """lab.runner._one (`run all`, `--repeat`, `check`) reports a CannotShow as skipped with its
+    """lab.pipeline.run_job (`run all`, `--repeat`, `check`) reports a CannotShow as skipped with its
     reason; check's summary and JUnit list it as a skipped testcase."""
     from lab import runner
 
@@ -108,17 +110,15 @@ def test_a_ruled_out_scenario_is_skipped_in_run_all_and_check(monkeypatch, tmp_p
     def ruled_out(name, **kw):
         raise CannotShow(name, said)
     monkeypatch.setattr(runner, "run_scenario", ruled_out)
-    job = {"run": 1, "name": "tw-assassination", "backend": "netns", "sysctls": [], "artifacts": tmp_path,
-           "shaping": [], "compose": None}
-    res = runner._one(job)
-    assert res["verdict"] == "skipped" and res["exit_code"] == 2 and "netem" not in res
-    assert res["skip"] == {"why": said, "hint": "run it without that setting", "kind": "CannotShow"}
-    entry = _scenario_entry(scenarios.get("tw-assassination"), res, None,
-                            {"name": "tw-assassination", "artifacts": "a"})
+    job = Job(run=1, scenario="tw-assassination", backend="netns", artifacts=tmp_path)
+    res = run_job(job)
+    assert res.verdict == "skipped" and res.exit_code == 2
+    assert res.skip == {"why": said, "hint": "run it without that setting", "kind": "CannotShow"}
+    entry = _scenario_entry(res, None, job)
     assert entry["verdict"] == "skipped" and entry["reason"] == f"{said}; run it without that setting"
     xml = junit_xml({"scenarios": [entry], "requirements": [], "kernel": "k"})
     assert 'skipped="1"' in xml and "tcp_max_tw_buckets=0 on the client" in xml
-    summary = runner.catalog_summary([{**res, "scenario": "tw-assassination"}], 1.0)
+    summary = runner.catalog_summary([res], 1.0)
     assert summary["skipped"] == 1 and summary["failed"] == 0
 
 
@@ -130,6 +130,7 @@ def test_repeat_stops_at_the_first_ruled_out_run(monkeypatch, tmp_path):
         raise CannotShow(name, "tcp_max_tw_buckets=0 on the client: no TIME-WAIT can be made")
     monkeypatch.setattr(runner, "run_scenario", ruled_out)
     monkeypatch.setattr(runner, "check_keys", lambda s: None)
-    monkeypatch.setattr(runner, "run_jobs", lambda fn, jobs, width, collect: [collect(j, fn(j)) for j in jobs])
+    from lab import pool
+    monkeypatch.setattr(pool, "run_jobs", lambda fn, jobs, width, collect: [collect(j, fn(j)) for j in jobs])
     with pytest.raises(CannotShow, match="five-tuple cannot show its behaviour"):
         runner.run_many("five-tuple", 3, 1, backend="netns", artifacts=tmp_path / "r")

@@ -13,11 +13,15 @@ import pytest
 
 from scenarios import _orphan_budget as model
 from scenarios import retransmitted_fin as sc
-from scenarios.retransmitted_fin import effective_retries, model_timeout_ms
+from scenarios._orphan_budget import effective_retries, model_timeout_ms
 
 from . import records
 
 RUN = "retransmitted-fin-orphan-retries-4"
+
+
+def failed(ev) -> set[str]:
+    return {c.name for c in sc.SCENARIO.judge(ev) if not c.passed}
 
 
 @pytest.mark.parametrize("boundary, ms", [
@@ -86,7 +90,7 @@ def test_a_late_wakeup_is_within_the_model():
 
 
 def test_recorded_run_passes():
-    checks = {c.name: c for c in sc.check(records.evidence(RUN))}
+    checks = {c.name: c for c in sc.SCENARIO.judge(records.evidence(RUN))}
     assert all(c.passed for c in checks.values()), [c.observed for c in checks.values() if not c.passed]
     count = checks["orphan-retries-count"]
     assert count.values["predicted_rto_retransmissions"] == [4] == [count.values["observed_rto_retransmissions"]]
@@ -105,7 +109,7 @@ def test_no_sub_millisecond_cliff(shift_ms):
     ev.packets["server"] = [replace(s, t=s.t + shift_ms / 1000) if s is t1 else s for s in ev.packets["server"]]
     assert not [x for x in ev.timer_samples["server"] if min(t1.t, t1.t + shift_ms / 1000) <= x[0]
                 and x[0] <= max(t1.t, t1.t + shift_ms / 1000)]
-    assert records.failed(sc, ev) == set()
+    assert failed(ev) == set()
 
 
 def test_expectation_follows_orphan_retries():
@@ -113,7 +117,7 @@ def test_expectation_follows_orphan_retries():
     4 seen, and the socket went long before the budget was spent."""
     ev = records.evidence(RUN)
     ev.sysctls["server"]["net.ipv4.tcp_orphan_retries"] = "5"
-    assert records.failed(sc, ev) == {"orphan-retries-count", "give-up-when-budget-spent"}
+    assert failed(ev) == {"orphan-retries-count", "give-up-when-budget-spent"}
 
 
 def test_a_retransmission_past_the_budget_fails():
@@ -121,15 +125,15 @@ def test_a_retransmission_past_the_budget_fails():
     socket going at T1 + 6207 ms is a timeout late; against a budget the 4th exceeded, it fails."""
     ev = records.evidence(RUN)
     ev.sysctls["server"]["net.ipv4.tcp_orphan_retries"] = "3"
-    assert records.failed(sc, ev) == set()
+    assert failed(ev) == set()
     ev.sysctls["server"]["net.ipv4.tcp_orphan_retries"] = "2"        # 1400 ms: the 3rd and 4th came after
-    assert {"orphan-retries-count", "give-up-when-budget-spent"} <= records.failed(sc, ev)
+    assert {"orphan-retries-count", "give-up-when-budget-spent"} <= failed(ev)
 
 
 # -- what the captures or the sampler missed is not judged; what they show still is --------------
 
 def outcomes(ev) -> dict[str, str]:
-    return {c.name: c.outcome for c in sc.check(ev)}
+    return {c.name: c.outcome for c in sc.SCENARIO.judge(ev)}
 
 
 def _fins(ev, at="server"):
@@ -149,7 +153,7 @@ def test_an_ack_missing_from_a_dropping_client_pcap_is_inconclusive():
     ev.packets["client"] = [s for s in ev.packets["client"] if s is not ack]
     assert outcomes(ev)["every-fin-acked-every-ack-lost"] == "fail"
     _drops(ev, "client")
-    c = {c.name: c for c in sc.check(ev)}["every-fin-acked-every-ack-lost"]
+    c = {c.name: c for c in sc.SCENARIO.judge(ev)}["every-fin-acked-every-ack-lost"]
     assert c.outcome == "inconclusive" and "tcpdump in client dropped 1 packets" in c.observed
     ev = records.evidence(RUN)
     _drops(ev, "client", "server")
@@ -173,7 +177,7 @@ def test_a_retransmission_no_sample_followed_is_inconclusive():
     got = outcomes(ev)
     assert got["tlp-then-rto-doubling"] == "fail"
     _no_samples(ev, fins[1].t - 0.001, fins[2].t + 0.001)
-    checks = {c.name: c for c in sc.check(ev)}
+    checks = {c.name: c for c in sc.SCENARIO.judge(ev)}
     for name in ("tlp-then-rto-doubling", "orphan-retries-count", "give-up-when-budget-spent"):
         assert checks[name].outcome == "inconclusive", (name, checks[name].observed)
     assert "the sampler's longest gap there: 210.1 ms" in checks["tlp-then-rto-doubling"].observed
@@ -209,7 +213,7 @@ def test_the_orphans_end_unseen_in_a_stall_is_inconclusive():
     last = max(x[0] for x in ev.timer_samples["server"] if x[2] == "LAST_ACK")
     _gone_at(ev, g.t + 0.4)
     ev.sampler = {"gaps": [[last, g.t + 0.4]], "gap_threshold_ms": 10.0}
-    c = {c.name: c for c in sc.check(ev)}["give-up-when-budget-spent"]
+    c = {c.name: c for c in sc.SCENARIO.judge(ev)}["give-up-when-budget-spent"]
     assert c.outcome == "inconclusive", c.observed
     assert "whether it went at its timeout is unseen" in c.observed
     key = next(x[1] for x in ev.timer_samples["server"] if x[2] == "LAST_ACK")
@@ -225,7 +229,7 @@ def test_the_orphan_unseen_alive_at_the_budget_is_inconclusive():
     t1 = _fins(ev)[2].t
     g = _gone_event(ev)
     _no_samples(ev, t1 + 4.7, g.t)
-    c = {c.name: c for c in sc.check(ev)}["give-up-when-budget-spent"]
+    c = {c.name: c for c in sc.SCENARIO.judge(ev)}["give-up-when-budget-spent"]
     assert c.outcome == "inconclusive", c.observed
     assert "whether it lived until its timeout is unseen" in c.observed
 

@@ -28,7 +28,7 @@ def empty_evidence(sysctls: dict) -> Evidence:
 
 @pytest.mark.parametrize("rfc1337", ["0", "1"])
 def test_tw_assassination_nothing_observed_fails(rfc1337):
-    checks = sc.check(empty_evidence({"client": {"net.ipv4.tcp_rfc1337": rfc1337}}))
+    checks = sc.SCENARIO.judge(empty_evidence({"client": {"net.ipv4.tcp_rfc1337": rfc1337}}))
     assert len(checks) == 5
     assert not [c.name for c in checks if c.passed]
     names = {c.name for c in checks}
@@ -38,15 +38,20 @@ def test_tw_assassination_nothing_observed_fails(rfc1337):
 @pytest.mark.parametrize("name, fate, answer", [(KILLED, "time-wait-assassinated", "RST"),
                                                 (SURVIVED, "time-wait-survives-rst", "ACK")])
 def test_real_runs_pass_and_the_wire_agrees(name, fate, answer):
-    checks = {c.name: c for c in sc.check(records.evidence(name))}
+    checks = {c.name: c for c in sc.SCENARIO.judge(records.evidence(name))}
     assert all(c.passed for c in checks.values()), [c.observed for c in checks.values() if not c.passed]
     v = checks[fate].values
     assert v["decided_by_sock_diag"] and v["decided_by_wire"] and v["probe_answer"] == answer
     assert "wire: the old segment replayed again" in checks[fate].observed
 
 
+def failed(ev: Evidence) -> set[str]:
+    return {c.name for c in sc.SCENARIO.judge(ev) if not c.passed}
+
+
 def _answer(ev: Evidence):
-    probe, answer = sc._probe_answer(ev, ev.facts["copied"][0])
+    seen = sc.Seen.of(ev)
+    probe, answer = seen.probe, seen.answer
     assert probe is not None and answer is not None
     return probe, answer
 
@@ -63,7 +68,7 @@ def test_killed_but_the_probe_meets_a_time_wait_ack_fails():
               and s.t > ev.facts["injected_at"])              # TIME-WAIT's ACK to the first replay (5.2)
     _swap(ev, rst, replace(rst, flags="ACK", seq=tw.seq, ack=tw.ack))
     ev.facts["probe_counters"]["client"].pop("TcpOutRsts", None)
-    assert records.failed(sc, ev) == {"time-wait-assassinated"}
+    assert failed(ev) == {"time-wait-assassinated"}
 
 
 def test_survived_but_the_probe_meets_a_rst_fails():
@@ -72,7 +77,7 @@ def test_survived_but_the_probe_meets_a_rst_fails():
     probe, ack = _answer(ev)
     _swap(ev, ack, replace(ack, flags="RST", seq=probe.ack, ack=0))
     ev.facts["probe_counters"]["client"]["TcpOutRsts"] = 1
-    assert records.failed(sc, ev) == {"time-wait-survives-rst"}
+    assert failed(ev) == {"time-wait-survives-rst"}
 
 
 @pytest.mark.parametrize("name, fate", [(KILLED, "time-wait-assassinated"), (SURVIVED, "time-wait-survives-rst")])
@@ -80,12 +85,12 @@ def test_no_answer_or_no_probe_is_not_a_verdict(name, fate):
     ev = records.evidence(name)
     _, answer = _answer(ev)
     ev.packets["client"] = [s for s in ev.packets["client"] if s is not answer]
-    assert records.failed(sc, ev) == {fate}
-    assert {c.name: c.outcome for c in sc.check(ev)}[fate] == "fail"        # the kernel said nothing
+    assert failed(ev) == {fate}
+    assert {c.name: c.outcome for c in sc.SCENARIO.judge(ev)}[fate] == "fail"        # the kernel said nothing
     ev = records.evidence(name)
     del ev.facts["probe_at"]
-    assert records.failed(sc, ev) == {fate}
-    assert {c.name: c.outcome for c in sc.check(ev)}[fate] == "inconclusive"  # the wire was not seen
+    assert failed(ev) == {fate}
+    assert {c.name: c.outcome for c in sc.SCENARIO.judge(ev)}[fate] == "inconclusive"  # the wire was not seen
 
 
 # -- what a check cannot see is not a kernel failure (nor a pass) --------------------------------
@@ -94,14 +99,14 @@ NO_TS = "tw-assassination-no-timestamps"
 
 
 def outcomes(ev: Evidence) -> dict[str, str]:
-    return {c.name: c.outcome for c in sc.check(ev)}
+    return {c.name: c.outcome for c in sc.SCENARIO.judge(ev)}
 
 
 def test_paws_with_timestamps_off_is_not_applicable():
     """A real netns run with the client's tcp_timestamps=0: no TSval anywhere, PAWSTimewait +0.
     PAWS has nothing to act on, so 'PAWS does not prevent it' has nothing to test: not applicable,
     with the reason, never a pass on +0; the rest of figure 1 passes as before."""
-    checks = {c.name: c for c in sc.check(records.evidence(NO_TS))}
+    checks = {c.name: c for c in sc.SCENARIO.judge(records.evidence(NO_TS))}
     paws = checks["paws-does-not-prevent-it"]
     assert paws.outcome == "n/a", paws.observed
     assert "tcp_timestamps=0" in paws.observed and "PAWSTimewait +0" in paws.observed
@@ -138,7 +143,7 @@ def test_assassination_unseen_in_a_sampler_gap_is_inconclusive():
     t = _killed_late(ev, 0.3)
     assert outcomes(ev)["time-wait-assassinated"] == "fail"
     ev.sampler = {"gaps": [[t - 0.002, t + 0.3]], "gap_threshold_ms": 10.0}
-    c = {c.name: c for c in sc.check(ev)}["time-wait-assassinated"]
+    c = {c.name: c for c in sc.SCENARIO.judge(ev)}["time-wait-assassinated"]
     assert c.outcome == "inconclusive", c.observed
     assert "302.0 ms" in c.observed and "how soon TIME-WAIT went is unseen" in c.observed
 
@@ -176,7 +181,7 @@ def test_time_wait_ack_missing_from_a_dropping_capture_is_inconclusive():
     ev.packets["client"] = [s for s in ev.packets["client"] if s is not ack]
     assert outcomes(ev)["time-wait-acks-it"] == "fail"
     ev.captures["client"] = {"captured": 12, "received": 13, "dropped": 1}
-    c = {c.name: c for c in sc.check(ev)}["time-wait-acks-it"]
+    c = {c.name: c for c in sc.SCENARIO.judge(ev)}["time-wait-acks-it"]
     assert c.outcome == "inconclusive" and "tcpdump in client dropped 1 packets" in c.observed
     # an ACK that is there with the wrong numbers still fails
     ev = records.evidence(KILLED)
@@ -192,5 +197,18 @@ def test_no_answer_to_the_probe_in_a_dropping_capture_is_inconclusive(name, fate
     _, answer = _answer(ev)
     ev.packets["client"] = [s for s in ev.packets["client"] if s is not answer]
     ev.captures["client"] = {"captured": 13, "received": 15, "dropped": 2}
-    c = {c.name: c for c in sc.check(ev)}[fate]
+    c = {c.name: c for c in sc.SCENARIO.judge(ev)}[fate]
     assert c.outcome == "inconclusive" and "no answer to the probe" in c.observed
+
+
+@pytest.mark.parametrize("name, fate", [(KILLED, "time-wait-assassinated"), (SURVIVED, "time-wait-survives-rst")])
+def test_no_probe_says_sock_diag_alone_does_not_decide(name, fate):
+    """The probe never reached client.pcap while sock_diag showed the right fate: inconclusive, and
+    it says why sock_diag's half is not enough (the text was computed on the wire's words, not its
+    verdict, so it never showed)."""
+    ev = records.evidence(name)
+    del ev.facts["probe_at"]
+    c = {c.name: c for c in sc.SCENARIO.judge(ev)}[fate]
+    assert c.outcome == "inconclusive" and c.values["decided_by_sock_diag"]
+    assert "the probe (the old segment replayed once more after the RST) is not in client.pcap" in c.observed
+    assert c.observed.endswith("; sock_diag alone does not decide")

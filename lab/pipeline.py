@@ -1,0 +1,146 @@
+"""One run pipeline for every way the lab runs scenarios: `run`, `run all`, `run --repeat`,
+`check`, `stability` and the host cells of `matrix`.
+
+    jobs = [Job(run=1, scenario="lost-ack", artifacts=Path("out/lost-ack"), ...), ...]
+    results = run_batches(jobs, parallel=3, progress=print)      # [Result, ...], in job order
+
+A Job says what to run; ``run_job`` runs it in a worker process (lab.pool: each in a process of its
+own, stopped as a whole) and turns what happened into a Result - a verdict (lab.verdict: pass,
+fail, error, skipped), the exit code it means, the checks' outcomes, or the reason it was skipped
+or stopped. ``run_batches`` runs the parallel-safe scenarios *parallel* at a time and the
+timing-sensitive ones (Scenario.parallel_safe False) alone afterwards, printing one progress line per
+result. Stopped (Ctrl-C, SIGTERM), it raises KeyboardInterrupt carrying ``results`` (what ended)
+and ``not_run`` (the jobs that never began), so every caller can still write its summary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .errors import LabError, ScenarioSkipped
+from .interrupts import signal_name
+from .shaping import Shaping
+from .sysctls import SysctlSetting
+from .verdict import EXIT_CODES, FAIL, INCONCLUSIVE, outcome_of
+
+__all__ = ["Job", "Result", "run_job", "run_batches", "progress_line", "tally"]
+
+
+@dataclass(frozen=True)
+class Job:
+    run: int                                   # its number in the batch
+    scenario: str
+    artifacts: Path
+    backend: str = "auto"
+    sysctls: tuple[SysctlSetting, ...] = ()    # already layered (lab.sysctls.layer_sysctls)
+    shaping: tuple[Shaping, ...] = ()
+    compose: Path | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Result:
+    run: int
+    scenario: str
+    verdict: str                               # pass | fail | error | skipped
+    exit_code: int
+    artifacts: str
+    error: str | None = None
+    reason: str | None = None                  # why it was skipped
+    skip: dict | None = None                   # {"why", "hint", "kind"} of a skip
+    backend: str | None = None
+    duration_s: float | None = None
+    outcomes: dict[str, str] = field(default_factory=dict)      # check name -> outcome
+    interrupted: bool = False
+
+    @property
+    def failed_checks(self) -> list[str]:
+        return [n for n, o in self.outcomes.items() if o == FAIL]
+
+    @property
+    def inconclusive_checks(self) -> list[str]:
+        return [n for n, o in self.outcomes.items() if o == INCONCLUSIVE]
+
+    def to_json(self) -> dict[str, Any]:
+        d = {k: v for k, v in asdict(self).items() if v not in (None, False)}
+        d.update(checks={n: o == "pass" for n, o in self.outcomes.items()},
+                 failed_checks=self.failed_checks, inconclusive_checks=self.inconclusive_checks)
+        return d
+
+
+def run_job(job: Job) -> Result:
+    """One scenario run, in a worker process (its own signal handling and lab)."""
+    from .runner import run_scenario
+
+    base = {"run": job.run, "scenario": job.scenario, "artifacts": str(job.artifacts)}
+    try:
+        report = run_scenario(job.scenario, backend=job.backend, sysctls=list(job.sysctls),
+                              artifacts=job.artifacts, shaping=list(job.shaping), compose=job.compose,
+                              options=dict(job.options))
+    except ScenarioSkipped as exc:          # no netem here, or the sysctls rule the behaviour out
+        return Result(**base, verdict="skipped", exit_code=exc.exit_code, reason=str(exc),
+                      skip={"why": exc.why, "hint": exc.hint, "kind": type(exc).__name__})
+    except LabError as exc:
+        return Result(**base, verdict="error", exit_code=exc.exit_code, error=str(exc))
+    except KeyboardInterrupt as exc:
+        return interrupted(job, exc)
+    except Exception as exc:                # a bug or a library's surprise: this run's error, not the batch's
+        return Result(**base, verdict="error", exit_code=2, error=f"{type(exc).__name__}: {exc}")
+    return Result(**base, verdict=report["verdict"], exit_code=EXIT_CODES[report["verdict"]],
+                  error=report["error"], backend=report["backend"], duration_s=report["duration_s"],
+                  outcomes={c["name"]: outcome_of(c) for c in report["checks"]})
+
+
+def interrupted(job: Job, exc: BaseException) -> Result:
+    return Result(run=job.run, scenario=job.scenario, artifacts=str(job.artifacts), verdict="error",
+                  exit_code=130, error=f"interrupted by {signal_name(exc)}", interrupted=True)
+
+
+def progress_line(res: Result, label: str) -> str:
+    """One line per result: "<label> pass", with what failed, the error, the skip."""
+    return (f"{label} {res.verdict}"
+            + (f" ({', '.join(res.failed_checks)})" if res.failed_checks else "")
+            + (f" - {res.error}" if res.error else "")
+            + (f" - {res.reason}" if res.reason else ""))
+
+
+def run_batches(jobs: list[Job], parallel: int, progress: Callable[[str], None] = lambda s: None,
+                label: Callable[[Result], str] = lambda r: f"{r.scenario:<22}",
+                on_result: Callable[[Result], None] | None = None) -> list[Result]:
+    """Run *jobs*: the parallel-safe ones *parallel* at a time, then the others one at a time;
+    the results in job order. *on_result* may raise to stop the batch (e.g. a skip that would
+    skip every repeat)."""
+    from scenarios import get
+
+    from .pool import run_jobs
+
+    safe = {name: get(name).parallel_safe for name in {j.scenario for j in jobs}}
+    batches = [(b, w) for b, w in (([j for j in jobs if safe[j.scenario]], max(1, parallel)),
+                                   ([j for j in jobs if not safe[j.scenario]], 1)) if b]
+    results: list[Result] = []
+
+    def take(job: Job, res: Result) -> None:
+        results.append(res)
+        progress(progress_line(res, label(res)))
+        if on_result is not None:
+            on_result(res)
+
+    for i, (batch, width) in enumerate(batches):
+        try:
+            run_jobs(run_job, batch, min(width, len(batch)), take)
+        except KeyboardInterrupt as exc:
+            stopped = set(getattr(exc, "not_run", []))
+            exc.results = sorted(results, key=lambda r: r.run)
+            exc.not_run = [j for j in batch if j.run in stopped] + [j for b, _ in batches[i + 1:] for j in b]
+            raise
+    return sorted(results, key=lambda r: r.run)
+
+
+def tally(results: list[Result]) -> dict[str, int]:
+    """How many passed, failed, errored (could not judge, or could not run) and were skipped."""
+    return {"passed": sum(r.verdict == "pass" for r in results),
+            "failed": sum(r.verdict == "fail" for r in results),
+            "errors": sum(r.verdict == "error" for r in results),
+            "skipped": sum(r.verdict == "skipped" for r in results)}

@@ -1,0 +1,81 @@
+"""The lab's own commands run inside a stock kernel under qemu (lab.vm.run): one scenario
+(`invoke vm`) and a whole check (`invoke check --kernel`). The guest writes report.json or
+check.json into the shared artifacts directory; they are read back here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+from ..artifacts import check_dir, ensure_dir
+from ..errors import EnvError, UsageError
+from .boot import run, vm_backend
+from .kernel import kernel_spec
+
+__all__ = ["check_in_vm", "scenario_in_vm"]
+
+
+def check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: bool, profile: str | None,
+                shapes: list[str], artifacts: str | Path | None, parallel: int, backend: str = "auto",
+                progress: Callable[[str], None] = print) -> dict:
+    """`invoke check` itself, run inside *kernel* (netns backend there, or containers on the
+    guest's own Docker engine with --backend docker); its summary, with the VM's exit code."""
+    from ..runner import default_artifacts
+
+    kernel_spec(kernel)
+    backend = vm_backend(backend)
+    if from_host:
+        raise UsageError("--from-host copies this machine's sysctls; with --kernel give them with "
+                         "--sysctl or a profile")
+    out = check_dir(Path(artifacts) if artifacts else default_artifacts(f"check-{kernel}")).resolve()
+    args = ["check", "--backend", backend, "--artifacts", str(out / "runs"), "--parallel", str(parallel),
+            "--json-out", str(out / "check.json")]
+    args += [a for n in names for a in ("--scenario", n)]
+    args += [a for t in sysctls for a in ("--sysctl", t)]
+    args += [a for t in shapes for a in ("--shape", t)]
+    if profile:
+        args += ["--profile", str(Path(profile).resolve())]      # the host's / is the guest's
+    ensure_dir(out)
+    progress(f"check inside the {kernel} VM ({backend} backend): artifacts in {out}/")
+    code, _ = run(kernel, args, out, progress=progress, timeout_s=3600, docker=backend == "docker")
+    try:
+        summary = json.loads((out / "check.json").read_text())
+    except (OSError, ValueError):
+        raise EnvError(f"inside the {kernel} VM the check exited {code} and left no check.json "
+                       f"(see {out}/vm-console.log)") from None
+    summary["vm"] = {"kernel": kernel, "backend": backend, "exit_code": code}
+    return summary
+
+
+def scenario_in_vm(kernel: str, scenario: str, out: Path, sysctls: list[str], shapes: list[str],
+                   strict_rfc: bool, timeout_s: float, backend: str,
+                   progress: Callable[[str], None] = print) -> tuple[dict, int]:
+    """`invoke run SCENARIO` inside *kernel*: its report and the exit code the guest's run gave.
+    No report (the run was refused or broke): the guest's own `twlab:` line, exit 2."""
+    args = ["run", scenario, "--backend", backend, "--json", "--artifacts", str(out)]
+    args += [a for text in sysctls for a in ("--sysctl", text)]
+    args += [a for text in shapes for a in ("--shape", text)]
+    args += ["--strict-rfc"] if strict_rfc else []
+    seen: list[str] = []
+
+    def said(line: str) -> None:
+        seen.append(line)
+        progress(line)
+
+    code, _ = run(kernel, args, out, progress=said, timeout_s=timeout_s, docker=backend == "docker")
+    try:
+        return json.loads((out / "report.json").read_text()), code
+    except (OSError, ValueError):
+        line = next((ln for ln in reversed(seen) if ln.startswith("twlab:")), None)
+        raise VmRunFailed(f"inside the {kernel} VM: " + (line[len("twlab:"):].strip() if line else
+                          f"the run exited {code} and left no report.json (see {out}/vm-console.log)"),
+                          code if code in (1, 2, 130) else 2) from None
+
+
+class VmRunFailed(EnvError):
+    """The guest's run left no report: its own message, and the exit code to pass on."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.exit_code = code
