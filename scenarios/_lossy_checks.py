@@ -1,6 +1,16 @@
 """lossy-link, the judgement: what the two captures, sock_diag and the counters say about many
-closes over a lossy link (scenarios/lossy_link.py runs them and describes the rules). Not a
-scenario: the leading underscore keeps it out of the catalog.
+closes over a lossy link, on the analysis of scenarios/_lossy_closes.py (scenarios/lossy_link.py
+runs them and describes the rules); the checks in the order of the timeline. Not a scenario: the
+leading underscore keeps it out of the catalog.
+
+    t      who      step                                  wire                      state
+    0.1    router   netem loss on (20 % each way)                                                1. the link
+    0.1    client   close() x 100                          FIN -> (some lost, RTO)   FIN_WAIT1/2     2. every close
+    0.1..  server   read EOF, close() each                <- FIN                    LAST_ACK
+           client   (kernel) ACK: the final ACK           ACK -> (p of them lost)   TIME_WAIT       3. who holds it
+           server   (kernel) no ACK: FIN again after RTO  <- FIN                    LAST_ACK
+           client   (kernel) TIME-WAIT re-ACKs it          ACK ->                    timer back      4. saved (or RST)
+    end    server   every connection gone; client: 100 x TIME_WAIT                                   5. what it cost
 
 Losses are read from the captures (a segment the sender's capture holds and the receiver's lacks
 was lost), so a capture whose tcpdump dropped packets (Evidence.capture_hole) can make a delivered
@@ -11,46 +21,49 @@ happen in the run (no final ACK lost) is not applicable.
 
 from __future__ import annotations
 
-from lab.evidence import Evidence
+from lab.kernel import TCP_RTO_MIN_MS
 from lab.verdict import Check
 
-from .lossy_link import (CITE_ASSASSIN, CITE_CLOSE, CITE_CLOSER, CITE_NETEM, CITE_REACK, CITE_RST, CITE_RTO, SIGMAS,
-                         TCP_RTO_MIN_MS, _in_window, _ladder, analyse, distribution)
+from ._lossy_closes import SIGMAS, Close, Seen, distribution, groups, in_window
+
+CITE_NETEM = ("netem (net/sched/sch_netem.c netem_enqueue(): a packet is dropped when a random draw falls "
+              "under the loss probability, independently per packet); the rate is the kernel's qdisc, read back")
+CITE_CLOSER = "RFC 9293 §3.6.1 / RFC 1122 §4.2.2.13: the side that closes first lingers in TIME-WAIT"
+CITE_REACK = ("RFC 9293 §3.10.7.4 (RFC 793 p.73): TIME-WAIT, FIN arrives: acknowledge it, restart the 2 MSL "
+              "timeout; RFC 9293 §3.10.7.4 LAST-ACK: the ACK of our FIN closes the connection; Linux "
+              "tcp_timewait_state_process() -> TCP_TW_ACK")
+CITE_RST = ("reference R-MAX-TW-BUCKETS: with tcp_max_tw_buckets exhausted a closing socket skips TIME-WAIT "
+            "(TCPTimeWaitOverflow); a FIN that then arrives finds no connection and gets a RST "
+            "(RFC 9293 §3.10.7.1, tcp_v4_send_reset()), which ends the server's LAST-ACK")
+CITE_RTO = ("RFC 6298 §5 / RFC 9293 §3.8.1: an unacknowledged FIN is sent again when the retransmission "
+            "timer expires; Linux's RTO is at least TCP_RTO_MIN = 200 ms (RFC 6298 §2.4 asks 1 s), so "
+            "a lost final ACK costs at least 200 ms + srtt, and its retransmitted FIN's ACK another round trip")
+CITE_ASSASSIN = ("RFC 1337 (TIME-WAIT assassination: a RST kills TIME-WAIT; fix F1 ignores it) and reference R-TW-RST, R-UNPROVOKED-TWA: "
+                 "Linux tcp_timewait_state_process() kills on an in-window RST unless tcp_rfc1337=1")
+CITE_CLOSE = ("RFC 9293 §3.6 (closing: each side's FIN is acknowledged; the connection ends in CLOSED "
+              "without a reset)")
 
 
-def judge(ev: Evidence) -> list[Check]:
-    a = analyse(ev)
-    conns = a["connections"]
-    ctx = {"conns": conns, "links": ev.facts.get("links", {}), "n": ev.facts.get("closes", len(conns)),
-           "want_rst": int(ev.sysctl("client", "net.ipv4.tcp_max_tw_buckets", "1")) == 0,
-           "hole": ev.capture_hole("client", "server"),
-           "lost": [c for c in conns if c.get("final_ack_lost")]}
-    checks = [_link(ev, a, ctx), _completes(ev, ctx), _closer(ev, ctx)]
-    checks.append(_answered_by_rst(ev, ctx) if ctx["want_rst"] else _saved(ev, ctx))
-    if not ctx["want_rst"]:     # a RST can also answer another segment (e.g. the ACK of a retransmitted
-        checks.append(_cost(ev, ctx))   # client FIN) and end the close early: the RTO claim is TIME-WAIT's
-    return checks
-
-
-def _link(ev: Evidence, a: dict, c: dict) -> Check:
-    """1. the link loses what netem says it loses. Capture drops can only add apparent losses: a
+def loss_matches_the_link(s: Seen) -> Check:
+    """1. The link loses what netem says it loses. Capture drops can only add apparent losses: a
     share below the window still fails; any other share, or too few segments, cannot be judged."""
+    ev = s.ev
     parts, values, inside_all, below, few = [], {}, True, False, False
-    for key, d in a["directions"].items():
-        link = c["links"].get(key) or {}
-        p = link.get("loss_pct", 0.0) / 100
-        inside, lo, hi = _in_window(d["lost"], d["sent"], p)
-        inside_all, below, few = inside_all and inside, below or d["lost"] < lo, few or d["sent"] < 100
-        share = d["lost"] / d["sent"] * 100 if d["sent"] else 0.0
-        parts.append(f"{key}: {d['lost']} of {d['sent']} segments lost ({share:.1f} %; netem loss "
+    for key, d in s.directions.items():
+        link = s.links.get(key) or {}
+        inside, lo, hi = in_window(d.lost, d.sent, link.get("loss_pct", 0.0) / 100)
+        inside_all, below, few = inside_all and inside, below or d.lost < lo, few or d.sent < 100
+        share = d.lost / d.sent * 100 if d.sent else 0.0
+        parts.append(f"{key}: {d.lost} of {d.sent} segments lost ({share:.1f} %; netem loss "
                      f"{link.get('loss_pct', 0):g} %, window {lo:.0f}..{hi:.0f})")
-        values[key] = {**d, "loss_pct_observed": round(share, 2), "loss_pct_qdisc": link.get("loss_pct"),
-                       "delay_ms_qdisc": link.get("delay_ms"), "window": [round(lo, 1), round(hi, 1)]}
+        values[key] = {"sent": d.sent, "lost": d.lost, "loss_pct_observed": round(share, 2),
+                       "loss_pct_qdisc": link.get("loss_pct"), "delay_ms_qdisc": link.get("delay_ms"),
+                       "window": [round(lo, 1), round(hi, 1)]}
     drops = {h: k for h, k in ev.capture_drops().items() if h in ("client", "server")}
     if drops:       # a segment missing from a capture that dropped packets proves no loss
         parts.append(f"but tcpdump dropped packets ({drops}): the captures are incomplete, so no "
                      "loss here can be told from a capture drop")
-    if not c["links"] or (below and not few):
+    if not s.links or (below and not few):
         ok = False
     elif few or drops:
         ok = None
@@ -66,30 +79,29 @@ def _link(ev: Evidence, a: dict, c: dict) -> Check:
         missing=observed + ("" if drops else " - too few segments (under 100 in a direction) to tell a rate"))
 
 
-def _completes(ev: Evidence, c: dict) -> Check:
-    """2. every close completes; with TIME-WAIT, without a single reset."""
-    conns, n, want_rst = c["conns"], c["n"], c["want_rst"]
-    incomplete = [x["port"] for x in conns if not x.get("complete")]
-    rst_ports = [x["port"] for x in conns if x.get("rst_from_client")]
-    eofs = ev.facts.get("server_close", [])
+def every_close_completes(s: Seen) -> Check:
+    """2. Every close completes; with TIME-WAIT, without a single reset."""
+    incomplete = [x.port for x in s.conns if not x.complete]
+    rst_ports = [x.port for x in s.conns if x.rst_from_client]
+    eofs = s.ev.facts.get("server_close", [])
     app_errors = [x for x in eofs if x.get("error")]
-    broken = len(conns) != n or app_errors or (not want_rst and rst_ports)
-    ok = False if broken else (None if incomplete and c["hole"] else not incomplete)
-    observed = (f"captures: {len(conns) - len(incomplete)} of {len(conns)} server connections ended"
+    broken = len(s.conns) != s.n or app_errors or (not s.want_rst and rst_ports)
+    ok = False if broken else (None if incomplete and s.hole else not incomplete)
+    observed = (f"captures: {len(s.conns) - len(incomplete)} of {len(s.conns)} server connections ended"
                 + (f" (not: ports {incomplete[:8]})" if incomplete else "")
                 + f"; RSTs from the client on {len(rst_ports)} connections; server read EOF on "
                 f"{sum(1 for x in eofs if 'eof' in x)}, errors {[(x['name'], x['error']) for x in app_errors][:5]}")
     return Check.judged(
-        "every-close-completes", CITE_RST if want_rst else CITE_CLOSE,
-        f"all {n} closes end at the server (the ACK or, with no TIME-WAIT, the RST of its FIN arrives); "
-        "the server's application reads EOF on each" + ("" if want_rst else "; the client never sends RST"),
-        observed, ok, {"closes": n, "incomplete": incomplete, "rst_ports": rst_ports,
+        "every-close-completes", CITE_RST if s.want_rst else CITE_CLOSE,
+        f"all {s.n} closes end at the server (the ACK or, with no TIME-WAIT, the RST of its FIN arrives); "
+        "the server's application reads EOF on each" + ("" if s.want_rst else "; the client never sends RST"),
+        observed, ok, {"closes": s.n, "incomplete": incomplete, "rst_ports": rst_ports,
                        "app_errors": [x["name"] for x in app_errors]},
-        missing=f"{observed}; the ends not seen may be in what tcpdump dropped ({c['hole']})")
+        missing=f"{observed}; the ends not seen may be in what tcpdump dropped ({s.hole})")
 
 
-def _closer(ev: Evidence, c: dict) -> Check:
-    """3. who holds TIME-WAIT: the client, on every connection; the server never.
+def closer_holds_time_wait(s: Seen) -> Check:
+    """3. Who holds TIME-WAIT: the client, on every connection; the server never.
     A RST can reach a TIME-WAIT: the server, closed by the final ACK, resets a late segment of
     the connection (a FIN copy, or the ACK TIME-WAIT sent for a reordered old segment). In
     window (seq = RCV.NXT) and with tcp_rfc1337=0 it kills the TIME-WAIT - RFC 1337's
@@ -101,23 +113,21 @@ def _closer(ev: Evidence, c: dict) -> Check:
     once, under qemu - and the sampler then thinks it gone until the next dump finds it). A
     connection never seen in TIME_WAIT whose killing RST a dropping capture may have missed
     cannot be judged."""
-    conns, want_rst = c["conns"], c["want_rst"]
-    still = {s.get("sport") for s in ev.facts.get("client_sockets_at_end", []) if s.get("state") == "TIME_WAIT"}
-    tw_ports = {e.data["socket"]["sport"] for e in ev.states("client")
-                if e.data["socket"]["state"] == "TIME_WAIT"} | still
-    ports = [x["port"] for x in conns]
-    srv_tw = ev.ever_in("server", "TIME_WAIT")
-    srv_rsts = [s for s in ev.segments("server", src="server", flag="RST")]
+    ev = s.ev
+    still = {x.get("sport") for x in ev.facts.get("client_sockets_at_end", []) if x.get("state") == "TIME_WAIT"}
+    ports = [x.port for x in s.conns]
+    # (ports from the events' raw sockets: the recorded runs in tests/data keep only their 4-tuple and state)
+    tw_ports = {e.data["socket"]["sport"] for e in ev.states("client") if e.state == "TIME_WAIT"} | still
+    srv_tw, srv_rsts = ev.ever_in("server", "TIME_WAIT"), ev.segments("server", src="server", flag="RST")
     rfc1337 = ev.sysctl("client", "net.ipv4.tcp_rfc1337", "0") == "1"
-    hit = [x for x in conns if x.get("rst_in_window_at") is not None]
-    killed = [x for x in hit if x["port"] not in still]
-    unseen_killed = [x["port"] for x in killed if x["port"] not in tw_ports]
+    hit = [x for x in s.conns if x.rst_in_window_at is not None]
+    killed = [x for x in hit if x.port not in still]
+    unseen_killed = [x.port for x in killed if x.port not in tw_ports]
     never = [p for p in ports if p not in tw_ports and p not in unseen_killed]
     overflow = ev.counter("client", "TcpExtTCPTimeWaitOverflow")
-    if want_rst:
+    if s.want_rst:
         ok = not (tw_ports & set(ports)) and not srv_tw and overflow >= len(ports)
-        expected = (f"tcp_max_tw_buckets=0: no connection enters TIME_WAIT; TCPTimeWaitOverflow "
-                    f"+{len(ports)}")
+        expected = f"tcp_max_tw_buckets=0: no connection enters TIME_WAIT; TCPTimeWaitOverflow +{len(ports)}"
     else:
         ok = bool(ports) and not never and not srv_tw and (not rfc1337 or not killed)
         if never and bool(ports) and not srv_tw and (not rfc1337 or not killed) and ev.capture_hole("client"):
@@ -130,74 +140,82 @@ def _closer(ev: Evidence, c: dict) -> Check:
                 + (f"; server RSTs on the wire: {len(srv_rsts)}, in window at a client TIME-WAIT: {len(hit)}, which "
                    f"killed {len(killed)}" + (f" ({len(unseen_killed)} within milliseconds, before a sample saw "
                                               f"TIME_WAIT: ports {unseen_killed})" if unseen_killed else "")
-                   + f"; still TIME_WAIT at the end: {len(still & set(ports))}" if not want_rst else ""))
+                   + f"; still TIME_WAIT at the end: {len(still & set(ports))}" if not s.want_rst else ""))
     return Check.judged(
-        "closer-holds-time-wait", CITE_RST if want_rst else CITE_CLOSER + "; " + CITE_ASSASSIN, expected,
+        "closer-holds-time-wait", CITE_RST if s.want_rst else CITE_CLOSER + "; " + CITE_ASSASSIN, expected,
         observed, ok,
         {"client_time_wait": len(tw_ports & set(ports)), "server_time_wait": srv_tw,
          "TCPTimeWaitOverflow": overflow, "time_wait_at_end": len(still & set(ports)),
-         "server_rsts": len(srv_rsts), "rst_in_window": len(hit), "killed_by_rst": [x["port"] for x in killed],
+         "server_rsts": len(srv_rsts), "rst_in_window": len(hit), "killed_by_rst": [x.port for x in killed],
          "killed_unseen": unseen_killed, "tcp_rfc1337": int(rfc1337)},
         missing=(f"{observed}; ports {never[:8]} never seen in TIME_WAIT, and a RST that ended one may be "
                  f"in what tcpdump dropped ({ev.capture_hole('client')})"))
 
 
-def _common(c: dict) -> dict:
-    conns, lost = c["conns"], c["lost"]
+# -- 4. the heart of it: a lost final ACK, and what answers the server's retransmitted FIN --------
+
+def _common(s: Seen) -> dict:
+    conns, lost = s.conns, s.lost
     return {"closes": len(conns), "final_ack_lost": len(lost),
             "final_ack_lost_pct": round(len(lost) / len(conns) * 100 if conns else 0.0, 1),
-            "ended_by_rst": len([x for x in conns if x.get("ended_by") == "RST"]),
-            "fins_unanswered": sum(x.get("fins_unanswered", 0) for x in conns)}
+            "ended_by_rst": len([x for x in conns if x.ended_by == "RST"]),
+            "fins_unanswered": sum(x.fins_unanswered for x in conns)}
 
 
-def _heart(name: str, cite: str, expected: str, observed: str, ok: bool, shown: bool, c: dict,
-           values: dict, what: str) -> Check:
+def _ladder(candidates: list[Close], why: str) -> dict:
+    """The connection the terminal's ladder shows: of *candidates*, the one that lost the fewest
+    other segments (the textbook case), and why it was chosen."""
+    if not candidates:
+        return {"ladder_port": None}
+    best = min(candidates, key=lambda c: (c.segments_lost, c.close_ms or 0, c.port))
+    return {"ladder_port": best.port, "ladder_why": why + (
+        "; the one with the fewest other losses" if len(candidates) > 1 else "")}
+
+
+def _heart(s: Seen, name: str, cite: str, expected: str, observed: str, ok: bool, shown: bool, values: dict,
+           what: str) -> Check:
     """The heart check's outcome: not applicable when nothing was lost (the rule had nothing to
     act on), inconclusive when the captures dropped packets and nothing they show breaks it."""
-    if not c["lost"]:
+    if not s.lost:
         return Check.not_applicable(name, cite, expected, f"{observed} - nothing to judge: no {what} was lost in "
-                                    f"{len(c['conns'])} closes (run again)", values)
-    return Check.judged(name, cite, expected, observed, None if not ok and not shown and c["hole"] else ok, values,
-                        missing=f"{observed}; but {c['hole']}: a loss or an answer here may be a capture drop")
+                                    f"{len(s.conns)} closes (run again)", values)
+    return Check.judged(name, cite, expected, observed, None if not ok and not shown and s.hole else ok, values,
+                        missing=f"{observed}; but {s.hole}: a loss or an answer here may be a capture drop")
 
 
-def _answered_by_rst(ev: Evidence, c: dict) -> Check:
+def lost_final_ack_answered_by_rst(s: Seen) -> Check:
     """4 (no TIME-WAIT). The client keeps no state once it has answered the server's FIN: its
     first answer is an ACK when it still held the full socket as the FIN came (the FIN acked the
     client's own FIN: tcp_rcv_state_process() keeps it, tcp_fin() ACKs, tcp_time_wait()
     overflows), a RST when the ACK of its FIN had come first (the orphan's FIN-WAIT-2 mini-socket
     overflowed); every later FIN - after a lost answer - finds nothing and gets a RST, never an ACK."""
-    conns, lost, common = c["conns"], c["lost"], _common(c)
-    by_rst = [x for x in conns if x.get("ended_by") == "RST"]
-    re_acked = [x for x in lost if "A" in x.get("later_answers", "")]
-    rst_after = [x for x in lost if x.get("ended_by") == "RST"]
+    conns, lost, common = s.conns, s.lost, _common(s)
+    by_rst = [x for x in conns if x.ended_by == "RST"]
+    re_acked = [x for x in lost if "A" in x.later_answers]
+    rst_after = [x for x in lost if x.ended_by == "RST"]
     ok = not re_acked and len(rst_after) == len(lost) and common["fins_unanswered"] == 0 \
-        and all(x.get("complete") for x in conns)
-    observed = (f"captures: the client's first answer to the server's FIN was an ACK on "
-                f"{sum(x.get('final_answer') == 'ACK' for x in conns)} closes, a RST on "
-                f"{sum(x.get('final_answer') == 'RST' for x in conns)}; it was lost on {len(lost)} "
-                f"({common['final_ack_lost_pct']:.0f} %): the server's FIN came again and was answered by RST on "
-                f"{len(rst_after)}, re-ACKed on {len(re_acked)}; {len(by_rst)} of {len(conns)} closes "
-                f"ended by a RST; FINs unanswered: {common['fins_unanswered']}")
+        and all(x.complete for x in conns)
+    first_ack, first_rst = sum(x.final_answer == "ACK" for x in conns), sum(x.final_answer == "RST" for x in conns)
+    observed = (f"captures: the client's first answer to the server's FIN was an ACK on {first_ack} closes, a RST "
+                f"on {first_rst}; it was lost on {len(lost)} ({common['final_ack_lost_pct']:.0f} %): the server's FIN "
+                f"came again and was answered by RST on {len(rst_after)}, re-ACKed on {len(re_acked)}; "
+                f"{len(by_rst)} of {len(conns)} closes ended by a RST; FINs unanswered: {common['fins_unanswered']}")
     values = {**common, "answered_by_rst_after_loss": len(rst_after), "re_acked": len(re_acked),
-              "first_answer_ack": sum(x.get("final_answer") == "ACK" for x in conns),
-              "first_answer_rst": sum(x.get("final_answer") == "RST" for x in conns),
-              "distribution": distribution(conns)[0],
+              "first_answer_ack": first_ack, "first_answer_rst": first_rst, "distribution": distribution(conns),
               **_ladder(rst_after or lost or by_rst, "a close whose final answer was lost: the FIN came "
                         "again and met a RST")}
-    return _heart("lost-final-ack-answered-by-rst", CITE_RST,
+    return _heart(s, "lost-final-ack-answered-by-rst", CITE_RST,
                   "with no TIME-WAIT the client keeps no state after answering the server's FIN: after a lost "
                   "final ACK (or RST) the retransmitted FIN is answered by RST, never re-ACKed, and the RST "
-                  "ends the server's LAST-ACK", observed, ok, bool(re_acked), c, values, "final answer")
+                  "ends the server's LAST-ACK", observed, ok, bool(re_acked), values, "final answer")
 
 
-def _saved(ev: Evidence, c: dict) -> Check:
-    """4 (TIME-WAIT). The heart of it: a lost final ACK, and what answers the server's
-    retransmitted FIN."""
-    conns, lost, common = c["conns"], c["lost"], _common(c)
-    saved = [x for x in lost if x.get("ended_by") == "ACK" and x.get("ended_by_reack")]
-    retransmitted = [x for x in lost if x["server_fins"] >= 2]
-    p_back = (c["links"].get("client->server") or {}).get("loss_pct", 0)
+def lost_final_ack_saved_by_time_wait(s: Seen) -> Check:
+    """4 (TIME-WAIT). A lost final ACK, and TIME-WAIT's re-ACK of the server's retransmitted FIN."""
+    conns, lost, common = s.conns, s.lost, _common(s)
+    saved = [x for x in lost if x.ended_by == "ACK" and x.ended_by_reack]
+    retransmitted = [x for x in lost if x.server_fins >= 2]
+    p_back = (s.links.get("client->server") or {}).get("loss_pct", 0)
     ok = len(saved) == len(lost) and len(retransmitted) == len(lost) \
         and common["fins_unanswered"] == 0 and not common["ended_by_rst"]
     observed = (f"captures: the final ACK was lost on {len(lost)} of {len(conns)} closes "
@@ -207,51 +225,49 @@ def _saved(ev: Evidence, c: dict) -> Check:
                 f"{common['fins_unanswered']}")
     tally: dict[int, int] = {}
     for x in saved:
-        tally[x["final_acks"] - 1] = tally.get(x["final_acks"] - 1, 0) + 1
+        tally[x.final_acks - 1] = tally.get(x.final_acks - 1, 0) + 1
     values = {**common, "saved_by_reack": len(saved), "server_fin_retransmitted": len(retransmitted),
               "reacks_needed": dict(sorted(tally.items())),
               **_ladder(saved or lost, "a close whose final ACK was lost and TIME-WAIT's re-ACK saved it")}
-    return _heart("lost-final-ack-saved-by-time-wait", CITE_REACK,
+    return _heart(s, "lost-final-ack-saved-by-time-wait", CITE_REACK,
                   "after each lost final ACK the server retransmits its FIN and the client's TIME-WAIT "
                   "answers every FIN that reaches it with an ACK; one of those ACKs ends the server's "
                   "LAST-ACK: every lost final ACK is saved, no close ends in a reset",
-                  observed, ok, bool(common["ended_by_rst"]), c, values, "final ACK")
+                  observed, ok, bool(common["ended_by_rst"]), values, "final ACK")
 
 
-def _cost(ev: Evidence, c: dict) -> Check:
-    """5. how long closes took, and what a lost final ACK costs. RTO >= TCP_RTO_MIN + srtt, srtt
+def lost_final_ack_costs_an_rto(s: Seen) -> Check:
+    """5. How long closes took, and what a lost final ACK costs. RTO >= TCP_RTO_MIN + srtt, srtt
     >= the path's delay both ways (netem never delivers early), and the retransmitted FIN's ACK
     takes one more round trip: the floor of a saved close. Without a lost final ACK, or without a
     close that lost nothing to compare with, there is nothing to judge."""
-    conns, lost, links = c["conns"], c["lost"], c["links"]
-    done = [x for x in conns if x.get("complete")]
-    clean = [x for x in done if x["segments_lost"] == 0]
-    path_ms = sum((links.get(k) or {}).get("delay_ms", 0.0) for k in ("client->server", "server->client"))
+    done = [x for x in s.conns if x.complete]
+    path_ms = sum((s.links.get(k) or {}).get("delay_ms", 0.0) for k in ("client->server", "server->client"))
     floor = TCP_RTO_MIN_MS + 2 * path_ms - 5
-    slow = [x["port"] for x in lost if x.get("complete") and x["server_wait_ms"] < floor]
-    dist, groups = distribution(conns)
-    clean_close = groups["no segment of the close lost"]
-    clean_slow = [x["port"] for x in clean_close if x["server_wait_ms"] >= TCP_RTO_MIN_MS]
+    slow = [x.port for x in s.lost if x.complete and x.server_wait_ms < floor]
+    dist, clean_close = distribution(s.conns), groups(s.conns)["clean"]
+    clean_slow = [x.port for x in clean_close if x.server_wait_ms >= TCP_RTO_MIN_MS]
+    clean, lost = dist["clean"]["server_wait_ms"], dist["final_ack_lost"]["server_wait_ms"]
     expected = ("the server's wait from its first FIN to the end of its connection: about one round trip when "
                 f"nothing of the close is lost (below {TCP_RTO_MIN_MS:g} ms); when the final ACK was lost, at "
                 "least TCP_RTO_MIN + two round trips of the path (the RTO is at least rto_min + srtt, and the "
                 "retransmitted FIN's ACK takes another)")
-    observed = (f"captures: server wait, no loss in the close ({len(clean_close)}): "
-                f"median {dist['no segment of the close lost']['server_wait_ms'].get('p50')} ms, max "
-                f"{dist['no segment of the close lost']['server_wait_ms'].get('max')} ms; final ACK lost "
-                f"({len(groups['final ACK lost'])}): min {dist['final ACK lost']['server_wait_ms'].get('min')} ms, "
-                f"median {dist['final ACK lost']['server_wait_ms'].get('p50')} ms (floor {floor:.0f} ms); "
-                f"whole close (client FIN to server end), all {len(done)}: median {dist['all']['close_ms'].get('p50')} "
-                f"ms, p90 {dist['all']['close_ms'].get('p90')} ms, max {dist['all']['close_ms'].get('max')} ms")
-    values = {"distribution": dist, "path_delay_ms": path_ms, "floor_ms": round(floor, 1),
-              "below_floor": slow, "clean_above_rto_min": clean_slow, "untouched_connections": len(clean),
-              "connections": [{k: v for k, v in x.items() if k != "t_client_fin"} for x in conns]}
-    if not slow and not clean_slow and (not lost or not clean_close):
+    every = dist["all"]["close_ms"]
+    observed = (f"captures: server wait, no loss in the close ({len(clean_close)}): median {clean.get('p50')} ms, max "
+                f"{clean.get('max')} ms; final ACK lost ({lost.get('n', 0)}): min {lost.get('min')} ms, "
+                f"median {lost.get('p50')} ms (floor {floor:.0f} ms); whole close (client FIN to server end), all "
+                f"{len(done)}: median {every.get('p50')} ms, p90 {every.get('p90')} ms, max {every.get('max')} ms")
+    values = {"distribution": dist, "final_ack_lost_server_wait_ms_min": lost.get("min"),
+              "close_ms_p50": every.get("p50"), "path_delay_ms": path_ms,
+              "floor_ms": round(floor, 1), "below_floor": slow, "clean_above_rto_min": clean_slow,
+              "untouched_connections": len([x for x in done if x.segments_lost == 0]),
+              "connections": [x.to_json() for x in s.conns]}
+    if not slow and not clean_slow and (not s.lost or not clean_close):
         return Check.not_applicable(
             "lost-final-ack-costs-an-rto", CITE_RTO, expected,
-            f"{observed} - nothing to compare: " + ("no final ACK was lost" if not lost else
+            f"{observed} - nothing to compare: " + ("no final ACK was lost" if not s.lost else
                                                     "no close went without a loss"), values)
     ok = not slow and not clean_slow
     return Check.judged("lost-final-ack-costs-an-rto", CITE_RTO, expected, observed,
-                        None if not ok and c["hole"] else ok, values,
-                        missing=f"{observed}; but {c['hole']}: which closes lost what is not certain")
+                        None if not ok and s.hole else ok, values,
+                        missing=f"{observed}; but {s.hole}: which closes lost what is not certain")

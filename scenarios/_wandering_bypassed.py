@@ -1,61 +1,65 @@
 """wandering-duplicates, the judgement of part (b)/(c): TIME-WAIT bypassed (SO_LINGER 0), the
-same 4-tuple reopened, and the old incarnation's segment replayed into the new one. Not a
-scenario (the leading underscore keeps it out of the catalog); scenarios/wandering_duplicates.py
-describes the rules and runs the steps."""
+same 4-tuple reopened, and the old incarnation's segment replayed into the new one; the checks in
+the order of its timeline, on the analysis in scenarios/_wandering_judge.py. Not a scenario (the
+leading underscore keeps it out of the catalog); scenarios/wandering_duplicates.py describes the
+rules and runs the steps.
+
+    t      who      step                                   wire                        state
+    0.95   client   connect :40106 -> :5006 (SO_LINGER 0)   SYN ISN x1, <- SYN-ACK y1
+    0.95   both     server sends 12 MB, then client 12 MB   ...                         (~0.05 s)
+    1.0    client   send 1000 B "OLD-..."                  data seq x1+1+12M, ack y1+1+12M (copied)
+    1.03   client   close(): abort                          RST ->                      no TIME_WAIT
+    1.59   client   connect :40106 again, 0.64 s after x1   SYN x2 = x1 + ~10.0M, <- SYN-ACK y2
+    1.75   both     server sends m bytes, client n "NEW-"   RCV.NXT = old seq, SND.UNA = old ack
+    1.76   router   replay the old segment                  data -> server
+    1.76   server   (kernel) (b) PAWS drop, dup ACK | (c) accepted, ACK seq+1000
+    1.81   client   send 4000 B "NEW-..."                   server app reads 4000 B:
+                                                           (b) all NEW- | (c) 1000 B OLD- + 3000 B NEW-
+"""
 
 from __future__ import annotations
 
 import errno
 
-from lab.evidence import Evidence
-from lab.verdict import INCONCLUSIVE, NOT_APPLICABLE, Check
+from lab.kernel import ISN_PER_S
+from lab.packets import Segment
+from lab.verdict import Check
 
-from ._wandering_judge import _arrival, _from, _missing, _ms, _no_replay, _states_between, _ts_on, _unjudged
-from .wandering_duplicates import (CITE_ACCEPT, CITE_BYPASS, CITE_DELIVER, CITE_ISN, CITE_PAWS, ISN_PER_S, M32,
-                                   MARK, PORT_B, TAIL)
+from ._wandering_judge import Seen, ms, unjudged
+from ._wandering_plan import M32, MARK, PORT_B, TAIL
 
-def check_bypassed(ev: Evidence) -> list[Check]:
-    b = ev.facts.get("b", {})
-    syns = [s for s in _from(ev, "client", "client", sport=PORT_B, flag="SYN") if not s.has("ACK")]
-    copied = (b.get("copied") or [None])[0]
-    replay = _arrival(ev, copied, b.get("injected_at"))
-    ctx = {"b": b, "syns": syns, "synacks": _from(ev, "server", "server", dport=PORT_B, flag="SYN"),
-           "copied": copied, "replay": replay, "premise": _b_premise(b),
-           "no_replay": _no_replay(ev, b, copied, replay)}
-    return [_b_bypassed(ev, ctx), _b_isn_clock(ev, ctx), _b_in_window(ev, ctx), _b_server_tcp(ev, ctx),
-            _b_application(ev, ctx)]
-
-
-def _b_premise(b: dict) -> tuple[str, str]:
-    """Whether part (b)/(c) set up its replay: ("", "") when it did, else the outcome the checks
-    of the replay take and why. The old connection not outrunning the ISN clock (a slow or busy
-    machine) leaves the rule nothing to act on; the router's copies missing is the lab's hole."""
-    if not (b.get("reconnect") or {}).get("ok"):
-        return NOT_APPLICABLE, (f"no new incarnation: connect() from port {PORT_B} again failed "
-                                "(time-wait-bypassed judges that)")
-    if b.get("aligned"):
-        return "", ""
-    why = b.get("why_not") or "the router's copies are missing"
-    return (NOT_APPLICABLE if "old_seq" in b else INCONCLUSIVE), f"the replay was not set up: {why}"
+CITE_BYPASS = ("SO_LINGER {on, 0}: close() aborts with RST and no TIME-WAIT (RFC 9293 §3.10.4 ABORT; Linux "
+               "tcp_close() -> tcp_disconnect(), TCPAbortOnData); the same 4-tuple can be reopened at once")
+CITE_ISN = ("reference R-ISN-CLOCK: ISN = SipHash(4-tuple, secret) + (ns clock >> 6), 15.625 M per second "
+            "(secure_tcp_seq(), RFC 6528 / RFC 9293 §3.4.1 clock-driven ISN)")
+CITE_PAWS = ("RFC 7323 §5.3 R1 (PAWS): TSval < TS.Recent -> not acceptable, send an ACK, drop; Linux "
+             "tcp_validate_incoming()/tcp_paws_discard(), counter PAWSEstab; reference R-PAWS")
+CITE_ACCEPT = ("RFC 9293 §3.10.7.4 (acceptable: RCV.NXT =< SEG.SEQ < RCV.NXT+RCV.WND; an ACK =< SND.UNA is a "
+               "duplicate that 'can be ignored', the text is still processed) and RFC 1337 H1; Linux also wants "
+               "SEG.ACK >= SND.UNA - bytes acked (tcp_ack(), RFC 5961 §5.2, since 6.7); tcp_sequence(), "
+               "tcp_data_queue(); reference R-RFC5961-ACK, R-WANDERING-DUP")
+CITE_DELIVER = ("RFC 1337 §2.2 H1 (old duplicate data accepted) / RFC 9293 §3.4.1 (segments of an earlier "
+                "incarnation must not be used): the hazard 2 MSL of TIME-WAIT prevents; the application cannot "
+                "tell (socket FAQ: a restarted server may receive unexpected data from an old incarnation)")
 
 
-def _b_bypassed(ev: Evidence, c: dict) -> Check:
-    """1. TIME-WAIT bypassed: the old incarnation ends with RST, the same 4-tuple opens again.
+def time_wait_bypassed(s: Seen) -> Check:
+    """TIME-WAIT bypassed: the old incarnation ends with RST, the same 4-tuple opens again.
     That no TIME_WAIT was seen proves something only if the sampler polled in between."""
-    b, syns = c["b"], c["syns"]
-    t1 = syns[0].t if syns else None
-    t2 = syns[-1].t if len(syns) >= 2 else None
-    rst = next((s for s in _from(ev, "client", "client", sport=PORT_B, flag="RST")
-                if t1 and t2 and t1 < s.t < t2), None)
-    seen = sorted({st for h in ("client", "server")
-                   for st in _states_between(ev, h, PORT_B, t1 or 0, t2 or 0)}) if t1 and t2 else []
-    reset = b.get("server_recv_after_abort") or {}
+    b, ev = s.b, s.ev
+    t1 = b.syns[0].t if b.syns else None
+    t2 = b.syns[-1].t if len(b.syns) >= 2 else None
+    rst = next((r for r in b.conn.segments("client", sender="client", flag="RST")
+                if t1 and t2 and t1 < r.t < t2), None)
+    seen = sorted({e.state for h in ("client", "server")
+                   for e in b.conn.states(h) if t1 <= e.t <= t2}) if t1 and t2 else []
+    reset = b.replay.facts.get("server_recv_after_abort") or {}
     blind = ev.sampler_blind_ms(rst.t, t2) if rst and t2 else None
     missing = ""
-    if not (b.get("reconnect") or {}).get("ok") or reset.get("errno") != errno.ECONNRESET or "TIME_WAIT" in seen:
+    if not b.reopened or reset.get("errno") != errno.ECONNRESET or "TIME_WAIT" in seen:
         ok = False
     elif rst is None or t2 is None:
-        ok = _missing(ev, "client")
+        ok = s.missing("client")
         missing = f"client.pcap lacks the RST or a SYN ({ev.capture_hole('client')})"
     elif blind:
         ok, missing = None, (f"no sock_diag poll between the RST and the new SYN (a gap of {blind} ms): a "
@@ -67,22 +71,22 @@ def _b_bypassed(ev: Evidence, c: dict) -> Check:
         "close() with SO_LINGER 0 sends RST (server recv: ECONNRESET); neither host holds TIME_WAIT; "
         f"connect() from port {PORT_B} to the same server succeeds (no TIME-WAIT holds the 4-tuple): "
         "a new incarnation",
-        (f"client.pcap: {len(syns)} SYNs from :{PORT_B}, RST {'seq ' + str(rst.seq) if rst else 'none'} between them; "
-         f"server recv after it: {reset.get('error')}; sock_diag states of the 4-tuple in between: {seen or 'none'}; "
-         f"second SYN {_ms(t2 - rst.t) if rst and t2 else '-'} ms after the RST"),
-        ok, {"syns": len(syns), "rst_seq": rst and rst.seq, "server_recv_errno": reset.get("errno"),
-             "states_between": seen, "reopen_after_rst_ms": _ms(t2 - rst.t) if rst and t2 else None},
+        (f"client.pcap: {len(b.syns)} SYNs from :{PORT_B}, RST {'seq ' + str(rst.seq) if rst else 'none'} between "
+         f"them; server recv after it: {reset.get('error')}; sock_diag states of the 4-tuple in between: "
+         f"{seen or 'none'}; second SYN {ms(t2 - rst.t) if rst and t2 else '-'} ms after the RST"),
+        ok, {"syns": len(b.syns), "rst_seq": rst and rst.seq, "server_recv_errno": reset.get("errno"),
+             "states_between": seen, "reopen_after_rst_ms": ms(t2 - rst.t) if rst and t2 else None},
         missing=missing)
 
 
-def _b_isn_clock(ev: Evidence, c: dict) -> Check:
-    """2. the ISN clock: both new ISNs lie 15.625 M/s x the time between the SYNs above the old ones."""
-    syns, synacks = c["syns"], c["synacks"]
+def isn_clock(s: Seen) -> Check:
+    """The ISN clock: both new ISNs lie 15.625 M/s x the time between the SYNs above the old ones."""
+    b, ev = s.b, s.ev
     expected = "new ISN - old ISN = 15.625 M x seconds between the two SYNs (+- 1 ms of clock), for both ends"
-    if c["premise"][0] and not (c["b"].get("reconnect") or {}).get("ok"):
-        return Check.not_applicable("isn-clock", CITE_ISN, expected, c["premise"][1])
+    if b.premise[0] and not b.reopened:
+        return Check.not_applicable("isn-clock", CITE_ISN, expected, b.premise[1])
     rows, ok = [], True
-    for who, pair in (("client", syns), ("server", synacks)):
+    for who, pair in (("client", b.syns), ("server", b.synacks)):
         if len(pair) < 2:
             continue
         d_isn = (pair[-1].seq - pair[0].seq) % M32
@@ -95,29 +99,30 @@ def _b_isn_clock(ev: Evidence, c: dict) -> Check:
     observed = "; ".join(f"{r['who']}: ISN {r['old_isn']} -> {r['new_isn']} (+{r['isn_delta']}) in {r['seconds']} s "
                          f"= {r['per_second']}/s, {r['error']:+d} off" for r in rows) or "SYNs not captured"
     # both connects succeeded, so both SYNs and SYN-ACKs were sent: one missing is the capture's hole
-    whole = len(syns) >= 2 and len(synacks) >= 2
+    whole = len(b.syns) >= 2 and len(b.synacks) >= 2
+    hole = ev.capture_hole("client", "server")
     return Check.judged(
         "isn-clock", CITE_ISN, expected, observed, (ok if whole else (False if not ok else None)),
         {"isns": rows, "tolerance": ISN_PER_S * 0.001},
-        missing=(f"{observed}; client.pcap has {len(syns)} of the 2 SYNs, server.pcap {len(synacks)} of the 2 "
-                 f"SYN-ACKs" + (f" ({ev.capture_hole('client', 'server')})" if ev.capture_hole('client', 'server') else "")))
+        missing=(f"{observed}; client.pcap has {len(b.syns)} of the 2 SYNs, server.pcap {len(b.synacks)} of the 2 "
+                 f"SYN-ACKs" + (f" ({hole})" if hole else "")))
 
 
-def _b_in_window(ev: Evidence, c: dict) -> Check:
-    """3. the copied segment of the old incarnation falls exactly at the new connection's RCV.NXT."""
-    b, syns, synacks, copied, replay = c["b"], c["syns"], c["synacks"], c["copied"], c["replay"]
+def old_segment_in_new_window(s: Seen) -> Check:
+    """The copied segment of the old incarnation falls exactly at the new connection's RCV.NXT."""
+    b, facts, copied, replay = s.b, s.b.replay.facts, s.b.replay.copied, s.b.replay.seg
     expected = ("the replayed old segment's seq = the new connection's RCV.NXT and its ack = the server's SND.UNA "
                 "(both directions of the old connection outran the ISN clock)")
-    if c["premise"][0]:
-        return _unjudged(*c["premise"][:1], "old-segment-in-new-window", CITE_ACCEPT, expected, c["premise"][1])
-    x1 = syns[0].seq if syns else None
-    x2 = syns[-1].seq if len(syns) >= 2 else None
-    y2 = synacks[-1].seq if len(synacks) >= 2 else None
-    sent_c, sent_s = b.get("client_sent_before"), b.get("server_sent_before")
+    if b.premise[0]:
+        return unjudged(b.premise[0], "old-segment-in-new-window", CITE_ACCEPT, expected, b.premise[1])
+    x1 = b.syns[0].seq if b.syns else None
+    x2 = b.syns[-1].seq if len(b.syns) >= 2 else None
+    y2 = b.synacks[-1].seq if len(b.synacks) >= 2 else None
+    sent_c, sent_s = facts.get("client_sent_before"), facts.get("server_sent_before")
     rcv_nxt = (x2 + 1 + sent_c) % M32 if x2 is not None and sent_c is not None else None
     snd_una = (y2 + 1 + sent_s) % M32 if y2 is not None and sent_s is not None else None
     old_off = (copied["seq"] - x1 - 1) % M32 if copied and x1 is not None else None
-    if c["no_replay"] or rcv_nxt is None or snd_una is None:
+    if b.replay.missing or rcv_nxt is None or snd_una is None:
         ok = None
     else:
         ok = replay.seq == rcv_nxt and replay.ack == snd_una
@@ -130,86 +135,118 @@ def _b_in_window(ev: Evidence, c: dict) -> Check:
         {"old_seq": copied and copied["seq"], "old_ack": copied and copied["ack"],
          "old_stream_offset": old_off, "new_client_isn": x2, "new_server_isn": y2,
          "client_bytes_new": sent_c, "server_bytes_new": sent_s, "rcv_nxt": rcv_nxt,
-         "snd_una": snd_una, "aligned": b.get("aligned"), "old_phase_s": b.get("old_phase_s")},
-        missing=c["no_replay"] or f"{observed}: the new SYNs are not all captured ({ev.capture_hole() or 'no drops'})")
+         "snd_una": snd_una, "aligned": facts.get("aligned"), "old_phase_s": facts.get("old_phase_s")},
+        missing=b.replay.missing
+        or f"{observed}: the new SYNs are not all captured ({s.ev.capture_hole() or 'no drops'})")
 
 
-def _b_server_tcp(ev: Evidence, c: dict) -> Check:
-    """4. what the server's TCP does with it: PAWS drop (timestamps) or acceptance (none)."""
-    b, replay, ts_on = c["b"], c["replay"], _ts_on(ev)
-    if ts_on:
-        name, cite = "paws-rejects-old-segment", CITE_PAWS
-        expected = ("timestamps on: the replay's TSval is older than TS.Recent: PAWS drops it (PAWSEstab +1) "
-                    "and the server re-ACKs RCV.NXT (ack = the replay's seq)")
-    else:
-        name, cite = "old-segment-accepted", CITE_ACCEPT
-        expected = ("timestamps off: nothing marks the segment as old: it is accepted, the server ACKs "
-                    "seq + length, no PAWS counter moves")
-    if c["premise"][0]:
-        return _unjudged(c["premise"][0], name, cite, expected, c["premise"][1])
-    counters = b.get("server_counters", {})
+# -- what the server's TCP does with the replay: (b) timestamps on, (c) off ------------------------
+
+def _server_tcp(s: Seen) -> tuple[Segment | None, int | None, dict]:
+    """The server's answer to the replay (within 40 ms), TS.Recent (the client's last TSval
+    before it), and the counters around it."""
+    b, replay = s.b, s.b.replay.seg
+    if replay is None:
+        return None, None, b.replay.facts.get("server_counters", {})
+    answer = next((x for x in b.conn.segments("server", sender="server", after=replay.t)
+                   if x.has("ACK") and x.t - replay.t < 0.04), None)
+    t2 = b.syns[-1].t if len(b.syns) >= 2 else 0
+    recent = [x.tsval for x in b.conn.segments("server", sender="client")
+              if t2 < x.t < replay.t and x.tsval is not None]
+    return answer, recent[-1] if recent else None, b.replay.facts.get("server_counters", {})
+
+
+def _server_tcp_check(s: Seen, name: str, cite: str, expected: str, ok_if) -> Check:
+    """paws-rejects-old-segment or old-segment-accepted: *ok_if*(replay, answer, ts_recent, paws)."""
+    b, replay = s.b, s.b.replay.seg
+    if b.premise[0]:
+        return unjudged(b.premise[0], name, cite, expected, b.premise[1])
+    answer, ts_recent, counters = _server_tcp(s)
     paws = counters.get("TcpExtPAWSEstab", 0) + counters.get("TcpExtPAWSOldAck", 0)
-    answer = None
-    if replay is not None:
-        answer = next((s for s in _from(ev, "server", "server", dport=PORT_B)
-                       if s.t >= replay.t and s.has("ACK") and s.t - replay.t < 0.04), None)
-    t2 = c["syns"][-1].t if len(c["syns"]) >= 2 else 0
-    recent = [s.tsval for s in _from(ev, "server", "client", sport=PORT_B)
-              if replay is not None and t2 < s.t < replay.t and s.tsval is not None]
-    ts_recent = recent[-1] if recent else None
-    if c["no_replay"]:
+    if b.replay.missing:
         ok = None
-    elif answer is None or (ts_on and replay.tsval is not None and ts_recent is None):
-        ok = _missing(ev, "server")
-    elif ts_on:
-        ok = (replay.tsval is not None and replay.tsval < ts_recent and paws >= 1 and answer.ack == replay.seq)
+    elif answer is None or (s.ts_on and replay.tsval is not None and ts_recent is None):
+        ok = s.missing("server")
     else:
-        ok = replay.tsval is None and paws == 0 and answer.ack == (replay.seq + replay.length) % M32
+        ok = ok_if(replay, answer, ts_recent, paws)
     observed = (f"replay TSval {replay.tsval if replay else '-'}, TS.Recent (client's last TSval) {ts_recent}; "
                 f"server PAWSEstab/PAWSOldAck +{paws}; server's answer: "
                 + (f"{answer.flags} ack {answer.ack} (replay seq {replay.seq}, +{replay.length} = "
                    f"{(replay.seq + replay.length) % M32})" if answer and replay else "none"))
     return Check.judged(
         name, cite, expected, observed, ok,
-        {"timestamps": ts_on, "replay_tsval": replay and replay.tsval, "ts_recent": ts_recent,
+        {"timestamps": s.ts_on, "replay_tsval": replay and replay.tsval, "ts_recent": ts_recent,
          "PAWSEstab": counters.get("TcpExtPAWSEstab", 0), "PAWSOldAck": counters.get("TcpExtPAWSOldAck", 0),
          "answer_ack": answer and answer.ack, "replay_seq": replay and replay.seq,
          "replay_len": replay and replay.length},
-        missing=c["no_replay"] or f"{observed}, but {ev.capture_hole('server')}")
+        missing=b.replay.missing or f"{observed}, but {s.ev.capture_hole('server')}")
 
 
-def _b_application(ev: Evidence, c: dict) -> Check:
-    """5. what the server's application reads next."""
-    b, replay, ts_on = c["b"], c["replay"], _ts_on(ev)
-    tail = b.get("server_read_tail") or {}
-    text = b.get("server_read_tail_text") or ""
-    marks = tail.get("markers") or {}
-    sent_tail = b.get("client_sent_tail")
+def paws_rejects_old_segment(s: Seen) -> Check:
+    """(b) Timestamps on: PAWS drops the replay and the server re-ACKs RCV.NXT."""
+    return _server_tcp_check(
+        s, "paws-rejects-old-segment", CITE_PAWS,
+        "timestamps on: the replay's TSval is older than TS.Recent: PAWS drops it (PAWSEstab +1) "
+        "and the server re-ACKs RCV.NXT (ack = the replay's seq)",
+        lambda replay, answer, ts_recent, paws: (replay.tsval is not None and replay.tsval < ts_recent
+                                                 and paws >= 1 and answer.ack == replay.seq))
+
+
+def old_segment_accepted(s: Seen) -> Check:
+    """(c) Timestamps off: nothing marks the replay as old; the server accepts it."""
+    return _server_tcp_check(
+        s, "old-segment-accepted", CITE_ACCEPT,
+        "timestamps off: nothing marks the segment as old: it is accepted, the server ACKs "
+        "seq + length, no PAWS counter moves",
+        lambda replay, answer, ts_recent, paws: (replay.tsval is None and paws == 0
+                                                 and answer.ack == (replay.seq + replay.length) % M32))
+
+
+# -- what the server's application reads next ------------------------------------------------------
+
+def _application_check(s: Seen, name: str, cite: str, expected: str, ok: bool) -> Check:
+    b, replay = s.b, s.b.replay.seg
+    if b.premise[0]:
+        return unjudged(b.premise[0], name, cite, expected, b.premise[1])
+    tail, text = b.replay.facts.get("server_read_tail") or {}, b.replay.facts.get("server_read_tail_text") or ""
+    marks, sent_tail = tail.get("markers") or {}, b.replay.facts.get("client_sent_tail")
     payload = replay.payload if replay else b""
-    got = text.encode(errors="replace")
     quote = text[:48] + ("..." if len(text) > 48 else "")
-    if ts_on:
-        ok = (tail.get("len") == sent_tail == TAIL and marks.get("OLD-") == 0
-              and marks.get("NEW-", 0) >= TAIL // 4 - 1)
-        name = "application-reads-only-new-bytes"
-        expected = f"the server's application reads the client's {TAIL} new bytes, none from the old incarnation"
-    else:
-        ok = (tail.get("len") == sent_tail == TAIL and bool(payload) and got[:len(payload)] == payload
-              and marks.get("OLD-", 0) >= len(payload) // 4 - 1 and b"OLD-" not in got[len(payload):])
-        name = "application-reads-old-bytes"
-        expected = (f"the server's application reads {TAIL} bytes, as many as the client sent, but the first "
-                    f"{len(payload) or MARK} are the old incarnation's (the replayed payload), not the client's")
-    cite = CITE_DELIVER if not ts_on else CITE_PAWS
-    if c["premise"][0]:
-        return _unjudged(c["premise"][0], name, cite, expected, c["premise"][1])
     return Check.judged(
         name, cite, expected,
         (f"client sent {sent_tail} B \"NEW-...\"; server's recv() got {tail.get('len')} B: {quote!r} "
          f"(markers OLD- x{marks.get('OLD-')}, NEW- x{marks.get('NEW-')}); replay payload "
          f"{payload[:24]!r}... ({len(payload)} B)"
-         + (f"; bytes {len(payload)}- read: {text[len(payload):len(payload) + 16]!r}..." if payload and not ts_on else "")),
-        None if c["no_replay"] else ok,
+         + (f"; bytes {len(payload)}- read: {text[len(payload):len(payload) + 16]!r}..." if payload and not s.ts_on
+            else "")),
+        None if b.replay.missing else ok,
         {"client_sent": sent_tail, "server_read": tail.get("len"), "old_markers": marks.get("OLD-"),
          "new_markers": marks.get("NEW-"), "replay_payload_len": len(payload),
-         "read_head": text[:64], "old_bytes_delivered": text[:len(payload)] if not ts_on and ok else ""},
-        missing=c["no_replay"])
+         "read_head": text[:64], "old_bytes_delivered": text[:len(payload)] if not s.ts_on and ok else ""},
+        missing=b.replay.missing)
+
+
+def application_reads_only_new_bytes(s: Seen) -> Check:
+    """(b) The server's application reads the client's new bytes, none of the old incarnation's."""
+    tail = s.b.replay.facts.get("server_read_tail") or {}
+    marks = tail.get("markers") or {}
+    ok = (tail.get("len") == s.b.replay.facts.get("client_sent_tail") == TAIL and marks.get("OLD-") == 0
+          and marks.get("NEW-", 0) >= TAIL // 4 - 1)
+    return _application_check(
+        s, "application-reads-only-new-bytes", CITE_PAWS,
+        f"the server's application reads the client's {TAIL} new bytes, none from the old incarnation", ok)
+
+
+def application_reads_old_bytes(s: Seen) -> Check:
+    """(c) The server's application reads the replayed payload in place of the client's first bytes."""
+    facts, replay = s.b.replay.facts, s.b.replay.seg
+    tail, payload = facts.get("server_read_tail") or {}, replay.payload if replay else b""
+    marks = tail.get("markers") or {}
+    got = (facts.get("server_read_tail_text") or "").encode(errors="replace")
+    ok = (tail.get("len") == facts.get("client_sent_tail") == TAIL and bool(payload)
+          and got[:len(payload)] == payload
+          and marks.get("OLD-", 0) >= len(payload) // 4 - 1 and b"OLD-" not in got[len(payload):])
+    return _application_check(
+        s, "application-reads-old-bytes", CITE_DELIVER,
+        f"the server's application reads {TAIL} bytes, as many as the client sent, but the first "
+        f"{len(payload) or MARK} are the old incarnation's (the replayed payload), not the client's", ok)

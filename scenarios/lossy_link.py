@@ -44,52 +44,31 @@ rate the kernel's qdisc reports, not against one replayed pattern.
 
 from __future__ import annotations
 
-import math
-import statistics
 import time
 from dataclasses import replace
 
 from lab.core import Lab
 from lab.errors import UsageError, WaitTimeout
 from lab.evidence import Evidence
-from lab.packets import match_arrivals
+from lab.scenario import KeyValue, Scenario
 from lab.shaping import REQUIRED, seeding
-from lab.verdict import Check
 
-NAME = "lossy-link"
+from ._lossy_checks import (closer_holds_time_wait, every_close_completes, loss_matches_the_link,
+                            lost_final_ack_answered_by_rst, lost_final_ack_costs_an_rto,
+                            lost_final_ack_saved_by_time_wait)
+from ._lossy_closes import GROUPS, PORT, Seen, no_time_wait
+
 INTENT = ("random loss on the link: over many closes, how often the final ACK is lost, how often "
           "TIME-WAIT's re-ACK saves the close, and how long closes take")
-SHAPING = REQUIRED
-SHAPE = ("both:delay_ms=10,loss_pct=20",)   # the link when --shape gives none
-PORT = 5010
+LINK = ("both:delay_ms=10,loss_pct=20",)    # the link when --shape gives none
 CLOSES = 100
-SIGMAS = 4.0                    # the observed loss share must lie within p +- 4 sigma (binomial):
-                                # a correct link fails this about once in 16 000 runs per direction
-TCP_RTO_MIN_MS = 200.0          # include/net/tcp.h TCP_RTO_MIN (RFC 6298 §2.4 says 1 s; Linux 200 ms)
-
-CITE_NETEM = ("netem (net/sched/sch_netem.c netem_enqueue(): a packet is dropped when a random draw falls "
-              "under the loss probability, independently per packet); the rate is the kernel's qdisc, read back")
-CITE_CLOSER = "RFC 9293 §3.6.1 / RFC 1122 §4.2.2.13: the side that closes first lingers in TIME-WAIT"
-CITE_REACK = ("RFC 9293 §3.10.7.4 (RFC 793 p.73): TIME-WAIT, FIN arrives: acknowledge it, restart the 2 MSL "
-              "timeout; RFC 9293 §3.10.7.4 LAST-ACK: the ACK of our FIN closes the connection; Linux "
-              "tcp_timewait_state_process() -> TCP_TW_ACK")
-CITE_RST = ("reference R-MAX-TW-BUCKETS: with tcp_max_tw_buckets exhausted a closing socket skips TIME-WAIT "
-            "(TCPTimeWaitOverflow); a FIN that then arrives finds no connection and gets a RST "
-            "(RFC 9293 §3.10.7.1, tcp_v4_send_reset()), which ends the server's LAST-ACK")
-CITE_RTO = ("RFC 6298 §5 / RFC 9293 §3.8.1: an unacknowledged FIN is sent again when the retransmission "
-            "timer expires; Linux's RTO is at least TCP_RTO_MIN = 200 ms (RFC 6298 §2.4 asks 1 s), so "
-            "a lost final ACK costs at least 200 ms + srtt, and its retransmitted FIN's ACK another round trip")
-CITE_ASSASSIN = ("RFC 1337 (TIME-WAIT assassination: a RST kills TIME-WAIT; fix F1 ignores it) and reference R-TW-RST, R-UNPROVOKED-TWA: "
-                 "Linux tcp_timewait_state_process() kills on an in-window RST unless tcp_rfc1337=1")
-CITE_CLOSE = ("RFC 9293 §3.6 (closing: each side's FIN is acknowledged; the connection ends in CLOSED "
-              "without a reset)")
 
 
 def run(lab: Lab) -> dict:
     asked = {(sh.src, sh.dst): sh.profile for sh in lab.shaping}
     if not any(p.loss_pct > 0 for p in asked.values()):
-        raise UsageError(f"{NAME} needs loss on the link: give --shape with loss_pct above 0 (e.g. "
-                         f"both:loss_pct=20,delay_ms=10), or no --shape for the scenario's own link")
+        raise UsageError("lossy-link needs loss on the link: give --shape with loss_pct above 0 (e.g. "
+                         "both:loss_pct=20,delay_ms=10), or no --shape for the scenario's own link")
     facts = lab.facts
     facts.update(closes=CLOSES)
 
@@ -131,140 +110,33 @@ def run(lab: Lab) -> dict:
     return facts
 
 
-# -- reading the captures -------------------------------------------------------------------------
+# -- the checks, in the timeline's order (scenarios/_lossy_checks.py, on scenarios/_lossy_closes.py's
+# reading of the captures); which ones follow the client's tcp_max_tw_buckets ------------------------
 
-def analyse(ev: Evidence) -> dict:
-    """Every segment each end sent, whether it arrived, and per connection the close's story."""
-    cli, srv = ev.addresses["client"], ev.addresses["server"]
-    sent_c = [s for s in ev.packets.get("client", []) if s.src == cli and s.dst == srv]
-    sent_s = [s for s in ev.packets.get("server", []) if s.src == srv and s.dst == cli]
-    arrived = match_arrivals(sent_c, [s for s in ev.packets.get("server", []) if s.src == cli])
-    arrived.update(match_arrivals(sent_s, [s for s in ev.packets.get("client", []) if s.src == srv]))
-    # the link loses packets from loss_from on; a segment sent after the receiver's capture saw
-    # its last packet cannot be judged
-    loss_from = ev.facts.get("loss_from", 0.0)
-    end_c = max((s.t for s in ev.packets.get("client", [])), default=0.0)
-    end_s = max((s.t for s in ev.packets.get("server", [])), default=0.0)
-    directions = {}
-    for key, segs, end in (("client->server", sent_c, end_s), ("server->client", sent_s, end_c)):
-        judged = [s for s in segs if loss_from <= s.t < end]
-        directions[key] = {"sent": len(judged), "lost": sum(arrived[id(s)] is None for s in judged)}
-
-    conns = []
-    for port in ev.facts.get("client_ports", []):
-        out_c = [s for s in sent_c if s.sport == port]
-        out_s = [s for s in sent_s if s.dport == port]
-        c_fins = [s for s in out_c if s.has("FIN")]
-        s_fins = [s for s in out_s if s.has("FIN")]
-        rec: dict = {"port": port, "client_fins": len(c_fins),
-                     "client_fins_lost": sum(arrived[id(s)] is None for s in c_fins),
-                     "server_fins": len(s_fins),
-                     "server_fins_lost": sum(arrived[id(s)] is None for s in s_fins),
-                     "segments_lost": sum(arrived[id(s)] is None for s in out_c + out_s)}
-        if not c_fins or not s_fins:
-            rec["complete"] = False
-            conns.append(rec)
-            continue
-        fin_end = (s_fins[0].seq + s_fins[0].length + 1) & 0xFFFFFFFF
-        # each FIN that reached the client (client.pcap's clock), and what the client answered:
-        # an ACK of it, or a RST (a RST answering a segment with ACK carries seq = that ack, no ACK
-        # bit: RFC 9293 §3.10.7.1)
-        fins_in = sorted(t for s in s_fins if (t := arrived[id(s)]) is not None)
-        first_in = fins_in[0] if fins_in else math.inf
-        acks = [s for s in out_c if s.has("ACK") and not s.has("RST") and s.ack == fin_end and s.t >= first_in]
-        rsts = [s for s in out_c if s.has("RST") and s.t >= first_in]
-        answers = sorted(acks + rsts, key=lambda s: s.t)
-        unanswered = sum(1 for i, t in enumerate(fins_in)
-                         if not any(t <= a.t < (fins_in[i + 1] if i + 1 < len(fins_in) else math.inf)
-                                    for a in answers))
-        ends = [(arrived[id(s)], s) for s in answers if arrived[id(s)] is not None]
-        end_t, end_seg = min(ends, key=lambda e: e[0]) if ends else (None, None)
-        # the final answer to the server's FIN: an ACK from TIME-WAIT, or a RST where the client
-        # kept no state
-        first = answers[0] if answers else None
-        rec.update({
-            "final_acks": len(acks),
-            "final_acks_lost": sum(arrived[id(a)] is None for a in acks),
-            "final_answer": None if first is None else ("RST" if first.has("RST") else "ACK"),
-            "final_ack_lost": first is not None and arrived[id(first)] is None,
-            "rsts_lost": sum(arrived[id(r)] is None for r in rsts),
-            "later_answers": "".join("R" if a.has("RST") else "A" for a in answers[1:]),
-            # a RST from the server that reached the client after its answer, with seq = the
-            # client's RCV.NXT (the ack its ACKs carry): in window for a TIME-WAIT
-            "rst_in_window_at": next((t for r in out_s if r.has("RST") and acks and r.seq == acks[-1].ack
-                                      and (t := arrived[id(r)]) is not None and t >= acks[0].t), None),
-            "fins_reaching_client": len(fins_in),
-            "fins_unanswered": unanswered,
-            "rst_from_client": len(rsts),
-            "ended_by": None if end_seg is None else ("RST" if end_seg.has("RST") else "ACK"),
-            "ended_by_reack": end_seg is not None and not end_seg.has("RST") and end_seg is not first,
-            "close_ms": None if end_t is None else round((end_t - c_fins[0].t) * 1000, 2),
-            "server_wait_ms": None if end_t is None else round((end_t - s_fins[0].t) * 1000, 2),
-            "t_client_fin": c_fins[0].t,
-            "complete": end_t is not None,
-        })
-        conns.append(rec)
-    return {"directions": directions, "connections": conns}
+def checks(ev: Evidence):
+    """With TIME-WAIT its re-ACK saves each lost final ACK, at the cost of an RTO; without (the
+    client's tcp_max_tw_buckets=0) a RST answers, and may also answer another segment (e.g. the
+    ACK of a retransmitted client FIN) and end the close early: the RTO claim is TIME-WAIT's."""
+    if no_time_wait(ev):
+        return (loss_matches_the_link, every_close_completes, closer_holds_time_wait, lost_final_ack_answered_by_rst)
+    return (loss_matches_the_link, every_close_completes, closer_holds_time_wait, lost_final_ack_saved_by_time_wait,
+            lost_final_ack_costs_an_rto)
 
 
-def _stats(values: list[float]) -> dict:
-    if not values:
-        return {"n": 0}
-    v = sorted(values)
-    q = statistics.quantiles(v, n=10, method="inclusive") if len(v) > 1 else [v[0]] * 9
-    return {"n": len(v), "min": v[0], "p50": round(statistics.median(v), 2), "p90": round(q[8], 2),
-            "max": v[-1]}
+def _ladder_focus(report: dict) -> tuple[int, str] | None:
+    """The close the terminal's ladder draws: the one the heart check picked (ladder_port)."""
+    values = next((c["values"] for c in report.get("checks", [])
+                   if (c.get("values") or {}).get("ladder_port") is not None), None)
+    return (values["ladder_port"], values.get("ladder_why")) if values else None
 
 
-def _ladder(candidates: list[dict], why: str) -> dict:
-    """The connection the terminal's ladder shows: of *candidates*, the one that lost the fewest
-    other segments (the textbook case), and why it was chosen."""
-    if not candidates:
-        return {"ladder_port": None}
-    best = min(candidates, key=lambda c: (c["segments_lost"], c.get("close_ms") or 0, c["port"]))
-    return {"ladder_port": best["port"], "ladder_why": why + (
-        "; the one with the fewest other losses" if len(candidates) > 1 else "")}
-
-
-def distribution(conns: list[dict]) -> tuple[dict, dict]:
-    """Close times (client's first FIN to the server's end, and the server's own wait from its
-    first FIN), by what the close lost."""
-    done = [c for c in conns if c.get("complete")]
-    clean = [c for c in done if c["client_fins_lost"] == c["server_fins_lost"] == c["final_acks_lost"]
-             == c.get("rsts_lost", 0) == 0]
-    groups = {"all": done, "no segment of the close lost": clean,
-              "final ACK lost": [c for c in done if c.get("final_ack_lost")],
-              "other losses only": [c for c in done if c not in clean and not c.get("final_ack_lost")]}
-    return ({k: {"close_ms": _stats([c["close_ms"] for c in v]),
-                 "server_wait_ms": _stats([c["server_wait_ms"] for c in v])} for k, v in groups.items()},
-            groups)
-
-
-def _in_window(lost: int, sent: int, p: float) -> tuple[bool, float, float]:
-    """Is *lost* of *sent* within p x sent +- SIGMAS binomial standard deviations (+- 1 for counting)?"""
-    mean = p * sent
-    half = SIGMAS * math.sqrt(sent * p * (1 - p)) + 1
-    return mean - half <= lost <= mean + half, max(0.0, mean - half), mean + half
-
-
-# -- judging: scenarios/_lossy_checks.py -----------------------------------------------------------
-
-def check(ev: Evidence) -> list[Check]:
-    from ._lossy_checks import judge
-
-    return judge(ev)
-
-
-def summary(report: dict) -> list[str]:
+def _summary(report: dict) -> list[str]:
     """Lines for the terminal view: the counts and the close-time distribution."""
-    checks = {c["name"]: c for c in report.get("checks", [])}
-    heart = checks.get("lost-final-ack-saved-by-time-wait") or checks.get("lost-final-ack-answered-by-rst")
-    cost = checks.get("lost-final-ack-costs-an-rto")
-    link = checks.get("loss-matches-the-link")
+    checks_ = {c["name"]: c for c in report.get("checks", [])}
+    heart = checks_.get("lost-final-ack-saved-by-time-wait") or checks_.get("lost-final-ack-answered-by-rst")
     if not heart:
         return []
-    h = heart["values"]
-    d = (cost or heart)["values"]["distribution"]
+    h, link = heart["values"], checks_.get("loss-matches-the-link")
     out = []
     if link:
         for key in ("client->server", "server->client"):
@@ -282,11 +154,32 @@ def summary(report: dict) -> list[str]:
         out.append(f"no TIME-WAIT: final ACK (or RST) lost on {h['final_ack_lost']} of {h['closes']} closes; "
                    f"the FIN that came again got a RST on {h['answered_by_rst_after_loss']}, an ACK on "
                    f"{h['re_acked']}; {h['ended_by_rst']} closes ended by a RST")
-    out.append(f"{'close time (client FIN -> server done), ms':<44}{'n':>4}{'min':>8}{'p50':>8}{'p90':>8}{'max':>8}")
-    for name, g in d.items():
-        s = g["close_ms"]
-        if not s.get("n"):
+    return out + _distribution_lines((checks_.get("lost-final-ack-costs-an-rto") or heart)["values"]["distribution"])
+
+
+def _distribution_lines(dist: dict) -> list[str]:
+    out = [f"{'close time (client FIN -> server done), ms':<44}{'n':>4}{'min':>8}{'p50':>8}{'p90':>8}{'max':>8}"]
+    for key, g in dist.items():
+        name, st = GROUPS.get(key, key), g["close_ms"]      # (reports before the plain keys: the label itself)
+        if not st.get("n"):
             out.append(f"  {name:<42}{0:>4}")
             continue
-        out.append(f"  {name:<42}{s['n']:>4}{s['min']:>8.1f}{s['p50']:>8.1f}{s['p90']:>8.1f}{s['max']:>8.1f}")
+        out.append(f"  {name:<42}{st['n']:>4}{st['min']:>8.1f}{st['p50']:>8.1f}{st['p90']:>8.1f}{st['max']:>8.1f}")
     return out
+
+
+SCENARIO = Scenario(
+    name="lossy-link", intent=INTENT, run=run, analyse=Seen.of, checks=checks,
+    shaping=REQUIRED, port=PORT, link=LINK,
+    key_values=(
+        # counts of a random process: each run draws its own losses (no seed on 6.1), so only a
+        # large difference says something about the kernel
+        KeyValue("final ACKs lost (of 100 closes)", "lost-final-ack-*", "final_ack_lost", abs_tol=20),
+        KeyValue("saved by TIME-WAIT's re-ACK", "lost-final-ack-saved-by-time-wait", "saved_by_reack", abs_tol=20),
+        KeyValue("closes ended by a RST", "lost-final-ack-*", "ended_by_rst", abs_tol=20),
+        KeyValue("server's wait after a lost final ACK, min (ms)", "lost-final-ack-costs-an-rto",
+                 "final_ack_lost_server_wait_ms_min", abs_tol=50),
+        KeyValue("close time, median (ms)", "lost-final-ack-costs-an-rto", "close_ms_p50", rel_tol=0.5),
+        KeyValue("netem seed reported", "loss-matches-the-link", "seeded"),
+    ),
+    random_counts=True, ladder_focus=_ladder_focus, summary=_summary)

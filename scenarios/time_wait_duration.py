@@ -32,28 +32,22 @@ but required to prevent denial-of-service attacks". The two parts run at once, o
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
+from lab.connection import Conn
 from lab.core import Lab
 from lab.evidence import Evidence
+from lab.kernel import BSD_MSL_S, RFC_MSL_S, TCP_RTO_MIN_MS, TCP_TIMEWAIT_LEN_S, TW_KILL_S
+from lab.scenario import KeyValue, Scenario
 from lab.shaping import OPTIONAL
 from lab.timerwheel import max_late_s
 from lab.verdict import Check
 
 from ._premise import time_wait_room
 
-NAME = "time-wait-duration"
 INTENT = ("TIME-WAIT lasts Linux's fixed 60 s (BSD 2 x 30 s; RFC 1122 asks 2 x 2 min); an orphaned "
           "FIN-WAIT-2 lasts tcp_fin_timeout (up to 60 s)")
-SHAPING = OPTIONAL
 PORT = 5000
-PARALLEL_SAFE = False                    # a 60 s wall-clock measurement: run it alone
-SYSCTLS = {"client": {"net.ipv4.tcp_fin_timeout": "5"}}
-
-TCP_TIMEWAIT_LEN_S = 60.0                # include/net/tcp.h: TCP_TIMEWAIT_LEN (60*HZ)
-BSD_MSL_S = 30.0                         # 4.4BSD / FreeBSD TCPTV_MSL (net.inet.tcp.msl = 30000 ms)
-RFC_MSL_S = 120.0                        # RFC 793 / RFC 9293 §3.4.2: MSL "arbitrarily defined to be 2 minutes"
-TW_KILL_S = 4.0                          # __inet_twsk_schedule(): kill = timeo <= 4*HZ -> TWKilled
-RTO_MIN_S = 0.2                          # TCP_RTO_MIN; tcp_fin_time() is at least 3.5 x RTO
 MAX_SAMPLING_ERROR_S = 0.5               # wider bounds than this say nothing about the timer
 
 CITE_LINUX = ("include/net/tcp.h TCP_TIMEWAIT_LEN (60*HZ), armed by tcp_time_wait() / "
@@ -72,19 +66,27 @@ CITE_RST = ("RFC 9293 §3.10.7.1 (CLOSED: an incoming segment without RST gets a
             "bearing segment <SEQ=SEG.ACK><CTL=RST>); Linux tcp_v4_send_reset() when no socket matches")
 
 
-def fin_wait2_plan(fin_timeout_s: float) -> dict:
+@dataclass(frozen=True)
+class FinWait2Plan:
+    """What the kernel does with an orphaned FIN-WAIT-2 (fin_wait2_plan())."""
+
+    tmo_s: float                 # tcp_fin_time(): max(tcp_fin_timeout, 3.5 x RTO)
+    lifetime_s: float            # how long the orphan lives in all
+    mini_armed_s: float          # what its TIME-WAIT mini-socket is armed for
+    first_timer: str             # the first timer sock_diag shows: timewait or keepalive
+
+
+def fin_wait2_plan(fin_timeout_s: float) -> FinWait2Plan:
     """What the kernel does with an orphaned FIN-WAIT-2, by tcp_fin_time() and the paths that use
     it. tmo = max(tcp_fin_timeout, 3.5 x RTO) (the floor taken with TCP_RTO_MIN; the lab's RTO is
     200 ms and a few ms). At most 60 s: one TIME-WAIT mini-socket armed for tmo
     (tcp_rcv_state_process()). Above: the full socket first waits tmo - 60 on its keepalive timer,
     then tcp_keepalive_timer() arms a mini-socket for tcp_fin_time() - 60, so it lives
-    2 x (tmo - 60) in all. Returns the lifetime, the mini-socket's armed time, the first timer
-    sock_diag shows."""
-    tmo = max(fin_timeout_s, 3.5 * RTO_MIN_S)
+    2 x (tmo - 60) in all."""
+    tmo = max(fin_timeout_s, 3.5 * TCP_RTO_MIN_MS / 1000)
     if tmo <= TCP_TIMEWAIT_LEN_S:
-        return {"tmo_s": tmo, "lifetime_s": tmo, "mini_armed_s": tmo, "first_timer": "timewait"}
-    return {"tmo_s": tmo, "lifetime_s": 2 * (tmo - TCP_TIMEWAIT_LEN_S),
-            "mini_armed_s": tmo - TCP_TIMEWAIT_LEN_S, "first_timer": "keepalive"}
+        return FinWait2Plan(tmo, tmo, tmo, "timewait")
+    return FinWait2Plan(tmo, 2 * (tmo - TCP_TIMEWAIT_LEN_S), tmo - TCP_TIMEWAIT_LEN_S, "keepalive")
 
 
 def _key(res) -> tuple[str, int, str, int]:
@@ -92,7 +94,7 @@ def _key(res) -> tuple[str, int, str, int]:
     return (lip, lport, rip, rport)
 
 
-def precondition(sysctls: dict[str, dict[str, str]]) -> str | None:
+def _room_for_time_wait(sysctls) -> str | None:
     """Why this run cannot show the scenario: too little TIME-WAIT room for what it observes."""
     return time_wait_room(sysctls, {"client": 2}, "A's, whose length it measures, and B's orphaned FIN-WAIT-2, "
                           "which Linux keeps in a TIME-WAIT socket too")
@@ -103,7 +105,7 @@ def run(lab: Lab) -> dict:
     srv_addr = lab.host("server").address
     view = lab.views["client"]
     fin_timeout = float(lab.sysctls["client"].get("net.ipv4.tcp_fin_timeout", "60"))
-    fw2_s = fin_wait2_plan(fin_timeout)["lifetime_s"]
+    fw2_s = fin_wait2_plan(fin_timeout).lifetime_s
 
     server.listen("L", PORT)
     key_a = _key(client.connect("a", srv_addr, PORT))          # A: will hold TIME-WAIT
@@ -139,50 +141,85 @@ def run(lab: Lab) -> dict:
             "a_time_wait_seen_at": entered, "a_gone_seen_at": a_gone, "b_gone_seen_at": b_gone}
 
 
-# -- judging ------------------------------------------------------------------------------------
+# -- what the checks share ------------------------------------------------------------------------
 
-def _k(key: list) -> str:
-    return f"{key[0]}:{key[1]}-{key[2]}:{key[3]}"
+@dataclass(frozen=True)
+class Lifetime:
+    """How long a socket stayed in one state, as the client's sock_diag samples bound it: it
+    entered after the segment that moved it there was captured and after the previous sample was
+    asked, and before the first sample in that state was answered; it went after the last sample
+    that saw it was asked and before the one that missed it was answered."""
+
+    entry: tuple[float | None, float]    # (None: nothing bounds the entry from below)
+    gone: tuple[float, float]
+    first_expires_ms: int                # the timer the first sample read
+    timer: str
+    samples: int
+
+    @property
+    def sampled_s(self) -> float:
+        """First sample in the state -> first sample without the socket."""
+        return round(self.gone[1] - self.entry[1], 3)
+
+    @property
+    def bounds_s(self) -> tuple[float, float] | None:
+        """The shortest and the longest the true lifetime can have been."""
+        if self.entry[0] is None:
+            return None
+        return (round(self.gone[0] - self.entry[1], 3), round(self.gone[1] - self.entry[0], 3))
+
+    @classmethod
+    def of(cls, conn: Conn, state: str, moved_at: float | None) -> "Lifetime | None":
+        """*conn*'s client end in *state*, which the segment captured at *moved_at* moved it to."""
+        samples = conn.samples("client")
+        in_state = [s for s in samples if s.state == state]
+        gone = conn.gone_at("client")
+        if not in_state or gone is None:
+            return None
+        first, last = in_state[0], in_state[-1]
+        lows = [s.asked for s in samples if s.asked < first.asked and s.state != state][-1:]
+        lows += [moved_at] if moved_at is not None else []
+        return cls((max(lows) if lows else None, first.answered), (last.asked, gone),
+                   first.expires_ms, first.timer, len(in_state))
 
 
-def _lifetime(ev: Evidence, key: list, state: str, moved_at: float | None) -> dict | None:
-    """When *key* was first sampled in *state* and when it was first sampled gone, with the bounds
-    the sampling puts on the true moments: it entered after the segment that moved it there was
-    captured (*moved_at*) and after the previous sample was asked, and before the first sample
-    in *state* was answered; it went after the last sample that saw it was asked and before the
-    one that missed it was answered."""
-    k = _k(key)
-    samples = [s for s in ev.timer_samples.get("client", []) if s[1] == k]
-    in_state = [s for s in samples if s[2] == state]
-    gone = next((e for e in ev.states("client") if e.data["socket"]["state"] == "GONE"
-                 and _k([e.data["socket"][f] for f in ("src", "sport", "dst", "dport")]) == k), None)
-    if not in_state or gone is None:
-        return None
-    first, last = in_state[0], in_state[-1]
-    before = [s[0] for s in samples if s[0] < first[0] and s[2] != state]
-    lows = before[-1:] + ([moved_at] if moved_at is not None else [])
-    answered = lambda s: s[6] if len(s) > 6 else s[0]          # noqa: E731
-    entry = (max(lows) if lows else None, answered(first))
-    went = (last[0], gone.t)
-    out = {"entry": entry, "gone": went, "first_expires_ms": first[4], "samples": len(in_state),
-           "timer": first[3], "sampled_s": round(went[1] - entry[1], 3)}
-    if entry[0] is not None:
-        out["bounds_s"] = (round(went[0] - entry[1], 3), round(went[1] - entry[0], 3))
-    return out
+@dataclass(frozen=True)
+class Seen:
+    """The two connections (A: TIME-WAIT, B: the orphaned FIN-WAIT-2) and their lifetimes."""
+
+    ev: Evidence
+    a: Conn | None
+    b: Conn | None
+    time_wait: Lifetime | None            # A's TIME_WAIT, from the server's FIN
+    fin_wait2: Lifetime | None            # B's FIN_WAIT2, from the ACK of its FIN
+    plan: FinWait2Plan
+    fin_timeout_s: float
+
+    @classmethod
+    def of(cls, ev: Evidence) -> "Seen":
+        a, b = (ev.conn(k[1], k[3]) if k else None for k in (ev.facts.get("key_a"), ev.facts.get("key_b")))
+        fin_a = a.segments("client", sender="server", flag="FIN") if a else []
+        fin_b = b.segments("client", sender="client", flag="FIN") if b else []
+        ack_b = ev.acks_of("client", fin_b[0]) if fin_b else []
+        fin_timeout = float(ev.sysctl("client", "net.ipv4.tcp_fin_timeout", "60"))
+        return cls(ev, a, b,
+                   Lifetime.of(a, "TIME_WAIT", fin_a[0].t if fin_a else None) if a else None,
+                   Lifetime.of(b, "FIN_WAIT2", ack_b[0].t if ack_b else None) if b else None,
+                   fin_wait2_plan(fin_timeout), fin_timeout)
 
 
-def _judge(ev: Evidence, m: dict | None, want_s: float, late_s: float, what: str) -> tuple[bool | None, str]:
-    """A lifetime measured by _lifetime() against [want - 1 tick, want + late]: True when its
-    bounds lie wholly inside, False when wholly outside, None (with what is missing) when sampling
-    cannot tell: no samples, nothing bounding the entry, bounds wider than MAX_SAMPLING_ERROR_S,
-    or bounds straddling an edge of the tolerance. The sampler's gaps there are named."""
+def _judge(ev: Evidence, m: Lifetime | None, want_s: float, late_s: float, what: str) -> tuple[bool | None, str]:
+    """A lifetime against [want - 1 tick, want + late]: True when its bounds lie wholly inside,
+    False when wholly outside, None (with what is missing) when sampling cannot tell: no samples,
+    nothing bounding the entry, bounds wider than MAX_SAMPLING_ERROR_S, or bounds straddling an
+    edge of the tolerance. The sampler's gaps there are named."""
     if m is None:
         return None, f"sock_diag never saw {what} begin and end" + _gaps(ev, None)
-    if "bounds_s" not in m:
+    if m.bounds_s is None:
         return None, (f"nothing bounds when {what} began (no earlier sample, and the segment that moved it "
                       "there is not in client.pcap" + (f": {ev.capture_hole('client')}" if ev.capture_hole("client")
                                                        else "") + ")")
-    lo, hi = m["bounds_s"]
+    lo, hi = m.bounds_s
     floor, ceil = want_s - 1 / (ev.hz or 100), want_s + late_s
     if hi < floor or lo > ceil:
         return False, ""
@@ -193,71 +230,54 @@ def _judge(ev: Evidence, m: dict | None, want_s: float, late_s: float, what: str
     return True, ""
 
 
-def _gaps(ev: Evidence, m: dict | None) -> str:
+def _gaps(ev: Evidence, m: Lifetime | None) -> str:
     """The sampler's longest gaps around a measurement's entry and exit (or anywhere)."""
     if m is None:
         worst = ev.sampler.get("max_gap_ms")
         return f" (the sampler's longest gap in the run: {worst} ms)" if ev.sampler.get("gaps") else ""
-    entry, went = m["entry"], m["gone"]
-    at_entry = ev.sampler_gap_ms(entry[0] if entry[0] is not None else entry[1], entry[1])
-    at_exit = ev.sampler_gap_ms(*went)
+    at_entry = ev.sampler_gap_ms(m.entry[0] if m.entry[0] is not None else m.entry[1], m.entry[1])
+    at_exit = ev.sampler_gap_ms(*m.gone)
     parts = [f"{gap} ms around its {where}" for gap, where in ((at_entry, "entry"), (at_exit, "end")) if gap]
     return f" (the sampler fell behind: {', '.join(parts)})" if parts else ""
 
 
-def _measured(m: dict | None, what: str, how: str) -> str:
+def _measured(m: Lifetime | None, what: str, how: str) -> str:
     if not m:
         return f"sock_diag never saw {what} begin and end"
-    return (f"sock_diag: first {what} sample -> first sample without it: {m['sampled_s']} s "
-            f"(true lifetime within {list(m.get('bounds_s', ['?', '?']))} s: {how})")
+    return (f"sock_diag: first {what} sample -> first sample without it: {m.sampled_s} s "
+            f"(true lifetime within {list(m.bounds_s or ['?', '?'])} s: {how})")
 
 
-def check(ev: Evidence) -> list[Check]:
-    key_a, key_b = ev.facts.get("key_a"), ev.facts.get("key_b")
-    fin_a = _segs(ev, key_a[1] if key_a else None, "server", "FIN")
-    a = _lifetime(ev, key_a, "TIME_WAIT", fin_a[0].t if fin_a else None) if key_a else None
-    plan = fin_wait2_plan(float(ev.sysctl("client", "net.ipv4.tcp_fin_timeout", "60")))
-    fin_b = _segs(ev, key_b[1] if key_b else None, "client", "FIN")
-    ack_b = ev.acks_of("client", fin_b[0]) if fin_b else []
-    b = _lifetime(ev, key_b, "FIN_WAIT2", ack_b[0].t if ack_b else None) if key_b else None
-    checks = [_check_time_wait(ev, a)]
-    checks.append(_check_vs_rfc1122(ev, a, checks[0]))
-    checks.append(_check_orphan(ev, b, plan))
-    checks.append(_check_counters(ev, plan))
-    checks.append(_check_late_fin(ev, b))
-    return checks
+# -- the checks, in the timeline's order: A's TIME-WAIT, then B's orphaned FIN-WAIT-2 -------------
 
-
-def _segs(ev: Evidence, port: int | None, src: str, flag: str) -> list:
-    return [s for s in ev.segments("client", src=src, flag=flag)
-            if port is not None and port in (s.sport, s.dport)]
-
-
-def _check_time_wait(ev: Evidence, a: dict | None) -> Check:
+def time_wait_lasts_60s(s: Seen) -> Check:
     """A: TIME-WAIT on the wall clock, from the server's FIN (captured at the client)."""
+    ev, a = s.ev, s.time_wait
     late_tw = max_late_s(TCP_TIMEWAIT_LEN_S, ev.hz)
     ok, missing = _judge(ev, a, TCP_TIMEWAIT_LEN_S, late_tw, "A's TIME_WAIT")
-    if a and a["timer"] != "timewait":
+    if a and a.timer != "timewait":
         ok = False
     observed = _measured(a, "TIME_WAIT", "from the server's FIN in client.pcap and the samples around the end")
     if a:
-        observed += f"; armed with {a['first_expires_ms']} ms left ({a['timer']} timer)"
+        observed += f"; armed with {a.first_expires_ms} ms left ({a.timer} timer)"
     return Check.judged(
         "time-wait-lasts-60s", CITE_LINUX,
         f"TIME-WAIT lasts TCP_TIMEWAIT_LEN = 60 s (BSD: 2 x MSL {BSD_MSL_S:g} s): no earlier than "
         f"60 s - 1 tick, at most one timer-wheel granule late ({late_tw:.3f} s at HZ={ev.hz})",
         observed, ok,
-        {"sampled_s": a["sampled_s"] if a else None, "bounds_s": a.get("bounds_s") if a else None,
-         "first_expires_ms": a["first_expires_ms"] if a else None,
-         "tolerance_late_s": round(late_tw, 3), "hz": ev.hz, "samples": a["samples"] if a else 0},
+        {"sampled_s": a.sampled_s if a else None, "bounds_s": a.bounds_s if a else None,
+         "first_expires_ms": a.first_expires_ms if a else None,
+         "tolerance_late_s": round(late_tw, 3), "hz": ev.hz, "samples": a.samples if a else 0},
         missing=f"{missing}; {observed}" if a else missing)
 
 
-def _check_vs_rfc1122(ev: Evidence, a: dict | None, linux: Check) -> Check:
-    """Against RFC 1122's 2 x 2 min: conformance, Linux's documented deviation, or a failure."""
-    strict = bool(ev.options.get("strict_rfc"))
-    rfc_s, tick = 2 * RFC_MSL_S, 1 / (ev.hz or 100)
-    bounds = a.get("bounds_s") if a else None
+def time_wait_vs_rfc1122(s: Seen) -> Check:
+    """A against RFC 1122's 2 x 2 min: conformance, Linux's documented deviation (when A's 60 s
+    passed time-wait-lasts-60s), or a failure."""
+    a, linux = s.time_wait, time_wait_lasts_60s(s)
+    strict = bool(s.ev.options.get("strict_rfc"))
+    rfc_s, tick = 2 * RFC_MSL_S, 1 / (s.ev.hz or 100)
+    bounds = a.bounds_s if a else None
     conforms = bool(bounds) and bounds[0] >= rfc_s - tick
     short = bool(bounds) and bounds[1] < rfc_s - tick
     if conforms:
@@ -277,49 +297,47 @@ def _check_vs_rfc1122(ev: Evidence, a: dict | None, linux: Check) -> Check:
         "time-wait-vs-rfc1122-2msl", CITE_RFC,
         f"RFC 1122: at least {rfc_s:g} s" + (" (--strict-rfc)" if strict else
                                              "; Linux's documented 60 s is reported as a known deviation"),
-        f"measured {a['sampled_s']} s (within {list(bounds)} s): {words}" if bounds else "no measurement",
-        ok, {"measured_s": a["sampled_s"] if a else None, "rfc1122_s": rfc_s, "bsd_s": 2 * BSD_MSL_S,
+        f"measured {a.sampled_s} s (within {list(bounds)} s): {words}" if bounds else "no measurement",
+        ok, {"measured_s": a.sampled_s if a else None, "rfc1122_s": rfc_s, "bsd_s": 2 * BSD_MSL_S,
              "linux_s": TCP_TIMEWAIT_LEN_S, "strict_rfc": strict, "conforms_to_rfc1122": conforms,
-             "short_of_rfc1122_s": round(rfc_s - a["sampled_s"], 3) if a else None},
+             "short_of_rfc1122_s": round(rfc_s - a.sampled_s, 3) if a else None},
         missing=("no measurement of TIME-WAIT's lifetime" if not bounds else
                  f"the measurement cannot tell (time-wait-lasts-60s: {linux.observed})"))
 
 
-def _check_orphan(ev: Evidence, b: dict | None, plan: dict) -> Check:
+def orphan_follows_fin_timeout(s: Seen) -> Check:
     """B: the orphaned FIN-WAIT-2, from the ACK of its FIN (captured at the client)."""
-    key_b = ev.facts.get("key_b")
-    want, fin_timeout = plan["lifetime_s"], float(ev.sysctl("client", "net.ipv4.tcp_fin_timeout", "60"))
-    late_fw = max_late_s(plan["mini_armed_s"], ev.hz)
-    b_tw = key_b is not None and any(
-        s[1] == _k(key_b) and s[2] == "TIME_WAIT" for s in ev.timer_samples.get("client", []))
-    ok, missing = _judge(ev, b, want, late_fw, "B's FIN_WAIT2")
-    if b_tw or (b and b["timer"] != plan["first_timer"]):
+    b, plan = s.fin_wait2, s.plan
+    late_fw = max_late_s(plan.mini_armed_s, s.ev.hz)
+    b_tw = s.b is not None and bool(s.b.samples("client", state="TIME_WAIT"))
+    ok, missing = _judge(s.ev, b, plan.lifetime_s, late_fw, "B's FIN_WAIT2")
+    if b_tw or (b and b.timer != plan.first_timer):
         ok = False
     observed = (_measured(b, "FIN_WAIT2", "from the ACK of B's FIN in client.pcap and the samples around the end")
-                + (f"; {b['timer']} timer, armed with {b['first_expires_ms']} ms left" if b else "")
+                + (f"; {b.timer} timer, armed with {b.first_expires_ms} ms left" if b else "")
                 + f"; TIME_WAIT {'seen' if b_tw else 'never seen'}")
     return Check.judged(
         "orphan-fin-wait2-follows-tcp_fin_timeout", CITE_FW2,
-        f"tcp_fin_timeout={fin_timeout:g} s: B (closed; the peer never closes) stays FIN_WAIT2 with a "
-        f"{plan['first_timer']} timer and is gone {want:g} s after the ACK of its FIN (+ at most "
+        f"tcp_fin_timeout={s.fin_timeout_s:g} s: B (closed; the peer never closes) stays FIN_WAIT2 with a "
+        f"{plan.first_timer} timer and is gone {plan.lifetime_s:g} s after the ACK of its FIN (+ at most "
         f"{late_fw:.3f} s), never TIME_WAIT",
         observed, ok,
-        {"tcp_fin_timeout_s": fin_timeout, "expected_s": want, "sampled_s": b["sampled_s"] if b else None,
-         "bounds_s": b.get("bounds_s") if b else None,
-         "first_expires_ms": b["first_expires_ms"] if b else None, "timer": b["timer"] if b else None,
+        {"tcp_fin_timeout_s": s.fin_timeout_s, "expected_s": plan.lifetime_s,
+         "sampled_s": b.sampled_s if b else None, "bounds_s": b.bounds_s if b else None,
+         "first_expires_ms": b.first_expires_ms if b else None, "timer": b.timer if b else None,
          "tolerance_late_s": round(late_fw, 3)},
         missing=f"{missing}; {observed}" if b else missing)
 
 
-def _check_counters(ev: Evidence, plan: dict) -> Check:
+def tw_counters_at_arming(s: Seen) -> Check:
     """B: a mini-socket armed for mini_armed_s. A: the same while tmo <= 60 s (re-armed to 60 s by
     the server's FIN, and a re-arm counts nothing); else a full FIN_WAIT2 socket that the FIN
     turns into a TIME-WAIT mini-socket armed for 60 s."""
-    armed = [plan["mini_armed_s"], plan["mini_armed_s"] if plan["tmo_s"] <= TCP_TIMEWAIT_LEN_S
-             else TCP_TIMEWAIT_LEN_S]
+    plan = s.plan
+    armed = [plan.mini_armed_s, plan.mini_armed_s if plan.tmo_s <= TCP_TIMEWAIT_LEN_S else TCP_TIMEWAIT_LEN_S]
     want_killed = sum(1 for t in armed if t <= TW_KILL_S)
     want_tw = len(armed) - want_killed
-    tw, killed = ev.counter("client", "TcpExtTW"), ev.counter("client", "TcpExtTWKilled")
+    tw, killed = s.ev.counter("client", "TcpExtTW"), s.ev.counter("client", "TcpExtTWKilled")
     return Check(
         "tw-counters-at-arming", CITE_COUNTERS,
         f"two mini-sockets armed for {armed} s: TW +{want_tw}, TWKilled +{want_killed}",
@@ -328,14 +346,14 @@ def _check_counters(ev: Evidence, plan: dict) -> Check:
         {"TW": tw, "TWKilled": killed, "armed_s": armed})
 
 
-def _check_late_fin(ev: Evidence, b: dict | None) -> Check:
+def late_fin_gets_rst(s: Seen) -> Check:
     """A FIN after B's FIN-WAIT-2 died finds nothing: RST. When the samples did not see B go,
     the moment the scenario's own lookup found it gone bounds it instead."""
-    key_b = ev.facts.get("key_b")
-    port = key_b[1] if key_b else None
-    late_fin = _segs(ev, port, "server", "FIN")
-    rsts = [s for s in _segs(ev, port, "client", "RST") if late_fin and s.t >= late_fin[0].t]
-    last_seen = b["gone"][0] if b else ev.facts.get("b_gone_seen_at")
+    b, ev = s.fin_wait2, s.ev
+    late_fin = s.b.segments("client", sender="server", flag="FIN") if s.b else []
+    rsts = [r for r in s.b.segments("client", sender="client", flag="RST")
+            if r.t >= late_fin[0].t] if late_fin else []
+    last_seen = b.gone[0] if b else ev.facts.get("b_gone_seen_at")
     after = late_fin[0].t - last_seen if late_fin and last_seen is not None else None
     after_s = None if after is None else round(after, 4)
     hole = ev.capture_hole("client")
@@ -356,3 +374,20 @@ def _check_late_fin(ev: Evidence, b: dict | None) -> Check:
         {"fin_after_last_seen_s": after_s, "rsts": len(rsts),
          "rst_seq": rsts[0].seq if rsts else None, "fin_ack": late_fin[0].ack if late_fin else None},
         missing=f"{observed}, but {hole}" if hole else f"{observed}; nothing tells when B went")
+
+
+SCENARIO = Scenario(
+    name="time-wait-duration", intent=INTENT, run=run, analyse=Seen.of,
+    checks=(time_wait_lasts_60s, time_wait_vs_rfc1122, orphan_follows_fin_timeout, tw_counters_at_arming,
+            late_fin_gets_rst),
+    shaping=OPTIONAL, port=PORT, sysctls={"client": {"net.ipv4.tcp_fin_timeout": "5"}},
+    parallel_safe=False,                  # a 60 s wall-clock measurement: run it alone
+    precondition=_room_for_time_wait,
+    key_values=(
+        KeyValue("TIME-WAIT length (s)", "time-wait-lasts-60s", "sampled_s", abs_tol=0.5),
+        KeyValue("TIME-WAIT armed (ms)", "time-wait-lasts-60s", "first_expires_ms", abs_tol=50),
+        KeyValue("timer-wheel slack (s)", "time-wait-lasts-60s", "tolerance_late_s"),
+        KeyValue("orphan FIN-WAIT-2 (s)", "orphan-fin-wait2-follows-tcp_fin_timeout", "sampled_s", abs_tol=0.5),
+        KeyValue("TW at arming", "tw-counters-at-arming", "TW"),
+        KeyValue("TWKilled at arming", "tw-counters-at-arming", "TWKilled"),
+    ))

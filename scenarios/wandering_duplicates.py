@@ -78,56 +78,26 @@ import time
 
 from lab.core import Lab
 from lab.evidence import Evidence
+from lab.kernel import ISN_PER_S
 from lab.nsops import read_counters
 from lab.observe import counters_delta
+from lab.scenario import KeyValue, Scenario
 from lab.shaping import UNUSED
-from lab.verdict import Check
 
 from ._premise import time_wait_room
+from ._wandering_bypassed import (application_reads_old_bytes, application_reads_only_new_bytes, isn_clock,
+                                  old_segment_accepted, old_segment_in_new_window, paws_rejects_old_segment,
+                                  time_wait_bypassed)
+from ._wandering_judge import (Seen, no_application_sees_it, paws_in_time_wait, rfc1337_on,
+                               time_wait_acks_old_duplicate, time_wait_and_the_peers_rst, time_wait_timer_restarted,
+                               timestamps_on)
+from ._wandering_plan import (ALIGN_MARGIN, M32, MARK, MARK_A, OLD_BYTES, PORT, PORT_A, PORT_B, TAIL,
+                              TW_WAIT_S)
 
-NAME = "wandering-duplicates"
+__all__ = ["SCENARIO", "PORT", "PORT_A", "PORT_B", "OLD_BYTES", "MARK", "TAIL"]
+
 INTENT = ("a replayed old segment: TIME-WAIT ACKs and absorbs it; with TIME-WAIT bypassed PAWS "
           "rejects it, and without timestamps the new connection's application reads the old bytes")
-SHAPING = UNUSED                # the old connection must outrun the ISN clock: no slow links
-PORT = 5006
-PORT_A = 40006                  # the client's port in (a)
-PORT_B = 40106                  # the client's port of both incarnations in (b)/(c)
-SYSCTLS = {"server": {"net.ipv4.tcp_rfc1337": "1"}}
-PARALLEL_SAFE = False           # the old connection's transfer races the ISN clock: run alone
-
-OLD_BYTES = 12_000_000          # each direction of the old incarnation, before the copied segment
-MARK_A = 600                    # (a): the copied data segment
-MARK = 1000                     # (b)/(c): the copied data segment, one segment (below the MSS)
-ALIGN_MARGIN = 2_000_000        # bytes (128 ms of ISN clock) the old connection stays ahead by
-TAIL = 4000                     # the client's last send in the new incarnation
-ISN_PER_S = 1e9 / 64            # secure_tcp_seq(): hash + (ktime_get_real_ns() >> 6)
-TW_WAIT_S = 0.3                 # how long TIME-WAIT has run before the replay in (a)
-LINUX_TIMEWAIT_MS = 60_000      # TCP_TIMEWAIT_LEN
-M32 = 1 << 32
-
-CITE_TW = ("reference R-TW-OLD-SEG, R-TW-ACK-RESTART; Linux "
-           "tcp_timewait_state_process(): out-of-window segment -> TCP_TW_ACK, inet_twsk_reschedule(60 s) "
-           "when it carries ACK; RFC 9293 §3.10.7.4 (an unacceptable segment is answered with an ACK)")
-CITE_PAWS_TW = ("RFC 7323 §5.3 R1 / reference R-TW-PAWS: a segment with TSval older than TS.Recent fails PAWS; in "
-                "TIME-WAIT Linux counts PAWSTimewait and still answers with an ACK (tcp_timewait_state_process())")
-CITE_NOAPP = ("RFC 9293 §3.10.7.4 (TIME-WAIT: an unacceptable segment gets an ACK; segment text is ignored) and "
-              "§3.4.1 (no segment of an earlier incarnation may be used); the socket FAQ: SO_REUSEADDR reuses the "
-              "port, the 4-tuple stays in TIME-WAIT")
-CITE_RFC1337 = ("reference R-TW-RST: a RST with seq == rcv_nxt kills TIME-WAIT when tcp_rfc1337=0 and is "
-                "ignored when 1 (RFC 1337 fix F1); Linux tcp_timewait_state_process()")
-CITE_BYPASS = ("SO_LINGER {on, 0}: close() aborts with RST and no TIME-WAIT (RFC 9293 §3.10.4 ABORT; Linux "
-               "tcp_close() -> tcp_disconnect(), TCPAbortOnData); the same 4-tuple can be reopened at once")
-CITE_ISN = ("reference R-ISN-CLOCK: ISN = SipHash(4-tuple, secret) + (ns clock >> 6), 15.625 M per second "
-            "(secure_tcp_seq(), RFC 6528 / RFC 9293 §3.4.1 clock-driven ISN)")
-CITE_PAWS = ("RFC 7323 §5.3 R1 (PAWS): TSval < TS.Recent -> not acceptable, send an ACK, drop; Linux "
-             "tcp_validate_incoming()/tcp_paws_discard(), counter PAWSEstab; reference R-PAWS")
-CITE_ACCEPT = ("RFC 9293 §3.10.7.4 (acceptable: RCV.NXT =< SEG.SEQ < RCV.NXT+RCV.WND; an ACK =< SND.UNA is a "
-               "duplicate that 'can be ignored', the text is still processed) and RFC 1337 H1; Linux also wants "
-               "SEG.ACK >= SND.UNA - bytes acked (tcp_ack(), RFC 5961 §5.2, since 6.7); tcp_sequence(), "
-               "tcp_data_queue(); reference R-RFC5961-ACK, R-WANDERING-DUP")
-CITE_DELIVER = ("RFC 1337 §2.2 H1 (old duplicate data accepted) / RFC 9293 §3.4.1 (segments of an earlier "
-                "incarnation must not be used): the hazard 2 MSL of TIME-WAIT prevents; the application cannot "
-                "tell (socket FAQ: a restarted server may receive unexpected data from an old incarnation)")
 
 
 # -- the steps ---------------------------------------------------------------------------------
@@ -147,7 +117,7 @@ def _phase_counters(lab: Lab, host: str, before: dict) -> dict:
     return counters_delta(before, read_counters(lab.host(host).nspath))
 
 
-def precondition(sysctls: dict[str, dict[str, str]]) -> str | None:
+def _room_for_time_wait(sysctls) -> str | None:
     """Why this run cannot show the scenario: too little TIME-WAIT room for what it observes."""
     return time_wait_room(sysctls, {"server": 1}, "the one part (a)'s replayed old segment reaches")
 
@@ -164,7 +134,7 @@ def run(lab: Lab) -> dict:
     server.listen("L", PORT)
 
     facts["a"] = _run_a(lab, server, client, cli, srv)
-    facts["b"] = _run_b(lab, server, client, cli, srv)
+    facts["b"] = _run_b(lab, server, client, srv)
     return facts
 
 
@@ -213,24 +183,10 @@ class _None:
 _none = _None()
 
 
-def _run_b(lab: Lab, server, client, cli: str, srv: str) -> dict:
-    C, S = lab.host("client"), lab.host("server")
+def _run_b(lab: Lab, server, client, srv: str) -> dict:
     out: dict = {}
-    # the old incarnation: both directions move OLD_BYTES, then one copied segment
     t_old = time.time()
-    first = client.connect("b", srv, PORT, lport=PORT_B, linger=0)
-    server.accept("L", as_="b")
-    _together(lambda: server.blast("b", OLD_BYTES, "old:"), lambda: client.drain("b", OLD_BYTES))
-    _together(lambda: client.blast("b", OLD_BYTES, "OLD-"), lambda: server.drain("b", OLD_BYTES))
-    lab.faults.copy("old-b", C, S, has="psh")
-    client.blast("b", MARK, "OLD-", offset=OLD_BYTES)
-    server.drain("b", MARK, timeout_s=5)
-    lab.faults.lift("old-b")
-    # TIME-WAIT bypassed: abort with RST, then the same 4-tuple can be reopened
-    client.close("b")                                  # SO_LINGER {1, 0}: RST
-    reset = server.recv("b", timeout_s=2)
-    out["server_recv_after_abort"] = reset.to_json()
-    server.close("b")
+    first = _old_incarnation(lab, server, client, srv, out)
     # reopen when the ISN clock has moved ALIGN_MARGIN short of the old connection's bytes, so
     # that the new incarnation needs to send only about that much to reach the old segment
     t_syn = out["old_connect_t"] = first.t
@@ -244,7 +200,35 @@ def _run_b(lab: Lab, server, client, cli: str, srv: str) -> dict:
     if not again.ok:
         return out
     server.accept("L", as_="b2")
+    seg = _aligned(lab, out)
+    if seg is not None:
+        _replay_into_the_new(lab, server, client, seg, out)
+    return out
 
+
+def _old_incarnation(lab: Lab, server, client, srv: str, out: dict):
+    """Both directions move OLD_BYTES, then one copied segment; then TIME-WAIT bypassed: abort
+    with RST, after which the same 4-tuple can be reopened. Returns the connect() result."""
+    C, S = lab.host("client"), lab.host("server")
+    first = client.connect("b", srv, PORT, lport=PORT_B, linger=0)
+    server.accept("L", as_="b")
+    _together(lambda: server.blast("b", OLD_BYTES, "old:"), lambda: client.drain("b", OLD_BYTES))
+    _together(lambda: client.blast("b", OLD_BYTES, "OLD-"), lambda: server.drain("b", OLD_BYTES))
+    lab.faults.copy("old-b", C, S, has="psh")
+    client.blast("b", MARK, "OLD-", offset=OLD_BYTES)
+    server.drain("b", MARK, timeout_s=5)
+    lab.faults.lift("old-b")
+    client.close("b")                                  # SO_LINGER {1, 0}: RST
+    reset = server.recv("b", timeout_s=2)
+    out["server_recv_after_abort"] = reset.to_json()
+    server.close("b")
+    return first
+
+
+def _aligned(lab: Lab, out: dict):
+    """The old segment to replay, from the router's copies, and how many bytes each end of the new
+    incarnation sends to bring RCV.NXT to its seq and SND.UNA to its ack (in *out*); None (with
+    why_not) when the copies are missing or the old sequence numbers lie behind the new ISNs."""
     syns = [s for s in lab.faults.logged("syns") if s.sport == PORT_B]
     synacks = [s for s in lab.faults.logged("synacks") if s.dport == PORT_B]
     old = [s for s in lab.faults.logged("old-b", settle_s=0) if s.length > 0 and s.sport == PORT_B]
@@ -254,7 +238,7 @@ def _run_b(lab: Lab, server, client, cli: str, srv: str) -> dict:
     if len(syns) < 2 or len(synacks) < 2 or not old:
         out["aligned"] = False
         out["why_not"] = f"copied {len(syns)} SYNs, {len(synacks)} SYN-ACKs, {len(old)} old data segments"
-        return out
+        return None
     seg = old[0]
     x2, y2 = syns[-1].seq, synacks[-1].seq
     n_new = (seg.seq - (x2 + 1)) % M32        # client bytes that bring the server's RCV.NXT to seg.seq
@@ -265,8 +249,16 @@ def _run_b(lab: Lab, server, client, cli: str, srv: str) -> dict:
         out["aligned"] = False
         out["why_not"] = ("the old connection did not move enough data: its sequence numbers lie behind "
                           "the new ISNs (it must outrun the 15.6 M/s ISN clock)")
-        return out
+        return None
     out["aligned"] = True
+    return seg
+
+
+def _replay_into_the_new(lab: Lab, server, client, seg, out: dict) -> None:
+    """Bring the new incarnation to the old segment's seq and ack, replay it, then the client's
+    next bytes: what does the server's application read?"""
+    S = lab.host("server")
+    m_new, n_new = out["server_bytes_to_old_ack"], out["client_bytes_to_old_seq"]
     sent, _ = _together(lambda: server.blast("b2", m_new, "new:"), lambda: client.drain("b2", m_new))
     out["server_sent_before"] = sent.result.get("sent")
     sent, read = _together(lambda: client.blast("b2", n_new, "NEW-"),
@@ -284,12 +276,33 @@ def _run_b(lab: Lab, server, client, cli: str, srv: str) -> dict:
     out["server_counters"] = _phase_counters(lab, "server", before)
     client.close("b2")
     server.close("b2")
-    return out
 
 
-# -- the judgement: scenarios/_wandering_judge.py (part (a)) and _wandering_bypassed.py ((b)/(c)) --
-def check(ev: Evidence) -> list[Check]:
-    from ._wandering_bypassed import check_bypassed
-    from ._wandering_judge import check_absorbed
+# -- the checks, in the timeline's order: (a) in scenarios/_wandering_judge.py, (b)/(c) in
+# scenarios/_wandering_bypassed.py; which ones follow the sysctls in force --------------------------
 
-    return check_absorbed(ev) + check_bypassed(ev)
+def checks(ev: Evidence):
+    """(a)'s timer restart is judged where TIME-WAIT survives the client's RST (tcp_rfc1337=1);
+    (b)/(c) follow the timestamps in force."""
+    absorbed = (time_wait_acks_old_duplicate, no_application_sees_it, paws_in_time_wait) \
+        + ((time_wait_timer_restarted,) if rfc1337_on(ev) else ()) + (time_wait_and_the_peers_rst,)
+    if timestamps_on(ev):        # (b): PAWS drops the replay, the application reads only new bytes
+        return absorbed + (time_wait_bypassed, isn_clock, old_segment_in_new_window, paws_rejects_old_segment,
+                           application_reads_only_new_bytes)
+    return absorbed + (time_wait_bypassed, isn_clock, old_segment_in_new_window, old_segment_accepted,
+                       application_reads_old_bytes)    # (c): accepted, the old bytes read
+
+
+SCENARIO = Scenario(
+    name="wandering-duplicates", intent=INTENT, run=run, analyse=Seen.of, checks=checks,
+    shaping=UNUSED,                 # the old connection must outrun the ISN clock: no slow links
+    port=PORT, sysctls={"server": {"net.ipv4.tcp_rfc1337": "1"}},
+    parallel_safe=False,            # the old connection's transfer races the ISN clock: run alone
+    precondition=_room_for_time_wait,
+    key_values=(
+        KeyValue("TIME-WAIT timer after the replay (ms)", "time-wait-timer-restarted", "due_after_replay_ms",
+                 abs_tol=50),
+        KeyValue("PAWSTimewait", "paws-in-time-wait", "PAWSTimewait"),
+        KeyValue("ISN clock (per s)", "isn-clock", "isns.0.per_second", rel_tol=0.01),
+        KeyValue("old bytes delivered", "application-reads-*", "old_markers"),
+    ))

@@ -1,7 +1,7 @@
-"""scenarios.lossy_link.check on the evidence of a real run (Debian 12's kernel under qemu, netem
-20 % loss and 10 ms each way, 100 closes; tests/data/scenarios/lossy-link.json.gz, made from its
-report.json), then with one observation or one setting changed: exactly the checks about it must
-fail."""
+"""lossy-link's checks (scenarios.lossy_link.SCENARIO) on the evidence of a real run (Debian 12's
+kernel under qemu, netem 20 % loss and 10 ms each way, 100 closes; tests/data/scenarios/
+lossy-link.json.gz, made from its report.json), then with one observation or one setting changed:
+exactly the checks about it must fail."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 
 from lab.evidence import Evidence
 from scenarios import lossy_link as sc
+from scenarios._lossy_closes import in_window
 
 from . import records
 
@@ -22,11 +23,11 @@ def ev() -> Evidence:
 
 
 def by_name(ev: Evidence) -> dict:
-    return {c.name: c for c in sc.check(ev)}
+    return {c.name: c for c in sc.SCENARIO.judge(ev)}
 
 
 def failed(ev: Evidence) -> set[str]:
-    return records.failed(sc, ev)
+    return {c.name for c in sc.SCENARIO.judge(ev) if not c.passed}
 
 
 def test_real_run_passes(ev):
@@ -41,20 +42,20 @@ def test_real_run_passes(ev):
     assert (link["server->client"]["lost"], link["server->client"]["sent"]) == (47, 261)
     cost = checks["lost-final-ack-costs-an-rto"].values
     assert cost["floor_ms"] == 235.0
-    assert cost["distribution"]["final ACK lost"]["server_wait_ms"]["min"] >= 235
+    assert cost["distribution"]["final_ack_lost"]["server_wait_ms"]["min"] >= 235
 
 
 def test_analysis_of_one_saved_close(ev):
-    a = sc.analyse(ev)
-    saved = [c for c in a["connections"] if c.get("final_ack_lost")]
+    a = sc.SCENARIO.analyse(ev)
+    saved = [c for c in a.conns if c.final_ack_lost]
     c = saved[0]
-    assert c["complete"] and c["ended_by"] == "ACK" and c["ended_by_reack"]
-    assert c["server_fins"] >= 2 and c["final_acks"] >= 2 and c["final_acks_lost"] >= 1
-    assert c["server_wait_ms"] < c["close_ms"]
+    assert c.complete and c.ended_by == "ACK" and c.ended_by_reack
+    assert c.server_fins >= 2 and c.final_acks >= 2 and c.final_acks_lost >= 1
+    assert c.server_wait_ms < c.close_ms
 
 
 def _client_port_of_a_saved_close(ev) -> int:
-    return next(c["port"] for c in sc.analyse(ev)["connections"] if c.get("final_ack_lost"))
+    return next(c.port for c in sc.SCENARIO.analyse(ev).conns if c.final_ack_lost)
 
 
 def test_a_re_ack_that_never_arrives_fails_the_close(ev):
@@ -105,7 +106,7 @@ def test_capture_drops_make_the_loss_unjudgeable(ev):
 
 
 def test_no_lost_final_ack_means_nothing_to_judge(ev):
-    keep = [c["port"] for c in sc.analyse(ev)["connections"] if not c.get("final_ack_lost")]
+    keep = [c.port for c in sc.SCENARIO.analyse(ev).conns if not c.final_ack_lost]
     ev.facts["client_ports"] = keep
     ev.facts["closes"] = len(keep)
     c = by_name(ev)["lost-final-ack-saved-by-time-wait"]
@@ -129,21 +130,21 @@ def test_a_saved_close_faster_than_an_rto_fails_the_timing_check(ev):
 
 
 def test_binomial_window():
-    ok, lo, hi = sc._in_window(20, 100, 0.2)
+    ok, lo, hi = in_window(20, 100, 0.2)
     assert ok and lo < 20 < hi
-    assert not sc._in_window(0, 100, 0.2)[0]          # no loss at all on a 20 % link
-    assert not sc._in_window(45, 100, 0.2)[0]
-    assert sc._in_window(0, 100, 0.0)[0] and not sc._in_window(3, 100, 0.0)[0]
+    assert not in_window(0, 100, 0.2)[0]          # no loss at all on a 20 % link
+    assert not in_window(45, 100, 0.2)[0]
+    assert in_window(0, 100, 0.0)[0] and not in_window(3, 100, 0.0)[0]
 
 
 def test_summary_lines(ev):
-    report = {"checks": [c.to_json() for c in sc.check(ev)]}
-    lines = sc.summary(report)
+    report = {"checks": [c.to_json() for c in sc.SCENARIO.judge(ev)]}
+    lines = sc.SCENARIO.summary(report)
     text = "\n".join(lines)
     assert "final ACK lost on 28 of 100 closes" in text and "saved by TIME-WAIT's re-ACK: 28 (" in text
     assert "26 after 1 re-ACK, 2 after 2 re-ACKs" in text
     assert any(line.strip().startswith("final ACK lost") and " 28 " in line for line in lines)
-    assert sc.summary({"checks": []}) == []
+    assert sc.SCENARIO.summary({"checks": []}) == []
 
 
 def test_a_link_without_loss_is_refused_before_any_traffic():
@@ -185,11 +186,11 @@ def test_seeding_says_which_seeds_drew_the_losses_or_why_none():
 
 def test_the_ladder_shows_the_textbook_close(ev):
     values = by_name(ev)["lost-final-ack-saved-by-time-wait"].values
-    conns = {c["port"]: c for c in sc.analyse(ev)["connections"]}
+    conns = {c.port: c for c in sc.SCENARIO.analyse(ev).conns}
     shown = conns[values["ladder_port"]]
-    assert shown["final_ack_lost"] and shown["ended_by_reack"]
-    saved = [c for c in conns.values() if c.get("final_ack_lost") and c.get("ended_by_reack")]
-    assert shown["segments_lost"] == min(c["segments_lost"] for c in saved)
+    assert shown.final_ack_lost and shown.ended_by_reack
+    saved = [c for c in conns.values() if c.final_ack_lost and c.ended_by_reack]
+    assert shown.segments_lost == min(c.segments_lost for c in saved)
     assert "TIME-WAIT's re-ACK saved it" in values["ladder_why"]
 
 
@@ -215,7 +216,7 @@ def test_a_time_wait_that_vanished_without_a_reset_fails():
 
 
 def outcomes(ev: Evidence) -> dict:
-    return {c.name: c.outcome for c in sc.check(ev)}
+    return {c.name: c.outcome for c in sc.SCENARIO.judge(ev)}
 
 
 DROPS = {"captured": 700, "received": 764, "dropped": 64}
@@ -232,14 +233,15 @@ def test_capture_drops_leave_the_loss_inconclusive_not_failed(ev):
 
 
 def test_no_lost_final_ack_is_not_applicable(ev):
-    keep = [c["port"] for c in sc.analyse(ev)["connections"] if not c.get("final_ack_lost")]
+    keep = [c.port for c in sc.SCENARIO.analyse(ev).conns if not c.final_ack_lost]
     ev.facts["client_ports"] = keep
     ev.facts["closes"] = len(keep)
     got = outcomes(ev)
     assert got["lost-final-ack-saved-by-time-wait"] == "n/a" and got["lost-final-ack-costs-an-rto"] == "n/a"
     ev.sysctls["client"]["net.ipv4.tcp_max_tw_buckets"] = "0"
     assert outcomes(ev)["lost-final-ack-answered-by-rst"] == "n/a"
-    assert sc.summary({"checks": [c.to_json() for c in sc.check(ev)]})      # the terminal view still reads
+    report = {"checks": [c.to_json() for c in sc.SCENARIO.judge(ev)]}
+    assert sc.SCENARIO.summary(report)      # the terminal view still reads
 
 
 def test_a_close_whose_end_a_dropping_capture_missed_is_inconclusive(ev):

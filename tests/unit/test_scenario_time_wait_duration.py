@@ -19,9 +19,9 @@ from scenarios.tw_buckets import plan
 ])
 def test_fin_wait2_plan(fin_timeout, lifetime, armed, timer):
     p = fin_wait2_plan(fin_timeout)
-    assert p["lifetime_s"] == pytest.approx(lifetime)
-    assert p["mini_armed_s"] == pytest.approx(armed)
-    assert p["first_timer"] == timer
+    assert p.lifetime_s == pytest.approx(lifetime)
+    assert p.mini_armed_s == pytest.approx(armed)
+    assert p.first_timer == timer
 
 
 def test_tw_buckets_plan():
@@ -36,6 +36,7 @@ def test_tw_buckets_plan():
 
 from dataclasses import replace
 
+from lab.records import four_tuple_key
 from lab.timeline import Event
 from scenarios import time_wait_duration as sc
 from tests.unit import records
@@ -46,23 +47,24 @@ def _ev():
 
 
 def _by_name(ev) -> dict:
-    return {c.name: c for c in sc.check(ev)}
+    return {c.name: c for c in sc.SCENARIO.judge(ev)}
 
 
 def _key(ev, which: str) -> str:
-    return sc._k(ev.facts[which])
+    return four_tuple_key(*ev.facts[which])
 
 
 def _shift_end(ev, which: str, state: str, by_s: float) -> None:
     """The socket lived *by_s* longer: its samples in *state* after the first second and the
     sample that found it gone move later by that much (its entry stays as recorded)."""
     k = _key(ev, which)
-    first = next(s[0] for s in ev.timer_samples["client"] if s[1] == k and s[2] == state)
+    first = next(s.asked for s in ev.timer_samples["client"] if s.key == k and s.state == state)
     ev.timer_samples["client"] = [
-        (s[0] + by_s, *s[1:6], s[6] + by_s) if s[1] == k and s[2] == state and s[0] > first + 1 else s
+        s._replace(asked=s.asked + by_s, answered=s.answered + by_s)
+        if s.key == k and s.state == state and s.asked > first + 1 else s
         for s in ev.timer_samples["client"]]
     ev.timeline = [replace(e, t=e.t + by_s) if e.kind == "state" and e.data["socket"]["state"] == "GONE"
-                   and sc._k([e.data["socket"][f] for f in ("src", "sport", "dst", "dport")]) == k else e
+                   and four_tuple_key(*e.socket.key) == k else e
                    for e in ev.timeline]
 
 
@@ -98,8 +100,8 @@ def test_a_sampling_gap_at_the_end_is_inconclusive_not_a_failure():
     ev = _ev()
     k = _key(ev, "key_a")
     gone = next(e.t for e in ev.timeline if e.kind == "state" and e.data["socket"]["state"] == "GONE"
-                and sc._k([e.data["socket"][f] for f in ("src", "sport", "dst", "dport")]) == k)
-    ev.timer_samples["client"] = [s for s in ev.timer_samples["client"] if not (gone - 0.6 < s[0] < gone)]
+                and four_tuple_key(*e.socket.key) == k)
+    ev.timer_samples["client"] = [s for s in ev.timer_samples["client"] if not (gone - 0.6 < s.asked < gone)]
     ev.sampler["gaps"] = ev.sampler["gaps"] + [[gone - 0.6, gone - 0.001]]
     c = _by_name(ev)["time-wait-lasts-60s"]
     assert c.outcome == "inconclusive", c.observed
@@ -109,7 +111,7 @@ def test_a_sampling_gap_at_the_end_is_inconclusive_not_a_failure():
 def test_no_sample_of_the_orphan_is_inconclusive_and_the_late_fin_still_judged():
     ev = _ev()
     k = _key(ev, "key_b")
-    ev.timer_samples["client"] = [s for s in ev.timer_samples["client"] if s[1] != k]
+    ev.timer_samples["client"] = [s for s in ev.timer_samples["client"] if s.key != k]
     checks = _by_name(ev)
     c = checks["orphan-fin-wait2-follows-tcp_fin_timeout"]
     assert c.outcome == "inconclusive" and "never saw B's FIN_WAIT2 begin and end" in c.observed
@@ -121,9 +123,9 @@ def test_no_sample_of_the_orphan_is_inconclusive_and_the_late_fin_still_judged()
 def test_the_orphan_seen_in_time_wait_fails():
     ev = _ev()
     k = _key(ev, "key_b")
-    last_b = max(i for i, s in enumerate(ev.timer_samples["client"]) if s[1] == k)
+    last_b = max(i for i, s in enumerate(ev.timer_samples["client"]) if s.key == k)
     s = ev.timer_samples["client"][last_b]
-    ev.timer_samples["client"][last_b] = (s[0], s[1], "TIME_WAIT", *s[3:])
+    ev.timer_samples["client"][last_b] = s._replace(state="TIME_WAIT")
     assert _by_name(ev)["orphan-fin-wait2-follows-tcp_fin_timeout"].outcome == "fail"
 
 

@@ -80,7 +80,7 @@ def empty_evidence(sysctls: dict) -> Evidence:
     {"server": {"net.ipv4.tcp_rfc1337": "1"}},
 ])
 def test_wandering_duplicates_nothing_observed_fails(sysctls):
-    checks = wandering_duplicates.check(empty_evidence(sysctls))
+    checks = wandering_duplicates.SCENARIO.judge(empty_evidence(sysctls))
     assert len(checks) >= 9
     assert not [c.name for c in checks if c.passed]
     assert all(c.citation and c.expected and c.observed for c in checks)
@@ -99,11 +99,11 @@ from . import records
 
 
 def _by_name(ev: Evidence) -> dict:
-    return {c.name: c for c in sc.check(ev)}
+    return {c.name: c for c in sc.SCENARIO.judge(ev)}
 
 
 def _outcomes(ev: Evidence) -> dict:
-    return {c.name: c.outcome for c in sc.check(ev)}
+    return {c.name: c.outcome for c in sc.SCENARIO.judge(ev)}
 
 
 def _replay_a(ev: Evidence):
@@ -133,7 +133,7 @@ def test_no_sample_after_the_replay_is_inconclusive_and_a_wrong_deadline_fails()
     ev = records.evidence("wandering-duplicates")
     replay, ack = _replay_a(ev)
     key = f"{ev.addresses['server']}:{sc.PORT}-{ev.addresses['client']}:{sc.PORT_A}"
-    kept = [s for s in ev.timer_samples["server"] if not (s[1] == key and replay.t - 0.01 < s[0] < replay.t + 0.5)]
+    kept = [s for s in ev.timer_samples["server"] if not (s.key == key and replay.t - 0.01 < s.asked < replay.t + 0.5)]
     ev.timer_samples["server"] = kept
     ev.sampler["gaps"] = [[replay.t - 0.01, replay.t + 0.5]]
     c = _by_name(ev)["time-wait-timer-restarted"]
@@ -141,7 +141,7 @@ def test_no_sample_after_the_replay_is_inconclusive_and_a_wrong_deadline_fails()
     assert "no sock_diag sample of the TIME-WAIT" in c.observed and "510.0 ms" in c.observed
     # samples there, showing the deadline from before the replay (not restarted): a failure
     ev = records.evidence("wandering-duplicates")
-    ev.timer_samples["server"] = [(*s[:4], s[4] - 300, *s[5:]) if s[1] == key and s[0] > ack.t else s
+    ev.timer_samples["server"] = [s._replace(expires_ms=s.expires_ms - 300) if s.key == key and s.asked > ack.t else s
                                   for s in ev.timer_samples["server"]]
     assert _outcomes(ev)["time-wait-timer-restarted"] == "fail"
 

@@ -1,0 +1,223 @@
+"""lossy-link, reading the captures: every segment each end sent, whether it arrived, and per
+connection the story of its close (scenarios/lossy_link.py runs the closes and describes the
+rules; scenarios/_lossy_checks.py judges them). Not a scenario: the leading underscore keeps it
+out of the catalog.
+
+A segment the sender's capture holds and the receiver's lacks was lost on the link
+(lab.packets.match_arrivals). For each close: the client's FIN(s), the server's FIN(s), and the
+client's answers to the server's FIN - an ACK of it or a RST; the first answer is the final one of
+the handshake, and the close ends at the server when an answer arrives there.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, fields
+
+from lab.evidence import Evidence
+from lab.packets import Segment, match_arrivals
+
+__all__ = ["Close", "Direction", "GROUPS", "SIGMAS", "Seen", "distribution", "groups", "in_window",
+           "no_time_wait"]
+
+PORT = 5010
+SIGMAS = 4.0                    # the observed loss share must lie within p +- 4 sigma (binomial):
+                                # a correct link fails this about once in 16 000 runs per direction
+# the close-time groups (plain keys in report.json) and what the terminal calls them
+GROUPS = {"all": "all", "clean": "no segment of the close lost", "final_ack_lost": "final ACK lost",
+          "other_losses": "other losses only"}
+
+
+def no_time_wait(ev: Evidence) -> bool:
+    """The client's tcp_max_tw_buckets is 0: no TIME-WAIT, and the RST rules apply."""
+    return int(ev.sysctl("client", "net.ipv4.tcp_max_tw_buckets", "1")) == 0
+
+
+@dataclass(frozen=True)
+class Direction:
+    """One direction of the link while it lost packets: segments sent, and lost on the way."""
+
+    sent: int
+    lost: int
+
+
+@dataclass(frozen=True)
+class Close:
+    """One connection's close as the two captures show it. Without a FIN from both ends in the
+    captures only the counts are known (fins_seen False): the rest keeps its defaults."""
+
+    port: int                              # the client's port
+    client_fins: int
+    client_fins_lost: int
+    server_fins: int
+    server_fins_lost: int
+    segments_lost: int                     # of either end, in the whole connection
+    final_acks: int = 0                    # the client's ACKs of the server's FIN
+    final_acks_lost: int = 0
+    final_answer: str | None = None        # the client's first answer to the server's FIN: ACK or RST
+    final_ack_lost: bool = False           # ... and it was lost
+    rsts_lost: int = 0
+    later_answers: str = ""                # the answers after it: A (ACK) or R (RST) each
+    rst_in_window_at: float | None = None  # a RST from the server at the client's RCV.NXT, arrived then
+    fins_reaching_client: int = 0
+    fins_unanswered: int = 0               # server FINs that reached the client, not answered before the next
+    rst_from_client: int = 0
+    ended_by: str | None = None            # the answer whose arrival ended the server's side: ACK or RST
+    ended_by_reack: bool = False           # ... an ACK other than the first answer: TIME-WAIT's re-ACK
+    close_ms: float | None = None          # the client's first FIN -> the server's end
+    server_wait_ms: float | None = None    # the server's first FIN -> its end
+    complete: bool = False                 # the server's end was seen
+    fins_seen: bool = False
+
+    def to_json(self) -> dict:
+        """As report.json keeps it: the counts alone when no FIN pair was seen."""
+        names = [f.name for f in fields(self) if f.name != "fins_seen"]
+        if not self.fins_seen:
+            names = names[:6] + ["complete"]
+        return {n: getattr(self, n) for n in names}
+
+    @classmethod
+    def of(cls, port: int, out_c: list[Segment], out_s: list[Segment], arrived: dict) -> "Close":
+        """From what the client (*out_c*) and the server (*out_s*) sent on this connection, and
+        when each arrived (match_arrivals: None for lost)."""
+        c_fins = [s for s in out_c if s.has("FIN")]
+        s_fins = [s for s in out_s if s.has("FIN")]
+        counts = dict(port=port, client_fins=len(c_fins), client_fins_lost=_lost(c_fins, arrived),
+                      server_fins=len(s_fins), server_fins_lost=_lost(s_fins, arrived),
+                      segments_lost=_lost(out_c + out_s, arrived))
+        if not c_fins or not s_fins:
+            return cls(**counts)
+        fins_in, acks, rsts, answers = _answers(out_c, s_fins, arrived)
+        ends = [(arrived[id(a)], a) for a in answers if arrived[id(a)] is not None]
+        end_t, end_seg = min(ends, key=lambda e: e[0]) if ends else (None, None)
+        first = answers[0] if answers else None
+        return cls(
+            **counts, final_acks=len(acks), final_acks_lost=_lost(acks, arrived),
+            final_answer=None if first is None else ("RST" if first.has("RST") else "ACK"),
+            final_ack_lost=first is not None and arrived[id(first)] is None, rsts_lost=_lost(rsts, arrived),
+            later_answers="".join("R" if a.has("RST") else "A" for a in answers[1:]),
+            rst_in_window_at=_rst_in_window(out_s, acks, arrived),
+            fins_reaching_client=len(fins_in), fins_unanswered=_unanswered(fins_in, answers),
+            rst_from_client=len(rsts),
+            ended_by=None if end_seg is None else ("RST" if end_seg.has("RST") else "ACK"),
+            ended_by_reack=end_seg is not None and not end_seg.has("RST") and end_seg is not first,
+            close_ms=None if end_t is None else round((end_t - c_fins[0].t) * 1000, 2),
+            server_wait_ms=None if end_t is None else round((end_t - s_fins[0].t) * 1000, 2),
+            complete=end_t is not None, fins_seen=True)
+
+
+def _lost(segs: list[Segment], arrived: dict) -> int:
+    return sum(arrived[id(s)] is None for s in segs)
+
+
+def _answers(out_c: list[Segment], s_fins: list[Segment], arrived: dict):
+    """Each FIN of the server's that reached the client (client.pcap's clock), and what the client
+    answered from the first on: an ACK of it, or a RST (a RST answering a segment with ACK carries
+    seq = that ack, no ACK bit: RFC 9293 §3.10.7.1). Returns (arrival times, ACKs, RSTs, both in
+    time order)."""
+    fin_end = (s_fins[0].seq + s_fins[0].length + 1) & 0xFFFFFFFF
+    fins_in = sorted(t for s in s_fins if (t := arrived[id(s)]) is not None)
+    first_in = fins_in[0] if fins_in else math.inf
+    acks = [s for s in out_c if s.has("ACK") and not s.has("RST") and s.ack == fin_end and s.t >= first_in]
+    rsts = [s for s in out_c if s.has("RST") and s.t >= first_in]
+    return fins_in, acks, rsts, sorted(acks + rsts, key=lambda s: s.t)
+
+
+def _unanswered(fins_in: list[float], answers: list[Segment]) -> int:
+    """FINs that reached the client with no answer before the next one reached it."""
+    return sum(1 for i, t in enumerate(fins_in)
+               if not any(t <= a.t < (fins_in[i + 1] if i + 1 < len(fins_in) else math.inf) for a in answers))
+
+
+def _rst_in_window(out_s: list[Segment], acks: list[Segment], arrived: dict) -> float | None:
+    """When a RST from the server reached the client after its ACKs began, with seq = the client's
+    RCV.NXT (the ack its ACKs carry): in window for a TIME-WAIT."""
+    return next((t for r in out_s if r.has("RST") and acks and r.seq == acks[-1].ack
+                 and (t := arrived[id(r)]) is not None and t >= acks[0].t), None)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """The run as the checks read it: each direction's losses, each connection's close, the link
+    the qdiscs reported, and what the captures may miss."""
+
+    ev: Evidence
+    directions: dict[str, Direction]       # "client->server", "server->client"
+    conns: list[Close]                     # in the order of the client's ports
+    links: dict                            # the qdiscs read back (facts["links"])
+    n: int                                 # closes asked for
+    want_rst: bool                         # no TIME-WAIT: the RST rules apply
+    hole: str                              # Evidence.capture_hole() of client and server
+
+    @property
+    def lost(self) -> list[Close]:
+        """The closes whose final answer to the server's FIN was lost."""
+        return [c for c in self.conns if c.final_ack_lost]
+
+    @classmethod
+    def of(cls, ev: Evidence) -> "Seen":
+        cli, srv = ev.addresses["client"], ev.addresses["server"]
+        sent_c = [s for s in ev.packets.get("client", []) if s.src == cli and s.dst == srv]
+        sent_s = [s for s in ev.packets.get("server", []) if s.src == srv and s.dst == cli]
+        arrived = match_arrivals(sent_c, [s for s in ev.packets.get("server", []) if s.src == cli])
+        arrived.update(match_arrivals(sent_s, [s for s in ev.packets.get("client", []) if s.src == srv]))
+        # each connection's segments, by the client's port: one pass over each direction (asking
+        # ev.conn(port).segments() for each of 100 connections reads each capture 100 times)
+        by_c, by_s = _by_port(sent_c, lambda s: s.sport), _by_port(sent_s, lambda s: s.dport)
+        conns = [Close.of(p, by_c.get(p, []), by_s.get(p, []), arrived) for p in ev.facts.get("client_ports", [])]
+        return cls(ev, _directions(ev, sent_c, sent_s, arrived), conns, ev.facts.get("links", {}),
+                   ev.facts.get("closes", len(conns)), no_time_wait(ev), ev.capture_hole("client", "server"))
+
+
+def _by_port(segs: list[Segment], port) -> dict[int, list[Segment]]:
+    out: dict[int, list[Segment]] = {}
+    for s in segs:
+        out.setdefault(port(s), []).append(s)
+    return out
+
+
+def _directions(ev: Evidence, sent_c: list[Segment], sent_s: list[Segment], arrived: dict) -> dict[str, Direction]:
+    """The link loses packets from loss_from on; a segment sent after the receiver's capture saw
+    its last packet cannot be judged."""
+    loss_from = ev.facts.get("loss_from", 0.0)
+    end_c = max((s.t for s in ev.packets.get("client", [])), default=0.0)
+    end_s = max((s.t for s in ev.packets.get("server", [])), default=0.0)
+    out = {}
+    for key, segs, end in (("client->server", sent_c, end_s), ("server->client", sent_s, end_c)):
+        judged = [s for s in segs if loss_from <= s.t < end]
+        out[key] = Direction(len(judged), _lost(judged, arrived))
+    return out
+
+
+def in_window(lost: int, sent: int, p: float) -> tuple[bool, float, float]:
+    """Is *lost* of *sent* within p x sent +- SIGMAS binomial standard deviations (+- 1 for counting)?"""
+    mean = p * sent
+    half = SIGMAS * math.sqrt(sent * p * (1 - p)) + 1
+    return mean - half <= lost <= mean + half, max(0.0, mean - half), mean + half
+
+
+# -- close times ----------------------------------------------------------------------------------
+
+def groups(conns: list[Close]) -> dict[str, list[Close]]:
+    """The completed closes by what they lost (GROUPS' keys)."""
+    done = [c for c in conns if c.complete]
+    clean = [c for c in done if c.client_fins_lost == c.server_fins_lost == c.final_acks_lost == c.rsts_lost == 0]
+    return {"all": done, "clean": clean, "final_ack_lost": [c for c in done if c.final_ack_lost],
+            "other_losses": [c for c in done if c not in clean and not c.final_ack_lost]}
+
+
+def distribution(conns: list[Close]) -> dict[str, dict[str, dict]]:
+    """Close times (client's first FIN to the server's end, and the server's own wait from its
+    first FIN) by group: n, min, p50, p90, max."""
+    return {k: {"close_ms": _stats([c.close_ms for c in v]), "server_wait_ms": _stats([c.server_wait_ms for c in v])}
+            for k, v in groups(conns).items()}
+
+
+def _stats(values: list[float]) -> dict:
+    if not values:
+        return {"n": 0}
+    v = sorted(values)
+    q = statistics.quantiles(v, n=10, method="inclusive") if len(v) > 1 else [v[0]] * 9
+    return {"n": len(v), "min": v[0], "p50": round(statistics.median(v), 2), "p90": round(q[8], 2),
+            "max": v[-1]}
