@@ -47,18 +47,14 @@ class Conn:
         other = self.server if host == self.client else self.client
         return four_tuple_key(*self.local(host), *self.local(other))
 
-    def _mine(self, s: Segment) -> bool:
-        a, b = self.local(self.client), self.local(self.server)
-        return {(s.src, s.sport), (s.dst, s.dport)} == {a, b}
-
     # -- packets ---------------------------------------------------------------------------------
     def segments(self, at: str, sender: str | None = None, flag: str | None = None,
                  after: float | None = None) -> list[Segment]:
         """This connection's segments in *at*'s capture, sent by host *sender*, carrying *flag*,
         at or after *after*; in capture order."""
         src = self.local(sender) if sender else None
-        return [s for s in self.ev.packets.get(at, []) if self._mine(s)
-                and (src is None or (s.src, s.sport) == src)
+        return [s for s in self.ev.between(at, self.local(self.client), self.local(self.server))
+                if (src is None or (s.src, s.sport) == src)
                 and (flag is None or s.has(flag)) and (after is None or s.t >= after)]
 
     def arrived(self, seg: Segment, at: str) -> Segment | None:

@@ -26,7 +26,6 @@ from typing import Any, Callable
 
 from .artifacts import ensure_dir, write_text
 from .errors import UsageError
-from .matrixkeys import COUNTERS
 from .scenario import KeyValue
 from .verdict import FAIL, INCONCLUSIVE, NOT_APPLICABLE, outcome_of
 
@@ -34,6 +33,12 @@ __all__ = ["COUNTERS", "KeyValue", "run_matrix", "columns", "parse_backends",
            "cell_from_report", "rows", "markdown", "show"]
 
 HOST = "host"
+
+
+# the TIME-WAIT story in nstat (reference R-COUNTERS); a cell lists those that moved, per host
+COUNTERS = ("TcpExtTW", "TcpExtTWKilled", "TcpExtTWRecycled", "TcpExtTCPTimeWaitOverflow",
+            "TcpExtPAWSTimewait", "TcpExtPAWSEstab", "TcpExtTCPACKSkippedTimeWait",
+            "TcpExtTCPLossProbes", "TcpExtTCPAbortOnTimeout", "TcpRetransSegs", "TcpOutRsts")
 
 
 # -- one cell -----------------------------------------------------------------------------------

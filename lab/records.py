@@ -34,7 +34,10 @@ class SocketInfo:
 
     @classmethod
     def from_json(cls, d: dict) -> "SocketInfo":
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+        """From a stored record; older recordings keep only the 4-tuple and the state, and the
+        rest reads as unknown (no timer, 0)."""
+        unknown = {"timer": "off", "expires_ms": 0, "retrans": 0, "inode": 0}
+        return cls(**{k: d.get(k, unknown.get(k)) for k in cls.__dataclass_fields__})
 
 
 def four_tuple_key(src: str, sport: int, dst: str, dport: int) -> str:

@@ -89,7 +89,6 @@ class Scenario:
     random_counts: bool = False
     ladder_focus: Callable[[dict], tuple[int, str] | None] | None = None
     summary: Callable[[dict], list[str]] | None = None
-    legacy_check: Callable[[Any], list[Check]] | None = None    # transitional: a module's old check()
 
     def intent_in(self, sysctls: Sysctls) -> str:
         """What a run shows with these sysctls in force."""
@@ -106,11 +105,6 @@ class Scenario:
         """Every check on the run's evidence, in order. A check that raises is a bug in the lab,
         reported as that check failing with its trace (so CI notices), never a pass; the others
         are judged as usual. An analysis that raises fails every check the same way."""
-        if self.legacy_check is not None:
-            try:
-                return list(self.legacy_check(ev))
-            except Exception:
-                return [_raised(self.legacy_check, traceback.format_exc(limit=3))]
         fns = self.check_functions(ev)
         try:
             seen = self.analyse(ev) if self.analyse is not None else ev

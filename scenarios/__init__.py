@@ -47,27 +47,7 @@ def get(name: str) -> Scenario:
 
 def _scenario(mod: ModuleType) -> Scenario:
     sc = getattr(mod, "SCENARIO", None)
-    if sc is None:
-        return _legacy(mod)
     if not isinstance(sc, Scenario) or mod.__name__.rsplit(".", 1)[1] != sc.name.replace("-", "_"):
-        raise TypeError(f"{mod.__name__}: SCENARIO must be a lab.scenario.Scenario named after the module")
+        raise TypeError(f"{mod.__name__}: a scenario module ends with SCENARIO = lab.scenario.Scenario(...) "
+                        "named after the module")
     return sc
-
-
-def _legacy(mod: ModuleType) -> Scenario:
-    """A module written before lab.scenario.Scenario (module attributes): read once, here."""
-    from lab.matrixkeys import KEY_VALUES, RANDOM_COUNTS
-
-    def focus(report: dict) -> tuple[int, str] | None:
-        values = next((c["values"] for c in report.get("checks", [])
-                       if (c.get("values") or {}).get("ladder_port") is not None), {})
-        port = values.get("ladder_port")
-        return (port, values.get("ladder_why")) if port is not None else None
-
-    return Scenario(
-        name=mod.NAME, intent=mod.INTENT, run=mod.run, checks=(),
-        shaping=mod.SHAPING, port=mod.PORT, sysctls=getattr(mod, "SYSCTLS", {}),
-        parallel_safe=getattr(mod, "PARALLEL_SAFE", True), link=tuple(getattr(mod, "SHAPE", ())),
-        intent_for=getattr(mod, "intent", None), precondition=getattr(mod, "precondition", None),
-        key_values=tuple(KEY_VALUES.get(mod.NAME, ())), random_counts=mod.NAME in RANDOM_COUNTS,
-        ladder_focus=focus, summary=getattr(mod, "summary", None), legacy_check=mod.check)

@@ -22,4 +22,4 @@ def evidence(name: str) -> Evidence:
 
 def failed(scenario, ev: Evidence) -> set[str]:
     """The names of *scenario*'s checks that fail on *ev*."""
-    return {c.name for c in scenario.check(ev) if not c.passed}
+    return {c.name for c in scenario.SCENARIO.judge(ev) if not c.passed}
