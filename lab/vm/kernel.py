@@ -195,14 +195,32 @@ def prepare(kernel: str = "debian-12", progress: Callable[[str], None] = print) 
     info = ready(d)
     if info and info.get("initrd_version") == INITRD_VERSION:
         return d
-    if info:                             # this lab/vm.py boots differently: a new initramfs only
-        with locked(CACHE / f"{spec.name}.lock"):
-            info = ready(d)
-            if info and info.get("initrd_version") != INITRD_VERSION:
-                progress(f"vm: rebuilding the {kernel} initramfs (version {INITRD_VERSION})")
+    if info and _refresh_initrd(spec, d, progress):
+        return d
+    _require_tools(kernel)
+    with locked(CACHE / f"{spec.name}.lock"):
+        info = ready(d)
+        if info:                         # another process prepared it while we waited
+            if info.get("initrd_version") != INITRD_VERSION:
                 _write_initrd(d, info)
-        if info:
             return d
+        _first_time_setup(spec, d, progress)
+    return d
+
+
+def _refresh_initrd(spec: Kernel, d: Path, progress: Callable[[str], None]) -> bool:
+    """A prepared kernel whose initramfs an older lab/vm made (it boots differently): a new
+    initramfs only. False if the cache turned out not to be ready after all."""
+    with locked(CACHE / f"{spec.name}.lock"):
+        info = ready(d)
+        if info and info.get("initrd_version") != INITRD_VERSION:
+            progress(f"vm: rebuilding the {spec.name} initramfs (version {INITRD_VERSION})")
+            _write_initrd(d, info)
+    return bool(info)
+
+
+def _require_tools(kernel: str) -> None:
+    """Everything a first-time setup runs, checked before it downloads anything."""
     find_busybox()                       # fail early, before a 70 MB download
     if shutil.which(QEMU) is None:
         raise EnvError(f"{QEMU} not found: install qemu-system-x86 (scripts/setup does) to run a stock kernel")
@@ -210,47 +228,63 @@ def prepare(kernel: str = "debian-12", progress: Callable[[str], None] = print) 
         if shutil.which(tool) is None:
             raise EnvError(f"{tool} not found: the {kernel} kernel is fetched and unpacked as a Debian "
                            "package" + (" (install kmod)" if tool == "depmod" else ""))
-    with locked(CACHE / f"{spec.name}.lock"):
-        info = ready(d)
-        if info:                         # another process prepared it while we waited
-            if info.get("initrd_version") != INITRD_VERSION:
-                _write_initrd(d, info)
-            return d
-        t0 = time.monotonic()
-        progress(f"vm: first-time setup of the {kernel} kernel in {d} (later runs reuse it)")
-        shutil.rmtree(d, ignore_errors=True)
-        work = d.with_name(d.name + ".tmp")
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
-        try:
-            package = _resolve(spec)
-            progress(f"vm: [1/5] {spec.meta_package} is {package}; downloading it with apt-get")
-            deb = _download(package, work, spec)
-            size = deb.stat().st_size
-            version = deb.name.split("_")[1]
-            progress(f"vm: [2/5] unpacking {deb.name} ({size / 1e6:.0f} MB, {time.monotonic() - t0:.1f} s so far)")
-            _cmd(["dpkg-deb", "-x", str(deb), str(work / "root")], f"unpacking {deb.name}", 300)
-            deb.unlink()
-            # Debian 12 ships lib/modules, Debian 13 (merged /usr) usr/lib/modules
-            base = next((b for b in (work / "root", work / "root" / "usr")
-                         if (b / "lib" / "modules").is_dir()), None)
-            moddirs = sorted((base / "lib" / "modules").iterdir()) if base else []
-            if len(moddirs) != 1:
-                raise EnvError(f"{package} holds {len(moddirs)} module trees, expected one")
-            release = moddirs[0].name
-            progress(f"vm: [3/5] depmod {release}")
-            _cmd(["depmod", "-b", str(base), release], "depmod", 300)
-            progress("vm: [4/5] decompressing vmlinuz to vmlinux")
-            vmlinux = decompress_vmlinuz((work / "root" / "boot" / f"vmlinuz-{release}").read_bytes())
-            (work / "vmlinux").write_bytes(vmlinux)
-            progress(f"vm: [5/5] building the initramfs (busybox-static + {', '.join(INITRD_MODULES)})")
-            info = {"kernel": kernel, "package": package, "version": version, "release": release,
-                    "modules": str(moddirs[0].relative_to(work)), "prepared": time.time()}
-            _write_initrd(work, info, setup_s=round(time.monotonic() - t0, 1))
-            work.rename(d)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        progress(f"vm: {kernel} ready: {package} {version} ({release}); first-time setup took "
-                 f"{time.monotonic() - t0:.1f} s")
-    return d
 
+
+def _first_time_setup(spec: Kernel, d: Path, progress: Callable[[str], None]) -> None:
+    """Build the kernel's cache in a sibling work directory, then rename it into place (a failed
+    or interrupted setup leaves no half-made cache)."""
+    t0 = time.monotonic()
+    progress(f"vm: first-time setup of the {spec.name} kernel in {d} (later runs reuse it)")
+    shutil.rmtree(d, ignore_errors=True)
+    work = d.with_name(d.name + ".tmp")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        info = _build(spec, work, t0, progress)
+        work.rename(d)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    progress(f"vm: {spec.name} ready: {info['package']} {info['version']} ({info['release']}); "
+             f"first-time setup took {time.monotonic() - t0:.1f} s")
+
+
+def _fetch(spec: Kernel, work: Path, t0: float, progress: Callable[[str], None]) -> tuple[str, str]:
+    """Steps 1 and 2: download the package that carries the kernel, unpack it into work/root;
+    the package's name and version."""
+    package = _resolve(spec)
+    progress(f"vm: [1/5] {spec.meta_package} is {package}; downloading it with apt-get")
+    deb = _download(package, work, spec)
+    size = deb.stat().st_size
+    version = deb.name.split("_")[1]
+    progress(f"vm: [2/5] unpacking {deb.name} ({size / 1e6:.0f} MB, {time.monotonic() - t0:.1f} s so far)")
+    _cmd(["dpkg-deb", "-x", str(deb), str(work / "root")], f"unpacking {deb.name}", 300)
+    deb.unlink()
+    return package, version
+
+
+def _module_tree(work: Path, package: str) -> tuple[Path, Path]:
+    """The root the unpacked package's lib/modules is under, and its one module tree."""
+    # Debian 12 ships lib/modules, Debian 13 (merged /usr) usr/lib/modules
+    base = next((b for b in (work / "root", work / "root" / "usr")
+                 if (b / "lib" / "modules").is_dir()), None)
+    moddirs = sorted((base / "lib" / "modules").iterdir()) if base else []
+    if len(moddirs) != 1:
+        raise EnvError(f"{package} holds {len(moddirs)} module trees, expected one")
+    return base, moddirs[0]
+
+
+def _build(spec: Kernel, work: Path, t0: float, progress: Callable[[str], None]) -> dict:
+    """The five steps into *work*: fetch, unpack, depmod, vmlinux, initramfs; kernel.json's info."""
+    package, version = _fetch(spec, work, t0, progress)
+    base, moddir = _module_tree(work, package)
+    release = moddir.name
+    progress(f"vm: [3/5] depmod {release}")
+    _cmd(["depmod", "-b", str(base), release], "depmod", 300)
+    progress("vm: [4/5] decompressing vmlinuz to vmlinux")
+    vmlinux = decompress_vmlinuz((work / "root" / "boot" / f"vmlinuz-{release}").read_bytes())
+    (work / "vmlinux").write_bytes(vmlinux)
+    progress(f"vm: [5/5] building the initramfs (busybox-static + {', '.join(INITRD_MODULES)})")
+    info = {"kernel": spec.name, "package": package, "version": version, "release": release,
+            "modules": str(moddir.relative_to(work)), "prepared": time.time()}
+    _write_initrd(work, info, setup_s=round(time.monotonic() - t0, 1))
+    return info
