@@ -197,6 +197,16 @@ def _refuse_unconfined(svc: dict, where: str, base: Path) -> None:
 def load(path: Path | str = DEFAULT_COMPOSE, env: Mapping[str, str] | None = None) -> Topology:
     """Read a compose file into a Topology, interpolating ``${VAR:-default}`` from *env*."""
     path = Path(path)
+    doc = _interpolate(_read_compose(path), env or {}, path.name)
+    networks = _networks(doc, path)
+    hosts = {name: _host(name, svc, networks, path) for name, svc in doc["services"].items()}
+    _check_routes(hosts, networks, path)
+    _require_router(path, hosts)
+    return Topology(str(doc.get("name", "twlab")), hosts, networks, path)
+
+
+def _read_compose(path: Path) -> dict:
+    """The compose file as YAML, with a ``services:`` mapping (not yet interpolated)."""
     try:
         text = path.read_text()
     except OSError as exc:
@@ -210,8 +220,11 @@ def load(path: Path | str = DEFAULT_COMPOSE, env: Mapping[str, str] | None = Non
         raise TopologyError(f"{path}{line}: not valid YAML ({problem}); fix the file") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("services"), dict):
         raise TopologyError(f"{path}: no 'services:' mapping; a lab needs client, router and server")
-    doc = _interpolate(doc, env or {}, path.name)
+    return doc
 
+
+def _networks(doc: dict, path: Path) -> dict[str, Network]:
+    """The ``networks:``, each with a subnet and leading nowhere (no NAT to the outside)."""
     networks: dict[str, Network] = {}
     for name, spec in (doc.get("networks") or {}).items():
         spec = spec or {}
@@ -228,53 +241,62 @@ def load(path: Path | str = DEFAULT_COMPOSE, env: Mapping[str, str] | None = Non
         if not networks[name].leads_nowhere:
             raise TopologyError(f"{path}: network {name!r} would NAT to the outside; set internal: true "
                                 "or driver_opts com.docker.network.bridge.enable_ip_masquerade: \"false\"")
+    return networks
 
-    hosts: dict[str, HostSpec] = {}
-    for name, svc in doc["services"].items():
-        where = f"{path.name}: services.{name}"
-        if not isinstance(svc, dict):
-            raise TopologyError(f"{where}: expected a mapping")
-        _refuse_unconfined(svc, where, path.parent)
-        nets = svc.get("networks") or {}
-        if isinstance(nets, list):
-            raise TopologyError(f"{where}.networks: give each network an ipv4_address")
-        addresses: dict[str, ipaddress.IPv4Address] = {}
-        for net, nspec in nets.items():
-            if net not in networks:
-                raise TopologyError(f"{where}: network {net!r} is not declared under networks:")
-            try:
-                addr = ipaddress.IPv4Address((nspec or {}).get("ipv4_address", ""))
-            except ValueError:
-                raise TopologyError(f"{where}.networks.{net}: needs a fixed ipv4_address") from None
-            if addr not in networks[net].subnet:
-                raise TopologyError(f"{where}: {addr} is outside {net} ({networks[net].subnet})")
-            addresses[net] = addr
-        if not addresses:
-            raise TopologyError(f"{where}: is on no network")
-        command = svc.get("command")
-        if isinstance(command, str):
-            command = ("sh", "-c", command)
-        command = tuple(str(c) for c in command) if command else None
-        hosts[name] = HostSpec(
-            name=name,
-            image=str(svc.get("image", "")),
-            addresses=addresses,
-            sysctls=_mapping(svc.get("sysctls"), f"{where}.sysctls"),
-            cap_add=tuple(svc.get("cap_add") or ()),
-            routes=_routes_from_command(command, where),
-            command=command,
-            labels=_mapping(svc.get("labels"), f"{where}.labels"),
-            init=bool(svc.get("init", False)),
-        )
 
+def _host(name: str, svc: Any, networks: Mapping[str, Network], path: Path) -> HostSpec:
+    """One service as a lab host: confined, with a fixed address on each of its networks."""
+    where = f"{path.name}: services.{name}"
+    if not isinstance(svc, dict):
+        raise TopologyError(f"{where}: expected a mapping")
+    _refuse_unconfined(svc, where, path.parent)
+    addresses = _addresses(svc, networks, where)
+    command = svc.get("command")
+    if isinstance(command, str):
+        command = ("sh", "-c", command)
+    command = tuple(str(c) for c in command) if command else None
+    return HostSpec(
+        name=name,
+        image=str(svc.get("image", "")),
+        addresses=addresses,
+        sysctls=_mapping(svc.get("sysctls"), f"{where}.sysctls"),
+        cap_add=tuple(svc.get("cap_add") or ()),
+        routes=_routes_from_command(command, where),
+        command=command,
+        labels=_mapping(svc.get("labels"), f"{where}.labels"),
+        init=bool(svc.get("init", False)),
+    )
+
+
+def _addresses(svc: dict, networks: Mapping[str, Network], where: str) -> dict[str, ipaddress.IPv4Address]:
+    """The service's ``networks:``: network name -> its ipv4_address, inside that network."""
+    nets = svc.get("networks") or {}
+    if isinstance(nets, list):
+        raise TopologyError(f"{where}.networks: give each network an ipv4_address")
+    addresses: dict[str, ipaddress.IPv4Address] = {}
+    for net, nspec in nets.items():
+        if net not in networks:
+            raise TopologyError(f"{where}: network {net!r} is not declared under networks:")
+        try:
+            addr = ipaddress.IPv4Address((nspec or {}).get("ipv4_address", ""))
+        except ValueError:
+            raise TopologyError(f"{where}.networks.{net}: needs a fixed ipv4_address") from None
+        if addr not in networks[net].subnet:
+            raise TopologyError(f"{where}: {addr} is outside {net} ({networks[net].subnet})")
+        addresses[net] = addr
+    if not addresses:
+        raise TopologyError(f"{where}: is on no network")
+    return addresses
+
+
+def _check_routes(hosts: Mapping[str, HostSpec], networks: Mapping[str, Network], path: Path) -> None:
+    """Each route's gateway is on one of its host's networks."""
     for host in hosts.values():
         for route in host.routes:
             if not any(route.via in networks[n].subnet for n in host.addresses):
                 raise TopologyError(
                     f"{path.name}: services.{host.name}: route via {route.via} is on none of its networks"
                 )
-    _require_router(path, hosts)
-    return Topology(str(doc.get("name", "twlab")), hosts, networks, path)
 
 
 def _require_router(path: Path, hosts: Mapping[str, HostSpec]) -> None:
