@@ -110,14 +110,7 @@ def load_profile(path: str | Path, hosts: tuple[str, ...] | None = None) -> Prof
 def parse_profile(text: str, path: str = "<profile>", hosts: tuple[str, ...] | None = None) -> Profile:
     from scenarios import catalog
 
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        msg = str(exc)
-        m = re.search(r"\(at line (\d+), column \d+\)", msg)
-        where = f"line {m.group(1)}" if m else "end of file" if "end of document" in msg else "?"
-        words = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", msg)
-        raise UsageError(f"profile {path}, {where}: not valid TOML: {words[:1].lower() + words[1:]}") from None
+    data = _toml(text, path)
     loc = _Locator(text)
 
     def bad(line: int, msg: str) -> UsageError:
@@ -130,16 +123,37 @@ def parse_profile(text: str, path: str = "<profile>", hosts: tuple[str, ...] | N
     known = catalog()
     if hosts is None:
         hosts = _topology_hosts()
+    names = _scenario_names(data, loc, bad, known)
+    settings = _sysctl_settings(data, loc, bad, hosts)
+    requires = _requirements(data, loc, bad, known)
+    return Profile(path=path, sysctls=settings, requires=requires, scenarios=list(names))
 
-    # scenarios = [...]
+
+def _toml(text: str, path: str) -> dict[str, Any]:
+    """The parsed TOML; a syntax error names its line (or the end of the file)."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        msg = str(exc)
+        m = re.search(r"\(at line (\d+), column \d+\)", msg)
+        where = f"line {m.group(1)}" if m else "end of file" if "end of document" in msg else "?"
+        words = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", msg)
+        raise UsageError(f"profile {path}, {where}: not valid TOML: {words[:1].lower() + words[1:]}") from None
+
+
+def _scenario_names(data: dict, loc: "_Locator", bad, known) -> list[str]:
+    """``scenarios = [...]``: names from the catalog."""
     names = data.get("scenarios", [])
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise bad(loc.find("scenarios"), "scenarios takes a list of scenario names, e.g. [\"lost-ack\"]")
     for n in names:
         if n not in known:
             raise bad(loc.find(n, loc.find("scenarios")), _unknown_scenario(n, known))
+    return names
 
-    # [sysctls.HOST]
+
+def _sysctl_settings(data: dict, loc: "_Locator", bad, hosts: tuple[str, ...]) -> list[SysctlSetting]:
+    """``[sysctls.HOST]`` tables of KEY = VALUE, for the lab's hosts."""
     settings: list[SysctlSetting] = []
     tables = data.get("sysctls", {})
     if not isinstance(tables, dict):
@@ -158,8 +172,11 @@ def parse_profile(text: str, path: str = "<profile>", hosts: tuple[str, ...] | N
                 settings.append(parse_sysctl(f"{host}:{key}={value}"))
             except UsageError as exc:
                 raise bad(line, str(exc).removeprefix("--sysctl ")) from None
+    return settings
 
-    # [[require]]
+
+def _requirements(data: dict, loc: "_Locator", bad, known) -> list[Requirement]:
+    """The ``[[require]]`` entries."""
     requires: list[Requirement] = []
     entries = data.get("require", [])
     if not isinstance(entries, list):
@@ -169,7 +186,7 @@ def parse_profile(text: str, path: str = "<profile>", hosts: tuple[str, ...] | N
         if not isinstance(entry, dict):
             raise bad(at, "each [[require]] is a table: scenario, check, passed / value + equals|min|max|near")
         requires.append(_requirement(entry, at, loc, bad, known))
-    return Profile(path=path, sysctls=settings, requires=requires, scenarios=list(names))
+    return requires
 
 
 def _requirement(entry: dict, at: int, loc: "_Locator", bad, known) -> Requirement:
