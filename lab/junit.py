@@ -15,6 +15,9 @@ from .verdict import FAIL, INCONCLUSIVE, NOT_APPLICABLE, outcome_of
 __all__ = ["junit_xml"]
 
 
+Counts = dict[str, int]          # a testsuite's tests, failures, errors and skipped
+
+
 def junit_xml(summary: dict[str, Any]) -> str:
     """The summary as JUnit XML (the Jenkins/Ant shape CI viewers read): one <testsuite> per
     scenario, one <testcase> per check (classname = scenario), a failure carrying expected vs
@@ -29,66 +32,89 @@ def junit_xml(summary: dict[str, Any]) -> str:
         return ET.SubElement(root, "testsuite", name=name, timestamp=stamp, hostname=host,
                              time=f"{duration or 0:.3f}")
 
-    def close(el: ET.Element, counts: dict[str, int], duration: float | None) -> None:
+    def close(el: ET.Element, counts: Counts, duration: float | None) -> None:
         for k in ("tests", "failures", "errors", "skipped"):
             el.set(k, str(counts[k]))
             totals[k] += counts[k]
         totals["time"] += duration or 0
 
     for run in summary.get("scenarios", []):
-        name = run["scenario"]
-        el = suite(name, run.get("duration_s"))
-        counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
-        props = ET.SubElement(el, "properties")
-        for k, v in (("kernel", run.get("kernel") or summary.get("kernel")), ("backend", run.get("backend")),
-                     ("artifacts", run.get("artifacts"))):
-            if v:
-                ET.SubElement(props, "property", name=k, value=str(v))
-        for h, kv in (run.get("sysctls_in_force") or {}).items():
-            for k, v in kv.items():
-                ET.SubElement(props, "property", name=f"sysctl.{h}.{k}", value=str(v))
-        if run["verdict"] in ("skipped", "error") and not run.get("checks"):
-            tc = ET.SubElement(el, "testcase", classname=name, name=name)
-            counts["tests"] += 1
-            if run["verdict"] == "skipped":
-                ET.SubElement(tc, "skipped", message=run["reason"]).text = run["reason"]
-                counts["skipped"] += 1
-            else:
-                ET.SubElement(tc, "error", message=_one_line(run["error"]), type="LabError").text = run["error"]
-                counts["errors"] += 1
-        else:
-            for c in run.get("checks") or []:
-                _junit_case(el, name, c, counts)
-            if run["verdict"] == "fail" and (run.get("error") or not run.get("checks")):
-                # the run stopped short (a protocol event never came) or judged nothing
-                tc = ET.SubElement(el, "testcase", classname=name, name="run-completed")
-                msg = run.get("error") or "the scenario reported no checks"
-                ET.SubElement(tc, "failure", type="RunIncomplete", message=_one_line(msg)).text = msg
-                counts["tests"] += 1
-                counts["failures"] += 1
-        close(el, counts, run.get("duration_s"))
-
+        el = suite(run["scenario"], run.get("duration_s"))
+        close(el, _scenario_suite(el, run, summary), run.get("duration_s"))
     reqs = summary.get("requirements") or []
     if reqs:
         el = suite("required behaviours", 0)
-        counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
-        if summary.get("profile"):
-            props = ET.SubElement(el, "properties")
-            ET.SubElement(props, "property", name="profile", value=str(summary["profile"]))
-        for q in reqs:
-            tc = ET.SubElement(el, "testcase", classname=f"required.{q['scenario']}", name=q["name"])
-            counts["tests"] += 1
-            text = (f"required  {q['expected']}\nobserved  {q['observed']}\n"
-                    f"profile   {summary.get('profile') or '-'}, line {q.get('line')}\n")
-            if not q["passed"]:
-                counts["failures"] += 1
-                ET.SubElement(tc, "failure", type="RequirementNotShown",
-                              message=_one_line(f"{q['name']}: required {q['expected']}; observed "
-                                                f"{q['observed']}")).text = text
-            else:
-                ET.SubElement(tc, "system-out").text = text
-        close(el, counts, 0)
+        close(el, _requirements_suite(el, reqs, summary.get("profile")), 0)
+    return _document(root, totals)
 
+
+def _new_counts() -> Counts:
+    return {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+
+
+def _scenario_suite(el: ET.Element, run: dict[str, Any], summary: dict[str, Any]) -> Counts:
+    """One scenario's run into its <testsuite>: its properties, then a testcase per check (or one
+    for a run that was skipped or broke before it judged anything); the counts."""
+    name = run["scenario"]
+    counts = _new_counts()
+    _run_properties(el, run, summary)
+    if run["verdict"] in ("skipped", "error") and not run.get("checks"):
+        tc = ET.SubElement(el, "testcase", classname=name, name=name)
+        counts["tests"] += 1
+        if run["verdict"] == "skipped":
+            ET.SubElement(tc, "skipped", message=run["reason"]).text = run["reason"]
+            counts["skipped"] += 1
+        else:
+            ET.SubElement(tc, "error", message=_one_line(run["error"]), type="LabError").text = run["error"]
+            counts["errors"] += 1
+        return counts
+    for c in run.get("checks") or []:
+        _junit_case(el, name, c, counts)
+    if run["verdict"] == "fail" and (run.get("error") or not run.get("checks")):
+        # the run stopped short (a protocol event never came) or judged nothing
+        tc = ET.SubElement(el, "testcase", classname=name, name="run-completed")
+        msg = run.get("error") or "the scenario reported no checks"
+        ET.SubElement(tc, "failure", type="RunIncomplete", message=_one_line(msg)).text = msg
+        counts["tests"] += 1
+        counts["failures"] += 1
+    return counts
+
+
+def _run_properties(el: ET.Element, run: dict[str, Any], summary: dict[str, Any]) -> None:
+    """<properties>: the kernel, backend and artifacts of the run, and the sysctls in force."""
+    props = ET.SubElement(el, "properties")
+    for k, v in (("kernel", run.get("kernel") or summary.get("kernel")), ("backend", run.get("backend")),
+                 ("artifacts", run.get("artifacts"))):
+        if v:
+            ET.SubElement(props, "property", name=k, value=str(v))
+    for h, kv in (run.get("sysctls_in_force") or {}).items():
+        for k, v in kv.items():
+            ET.SubElement(props, "property", name=f"sysctl.{h}.{k}", value=str(v))
+
+
+def _requirements_suite(el: ET.Element, reqs: list[dict[str, Any]], profile: str | None) -> Counts:
+    """The required behaviours into their <testsuite>: a testcase each, failed if not shown."""
+    counts = _new_counts()
+    if profile:
+        props = ET.SubElement(el, "properties")
+        ET.SubElement(props, "property", name="profile", value=str(profile))
+    for q in reqs:
+        tc = ET.SubElement(el, "testcase", classname=f"required.{q['scenario']}", name=q["name"])
+        counts["tests"] += 1
+        text = (f"required  {q['expected']}\nobserved  {q['observed']}\n"
+                f"profile   {profile or '-'}, line {q.get('line')}\n")
+        if not q["passed"]:
+            counts["failures"] += 1
+            ET.SubElement(tc, "failure", type="RequirementNotShown",
+                          message=_one_line(f"{q['name']}: required {q['expected']}; observed "
+                                            f"{q['observed']}")).text = text
+        else:
+            ET.SubElement(tc, "system-out").text = text
+    return counts
+
+
+def _document(root: ET.Element, totals: dict[str, Any]) -> str:
+    """The totals on <testsuites>, what XML 1.0 cannot carry replaced, indented, as text."""
     for k in ("tests", "failures", "errors"):
         root.set(k, str(totals[k]))
     root.set("time", f"{totals['time']:.3f}")
