@@ -12,40 +12,11 @@ import sys
 
 from invoke import Exit
 
-from lab.cli import adopt, task
+from lab.cli import adopt, guarded, task
 
 adopt()      # a plain `invoke` parses as ./twlab does: usage errors exit 2, -h is help (lab/cli.py)
 
 HOST_HELP = "a lab host: client, router or server"
-
-
-def _err(msg: str) -> None:
-    print(f"twlab: {msg}", file=sys.stderr)
-
-
-def _guard(fn):
-    """Turn LabErrors into one line and exit code 2 (1 for WaitTimeout), never a traceback; an
-    interrupt into exit 130 and a line saying which signal and whether the lab is gone (checked)."""
-    from functools import wraps
-
-    @wraps(fn)
-    def wrapper(*args, **kwargs):
-        from lab.errors import LabError
-        from lab.interrupts import interrupts_as_exceptions
-
-        try:
-            with interrupts_as_exceptions():     # SIGTERM and SIGHUP end a task as Ctrl-C does
-                return fn(*args, **kwargs)
-        except LabError as exc:
-            raise Exit(f"twlab: {exc}", code=exc.exit_code) from None
-        except KeyboardInterrupt as exc:
-            from lab.cleanup import after_interrupt
-            from lab.interrupts import shielded
-
-            with shielded(hold_only=True):      # a third Ctrl-C does not cut the check short
-                message = after_interrupt(exc)
-            raise Exit(f"twlab: {message}", code=130) from None
-    return wrapper
 
 
 @task(name="list")
@@ -76,7 +47,7 @@ def list_scenarios(c):
         "parallel": "with --repeat or `run all`: how many labs at a time",
     },
 )
-@_guard
+@guarded
 def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, json=False,
         compose=None, repeat=None, parallel=None, strict_rfc=False):
     """Run one scenario (or `all`) and judge it: exit 0 pass, 1 a check failed, 2 usage or
@@ -145,7 +116,7 @@ def _exit_for(report: dict) -> None:
 
 
 @task(help={"backend": "auto, docker or netns"})
-@_guard
+@guarded
 def up(c, backend="auto"):
     """Bring a lab up and leave it running to explore by hand (`invoke shell client`)."""
     from lab.handson import lab_up
@@ -154,7 +125,7 @@ def up(c, backend="auto"):
 
 
 @task
-@_guard
+@guarded
 def down(c):
     """Remove the lab made by `invoke up`."""
     from lab.handson import lab_down
@@ -163,7 +134,7 @@ def down(c):
 
 
 @task(help={"host": HOST_HELP})
-@_guard
+@guarded
 def shell(c, host):
     """Open a shell inside a host of the lab made by `invoke up`."""
     from lab.handson import shell_argv
@@ -174,7 +145,7 @@ def shell(c, host):
 
 @task(help={"method": "auto (Dockerfile when the base image can be pulled, else offline), "
                       "dockerfile or debootstrap"})
-@_guard
+@guarded
 def image(c, method="auto"):
     """Build the lab host image (offline from Debian packages when no registry answers)."""
     from lab.backends.docker import client
@@ -184,7 +155,7 @@ def image(c, method="auto"):
 
 
 @task(help={"all": "also remove the lab made by `invoke up`"})
-@_guard
+@guarded
 def clean(c, all=False):  # noqa: A002
     """Remove every leftover of any lab run (namespaces, containers, networks), and only those:
     never a lab whose owner process runs, whichever registry directory this clean reads."""
@@ -205,7 +176,7 @@ def clean(c, all=False):  # noqa: A002
           "backend": "only this backend (repeatable; default: docker and netns)",
           "artifacts": "directory for every run's artifacts and stability.json"},
 )
-@_guard
+@guarded
 def stability(c, runs=20, scenario=None, backend=None, artifacts=None):
     """Run every scenario RUNS times in a row on each backend; print how often each passed.
     Exit 0 only when every run of every scenario passed."""
@@ -222,7 +193,7 @@ def stability(c, runs=20, scenario=None, backend=None, artifacts=None):
 
 @task(help={"runs": "repetitions per measurement (medians are printed)",
             "backend": "measure only this backend (docker or netns); default both"})
-@_guard
+@guarded
 def bench(c, runs=5, backend=None):
     """Print medians: lab bring-up + tear-down per backend beside the raw floor, and lost-ack's
     wall time split into protocol waiting and lab overhead."""
@@ -252,21 +223,20 @@ def bench(c, runs=5, backend=None):
                   "in under qemu: debian-12, debian-13 (netem scenarios run there instead of skipping)",
     },
 )
-@_guard
+@guarded
 def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=None, json_out=None,
           backend="auto", shape=None, artifacts=None, parallel=None, kernel="host"):
     """Run scenarios for CI, judged by the sysctls in force and a profile's required behaviours.
     Exit 0 when all matched, 1 when something did not, 2 for usage or environment errors."""
     from pathlib import Path
 
-    from lab.artifacts import check_output, ensure_dir, write_text
-    from lab.ci import run_check
+    from lab.artifacts import check_output
+    from lab.ci import run_check, write_outputs
+    from lab.core import parse_sysctl
+    from lab.errors import UsageError
+    from lab.profile import load_profile
     from lab.views import check_table
     from lab.vm.commands import check_in_vm
-    from lab.junit import junit_xml
-    from lab.profile import load_profile
-    from lab.core import parse_sysctl
-    from lab.errors import EnvError, UsageError
     from lab.shaping import parse_shapes
 
     names = [n.strip() for text in (scenario or []) for n in text.split(",") if n.strip()]
@@ -286,13 +256,7 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
     else:
         summary = run_check(names, sysctls=settings, from_host=from_host, profile=prof, backend=backend,
                             shaping=shaping, artifacts=artifacts, parallel=parallel, progress=print)
-    for flag, path in outputs:
-        try:
-            write_text(ensure_dir(path.parent) / path.name, junit_xml(summary) if flag == "--junit" else
-                       _json.dumps(summary, indent=2, default=str) + "\n")
-        except OSError as exc:
-            raise EnvError(f"{flag} {path}: cannot write it ({exc.strerror or exc}); the run's "
-                           f"summary is in {summary['artifacts']}/check.json") from None
+    write_outputs(summary, outputs)
     check_table(summary)
     for flag, path in outputs:
         print(f"{flag[2:]}: {path}")
@@ -314,7 +278,7 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
         "json": "print matrix.json to stdout instead of the table",
     },
 )
-@_guard
+@guarded
 def matrix(c, kernel=None, scenario=None, out=None, backend=None, json=False):
     """Run scenarios on each kernel (and backend): one table, scenario x kernel, marking where
     they differ. Each cell: the verdict and the key observed values; also written as matrix.json
@@ -357,7 +321,7 @@ def matrix(c, kernel=None, scenario=None, out=None, backend=None, json=False):
                    "the VM starts with the lab's host image loaded)",
     },
 )
-@_guard
+@guarded
 def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None, json=False,
        strict_rfc=False, timeout=900, backend="netns"):
     """Run one scenario inside a stock distribution kernel booted under qemu (netns backend there,

@@ -42,7 +42,7 @@ from .runner import default_artifacts, jobs_for
 from .shaping import Shaping
 from .sysctls import SysctlSetting, host_sysctls
 
-__all__ = ["run_check"]
+__all__ = ["run_check", "write_outputs"]
 
 
 def run_check(names: list[str] | None = None, *, sysctls: list[SysctlSetting] = (),
@@ -129,3 +129,17 @@ def _scenario_entry(res: Result, report: dict[str, Any] | None, job: Job) -> dic
         "checks": report.get("checks", []),
     })
     return entry
+
+
+def write_outputs(summary: dict[str, Any], outputs: list[tuple[str, Path]]) -> None:
+    """--junit and --json-out: the summary as JUnit XML or JSON (0600: lab.artifacts)."""
+    from .errors import EnvError
+    from .junit import junit_xml
+
+    for flag, path in outputs:
+        try:
+            write_text(ensure_dir(path.parent) / path.name, junit_xml(summary) if flag == "--junit" else
+                       json.dumps(summary, indent=2, default=str) + "\n")
+        except OSError as exc:
+            raise EnvError(f"{flag} {path}: cannot write it ({exc.strerror or exc}); the run's "
+                           f"summary is in {summary['artifacts']}/check.json") from None

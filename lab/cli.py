@@ -35,7 +35,7 @@ from invoke.exceptions import ParseError
 from .errors import quoted, shortened
 from .words import did_you_mean
 
-__all__ = ["TwlabTask", "TwlabProgram", "task", "adopt", "main", "rewrite", "scenario_names"]
+__all__ = ["TwlabTask", "TwlabProgram", "task", "guarded", "adopt", "main", "rewrite", "scenario_names"]
 
 TAKES_SCENARIOS = {"matrix": "scenario", "check": "scenario"}
 SHORT_INSTEAD_OF_H = {"shape": "e"}      # the same letter in run, check and vm
@@ -221,3 +221,28 @@ def main(argv: list[str] | None = None) -> None:
                            version=ours)
     program.typed = typed
     program.run(argv)
+
+
+def guarded(fn):
+    """Turn LabErrors into one line and exit code 2 (1 for WaitTimeout), never a traceback; an
+    interrupt into exit 130 and a line saying which signal and whether the lab is gone (checked)."""
+    from functools import wraps
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        from lab.errors import LabError
+        from lab.interrupts import interrupts_as_exceptions
+
+        try:
+            with interrupts_as_exceptions():     # SIGTERM and SIGHUP end a task as Ctrl-C does
+                return fn(*args, **kwargs)
+        except LabError as exc:
+            raise Exit(f"twlab: {exc}", code=exc.exit_code) from None
+        except KeyboardInterrupt as exc:
+            from lab.cleanup import after_interrupt
+            from lab.interrupts import shielded
+
+            with shielded(hold_only=True):      # a third Ctrl-C does not cut the check short
+                message = after_interrupt(exc)
+            raise Exit(f"twlab: {message}", code=130) from None
+    return wrapper

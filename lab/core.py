@@ -18,19 +18,20 @@ from pathlib import Path
 from typing import Callable
 
 from . import shaping
+from .shaping import NetemProbe
 from .artifacts import check_dir, drop_empty, make_dir
 from .backends import choose
 from .backends.base import Backend, Host
 from .capture import Capture
-from .errors import EnvError, LabError, NamespaceGone, NetemMissing, UsageError, WaitTimeout
+from .errors import EnvError, LabError, NetemMissing, UsageError, WaitTimeout
 from .faults import Faults
 from .health import Health, PauseWatch, ns_identity
-from .interrupts import shielded, stop
 from .observe import Sampler, SocketInfo, SocketView, counters_delta, read_counters
-from .sampling import SamplerProcess
 from .peer import Peer
+from .sampling import SamplerProcess
 from .sysctls import (REPORTED_SYSCTLS, SYSCTL_RANGES, SysctlSetting, apply as apply_sysctl, check_keys, in_force,
                       parse_sysctl)
+from .teardown import TearDown
 from .timeline import Timeline
 from .topology import DEFAULT_COMPOSE, Topology, load
 
@@ -45,7 +46,7 @@ END_SNAPLEN = 2048       # the ends': headers and a full-sized segment's payload
                          # is cut there; lab.packets takes its length from the IP header)
 
 
-class Lab:
+class Lab(TearDown):
     def __init__(self, backend: str = "auto", artifacts: Path | str = "artifacts/run",
                  sysctls: list[SysctlSetting] = (), compose: Path | str = DEFAULT_COMPOSE,
                  port: int = 5000, progress: Callable[[str], None] = lambda s: None,
@@ -77,7 +78,7 @@ class Lab:
         self.sysctls: dict[str, dict[str, str]] = {}
         self.counters_before: dict[str, dict[str, int]] = {}
         self.counters_after: dict[str, dict[str, int]] = {}
-        self.netem = (False, "not probed")
+        self.netem = NetemProbe(False, "not probed")
         self.t0 = 0.0
         self.timings: dict[str, float] = {}
         self.health = Health()                # what broke in the lab's own observation
@@ -102,34 +103,6 @@ class Lab:
         if exc_type is not None:
             drop_empty(self._made_dirs)
 
-    def ensure_closed(self, failing: type | None = None) -> None:
-        """close() once more, for a `finally` around `with lab:` - in case a signal landed as
-        __exit__ began, before it could close (closing twice is harmless)."""
-        if not self._closed:
-            self._close_surely(failing)
-
-    def _close_surely(self, failing: type | None) -> None:
-        """close(), also when a signal lands in the moment before close() shields itself (then it
-        is closed again, and the signal raised after). When the block is *failing* already, tear
-        down fully but let the first error speak."""
-        pending: BaseException | None = None
-        for _ in range(5):
-            try:
-                self.close()
-                break
-            except KeyboardInterrupt as exc:
-                if self._closed:             # raised after the tear-down: the lab is gone
-                    pending = exc
-                    break
-                pending = exc                # before it began: the lab is still there
-            except BaseException as teardown:
-                if not failing:
-                    raise
-                self.progress(f"while tearing down after {failing.__name__}: {teardown}")
-                break
-        if pending is not None and not failing:
-            raise pending
-
     def discard_artifacts(self) -> None:
         """Remove what this lab wrote (its pcaps) and the directories it made: for a run whose
         results cannot be kept (report.json could not be written), so no stub is left behind."""
@@ -141,21 +114,11 @@ class Lab:
         drop_empty(self._made_dirs)
 
     def start(self) -> None:
+        """Bring the lab up and start watching it: the backend, the hosts, their sysctls, the
+        shaping, the captures, the faults and the sampler - refused, with nothing left, where the
+        kernel (netem) or the sysctls (the scenario's premise) cannot show the scenario."""
         t_start = time.monotonic()
-        cls, why = choose(self.backend_name)
-        self.progress(why)
-        self.backend = cls(self.lab_id, self.progress)
-        from . import cleanup
-
-        try:
-            gone = cleanup.clean_dead()             # what killed runs left behind
-        except Exception as exc:                    # theirs, not ours: say so and go on
-            self.progress(f"could not remove leftovers of killed runs ({exc}); `invoke clean` will")
-        else:
-            if gone:
-                self.progress(f"removed leftovers of killed runs: {', '.join(gone.lines())}")
-        self.backend.persistent = self.persistent
-        cleanup.register(self.lab_id, self.backend.name, persistent=self.persistent)
+        self._claim()
         topo = self._validated()
         if hasattr(self.backend, "plan"):
             topo = load(self.compose, self.backend.plan(topo))       # this instance's subnets
@@ -167,26 +130,56 @@ class Lab:
         self._ns_ids = {name: ns_identity(h.nspath) for name, h in self.hosts.items()}
         self.progress(f"lab {self.lab_id} up on {self.backend.name} in {self.timings['bring_up_s']:.2f} s: "
                       + ", ".join(f"{h.name} {h.address}" for h in self.hosts.values()))
+        self._settle()
+        self._observe()
+        self.t0 = time.time()
+        self.timings["start_s"] = time.monotonic() - t_start
+
+    def _claim(self) -> None:
+        """The backend, and this lab's name in the registry - after the labs of killed runs go."""
+        from . import cleanup
+
+        cls, why = choose(self.backend_name)
+        self.progress(why)
+        self.backend = cls(self.lab_id, self.progress)
+        try:
+            gone = cleanup.clean_dead()             # what killed runs left behind
+        except Exception as exc:                    # theirs, not ours: say so and go on
+            self.progress(f"could not remove leftovers of killed runs ({exc}); `invoke clean` will")
+        else:
+            if gone:
+                self.progress(f"removed leftovers of killed runs: {', '.join(gone.lines())}")
+        self.backend.persistent = self.persistent
+        cleanup.register(self.lab_id, self.backend.name, persistent=self.persistent)
+
+    def _settle(self) -> None:
+        """The sysctls asked for, those in force read back, netem probed; the scenario refused
+        here, before anything is captured, when netem or the sysctls rule it out; the shaping."""
         for s in self.requested_sysctls:
             apply_sysctl(self.hosts[s.host].nspath, s)
         for name, host in self.hosts.items():
             self.sysctls[name] = in_force(host.nspath, list(REPORTED_SYSCTLS) + list(host.spec.sysctls)
                                           + [s.key for s in self.requested_sysctls if s.host == name])
-        router = topo.router
+        router = self.topology.router
         if router is not None:
             self.netem = shaping.probe(self.hosts[router.name])
-        if self.needs_netem and not self.netem[0]:                   # before anything is captured
-            raise NetemMissing(self.needs_netem, self.netem[1])
-        if self.premise is not None:                                 # the same, for the sysctls
+        if self.needs_netem and not self.netem.available:
+            raise NetemMissing(self.needs_netem, self.netem.reason)
+        if self.premise is not None:
             self.premise(self.sysctls)
         if self.shaping:
-            if not self.netem[0]:
-                raise EnvError(f"link shaping was asked for, but {self.netem[1]}; run without --shape "
+            if not self.netem.available:
+                raise EnvError(f"link shaping was asked for, but {self.netem.reason}; run without --shape "
                                "or on a kernel with sch_netem")
-            self._apply_shaping(router)
+            self._shape(self.shaping)
+
+    def _observe(self) -> None:
+        """Socket views and counters of every host, a capture in each, the router's fault layer,
+        and the sampler of the ends' sockets (the router holds none of the lab's)."""
         for name, host in self.hosts.items():
             self.views[name] = SocketView(host)
             self.counters_before[name] = read_counters(host.nspath)
+        router = self.topology.router
         if self.capture_enabled:
             for name, host in self.hosts.items():
                 nets = list(host.addresses)
@@ -199,13 +192,10 @@ class Lab:
             if router is not None:
                 self.faults = Faults(self.hosts[router.name], self.timeline,
                                      self.artifacts / "faults.pcap").start()
-        # the router forwards and holds no socket of the lab: the sampler follows the ends
         ends = {n: v for n, v in self.views.items() if not self.hosts[n].spec.forwards}
         self.sampler = SamplerProcess(Sampler(ends or self.views, self.port, self.timeline),
                                       watch=self.watch).start()
         self._pauses = PauseWatch().install()
-        self.t0 = time.time()
-        self.timings["start_s"] = time.monotonic() - t_start
 
     def _validated(self) -> Topology:
         """The topology, and everything asked of it, checked before anything is made: the hosts
@@ -227,11 +217,11 @@ class Lab:
     def add_shaping(self, shapings: list[shaping.Shaping]) -> None:
         """Shape the running lab's path (a scenario's own link profile); like --shape, it needs
         netem."""
-        if not self.netem[0]:
-            raise EnvError(f"link shaping was asked for, but {self.netem[1]}")
+        if not self.netem.available:
+            raise EnvError(f"link shaping was asked for, but {self.netem.reason}")
         for sh in shapings:
             self.topology.host(sh.src), self.topology.host(sh.dst)
-        self._apply_shaping(self.topology.router, shapings)
+        self._shape(shapings)
         self.shaping += list(shapings)
 
     def reshape(self, src: str, dst: str, profile: shaping.LinkProfile) -> None:
@@ -240,33 +230,20 @@ class Lab:
         if not any((sh.src, sh.dst) == (src, dst) for sh in self.shaping):
             raise UsageError(f"{src}->{dst} is not shaped in this lab")
         new = shaping.Shaping(src, dst, profile)
-        self._apply_shaping(self.topology.router, [new], pin=False)    # pinned when first shaped
+        self._shape([new], pin=False)                                 # pinned when first shaped
         self.note(self.topology.router.name, f"link {new}")
 
     def link(self, src: str, dst: str) -> dict | None:
         """The netem qdisc shaping packets from *src* to *dst*, as the kernel reports it (None
         when that direction is not shaped)."""
         router = self.topology.router if self.topology else None
-        if router is None:
-            return None
-        rhost, dhost = self.hosts[router.name], self.hosts[dst]
-        net = next((n for n in dhost.addresses if n in rhost.addresses), None)
-        return shaping.read_back(rhost, rhost.ifname(net)) if net else None
+        return shaping.path_qdisc(self.hosts[router.name], self.hosts[dst]) if router else None
 
-    def _apply_shaping(self, router, shapings: list[shaping.Shaping] | None = None, pin: bool = True) -> None:
-        """Each direction is shaped on the router's interface toward its destination."""
+    def _shape(self, shapings: list[shaping.Shaping], pin: bool = True) -> None:
+        router = self.topology.router
         if router is None:
             raise UsageError("shaping needs a router host (a service with net.ipv4.ip_forward: 1)")
-        rhost = self.hosts[router.name]
-        for sh in (self.shaping if shapings is None else shapings):
-            dst = self.hosts[sh.dst]
-            net = next((n for n in dst.addresses if n in rhost.addresses), None)
-            if net is None or sh.dst == router.name:
-                raise UsageError(f"--shape {sh}: {sh.dst} is not behind the router")
-            shaping.apply(rhost, rhost.ifname(net), sh.profile)
-            if pin:
-                shaping.pin_neighbours(rhost, dst, net)  # netem would delay or drop ARP too
-            self.progress(f"shaping {sh} on {router.name}:{rhost.ifname(net)}")
+        shaping.shape_path(self.hosts[router.name], self.hosts, shapings, self.progress, pin=pin)
 
     # -- the lab's own health (lab.health) -----------------------------------------------------
     def watch(self) -> None:
@@ -355,77 +332,6 @@ class Lab:
     def note(self, host: str, text: str, **data) -> None:
         self.timeline.add(time.time(), host, "note", text, **data)
 
-    # -- tear-down ------------------------------------------------------------------------
-    def close(self) -> None:
-        """Stop everything and remove every host; safe to call twice. No signal cuts it short: one
-        that arrives meanwhile is raised (as Interrupted) once the lab is gone. Raises the first
-        error only after every step has been tried."""
-        errors: list[BaseException] = []
-        with shielded(note="removing the lab first; it takes a few seconds", hold_only=True) as shield:
-            if not self._closed:
-                self._closed = True
-                if self.hosts:                # something was brought up (a refusal made nothing)
-                    self.progress(f"lab {self.lab_id}: tearing down")
-                errors = self._tear_down()
-        if errors:
-            first = errors[0]
-            if isinstance(first, (LabError, KeyboardInterrupt)):
-                raise first
-            raise EnvError(f"tear-down failed: {first}") from first
-        if shield.signum is not None:
-            stop(shield.signum)
-
-    def _tear_down(self) -> list[BaseException]:
-        errors: list[BaseException] = []
-
-        def step(fn: Callable[[], object]) -> None:
-            try:
-                fn()
-            except BaseException as exc:   # keep tearing down; report afterwards
-                errors.append(exc)
-
-        t = time.monotonic()
-        if self.sampler is not None:
-            step(self.sampler.stop)       # its last look is a whole dump (lab.sampling)
-        self.watch()                      # what broke, before the captures are stopped on purpose
-        if self._pauses is not None:
-            step(self._pauses.close)
-        for name, host in self.hosts.items():
-            step(lambda h=host, n=name: self._read_counters_after(n, h))
-        for peer in self.peers.values():
-            step(peer.stop)
-        if self.faults is not None:
-            step(self.faults.stop)
-        for cap in self.captures.values():
-            step(cap.stop)
-        for view in self.views.values():
-            step(view.close)
-        if self.backend is not None:
-            step(self.backend.down)
-            step(self._removed)
-        self.timings["tear_down_s"] = time.monotonic() - t
-        return errors
-
-    def _removed(self) -> None:
-        """Check that nothing of the lab is left (a second pass removes what the first missed);
-        only then forget it. What stays registered is removed by the next run's start."""
-        from . import cleanup
-
-        if cleanup.find(self.lab_id):
-            cleanup.clean(self.lab_id)
-        left = cleanup.find(self.lab_id)
-        if left:
-            raise EnvError(f"lab {self.lab_id} could not be removed: {', '.join(left.lines())}; "
-                           "`invoke clean` removes it")
-        cleanup.unregister(self.lab_id)
-
-    def _read_counters_after(self, name: str, host: Host) -> None:
-        try:
-            self.counters_after[name] = read_counters(host.nspath)
-        except NamespaceGone:
-            self.health.note("namespace", name, f"{name}'s network namespace vanished during the run "
-                             f"({host.nspath} is gone): its counters cannot be read")
-
     def counters_delta(self, host: str) -> dict[str, int]:
         return counters_delta(self.counters_before.get(host, {}), self.counters_after.get(host, {}))
 
@@ -436,7 +342,7 @@ class Lab:
             "kernel": platform.release(),
             "hosts": {n: {"addresses": {k: str(v) for k, v in h.addresses.items()},
                           "sysctls": self.sysctls.get(n, {})} for n, h in self.hosts.items()},
-            "netem": {"available": self.netem[0], "reason": self.netem[1]},
+            "netem": {"available": self.netem.available, "reason": self.netem.reason},
             "shaping": [str(sh) for sh in self.shaping],
             "compose": str(self.compose),
             "pid": os.getpid(),

@@ -155,9 +155,6 @@ class Evidence:
     def ever_in(self, host: str, state: str) -> bool:
         return any(e.state == state for e in self.states(host))
 
-    def timer_restarts(self, host: str) -> list[Event]:
-        return [e for e in self.timeline if e.host == host and e.kind == "timer"]
-
     def counter(self, host: str, name: str) -> int:
         return self.counters.get(host, {}).get(name, 0)
 

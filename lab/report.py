@@ -7,7 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from .packets import Segment, match_arrivals
+from .ladder import ARRIVED, UNKNOWN, Row, ladder_rows
 from .verdict import FAIL, INCONCLUSIVE, NOT_APPLICABLE, PASS, outcome_of
 
 __all__ = ["ladder", "show"]
@@ -15,121 +15,50 @@ __all__ = ["ladder", "show"]
 _WIDTH = 44   # the arrow between the two end columns
 
 
-def _rel(seg: dict, isn: dict[tuple, list[tuple[float, int]]], key: str) -> int:
-    """*key* ("seq" or "ack") relative to the ISN of the connection it belongs to: the latest SYN
-    its sender sent on that 4-tuple by then (a reopened 4-tuple starts again from its new SYN)."""
-    tup = (seg["src"], seg["sport"], seg["dst"], seg["dport"]) if key == "seq" else \
-        (seg["dst"], seg["dport"], seg["src"], seg["sport"])
-    bases = [seq for t, seq in isn.get(tup, []) if t <= seg["t"]]
-    return (seg[key] - bases[-1]) & 0xFFFFFFFF if bases else seg[key]
-
-
-def _label(seg: dict, isn: dict[tuple, list[tuple[float, int]]]) -> str:
-    parts = [seg["flags"].replace("PSH,", "")]
-    if "SYN" in seg["flags"] or "FIN" in seg["flags"] or seg["length"] or "RST" in seg["flags"]:
-        parts.append(f"seq={_rel(seg, isn, 'seq')}")
-    if "ACK" in seg["flags"]:
-        parts.append(f"ack={_rel(seg, isn, 'ack')}")
-    if seg["length"]:
-        parts.append(f"len={seg['length']}")
-    return " ".join(parts)
-
-
-def _seg(d: dict) -> Segment:
-    return Segment(**{k: d.get(k) for k in _SEG_FIELDS})
-
-
-_SEG_FIELDS = ("t", "src", "sport", "dst", "dport", "flags", "seq", "ack", "length", "tsval", "tsecr")
-
-
 def ladder(report: dict[str, Any], left: str = "client", right: str = "server",
            port: int | None = None) -> list[Text]:
-    """Rows of the classic client/server diagram, each segment drawn from its sender's capture
-    and marked lost when the receiver's capture lacks it; socket states beside each end. With
-    *port*, only the connection from that port of *left*."""
-    packets = report.get("packets", {})
-    addr = {h: v["addresses"] for h, v in report.get("hosts", {}).items()}
-    a_ip = next(iter(addr.get(left, {}).values()), None)
-    b_ip = next(iter(addr.get(right, {}).values()), None)
-    sent = [s for s in packets.get(left, []) if s["src"] == a_ip] + \
-           [s for s in packets.get(right, []) if s["src"] == b_ip]
-    if port is not None:
-        sent = [s for s in sent if port in ((s["sport"], s["dport"]))]
-    if not sent:
+    """The classic client/server diagram in the terminal (lab.ladder's rows): each segment from
+    its sender's capture, marked lost when the receiver's capture lacks it, "?" when that capture
+    had ended; socket states beside each end; the router's faults. With *port*, only the
+    connection from that port of *left*."""
+    rows = ladder_rows(report, left, right, port)
+    if not rows:
         return [Text("(no packets captured)")]
-    isn: dict[tuple, list[tuple[float, int]]] = {}     # per connection: its SYNs (time, seq)
-    for s in sorted(sent, key=lambda s: s["t"]):
-        if "SYN" in s["flags"]:
-            isn.setdefault((s["src"], s["sport"], s["dst"], s["dport"]), []).append((s["t"], s["seq"]))
-    t0 = min(s["t"] for s in sent)
-    rows: list[tuple[float, Text]] = []
-    arrivals = {}
-    for me, other, ip in ((left, right, a_ip), (right, left, b_ip)):
-        mine = [_seg(s) for s in sent if s["src"] == ip]
-        got = match_arrivals(mine, [_seg(r) for r in packets.get(other, []) if r["src"] == ip])
-        arrivals.update({(s.t, s.src, s.sport, s.flags, s.seq, s.ack, s.tsval): got[id(s)] for s in mine})
-    blind = _blind_after(report)
-    for s in sent:
-        arrived = arrivals.get((s["t"], s["src"], s["sport"], s["flags"], s["seq"], s["ack"], s["tsval"]))
-        label = _label(s, isn)
-        rightward = s["src"] == a_ip
-        receiver = right if rightward else left
-        if arrived is None and s["t"] > blind.get(receiver, float("inf")):
-            body = f" {label} ? not captured "       # the receiver's capture had ended: unknown
-            arrow = (("─" * 2 + body).ljust(_WIDTH - 1) + "?") if rightward else \
-                ("?" + (body + "─" * 2).rjust(_WIDTH - 1))
-            style = "yellow"
-        elif arrived is not None:
-            body = f" {label} ".center(_WIDTH - 2, "─")
-            arrow = ("─" + body + "▶") if rightward else ("◀" + body + "─")
-            style = "red" if "RST" in s["flags"] else "cyan" if "FIN" in s["flags"] else ""
-        else:
-            body = f" {label} ✕ lost "
-            pad = (_WIDTH - len(body) - 1) // 2
-            arrow = ("─" * pad + body + "✕").ljust(_WIDTH) if rightward else \
-                ("✕" + body + "─" * pad).rjust(_WIDTH)
-            style = "bold red"
-        line = Text(f"{s['t'] - t0:8.3f}  ")
-        line.append("│", "dim")
-        line.append(arrow, style)
-        line.append("│", "dim")
-        rows.append((s["t"], line))
-    for ev in report.get("timeline", []):
-        if ev["kind"] != "state" or ev["host"] not in (left, right):
-            continue
-        sock = ev["data"]["socket"]
-        if sock["dport"] == 0:     # the listener
-            continue
-        if port is not None and port not in (sock["sport"], sock["dport"]):
-            continue
-        state = sock["state"]
-        extra = f" ({sock['expires_ms'] / 1000:.1f} s)" if state == "TIME_WAIT" else ""
-        t = ev["t"]
-        if t < t0:
-            continue
-        text = Text(f"{t - t0:8.3f}  ", "dim")
-        if ev["host"] == left:
-            text.append(f"{left}: {state}{extra}", "yellow")
-        else:
-            text.append(" " * (_WIDTH + 2 - len(f"{right}: {state}{extra}")))
-            text.append(f"{right}: {state}{extra}", "yellow")
-        rows.append((t, text))
-    for ev in report.get("timeline", []):
-        if ev["kind"] == "fault" and ev["t"] >= t0:
-            rows.append((ev["t"], Text(f"{ev['t'] - t0:8.3f}  · router: {ev['text']}", "magenta")))
     head = Text(f"{'time (s)':>8}  {left:<{_WIDTH // 2}}{right:>{_WIDTH // 2 + 2}}", "bold")
-    return [head] + [r for _, r in sorted(rows, key=lambda r: r[0])]
+    return [head] + [_draw(r, left, right) for r in rows]
 
 
-def _blind_after(report: dict[str, Any]) -> dict[str, float]:
-    """Hosts whose capture ended early, each with the time of the last packet it did capture:
-    whether later segments reached them is unknown, so none is called lost."""
-    out = {}
-    for problem in (report.get("observation") or {}).get("problems", []):
-        if problem.get("kind") == "capture":
-            seen = [p["t"] for p in report.get("packets", {}).get(problem["host"], [])]
-            out[problem["host"]] = max(seen, default=float("-inf"))
-    return out
+def _draw(r: Row, left: str, right: str) -> Text:
+    if r.kind == "fault":
+        return Text(f"{r.t:8.3f}  · router: {r.text}", "magenta")
+    if r.kind == "state":
+        text = Text(f"{r.t:8.3f}  ", "dim")
+        words = f"{r.host}: {r.text}"
+        if r.host != left:
+            text.append(" " * (_WIDTH + 2 - len(words)))
+        text.append(words, "yellow")
+        return text
+    arrow, style = _arrow(r)
+    line = Text(f"{r.t:8.3f}  ")
+    line.append("│", "dim")
+    line.append(arrow, style)
+    line.append("│", "dim")
+    return line
+
+
+def _arrow(r: Row) -> tuple[str, str]:
+    if r.fate == UNKNOWN:                          # the receiver's capture had ended
+        body = f" {r.text} ? not captured "
+        return ((("─" * 2 + body).ljust(_WIDTH - 1) + "?") if r.rightward else
+                ("?" + (body + "─" * 2).rjust(_WIDTH - 1))), "yellow"
+    if r.fate == ARRIVED:
+        body = f" {r.text} ".center(_WIDTH - 2, "─")
+        return (("─" + body + "▶") if r.rightward else ("◀" + body + "─"),
+                "red" if "RST" in r.flags else "cyan" if "FIN" in r.flags else "")
+    body = f" {r.text} ✕ lost "
+    pad = (_WIDTH - len(body) - 1) // 2
+    return ((("─" * pad + body + "✕").ljust(_WIDTH)) if r.rightward else
+            ("✕" + body + "─" * pad).rjust(_WIDTH)), "bold red"
 
 
 def show(report: dict[str, Any], console: Console | None = None) -> None:

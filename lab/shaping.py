@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Callable, NamedTuple
 
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.tcmsg import plugins as _tc_plugins
@@ -141,16 +142,44 @@ def parse_shapes(texts: list[str]) -> list[Shaping]:
     return out
 
 
-def probe(host: Host) -> tuple[bool, str]:
+class NetemProbe(NamedTuple):
+    """Whether this kernel has netem, and the words saying so (the reason when it has none)."""
+
+    available: bool
+    reason: str
+
+
+def probe(host: Host) -> NetemProbe:
     """Can this kernel do netem? Tried on the loopback of a lab host's namespace."""
     with iproute(host.nspath) as ipr:
         lo = ipr.link_lookup(ifname="lo")[0]
         try:
             ipr.tc("add", "netem", index=lo, handle="1:", delay=0)
         except NetlinkError as exc:
-            return False, f"netem is not available on this kernel ({exc.args[-1] if exc.args else exc})"
+            return NetemProbe(False, f"netem is not available on this kernel ({exc.args[-1] if exc.args else exc})")
         ipr.tc("del", index=lo, handle="1:", root=True)   # a root qdisc is deleted by its parent
-    return True, "netem available"
+    return NetemProbe(True, "netem available")
+
+
+def shape_path(router: Host, hosts: dict[str, Host], shapings: list["Shaping"],
+               progress: Callable[[str], None], pin: bool = True) -> None:
+    """Each direction shaped on the router's interface toward its destination (and, when *pin*,
+    that destination's neighbours pinned: netem would delay or drop ARP too)."""
+    for sh in shapings:
+        dst = hosts[sh.dst]
+        net = next((n for n in dst.addresses if n in router.addresses), None)
+        if net is None or sh.dst == router.name:
+            raise UsageError(f"--shape {sh}: {sh.dst} is not behind the router")
+        apply(router, router.ifname(net), sh.profile)
+        if pin:
+            pin_neighbours(router, dst, net)
+        progress(f"shaping {sh} on {router.name}:{router.ifname(net)}")
+
+
+def path_qdisc(router: Host, dst: Host) -> dict | None:
+    """The netem qdisc on the router's interface toward *dst*, as the kernel reports it."""
+    net = next((n for n in dst.addresses if n in router.addresses), None)
+    return read_back(router, router.ifname(net)) if net else None
 
 
 def apply(host: Host, ifname: str, profile: LinkProfile) -> None:

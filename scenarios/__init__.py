@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from pathlib import Path
 from types import ModuleType
 
 from lab.errors import UsageError
@@ -20,8 +19,7 @@ __all__ = ["catalog", "get", "names"]
 
 def names() -> list[str]:
     """The catalog's names from the module names alone (cheap: imports nothing)."""
-    here = Path(__file__).resolve().parent
-    return sorted(m.name.replace("_", "-") for m in pkgutil.iter_modules([str(here)])
+    return sorted(m.name.replace("_", "-") for m in pkgutil.iter_modules(__path__)
                   if not m.name.startswith("_"))
 
 
