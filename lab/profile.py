@@ -141,7 +141,7 @@ def _toml(text: str, path: str) -> dict[str, Any]:
         raise UsageError(f"profile {path}, {where}: not valid TOML: {words[:1].lower() + words[1:]}") from None
 
 
-def _scenario_names(data: dict, loc: "_Locator", bad, known) -> list[str]:
+def _scenario_names(data: dict, loc: _Locator, bad, known) -> list[str]:
     """``scenarios = [...]``: names from the catalog."""
     names = data.get("scenarios", [])
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -152,7 +152,7 @@ def _scenario_names(data: dict, loc: "_Locator", bad, known) -> list[str]:
     return names
 
 
-def _sysctl_settings(data: dict, loc: "_Locator", bad, hosts: tuple[str, ...]) -> list[SysctlSetting]:
+def _sysctl_settings(data: dict, loc: _Locator, bad, hosts: tuple[str, ...]) -> list[SysctlSetting]:
     """``[sysctls.HOST]`` tables of KEY = VALUE, for the lab's hosts."""
     settings: list[SysctlSetting] = []
     tables = data.get("sysctls", {})
@@ -175,7 +175,7 @@ def _sysctl_settings(data: dict, loc: "_Locator", bad, hosts: tuple[str, ...]) -
     return settings
 
 
-def _requirements(data: dict, loc: "_Locator", bad, known) -> list[Requirement]:
+def _requirements(data: dict, loc: _Locator, bad, known) -> list[Requirement]:
     """The ``[[require]]`` entries."""
     requires: list[Requirement] = []
     entries = data.get("require", [])

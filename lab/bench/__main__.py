@@ -2,7 +2,8 @@
 
 import argparse
 
-from . import BACKEND_NAMES, __doc__ as _doc, main
+from . import BACKEND_NAMES, main
+from . import __doc__ as _doc
 
 ap = argparse.ArgumentParser(prog="python -m lab.bench", description=_doc.splitlines()[0])
 ap.add_argument("--runs", type=int, default=5)

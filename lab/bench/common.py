@@ -11,7 +11,8 @@ import statistics
 import subprocess
 import threading
 import time
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from .. import cleanup
 from ..errors import BackendError, EnvError

@@ -11,7 +11,6 @@ from ..backends.base import PREFIX
 from ..topology import DEFAULT_COMPOSE, Topology, load
 from .common import Sweeper, deferred_interrupts, run_cmd, timed
 
-
 # -- 1. lab bring-up / tear-down ---------------------------------------------------------------
 
 def _backend(name: str, lab_id: str):
