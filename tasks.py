@@ -159,7 +159,8 @@ def image(c, method="auto"):
 def clean(c, all=False):  # noqa: A002
     """Remove every leftover of any lab run (namespaces, containers, networks), and only those:
     never a lab whose owner process runs, whichever registry directory this clean reads."""
-    from lab.cleanup import clean as do_clean, live_labs
+    from lab.cleanup import clean as do_clean
+    from lab.cleanup import live_labs
     from lab.handson import forget_if_gone
 
     removed = do_clean(keep=live_labs(include_persistent=not all))
@@ -235,9 +236,9 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
     from lab.core import parse_sysctl
     from lab.errors import UsageError
     from lab.profile import load_profile
+    from lab.shaping import parse_shapes
     from lab.views import check_table
     from lab.vm.commands import check_in_vm
-    from lab.shaping import parse_shapes
 
     names = [n.strip() for text in (scenario or []) for n in text.split(",") if n.strip()]
     settings = [parse_sysctl(s) for s in (sysctl or [])]
@@ -335,9 +336,9 @@ def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None,
     from lab.core import parse_sysctl
     from lab.report import show
     from lab.runner import default_artifacts
+    from lab.shaping import UNUSED, parse_shapes
     from lab.vm import vm_backend
     from lab.vm.commands import scenario_in_vm
-    from lab.shaping import UNUSED, parse_shapes
     from scenarios import get
 
     sc = get(scenario)                                # usage errors here, before booting anything

@@ -47,7 +47,7 @@ class Capture:
         self.stats = ""
         self.ended_early: str | None = None    # how tcpdump ended, when it ended before stop()
 
-    def start(self, timeout_s: float = 10.0) -> "Capture":
+    def start(self, timeout_s: float = 10.0) -> Capture:
         # --immediate-mode: without it packets of the last buffer timeout (1 s) are lost on stop
         # -Z root: tcpdump must not change its uid, which would clear the parent-death signal
         # Immediate mode takes libpcap's TPACKET_V2 ring: one fixed-size frame per packet, sized

@@ -19,7 +19,8 @@ of its checks (a name, a glob, or a list of them: some checks are named after th
 force, e.g. tw-assassination's time-wait-assassinated / time-wait-survives-rst), and what must
 hold: the check passed (`passed = true`) and/or a value of the check's ``values`` (the numbers
 the check used, as report.json has them) compared with `equals`, `min`/`max` or `near` +
-`slack`. Every check the names match must hold it; a list value, for every element. A requirement whose scenario did not run to
+`slack`. Every check the names match must hold it; a list value, for every element. A requirement whose scenario did
+not run to
 a report (error, or skipped: no netem, or sysctls that rule out what it observes) is not shown, so it fails.
 """
 
@@ -30,8 +31,9 @@ import json
 import platform
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .artifacts import check_dir, ensure_dir, write_text
 from .errors import UsageError

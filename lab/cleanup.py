@@ -2,9 +2,9 @@
 
 A lab's namespaces are named ``twlab-<hex id>-<host>`` (``...-sw-<net>`` for a switch) and its
 containers carry the label ``org.twlab.lab``; so do the Docker networks of a by-hand ``docker
-compose up`` of compose.yaml (lab runs make none: their links are veths). A run removes its own on exit; ``invoke clean`` (and the start of every
-run) removes those of runs that were killed (SIGKILL, power loss). Nothing is matched by a loose
-pattern, and nothing in the host's own network namespace is touched.
+compose up`` of compose.yaml (lab runs make none: their links are veths). A run removes its own on
+exit; ``invoke clean`` (and the start of every run) removes those of runs that were killed (SIGKILL, power loss).
+Nothing is matched by a loose pattern, and nothing in the host's own network namespace is touched.
 
 Whether a lab is still in use has two witnesses: the registry (one file per lab in RUN_DIR, with its
 owner) and the lab's own objects, which name their owner process and whether `invoke up` made them

@@ -29,7 +29,7 @@ __all__ = ["Conn"]
 
 @dataclass(frozen=True)
 class Conn:
-    ev: "Evidence"
+    ev: Evidence
     client_port: int
     server_port: int
     client: str = "client"          # the hosts at either end

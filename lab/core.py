@@ -14,11 +14,10 @@ import os
 import platform
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from . import shaping
-from .shaping import NetemProbe
 from .artifacts import check_dir, drop_empty, make_dir
 from .backends import choose
 from .backends.base import Backend, Host
@@ -29,8 +28,9 @@ from .health import Health, PauseWatch, ns_identity
 from .observe import Sampler, SocketInfo, SocketView, counters_delta, read_counters
 from .peer import Peer
 from .sampling import SamplerProcess
-from .sysctls import (REPORTED_SYSCTLS, SYSCTL_RANGES, SysctlSetting, apply as apply_sysctl, check_keys, in_force,
-                      parse_sysctl)
+from .shaping import NetemProbe
+from .sysctls import REPORTED_SYSCTLS, SYSCTL_RANGES, SysctlSetting, check_keys, in_force, parse_sysctl
+from .sysctls import apply as apply_sysctl
 from .teardown import TearDown
 from .timeline import Timeline
 from .topology import DEFAULT_COMPOSE, Topology, load
@@ -87,7 +87,7 @@ class Lab(TearDown):
         self._closed = False
 
     # -- bring-up -------------------------------------------------------------------------
-    def __enter__(self) -> "Lab":
+    def __enter__(self) -> Lab:
         try:
             self.start()
         except BaseException as exc:

@@ -50,7 +50,7 @@ QUOTE_LIMIT = 60     # characters of user input a message repeats; the rest is c
 def shortened(line: str, longest: int = 200, limit: int = QUOTE_LIMIT) -> str:
     """*line* with every word longer than *longest* characters cut to *limit*: the command line's
     last guard against repeating 100 KB of input (a scenario, host or path) in a message."""
-    return re.sub(r"\S{%d,}" % (longest + 1),
+    return re.sub(rf"\S{{{longest + 1},}}",
                   lambda m: f"{m.group(0)[:limit]}... ({len(m.group(0))} characters)", line)
 
 
@@ -105,7 +105,8 @@ class CannotShow(ScenarioSkipped):
 
     def __init__(self, scenario: str, why: str) -> None:
         hint = "run it without that setting"
-        super().__init__(scenario, why, hint, f"{scenario} cannot show its behaviour with these settings: {why}; {hint}")
+        super().__init__(scenario, why, hint,
+                         f"{scenario} cannot show its behaviour with these settings: {why}; {hint}")
 
 
 class TopologyError(LabError):

@@ -89,7 +89,7 @@ class Evidence:
         return round(max(gaps) * 1000, 1) if gaps else None
 
     @classmethod
-    def from_record(cls, doc: dict[str, Any]) -> "Evidence":
+    def from_record(cls, doc: dict[str, Any]) -> Evidence:
         """Evidence kept as JSON (packets, timeline, counters, sysctls, addresses, faults, facts,
         hz, options, captures, timer samples, the sampler's cadence): how recorded runs are
         judged again, e.g. by the unit tests."""
@@ -107,7 +107,7 @@ class Evidence:
                    sampler=doc.get("sampler") or (doc.get("observation") or {}).get("sampler") or {})
 
     @classmethod
-    def load(cls, artifacts: Path, hosts: list[str], **kw: Any) -> "Evidence":
+    def load(cls, artifacts: Path, hosts: list[str], **kw: Any) -> Evidence:
         packets = {h: read_pcap(artifacts / f"{h}.pcap") for h in hosts}
         return cls(packets=packets, **kw)
 

@@ -89,7 +89,7 @@ class Faults:
     def _nft(self, script: str) -> str:
         return run_in(self.router.nspath, ["nft", "-f", "-"], input=script)
 
-    def start(self) -> "Faults":
+    def start(self) -> Faults:
         self._nft(f"add table inet {TABLE}\n"
                   f"add chain inet {TABLE} forward {{ type filter hook forward priority -10; policy accept; }}\n")
         self._ready = True

@@ -14,7 +14,7 @@ import contextlib
 import fcntl
 import json
 import os
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from . import owner
 from .cleanup import _MADE, RUN_DIR, clean, find, mark_ready, register

@@ -112,7 +112,7 @@ class PauseWatch:
         self._old = None
         self.resumed: list[float] = []
 
-    def install(self) -> "PauseWatch":
+    def install(self) -> PauseWatch:
         if threading.current_thread() is threading.main_thread():
             self._old = signal.signal(signal.SIGCONT, self._handler)
         return self

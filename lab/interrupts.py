@@ -20,7 +20,7 @@ import functools
 import os
 import signal
 import threading
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 __all__ = ["Interrupted", "interrupts_as_exceptions", "shielded", "shield_calls", "stop", "signal_name",
            "signal_of", "SIGNALS"]
@@ -138,7 +138,7 @@ class shielded:
         self.signum: int | None = None
         self._active = False
 
-    def __enter__(self) -> "shielded":
+    def __enter__(self) -> shielded:
         if not _main_thread():
             return self
         self._active = True

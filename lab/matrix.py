@@ -21,8 +21,9 @@ import json
 import math
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .artifacts import ensure_dir, write_text
 from .errors import UsageError
@@ -141,7 +142,7 @@ def run_matrix(kernels: list[str], names: list[str], out: Path, backend: str | l
         runner, why = vm, None
         if runner is None:
             try:
-                import lab.vm as runner                          # noqa: PLC0415 - built alongside
+                import lab.vm as runner  # noqa: PLC0415 - built alongside
             except Exception as exc:                             # noqa: BLE001 - missing or broken
                 why = f"no VM runner: lab.vm cannot be imported ({exc.__class__.__name__}: {exc})"
         for n in names:
@@ -229,33 +230,37 @@ def _find_report(artifacts: Path, name: str, output: str | None) -> dict[str, An
 def rows(matrix: dict[str, Any]) -> list[dict[str, Any]]:
     """Flatten cells into rows: (scenario, what) x kernel -> text, and whether kernels differ."""
     out = []
-    kernels = _columns(matrix)
     for n in matrix["scenarios"]:
-        cells = matrix["cells"][n]
-        tol = {kv.label: kv for kv in _scenario_of(n).key_values}
+        out += _scenario_rows(n, matrix["cells"][n], _columns(matrix))
+    return out
 
-        def row(what: str, get, kv: KeyValue | None = None) -> None:
-            raw = {k: get(cells.get(k) or {}) for k in kernels}
-            ran = [k for k in kernels if (cells.get(k) or {}).get("verdict") in ("pass", "fail")]
-            if what != "verdict" and all(raw[k] is None for k in kernels):
-                return
-            vals = [raw[k] for k in ran]
-            differs = len(ran) > 1 and any(not _same(vals[0], v, kv) for v in vals[1:])
-            out.append({"scenario": n, "what": what, "cells": {k: _fmt(raw[k]) for k in kernels},
-                        "raw": raw, "differs": differs})
 
-        row("verdict", lambda c: _verdict_text(c))
-        for label in dict.fromkeys(lbl for c in cells.values() for lbl in c.get("values", {})):
-            row(label, lambda c, lbl=label: (c.get("values") or {}).get(lbl), tol.get(label))
-        counter_names = sorted({k for c in cells.values() for k in c.get("counters", {})})
-        if counter_names:
-            row("counters", lambda c: ", ".join(f"{k} +{v}" for k, v in (c.get("counters") or {}).items()
-                                                 if k in counter_names) or None
-                if c.get("verdict") in ("pass", "fail") else None)
-            if _scenario_of(n).random_counts:   # counts of random losses: only which counters moved tells
-                ran = [k for k in kernels if (cells.get(k) or {}).get("verdict") in ("pass", "fail")]
-                moved = [sorted((cells[k].get("counters") or {})) for k in ran]
-                out[-1]["differs"] = len(ran) > 1 and any(m != moved[0] for m in moved[1:])
+def _scenario_rows(n: str, cells: dict[str, dict], kernels: list[str]) -> list[dict[str, Any]]:
+    """One scenario's rows: its verdict, its key values, the counters that moved."""
+    out: list[dict[str, Any]] = []
+    tol = {kv.label: kv for kv in _scenario_of(n).key_values}
+    ran = [k for k in kernels if (cells.get(k) or {}).get("verdict") in ("pass", "fail")]
+
+    def row(what: str, get, kv: KeyValue | None = None) -> None:
+        raw = {k: get(cells.get(k) or {}) for k in kernels}
+        if what != "verdict" and all(raw[k] is None for k in kernels):
+            return
+        vals = [raw[k] for k in ran]
+        differs = len(ran) > 1 and any(not _same(vals[0], v, kv) for v in vals[1:])
+        out.append({"scenario": n, "what": what, "cells": {k: _fmt(raw[k]) for k in kernels},
+                    "raw": raw, "differs": differs})
+
+    row("verdict", _verdict_text)
+    for label in dict.fromkeys(lbl for c in cells.values() for lbl in c.get("values", {})):
+        row(label, lambda c, lbl=label: (c.get("values") or {}).get(lbl), tol.get(label))
+    moved = sorted({k for c in cells.values() for k in c.get("counters", {})})
+    if moved:
+        row("counters", lambda c: ", ".join(f"{k} +{v}" for k, v in (c.get("counters") or {}).items()
+                                             if k in moved) or None
+            if c.get("verdict") in ("pass", "fail") else None)
+        if _scenario_of(n).random_counts:   # counts of random losses: only which counters moved tells
+            which = [sorted(cells[k].get("counters") or {}) for k in ran]
+            out[-1]["differs"] = len(ran) > 1 and any(m != which[0] for m in which[1:])
     return out
 
 

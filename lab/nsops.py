@@ -13,7 +13,7 @@ import contextlib
 import errno
 import os
 import subprocess
-from typing import Iterator
+from collections.abc import Iterator
 
 from pyroute2 import IPRoute
 from pyroute2 import netns as _pnetns

@@ -23,8 +23,8 @@ import time
 
 from .backends.base import Host
 from .health import Cadence
-from .records import SocketInfo, TimerSample, four_tuple_key
 from .nsops import inside, read_counters
+from .records import SocketInfo, TimerSample, four_tuple_key
 from .timeline import Timeline
 
 __all__ = ["SocketInfo", "SocketView", "Sampler", "counters_delta", "read_counters", "TCP_STATES"]

@@ -47,7 +47,7 @@ class Segment:
     def pure_ack(self) -> bool:
         return self.flags == "ACK" and self.length == 0
 
-    def same_wire(self, other: "Segment") -> bool:
+    def same_wire(self, other: Segment) -> bool:
         """The same segment seen at two points (retransmissions differ in TSval)."""
         return (self.src, self.sport, self.dst, self.dport, self.flags, self.seq, self.ack,
                 self.length, self.tsval) == (other.src, other.sport, other.dst, other.dport,

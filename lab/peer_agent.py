@@ -80,7 +80,7 @@ def get(cmd, key="sock"):
     try:
         return socks[cmd[key]]
     except KeyError:
-        raise ValueError("no socket named %r" % cmd.get(key))
+        raise ValueError(f"no socket named {cmd.get(key)!r}") from None
 
 
 def op_socket(cmd):
@@ -158,7 +158,7 @@ def op_connect_many(cmd):
     addr = (cmd["addr"], int(cmd["port"]))
     pending, out = {}, {}
     for i in range(n):
-        name = "%s%d" % (prefix, i)
+        name = f"{prefix}{i}"
         s = new_socket(dict(cmd, sock=name))
         s.setblocking(False)
         started = time.time()
@@ -179,12 +179,12 @@ def op_connect_many(cmd):
             out[name]["done"] = now
             if rc:
                 out[name].update(errno=rc, error=errno.errorcode.get(rc, str(rc)))
-    for fd, name in pending.items():
+    for name in pending.values():
         out[name]["error"] = "pending"
     for name in out:
         if name in socks:
             socks[name].setblocking(True)
-    return {"connections": [out["%s%d" % (prefix, i)] for i in range(n)],
+    return {"connections": [out[f"{prefix}{i}"] for i in range(n)],
             "failed": sorted(k for k, v in out.items() if "error" in v)}
 
 
@@ -199,10 +199,10 @@ def op_accept_many(cmd):
             s.settimeout(max(0.001, deadline - time.time()))
             conn, addr = s.accept()
             conn.settimeout(None)
-            name = "%s%d" % (prefix, len(got))
+            name = f"{prefix}{len(got)}"
             socks[name] = conn
             got.append({"name": name, "remote": list(addr), "t": time.time()})
-    except socket.timeout:
+    except TimeoutError:
         pass
     finally:
         s.settimeout(None)

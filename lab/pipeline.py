@@ -15,9 +15,10 @@ and ``not_run`` (the jobs that never began), so every caller can still write its
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .errors import LabError, ScenarioSkipped
 from .interrupts import signal_name

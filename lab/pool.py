@@ -15,7 +15,7 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import signal
-from typing import Callable
+from collections.abc import Callable
 
 from .interrupts import Interrupted, interrupts_as_exceptions, shielded
 from .pipeline import Job, Result, interrupted

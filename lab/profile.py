@@ -189,7 +189,7 @@ def _requirements(data: dict, loc: _Locator, bad, known) -> list[Requirement]:
     return requires
 
 
-def _requirement(entry: dict, at: int, loc: "_Locator", bad, known) -> Requirement:
+def _requirement(entry: dict, at: int, loc: _Locator, bad, known) -> Requirement:
     for key in entry:
         if key not in _REQUIRE_KEYS:
             raise bad(loc.find(key, at), f"[[require]]: unknown key {key!r}; use "

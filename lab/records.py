@@ -33,7 +33,7 @@ class SocketInfo:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, d: dict) -> "SocketInfo":
+    def from_json(cls, d: dict) -> SocketInfo:
         """From a stored record; older recordings keep only the 4-tuple and the state, and the
         rest reads as unknown (no timer, 0)."""
         unknown = {"timer": "off", "expires_ms": 0, "retrans": 0, "inode": 0}
@@ -64,7 +64,7 @@ class TimerSample(NamedTuple):
         return (self.asked + self.expires_ms / 1000, self.answered + self.expires_ms / 1000)
 
     @classmethod
-    def of(cls, row) -> "TimerSample":
+    def of(cls, row) -> TimerSample:
         """From a stored row (older reports have no answer time: the asking time stands in)."""
         row = list(row)
         return cls(*row) if len(row) >= 7 else cls(*row[:6], row[0])

@@ -6,8 +6,9 @@ import datetime as _dt
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .artifacts import check_dir, ensure_dir, write_text
 from .backends import check_name
@@ -17,9 +18,9 @@ from .errors import CannotShow, EnvError, LabError, NetemMissing, UsageError, Wa
 from .evidence import Evidence
 from .interrupts import Interrupted, interrupts_as_exceptions, signal_name, signal_of
 from .pipeline import Job, Result, run_batches, tally
+from .scenario import Scenario
 from .shaping import REQUIRED, UNUSED, Shaping, parse_shape
 from .sysctls import check_keys, layer_sysctls
-from .scenario import Scenario
 from .verdict import INCONCLUSIVE, Check, verdict
 
 __all__ = ["run_scenario", "run_many", "run_catalog", "jobs_for", "default_artifacts",

@@ -26,7 +26,7 @@ import select
 import signal
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from .health import Cadence
 from .observe import Sampler
@@ -53,7 +53,7 @@ class SamplerProcess:
         self._thread: threading.Thread | None = None
 
     # -- the lab's side --------------------------------------------------------------------------
-    def start(self) -> "SamplerProcess":
+    def start(self) -> SamplerProcess:
         out_r, out_w = os.pipe()
         ctl_r, ctl_w = os.pipe()
         ack_r, ack_w = os.pipe()

@@ -27,8 +27,9 @@ its own losses, and a scenario that uses loss counts outcomes over many tries.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl.tcmsg import plugins as _tc_plugins
@@ -161,7 +162,7 @@ def probe(host: Host) -> NetemProbe:
     return NetemProbe(True, "netem available")
 
 
-def shape_path(router: Host, hosts: dict[str, Host], shapings: list["Shaping"],
+def shape_path(router: Host, hosts: dict[str, Host], shapings: list[Shaping],
                progress: Callable[[str], None], pin: bool = True) -> None:
     """Each direction shaped on the router's interface toward its destination (and, when *pin*,
     that destination's neighbours pinned: netem would delay or drop ARP too)."""
@@ -246,7 +247,8 @@ def seeding(release: str, links: dict[str, dict | None]) -> tuple[bool, str]:
 def read_back(host: Host, ifname: str) -> dict | None:
     """The netem qdisc on *host*:*ifname* as the kernel reports it (None if there is none):
     delay and jitter in ms, loss and duplicate in %, the queue limit, and the PRNG seed in force
-    (None where the kernel reports none: before Linux 6.6). What a run records of its link comes from here, not from what was asked."""
+    (None where the kernel reports none: before Linux 6.6). What a run records of its link comes
+    from here, not from what was asked."""
     from pyroute2.netlink.rtnl.tcmsg.common import tick_in_usec
 
     with iproute(host.nspath) as ipr:

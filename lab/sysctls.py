@@ -23,9 +23,9 @@ import functools
 import os
 import platform
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from .errors import UsageError, quoted
 from .nsops import SYSCTL_ROOT, inside, read_sysctl, write_sysctl
@@ -113,7 +113,7 @@ class KernelKeys:
     groups: frozenset[str] = field(default_factory=frozenset)
 
     @classmethod
-    def from_listing(cls, text: str) -> "KernelKeys":
+    def from_listing(cls, text: str) -> KernelKeys:
         """Parse ``find /proc/sys/net -printf '%y %m %P\\n'`` (type, octal mode, relative path)."""
         modes, groups = {}, set()
         for line in text.splitlines():

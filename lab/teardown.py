@@ -5,7 +5,7 @@ checks that nothing of the lab is left before forgetting it. Lab (lab.core) inhe
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from .backends.base import Host
 from .errors import EnvError, LabError, NamespaceGone

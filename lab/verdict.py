@@ -17,8 +17,9 @@ A run's verdict follows from its checks: ``fail`` if any check failed; else ``er
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 __all__ = ["Check", "verdict", "outcome_of", "batch_exit_code", "EXIT_CODES", "PASS", "FAIL", "NOT_APPLICABLE",
            "INCONCLUSIVE", "OUTCOMES", "RUN_VERDICTS"]
@@ -51,28 +52,28 @@ class Check:
 
     @classmethod
     def not_applicable(cls, name: str, citation: str, expected: str, why: str,
-                       values: dict[str, Any] | None = None) -> "Check":
+                       values: dict[str, Any] | None = None) -> Check:
         """The rule has nothing to act on in this run; *why* says what is missing from the setup."""
         return cls(name, citation, expected, f"not applicable: {why}", False, dict(values or {}),
                    NOT_APPLICABLE)
 
     @classmethod
     def inconclusive(cls, name: str, citation: str, expected: str, why: str,
-                     values: dict[str, Any] | None = None) -> "Check":
+                     values: dict[str, Any] | None = None) -> Check:
         """The evidence the check needs is missing or broken; *why* names what and where."""
         return cls(name, citation, expected, f"could not observe: {why}", False, dict(values or {}),
                    INCONCLUSIVE)
 
     @classmethod
     def judged(cls, name: str, citation: str, expected: str, observed: str, ok: bool | None,
-               values: dict[str, Any] | None = None, missing: str = "") -> "Check":
+               values: dict[str, Any] | None = None, missing: str = "") -> Check:
         """pass/fail from *ok*; inconclusive when *ok* is None (the observation was missing:
         *missing* says which)."""
         if ok is None:
             return cls.inconclusive(name, citation, expected, missing or observed, values)
         return cls(name, citation, expected, observed, bool(ok), dict(values or {}))
 
-    def unjudged(self, why: str) -> "Check":
+    def unjudged(self, why: str) -> Check:
         """This check made inconclusive: its evidence turned out broken (*why*); what it saw is
         kept in its observed text."""
         return Check(self.name, self.citation, self.expected,

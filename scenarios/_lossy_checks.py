@@ -38,8 +38,9 @@ CITE_RST = ("reference R-MAX-TW-BUCKETS: with tcp_max_tw_buckets exhausted a clo
 CITE_RTO = ("RFC 6298 §5 / RFC 9293 §3.8.1: an unacknowledged FIN is sent again when the retransmission "
             "timer expires; Linux's RTO is at least TCP_RTO_MIN = 200 ms (RFC 6298 §2.4 asks 1 s), so "
             "a lost final ACK costs at least 200 ms + srtt, and its retransmitted FIN's ACK another round trip")
-CITE_ASSASSIN = ("RFC 1337 (TIME-WAIT assassination: a RST kills TIME-WAIT; fix F1 ignores it) and reference R-TW-RST, R-UNPROVOKED-TWA: "
-                 "Linux tcp_timewait_state_process() kills on an in-window RST unless tcp_rfc1337=1")
+CITE_ASSASSIN = ("RFC 1337 (TIME-WAIT assassination: a RST kills TIME-WAIT; fix F1 ignores it) and reference "
+                 "R-TW-RST, R-UNPROVOKED-TWA: Linux tcp_timewait_state_process() kills on an in-window RST unless "
+                 "tcp_rfc1337=1")
 CITE_CLOSE = ("RFC 9293 §3.6 (closing: each side's FIN is acknowledged; the connection ends in CLOSED "
               "without a reset)")
 

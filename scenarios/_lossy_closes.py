@@ -78,7 +78,7 @@ class Close:
         return {n: getattr(self, n) for n in names}
 
     @classmethod
-    def of(cls, port: int, out_c: list[Segment], out_s: list[Segment], arrived: dict) -> "Close":
+    def of(cls, port: int, out_c: list[Segment], out_s: list[Segment], arrived: dict) -> Close:
         """From what the client (*out_c*) and the server (*out_s*) sent on this connection, and
         when each arrived (match_arrivals: None for lost)."""
         c_fins = [s for s in out_c if s.has("FIN")]
@@ -156,7 +156,7 @@ class Seen:
         return [c for c in self.conns if c.final_ack_lost]
 
     @classmethod
-    def of(cls, ev: Evidence) -> "Seen":
+    def of(cls, ev: Evidence) -> Seen:
         cli, srv = ev.addresses["client"], ev.addresses["server"]
         sent_c = [s for s in ev.packets.get("client", []) if s.src == cli and s.dst == srv]
         sent_s = [s for s in ev.packets.get("server", []) if s.src == srv and s.dst == cli]

@@ -2,9 +2,9 @@
 retransmitted-fin judges its count by (not a scenario: the leading underscore keeps it out of the
 catalog).
 
-The kernel (net/ipv4/tcp_timer.c, Linux v6.18; reference R-ORPHAN-RETRIES, R-TIMER-WHEEL): at each retransmission timeout of an orphan
-(SOCK_DEAD), tcp_write_timeout() takes retry_until = tcp_orphan_retries() (the sysctl; 0 means 8
-while icsk_rto < TCP_RTO_MAX) and gives up (tcp_write_err()) when retransmits_timed_out() holds:
+The kernel (net/ipv4/tcp_timer.c, Linux v6.18; reference R-ORPHAN-RETRIES, R-TIMER-WHEEL): at each
+retransmission timeout of an orphan (SOCK_DEAD), tcp_write_timeout() takes retry_until = tcp_orphan_retries() (the
+sysctl; 0 means 8 while icsk_rto < TCP_RTO_MAX) and gives up (tcp_write_err()) when retransmits_timed_out() holds:
 
     tcp_time_stamp_ts(tp) - tp->retrans_stamp >= tcp_model_timeout(b) = ((2 << b) - 1) x TCP_RTO_MIN
 

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 __all__ = ["retransmission_kinds", "backoff_holes", "orphan_retries_count", "give_up_when_budget_spent"]
 
 CITE_BUDGET = ("tcp_write_timeout() / retransmits_timed_out() / tcp_model_timeout() in net/ipv4/tcp_timer.c "
-               "(Linux v6.18; reference R-ORPHAN-RETRIES): an orphan gives up at the first RTO where now - retrans_stamp >= ((2 << b) - 1) "
+               "(Linux v6.18; reference R-ORPHAN-RETRIES): an orphan gives up at the first RTO where now - "
+               "retrans_stamp >= ((2 << b) - 1) "
                "x 200 ms, compared in whole ms, b = tcp_orphan_retries (0 -> 8); retrans_stamp = first RTO "
                "retransmission (tcp_retransmit_skb(), net/ipv4/tcp_output.c)")
 CITE_WHEEL = ("kernel/time/timer.c calc_wheel_index()/calc_index(): each RTO timer runs at its wheel level's "

@@ -38,7 +38,7 @@ class Incarnation:
     answers: list[tuple[Segment, Segment | None, Segment | None]]     # (SYN, answer, RST)
 
     @classmethod
-    def of(cls, conn: Conn, at: str) -> "Incarnation | None":
+    def of(cls, conn: Conn, at: str) -> Incarnation | None:
         """From *at*'s capture; None when it lacks the old connection's SYN or a FIN (a capture
         that fell behind during the bulk transfer may lack a FIN: it is taken from the other end's
         capture, same clock, and said)."""
@@ -94,7 +94,7 @@ class Decision:
     acked: bool                      # answered by an ACK of rcv_nxt
 
     @classmethod
-    def of(cls, inc: Incarnation) -> "Decision":
+    def of(cls, inc: Incarnation) -> Decision:
         syn, ans, rst = inc.answers[0]
         ts_used = inc.old_timestamps and syn.tsval is not None
         seq_after = _after(syn.seq, inc.rcv_nxt)

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 __all__ = ["refused_syn_recovery", "rfc1122_condition_2_not_implemented"]
 
 CITE_REFUSED = ("RFC 9293 §3.10.7.3 (SYN-SENT: an unacceptable ACK is answered with <SEQ=SEG.ACK><CTL=RST>); "
-                "reference R-TW-RST: an RST with seq == rcv_nxt kills TIME-WAIT when tcp_rfc1337=0 and is ignored when 1; "
+                "reference R-TW-RST: an RST with seq == rcv_nxt kills TIME-WAIT when tcp_rfc1337=0 and is ignored "
+                "when 1; "
                 "Linux tcp_rcv_synsent_state_process() retransmits the SYN after TCP_TIMEOUT_MIN")
 CITE_RED_PEN = ("RFC 1122 §4.2.2.13 condition (2): \"returns to TIME-WAIT state if the SYN turns out to be an old "
                 "duplicate\"; Linux net/ipv4/tcp_minisocks.c tcp_timewait_state_process(), comment \"RED-PEN: we "

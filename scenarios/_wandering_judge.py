@@ -22,7 +22,7 @@ from lab.connection import Conn
 from lab.evidence import Evidence
 from lab.kernel import TCP_TIMEWAIT_LEN_MS
 from lab.packets import Segment
-from lab.verdict import NOT_APPLICABLE, INCONCLUSIVE, Check
+from lab.verdict import INCONCLUSIVE, NOT_APPLICABLE, Check
 
 from ._wandering_plan import M32, PORT, PORT_A, PORT_B, TW_WAIT_S
 
@@ -62,7 +62,7 @@ class Replay:
     missing: str
 
     @classmethod
-    def of(cls, ev: Evidence, conn: Conn, facts: dict) -> "Replay":
+    def of(cls, ev: Evidence, conn: Conn, facts: dict) -> Replay:
         copied = (facts.get("copied") or [None])[0]
         after = facts.get("injected_at")
         seg = None
@@ -95,7 +95,7 @@ class Absorbed:
     tw_after: str | None
 
     @classmethod
-    def of(cls, ev: Evidence) -> "Absorbed":
+    def of(cls, ev: Evidence) -> Absorbed:
         a = ev.facts.get("a", {})
         conn = ev.conn(PORT_A, PORT)
         replay = Replay.of(ev, conn, a)
@@ -118,7 +118,7 @@ class Bypassed:
     premise: tuple[str, str]       # ("", "") when the replay was set up, else the outcome and why not
 
     @classmethod
-    def of(cls, ev: Evidence) -> "Bypassed":
+    def of(cls, ev: Evidence) -> Bypassed:
         b = ev.facts.get("b", {})
         conn = ev.conn(PORT_B, PORT)
         return cls(conn, Replay.of(ev, conn, b),
@@ -152,7 +152,7 @@ class Seen:
     b: Bypassed
 
     @classmethod
-    def of(cls, ev: Evidence) -> "Seen":
+    def of(cls, ev: Evidence) -> Seen:
         return cls(ev, timestamps_on(ev), rfc1337_on(ev), Absorbed.of(ev), Bypassed.of(ev))
 
     def missing(self, host: str) -> bool | None:

@@ -23,7 +23,8 @@ CITE_CLOSING = ("RFC 9293 §3.10.7.4 (RFC 793 p.75): FIN-WAIT-1, a FIN arrives w
                 "our FIN: enter CLOSING; Linux tcp_fin() (FIN_WAIT1 -> TCP_CLOSING)")
 CITE_BOTH_TW = ("RFC 9293 §3.10.7.4 (RFC 793 p.73): CLOSING, the ACK of our FIN arrives: enter TIME-WAIT; "
                 "Linux tcp_rcv_state_process() TCP_CLOSING -> tcp_time_wait(); reference R-CLOSING")
-CITE_NO_ROOM = "reference R-MAX-TW-BUCKETS: tcp_max_tw_buckets exhausted: the closing socket skips TIME-WAIT (tcp_time_wait(), TCPTimeWaitOverflow)"
+CITE_NO_ROOM = ("reference R-MAX-TW-BUCKETS: tcp_max_tw_buckets exhausted: the closing socket skips TIME-WAIT "
+                "(tcp_time_wait(), TCPTimeWaitOverflow)")
 
 
 def other_end(host: str) -> str:

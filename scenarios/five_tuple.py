@@ -5,10 +5,10 @@ reuses the local address and port only; with net.ipv4.tcp_tw_reuse=1, timestamps
 delay passed, connect() recycles TIME-WAIT (TWRecycled) with an ISN 65537 above the old snd_nxt.
 
 Checks the socket FAQ ("SO_REUSEADDR 仅仅表示可以重用本地本地地址、本地端口，整个相关五元组还是唯一确定的")
-against Linux (reference R-TW-4TUPLE, R-TW-REUSE, R-TW-PINNED-PORT, R-REUSEADDR-BIND, R-SELFTESTS): __inet_hash_connect() / __inet_check_established() /
-tcp_twsk_unique() (net/ipv4/inet_hashtables.c, net/ipv4/tcp_ipv4.c). An ephemeral connect() may
-take a 4-tuple in TIME-WAIT only if tcp_tw_reuse allows it (1 = on, 2 = loopback only, the
-default) and the old connection had timestamps and tcp_tw_reuse_delay has passed since it entered
+against Linux (reference R-TW-4TUPLE, R-TW-REUSE, R-TW-PINNED-PORT, R-REUSEADDR-BIND, R-SELFTESTS):
+__inet_hash_connect() / __inet_check_established() / tcp_twsk_unique() (net/ipv4/inet_hashtables.c,
+net/ipv4/tcp_ipv4.c). An ephemeral connect() may take a 4-tuple in TIME-WAIT only if tcp_tw_reuse allows it (1 = on,
+2 = loopback only, the default) and the old connection had timestamps and tcp_tw_reuse_delay has passed since it entered
 TIME-WAIT; a connect() from a port pinned with bind() (which needs SO_REUSEADDR on both sockets)
 skips tcp_tw_reuse and the delay and recycles at once when the old connection had timestamps.
 The new write_seq is tw_snd_nxt + 65535 + 2. The client's ephemeral range is pinned to one port
@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import errno
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from lab.core import Lab
 from lab.evidence import Evidence
@@ -50,7 +50,8 @@ from lab.verdict import Check
 
 from ._premise import time_wait_room
 
-INTENT = "TIME-WAIT keeps its 4-tuple: same port + same server fails (EADDRINUSE/EADDRNOTAVAIL); tcp_tw_reuse=1 recycles it after the delay with ISN = old snd_nxt + 65537"
+INTENT = ("TIME-WAIT keeps its 4-tuple: same port + same server fails (EADDRINUSE/EADDRNOTAVAIL); tcp_tw_reuse=1 "
+          "recycles it after the delay with ISN = old snd_nxt + 65537")
 PORT = 5000
 OTHER_PORT = 5001              # a second listener: same local port, another 4-tuple
 EPHEMERAL = 40000              # the client's whole ephemeral range
@@ -61,15 +62,19 @@ ATTEMPTS = ("a-now", "b-bind", "b-other", "b-same", "a-later")
 # the connect()s onto an old connection's very 4-tuple: (attempt, whose old connection, port pinned by bind())
 CONNECTS = (("a-now", "A", False), ("b-same", "B", True), ("a-later", "A", False))
 
-CITE_BIND = ("reference R-REUSEADDR-BIND: Linux inet_csk_bind_conflict(): the TIME-WAIT socket conflicts unless both sockets "
-             "have SO_REUSEADDR; socket FAQ: SO_REUSEADDR reuses only the local address and port")
-CITE_OTHER = "socket FAQ: SO_REUSEADDR reuses the local address and port; the 5-tuple (protocol, both addresses, both ports) stays unique"
-CITE_REUSE = ("reference R-TW-REUSE, R-TW-REUSE-DELAY, R-TW-PINNED-PORT: tcp_twsk_unique() (net/ipv4/tcp_ipv4.c): connect() may recycle a TIME-WAIT 4-tuple "
-              "if tcp_tw_reuse allows (1 on, 2 loopback only) and the old connection had timestamps and "
+CITE_BIND = ("reference R-REUSEADDR-BIND: Linux inet_csk_bind_conflict(): the TIME-WAIT socket conflicts unless "
+             "both sockets have SO_REUSEADDR; socket FAQ: SO_REUSEADDR reuses only the local address and port")
+CITE_OTHER = ("socket FAQ: SO_REUSEADDR reuses the local address and port; the 5-tuple (protocol, both addresses, "
+              "both ports) stays unique")
+CITE_REUSE = ("reference R-TW-REUSE, R-TW-REUSE-DELAY, R-TW-PINNED-PORT: tcp_twsk_unique() (net/ipv4/tcp_ipv4.c): "
+              "connect() may recycle a TIME-WAIT 4-tuple if tcp_tw_reuse allows (1 on, 2 loopback only) and the old "
+              "connection had timestamps and "
               "tcp_tw_reuse_delay has passed; a bind()-pinned port skips tcp_tw_reuse and the delay; otherwise "
               "__inet_hash_connect() fails with EADDRNOTAVAIL")
-CITE_ISN = "reference R-TW-REUSE: tcp_twsk_unique(): the recycled connection's write_seq = tw_snd_nxt + 65535 + 2 (RFC 1122 §4.2.2.13 (1) in spirit: above anything used before)"
-CITE_COUNTER = "reference R-CNT-TWRECYCLED: TcpExtTWRecycled counts each TIME-WAIT socket recycled by connect() (__inet_check_established())"
+CITE_ISN = ("reference R-TW-REUSE: tcp_twsk_unique(): the recycled connection's write_seq = tw_snd_nxt + 65535 + 2 "
+            "(RFC 1122 §4.2.2.13 (1) in spirit: above anything used before)")
+CITE_COUNTER = ("reference R-CNT-TWRECYCLED: TcpExtTWRecycled counts each TIME-WAIT socket recycled by connect() "
+                "(__inet_check_established())")
 
 
 # -- the steps -------------------------------------------------------------------------------
@@ -200,7 +205,7 @@ class Seen:
     recycled: list[tuple]           # (label, its new SYN or None, the old connection) per connect that worked
 
     @classmethod
-    def of(cls, ev: Evidence) -> "Seen":
+    def of(cls, ev: Evidence) -> Seen:
         attempts = {a["label"]: a for a in ev.facts.get("attempts", [])}
         olds = {"A": _old(ev, ev.facts["ephemeral_port"]), "B": _old(ev, ev.facts["bound_port"])} \
             if all(k in attempts for k in ATTEMPTS) else {}
@@ -252,7 +257,8 @@ def old_4_tuples_in_time_wait(s: Seen) -> Check:
     unread = [_no_old(s.ev, s.ev.facts[k]) for k, part in (("ephemeral_port", "A"), ("bound_port", "B"))
               if not s.olds[part]]
     return Check.judged(
-        "old-4-tuples-in-time-wait", "RFC 9293 §3.6.1 / RFC 1122 §4.2.2.13: the client closed first and lingers in TIME-WAIT",
+        "old-4-tuples-in-time-wait",
+        "RFC 9293 §3.6.1 / RFC 1122 §4.2.2.13: the client closed first and lingers in TIME-WAIT",
         "sock_diag shows the old connection's 4-tuple in TIME_WAIT on the client just before every attempt",
         f"TIME_WAIT present before {len(ATTEMPTS) - len(missing)}/{len(ATTEMPTS)} attempts"
         + (f"; missing before {missing}" if missing else "")
@@ -356,7 +362,8 @@ def tw_recycled_counter(s: Seen) -> Check:
     shows nothing about the counter: not applicable (a count above 0 still fails)."""
     n = s.ev.counter("client", "TcpExtTWRecycled")
     names = [r[0] for r in s.recycled]
-    expected = f"TcpExtTWRecycled +{len(s.recycled)} (the successful connects onto a TIME-WAIT 4-tuple: {names or 'none'})"
+    expected = (f"TcpExtTWRecycled +{len(s.recycled)} (the successful connects onto a TIME-WAIT 4-tuple: "
+                f"{names or 'none'})")
     values = {"TWRecycled": n, "recycled_connects": names}
     if not s.recycled and n == 0:
         return Check.not_applicable("tw-recycled-counter", CITE_COUNTER, expected,

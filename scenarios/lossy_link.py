@@ -53,9 +53,14 @@ from lab.evidence import Evidence
 from lab.scenario import KeyValue, Scenario
 from lab.shaping import REQUIRED, seeding
 
-from ._lossy_checks import (closer_holds_time_wait, every_close_completes, loss_matches_the_link,
-                            lost_final_ack_answered_by_rst, lost_final_ack_costs_an_rto,
-                            lost_final_ack_saved_by_time_wait)
+from ._lossy_checks import (
+    closer_holds_time_wait,
+    every_close_completes,
+    loss_matches_the_link,
+    lost_final_ack_answered_by_rst,
+    lost_final_ack_costs_an_rto,
+    lost_final_ack_saved_by_time_wait,
+)
 from ._lossy_closes import GROUPS, PORT, Seen, no_time_wait
 
 INTENT = ("random loss on the link: over many closes, how often the final ACK is lost, how often "

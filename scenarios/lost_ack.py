@@ -6,9 +6,9 @@ is a retransmission of the remote FIN. Acknowledge it, and restart the 2 MSL tim
 §3.6.1 / RFC 1122 §4.2.2.13 (the side that closes first lingers in TIME-WAIT), and the classic
 lesson that without that state the client answers the server's FIN with RST. Expectations (and the
 intent the run announces) follow the client's net.ipv4.tcp_max_tw_buckets: at 0 the
-kernel has no room for TIME-WAIT (tcp_time_wait(): TCPTimeWaitOverflow; reference R-MAX-TW-BUCKETS) and the RST path is what
-must be observed - the RST in both captures, no further FIN, the server's socket CLOSE (TCP_INFO)
-and gone (sock_diag) with ECONNRESET: the socket FAQ's "the server would see an error" (tcp_reset();
+kernel has no room for TIME-WAIT (tcp_time_wait(): TCPTimeWaitOverflow; reference R-MAX-TW-BUCKETS)
+and the RST path is what must be observed - the RST in both captures, no further FIN, the server's socket CLOSE
+(TCP_INFO) and gone (sock_diag) with ECONNRESET: the socket FAQ's "the server would see an error" (tcp_reset();
 reading SO_ERROR clears it, so the lab's peer keeps the first error any step read: reference
 R-LASTACK-RST).
 
@@ -114,7 +114,7 @@ class Seen:
     drop: dict                       # the router's fault, as lab.faults recorded it
 
     @classmethod
-    def of(cls, ev: Evidence) -> "Seen":
+    def of(cls, ev: Evidence) -> Seen:
         conn = ev.conn(_client_port(ev), PORT)
         fins_cli = conn.segments("client", sender="server", flag="FIN")
         answers = []

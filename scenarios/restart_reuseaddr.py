@@ -33,8 +33,8 @@ before and just after each bind to show what held the port at that moment.
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from lab.core import Lab
 from lab.evidence import Evidence
@@ -45,7 +45,8 @@ from lab.verdict import Check
 
 from ._premise import time_wait_room
 
-INTENT = "a restarted server's bind() fails with EADDRINUSE over its own TIME-WAIT unless old and new socket both set SO_REUSEADDR; never over a live listener"
+INTENT = ("a restarted server's bind() fails with EADDRINUSE over its own TIME-WAIT unless old and new socket both "
+          "set SO_REUSEADDR; never over a live listener")
 PORT = 5000          # the first case's port (the sampler follows it); case i uses PORT + i
 
 # name, SO_REUSEADDR on the old listener, on the new one, old server still running
@@ -57,15 +58,18 @@ CASES = (
     ("live-listener", True, True, True),
 )
 
-CITE_RULE = ("reference R-REUSEADDR-BIND: Linux inet_csk_bind_conflict() (net/ipv4/inet_connection_sock.c): a socket on the port "
+CITE_RULE = ("reference R-REUSEADDR-BIND: Linux inet_csk_bind_conflict() (net/ipv4/inet_connection_sock.c): a "
+             "socket on the port "
              "conflicts unless both it and the new socket have SO_REUSEADDR and it is not LISTEN; a TIME-WAIT "
-             "socket keeps its listener's flag (tw_reuse). Socket FAQ: SO_REUSEADDR reuses a port busy only in TIME_WAIT")
+             "socket keeps its listener's flag (tw_reuse). Socket FAQ: SO_REUSEADDR reuses a port busy only in "
+             "TIME_WAIT")
 CITE_SETUP = "RFC 9293 §3.6.1 / RFC 1122 §4.2.2.13: the side that closes first (here the server) lingers in TIME-WAIT"
 
 
 def _precondition(sysctls: dict[str, dict[str, str]]) -> str | None:
     """Why this run cannot show the scenario: too little TIME-WAIT room for what it observes."""
-    return time_wait_room(sysctls, {"server": len(CASES)}, "each case's old connection, over which a restarted server binds")
+    return time_wait_room(sysctls, {"server": len(CASES)},
+                          "each case's old connection, over which a restarted server binds")
 
 
 def run(lab: Lab) -> dict:
@@ -85,11 +89,11 @@ def run(lab: Lab) -> dict:
         client.recv(name)                                        # EOF
         client.close(name)
         lab.wait_for(f"{name}: the server's connection in TIME_WAIT on :{port}",
-                     lambda: view.sockets(port=port, states={"TIME_WAIT"}), timeout_s=5)
+                     lambda port=port: view.sockets(port=port, states={"TIME_WAIT"}), timeout_s=5)
         if not old_alive:
             lab.stop_peer("server", f"old-{name}")               # the process exits: its listener closes
             lab.wait_for(f"{name}: the old listener on :{port} to be gone",
-                         lambda: not view.sockets(port=port, states={"LISTEN"}), timeout_s=5)
+                         lambda port=port: not view.sockets(port=port, states={"LISTEN"}), timeout_s=5)
         new = lab.peer("server", process=f"new-{name}")
         before = view.sockets(port=port)
         bound = new.call("bind", sock="L", port=port, reuseaddr=new_flag)
@@ -131,7 +135,7 @@ class Case:
     client_at_bind: list[SocketInfo]
 
     @classmethod
-    def of(cls, name: str, facts: dict) -> "Case":
+    def of(cls, name: str, facts: dict) -> Case:
         def socks(key: str) -> list[SocketInfo]:
             return [SocketInfo.from_json(x) for x in facts[key]]
         return cls(name, facts, socks("server_sockets_before_bind"), socks("server_sockets_after_bind"),
@@ -154,7 +158,7 @@ class Seen:
     cases: dict[str, Case]          # the cases that ran, by name
 
     @classmethod
-    def of(cls, ev: Evidence) -> "Seen":
+    def of(cls, ev: Evidence) -> Seen:
         ran = ev.facts.get("cases", {})
         return cls({name: Case.of(name, ran[name]) for name, *_ in CASES if name in ran})
 
@@ -206,7 +210,8 @@ def bind_follows_the_rule(case: Case) -> Check:
     expected = (f"old listener {'with' if case.old_flag else 'without'} SO_REUSEADDR"
                 f"{' and still running' if f['old_alive'] else ', exited'}, new one "
                 f"{'with' if case.new_flag else 'without'} it: bind() -> {want}"
-                + (" and the new server accepts a connection" if want_ok else f" (conflicts with {'; '.join(conflicts)})"))
+                + (" and the new server accepts a connection" if want_ok else
+                   f" (conflicts with {'; '.join(conflicts)})"))
     observed = (f"bind(:{f['port']}) -> {got}"
                 + (f" ({errno.errorcode.get(f['bind_errno'], '?')} = errno {f['bind_errno']})" if not f["bind_ok"]
                    else f"; listen {'ok' if f.get('listen_ok') else 'failed'}, a client connected "

@@ -71,7 +71,8 @@ PORT = 5000
 CITE_ORPHAN = ("tcp_close() (net/ipv4/tcp.c): close() in CLOSE_WAIT sends FIN -> LAST_ACK and orphans the "
                "socket (sock_orphan(): no file, sock_diag inode 0); tcp_write_timeout() applies "
                "tcp_orphan_retries only to SOCK_DEAD sockets")
-CITE_LOST = "lab fault: nft drop of pure ACKs client->server in the router's forward path; RFC 9293 §3.10.7.4 TIME-WAIT: acknowledge a retransmitted FIN"
+CITE_LOST = ("lab fault: nft drop of pure ACKs client->server in the router's forward path; RFC 9293 §3.10.7.4 "
+             "TIME-WAIT: acknowledge a retransmitted FIN")
 CITE_BACKOFF = ("RFC 8985 §7 (one tail-loss probe, Linux tcp_send_loss_probe(): not counted in "
                 "icsk_retransmits) then RFC 6298 §5.5 / RFC 9293 §3.8.1: on each RTO retransmit and "
                 "double the timeout (tcp_retransmit_timer(): icsk_rto <<= 1, min TCP_RTO_MIN 200 ms)")
@@ -82,7 +83,8 @@ CITE_SILENT = ("tcp_write_err() -> tcp_done() (net/ipv4/tcp_timer.c): the socket
 
 def precondition(sysctls: dict[str, dict[str, str]]) -> str | None:
     """Why this run cannot show the scenario: too little TIME-WAIT room for what it observes."""
-    return time_wait_room(sysctls, {"client": 1}, "the client's, which answers each FIN with an ACK instead of a RST that would end the orphan's retries")
+    return time_wait_room(sysctls, {"client": 1}, "the client's, which answers each FIN with an ACK instead of a RST "
+                                                  "that would end the orphan's retries")
 
 
 def run(lab: Lab) -> dict:
@@ -136,7 +138,7 @@ class Seen:
     budget_ms: int
 
     @classmethod
-    def of(cls, ev: Evidence) -> "Seen":
+    def of(cls, ev: Evidence) -> Seen:
         conn = ev.conn(_client_port(ev), PORT)
         fins = conn.segments("server", sender="server", flag="FIN")
         kinds, counts, unseen = retransmission_kinds(ev, conn, fins)

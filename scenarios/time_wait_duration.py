@@ -51,14 +51,16 @@ PORT = 5000
 MAX_SAMPLING_ERROR_S = 0.5               # wider bounds than this say nothing about the timer
 
 CITE_LINUX = ("include/net/tcp.h TCP_TIMEWAIT_LEN (60*HZ), armed by tcp_time_wait() / "
-              "inet_twsk_reschedule(); BSD 2MSL = 2 x TCPTV_MSL (30 s); reference R-TW-LEN, R-MSL, R-TIMER-WHEEL; timer-wheel "
+              "inet_twsk_reschedule(); BSD 2MSL = 2 x TCPTV_MSL (30 s); reference R-TW-LEN, R-MSL, R-TIMER-WHEEL; "
+              "timer-wheel "
               "granularity: kernel/time/timer.c calc_index()")
 CITE_RFC = ("RFC 1122 §4.2.2.13 / RFC 9293 §3.6.1 (MUST-13): linger in TIME-WAIT for 2 x MSL, "
             "MSL = 2 min (RFC 9293 §3.4.2); __inet_twsk_schedule(): \"Linux, following BSD, violates "
             "this requirement waiting only for 60sec, we should wait at least for 240 secs\"; reference R-MSL")
 CITE_FW2 = ("tcp_rcv_state_process() FIN_WAIT1 -> FIN_WAIT2 for an orphan: tcp_time_wait(sk, "
             "TCP_FIN_WAIT2, tcp_fin_time()) with tcp_fin_time() = max(tcp_fin_timeout, 3.5 x RTO) "
-            "(include/net/tcp.h); sock_diag reports the mini-socket's substate FIN_WAIT2; reference R-FIN-TIMEOUT, R-FW2-OVER60; "
+            "(include/net/tcp.h); sock_diag reports the mini-socket's substate FIN_WAIT2; reference R-FIN-TIMEOUT, "
+            "R-FW2-OVER60; "
             "tcp(7): tcp_fin_timeout is \"strictly a violation of the TCP specification\"")
 CITE_COUNTERS = ("__inet_twsk_schedule() (net/ipv4/inet_timewait_sock.c): arming a TIME-WAIT "
                  "mini-socket counts TWKilled when timeo <= 4 s, TW otherwise; reference R-CNT-TW")
@@ -169,7 +171,7 @@ class Lifetime:
         return (round(self.gone[0] - self.entry[1], 3), round(self.gone[1] - self.entry[0], 3))
 
     @classmethod
-    def of(cls, conn: Conn, state: str, moved_at: float | None) -> "Lifetime | None":
+    def of(cls, conn: Conn, state: str, moved_at: float | None) -> Lifetime | None:
         """*conn*'s client end in *state*, which the segment captured at *moved_at* moved it to."""
         samples = conn.samples("client")
         in_state = [s for s in samples if s.state == state]
@@ -196,7 +198,7 @@ class Seen:
     fin_timeout_s: float
 
     @classmethod
-    def of(cls, ev: Evidence) -> "Seen":
+    def of(cls, ev: Evidence) -> Seen:
         a, b = (ev.conn(k[1], k[3]) if k else None for k in (ev.facts.get("key_a"), ev.facts.get("key_b")))
         fin_a = a.segments("client", sender="server", flag="FIN") if a else []
         fin_b = b.segments("client", sender="client", flag="FIN") if b else []

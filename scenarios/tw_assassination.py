@@ -65,8 +65,15 @@ from lab.shaping import OPTIONAL
 from lab.verdict import Check
 
 from ._premise import time_wait_room
-from ._twa_judge import (ANSWER_S, WATCH_S, missing_in, ms, paws_does_not_prevent_it, time_wait_assassinated,
-                         time_wait_survives_rst)
+from ._twa_judge import (
+    ANSWER_S,
+    WATCH_S,
+    missing_in,
+    ms,
+    paws_does_not_prevent_it,
+    time_wait_assassinated,
+    time_wait_survives_rst,
+)
 
 INTENT = ("RFC 1337 figure 1: an old duplicate -> TIME-WAIT's ACK -> the closed server's RST kills "
           "TIME-WAIT (tcp_rfc1337=0) or is ignored (tcp_rfc1337=1)")
@@ -175,7 +182,7 @@ class Seen:
     answer: Segment | None           # the client's answer to it
 
     @classmethod
-    def of(cls, ev: Evidence) -> "Seen":
+    def of(cls, ev: Evidence) -> Seen:
         conn, f = ev.conn(CLIENT_PORT, PORT), ev.facts
         copied = (f.get("copied") or [None])[0]
         replay = _replayed(conn, copied, f.get("injected_at"), f.get("probe_at"))
@@ -277,7 +284,7 @@ def time_wait_acks_it(s: Seen) -> Check:
         "time-wait-acks-it", CITE_TWA,
         "the client's TIME-WAIT answers with a pure ACK, seq = SND.NXT (its FIN + 1), ack = RCV.NXT "
         "(the server's FIN + 1)",
-        (f"client.pcap: " + (f"{ack.flags} seq {ack.seq} ack {ack.ack} {ms(ack.t - s.replay.t)} ms after the "
+        ("client.pcap: " + (f"{ack.flags} seq {ack.seq} ack {ack.ack} {ms(ack.t - s.replay.t)} ms after the "
                              f"replay (want seq {want_seq} ack {want_ack})" if ack else "no ACK within 50 ms")),
         ok, {"ack_seq": ack and ack.seq, "ack_ack": ack and ack.ack, "want_seq": want_seq, "want_ack": want_ack,
              "answer_after_ms": ms(ack.t - s.replay.t) if ack and s.replay else None},

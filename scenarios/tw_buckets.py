@@ -48,9 +48,11 @@ CITE_ALLOC = ("inet_twsk_alloc() (net/ipv4/inet_timewait_sock.c): no mini-socket
 CITE_FW2 = ("tcp_rcv_state_process(): an orphan whose FIN is ACKed becomes a TIME-WAIT mini-socket in "
             "substate FIN_WAIT2 (tcp_time_wait(sk, TCP_FIN_WAIT2, tcp_fin_time())); reference R-FIN-TIMEOUT")
 CITE_ANSWER = ("RFC 9293 §3.10.7.4 (TIME-WAIT: acknowledge a FIN) vs §3.10.7.1 (no connection: RST "
-               "<SEQ=SEG.ACK>); Linux tcp_timewait_state_process() / tcp_v4_send_reset(); reference R-TW-FIN, R-CLOSED-RST")
+               "<SEQ=SEG.ACK>); Linux tcp_timewait_state_process() / tcp_v4_send_reset(); reference R-TW-FIN, "
+               "R-CLOSED-RST")
 CITE_COUNTERS = ("__inet_twsk_schedule(): TW (or TWKilled, timeout <= 4 s) per mini-socket armed; "
-                 "TCPTimeWaitOverflow per refusal; TcpOutRsts per RST; reference R-CNT-TW, R-CNT-OVERFLOW, R-CNT-RST-RETRANS")
+                 "TCPTimeWaitOverflow per refusal; TcpOutRsts per RST; reference R-CNT-TW, R-CNT-OVERFLOW, "
+                 "R-CNT-RST-RETRANS")
 
 
 def plan(limit: int) -> tuple[int, int]:
@@ -113,7 +115,7 @@ class Seen:
     after_close: list[str]          # sock_diag right after each close's ACK: FIN_WAIT2 or "none"
 
     @classmethod
-    def of(cls, ev: Evidence) -> "Seen":
+    def of(cls, ev: Evidence) -> Seen:
         limit = int(ev.sysctl("client", "net.ipv4.tcp_max_tw_buckets", "-1"))
         n, k = plan(limit)
         return cls(ev, limit, n, k, ev.facts.get("client_ports", []), ev.facts.get("after_close", []))

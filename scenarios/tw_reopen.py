@@ -48,8 +48,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from lab.connection import Conn
 from lab.core import Lab
@@ -63,7 +63,8 @@ from ._premise import time_wait_room
 from ._tw_reopen_incarnation import M32, Decision, Incarnation
 from ._tw_reopen_rst import refused_syn_recovery, rfc1122_condition_2_not_implemented
 
-INTENT = "a SYN reopens a 4-tuple in TIME-WAIT (seq above rcv_nxt or newer timestamp, RFC 6191) with ISN = old snd_nxt + 65537; RFC 1122 condition (2) is not implemented"
+INTENT = ("a SYN reopens a 4-tuple in TIME-WAIT (seq above rcv_nxt or newer timestamp, RFC 6191) with ISN = old "
+          "snd_nxt + 65537; RFC 1122 condition (2) is not implemented")
 PORT = 5000
 BULK = 24 << 20             # 24 MiB: the ISN clock moves 15.6 M per second (reference R-ISN-CLOCK)
 CASES = {"seq-ahead": 41001, "seq-behind": 41002, "old-duplicate": 41003}
@@ -75,10 +76,12 @@ CAPTURE_SETTLE_S = 0.3      # after the bulk transfer, before closing: tcpdump d
 CITE_SETUP = "RFC 9293 §3.6.1 / RFC 1122 §4.2.2.13: the server closed first and lingers in TIME-WAIT"
 CITE_ACCEPT = ("RFC 1122 §4.2.2.13 (MAY-2) and RFC 6191 §2; Linux tcp_timewait_state_process() "
                "(net/ipv4/tcp_minisocks.c): a SYN is accepted if not PAWS-rejected and after(seq, rcv_nxt) "
-               "or its timestamp is newer than tw_ts_recent; otherwise TIME-WAIT answers with an ACK (reference R-TW-SYN)")
+               "or its timestamp is newer than tw_ts_recent; otherwise TIME-WAIT answers with an ACK (reference "
+               "R-TW-SYN)")
 CITE_ISN = ("RFC 1122 §4.2.2.13 condition (1): the new ISN is larger than any sequence number used before; Linux "
             "tcp_timewait_state_process(): isn = tw_snd_nxt + 65535 + 2 (reference R-TW-SYN)")
-CITE_TS = "RFC 7323 §3.2: timestamps are used only if both SYN and SYN-ACK carry the option; net.ipv4.tcp_timestamps (reference R-TIMESTAMPS)"
+CITE_TS = ("RFC 7323 §3.2: timestamps are used only if both SYN and SYN-ACK carry the option; "
+           "net.ipv4.tcp_timestamps (reference R-TIMESTAMPS)")
 
 
 # -- the steps -------------------------------------------------------------------------------
@@ -189,7 +192,7 @@ class Case:
     decision: Decision | None        # None when there is no reopening SYN
 
     @classmethod
-    def of(cls, ev: Evidence, name: str) -> "Case":
+    def of(cls, ev: Evidence, name: str) -> Case:
         facts = ev.facts.get("cases", {}).get(name) or {}
         if not facts:
             return cls(ev, name, {}, None, None, None)
@@ -219,7 +222,7 @@ class Seen:
     cases: dict[str, Case]
 
     @classmethod
-    def of(cls, ev: Evidence) -> "Seen":
+    def of(cls, ev: Evidence) -> Seen:
         return cls(ev, {name: Case.of(ev, name) for name in CASES})
 
 
@@ -239,7 +242,8 @@ def timestamps_as_configured(s: Seen) -> Check:
         f"client tcp_timestamps={ev.sysctl('client', 'net.ipv4.tcp_timestamps')}, server "
         f"{ev.sysctl('server', 'net.ipv4.tcp_timestamps')}: SYNs {'carry' if want_syn else 'lack'} the option, "
         f"SYN-ACKs {'carry' if want_both else 'lack'} it",
-        f"server.pcap: {len(syns)} SYNs, TSval present {sorted(syn_ts)}; {len(acks)} SYN-ACKs, TSval present {sorted(ack_ts)}",
+        f"server.pcap: {len(syns)} SYNs, TSval present {sorted(syn_ts)}; {len(acks)} SYN-ACKs, TSval present "
+        f"{sorted(ack_ts)}",
         ok, {"syns": len(syns), "syn_has_ts": sorted(syn_ts), "syn_acks": len(acks), "syn_ack_has_ts": sorted(ack_ts)})
 
 
@@ -260,7 +264,8 @@ def server_holds_time_wait(c: Case) -> Check:
         f"the server's FIN goes first; just before the client reconnects from :{lport} the server holds the "
         "4-tuple in TIME_WAIT and the client has no socket on it",
         f"server.pcap: server FIN {'first' if inc and inc.server_closed_first else 'NOT first'}"
-        + (f" ({', '.join(inc.borrowed)} missing from server.pcap, taken from client.pcap)" if inc and inc.borrowed else "")
+        + (f" ({', '.join(inc.borrowed)} missing from server.pcap, taken from client.pcap)"
+           if inc and inc.borrowed else "")
         + "; sock_diag: server "
         f"{[(x['state'], x['expires_ms']) for x in f.get('server_before', [])]}, client "
         f"{[x['state'] for x in f.get('client_before', [])] or 'nothing'}",
@@ -284,7 +289,8 @@ def syn_judged_by_time_wait(c: Case) -> Check:
               "ts_newer": d.ts_newer, "expected_accept": d.want_accept, "accepted": d.accepted,
               "answer": f"{d.ans.flags} seq={d.ans.seq} ack={d.ans.ack}" if d.ans else None,
               "reopened_after_time_wait_s": round(d.syn.t - inc.client_fin_t, 4), "old_bytes": c.facts.get("bytes")}
-    decided_by = "sequence number" if d.seq_after else "timestamp (RFC 6191)" if d.ts_newer else "nothing: not acceptable"
+    decided_by = ("sequence number" if d.seq_after else "timestamp (RFC 6191)" if d.ts_newer
+                  else "nothing: not acceptable")
     expected = (f"SYN seq {'above' if d.seq_after else 'below'} rcv_nxt ({gap:+d}), timestamps "
                 f"{'on, TSval ' + ('newer' if d.ts_newer else 'not newer') if d.ts_used else 'off'}: "
                 + (f"accepted by TIME-WAIT (decided by the {decided_by})" if d.want_accept else

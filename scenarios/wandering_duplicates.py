@@ -11,7 +11,8 @@ TSval is older than TS.Recent is not acceptable) and Linux's own checks: tcp_tim
 PAWSTimewait), tcp_validate_incoming()/tcp_paws_discard() (PAWSEstab) and tcp_ack(), which since
 Linux 6.7 also refuses a segment whose ACK number lies before SND.UNA by more than the bytes this
 connection ever had acknowledged (RFC 5961 §5.2, "do not accept ACK for bytes we never sent").
-reference R-TW-OLD-SEG, R-TW-ACK-RESTART, R-TW-PAWS, R-TW-RST, R-ISN-CLOCK, R-TIMESTAMPS, R-PAWS, R-RFC5961-ACK, R-WANDERING-DUP.
+reference R-TW-OLD-SEG, R-TW-ACK-RESTART, R-TW-PAWS, R-TW-RST, R-ISN-CLOCK, R-TIMESTAMPS, R-PAWS, R-RFC5961-ACK,
+R-WANDERING-DUP.
 
 Every replayed segment is one the client really sent: the router copies it (NFLOG) as it passes
 and later sends the same bytes again from a raw socket (only the TCP checksum, which the sender's
@@ -85,14 +86,26 @@ from lab.scenario import KeyValue, Scenario
 from lab.shaping import UNUSED
 
 from ._premise import time_wait_room
-from ._wandering_bypassed import (application_reads_old_bytes, application_reads_only_new_bytes, isn_clock,
-                                  old_segment_accepted, old_segment_in_new_window, paws_rejects_old_segment,
-                                  time_wait_bypassed)
-from ._wandering_judge import (Seen, no_application_sees_it, paws_in_time_wait, rfc1337_on,
-                               time_wait_acks_old_duplicate, time_wait_and_the_peers_rst, time_wait_timer_restarted,
-                               timestamps_on)
-from ._wandering_plan import (ALIGN_MARGIN, M32, MARK, MARK_A, OLD_BYTES, PORT, PORT_A, PORT_B, TAIL,
-                              TW_WAIT_S)
+from ._wandering_bypassed import (
+    application_reads_old_bytes,
+    application_reads_only_new_bytes,
+    isn_clock,
+    old_segment_accepted,
+    old_segment_in_new_window,
+    paws_rejects_old_segment,
+    time_wait_bypassed,
+)
+from ._wandering_judge import (
+    Seen,
+    no_application_sees_it,
+    paws_in_time_wait,
+    rfc1337_on,
+    time_wait_acks_old_duplicate,
+    time_wait_and_the_peers_rst,
+    time_wait_timer_restarted,
+    timestamps_on,
+)
+from ._wandering_plan import ALIGN_MARGIN, M32, MARK, MARK_A, OLD_BYTES, PORT, PORT_A, PORT_B, TAIL, TW_WAIT_S
 
 __all__ = ["SCENARIO", "PORT", "PORT_A", "PORT_B", "OLD_BYTES", "MARK", "TAIL"]
 

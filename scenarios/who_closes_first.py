@@ -42,10 +42,17 @@ from lab.shaping import OPTIONAL
 from lab.verdict import Check
 
 from ._premise import time_wait_room
-from ._who_closes_first_simultaneous import (CITE_NO_ROOM, SIMULTANEOUS_CHECKS, closing_proof, first_fin,
-                                             other_end, simultaneous_never_ran)
+from ._who_closes_first_simultaneous import (
+    CITE_NO_ROOM,
+    SIMULTANEOUS_CHECKS,
+    closing_proof,
+    first_fin,
+    other_end,
+    simultaneous_never_ran,
+)
 
-INTENT = "the side that calls close() first holds TIME-WAIT; a simultaneous close takes both sides through CLOSING to TIME-WAIT"
+INTENT = ("the side that calls close() first holds TIME-WAIT; a simultaneous close takes both sides through CLOSING "
+          "to TIME-WAIT")
 PORT = 5000
 
 CASES = ("client-first", "server-first", "simultaneous")
@@ -173,7 +180,7 @@ class Seen:
     hole: str                                # what the captures' tcpdumps dropped, if anything
 
     @classmethod
-    def of(cls, ev: Evidence) -> "Seen":
+    def of(cls, ev: Evidence) -> Seen:
         cases = ev.facts.get("cases", {})
         conns = {name: ev.conn(c["client_port"], PORT) for name, c in cases.items()
                  if name in CASES and (c or {}).get("client_port") is not None}

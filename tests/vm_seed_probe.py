@@ -58,7 +58,7 @@ def trial(seed: int | None) -> dict:
     while time.time() < deadline:
         try:
             arrived.append(int(rx.recv(64)))
-        except socket.timeout:
+        except TimeoutError:
             break
     tx.close()
     rx.close()

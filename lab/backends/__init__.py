@@ -3,7 +3,6 @@ everything else (shaping, faults, capture, observation) acts on a host's network
 
 from __future__ import annotations
 
-
 from .base import Backend, Host
 from .docker import DockerBackend
 from .netns import NetnsBackend

@@ -5,9 +5,8 @@ from __future__ import annotations
 import abc
 import ipaddress
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
-
 
 from ..nsops import iproute
 from ..topology import HostSpec, Topology

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from pyroute2.netlink.exceptions import NetlinkError
 

@@ -20,8 +20,8 @@ from pyroute2 import netns as pnetns
 from ..interrupts import shielded
 from ..topology import Topology
 from .base import PREFIX, Backend, Host, missing_privileges
-from .tcphash import prepare_parent
 from .links import NETNS_DIR, switch_name, wire
+from .tcphash import prepare_parent
 
 __all__ = ["NetnsBackend", "lab_namespaces", "remove_namespace", "NETNS_DIR"]
 

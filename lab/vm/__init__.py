@@ -12,4 +12,5 @@ gives the guest a Docker engine of its own for ``--backend docker``.
 from .boot import BACKENDS, run, run_command, vm_backend
 from .kernel import CACHE, KERNELS, REPO, Kernel, cache_dir, kernel_spec, prepare
 
-__all__ = ["KERNELS", "Kernel", "kernel_spec", "cache_dir", "prepare", "run", "run_command", "vm_backend", "BACKENDS", "REPO", "CACHE"]
+__all__ = ["KERNELS", "Kernel", "kernel_spec", "cache_dir", "prepare", "run", "run_command", "vm_backend",
+           "BACKENDS", "REPO", "CACHE"]

@@ -36,14 +36,14 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..artifacts import ensure_dir, listing, open_file, seal, write_text
 from ..errors import EnvError, UsageError
 from . import engine
-from .initrd import MSIZE
 from . import kernel as kernelmod
+from .initrd import MSIZE
 from .kernel import REPO, prepare, ready
 
 __all__ = ["run", "run_command", "vm_backend", "BACKENDS", "QEMU_ARGS", "APPEND", "START", "EXIT", "FAIL", "MARK"]
@@ -70,8 +70,10 @@ mkdir -p /newroot/dev/pts /newroot/dev/shm
 mount -t devpts devpts /newroot/dev/pts && mount -t tmpfs tmpfs /newroot/dev/shm || fail "/dev/pts, /dev/shm"
 mkdir -p /newroot/lib/modules/{release} {r(artifacts)} /newroot/boot
 mount -o bind {r(modules)} /newroot/lib/modules/{release} || fail "binding the kernel's modules"
-: > /newroot/boot/config-{release} && mount -o bind {r(config)} /newroot/boot/config-{release} || fail "the kernel's config (CONFIG_HZ) at /boot"
-mount -t 9p -o trans=virtio,version=9p2000.L,msize={MSIZE} twlabout {r(artifacts)} || fail "mounting the artifacts share"
+: > /newroot/boot/config-{release} && mount -o bind {r(config)} /newroot/boot/config-{release} \\
+    || fail "the kernel's config (CONFIG_HZ) at /boot"
+mount -t 9p -o trans=virtio,version=9p2000.L,msize={MSIZE} twlabout {r(artifacts)} \\
+    || fail "mounting the artifacts share"
 echo 1 > /proc/sys/kernel/printk
 umount /proc /sys /dev
 exec switch_root /newroot /bin/sh /run/twlab-vm/ctl/stage2.sh

@@ -5,8 +5,8 @@ check.json into the shared artifacts directory; they are read back here."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..artifacts import check_dir, ensure_dir
 from ..errors import EnvError, UsageError

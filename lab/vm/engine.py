@@ -32,9 +32,9 @@ import shlex
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..errors import EnvError
 from .kernel import CACHE, locked
@@ -72,7 +72,10 @@ def guest_start() -> str:
 export DOCKER_HOST=unix://{SOCKET}
 mount -t cgroup2 cgroup2 /sys/fs/cgroup || fail "mounting cgroup2 for dockerd"
 modprobe virtio_blk || fail "loading virtio_blk for the engine's disk"
-n=0; until [ -b /dev/vda ]; do n=$((n + 1)); [ $n -gt 100 ] && fail "no /dev/vda: the engine's disk did not appear"; sleep 0.1; done
+n=0
+until [ -b /dev/vda ]; do
+    n=$((n + 1)); [ $n -gt 100 ] && fail "no /dev/vda: the engine's disk did not appear"; sleep 0.1
+done
 mkdir -p {DATA_ROOT} && mount -o noatime /dev/vda {DATA_ROOT} || fail "mounting the engine's disk at {DATA_ROOT}"
 echo '{{}}' > "$ctl/daemon.json"
 dockerd --config-file "$ctl/daemon.json" {flags} >"$ctl/dockerd.log" 2>&1 </dev/null &
@@ -90,7 +93,10 @@ echo "@@twlab-vm:mark engine $(docker info --format '{{{{.KernelVersion}}}}')@@"
 def guest_stop() -> str:
     """Stage-2 shell that stops the engine and unmounts its disk cleanly (after loading the image)."""
     return f"""kill $dockerd_pid
-n=0; while kill -0 $dockerd_pid 2>/dev/null; do n=$((n + 1)); [ $n -gt 300 ] && fail "dockerd did not stop within 60 s"; sleep 0.2; done
+n=0
+while kill -0 $dockerd_pid 2>/dev/null; do
+    n=$((n + 1)); [ $n -gt 300 ] && fail "dockerd did not stop within 60 s"; sleep 0.2
+done
 sync    # blocks freed in a transaction not yet committed are not trimmed
 fstrim {DATA_ROOT} || echo "fstrim failed: the cached disk keeps the blocks docker load freed"
 umount {DATA_ROOT} || fail "unmounting the engine's disk"

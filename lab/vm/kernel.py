@@ -24,9 +24,9 @@ import shutil
 import subprocess
 import time
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from ..errors import EnvError, UsageError
 from .initrd import INITRD_MODULES, INITRD_VERSION, build_initrd, find_busybox

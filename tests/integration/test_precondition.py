@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
-from xml.etree import ElementTree as ET
 
 import pytest
 

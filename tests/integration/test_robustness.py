@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.cleanup import clean, find
+from lab.cleanup import clean
 from lab.core import Lab
 from lab.errors import PeerError
 

@@ -12,13 +12,13 @@ import pytest
 
 import scenarios
 from lab.ci import _scenario_entry, run_check
+from lab.core import SysctlSetting
+from lab.errors import UsageError
 from lab.junit import junit_xml
 from lab.pipeline import Job, Result, run_job
 from lab.profile import PROFILE_EXAMPLE, Requirement, load_profile, parse_profile
 from lab.requirements import evaluate, judge
 from lab.sysctls import host_sysctls, layer_sysctls
-from lab.core import SysctlSetting
-from lab.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[2]
 HOSTS = ("client", "router", "server")
@@ -408,7 +408,6 @@ def test_run_all_summary_lists_skipped_scenarios_without_failing():
 def test_check_in_a_vm_runs_check_there_and_reads_its_summary(tmp_path, monkeypatch):
     import json as _json
 
-    from lab import vm
     from lab.vm import commands
     from lab.vm.commands import check_in_vm
 
@@ -435,7 +434,6 @@ def test_check_in_a_vm_runs_check_there_and_reads_its_summary(tmp_path, monkeypa
 def test_check_in_a_vm_with_the_docker_backend_starts_the_guest_engine(tmp_path, monkeypatch):
     import json as _json
 
-    from lab import vm
     from lab.vm import commands
     from lab.vm.commands import check_in_vm
 
@@ -463,10 +461,9 @@ def test_check_in_a_vm_refuses_from_host_and_unknown_kernels(tmp_path):
 
 
 def test_check_in_a_vm_without_a_summary_is_an_environment_error(tmp_path, monkeypatch):
-    from lab import vm
+    from lab.errors import EnvError
     from lab.vm import commands
     from lab.vm.commands import check_in_vm
-    from lab.errors import EnvError
 
     monkeypatch.setattr(commands, "run", lambda *a, **k: (2, ""))
     with pytest.raises(EnvError, match="left no check.json"):

@@ -17,9 +17,9 @@ def test_readme_lists_every_scenario_with_its_shaping():
 
 
 def test_readme_names_every_task():
-    import tasks
-
     from invoke import Collection
+
+    import tasks
 
     names = set(Collection.from_module(tasks).task_names) - set(catalog())
     missing = [n for n in names if f"`invoke {n}" not in README]

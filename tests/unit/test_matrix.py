@@ -124,7 +124,8 @@ def test_vm_kernel_cells_come_from_the_reports_the_guest_left(tmp_path):
     assert "debian-12 (6.1.0-26-amd64)" in markdown(m)
 
 
-@pytest.mark.parametrize("vm, words", [(FakeVM(fail=EnvError("qemu-system-x86_64 not found")), "qemu-system-x86_64 not found"),
+@pytest.mark.parametrize("vm, words", [(FakeVM(fail=EnvError("qemu-system-x86_64 not found")),
+                                        "qemu-system-x86_64 not found"),
                                        (FakeVM(leave=False), "left no report.json (exit 2): twlab: something broke")])
 def test_vm_failures_are_error_cells_with_the_reason(tmp_path, vm, words):
     m = run_matrix(["debian-12"], ["lost-ack"], out=tmp_path, vm=vm)
@@ -209,7 +210,7 @@ def test_a_host_cell_the_lab_rules_out_is_skipped_with_the_reason(tmp_path, monk
             raise NetemMissing(name, "netem is not available on this kernel")
         raise CannotShow(name, "tcp_max_tw_buckets=0 on the client: no TIME-WAIT can be made")
     monkeypatch.setattr(runner, "run_scenario", ruled_out)
-    from lab import pool                          # the pipeline's workers, run in this process
+    from lab import pool  # the pipeline's workers, run in this process
     monkeypatch.setattr(pool, "run_jobs", lambda fn, jobs, width, collect: [collect(j, fn(j)) for j in jobs])
     m = run_matrix(["host"], ["five-tuple", "lossy-link"], out=tmp_path, backend="netns")
     cells = {n: m["cells"][n]["host"] for n in ("five-tuple", "lossy-link")}

@@ -1,8 +1,9 @@
 """Scenarios that cannot show their behaviour with the sysctls in force say so (precondition()),
 and a run so ruled out ends as skipped - not as a failure after a timeout. The limit that matters
 so far is net.ipv4.tcp_max_tw_buckets: below the number of TIME-WAIT sockets (an orphaned
-FIN-WAIT-2 is one too) a scenario holds at once in a host, the kernel makes none (TCPTimeWaitOverflow) and the scenario's waits for them could
-only time out. Scenarios whose expectations follow the limit (lost-ack, tw-buckets, lossy-link,
+FIN-WAIT-2 is one too) a scenario holds at once in a host, the kernel makes none (TCPTimeWaitOverflow) and the
+scenario's waits for them could only time out. Scenarios whose expectations follow the limit (lost-ack, tw-buckets,
+lossy-link,
 and who-closes-first at 0) keep running."""
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import pytest
 
 import scenarios
 from lab.ci import _scenario_entry
+from lab.errors import CannotShow, EnvError, NetemMissing, ScenarioSkipped
 from lab.junit import junit_xml
 from lab.pipeline import Job, run_job
-from lab.errors import CannotShow, EnvError, NetemMissing, ScenarioSkipped
 
 KEY = "net.ipv4.tcp_max_tw_buckets"
 DEFAULT = "262144"

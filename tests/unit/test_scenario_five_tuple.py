@@ -11,6 +11,7 @@ from scenarios import five_tuple as sc
 
 from . import records
 
+
 def evidence(name: str = "five-tuple") -> Evidence:
     return records.evidence(name)
 

@@ -3,12 +3,11 @@ then with one observation changed: exactly the checks about it must fail."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from lab.evidence import Evidence
 from scenarios import restart_reuseaddr as sc
 
 from . import records
+
 
 def evidence(name: str = "restart-reuseaddr") -> Evidence:
     return records.evidence(name)

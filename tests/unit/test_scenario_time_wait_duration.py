@@ -37,7 +37,6 @@ def test_tw_buckets_plan():
 from dataclasses import replace
 
 from lab.records import four_tuple_key
-from lab.timeline import Event
 from scenarios import time_wait_duration as sc
 from tests.unit import records
 

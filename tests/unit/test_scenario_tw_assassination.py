@@ -162,8 +162,9 @@ def test_a_replay_missing_from_client_pcap_is_not_the_clients_failure():
     """The old segment is the lab's own injection: not seeing it arrive leaves figure 1 unjudged."""
     ev = records.evidence(KILLED)
     copied = ev.facts["copied"][0]
+    replayed = (copied["seq"], copied["length"])
     ev.packets["client"] = [s for s in ev.packets["client"]
-                            if not ((s.seq, s.length) == (copied["seq"], copied["length"]) and s.t > ev.facts["injected_at"] - 0.01
+                            if not ((s.seq, s.length) == replayed and s.t > ev.facts["injected_at"] - 0.01
                                     and s.t < ev.facts["probe_at"] - 0.01)]
     got = outcomes(ev)
     assert got["old-duplicate-reaches-time-wait"] == "inconclusive"

@@ -11,6 +11,7 @@ from scenarios import tw_reopen as sc
 
 from . import records
 
+
 def evidence(name: str = "tw-reopen") -> Evidence:
     return records.evidence(name)
 

@@ -90,7 +90,6 @@ def test_wandering_duplicates_nothing_observed_fails(sysctls):
 # report.json with sock_diag's timer samples, the sampler's cadence and the payloads of segments
 # up to one MSS), then with one observation changed --------------------------------------------
 
-from dataclasses import replace
 
 from lab.timeline import Event
 from scenarios import wandering_duplicates as sc

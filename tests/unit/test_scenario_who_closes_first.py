@@ -13,6 +13,7 @@ from scenarios import who_closes_first as sc
 
 from . import records
 
+
 def evidence(name: str = "who-closes-first") -> Evidence:
     return records.evidence(name)
 
