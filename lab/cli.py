@@ -153,6 +153,8 @@ class TwlabProgram(Program):
         except BrokenPipeError:             # `... | head`: the reader has gone, as for any Unix tool
             _quiet_stdout()
             raise Exit(code=141) from None  # 128 + SIGPIPE, what a shell reports for one
+        except KeyboardInterrupt as exc:    # one that escaped a task's guard (a second Ctrl-C landing
+            raise _interrupted(exc) from None   # as the guard began): Invoke would exit 1, silently
         except Exit as exc:                 # the tasks' own lines say `invoke ...`: say what was typed
             if not exc.message:
                 raise
@@ -191,6 +193,16 @@ class TwlabProgram(Program):
             where = f"`{cmd} {task_name} --help`" if task_name else f"`{cmd} --help`"
             return f"--{m.group(1).replace('_', '-')} needs a value; {where} explains it"
         return f"{quoted(msg)}; `{cmd} --help` explains the options"
+
+
+def _interrupted(exc: BaseException) -> Exit:
+    """Exit 130 with the line an interrupted task says: which signal, what became of its labs."""
+    from .cleanup import after_interrupt
+    from .interrupts import shielded
+
+    with shielded(hold_only=True):          # a further Ctrl-C does not cut the check short
+        message = after_interrupt(exc)
+    return Exit(f"twlab: {message}", code=130)
 
 
 def _quiet_stdout() -> None:
@@ -239,10 +251,5 @@ def guarded(fn):
         except LabError as exc:
             raise Exit(f"twlab: {exc}", code=exc.exit_code) from None
         except KeyboardInterrupt as exc:
-            from lab.cleanup import after_interrupt
-            from lab.interrupts import shielded
-
-            with shielded(hold_only=True):      # a third Ctrl-C does not cut the check short
-                message = after_interrupt(exc)
-            raise Exit(f"twlab: {message}", code=130) from None
+            raise _interrupted(exc) from None
     return wrapper

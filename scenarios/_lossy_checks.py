@@ -268,7 +268,14 @@ def lost_final_ack_costs_an_rto(s: Seen) -> Check:
             "lost-final-ack-costs-an-rto", CITE_RTO, expected,
             f"{observed} - nothing to compare: " + ("no final ACK was lost" if not s.lost else
                                                     "no close went without a loss"), values)
-    ok = not slow and not clean_slow
-    return Check.judged("lost-final-ack-costs-an-rto", CITE_RTO, expected, observed,
-                        None if not ok and s.hole else ok, values,
-                        missing=f"{observed}; but {s.hole}: which closes lost what is not certain")
+    # a close that lost nothing can only be slower than TCP_RTO_MIN if the path itself was (an
+    # emulated link in a busy VM: 172 ms one way through a 10 ms netem was seen): then a clean
+    # close cannot be told from an RTO - the machine's, not TCP's; a saved close faster than the
+    # floor stays a failure
+    ok = (None if s.hole else False) if slow else None if clean_slow else True
+    why = (f"{s.hole}: which closes lost what is not certain" if slow else
+           f"{len(clean_slow)} closes that lost nothing still took {TCP_RTO_MIN_MS:g} ms or more (max "
+           f"{clean.get('max')} ms): the path itself was that slow, so a clean close cannot be told from "
+           "an RTO here; the machine was too busy to compare")
+    return Check.judged("lost-final-ack-costs-an-rto", CITE_RTO, expected, observed, ok, values,
+                        missing=f"{observed}; but {why}")

@@ -150,3 +150,22 @@ def test_twlab_names_itself_in_the_tasks_lines():
 def test_no_line_repeats_a_huge_argument(args):
     line = usage_line(cli(*args))
     assert len(line) < 300, line[:400]
+
+
+def test_an_interrupt_that_escapes_a_tasks_guard_still_exits_130_saying_so(capsys):
+    """A second Ctrl-C can land as a task's guard begins handling the first; Invoke would then exit
+    1 without a word. The program itself turns it into exit 130 and the interrupt's line."""
+    from invoke import Collection
+    from invoke import task as plain_task
+
+    from lab.cli import TwlabProgram
+
+    @plain_task
+    def stopped(c):
+        raise KeyboardInterrupt()
+
+    program = TwlabProgram(namespace=Collection(stopped), name="twlab", binary="twlab")
+    with pytest.raises(SystemExit) as done:
+        program.run(["twlab", "stopped"])
+    assert done.value.code == 130
+    assert capsys.readouterr().err.strip() == "twlab: interrupted by Ctrl-C (SIGINT) before any lab was made"

@@ -277,3 +277,21 @@ def test_a_time_wait_unseen_whose_reset_a_dropping_capture_may_hold_is_inconclus
     ev.captures["client"] = dict(DROPS)
     c = by_name(ev)["closer-holds-time-wait"]
     assert c.outcome == "inconclusive" and "47998" in c.observed
+
+
+def test_a_clean_close_slower_than_rto_min_is_the_paths_not_a_failure():
+    """A close that lost nothing but took 200 ms or more: the emulated path itself was that slow
+    (a busy VM); the comparison with a lost final ACK's cost cannot be made: inconclusive."""
+    import dataclasses
+
+    from scenarios import lossy_link
+
+    seen = lossy_link.SCENARIO.analyse(records.evidence("lossy-link"))
+    clean = next(x for x in seen.conns if x.complete and x.segments_lost == 0)
+    slow = dataclasses.replace(clean, server_wait_ms=269.7)
+    seen = dataclasses.replace(seen, conns=[slow if x is clean else x for x in seen.conns])
+    from scenarios._lossy_checks import lost_final_ack_costs_an_rto
+
+    c = lost_final_ack_costs_an_rto(seen)
+    assert c.outcome == "inconclusive", c.observed
+    assert c.values["clean_above_rto_min"] == [clean.port] and "the path itself was that slow" in c.observed
