@@ -24,3 +24,19 @@ def client_closes_first(lab: Lab, port: int) -> tuple[Peer, Peer]:
     lab.wait_for("the server's ACK of that FIN (client no longer FIN_WAIT1)",
                  lambda: not lab.sockets("client", {"FIN_WAIT1"}), timeout_s=5)
     return server, client
+
+
+def copied_data(lab: Lab, fault: str, sender: Peer, receiver: Peer, sock: str, nbytes: int,
+                port: int) -> tuple[list, int | None]:
+    """Send *nbytes* from *sender* to *receiver* on connection *sock* while the router keeps a copy
+    of every data segment on its way (lab.faults.copy): a real segment of the connection, to replay
+    later as an old duplicate, never one made up. Returns the copied segments of the connection
+    from *port* (its sender's port or its receiver's) and how many bytes the receiver read."""
+    src, dst = lab.host(sender.host.name), lab.host(receiver.host.name)
+    lab.faults.copy(fault, src, dst, has="psh")
+    sender.blast(sock, nbytes, "OLD-")
+    got = receiver.drain(sock, nbytes, timeout_s=5)
+    lab.faults.lift(fault)
+    copied = [s for s in lab.faults.logged(fault) if s.length > 0 and port in (s.sport, s.dport)]
+    return copied, got.result.get("len")
+

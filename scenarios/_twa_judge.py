@@ -15,6 +15,8 @@ from lab.evidence import Evidence
 from lab.packets import Segment
 from lab.verdict import Check
 
+from ._paws import without_timestamps
+
 if TYPE_CHECKING:
     from .tw_assassination import Seen
 
@@ -71,7 +73,9 @@ def paws_does_not_prevent_it(s: Seen) -> Check:
     values = {"timestamps": ts_on, "replay_tsval": rtsv, "fin_tsval": ftsv, "PAWSTimewait": paws,
               "rst_tsval": rst_at_cli and rst_at_cli.tsval}
     if not ts_on:
-        return _paws_without_timestamps(s, rtsv, ftsv, paws, observed, values)
+        return without_timestamps("paws-does-not-prevent-it", CITE_PAWS, ev, (rtsv, ftsv), paws, observed, values,
+                                  "the replay's ACK and the RST are time-wait-acks-it's and "
+                                  "closed-server-answers-rst's")
     if s.no_replay:
         ok = None
     elif rtsv is None or paws < 1 or (ftsv is not None and rtsv >= ftsv) \
@@ -90,19 +94,6 @@ def paws_does_not_prevent_it(s: Seen) -> Check:
         "timestamp, so PAWS cannot stop it",
         observed, ok, values,
         missing=s.no_replay or f"{observed}, but {ev.capture_hole('client', 'server')}")
-
-
-def _paws_without_timestamps(s: Seen, rtsv: int | None, ftsv: int | None, paws: int, observed: str,
-                             values: dict) -> Check:
-    expected = "timestamps off: no TSval, so PAWS has nothing to act on (PAWSTimewait stays +0)"
-    if rtsv is None and ftsv is None and paws == 0:
-        return Check.not_applicable(
-            "paws-does-not-prevent-it", CITE_PAWS, expected,
-            f"tcp_timestamps=0 (client {s.ev.sysctl('client', 'net.ipv4.tcp_timestamps')}, server "
-            f"{s.ev.sysctl('server', 'net.ipv4.tcp_timestamps')}): no segment carries a TSval, there is no "
-            f"PAWS that could prevent the assassination; PAWSTimewait +{paws} shows nothing (the replay's "
-            "ACK and the RST are time-wait-acks-it's and closed-server-answers-rst's)", values)
-    return Check("paws-does-not-prevent-it", CITE_PAWS, expected, observed, False, values)
 
 
 # -- the RST's effect: which check follows the client's tcp_rfc1337 (tw_assassination.checks) -------

@@ -24,6 +24,7 @@ from lab.kernel import TCP_TIMEWAIT_LEN_MS
 from lab.packets import Segment
 from lab.verdict import INCONCLUSIVE, NOT_APPLICABLE, Check
 
+from ._paws import without_timestamps
 from ._wandering_plan import M32, PORT, PORT_A, PORT_B, TW_WAIT_S
 
 CITE_TW = ("reference R-TW-OLD-SEG, R-TW-ACK-RESTART; Linux "
@@ -228,15 +229,8 @@ def paws_in_time_wait(s: Seen) -> Check:
                 f"ACK {'sent' if ack else 'not sent'}")
     values = {"replay_tsval": tsv, "fin_tsval": fin_tsv, "PAWSTimewait": paws, "timestamps": s.ts_on}
     if not s.ts_on:
-        expected = "timestamps off: no TSval, so PAWS has nothing to act on (PAWSTimewait stays +0)"
-        if tsv is None and fin_tsv is None and paws == 0:
-            return Check.not_applicable(
-                "paws-in-time-wait", CITE_PAWS_TW, expected,
-                f"tcp_timestamps=0 (client {ev.sysctl('client', 'net.ipv4.tcp_timestamps')}, server "
-                f"{ev.sysctl('server', 'net.ipv4.tcp_timestamps')}): no segment carries a TSval and PAWS "
-                f"cannot act; PAWSTimewait +{paws} shows nothing (TIME-WAIT's ACK of the replay is "
-                "time-wait-acks-old-duplicate's)", values)
-        return Check("paws-in-time-wait", CITE_PAWS_TW, expected, observed, False, values)
+        return without_timestamps("paws-in-time-wait", CITE_PAWS_TW, ev, (tsv, fin_tsv), paws, observed, values,
+                                  "TIME-WAIT's ACK of the replay is time-wait-acks-old-duplicate's")
     if a.replay.missing:
         ok = None
     elif tsv is None or fin_tsv is None or ack is None:

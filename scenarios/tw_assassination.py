@@ -65,6 +65,7 @@ from lab.shaping import OPTIONAL
 from lab.verdict import Check
 
 from ._premise import time_wait_room
+from ._steps import copied_data
 from ._twa_judge import (
     ANSWER_S,
     WATCH_S,
@@ -106,13 +107,8 @@ def run(lab: Lab) -> dict:
     server.listen("L", PORT)
     client.connect("c", srv, PORT, lport=CLIENT_PORT)
     server.accept("L", as_="c")
-    lab.faults.copy("old-dup", S, C, has="psh")        # the server's data, copied on its way
-    server.blast("c", OLD_LEN, "OLD-")
-    got = client.drain("c", OLD_LEN, timeout_s=5)
-    lab.faults.lift("old-dup")
-    old = [s for s in lab.faults.logged("old-dup") if s.length > 0 and s.dport == CLIENT_PORT]
-    out["copied"] = [s.to_json() for s in old]
-    out["client_read"] = got.result.get("len")
+    old, out["client_read"] = copied_data(lab, "old-dup", server, client, "c", OLD_LEN, CLIENT_PORT)
+    out["copied"] = [s.to_json() for s in old]          # the server's data, copied on its way
     time.sleep(0.05)                                   # the FINs carry later TSvals
 
     # the client closes first (RFC 1337 figure 1, segments 2-5); the server closes everything

@@ -86,6 +86,7 @@ from lab.scenario import KeyValue, Scenario
 from lab.shaping import UNUSED
 
 from ._premise import time_wait_room
+from ._steps import copied_data
 from ._wandering_bypassed import (
     application_reads_old_bytes,
     application_reads_only_new_bytes,
@@ -152,17 +153,12 @@ def run(lab: Lab) -> dict:
 
 
 def _run_a(lab: Lab, server, client, cli: str, srv: str) -> dict:
-    C, S = lab.host("client"), lab.host("server")
+    S = lab.host("server")
     out: dict = {}
     client.connect("a", srv, PORT, lport=PORT_A)
     server.accept("L", as_="a")
-    lab.faults.copy("old-a", C, S, has="psh")
-    client.blast("a", MARK_A, "OLD-")
-    got = server.drain("a", MARK_A, timeout_s=5)
-    lab.faults.lift("old-a")
-    old = [s for s in lab.faults.logged("old-a") if s.length > 0 and s.sport == PORT_A]
+    old, out["server_read"] = copied_data(lab, "old-a", client, server, "a", MARK_A, PORT_A)
     out["copied"] = [s.to_json() for s in old]
-    out["server_read"] = got.result.get("len")
     time.sleep(0.05)                                   # later segments carry later TSvals
 
     server.close("a")                                  # the server closes first

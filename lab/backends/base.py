@@ -85,9 +85,23 @@ class Backend(abc.ABC):
         """Compose variables this lab instance sets (its subnets, image, label)."""
         return {"TWLAB_LAB": self.lab_id}
 
-    @abc.abstractmethod
     def up(self, topology: Topology) -> dict[str, Host]:
-        """Create every host of *topology*; on failure, remove what was made and raise."""
+        """Create every host of *topology*; on failure (a signal included), remove what was made,
+        shielded from further signals, and raise."""
+        from ..interrupts import shielded
+
+        self.require_root()
+        try:
+            self._up(topology)
+        except BaseException:
+            with shielded():
+                self.down()
+            raise
+        return self.hosts
+
+    @abc.abstractmethod
+    def _up(self, topology: Topology) -> None:
+        """Make the hosts into self.hosts (the backend's own way)."""
 
     @abc.abstractmethod
     def down(self) -> None:

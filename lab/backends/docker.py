@@ -23,7 +23,7 @@ import random
 import time
 
 from ..errors import BackendError, EnvError
-from ..interrupts import shield_calls, shielded
+from ..interrupts import shield_calls
 from ..topology import Topology
 from .base import LABEL, PREFIX, Backend, Host, missing_privileges
 from .links import switch_name, wire
@@ -122,16 +122,6 @@ class DockerBackend(Backend):
 
     def env(self) -> dict[str, str]:
         return dict(self._env) or super().env()
-
-    def up(self, topology: Topology) -> dict[str, Host]:
-        self.require_root()
-        try:
-            self._up(topology)
-        except BaseException:
-            with shielded():
-                self.down()
-            raise
-        return self.hosts
 
     def _up(self, topology: Topology) -> None:
         from docker.errors import APIError

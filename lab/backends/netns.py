@@ -17,7 +17,6 @@ import time
 
 from pyroute2 import netns as pnetns
 
-from ..interrupts import shielded
 from ..topology import Topology
 from .base import PREFIX, Backend, Host, missing_privileges
 from .links import NETNS_DIR, switch_name, wire
@@ -96,16 +95,6 @@ class NetnsBackend(Backend):
 
     def _ns(self, suffix: str) -> str:
         return f"{PREFIX}{self.lab_id}-{suffix}"
-
-    def up(self, topology: Topology) -> dict[str, Host]:
-        self.require_root()
-        try:
-            self._up(topology)
-        except BaseException:
-            with shielded():
-                self.down()
-            raise
-        return self.hosts
 
     def _up(self, topology: Topology) -> None:
         from ..nsops import write_sysctl
