@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pyroute2 import IPRoute
 from pyroute2 import netns as _pnetns
 
-from .errors import BackendError, NamespaceGone, UsageError, quoted
+from .errors import BackendError, EnvError, NamespaceGone, UsageError, quoted
 
 __all__ = [
     "inside",
@@ -184,14 +184,24 @@ def tied(argv: list[str]) -> list[str]:
 
 
 def run_in(nspath: str, argv: list[str], input: str | None = None, timeout_s: float = 10.0) -> str:
-    """Run a host tool in the namespace; raise BackendError with its stderr when it fails."""
+    """Run a host tool in the namespace (lab.nsops.run_tool)."""
+    return run_tool(nsenter(nspath, argv), input=input, timeout_s=timeout_s, shown=argv)
+
+
+def run_tool(argv: list[str], input: str | None = None, timeout_s: float = 10.0, env: dict | None = None,
+             detached: bool = False, shown: list[str] | None = None) -> str:
+    """Run a tool of this machine; its stdout. BackendError with the last line of its stderr when
+    it fails or hangs, EnvError when it is not installed. *detached*: in a session of its own, so a
+    Ctrl-C at the terminal does not reach it (removals). *shown*: the words messages name."""
+    shown = shown or argv
     try:
-        done = subprocess.run(nsenter(nspath, argv), input=input, capture_output=True,
-                              text=True, timeout=timeout_s)
+        done = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout_s,
+                              env=env, start_new_session=detached)
     except FileNotFoundError as exc:
-        raise BackendError(f"{argv[0]} is not installed; run scripts/setup") from exc
+        raise EnvError(f"{shown[0]} is not installed; run scripts/setup") from exc
     except subprocess.TimeoutExpired as exc:
-        raise BackendError(f"{' '.join(argv)} did not finish within {timeout_s:g} s") from exc
+        raise BackendError(f"{' '.join(shown)} did not finish within {timeout_s:g} s") from exc
     if done.returncode != 0:
-        raise BackendError(f"{' '.join(argv[:3])} failed: {done.stderr.strip().splitlines()[-1:] or done.returncode}")
+        tail = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+        raise BackendError(f"{' '.join(shown[:4])} failed: {tail}")
     return done.stdout

@@ -8,14 +8,13 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from .. import cleanup
-from ..errors import BackendError, EnvError
+from ..nsops import run_tool
 
 BACKEND_NAMES = ("netns", "docker")
 SCENARIO = "lost-ack"
@@ -57,18 +56,9 @@ def deferred_interrupts() -> Iterator[None]:
 
 
 def run_cmd(argv: list[str], env: dict[str, str] | None = None, detached: bool = False) -> None:
-    """Run one command; BackendError with its stderr if it fails. *detached* puts it in its own
-    session, so a Ctrl-C typed at the terminal does not reach it (used for removals)."""
-    try:
-        done = subprocess.run(argv, env=env, capture_output=True, text=True,
-                              timeout=_CMD_TIMEOUT_S, start_new_session=detached)
-    except FileNotFoundError as exc:
-        raise EnvError(f"{argv[0]} is not installed") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise BackendError(f"{' '.join(argv[:4])} did not finish within {_CMD_TIMEOUT_S} s") from exc
-    if done.returncode != 0:
-        tail = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
-        raise BackendError(f"{' '.join(argv)} failed: {tail}")
+    """Run one command (lab.nsops.run_tool); *detached* puts it in its own session, so a Ctrl-C
+    typed at the terminal does not reach it (used for removals)."""
+    run_tool(argv, env=env, detached=detached, timeout_s=_CMD_TIMEOUT_S)
 
 
 def timed(fn: Callable[[], object]) -> float:
