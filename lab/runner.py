@@ -27,6 +27,9 @@ __all__ = ["run_scenario", "run_many", "run_catalog", "jobs_for", "default_artif
            "interrupts_as_exceptions", "Interrupted", "kernel_hz"]
 
 
+REPORT_SCHEMA = 2     # report.json's shape: 2 added schema, port, observation, checks[].outcome (README)
+
+
 def default_artifacts(scenario: str) -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     base = Path("artifacts") / f"{stamp}-{scenario}"
@@ -84,7 +87,7 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
         sampler=lab.sampler.cadence.to_json() if lab.sampler else {}, port=sc.port)
     checks, run_verdict, error = _judged(sc, ev, lab, error)
     report = {
-        "scenario": name, "port": sc.port, "intent": sc.intent_in(ev.sysctls), **lab.describe(),
+        "schema": REPORT_SCHEMA, "scenario": name, "port": sc.port, "intent": sc.intent_in(ev.sysctls), **lab.describe(),
         "kernel_hz": ev.hz, "started": started, "duration_s": round(time.time() - started, 3),
         "timings_s": {k: round(v, 3) for k, v in lab.timings.items()},
         "sysctls_requested": [str(s) for s in sysctls], "options": options,
