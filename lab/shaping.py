@@ -27,6 +27,7 @@ its own losses, and a scenario that uses loss counts outcomes over many tries.
 from __future__ import annotations
 
 import math
+import socket
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
@@ -271,8 +272,10 @@ def read_back(host: Host, ifname: str) -> dict | None:
 
 def pin_neighbours(router: Host, dst: Host, network: str) -> None:
     """Permanent neighbour entries across the shaped link between *router* and *dst* on
-    *network*, both ways: the router's netem (on its interface toward *dst*) would delay or drop
-    the router's ARP requests for *dst* and its replies to *dst*'s requests."""
+    *network*, both ways and for both families: the router's netem (on its interface toward *dst*)
+    would delay or drop the router's ARP requests (IPv6: neighbour solicitations) for *dst* and its
+    replies to *dst*'s. The run's family must be pinned; the other is pinned where it can be (a
+    host whose IPv6 a sysctl disabled takes no IPv6 neighbour, and carries no IPv6 of this run)."""
     from pyroute2.netlink.rtnl.ndmsg import states
 
     ends = []
@@ -284,11 +287,18 @@ def pin_neighbours(router: Host, dst: Host, network: str) -> None:
         ends.append((host, link, mac))
     for (host, link, _), (peer, _, peer_mac) in (ends, ends[::-1]):
         with iproute(host.nspath) as ipr:
-            try:
-                ipr.neigh("replace", dst=str(peer.addresses[network]), lladdr=peer_mac, ifindex=link,
-                          state=states["permanent"])
-            except NetlinkError as exc:
-                raise EnvError(f"cannot pin {peer.name}'s address in {host.name}'s neighbour table: {exc}") from exc
+            for family in (4, 6):
+                addr = peer.addrs(family).get(network)
+                if addr is None:
+                    continue
+                try:
+                    ipr.neigh("replace", dst=str(addr), lladdr=peer_mac, ifindex=link, state=states["permanent"],
+                              family=socket.AF_INET6 if family == 6 else socket.AF_INET)
+                except NetlinkError as exc:
+                    if family != host.family:
+                        continue
+                    raise EnvError(f"cannot pin {peer.name}'s address {addr} in {host.name}'s neighbour "
+                                   f"table: {exc}") from exc
 
 
 def observed_path(client: list, server: list, client_addr: str | None = None) -> dict:
