@@ -135,6 +135,7 @@ class Lab(TearDown):
         t = time.monotonic()
         self.hosts = self.backend.up(topo)
         self.timings["bring_up_s"] = time.monotonic() - t
+        self.timings["ipv6_settle_s"] = self.backend.ipv6_settle_s     # within bring_up_s
         for host in self.hosts.values():
             host.family = self.family
         self._ns_ids = {name: ns_identity(h.nspath) for name, h in self.hosts.items()}

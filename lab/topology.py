@@ -1,7 +1,7 @@
 """compose.yaml -> Topology: hosts, networks, addresses, routes and sysctls.
 
-The lab is dual-stack: a network may carry an IPv6 prefix beside its IPv4 /24 (``enable_ipv6:
-true`` and a second ``ipam.config`` subnet), and then each of its services has an ``ipv6_address``
+The lab is dual-stack: a network may carry an IPv6 prefix beside its IPv4 /24 (a second
+``ipam.config`` subnet), and then each of its services has an ``ipv6_address``
 there too; routes of both families are read from the services' commands (``ip route replace DEST
 via GW`` and ``ip -6 route replace DEST via GW``). A compose file without IPv6 still loads: its
 lab runs IPv4 only (``Topology.has_ipv6`` is False, and ``--family 6`` is refused).
@@ -44,7 +44,7 @@ class Network:
     internal: bool                                   # Docker's `internal:` flag
     labels: Mapping[str, str] = field(default_factory=dict)
     driver_opts: Mapping[str, str] = field(default_factory=dict)
-    subnet6: ipaddress.IPv6Network | None = None     # its IPv6 prefix (enable_ipv6), if any
+    subnet6: ipaddress.IPv6Network | None = None     # its IPv6 prefix (ipam.config), if any
 
     @property
     def leads_nowhere(self) -> bool:
@@ -127,7 +127,7 @@ class Topology:
         """Why this topology cannot run IPv6 ("" when it can)."""
         bare = [n.name for n in self.networks.values() if n.subnet6 is None]
         if bare:
-            return f"network {', '.join(map(repr, bare))} of {self.source} has no IPv6 prefix (enable_ipv6)"
+            return f"network {', '.join(map(repr, bare))} of {self.source} has no IPv6 subnet (ipam.config)"
         return ""
 
 
@@ -233,7 +233,7 @@ def _read_compose(path: Path) -> dict:
 
 
 def _networks(doc: dict, path: Path) -> dict[str, Network]:
-    """The ``networks:``, each with a subnet (and, with ``enable_ipv6``, an IPv6 prefix), leading
+    """The ``networks:``, each with a subnet (and, where ipam.config has one, an IPv6 prefix), leading
     nowhere (no NAT to the outside)."""
     networks: dict[str, Network] = {}
     for name, spec in (doc.get("networks") or {}).items():
@@ -250,7 +250,10 @@ def _networks(doc: dict, path: Path) -> dict[str, Network]:
 
 
 def _subnets(name: str, spec: dict, path: Path) -> tuple[ipaddress.IPv4Network, ipaddress.IPv6Network | None]:
-    """A network's ``ipam.config`` subnets: one IPv4, and one IPv6 exactly when ``enable_ipv6``."""
+    """A network's ``ipam.config`` subnets: one IPv4 and at most one IPv6. The lab puts the IPv6 one
+    on its own links whatever ``enable_ipv6`` says (that is Docker's, for a by-hand lab: false in
+    compose.yaml, see there); ``enable_ipv6: true`` without an IPv6 subnet would let Docker pick one
+    the lab does not know, and is refused."""
     configs = ((spec.get("ipam") or {}).get("config") or [])
     if not configs or not isinstance(configs[0], dict) or "subnet" not in configs[0]:
         raise TopologyError(f"{path}: network {name!r} needs ipam.config[0].subnet")
@@ -263,10 +266,7 @@ def _subnets(name: str, spec: dict, path: Path) -> tuple[ipaddress.IPv4Network, 
     if len(v4) != 1 or len(v6) > 1:
         raise TopologyError(f"{path}: network {name!r} needs one IPv4 subnet and at most one IPv6 subnet "
                             f"in ipam.config (it has {len(v4)} and {len(v6)})")
-    if v6 and not spec.get("enable_ipv6"):
-        raise TopologyError(f"{path}: network {name!r} has the IPv6 subnet {v6[0]} but no "
-                            "`enable_ipv6: true`; add it (Docker needs it too)")
-    if spec.get("enable_ipv6") and not v6:
+    if spec.get("enable_ipv6") is True and not v6:
         raise TopologyError(f"{path}: network {name!r} sets enable_ipv6 but has no IPv6 subnet; add one "
                             "to ipam.config (a unique local /64, fd...::/64)")
     return v4[0], (v6[0] if v6 else None)
@@ -329,7 +329,7 @@ def _addresses6(svc: dict, networks: Mapping[str, Network], where: str) -> dict[
         if subnet6 is None:
             if given:
                 raise TopologyError(f"{where}.networks.{net}: ipv6_address {given} on a network without "
-                                    "an IPv6 prefix; add `enable_ipv6: true` and an IPv6 subnet to it")
+                                    "an IPv6 prefix; add an IPv6 subnet to its ipam.config")
             continue
         try:
             addr = ipaddress.IPv6Address(str(given or ""))

@@ -75,6 +75,7 @@ class Backend(abc.ABC):
         self.hosts: dict[str, Host] = {}
         self.owner = token()            # this process: every object made carries it (lab.owner)
         self.persistent = False         # an `invoke up` lab: marked so, kept until `invoke down`
+        self.ipv6_settle_s = 0.0        # how long its IPv6 addresses took to leave DAD (links.settle)
 
     def owner_labels(self) -> dict[str, str]:
         """Docker labels naming this lab's owner (lab.owner), for every object it makes."""

@@ -154,7 +154,7 @@ class DockerBackend(Backend):
                 python=["python3", "-u"],
                 addresses=dict(spec.addresses), addresses6=dict(spec.addresses6),
             )
-        wire(topology, self.hosts, lambda net: self._make_ns(switch_name(self.lab_id, net)))
+        self.ipv6_settle_s = wire(topology, self.hosts, lambda net: self._make_ns(switch_name(self.lab_id, net)))
 
     def _wait_running(self, ctr) -> int:
         deadline = time.monotonic() + _TIMEOUT_S

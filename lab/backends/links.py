@@ -163,12 +163,12 @@ def switch_name(lab_id: str, network: str) -> str:
     return f"{PREFIX}{lab_id}-sw-{network}"
 
 
-def wire(topology: Topology, hosts: Mapping[str, Host], new_switch: Callable[[str], str]) -> None:
+def wire(topology: Topology, hosts: Mapping[str, Host], new_switch: Callable[[str], str]) -> float:
     """Every link, address and route of *topology*, of both families, between the running *hosts*,
     with IPv6 quiet (quiet_ipv6) and forwarding only in the router (set_forwarding). A network of
     three or more members gets its bridge in the namespace ``new_switch(network)`` makes (the
     backend's, so it is marked as its other namespaces are). IPv6 is left out where the kernel
-    has none."""
+    has none. Returns how long the IPv6 addresses took to be usable (settle(): 0 without DAD)."""
     ipv6 = kernel_has_ipv6()
     if ipv6:
         for host in hosts.values():
@@ -184,8 +184,7 @@ def wire(topology: Topology, hosts: Mapping[str, Host], new_switch: Callable[[st
     for spec in topology.hosts.values():
         _address(topology, hosts[spec.name], ifname, ipv6)
         set_forwarding(hosts[spec.name])
-    if ipv6:
-        settle(hosts)
+    return settle(hosts) if ipv6 else 0.0
 
 
 def _address(topology: Topology, host: Host, ifname: Mapping[tuple[str, str], str], ipv6: bool) -> None:

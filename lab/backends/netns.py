@@ -110,7 +110,7 @@ class NetnsBackend(Backend):
                 addresses=dict(spec.addresses), addresses6=dict(spec.addresses6),
             )
         remove_namespace(self._ns("parent"))               # its children do not need it
-        wire(topology, self.hosts, lambda net: self._make_ns(switch_name(self.lab_id, net)))
+        self.ipv6_settle_s = wire(topology, self.hosts, lambda net: self._make_ns(switch_name(self.lab_id, net)))
         for spec in topology.hosts.values():
             for key, value in own_sysctls(spec.sysctls).items():
                 write_sysctl(self.hosts[spec.name].nspath, key, value)

@@ -139,8 +139,8 @@ def test_no_ipv6_before_bring_up_is_a_skip_naming_why():
     assert "this kernel has no IPv6" in str(info.value) and info.value.exit_code == 2
     assert str(info.value).startswith("lost-ack/v6 cannot run over IPv6: ")
     assert str(info.value).endswith("; run it with --family 4")
-    with pytest.raises(NoIPv6, match="has no IPv6 prefix"):
-        require_ipv6("lost-ack/v6", True, "network 'left' of x has no IPv6 prefix (enable_ipv6)")
+    with pytest.raises(NoIPv6, match="has no IPv6 subnet"):
+        require_ipv6("lost-ack/v6", True, "network 'left' of x has no IPv6 subnet (ipam.config)")
 
 
 # -- per-family counters ------------------------------------------------------------------------

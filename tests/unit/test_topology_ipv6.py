@@ -49,7 +49,7 @@ def test_ipv6_prefixes_interpolated_per_instance():
 def _v4_only(text: str) -> str:
     """compose.yaml with every IPv6 line taken out."""
     keep = [ln for ln in text.splitlines() if "6" not in ln.split(":")[0] and "enable_ipv6" not in ln
-            and "TWLAB_LEFT6" not in ln and "TWLAB_RIGHT6" not in ln]
+            and ("TWLAB_LEFT6" not in ln and "TWLAB_RIGHT6" not in ln or ln.lstrip().startswith("command:"))]
     return "\n".join(keep) + "\n"
 
 
@@ -60,10 +60,10 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def _commands_v4(text: str) -> str:
-    return text.replace("ip -6 route del default 2>/dev/null; ", "").replace(
-        " && ip -6 route replace ${TWLAB_RIGHT6:-fd74:776c:6162:2}::/64 via ${TWLAB_LEFT6:-fd74:776c:6162:1}::2", ""
-    ).replace(" && ip -6 route replace ${TWLAB_LEFT6:-fd74:776c:6162:1}::/64 via ${TWLAB_RIGHT6:-fd74:776c:6162:2}::2",
-              "")
+    """The commands without their IPv6 routes."""
+    import re
+
+    return re.sub(r"ip -6 route (del default|replace \S+ via \S+) 2>/dev/null; ", "", text)
 
 
 def test_a_compose_file_without_ipv6_still_loads(tmp_path):
@@ -72,7 +72,7 @@ def test_a_compose_file_without_ipv6_still_loads(tmp_path):
     assert all(not h.addresses6 for h in topo.hosts.values())
     assert [r.family for h in topo.hosts.values() for r in h.routes] == [4, 4]
     assert not topo.has_ipv6
-    assert "has no IPv6 prefix" in topo.without_ipv6() and "'left', 'right'" in topo.without_ipv6()
+    assert "has no IPv6 subnet" in topo.without_ipv6() and "'left', 'right'" in topo.without_ipv6()
     assert topo.router is not None and topo.router.name == "router"
 
 
@@ -83,9 +83,6 @@ def _edited(tmp_path: Path, old: str, new: str, count: int = 1) -> Path:
 
 
 @pytest.mark.parametrize("old, new, words", [
-    ("    enable_ipv6: true\n", "", ["'left'", "no `enable_ipv6: true`"]),
-    ("        - subnet: ${TWLAB_LEFT6:-fd74:776c:6162:1}::/64\n", "",
-     ["'left'", "enable_ipv6 but has no IPv6 subnet"]),
     ("        - subnet: ${TWLAB_LEFT6:-fd74:776c:6162:1}::/64\n",
      "        - subnet: ${TWLAB_LEFT6:-fd74:776c:6162:1}::/64\n        - subnet: fd00:1::/64\n",
      ["'left'", "at most one IPv6 subnet", "1 and 2"]),
@@ -112,6 +109,16 @@ def test_malformed_ipv6_refused_in_one_line(tmp_path, old, new, words):
     assert "\n" not in message
     for w in words:
         assert w in message, (w, message)
+
+
+def test_docker_ipv6_without_a_subnet_refused_and_the_by_hand_lab_is_ipv4_only(tmp_path):
+    # compose.yaml keeps Docker's IPv6 off: a Docker IPv6 network turns IPv6 forwarding on in this
+    # machine's own namespace (libnetwork's setupBridgeIPv6); the lab reads the subnet all the same
+    assert DEFAULT_COMPOSE.read_text().count("    enable_ipv6: false") == 2
+    text = DEFAULT_COMPOSE.read_text().replace("    enable_ipv6: false", "    enable_ipv6: true", 1)
+    text = text.replace("        - subnet: ${TWLAB_LEFT6:-fd74:776c:6162:1}::/64\n", "")
+    with pytest.raises(TopologyError, match=r"network 'left' sets enable_ipv6 but has no IPv6 subnet"):
+        load(_write(tmp_path, text))
 
 
 def test_an_ipv6_address_on_a_network_without_ipv6_refused(tmp_path):
