@@ -56,7 +56,6 @@ class Result:
     verdict: str                               # pass | fail | error | skipped
     exit_code: int
     artifacts: str
-    family: int = 4
     error: str | None = None
     reason: str | None = None                  # why it was skipped
     skip: dict | None = None                   # {"why", "hint", "kind"} of a skip
@@ -64,6 +63,8 @@ class Result:
     duration_s: float | None = None
     outcomes: dict[str, str] = field(default_factory=dict)      # check name -> outcome
     interrupted: bool = False
+    labs: list[str] = field(default_factory=list)              # the labs the run made (lab.pool)
+    family: int = 4                                            # the run's address family (lab.family)
 
     @property
     def name(self) -> str:
