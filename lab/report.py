@@ -7,7 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from .ladder import ARRIVED, UNKNOWN, Row, ladder_rows
+from .ladder import ARRIVED, UNKNOWN, Row, ladder_rows, run_addresses
 from .verdict import FAIL, INCONCLUSIVE, NOT_APPLICABLE, PASS, outcome_of
 
 __all__ = ["ladder", "show"]
@@ -65,10 +65,11 @@ def show(report: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
     verdict = report.get("verdict")
     console.rule(f"[bold]{report['scenario']}[/]: {report.get('intent', '')}")
-    hosts = report.get("hosts", {})
     console.print(f"backend [bold]{report.get('backend')}[/], kernel {report.get('kernel')} "
-                  f"(HZ={report.get('kernel_hz')}), lab {report.get('lab_id')}, "
-                  + ", ".join(f"{h} {next(iter(v['addresses'].values()))}" for h, v in hosts.items()))
+                  f"(HZ={report.get('kernel_hz')}), lab {report.get('lab_id')}, IPv{report.get('family') or 4}")
+    # the addresses on a line of their own (three IPv6 ones fit in 100 columns; rich wraps a longer
+    # line between words, never inside an address)
+    console.print(Text(", ".join(f"{h} {a}" for h, a in run_addresses(report).items() if a)))
     if report.get("sysctls_requested"):
         console.print("sysctls set: " + ", ".join(report["sysctls_requested"]))
     netem = report.get("netem", {})
@@ -122,7 +123,7 @@ def _tally(checks: list[dict[str, Any]]) -> str:
 
 
 def _client_ports(report: dict[str, Any]) -> set[int]:
-    addr = next(iter(report.get("hosts", {}).get("client", {}).get("addresses", {}).values()), None)
+    addr = run_addresses(report).get("client")
     return {s["sport"] for s in report.get("packets", {}).get("client", []) if s["src"] == addr}
 
 
