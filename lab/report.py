@@ -95,10 +95,7 @@ def show(report: dict[str, Any], console: Console | None = None) -> None:
         console.print(line, highlight=False)
     for c in report.get("checks", []):
         console.print(f"{_MARKS[outcome_of(c)]} [bold]{c['name']}[/]")
-        for key, label in (("expected", "expected"), ("observed", "observed"), ("citation", "rule")):
-            line = Text(f"       {label:<9}", "dim")
-            line.append(c[key], "dim" if key == "citation" else "")
-            console.print(line)
+        _check_lines(console, c)
     if report.get("error"):
         console.print(f"[bold red]error:[/] {report['error']}")
     art = report.get("artifacts", {})
@@ -106,6 +103,18 @@ def show(report: dict[str, Any], console: Console | None = None) -> None:
                   f"   took {report.get('duration_s')} s")
     colour = {"pass": "green", "fail": "red"}.get(str(verdict), "yellow")
     console.print(f"[bold {colour}]verdict: {str(verdict).upper()}[/] ({_tally(report.get('checks', []))})")
+
+
+def _check_lines(console: Console, check: dict[str, Any]) -> None:
+    """A check's expected, observed and rule, each wrapped between words under its own start (a
+    long line of endpoints, "[fd3c:9a1e:44b0:1::10]:41002", is never cut or sent to column 0)."""
+    indent = 16
+    for key, label in (("expected", "expected"), ("observed", "observed"), ("citation", "rule")):
+        body = Text(check[key], "dim" if key == "citation" else "")
+        for n, part in enumerate(body.wrap(console, max(console.width - indent, 20))):
+            part.rstrip()
+            line = Text(f"       {label:<9}" if n == 0 else " " * indent, "dim")
+            console.print(line.append_text(part), soft_wrap=True)
 
 
 _MARKS = {PASS: "[green] pass [/]", FAIL: "[bold white on red] FAIL [/]",
