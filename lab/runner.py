@@ -16,6 +16,7 @@ from .capture import parse_stats
 from .core import Lab, SysctlSetting
 from .errors import CannotShow, EnvError, LabError, NetemMissing, UsageError, WaitTimeout
 from .evidence import Evidence
+from .family import check_family, label
 from .interrupts import Interrupted, interrupts_as_exceptions, signal_name, signal_of
 from .pipeline import Job, Result, run_batches, tally
 from .scenario import Scenario
@@ -27,7 +28,8 @@ __all__ = ["run_scenario", "run_many", "run_catalog", "jobs_for", "default_artif
            "interrupts_as_exceptions", "Interrupted", "kernel_hz"]
 
 
-REPORT_SCHEMA = 2     # report.json's shape: 2 added schema, port, observation, checks[].outcome (README)
+REPORT_SCHEMA = 3     # report.json's shape: 2 added schema, port, observation, checks[].outcome; 3 family,
+                      # hosts' addresses4/addresses6 (README)
 
 
 def default_artifacts(scenario: str) -> Path:
@@ -59,8 +61,9 @@ def kernel_hz() -> int | None:
 def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] = (),
                  artifacts: Path | None = None, progress: Callable[[str], None] = lambda s: None,
                  shaping: list[Shaping] = (), compose: Path | None = None,
-                 options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run scenario *name*; return the report (also written to ARTIFACTS/report.json).
+                 options: dict[str, Any] | None = None, family: int = 4) -> dict[str, Any]:
+    """Run scenario *name* over IPv4 or IPv6 (*family*); return the report (also written to
+    ARTIFACTS/report.json).
 
     Raises LabError for usage and environment errors (nothing is left behind); a failed check is
     not an error but ``report["verdict"] == "fail"``."""
@@ -74,7 +77,7 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
     started = time.time()
     # the scenario's own settings first (e.g. a short tcp_orphan_retries), the user's on top
     sysctls = layer_sysctls(sc.own_sysctls(), explicit=sysctls)
-    lab = _lab_for(sc, backend, artifacts, sysctls, shaping, compose, progress)
+    lab = _lab_for(sc, backend, artifacts, sysctls, shaping, compose, progress, check_family(family))
     facts, error = _steps(lab, sc, shaping, options, progress)
     ev = Evidence.load(
         artifacts, list(lab.hosts), timeline=lab.timeline.events(),
@@ -84,10 +87,11 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
         facts=facts, hz=kernel_hz(), options=options,
         timer_samples=lab.sampler.series if lab.sampler else {},
         captures={h: parse_stats(c.stats) for h, c in lab.captures.items()},
-        sampler=lab.sampler.cadence.to_json() if lab.sampler else {}, port=sc.port)
+        sampler=lab.sampler.cadence.to_json() if lab.sampler else {}, port=sc.port, family=lab.family)
     checks, run_verdict, error = _judged(sc, ev, lab, error)
     report = {
-        "schema": REPORT_SCHEMA, "scenario": name, "port": sc.port, "intent": sc.intent_in(ev.sysctls), **lab.describe(),
+        "schema": REPORT_SCHEMA, "scenario": name, "port": sc.port, "intent": sc.intent_in(ev.sysctls),
+        **lab.describe(),
         "kernel_hz": ev.hz, "started": started, "duration_s": round(time.time() - started, 3),
         "timings_s": {k: round(v, 3) for k, v in lab.timings.items()},
         "sysctls_requested": [str(s) for s in sysctls], "options": options,
@@ -106,7 +110,7 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
 
 
 def _lab_for(sc: Scenario, backend: str, artifacts: Path, sysctls: list[SysctlSetting],
-             shaping: list[Shaping], compose: Path | None, progress: Callable[[str], None]) -> Lab:
+             shaping: list[Shaping], compose: Path | None, progress: Callable[[str], None], family: int) -> Lab:
     def premise(in_force: dict[str, dict[str, str]]) -> None:
         """Asked by the lab once the sysctls are read back, before anything is captured."""
         why = sc.cannot_show(in_force)
@@ -115,8 +119,8 @@ def _lab_for(sc: Scenario, backend: str, artifacts: Path, sysctls: list[SysctlSe
 
     return Lab(backend=backend, artifacts=artifacts, sysctls=list(sysctls), port=sc.port,
                progress=progress, shaping=list(shaping), premise=premise,
-               needs_netem=sc.name if sc.shaping == REQUIRED else None,
-               **({"compose": compose} if compose else {}))
+               needs_netem=sc.name if sc.shaping == REQUIRED else None, family=family,
+               scenario=label(sc.name, family), **({"compose": compose} if compose else {}))
 
 
 def _steps(lab: Lab, sc: Scenario, shaping: list[Shaping], options: dict[str, Any],
