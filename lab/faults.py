@@ -34,6 +34,7 @@ from .capture import Capture
 from .checksum import tcp_checksummed
 from .errors import BackendError, UsageError
 from .nsops import run_in
+from .records import endpoint
 from .timeline import Timeline
 
 __all__ = ["Faults", "Fault", "FLAG_BITS"]
@@ -116,7 +117,7 @@ class Faults:
         if " " in name or '"' in name:
             raise UsageError(f"fault name {name!r}: no spaces or quotes")
         proto, saddrs = _addresses(src)
-        _, daddrs = _addresses(dst, _family(src))
+        _, daddrs = _addresses(dst, src.family)
         match = (f"{proto} saddr {{ {', '.join(saddrs)} }} {proto} daddr {{ {', '.join(daddrs)} }} "
                  f"{_flag_expr(flags, has)}")
         # queue-threshold 1: the kernel hands each logged packet to the capture at once
@@ -163,7 +164,7 @@ class Faults:
             sent = time.time()
             for seg in segments:
                 version = seg.ip[0] >> 4
-                raws[version].sendto(tcp_checksummed(seg.ip), (_addresses(toward, version)[1][0], 0))
+                raws[version].sendto(tcp_checksummed(seg.ip), (str(toward.addr(version)), 0))
         finally:
             for raw in raws.values():
                 raw.close()
@@ -236,25 +237,19 @@ class Faults:
                     kind = fault.description.split(" ")[0]             # "drop" or "copy"
                     verb = {"drop": "dropped", "copy": "copied"}[kind]
                     self.timeline.add(seg.t, self.router.name, kind,
-                                      f"{verb} {seg.flags} {seg.src}:{seg.sport} -> {seg.dst}:{seg.dport}"
+                                      f"{verb} {seg.flags} {endpoint(seg.src, seg.sport)} -> "
+                                      f"{endpoint(seg.dst, seg.dport)}"
                                       f" (fault {seg.prefix})", segment=seg.to_json())
 
 
 _AF = {4: socket.AF_INET, 6: socket.AF_INET6}
 
 
-def _family(host: Host) -> int:
-    """The lab's address family, as the Lab set it on its hosts (4 or 6)."""
-    return getattr(host, "family", 4)
-
-
 def _addresses(host: Host, family: int | None = None) -> tuple[str, list[str]]:
-    """The nft keyword for *family* (the host's own by default) and the host's addresses of it,
-    one on each of its networks."""
-    family = _family(host) if family is None else family
-    if family == 6:
-        return "ip6", [str(a) for a in host.addresses6.values()]
-    return "ip", [str(a) for a in host.addresses.values()]
+    """The nft keyword for *family* (the lab's by default) and the host's addresses in it, one on
+    each of its networks."""
+    family = family or host.family
+    return ("ip6" if family == 6 else "ip"), [str(a) for a in host.addrs(family).values()]
 
 
 def _handle_from_echo(out: str) -> int:

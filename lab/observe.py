@@ -97,7 +97,7 @@ class SocketView:
 
     def __init__(self, host: Host, family: int | None = None) -> None:
         self.host = host
-        self.family = getattr(host, "family", 4) if family is None else family
+        self.family = host.family if family is None else family
         if self.family not in _FAMILIES:
             raise ValueError(f"address family {self.family!r}: 4 or 6")
         self._af = _FAMILIES[self.family]

@@ -16,11 +16,9 @@ from lab.timeline import Timeline
 
 
 def host(name: str, v4: dict[str, str], v6: dict[str, str], family: int) -> Host:
-    h = Host(name=name, spec=None, nspath=f"/run/netns/{name}", exec_prefix=[], python=[],
-             addresses={k: ipaddress.IPv4Address(a) for k, a in v4.items()})
-    h.addresses6 = {k: ipaddress.IPv6Address(a) for k, a in v6.items()}
-    h.family = family
-    return h
+    return Host(name=name, spec=None, nspath=f"/run/netns/{name}", exec_prefix=[], python=[],
+                addresses={k: ipaddress.IPv4Address(a) for k, a in v4.items()},
+                addresses6={k: ipaddress.IPv6Address(a) for k, a in v6.items()}, family=family)
 
 
 def lab_hosts(family: int) -> dict[str, Host]:
