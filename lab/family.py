@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 from .errors import NoIPv6, UsageError, quoted
 
-__all__ = ["FAMILIES", "parse_family", "check_family", "label", "split_label", "require_ipv6",
+__all__ = ["FAMILIES", "parse_family", "one_family", "check_family", "label", "split_label", "require_ipv6",
            "ipv6_missing", "require_ipv6_in"]
 
 FAMILIES = {"4": (4,), "6": (6,), "both": (4, 6)}
@@ -33,6 +33,15 @@ def parse_family(text: object) -> tuple[int, ...]:
         raise UsageError(f"--family {quoted(str(text))}: choose 4 (IPv4, the default), 6 (IPv6) or both "
                          "(each scenario once per family)")
     return families
+
+
+def one_family(text: object, what: str, both_hint: str) -> int:
+    """--family where one family is run at a time (`vm`, `run --repeat`): 4 or 6; `both` is
+    refused with *both_hint* (where both run)."""
+    families = parse_family(text)
+    if len(families) > 1:
+        raise UsageError(f"{what} runs one address family at a time; give --family 4 or --family 6 ({both_hint})")
+    return families[0]
 
 
 def check_family(family: object) -> int:

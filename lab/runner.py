@@ -14,7 +14,7 @@ from .artifacts import check_dir, ensure_dir, write_text
 from .backends import check_name
 from .capture import parse_stats
 from .core import Lab, SysctlSetting
-from .errors import CannotShow, EnvError, LabError, NetemMissing, UsageError, WaitTimeout
+from .errors import CannotShow, EnvError, LabError, NetemMissing, NoIPv6, UsageError, WaitTimeout
 from .evidence import Evidence
 from .family import check_family, label
 from .interrupts import Interrupted, interrupts_as_exceptions, signal_name, signal_of
@@ -194,24 +194,29 @@ def _write_report(lab: Lab, artifacts: Path, report: dict[str, Any]) -> None:
 
 def jobs_for(names: list[str], base: Path, backend: str = "auto", sysctls: list[SysctlSetting] = (),
              shaping: list[Shaping] = (), compose: Path | None = None, options: dict[str, Any] | None = None,
-             from_host: list[SysctlSetting] = (), repeat: int = 1) -> list[Job]:
-    """The jobs of a batch: each scenario (*repeat* times, in run-NNN directories) with its sysctls
-    layered (its own, this machine's, the explicit ones) and the shaping only where it takes any;
-    a bad scenario, sysctl key or backend is refused here, once, before any lab."""
+             from_host: list[SysctlSetting] = (), repeat: int = 1, families: tuple[int, ...] = (4,)) -> list[Job]:
+    """The jobs of a batch: each scenario once per address family in *families* (*repeat* times, in
+    run-NNN directories; an IPv6 run's directory is SCENARIO-v6) with its sysctls layered (its own,
+    this machine's, the explicit ones) and the shaping only where it takes any; a bad scenario,
+    sysctl key, backend or family is refused here, once, before any lab."""
     from scenarios import get
 
     scs = [get(n) for n in names]
     check_keys(sysctls)
     check_name(backend)
+    families = tuple(check_family(f) for f in families)
+    if repeat > 1 and len(families) > 1:
+        raise UsageError("--repeat runs one address family at a time; give --family 4 or --family 6")
     jobs = []
     for sc in scs:
-        for i in range(repeat):
-            jobs.append(Job(
-                run=len(jobs) + 1, scenario=sc.name, backend=backend,
-                artifacts=base / (f"run-{i + 1:03d}" if repeat > 1 else sc.name),
-                sysctls=tuple(layer_sysctls(sc.own_sysctls(), from_host, sysctls)),
-                shaping=() if sc.shaping == UNUSED else tuple(shaping), compose=compose,
-                options=dict(options or {})))
+        for family in families:
+            for i in range(repeat):
+                jobs.append(Job(
+                    run=len(jobs) + 1, scenario=sc.name, backend=backend, family=family,
+                    artifacts=base / (f"run-{i + 1:03d}" if repeat > 1 else label(sc.name, family).replace("/", "-")),
+                    sysctls=tuple(layer_sysctls(sc.own_sysctls(), from_host, sysctls)),
+                    shaping=() if sc.shaping == UNUSED else tuple(shaping), compose=compose,
+                    options=dict(options or {})))
     return jobs
 
 
@@ -219,14 +224,14 @@ def run_many(name: str, repeat: int, parallel: int, backend: str = "auto",
              sysctls: list[SysctlSetting] = (), artifacts: Path | None = None,
              shaping: list[Shaping] = (), compose: Path | None = None,
              progress: Callable[[str], None] = lambda s: None,
-             options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run *repeat* isolated instances of scenario *name*, *parallel* at a time, each in its own
-    process and lab; summarise how many passed and how stable each check was. A skip (the kernel
-    or the sysctls cannot show it) skips every instance: the first one stops the batch."""
+             options: dict[str, Any] | None = None, family: int = 4) -> dict[str, Any]:
+    """Run *repeat* isolated instances of scenario *name* over *family*, *parallel* at a time, each
+    in its own process and lab; summarise how many passed and how stable each check was. A skip
+    (the kernel or the sysctls cannot show it) skips every instance: the first one stops the batch."""
     if repeat < 1 or parallel < 1:
         raise UsageError("--repeat and --parallel take whole numbers of 1 or more")
-    base = check_dir(Path(artifacts) if artifacts else default_artifacts(name))
-    jobs = jobs_for([name], base, backend, sysctls, shaping, compose, options, repeat=repeat)
+    base = check_dir(Path(artifacts) if artifacts else default_artifacts(label(name, family).replace("/", "-")))
+    jobs = jobs_for([name], base, backend, sysctls, shaping, compose, options, repeat=repeat, families=(family,))
     started = time.time()
 
     def skip_all(res: Result) -> None:
@@ -237,14 +242,14 @@ def run_many(name: str, repeat: int, parallel: int, backend: str = "auto",
         results = run_batches(jobs, parallel, progress, label=lambda r: f"run {r.run:>3}/{repeat}:",
                               on_result=skip_all)
     except KeyboardInterrupt as exc:
-        summary = _many_summary(name, repeat, parallel, getattr(exc, "results", []), started, base)
+        summary = _many_summary(name, repeat, parallel, getattr(exc, "results", []), started, base, family)
         summary.update(interrupted=signal_of(exc), not_run=[j.run for j in getattr(exc, "not_run", [])])
         _write_summary(base, summary)
         progress(f"{name}: interrupted by {signal_name(exc)} after {len(summary['runs'])} of {repeat} runs "
                  f"({summary['passed']} passed, {summary['failed']} failed, {summary['errors']} errors, "
                  f"{len(summary['not_run'])} not started); partial summary: {base}/summary.json")
         raise
-    summary = _many_summary(name, repeat, parallel, results, started, base)
+    summary = _many_summary(name, repeat, parallel, results, started, base, family)
     _write_summary(base, summary)
     return summary
 
@@ -252,18 +257,22 @@ def run_many(name: str, repeat: int, parallel: int, backend: str = "auto",
 def skipped(res: Result) -> LabError:
     """The skip a result reports, raised again (its kind and reason) for the batch to stop on."""
     why = (res.skip or {}).get("why", res.reason or "")
-    if (res.skip or {}).get("kind") == "CannotShow":
-        return CannotShow(res.scenario, why)
+    kind = (res.skip or {}).get("kind")
+    if kind == "CannotShow":
+        return CannotShow(res.name, why)
+    if kind == "NoIPv6":
+        return NoIPv6(res.name, why)
     return NetemMissing(res.scenario, why)
 
 
 def _many_summary(name: str, repeat: int, parallel: int, results: list[Result], started: float,
-                  base: Path) -> dict[str, Any]:
+                  base: Path, family: int = 4) -> dict[str, Any]:
     per_check: dict[str, list[bool]] = {}
     for r in results:
         for check, outcome in r.outcomes.items():
             per_check.setdefault(check, []).append(outcome == "pass")
-    summary = {"scenario": name, "repeat": repeat, "parallel": parallel, **tally(results),
+    summary = {"scenario": name, "family": family, "name": label(name, family), "repeat": repeat,
+               "parallel": parallel, **tally(results),
                "check_pass_rate": {k: f"{sum(v)}/{len(v)}" for k, v in per_check.items()},
                "wall_s": round(time.time() - started, 3), "runs": [r.to_json() for r in results]}
     summary["verdict"] = "pass" if summary["passed"] == repeat else "fail"
@@ -291,18 +300,20 @@ def run_catalog(names: list[str], parallel: int = 3, backend: str = "auto",
                 sysctls: list[SysctlSetting] = (), artifacts: Path | None = None,
                 shaping: list[Shaping] = (), compose: Path | None = None,
                 options: dict[str, Any] | None = None,
-                progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    """Run several scenarios (``invoke run all``): the parallel-safe ones up to *parallel* at a
-    time, the timing-sensitive ones afterwards, alone (lab.pipeline)."""
-    base = check_dir(Path(artifacts) if artifacts else default_artifacts("all"))
+                progress: Callable[[str], None] = lambda s: None,
+                families: tuple[int, ...] = (4,)) -> dict[str, Any]:
+    """Run several scenarios (``invoke run all``), each once per address family in *families*: the
+    parallel-safe ones up to *parallel* at a time, the timing-sensitive ones afterwards, alone
+    (lab.pipeline)."""
     mine = [s for s in sysctls if s.host in ("client", "router", "server")]
-    jobs = jobs_for(names, base, backend, mine, shaping, compose, options)
+    base = check_dir(Path(artifacts) if artifacts else default_artifacts("all"))
+    jobs = jobs_for(names, base, backend, mine, shaping, compose, options, families=families)
     started = time.time()
     try:
         results = run_batches(jobs, parallel, progress)
     except KeyboardInterrupt as exc:
         summary = catalog_summary(getattr(exc, "results", []), time.time() - started)
-        summary.update(interrupted=signal_of(exc), not_run=[j.scenario for j in getattr(exc, "not_run", [])])
+        summary.update(interrupted=signal_of(exc), not_run=[j.name for j in getattr(exc, "not_run", [])])
         _write_summary(base, summary)
         progress(f"interrupted by {signal_name(exc)} after {len(summary['scenarios'])} of {len(jobs)} "
                  f"scenarios; partial summary: {base}/summary.json")

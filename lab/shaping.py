@@ -27,6 +27,7 @@ its own losses, and a scenario that uses loss counts outcomes over many tries.
 from __future__ import annotations
 
 import math
+import socket
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
@@ -279,9 +280,10 @@ class _LinkEnd(NamedTuple):
     v6: list[str]           # unique local and link-local; none where IPv6 is off on the link
 
 
-def _link_end(host: Host, network: str) -> _LinkEnd:
-    import socket
+_AF = {4: socket.AF_INET, 6: socket.AF_INET6}
 
+
+def _link_end(host: Host, network: str) -> _LinkEnd:
     ifname = host.ifname(network)
     with iproute(host.nspath) as ipr:
         index = ipr.link_lookup(ifname=ifname)[0]
@@ -297,10 +299,9 @@ def pin_neighbours(router: Host, dst: Host, network: str) -> None:
     the router's ARP requests for *dst* and its replies to *dst*'s requests - and IPv6's neighbour
     discovery alike (neighbour solicitations and advertisements are ICMPv6 packets on the same
     interface, RFC 4861 7.2), so each end's IPv6 addresses on the link (unique local and
-    link-local) are pinned too where both ends have IPv6 on it. A permanent entry is never
-    probed again (no NUD, RFC 4861 7.3)."""
-    import socket
-
+    link-local) are pinned too where both ends have IPv6 on it (a host whose IPv6 a sysctl disabled
+    has none). A permanent entry is never probed again (no NUD, RFC 4861 7.3). The run's family
+    must be pinned; the other is pinned where it can be."""
     from pyroute2.netlink.rtnl.ndmsg import states
 
     ends = [_link_end(router, network), _link_end(dst, network)]
@@ -314,6 +315,8 @@ def pin_neighbours(router: Host, dst: Host, network: str) -> None:
                     ipr.neigh("replace", dst=addr, lladdr=peer.mac, ifindex=me.index, family=family,
                               state=states["permanent"])
                 except NetlinkError as exc:
+                    if family != _AF[me.host.family]:
+                        continue
                     raise EnvError(f"cannot pin {peer.host.name}'s address {addr} in {me.host.name}'s "
                                    f"neighbour table: {exc}") from exc
 
