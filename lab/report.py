@@ -67,9 +67,11 @@ def show(report: dict[str, Any], console: Console | None = None) -> None:
     console.rule(f"[bold]{report['scenario']}[/]: {report.get('intent', '')}")
     console.print(f"backend [bold]{report.get('backend')}[/], kernel {report.get('kernel')} "
                   f"(HZ={report.get('kernel_hz')}), lab {report.get('lab_id')}, IPv{report.get('family') or 4}")
-    # the addresses on a line of their own (three IPv6 ones fit in 100 columns; rich wraps a longer
-    # line between words, never inside an address)
-    console.print(Text(", ".join(f"{h} {a}" for h, a in run_addresses(report).items() if a)))
+    # the addresses on a line of their own (three IPv6 ones fit in 100 columns), or one host a line
+    # where they do not: never a host name on one line and its address on the next
+    named = [f"{h} {a}" for h, a in run_addresses(report).items() if a]
+    for line in [", ".join(named)] if len(", ".join(named)) <= console.width else named:
+        console.print(Text(line), soft_wrap=True)
     if report.get("sysctls_requested"):
         console.print("sysctls set: " + ", ".join(report["sysctls_requested"]))
     netem = report.get("netem", {})

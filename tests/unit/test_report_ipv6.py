@@ -85,3 +85,10 @@ def test_no_address_is_wrapped_or_cut_at_100_columns():
     assert lines[observed + 1].startswith(" " * 16) and lines[observed + 1].strip()
     assert "IPv6" in lines[1]
     assert any("✕ lost" in line for line in lines)
+
+
+def test_a_narrower_terminal_gets_one_host_a_line():
+    lines = rendered(report(6), width=80)
+    assert max(len(line) for line in lines) <= 80
+    assert [line for line in lines if line.startswith(("client ", "router ", "server "))] == [
+        f"client {C6}", f"router {R6A}", f"server {S6}"]
