@@ -139,8 +139,11 @@ class Lab(TearDown):
         for host in self.hosts.values():
             host.family = self.family
         self._ns_ids = {name: ns_identity(h.nspath) for name, h in self.hosts.items()}
-        self.progress(f"lab {self.lab_id} up on {self.backend.name} in {self.timings['bring_up_s']:.2f} s: "
-                      + ", ".join(f"{h.name} {h.address}" for h in self.hosts.values()))
+        # the addresses on a line of their own: three IPv6 ones fit in 100 columns, and a terminal
+        # would cut one at its edge (lab.report does the same)
+        self.progress(f"lab {self.lab_id} up on {self.backend.name} in {self.timings['bring_up_s']:.2f} s, "
+                      f"IPv{self.family}:")
+        self.progress("  " + ", ".join(f"{h.name} {h.address}" for h in self.hosts.values()))
         self._settle()
         self._observe()
         self.t0 = time.time()
