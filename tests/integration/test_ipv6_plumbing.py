@@ -4,7 +4,7 @@ from what the kernels did (the pcaps, the counters, the neighbour tables), not f
 * a rule of the ``inet`` table matching ``ip6`` addresses holds the client's SYN; the logged copy
   decodes as IPv6 (flow label, the hop limit the router lowered); sent again from the router's raw
   IPv6 socket, the server answers it - its partial checksum (veth offload) was completed over the
-  IPv6 pseudo-header, or the server would have dropped it (Ip6/TcpInCsumErrors);
+  IPv6 pseudo-header, or the server would have dropped it (TcpInCsumErrors);
 * a segment behind extension headers is captured at the far end and decoded;
 * the neighbours across a link are pinned for IPv6 (unique local and link-local) as for IPv4.
 """
@@ -70,8 +70,8 @@ def test_a_held_ipv6_syn_is_logged_and_sent_again_with_a_checksum_the_server_tak
                 if s.t >= sent and s.flags == "SYN,ACK" and s.ack == (syn.seq + 1) % 2**32]
     assert poll(answered), "the server never answered the SYN sent again"
     after = read_counters(server.nspath)
-    for key in ("TcpInCsumErrors", "Ip6InCsumErrors"):
-        assert after.get(key, 0) - before.get(key, 0) == 0, key
+    assert "TcpInCsumErrors" in after                     # the kernel counts them (shared by both families)
+    assert after["TcpInCsumErrors"] - before.get("TcpInCsumErrors", 0) == 0
 
 
 def test_a_segment_behind_extension_headers_is_captured_and_decoded(lab6):
