@@ -12,11 +12,13 @@ import sys
 
 from invoke import Exit
 
-from lab.cli import adopt, guarded, task
+from lab.cli import add_scenario_tasks, adopt, guarded, task
 
 adopt()      # a plain `invoke` parses as ./twlab does: usage errors exit 2, -h is help (lab/cli.py)
 
 HOST_HELP = "a lab host: client, router or server"
+FAMILY_HELP = ("the address family of the run's traffic: 4 (IPv4, the default), 6 (IPv6) or both (each "
+               "scenario once per family; the IPv6 results are named SCENARIO/v6)")
 
 
 @task(name="list")
@@ -45,19 +47,22 @@ def list_scenarios(c):
         "strict_rfc": "judge against the RFCs' letter (e.g. RFC 1122's 4-minute TIME-WAIT) "
                       "instead of reporting Linux's documented deviations as such",
         "parallel": "with --repeat or `run all`: how many labs at a time",
+        "family": FAMILY_HELP,
     },
 )
 @guarded
 def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, json=False,
-        compose=None, repeat=None, parallel=None, strict_rfc=False):
+        compose=None, repeat=None, parallel=None, strict_rfc=False, family="4"):
     """Run one scenario (or `all`) and judge it: exit 0 pass, 1 a check failed, 2 usage or
     environment error."""
     from lab import views
     from lab.core import parse_sysctl
+    from lab.family import one_family, parse_family
     from lab.runner import run_catalog, run_many, run_scenario
     from lab.shaping import parse_shapes
     from lab.verdict import batch_exit_code
 
+    families = parse_family(family)
     settings = [parse_sysctl(s) for s in (sysctl or [])]
     shaping = parse_shapes(shape or [])
     try:
@@ -68,24 +73,28 @@ def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, js
         raise Exit("twlab: --repeat and --parallel take whole numbers of 1 or more", code=2)
     progress = (lambda s: print(s, file=sys.stderr)) if json else print
     options = {"strict_rfc": bool(strict_rfc)}
-    if scenario == "all":
+    if repeat > 1:
+        one_family(family, "--repeat", "`invoke stability --family both` runs both")
+    if scenario == "all" or len(families) > 1:      # a batch: the catalog, or one scenario per family
         from scenarios import catalog
 
-        summary = run_catalog(list(catalog()), parallel=int(parallel or 3), backend=backend,
+        names = list(catalog()) if scenario == "all" else [scenario]
+        summary = run_catalog(names, parallel=parallel, backend=backend,
                               sysctls=settings, artifacts=artifacts, shaping=shaping,
-                              compose=compose, options=options, progress=progress)
+                              compose=compose, options=options, progress=progress, families=families)
         _show(summary, json, lambda: views.catalog_table(summary))
         _exit(batch_exit_code(r["verdict"] for r in summary["scenarios"]))
         return
     if repeat > 1:
         summary = run_many(scenario, repeat, parallel, backend=backend, sysctls=settings,
                            artifacts=artifacts, shaping=shaping, compose=compose, progress=progress,
-                           options=options)
+                           options=options, family=families[0])
         _show(summary, json, lambda: print("\n".join(views.repeat_lines(summary))))
         _exit(batch_exit_code(r["verdict"] for r in summary["runs"]))
         return
     report = run_scenario(scenario, backend=backend, sysctls=settings, artifacts=artifacts,
-                          progress=progress, shaping=shaping, compose=compose, options=options)
+                          progress=progress, shaping=shaping, compose=compose, options=options,
+                          family=families[0])
     from lab.report import show
 
     _show(report, json, lambda: show(report))
@@ -175,19 +184,22 @@ def clean(c, all=False):  # noqa: A002
     help={"runs": "runs of each scenario on each backend, one after another (default 20)",
           "scenario": "only this scenario (repeatable; default: the whole catalog)",
           "backend": "only this backend (repeatable; default: docker and netns)",
-          "artifacts": "directory for every run's artifacts and stability.json"},
+          "artifacts": "directory for every run's artifacts and stability.json",
+          "family": FAMILY_HELP},
 )
 @guarded
-def stability(c, runs=20, scenario=None, backend=None, artifacts=None):
-    """Run every scenario RUNS times in a row on each backend; print how often each passed.
-    Exit 0 only when every run of every scenario passed."""
+def stability(c, runs=20, scenario=None, backend=None, artifacts=None, family="4"):
+    """Run every scenario RUNS times in a row on each backend (and family); print how often each
+    passed. Exit 0 only when every run of every scenario passed."""
+    from lab.family import label, parse_family
     from lab.stability import run_stability
     from lab.views import stability_table
     from scenarios import catalog
 
+    families = parse_family(family)
     names, backends, runs = scenario or list(catalog()), backend or ["docker", "netns"], int(runs)
-    results, base = run_stability(names, backends, runs, artifacts)
-    stability_table(results, names, backends, runs)
+    results, base = run_stability(names, backends, runs, artifacts, families=families)
+    stability_table(results, [label(n, f) for n in names for f in families], backends, runs)
     print(f"artifacts: {base}/ (stability.json)")
     _exit(0 if all(r["passed"] == runs for r in results.values()) else 1)
 
@@ -222,11 +234,12 @@ def bench(c, runs=5, backend=None):
                     "default 3, 1 inside a VM)",
         "kernel": "host (this machine's kernel, the default) or a stock kernel to run the whole check "
                   "in under qemu: debian-12, debian-13 (netem scenarios run there instead of skipping)",
+        "family": FAMILY_HELP,
     },
 )
 @guarded
 def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=None, json_out=None,
-          backend="auto", shape=None, artifacts=None, parallel=None, kernel="host"):
+          backend="auto", shape=None, artifacts=None, parallel=None, kernel="host", family="4"):
     """Run scenarios for CI, judged by the sysctls in force and a profile's required behaviours.
     Exit 0 when all matched, 1 when something did not, 2 for usage or environment errors."""
     from pathlib import Path
@@ -235,11 +248,13 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
     from lab.ci import run_check, write_outputs
     from lab.core import parse_sysctl
     from lab.errors import UsageError
+    from lab.family import parse_family
     from lab.profile import load_profile
     from lab.shaping import parse_shapes
     from lab.views import check_table
     from lab.vm.commands import check_in_vm
 
+    families = parse_family(family)
     names = [n.strip() for text in (scenario or []) for n in text.split(",") if n.strip()]
     settings = [parse_sysctl(s) for s in (sysctl or [])]
     shaping = parse_shapes(shape or [])
@@ -253,10 +268,11 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
         check_output(path, flag)
     if kernel != "host":
         summary = check_in_vm(kernel, names, sysctl or [], from_host, profile, shape or [], artifacts,
-                              parallel, backend)
+                              parallel, backend, family=family)
     else:
         summary = run_check(names, sysctls=settings, from_host=from_host, profile=prof, backend=backend,
-                            shaping=shaping, artifacts=artifacts, parallel=parallel, progress=print)
+                            shaping=shaping, artifacts=artifacts, parallel=parallel, progress=print,
+                            families=families)
     write_outputs(summary, outputs)
     check_table(summary)
     for flag, path in outputs:
@@ -277,24 +293,27 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
         "backend": "auto, docker or netns (repeatable, or comma-separated: a second axis, one column per "
                    "kernel and backend; default auto, which is netns inside a VM)",
         "json": "print matrix.json to stdout instead of the table",
+        "family": FAMILY_HELP + "; a row per scenario and family",
     },
 )
 @guarded
-def matrix(c, kernel=None, scenario=None, out=None, backend=None, json=False):
+def matrix(c, kernel=None, scenario=None, out=None, backend=None, json=False, family="4"):
     """Run scenarios on each kernel (and backend): one table, scenario x kernel, marking where
     they differ. Each cell: the verdict and the key observed values; also written as matrix.json
     and matrix.md."""
+    from lab.family import parse_family
     from lab.matrix import parse_backends, parse_kernels, run_matrix, show
     from lab.runner import default_artifacts
     from lab.verdict import batch_exit_code
     from scenarios import catalog
 
+    families = parse_family(family)
     kernels = parse_kernels(kernel)
     backends = parse_backends(backend)
     names = [n.strip() for text in (scenario or []) for n in text.split(",") if n.strip()] or list(catalog())
     progress = (lambda s: print(s, file=sys.stderr)) if json else print
     m = run_matrix(kernels, names, out=out or default_artifacts("matrix"), backend=backends,
-                   progress=progress)
+                   progress=progress, families=families)
     if json:
         print(_json.dumps(m, indent=2, default=str))
     else:
@@ -320,11 +339,12 @@ def matrix(c, kernel=None, scenario=None, out=None, backend=None, json=False):
         "timeout": "seconds before the VM is killed (default 900; Python runs ~20x slower under TCG)",
         "backend": "netns (network namespaces, the default) or docker (containers, on a Docker engine "
                    "the VM starts with the lab's host image loaded)",
+        "family": "the address family of the run's traffic: 4 (IPv4, the default) or 6 (IPv6)",
     },
 )
 @guarded
 def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None, json=False,
-       strict_rfc=False, timeout=900, backend="netns"):
+       strict_rfc=False, timeout=900, backend="netns", family="4"):
     """Run one scenario inside a stock distribution kernel booted under qemu (netns backend there,
     or containers with --backend docker) and print its verdict: exit 0 pass, 1 a check failed, 2
     usage or environment error. The first run downloads and prepares the kernel (cached under
@@ -334,6 +354,7 @@ def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None,
     from lab import vm as labvm
     from lab.artifacts import check_dir
     from lab.core import parse_sysctl
+    from lab.family import label, one_family
     from lab.report import show
     from lab.runner import default_artifacts
     from lab.shaping import UNUSED, parse_shapes
@@ -342,6 +363,7 @@ def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None,
     from scenarios import get
 
     sc = get(scenario)                                # usage errors here, before booting anything
+    fam = one_family(family, "`invoke vm`", "`invoke matrix --family both --kernel ...` runs both")
     labvm.kernel_spec(kernel)
     for text in sysctl or []:
         parse_sysctl(text)
@@ -353,29 +375,14 @@ def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None,
     except ValueError:
         raise Exit("twlab: --timeout takes a number of seconds", code=2) from None
     backend = vm_backend(backend)
-    out = check_dir(Path(artifacts) if artifacts else default_artifacts(f"{scenario}-{kernel}")).resolve()
+    name = label(scenario, fam).replace("/", "-")
+    out = check_dir(Path(artifacts) if artifacts else default_artifacts(f"{name}-{kernel}")).resolve()
     report, code = scenario_in_vm(kernel, scenario, out, sysctl or [], shape or [], strict_rfc, timeout_s,
-                                  backend, progress=lambda line: print(line, file=sys.stderr if json else sys.stdout))
+                                  backend, progress=lambda line: print(line, file=sys.stderr if json else sys.stdout),
+                                  family=fam)
     _show(report, json, lambda: (show(report), print(f"artifacts: {out}/ (report.json, pcaps, vm-console.log)")))
     _exit(code)
 
 
-# -- every scenario is a task too: `invoke lost-ack [flags]` is `invoke run lost-ack [flags]`; after
-# `invoke matrix` or `invoke check` scenario words name the scenarios to run there (lab/cli.py) ----
-
-def _scenario_task(name: str):
-    def scenario_task(c):
-        run.body(c, name)
-    scenario_task.__doc__ = f"= `invoke run {name}`; after matrix or check: a scenario for it"
-    scenario_task.__name__ = name.replace("-", "_")
-    return task(name=name)(scenario_task)
-
-
-def _add_scenario_tasks() -> None:
-    from lab.cli import scenario_names
-
-    for _name in scenario_names():
-        globals()[f"scenario_{_name.replace('-', '_')}"] = _scenario_task(_name)
-
-
-_add_scenario_tasks()
+# every scenario is a task too: `invoke lost-ack [flags]` is `invoke run lost-ack [flags]` (lab/cli.py)
+add_scenario_tasks(globals(), run)

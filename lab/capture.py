@@ -22,6 +22,10 @@ from .nsops import nsenter, tied
 __all__ = ["Capture", "parse_stats"]
 
 BUFFER_KIB = 16384
+# TCP of either family: libpcap's "tcp" looks for TCP right after the IPv6 header (or a fragment
+# header) only; "ip6 protochain 6" walks the extension headers to it, so lab.packets sees every
+# TCP segment it can decode. The walk runs only for IPv6 packets the cheap test did not take.
+TCP_FILTER = "tcp or ip6 protochain 6"
 
 
 def parse_stats(text: str) -> dict[str, int]:
@@ -38,7 +42,7 @@ def parse_stats(text: str) -> dict[str, int]:
 
 
 class Capture:
-    def __init__(self, nspath: str, interface: str, path: Path, bpf: str = "tcp",
+    def __init__(self, nspath: str, interface: str, path: Path, bpf: str = TCP_FILTER,
                  link_type: str | None = None, snaplen: int = 0) -> None:
         self.nspath, self.interface, self.path, self.bpf = nspath, interface, Path(path), bpf
         self.link_type, self.snaplen = link_type, snaplen

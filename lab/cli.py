@@ -253,3 +253,18 @@ def guarded(fn):
         except KeyboardInterrupt as exc:
             raise _interrupted(exc) from None
     return wrapper
+
+
+def add_scenario_tasks(namespace: dict, run: Task) -> None:
+    """Every scenario as a task of tasks.py (*namespace*, its globals()): `invoke lost-ack [flags]` is
+    `invoke run lost-ack [flags]`; after `invoke matrix` or `invoke check` scenario words name the
+    scenarios to run there (rewrite above)."""
+    def scenario_task(name: str) -> Task:
+        def body(c):
+            run.body(c, name)
+        body.__doc__ = f"= `invoke run {name}`; after matrix or check: a scenario for it"
+        body.__name__ = name.replace("-", "_")
+        return task(name=name)(body)
+
+    for name in scenario_names():
+        namespace[f"scenario_{name.replace('-', '_')}"] = scenario_task(name)

@@ -4,6 +4,9 @@
         server, client = lab.peer("server"), lab.peer("client")
         ...
 
+The lab is dual-stack (lab.topology); ``family`` (4 or 6) is the one its run's traffic uses: each
+host's ``address`` is in it, and the peers, faults and observation follow it (lab.family).
+
 Everything a lab makes is named ``twlab-<lab id>-...`` or labelled ``org.twlab.lab=<lab id>``; closing
 removes it (closing twice is harmless), and ``lab.cleanup.clean`` finds what a killed run left.
 """
@@ -21,8 +24,10 @@ from . import shaping
 from .artifacts import check_dir, drop_empty, make_dir
 from .backends import choose
 from .backends.base import Backend, Host
+from .backends.links import kernel_has_ipv6
 from .capture import Capture
 from .errors import EnvError, LabError, NetemMissing, UsageError, WaitTimeout
+from .family import check_family, require_ipv6, require_ipv6_in
 from .faults import Faults
 from .health import Health, PauseWatch, ns_identity
 from .observe import Sampler, SocketInfo, SocketView, counters_delta, read_counters
@@ -52,7 +57,10 @@ class Lab(TearDown):
                  port: int = 5000, progress: Callable[[str], None] = lambda s: None,
                  capture: bool = True, persistent: bool = False,
                  shaping: list[shaping.Shaping] = (), needs_netem: str | None = None,
-                 premise: Callable[[dict[str, dict[str, str]]], None] | None = None) -> None:
+                 premise: Callable[[dict[str, dict[str, str]]], None] | None = None,
+                 family: int = 4, scenario: str | None = None) -> None:
+        self.family = check_family(family)    # the run's address family: 4 or 6
+        self.scenario = scenario or "the lab"  # what a refusal names
         self.backend_name, self.artifacts = backend, Path(artifacts)
         self.requested_sysctls, self.compose, self.port = list(sysctls), Path(compose), port
         self.progress, self.capture_enabled = progress, capture
@@ -127,9 +135,15 @@ class Lab(TearDown):
         t = time.monotonic()
         self.hosts = self.backend.up(topo)
         self.timings["bring_up_s"] = time.monotonic() - t
+        self.timings["ipv6_settle_s"] = self.backend.ipv6_settle_s     # within bring_up_s
+        for host in self.hosts.values():
+            host.family = self.family
         self._ns_ids = {name: ns_identity(h.nspath) for name, h in self.hosts.items()}
-        self.progress(f"lab {self.lab_id} up on {self.backend.name} in {self.timings['bring_up_s']:.2f} s: "
-                      + ", ".join(f"{h.name} {h.address}" for h in self.hosts.values()))
+        # the addresses on a line of their own: three IPv6 ones fit in 100 columns, and a terminal
+        # would cut one at its edge (lab.report does the same)
+        self.progress(f"lab {self.lab_id} up on {self.backend.name} in {self.timings['bring_up_s']:.2f} s, "
+                      f"IPv{self.family}:")
+        self.progress("  " + ", ".join(f"{h.name} {h.address}" for h in self.hosts.values()))
         self._settle()
         self._observe()
         self.t0 = time.time()
@@ -157,6 +171,8 @@ class Lab(TearDown):
         here, before anything is captured, when netem or the sysctls rule it out; the shaping."""
         for s in self.requested_sysctls:
             apply_sysctl(self.hosts[s.host].nspath, s)
+        if self.family == 6:
+            require_ipv6_in(self.hosts, self.scenario)      # e.g. disable_ipv6 set by --sysctl
         for name, host in self.hosts.items():
             self.sysctls[name] = in_force(host.nspath, list(REPORTED_SYSCTLS) + list(host.spec.sysctls)
                                           + [s.key for s in self.requested_sysctls if s.host == name])
@@ -211,6 +227,8 @@ class Lab(TearDown):
         for sh in self.shaping:
             topo.host(sh.src), topo.host(sh.dst)
         check_keys(self.requested_sysctls)
+        if self.family == 6:
+            require_ipv6(self.scenario, kernel_has_ipv6(), topo.without_ipv6())
         check_dir(self.artifacts)
         return topo
 
@@ -340,7 +358,10 @@ class Lab(TearDown):
             "lab_id": self.lab_id,
             "backend": self.backend.name if self.backend else None,
             "kernel": platform.release(),
-            "hosts": {n: {"addresses": {k: str(v) for k, v in h.addresses.items()},
+            "family": self.family,
+            "hosts": {n: {"addresses": {k: str(v) for k, v in h.addrs().items()},   # the run's family's
+                          "addresses4": {k: str(v) for k, v in h.addresses.items()},
+                          "addresses6": {k: str(v) for k, v in h.addresses6.items()},
                           "sysctls": self.sysctls.get(n, {})} for n, h in self.hosts.items()},
             "netem": {"available": self.netem.available, "reason": self.netem.reason},
             "shaping": [str(sh) for sh in self.shaping],

@@ -7,15 +7,17 @@ lab.report draws it in the terminal; an HTML view can draw the same rows.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
 from .packets import Segment, match_arrivals
 
-__all__ = ["Row", "ladder_rows", "label"]
+__all__ = ["Row", "ladder_rows", "label", "run_addresses"]
 
 ARRIVED, LOST, UNKNOWN = "arrived", "lost", "unknown"     # a segment's fate at its receiver
-_SEG_FIELDS = ("t", "src", "sport", "dst", "dport", "flags", "seq", "ack", "length", "tsval", "tsecr")
+_SEG_FIELDS = ("t", "src", "sport", "dst", "dport", "flags", "seq", "ack", "length", "tsval", "tsecr",
+               "flow_label")
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ def ladder_rows(report: dict[str, Any], left: str = "client", right: str = "serv
                 port: int | None = None) -> list[Row]:
     """Each segment between *left* and *right* (only the connection from *left*'s *port*, when
     given), each state change of their sockets, each fault - in time order."""
-    ip = {h: next(iter(v["addresses"].values()), None) for h, v in report.get("hosts", {}).items()}
+    ip = run_addresses(report)
     packets = report.get("packets", {})
     sent = [s for h in (left, right) for s in packets.get(h, []) if s["src"] == ip.get(h)]
     if port is not None:
@@ -47,6 +49,27 @@ def ladder_rows(report: dict[str, Any], left: str = "client", right: str = "serv
     rows += [Row(ev["t"] - t0, "fault", ev["text"], "router") for ev in report.get("timeline", [])
              if ev["kind"] == "fault" and ev["t"] >= t0]
     return sorted(rows, key=lambda r: r.t)
+
+
+def run_addresses(report: dict[str, Any]) -> dict[str, str | None]:
+    """Each host's address in the run's family (report.json's ``family``; 4 in reports older than
+    IPv6): the first of that version among those its ``hosts`` entry lists (under ``addresses``,
+    and any other ``addresses...`` key), as text."""
+    family = report.get("family") or 4
+    out: dict[str, str | None] = {}
+    for host, entry in report.get("hosts", {}).items():
+        found = [a for key, table in sorted(entry.items(), key=lambda kv: kv[0] != "addresses")
+                 if key.startswith("addresses") and isinstance(table, dict)
+                 for a in table.values() if _version(a) == family]
+        out[host] = found[0] if found else None
+    return out
+
+
+def _version(addr: str) -> int | None:
+    try:
+        return ipaddress.ip_address(addr).version
+    except ValueError:
+        return None
 
 
 def _segment_rows(report: dict, sent: list[dict], left: str, right: str, ip: dict, t0: float) -> list[Row]:

@@ -9,7 +9,9 @@ boots that kernel and runs ``invoke run SCENARIO --backend netns|docker --artifa
 --json`` inside it (ARTIFACTS is shared with the guest at the same absolute path), leaving
 report.json there; lab.vm is imported lazily, and when it is missing or fails that kernel's cells
 say why (never a made-up result). Backends are a second axis: with more than one, each kernel
-has a column per backend, named KERNEL/BACKEND ("auto" means netns inside a VM). A cell holds
+has a column per backend, named KERNEL/BACKEND ("auto" means netns inside a VM). Address families
+are rows: with ``--family both`` each scenario has a row for IPv4 (its name) and one for IPv6
+(SCENARIO/v6; lab.family), the guest's runs getting ``--family 6``. A cell holds
 the verdict and the key observed values of the scenario (each scenario's key_values: the
 numbers its checks used, from report.json's checks[].values) and the TIME-WAIT counters that
 moved; a row whose values differ between columns is marked.
@@ -27,6 +29,9 @@ from typing import Any
 
 from .artifacts import ensure_dir, write_text
 from .errors import UsageError
+from .family import check_family, split_label
+from .family import label as row_name
+from .matrix_view import _columns, markdown, show
 from .scenario import KeyValue
 from .verdict import FAIL, INCONCLUSIVE, NOT_APPLICABLE, outcome_of
 
@@ -45,12 +50,13 @@ COUNTERS = ("TcpExtTW", "TcpExtTWKilled", "TcpExtTWRecycled", "TcpExtTCPTimeWait
 # -- one cell -----------------------------------------------------------------------------------
 
 def _scenario_of(name: str):
-    """The scenario a cell is of (what it declares the matrix shows of it); an unknown name (a
-    report from another version) shows its verdict only."""
+    """The scenario a cell is of (what it declares the matrix shows of it), by its name or its row's
+    (SCENARIO/v6); an unknown name (a report from another version) shows its verdict only."""
     from scenarios import catalog
 
     from .scenario import Scenario
 
+    name = split_label(name)[0]
     return catalog().get(name) or Scenario(name=name, intent="", run=lambda lab: {}, checks=())
 
 
@@ -117,27 +123,30 @@ def columns(kernels: list[str], backends: list[str]) -> list[tuple[str, str, str
 
 def run_matrix(kernels: list[str], names: list[str], out: Path, backend: str | list[str] = "auto",
                progress: Callable[[str], None] = lambda s: None,
-               vm: Any = None) -> dict[str, Any]:
-    """Run each scenario on each kernel, with each backend; return the matrix (also written as
-    matrix.json and matrix.md under *out*). *vm* stands in for lab.vm (tests)."""
+               vm: Any = None, families: tuple[int, ...] = (4,)) -> dict[str, Any]:
+    """Run each scenario on each kernel, with each backend, over each address family (a row per
+    scenario and family); return the matrix (also written as matrix.json and matrix.md under
+    *out*). *vm* stands in for lab.vm (tests)."""
     from scenarios import get
 
     from .artifacts import check_dir
 
     kernels = list(dict.fromkeys(kernels or [HOST]))
     backends = parse_backends([backend] if isinstance(backend, str) else backend)
+    families = tuple(check_family(f) for f in families)
     for n in names:
         get(n)                                                  # a bad name fails here, once
     out = check_dir(Path(out), "--out")
     started = time.time()
     cols = columns(kernels, backends)
-    cells: dict[str, dict[str, dict[str, Any]]] = {n: {} for n in names}
+    rows_of = [(row_name(n, f), n, f) for n in names for f in families]
+    cells: dict[str, dict[str, dict[str, Any]]] = {row: {} for row, _, _ in rows_of}
     releases: dict[str, str | None] = {}
     for col, kernel, be in cols:
         if kernel == HOST:
             releases[col] = platform.release()
-            for n, cell in _host_cells(names, be, out / col, progress, col).items():
-                cells[n][col] = cell
+            for row, cell in _host_cells(names, be, out / col, progress, col, families).items():
+                cells[row][col] = cell
             continue
         runner, why = vm, None
         if runner is None:
@@ -145,19 +154,20 @@ def run_matrix(kernels: list[str], names: list[str], out: Path, backend: str | l
                 import lab.vm as runner  # noqa: PLC0415 - built alongside
             except Exception as exc:                             # noqa: BLE001 - missing or broken
                 why = f"no VM runner: lab.vm cannot be imported ({exc.__class__.__name__}: {exc})"
-        for n in names:
+        for row, n, family in rows_of:
             if why:
-                cells[n][col] = _error_cell(why)
+                cells[row][col] = _error_cell(why)
                 continue
-            progress(f"{n} on {col} (VM) ...")
-            cells[n][col] = _vm_cell(runner, kernel, be, n, out / col / n, progress)
-            if cells[n][col].get("kernel"):
-                releases[col] = cells[n][col]["kernel"]
-            progress(f"{n} on {col}: {cells[n][col]['verdict']}"
-                     + (f" - {cells[n][col]['error']}" if cells[n][col].get("error") else ""))
+            progress(f"{row} on {col} (VM) ...")
+            cells[row][col] = _vm_cell(runner, kernel, be, n, out / col / row.replace("/", "-"), progress, family)
+            if cells[row][col].get("kernel"):
+                releases[col] = cells[row][col]["kernel"]
+            progress(f"{row} on {col}: {cells[row][col]['verdict']}"
+                     + (f" - {cells[row][col]['error']}" if cells[row][col].get("error") else ""))
         releases.setdefault(col, None)
     matrix = {"kernels": kernels, "backends": backends, "columns": [c for c, _, _ in cols],
-              "releases": releases, "scenarios": names, "cells": cells,
+              "releases": releases, "scenarios": [row for row, _, _ in rows_of], "families": list(families),
+              "cells": cells,
               "wall_s": round(time.time() - started, 3), "out": str(out)}
     matrix["rows"] = rows(matrix)
     matrix["differs"] = [f"{r['scenario']}: {r['what']}" for r in matrix["rows"] if r["differs"]]
@@ -167,28 +177,31 @@ def run_matrix(kernels: list[str], names: list[str], out: Path, backend: str | l
     return matrix
 
 
-def _host_cells(names: list[str], backend: str, out: Path, progress, col: str) -> dict[str, dict[str, Any]]:
-    """This machine's column: the scenarios through lab.pipeline, one lab at a time (the
-    numbers compared across kernels stay undisturbed by company)."""
+def _host_cells(names: list[str], backend: str, out: Path, progress, col: str,
+                families: tuple[int, ...] = (4,)) -> dict[str, dict[str, Any]]:
+    """This machine's column, a cell per scenario and family (keyed SCENARIO or SCENARIO/v6): the
+    scenarios through lab.pipeline, one lab at a time (the numbers compared across kernels stay
+    undisturbed by company)."""
     from .pipeline import run_batches
     from .runner import jobs_for
 
-    jobs = jobs_for(names, out, backend)
-    results = run_batches(jobs, 1, progress, label=lambda r: f"{r.scenario} on {col}:")
+    jobs = jobs_for(names, out, backend, families=families)
+    results = run_batches(jobs, 1, progress, label=lambda r: f"{r.name} on {col}:")
     cells = {}
     for job, res in zip(jobs, results):
         if res.verdict == "skipped":                  # this kernel cannot run it: say why
-            cells[job.scenario] = {**_error_cell((res.skip or {}).get("why", res.reason)), "verdict": "skipped"}
+            cells[job.name] = {**_error_cell((res.skip or {}).get("why", res.reason)), "verdict": "skipped"}
             continue
-        report = _find_report(Path(job.artifacts), job.scenario, None)
-        cells[job.scenario] = cell_from_report(report) if report else _error_cell(res.error or "no report.json")
+        report = _find_report(Path(job.artifacts), job.scenario, None, job.family)
+        cells[job.name] = cell_from_report(report) if report else _error_cell(res.error or "no report.json")
     return cells
 
 
-def _vm_cell(vm: Any, kernel: str, backend: str, name: str, artifacts: Path, progress) -> dict[str, Any]:
+def _vm_cell(vm: Any, kernel: str, backend: str, name: str, artifacts: Path, progress,
+             family: int = 4) -> dict[str, Any]:
     artifacts = artifacts.resolve()       # shared with the guest at the same absolute path
     backend = "netns" if backend == "auto" else backend          # inside a VM: no engine unless asked
-    args = ["run", name, "--backend", backend, "--artifacts", str(artifacts), "--json"]
+    args = ["run", name, "--backend", backend, "--artifacts", str(artifacts), "--json", "--family", str(family)]
     try:
         ensure_dir(artifacts)
         code, output = vm.run(kernel, args, artifacts, progress, docker=backend == "docker")
@@ -196,7 +209,7 @@ def _vm_cell(vm: Any, kernel: str, backend: str, name: str, artifacts: Path, pro
         raise
     except Exception as exc:                                    # noqa: BLE001 - LabError or a bug: say it
         return _error_cell(f"{kernel}: {exc}")
-    report = _find_report(artifacts, name, output)
+    report = _find_report(artifacts, name, output, family)
     if report is None:
         last = next((ln for ln in reversed(str(output or "").splitlines()) if ln.strip()), "no output")
         return _error_cell(f"{kernel}: the run left no report.json (exit {code}): {last}")
@@ -205,20 +218,24 @@ def _vm_cell(vm: Any, kernel: str, backend: str, name: str, artifacts: Path, pro
     return cell
 
 
-def _find_report(artifacts: Path, name: str, output: str | None) -> dict[str, Any] | None:
+def _find_report(artifacts: Path, name: str, output: str | None, family: int = 4) -> dict[str, Any] | None:
+    """The report.json of scenario *name* over *family* under *artifacts* (or printed in *output*)."""
+    def ours(report: Any) -> bool:
+        return isinstance(report, dict) and report.get("scenario") == name and (report.get("family") or 4) == family
+
     for path in sorted(artifacts.rglob("report.json")):
         try:
             report = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if report.get("scenario") == name:
+        if ours(report):
             return report
     text = str(output or "")                                     # `run --json` printed it
     start = text.find("{\n")
     if start >= 0:
         try:
             report = json.loads(text[start:text.rindex("}") + 1])
-            if isinstance(report, dict) and report.get("scenario") == name:
+            if ours(report):
                 return report
         except ValueError:
             pass
@@ -306,74 +323,6 @@ def _fmt(v: Any) -> str:
     if isinstance(v, dict):
         return ", ".join(f"{k}: {_fmt(x)}" for k, x in v.items())
     return str(v)
-
-
-def _columns(matrix: dict[str, Any]) -> list[str]:
-    """The matrix's columns: kernels, or KERNEL/BACKEND when it ran several backends."""
-    return matrix.get("columns") or matrix["kernels"]
-
-
-def _header(matrix: dict[str, Any], kernel: str) -> str:
-    rel = matrix.get("releases", {}).get(kernel)
-    return f"{kernel} ({rel})" if rel and rel != kernel else kernel
-
-
-def markdown(matrix: dict[str, Any]) -> str:
-    kernels = _columns(matrix)
-    lines = ["# twlab matrix", "",
-             f"Scenarios {', '.join(matrix['scenarios'])} on {', '.join(_header(matrix, k) for k in kernels)}. "
-             "**differs** marks a row whose observations are not the same on every kernel that ran it "
-             "(within each value's tolerance); `-` is not observed (or a counter that did not move).", "",
-             "| scenario | observed | " + " | ".join(_header(matrix, k) for k in kernels) + " | differs |",
-             "|---|---|" + "---|" * len(kernels) + "---|"]
-
-    def esc(s: str) -> str:
-        return s.replace("|", "\\|")
-
-    for r in matrix["rows"]:
-        cells = [esc(r["cells"][k]) for k in kernels]
-        if r["differs"]:
-            cells = [f"**{c}**" for c in cells]
-        lines.append(f"| {r['scenario']} | {esc(r['what'])} | " + " | ".join(cells)
-                     + f" | {'**differs**' if r['differs'] else ''} |")
-    return "\n".join(lines) + "\n"
-
-
-def show(matrix: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    axis = "kernel x backend" if len(matrix.get("backends") or []) > 1 else "kernel"
-    table = Table(title=f"twlab matrix: scenario x {axis}", show_lines=False)
-    table.add_column("scenario")
-    table.add_column("observed")
-    for k in _columns(matrix):
-        table.add_column(_header(matrix, k), overflow="fold")
-    table.add_column("differs")
-    last = None
-    for r in matrix["rows"]:
-        if last is not None and r["scenario"] != last:
-            table.add_section()
-        colour = {True: "bold yellow"}.get(r["differs"])
-        cells = []
-        for k in _columns(matrix):
-            text = r["cells"][k]
-            if r["what"] == "verdict":
-                style = "green" if text.startswith("pass") else "red" if text.startswith("fail") else "yellow"
-                text = f"[{style}]{_esc(text)}[/]"
-            else:
-                text = _esc(text)
-            cells.append(f"[{colour}]{text}[/]" if colour else text)
-        table.add_row(r["scenario"] if r["scenario"] != last else "", _esc(r["what"]), *cells,
-                      "[bold yellow]differs[/]" if r["differs"] else "")
-        last = r["scenario"]
-    Console().print(table)
-
-
-def _esc(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
 
 
 def parse_kernels(values: list[str] | None) -> list[str]:

@@ -7,7 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from .ladder import ARRIVED, UNKNOWN, Row, ladder_rows
+from .ladder import ARRIVED, UNKNOWN, Row, ladder_rows, run_addresses
 from .verdict import FAIL, INCONCLUSIVE, NOT_APPLICABLE, PASS, outcome_of
 
 __all__ = ["ladder", "show"]
@@ -65,10 +65,13 @@ def show(report: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
     verdict = report.get("verdict")
     console.rule(f"[bold]{report['scenario']}[/]: {report.get('intent', '')}")
-    hosts = report.get("hosts", {})
     console.print(f"backend [bold]{report.get('backend')}[/], kernel {report.get('kernel')} "
-                  f"(HZ={report.get('kernel_hz')}), lab {report.get('lab_id')}, "
-                  + ", ".join(f"{h} {next(iter(v['addresses'].values()))}" for h, v in hosts.items()))
+                  f"(HZ={report.get('kernel_hz')}), lab {report.get('lab_id')}, IPv{report.get('family') or 4}")
+    # the addresses on a line of their own (three IPv6 ones fit in 100 columns), or one host a line
+    # where they do not: never a host name on one line and its address on the next
+    named = [f"{h} {a}" for h, a in run_addresses(report).items() if a]
+    for line in [", ".join(named)] if len(", ".join(named)) <= console.width else named:
+        console.print(Text(line), soft_wrap=True)
     if report.get("sysctls_requested"):
         console.print("sysctls set: " + ", ".join(report["sysctls_requested"]))
     netem = report.get("netem", {})
@@ -94,10 +97,7 @@ def show(report: dict[str, Any], console: Console | None = None) -> None:
         console.print(line, highlight=False)
     for c in report.get("checks", []):
         console.print(f"{_MARKS[outcome_of(c)]} [bold]{c['name']}[/]")
-        for key, label in (("expected", "expected"), ("observed", "observed"), ("citation", "rule")):
-            line = Text(f"       {label:<9}", "dim")
-            line.append(c[key], "dim" if key == "citation" else "")
-            console.print(line)
+        _check_lines(console, c)
     if report.get("error"):
         console.print(f"[bold red]error:[/] {report['error']}")
     art = report.get("artifacts", {})
@@ -105,6 +105,18 @@ def show(report: dict[str, Any], console: Console | None = None) -> None:
                   f"   took {report.get('duration_s')} s")
     colour = {"pass": "green", "fail": "red"}.get(str(verdict), "yellow")
     console.print(f"[bold {colour}]verdict: {str(verdict).upper()}[/] ({_tally(report.get('checks', []))})")
+
+
+def _check_lines(console: Console, check: dict[str, Any]) -> None:
+    """A check's expected, observed and rule, each wrapped between words under its own start (a
+    long line of endpoints, "[fd3c:9a1e:44b0:1::10]:41002", is never cut or sent to column 0)."""
+    indent = 16
+    for key, label in (("expected", "expected"), ("observed", "observed"), ("citation", "rule")):
+        body = Text(check[key], "dim" if key == "citation" else "")
+        for n, part in enumerate(body.wrap(console, max(console.width - indent, 20))):
+            part.rstrip()
+            line = Text(f"       {label:<9}" if n == 0 else " " * indent, "dim")
+            console.print(line.append_text(part), soft_wrap=True)
 
 
 _MARKS = {PASS: "[green] pass [/]", FAIL: "[bold white on red] FAIL [/]",
@@ -122,7 +134,7 @@ def _tally(checks: list[dict[str, Any]]) -> str:
 
 
 def _client_ports(report: dict[str, Any]) -> set[int]:
-    addr = next(iter(report.get("hosts", {}).get("client", {}).get("addresses", {}).values()), None)
+    addr = run_addresses(report).get("client")
     return {s["sport"] for s in report.get("packets", {}).get("client", []) if s["src"] == addr}
 
 

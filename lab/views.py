@@ -24,7 +24,7 @@ def catalog_table(summary: dict[str, Any]) -> None:
         table.add_column(col)
     for r in summary["scenarios"]:
         checks = r.get("checks") or {}
-        table.add_row(r["scenario"], f"[{_COLOURS.get(r['verdict'], 'yellow')}]{r['verdict']}[/]",
+        table.add_row(r.get("name") or r["scenario"], f"[{_COLOURS.get(r['verdict'], 'yellow')}]{r['verdict']}[/]",
                       f"{sum(checks.values())}/{len(checks)}" if checks else
                       (r.get("error") or r.get("reason") or "")[:60],
                       str(r.get("duration_s", "")), r["artifacts"])
@@ -32,7 +32,8 @@ def catalog_table(summary: dict[str, Any]) -> None:
 
 
 def repeat_lines(summary: dict[str, Any]) -> list[str]:
-    return [f"{summary['scenario']}: {summary['passed']}/{summary['repeat']} passed, {summary['failed']} failed, "
+    name = summary.get("name") or summary["scenario"]
+    return [f"{name}: {summary['passed']}/{summary['repeat']} passed, {summary['failed']} failed, "
             f"{summary['errors']} errors, {summary['parallel']} at a time, {summary['wall_s']} s; per check: "
             + ", ".join(f"{k} {v}" for k, v in summary["check_pass_rate"].items()),
             f"artifacts: {summary['artifacts']}/ (summary.json, run-NNN/)"]
@@ -54,7 +55,7 @@ def check_table(summary: dict[str, Any]) -> None:
         checks = r.get("checks") or []
         why = ", ".join(f"{ch['name']}" + ("" if outcome_of(ch) == FAIL else f" ({outcome_of(ch)})")
                         for ch in checks if not ch["passed"]) or r.get("reason") or r.get("error") or ""
-        table.add_row(r["scenario"], f"[{_COLOURS[r['verdict']]}]{r['verdict']}[/]",
+        table.add_row(r.get("name") or r["scenario"], f"[{_COLOURS[r['verdict']]}]{r['verdict']}[/]",
                       f"{sum(ch['passed'] for ch in checks)}/{len(checks)}" if checks else "", escape(why))
     for q in summary["requirements"]:
         table.add_row(escape(f"required: {q['name']}"), "[green]pass[/]" if q["passed"] else "[red]fail[/]",
@@ -69,7 +70,7 @@ def _check_details(console: Console, summary: dict[str, Any]) -> None:
         for ch in r.get("checks") or []:
             if outcome_of(ch) in (FAIL, INCONCLUSIVE):
                 mark = "[red]fail[/]" if outcome_of(ch) == FAIL else "[yellow]inconclusive[/]"
-                console.print(f"{mark}  {escape(r['scenario'])} / {escape(ch['name'])}\n"
+                console.print(f"{mark}  {escape(r.get('name') or r['scenario'])} / {escape(ch['name'])}\n"
                               f"      expected {escape(ch['expected'])}\n      observed {escape(ch['observed'])}\n"
                               f"      rule     {escape(ch['citation'])}")
     for q in summary["requirements"]:
@@ -80,6 +81,7 @@ def _check_details(console: Console, summary: dict[str, Any]) -> None:
 
 
 def stability_table(results: dict[str, dict], names: list[str], backends: list[str], runs: int) -> None:
+    """*names*: the rows, SCENARIO or SCENARIO/v6 (lab.stability's keys are NAME/BACKEND)."""
     table = Table(title=f"twlab stability: {runs} runs in a row per scenario and backend")
     for col in ("scenario", *backends):
         table.add_column(col)

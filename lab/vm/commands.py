@@ -18,9 +18,10 @@ __all__ = ["check_in_vm", "scenario_in_vm"]
 
 def check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: bool, profile: str | None,
                 shapes: list[str], artifacts: str | Path | None, parallel: int, backend: str = "auto",
-                progress: Callable[[str], None] = print) -> dict:
+                progress: Callable[[str], None] = print, family: str = "4") -> dict:
     """`invoke check` itself, run inside *kernel* (netns backend there, or containers on the
-    guest's own Docker engine with --backend docker); its summary, with the VM's exit code."""
+    guest's own Docker engine with --backend docker), over *family* (4, 6 or both, as given); its
+    summary, with the VM's exit code."""
     from ..runner import default_artifacts
 
     kernel_spec(kernel)
@@ -30,7 +31,7 @@ def check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: bo
                          "--sysctl or a profile")
     out = check_dir(Path(artifacts) if artifacts else default_artifacts(f"check-{kernel}")).resolve()
     args = ["check", "--backend", backend, "--artifacts", str(out / "runs"), "--parallel", str(parallel),
-            "--json-out", str(out / "check.json")]
+            "--json-out", str(out / "check.json"), "--family", str(family)]
     args += [a for n in names for a in ("--scenario", n)]
     args += [a for t in sysctls for a in ("--sysctl", t)]
     args += [a for t in shapes for a in ("--shape", t)]
@@ -50,10 +51,11 @@ def check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: bo
 
 def scenario_in_vm(kernel: str, scenario: str, out: Path, sysctls: list[str], shapes: list[str],
                    strict_rfc: bool, timeout_s: float, backend: str,
-                   progress: Callable[[str], None] = print) -> tuple[dict, int]:
-    """`invoke run SCENARIO` inside *kernel*: its report and the exit code the guest's run gave.
-    No report (the run was refused or broke): the guest's own `twlab:` line, exit 2."""
-    args = ["run", scenario, "--backend", backend, "--json", "--artifacts", str(out)]
+                   progress: Callable[[str], None] = print, family: int = 4) -> tuple[dict, int]:
+    """`invoke run SCENARIO --family FAMILY` inside *kernel*: its report and the exit code the
+    guest's run gave. No report (the run was refused or broke): the guest's own `twlab:` line,
+    exit 2."""
+    args = ["run", scenario, "--backend", backend, "--json", "--artifacts", str(out), "--family", str(family)]
     args += [a for text in sysctls for a in ("--sysctl", text)]
     args += [a for text in shapes for a in ("--shape", text)]
     args += ["--strict-rfc"] if strict_rfc else []
