@@ -77,7 +77,7 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
     lab = _lab_for(sc, backend, artifacts, sysctls, shaping, compose, progress)
     facts, error = _steps(lab, sc, shaping, options, progress)
     ev = Evidence.load(
-        artifacts, list(lab.hosts), timeline=lab.timeline.events(),
+        artifacts, list(lab.captures) or list(lab.hosts), timeline=lab.timeline.events(),
         counters={h: lab.counters_delta(h) for h in lab.hosts}, sysctls=lab.sysctls,
         addresses={h: str(host.address) for h, host in lab.hosts.items()},
         faults={n: f.to_json() for n, f in (lab.faults.faults.items() if lab.faults else [])},
