@@ -149,6 +149,8 @@ class Sampler:
         self._discover_every = max(1, round(discover_s / interval_s))
         self.cadence = Cadence(gap_s=2 * interval_s)   # when each round was asked: the gaps
         self._last: dict[tuple[str, tuple], SocketInfo] = {}
+        self._asked: dict[str, float] = {}      # host -> when its last round was asked
+        self._dumped: dict[str, float] = {}     # host -> when its last dump was asked
         self.samples = 0
         # host -> every sample of every socket with a running timer
         self.series: dict[str, list[TimerSample]] = {}
@@ -194,10 +196,12 @@ class Sampler:
                         s.retrans, round(t_answer, 6)))
                 old = self._last.get(k)
                 if old is None or old.state != s.state:
+                    # "since": the round before, which saw the old state (or, for a socket first
+                    # found, the dump before, which did not list it): the change lies after it
                     self.timeline.add(now, name, "state",
                                       f"{s.src}:{s.sport} -> {s.dst}:{s.dport} {s.state}",
                                       socket=s.to_json(), previous=old.state if old else None,
-                                      asked=t_ask)
+                                      asked=t_ask, since=(self._asked if old else self._dumped).get(name))
                 elif s.timer == old.timer and s.timer in ("timewait", "on") and \
                         s.expires_ms > old.expires_ms + 50:
                     self.timeline.add(now, name, "timer",
@@ -210,7 +214,10 @@ class Sampler:
                 self.timeline.add(now, name, "state",
                                   f"{gone.src}:{gone.sport} -> {gone.dst}:{gone.dport} gone",
                                   socket={**gone.to_json(), "state": "GONE"}, previous=gone.state,
-                                  asked=t_ask)
+                                  asked=t_ask, since=self._asked.get(name))
+            self._asked[name] = t_ask
+            if discover:
+                self._dumped[name] = t_ask
         self.samples += 1
 
 def counters_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:

@@ -47,6 +47,9 @@ def _draw(r: Row, left: str, right: str) -> Text:
 
 
 def _arrow(r: Row) -> tuple[str, str]:
+    if r.host == "router":                         # a replay: sent from the middle of the path
+        body = f" {r.text} ".center(_WIDTH - 2, "┄")
+        return ("┄" + body + "▶") if r.rightward else ("◀" + body + "┄"), "magenta"
     if r.fate == UNKNOWN:                          # the receiver's capture had ended
         body = f" {r.text} ? not captured "
         return ((("─" * 2 + body).ljust(_WIDTH - 1) + "?") if r.rightward else
