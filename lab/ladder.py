@@ -27,7 +27,8 @@ class Row:
     rightward: bool = True         # a segment from the left end to the right one
     fate: str = ""                 # a segment's: arrived, lost, unknown (its receiver's capture had ended)
     flags: str = ""
-    segment: dict = field(default_factory=dict)   # the segment as report.json holds it
+    segment: dict = field(default_factory=dict)   # the segment as report.json holds it (a state's: its
+                                                  # socket, as sock_diag reported it)
     arrival: float | None = None   # a segment's: when its receiver captured it (same clock as t)
     marks: tuple[str, ...] = ()    # a segment's faults: "dropped by F", "held by F", "copied by F",
                                    # "replayed" (sent by the router: no end's capture has it leaving)
@@ -143,7 +144,7 @@ def _state_rows(report: dict, left: str, right: str, port: int | None, t0: float
         extra = f" ({left_ms / 1000:.1f} s)" if sock["state"] == "TIME_WAIT" and left_ms is not None else ""
         since = (ev.get("data") or {}).get("since")
         rows.append(Row(ev["t"] - t0, "state", f"{sock['state']}{extra}", ev["host"], ev["host"] == left,
-                        since=None if since is None else since - t0, previous=ev["data"].get("previous")))
+                        segment=sock, since=None if since is None else since - t0, previous=ev["data"].get("previous")))
     return rows
 
 

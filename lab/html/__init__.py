@@ -1,0 +1,34 @@
+"""report.html: a run's page, self-contained (inline SVG and CSS, no script, nothing fetched), beside
+its report.json and pcaps; and the index pages of `run all`, `check`, `stability` and `matrix`.
+
+    path = write_report_html(Path("artifacts/..."), report)       # -> .../report.html
+
+The ladder is the project's own SVG (lab.html.ladder, from lab.ladder's rows, the terminal's);
+the plots come from matplotlib's SVG backend (lab.html.plots), imported only here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["write_report_html", "REPORT_HTML"]
+
+REPORT_HTML = "report.html"
+
+
+def write_report_html(directory: Path | str, report: dict) -> Path:
+    """Write DIRECTORY/report.html from *report*, whole or not at all (written beside, renamed
+    into place; 0600 like every file a run writes)."""
+    from ..artifacts import write_text
+    from .page import render
+
+    directory = Path(directory)
+    present = {p.name for p in directory.iterdir() if p.is_file()} | {"report.json"} if directory.is_dir() else set()
+    path, tmp = directory / REPORT_HTML, directory / f".{REPORT_HTML}.tmp"
+    try:
+        write_text(tmp, render(report, present))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
