@@ -133,19 +133,36 @@ def replayed_rows(report: dict, sent: list[dict], left: str, right: str, ip: dic
 
 
 def _state_rows(report: dict, left: str, right: str, port: int | None, t0: float) -> list[Row]:
-    rows = []
+    rows, asked_before = [], {}
     for ev in report.get("timeline", []):
-        if ev["kind"] != "state" or ev["host"] not in (left, right) or ev["t"] < t0:
+        if ev["kind"] != "state" or ev["host"] not in (left, right):
             continue
         sock = ev["data"]["socket"]
-        if sock["dport"] == 0 or (port is not None and port not in (sock["sport"], sock["dport"])):
+        key = (ev["host"], sock["src"], sock["sport"], sock["dst"], sock["dport"])
+        before, asked_before[key] = asked_before.get(key), ev["data"].get("asked", ev["t"])
+        if ev["t"] < t0 or sock["dport"] == 0 or (port is not None and port not in (sock["sport"], sock["dport"])):
             continue                                   # the listener, or another connection
         left_ms = sock.get("expires_ms")               # older recordings keep the state alone
         extra = f" ({left_ms / 1000:.1f} s)" if sock["state"] == "TIME_WAIT" and left_ms is not None else ""
-        since = (ev.get("data") or {}).get("since")
+        since = _since(ev, before, report)
         rows.append(Row(ev["t"] - t0, "state", f"{sock['state']}{extra}", ev["host"], ev["host"] == left,
                         segment=sock, since=None if since is None else since - t0, previous=ev["data"].get("previous")))
     return rows
+
+
+def _since(ev: dict, before: float | None, report: dict) -> float | None:
+    """The sample before this state event, which still saw the old state (the sampler records it
+    as "since"); in older recordings the latest observation of the old state the record holds -
+    the previous state event, or a timer sample of the socket in that state. None for a socket
+    first found here when the record does not say when the dump before was."""
+    data = ev.get("data") or {}
+    if "since" in data or data.get("previous") is None:
+        return data.get("since")
+    sock, asked = data["socket"], data.get("asked", ev["t"])
+    key = f"{sock['src']}:{sock['sport']}-{sock['dst']}:{sock['dport']}"
+    old = [x[0] for x in (report.get("timer_samples") or {}).get(ev["host"], [])
+           if x[1] == key and x[2] == data["previous"] and x[0] < asked]
+    return max(old + ([before] if before is not None else []), default=None)
 
 
 def _isns(sent: list[dict]) -> dict[tuple, list[tuple[float, int]]]:

@@ -18,6 +18,7 @@ from .errors import CannotShow, EnvError, LabError, NetemMissing, UsageError, Wa
 from .evidence import Evidence
 from .interrupts import Interrupted, interrupts_as_exceptions, signal_name, signal_of
 from .pipeline import Job, Result, run_batches, tally
+from .saved import write_html_quietly
 from .scenario import Scenario
 from .shaping import REQUIRED, UNUSED, Shaping, parse_shape
 from .sysctls import check_keys, layer_sysctls
@@ -87,7 +88,8 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
         sampler=lab.sampler.cadence.to_json() if lab.sampler else {}, port=sc.port)
     checks, run_verdict, error = _judged(sc, ev, lab, error)
     report = {
-        "schema": REPORT_SCHEMA, "scenario": name, "port": sc.port, "intent": sc.intent_in(ev.sysctls), **lab.describe(),
+        "schema": REPORT_SCHEMA, "scenario": name, "port": sc.port, "intent": sc.intent_in(ev.sysctls),
+        **lab.describe(),
         "kernel_hz": ev.hz, "started": started, "duration_s": round(time.time() - started, 3),
         "timings_s": {k: round(v, 3) for k, v in lab.timings.items()},
         "sysctls_requested": [str(s) for s in sysctls], "options": options,
@@ -102,6 +104,7 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
         "packets": {h: [s.to_json() for s in segs] for h, segs in ev.packets.items()},
     }
     _write_report(lab, artifacts, report)
+    write_html_quietly(artifacts, report, progress)
     return report
 
 

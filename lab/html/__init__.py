@@ -17,15 +17,17 @@ __all__ = ["write_report_html", "REPORT_HTML"]
 REPORT_HTML = "report.html"
 
 
-def write_report_html(directory: Path | str, report: dict) -> Path:
-    """Write DIRECTORY/report.html from *report*, whole or not at all (written beside, renamed
-    into place; 0600 like every file a run writes)."""
-    from ..artifacts import write_text
+def write_report_html(directory: Path | str | None, report: dict, out: Path | str | None = None) -> Path:
+    """Write DIRECTORY/report.html (or *out*) from *report*, whole or not at all (written beside,
+    renamed into place; 0600 like every file a run writes). The files in DIRECTORY are linked
+    (the pcaps, report.json) when the page is written beside them."""
+    from ..artifacts import ensure_dir, write_text
     from .page import render
 
-    directory = Path(directory)
-    present = {p.name for p in directory.iterdir() if p.is_file()} | {"report.json"} if directory.is_dir() else set()
-    path, tmp = directory / REPORT_HTML, directory / f".{REPORT_HTML}.tmp"
+    path = Path(out) if out else Path(directory) / REPORT_HTML
+    here = directory is not None and Path(directory).is_dir() and path.parent.resolve() == Path(directory).resolve()
+    present = {p.name for p in Path(directory).iterdir() if p.is_file()} if here else set()
+    tmp = ensure_dir(path.parent) / f".{path.name}.tmp"
     try:
         write_text(tmp, render(report, present))
         os.replace(tmp, path)

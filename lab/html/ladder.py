@@ -42,7 +42,8 @@ def ladder_svg(rows: list[Row], left: str, right: str, pcaps: dict[str, str], id
     body += [_arrow(axis, r, xs, left, right, pcaps, placed) for r in rows if r.kind == "segment"]
     segs = [r for r in rows if r.kind == "segment"]
     count = {f: sum(r.fate == f for r in segs) for f in (ARRIVED, LOST)}
-    marked = {m: sum(any(x.startswith(m) for x in r.marks) for r in segs) for m in ("held", "copied", "replayed", "dropped")}
+    marked = {m: sum(any(x.startswith(m) for x in r.marks) for r in segs)
+              for m in ("held", "copied", "replayed", "dropped")}
     desc = (f"{len(segs)} segments between {left} (left) and {right} (right), from their captures, time running "
             f"down: {count[ARRIVED]} arrived, {count[LOST]} lost, {marked['dropped']} dropped by a fault, "
             f"{marked['held']} held, {marked['copied']} copied and {marked['replayed']} replayed by the router; "

@@ -53,7 +53,8 @@ def render(report: dict, present: set[str]) -> str:
 
 def _header(report: dict, present: set[str]) -> str:
     verdict = str(report.get("verdict", ""))
-    facts = {"backend": report.get("backend"), "kernel": f"{report.get('kernel')} (HZ={report.get('kernel_hz') or report.get('hz')})",
+    hz = report.get("kernel_hz") or report.get("hz")
+    facts = {"backend": report.get("backend"), "kernel": f"{report.get('kernel')} (HZ={hz})",
              "lab": report.get("lab_id"), "started": _when(report.get("started")),
              "took": f"{report['duration_s']} s" if report.get("duration_s") is not None else None,
              "hosts": ", ".join(f"{h} {next(iter(v.get('addresses', {}).values()), '')}"
@@ -64,7 +65,8 @@ def _header(report: dict, present: set[str]) -> str:
     dl = el("dl", "".join(el("dt", esc(k)) + el("dd", esc(v)) for k, v in facts.items() if v), class_="facts")
     warns = [f"tcpdump in {h} dropped {c['dropped']} packets: its pcap is incomplete, and a segment missing "
              "from it may not have been lost" for h, c in (report.get("captures") or {}).items() if c.get("dropped")]
-    warns += [f"the lab's observation broke: {p.get('text')}" for p in (report.get("observation") or {}).get("problems", [])]
+    warns += [f"the lab's observation broke: {p.get('text')}"
+              for p in (report.get("observation") or {}).get("problems", [])]
     warns += [f"error: {report['error']}"] if report.get("error") else []
     warns += [report["source_note"]] if report.get("source_note") else []
     toc = el("nav", " ".join(el("a", t, href=f"#{i}") for i, t in (

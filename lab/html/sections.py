@@ -42,7 +42,8 @@ def sysctls_table(report: dict) -> str:
     rows = [el("tr", el("td", el("code", esc(k))) + "".join(el("td", esc(hosts[h].get(k, "-")), class_="num")
                                                              for h in names),
                class_="requested" if k in asked else None) for k in keys]
-    note = el("p", "Highlighted: the keys this run set (" + esc(", ".join(report.get("sysctls_requested") or [])) + ").") \
+    note = el("p", "Highlighted: the keys this run set ("
+              + esc(", ".join(report.get("sysctls_requested") or [])) + ").") \
         if asked else ""
     return note + el("table", el("thead", head) + el("tbody", "".join(rows)), class_="sysctls")
 
@@ -56,7 +57,8 @@ def files_table(report: dict, present: set[str]) -> str:
     if not names:
         return el("p", "No capture file is kept with this record (a recorded evidence file: the packets are in it, "
                   "decoded).")
-    head = el("tr", "".join(el("th", h) for h in ("file", "host", "interface", "faces", "packets", "dropped by the kernel")))
+    head = el("tr", "".join(el("th", h) for h in ("file", "host", "interface", "faces", "packets",
+                                                  "dropped by the kernel")))
     rows = []
     for name in names:
         file = (points.get(name) or {}).get("file", f"{name}.pcap")

@@ -42,12 +42,14 @@ svg.ladder .axis.quiet { stroke-dasharray: 1 3; stroke-width: 1.5; }
 svg.ladder .tick { font-size: 10px; fill: #555; } svg.ladder .gap { font-size: 10px; fill: #777; font-style: italic; }
 svg.ladder .arrow { fill: none; stroke-width: 1.4; }
 svg.ladder .arrow.ack { stroke: #555; } svg.ladder .arrow.syn { stroke: #1f6fb2; }
-svg.ladder .arrow.fin { stroke: #0a8a72; stroke-width: 1.8; } svg.ladder .arrow.rst { stroke: #c62828; stroke-width: 1.8; }
+svg.ladder .arrow.fin { stroke: #0a8a72; stroke-width: 1.8; }
+svg.ladder .arrow.rst { stroke: #c62828; stroke-width: 1.8; }
 svg.ladder .arrow.data { stroke: #6a3d9a; } svg.ladder .arrow.replay { stroke: #b5179e; stroke-dasharray: 5 3; }
 svg.ladder .seg.lost .arrow { stroke-dasharray: 6 3; }
 svg.ladder .seg.unknown .arrow { stroke-dasharray: 2 3; }
 svg.ladder .head.ack { fill: #555; } svg.ladder .head.syn { fill: #1f6fb2; } svg.ladder .head.fin { fill: #0a8a72; }
-svg.ladder .head.rst { fill: #c62828; } svg.ladder .head.data { fill: #6a3d9a; } svg.ladder .head.replay { fill: #b5179e; }
+svg.ladder .head.rst { fill: #c62828; } svg.ladder .head.data { fill: #6a3d9a; }
+svg.ladder .head.replay { fill: #b5179e; }
 svg.ladder .label { font-size: 10.5px; fill: #222; paint-order: stroke; stroke: #fff; stroke-width: 3px; }
 svg.ladder .lost-mark { fill: #c62828; font: 700 15px sans-serif; }
 svg.ladder .unknown-mark { fill: #8a6100; font: 700 13px sans-serif; }
