@@ -17,6 +17,7 @@ from lab.cli import adopt, guarded, task
 adopt()      # a plain `invoke` parses as ./twlab does: usage errors exit 2, -h is help (lab/cli.py)
 
 HOST_HELP = "a lab host: client, router or server"
+RUN_HELP = "a run's artifacts directory, its report.json, or a recorded evidence file (tests/data/scenarios/)"
 
 
 @task(name="list")
@@ -115,38 +116,22 @@ def _exit_for(report: dict) -> None:
     _exit(code, "twlab: " + " ".join(str(report.get("error") or report["verdict"]).split()) if code == 2 else None)
 
 
-@task(help={"run": "a run's artifacts directory (or its report.json, or a recorded evidence file "
-                   "such as tests/data/scenarios/tw-assassination.json)"})
+@task(help={"run": RUN_HELP})
 @guarded
 def show(c, run):
-    """Redraw a saved run in the terminal from its report.json: the ladder and the checks, as
-    `invoke run` printed them (a recorded evidence file is judged again by its scenario)."""
-    from lab.report import show as draw
-    from lab.saved import load_run
+    """Redraw a saved run in the terminal from its report.json: the ladder and the checks."""
+    from lab.saved import show_saved
 
-    report, _ = load_run(run)
-    draw(report)
+    show_saved(run)
 
 
-@task(name="report",
-      help={"run": "a run's artifacts directory (or its report.json, or a recorded evidence file)",
-            "out": "where to write the page (default: report.html in the run's directory; for a recorded "
-                   "file, NAME.html beside it)"})
+@task(name="report", help={"run": RUN_HELP, "out": "where to write it (default: the run's report.html)"})
 @guarded
 def report_html(c, run, out=None):
-    """(Re)write a saved run's report.html from its report.json and its pcaps (each capture read
-    again from its pcap where the pcap is there)."""
-    from pathlib import Path
+    """(Re)write a saved run's report.html from its report.json and its pcaps."""
+    from lab.saved import rewrite
 
-    from lab.artifacts import check_output
-    from lab.saved import load_run, page_for, with_pcaps, write_html
-
-    report, where = load_run(run)
-    out = Path(out) if out else page_for(Path(run), where)
-    check_output(out, "--out")
-    if where is not None:
-        report = with_pcaps(report, where)
-    print(f"report: {write_html(where, report, out)}")
+    print(f"report: {rewrite(run, out)}")
 
 
 @task(help={"backend": "auto, docker or netns"})

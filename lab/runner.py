@@ -18,7 +18,7 @@ from .errors import CannotShow, EnvError, LabError, NetemMissing, UsageError, Wa
 from .evidence import Evidence
 from .interrupts import Interrupted, interrupts_as_exceptions, signal_name, signal_of
 from .pipeline import Job, Result, run_batches, tally
-from .saved import write_html_quietly
+from .saved import index_quietly, write_html_quietly
 from .scenario import Scenario
 from .shaping import REQUIRED, UNUSED, Shaping, parse_shape
 from .sysctls import check_keys, layer_sysctls
@@ -245,6 +245,7 @@ def run_many(name: str, repeat: int, parallel: int, backend: str = "auto",
         raise
     summary = _many_summary(name, repeat, parallel, results, started, base)
     _write_summary(base, summary)
+    index_quietly(base, f"run {name} --repeat {repeat}", summary["runs"], progress=progress)
     return summary
 
 
@@ -309,4 +310,5 @@ def run_catalog(names: list[str], parallel: int = 3, backend: str = "auto",
     summary = catalog_summary(results, time.time() - started)
     _write_summary(base, summary)
     summary["artifacts"] = str(base)
+    index_quietly(base, "run all", summary["scenarios"], progress=progress)
     return summary

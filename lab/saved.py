@@ -21,7 +21,8 @@ from typing import Any
 
 from .errors import UsageError
 
-__all__ = ["load_run", "from_record", "page_for", "with_pcaps", "write_html", "write_html_quietly"]
+__all__ = ["load_run", "from_record", "show_saved", "rewrite", "page_for", "with_pcaps", "write_html",
+           "write_html_quietly", "html_for_dir", "index_quietly", "pages_for"]
 
 
 def load_run(path: Path | str) -> tuple[dict[str, Any], Path | None]:
@@ -74,6 +75,24 @@ def from_record(doc: dict[str, Any], source: Path | str) -> dict[str, Any]:
     }
 
 
+def show_saved(run: Path | str) -> None:
+    """`invoke show`: the saved run in the terminal, as `invoke run` printed it."""
+    from .report import show
+
+    show(load_run(run)[0])
+
+
+def rewrite(run: Path | str, out: Path | str | None = None) -> Path:
+    """`invoke report`: the saved run's report.html written again, from its report.json and its
+    pcaps (each capture read again where its pcap is there); *out* or page_for()'s place."""
+    from .artifacts import check_output
+
+    report, where = load_run(run)
+    out = Path(out) if out else page_for(Path(run), where)
+    check_output(out, "--out")
+    return write_html(where, with_pcaps(report, where) if where is not None else report, out)
+
+
 def page_for(run: Path, where: Path | None) -> Path:
     """Where `invoke report` writes by default: report.html in the run's directory; for a recorded
     evidence file NAME.json[.gz], NAME.html beside it."""
@@ -115,4 +134,41 @@ def write_html_quietly(directory: Path, report: dict[str, Any], progress: Callab
     except Exception as exc:            # noqa: BLE001 - the run's results are kept whatever the view does
         progress(f"twlab: could not write {directory}/report.html ({type(exc).__name__}: {exc}); "
                  "`invoke report DIR` tries again")
+        return None
+
+
+def pages_for(base: Path | str, progress: Callable[[str], None] = lambda s: None) -> list[Path]:
+    """report.html for every run under *base* that has a report.json and no page yet: the runs
+    made inside a VM, whose guest leaves the page to this side."""
+    made = []
+    for path in sorted(Path(base).rglob("report.json")):
+        if not (path.parent / "report.html").exists():
+            made.append(html_for_dir(path.parent, progress))
+    return [p for p in made if p is not None]
+
+
+def html_for_dir(directory: Path, progress: Callable[[str], None] = lambda s: None) -> Path | None:
+    """report.html for the run in *directory*, from its report.json and pcaps."""
+    try:
+        report, where = load_run(directory)
+    except UsageError as exc:
+        progress(f"twlab: no report.html for {directory}: {exc}")
+        return None
+    return write_html_quietly(where or Path(directory), with_pcaps(report, where or Path(directory)), progress)
+
+
+def index_quietly(base: Path | str, title: str, results: list[dict] = (), matrix: dict | None = None,
+                  progress: Callable[[str], None] = lambda s: None) -> Path | None:
+    """BASE/index.html of a batch (lab.html.index), listing too the *results* (Result.to_json())
+    that left no report.json (skipped, errors). A view: a failure to write it is one line."""
+    from .html.index import write_index
+
+    base = Path(base)
+    missing = [{"run": Path(r.get("artifacts", "")).name, "scenario": r.get("scenario"), "verdict": r.get("verdict"),
+                "why": r.get("reason") or r.get("error") or ""} for r in results
+               if not (Path(r.get("artifacts", "")) / "report.json").is_file()]
+    try:
+        return write_index(base, title, matrix=matrix, skipped=missing)
+    except Exception as exc:            # noqa: BLE001 - the batch's results are kept whatever the view does
+        progress(f"twlab: could not write {base}/index.html ({type(exc).__name__}: {exc})")
         return None

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .artifacts import check_dir, ensure_dir, write_text
 from .runner import default_artifacts, run_many
+from .saved import index_quietly
 
 __all__ = ["run_stability"]
 
@@ -25,4 +26,5 @@ def run_stability(names: list[str], backends: list[str], runs: int,
                                        ("passed", "failed", "errors", "check_pass_rate", "wall_s")}
             print(f"{name} on {be}: {summary['passed']}/{runs} passed", file=sys.stderr)
     write_text(ensure_dir(base) / "stability.json", json.dumps(results, indent=2) + "\n")
+    index_quietly(base, "stability")
     return results, base
