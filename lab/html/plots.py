@@ -61,7 +61,12 @@ def backoff_plot(report: dict, keys: dict[str, set[str]], t0: float, rows: list[
     gaps = {k: [round((b - a) * 1000, 1) for a, b in zip(ts, ts[1:])] for k, ts in copies.items() if len(ts) > 1}
     if not gaps:
         return None
-    fig, (bars, timer) = _figure(8.2, 3.4, ncols=2)
+    senders = {h for h, _ in gaps}
+    on = [(TimerSample.of(x)) for h in senders for x in (report.get("timer_samples") or {}).get(h, [])]
+    on = [s for s in on if s.timer == "on" and s.state in ("LAST_ACK", "FIN_WAIT1", "CLOSING")
+          and (not any(keys.values()) or any(s.key in keys.get(h, set()) for h in senders))]
+    fig, axes = _figure(8.2, 3.4, ncols=2 if on else 1)
+    bars = axes[0] if on else axes
     for i, ((host, _seq), g) in enumerate(sorted(gaps.items())):
         xs = [f"{n + 1}\u2192{n + 2}" for n in range(len(g))]
         drawn = bars.bar(xs, g, color=_COLOURS[(i + 1) % len(_COLOURS)], label=f"{host}'s FIN")
@@ -69,16 +74,13 @@ def backoff_plot(report: dict, keys: dict[str, set[str]], t0: float, rows: list[
     bars.set_xlabel("between copies")
     bars.set_ylabel("gap (ms)")
     bars.legend(fontsize=8)
-    senders = {h for h, _ in gaps}
-    on = [(TimerSample.of(x)) for h in senders for x in (report.get("timer_samples") or {}).get(h, [])]
-    on = [s for s in on if s.timer == "on" and s.state in ("LAST_ACK", "FIN_WAIT1", "CLOSING")
-          and (not any(keys.values()) or any(s.key in keys.get(h, set()) for h in senders))]
     if on:
+        timer = axes[1]
         pts = _thin([(s.asked - t0, s.expires_ms) for s in on])
         timer.plot(*zip(*pts), drawstyle="steps-post", lw=1.2, color="#1f6fb2")
-    timer.set_xlabel("time (s)")
-    timer.set_ylabel("retransmission timer left (ms)")
-    timer.grid(alpha=0.3)
+        timer.set_xlabel("time (s)")
+        timer.set_ylabel("retransmission timer left (ms)")
+        timer.grid(alpha=0.3)
     alt = "; ".join(f"{h}'s FIN sent {len(g) + 1} times, gaps {', '.join(f'{x:g}' for x in g)} ms"
                     for (h, _), g in sorted(gaps.items()))
     alt += f"; its retransmission timer sampled {len(on)} times" if on else "; its retransmission timer was not sampled"
@@ -94,7 +96,11 @@ def distribution_plot(dist: dict, ident: str):
     fig, ax = _figure(8.2, 3.8)
     for i, (label, values) in enumerate(classes.items()):
         ax.ecdf(values, label=f"{label} (n={len(values)})", color=_COLOURS[i % len(_COLOURS)], lw=1.5)
+    from matplotlib.ticker import FuncFormatter
+
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))            # 100, not 10^2
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: f"{x:g}" if f"{x:g}"[0] in "25" else ""))
     ax.set_xlabel(dist.get("xlabel", ""))
     ax.set_ylabel("fraction of closes")
     ax.grid(alpha=0.3, which="both")
