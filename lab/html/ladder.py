@@ -103,10 +103,12 @@ def _duration(s: float) -> str:
 
 
 def _lanes(axis: TimeAxis, rows: list[Row], host: str, side: int) -> str:
-    """*host*'s lanes: side -1 left of the left end's line, +1 right of the right end's."""
+    """*host*'s lanes: side -1 left of the left end's line, +1 right of the right end's; the
+    states' names beyond the outermost lane (with the socket's port when there are several)."""
     out, end = [], axis.pieces[-1].t1 if axis.pieces else 0.0
-    base = X_LEFT if side < 0 else X_RIGHT
-    for i, lane in enumerate(lanes(rows, host)):
+    base, found = (X_LEFT if side < 0 else X_RIGHT), lanes(rows, host)
+    labels = []
+    for i, lane in enumerate(found):
         x = base + side * (LANE_GAP + i * (LANE_W + 2)) - (LANE_W if side < 0 else 0)
         for sp in lane.spans:
             y0, y1 = axis.y(sp.t0), axis.y(sp.t1 if sp.t1 is not None else end)
@@ -114,9 +116,11 @@ def _lanes(axis: TimeAxis, rows: list[Row], host: str, side: int) -> str:
                 (f" until at least {sp.t1:.4f} s" if sp.t1 is not None else ", still so when the run ended")
             out.append(el("rect", el("title", esc(tip)), x=x, y=y0, width=LANE_W, height=max(y1 - y0, 1.0),
                           class_=f"span st-{sp.state}", data_state=sp.state))
-        for ch in lane.changes:
-            out.append(_change(axis, ch, x, host, lane.socket))
-        out.append(_lane_labels(axis, lane, x, side, i))
+            port = f":{lane.socket.split('-')[0].rsplit(':', 1)[-1]} " if len(found) > 1 else ""
+            labels.append((y0, port + sp.text))
+        out += [_change(axis, ch, x, host, lane.socket) for ch in lane.changes]
+    outer = base + side * (LANE_GAP + len(found) * (LANE_W + 2)) + (4 if side > 0 else -4)
+    out.append(_lane_labels(sorted(labels), outer, "end" if side < 0 else "start"))
     return el("g", "".join(out), class_=f"lanes {host}")
 
 
@@ -135,15 +139,16 @@ def _change(axis: TimeAxis, ch, x: float, host: str, socket: str) -> str:
               class_="change-group", data_before=ch.before or "", data_after=ch.after)
 
 
-def _lane_labels(axis: TimeAxis, lane, x: float, side: int, i: int) -> str:
+def _lane_labels(labels: list[tuple[float, str]], x: float, anchor: str) -> str:
+    """The states' names at the height their spans start, nudged down (at most three rows) to
+    clear the one above; a name that would move further is left to the lane's hover text."""
     out, last = [], -1e9
-    anchor = "end" if side < 0 else "start"
-    lx = x - 4 - i * 2 if side < 0 else x + LANE_W + 4 + i * 2
-    for sp in lane.spans:
-        y = axis.y(sp.t0)
-        if y - last >= LABEL_PX:
-            out.append(el("text", esc(sp.text), x=lx, y=y + 9, class_="state", text_anchor=anchor))
-            last = y
+    for y, text in labels:
+        at = max(y, last + LABEL_PX)
+        if at - y > 3 * LABEL_PX:
+            continue
+        out.append(el("text", esc(text), x=x, y=at + 9, class_="state", text_anchor=anchor))
+        last = at
     return "".join(out)
 
 
