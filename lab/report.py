@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -104,7 +105,8 @@ def show(report: dict[str, Any], console: Console | None = None) -> None:
     if report.get("error"):
         console.print(f"[bold red]error:[/] {report['error']}")
     art = report.get("artifacts", {})
-    console.print(f"artifacts: {art.get('dir')}/  ({', '.join(art.get('pcaps', []))}, report.json)"
+    page = ", report.html" if art.get("dir") and (Path(art["dir"]) / "report.html").is_file() else ""
+    console.print(f"artifacts: {art.get('dir')}/  ({', '.join(art.get('pcaps', []))}, report.json{page})"
                   f"   took {report.get('duration_s')} s")
     colour = {"pass": "green", "fail": "red"}.get(str(verdict), "yellow")
     console.print(f"[bold {colour}]verdict: {str(verdict).upper()}[/] ({_tally(report.get('checks', []))})")

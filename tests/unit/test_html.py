@@ -249,3 +249,18 @@ def test_the_index_links_every_run_and_the_matrix_cells(tmp_path):
     assert html.count('href="host/lost-ack/report.html"') == 2       # the matrix cell and the run's row
     assert html.count('href="debian-12/lost-ack/report.html"') == 2
     assert "no netem" in html and "<b>differs</b>" in html
+
+
+def test_runs_made_in_a_vm_get_their_pages_on_this_side(tmp_path, monkeypatch):
+    """The guest writes no report.html (TWLAB_IN_VM); pages_for() writes each missing one here."""
+    from lab.saved import from_record, pages_for, write_html_quietly
+
+    run = tmp_path / "debian-12" / "tw-assassination"
+    run.mkdir(parents=True)
+    report = from_record(json.loads((DATA / "tw-assassination.json").read_text()), DATA)
+    (run / "report.json").write_text(json.dumps(report))
+    monkeypatch.setenv("TWLAB_IN_VM", "1")
+    assert write_html_quietly(run, report, print) is None and not (run / "report.html").exists()
+    monkeypatch.delenv("TWLAB_IN_VM")
+    assert pages_for(tmp_path) == [run / "report.html"]
+    assert pages_for(tmp_path) == []                       # written once
