@@ -19,6 +19,7 @@ adopt()      # a plain `invoke` parses as ./twlab does: usage errors exit 2, -h 
 HOST_HELP = "a lab host: client, router or server"
 FAMILY_HELP = ("the address family of the run's traffic: 4 (IPv4, the default), 6 (IPv6) or both (each "
                "scenario once per family; the IPv6 results are named SCENARIO/v6)")
+RUN_HELP = "a run's artifacts directory, its report.json, or a recorded evidence file (tests/data/scenarios/)"
 
 
 @task(name="list")
@@ -122,6 +123,24 @@ def _exit_for(report: dict) -> None:
 
     code = EXIT_CODES.get(report["verdict"], 1)
     _exit(code, "twlab: " + " ".join(str(report.get("error") or report["verdict"]).split()) if code == 2 else None)
+
+
+@task(help={"run": RUN_HELP})
+@guarded
+def show(c, run):
+    """Redraw a saved run in the terminal from its report.json: the ladder and the checks."""
+    from lab.saved import show_saved
+
+    show_saved(run)
+
+
+@task(name="report", help={"run": RUN_HELP, "out": "where to write it (default: the run's report.html)"})
+@guarded
+def report_html(c, run, out=None):
+    """(Re)write a saved run's report.html from its report.json and its pcaps."""
+    from lab.saved import rewrite
+
+    print(f"report: {rewrite(run, out)}")
 
 
 @task(help={"backend": "auto, docker or netns"})

@@ -95,6 +95,9 @@ def run_check(names: list[str] | None = None, *, sysctls: list[SysctlSetting] = 
         "artifacts": str(base),
     })
     write_text(ensure_dir(base) / "check.json", json.dumps(summary, indent=2, default=str) + "\n")
+    from .saved import index_quietly
+
+    index_quietly(base, "check", [r.to_json() for r in results], progress=progress)
     return summary
 
 

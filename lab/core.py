@@ -25,7 +25,7 @@ from .artifacts import check_dir, drop_empty, make_dir
 from .backends import choose
 from .backends.base import Backend, Host
 from .backends.links import kernel_has_ipv6
-from .capture import Capture
+from .capture import Capture, capture_points
 from .errors import EnvError, LabError, NetemMissing, UsageError, WaitTimeout
 from .family import check_family, require_ipv6, require_ipv6_in
 from .faults import Faults
@@ -80,6 +80,7 @@ class Lab(TearDown):
         self.hosts: dict[str, Host] = {}
         self.views: dict[str, SocketView] = {}
         self.captures: dict[str, Capture] = {}
+        self.capture_points: dict[str, dict] = {}   # capture name -> host, interface, side (lab.capture)
         self.peers: dict[str, Peer] = {}
         self.faults: Faults | None = None
         self.sampler: SamplerProcess | None = None
@@ -197,14 +198,14 @@ class Lab(TearDown):
             self.counters_before[name] = read_counters(host.nspath)
         router = self.topology.router
         if self.capture_enabled:
-            for name, host in self.hosts.items():
-                nets = list(host.addresses)
-                iface, link = (host.ifname(nets[0]), None) if len(nets) == 1 else ("any", "LINUX_SLL2")
-                # a snaplen keeps libpcap's ring frames small (lab.capture); the router's capture
-                # (both its interfaces, every packet twice, read by no check) keeps headers only
-                self.captures[name] = Capture(host.nspath, iface, self.artifacts / f"{name}.pcap",
-                                              link_type=link,
-                                              snaplen=ROUTER_SNAPLEN if host.spec.forwards else END_SNAPLEN).start()
+            members = lambda net: [h.name for h in self.topology.members(net)]
+            for host in self.hosts.values():
+                # one capture per interface (lab.capture.capture_points): the router's two, named
+                # by side; a snaplen keeps libpcap's ring frames small, the router's headers only
+                for name, point in capture_points(host, members).items():
+                    self.capture_points[name] = point
+                    self.captures[name] = Capture(host.nspath, point["interface"], self.artifacts / point["file"],
+                                                  snaplen=ROUTER_SNAPLEN if host.spec.forwards else END_SNAPLEN).start()
             if router is not None:
                 self.faults = Faults(self.hosts[router.name], self.timeline,
                                      self.artifacts / "faults.pcap").start()
@@ -365,6 +366,7 @@ class Lab(TearDown):
                           "sysctls": self.sysctls.get(n, {})} for n, h in self.hosts.items()},
             "netem": {"available": self.netem.available, "reason": self.netem.reason},
             "shaping": [str(sh) for sh in self.shaping],
+            "capture_points": self.capture_points,
             "compose": str(self.compose),
             "pid": os.getpid(),
         }

@@ -108,8 +108,10 @@ class Evidence:
                    sampler=doc.get("sampler") or (doc.get("observation") or {}).get("sampler") or {})
 
     @classmethod
-    def load(cls, artifacts: Path, hosts: list[str], **kw: Any) -> Evidence:
-        packets = {h: read_pcap(artifacts / f"{h}.pcap") for h in hosts}
+    def load(cls, artifacts: Path, names: list[str], **kw: Any) -> Evidence:
+        """The run's evidence with each capture's pcap read (ARTIFACTS/NAME.pcap: a host, or one of
+        the router's interfaces, "router-client")."""
+        packets = {name: read_pcap(artifacts / f"{name}.pcap") for name in names}
         return cls(packets=packets, **kw)
 
     # -- packets --------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from .errors import UsageError
 from .family import check_family, split_label
 from .family import label as row_name
 from .matrix_view import _columns, markdown, show
+from .saved import index_quietly, pages_for
 from .scenario import KeyValue
 from .verdict import FAIL, INCONCLUSIVE, NOT_APPLICABLE, outcome_of
 
@@ -174,6 +175,8 @@ def run_matrix(kernels: list[str], names: list[str], out: Path, backend: str | l
     ensure_dir(out)
     write_text(out / "matrix.json", json.dumps(matrix, indent=2, default=str) + "\n")
     write_text(out / "matrix.md", markdown(matrix))
+    pages_for(out, progress)                    # runs inside a VM leave their report.html to this side
+    index_quietly(out, "matrix", matrix=matrix, progress=progress)
     return matrix
 
 

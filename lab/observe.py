@@ -178,6 +178,8 @@ class Sampler:
         self._discover_every = max(1, round(discover_s / interval_s))
         self.cadence = Cadence(gap_s=2 * interval_s)   # when each round was asked: the gaps
         self._last: dict[tuple[str, tuple], SocketInfo] = {}
+        self._asked: dict[str, float] = {}      # host -> when its last round was asked
+        self._dumped: dict[str, float] = {}     # host -> when its last dump was asked
         self.samples = 0
         # host -> every sample of every socket with a running timer
         self.series: dict[str, list[TimerSample]] = {}
@@ -215,30 +217,38 @@ class Sampler:
             now = t_answer
             seen = set()
             for s in socks:
-                k = (name, s.key)
-                seen.add(k)
-                if s.timer != "off":
-                    self.series.setdefault(name, []).append(TimerSample(
-                        round(t_ask, 6), four_tuple_key(*s.key), s.state, s.timer, s.expires_ms,
-                        s.retrans, round(t_answer, 6)))
-                old = self._last.get(k)
-                if old is None or old.state != s.state:
-                    self.timeline.add(now, name, "state", f"{s} {s.state}",
-                                      socket=s.to_json(), previous=old.state if old else None,
-                                      asked=t_ask)
-                elif s.timer == old.timer and s.timer in ("timewait", "on") and \
-                        s.expires_ms > old.expires_ms + 50:
-                    self.timeline.add(now, name, "timer",
-                                      f"{s.state} {s.timer} timer restarted: "
-                                      f"{old.expires_ms} -> {s.expires_ms} ms",
-                                      socket=s.to_json(), before_ms=old.expires_ms)
-                self._last[k] = s
+                seen.add((name, s.key))
+                self._seen(name, s, t_ask, now)
             for k in [k for k in self._last if k[0] == name and k not in seen]:
                 gone = self._last.pop(k)
                 self.timeline.add(now, name, "state", f"{gone} gone",
                                   socket={**gone.to_json(), "state": "GONE"}, previous=gone.state,
-                                  asked=t_ask)
+                                  asked=t_ask, since=self._asked.get(name))
+            self._asked[name] = t_ask
+            if discover:
+                self._dumped[name] = t_ask
         self.samples += 1
+
+    def _seen(self, name: str, s: SocketInfo, t_ask: float, now: float) -> None:
+        """One socket in one sample: its timer into the series, a change of state or a timer
+        restart into the timeline."""
+        k = (name, s.key)
+        if s.timer != "off":
+            self.series.setdefault(name, []).append(TimerSample(
+                round(t_ask, 6), four_tuple_key(*s.key), s.state, s.timer, s.expires_ms,
+                s.retrans, round(now, 6)))
+        old = self._last.get(k)
+        if old is None or old.state != s.state:
+            # "since": the round before, which saw the old state (or, for a socket first found,
+            # the dump before, which did not list it): the change lies after it
+            self.timeline.add(now, name, "state", f"{s} {s.state}",
+                              socket=s.to_json(), previous=old.state if old else None,
+                              asked=t_ask, since=(self._asked if old else self._dumped).get(name))
+        elif s.timer == old.timer and s.timer in ("timewait", "on") and s.expires_ms > old.expires_ms + 50:
+            self.timeline.add(now, name, "timer", f"{s.state} {s.timer} timer restarted: "
+                              f"{old.expires_ms} -> {s.expires_ms} ms", socket=s.to_json(), before_ms=old.expires_ms)
+        self._last[k] = s
+
 
 def counters_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     """Counters that changed, as after - before (gauges such as SockstatTcpTw included)."""

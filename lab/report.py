@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -47,6 +48,9 @@ def _draw(r: Row, left: str, right: str) -> Text:
 
 
 def _arrow(r: Row) -> tuple[str, str]:
+    if r.host == "router":                         # a replay: sent from the middle of the path
+        body = f" {r.text} ".center(_WIDTH - 2, "┄")
+        return ("┄" + body + "▶") if r.rightward else ("◀" + body + "┄"), "magenta"
     if r.fate == UNKNOWN:                          # the receiver's capture had ended
         body = f" {r.text} ? not captured "
         return ((("─" * 2 + body).ljust(_WIDTH - 1) + "?") if r.rightward else
@@ -101,7 +105,8 @@ def show(report: dict[str, Any], console: Console | None = None) -> None:
     if report.get("error"):
         console.print(f"[bold red]error:[/] {report['error']}")
     art = report.get("artifacts", {})
-    console.print(f"artifacts: {art.get('dir')}/  ({', '.join(art.get('pcaps', []))}, report.json)"
+    page = ", report.html" if art.get("dir") and (Path(art["dir"]) / "report.html").is_file() else ""
+    console.print(f"artifacts: {art.get('dir')}/  ({', '.join(art.get('pcaps', []))}, report.json{page})"
                   f"   took {report.get('duration_s')} s")
     colour = {"pass": "green", "fail": "red"}.get(str(verdict), "yellow")
     console.print(f"[bold {colour}]verdict: {str(verdict).upper()}[/] ({_tally(report.get('checks', []))})")
@@ -159,3 +164,6 @@ def _scenario_of(report: dict[str, Any]):
     from scenarios import catalog
 
     return catalog().get(report.get("scenario", ""))
+
+
+focus, summary_lines, scenario_of = _focus, _summary, _scenario_of     # the HTML report shows the same

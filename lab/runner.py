@@ -19,6 +19,7 @@ from .evidence import Evidence
 from .family import check_family, label
 from .interrupts import Interrupted, interrupts_as_exceptions, signal_name, signal_of
 from .pipeline import Job, Result, run_batches, tally
+from .saved import index_quietly, write_html_quietly
 from .scenario import Scenario
 from .shaping import REQUIRED, UNUSED, Shaping, parse_shape
 from .sysctls import check_keys, layer_sysctls
@@ -80,7 +81,7 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
     lab = _lab_for(sc, backend, artifacts, sysctls, shaping, compose, progress, check_family(family))
     facts, error = _steps(lab, sc, shaping, options, progress)
     ev = Evidence.load(
-        artifacts, list(lab.hosts), timeline=lab.timeline.events(),
+        artifacts, list(lab.captures) or list(lab.hosts), timeline=lab.timeline.events(),
         counters={h: lab.counters_delta(h) for h in lab.hosts}, sysctls=lab.sysctls,
         addresses={h: str(host.address) for h, host in lab.hosts.items()},
         faults={n: f.to_json() for n, f in (lab.faults.faults.items() if lab.faults else [])},
@@ -105,6 +106,7 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
         "packets": {h: [s.to_json() for s in segs] for h, segs in ev.packets.items()},
     }
     _write_report(lab, artifacts, report)
+    write_html_quietly(artifacts, report, progress)
     return report
 
 
@@ -250,6 +252,7 @@ def run_many(name: str, repeat: int, parallel: int, backend: str = "auto",
         raise
     summary = _many_summary(name, repeat, parallel, results, started, base, family)
     _write_summary(base, summary)
+    index_quietly(base, f"run {name} --repeat {repeat}", summary["runs"], progress=progress)
     return summary
 
 
@@ -320,4 +323,5 @@ def run_catalog(names: list[str], parallel: int = 3, backend: str = "auto",
     summary = catalog_summary(results, time.time() - started)
     _write_summary(base, summary)
     summary["artifacts"] = str(base)
+    index_quietly(base, "run all", summary["scenarios"], progress=progress)
     return summary

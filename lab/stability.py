@@ -10,6 +10,7 @@ from pathlib import Path
 from .artifacts import check_dir, ensure_dir, write_text
 from .family import check_family, label
 from .runner import default_artifacts, run_many
+from .saved import index_quietly
 
 __all__ = ["run_stability"]
 
@@ -31,4 +32,5 @@ def run_stability(names: list[str], backends: list[str], runs: int, artifacts: s
                                           ("passed", "failed", "errors", "check_pass_rate", "wall_s", "family")}
                 print(f"{row} on {be}: {summary['passed']}/{runs} passed", file=sys.stderr)
     write_text(ensure_dir(base) / "stability.json", json.dumps(results, indent=2) + "\n")
+    index_quietly(base, "stability")
     return results, base

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..artifacts import check_dir, ensure_dir
 from ..errors import EnvError, UsageError
+from ..saved import index_quietly, pages_for
 from .boot import run, vm_backend
 from .kernel import kernel_spec
 
@@ -40,6 +41,8 @@ def check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: bo
     ensure_dir(out)
     progress(f"check inside the {kernel} VM ({backend} backend): artifacts in {out}/")
     code, _ = run(kernel, args, out, progress=progress, timeout_s=3600, docker=backend == "docker")
+    pages_for(out, progress)                # the guest leaves each run's report.html to this side
+    index_quietly(out, f"check --kernel {kernel}", progress=progress)
     try:
         summary = json.loads((out / "check.json").read_text())
     except (OSError, ValueError):
@@ -66,6 +69,7 @@ def scenario_in_vm(kernel: str, scenario: str, out: Path, sysctls: list[str], sh
         progress(line)
 
     code, _ = run(kernel, args, out, progress=said, timeout_s=timeout_s, docker=backend == "docker")
+    pages_for(out, progress)                # the guest leaves report.html to this side
     try:
         return json.loads((out / "report.json").read_text()), code
     except (OSError, ValueError):
