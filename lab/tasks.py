@@ -145,11 +145,20 @@ def shell(c, host):
 
 
 @task(help={"method": "auto (Dockerfile when the base image can be pulled, else offline), "
-                      "dockerfile or debootstrap"})
+                      "dockerfile or debootstrap",
+            "controller": "build the controller image twlab/twlab instead (twlab, its Python dependencies "
+                          "and tools, from this checkout): `docker run ... twlab/twlab run lost-ack`"})
 @guarded
-def image(c, method="auto"):
-    """Build the lab host image (offline from Debian packages when no registry answers)."""
+def image(c, method="auto", controller=False):
+    """Build the lab host image, or with --controller the controller image (offline from Debian
+    packages when no registry answers)."""
     from lab.backends.docker import client
+
+    if controller:
+        from lab.controller_image import build_controller
+
+        print(build_controller(client(), method=method, progress=print))
+        return
     from lab.image import build_image
 
     print(build_image(client(), method=method, progress=print))
@@ -236,11 +245,14 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
     from lab.ci import run_check, write_outputs
     from lab.core import parse_sysctl
     from lab.errors import UsageError
+    from lab.paths import require_checkout
     from lab.profile import load_profile
     from lab.shaping import parse_shapes
     from lab.views import check_table
     from lab.vm.commands import check_in_vm
 
+    if kernel != "host":
+        require_checkout("`invoke check --kernel`")          # the guest runs the checkout's .venv
     names = [n.strip() for text in (scenario or []) for n in text.split(",") if n.strip()]
     settings = [parse_sysctl(s) for s in (sysctl or [])]
     shaping = parse_shapes(shape or [])
@@ -286,11 +298,14 @@ def matrix(c, kernel=None, scenario=None, out=None, backend=None, json=False):
     they differ. Each cell: the verdict and the key observed values; also written as matrix.json
     and matrix.md."""
     from lab.matrix import parse_backends, parse_kernels, run_matrix, show
+    from lab.paths import require_checkout
     from lab.runner import default_artifacts
     from lab.verdict import batch_exit_code
     from scenarios import catalog
 
     kernels = parse_kernels(kernel)
+    if kernels != ["host"]:
+        require_checkout("`invoke matrix --kernel`")         # the guests run the checkout's .venv
     backends = parse_backends(backend)
     names = [n.strip() for text in (scenario or []) for n in text.split(",") if n.strip()] or list(catalog())
     progress = (lambda s: print(s, file=sys.stderr)) if json else print
@@ -335,6 +350,7 @@ def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None,
     from lab import vm as labvm
     from lab.artifacts import check_dir
     from lab.core import parse_sysctl
+    from lab.paths import require_checkout
     from lab.report import show
     from lab.runner import default_artifacts
     from lab.shaping import UNUSED, parse_shapes
@@ -342,6 +358,7 @@ def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None,
     from lab.vm.commands import scenario_in_vm
     from scenarios import get
 
+    require_checkout("`invoke vm`")                   # the guest runs the checkout's .venv
     sc = get(scenario)                                # usage errors here, before booting anything
     labvm.kernel_spec(kernel)
     for text in sysctl or []:

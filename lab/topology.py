@@ -19,10 +19,11 @@ from typing import Any
 import yaml
 
 from .errors import TopologyError, UsageError
+from .paths import data_file
 
 __all__ = ["Network", "Route", "HostSpec", "Topology", "load", "DEFAULT_COMPOSE"]
 
-DEFAULT_COMPOSE = Path(__file__).resolve().parent.parent / "compose.yaml"
+DEFAULT_COMPOSE = data_file("compose.yaml")        # the checkout's, or the one the package carries
 
 LAB_CAPS = frozenset({"NET_ADMIN", "NET_RAW"})       # all a lab host may add (cap_add)
 # compose keys that would put a container into this machine's namespaces, or another's
