@@ -55,6 +55,7 @@ class Result:
     duration_s: float | None = None
     outcomes: dict[str, str] = field(default_factory=dict)      # check name -> outcome
     interrupted: bool = False
+    labs: list[str] = field(default_factory=list)              # the labs the run made (lab.pool)
 
     @property
     def failed_checks(self) -> list[str]:

@@ -86,6 +86,7 @@ def run_jobs(fn: Callable[[Job], Result], jobs: list[Job], width: int,
         handled.add(fut)
         res, started, labs = _result(fut, futures[fut])
         cleanup._MADE.update(labs)
+        res.labs = labs
         if started:
             on_result(futures[fut], res)
         else:

@@ -87,8 +87,8 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
         sampler=lab.sampler.cadence.to_json() if lab.sampler else {}, port=sc.port)
     checks, run_verdict, error = _judged(sc, ev, lab, error)
     report = {
-        "schema": REPORT_SCHEMA, "scenario": name, "port": sc.port, "intent": sc.intent_in(ev.sysctls), **lab.describe(),
-        "kernel_hz": ev.hz, "started": started, "duration_s": round(time.time() - started, 3),
+        "schema": REPORT_SCHEMA, "scenario": name, "port": sc.port, "intent": sc.intent_in(ev.sysctls),
+        **lab.describe(), "kernel_hz": ev.hz, "started": started, "duration_s": round(time.time() - started, 3),
         "timings_s": {k: round(v, 3) for k, v in lab.timings.items()},
         "sysctls_requested": [str(s) for s in sysctls], "options": options,
         "verdict": run_verdict, "error": error,

@@ -234,7 +234,9 @@ def host_snapshot() -> dict[str, dict[str, tuple[str | None, str]]]:
         "nft list ruleset": {ln: (_bridge(ln), "") for ln in _lines(_run(["nft", "-s", "list", "ruleset"]))},
         "tc qdisc show": {ln: (_dev(ln), "") for ln in _lines(_run(["tc", "qdisc", "show"]))},
         "interfaces (ip -o link show)": links,
-        "ip -4 route show table all": {ln: (_dev(ln), "") for ln in
+        # a route's "linkdown" follows its device's carrier (docker0 when containers come and
+        # go on Docker's default bridge): not a change of the host's configuration
+        "ip -4 route show table all": {ln.replace(" linkdown", ""): (_dev(ln), "") for ln in
                                        _lines(_run(["ip", "-4", "route", "show", "table", "all"]))},
         "/proc/sys/net/ipv4": sysctls,
         "ip netns list": {ln.split()[0]: (ln.split()[0], "") for ln in _lines(_run(["ip", "netns", "list"]))},
