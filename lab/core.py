@@ -38,6 +38,7 @@ from .sysctls import REPORTED_SYSCTLS, SYSCTL_RANGES, SysctlSetting, check_keys,
 from .sysctls import apply as apply_sysctl
 from .teardown import TearDown
 from .timeline import Timeline
+from .tools import require_tools
 from .topology import DEFAULT_COMPOSE, Topology, load
 
 # SysctlSetting, parse_sysctl, SYSCTL_RANGES and REPORTED_SYSCTLS live in lab.sysctls; re-exported here
@@ -155,6 +156,7 @@ class Lab(TearDown):
         from . import cleanup
 
         cls, why = choose(self.backend_name)
+        require_tools(cls.name)                     # all that are missing, in one line
         self.progress(why)
         self.backend = cls(self.lab_id, self.progress)
         try:

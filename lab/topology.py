@@ -26,10 +26,11 @@ import yaml
 
 from .confinement import LAB_CAPS, refuse_unconfined
 from .errors import TopologyError, UsageError
+from .paths import data_file
 
 __all__ = ["Network", "Route", "HostSpec", "Topology", "load", "DEFAULT_COMPOSE", "LAB_CAPS", "Address"]
 
-DEFAULT_COMPOSE = Path(__file__).resolve().parent.parent / "compose.yaml"
+DEFAULT_COMPOSE = data_file("compose.yaml")        # the checkout's, or the one the package carries
 
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address

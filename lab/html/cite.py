@@ -10,14 +10,15 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from html import escape
-from pathlib import Path
+
+from ..paths import data_file
 
 __all__ = ["linked", "reference_ids", "reference_section", "KERNEL_VERSION", "markdown"]
 
 KERNEL_VERSION = "v6.18"          # the kernel tree docs/reference.md cites ("Linux v6.18")
 RFC_URL = "https://www.rfc-editor.org/rfc/rfc{n}"
 KERNEL_URL = f"https://elixir.bootlin.com/linux/{KERNEL_VERSION}"
-REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "reference.md"
+REFERENCE = data_file("reference.md")      # docs/reference.md, carried as package data
 
 # system calls and library names a citation may mention: not kernel identifiers to look up
 _NOT_KERNEL = {"close", "connect", "bind", "accept", "listen", "shutdown", "recv", "send", "read", "write",
