@@ -22,6 +22,7 @@ from .scenario import Scenario
 from .shaping import REQUIRED, UNUSED, Shaping, parse_shape
 from .sysctls import check_keys, layer_sysctls
 from .verdict import INCONCLUSIVE, Check, verdict
+from .waiting import WaitView
 
 __all__ = ["run_scenario", "run_many", "run_catalog", "jobs_for", "default_artifacts",
            "interrupts_as_exceptions", "Interrupted", "kernel_hz"]
@@ -59,8 +60,9 @@ def kernel_hz() -> int | None:
 def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] = (),
                  artifacts: Path | None = None, progress: Callable[[str], None] = lambda s: None,
                  shaping: list[Shaping] = (), compose: Path | None = None,
-                 options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run scenario *name*; return the report (also written to ARTIFACTS/report.json).
+                 options: dict[str, Any] | None = None, waiting: WaitView | None = None) -> dict[str, Any]:
+    """Run scenario *name*; return the report (also written to ARTIFACTS/report.json). *waiting*
+    shows the long waits (lab.waiting).
 
     Raises LabError for usage and environment errors (nothing is left behind); a failed check is
     not an error but ``report["verdict"] == "fail"``."""
@@ -75,6 +77,7 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
     # the scenario's own settings first (e.g. a short tcp_orphan_retries), the user's on top
     sysctls = layer_sysctls(sc.own_sysctls(), explicit=sysctls)
     lab = _lab_for(sc, backend, artifacts, sysctls, shaping, compose, progress)
+    lab.waiting = waiting
     facts, error = _steps(lab, sc, shaping, options, progress)
     ev = Evidence.load(
         artifacts, list(lab.hosts), timeline=lab.timeline.events(),
@@ -87,7 +90,8 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
         sampler=lab.sampler.cadence.to_json() if lab.sampler else {}, port=sc.port)
     checks, run_verdict, error = _judged(sc, ev, lab, error)
     report = {
-        "schema": REPORT_SCHEMA, "scenario": name, "port": sc.port, "intent": sc.intent_in(ev.sysctls), **lab.describe(),
+        "schema": REPORT_SCHEMA, "scenario": name, "port": sc.port, "intent": sc.intent_in(ev.sysctls),
+        **lab.describe(),
         "kernel_hz": ev.hz, "started": started, "duration_s": round(time.time() - started, 3),
         "timings_s": {k: round(v, 3) for k, v in lab.timings.items()},
         "sysctls_requested": [str(s) for s in sysctls], "options": options,

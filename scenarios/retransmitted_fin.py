@@ -97,9 +97,10 @@ def run(lab: Lab) -> dict:
     lab.wait_for("the server's orphan in LAST_ACK",
                  lambda: lab.sockets("server", {"LAST_ACK"}), timeout_s=5)
     # gives up about 2 x budget after T1 (the next doubling overshoots it by at most that)
+    now = time.time()
     lab.wait_for("the orphaned server socket to give up",
                  lambda: not lab.sockets("server", {"LAST_ACK"}),
-                 timeout_s=2.2 * budget_ms / 1000 + 5)
+                 timeout_s=2.2 * budget_ms / 1000 + 5, due=(now + budget_ms / 1000, now + 2.2 * budget_ms / 1000))
     gone_at = time.time()
     time.sleep(0.5)                       # anything the server sends as it gives up (a RST?) arrives
     client_end = lab.sockets("client")
