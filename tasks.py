@@ -45,11 +45,14 @@ def list_scenarios(c):
         "strict_rfc": "judge against the RFCs' letter (e.g. RFC 1122's 4-minute TIME-WAIT) "
                       "instead of reporting Linux's documented deviations as such",
         "parallel": "with --repeat or `run all`: how many labs at a time",
+        "student": "a run for students: each check's verdict alone, without the expected and observed "
+                   "values and the rule that answer the lab sheet's questions (the ladder stays); recorded "
+                   "in report.json's options",
     },
 )
 @guarded
 def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, json=False,
-        compose=None, repeat=None, parallel=None, strict_rfc=False):
+        compose=None, repeat=None, parallel=None, strict_rfc=False, student=False):
     """Run one scenario (or `all`) and judge it: exit 0 pass, 1 a check failed, 2 usage or
     environment error."""
     from lab import views
@@ -67,7 +70,7 @@ def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, js
     if repeat < 1 or parallel < 1:
         raise Exit("twlab: --repeat and --parallel take whole numbers of 1 or more", code=2)
     progress = (lambda s: print(s, file=sys.stderr)) if json else print
-    options = {"strict_rfc": bool(strict_rfc)}
+    options = {"strict_rfc": bool(strict_rfc), "student": bool(student)}
     if scenario == "all":
         from scenarios import catalog
 
@@ -84,8 +87,11 @@ def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, js
         _show(summary, json, lambda: print("\n".join(views.repeat_lines(summary))))
         _exit(batch_exit_code(r["verdict"] for r in summary["runs"]))
         return
+    from lab.waiting import WaitView
+
     report = run_scenario(scenario, backend=backend, sysctls=settings, artifacts=artifacts,
-                          progress=progress, shaping=shaping, compose=compose, options=options)
+                          progress=progress, shaping=shaping, compose=compose, options=options,
+                          waiting=WaitView(sys.stderr if json else sys.stdout))
     from lab.report import show
 
     _show(report, json, lambda: show(report))
@@ -113,6 +119,29 @@ def _exit_for(report: dict) -> None:
 
     code = EXIT_CODES.get(report["verdict"], 1)
     _exit(code, "twlab: " + " ".join(str(report.get("error") or report["verdict"]).split()) if code == 2 else None)
+
+
+@task(help={"scenario": "scenario name (see `invoke list`)",
+            "key": "a run's artifacts directory (report.json, pcaps): print the instructor's key instead, "
+                   "every fill-in table filled and every question answered from that run",
+            "lang": "en (English, the default) or zh (Chinese)",
+            "out": "write it to this file instead of printing it"})
+@guarded
+def sheet(c, scenario, key=None, lang="en", out=None):
+    """Print a scenario's lab sheet to hand out (its fill-in tables blank), or with --key DIR the
+    instructor's key filled from that run, so its numbers are those of the students' kernel."""
+    from lab.artifacts import write_text
+    from lab.sheetkey import KeyRun, render_key
+    from lab.sheets import check_lang, student_text
+    from scenarios import get
+
+    sc, lang = get(scenario), check_lang(lang)
+    text = render_key(sc.name, KeyRun.from_dir(key, sc), lang, where=key) if key else student_text(sc.name, lang)
+    if out:
+        write_text(out, text)
+        print(f"{'key' if key else 'sheet'}: {out}")
+    else:
+        print(text, end="")
 
 
 @task(help={"backend": "auto, docker or netns"})

@@ -43,6 +43,7 @@ from lab.shaping import OPTIONAL
 from lab.timerwheel import max_late_s
 from lab.verdict import Check
 
+from ._keys.time_wait_duration import KEY
 from ._premise import time_wait_room
 
 INTENT = ("TIME-WAIT lasts Linux's fixed 60 s (BSD 2 x 30 s; RFC 1122 asks 2 x 2 min); an orphaned "
@@ -387,7 +388,7 @@ SCENARIO = Scenario(
             late_fin_gets_rst),
     shaping=OPTIONAL, port=PORT, sysctls={"client": {"net.ipv4.tcp_fin_timeout": "5"}},
     parallel_safe=False,                  # a 60 s wall-clock measurement: run it alone
-    precondition=_room_for_time_wait,
+    precondition=_room_for_time_wait, key=KEY,
     key_values=(
         KeyValue("TIME-WAIT length (s)", "time-wait-lasts-60s", "sampled_s", abs_tol=0.5),
         KeyValue("TIME-WAIT armed (ms)", "time-wait-lasts-60s", "first_expires_ms", abs_tol=50),
