@@ -45,9 +45,8 @@ def list_scenarios(c):
         "strict_rfc": "judge against the RFCs' letter (e.g. RFC 1122's 4-minute TIME-WAIT) "
                       "instead of reporting Linux's documented deviations as such",
         "parallel": "with --repeat or `run all`: how many labs at a time",
-        "student": "a run for students: each check's verdict alone, without the expected and observed "
-                   "values and the rule that answer the lab sheet's questions (the ladder stays); recorded "
-                   "in report.json's options",
+        "student": "for students: each check's verdict alone, no expected/observed/rule lines (they answer "
+                   "the lab sheet's questions); the ladder stays; recorded in report.json's options",
     },
 )
 @guarded
@@ -89,8 +88,8 @@ def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, js
         return
     from lab.waiting import WaitView
 
-    report = run_scenario(scenario, backend=backend, sysctls=settings, artifacts=artifacts,
-                          progress=progress, shaping=shaping, compose=compose, options=options,
+    report = run_scenario(scenario, backend=backend, sysctls=settings, artifacts=artifacts, progress=progress,
+                          shaping=shaping, compose=compose, options=options,
                           waiting=WaitView(sys.stderr if json else sys.stdout))
     from lab.report import show
 
@@ -121,27 +120,16 @@ def _exit_for(report: dict) -> None:
     _exit(code, "twlab: " + " ".join(str(report.get("error") or report["verdict"]).split()) if code == 2 else None)
 
 
-@task(help={"scenario": "scenario name (see `invoke list`)",
-            "key": "a run's artifacts directory (report.json, pcaps): print the instructor's key instead, "
-                   "every fill-in table filled and every question answered from that run",
-            "lang": "en (English, the default) or zh (Chinese)",
+@task(help={"scenario": "scenario name (see `invoke list`)", "lang": "en (English, the default) or zh (Chinese)",
+            "key": "a run's artifacts directory: print the instructor's key filled from that run instead",
             "out": "write it to this file instead of printing it"})
 @guarded
 def sheet(c, scenario, key=None, lang="en", out=None):
     """Print a scenario's lab sheet to hand out (its fill-in tables blank), or with --key DIR the
     instructor's key filled from that run, so its numbers are those of the students' kernel."""
-    from lab.artifacts import write_text
-    from lab.sheetkey import KeyRun, render_key
-    from lab.sheets import check_lang, student_text
-    from scenarios import get
+    from lab.sheetkey import sheet_text
 
-    sc, lang = get(scenario), check_lang(lang)
-    text = render_key(sc.name, KeyRun.from_dir(key, sc), lang, where=key) if key else student_text(sc.name, lang)
-    if out:
-        write_text(out, text)
-        print(f"{'key' if key else 'sheet'}: {out}")
-    else:
-        print(text, end="")
+    print(sheet_text(scenario, key, lang, out), end="")
 
 
 @task(help={"backend": "auto, docker or netns"})

@@ -28,7 +28,7 @@ from .evidence import Evidence
 from .packets import Segment, read_pcap
 from .sheets import CELL, DELIVERABLES, QUESTIONS, Sheet, answers, repo_links
 
-__all__ = ["Cell", "Unseen", "Key", "KeyRun", "fmt", "render_key"]
+__all__ = ["Cell", "Unseen", "Key", "KeyRun", "fmt", "render_key", "sheet_text"]
 
 
 @dataclass(frozen=True)
@@ -185,13 +185,32 @@ def as_table(cells: Mapping[str, Cell]) -> dict[str, str]:
 
 # -- the key as Markdown ----------------------------------------------------------------------------
 
+def sheet_text(scenario: str, key: Path | str | None = None, lang: str = "en", out: Path | str | None = None) -> str:
+    """`invoke sheet`: the student's copy of *scenario*'s sheet in *lang*, or, with *key* (a run's
+    artifacts directory), the instructor's key filled from that run. With *out* it is written there
+    and the text says where. Bad input is a UsageError (nothing written)."""
+    from scenarios import get
+
+    from .artifacts import write_text
+    from .sheets import check_lang, student_text
+
+    sc, lang = get(scenario), check_lang(lang)
+    text = render_key(sc.name, KeyRun.from_dir(key, sc), lang, where=str(key)) if key else student_text(sc.name, lang)
+    if out is None:
+        return text
+    write_text(out, text)
+    return f"{'key' if key else 'sheet'}: {out}\n"
+
+
 WORDS = {
-    "en": {"key": "Instructor's key", "from": "Filled from the run in", "answer": "Answer", "evidence": "Evidence",
-           "sources": "Where each number comes from", "ladder": "The run's ladder", "notes": "Notes for the instructor",
+    "en": {"key": "Instructor's key: ", "sheet": "Lab sheet: ", "from": "Filled from the run in",
+           "answer": "**Answer.**", "evidence": "*Evidence:*", "sources": "Where each number comes from:",
+           "ladder": "The run's ladder", "notes": "**Notes for the instructor.**",
            "run": "{scenario} on kernel {kernel} (HZ={hz}), backend {backend}, {started}; verdict {verdict}; "
                   "sysctls set: {sysctls}. Every number below is that run's."},
-    "zh": {"key": "教师答案", "from": "数据来自运行目录", "answer": "答案", "evidence": "依据",
-           "sources": "各数值的来源", "ladder": "本次运行的时序图", "notes": "给教师的说明",
+    "zh": {"key": "教师答案：", "sheet": "实验单：", "from": "数据来自运行目录",
+           "answer": "**答案：**", "evidence": "*依据：*", "sources": "各数值的来源：",
+           "ladder": "本次运行的时序图", "notes": "**给教师的说明：**",
            "run": "{scenario}，内核 {kernel}（HZ={hz}），后端 {backend}，{started}；结论 {verdict}；"
                   "设置的 sysctl：{sysctls}。以下数值均来自这次运行。"},
 }
@@ -212,9 +231,10 @@ def render_key(name: str, run: KeyRun, lang: str = "en", where: str = "") -> str
             return f"**{value}**" if bold else value
         return CELL.sub(one, text)
 
-    out = [f"# {words['key']}: {sheet.title}\n\n", f"> {words['from']} `{where}`: {_about(run, words)}\n\n"]
+    title = sheet.title.removeprefix(words["sheet"])
+    out = [f"# {words['key']}{title}\n\n", f"> {words['from']} `{where}`: {_about(run, words)}\n\n"]
     if notes:
-        out.append(f"**{words['notes']}.** {fill(notes)}\n\n")
+        out.append(f"{words['notes']} {fill(notes)}\n\n")
     out.append(sheet.intro.lstrip("\n"))
     for i, (heading, body) in enumerate(sheet.sections):
         if i == DELIVERABLES:
@@ -242,7 +262,7 @@ def _about(run: KeyRun, words: dict[str, str]) -> str:
 
 
 def _sources(names: list[str], cells: Mapping[str, Cell], words: dict[str, str]) -> str:
-    lines = [f"\n{words['sources']}:\n\n"]
+    lines = [f"\n{words['sources']}\n\n"]
     for n in names:
         c = cells.get(n) or Cell(None, "the scenario's key does not compute it")
         lines.append(f"- `{n}` = {c.text}" + (f": {c.source}" if c.source else "") + "\n")
@@ -254,12 +274,12 @@ def _answered(questions: list[str], answered: dict[int, str], cells: Mapping[str
     out = ["\n"]
     for n, q in enumerate(questions, start=1):
         text = answered.get(n, "-")
-        out.append(q + "\n\n" + _indent(f"**{words['answer']}.** {fill(text, bold=True)}") + "\n")
+        out.append(q + "\n\n" + _indent(f"{words['answer']} {fill(text, bold=True)}") + "\n")
         used = list(dict.fromkeys(CELL.findall(text)))
         if used:
             ev = "; ".join(f"`{u}` = {cells[u].text}" + (f" ({cells[u].source})" if cells[u].source else "")
                            for u in used if u in cells)
-            out.append("\n" + _indent(f"*{words['evidence']}:* {ev}") + "\n")
+            out.append("\n" + _indent(f"{words['evidence']} {ev}") + "\n")
         out.append("\n")
     return "".join(out)
 

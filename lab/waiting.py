@@ -80,7 +80,7 @@ class _Wait(Shown):
         if now - self.last >= (REFRESH_S if self.live else self.view.every_s):
             self.last = now
             if self.live:
-                self.live.update(Text(self._line(now), "cyan"), refresh=True)
+                self.live.update(self._text(now), refresh=True)
             else:
                 self._print(f"... {now - self.t0:.0f} s: {self._state(now)}")
 
@@ -88,11 +88,14 @@ class _Wait(Shown):
         self.started, self.last = True, now
         if self.view.live:
             console = Console(file=self.view.stream)
-            self.live = Live(Text(self._line(now), "cyan"), console=console, auto_refresh=False,
-                             transient=True)
+            self.live = Live(self._text(now), console=console, auto_refresh=False, transient=True)
             self.live.start(refresh=True)
         else:
             self._print(f"waiting up to {self.timeout_s:.0f} s for {self._state(now)}")
+
+    def _text(self, now: float) -> Text:
+        """The live line: one line, cut to the terminal's width rather than wrapped."""
+        return Text(self._line(now), "cyan", no_wrap=True, overflow="ellipsis")
 
     def _line(self, now: float) -> str:
         return (f"waiting {now - self.t0:4.0f} s (gives up at {self.timeout_s:.0f} s) "
