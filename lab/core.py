@@ -40,6 +40,7 @@ from .teardown import TearDown
 from .timeline import Timeline
 from .tools import require_tools
 from .topology import DEFAULT_COMPOSE, Topology, load
+from .waiting import NOT_SHOWN, WaitView
 
 # SysctlSetting, parse_sysctl, SYSCTL_RANGES and REPORTED_SYSCTLS live in lab.sysctls; re-exported here
 __all__ = ["Lab", "SysctlSetting", "parse_sysctl", "SYSCTL_RANGES", "REPORTED_SYSCTLS"]
@@ -59,12 +60,13 @@ class Lab(TearDown):
                  capture: bool = True, persistent: bool = False,
                  shaping: list[shaping.Shaping] = (), needs_netem: str | None = None,
                  premise: Callable[[dict[str, dict[str, str]]], None] | None = None,
-                 family: int = 4, scenario: str | None = None) -> None:
+                 family: int = 4, scenario: str | None = None, waiting: WaitView | None = None) -> None:
         self.family = check_family(family)    # the run's address family: 4 or 6
         self.scenario = scenario or "the lab"  # what a refusal names
         self.backend_name, self.artifacts = backend, Path(artifacts)
         self.requested_sysctls, self.compose, self.port = list(sysctls), Path(compose), port
         self.progress, self.capture_enabled = progress, capture
+        self.waiting = waiting                # shows long waits (wait_for) to the people watching
         self.persistent = persistent          # an `invoke up` lab: outlives this process
         self.shaping = list(shaping)
         self.needs_netem = needs_netem        # the scenario that cannot run without netem, if any
@@ -339,16 +341,26 @@ class Lab(TearDown):
             raise EnvError("the socket sampler did not answer within 5 s")
 
     def wait_for(self, what: str, predicate: Callable[[], object], timeout_s: float,
-                 interval_s: float = 0.01) -> object:
-        """Poll *predicate* until it returns something true; raise LabError after *timeout_s*."""
+                 interval_s: float = 0.01, due: tuple[float, float] | None = None) -> object:
+        """Poll *predicate* until it returns something true; raise LabError after *timeout_s*.
+        *due* (the earliest and latest time.time() the event should come) changes none of that:
+        it tells the people watching when to expect it (lab.waiting: a countdown, or a line
+        every 10 s when piped); a wait without it is shown once it has lasted 5 s."""
         deadline = time.monotonic() + timeout_s
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise WaitTimeout(f"timed out after {timeout_s:g} s waiting for {what}")
-            time.sleep(interval_s)
+        shown = self.waiting.wait(what, timeout_s, due) if self.waiting is not None else NOT_SHOWN
+        came = False
+        try:
+            while True:
+                value = predicate()
+                if value:
+                    came = True
+                    return value
+                if time.monotonic() > deadline:
+                    raise WaitTimeout(f"timed out after {timeout_s:g} s waiting for {what}")
+                shown.tick()
+                time.sleep(interval_s)
+        finally:
+            shown.close(came)
 
     def note(self, host: str, text: str, **data) -> None:
         self.timeline.add(time.time(), host, "note", text, **data)

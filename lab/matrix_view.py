@@ -39,8 +39,9 @@ def markdown(matrix: dict[str, Any]) -> str:
 
 
 def show(matrix: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from .report import terminal_console
 
     axis = "kernel x backend" if len(matrix.get("backends") or []) > 1 else "kernel"
     table = Table(title=f"twlab matrix: scenario x {axis}", show_lines=False)
@@ -66,7 +67,7 @@ def show(matrix: dict[str, Any]) -> None:
         table.add_row(r["scenario"] if r["scenario"] != last else "", _esc(r["what"]), *cells,
                       "[bold yellow]differs[/]" if r["differs"] else "")
         last = r["scenario"]
-    Console().print(table)
+    terminal_console().print(table)
 
 
 def _esc(text: str) -> str:

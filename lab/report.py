@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from rich.console import Console
 from rich.text import Text
@@ -11,7 +12,7 @@ from rich.text import Text
 from .ladder import ARRIVED, UNKNOWN, Row, ladder_rows, run_addresses
 from .verdict import FAIL, INCONCLUSIVE, NOT_APPLICABLE, PASS, outcome_of
 
-__all__ = ["ladder", "show"]
+__all__ = ["ladder", "show", "terminal_console", "student_mode"]
 
 _WIDTH = 44   # the arrow between the two end columns
 
@@ -65,8 +66,29 @@ def _arrow(r: Row) -> tuple[str, str]:
             ("✕" + body + "─" * pad).rjust(_WIDTH)), "bold red"
 
 
-def show(report: dict[str, Any], console: Console | None = None) -> None:
-    console = console or Console()
+def terminal_console(file: IO[str] | None = None) -> Console:
+    """rich's Console for the terminal views. On a terminal it takes the terminal's width; piped
+    (a CI log, `| less`) a line is never wrapped (rich would cut it at 80 columns, mid-phrase),
+    and rules and tables get $COLUMNS, else 120 columns."""
+    term = Console(file=file)
+    if term.is_terminal:
+        return term
+    return Console(file=file, soft_wrap=True, width=None if os.environ.get("COLUMNS") else 120)
+
+
+def student_mode(report: dict[str, Any]) -> bool:
+    """Was the run made for students (`invoke run --student`): its views show each check's
+    verdict alone, not the expected and observed values and the rule that answer the lab sheet's
+    questions. Recorded in report.json's options, so every view of the run (the terminal's, the
+    HTML report) hides them alike."""
+    return bool((report.get("options") or {}).get("student"))
+
+
+def show(report: dict[str, Any], console: Console | None = None, student: bool | None = None) -> None:
+    """The run in the terminal: the ladder, the checks, the verdict. *student* (by default the
+    run's own option) shows each check's outcome and name only."""
+    console = console or terminal_console()
+    student = student_mode(report) if student is None else student
     verdict = report.get("verdict")
     console.rule(f"[bold]{report['scenario']}[/]: {report.get('intent', '')}")
     console.print(f"backend [bold]{report.get('backend')}[/], kernel {report.get('kernel')} "
@@ -101,7 +123,11 @@ def show(report: dict[str, Any], console: Console | None = None) -> None:
         console.print(line, highlight=False)
     for c in report.get("checks", []):
         console.print(f"{_MARKS[outcome_of(c)]} [bold]{c['name']}[/]")
-        _check_lines(console, c)
+        if not student:
+            _check_lines(console, c)
+    if student:
+        console.print("[dim](a run for students: each check's verdict alone; the lab sheet asks for the "
+                      "numbers)[/]")
     if report.get("error"):
         console.print(f"[bold red]error:[/] {report['error']}")
     art = report.get("artifacts", {})
@@ -118,7 +144,9 @@ def _check_lines(console: Console, check: dict[str, Any]) -> None:
     indent = 16
     for key, label in (("expected", "expected"), ("observed", "observed"), ("citation", "rule")):
         body = Text(check[key], "dim" if key == "citation" else "")
-        for n, part in enumerate(body.wrap(console, max(console.width - indent, 20))):
+        # piped (terminal_console's soft_wrap): a CI log keeps each line whole, for grep
+        parts = [body] if console.soft_wrap else body.wrap(console, max(console.width - indent, 20))
+        for n, part in enumerate(parts):
             part.rstrip()
             line = Text(f"       {label:<9}" if n == 0 else " " * indent, "dim")
             console.print(line.append_text(part), soft_wrap=True)

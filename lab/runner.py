@@ -24,6 +24,7 @@ from .scenario import Scenario
 from .shaping import REQUIRED, UNUSED, Shaping, parse_shape
 from .sysctls import check_keys, layer_sysctls
 from .verdict import INCONCLUSIVE, Check, verdict
+from .waiting import WaitView
 
 __all__ = ["run_scenario", "run_many", "run_catalog", "jobs_for", "default_artifacts",
            "interrupts_as_exceptions", "Interrupted", "kernel_hz"]
@@ -62,9 +63,10 @@ def kernel_hz() -> int | None:
 def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] = (),
                  artifacts: Path | None = None, progress: Callable[[str], None] = lambda s: None,
                  shaping: list[Shaping] = (), compose: Path | None = None,
-                 options: dict[str, Any] | None = None, family: int = 4) -> dict[str, Any]:
+                 options: dict[str, Any] | None = None, family: int = 4,
+                 waiting: WaitView | None = None) -> dict[str, Any]:
     """Run scenario *name* over IPv4 or IPv6 (*family*); return the report (also written to
-    ARTIFACTS/report.json).
+    ARTIFACTS/report.json). *waiting* shows the long waits (lab.waiting).
 
     Raises LabError for usage and environment errors (nothing is left behind); a failed check is
     not an error but ``report["verdict"] == "fail"``."""
@@ -79,6 +81,7 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
     # the scenario's own settings first (e.g. a short tcp_orphan_retries), the user's on top
     sysctls = layer_sysctls(sc.own_sysctls(), explicit=sysctls)
     lab = _lab_for(sc, backend, artifacts, sysctls, shaping, compose, progress, check_family(family))
+    lab.waiting = waiting
     facts, error = _steps(lab, sc, shaping, options, progress)
     ev = Evidence.load(
         artifacts, list(lab.captures) or list(lab.hosts), timeline=lab.timeline.events(),

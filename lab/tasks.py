@@ -45,12 +45,14 @@ def list_scenarios(c):
         "strict_rfc": "judge against the RFCs' letter (e.g. RFC 1122's 4-minute TIME-WAIT) "
                       "instead of reporting Linux's documented deviations as such",
         "parallel": "with --repeat or `run all`: how many labs at a time",
+        "student": "for students: each check's verdict alone, no expected/observed/rule lines (they answer "
+                   "the lab sheet's questions); the ladder stays; recorded in report.json's options",
         "family": FAMILY_HELP,
     },
 )
 @guarded
 def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, json=False,
-        compose=None, repeat=None, parallel=None, strict_rfc=False, family="4"):
+        compose=None, repeat=None, parallel=None, strict_rfc=False, student=False, family="4"):
     """Run one scenario (or `all`) and judge it: exit 0 pass, 1 a check failed, 2 usage or
     environment error."""
     from lab import views
@@ -70,7 +72,7 @@ def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, js
     if repeat < 1 or parallel < 1:
         raise Exit("twlab: --repeat and --parallel take whole numbers of 1 or more", code=2)
     progress = (lambda s: print(s, file=sys.stderr)) if json else print
-    options = {"strict_rfc": bool(strict_rfc)}
+    options = {"strict_rfc": bool(strict_rfc), "student": bool(student)}
     if repeat > 1:
         one_family(family, "--repeat", "`invoke stability --family both` runs both")
     if scenario == "all" or len(families) > 1:      # a batch: the catalog, or one scenario per family
@@ -90,9 +92,11 @@ def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, js
         show_doc(summary, json, lambda: print("\n".join(views.repeat_lines(summary))))
         exit_with(batch_exit_code(r["verdict"] for r in summary["runs"]))
         return
+    from lab.waiting import WaitView
+
     report = run_scenario(scenario, backend=backend, sysctls=settings, artifacts=artifacts,
                           progress=progress, shaping=shaping, compose=compose, options=options,
-                          family=families[0])
+                          family=families[0], waiting=WaitView(sys.stderr if json else sys.stdout))
     from lab.report import show
 
     show_doc(report, json, lambda: show(report))
@@ -115,6 +119,18 @@ def report_html(c, run, out=None):
     from lab.saved import rewrite
 
     print(f"report: {rewrite(run, out)}")
+
+
+@task(help={"scenario": "scenario name (see `invoke list`)", "lang": "en (English, the default) or zh (Chinese)",
+            "key": "a run's artifacts directory: print the instructor's key filled from that run instead",
+            "out": "write it to this file instead of printing it"})
+@guarded
+def sheet(c, scenario, key=None, lang="en", out=None):
+    """Print a scenario's lab sheet to hand out (its fill-in tables blank), or with --key DIR the
+    instructor's key filled from that run, so its numbers are those of the students' kernel."""
+    from lab.sheetkey import sheet_text
+
+    print(sheet_text(scenario, key, lang, out), end="")
 
 
 @task(help={"backend": "auto, docker or netns"})

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .report import terminal_console
 from .verdict import FAIL, INCONCLUSIVE, outcome_of
 
 __all__ = ["catalog_table", "repeat_lines", "check_table", "stability_table"]
@@ -28,7 +29,7 @@ def catalog_table(summary: dict[str, Any]) -> None:
                       f"{sum(checks.values())}/{len(checks)}" if checks else
                       (r.get("error") or r.get("reason") or "")[:60],
                       str(r.get("duration_s", "")), r["artifacts"])
-    Console().print(table)
+    terminal_console().print(table)
 
 
 def repeat_lines(summary: dict[str, Any]) -> list[str]:
@@ -42,7 +43,7 @@ def repeat_lines(summary: dict[str, Any]) -> list[str]:
 def check_table(summary: dict[str, Any]) -> None:
     """`invoke check`'s summary: a table of scenarios and required behaviours, then each failure
     and inconclusive check with its expected, observed and rule, then the verdict."""
-    console = Console()
+    console = terminal_console()
     n = summary["counts"]
     table = Table(title=f"twlab check on {summary['kernel']}: {n['passed']}/{n['scenarios'] - n.get('skipped', 0)} "
                         "scenarios passed" + (f" ({n['skipped']} skipped)" if n.get("skipped") else "")
@@ -92,4 +93,4 @@ def stability_table(results: dict[str, dict], names: list[str], backends: list[s
             colour = "green" if r["passed"] == runs else "red"
             row.append(f"[{colour}]{r['passed']}/{runs}[/] ({r['wall_s']:.0f} s)")
         table.add_row(*row)
-    Console().print(table)
+    terminal_console().print(table)

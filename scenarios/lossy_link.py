@@ -53,6 +53,7 @@ from lab.evidence import Evidence
 from lab.scenario import KeyValue, Scenario
 from lab.shaping import REQUIRED, seeding
 
+from ._keys.lossy_link import KEY
 from ._lossy_checks import (
     closer_holds_time_wait,
     every_close_completes,
@@ -187,7 +188,7 @@ def _distribution_lines(dist: dict) -> list[str]:
 
 SCENARIO = Scenario(
     name="lossy-link", intent=INTENT, run=run, analyse=Seen.of, checks=checks,
-    shaping=REQUIRED, port=PORT, link=LINK,
+    shaping=REQUIRED, port=PORT, link=LINK, key=KEY,
     key_values=(
         # counts of a random process: each run draws its own losses (no seed on 6.1), so only a
         # large difference says something about the kernel
