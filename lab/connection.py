@@ -9,10 +9,14 @@ of writing their own filters.
     c.samples("client", state="TIME_WAIT")           # [TimerSample, ...]
 
 A connection is named by the client's port and the server's port (the lab's two ends and their
-addresses are fixed for a run); both ends see the same 4-tuple, mirrored.
+addresses are fixed for a run); both ends see the same 4-tuple, mirrored. A v4-mapped socket
+(`run --mapped`) names its addresses ::ffff:a.b.c.d in sock_diag: its states and timer samples
+are this connection's all the same.
 """
 
 from __future__ import annotations
+
+import ipaddress
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -42,10 +46,14 @@ class Conn:
             return self.ev.addresses[self.client], self.client_port
         return self.ev.addresses[self.server], self.server_port
 
-    def key(self, host: str) -> str:
-        """The 4-tuple as *host* sees it, as timer samples name it."""
+    def key(self, host: str, mapped: bool = False) -> str:
+        """The 4-tuple as *host* sees it, as timer samples name it (*mapped*: as a v4-mapped
+        socket names it)."""
         other = self.server if host == self.client else self.client
-        return four_tuple_key(*self.local(host), *self.local(other))
+        (a, ap), (b, bp) = self.local(host), self.local(other)
+        if mapped:        # as sock_diag's addresses are written: str(IPv6Address)
+            a, b = (str(ipaddress.ip_address(f"::ffff:{x}")) for x in (a, b))
+        return four_tuple_key(a, ap, b, bp)
 
     # -- packets ---------------------------------------------------------------------------------
     def segments(self, at: str, sender: str | None = None, flag: str | None = None,
@@ -69,7 +77,7 @@ class Conn:
         me = self.local(host)
         peer = self.local(self.server if host == self.client else self.client)
         return [e for e in self.ev.states(host)
-                if (e.socket.src, e.socket.sport) == me and (e.socket.dst, e.socket.dport) == peer]
+                if (unmapped(e.socket.src), e.socket.sport) == me and (unmapped(e.socket.dst), e.socket.dport) == peer]
 
     def ever_in(self, host: str, state: str) -> bool:
         return any(e.state == state for e in self.states(host))
@@ -84,5 +92,14 @@ class Conn:
 
     def samples(self, host: str, state: str | None = None) -> list[TimerSample]:
         """Every sample of the socket's running timer in *host* (in *state*)."""
-        key = self.key(host)
-        return [s for s in self.ev.samples(host) if s.key == key and (state is None or s.state == state)]
+        keys = {self.key(host), self.key(host, mapped=True)}
+        return [s for s in self.ev.samples(host) if s.key in keys and (state is None or s.state == state)]
+
+
+def unmapped(addr: str) -> str:
+    """An IPv4-mapped IPv6 address (::ffff:a.b.c.d) as the IPv4 address it maps; others as they are."""
+    try:
+        four = getattr(ipaddress.ip_address(addr), "ipv4_mapped", None)
+    except ValueError:
+        return addr
+    return str(four) if four else addr

@@ -60,8 +60,13 @@ class Lab(TearDown):
                  capture: bool = True, persistent: bool = False,
                  shaping: list[shaping.Shaping] = (), needs_netem: str | None = None,
                  premise: Callable[[dict[str, dict[str, str]]], None] | None = None,
-                 family: int = 4, scenario: str | None = None, waiting: WaitView | None = None) -> None:
+                 family: int = 4, scenario: str | None = None, waiting: WaitView | None = None,
+                 mapped: bool = False) -> None:
         self.family = check_family(family)    # the run's address family: 4 or 6
+        if mapped and self.family != 4:
+            raise UsageError("--mapped makes the client an AF_INET6 socket reaching the server's IPv4 "
+                             "address as ::ffff:a.b.c.d: an IPv4 run; give --family 4 (or leave --mapped out)")
+        self.mapped = bool(mapped)            # the client's sockets v4-mapped (Host.mapped)
         self.scenario = scenario or "the lab"  # what a refusal names
         self.backend_name, self.artifacts = backend, Path(artifacts)
         self.requested_sysctls, self.compose, self.port = list(sysctls), Path(compose), port
@@ -142,11 +147,13 @@ class Lab(TearDown):
         self.timings["ipv6_settle_s"] = self.backend.ipv6_settle_s     # within bring_up_s
         for host in self.hosts.values():
             host.family = self.family
+            host.mapped = self.mapped and host.name == "client"
         self._ns_ids = {name: ns_identity(h.nspath) for name, h in self.hosts.items()}
         # the addresses on a line of their own: three IPv6 ones fit in 100 columns, and a terminal
         # would cut one at its edge (lab.report does the same)
         self.progress(f"lab {self.lab_id} up on {self.backend.name} in {self.timings['bring_up_s']:.2f} s, "
-                      f"IPv{self.family}:")
+                      f"IPv{self.family}" + (" (the client's sockets AF_INET6, v4-mapped)" if self.mapped else "")
+                      + ":")
         self.progress("  " + ", ".join(f"{h.name} {h.address}" for h in self.hosts.values()))
         self._settle()
         self._observe()
@@ -374,6 +381,7 @@ class Lab(TearDown):
             "backend": self.backend.name if self.backend else None,
             "kernel": platform.release(),
             "family": self.family,
+            "mapped_client": self.mapped,
             "hosts": {n: {"addresses": {k: str(v) for k, v in h.addrs().items()},   # the run's family's
                           "addresses4": {k: str(v) for k, v in h.addresses.items()},
                           "addresses6": {k: str(v) for k, v in h.addresses6.items()},

@@ -89,15 +89,15 @@ def _parse(data: bytes, off: int) -> SocketInfo:
 
 
 class SocketView:
-    """sock_diag for one host and one address family (4 or 6; by default the host's, which the
-    Lab sets to the run's): netlink sockets made inside its namespace (a socket stays in the
+    """sock_diag for one host and one address family (4 or 6; by default the host's sockets', which
+    the Lab sets to the run's, or 6 in a v4-mapped host): netlink sockets made inside its namespace (a socket stays in the
     namespace it was made in), one per thread that asks. An AF_INET6 view sees the AF_INET6
     sockets, v4-mapped ones included (their addresses read ::ffff:a.b.c.d); an AF_INET one never
     does."""
 
     def __init__(self, host: Host, family: int | None = None) -> None:
         self.host = host
-        self.family = host.family if family is None else family
+        self.family = getattr(host, "socket_family", host.family) if family is None else family
         if self.family not in _FAMILIES:
             raise ValueError(f"address family {self.family!r}: 4 or 6")
         self._af = _FAMILIES[self.family]

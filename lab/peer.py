@@ -50,14 +50,16 @@ class Result:
 
 
 class Peer:
-    """The peer agent in *host*: its sockets are of the host's family (Host.family, the lab's)."""
+    """The peer agent in *host*: its sockets are of the host's family (Host.family, the lab's),
+    AF_INET6 reaching IPv4 addresses as ::ffff:a.b.c.d in a v4-mapped host (Host.mapped)."""
 
     def __init__(self, host: Host, timeline: Timeline, timeout_s: float = 15.0) -> None:
         self.host, self.timeline, self.timeout_s = host, timeline, timeout_s
         self.results: list[Result] = []
         self._buf = b""
         try:
-            self._proc = subprocess.Popen(tied(host.argv(*host.python, "-c", _SOURCE, str(host.family))),
+            self._proc = subprocess.Popen(tied(host.argv(*host.python, "-c", _SOURCE,
+                                                              f"{host.family}{'m' if host.mapped else ''}")),
                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                           stderr=subprocess.PIPE, start_new_session=True)
         except FileNotFoundError as exc:

@@ -16,7 +16,9 @@ python3 of any host image, and is sent as source (``python3 -u -c SOURCE FAMILY`
 FAMILY (4 or 6, the lab's) is what its sockets are: AF_INET6 for 6, listening on "::" and
 connecting to an IPv6 address, IPV6_V6ONLY left at the kernel's default (net.ipv6.bindv6only)
 unless a step gives ``v6only``. A step may give its own ``family``; ``mapped: true`` makes an
-AF_INET6 socket that reaches an IPv4 address as ``::ffff:a.b.c.d`` (a v4-mapped client).
+AF_INET6 socket that reaches an IPv4 address as ``::ffff:a.b.c.d`` (a v4-mapped client), and
+FAMILY ``4m`` makes every socket so (a v4-mapped host, `run --mapped`). ``tclass`` sets what the
+socket's packets carry in the IPv6 traffic class (IPV6_TCLASS) or the IPv4 TOS (IP_TOS).
 Addresses come back as [address, port], whatever the family.
 """
 
@@ -34,7 +36,8 @@ TCP_STATES = ["", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2
               "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV"]
 
 socks = {}
-FAMILY = int(sys.argv[1]) if len(sys.argv) > 1 else 4     # the lab's: 4 or 6
+FAMILY = int(sys.argv[1].rstrip("m")) if len(sys.argv) > 1 else 4     # the lab's: 4 or 6
+MAPPED = len(sys.argv) > 1 and sys.argv[1].endswith("m")   # "4m": every socket v4-mapped
 
 
 def tcp_state(s):
@@ -50,7 +53,7 @@ errors_seen = {}   # socket fd -> the first non-zero SO_ERROR read from it (read
 
 def family_of(cmd):
     """The socket family a step asks for: its own, AF_INET6 for a v4-mapped one, else the lab's."""
-    if cmd.get("mapped"):
+    if cmd.get("mapped") or (MAPPED and not cmd.get("family")):
         return socket.AF_INET6
     return socket.AF_INET6 if int(cmd.get("family") or FAMILY) == 6 else socket.AF_INET
 
@@ -98,6 +101,11 @@ def new_socket(cmd):
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     if cmd.get("linger") is not None:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, int(cmd["linger"])))
+    if cmd.get("tclass") is not None:          # IPv6 traffic class / IPv4 TOS of what it sends
+        if s.family == socket.AF_INET6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_TCLASS, int(cmd["tclass"]))
+        else:
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, int(cmd["tclass"]))
     socks[cmd["sock"]] = s
     return s
 

@@ -75,12 +75,18 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
     sc = get(name)
     if shaping and sc.shaping == UNUSED:
         raise UsageError(f"{name} runs without link shaping; drop --shape")
-    artifacts = Path(artifacts) if artifacts else default_artifacts(name)
     options = dict(options or {})
+    if options.get("mapped") and not sc.mapped_client:
+        from scenarios import catalog
+
+        able = [n for n, s in catalog().items() if s.mapped_client]
+        raise UsageError(f"{name} has no v4-mapped variant; --mapped runs {', '.join(able)} (or leave it out)")
+    artifacts = Path(artifacts) if artifacts else default_artifacts(name)
     started = time.time()
     # the scenario's own settings first (e.g. a short tcp_orphan_retries), the user's on top
     sysctls = layer_sysctls(sc.own_sysctls(), explicit=sysctls)
-    lab = _lab_for(sc, backend, artifacts, sysctls, shaping, compose, progress, check_family(family))
+    lab = _lab_for(sc, backend, artifacts, sysctls, shaping, compose, progress, check_family(family),
+                   bool(options.get("mapped")))
     lab.waiting = waiting
     facts, error = _steps(lab, sc, shaping, options, progress)
     ev = Evidence.load(
@@ -114,7 +120,8 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
 
 
 def _lab_for(sc: Scenario, backend: str, artifacts: Path, sysctls: list[SysctlSetting],
-             shaping: list[Shaping], compose: Path | None, progress: Callable[[str], None], family: int) -> Lab:
+             shaping: list[Shaping], compose: Path | None, progress: Callable[[str], None], family: int,
+             mapped: bool = False) -> Lab:
     def premise(in_force: dict[str, dict[str, str]]) -> None:
         """Asked by the lab once the sysctls are read back, before anything is captured."""
         why = sc.cannot_show(in_force)
@@ -124,7 +131,7 @@ def _lab_for(sc: Scenario, backend: str, artifacts: Path, sysctls: list[SysctlSe
     return Lab(backend=backend, artifacts=artifacts, sysctls=list(sysctls), port=sc.port,
                progress=progress, shaping=list(shaping), premise=premise,
                needs_netem=sc.name if sc.shaping == REQUIRED else None, family=family,
-               scenario=label(sc.name, family), **({"compose": compose} if compose else {}))
+               scenario=label(sc.name, family), mapped=mapped, **({"compose": compose} if compose else {}))
 
 
 def _steps(lab: Lab, sc: Scenario, shaping: list[Shaping], options: dict[str, Any],

@@ -41,6 +41,9 @@ Fields:
     summary         optional: report -> lines the terminal view prints before the checks
     distribution    optional: report -> {"title", "xlabel", "classes": {label: [values]}}, samples
                     the HTML report plots as a distribution per class (lossy-link's close times)
+    mapped_client   it runs with a v4-mapped client too (`run --mapped`: the client's sockets
+                    AF_INET6, reaching the server's IPv4 address as ::ffff:a.b.c.d); its checks
+                    read ``ev.options["mapped"]``
     key             optional: its lab sheet's key (a lab.sheetkey.Key): a run (lab.sheetkey.KeyRun)
                     -> {cell name: lab.sheetkey.Cell}, the values of the sheet's fill-in tables
                     (`invoke sheet NAME --key DIR`)
@@ -97,6 +100,7 @@ class Scenario:
     summary: Callable[[dict], list[str]] | None = None
     distribution: Callable[[dict], dict | None] | None = None
     key: Callable[[Any], Mapping[str, Any]] | None = None
+    mapped_client: bool = False
 
     def intent_in(self, sysctls: Sysctls) -> str:
         """What a run shows with these sysctls in force."""

@@ -58,6 +58,7 @@ REPORTED_SYSCTLS = (
     "net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding",
     # IPv6 as the lab sets it in every host (lab.backends.links.IPV6_QUIET)
     "net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.all.accept_ra", "net.ipv6.conf.all.accept_dad",
+    "net.ipv6.flowlabel_reflect",     # what TIME-WAIT's answers carry in their flow label (lost-ack)
     "net.ipv4.tcp_ehash_entries",     # read-only: the host's TCP hash table (< 0: the shared one)
 )
 

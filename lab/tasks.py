@@ -48,11 +48,14 @@ def list_scenarios(c):
         "student": "for students: each check's verdict alone, no expected/observed/rule lines (they answer "
                    "the lab sheet's questions); the ladder stays; recorded in report.json's options",
         "family": FAMILY_HELP,
+        "mapped": "a v4-mapped client: its sockets AF_INET6, reaching the server's IPv4 address as "
+                  "::ffff:a.b.c.d (lost-ack; an IPv4 run): which family's code answers from TIME-WAIT",
     },
 )
 @guarded
 def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, json=False,
-        compose=None, repeat=None, parallel=None, strict_rfc=False, student=False, family="4"):
+        compose=None, repeat=None, parallel=None, strict_rfc=False, student=False, family="4",
+        mapped=False):
     """Run one scenario (or `all`) and judge it: exit 0 pass, 1 a check failed, 2 usage or
     environment error."""
     from lab import views
@@ -73,6 +76,11 @@ def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, js
         raise Exit("twlab: --repeat and --parallel take whole numbers of 1 or more", code=2)
     progress = (lambda s: print(s, file=sys.stderr)) if json else print
     options = {"strict_rfc": bool(strict_rfc), "student": bool(student)}
+    if mapped:
+        if scenario == "all" or families != (4,):
+            raise Exit("twlab: --mapped runs one scenario over IPv4 (the client v4-mapped): give it "
+                       "with lost-ack and --family 4, or leave --mapped out", code=2)
+        options["mapped"] = True
     if repeat > 1:
         one_family(family, "--repeat", "`invoke stability --family both` runs both")
     if scenario == "all" or len(families) > 1:      # a batch: the catalog, or one scenario per family

@@ -7,13 +7,15 @@ from lab.core import Lab
 from lab.peer import Peer
 
 
-def client_closes_first(lab: Lab, port: int) -> tuple[Peer, Peer]:
+def client_closes_first(lab: Lab, port: int, server_opts: dict | None = None,
+                        client_opts: dict | None = None) -> tuple[Peer, Peer]:
     """Connect, send "hello", and close the client first: returns (server, client) with the
     server in CLOSE_WAIT (socket "conn") and the client's FIN acknowledged (FIN_WAIT2, or gone
-    where the kernel has no room for it)."""
+    where the kernel has no room for it). *server_opts* and *client_opts* go to the listening and
+    the connecting socket (lab.peer_agent: tclass, ...)."""
     server, client = lab.peer("server"), lab.peer("client")
-    server.listen("L", port)
-    client.connect("c", lab.host("server").address, port)
+    server.listen("L", port, **(server_opts or {}))
+    client.connect("c", lab.host("server").address, port, **(client_opts or {}))
     server.accept("L", as_="conn")
     client.send("c", b"hello")
     server.recv("conn")

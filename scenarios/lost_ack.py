@@ -42,6 +42,7 @@ from lab.verdict import Check
 
 from ._keys.lost_ack import KEY
 from ._lost_ack_rst import NO_TIME_WAIT_CHECKS
+from ._lost_ack_v6 import CLIENT_TCLASS, SERVER_TCLASS, ack_flow_label, mapped_answers_over_ipv4, rst_flow_label
 from ._steps import client_closes_first
 
 INTENT = "the final ACK is lost; TIME-WAIT re-ACKs each retransmitted FIN and restarts its 2MSL timer"
@@ -63,7 +64,11 @@ CITE_TW_LEN = ("reference R-TW-LEN: Linux TIME-WAIT is TCP_TIMEWAIT_LEN = 60 s (
 
 def run(lab: Lab) -> dict:
 
-    server, client = client_closes_first(lab, PORT)            # ... FIN ->, <- ACK: FIN_WAIT2
+    # over IPv6 each end marks its packets with a traffic class of its own (whose an answer
+    # carries is a finding: _lost_ack_v6); a v4-mapped client's sockets are AF_INET6 (`--mapped`)
+    v6 = lab.family == 6
+    server, client = client_closes_first(lab, PORT, {"tclass": SERVER_TCLASS} if v6 else {},
+                                         {"tclass": CLIENT_TCLASS} if v6 else {})   # ... FIN_WAIT2
 
     lab.faults.drop("lost-ack", lab.host("client"), lab.host("server"), flags="ack")
     server.shutdown("conn", "wr")                                # <- FIN, server LAST_ACK
@@ -323,17 +328,19 @@ def time_wait_armed_for_60s(s: Seen) -> Check:
 
 TIME_WAIT_CHECKS = (closer_holds_time_wait, server_retransmits_fin, time_wait_acks_every_fin,
                     final_ack_lost_then_delivered, time_wait_timer_restarts,
-                    close_completes_client_keeps_time_wait, time_wait_armed_for_60s)
+                    close_completes_client_keeps_time_wait, time_wait_armed_for_60s, ack_flow_label)
 
 
 def checks(ev: Evidence):
-    """Expectations follow the client's tcp_max_tw_buckets in force."""
-    return NO_TIME_WAIT_CHECKS if _no_time_wait(ev.sysctls) else TIME_WAIT_CHECKS
+    """Expectations follow the client's tcp_max_tw_buckets in force; a v4-mapped client (run
+    --mapped) adds which family's code answered."""
+    chosen = (*NO_TIME_WAIT_CHECKS, rst_flow_label) if _no_time_wait(ev.sysctls) else TIME_WAIT_CHECKS
+    return (*chosen, mapped_answers_over_ipv4) if ev.options.get("mapped") else chosen
 
 
 SCENARIO = Scenario(
     name="lost-ack", intent=INTENT, run=run, analyse=Seen.of, checks=checks, intent_for=intent,
-    shaping=OPTIONAL, port=PORT, key=KEY,
+    shaping=OPTIONAL, port=PORT, key=KEY, mapped_client=True,
     key_values=(
         KeyValue("TIME-WAIT armed (ms)", "time-wait-armed-for-60s", "first_expires_ms", abs_tol=50),
         KeyValue("server FINs (1 + retransmissions)", "server-retransmits-fin", "fin_count"),

@@ -33,6 +33,13 @@ class Host:
     addresses: dict[str, ipaddress.IPv4Address] = field(default_factory=dict)
     addresses6: dict[str, ipaddress.IPv6Address] = field(default_factory=dict)
     family: int = 4                 # the run's address family, 4 or 6 (lab.core.Lab)
+    mapped: bool = False            # its sockets are AF_INET6 reaching IPv4 peers as ::ffff:a.b.c.d
+                                    # (a v4-mapped client: `run --mapped`; an IPv4 run only)
+
+    @property
+    def socket_family(self) -> int:
+        """The family of its sockets, as sock_diag lists them: 6 for a v4-mapped host."""
+        return 6 if self.mapped else self.family
 
     def argv(self, *argv: str) -> list[str]:
         return [*self.exec_prefix, *argv]

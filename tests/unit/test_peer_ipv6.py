@@ -90,3 +90,26 @@ def test_a_step_may_give_its_own_family(peer):
     assert many.ok and many["failed"] == []
     got = p.accept_many("L", "s", 2)
     assert [c["remote"][0] for c in got["connections"]] == ["::1", "::1"]
+
+
+def test_a_mapped_host_makes_every_socket_v4_mapped(peer):
+    """A v4-mapped host (Host.mapped, `run --mapped`): its peer's sockets are AF_INET6 without a
+    step asking, reaching an IPv4 address as ::ffff:a.b.c.d."""
+    server = peer(4)
+    port = server.listen("L", 0, addr="127.0.0.1")["local"][1]
+    mapped = host(4)
+    mapped.mapped = True
+    client = Peer(mapped, Timeline())
+    try:
+        conn = client.connect("c", "127.0.0.1", port)
+        assert conn.ok and conn["remote"] == ["::ffff:127.0.0.1", port]
+        assert server.accept("L", as_="s")["remote"][0] == "127.0.0.1"
+    finally:
+        client.stop()
+
+
+def test_a_traffic_class_is_taken_by_either_family(peer):
+    """tclass: IPV6_TCLASS on an AF_INET6 socket, IP_TOS on an AF_INET one (a wrong option for the
+    family would be refused by the kernel; the wire is judged by lost-ack's checks)."""
+    assert peer(6).listen("L", 0, tclass=0x48).ok
+    assert peer(4).listen("M", 0, tclass=0x28).ok

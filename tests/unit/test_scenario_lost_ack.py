@@ -32,7 +32,7 @@ def test_intent_and_checks_follow_the_same_sysctl():
                   sysctls=NO_ROOM, addresses={"client": "10.77.1.10", "server": "10.77.2.10"},
                   faults={}, facts={})
     assert {c.name for c in LOST_ACK.judge(ev)} == {"no-time-wait-state", "fin-answered-with-rst",
-                                                    "rst-aborts-server"}
+                                                    "rst-aborts-server", "rst-flow-label"}
     assert "RST" in LOST_ACK.intent_in(ev.sysctls)
 
 
