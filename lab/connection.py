@@ -51,7 +51,7 @@ class Conn:
         socket names it)."""
         other = self.server if host == self.client else self.client
         (a, ap), (b, bp) = self.local(host), self.local(other)
-        if mapped:        # as sock_diag's addresses are written: str(IPv6Address)
+        if mapped and ":" not in a + b:     # IPv4 ones, as sock_diag writes them mapped: str(IPv6Address)
             a, b = (str(ipaddress.ip_address(f"::ffff:{x}")) for x in (a, b))
         return four_tuple_key(a, ap, b, bp)
 

@@ -127,6 +127,13 @@ def test_a_mapped_clients_states_and_timer_samples_belong_to_its_connection():
     assert unmapped("::ffff:a4d:10a") == "10.77.1.10" and unmapped("fd77::10") == "fd77::10"
 
 
+def test_an_ipv6_connections_timer_samples_are_found_too():
+    ev = records.evidence("lost-ack-v6")
+    conn = ev.conn(ev.facts["client_port"])
+    assert conn.key("client", mapped=True) == conn.key("client")     # nothing to map in IPv6
+    assert conn.samples("client", state="TIME_WAIT")
+
+
 def test_mapped_is_refused_where_it_cannot_run(tmp_path):
     with pytest.raises(UsageError, match="no v4-mapped variant"):
         run_scenario("tw-buckets", options={"mapped": True}, artifacts=tmp_path / "x")
