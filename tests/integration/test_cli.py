@@ -139,11 +139,17 @@ def test_task_list():
     (["check", "lost-ack", "--backend", "nope"], ["unknown backend 'nope'"]),
     (["run", "lost-ack", "--backend", "netns", "--compose",
       str(REPO / "tests/data/topology/cap-add-sys-admin/compose.yaml")], ["SYS_ADMIN is not allowed"]),
+    # a v4-mapped client: lost-ack only, over IPv4 only
+    (["run", "tw-buckets", "--backend", "netns", "--mapped"], ["tw-buckets has no v4-mapped variant", "lost-ack"]),
+    (["run", "lost-ack", "--backend", "netns", "--mapped", "--family", "6"], ["--mapped", "--family 4"]),
+    (["run", "lost-ack", "--backend", "netns", "--mapped", "--family", "both"], ["--mapped", "--family 4"]),
+    (["run", "all", "--backend", "netns", "--mapped"], ["--mapped runs one scenario"]),
 ], ids=["unknown-scenario", "unknown-backend", "unknown-host", "malformed-sysctl", "not-a-net-sysctl",
         "unknown-shape-key", "shape-out-of-range", "shape-unknown-host", "compose-missing",
         "compose-privileged", "shape-nan", "shape-inf", "shape-key-twice", "shape-no-path",
         "sysctl-a-group", "sysctl-below-a-key", "sysctl-write-only", "sysctl-unknown", "sysctl-typo",
-        "sysctl-repeat", "sysctl-check", "check-unknown-backend", "compose-sys-admin"])
+        "sysctl-repeat", "sysctl-check", "check-unknown-backend", "compose-sys-admin",
+        "mapped-other-scenario", "mapped-v6", "mapped-both", "mapped-all"])
 def test_bad_input_before_bring_up(args, mentions, tmp_path, lab_leftovers):
     done = invoke(*args, "--artifacts", str(tmp_path / "a"))
     assert_usage_error(done, *mentions)
