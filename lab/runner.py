@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .artifacts import check_dir, ensure_dir, write_text
 from .backends import check_name
@@ -20,11 +20,13 @@ from .family import check_family, label
 from .interrupts import Interrupted, interrupts_as_exceptions, signal_name, signal_of
 from .pipeline import Job, Result, run_batches, tally
 from .saved import index_quietly, write_html_quietly
-from .scenario import Scenario
 from .shaping import REQUIRED, UNUSED, Shaping, parse_shape
 from .sysctls import check_keys, layer_sysctls
 from .verdict import INCONCLUSIVE, Check, verdict
-from .waiting import WaitView
+
+if TYPE_CHECKING:
+    from .scenario import Scenario
+    from .waiting import WaitView
 
 __all__ = ["run_scenario", "run_many", "run_catalog", "jobs_for", "default_artifacts",
            "interrupts_as_exceptions", "Interrupted", "kernel_hz"]

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from .backends.base import Host
 from .errors import EnvError, LabError, NamespaceGone
 from .interrupts import shielded, stop
 from .nsops import read_counters
+
+if TYPE_CHECKING:
+    from .backends.base import Host
 
 __all__ = ["TearDown"]
 
