@@ -11,13 +11,13 @@ from rich.table import Table
 from .common import SCENARIO, TIMINGS, Stats
 
 
-def progress_line(i: int, runs: int, b: str, lab: dict, raw: dict, run: dict) -> str:
+def progress_line(i: int, runs: int, b: str, lab: dict, raw: dict, run: dict, process: dict) -> str:
     """One round's figures, printed as it finishes."""
     pw = run["protocol_wait_s"]
     return (f"[dim]run {i + 1}/{runs} {b:<6} lab up {lab['up_s']:.3f} down {lab['down_s']:.3f} | "
             f"raw up {raw['up_s']:.3f} down {raw['down_s']:.3f} | {SCENARIO} "
             f"{run['total_s']:.2f} s ({'?' if pw is None else f'{pw:.2f}'} waiting, "
-            f"{run['verdict']})[/]")
+            f"{run['verdict']}) | invoke run {process['process_s']:.2f} s ({process['verdict']})[/]")
 
 
 def _cell(s: Stats) -> str:
@@ -44,6 +44,13 @@ def _table(result: dict[str, Any]) -> Table:
     t.add_row("  lab overhead", *(_cell(run[b]["overhead_s"]) for b in bs))
     for k in TIMINGS:
         t.add_row(f"    {k}", *(_cell(run[b]["timings_s"][k]) for b in bs), style="dim")
+    t.add_section()
+    proc, cmds = result["process"], result["commands"]
+    t.add_row(f"`invoke run {SCENARIO}`, whole process", *(_cell(proc[b]["process_s"]) for b in bs))
+    t.add_row("  beyond protocol waiting", *(_cell(proc[b]["beyond_waiting_s"]) for b in bs))
+    t.add_row("  outside the run (start-up, drawing)", *(_cell(proc[b]["outside_run_s"]) for b in bs))
+    t.add_row("`invoke list`, whole process", *(_cell(cmds["list_s"]) for _ in bs))
+    t.add_row("`invoke --help`, whole process", *(_cell(cmds["help_s"]) for _ in bs))
     return t
 
 
@@ -82,6 +89,10 @@ def _explain(result: dict[str, Any]) -> str:
         "bring-up, starting the captures, faults and socket sampler (start_s includes bring_up_s), "
         "the peers' handshake and data, tear-down, and reading the pcaps to judge; the dim rows are "
         "the run's own timings_s (scenario_s includes the waiting). "
+        f"The last rows are whole processes as a user waits for them: `invoke run {SCENARIO} --json` "
+        "from start to exit, how much of it is not protocol waiting, and how much lies outside the "
+        "report's duration_s (the interpreter and imports before, drawing and printing after); "
+        "`invoke list` and `--help` (measured once per round, the same in every column). "
         + ("; ".join(parts) + "." if parts else "")
     )
 
