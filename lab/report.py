@@ -92,7 +92,8 @@ def show(report: dict[str, Any], console: Console | None = None, student: bool |
     verdict = report.get("verdict")
     console.rule(f"[bold]{report['scenario']}[/]: {report.get('intent', '')}")
     console.print(f"backend [bold]{report.get('backend')}[/], kernel {report.get('kernel')} "
-                  f"(HZ={report.get('kernel_hz')}), lab {report.get('lab_id')}, IPv{report.get('family') or 4}")
+                  f"(HZ={report.get('kernel_hz')}), lab {report.get('lab_id')}, IPv{report.get('family') or 4}"
+                  + (" (client v4-mapped)" if report.get("mapped_client") else ""))
     # the addresses on a line of their own (three IPv6 ones fit in 100 columns), or one host a line
     # where they do not: never a host name on one line and its address on the next
     named = [f"{h} {a}" for h, a in run_addresses(report).items() if a]

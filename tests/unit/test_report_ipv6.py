@@ -87,6 +87,13 @@ def test_no_address_is_wrapped_or_cut_at_100_columns():
     assert any("✕ lost" in line for line in lines)
 
 
+def test_a_v4_mapped_client_is_named_in_the_header():
+    rep = report(4)
+    assert "v4-mapped" not in rendered(rep)[1]
+    rep["mapped_client"] = True
+    assert rendered(rep)[1].endswith("IPv4 (client v4-mapped)")
+
+
 def test_a_narrower_terminal_gets_one_host_a_line():
     lines = rendered(report(6), width=80)
     assert max(len(line) for line in lines) <= 80
