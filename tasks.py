@@ -17,6 +17,9 @@ from lab.cli import adopt, guarded, task
 adopt()      # a plain `invoke` parses as ./twlab does: usage errors exit 2, -h is help (lab/cli.py)
 
 HOST_HELP = "a lab host: client, router or server"
+KERNELS_HELP = ("debian-11, debian-12, debian-13, debian:VERSION (a linux-image package apt offers, e.g. "
+                "debian:6.1.0-47-amd64), or a path: a kernel .deb, a directory with a kernel image and its "
+                "modules, or a kernel image")
 
 
 @task(name="list")
@@ -193,11 +196,19 @@ def stability(c, runs=20, scenario=None, backend=None, artifacts=None):
 
 
 @task(help={"runs": "repetitions per measurement (medians are printed)",
-            "backend": "measure only this backend (docker or netns); default both"})
+            "backend": "measure only this backend (docker or netns); default both",
+            "vm": "measure a VM cell instead: where its time goes, beside qemu booting the same kernel to a "
+                  "shell and powering off", "kernel": "with --vm: the kernel (default debian-12)",
+            "accel": "with --vm: auto, kvm or tcg"})
 @guarded
-def bench(c, runs=5, backend=None):
+def bench(c, runs=5, backend=None, vm=False, kernel="debian-12", accel="auto"):
     """Print medians: lab bring-up + tear-down per backend beside the raw floor, and lost-ack's
-    wall time split into protocol waiting and lab overhead."""
+    wall time split into protocol waiting and lab overhead (--vm: a VM cell's split and its floor)."""
+    if vm:
+        from lab.bench.vmcell import main as vm_main
+
+        vm_main(runs=int(runs), kernel=kernel, accel=accel)
+        return
     from lab.bench import main
 
     main(runs=int(runs), backends=[backend] if backend else None)
@@ -220,18 +231,22 @@ def bench(c, runs=5, backend=None):
         "artifacts": "directory for every scenario's artifacts and check.json",
         "parallel": "how many labs at a time (timing-sensitive scenarios run alone afterwards; "
                     "default 3, 1 inside a VM)",
-        "kernel": "host (this machine's kernel, the default) or a stock kernel to run the whole check "
-                  "in under qemu: debian-12, debian-13 (netem scenarios run there instead of skipping)",
+        "kernel": "host (this machine's kernel, the default) or a kernel to run the whole check in, under "
+                  "qemu, in one boot: " + KERNELS_HELP,
+        "accel": "with --kernel: auto (KVM when /dev/kvm can run the kernel, else TCG), kvm or tcg",
+        "bisect": "exit codes for git bisect run: 0 the behaviour holds, 1 it does not, 125 this kernel "
+                  "cannot be tested, 128 the command is wrong",
     },
 )
 @guarded
 def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=None, json_out=None,
-          backend="auto", shape=None, artifacts=None, parallel=None, kernel="host"):
+          backend="auto", shape=None, artifacts=None, parallel=None, kernel="host", accel="auto", bisect=False):
     """Run scenarios for CI, judged by the sysctls in force and a profile's required behaviours.
     Exit 0 when all matched, 1 when something did not, 2 for usage or environment errors."""
     from pathlib import Path
 
     from lab.artifacts import check_output
+    from lab.bisect import Guard
     from lab.ci import run_check, write_outputs
     from lab.core import parse_sysctl
     from lab.errors import UsageError
@@ -239,38 +254,45 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
     from lab.shaping import parse_shapes
     from lab.views import check_table
     from lab.vm.commands import check_in_vm
+    from scenarios import get
 
-    names = [n.strip() for text in (scenario or []) for n in text.split(",") if n.strip()]
-    settings = [parse_sysctl(s) for s in (sysctl or [])]
-    shaping = parse_shapes(shape or [])
-    prof = load_profile(profile) if profile else None
-    try:
-        parallel = int(parallel if parallel is not None else (3 if kernel == "host" else 1))
-    except ValueError:
-        raise UsageError("--parallel takes a whole number of 1 or more") from None
-    outputs = [(flag, Path(p)) for flag, p in (("--junit", junit), ("--json-out", json_out)) if p]
-    for flag, path in outputs:                      # fail before the run (creating nothing yet)
-        check_output(path, flag)
-    if kernel != "host":
-        summary = check_in_vm(kernel, names, sysctl or [], from_host, profile, shape or [], artifacts,
-                              parallel, backend)
-    else:
-        summary = run_check(names, sysctls=settings, from_host=from_host, profile=prof, backend=backend,
-                            shaping=shaping, artifacts=artifacts, parallel=parallel, progress=print)
-    write_outputs(summary, outputs)
-    check_table(summary)
-    for flag, path in outputs:
-        print(f"{flag[2:]}: {path}")
-    print(f"artifacts: {summary['artifacts']}/ (check.json, one directory per scenario)")
-    first = next((r["error"] for r in summary["scenarios"] if r["verdict"] == "error"), "")
-    _exit(summary["exit_code"], f"twlab: no scenario could run: {first}" if summary["exit_code"] == 2 else None)
+    with Guard(bisect) as guard:
+        names = [get(n.strip()).name for text in (scenario or []) for n in text.split(",") if n.strip()]
+        settings = [parse_sysctl(s) for s in (sysctl or [])]
+        shaping = parse_shapes(shape or [])
+        prof = load_profile(profile) if profile else None
+        try:
+            parallel = int(parallel if parallel is not None else (3 if kernel == "host" else 1))
+        except ValueError:
+            raise UsageError("--parallel takes a whole number of 1 or more") from None
+        outputs = [(flag, Path(p)) for flag, p in (("--junit", junit), ("--json-out", json_out)) if p]
+        for flag, path in outputs:                      # fail before the run (creating nothing yet)
+            check_output(path, flag)
+        guard.kernel_stage = True
+        if kernel != "host":
+            summary = check_in_vm(kernel, names, sysctl or [], from_host, profile, shape or [], artifacts,
+                                  parallel, backend, accel=accel)
+        else:
+            summary = run_check(names, sysctls=settings, from_host=from_host, profile=prof, backend=backend,
+                                shaping=shaping, artifacts=artifacts, parallel=parallel, progress=print)
+        write_outputs(summary, outputs)
+        check_table(summary)
+        for flag, path in outputs:
+            print(f"{flag[2:]}: {path}")
+        print(f"artifacts: {summary['artifacts']}/ (check.json, one directory per scenario)")
+        guard.judge(summary)
+        first = next((r["error"] for r in summary["scenarios"] if r["verdict"] == "error"), "")
+        _exit(summary["exit_code"], f"twlab: no scenario could run: {first}" if summary["exit_code"] == 2 else None)
 
 
 @task(
-    iterable=["kernel", "scenario", "backend"],
+    iterable=["kernel", "scenario", "backend", "merge"],
     help={
-        "kernel": "host (this machine's kernel) or a stock kernel run under qemu by lab.vm: "
-                  "debian-12, debian-13 (repeatable; default: host)",
+        "kernel": "host (this machine's kernel) or a kernel run under qemu by lab.vm, one boot per column: "
+                  + KERNELS_HELP + " (repeatable; default: host)",
+        "shard": "I/N: run only shard I of N of the cells (kernel x backend x scenario), for CI fan-out",
+        "merge": "DIR: merge these shards' outputs (repeatable) into matrix.json and matrix.md under --out",
+        "accel": "for VM kernels: auto (KVM when /dev/kvm can run the kernel, else TCG), kvm or tcg",
         "scenario": "a scenario to run on each kernel (repeatable, or comma-separated; default: the "
                     "whole catalog)",
         "out": "directory for matrix.json, matrix.md and every run's artifacts",
@@ -280,21 +302,26 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
     },
 )
 @guarded
-def matrix(c, kernel=None, scenario=None, out=None, backend=None, json=False):
+def matrix(c, kernel=None, scenario=None, out=None, backend=None, json=False, shard=None, merge=None,
+           accel="auto"):
     """Run scenarios on each kernel (and backend): one table, scenario x kernel, marking where
     they differ. Each cell: the verdict and the key observed values; also written as matrix.json
-    and matrix.md."""
+    and matrix.md. --shard I/N runs a slice of the cells; --merge DIR... puts shards together."""
     from lab.matrix import parse_backends, parse_kernels, run_matrix, show
+    from lab.matrix_shard import merge as merge_shards
+    from lab.matrix_shard import parse_shard
     from lab.runner import default_artifacts
     from lab.verdict import batch_exit_code
     from scenarios import catalog
 
-    kernels = parse_kernels(kernel)
-    backends = parse_backends(backend)
-    names = [n.strip() for text in (scenario or []) for n in text.split(",") if n.strip()] or list(catalog())
     progress = (lambda s: print(s, file=sys.stderr)) if json else print
-    m = run_matrix(kernels, names, out=out or default_artifacts("matrix"), backend=backends,
-                   progress=progress)
+    if merge:
+        m = merge_shards(merge, out or default_artifacts("matrix"))
+    else:
+        kernels, backends, part = parse_kernels(kernel), parse_backends(backend), parse_shard(shard)
+        names = [n.strip() for text in (scenario or []) for n in text.split(",") if n.strip()] or list(catalog())
+        m = run_matrix(kernels, names, out=out or default_artifacts("matrix"), backend=backends,
+                       progress=progress, shard=part, accel=accel)
     if json:
         print(_json.dumps(m, indent=2, default=str))
     else:
@@ -302,15 +329,17 @@ def matrix(c, kernel=None, scenario=None, out=None, backend=None, json=False):
         if m["differs"]:
             print("kernels differ in: " + "; ".join(m["differs"]))
         print(f"matrix: {m['out']}/matrix.json, {m['out']}/matrix.md")
-    _exit(batch_exit_code(cell["verdict"] for per in m["cells"].values() for cell in per.values()))
+    _exit(batch_exit_code(cell["verdict"] for per in m["cells"].values() for cell in per.values()) if any(
+        m["cells"].values()) else 0)
 
 
 @task(
     iterable=["sysctl", "shape"],
     help={
         "scenario": "scenario name (see `invoke list`)",
-        "kernel": "the stock kernel to boot under qemu (TCG): debian-12 (Debian 12's linux-image-amd64, "
-                  "6.1) or debian-13 (Debian 13's, 6.12: netem takes a seed)",
+        "kernel": "the kernel to boot under qemu: debian-12 (Debian 12's linux-image-amd64, 6.1; the "
+                  "default), debian-13 (6.12: netem takes a seed), " + KERNELS_HELP.split(", ", 2)[2],
+        "accel": "auto (KVM when /dev/kvm can run the kernel, else TCG, saying why), kvm or tcg",
         "sysctl": "HOST:KEY=VALUE set in a lab host before the scenario (repeatable), as for `run`",
         "shape": "netem on the path, as for `run`: SRC->DST:KEY=VALUE,... or both:... (repeatable)",
         "artifacts": "directory for report.json, the pcaps and vm-console.log (default: a new one "
@@ -324,7 +353,7 @@ def matrix(c, kernel=None, scenario=None, out=None, backend=None, json=False):
 )
 @guarded
 def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None, json=False,
-       strict_rfc=False, timeout=900, backend="netns"):
+       strict_rfc=False, timeout=900, backend="netns", accel="auto"):
     """Run one scenario inside a stock distribution kernel booted under qemu (netns backend there,
     or containers with --backend docker) and print its verdict: exit 0 pass, 1 a check failed, 2
     usage or environment error. The first run downloads and prepares the kernel (cached under
@@ -333,29 +362,16 @@ def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None,
 
     from lab import vm as labvm
     from lab.artifacts import check_dir
-    from lab.core import parse_sysctl
     from lab.report import show
     from lab.runner import default_artifacts
-    from lab.shaping import UNUSED, parse_shapes
-    from lab.vm import vm_backend
     from lab.vm.commands import scenario_in_vm
-    from scenarios import get
+    from lab.vm.task import checked_vm_args
 
-    sc = get(scenario)                                # usage errors here, before booting anything
-    labvm.kernel_spec(kernel)
-    for text in sysctl or []:
-        parse_sysctl(text)
-    parse_shapes(shape or [])
-    if shape and sc.shaping == UNUSED:
-        raise Exit(f"twlab: {scenario} runs without link shaping; drop --shape", code=2)
-    try:
-        timeout_s = float(timeout)
-    except ValueError:
-        raise Exit("twlab: --timeout takes a number of seconds", code=2) from None
-    backend = vm_backend(backend)
-    out = check_dir(Path(artifacts) if artifacts else default_artifacts(f"{scenario}-{kernel}")).resolve()
-    report, code = scenario_in_vm(kernel, scenario, out, sysctl or [], shape or [], strict_rfc, timeout_s,
-                                  backend, progress=lambda line: print(line, file=sys.stderr if json else sys.stdout))
+    timeout_s, backend = checked_vm_args(scenario, kernel, sysctl, shape, timeout, backend)
+    out = check_dir(Path(artifacts) if artifacts else default_artifacts(f"{scenario}-{labvm.label(kernel)}"))
+    report, code = scenario_in_vm(kernel, scenario, out.resolve(), sysctl or [], shape or [], strict_rfc, timeout_s,
+                                  backend, progress=lambda line: print(line, file=sys.stderr if json else sys.stdout),
+                                  accel=accel)
     _show(report, json, lambda: (show(report), print(f"artifacts: {out}/ (report.json, pcaps, vm-console.log)")))
     _exit(code)
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from .artifacts import ensure_dir, write_text
 from .errors import UsageError
+from .matrix_view import show
 from .scenario import KeyValue
 from .verdict import FAIL, INCONCLUSIVE, NOT_APPLICABLE, outcome_of
 
@@ -117,12 +118,15 @@ def columns(kernels: list[str], backends: list[str]) -> list[tuple[str, str, str
 
 def run_matrix(kernels: list[str], names: list[str], out: Path, backend: str | list[str] = "auto",
                progress: Callable[[str], None] = lambda s: None,
-               vm: Any = None) -> dict[str, Any]:
-    """Run each scenario on each kernel, with each backend; return the matrix (also written as
-    matrix.json and matrix.md under *out*). *vm* stands in for lab.vm (tests)."""
+               vm: Any = None, shard: tuple[int, int] | None = None, accel: str = "auto") -> dict[str, Any]:
+    """Run each scenario on each kernel, with each backend - a VM kernel's whole column in one boot
+    (lab.vm.column) - or, with *shard* (I, N), only shard I of N of those cells (lab.matrix_shard);
+    return the matrix (also written as matrix.json and matrix.md under *out*). *vm* stands in for
+    lab.vm (tests)."""
     from scenarios import get
 
     from .artifacts import check_dir
+    from .matrix_shard import cell_key, plan, select
 
     kernels = list(dict.fromkeys(kernels or [HOST]))
     backends = parse_backends([backend] if isinstance(backend, str) else backend)
@@ -131,40 +135,62 @@ def run_matrix(kernels: list[str], names: list[str], out: Path, backend: str | l
     out = check_dir(Path(out), "--out")
     started = time.time()
     cols = columns(kernels, backends)
+    todo = select(plan(cols, names), shard)
     cells: dict[str, dict[str, dict[str, Any]]] = {n: {} for n in names}
     releases: dict[str, str | None] = {}
     for col, kernel, be in cols:
-        if kernel == HOST:
-            releases[col] = platform.release()
-            for n, cell in _host_cells(names, be, out / col, progress, col).items():
+        mine = [n for c, _, _, n in todo if c == col]
+        if mine:
+            got, releases[col] = _column(kernel, be, mine, out / _dirname(kernel, be, len(backends) > 1), progress,
+                                          col, vm, accel)
+            for n, cell in got.items():
                 cells[n][col] = cell
-            continue
-        runner, why = vm, None
-        if runner is None:
-            try:
-                import lab.vm as runner  # noqa: PLC0415 - built alongside
-            except Exception as exc:                             # noqa: BLE001 - missing or broken
-                why = f"no VM runner: lab.vm cannot be imported ({exc.__class__.__name__}: {exc})"
-        for n in names:
-            if why:
-                cells[n][col] = _error_cell(why)
-                continue
-            progress(f"{n} on {col} (VM) ...")
-            cells[n][col] = _vm_cell(runner, kernel, be, n, out / col / n, progress)
-            if cells[n][col].get("kernel"):
-                releases[col] = cells[n][col]["kernel"]
-            progress(f"{n} on {col}: {cells[n][col]['verdict']}"
-                     + (f" - {cells[n][col]['error']}" if cells[n][col].get("error") else ""))
         releases.setdefault(col, None)
     matrix = {"kernels": kernels, "backends": backends, "columns": [c for c, _, _ in cols],
               "releases": releases, "scenarios": names, "cells": cells,
               "wall_s": round(time.time() - started, 3), "out": str(out)}
+    if shard:
+        matrix["shard"] = {"index": shard[0], "of": shard[1], "cells": [cell_key(k, b, n) for _, k, b, n in todo]}
+    return finish(matrix, out)
+
+
+def finish(matrix: dict[str, Any], out: Path) -> dict[str, Any]:
+    """The rows and what differs, written as matrix.json and matrix.md under *out*."""
     matrix["rows"] = rows(matrix)
     matrix["differs"] = [f"{r['scenario']}: {r['what']}" for r in matrix["rows"] if r["differs"]]
     ensure_dir(out)
     write_text(out / "matrix.json", json.dumps(matrix, indent=2, default=str) + "\n")
     write_text(out / "matrix.md", markdown(matrix))
     return matrix
+
+
+def _dirname(kernel: str, backend: str, several: bool) -> str:
+    """A column's artifacts directory: a kernel given by path or as debian:VERSION by its cache key."""
+    from .vm import label
+
+    return (kernel if kernel == HOST else label(kernel)) + (f"/{backend}" if several else "")
+
+
+def _column(kernel: str, be: str, names: list[str], out: Path, progress, col: str, vm: Any,
+            accel: str) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """One column's cells: this machine's runs, or one boot of a VM kernel for all of them."""
+    if kernel == HOST:
+        return _host_cells(names, be, out, progress, col), platform.release()
+    why = None
+    if vm is None:
+        try:
+            import lab.vm as vm  # noqa: PLC0415 - built alongside
+        except Exception as exc:                                 # noqa: BLE001 - missing or broken
+            why = f"no VM runner: lab.vm cannot be imported ({exc.__class__.__name__}: {exc})"
+    if why:
+        return {n: _error_cell(why) for n in names}, None
+    from .vm.column import column_in_vm
+
+    progress(f"{', '.join(names)} on {col} (one VM boot) ...")
+    cells, release = column_in_vm(vm, kernel, be, names, out, progress, _error_cell, accel)
+    for n, cell in cells.items():
+        progress(f"{n} on {col}: {cell['verdict']}" + (f" - {cell['error']}" if cell.get("error") else ""))
+    return cells, release
 
 
 def _host_cells(names: list[str], backend: str, out: Path, progress, col: str) -> dict[str, dict[str, Any]]:
@@ -183,26 +209,6 @@ def _host_cells(names: list[str], backend: str, out: Path, progress, col: str) -
         report = _find_report(Path(job.artifacts), job.scenario, None)
         cells[job.scenario] = cell_from_report(report) if report else _error_cell(res.error or "no report.json")
     return cells
-
-
-def _vm_cell(vm: Any, kernel: str, backend: str, name: str, artifacts: Path, progress) -> dict[str, Any]:
-    artifacts = artifacts.resolve()       # shared with the guest at the same absolute path
-    backend = "netns" if backend == "auto" else backend          # inside a VM: no engine unless asked
-    args = ["run", name, "--backend", backend, "--artifacts", str(artifacts), "--json"]
-    try:
-        ensure_dir(artifacts)
-        code, output = vm.run(kernel, args, artifacts, progress, docker=backend == "docker")
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:                                    # noqa: BLE001 - LabError or a bug: say it
-        return _error_cell(f"{kernel}: {exc}")
-    report = _find_report(artifacts, name, output)
-    if report is None:
-        last = next((ln for ln in reversed(str(output or "").splitlines()) if ln.strip()), "no output")
-        return _error_cell(f"{kernel}: the run left no report.json (exit {code}): {last}")
-    cell = cell_from_report(report)
-    cell["exit_code"] = code
-    return cell
 
 
 def _find_report(artifacts: Path, name: str, output: str | None) -> dict[str, Any] | None:
@@ -339,51 +345,20 @@ def markdown(matrix: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def show(matrix: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    axis = "kernel x backend" if len(matrix.get("backends") or []) > 1 else "kernel"
-    table = Table(title=f"twlab matrix: scenario x {axis}", show_lines=False)
-    table.add_column("scenario")
-    table.add_column("observed")
-    for k in _columns(matrix):
-        table.add_column(_header(matrix, k), overflow="fold")
-    table.add_column("differs")
-    last = None
-    for r in matrix["rows"]:
-        if last is not None and r["scenario"] != last:
-            table.add_section()
-        colour = {True: "bold yellow"}.get(r["differs"])
-        cells = []
-        for k in _columns(matrix):
-            text = r["cells"][k]
-            if r["what"] == "verdict":
-                style = "green" if text.startswith("pass") else "red" if text.startswith("fail") else "yellow"
-                text = f"[{style}]{_esc(text)}[/]"
-            else:
-                text = _esc(text)
-            cells.append(f"[{colour}]{text}[/]" if colour else text)
-        table.add_row(r["scenario"] if r["scenario"] != last else "", _esc(r["what"]), *cells,
-                      "[bold yellow]differs[/]" if r["differs"] else "")
-        last = r["scenario"]
-    Console().print(table)
-
-
-def _esc(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
-
-
 def parse_kernels(values: list[str] | None) -> list[str]:
-    from .vm import KERNELS
+    """--kernel, repeatable or comma-separated: host, or any kernel lab.vm takes (a preset,
+    debian:VERSION, a path); anything else is refused before any run."""
+    from .errors import LabError
+    from .vm import kernel_spec
 
     kernels = [k.strip() for v in (values or []) for k in v.split(",") if k.strip()]
     for k in kernels:
-        if k != HOST and k not in KERNELS:
-            raise UsageError(f"--kernel {k!r}: unknown kernel; choose {HOST} (this machine's) or "
-                             + ", ".join(KERNELS) + " (booted under qemu)")
+        if k == HOST:
+            continue
+        try:
+            kernel_spec(k)
+        except LabError as exc:
+            raise UsageError(f"--kernel {k!r}: {exc}; or {HOST} (this machine's)") from None
     return kernels or [HOST]
 
 
