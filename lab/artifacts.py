@@ -13,6 +13,9 @@ captures of a lab are nobody else's business on a shared machine. A directory th
 exists (``--artifacts /some/dir``) keeps its mode; the files in it are still 0600. When the lab
 runs through sudo (SUDO_UID and SUDO_GID set, and running as root), what it creates is handed to
 that user, so the person who typed ``sudo invoke run ...`` reads the results without root.
+TWLAB_OWNER=UID:GID names that user where sudo does not (and wins over sudo's variables): the
+controller image sets it to the owner of the directory mounted at /artifacts
+(images/controller/entrypoint), so a run in a container writes the user's files, not root's.
 """
 
 from __future__ import annotations
@@ -35,17 +38,25 @@ FILE_MODE = 0o600
 DIR_MODE = 0o700
 
 
+def _owner_env() -> tuple[str, str]:
+    """(uid, gid) as the environment names the user: TWLAB_OWNER=UID:GID, else sudo's."""
+    uid, _, gid = os.environ.get("TWLAB_OWNER", "").partition(":")
+    if uid.isdigit() and gid.isdigit():
+        return uid, gid
+    return os.environ.get("SUDO_UID", ""), os.environ.get("SUDO_GID", "")
+
+
 def invoking_uid() -> int:
-    """The user the run is for: under sudo, the one who ran sudo."""
+    """The user the run is for: TWLAB_OWNER's, else under sudo the one who ran sudo."""
     euid = os.geteuid()
-    sudo = os.environ.get("SUDO_UID", "")
-    return int(sudo) if euid == 0 and sudo.isdigit() else euid
+    uid = _owner_env()[0]
+    return int(uid) if euid == 0 and uid.isdigit() else euid
 
 
 def invoking_user() -> tuple[int, int] | None:
-    """(uid, gid) of the user who ran the lab through sudo, when we are root on their behalf:
-    what the lab creates is handed to them."""
-    uid, gid = os.environ.get("SUDO_UID", ""), os.environ.get("SUDO_GID", "")
+    """(uid, gid) of the user the lab runs for as root: TWLAB_OWNER=UID:GID, else the one who ran
+    it through sudo (SUDO_UID, SUDO_GID). What the lab creates is handed to them."""
+    uid, gid = _owner_env()
     if os.geteuid() != 0 or not uid.isdigit() or not gid.isdigit():
         return None
     return int(uid), int(gid)

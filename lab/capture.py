@@ -19,9 +19,35 @@ from .artifacts import open_file
 from .errors import BackendError
 from .nsops import nsenter, tied
 
-__all__ = ["Capture", "parse_stats"]
+__all__ = ["Capture", "parse_stats", "capture_points"]
 
 BUFFER_KIB = 16384
+# TCP of either family: libpcap's "tcp" looks for TCP right after the IPv6 header (or a fragment
+# header) only; "ip6 protochain 6" walks the extension headers to it, so lab.packets sees every
+# TCP segment it can decode. The walk runs only for IPv6 packets the cheap test did not take.
+TCP_FILTER = "tcp or ip6 protochain 6"
+
+
+def capture_points(host, members) -> dict[str, dict]:
+    """Where a host is captured: one point per interface, each named for what it faces. A host on
+    one network is captured as itself ("client"); a host on several (the router) once per
+    interface, named by the side it faces ("router-client", "router-server"): one pcap per
+    interface, so a forwarded segment appears once in each and Wireshark flags no false
+    retransmission. *members(network)* lists the hosts' names on a network. Each point: the host,
+    its interface's name and index, the network and the hosts on the far side of that link."""
+    from .nsops import iproute
+
+    with iproute(host.nspath) as ipr:
+        index = {msg.get("IFA_ADDRESS"): msg["index"] for msg in ipr.get_addr(family=2)}
+        names = {i: ipr.get_links(i)[0].get("IFLA_IFNAME") for i in set(index.values())}
+    points = {}
+    for net, addr in host.addresses.items():
+        facing = [m for m in members(net) if m != host.name]
+        name = host.name if len(host.addresses) == 1 else f"{host.name}-{'+'.join(facing) or net}"
+        ifindex = index[str(addr)]
+        points[name] = {"file": f"{name}.pcap", "host": host.name, "interface": names[ifindex],
+                        "ifindex": ifindex, "network": net, "address": str(addr), "faces": facing}
+    return points
 
 
 def parse_stats(text: str) -> dict[str, int]:
@@ -38,7 +64,7 @@ def parse_stats(text: str) -> dict[str, int]:
 
 
 class Capture:
-    def __init__(self, nspath: str, interface: str, path: Path, bpf: str = "tcp",
+    def __init__(self, nspath: str, interface: str, path: Path, bpf: str = TCP_FILTER,
                  link_type: str | None = None, snaplen: int = 0) -> None:
         self.nspath, self.interface, self.path, self.bpf = nspath, interface, Path(path), bpf
         self.link_type, self.snaplen = link_type, snaplen

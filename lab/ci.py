@@ -51,10 +51,11 @@ def run_check(names: list[str] | None = None, *, sysctls: list[SysctlSetting] = 
               from_host: bool = False, profile: Profile | None = None, backend: str = "auto",
               shaping: list[Shaping] = (), artifacts: Path | None = None, parallel: int = 3,
               progress: Callable[[str], None] = lambda s: None,
-              runner: Callable[[Job], Result] | None = None) -> dict[str, Any]:
+              runner: Callable[[Job], Result] | None = None, families: tuple[int, ...] = (4,)) -> dict[str, Any]:
     """Run the scenarios (the named ones, else the profile's, else the whole catalog, plus any a
-    requirement names) through lab.pipeline and judge them (lab.requirements.judge): the summary.
-    *runner* stands in for the pipeline in tests (hand-made results, no lab)."""
+    requirement names), each once per address family in *families*, through lab.pipeline and
+    judge them (lab.requirements.judge): the summary. *runner* stands in for the pipeline in tests
+    (hand-made results, no lab)."""
     from scenarios import catalog
 
     if parallel < 1:
@@ -68,12 +69,12 @@ def run_check(names: list[str] | None = None, *, sysctls: list[SysctlSetting] = 
     base = check_dir(Path(artifacts) if artifacts else default_artifacts("check"))
     host_vals = host_sysctls() if from_host else []
     explicit = list(profile.sysctls if profile else []) + list(sysctls)
-    jobs = jobs_for(chosen, base, backend, explicit, shaping, from_host=host_vals)
+    jobs = jobs_for(chosen, base, backend, explicit, shaping, from_host=host_vals, families=families)
     started = time.time()
     if runner is not None:
         results = [runner(j) for j in jobs]
         for r in results:
-            progress(progress_line(r, f"{r.scenario:<22}"))
+            progress(progress_line(r, f"{r.name:<25}"))
     else:
         results = run_batches(jobs, parallel, progress)
     runs = [_scenario_entry(res, _load_report(Path(job.artifacts)), job) for job, res in zip(jobs, results)]
@@ -85,6 +86,7 @@ def run_check(names: list[str] | None = None, *, sysctls: list[SysctlSetting] = 
         "started": _dt.datetime.fromtimestamp(started).isoformat(timespec="seconds"),
         "wall_s": round(time.time() - started, 3),
         "backend": backend,
+        "families": list(families),
         "profile": profile.path if profile else None,
         "sysctls": {"from_host": sorted({f"{s.key}={s.value}" for s in host_vals}),
                     "profile": [str(s) for s in (profile.sysctls if profile else [])],
@@ -93,6 +95,9 @@ def run_check(names: list[str] | None = None, *, sysctls: list[SysctlSetting] = 
         "artifacts": str(base),
     })
     write_text(ensure_dir(base) / "check.json", json.dumps(summary, indent=2, default=str) + "\n")
+    from .saved import index_quietly
+
+    index_quietly(base, "check", [r.to_json() for r in results], progress=progress)
     return summary
 
 
@@ -105,7 +110,8 @@ def _load_report(artifacts: Path) -> dict[str, Any] | None:
 
 def _scenario_entry(res: Result, report: dict[str, Any] | None, job: Job) -> dict[str, Any]:
     """One scenario's outcome for the summary: pass, fail, error or skipped, with its checks."""
-    entry: dict[str, Any] = {"scenario": job.scenario, "artifacts": str(job.artifacts),
+    entry: dict[str, Any] = {"scenario": job.scenario, "name": job.name, "family": job.family,
+                             "artifacts": str(job.artifacts),
                              "sysctls_requested": [str(s) for s in job.sysctls]}
     if res.verdict == "skipped":                 # no netem, or the sysctls rule it out
         skip = res.skip or {}

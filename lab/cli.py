@@ -13,11 +13,13 @@
   in a task's place into ``run SCENARIO``; flags may then follow them
   (``invoke check lost-ack --backend netns``, ``invoke lost-ack --backend netns``).
 
-``./twlab`` runs TwlabProgram (``python -m lab``). A plain ``invoke`` runs Invoke's own Program,
-which loads tasks.py; tasks.py calls ``adopt()``, which makes that running Program a TwlabProgram,
-so everything from then on (parsing the tasks, help, running them) is the same. Only Invoke's core
+The tasks live in lab/tasks.py. ``./twlab`` (``python -m lab``) and the installed ``twlab`` command
+run TwlabProgram with them as its namespace (``main``), wherever they are started. A plain
+``invoke`` in a checkout runs Invoke's own Program, which loads the checkout's tasks.py; that file
+re-exports lab/tasks.py and calls ``adopt()``, which makes the running Program a TwlabProgram, so
+everything from then on (parsing the tasks, help, running them) is the same. Only Invoke's core
 options are parsed before tasks.py is loaded: a malformed core option (``invoke --list-depth``)
-still exits 1 under a plain ``invoke``, 2 under ``./twlab``.
+still exits 1 under a plain ``invoke``, 2 under ``./twlab`` and ``twlab``.
 """
 
 from __future__ import annotations
@@ -213,16 +215,21 @@ def _quiet_stdout() -> None:
 
 
 def adopt() -> None:
-    """Make a plain `invoke` (Invoke's own Program, already running and now loading tasks.py) a
-    TwlabProgram for the rest of its run: the same parsing and exit codes as ./twlab."""
+    """Make a plain `invoke` (Invoke's own Program, already running and now loading a checkout's
+    tasks.py) a TwlabProgram for the rest of its run: the same parsing and exit codes as ./twlab."""
     running = getattr(sys.modules.get("invoke.main"), "program", None)
     if type(running) is Program:
         running.__class__ = TwlabProgram
 
 
 def main(argv: list[str] | None = None) -> None:
-    """./twlab's entry (python -m lab): TWLAB_AS is the command as typed (the script's $0)."""
+    """The `twlab` command (pyproject's console script) and ./twlab's entry (python -m lab), with
+    the tasks of lab/tasks.py wherever it starts: TWLAB_AS is the command as typed (./twlab's $0)."""
     from importlib.metadata import PackageNotFoundError, version
+
+    from invoke import Collection
+
+    from . import tasks
 
     typed = os.environ.pop("TWLAB_AS", "") or "twlab"
     try:
@@ -230,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     except PackageNotFoundError:
         ours = "unknown"
     program = TwlabProgram(name="twlab", binary=typed, binary_names=[os.path.basename(typed)],
-                           version=ours)
+                           version=ours, namespace=Collection.from_module(tasks))
     program.typed = typed
     program.run(argv)
 
@@ -253,3 +260,18 @@ def guarded(fn):
         except KeyboardInterrupt as exc:
             raise _interrupted(exc) from None
     return wrapper
+
+
+def add_scenario_tasks(namespace: dict, run: Task) -> None:
+    """Every scenario as a task of tasks.py (*namespace*, its globals()): `invoke lost-ack [flags]` is
+    `invoke run lost-ack [flags]`; after `invoke matrix` or `invoke check` scenario words name the
+    scenarios to run there (rewrite above)."""
+    def scenario_task(name: str) -> Task:
+        def body(c):
+            run.body(c, name)
+        body.__doc__ = f"= `invoke run {name}`; after matrix or check: a scenario for it"
+        body.__name__ = name.replace("-", "_")
+        return task(name=name)(body)
+
+    for name in scenario_names():
+        namespace[f"scenario_{name.replace('-', '_')}"] = scenario_task(name)

@@ -4,6 +4,9 @@
         server, client = lab.peer("server"), lab.peer("client")
         ...
 
+The lab is dual-stack (lab.topology); ``family`` (4 or 6) is the one its run's traffic uses: each
+host's ``address`` is in it, and the peers, faults and observation follow it (lab.family).
+
 Everything a lab makes is named ``twlab-<lab id>-...`` or labelled ``org.twlab.lab=<lab id>``; closing
 removes it (closing twice is harmless), and ``lab.cleanup.clean`` finds what a killed run left.
 """
@@ -21,8 +24,10 @@ from . import shaping
 from .artifacts import check_dir, drop_empty, make_dir
 from .backends import choose
 from .backends.base import Backend, Host
-from .capture import Capture
+from .backends.links import kernel_has_ipv6
+from .capture import Capture, capture_points
 from .errors import EnvError, LabError, NetemMissing, UsageError, WaitTimeout
+from .family import check_family, require_ipv6, require_ipv6_in
 from .faults import Faults
 from .health import Health, PauseWatch, ns_identity
 from .observe import Sampler, SocketInfo, SocketView, counters_delta, read_counters
@@ -33,7 +38,9 @@ from .sysctls import REPORTED_SYSCTLS, SYSCTL_RANGES, SysctlSetting, check_keys,
 from .sysctls import apply as apply_sysctl
 from .teardown import TearDown
 from .timeline import Timeline
+from .tools import require_tools
 from .topology import DEFAULT_COMPOSE, Topology, load
+from .waiting import NOT_SHOWN, WaitView
 
 # SysctlSetting, parse_sysctl, SYSCTL_RANGES and REPORTED_SYSCTLS live in lab.sysctls; re-exported here
 __all__ = ["Lab", "SysctlSetting", "parse_sysctl", "SYSCTL_RANGES", "REPORTED_SYSCTLS"]
@@ -52,10 +59,14 @@ class Lab(TearDown):
                  port: int = 5000, progress: Callable[[str], None] = lambda s: None,
                  capture: bool = True, persistent: bool = False,
                  shaping: list[shaping.Shaping] = (), needs_netem: str | None = None,
-                 premise: Callable[[dict[str, dict[str, str]]], None] | None = None) -> None:
+                 premise: Callable[[dict[str, dict[str, str]]], None] | None = None,
+                 family: int = 4, scenario: str | None = None, waiting: WaitView | None = None) -> None:
+        self.family = check_family(family)    # the run's address family: 4 or 6
+        self.scenario = scenario or "the lab"  # what a refusal names
         self.backend_name, self.artifacts = backend, Path(artifacts)
         self.requested_sysctls, self.compose, self.port = list(sysctls), Path(compose), port
         self.progress, self.capture_enabled = progress, capture
+        self.waiting = waiting                # shows long waits (wait_for) to the people watching
         self.persistent = persistent          # an `invoke up` lab: outlives this process
         self.shaping = list(shaping)
         self.needs_netem = needs_netem        # the scenario that cannot run without netem, if any
@@ -72,6 +83,7 @@ class Lab(TearDown):
         self.hosts: dict[str, Host] = {}
         self.views: dict[str, SocketView] = {}
         self.captures: dict[str, Capture] = {}
+        self.capture_points: dict[str, dict] = {}   # capture name -> host, interface, side (lab.capture)
         self.peers: dict[str, Peer] = {}
         self.faults: Faults | None = None
         self.sampler: SamplerProcess | None = None
@@ -127,9 +139,15 @@ class Lab(TearDown):
         t = time.monotonic()
         self.hosts = self.backend.up(topo)
         self.timings["bring_up_s"] = time.monotonic() - t
+        self.timings["ipv6_settle_s"] = self.backend.ipv6_settle_s     # within bring_up_s
+        for host in self.hosts.values():
+            host.family = self.family
         self._ns_ids = {name: ns_identity(h.nspath) for name, h in self.hosts.items()}
-        self.progress(f"lab {self.lab_id} up on {self.backend.name} in {self.timings['bring_up_s']:.2f} s: "
-                      + ", ".join(f"{h.name} {h.address}" for h in self.hosts.values()))
+        # the addresses on a line of their own: three IPv6 ones fit in 100 columns, and a terminal
+        # would cut one at its edge (lab.report does the same)
+        self.progress(f"lab {self.lab_id} up on {self.backend.name} in {self.timings['bring_up_s']:.2f} s, "
+                      f"IPv{self.family}:")
+        self.progress("  " + ", ".join(f"{h.name} {h.address}" for h in self.hosts.values()))
         self._settle()
         self._observe()
         self.t0 = time.time()
@@ -140,6 +158,7 @@ class Lab(TearDown):
         from . import cleanup
 
         cls, why = choose(self.backend_name)
+        require_tools(cls.name)                     # all that are missing, in one line
         self.progress(why)
         self.backend = cls(self.lab_id, self.progress)
         try:
@@ -157,6 +176,8 @@ class Lab(TearDown):
         here, before anything is captured, when netem or the sysctls rule it out; the shaping."""
         for s in self.requested_sysctls:
             apply_sysctl(self.hosts[s.host].nspath, s)
+        if self.family == 6:
+            require_ipv6_in(self.hosts, self.scenario)      # e.g. disable_ipv6 set by --sysctl
         for name, host in self.hosts.items():
             self.sysctls[name] = in_force(host.nspath, list(REPORTED_SYSCTLS) + list(host.spec.sysctls)
                                           + [s.key for s in self.requested_sysctls if s.host == name])
@@ -181,14 +202,14 @@ class Lab(TearDown):
             self.counters_before[name] = read_counters(host.nspath)
         router = self.topology.router
         if self.capture_enabled:
-            for name, host in self.hosts.items():
-                nets = list(host.addresses)
-                iface, link = (host.ifname(nets[0]), None) if len(nets) == 1 else ("any", "LINUX_SLL2")
-                # a snaplen keeps libpcap's ring frames small (lab.capture); the router's capture
-                # (both its interfaces, every packet twice, read by no check) keeps headers only
-                self.captures[name] = Capture(host.nspath, iface, self.artifacts / f"{name}.pcap",
-                                              link_type=link,
-                                              snaplen=ROUTER_SNAPLEN if host.spec.forwards else END_SNAPLEN).start()
+            members = lambda net: [h.name for h in self.topology.members(net)]
+            for host in self.hosts.values():
+                # one capture per interface (lab.capture.capture_points): the router's two, named
+                # by side; a snaplen keeps libpcap's ring frames small, the router's headers only
+                for name, point in capture_points(host, members).items():
+                    self.capture_points[name] = point
+                    self.captures[name] = Capture(host.nspath, point["interface"], self.artifacts / point["file"],
+                                                  snaplen=ROUTER_SNAPLEN if host.spec.forwards else END_SNAPLEN).start()
             if router is not None:
                 self.faults = Faults(self.hosts[router.name], self.timeline,
                                      self.artifacts / "faults.pcap").start()
@@ -211,6 +232,8 @@ class Lab(TearDown):
         for sh in self.shaping:
             topo.host(sh.src), topo.host(sh.dst)
         check_keys(self.requested_sysctls)
+        if self.family == 6:
+            require_ipv6(self.scenario, kernel_has_ipv6(), topo.without_ipv6())
         check_dir(self.artifacts)
         return topo
 
@@ -318,16 +341,26 @@ class Lab(TearDown):
             raise EnvError("the socket sampler did not answer within 5 s")
 
     def wait_for(self, what: str, predicate: Callable[[], object], timeout_s: float,
-                 interval_s: float = 0.01) -> object:
-        """Poll *predicate* until it returns something true; raise LabError after *timeout_s*."""
+                 interval_s: float = 0.01, due: tuple[float, float] | None = None) -> object:
+        """Poll *predicate* until it returns something true; raise LabError after *timeout_s*.
+        *due* (the earliest and latest time.time() the event should come) changes none of that:
+        it tells the people watching when to expect it (lab.waiting: a countdown, or a line
+        every 10 s when piped); a wait without it is shown once it has lasted 5 s."""
         deadline = time.monotonic() + timeout_s
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise WaitTimeout(f"timed out after {timeout_s:g} s waiting for {what}")
-            time.sleep(interval_s)
+        shown = self.waiting.wait(what, timeout_s, due) if self.waiting is not None else NOT_SHOWN
+        came = False
+        try:
+            while True:
+                value = predicate()
+                if value:
+                    came = True
+                    return value
+                if time.monotonic() > deadline:
+                    raise WaitTimeout(f"timed out after {timeout_s:g} s waiting for {what}")
+                shown.tick()
+                time.sleep(interval_s)
+        finally:
+            shown.close(came)
 
     def note(self, host: str, text: str, **data) -> None:
         self.timeline.add(time.time(), host, "note", text, **data)
@@ -340,10 +373,14 @@ class Lab(TearDown):
             "lab_id": self.lab_id,
             "backend": self.backend.name if self.backend else None,
             "kernel": platform.release(),
-            "hosts": {n: {"addresses": {k: str(v) for k, v in h.addresses.items()},
+            "family": self.family,
+            "hosts": {n: {"addresses": {k: str(v) for k, v in h.addrs().items()},   # the run's family's
+                          "addresses4": {k: str(v) for k, v in h.addresses.items()},
+                          "addresses6": {k: str(v) for k, v in h.addresses6.items()},
                           "sysctls": self.sysctls.get(n, {})} for n, h in self.hosts.items()},
             "netem": {"available": self.netem.available, "reason": self.netem.reason},
             "shaping": [str(sh) for sh in self.shaping],
+            "capture_points": self.capture_points,
             "compose": str(self.compose),
             "pid": os.getpid(),
         }

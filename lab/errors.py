@@ -109,6 +109,15 @@ class CannotShow(ScenarioSkipped):
                          f"{scenario} cannot show its behaviour with these settings: {why}; {hint}")
 
 
+class NoIPv6(ScenarioSkipped, EnvError):
+    """A run over IPv6 (--family 6) where there is none: a kernel without IPv6, a lab host with
+    IPv6 disabled (disable_ipv6), or a compose file without IPv6 prefixes (*why*: which)."""
+
+    def __init__(self, scenario: str, why: str) -> None:
+        hint = "run it with --family 4"
+        super().__init__(scenario, why, hint, f"{scenario} cannot run over IPv6: {why}; {hint}")
+
+
 class TopologyError(LabError):
     """compose.yaml cannot be read or does not describe a lab."""
 

@@ -23,7 +23,7 @@ class Evidence:
     timeline: list[Event]
     counters: dict[str, dict[str, int]]           # host -> counter deltas over the run
     sysctls: dict[str, dict[str, str]]            # host -> sysctls in force
-    addresses: dict[str, str]                     # host -> its (first) address
+    addresses: dict[str, str]                     # host -> its (first) address in the run's family
     faults: dict[str, dict[str, Any]]             # name -> Fault.to_json()
     facts: dict[str, Any] = field(default_factory=dict)   # what the scenario's steps returned
     hz: int | None = None
@@ -32,6 +32,7 @@ class Evidence:
     captures: dict[str, dict[str, int]] = field(default_factory=dict)  # host -> tcpdump's counts
     sampler: dict[str, Any] = field(default_factory=dict)   # lab.health.Cadence.to_json(): its gaps
     port: int | None = None                       # the scenario's port (the server's side)
+    family: int = 4                               # the run's address family (lab.family): 4 or 6
     _index: dict = field(default_factory=dict, repr=False, compare=False)   # between()'s, per capture
 
     def __post_init__(self) -> None:
@@ -103,12 +104,14 @@ class Evidence:
                    faults=doc["faults"], facts=doc["facts"], hz=doc.get("hz"),
                    options=doc.get("options", {}), captures=doc.get("captures", {}),
                    timer_samples={h: [tuple(x) for x in xs] for h, xs in (doc.get("timer_samples") or {}).items()},
-                   port=doc.get("port"),
+                   port=doc.get("port"), family=int(doc.get("family") or 4),
                    sampler=doc.get("sampler") or (doc.get("observation") or {}).get("sampler") or {})
 
     @classmethod
-    def load(cls, artifacts: Path, hosts: list[str], **kw: Any) -> Evidence:
-        packets = {h: read_pcap(artifacts / f"{h}.pcap") for h in hosts}
+    def load(cls, artifacts: Path, names: list[str], **kw: Any) -> Evidence:
+        """The run's evidence with each capture's pcap read (ARTIFACTS/NAME.pcap: a host, or one of
+        the router's interfaces, "router-client")."""
+        packets = {name: read_pcap(artifacts / f"{name}.pcap") for name in names}
         return cls(packets=packets, **kw)
 
     # -- packets --------------------------------------------------------------------------

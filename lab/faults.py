@@ -12,21 +12,29 @@ held packets on, byte for byte as they arrived, from a raw socket in the router'
 router's own output path, which the forward-path rules do not see). ``copy`` logs without dropping,
 so real segments of a connection can be replayed later (``inject``): wandering duplicates made of
 what was really on the wire, never invented by hand.
+
+Both address families: the table is an ``inet`` one (its forward chain sees IPv4 and IPv6), and a
+rule matches the hosts' addresses of the lab's family (``ip saddr``/``ip daddr`` or ``ip6 saddr``/
+``ip6 daddr``, flags alike); NFLOG hands over packets of both, and a packet is sent again from a
+raw socket of its own version (IPv6: IPPROTO_RAW, which includes the header, as IPv4's does),
+with its TCP checksum computed again (lab.checksum).
 """
 
 from __future__ import annotations
 
 import json
 import re
-import struct
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .backends.base import Host
 from .capture import Capture
+from .checksum import tcp_checksummed
 from .errors import BackendError, UsageError
 from .nsops import run_in
+from .records import endpoint
 from .timeline import Timeline
 
 __all__ = ["Faults", "Fault", "FLAG_BITS"]
@@ -108,9 +116,10 @@ class Faults:
             raise UsageError(f"fault {name!r} is already installed")
         if " " in name or '"' in name:
             raise UsageError(f"fault name {name!r}: no spaces or quotes")
-        saddrs = ", ".join(str(a) for a in src.addresses.values())
-        daddrs = ", ".join(str(a) for a in dst.addresses.values())
-        match = f"ip saddr {{ {saddrs} }} ip daddr {{ {daddrs} }} {_flag_expr(flags, has)}"
+        proto, saddrs = _addresses(src)
+        _, daddrs = _addresses(dst, src.family)
+        match = (f"{proto} saddr {{ {', '.join(saddrs)} }} {proto} daddr {{ {', '.join(daddrs)} }} "
+                 f"{_flag_expr(flags, has)}")
         # queue-threshold 1: the kernel hands each logged packet to the capture at once
         # a named counter outlives the rule, so what it matched can be read after lifting it
         rule = (f'{match} counter name "c_{name}" log prefix "{name} " group {NFLOG_GROUP} '
@@ -145,18 +154,20 @@ class Faults:
     def inject(self, segments: list, toward: Host) -> float:
         """Send these captured packets again, unchanged, from the router toward *toward*;
         returns when they were sent."""
-        import socket as _socket
-
         from .nsops import inside
 
-        with inside(self.router.nspath):
-            raw = _socket.socket(_socket.AF_INET, _socket.SOCK_RAW, _socket.IPPROTO_RAW)
+        raws: dict[int, socket.socket] = {}
         try:
+            with inside(self.router.nspath):
+                for version in {seg.ip[0] >> 4 for seg in segments}:
+                    raws[version] = socket.socket(_AF[version], socket.SOCK_RAW, socket.IPPROTO_RAW)
             sent = time.time()
             for seg in segments:
-                raw.sendto(_tcp_checksummed(seg.ip), (str(toward.address), 0))
+                version = seg.ip[0] >> 4
+                raws[version].sendto(tcp_checksummed(seg.ip), (str(toward.addr(version)), 0))
         finally:
-            raw.close()
+            for raw in raws.values():
+                raw.close()
         self.timeline.add(sent, self.router.name, "fault",
                           f"injected {len(segments)} captured segment(s) toward {toward.name}: "
                           + ", ".join(f"{s.flags} seq={s.seq}" for s in segments),
@@ -226,31 +237,19 @@ class Faults:
                     kind = fault.description.split(" ")[0]             # "drop" or "copy"
                     verb = {"drop": "dropped", "copy": "copied"}[kind]
                     self.timeline.add(seg.t, self.router.name, kind,
-                                      f"{verb} {seg.flags} {seg.src}:{seg.sport} -> {seg.dst}:{seg.dport}"
+                                      f"{verb} {seg.flags} {endpoint(seg.src, seg.sport)} -> "
+                                      f"{endpoint(seg.dst, seg.dport)}"
                                       f" (fault {seg.prefix})", segment=seg.to_json())
 
 
-def _tcp_checksummed(ip: bytes) -> bytes:
-    """The IPv4 packet with its TCP checksum computed. A packet logged in the router's forward
-    path may still carry a partial checksum (the sender's checksum offload: only the pseudo-header
-    sum, to be finished by the NIC), which the receiver would drop (TcpInCsumErrors) once the
-    packet is sent again from a raw socket; a correct checksum recomputes to itself."""
-    if len(ip) < 20 or ip[9] != 6:
-        return ip
-    ihl = (ip[0] & 0x0F) * 4
-    total = min(struct.unpack_from("!H", ip, 2)[0], len(ip))
-    seg = bytearray(ip[ihl:total])
-    if len(seg) < 20:
-        return ip
-    seg[16:18] = b"\0\0"
-    data = bytes(ip[12:20]) + struct.pack("!BBH", 0, 6, len(seg)) + bytes(seg)
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    struct.pack_into("!H", seg, 16, ~s & 0xFFFF)
-    return bytes(ip[:ihl]) + bytes(seg) + bytes(ip[total:])
+_AF = {4: socket.AF_INET, 6: socket.AF_INET6}
+
+
+def _addresses(host: Host, family: int | None = None) -> tuple[str, list[str]]:
+    """The nft keyword for *family* (the lab's by default) and the host's addresses in it, one on
+    each of its networks."""
+    family = family or host.family
+    return ("ip6" if family == 6 else "ip"), [str(a) for a in host.addrs(family).values()]
 
 
 def _handle_from_echo(out: str) -> int:

@@ -107,7 +107,8 @@ def _up(backend: str, progress: Callable[[str], None]) -> dict:
         hosts = be.up(topo)
         state = {"lab_id": lab_id, "backend": be.name, "pid": os.getpid(), "owner": owner.token(),
                  "ready": True,
-                 "hosts": {n: {"exec": h.exec_prefix, "addresses": {k: str(v) for k, v in h.addresses.items()}}
+                 "hosts": {n: {"exec": h.exec_prefix, "addresses": {k: str(v) for k, v in h.addresses.items()},
+                               "addresses6": {k: str(v) for k, v in h.addresses6.items()}}
                            for n, h in hosts.items()}}
         with shielded():
             _write_state(state)
@@ -118,7 +119,7 @@ def _up(backend: str, progress: Callable[[str], None]) -> dict:
             _release(lab_id)
         raise
     for n, h in state["hosts"].items():
-        progress(f"  {n:<8} {', '.join(h['addresses'].values())}")
+        progress(f"  {n:<8} {', '.join([*h['addresses'].values(), *h.get('addresses6', {}).values()])}")
     progress(f"lab {lab_id} is up on {be.name}: `invoke shell client`, then `invoke down`")
     return state
 

@@ -29,11 +29,12 @@ import docker
 import docker.errors
 
 from lab.errors import ImageError
+from lab.paths import cache_dir, data_file
 
 IMAGE_REPO = "twlab/host"
 BASE_IMAGE = "debian:bookworm-slim"
-CONTEXT = Path(__file__).resolve().parent.parent / "images" / "host"
-LOCK = CONTEXT.parent.parent / ".cache" / "image.lock"
+CONTEXT = data_file("host", "Dockerfile").parent     # images/host in a checkout (lab.paths)
+LOCK = cache_dir() / "image.lock"
 METHODS = ("auto", "dockerfile", "debootstrap")
 # The same packages as images/host/Dockerfile installs: keep the two in step.
 PACKAGES = ("python3", "iproute2", "nftables", "tcpdump", "procps", "iputils-ping")
@@ -91,14 +92,15 @@ def build_image(
 
 
 @contextmanager
-def _build_lock(progress: Progress) -> Iterator[None]:
+def _build_lock(progress: Progress, lock_path: Path | None = None, what: str = "the host image") -> Iterator[None]:
     """One build at a time on this machine (two would both import, leaving one dangling)."""
-    LOCK.parent.mkdir(exist_ok=True)
-    with LOCK.open("w") as lock:
+    lock_path = lock_path or LOCK
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            progress("waiting for another twlab process to finish building the host image...")
+            progress(f"waiting for another twlab process to finish building {what}...")
             fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 

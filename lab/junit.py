@@ -20,9 +20,9 @@ Counts = dict[str, int]          # a testsuite's tests, failures, errors and ski
 
 def junit_xml(summary: dict[str, Any]) -> str:
     """The summary as JUnit XML (the Jenkins/Ant shape CI viewers read): one <testsuite> per
-    scenario, one <testcase> per check (classname = scenario), a failure carrying expected vs
-    observed and the citation; a skipped scenario is one skipped testcase with its reason; the
-    required behaviours make their own suite."""
+    scenario run, one <testcase> per check (classname = the run's name: the scenario, or
+    SCENARIO/v6 over IPv6), a failure carrying expected vs observed and the citation; a skipped
+    scenario is one skipped testcase with its reason; the required behaviours make their own suite."""
     root = ET.Element("testsuites", name="twlab check")
     stamp = summary.get("started") or _dt.datetime.now().isoformat(timespec="seconds")
     host = summary.get("hostname") or socket.gethostname()
@@ -39,7 +39,7 @@ def junit_xml(summary: dict[str, Any]) -> str:
         totals["time"] += duration or 0
 
     for run in summary.get("scenarios", []):
-        el = suite(run["scenario"], run.get("duration_s"))
+        el = suite(run.get("name") or run["scenario"], run.get("duration_s"))
         close(el, _scenario_suite(el, run, summary), run.get("duration_s"))
     reqs = summary.get("requirements") or []
     if reqs:
@@ -55,7 +55,7 @@ def _new_counts() -> Counts:
 def _scenario_suite(el: ET.Element, run: dict[str, Any], summary: dict[str, Any]) -> Counts:
     """One scenario's run into its <testsuite>: its properties, then a testcase per check (or one
     for a run that was skipped or broke before it judged anything); the counts."""
-    name = run["scenario"]
+    name = run.get("name") or run["scenario"]
     counts = _new_counts()
     _run_properties(el, run, summary)
     if run["verdict"] in ("skipped", "error") and not run.get("checks"):
@@ -84,7 +84,7 @@ def _run_properties(el: ET.Element, run: dict[str, Any], summary: dict[str, Any]
     """<properties>: the kernel, backend and artifacts of the run, and the sysctls in force."""
     props = ET.SubElement(el, "properties")
     for k, v in (("kernel", run.get("kernel") or summary.get("kernel")), ("backend", run.get("backend")),
-                 ("artifacts", run.get("artifacts"))):
+                 ("family", run.get("family")), ("artifacts", run.get("artifacts"))):
         if v:
             ET.SubElement(props, "property", name=k, value=str(v))
     for h, kv in (run.get("sysctls_in_force") or {}).items():
@@ -99,7 +99,7 @@ def _requirements_suite(el: ET.Element, reqs: list[dict[str, Any]], profile: str
         props = ET.SubElement(el, "properties")
         ET.SubElement(props, "property", name="profile", value=str(profile))
     for q in reqs:
-        tc = ET.SubElement(el, "testcase", classname=f"required.{q['scenario']}", name=q["name"])
+        tc = ET.SubElement(el, "testcase", classname=f"required.{q.get('run') or q['scenario']}", name=q["name"])
         counts["tests"] += 1
         text = (f"required  {q['expected']}\nobserved  {q['observed']}\n"
                 f"profile   {profile or '-'}, line {q.get('line')}\n")

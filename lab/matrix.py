@@ -9,7 +9,9 @@ boots that kernel and runs ``invoke run SCENARIO --backend netns|docker --artifa
 --json`` inside it (ARTIFACTS is shared with the guest at the same absolute path), leaving
 report.json there; lab.vm is imported lazily, and when it is missing or fails that kernel's cells
 say why (never a made-up result). Backends are a second axis: with more than one, each kernel
-has a column per backend, named KERNEL/BACKEND ("auto" means netns inside a VM). A cell holds
+has a column per backend, named KERNEL/BACKEND ("auto" means netns inside a VM). Address families
+are rows: with ``--family both`` each scenario has a row for IPv4 (its name) and one for IPv6
+(SCENARIO/v6; lab.family), the guest's runs getting ``--family 6``. A cell holds
 the verdict and the key observed values of the scenario (each scenario's key_values: the
 numbers its checks used, from report.json's checks[].values) and the TIME-WAIT counters that
 moved; a row whose values differ between columns is marked.
@@ -27,7 +29,10 @@ from typing import Any
 
 from .artifacts import ensure_dir, write_text
 from .errors import UsageError
-from .matrix_view import show
+from .family import check_family, split_label
+from .family import label as row_name
+from .matrix_view import _columns, markdown, show
+from .saved import index_quietly, pages_for
 from .scenario import KeyValue
 from .verdict import FAIL, INCONCLUSIVE, NOT_APPLICABLE, outcome_of
 
@@ -46,12 +51,13 @@ COUNTERS = ("TcpExtTW", "TcpExtTWKilled", "TcpExtTWRecycled", "TcpExtTCPTimeWait
 # -- one cell -----------------------------------------------------------------------------------
 
 def _scenario_of(name: str):
-    """The scenario a cell is of (what it declares the matrix shows of it); an unknown name (a
-    report from another version) shows its verdict only."""
+    """The scenario a cell is of (what it declares the matrix shows of it), by its name or its row's
+    (SCENARIO/v6); an unknown name (a report from another version) shows its verdict only."""
     from scenarios import catalog
 
     from .scenario import Scenario
 
+    name = split_label(name)[0]
     return catalog().get(name) or Scenario(name=name, intent="", run=lambda lab: {}, checks=())
 
 
@@ -117,12 +123,13 @@ def columns(kernels: list[str], backends: list[str]) -> list[tuple[str, str, str
 
 
 def run_matrix(kernels: list[str], names: list[str], out: Path, backend: str | list[str] = "auto",
-               progress: Callable[[str], None] = lambda s: None,
-               vm: Any = None, shard: tuple[int, int] | None = None, accel: str = "auto") -> dict[str, Any]:
-    """Run each scenario on each kernel, with each backend - a VM kernel's whole column in one boot
-    (lab.vm.column) - or, with *shard* (I, N), only shard I of N of those cells (lab.matrix_shard);
-    return the matrix (also written as matrix.json and matrix.md under *out*). *vm* stands in for
-    lab.vm (tests)."""
+               progress: Callable[[str], None] = lambda s: None, vm: Any = None,
+               families: tuple[int, ...] = (4,), shard: tuple[int, int] | None = None,
+               accel: str = "auto") -> dict[str, Any]:
+    """Run each scenario on each kernel, with each backend, over each address family (a row per
+    scenario and family) - a VM kernel's whole column in one boot (lab.vm.column) - or, with
+    *shard* (I, N), only shard I of N of those cells (lab.matrix_shard); return the matrix (also
+    written as matrix.json and matrix.md under *out*). *vm* stands in for lab.vm (tests)."""
     from scenarios import get
 
     from .artifacts import check_dir
@@ -130,37 +137,43 @@ def run_matrix(kernels: list[str], names: list[str], out: Path, backend: str | l
 
     kernels = list(dict.fromkeys(kernels or [HOST]))
     backends = parse_backends([backend] if isinstance(backend, str) else backend)
+    families = tuple(check_family(f) for f in families)
     for n in names:
         get(n)                                                  # a bad name fails here, once
     out = check_dir(Path(out), "--out")
     started = time.time()
     cols = columns(kernels, backends)
-    todo = select(plan(cols, names), shard)
-    cells: dict[str, dict[str, dict[str, Any]]] = {n: {} for n in names}
+    rows_of = [(row_name(n, f), n, f) for n in names for f in families]
+    cells: dict[str, dict[str, dict[str, Any]]] = {row: {} for row, _, _ in rows_of}
     releases: dict[str, str | None] = {}
+    todo = select(plan(cols, names), shard)
     for col, kernel, be in cols:
         mine = [n for c, _, _, n in todo if c == col]
         if mine:
-            got, releases[col] = _column(kernel, be, mine, out / _dirname(kernel, be, len(backends) > 1), progress,
-                                          col, vm, accel)
-            for n, cell in got.items():
-                cells[n][col] = cell
+            got, releases[col] = _column(kernel, be, mine, families, out / _dirname(kernel, be, len(backends) > 1),
+                                         progress, col, vm, accel)
+            for row, cell in got.items():
+                cells[row][col] = cell
         releases.setdefault(col, None)
     matrix = {"kernels": kernels, "backends": backends, "columns": [c for c, _, _ in cols],
-              "releases": releases, "scenarios": names, "cells": cells,
-              "wall_s": round(time.time() - started, 3), "out": str(out)}
+              "releases": releases, "scenarios": [row for row, _, _ in rows_of], "families": list(families),
+              "cells": cells, "wall_s": round(time.time() - started, 3), "out": str(out)}
     if shard:
-        matrix["shard"] = {"index": shard[0], "of": shard[1], "cells": [cell_key(k, b, n) for _, k, b, n in todo]}
-    return finish(matrix, out)
+        matrix["shard"] = {"index": shard[0], "of": shard[1],
+                           "cells": [cell_key(k, b, n, f) for _, k, b, n in todo for f in families]}
+    return finish(matrix, out, progress)
 
 
-def finish(matrix: dict[str, Any], out: Path) -> dict[str, Any]:
-    """The rows and what differs, written as matrix.json and matrix.md under *out*."""
+def finish(matrix: dict[str, Any], out: Path, progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """The rows and what differs, written as matrix.json and matrix.md under *out*, with the runs'
+    pages and the index."""
     matrix["rows"] = rows(matrix)
     matrix["differs"] = [f"{r['scenario']}: {r['what']}" for r in matrix["rows"] if r["differs"]]
     ensure_dir(out)
     write_text(out / "matrix.json", json.dumps(matrix, indent=2, default=str) + "\n")
     write_text(out / "matrix.md", markdown(matrix))
+    pages_for(out, progress)                    # runs inside a VM leave their report.html to this side
+    index_quietly(out, "matrix", matrix=matrix, progress=progress)
     return matrix
 
 
@@ -171,11 +184,13 @@ def _dirname(kernel: str, backend: str, several: bool) -> str:
     return (kernel if kernel == HOST else label(kernel)) + (f"/{backend}" if several else "")
 
 
-def _column(kernel: str, be: str, names: list[str], out: Path, progress, col: str, vm: Any,
-            accel: str) -> tuple[dict[str, dict[str, Any]], str | None]:
-    """One column's cells: this machine's runs, or one boot of a VM kernel for all of them."""
+def _column(kernel: str, be: str, names: list[str], families: tuple[int, ...], out: Path, progress, col: str,
+            vm: Any, accel: str) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """One column's cells, keyed by row (SCENARIO or SCENARIO/v6): this machine's runs, or one boot
+    of a VM kernel for all of them."""
     if kernel == HOST:
-        return _host_cells(names, be, out, progress, col), platform.release()
+        return _host_cells(names, be, out, progress, col, families), platform.release()
+    rows_of = [row_name(n, f) for n in names for f in families]
     why = None
     if vm is None:
         try:
@@ -183,48 +198,54 @@ def _column(kernel: str, be: str, names: list[str], out: Path, progress, col: st
         except Exception as exc:                                 # noqa: BLE001 - missing or broken
             why = f"no VM runner: lab.vm cannot be imported ({exc.__class__.__name__}: {exc})"
     if why:
-        return {n: _error_cell(why) for n in names}, None
+        return {r: _error_cell(why) for r in rows_of}, None
     from .vm.column import column_in_vm
 
-    progress(f"{', '.join(names)} on {col} (one VM boot) ...")
-    cells, release = column_in_vm(vm, kernel, be, names, out, progress, _error_cell, accel)
-    for n, cell in cells.items():
-        progress(f"{n} on {col}: {cell['verdict']}" + (f" - {cell['error']}" if cell.get("error") else ""))
+    progress(f"{', '.join(rows_of)} on {col} (one VM boot) ...")
+    cells, release = column_in_vm(vm, kernel, be, names, out, progress, _error_cell, accel, families)
+    for row, cell in cells.items():
+        progress(f"{row} on {col}: {cell['verdict']}" + (f" - {cell['error']}" if cell.get("error") else ""))
     return cells, release
 
 
-def _host_cells(names: list[str], backend: str, out: Path, progress, col: str) -> dict[str, dict[str, Any]]:
-    """This machine's column: the scenarios through lab.pipeline, one lab at a time (the
-    numbers compared across kernels stay undisturbed by company)."""
+def _host_cells(names: list[str], backend: str, out: Path, progress, col: str,
+                families: tuple[int, ...] = (4,)) -> dict[str, dict[str, Any]]:
+    """This machine's column, a cell per scenario and family (keyed SCENARIO or SCENARIO/v6): the
+    scenarios through lab.pipeline, one lab at a time (the numbers compared across kernels stay
+    undisturbed by company)."""
     from .pipeline import run_batches
     from .runner import jobs_for
 
-    jobs = jobs_for(names, out, backend)
-    results = run_batches(jobs, 1, progress, label=lambda r: f"{r.scenario} on {col}:")
+    jobs = jobs_for(names, out, backend, families=families)
+    results = run_batches(jobs, 1, progress, label=lambda r: f"{r.name} on {col}:")
     cells = {}
     for job, res in zip(jobs, results):
         if res.verdict == "skipped":                  # this kernel cannot run it: say why
-            cells[job.scenario] = {**_error_cell((res.skip or {}).get("why", res.reason)), "verdict": "skipped"}
+            cells[job.name] = {**_error_cell((res.skip or {}).get("why", res.reason)), "verdict": "skipped"}
             continue
-        report = _find_report(Path(job.artifacts), job.scenario, None)
-        cells[job.scenario] = cell_from_report(report) if report else _error_cell(res.error or "no report.json")
+        report = _find_report(Path(job.artifacts), job.scenario, None, job.family)
+        cells[job.name] = cell_from_report(report) if report else _error_cell(res.error or "no report.json")
     return cells
 
 
-def _find_report(artifacts: Path, name: str, output: str | None) -> dict[str, Any] | None:
+def _find_report(artifacts: Path, name: str, output: str | None, family: int = 4) -> dict[str, Any] | None:
+    """The report.json of scenario *name* over *family* under *artifacts* (or printed in *output*)."""
+    def ours(report: Any) -> bool:
+        return isinstance(report, dict) and report.get("scenario") == name and (report.get("family") or 4) == family
+
     for path in sorted(artifacts.rglob("report.json")):
         try:
             report = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if report.get("scenario") == name:
+        if ours(report):
             return report
     text = str(output or "")                                     # `run --json` printed it
     start = text.find("{\n")
     if start >= 0:
         try:
             report = json.loads(text[start:text.rindex("}") + 1])
-            if isinstance(report, dict) and report.get("scenario") == name:
+            if ours(report):
                 return report
         except ValueError:
             pass
@@ -312,37 +333,6 @@ def _fmt(v: Any) -> str:
     if isinstance(v, dict):
         return ", ".join(f"{k}: {_fmt(x)}" for k, x in v.items())
     return str(v)
-
-
-def _columns(matrix: dict[str, Any]) -> list[str]:
-    """The matrix's columns: kernels, or KERNEL/BACKEND when it ran several backends."""
-    return matrix.get("columns") or matrix["kernels"]
-
-
-def _header(matrix: dict[str, Any], kernel: str) -> str:
-    rel = matrix.get("releases", {}).get(kernel)
-    return f"{kernel} ({rel})" if rel and rel != kernel else kernel
-
-
-def markdown(matrix: dict[str, Any]) -> str:
-    kernels = _columns(matrix)
-    lines = ["# twlab matrix", "",
-             f"Scenarios {', '.join(matrix['scenarios'])} on {', '.join(_header(matrix, k) for k in kernels)}. "
-             "**differs** marks a row whose observations are not the same on every kernel that ran it "
-             "(within each value's tolerance); `-` is not observed (or a counter that did not move).", "",
-             "| scenario | observed | " + " | ".join(_header(matrix, k) for k in kernels) + " | differs |",
-             "|---|---|" + "---|" * len(kernels) + "---|"]
-
-    def esc(s: str) -> str:
-        return s.replace("|", "\\|")
-
-    for r in matrix["rows"]:
-        cells = [esc(r["cells"][k]) for k in kernels]
-        if r["differs"]:
-            cells = [f"**{c}**" for c in cells]
-        lines.append(f"| {r['scenario']} | {esc(r['what'])} | " + " | ".join(cells)
-                     + f" | {'**differs**' if r['differs'] else ''} |")
-    return "\n".join(lines) + "\n"
 
 
 def parse_kernels(values: list[str] | None) -> list[str]:

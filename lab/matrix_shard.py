@@ -2,12 +2,13 @@
 cells, ``--merge DIR...`` puts the shards' matrix.json files back together into the matrix.json
 and matrix.md an unsharded run writes.
 
-A cell is one kernel x backend x scenario x family x profile; its key names each axis
-(``cell_key``), so an axis added later (the address family, a sysctl profile) only adds a field.
-The cells are ordered as an unsharded run runs them - column by column (kernel, then backend),
-scenario by scenario within a column - and shard I of N takes the I-th of N contiguous slices of
-that order (sizes differing by one at most). Contiguous keeps a shard's cells of one kernel
-together: a shard boots each VM kernel it has cells of once.
+A cell is one kernel x backend x scenario x family (x profile: the field is there for a profile
+axis; today the whole matrix runs under one); its key names each axis (``cell_key``). The unit a
+shard takes is a scenario on a column with all its families (--family both: its IPv4 and IPv6
+rows together). Units are ordered as an unsharded run runs them - column by column (kernel, then
+backend), scenario by scenario within a column - and shard I of N takes the I-th of N contiguous
+slices of that order (sizes differing by one at most). Contiguous keeps a shard's cells of one
+kernel together: a shard boots each VM kernel it has cells of once.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 def plan(cols: list[tuple[str, str, str]], names: list[str]) -> list[tuple[str, str, str, str]]:
-    """Every cell as (column, kernel, backend, scenario), in the order an unsharded run runs them."""
+    """Every cell as (column, kernel, backend, scenario), in the order an unsharded run runs them; a
+    scenario's address families (rows SCENARIO and SCENARIO/v6) go with it, into the same shard."""
     return [(col, kernel, backend, n) for col, kernel, backend in cols for n in names]
 
 
@@ -51,7 +53,7 @@ def select(cells: list[tuple[str, str, str, str]], shard: tuple[int, int] | None
     return cells[(i - 1) * total // n: i * total // n]
 
 
-AXES = ("kernels", "backends", "columns", "scenarios")
+AXES = ("kernels", "backends", "columns", "scenarios", "families")
 
 
 def load_shards(dirs: list[str | Path]) -> list[dict[str, Any]]:
@@ -98,7 +100,7 @@ def merge_docs(docs: list[dict[str, Any]]) -> dict[str, Any]:
             "wall_s": round(max(float(d.get("wall_s") or 0) for d in docs), 3)}
 
 
-def merge(dirs: list[str | Path], out: str | Path) -> dict[str, Any]:
+def merge(dirs: list[str | Path], out: str | Path, progress=lambda s: None) -> dict[str, Any]:
     """`invoke matrix --merge DIR...`: the shards' matrix.json files as one matrix, written to *out*
     as matrix.json and matrix.md, as an unsharded run of the same cells writes them."""
     from .artifacts import check_dir
@@ -106,6 +108,7 @@ def merge(dirs: list[str | Path], out: str | Path) -> dict[str, Any]:
 
     merged = merge_docs(load_shards(dirs))
     out = check_dir(Path(out), "--out")
-    doc = {k: merged[k] for k in ("kernels", "backends", "columns", "releases", "scenarios", "cells", "wall_s")}
+    doc = {k: merged[k] for k in ("kernels", "backends", "columns", "releases", "scenarios", "families", "cells",
+                                  "wall_s")}
     doc["out"] = str(out)
-    return finish(doc, out)
+    return finish(doc, out, progress)

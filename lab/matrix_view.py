@@ -1,17 +1,47 @@
-"""`invoke matrix`'s table in the terminal (rich); matrix.md is lab.matrix.markdown."""
+"""The matrix as text: matrix.md (markdown) and the terminal's table (rich). lab.matrix makes it."""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["show"]
+__all__ = ["markdown", "show"]
+
+
+def _columns(matrix: dict[str, Any]) -> list[str]:
+    """The matrix's columns: kernels, or KERNEL/BACKEND when it ran several backends."""
+    return matrix.get("columns") or matrix["kernels"]
+
+
+def _header(matrix: dict[str, Any], kernel: str) -> str:
+    rel = matrix.get("releases", {}).get(kernel)
+    return f"{kernel} ({rel})" if rel and rel != kernel else kernel
+
+
+def markdown(matrix: dict[str, Any]) -> str:
+    kernels = _columns(matrix)
+    lines = ["# twlab matrix", "",
+             f"Scenarios {', '.join(matrix['scenarios'])} on {', '.join(_header(matrix, k) for k in kernels)}. "
+             "**differs** marks a row whose observations are not the same on every kernel that ran it "
+             "(within each value's tolerance); `-` is not observed (or a counter that did not move).", "",
+             "| scenario | observed | " + " | ".join(_header(matrix, k) for k in kernels) + " | differs |",
+             "|---|---|" + "---|" * len(kernels) + "---|"]
+
+    def esc(s: str) -> str:
+        return s.replace("|", "\\|")
+
+    for r in matrix["rows"]:
+        cells = [esc(r["cells"][k]) for k in kernels]
+        if r["differs"]:
+            cells = [f"**{c}**" for c in cells]
+        lines.append(f"| {r['scenario']} | {esc(r['what'])} | " + " | ".join(cells)
+                     + f" | {'**differs**' if r['differs'] else ''} |")
+    return "\n".join(lines) + "\n"
 
 
 def show(matrix: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    from .matrix import _columns, _header
+    from .report import terminal_console
 
     axis = "kernel x backend" if len(matrix.get("backends") or []) > 1 else "kernel"
     table = Table(title=f"twlab matrix: scenario x {axis}", show_lines=False)
@@ -37,7 +67,7 @@ def show(matrix: dict[str, Any]) -> None:
         table.add_row(r["scenario"] if r["scenario"] != last else "", _esc(r["what"]), *cells,
                       "[bold yellow]differs[/]" if r["differs"] else "")
         last = r["scenario"]
-    Console().print(table)
+    terminal_console().print(table)
 
 
 def _esc(text: str) -> str:

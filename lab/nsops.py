@@ -150,9 +150,41 @@ def _parse_pairs(text: str) -> dict[str, int]:
     return out
 
 
+def _parse_lines(text: str) -> dict[str, int]:
+    """/proc/net/snmp6: one "Name value" per line (Ip6InReceives, Icmp6OutMsgs, Udp6InErrors ...)."""
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) == 2 and words[1].lstrip("-").isdigit():
+            out[words[0]] = int(words[1])
+    return out
+
+
+def _parse_sockstat(text: str, tag: str, prefix: str) -> dict[str, int]:
+    """The *tag* line of sockstat(6) ("TCP: inuse 1 orphan 0 tw 2 ..."): {prefix + Key: value}."""
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        if line.startswith(tag):
+            words = line.split()[1:]
+            for k, v in zip(words[::2], words[1::2]):
+                out[prefix + k.capitalize()] = int(v)
+    return out
+
+
+def _read_optional(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:             # a kernel without IPv6 has no snmp6, no sockstat6
+        return ""
+
+
 def read_counters(nspath: str) -> dict[str, int]:
-    """All nstat-style counters of the namespace (TcpExtTW, TcpOutRsts, ...), plus the
-    sockstat TIME-WAIT count as ``SockstatTcpTw``."""
+    """All nstat-style counters of the namespace (TcpExtTW, TcpOutRsts, ...), the sockstat
+    TIME-WAIT count as ``SockstatTcpTw``; and IPv6's own, where the kernel keeps them per family:
+    Ip6*, Icmp6*, Udp6* (/proc/net/snmp6) and the AF_INET6 TCP sockets in use,
+    ``SockstatTcp6Inuse``. TCP's counters (Tcp*, TcpExt*) and the TIME-WAIT count are the same
+    for both families: the kernel keeps one set per namespace."""
     with inside(nspath):
         texts = []
         for name in ("netstat", "snmp"):
@@ -160,14 +192,14 @@ def read_counters(nspath: str) -> dict[str, int]:
                 texts.append(f.read())
         with open("/proc/thread-self/net/sockstat") as f:
             sockstat = f.read()
+        snmp6 = _read_optional("/proc/thread-self/net/snmp6")
+        sockstat6 = _read_optional("/proc/thread-self/net/sockstat6")
     counters: dict[str, int] = {}
     for text in texts:
         counters.update(_parse_pairs(text))
-    for line in sockstat.splitlines():
-        if line.startswith("TCP:"):
-            words = line.split()[1:]
-            for k, v in zip(words[::2], words[1::2]):
-                counters["SockstatTcp" + k.capitalize()] = int(v)
+    counters.update(_parse_lines(snmp6))
+    counters.update(_parse_sockstat(sockstat, "TCP:", "SockstatTcp"))
+    counters.update(_parse_sockstat(sockstat6, "TCP6:", "SockstatTcp6"))
     return counters
 
 

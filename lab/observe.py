@@ -16,6 +16,7 @@ lookup every ``interval_s``: 5 ms sampling that costs almost nothing, even with 
 from __future__ import annotations
 
 import errno
+import ipaddress
 import socket
 import struct
 import threading
@@ -42,36 +43,64 @@ _ALL_STATES = 0xFFF
 _NOCOOKIE = 0xFFFFFFFF
 
 
-def _request(flags: int, key: tuple[str, int, str, int] | None = None) -> bytes:
-    """struct inet_diag_req_v2 (linux/inet_diag.h) behind a netlink header."""
-    src, sport, dst, dport = key or ("0.0.0.0", 0, "0.0.0.0", 0)
-    body = struct.pack("=BBBxI", socket.AF_INET, socket.IPPROTO_TCP, 0, _ALL_STATES)
+def _packed(addr: str, family: int) -> bytes:
+    """An address as inet_diag_sockid holds it: 16 bytes (__be32[4]), an IPv4 one in the first
+    four; an IPv4 address asked of AF_INET6 as its v4-mapped form (::ffff:a.b.c.d), as a
+    v4-mapped socket names it."""
+    ip = ipaddress.ip_address(addr)
+    if family == socket.AF_INET6 and ip.version == 4:
+        ip = ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + ip.packed)
+    if (ip.version == 6) != (family == socket.AF_INET6):
+        raise ValueError(f"sock_diag: {addr} is no address of family {family}")
+    return ip.packed.ljust(16, b"\0")
+
+
+def _request(family: int, flags: int, key: tuple[str, int, str, int] | None = None) -> bytes:
+    """struct inet_diag_req_v2 (include/uapi/linux/inet_diag.h) behind a netlink header: a dump
+    of *family*'s TCP sockets, or (with *key*) the lookup of one by its 4-tuple."""
+    any_addr = "::" if family == socket.AF_INET6 else "0.0.0.0"
+    src, sport, dst, dport = key or (any_addr, 0, any_addr, 0)
+    body = struct.pack("=BBBxI", family, socket.IPPROTO_TCP, 0, _ALL_STATES)
     body += struct.pack(">HH", sport, dport)
-    body += socket.inet_aton(src) + bytes(12) + socket.inet_aton(dst) + bytes(12)
+    body += _packed(src, family) + _packed(dst, family)
     body += struct.pack("=III", 0, _NOCOOKIE, _NOCOOKIE)
     return struct.pack("=IHHII", 16 + len(body), _SOCK_DIAG_BY_FAMILY, flags, 1, 0) + body
 
 
-_DUMP = _request(_NLM_F_REQUEST | _NLM_F_DUMP)
+_FAMILIES = {4: socket.AF_INET, 6: socket.AF_INET6}
+_DUMPS = {af: _request(af, _NLM_F_REQUEST | _NLM_F_DUMP) for af in _FAMILIES.values()}
+
+
+def _address(family: int, raw: bytes) -> str:
+    """An address of inet_diag_sockid as text, the way the whole lab writes it:
+    str(ipaddress.ip_address(...)) (compressed IPv6, RFC 5952)."""
+    return str(ipaddress.IPv6Address(raw) if family == socket.AF_INET6 else ipaddress.IPv4Address(raw[:4]))
 
 
 def _parse(data: bytes, off: int) -> SocketInfo:
     """struct inet_diag_msg, after the 16-byte netlink header at *off*."""
-    _fam, state, timer, retrans = struct.unpack_from("=BBBB", data, off + 16)
+    fam, state, timer, retrans = struct.unpack_from("=BBBB", data, off + 16)
     sport, dport = struct.unpack_from(">HH", data, off + 20)
-    src = socket.inet_ntoa(data[off + 24:off + 28])
-    dst = socket.inet_ntoa(data[off + 40:off + 44])
+    src = _address(fam, data[off + 24:off + 40])
+    dst = _address(fam, data[off + 40:off + 56])
     _if, _cookie, expires, _rq, _wq, _uid, inode = struct.unpack_from("=IQIIIII", data, off + 56)
     return SocketInfo(TCP_STATES.get(state, str(state)), src, sport, dst, dport,
                       TIMERS.get(timer, "?"), expires, retrans, inode)
 
 
 class SocketView:
-    """sock_diag for one host: netlink sockets made inside its namespace (a socket stays in
-    the namespace it was made in), one per thread that asks."""
+    """sock_diag for one host and one address family (4 or 6; by default the host's, which the
+    Lab sets to the run's): netlink sockets made inside its namespace (a socket stays in the
+    namespace it was made in), one per thread that asks. An AF_INET6 view sees the AF_INET6
+    sockets, v4-mapped ones included (their addresses read ::ffff:a.b.c.d); an AF_INET one never
+    does."""
 
-    def __init__(self, host: Host) -> None:
+    def __init__(self, host: Host, family: int | None = None) -> None:
         self.host = host
+        self.family = host.family if family is None else family
+        if self.family not in _FAMILIES:
+            raise ValueError(f"address family {self.family!r}: 4 or 6")
+        self._af = _FAMILIES[self.family]
         self._local = threading.local()
         self._all: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -111,14 +140,14 @@ class SocketView:
                 off += (length + 3) & ~3
 
     def sockets(self, port: int | None = None, states: set[str] | None = None) -> list[SocketInfo]:
-        """Every IPv4 TCP socket of the host (on *port*, in *states*)."""
-        return [s for s in self._ask(_DUMP)
+        """Every TCP socket of the host in the view's family (on *port*, in *states*)."""
+        return [s for s in self._ask(_DUMPS[self._af])
                 if (port is None or port in (s.sport, s.dport))
                 and (states is None or s.state in states)]
 
     def lookup(self, key: tuple[str, int, str, int]) -> SocketInfo | None:
         """The socket with this 4-tuple (any state, TIME-WAIT included), or None."""
-        found = self._ask(_request(_NLM_F_REQUEST, key))
+        found = self._ask(_request(self._af, _NLM_F_REQUEST, key))
         # the kernel's lookup falls back to a listener on the port when the connection is gone
         return found[0] if found and found[0].key == key else None
 
@@ -149,6 +178,8 @@ class Sampler:
         self._discover_every = max(1, round(discover_s / interval_s))
         self.cadence = Cadence(gap_s=2 * interval_s)   # when each round was asked: the gaps
         self._last: dict[tuple[str, tuple], SocketInfo] = {}
+        self._asked: dict[str, float] = {}      # host -> when its last round was asked
+        self._dumped: dict[str, float] = {}     # host -> when its last dump was asked
         self.samples = 0
         # host -> every sample of every socket with a running timer
         self.series: dict[str, list[TimerSample]] = {}
@@ -186,32 +217,38 @@ class Sampler:
             now = t_answer
             seen = set()
             for s in socks:
-                k = (name, s.key)
-                seen.add(k)
-                if s.timer != "off":
-                    self.series.setdefault(name, []).append(TimerSample(
-                        round(t_ask, 6), four_tuple_key(*s.key), s.state, s.timer, s.expires_ms,
-                        s.retrans, round(t_answer, 6)))
-                old = self._last.get(k)
-                if old is None or old.state != s.state:
-                    self.timeline.add(now, name, "state",
-                                      f"{s.src}:{s.sport} -> {s.dst}:{s.dport} {s.state}",
-                                      socket=s.to_json(), previous=old.state if old else None,
-                                      asked=t_ask)
-                elif s.timer == old.timer and s.timer in ("timewait", "on") and \
-                        s.expires_ms > old.expires_ms + 50:
-                    self.timeline.add(now, name, "timer",
-                                      f"{s.state} {s.timer} timer restarted: "
-                                      f"{old.expires_ms} -> {s.expires_ms} ms",
-                                      socket=s.to_json(), before_ms=old.expires_ms)
-                self._last[k] = s
+                seen.add((name, s.key))
+                self._seen(name, s, t_ask, now)
             for k in [k for k in self._last if k[0] == name and k not in seen]:
                 gone = self._last.pop(k)
-                self.timeline.add(now, name, "state",
-                                  f"{gone.src}:{gone.sport} -> {gone.dst}:{gone.dport} gone",
+                self.timeline.add(now, name, "state", f"{gone} gone",
                                   socket={**gone.to_json(), "state": "GONE"}, previous=gone.state,
-                                  asked=t_ask)
+                                  asked=t_ask, since=self._asked.get(name))
+            self._asked[name] = t_ask
+            if discover:
+                self._dumped[name] = t_ask
         self.samples += 1
+
+    def _seen(self, name: str, s: SocketInfo, t_ask: float, now: float) -> None:
+        """One socket in one sample: its timer into the series, a change of state or a timer
+        restart into the timeline."""
+        k = (name, s.key)
+        if s.timer != "off":
+            self.series.setdefault(name, []).append(TimerSample(
+                round(t_ask, 6), four_tuple_key(*s.key), s.state, s.timer, s.expires_ms,
+                s.retrans, round(now, 6)))
+        old = self._last.get(k)
+        if old is None or old.state != s.state:
+            # "since": the round before, which saw the old state (or, for a socket first found,
+            # the dump before, which did not list it): the change lies after it
+            self.timeline.add(now, name, "state", f"{s} {s.state}",
+                              socket=s.to_json(), previous=old.state if old else None,
+                              asked=t_ask, since=(self._asked if old else self._dumped).get(name))
+        elif s.timer == old.timer and s.timer in ("timewait", "on") and s.expires_ms > old.expires_ms + 50:
+            self.timeline.add(now, name, "timer", f"{s.state} {s.timer} timer restarted: "
+                              f"{old.expires_ms} -> {s.expires_ms} ms", socket=s.to_json(), before_ms=old.expires_ms)
+        self._last[k] = s
+
 
 def counters_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     """Counters that changed, as after - before (gauges such as SockstatTcpTw included)."""

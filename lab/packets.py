@@ -1,8 +1,16 @@
-"""Reading the lab's pcaps (dpkt) into TCP segments."""
+"""Reading the lab's pcaps (dpkt) into TCP segments, IPv4 and IPv6.
+
+IPv6: dpkt walks the extension headers (hop-by-hop, routing, fragment, destination options, AH)
+to the TCP header; a fragment other than the first carries no TCP header and is skipped. A
+segment keeps its IP header's fields that a check may ask about: the flow label, traffic class
+and hop limit (RFC 8200 3; None for IPv4), the TTL and type of service (RFC 791 3.1; None for
+IPv6). Addresses are text as the whole lab writes them, str(ipaddress.ip_address(...)):
+"10.77.1.10", "fd77:1a2b:1::10" (compressed, RFC 5952).
+"""
 
 from __future__ import annotations
 
-import socket
+import ipaddress
 import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,6 +47,11 @@ class Segment:
     prefix: str | None = None   # NFLOG prefix (which fault logged it)
     payload: bytes = b""         # as captured: the first bytes only where the capture was truncated
     ip: bytes = field(default=b"", repr=False, compare=False)   # the whole IP packet, as captured
+    flow_label: int | None = None     # IPv6 only (20 bits)
+    traffic_class: int | None = None  # IPv6 only (DSCP and ECN, 8 bits)
+    hop_limit: int | None = None      # IPv6 only
+    ttl: int | None = None            # IPv4 only
+    tos: int | None = None            # IPv4 only (DSCP and ECN, 8 bits)
 
     def has(self, flag: str) -> bool:
         return flag in self.flags.split(",")
@@ -47,12 +60,18 @@ class Segment:
     def pure_ack(self) -> bool:
         return self.flags == "ACK" and self.length == 0
 
+    @property
+    def wire(self) -> tuple:
+        """What stays the same from one point of the path to the next: the 4-tuple, flags,
+        numbers, length, TSval and, for IPv6, the flow label (no router changes it, RFC 6437 2;
+        Linux may draw a new one for a retransmission, see sk_rethink_txhash()). Not the hop
+        limit or TTL: each router lowers them."""
+        return (self.src, self.sport, self.dst, self.dport, self.flags, self.seq, self.ack,
+                self.length, self.tsval, self.flow_label)
+
     def same_wire(self, other: Segment) -> bool:
         """The same segment seen at two points (retransmissions differ in TSval)."""
-        return (self.src, self.sport, self.dst, self.dport, self.flags, self.seq, self.ack,
-                self.length, self.tsval) == (other.src, other.sport, other.dst, other.dport,
-                                             other.flags, other.seq, other.ack, other.length,
-                                             other.tsval)
+        return self.wire == other.wire
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -68,15 +87,12 @@ def match_arrivals(sent: list, received: list, skew_s: float = 0.001) -> dict[in
     segment was sent and before the next identical segment was sent. Identical segments are
     common: RSTs carry no timestamps, so two RSTs answering two copies of a FIN are the same bytes,
     and only the order of sending tells which one a copy belongs to."""
-    def wire(s) -> tuple:
-        return (s.src, s.sport, s.dst, s.dport, s.flags, s.seq, s.ack, s.length, s.tsval)
-
     copies: dict[tuple, list[float]] = {}
     for s in received:
-        copies.setdefault(wire(s), []).append(s.t)
+        copies.setdefault(s.wire, []).append(s.t)
     sends: dict[tuple, list] = {}
     for s in sent:
-        sends.setdefault(wire(s), []).append(s)
+        sends.setdefault(s.wire, []).append(s)
     out: dict[int, float | None] = {}
     for key, group in sends.items():
         group.sort(key=lambda s: s.t)
@@ -114,59 +130,97 @@ def _nflog(buf: bytes) -> tuple[bytes | None, str | None, float | None]:
     return payload, prefix, stamp
 
 
-def read_pcap(path: Path | str) -> list[Segment]:
-    """Every IPv4 TCP segment in the file, in capture order."""
-    out: list[Segment] = []
-    path = Path(path)
-    if not path.exists() or path.stat().st_size == 0:
-        return out
+_ETHERTYPES = (0x0800, 0x86DD)        # IPv4, IPv6
+
+
+def _frames(path: Path):
+    """Each record of the file as (time, IP packet bytes, ifindex, outgoing, NFLOG prefix): the
+    link layer read and dropped; records of other protocols (ARP, ...) skipped."""
     with open(path, "rb") as f:
         try:
             reader = dpkt.pcap.Reader(f)
         except ValueError:
-            return out
+            return
         dlt = reader.datalink()
+        if dlt not in (DLT_EN10MB, DLT_LINUX_SLL, DLT_NFLOG, DLT_LINUX_SLL2):
+            raise ValueError(f"{path}: unsupported link type {dlt}")
         for ts, buf in reader:
             ifindex = outgoing = prefix = None
             if dlt == DLT_EN10MB:
-                eth = dpkt.ethernet.Ethernet(buf)
-                ip = eth.data
-                raw = buf[14:]
+                proto, raw = (struct.unpack_from(">H", buf, 12)[0], buf[14:]) if len(buf) >= 14 else (0, b"")
             elif dlt == DLT_LINUX_SLL2:
                 proto, _, ifindex, _, pkttype = struct.unpack_from(">HHIHB", buf, 0)
-                outgoing = pkttype == 4
-                if proto != 0x0800:
-                    continue
-                raw = buf[20:]
-                ip = dpkt.ip.IP(raw)
+                outgoing, raw = pkttype == 4, buf[20:]
             elif dlt == DLT_LINUX_SLL:
-                sll = dpkt.sll.SLL(buf)
-                outgoing = sll.type == 4
-                ip = sll.data
-                raw = buf[16:]
-            elif dlt == DLT_NFLOG:
+                pkttype, proto = struct.unpack_from(">H", buf, 0)[0], struct.unpack_from(">H", buf, 14)[0]
+                outgoing, raw = pkttype == 4, buf[16:]
+            else:
                 raw, prefix, stamp = _nflog(buf)
                 if raw is None:
                     continue
-                ts = stamp or ts
-                ip = dpkt.ip.IP(raw)
-            else:
-                raise ValueError(f"{path}: unsupported link type {dlt}")
-            if not isinstance(ip, dpkt.ip.IP) or not isinstance(ip.data, dpkt.tcp.TCP):
-                continue
-            tcp = ip.data
-            tsval = tsecr = None
-            for kind, data in dpkt.tcp.parse_opts(tcp.opts):
-                if kind == dpkt.tcp.TCP_OPT_TIMESTAMP and len(data) == 8:
-                    tsval, tsecr = struct.unpack(">II", data)
-            payload = bytes(tcp.data)
-            # the segment's length from the IP header: a capture may keep only the first bytes of
-            # each packet (the lab's do: see lab.capture), and then the payload here is a prefix
-            length = max(len(payload), ip.len - ip.hl * 4 - tcp.off * 4) if ip.len else len(payload)
-            out.append(Segment(
-                t=float(ts), src=socket.inet_ntoa(ip.src), sport=tcp.sport,
-                dst=socket.inet_ntoa(ip.dst), dport=tcp.dport, flags=flag_names(tcp.flags),
-                seq=tcp.seq, ack=tcp.ack, length=length, tsval=tsval, tsecr=tsecr,
-                ifindex=ifindex, outgoing=outgoing, prefix=prefix, payload=payload, ip=bytes(raw[:ip.len]),
-            ))
+                ts, proto = stamp or ts, 0x86DD if raw[:1] and raw[0] >> 4 == 6 else 0x0800
+            if proto in _ETHERTYPES:
+                yield float(ts), raw, ifindex, outgoing, prefix
+
+
+def _ipv4(raw: bytes) -> tuple[dpkt.tcp.TCP, dict, int] | None:
+    """An IPv4 packet's TCP segment, the fields a Segment keeps of its header, and the segment's
+    length from the header (a capture may keep only the first bytes of each packet)."""
+    ip = dpkt.ip.IP(raw)
+    if not isinstance(ip.data, dpkt.tcp.TCP):
+        return None
+    tcp = ip.data
+    head = {"src": str(ipaddress.IPv4Address(ip.src)), "dst": str(ipaddress.IPv4Address(ip.dst)),
+            "ttl": ip.ttl, "tos": ip.tos, "ip": bytes(raw[:ip.len])}
+    length = max(len(tcp.data), ip.len - ip.hl * 4 - tcp.off * 4) if ip.len else len(tcp.data)
+    return tcp, head, length
+
+
+def _ipv6(raw: bytes) -> tuple[dpkt.tcp.TCP, dict, int] | None:
+    """The same for IPv6, through its extension headers (dpkt walks them): the segment's length
+    is the payload length less the extension headers and the TCP header. A fragment after the
+    first (offset > 0) holds no TCP header (RFC 8200 4.5): skipped, wherever its fragment header
+    sits in the chain."""
+    ip = dpkt.ip6.IP6(raw)
+    exts = getattr(ip, "all_extension_headers", [])
+    if any(isinstance(h, dpkt.ip6.IP6FragmentHeader) and h.frag_off for h in exts):
+        return None
+    if not isinstance(ip.data, dpkt.tcp.TCP):
+        return None
+    tcp = ip.data
+    head = {"src": str(ipaddress.IPv6Address(ip.src)), "dst": str(ipaddress.IPv6Address(ip.dst)),
+            "flow_label": ip.flow, "traffic_class": ip.fc, "hop_limit": ip.hlim,
+            "ip": bytes(raw[:40 + ip.plen]) if ip.plen else bytes(raw)}
+    ext_len = sum(h.length for h in exts)
+    length = max(len(tcp.data), ip.plen - ext_len - tcp.off * 4) if ip.plen else len(tcp.data)
+    return tcp, head, length
+
+
+def _decode(raw: bytes) -> tuple[dpkt.tcp.TCP, dict, int] | None:
+    """The TCP segment in an IP packet of either version, or None (not TCP, or too short to read)."""
+    try:
+        return (_ipv6 if raw[:1] and raw[0] >> 4 == 6 else _ipv4)(raw)
+    except (dpkt.UnpackError, struct.error, IndexError, ValueError):
+        return None
+
+
+def read_pcap(path: Path | str) -> list[Segment]:
+    """Every TCP segment in the file, IPv4 and IPv6, in capture order."""
+    out: list[Segment] = []
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return out
+    for ts, raw, ifindex, outgoing, prefix in _frames(path):
+        got = _decode(raw)
+        if got is None:
+            continue
+        tcp, head, length = got
+        tsval = tsecr = None
+        for kind, data in dpkt.tcp.parse_opts(tcp.opts):
+            if kind == dpkt.tcp.TCP_OPT_TIMESTAMP and len(data) == 8:
+                tsval, tsecr = struct.unpack(">II", data)
+        out.append(Segment(
+            t=ts, sport=tcp.sport, dport=tcp.dport, flags=flag_names(tcp.flags), seq=tcp.seq, ack=tcp.ack,
+            length=length, tsval=tsval, tsecr=tsecr, ifindex=ifindex, outgoing=outgoing, prefix=prefix,
+            payload=bytes(tcp.data), **head))
     return out

@@ -50,12 +50,14 @@ class Result:
 
 
 class Peer:
+    """The peer agent in *host*: its sockets are of the host's family (Host.family, the lab's)."""
+
     def __init__(self, host: Host, timeline: Timeline, timeout_s: float = 15.0) -> None:
         self.host, self.timeline, self.timeout_s = host, timeline, timeout_s
         self.results: list[Result] = []
         self._buf = b""
         try:
-            self._proc = subprocess.Popen(tied(host.argv(*host.python, "-c", _SOURCE)),
+            self._proc = subprocess.Popen(tied(host.argv(*host.python, "-c", _SOURCE, str(host.family))),
                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                           stderr=subprocess.PIPE, start_new_session=True)
         except FileNotFoundError as exc:
@@ -118,6 +120,8 @@ class Peer:
         return self.call("accept", sock=sock, timeout_s=timeout_s, **{"as": as_})
 
     def connect(self, sock: str, addr: str, port: int, **opts: Any) -> Result:
+        """Connect *sock* to *addr*:*port* (opts: lport, reuseaddr, linger, v6only, family, and
+        mapped=True: an AF_INET6 socket reaching an IPv4 *addr* as ::ffff:a.b.c.d)."""
         return self.call("connect", sock=sock, addr=str(addr), port=port, **opts)
 
     def send(self, sock: str, data: bytes) -> Result:

@@ -12,7 +12,12 @@ blast and drain move many bytes without carrying them over the pipe, in a recogn
 them concurrently), accept_many, close_many, and close_on_eof (what a plain server does: close
 each connection when its peer's FIN has been read).
 Sockets are named by the caller. The program uses only the standard library, so it runs with the
-python3 of any host image, and is sent as source (``python3 -u -c``), not installed.
+python3 of any host image, and is sent as source (``python3 -u -c SOURCE FAMILY``), not installed.
+FAMILY (4 or 6, the lab's) is what its sockets are: AF_INET6 for 6, listening on "::" and
+connecting to an IPv6 address, IPV6_V6ONLY left at the kernel's default (net.ipv6.bindv6only)
+unless a step gives ``v6only``. A step may give its own ``family``; ``mapped: true`` makes an
+AF_INET6 socket that reaches an IPv4 address as ``::ffff:a.b.c.d`` (a v4-mapped client).
+Addresses come back as [address, port], whatever the family.
 """
 
 import base64
@@ -29,6 +34,7 @@ TCP_STATES = ["", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2
               "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV"]
 
 socks = {}
+FAMILY = int(sys.argv[1]) if len(sys.argv) > 1 else 4     # the lab's: 4 or 6
 
 
 def tcp_state(s):
@@ -42,11 +48,29 @@ def tcp_state(s):
 errors_seen = {}   # socket fd -> the first non-zero SO_ERROR read from it (reading clears it)
 
 
+def family_of(cmd):
+    """The socket family a step asks for: its own, AF_INET6 for a v4-mapped one, else the lab's."""
+    if cmd.get("mapped"):
+        return socket.AF_INET6
+    return socket.AF_INET6 if int(cmd.get("family") or FAMILY) == 6 else socket.AF_INET
+
+
+def any_addr(s):
+    return "::" if s.family == socket.AF_INET6 else "0.0.0.0"
+
+
+def peer_addr(s, addr):
+    """*addr* as *s* reaches it: an IPv4 address as ::ffff:a.b.c.d from an AF_INET6 socket."""
+    if s.family == socket.AF_INET6 and "." in addr and ":" not in addr:
+        return "::ffff:" + addr
+    return addr
+
+
 def describe(s):
     out = {"state": tcp_state(s)}
     for key, fn in (("local", s.getsockname), ("remote", s.getpeername)):
         try:
-            out[key] = list(fn())
+            out[key] = list(fn())[:2]           # [address, port]: IPv6's flowinfo and scope left out
         except OSError:
             out[key] = None
     # SO_ERROR is cleared by reading it (sock_error()): a step's reply may read the error a
@@ -65,7 +89,9 @@ def forget(s):
 
 
 def new_socket(cmd):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s = socket.socket(family_of(cmd), socket.SOCK_STREAM)
+    if cmd.get("v6only") is not None and s.family == socket.AF_INET6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(bool(cmd["v6only"])))
     if cmd.get("reuseaddr"):
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if cmd.get("reuseport"):
@@ -90,16 +116,16 @@ def op_socket(cmd):
 
 def op_bind(cmd):
     s = socks.get(cmd["sock"]) or new_socket(cmd)
-    s.bind((cmd.get("addr", "0.0.0.0"), int(cmd.get("port", 0))))
-    return {"local": list(s.getsockname())}
+    s.bind((cmd.get("addr") or any_addr(s), int(cmd.get("port", 0))))
+    return {"local": list(s.getsockname())[:2]}
 
 
 def op_listen(cmd):
     s = socks.get(cmd["sock"]) or new_socket(cmd)
     if s.getsockname()[1] == 0:
-        s.bind((cmd.get("addr", "0.0.0.0"), int(cmd["port"])))
+        s.bind((cmd.get("addr") or any_addr(s), int(cmd["port"])))
     s.listen(int(cmd.get("backlog", 16)))
-    return {"local": list(s.getsockname())}
+    return {"local": list(s.getsockname())[:2]}
 
 
 def op_accept(cmd):
@@ -114,9 +140,9 @@ def op_accept(cmd):
 def op_connect(cmd):
     s = socks.get(cmd["sock"]) or new_socket(cmd)
     if cmd.get("lport"):
-        s.bind(("0.0.0.0", int(cmd["lport"])))
+        s.bind((any_addr(s), int(cmd["lport"])))
     s.settimeout(float(cmd.get("timeout_s", 10)))
-    s.connect((cmd["addr"], int(cmd["port"])))
+    s.connect((peer_addr(s, cmd["addr"]), int(cmd["port"])))
     s.settimeout(None)
     return describe(s)
 
@@ -155,19 +181,18 @@ def op_connect_many(cmd):
     until each has connected or failed, or *timeout_s*. Per connection: name, local address, when
     connect() was called and when it completed (a lost SYN or SYN-ACK costs a retransmission)."""
     prefix, n = cmd.get("prefix", "c"), int(cmd["count"])
-    addr = (cmd["addr"], int(cmd["port"]))
     pending, out = {}, {}
     for i in range(n):
         name = f"{prefix}{i}"
         s = new_socket(dict(cmd, sock=name))
         s.setblocking(False)
         started = time.time()
-        rc = s.connect_ex(addr)
+        rc = s.connect_ex((peer_addr(s, cmd["addr"]), int(cmd["port"])))
         if rc not in (0, errno.EINPROGRESS):
             out[name] = {"name": name, "started": started, "errno": rc,
                          "error": errno.errorcode.get(rc, str(rc))}
             continue
-        out[name] = {"name": name, "started": started, "local": list(s.getsockname())}
+        out[name] = {"name": name, "started": started, "local": list(s.getsockname())[:2]}
         pending[s.fileno()] = name
     deadline = time.time() + float(cmd.get("timeout_s", 30))
     while pending and time.time() < deadline:
@@ -201,7 +226,7 @@ def op_accept_many(cmd):
             conn.settimeout(None)
             name = f"{prefix}{len(got)}"
             socks[name] = conn
-            got.append({"name": name, "remote": list(addr), "t": time.time()})
+            got.append({"name": name, "remote": list(addr)[:2], "t": time.time()})
     except TimeoutError:
         pass
     finally:

@@ -4,7 +4,8 @@
     jobs = [Job(run=1, scenario="lost-ack", artifacts=Path("out/lost-ack"), ...), ...]
     results = run_batches(jobs, parallel=3, progress=print)      # [Result, ...], in job order
 
-A Job says what to run; ``run_job`` runs it in a worker process (lab.pool: each in a process of its
+A Job says what to run, and over which address family (lab.family: 4 or 6; an IPv6 run's result
+is named ``SCENARIO/v6``); ``run_job`` runs it in a worker process (lab.pool: each in a process of its
 own, stopped as a whole) and turns what happened into a Result - a verdict (lab.verdict: pass,
 fail, error, skipped), the exit code it means, the checks' outcomes, or the reason it was skipped
 or stopped. ``run_batches`` runs the parallel-safe scenarios *parallel* at a time and the
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LabError, ScenarioSkipped
+from .family import label as result_name
 from .interrupts import signal_name
 from .shaping import Shaping
 from .sysctls import SysctlSetting
@@ -39,6 +41,12 @@ class Job:
     shaping: tuple[Shaping, ...] = ()
     compose: Path | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    family: int = 4                            # the run's address family (lab.family)
+
+    @property
+    def name(self) -> str:
+        """The run's result name: the scenario's, ``SCENARIO/v6`` over IPv6 (lab.family.label)."""
+        return result_name(self.scenario, self.family)
 
 
 @dataclass
@@ -55,6 +63,13 @@ class Result:
     duration_s: float | None = None
     outcomes: dict[str, str] = field(default_factory=dict)      # check name -> outcome
     interrupted: bool = False
+    labs: list[str] = field(default_factory=list)              # the labs the run made (lab.pool)
+    family: int = 4                                            # the run's address family (lab.family)
+
+    @property
+    def name(self) -> str:
+        """``SCENARIO`` (IPv4) or ``SCENARIO/v6``: what the terminal, the summaries and JUnit call it."""
+        return result_name(self.scenario, self.family)
 
     @property
     def failed_checks(self) -> list[str]:
@@ -66,7 +81,7 @@ class Result:
 
     def to_json(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if v not in (None, False)}
-        d.update(checks={n: o == "pass" for n, o in self.outcomes.items()},
+        d.update(name=self.name, family=self.family, checks={n: o == "pass" for n, o in self.outcomes.items()},
                  failed_checks=self.failed_checks, inconclusive_checks=self.inconclusive_checks)
         return d
 
@@ -75,12 +90,12 @@ def run_job(job: Job) -> Result:
     """One scenario run, in a worker process (its own signal handling and lab)."""
     from .runner import run_scenario
 
-    base = {"run": job.run, "scenario": job.scenario, "artifacts": str(job.artifacts)}
+    base = {"run": job.run, "scenario": job.scenario, "artifacts": str(job.artifacts), "family": job.family}
     try:
         report = run_scenario(job.scenario, backend=job.backend, sysctls=list(job.sysctls),
                               artifacts=job.artifacts, shaping=list(job.shaping), compose=job.compose,
-                              options=dict(job.options))
-    except ScenarioSkipped as exc:          # no netem here, or the sysctls rule the behaviour out
+                              options=dict(job.options), family=job.family)
+    except ScenarioSkipped as exc:          # no netem or IPv6 here, or the sysctls rule the behaviour out
         return Result(**base, verdict="skipped", exit_code=exc.exit_code, reason=str(exc),
                       skip={"why": exc.why, "hint": exc.hint, "kind": type(exc).__name__})
     except LabError as exc:
@@ -96,7 +111,7 @@ def run_job(job: Job) -> Result:
 
 def interrupted(job: Job, exc: BaseException) -> Result:
     return Result(run=job.run, scenario=job.scenario, artifacts=str(job.artifacts), verdict="error",
-                  exit_code=130, error=f"interrupted by {signal_name(exc)}", interrupted=True)
+                  exit_code=130, error=f"interrupted by {signal_name(exc)}", interrupted=True, family=job.family)
 
 
 def progress_line(res: Result, label: str) -> str:
@@ -108,7 +123,7 @@ def progress_line(res: Result, label: str) -> str:
 
 
 def run_batches(jobs: list[Job], parallel: int, progress: Callable[[str], None] = lambda s: None,
-                label: Callable[[Result], str] = lambda r: f"{r.scenario:<22}",
+                label: Callable[[Result], str] = lambda r: f"{r.name:<25}",
                 on_result: Callable[[Result], None] | None = None) -> list[Result]:
     """Run *jobs*: the parallel-safe ones *parallel* at a time, then the others one at a time;
     the results in job order. *on_result* may raise to stop the batch (e.g. a skip that would

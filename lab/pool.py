@@ -65,7 +65,7 @@ def _result(fut: cf.Future, job: Job) -> tuple[Result, bool, list[str]]:
         return interrupted(job, exc), True, []
     except Exception as exc:               # noqa: BLE001 - a broken worker is one job's error
         return Result(run=job.run, scenario=job.scenario, artifacts=str(job.artifacts), verdict="error",
-                      exit_code=2, error=f"{type(exc).__name__}: {exc}"), True, []
+                      exit_code=2, error=f"{type(exc).__name__}: {exc}", family=job.family), True, []
 
 
 def run_jobs(fn: Callable[[Job], Result], jobs: list[Job], width: int,
@@ -86,6 +86,7 @@ def run_jobs(fn: Callable[[Job], Result], jobs: list[Job], width: int,
         handled.add(fut)
         res, started, labs = _result(fut, futures[fut])
         cleanup._MADE.update(labs)
+        res.labs = labs
         if started:
             on_result(futures[fut], res)
         else:

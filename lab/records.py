@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
-__all__ = ["SocketInfo", "TimerSample", "four_tuple_key"]
+__all__ = ["SocketInfo", "TimerSample", "endpoint", "four_tuple_key"]
 
 
 @dataclass(frozen=True)
@@ -16,7 +16,7 @@ class SocketInfo:
     """One TCP socket as sock_diag reported it (struct inet_diag_msg)."""
 
     state: str                  # ESTABLISHED ... TIME_WAIT; "GONE" in the event of its going
-    src: str
+    src: str                    # addresses as str(ipaddress.ip_address(...)): "fd77:1a2b:1::10"
     sport: int
     dst: str
     dport: int
@@ -32,6 +32,10 @@ class SocketInfo:
     def to_json(self) -> dict:
         return asdict(self)
 
+    def __str__(self) -> str:
+        """"10.0.0.1:41000 -> 10.0.0.2:5000", "[fd77::10]:41000 -> [fd77::2:10]:5000"."""
+        return f"{endpoint(self.src, self.sport)} -> {endpoint(self.dst, self.dport)}"
+
     @classmethod
     def from_json(cls, d: dict) -> SocketInfo:
         """From a stored record; older recordings keep only the 4-tuple and the state, and the
@@ -40,9 +44,16 @@ class SocketInfo:
         return cls(**{k: d.get(k, unknown.get(k)) for k in cls.__dataclass_fields__})
 
 
+def endpoint(addr: str, port: int) -> str:
+    """An address and a port as text: "10.0.0.1:80", an IPv6 one in brackets (RFC 3986 3.2.2,
+    RFC 5952 6): "[fd77:1a2b:1::10]:80"."""
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
 def four_tuple_key(src: str, sport: int, dst: str, dport: int) -> str:
-    """The text a timer sample names its socket by: "src:sport-dst:dport"."""
-    return f"{src}:{sport}-{dst}:{dport}"
+    """The text a timer sample names its socket by: "src:sport-dst:dport" (IPv6 addresses in
+    brackets: "[fd77::10]:41000-[fd77::2:10]:5000")."""
+    return f"{endpoint(src, sport)}-{endpoint(dst, dport)}"
 
 
 class TimerSample(NamedTuple):

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from pathlib import Path
+from typing import IO, Any
 
 from rich.console import Console
 from rich.text import Text
 
-from .ladder import ARRIVED, UNKNOWN, Row, ladder_rows
+from .ladder import ARRIVED, UNKNOWN, Row, ladder_rows, run_addresses
 from .verdict import FAIL, INCONCLUSIVE, NOT_APPLICABLE, PASS, outcome_of
 
-__all__ = ["ladder", "show"]
+__all__ = ["ladder", "show", "terminal_console", "student_mode"]
 
 _WIDTH = 44   # the arrow between the two end columns
 
@@ -47,6 +49,9 @@ def _draw(r: Row, left: str, right: str) -> Text:
 
 
 def _arrow(r: Row) -> tuple[str, str]:
+    if r.host == "router":                         # a replay: sent from the middle of the path
+        body = f" {r.text} ".center(_WIDTH - 2, "┄")
+        return ("┄" + body + "▶") if r.rightward else ("◀" + body + "┄"), "magenta"
     if r.fate == UNKNOWN:                          # the receiver's capture had ended
         body = f" {r.text} ? not captured "
         return ((("─" * 2 + body).ljust(_WIDTH - 1) + "?") if r.rightward else
@@ -61,14 +66,38 @@ def _arrow(r: Row) -> tuple[str, str]:
             ("✕" + body + "─" * pad).rjust(_WIDTH)), "bold red"
 
 
-def show(report: dict[str, Any], console: Console | None = None) -> None:
-    console = console or Console()
+def terminal_console(file: IO[str] | None = None) -> Console:
+    """rich's Console for the terminal views. On a terminal it takes the terminal's width; piped
+    (a CI log, `| less`) a line is never wrapped (rich would cut it at 80 columns, mid-phrase),
+    and rules and tables get $COLUMNS, else 120 columns."""
+    term = Console(file=file)
+    if term.is_terminal:
+        return term
+    return Console(file=file, soft_wrap=True, width=None if os.environ.get("COLUMNS") else 120)
+
+
+def student_mode(report: dict[str, Any]) -> bool:
+    """Was the run made for students (`invoke run --student`): its views show each check's
+    verdict alone, not the expected and observed values and the rule that answer the lab sheet's
+    questions. Recorded in report.json's options, so every view of the run (the terminal's, the
+    HTML report) hides them alike."""
+    return bool((report.get("options") or {}).get("student"))
+
+
+def show(report: dict[str, Any], console: Console | None = None, student: bool | None = None) -> None:
+    """The run in the terminal: the ladder, the checks, the verdict. *student* (by default the
+    run's own option) shows each check's outcome and name only."""
+    console = console or terminal_console()
+    student = student_mode(report) if student is None else student
     verdict = report.get("verdict")
     console.rule(f"[bold]{report['scenario']}[/]: {report.get('intent', '')}")
-    hosts = report.get("hosts", {})
     console.print(f"backend [bold]{report.get('backend')}[/], kernel {report.get('kernel')} "
-                  f"(HZ={report.get('kernel_hz')}), lab {report.get('lab_id')}, "
-                  + ", ".join(f"{h} {next(iter(v['addresses'].values()))}" for h, v in hosts.items()))
+                  f"(HZ={report.get('kernel_hz')}), lab {report.get('lab_id')}, IPv{report.get('family') or 4}")
+    # the addresses on a line of their own (three IPv6 ones fit in 100 columns), or one host a line
+    # where they do not: never a host name on one line and its address on the next
+    named = [f"{h} {a}" for h, a in run_addresses(report).items() if a]
+    for line in [", ".join(named)] if len(", ".join(named)) <= console.width else named:
+        console.print(Text(line), soft_wrap=True)
     if report.get("sysctls_requested"):
         console.print("sysctls set: " + ", ".join(report["sysctls_requested"]))
     netem = report.get("netem", {})
@@ -94,17 +123,33 @@ def show(report: dict[str, Any], console: Console | None = None) -> None:
         console.print(line, highlight=False)
     for c in report.get("checks", []):
         console.print(f"{_MARKS[outcome_of(c)]} [bold]{c['name']}[/]")
-        for key, label in (("expected", "expected"), ("observed", "observed"), ("citation", "rule")):
-            line = Text(f"       {label:<9}", "dim")
-            line.append(c[key], "dim" if key == "citation" else "")
-            console.print(line)
+        if not student:
+            _check_lines(console, c)
+    if student:
+        console.print("[dim](a run for students: each check's verdict alone; the lab sheet asks for the "
+                      "numbers)[/]")
     if report.get("error"):
         console.print(f"[bold red]error:[/] {report['error']}")
     art = report.get("artifacts", {})
-    console.print(f"artifacts: {art.get('dir')}/  ({', '.join(art.get('pcaps', []))}, report.json)"
+    page = ", report.html" if art.get("dir") and (Path(art["dir"]) / "report.html").is_file() else ""
+    console.print(f"artifacts: {art.get('dir')}/  ({', '.join(art.get('pcaps', []))}, report.json{page})"
                   f"   took {report.get('duration_s')} s")
     colour = {"pass": "green", "fail": "red"}.get(str(verdict), "yellow")
     console.print(f"[bold {colour}]verdict: {str(verdict).upper()}[/] ({_tally(report.get('checks', []))})")
+
+
+def _check_lines(console: Console, check: dict[str, Any]) -> None:
+    """A check's expected, observed and rule, each wrapped between words under its own start (a
+    long line of endpoints, "[fd3c:9a1e:44b0:1::10]:41002", is never cut or sent to column 0)."""
+    indent = 16
+    for key, label in (("expected", "expected"), ("observed", "observed"), ("citation", "rule")):
+        body = Text(check[key], "dim" if key == "citation" else "")
+        # piped (terminal_console's soft_wrap): a CI log keeps each line whole, for grep
+        parts = [body] if console.soft_wrap else body.wrap(console, max(console.width - indent, 20))
+        for n, part in enumerate(parts):
+            part.rstrip()
+            line = Text(f"       {label:<9}" if n == 0 else " " * indent, "dim")
+            console.print(line.append_text(part), soft_wrap=True)
 
 
 _MARKS = {PASS: "[green] pass [/]", FAIL: "[bold white on red] FAIL [/]",
@@ -122,7 +167,7 @@ def _tally(checks: list[dict[str, Any]]) -> str:
 
 
 def _client_ports(report: dict[str, Any]) -> set[int]:
-    addr = next(iter(report.get("hosts", {}).get("client", {}).get("addresses", {}).values()), None)
+    addr = run_addresses(report).get("client")
     return {s["sport"] for s in report.get("packets", {}).get("client", []) if s["src"] == addr}
 
 
@@ -147,3 +192,6 @@ def _scenario_of(report: dict[str, Any]):
     from scenarios import catalog
 
     return catalog().get(report.get("scenario", ""))
+
+
+focus, summary_lines, scenario_of = _focus, _summary, _scenario_of     # the HTML report shows the same

@@ -18,8 +18,7 @@ __all__ = ["judge", "evaluate"]
 def judge(runs: list[dict[str, Any]], requires: list[Requirement]) -> dict[str, Any]:
     """The verdict of a check run: every scenario passed and every requirement held -> 0; any
     failure, or an error beside scenarios that did run -> 1; nothing could run at all -> 2."""
-    by_name = {r["scenario"]: r for r in runs}
-    reqs = [evaluate(req, by_name.get(req.scenario)) for req in requires]
+    reqs = [q for req in requires for q in _per_family(req, [r for r in runs if r["scenario"] == req.scenario])]
     n_checks = sum(len(r.get("checks") or []) for r in runs)
     failures = sum(1 for r in runs for c in (r.get("checks") or []) if outcome_of(c) == FAIL)
     failures += sum(1 for r in runs if r.get("error") and r["verdict"] == "fail")   # an event never came
@@ -44,6 +43,20 @@ def judge(runs: list[dict[str, Any]], requires: list[Requirement]) -> dict[str, 
         "verdict": "pass" if code == 0 else "fail" if code == 1 else "error",
         "exit_code": code,
     }
+
+
+def _per_family(req: Requirement, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The requirement held against each run of its scenario: one per address family that ran
+    (`--family both`), the IPv6 one named "... (v6)" with its run (SCENARIO/v6); "did not run"
+    when none did."""
+    out = []
+    for run in runs or [None]:
+        q = evaluate(req, run)
+        family = (run or {}).get("family") or 4
+        if family != 4:
+            q.update(name=f"{q['name']} (v{family})", run=run.get("name"))
+        out.append({**q, "family": family})
+    return out
 
 
 def evaluate(req: Requirement, run: dict[str, Any] | None) -> dict[str, Any]:

@@ -14,20 +14,24 @@ from .artifacts import check_dir, ensure_dir, write_text
 from .backends import check_name
 from .capture import parse_stats
 from .core import Lab, SysctlSetting
-from .errors import CannotShow, EnvError, LabError, NetemMissing, UsageError, WaitTimeout
+from .errors import CannotShow, EnvError, LabError, NetemMissing, NoIPv6, UsageError, WaitTimeout
 from .evidence import Evidence
+from .family import check_family, label
 from .interrupts import Interrupted, interrupts_as_exceptions, signal_name, signal_of
 from .pipeline import Job, Result, run_batches, tally
+from .saved import index_quietly, write_html_quietly
 from .scenario import Scenario
 from .shaping import REQUIRED, UNUSED, Shaping, parse_shape
 from .sysctls import check_keys, layer_sysctls
 from .verdict import INCONCLUSIVE, Check, verdict
+from .waiting import WaitView
 
 __all__ = ["run_scenario", "run_many", "run_catalog", "jobs_for", "default_artifacts",
            "interrupts_as_exceptions", "Interrupted", "kernel_hz"]
 
 
-REPORT_SCHEMA = 2     # report.json's shape: 2 added schema, port, observation, checks[].outcome (README)
+REPORT_SCHEMA = 3     # report.json's shape: 2 added schema, port, observation, checks[].outcome; 3 family,
+                      # hosts' addresses4/addresses6 (README)
 
 
 def default_artifacts(scenario: str) -> Path:
@@ -59,8 +63,10 @@ def kernel_hz() -> int | None:
 def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] = (),
                  artifacts: Path | None = None, progress: Callable[[str], None] = lambda s: None,
                  shaping: list[Shaping] = (), compose: Path | None = None,
-                 options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run scenario *name*; return the report (also written to ARTIFACTS/report.json).
+                 options: dict[str, Any] | None = None, family: int = 4,
+                 waiting: WaitView | None = None) -> dict[str, Any]:
+    """Run scenario *name* over IPv4 or IPv6 (*family*); return the report (also written to
+    ARTIFACTS/report.json). *waiting* shows the long waits (lab.waiting).
 
     Raises LabError for usage and environment errors (nothing is left behind); a failed check is
     not an error but ``report["verdict"] == "fail"``."""
@@ -74,21 +80,22 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
     started = time.time()
     # the scenario's own settings first (e.g. a short tcp_orphan_retries), the user's on top
     sysctls = layer_sysctls(sc.own_sysctls(), explicit=sysctls)
-    lab = _lab_for(sc, backend, artifacts, sysctls, shaping, compose, progress)
+    lab = _lab_for(sc, backend, artifacts, sysctls, shaping, compose, progress, check_family(family))
+    lab.waiting = waiting
     facts, error = _steps(lab, sc, shaping, options, progress)
     ev = Evidence.load(
-        artifacts, list(lab.hosts), timeline=lab.timeline.events(),
+        artifacts, list(lab.captures) or list(lab.hosts), timeline=lab.timeline.events(),
         counters={h: lab.counters_delta(h) for h in lab.hosts}, sysctls=lab.sysctls,
         addresses={h: str(host.address) for h, host in lab.hosts.items()},
         faults={n: f.to_json() for n, f in (lab.faults.faults.items() if lab.faults else [])},
         facts=facts, hz=kernel_hz(), options=options,
         timer_samples=lab.sampler.series if lab.sampler else {},
         captures={h: parse_stats(c.stats) for h, c in lab.captures.items()},
-        sampler=lab.sampler.cadence.to_json() if lab.sampler else {}, port=sc.port)
+        sampler=lab.sampler.cadence.to_json() if lab.sampler else {}, port=sc.port, family=lab.family)
     checks, run_verdict, error = _judged(sc, ev, lab, error)
     report = {
-        "schema": REPORT_SCHEMA, "scenario": name, "port": sc.port, "intent": sc.intent_in(ev.sysctls), **lab.describe(),
-        "kernel_hz": ev.hz, "started": started, "duration_s": round(time.time() - started, 3),
+        "schema": REPORT_SCHEMA, "scenario": name, "port": sc.port, "intent": sc.intent_in(ev.sysctls),
+        **lab.describe(), "kernel_hz": ev.hz, "started": started, "duration_s": round(time.time() - started, 3),
         "timings_s": {k: round(v, 3) for k, v in lab.timings.items()},
         "sysctls_requested": [str(s) for s in sysctls], "options": options,
         "verdict": run_verdict, "error": error,
@@ -102,11 +109,12 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
         "packets": {h: [s.to_json() for s in segs] for h, segs in ev.packets.items()},
     }
     _write_report(lab, artifacts, report)
+    write_html_quietly(artifacts, report, progress)
     return report
 
 
 def _lab_for(sc: Scenario, backend: str, artifacts: Path, sysctls: list[SysctlSetting],
-             shaping: list[Shaping], compose: Path | None, progress: Callable[[str], None]) -> Lab:
+             shaping: list[Shaping], compose: Path | None, progress: Callable[[str], None], family: int) -> Lab:
     def premise(in_force: dict[str, dict[str, str]]) -> None:
         """Asked by the lab once the sysctls are read back, before anything is captured."""
         why = sc.cannot_show(in_force)
@@ -115,8 +123,8 @@ def _lab_for(sc: Scenario, backend: str, artifacts: Path, sysctls: list[SysctlSe
 
     return Lab(backend=backend, artifacts=artifacts, sysctls=list(sysctls), port=sc.port,
                progress=progress, shaping=list(shaping), premise=premise,
-               needs_netem=sc.name if sc.shaping == REQUIRED else None,
-               **({"compose": compose} if compose else {}))
+               needs_netem=sc.name if sc.shaping == REQUIRED else None, family=family,
+               scenario=label(sc.name, family), **({"compose": compose} if compose else {}))
 
 
 def _steps(lab: Lab, sc: Scenario, shaping: list[Shaping], options: dict[str, Any],
@@ -190,24 +198,29 @@ def _write_report(lab: Lab, artifacts: Path, report: dict[str, Any]) -> None:
 
 def jobs_for(names: list[str], base: Path, backend: str = "auto", sysctls: list[SysctlSetting] = (),
              shaping: list[Shaping] = (), compose: Path | None = None, options: dict[str, Any] | None = None,
-             from_host: list[SysctlSetting] = (), repeat: int = 1) -> list[Job]:
-    """The jobs of a batch: each scenario (*repeat* times, in run-NNN directories) with its sysctls
-    layered (its own, this machine's, the explicit ones) and the shaping only where it takes any;
-    a bad scenario, sysctl key or backend is refused here, once, before any lab."""
+             from_host: list[SysctlSetting] = (), repeat: int = 1, families: tuple[int, ...] = (4,)) -> list[Job]:
+    """The jobs of a batch: each scenario once per address family in *families* (*repeat* times, in
+    run-NNN directories; an IPv6 run's directory is SCENARIO-v6) with its sysctls layered (its own,
+    this machine's, the explicit ones) and the shaping only where it takes any; a bad scenario,
+    sysctl key, backend or family is refused here, once, before any lab."""
     from scenarios import get
 
     scs = [get(n) for n in names]
     check_keys(sysctls)
     check_name(backend)
+    families = tuple(check_family(f) for f in families)
+    if repeat > 1 and len(families) > 1:
+        raise UsageError("--repeat runs one address family at a time; give --family 4 or --family 6")
     jobs = []
     for sc in scs:
-        for i in range(repeat):
-            jobs.append(Job(
-                run=len(jobs) + 1, scenario=sc.name, backend=backend,
-                artifacts=base / (f"run-{i + 1:03d}" if repeat > 1 else sc.name),
-                sysctls=tuple(layer_sysctls(sc.own_sysctls(), from_host, sysctls)),
-                shaping=() if sc.shaping == UNUSED else tuple(shaping), compose=compose,
-                options=dict(options or {})))
+        for family in families:
+            for i in range(repeat):
+                jobs.append(Job(
+                    run=len(jobs) + 1, scenario=sc.name, backend=backend, family=family,
+                    artifacts=base / (f"run-{i + 1:03d}" if repeat > 1 else label(sc.name, family).replace("/", "-")),
+                    sysctls=tuple(layer_sysctls(sc.own_sysctls(), from_host, sysctls)),
+                    shaping=() if sc.shaping == UNUSED else tuple(shaping), compose=compose,
+                    options=dict(options or {})))
     return jobs
 
 
@@ -215,14 +228,14 @@ def run_many(name: str, repeat: int, parallel: int, backend: str = "auto",
              sysctls: list[SysctlSetting] = (), artifacts: Path | None = None,
              shaping: list[Shaping] = (), compose: Path | None = None,
              progress: Callable[[str], None] = lambda s: None,
-             options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run *repeat* isolated instances of scenario *name*, *parallel* at a time, each in its own
-    process and lab; summarise how many passed and how stable each check was. A skip (the kernel
-    or the sysctls cannot show it) skips every instance: the first one stops the batch."""
+             options: dict[str, Any] | None = None, family: int = 4) -> dict[str, Any]:
+    """Run *repeat* isolated instances of scenario *name* over *family*, *parallel* at a time, each
+    in its own process and lab; summarise how many passed and how stable each check was. A skip
+    (the kernel or the sysctls cannot show it) skips every instance: the first one stops the batch."""
     if repeat < 1 or parallel < 1:
         raise UsageError("--repeat and --parallel take whole numbers of 1 or more")
-    base = check_dir(Path(artifacts) if artifacts else default_artifacts(name))
-    jobs = jobs_for([name], base, backend, sysctls, shaping, compose, options, repeat=repeat)
+    base = check_dir(Path(artifacts) if artifacts else default_artifacts(label(name, family).replace("/", "-")))
+    jobs = jobs_for([name], base, backend, sysctls, shaping, compose, options, repeat=repeat, families=(family,))
     started = time.time()
 
     def skip_all(res: Result) -> None:
@@ -233,33 +246,38 @@ def run_many(name: str, repeat: int, parallel: int, backend: str = "auto",
         results = run_batches(jobs, parallel, progress, label=lambda r: f"run {r.run:>3}/{repeat}:",
                               on_result=skip_all)
     except KeyboardInterrupt as exc:
-        summary = _many_summary(name, repeat, parallel, getattr(exc, "results", []), started, base)
+        summary = _many_summary(name, repeat, parallel, getattr(exc, "results", []), started, base, family)
         summary.update(interrupted=signal_of(exc), not_run=[j.run for j in getattr(exc, "not_run", [])])
         _write_summary(base, summary)
         progress(f"{name}: interrupted by {signal_name(exc)} after {len(summary['runs'])} of {repeat} runs "
                  f"({summary['passed']} passed, {summary['failed']} failed, {summary['errors']} errors, "
                  f"{len(summary['not_run'])} not started); partial summary: {base}/summary.json")
         raise
-    summary = _many_summary(name, repeat, parallel, results, started, base)
+    summary = _many_summary(name, repeat, parallel, results, started, base, family)
     _write_summary(base, summary)
+    index_quietly(base, f"run {name} --repeat {repeat}", summary["runs"], progress=progress)
     return summary
 
 
 def skipped(res: Result) -> LabError:
     """The skip a result reports, raised again (its kind and reason) for the batch to stop on."""
     why = (res.skip or {}).get("why", res.reason or "")
-    if (res.skip or {}).get("kind") == "CannotShow":
-        return CannotShow(res.scenario, why)
+    kind = (res.skip or {}).get("kind")
+    if kind == "CannotShow":
+        return CannotShow(res.name, why)
+    if kind == "NoIPv6":
+        return NoIPv6(res.name, why)
     return NetemMissing(res.scenario, why)
 
 
 def _many_summary(name: str, repeat: int, parallel: int, results: list[Result], started: float,
-                  base: Path) -> dict[str, Any]:
+                  base: Path, family: int = 4) -> dict[str, Any]:
     per_check: dict[str, list[bool]] = {}
     for r in results:
         for check, outcome in r.outcomes.items():
             per_check.setdefault(check, []).append(outcome == "pass")
-    summary = {"scenario": name, "repeat": repeat, "parallel": parallel, **tally(results),
+    summary = {"scenario": name, "family": family, "name": label(name, family), "repeat": repeat,
+               "parallel": parallel, **tally(results),
                "check_pass_rate": {k: f"{sum(v)}/{len(v)}" for k, v in per_check.items()},
                "wall_s": round(time.time() - started, 3), "runs": [r.to_json() for r in results]}
     summary["verdict"] = "pass" if summary["passed"] == repeat else "fail"
@@ -287,18 +305,20 @@ def run_catalog(names: list[str], parallel: int = 3, backend: str = "auto",
                 sysctls: list[SysctlSetting] = (), artifacts: Path | None = None,
                 shaping: list[Shaping] = (), compose: Path | None = None,
                 options: dict[str, Any] | None = None,
-                progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    """Run several scenarios (``invoke run all``): the parallel-safe ones up to *parallel* at a
-    time, the timing-sensitive ones afterwards, alone (lab.pipeline)."""
-    base = check_dir(Path(artifacts) if artifacts else default_artifacts("all"))
+                progress: Callable[[str], None] = lambda s: None,
+                families: tuple[int, ...] = (4,)) -> dict[str, Any]:
+    """Run several scenarios (``invoke run all``), each once per address family in *families*: the
+    parallel-safe ones up to *parallel* at a time, the timing-sensitive ones afterwards, alone
+    (lab.pipeline)."""
     mine = [s for s in sysctls if s.host in ("client", "router", "server")]
-    jobs = jobs_for(names, base, backend, mine, shaping, compose, options)
+    base = check_dir(Path(artifacts) if artifacts else default_artifacts("all"))
+    jobs = jobs_for(names, base, backend, mine, shaping, compose, options, families=families)
     started = time.time()
     try:
         results = run_batches(jobs, parallel, progress)
     except KeyboardInterrupt as exc:
         summary = catalog_summary(getattr(exc, "results", []), time.time() - started)
-        summary.update(interrupted=signal_of(exc), not_run=[j.scenario for j in getattr(exc, "not_run", [])])
+        summary.update(interrupted=signal_of(exc), not_run=[j.name for j in getattr(exc, "not_run", [])])
         _write_summary(base, summary)
         progress(f"interrupted by {signal_name(exc)} after {len(summary['scenarios'])} of {len(jobs)} "
                  f"scenarios; partial summary: {base}/summary.json")
@@ -306,4 +326,5 @@ def run_catalog(names: list[str], parallel: int = 3, backend: str = "auto",
     summary = catalog_summary(results, time.time() - started)
     _write_summary(base, summary)
     summary["artifacts"] = str(base)
+    index_quietly(base, "run all", summary["scenarios"], progress=progress)
     return summary

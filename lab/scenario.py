@@ -39,6 +39,11 @@ Fields:
     ladder_focus    optional: report -> (the client port whose ladder to draw, why), for runs of
                     many connections
     summary         optional: report -> lines the terminal view prints before the checks
+    distribution    optional: report -> {"title", "xlabel", "classes": {label: [values]}}, samples
+                    the HTML report plots as a distribution per class (lossy-link's close times)
+    key             optional: its lab sheet's key (a lab.sheetkey.Key): a run (lab.sheetkey.KeyRun)
+                    -> {cell name: lab.sheetkey.Cell}, the values of the sheet's fill-in tables
+                    (`invoke sheet NAME --key DIR`)
 """
 
 from __future__ import annotations
@@ -90,6 +95,8 @@ class Scenario:
     random_counts: bool = False
     ladder_focus: Callable[[dict], tuple[int, str] | None] | None = None
     summary: Callable[[dict], list[str]] | None = None
+    distribution: Callable[[dict], dict | None] | None = None
+    key: Callable[[Any], Mapping[str, Any]] | None = None
 
     def intent_in(self, sysctls: Sysctls) -> str:
         """What a run shows with these sysctls in force."""

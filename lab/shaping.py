@@ -8,10 +8,10 @@ Many kernels have no sch_netem (this machine's cloud kernel, some WSL2 and Docke
 kernels). ``probe`` finds out inside a lab namespace - never the host's - and the lab says so in
 one line and runs whatever does not need shaping.
 
-netem shapes every frame on the interface, ARP included: a delayed ARP exchange adds a round trip
-to the first packet, and with loss an ARP request or reply can be dropped (the packet then waits
-a second or more for the retry). ``pin_neighbours`` gives both ends of a shaped link permanent
-neighbour entries, so no ARP crosses it.
+netem shapes every frame on the interface, ARP and IPv6 neighbour discovery included: a delayed
+ARP or NDP exchange adds a round trip to the first packet, and with loss a request or reply can be
+dropped (the packet then waits a second or more for the retry). ``pin_neighbours`` gives both
+ends of a shaped link permanent neighbour entries for both families, so neither crosses it.
 
 netem's random draws (loss, duplication, ...) can be seeded since Linux 6.6 (TCA_NETEM_PRNG_SEED,
 kernel commit 4072d97ddc44; iproute2's ``tc ... netem seed N``), and such a kernel reports the seed
@@ -27,6 +27,7 @@ its own losses, and a scenario that uses loss counts outcomes over many tries.
 from __future__ import annotations
 
 import math
+import socket
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
@@ -269,26 +270,55 @@ def read_back(host: Host, ifname: str) -> dict | None:
     return None
 
 
+class _LinkEnd(NamedTuple):
+    """One end of a link as its kernel has it: the interface, its MAC, its addresses."""
+
+    host: Host
+    index: int
+    mac: str
+    v4: list[str]
+    v6: list[str]           # unique local and link-local; none where IPv6 is off on the link
+
+
+_AF = {4: socket.AF_INET, 6: socket.AF_INET6}
+
+
+def _link_end(host: Host, network: str) -> _LinkEnd:
+    ifname = host.ifname(network)
+    with iproute(host.nspath) as ipr:
+        index = ipr.link_lookup(ifname=ifname)[0]
+        mac = ipr.get_links(index)[0].get("IFLA_ADDRESS")
+        addrs = {af: [m.get("IFA_ADDRESS") for m in ipr.get_addr(family=af, index=index)]
+                 for af in (socket.AF_INET, socket.AF_INET6)}
+    return _LinkEnd(host, index, mac, addrs[socket.AF_INET], addrs[socket.AF_INET6])
+
+
 def pin_neighbours(router: Host, dst: Host, network: str) -> None:
     """Permanent neighbour entries across the shaped link between *router* and *dst* on
     *network*, both ways: the router's netem (on its interface toward *dst*) would delay or drop
-    the router's ARP requests for *dst* and its replies to *dst*'s requests."""
+    the router's ARP requests for *dst* and its replies to *dst*'s requests - and IPv6's neighbour
+    discovery alike (neighbour solicitations and advertisements are ICMPv6 packets on the same
+    interface, RFC 4861 7.2), so each end's IPv6 addresses on the link (unique local and
+    link-local) are pinned too where both ends have IPv6 on it (a host whose IPv6 a sysctl disabled
+    has none). A permanent entry is never probed again (no NUD, RFC 4861 7.3). The run's family
+    must be pinned; the other is pinned where it can be."""
     from pyroute2.netlink.rtnl.ndmsg import states
 
-    ends = []
-    for host in (router, dst):
-        ifname = host.ifname(network)
-        with iproute(host.nspath) as ipr:
-            link = ipr.link_lookup(ifname=ifname)[0]
-            mac = ipr.get_links(link)[0].get("IFLA_ADDRESS")
-        ends.append((host, link, mac))
-    for (host, link, _), (peer, _, peer_mac) in (ends, ends[::-1]):
-        with iproute(host.nspath) as ipr:
-            try:
-                ipr.neigh("replace", dst=str(peer.addresses[network]), lladdr=peer_mac, ifindex=link,
-                          state=states["permanent"])
-            except NetlinkError as exc:
-                raise EnvError(f"cannot pin {peer.name}'s address in {host.name}'s neighbour table: {exc}") from exc
+    ends = [_link_end(router, network), _link_end(dst, network)]
+    for me, peer in ((ends[0], ends[1]), (ends[1], ends[0])):
+        pins = [(socket.AF_INET, a) for a in peer.v4]
+        if me.v6:
+            pins += [(socket.AF_INET6, a) for a in peer.v6]
+        with iproute(me.host.nspath) as ipr:
+            for family, addr in pins:
+                try:
+                    ipr.neigh("replace", dst=addr, lladdr=peer.mac, ifindex=me.index, family=family,
+                              state=states["permanent"])
+                except NetlinkError as exc:
+                    if family != _AF[me.host.family]:
+                        continue
+                    raise EnvError(f"cannot pin {peer.host.name}'s address {addr} in {me.host.name}'s "
+                                   f"neighbour table: {exc}") from exc
 
 
 def observed_path(client: list, server: list, client_addr: str | None = None) -> dict:

@@ -56,6 +56,8 @@ REPORTED_SYSCTLS = (
     "net.ipv4.tcp_orphan_retries", "net.ipv4.tcp_retries2", "net.ipv4.tcp_invalid_ratelimit",
     "net.ipv4.tcp_early_retrans", "net.ipv4.tcp_sack",
     "net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding",
+    # IPv6 as the lab sets it in every host (lab.backends.links.IPV6_QUIET)
+    "net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.all.accept_ra", "net.ipv6.conf.all.accept_dad",
     "net.ipv4.tcp_ehash_entries",     # read-only: the host's TCP hash table (< 0: the shared one)
 )
 
@@ -229,6 +231,8 @@ def _hint(nspath: str, s: SysctlSetting, why: str) -> str:
 LAB_TCP_HOSTS = ("client", "server")             # where --from-host puts the host's values
 # the host's routing role is not the ends': only the router forwards
 HOST_SKIPPED_KEYS = ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding",
+                     "net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.all.accept_ra",
+                     "net.ipv6.conf.all.accept_dad",   # the lab's own IPv6 set-up, not TCP's
                      "net.ipv4.tcp_ehash_entries")     # the routing role; a read-only size
 
 def host_sysctls(proc: Path = Path("/proc/sys"), hosts: tuple[str, ...] = LAB_TCP_HOSTS) -> list[SysctlSetting]:

@@ -1,5 +1,11 @@
 """compose.yaml -> Topology: hosts, networks, addresses, routes and sysctls.
 
+The lab is dual-stack: a network may carry an IPv6 prefix beside its IPv4 /24 (a second
+``ipam.config`` subnet), and then each of its services has an ``ipv6_address``
+there too; routes of both families are read from the services' commands (``ip route replace DEST
+via GW`` and ``ip -6 route replace DEST via GW``). A compose file without IPv6 still loads: its
+lab runs IPv4 only (``Topology.has_ipv6`` is False, and ``--family 6`` is refused).
+
 compose.yaml is the one source of truth. Both backends build the same picture from it: the docker
 backend hands each service to the Docker engine, the netns backend rebuilds it with namespaces and
 veth pairs. Compose's variable interpolation (``${VAR:-default}``) is honoured, which is how a lab
@@ -18,17 +24,16 @@ from typing import Any
 
 import yaml
 
+from .confinement import LAB_CAPS, refuse_unconfined
 from .errors import TopologyError, UsageError
+from .paths import data_file
 
-__all__ = ["Network", "Route", "HostSpec", "Topology", "load", "DEFAULT_COMPOSE"]
+__all__ = ["Network", "Route", "HostSpec", "Topology", "load", "DEFAULT_COMPOSE", "LAB_CAPS", "Address"]
 
-DEFAULT_COMPOSE = Path(__file__).resolve().parent.parent / "compose.yaml"
+DEFAULT_COMPOSE = data_file("compose.yaml")        # the checkout's, or the one the package carries
 
-LAB_CAPS = frozenset({"NET_ADMIN", "NET_RAW"})       # all a lab host may add (cap_add)
-# compose keys that would put a container into this machine's namespaces, or another's
-_NAMESPACE_KEYS = ("network_mode", "pid", "ipc", "uts", "userns_mode", "cgroup")
-_DOCKER_SOCKETS = tuple(Path(p).resolve() for p in ("/var/run/docker.sock", "/run/docker.sock"))
-_DEV = Path("/dev")
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _VAR = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
 
@@ -40,6 +45,7 @@ class Network:
     internal: bool                                   # Docker's `internal:` flag
     labels: Mapping[str, str] = field(default_factory=dict)
     driver_opts: Mapping[str, str] = field(default_factory=dict)
+    subnet6: ipaddress.IPv6Network | None = None     # its IPv6 prefix (ipam.config), if any
 
     @property
     def leads_nowhere(self) -> bool:
@@ -50,8 +56,12 @@ class Network:
 
 @dataclass(frozen=True)
 class Route:
-    dest: ipaddress.IPv4Network
-    via: ipaddress.IPv4Address
+    dest: ipaddress.IPv4Network | ipaddress.IPv6Network
+    via: Address
+
+    @property
+    def family(self) -> int:
+        return self.dest.version
 
 
 @dataclass(frozen=True)
@@ -65,14 +75,23 @@ class HostSpec:
     command: tuple[str, ...] | None
     labels: Mapping[str, str]
     init: bool = False
+    addresses6: Mapping[str, ipaddress.IPv6Address] = field(default_factory=dict)   # network -> address
 
     @property
     def forwards(self) -> bool:
+        """The router: its service sets net.ipv4.ip_forward 1 (it forwards IPv6 too, unless the
+        service sets net.ipv6.conf.all.forwarding itself: lab.backends.links)."""
         return str(self.sysctls.get("net.ipv4.ip_forward", "0")) == "1"
+
+    def addrs(self, family: int = 4) -> Mapping[str, Address]:
+        """network -> this host's address there, in *family* (4 or 6)."""
+        return self.addresses6 if family == 6 else self.addresses
 
 
 @dataclass(frozen=True)
 class Topology:
+    """The lab's hosts and networks, as compose.yaml describes them."""
+
     name: str
     hosts: Mapping[str, HostSpec]
     networks: Mapping[str, Network]
@@ -94,9 +113,23 @@ class Topology:
         routers = [h for h in self.hosts.values() if h.forwards]
         return routers[0] if routers else None
 
-    def address(self, host: str) -> ipaddress.IPv4Address:
-        """The host's address (its first network's) - what peers connect to."""
-        return next(iter(self.host(host).addresses.values()))
+    def address(self, host: str, family: int = 4) -> Address:
+        """The host's address in *family* (its first network's) - what peers connect to."""
+        return next(iter(self.host(host).addrs(family).values()))
+
+    @property
+    def has_ipv6(self) -> bool:
+        """Every network has an IPv6 prefix and every host an IPv6 address on each of its
+        networks: the lab can run with --family 6."""
+        return all(n.subnet6 is not None for n in self.networks.values()) and \
+            all(set(h.addresses6) == set(h.addresses) for h in self.hosts.values())
+
+    def without_ipv6(self) -> str:
+        """Why this topology cannot run IPv6 ("" when it can)."""
+        bare = [n.name for n in self.networks.values() if n.subnet6 is None]
+        if bare:
+            return f"network {', '.join(map(repr, bare))} of {self.source} has no IPv6 subnet (ipam.config)"
+        return ""
 
 
 def _interpolate(value: Any, env: Mapping[str, str], where: str) -> Any:
@@ -123,22 +156,36 @@ def _interpolate(value: Any, env: Mapping[str, str], where: str) -> Any:
 
 
 def _routes_from_command(command: tuple[str, ...] | None, where: str) -> tuple[Route, ...]:
-    """Routes the service's command sets up (``ip route replace|add DEST via GW``)."""
+    """Routes the service's command sets up, of either family: ``ip [-4|-6] route add|replace
+    DEST via GW`` (``del`` is not a route)."""
     if not command:
         return ()
     words: list[str] = []
     for part in command:
         words += shlex.split(part) if " " in part else [part]
     routes = []
-    for i in range(len(words) - 5):
-        if words[i] == "ip" and words[i + 1] == "route" and words[i + 2] in ("add", "replace") \
-                and words[i + 4] == "via":
-            try:
-                routes.append(Route(ipaddress.IPv4Network(words[i + 3]),
-                                    ipaddress.IPv4Address(words[i + 5].rstrip(";&"))))
-            except ValueError as exc:
-                raise TopologyError(f"{where}: bad route in command: {exc}") from exc
+    for i, word in enumerate(words):
+        rest = words[i + 1:i + 7]
+        if word != "ip" or not rest:
+            continue
+        opt = rest.pop(0) if rest[0] in ("-4", "-6") else None
+        if len(rest) >= 5 and rest[0] == "route" and rest[1] in ("add", "replace") and rest[3] == "via":
+            routes.append(_route(rest[2], rest[4].rstrip(";&"), opt, where))
     return tuple(routes)
+
+
+def _route(dest: str, via: str, opt: str | None, where: str) -> Route:
+    """One route of a command: DEST and GW of one family, the family `ip -4`/`-6` named."""
+    try:
+        route = Route(ipaddress.ip_network(dest), ipaddress.ip_address(via))
+    except ValueError as exc:
+        raise TopologyError(f"{where}: bad route in command: {exc}") from exc
+    if route.via.version != route.family:
+        raise TopologyError(f"{where}: bad route in command: {dest} via {via} mixes IPv4 and IPv6")
+    if opt is not None and int(opt[1]) != route.family:
+        raise TopologyError(f"{where}: bad route in command: `ip {opt} route` to an IPv{route.family} "
+                            f"destination ({dest}); write `ip -{route.family} route`")
+    return Route(route.dest, route.via)
 
 
 def _mapping(value: Any, where: str) -> dict[str, str]:
@@ -155,44 +202,6 @@ def _mapping(value: Any, where: str) -> dict[str, str]:
     if isinstance(value, dict):
         return {str(k): str(v) for k, v in value.items()}
     raise TopologyError(f"{where}: expected a mapping, got {type(value).__name__}")
-
-
-def _mount_source(volume: Any) -> str | None:
-    """The host side of a compose volume: "SRC:DST[:MODE]" or {source: SRC, ...}."""
-    if isinstance(volume, dict):
-        return str(volume["source"]) if volume.get("source") else None
-    src, sep, _ = str(volume).partition(":")
-    return src if sep else None
-
-
-def _refuse_unconfined(svc: dict, where: str, base: Path) -> None:
-    """A lab host gets what the lab needs and no more: no privileges, no capability beyond
-    NET_ADMIN and NET_RAW, none of this machine's namespaces, devices or Docker socket."""
-    if svc.get("privileged"):
-        raise TopologyError(f"{where}: privileged containers are not allowed; use cap_add")
-    extra = sorted({str(c).upper().removeprefix("CAP_") for c in svc.get("cap_add") or ()} - LAB_CAPS)
-    if extra:
-        raise TopologyError(f"{where}.cap_add: {', '.join(extra)} is not allowed; a lab host gets "
-                            f"{' and '.join(sorted(LAB_CAPS))} only")
-    for key in _NAMESPACE_KEYS:
-        value = str(svc.get(key) or "")
-        if value == "host" or value.startswith(("container:", "service:")):
-            whose = "this machine's" if value == "host" else f"{value.split(':', 1)[1]}'s"
-            raise TopologyError(f"{where}: '{key}: {value}' would give the lab host {whose} "
-                                "namespace; remove it (every lab host has namespaces of its own)")
-    if svc.get("devices") or svc.get("device_cgroup_rules"):
-        raise TopologyError(f"{where}.devices: a lab host gets no device of this machine; remove it")
-    for volume in svc.get("volumes") or ():
-        source = _mount_source(volume)
-        if not source or not source.startswith(("/", ".", "~")):
-            continue                                  # a named volume
-        real = (base / Path(source).expanduser()).resolve()
-        if any(real == sock or real in sock.parents for sock in _DOCKER_SOCKETS):
-            raise TopologyError(f"{where}.volumes: {source} would hand the lab host the Docker daemon's "
-                                "socket (root on this machine); remove that mount")
-        if real == _DEV or _DEV in real.parents:
-            raise TopologyError(f"{where}.volumes: {source} would give the lab host this machine's "
-                                "devices; remove that mount")
 
 
 def load(path: Path | str = DEFAULT_COMPOSE, env: Mapping[str, str] | None = None) -> Topology:
@@ -225,24 +234,43 @@ def _read_compose(path: Path) -> dict:
 
 
 def _networks(doc: dict, path: Path) -> dict[str, Network]:
-    """The ``networks:``, each with a subnet and leading nowhere (no NAT to the outside)."""
+    """The ``networks:``, each with a subnet (and, where ipam.config has one, an IPv6 prefix), leading
+    nowhere (no NAT to the outside)."""
     networks: dict[str, Network] = {}
     for name, spec in (doc.get("networks") or {}).items():
         spec = spec or {}
-        configs = ((spec.get("ipam") or {}).get("config") or [])
-        if not configs or "subnet" not in configs[0]:
-            raise TopologyError(f"{path}: network {name!r} needs ipam.config[0].subnet")
-        try:
-            subnet = ipaddress.IPv4Network(configs[0]["subnet"])
-        except ValueError as exc:
-            raise TopologyError(f"{path}: network {name!r}: {exc}") from exc
+        subnet, subnet6 = _subnets(name, spec, path)
         networks[name] = Network(name, subnet, bool(spec.get("internal", False)),
                                  _mapping(spec.get("labels"), f"networks.{name}.labels"),
-                                 _mapping(spec.get("driver_opts"), f"networks.{name}.driver_opts"))
+                                 _mapping(spec.get("driver_opts"), f"networks.{name}.driver_opts"),
+                                 subnet6=subnet6)
         if not networks[name].leads_nowhere:
             raise TopologyError(f"{path}: network {name!r} would NAT to the outside; set internal: true "
                                 "or driver_opts com.docker.network.bridge.enable_ip_masquerade: \"false\"")
     return networks
+
+
+def _subnets(name: str, spec: dict, path: Path) -> tuple[ipaddress.IPv4Network, ipaddress.IPv6Network | None]:
+    """A network's ``ipam.config`` subnets: one IPv4 and at most one IPv6. The lab puts the IPv6 one
+    on its own links whatever ``enable_ipv6`` says (that is Docker's, for a by-hand lab: false in
+    compose.yaml, see there); ``enable_ipv6: true`` without an IPv6 subnet would let Docker pick one
+    the lab does not know, and is refused."""
+    configs = ((spec.get("ipam") or {}).get("config") or [])
+    if not configs or not isinstance(configs[0], dict) or "subnet" not in configs[0]:
+        raise TopologyError(f"{path}: network {name!r} needs ipam.config[0].subnet")
+    try:
+        subnets = [ipaddress.ip_network(c["subnet"]) for c in configs if isinstance(c, dict) and "subnet" in c]
+    except ValueError as exc:
+        raise TopologyError(f"{path}: network {name!r}: {exc}") from exc
+    v4 = [s for s in subnets if s.version == 4]
+    v6 = [s for s in subnets if s.version == 6]
+    if len(v4) != 1 or len(v6) > 1:
+        raise TopologyError(f"{path}: network {name!r} needs one IPv4 subnet and at most one IPv6 subnet "
+                            f"in ipam.config (it has {len(v4)} and {len(v6)})")
+    if spec.get("enable_ipv6") is True and not v6:
+        raise TopologyError(f"{path}: network {name!r} sets enable_ipv6 but has no IPv6 subnet; add one "
+                            "to ipam.config (a unique local /64, fd...::/64)")
+    return v4[0], (v6[0] if v6 else None)
 
 
 def _host(name: str, svc: Any, networks: Mapping[str, Network], path: Path) -> HostSpec:
@@ -250,8 +278,9 @@ def _host(name: str, svc: Any, networks: Mapping[str, Network], path: Path) -> H
     where = f"{path.name}: services.{name}"
     if not isinstance(svc, dict):
         raise TopologyError(f"{where}: expected a mapping")
-    _refuse_unconfined(svc, where, path.parent)
+    refuse_unconfined(svc, where, path.parent)
     addresses = _addresses(svc, networks, where)
+    addresses6 = _addresses6(svc, networks, where)
     command = svc.get("command")
     if isinstance(command, str):
         command = ("sh", "-c", command)
@@ -266,6 +295,7 @@ def _host(name: str, svc: Any, networks: Mapping[str, Network], path: Path) -> H
         command=command,
         labels=_mapping(svc.get("labels"), f"{where}.labels"),
         init=bool(svc.get("init", False)),
+        addresses6=addresses6,
     )
 
 
@@ -290,11 +320,37 @@ def _addresses(svc: dict, networks: Mapping[str, Network], where: str) -> dict[s
     return addresses
 
 
+def _addresses6(svc: dict, networks: Mapping[str, Network], where: str) -> dict[str, ipaddress.IPv6Address]:
+    """network name -> the service's ipv6_address there: one on each of its networks that has an
+    IPv6 prefix, inside it; none elsewhere."""
+    addresses: dict[str, ipaddress.IPv6Address] = {}
+    for net, nspec in (svc.get("networks") or {}).items():
+        given = (nspec or {}).get("ipv6_address")
+        subnet6 = networks[net].subnet6
+        if subnet6 is None:
+            if given:
+                raise TopologyError(f"{where}.networks.{net}: ipv6_address {given} on a network without "
+                                    "an IPv6 prefix; add an IPv6 subnet to its ipam.config")
+            continue
+        try:
+            addr = ipaddress.IPv6Address(str(given or ""))
+        except ValueError:
+            raise TopologyError(f"{where}.networks.{net}: needs a fixed ipv6_address ({net} has the "
+                                f"IPv6 prefix {subnet6})") from None
+        if addr not in subnet6:
+            raise TopologyError(f"{where}: {addr} is outside {net} ({subnet6})")
+        addresses[net] = addr
+    return addresses
+
+
 def _check_routes(hosts: Mapping[str, HostSpec], networks: Mapping[str, Network], path: Path) -> None:
-    """Each route's gateway is on one of its host's networks."""
+    """Each route's gateway is on one of its host's networks, in the route's family."""
+    def subnet(n: str, family: int):
+        return networks[n].subnet if family == 4 else networks[n].subnet6
+
     for host in hosts.values():
         for route in host.routes:
-            if not any(route.via in networks[n].subnet for n in host.addresses):
+            if not any(s is not None and route.via in s for s in (subnet(n, route.family) for n in host.addresses)):
                 raise TopologyError(
                     f"{path.name}: services.{host.name}: route via {route.via} is on none of its networks"
                 )

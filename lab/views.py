@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .report import terminal_console
 from .verdict import FAIL, INCONCLUSIVE, outcome_of
 
 __all__ = ["catalog_table", "repeat_lines", "check_table", "stability_table"]
@@ -24,15 +25,16 @@ def catalog_table(summary: dict[str, Any]) -> None:
         table.add_column(col)
     for r in summary["scenarios"]:
         checks = r.get("checks") or {}
-        table.add_row(r["scenario"], f"[{_COLOURS.get(r['verdict'], 'yellow')}]{r['verdict']}[/]",
+        table.add_row(r.get("name") or r["scenario"], f"[{_COLOURS.get(r['verdict'], 'yellow')}]{r['verdict']}[/]",
                       f"{sum(checks.values())}/{len(checks)}" if checks else
                       (r.get("error") or r.get("reason") or "")[:60],
                       str(r.get("duration_s", "")), r["artifacts"])
-    Console().print(table)
+    terminal_console().print(table)
 
 
 def repeat_lines(summary: dict[str, Any]) -> list[str]:
-    return [f"{summary['scenario']}: {summary['passed']}/{summary['repeat']} passed, {summary['failed']} failed, "
+    name = summary.get("name") or summary["scenario"]
+    return [f"{name}: {summary['passed']}/{summary['repeat']} passed, {summary['failed']} failed, "
             f"{summary['errors']} errors, {summary['parallel']} at a time, {summary['wall_s']} s; per check: "
             + ", ".join(f"{k} {v}" for k, v in summary["check_pass_rate"].items()),
             f"artifacts: {summary['artifacts']}/ (summary.json, run-NNN/)"]
@@ -41,7 +43,7 @@ def repeat_lines(summary: dict[str, Any]) -> list[str]:
 def check_table(summary: dict[str, Any]) -> None:
     """`invoke check`'s summary: a table of scenarios and required behaviours, then each failure
     and inconclusive check with its expected, observed and rule, then the verdict."""
-    console = Console()
+    console = terminal_console()
     n = summary["counts"]
     table = Table(title=f"twlab check on {summary['kernel']}: {n['passed']}/{n['scenarios'] - n.get('skipped', 0)} "
                         "scenarios passed" + (f" ({n['skipped']} skipped)" if n.get("skipped") else "")
@@ -54,7 +56,7 @@ def check_table(summary: dict[str, Any]) -> None:
         checks = r.get("checks") or []
         why = ", ".join(f"{ch['name']}" + ("" if outcome_of(ch) == FAIL else f" ({outcome_of(ch)})")
                         for ch in checks if not ch["passed"]) or r.get("reason") or r.get("error") or ""
-        table.add_row(r["scenario"], f"[{_COLOURS[r['verdict']]}]{r['verdict']}[/]",
+        table.add_row(r.get("name") or r["scenario"], f"[{_COLOURS[r['verdict']]}]{r['verdict']}[/]",
                       f"{sum(ch['passed'] for ch in checks)}/{len(checks)}" if checks else "", escape(why))
     for q in summary["requirements"]:
         table.add_row(escape(f"required: {q['name']}"), "[green]pass[/]" if q["passed"] else "[red]fail[/]",
@@ -69,7 +71,7 @@ def _check_details(console: Console, summary: dict[str, Any]) -> None:
         for ch in r.get("checks") or []:
             if outcome_of(ch) in (FAIL, INCONCLUSIVE):
                 mark = "[red]fail[/]" if outcome_of(ch) == FAIL else "[yellow]inconclusive[/]"
-                console.print(f"{mark}  {escape(r['scenario'])} / {escape(ch['name'])}\n"
+                console.print(f"{mark}  {escape(r.get('name') or r['scenario'])} / {escape(ch['name'])}\n"
                               f"      expected {escape(ch['expected'])}\n      observed {escape(ch['observed'])}\n"
                               f"      rule     {escape(ch['citation'])}")
     for q in summary["requirements"]:
@@ -80,6 +82,7 @@ def _check_details(console: Console, summary: dict[str, Any]) -> None:
 
 
 def stability_table(results: dict[str, dict], names: list[str], backends: list[str], runs: int) -> None:
+    """*names*: the rows, SCENARIO or SCENARIO/v6 (lab.stability's keys are NAME/BACKEND)."""
     table = Table(title=f"twlab stability: {runs} runs in a row per scenario and backend")
     for col in ("scenario", *backends):
         table.add_column(col)
@@ -90,4 +93,4 @@ def stability_table(results: dict[str, dict], names: list[str], backends: list[s
             colour = "green" if r["passed"] == runs else "red"
             row.append(f"[{colour}]{r['passed']}/{runs}[/] ({r['wall_s']:.0f} s)")
         table.add_row(*row)
-    Console().print(table)
+    terminal_console().print(table)

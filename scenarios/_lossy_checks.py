@@ -203,6 +203,7 @@ def lost_final_ack_answered_by_rst(s: Seen) -> Check:
                 f"{len(by_rst)} of {len(conns)} closes ended by a RST; FINs unanswered: {common['fins_unanswered']}")
     values = {**common, "answered_by_rst_after_loss": len(rst_after), "re_acked": len(re_acked),
               "first_answer_ack": first_ack, "first_answer_rst": first_rst, "distribution": distribution(conns),
+              "connections": [x.to_json() for x in conns],
               **_ladder(rst_after or lost or by_rst, "a close whose final answer was lost: the FIN came "
                         "again and met a RST")}
     return _heart(s, "lost-final-ack-answered-by-rst", CITE_RST,

@@ -48,6 +48,7 @@ from lab.scenario import KeyValue, Scenario
 from lab.shaping import OPTIONAL
 from lab.verdict import Check
 
+from ._keys.five_tuple import KEY
 from ._premise import time_wait_room
 
 INTENT = ("TIME-WAIT keeps its 4-tuple: same port + same server fails (EADDRINUSE/EADDRNOTAVAIL); tcp_tw_reuse=1 "
@@ -384,7 +385,7 @@ def checks(ev: Evidence):
 
 SCENARIO = Scenario(
     name="five-tuple", intent=INTENT, run=run, analyse=Seen.of, checks=checks,
-    shaping=OPTIONAL, port=PORT, precondition=_precondition,
+    shaping=OPTIONAL, port=PORT, precondition=_precondition, key=KEY,
     sysctls={"client": {"net.ipv4.ip_local_port_range": f"{EPHEMERAL} {EPHEMERAL}"}},
     key_values=(
         KeyValue("tcp_tw_reuse", "connect-same-4-tuple-a-later", "tcp_tw_reuse"),

@@ -53,6 +53,7 @@ from lab.evidence import Evidence
 from lab.scenario import KeyValue, Scenario
 from lab.shaping import REQUIRED, seeding
 
+from ._keys.lossy_link import KEY
 from ._lossy_checks import (
     closer_holds_time_wait,
     every_close_completes,
@@ -61,7 +62,7 @@ from ._lossy_checks import (
     lost_final_ack_costs_an_rto,
     lost_final_ack_saved_by_time_wait,
 )
-from ._lossy_closes import GROUPS, PORT, Seen, no_time_wait
+from ._lossy_closes import GROUPS, PORT, Close, Seen, groups, no_time_wait
 
 INTENT = ("random loss on the link: over many closes, how often the final ACK is lost, how often "
           "TIME-WAIT's re-ACK saves the close, and how long closes take")
@@ -162,6 +163,18 @@ def _summary(report: dict) -> list[str]:
     return out + _distribution_lines((checks_.get("lost-final-ack-costs-an-rto") or heart)["values"]["distribution"])
 
 
+def _close_times(report: dict) -> dict | None:
+    """Each completed close's time (the client's first FIN to the server's end) by what the close
+    lost, from the connections a heart check recorded: the HTML report's CDF."""
+    conns = next(((c.get("values") or {})["connections"] for c in report.get("checks", [])
+                  if "connections" in (c.get("values") or {})), None)
+    if not conns:
+        return None
+    closes = [Close(**d, fins_seen="close_ms" in d) for d in conns]
+    return {"title": "Close times by what the close lost", "xlabel": "client's first FIN to the server's end (ms)",
+            "classes": {GROUPS[k]: [c.close_ms for c in v] for k, v in groups(closes).items()}}
+
+
 def _distribution_lines(dist: dict) -> list[str]:
     out = [f"{'close time (client FIN -> server done), ms':<44}{'n':>4}{'min':>8}{'p50':>8}{'p90':>8}{'max':>8}"]
     for key, g in dist.items():
@@ -175,7 +188,7 @@ def _distribution_lines(dist: dict) -> list[str]:
 
 SCENARIO = Scenario(
     name="lossy-link", intent=INTENT, run=run, analyse=Seen.of, checks=checks,
-    shaping=REQUIRED, port=PORT, link=LINK,
+    shaping=REQUIRED, port=PORT, link=LINK, key=KEY,
     key_values=(
         # counts of a random process: each run draws its own losses (no seed on 6.1), so only a
         # large difference says something about the kernel
@@ -187,4 +200,4 @@ SCENARIO = Scenario(
         KeyValue("close time, median (ms)", "lost-final-ack-costs-an-rto", "close_ms_p50", rel_tol=0.5),
         KeyValue("netem seed reported", "loss-matches-the-link", "seeded"),
     ),
-    random_counts=True, ladder_focus=_ladder_focus, summary=_summary)
+    random_counts=True, ladder_focus=_ladder_focus, summary=_summary, distribution=_close_times)

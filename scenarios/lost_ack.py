@@ -40,6 +40,7 @@ from lab.scenario import KeyValue, Scenario
 from lab.shaping import OPTIONAL
 from lab.verdict import Check
 
+from ._keys.lost_ack import KEY
 from ._lost_ack_rst import NO_TIME_WAIT_CHECKS
 from ._steps import client_closes_first
 
@@ -332,7 +333,7 @@ def checks(ev: Evidence):
 
 SCENARIO = Scenario(
     name="lost-ack", intent=INTENT, run=run, analyse=Seen.of, checks=checks, intent_for=intent,
-    shaping=OPTIONAL, port=PORT,
+    shaping=OPTIONAL, port=PORT, key=KEY,
     key_values=(
         KeyValue("TIME-WAIT armed (ms)", "time-wait-armed-for-60s", "first_expires_ms", abs_tol=50),
         KeyValue("server FINs (1 + retransmissions)", "server-retransmits-fin", "fin_count"),

@@ -43,6 +43,7 @@ from lab.scenario import KeyValue, Scenario
 from lab.shaping import OPTIONAL
 from lab.verdict import Check
 
+from ._keys.restart_reuseaddr import KEY
 from ._premise import time_wait_room
 
 INTENT = ("a restarted server's bind() fails with EADDRINUSE over its own TIME-WAIT unless old and new socket both "
@@ -269,7 +270,7 @@ def checks(ev: Evidence):
 
 SCENARIO = Scenario(
     name="restart-reuseaddr", intent=INTENT, run=run, analyse=Seen.of, checks=checks,
-    shaping=OPTIONAL, port=PORT, precondition=_precondition,
+    shaping=OPTIONAL, port=PORT, precondition=_precondition, key=KEY,
     key_values=(
         KeyValue("neither SO_REUSEADDR: bind", "neither-bind", "error"),
         KeyValue("both: bind", "both-bind", "error"),

@@ -59,6 +59,7 @@ from lab.shaping import OPTIONAL
 from lab.timerwheel import max_late_s
 from lab.verdict import Check
 
+from ._keys.retransmitted_fin import KEY
 from ._orphan_budget import budget_of
 from ._orphan_checks import backoff_holes, give_up_when_budget_spent, orphan_retries_count, retransmission_kinds
 from ._premise import time_wait_room
@@ -97,9 +98,10 @@ def run(lab: Lab) -> dict:
     lab.wait_for("the server's orphan in LAST_ACK",
                  lambda: lab.sockets("server", {"LAST_ACK"}), timeout_s=5)
     # gives up about 2 x budget after T1 (the next doubling overshoots it by at most that)
+    now = time.time()
     lab.wait_for("the orphaned server socket to give up",
                  lambda: not lab.sockets("server", {"LAST_ACK"}),
-                 timeout_s=2.2 * budget_ms / 1000 + 5)
+                 timeout_s=2.2 * budget_ms / 1000 + 5, due=(now + budget_ms / 1000, now + 2.2 * budget_ms / 1000))
     gone_at = time.time()
     time.sleep(0.5)                       # anything the server sends as it gives up (a RST?) arrives
     client_end = lab.sockets("client")
@@ -350,7 +352,7 @@ SCENARIO = Scenario(
     name="retransmitted-fin", intent=INTENT, run=run, analyse=Seen.of,
     checks=(server_orphaned_in_last_ack, every_fin_acked_every_ack_lost, tlp_then_rto_doubling,
             orphan_retries_count, give_up_when_budget_spent, give_up_is_silent),
-    precondition=precondition, shaping=OPTIONAL, port=PORT,
+    precondition=precondition, shaping=OPTIONAL, port=PORT, key=KEY,
     sysctls={"server": {"net.ipv4.tcp_orphan_retries": "3"}},      # short: gives up ~6.5 s after close
     key_values=(
         KeyValue("FIN times (ms)", "tlp-then-rto-doubling", "fin_times_ms", rel_tol=0.1, abs_tol=20),

@@ -43,6 +43,7 @@ from lab.shaping import OPTIONAL
 from lab.timerwheel import max_late_s
 from lab.verdict import Check
 
+from ._keys.time_wait_duration import KEY
 from ._premise import time_wait_room
 
 INTENT = ("TIME-WAIT lasts Linux's fixed 60 s (BSD 2 x 30 s; RFC 1122 asks 2 x 2 min); an orphaned "
@@ -120,14 +121,15 @@ def run(lab: Lab) -> dict:
     lab.wait_for("the server's ACKs of both FINs (A and B in FIN_WAIT2)",
                  lambda: all((s := view.lookup(k)) is not None and s.state == "FIN_WAIT2"
                              for k in (key_a, key_b)), timeout_s=5, interval_s=0.002)
+    acked = time.time()                                          # B's FIN_WAIT2 timer runs from about here
     server.close("sa")                                           # <- FIN: A enters TIME-WAIT
     lab.wait_for("A in TIME_WAIT", lambda: (s := view.lookup(key_a)) and s.state == "TIME_WAIT",
                  timeout_s=5, interval_s=0.002)
     entered = time.time()
 
     lab.wait_for(f"B's orphaned FIN_WAIT2 to expire (about {fw2_s:g} s)",
-                 lambda: view.lookup(key_b) is None,
-                 timeout_s=fw2_s + max_late_s(fw2_s, None) + 10, interval_s=0.01)
+                 lambda: view.lookup(key_b) is None, timeout_s=fw2_s + max_late_s(fw2_s, None) + 10,
+                 interval_s=0.01, due=(acked + fw2_s, acked + fw2_s + max_late_s(fw2_s, None)))
     b_gone = time.time()
     server.close("sb")                                           # a late FIN: no state left for it
     lab.wait_for("the server's B socket to be reset",
@@ -135,8 +137,10 @@ def run(lab: Lab) -> dict:
                  timeout_s=5)
 
     left = TCP_TIMEWAIT_LEN_S - (time.time() - entered)
+    late = max_late_s(TCP_TIMEWAIT_LEN_S, None)
     lab.wait_for("A's TIME_WAIT to expire (60 s)", lambda: view.lookup(key_a) is None,
-                 timeout_s=left + max_late_s(TCP_TIMEWAIT_LEN_S, None) + 10, interval_s=0.01)
+                 timeout_s=left + late + 10, interval_s=0.01,
+                 due=(entered + TCP_TIMEWAIT_LEN_S, entered + TCP_TIMEWAIT_LEN_S + late))
     a_gone = time.time()
     server.close("L")
     return {"key_a": list(key_a), "key_b": list(key_b), "fin_timeout_s": fin_timeout,
@@ -384,7 +388,7 @@ SCENARIO = Scenario(
             late_fin_gets_rst),
     shaping=OPTIONAL, port=PORT, sysctls={"client": {"net.ipv4.tcp_fin_timeout": "5"}},
     parallel_safe=False,                  # a 60 s wall-clock measurement: run it alone
-    precondition=_room_for_time_wait,
+    precondition=_room_for_time_wait, key=KEY,
     key_values=(
         KeyValue("TIME-WAIT length (s)", "time-wait-lasts-60s", "sampled_s", abs_tol=0.5),
         KeyValue("TIME-WAIT armed (ms)", "time-wait-lasts-60s", "first_expires_ms", abs_tol=50),

@@ -64,6 +64,7 @@ from lab.scenario import KeyValue, Scenario
 from lab.shaping import OPTIONAL
 from lab.verdict import Check
 
+from ._keys.tw_assassination import KEY
 from ._premise import time_wait_room
 from ._steps import copied_data
 from ._twa_judge import (
@@ -324,7 +325,7 @@ def checks(ev: Evidence):
 
 SCENARIO = Scenario(
     name="tw-assassination", intent=INTENT, run=run, analyse=Seen.of, checks=checks,
-    precondition=precondition, shaping=OPTIONAL, port=PORT,
+    precondition=precondition, shaping=OPTIONAL, port=PORT, key=KEY,
     key_values=(
         KeyValue("tcp_rfc1337", "time-wait-*", "tcp_rfc1337"),
         KeyValue("TIME-WAIT after the RST", "time-wait-*", "state_after", none_means="gone (killed)"),

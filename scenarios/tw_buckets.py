@@ -36,6 +36,8 @@ from lab.scenario import KeyValue, Scenario
 from lab.shaping import OPTIONAL
 from lab.verdict import Check
 
+from ._keys.tw_buckets import KEY
+
 INTENT = ("tcp_max_tw_buckets=N: N+2 closes leave exactly N TIME-WAIT sockets; the 2 overflowing "
           "ones skip the state and answer the late FIN with RST")
 PORT = 5000
@@ -216,7 +218,7 @@ def overflow_counters(s: Seen) -> Check:
 SCENARIO = Scenario(
     name="tw-buckets", intent=INTENT, run=run, analyse=Seen.of,
     checks=(buckets_fill_in_close_order, exactly_n_time_wait, late_fin_ack_or_rst, overflow_counters),
-    shaping=OPTIONAL, port=PORT, sysctls={"client": {"net.ipv4.tcp_max_tw_buckets": "3"}},
+    shaping=OPTIONAL, port=PORT, sysctls={"client": {"net.ipv4.tcp_max_tw_buckets": "3"}}, key=KEY,
     key_values=(
         KeyValue("tcp_max_tw_buckets", "buckets-fill-in-close-order", "limit"),
         KeyValue("TIME-WAIT sockets at the end", "exactly-n-time-wait", "time_wait_at_end"),

@@ -59,6 +59,7 @@ from lab.scenario import KeyValue, Scenario
 from lab.shaping import UNUSED
 from lab.verdict import Check
 
+from ._keys.tw_reopen import KEY
 from ._premise import time_wait_room
 from ._tw_reopen_incarnation import M32, Decision, Incarnation
 from ._tw_reopen_rst import refused_syn_recovery, rfc1122_condition_2_not_implemented
@@ -375,7 +376,7 @@ def checks(ev: Evidence) -> list:
 SCENARIO = Scenario(
     name="tw-reopen", intent=INTENT, run=run, analyse=Seen.of, checks=checks, precondition=precondition,
     shaping=UNUSED,             # seq-behind needs a fast transfer: 24 MiB must outrun the ISN clock
-    port=PORT,
+    port=PORT, key=KEY,
     key_values=(
         KeyValue("SYN ahead accepted", "seq-ahead-syn-judged-by-time-wait", "accepted"),
         KeyValue("SYN behind accepted", "seq-behind-syn-judged-by-time-wait", "accepted"),

@@ -85,6 +85,7 @@ from lab.observe import counters_delta
 from lab.scenario import KeyValue, Scenario
 from lab.shaping import UNUSED
 
+from ._keys.wandering_duplicates import KEY
 from ._premise import time_wait_room
 from ._steps import copied_data
 from ._wandering_bypassed import (
@@ -307,7 +308,7 @@ SCENARIO = Scenario(
     shaping=UNUSED,                 # the old connection must outrun the ISN clock: no slow links
     port=PORT, sysctls={"server": {"net.ipv4.tcp_rfc1337": "1"}},
     parallel_safe=False,            # the old connection's transfer races the ISN clock: run alone
-    precondition=_room_for_time_wait,
+    precondition=_room_for_time_wait, key=KEY,
     key_values=(
         KeyValue("TIME-WAIT timer after the replay (ms)", "time-wait-timer-restarted", "due_after_replay_ms",
                  abs_tol=50),

@@ -41,6 +41,7 @@ from lab.scenario import KeyValue, Scenario
 from lab.shaping import OPTIONAL
 from lab.verdict import Check
 
+from ._keys.who_closes_first import KEY
 from ._premise import time_wait_room
 from ._who_closes_first_simultaneous import (
     CITE_NO_ROOM,
@@ -286,7 +287,7 @@ def checks(ev: Evidence):
 
 SCENARIO = Scenario(
     name="who-closes-first", intent=INTENT, run=run, analyse=Seen.of, checks=checks,
-    shaping=OPTIONAL, port=PORT, precondition=_precondition,
+    shaping=OPTIONAL, port=PORT, precondition=_precondition, key=KEY,
     key_values=(
         KeyValue("client first: client TIME-WAIT", "client-first-*", "client_time_wait"),
         KeyValue("server first: server TIME-WAIT", "server-first-*", "server_time_wait"),

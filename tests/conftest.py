@@ -9,10 +9,11 @@ Two guards run around the tests:
 
 * per integration test: ``lab.cleanup.find()`` is empty afterwards (no namespace, container or
   Docker network of any lab is left), and lab.cleanup's registry holds no record of a dead run;
-* per session: the host's own network namespace is unchanged (nft ruleset, qdiscs, interface names, IPv4
-  routes of every table, every file under /proc/sys/net/ipv4, ``ip netns list``), the test
-  process's thread is back in it, and no container or network labelled ``org.twlab.lab`` exists
-  at the end.
+* per session: the host's own network namespace is unchanged (nft ruleset, qdiscs, interface names,
+  IPv4 and IPv6 routes of every table, every file under /proc/sys/net/ipv4 and /proc/sys/net/ipv6,
+  ``ip netns list``), the test process's thread is back in it, and no container or network
+  labelled ``org.twlab.lab`` exists at the end. (An IPv6 route's "expires NNNsec", which counts
+  down by itself on a machine that takes router advertisements, is left out of the comparison.)
 
 Other people's labs on this machine are not ours to judge: a lab the registry - or the lab's own
 owner marks (lab.owner) - say another live process is using (a concurrent ``invoke run``) or an
@@ -31,6 +32,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -188,9 +190,10 @@ def _lines(text: str) -> list[str]:
     return sorted(line.rstrip() for line in text.splitlines() if line.strip())
 
 
-def _proc_sys_ipv4() -> dict[str, str]:
+def _proc_sys(root: str = "/proc/sys/net/ipv4") -> dict[str, str]:
+    """Every file under *root* and its value (or the errno reading it gave)."""
     out = {}
-    for dirpath, _dirs, files in os.walk("/proc/sys/net/ipv4"):
+    for dirpath, _dirs, files in os.walk(root):
         for name in files:
             path = os.path.join(dirpath, name)
             try:
@@ -201,14 +204,15 @@ def _proc_sys_ipv4() -> dict[str, str]:
     return out
 
 
+_EXPIRES = re.compile(r" expires -?\d+sec")
+
+
 def _dev(line: str) -> str | None:
     words = line.split()
     return words[words.index("dev") + 1] if "dev" in words[:-1] else None
 
 
 def _bridge(line: str) -> str | None:
-    import re
-
     m = re.search(r'"(br-[0-9a-f]{12})"', line)
     return m.group(1) if m else None
 
@@ -224,19 +228,27 @@ def host_snapshot() -> dict[str, dict[str, tuple[str | None, str]]]:
             words = line.split()
             master = words[words.index("master") + 1] if "master" in words[:-1] else ""
             links[name] = (name, master)
-    sysctls = {}
-    for path, value in _proc_sys_ipv4().items():
-        parts = path.split("/")          # /proc/sys/net/ipv4/conf/<if>/x, .../neigh/<if>/x
-        owner = parts[6] if len(parts) > 7 and parts[5] in ("conf", "neigh") else None
-        sysctls[path] = (owner, value)
+    sysctls: dict[str, dict[str, tuple[str | None, str]]] = {}
+    for family in ("ipv4", "ipv6"):
+        root = f"/proc/sys/net/{family}"
+        sysctls[root] = {}
+        for path, value in _proc_sys(root).items():
+            parts = path.split("/")          # /proc/sys/net/ipv6/conf/<if>/x, .../neigh/<if>/x
+            owner = parts[6] if len(parts) > 7 and parts[5] in ("conf", "neigh") else None
+            sysctls[root][path] = (owner, value)
     return {
         # stateless (-s): counters left out; a Docker lab's rules name its bridge, their owner
         "nft list ruleset": {ln: (_bridge(ln), "") for ln in _lines(_run(["nft", "-s", "list", "ruleset"]))},
         "tc qdisc show": {ln: (_dev(ln), "") for ln in _lines(_run(["tc", "qdisc", "show"]))},
         "interfaces (ip -o link show)": links,
-        "ip -4 route show table all": {ln: (_dev(ln), "") for ln in
+        # a route's "linkdown" follows its device's carrier (docker0 when containers come and
+        # go on Docker's default bridge): not a change of the host's configuration
+        "ip -4 route show table all": {ln.replace(" linkdown", ""): (_dev(ln), "") for ln in
                                        _lines(_run(["ip", "-4", "route", "show", "table", "all"]))},
-        "/proc/sys/net/ipv4": sysctls,
+        "ip -6 route show table all": {_EXPIRES.sub("", ln): (_dev(ln), "") for ln in
+                                       _lines(_run(["ip", "-6", "route", "show", "table", "all"]))},
+        "/proc/sys/net/ipv4": sysctls["/proc/sys/net/ipv4"],
+        "/proc/sys/net/ipv6": sysctls["/proc/sys/net/ipv6"],
         "ip netns list": {ln.split()[0]: (ln.split()[0], "") for ln in _lines(_run(["ip", "netns", "list"]))},
     }
 

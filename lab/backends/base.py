@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..nsops import iproute
-from ..topology import HostSpec, Topology
+from ..topology import Address, HostSpec, Topology
 
 __all__ = ["Host", "Backend", "LABEL", "PREFIX", "missing_privileges"]
 
@@ -21,7 +21,9 @@ Progress = Callable[[str], None]
 
 @dataclass
 class Host:
-    """A running lab host: a network namespace and a way to run a process in it."""
+    """A running lab host: a network namespace and a way to run a process in it. Dual-stack: an
+    address of each family on each of its networks (``addresses``, ``addresses6``); ``family``
+    (set by the Lab) is the one its run's traffic uses, so ``address`` is what peers connect to."""
 
     name: str
     spec: HostSpec
@@ -29,22 +31,37 @@ class Host:
     exec_prefix: list[str]          # argv prefix that runs a program inside the host
     python: list[str]               # argv that starts Python 3 inside the host
     addresses: dict[str, ipaddress.IPv4Address] = field(default_factory=dict)
+    addresses6: dict[str, ipaddress.IPv6Address] = field(default_factory=dict)
+    family: int = 4                 # the run's address family, 4 or 6 (lab.core.Lab)
 
     def argv(self, *argv: str) -> list[str]:
         return [*self.exec_prefix, *argv]
 
+    def addrs(self, family: int | None = None) -> dict[str, Address]:
+        """network -> this host's address there, in *family* (default: the run's)."""
+        return self.addresses6 if (family or self.family) == 6 else self.addresses
+
     @property
-    def address(self) -> ipaddress.IPv4Address:
-        return next(iter(self.addresses.values()))
+    def address(self) -> Address:
+        """The host's address in the run's family (its first network's)."""
+        return self.addr(self.family)
+
+    def addr(self, family: int) -> Address:
+        """The host's address in *family* (4 or 6), its first network's."""
+        addrs = self.addrs(family)
+        if not addrs:
+            raise LookupError(f"{self.name} has no IPv{family} address (its compose service gives none)")
+        return next(iter(addrs.values()))
 
     def ifname(self, network: str) -> str:
-        """Name of the interface that carries this host's address on *network*."""
-        addr = str(self.addresses[network])
+        """Name of the interface that carries this host's address (of either family) on *network*."""
+        wanted = {a[network] for a in (self.addresses, self.addresses6) if network in a}
         with iproute(self.nspath) as ipr:
-            for msg in ipr.get_addr(family=2):
-                if msg.get("IFA_ADDRESS") == addr:
+            for msg in ipr.get_addr():
+                addr = msg.get("IFA_ADDRESS")
+                if addr and ipaddress.ip_address(addr.split("%")[0]) in wanted:
                     return ipr.get_links(msg["index"])[0].get("IFLA_IFNAME")
-        raise LookupError(f"{self.name}: no interface has {addr}")
+        raise LookupError(f"{self.name}: no interface has {' or '.join(map(str, wanted))}")
 
 
 class Backend(abc.ABC):
@@ -58,6 +75,7 @@ class Backend(abc.ABC):
         self.hosts: dict[str, Host] = {}
         self.owner = token()            # this process: every object made carries it (lab.owner)
         self.persistent = False         # an `invoke up` lab: marked so, kept until `invoke down`
+        self.ipv6_settle_s = 0.0        # how long its IPv6 addresses took to leave DAD (links.settle)
 
     def owner_labels(self) -> dict[str, str]:
         """Docker labels naming this lab's owner (lab.owner), for every object it makes."""

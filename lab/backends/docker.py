@@ -9,29 +9,32 @@ in this machine's own namespace, and a lab host that adds a default route (it ha
 would reach this machine through it. Containers are never privileged: they get all capabilities
 dropped and only compose.yaml's cap_add back.
 
-plan() picks each instance an image and its own /24s for the lab networks (the compose variables
-``TWLAB_<NETWORK>``), chosen to overlap no Docker network and no route of this machine: the lab's
-links need none of that (they live in the lab's namespaces), but a by-hand ``docker compose up``
-with those variables makes Docker networks (tests/integration/test_compose_by_hand.py does).
+plan() picks each instance an image and its own /24s and IPv6 /64s for the lab networks (the
+compose variables ``TWLAB_<NETWORK>`` and ``TWLAB_<NETWORK>6``: lab.backends.prefixes), chosen to
+overlap no Docker network and no route of this machine: the lab's links need none of that (they
+live in the lab's namespaces), but a by-hand ``docker compose up`` with those variables makes
+Docker networks (tests/integration/test_compose_by_hand.py does).
+
+Docker switches IPv6 off in a container without an IPv6 network (disable_ipv6 1 in all, default
+and lo); lab.backends.links turns it back on before it makes the links.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
-import random
 import time
 
 from ..errors import BackendError, EnvError
 from ..interrupts import shield_calls
 from ..topology import Topology
 from .base import LABEL, PREFIX, Backend, Host, missing_privileges
-from .links import switch_name, wire
+from .links import own_sysctls, switch_name, wire
 from .netns import lab_namespaces, remove_namespace
+from .prefixes import variables
 
 __all__ = ["DockerBackend", "lab_containers", "client", "IDLE"]
 
-POOL = ipaddress.IPv4Network("10.77.0.0/16")   # where lab /24s are taken from
 _TIMEOUT_S = 30
 IDLE = ("sleep", "infinity")                   # what each container runs: the lab does the rest
 
@@ -58,8 +61,9 @@ def lab_containers(dc, lab_id: str | None = None):
     return dc.containers.list(all=True, filters={"label": flt}, ignore_removed=True)
 
 
-def _taken_subnets(dc) -> list[ipaddress.IPv4Network]:
-    """Subnets of every Docker network and every route on this machine (read only)."""
+def _taken_subnets(dc) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Subnets of every Docker network and every route (of both families) on this machine (read
+    only)."""
     from pyroute2 import IPRoute
 
     taken = []
@@ -70,11 +74,12 @@ def _taken_subnets(dc) -> list[ipaddress.IPv4Network]:
             except ValueError:
                 pass
     with IPRoute() as ipr:
-        for route in ipr.get_routes(family=2):
-            dst = route.get("RTA_DST")
-            if dst and route["dst_len"] > 0:
-                taken.append(ipaddress.ip_network(f"{dst}/{route['dst_len']}", strict=False))
-    return [t for t in taken if t.version == 4]
+        for family in (2, 10):
+            for route in ipr.get_routes(family=family):
+                dst = route.get("RTA_DST")
+                if dst and route["dst_len"] > 0:
+                    taken.append(ipaddress.ip_network(f"{dst}/{route['dst_len']}", strict=False))
+    return taken
 
 
 class DockerBackend(Backend):
@@ -105,19 +110,13 @@ class DockerBackend(Backend):
         return self._dc
 
     def plan(self, topology: Topology) -> dict[str, str]:
-        """Compose variables for this instance: an image and a free /24 for each lab network."""
+        """Compose variables for this instance: an image, and a free /24 and a free unique local
+        /64 for each lab network (lab.backends.prefixes)."""
         from .. import image
 
         self._env = {"TWLAB_LAB": self.lab_id,
-                     "TWLAB_IMAGE": image.ensure_image(self.dc, progress=self.progress)}
-        taken = _taken_subnets(self.dc)
-        free = [s for s in POOL.subnets(new_prefix=24) if not any(s.overlaps(t) for t in taken)]
-        if len(free) < len(topology.networks):
-            raise EnvError(f"no free /24 left in {POOL} for the lab networks; run `invoke clean`")
-        start = random.randrange(len(free))     # parallel labs rarely pick the same first
-        picked = [free[(start + i) % len(free)] for i in range(len(topology.networks))]
-        for net, subnet in zip(topology.networks, picked):
-            self._env[f"TWLAB_{net.upper()}"] = str(subnet.network_address).rsplit(".", 1)[0]
+                     "TWLAB_IMAGE": image.ensure_image(self.dc, progress=self.progress),
+                     **variables(topology.networks, _taken_subnets(self.dc))}
         return dict(self._env)
 
     def env(self) -> dict[str, str]:
@@ -137,7 +136,7 @@ class DockerBackend(Backend):
                     name=name, hostname=spec.name, labels={**spec.labels, **labels},
                     cap_drop=["ALL"], cap_add=list(spec.cap_add),
                     security_opt=["no-new-privileges"], init=spec.init,
-                    sysctls=dict(spec.sysctls), detach=True,
+                    sysctls=own_sysctls(spec.sysctls), detach=True,
                 )
             except APIError as exc:
                 raise BackendError(f"cannot create container {name}: {exc.explanation}") from exc
@@ -153,9 +152,9 @@ class DockerBackend(Backend):
                 name=spec.name, spec=spec, nspath=f"/proc/{pid}/ns/net",
                 exec_prefix=["docker", "exec", "-i", ctr.name],
                 python=["python3", "-u"],
-                addresses=dict(spec.addresses),
+                addresses=dict(spec.addresses), addresses6=dict(spec.addresses6),
             )
-        wire(topology, self.hosts, lambda net: self._make_ns(switch_name(self.lab_id, net)))
+        self.ipv6_settle_s = wire(topology, self.hosts, lambda net: self._make_ns(switch_name(self.lab_id, net)))
 
     def _wait_running(self, ctr) -> int:
         deadline = time.monotonic() + _TIMEOUT_S

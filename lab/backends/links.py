@@ -8,12 +8,23 @@ itself (it has NET_ADMIN). A network with more than two members gets a bridge in
 its own (``twlab-<lab>-sw-<net>``), never in this machine's. The docker backend uses this too
 (its containers have Docker's "none" network), the way containerlab wires its labs: a Docker
 bridge network would put a bridge, with an address, in this machine's namespace.
+
+IPv6 (dual-stack, where the kernel has it): before any link exists each host gets IPv6 on
+(Docker switches it off in a container without an IPv6 network), router advertisements and
+autoconfiguration off, and duplicate address detection off (``accept_dad`` 0 in ``all`` and
+``default``, which every new interface copies): so no link-local or configured address is ever
+tentative and none is usable late, nothing but the lab's addresses and routes appears, and no
+router solicitation is sent. Then the addresses and routes of both families; IPv6 forwarding on in
+the router only. ``settle`` then waits, bounded, until no address is tentative (the case of a
+compose file that turns DAD back on) and refuses one whose DAD failed.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import time
 from collections.abc import Callable, Mapping
 
 from pyroute2.netlink.exceptions import NetlinkError
@@ -23,13 +34,28 @@ from ..nsops import iproute, read_sysctl, write_sysctl
 from ..topology import Topology
 from .base import PREFIX, Host
 
-__all__ = ["NETNS_DIR", "make_namespace", "ifnames", "veth", "switch_name", "wire", "forwarding_off"]
+__all__ = ["NETNS_DIR", "make_namespace", "ifnames", "veth", "switch_name", "wire", "set_forwarding",
+           "kernel_has_ipv6", "own_sysctls", "quiet_ipv6", "settle", "IPV6_QUIET"]
 
 NETNS_DIR = "/run/netns"
 
-# a host that does not forward gets these (a new namespace inherits IPv4 forwarding from this
-# machine's; IPv6 forwarding is set where the kernel has IPv6)
-_NO_FORWARDING = ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding")
+# every lab host's IPv6, in net.ipv6.conf.all and .default, before its links exist: on, no router
+# advertisements, no autoconfiguration, no duplicate address detection (disable_ipv6 last, so an
+# interface it enables, lo, is quiet already)
+IPV6_QUIET = (("accept_ra", "0"), ("autoconf", "0"), ("accept_dad", "0"), ("disable_ipv6", "0"))
+SETTLE_S = 5.0          # how long settle() waits for an address to leave DAD's tentative state
+_IFA_F_DADFAILED, _IFA_F_TENTATIVE = 0x08, 0x40        # include/uapi/linux/if_addr.h
+
+
+def kernel_has_ipv6() -> bool:
+    """This kernel has IPv6 (not built without it, nor booted with ipv6.disable=1)."""
+    return os.path.isdir("/proc/sys/net/ipv6")
+
+
+def own_sysctls(sysctls: Mapping[str, str]) -> dict[str, str]:
+    """A service's sysctls as this kernel can take them: its net.ipv6.* left out where the kernel
+    has no IPv6 (an IPv4 run still works there)."""
+    return {k: v for k, v in sysctls.items() if kernel_has_ipv6() or not k.startswith("net.ipv6.")}
 
 
 def make_namespace(name: str, parent: str | None = None, **lo: str) -> str:
@@ -81,17 +107,55 @@ def _switch(sw: str, network: str, members: list[str], ifname: Mapping[tuple[str
             ipr.link("set", index=ipr.link_lookup(ifname=f"p{i}")[0], master=br, state="up")
 
 
-def forwarding_off(host: Host) -> None:
-    """Forwarding off in a host that is not a router (its compose service sets no
-    net.ipv4.ip_forward): only the router forwards."""
-    for key in _NO_FORWARDING:
+def set_forwarding(host: Host) -> None:
+    """Only the router forwards: IPv4 forwarding off where the compose service does not set it
+    (a new namespace inherits this machine's), IPv6 forwarding on in the router (a service with
+    net.ipv4.ip_forward 1) and off elsewhere, unless the service sets it itself."""
+    wanted = {"net.ipv4.ip_forward": "0", "net.ipv6.conf.all.forwarding": "1" if host.spec.forwards else "0"}
+    for key, value in wanted.items():
         if key in host.spec.sysctls:
             continue
         try:
             read_sysctl(host.nspath, key)
         except UsageError:          # no such key here (a kernel without IPv6)
             continue
-        write_sysctl(host.nspath, key, "0")
+        write_sysctl(host.nspath, key, value)
+
+
+def quiet_ipv6(host: Host) -> None:
+    """IPv6 on, without router advertisements, autoconfiguration or DAD, for the interfaces to come
+    (lab.backends.links.IPV6_QUIET); a key the compose service sets itself is left to it."""
+    for scope in ("all", "default"):
+        for name, value in IPV6_QUIET:
+            key = f"net.ipv6.conf.{scope}.{name}"
+            if key not in host.spec.sysctls:
+                write_sysctl(host.nspath, key, value)
+
+
+def settle(hosts: Mapping[str, Host], timeout_s: float = SETTLE_S) -> float:
+    """Wait until no IPv6 address of any host is tentative (in DAD); the seconds waited. A failed
+    DAD (a duplicate address) is a BackendError, and so is an address still tentative after
+    *timeout_s*."""
+    started = time.monotonic()
+    while True:
+        tentative = []
+        for host in hosts.values():
+            with iproute(host.nspath) as ipr:
+                for msg in ipr.get_addr(family=socket.AF_INET6):
+                    flags = msg.get("IFA_FLAGS", msg["flags"])
+                    addr = msg.get("IFA_ADDRESS")
+                    if flags & _IFA_F_DADFAILED:
+                        raise BackendError(f"{host.name}: duplicate address detection failed for {addr}: "
+                                           "another host on its link has it; fix the compose file")
+                    if flags & _IFA_F_TENTATIVE:
+                        tentative.append(f"{host.name} {addr}")
+        waited = time.monotonic() - started
+        if not tentative:
+            return waited
+        if waited > timeout_s:
+            raise BackendError(f"IPv6 addresses still tentative (in duplicate address detection) after "
+                               f"{timeout_s:g} s: {', '.join(tentative)}")
+        time.sleep(0.02)
 
 
 def switch_name(lab_id: str, network: str) -> str:
@@ -99,11 +163,16 @@ def switch_name(lab_id: str, network: str) -> str:
     return f"{PREFIX}{lab_id}-sw-{network}"
 
 
-def wire(topology: Topology, hosts: Mapping[str, Host], new_switch: Callable[[str], str]) -> None:
-    """Every link, address and route of *topology* between the running *hosts*, and forwarding
-    off where the topology does not ask for it. A network of three or more members gets its
-    bridge in the namespace ``new_switch(network)`` makes (the backend's, so it is marked as
-    its other namespaces are)."""
+def wire(topology: Topology, hosts: Mapping[str, Host], new_switch: Callable[[str], str]) -> float:
+    """Every link, address and route of *topology*, of both families, between the running *hosts*,
+    with IPv6 quiet (quiet_ipv6) and forwarding only in the router (set_forwarding). A network of
+    three or more members gets its bridge in the namespace ``new_switch(network)`` makes (the
+    backend's, so it is marked as its other namespaces are). IPv6 is left out where the kernel
+    has none. Returns how long the IPv6 addresses took to be usable (settle(): 0 without DAD)."""
+    ipv6 = kernel_has_ipv6()
+    if ipv6:
+        for host in hosts.values():
+            quiet_ipv6(host)
     ifname = ifnames(topology)
     for net in topology.networks.values():
         members = [m.name for m in topology.members(net.name)]
@@ -113,13 +182,25 @@ def wire(topology: Topology, hosts: Mapping[str, Host], new_switch: Callable[[st
         elif len(members) > 2:
             _switch(new_switch(net.name), net.name, members, ifname, hosts)
     for spec in topology.hosts.values():
-        host = hosts[spec.name]
-        with iproute(host.nspath) as ipr:
-            for netname, addr in spec.addresses.items():
-                idx = ipr.link_lookup(ifname=ifname[spec.name, netname])[0]
-                ipr.addr("add", index=idx, address=str(addr),
-                         prefixlen=topology.networks[netname].subnet.prefixlen)
-                ipr.link("set", index=idx, state="up")
-            for route in spec.routes:
-                ipr.route("replace", dst=str(route.dest), gateway=str(route.via))
-        forwarding_off(host)
+        _address(topology, hosts[spec.name], ifname, ipv6)
+        set_forwarding(hosts[spec.name])
+    return settle(hosts) if ipv6 else 0.0
+
+
+def _address(topology: Topology, host: Host, ifname: Mapping[tuple[str, str], str], ipv6: bool) -> None:
+    """One host's addresses (each family's on each network), its links up, its routes."""
+    spec = host.spec
+    with iproute(host.nspath) as ipr:
+        for netname, addr in spec.addresses.items():
+            idx = ipr.link_lookup(ifname=ifname[spec.name, netname])[0]
+            net = topology.networks[netname]
+            ipr.addr("add", index=idx, address=str(addr), prefixlen=net.subnet.prefixlen)
+            if ipv6 and netname in spec.addresses6:
+                ipr.addr("add", index=idx, address=str(spec.addresses6[netname]), prefixlen=net.subnet6.prefixlen,
+                         family=socket.AF_INET6)
+            ipr.link("set", index=idx, state="up")
+        for route in spec.routes:
+            if route.family == 6 and not ipv6:
+                continue
+            ipr.route("replace", dst=str(route.dest), gateway=str(route.via),
+                      family=socket.AF_INET6 if route.family == 6 else socket.AF_INET)

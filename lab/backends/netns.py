@@ -19,7 +19,7 @@ from pyroute2 import netns as pnetns
 
 from ..topology import Topology
 from .base import PREFIX, Backend, Host, missing_privileges
-from .links import NETNS_DIR, switch_name, wire
+from .links import NETNS_DIR, own_sysctls, switch_name, wire
 from .tcphash import prepare_parent
 
 __all__ = ["NetnsBackend", "lab_namespaces", "remove_namespace", "NETNS_DIR"]
@@ -107,12 +107,12 @@ class NetnsBackend(Backend):
                 name=spec.name, spec=spec, nspath=path,
                 exec_prefix=["nsenter", f"--net={path}", "--"],
                 python=[sys.executable, "-u"],
-                addresses=dict(spec.addresses),
+                addresses=dict(spec.addresses), addresses6=dict(spec.addresses6),
             )
         remove_namespace(self._ns("parent"))               # its children do not need it
-        wire(topology, self.hosts, lambda net: self._make_ns(switch_name(self.lab_id, net)))
+        self.ipv6_settle_s = wire(topology, self.hosts, lambda net: self._make_ns(switch_name(self.lab_id, net)))
         for spec in topology.hosts.values():
-            for key, value in spec.sysctls.items():
+            for key, value in own_sysctls(spec.sysctls).items():
                 write_sysctl(self.hosts[spec.name].nspath, key, value)
 
     def down(self) -> None:

@@ -8,6 +8,7 @@ import secrets
 
 from .. import cleanup
 from ..backends.base import PREFIX
+from ..backends.links import IPV6_QUIET, kernel_has_ipv6, own_sysctls
 from ..topology import DEFAULT_COMPOSE, Topology, load
 from .common import Sweeper, deferred_interrupts, run_cmd, timed
 
@@ -56,6 +57,10 @@ def netns_commands(topo: Topology, lab_id: str) -> tuple[list[list[str]], list[s
     names = list(ns.values())
     cmds: list[list[str]] = [["ip", "netns", "add", n] for n in names]
     cmds += [["ip", "-n", n, "link", "set", "lo", "up"] for n in names]
+    if kernel_has_ipv6():                     # IPv6 quiet before the links, as lab.backends.links does
+        cmds += [["ip", "netns", "exec", n, "sysctl", "-qw",
+                  *(f"net.ipv6.conf.{scope}.{k}={v}" for scope in ("all", "default") for k, v in IPV6_QUIET)]
+                 for n in names]
     for net in topo.networks.values():
         members = topo.members(net.name)
         if len(members) == 2:
@@ -75,13 +80,16 @@ def netns_commands(topo: Topology, lab_id: str) -> tuple[list[list[str]], list[s
     for h in topo.hosts.values():
         for net, addr in h.addresses.items():
             dev = ifname[h.name, net]
-            cmds += [["ip", "-n", ns[h.name], "addr", "add", f"{addr}/{topo.networks[net].subnet.prefixlen}",
-                      "dev", dev],
-                     ["ip", "-n", ns[h.name], "link", "set", dev, "up"]]
+            cmds.append(["ip", "-n", ns[h.name], "addr", "add", f"{addr}/{topo.networks[net].subnet.prefixlen}",
+                         "dev", dev])
+            if net in h.addresses6 and kernel_has_ipv6():
+                cmds.append(["ip", "-n", ns[h.name], "addr", "add",
+                             f"{h.addresses6[net]}/{topo.networks[net].subnet6.prefixlen}", "dev", dev])
+            cmds.append(["ip", "-n", ns[h.name], "link", "set", dev, "up"])
         cmds += [["ip", "-n", ns[h.name], "route", "replace", str(r.dest), "via", str(r.via)]
                  for r in h.routes]
         cmds += [["ip", "netns", "exec", ns[h.name], "sysctl", "-qw", f"{k}={v}"]
-                 for k, v in h.sysctls.items()]
+                 for k, v in own_sysctls(h.sysctls).items()]
     return cmds, names
 
 

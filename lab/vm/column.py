@@ -20,31 +20,37 @@ GUEST_COLUMN = "host"          # inside the VM the guest's own kernel is the mat
 
 def column_in_vm(vm: Any, kernel: str, backend: str, names: list[str], out: Path,
                  progress: Callable[[str], None], error_cell: Callable[[str], dict],
-                 accel: str = "auto", extra: list[str] | None = None) -> tuple[dict[str, dict], str | None]:
-    """Each scenario of *names* on *kernel* with *backend* (auto is netns there), in one boot:
-    {scenario: cell} and the guest's kernel release."""
+                 accel: str = "auto", families: tuple[int, ...] = (4,)) -> tuple[dict[str, dict], str | None]:
+    """Each scenario of *names* over each of *families* on *kernel* with *backend* (auto is netns
+    there), in one boot: {row: cell} (a row is SCENARIO, or SCENARIO/v6) and the guest's kernel
+    release."""
     from ..artifacts import ensure_dir
+    from ..family import label
+
+    family = "both" if set(families) == {4, 6} else str(families[0])
+    rows = [label(n, f) for n in names for f in families]
 
     out = out.resolve()                 # shared with the guest at the same absolute path
     backend = "netns" if backend == "auto" else backend
     args = ["matrix", "--kernel", GUEST_COLUMN, "--backend", backend, "--out", str(out), "--json",
-            *[a for n in names for a in ("--scenario", n)], *(extra or [])]
+            "--family", family,
+            *[a for n in names for a in ("--scenario", n)]]
     try:
         ensure_dir(out)
         code, output = _run(vm, kernel, args, out, progress, backend == "docker", accel)
     except KeyboardInterrupt:
         raise
     except Exception as exc:                                    # noqa: BLE001 - LabError or a bug: say it
-        return {n: error_cell(f"{kernel}: {exc}") for n in names}, None
+        return {r: error_cell(f"{kernel}: {exc}") for r in rows}, None
     try:
         guest = json.loads((out / "matrix.json").read_text())
     except (OSError, ValueError):
         last = next((ln for ln in reversed(str(output or "").splitlines()) if ln.strip()), "no output")
-        return {n: error_cell(f"{kernel}: the column left no matrix.json (exit {code}): {last}") for n in names}, None
+        return {r: error_cell(f"{kernel}: the column left no matrix.json (exit {code}): {last}") for r in rows}, None
     cells = {}
-    for n in names:
-        cell = (guest.get("cells", {}).get(n) or {}).get(GUEST_COLUMN)
-        cells[n] = {**cell, "exit_code": code} if cell else error_cell(f"{kernel}: no cell for {n} (exit {code})")
+    for r in rows:
+        cell = (guest.get("cells", {}).get(r) or {}).get(GUEST_COLUMN)
+        cells[r] = {**cell, "exit_code": code} if cell else error_cell(f"{kernel}: no cell for {r} (exit {code})")
     vm_doc = _vm_json(out)
     if vm_doc:
         for cell in cells.values():

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..artifacts import check_dir, ensure_dir
 from ..errors import EnvError, UsageError
+from ..saved import index_quietly, pages_for
 from .boot import run, vm_backend
 from .kernel import kernel_spec, label
 
@@ -18,9 +19,10 @@ __all__ = ["check_in_vm", "scenario_in_vm", "vm_facts", "with_vm"]
 
 def check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: bool, profile: str | None,
                 shapes: list[str], artifacts: str | Path | None, parallel: int, backend: str = "auto",
-                progress: Callable[[str], None] = print, accel: str = "auto") -> dict:
+                progress: Callable[[str], None] = print, family: str = "4", accel: str = "auto") -> dict:
     """`invoke check` itself, run inside *kernel* (netns backend there, or containers on the
-    guest's own Docker engine with --backend docker); its summary, with the VM's exit code."""
+    guest's own Docker engine with --backend docker), over *family* (4, 6 or both, as given); its
+    summary, with the VM's exit code."""
     from ..runner import default_artifacts
 
     kernel_spec(kernel)
@@ -30,7 +32,7 @@ def check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: bo
                          "--sysctl or a profile")
     out = check_dir(Path(artifacts) if artifacts else default_artifacts(f"check-{label(kernel)}")).resolve()
     args = ["check", "--backend", backend, "--artifacts", str(out / "runs"), "--parallel", str(parallel),
-            "--json-out", str(out / "check.json")]
+            "--json-out", str(out / "check.json"), "--family", str(family)]
     args += [a for n in names for a in ("--scenario", n)]
     args += [a for t in sysctls for a in ("--sysctl", t)]
     args += [a for t in shapes for a in ("--shape", t)]
@@ -39,6 +41,8 @@ def check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: bo
     ensure_dir(out)
     progress(f"check inside the {kernel} VM ({backend} backend): artifacts in {out}/")
     code, _ = run(kernel, args, out, progress=progress, timeout_s=3600, docker=backend == "docker", accel=accel)
+    pages_for(out, progress)                # the guest leaves each run's report.html to this side
+    index_quietly(out, f"check --kernel {kernel}", progress=progress)
     try:
         summary = json.loads((out / "check.json").read_text())
     except (OSError, ValueError):
@@ -50,10 +54,12 @@ def check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: bo
 
 def scenario_in_vm(kernel: str, scenario: str, out: Path, sysctls: list[str], shapes: list[str],
                    strict_rfc: bool, timeout_s: float, backend: str,
-                   progress: Callable[[str], None] = print, accel: str = "auto") -> tuple[dict, int]:
-    """`invoke run SCENARIO` inside *kernel*: its report and the exit code the guest's run gave.
-    No report (the run was refused or broke): the guest's own `twlab:` line, exit 2."""
-    args = ["run", scenario, "--backend", backend, "--json", "--artifacts", str(out)]
+                   progress: Callable[[str], None] = print, family: int = 4,
+                   accel: str = "auto") -> tuple[dict, int]:
+    """`invoke run SCENARIO --family FAMILY` inside *kernel*: its report and the exit code the
+    guest's run gave. No report (the run was refused or broke): the guest's own `twlab:` line,
+    exit 2."""
+    args = ["run", scenario, "--backend", backend, "--json", "--artifacts", str(out), "--family", str(family)]
     args += [a for text in sysctls for a in ("--sysctl", text)]
     args += [a for text in shapes for a in ("--shape", text)]
     args += ["--strict-rfc"] if strict_rfc else []
@@ -65,12 +71,14 @@ def scenario_in_vm(kernel: str, scenario: str, out: Path, sysctls: list[str], sh
 
     code, _ = run(kernel, args, out, progress=said, timeout_s=timeout_s, docker=backend == "docker", accel=accel)
     try:
-        return with_vm(out / "report.json", out), code
+        report = with_vm(out / "report.json", out)
     except (OSError, ValueError):
         line = next((ln for ln in reversed(seen) if ln.startswith("twlab:")), None)
         raise VmRunFailed(f"inside the {kernel} VM: " + (line[len("twlab:"):].strip() if line else
                           f"the run exited {code} and left no report.json (see {out}/vm-console.log)"),
                           code if code in (1, 2, 130) else 2) from None
+    pages_for(out, progress)                # the guest leaves report.html to this side
+    return report, code
 
 
 class VmRunFailed(EnvError):

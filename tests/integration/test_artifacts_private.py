@@ -45,9 +45,10 @@ def test_run_artifacts_are_private(tmp_path):
     done = invoke("run", "lost-ack", "--backend", "netns", "--repeat", "2", "--parallel", "2",
                   "--artifacts", str(top / "runs"))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert_private(top, {"runs/summary.json"} | {
+    assert_private(top, {"runs/summary.json", "runs/index.html"} | {
         f"runs/run-00{i}/{f}" for i in (1, 2)
-        for f in ("report.json", "client.pcap", "server.pcap", "router.pcap", "faults.pcap")})
+        for f in ("report.json", "report.html", "client.pcap", "server.pcap", "router-client.pcap",
+                  "router-server.pcap", "faults.pcap")})
 
 
 def test_check_and_matrix_outputs_are_private(tmp_path):
@@ -59,5 +60,7 @@ def test_check_and_matrix_outputs_are_private(tmp_path):
     done = invoke("matrix", "--kernel", "host", "--backend", "netns", "--out", str(top / "matrix"), "lost-ack")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert_private(top, {"check/check.json", "check/lost-ack/report.json", "check/lost-ack/client.pcap",
+                         "check/index.html", "check/lost-ack/report.html",
                          "ci/junit.xml", "ci/summary.json", "matrix/matrix.json", "matrix/matrix.md",
+                         "matrix/index.html", "matrix/host/lost-ack/report.html",
                          "matrix/host/lost-ack/report.json", "matrix/host/lost-ack/faults.pcap"})

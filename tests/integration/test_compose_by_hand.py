@@ -1,5 +1,7 @@
 """compose.yaml works on its own: `docker compose up` makes a lab whose client reaches the server
-through the router, where no host has a way out, and which lab.cleanup can find by its label."""
+through the router, where no host has a way out, and which lab.cleanup can find by its label; and
+making it leaves this machine's IPv6 forwarding as it was (Docker's IPv6 bridge networks would
+switch it on: compose.yaml keeps them IPv4 only)."""
 
 from __future__ import annotations
 
@@ -40,6 +42,13 @@ def sh(*argv: str, env: dict | None = None, check: bool = True) -> str:
     return done.stdout
 
 
+HOST_IPV6_FORWARDING = [Path(f"/proc/sys/net/ipv6/conf/{k}/forwarding") for k in ("all", "default")]
+
+
+def host_ipv6_forwarding() -> list[str]:
+    return [p.read_text().strip() if p.exists() else "-" for p in HOST_IPV6_FORWARDING]
+
+
 def forwarded(router: str) -> int:
     """The router's IP ForwDatagrams counter (/proc/net/snmp inside its namespace)."""
     head, values = [ln.split() for ln in sh("docker", "exec", router, "cat", "/proc/net/snmp").splitlines()
@@ -61,11 +70,12 @@ def compose_lab(need_docker):
     project = f"twlabtest{secrets.token_hex(4)}"
     full_env = {**os.environ, **env}
     compose = ["docker", "compose", "-p", project, "-f", str(COMPOSE)]
+    forwarding = host_ipv6_forwarding()
     try:
         sh(*compose, "up", "-d", env=full_env)
         ids = {svc: sh(*compose, "ps", "-q", svc, env=full_env).strip() for svc in ("client", "router", "server")}
         assert all(ids.values()), ids
-        yield {"env": env, "ids": ids, "lab_id": lab_id, "project": project}
+        yield {"env": env, "ids": ids, "lab_id": lab_id, "project": project, "ipv6_forwarding": forwarding}
     finally:
         sh(*compose, "down", "--timeout", "1", env=full_env, check=False)
 
@@ -112,6 +122,9 @@ def test_compose_by_hand(compose_lab):
         done = subprocess.run(["docker", "exec", ids[name], "ip", "route", "get", "192.0.2.1"],
                               capture_output=True, text=True, timeout=60)
         assert done.returncode != 0 and "unreachable" in done.stderr, (name, done.stdout, done.stderr)
+
+    # this machine's IPv6 forwarding is as it was before `up` (a Docker IPv6 network sets it to 1)
+    assert host_ipv6_forwarding() == compose_lab["ipv6_forwarding"]
 
     # a by-hand lab carries its label, so lab.cleanup finds it (and the guard sees `down` remove it)
     found = find(compose_lab["lab_id"])

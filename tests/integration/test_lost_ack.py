@@ -55,8 +55,9 @@ def check_report_fields(report: dict, artifacts, backend: str) -> None:
         assert {"t", "t_rel_s", "host", "kind", "text"} <= set(event)
     kinds = {e["kind"] for e in on_disk["timeline"]}
     assert {"peer", "state", "fault"} <= kinds
-    assert sorted(on_disk["artifacts"]["pcaps"]) == ["client.pcap", "faults.pcap", "router.pcap",
-                                                     "server.pcap"]
+    assert sorted(on_disk["artifacts"]["pcaps"]) == ["client.pcap", "faults.pcap", "router-client.pcap",
+                                                     "router-server.pcap", "server.pcap"]
+    assert (artifacts / "report.html").stat().st_size > 0
 
 
 def test_lost_ack_default(backend, tmp_path):

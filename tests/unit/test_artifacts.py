@@ -188,3 +188,34 @@ def test_through_sudo_everything_made_is_the_users(tmp_path, monkeypatch):
         st = os.lstat(tmp_path / p)
         assert (st.st_uid, st.st_gid) == (65534, 65534), p
     assert os.lstat(tmp_path).st_uid == 0          # the directory that was there stays whose it was
+
+
+def test_twlab_owner_names_the_user_and_wins_over_sudo(monkeypatch):
+    """The controller image hands the artifacts to the owner of the mounted directory this way."""
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setenv("SUDO_UID", "1234")
+    monkeypatch.setenv("SUDO_GID", "5678")
+    monkeypatch.setenv("TWLAB_OWNER", "501:20")
+    assert artifacts.invoking_user() == (501, 20)
+    assert artifacts.invoking_uid() == 501
+    monkeypatch.setenv("TWLAB_OWNER", "501")                 # not UID:GID: sudo's user, as before
+    assert artifacts.invoking_user() == (1234, 5678)
+    monkeypatch.delenv("SUDO_UID")
+    monkeypatch.delenv("SUDO_GID")
+    monkeypatch.setenv("TWLAB_OWNER", "501:20")
+    assert artifacts.invoking_user() == (501, 20)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)         # not root: nothing to hand over
+    assert artifacts.invoking_user() is None and artifacts.invoking_uid() == 1000
+
+
+def test_what_a_run_makes_goes_to_twlab_owner(monkeypatch, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("chown needs root")
+    monkeypatch.delenv("SUDO_UID", raising=False)
+    monkeypatch.delenv("SUDO_GID", raising=False)
+    monkeypatch.setenv("TWLAB_OWNER", "4321:8765")
+    make_dir(tmp_path / "run")
+    artifacts.write_text(tmp_path / "run" / "report.json", "{}")
+    for path in (tmp_path / "run", tmp_path / "run" / "report.json"):
+        st = path.stat()
+        assert (st.st_uid, st.st_gid) == (4321, 8765), path

@@ -168,4 +168,4 @@ def test_an_interrupt_that_escapes_a_tasks_guard_still_exits_130_saying_so(capsy
     with pytest.raises(SystemExit) as done:
         program.run(["twlab", "stopped"])
     assert done.value.code == 130
-    assert capsys.readouterr().err.strip() == "twlab: interrupted by Ctrl-C (SIGINT) before any lab was made"
+    assert capsys.readouterr().err.strip().startswith("twlab: interrupted by Ctrl-C (SIGINT)")

@@ -123,8 +123,8 @@ def test_vm_kernel_cells_come_from_one_boot_per_column(tmp_path):
     vm = FakeVM()
     m = run_matrix(["debian-12"], ["lost-ack", "tw-buckets"], out=tmp_path, vm=vm)
     assert [c[1] for c in vm.calls] == [["matrix", "--kernel", "host", "--backend", "netns", "--out",
-                                         str(tmp_path / "debian-12"), "--json", "--scenario", "lost-ack",
-                                         "--scenario", "tw-buckets"]]
+                                         str(tmp_path / "debian-12"), "--json", "--family", "4",
+                                         "--scenario", "lost-ack", "--scenario", "tw-buckets"]]
     assert m["cells"]["lost-ack"]["debian-12"]["verdict"] == "pass"
     assert m["cells"]["tw-buckets"]["debian-12"]["failed_checks"] == ["x"]
     assert m["releases"]["debian-12"] == "6.1.0-26-amd64"

@@ -19,6 +19,8 @@ CASES = sorted(p.name for p in DATA.iterdir() if p.is_dir())
 
 IP = ipaddress.IPv4Address
 NET = ipaddress.IPv4Network
+IP6 = ipaddress.IPv6Address
+NET6 = ipaddress.IPv6Network
 
 
 def test_default_compose_is_the_repo_file():
@@ -62,16 +64,21 @@ def test_compose_host_settings():
         assert host.init is True
         assert host.command is not None and host.command[:2] == ("sh", "-c")
         assert "ip route del default" in host.command[2]
-    assert topo.hosts["router"].sysctls == {"net.ipv4.ip_forward": "1"}
+        assert "ip -6 route del default" in host.command[2]
+    assert topo.hosts["router"].sysctls == {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1"}
     # only the router forwards, also in a by-hand `docker compose up` (a new namespace inherits 1)
-    assert topo.hosts["client"].sysctls == topo.hosts["server"].sysctls == {"net.ipv4.ip_forward": "0"}
+    assert topo.hosts["client"].sysctls == topo.hosts["server"].sysctls == {
+        "net.ipv4.ip_forward": "0", "net.ipv6.conf.all.forwarding": "0"}
 
 
 def test_routes_parsed_from_commands():
     topo = load()
-    assert topo.hosts["client"].routes == (Route(NET("10.77.2.0/24"), IP("10.77.1.2")),)
-    assert topo.hosts["server"].routes == (Route(NET("10.77.1.0/24"), IP("10.77.2.2")),)
-    assert topo.hosts["router"].routes == ()     # "ip route del default" is not a route
+    assert set(topo.hosts["client"].routes) == {Route(NET("10.77.2.0/24"), IP("10.77.1.2")),
+                                                Route(NET6("fd74:776c:6162:2::/64"), IP6("fd74:776c:6162:1::2"))}
+    assert set(topo.hosts["server"].routes) == {Route(NET("10.77.1.0/24"), IP("10.77.2.2")),
+                                                Route(NET6("fd74:776c:6162:1::/64"), IP6("fd74:776c:6162:2::2"))}
+    assert topo.hosts["router"].routes == ()     # "ip [-6] route del default" is not a route
+    assert sorted(r.family for r in topo.hosts["client"].routes) == [4, 6]
 
 
 def test_router_is_the_forwarding_host():
@@ -89,8 +96,8 @@ def test_interpolation_from_env():
         "router": {"left": IP("10.77.9.2"), "right": IP("10.77.10.2")},
         "server": {"right": IP("10.77.10.10")},
     }
-    assert topo.hosts["client"].routes == (Route(NET("10.77.10.0/24"), IP("10.77.9.2")),)
-    assert topo.hosts["server"].routes == (Route(NET("10.77.9.0/24"), IP("10.77.10.2")),)
+    assert Route(NET("10.77.10.0/24"), IP("10.77.9.2")) in topo.hosts["client"].routes
+    assert Route(NET("10.77.9.0/24"), IP("10.77.10.2")) in topo.hosts["server"].routes
     # the command the container runs is interpolated too, not only what the lab parses from it
     assert "10.77.10.0/24 via 10.77.9.2" in topo.hosts["client"].command[2]
     assert "${" not in " ".join(topo.hosts["client"].command)
