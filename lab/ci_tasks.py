@@ -81,6 +81,9 @@ def _check(scenario, sysctl, from_host, profile, junit, json_out, backend, shape
     outputs = [(flag, Path(p)) for flag, p in (("--junit", junit), ("--json-out", json_out)) if p]
     for flag, path in outputs:                      # fail before the run (creating nothing yet)
         check_output(path, flag)
+    from lab.vm.accel import check as check_accel
+
+    check_accel(accel)
     guard.kernel_stage = True
     if kernel != "host":
         from lab.paths import require_checkout
@@ -154,7 +157,10 @@ def _matrix(kernel, scenario, out, backend, family, shard, merge, accel, progres
     if merge:
         return merge_shards(merge, out or default_artifacts("matrix"), progress)
     families = parse_family(family)
+    from lab.vm.accel import check as check_accel
+
     kernels, backends, part = parse_kernels(kernel), parse_backends(backend), parse_shard(shard)
+    check_accel(accel)
     if kernels != ["host"]:
         from lab.paths import require_checkout
 
@@ -202,7 +208,7 @@ def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None,
     from lab.vm.task import checked_vm_args
 
     fam = one_family(family, "`invoke vm`", "`invoke matrix --family both --kernel ...` runs both")
-    timeout_s, backend = checked_vm_args(scenario, kernel, sysctl, shape, timeout, backend)
+    timeout_s, backend = checked_vm_args(scenario, kernel, sysctl, shape, timeout, backend, accel)
     require_checkout("`invoke vm`")                   # the guest runs the checkout's .venv
     name = label(scenario, fam).replace("/", "-")
     out = check_dir(Path(artifacts) if artifacts else default_artifacts(f"{name}-{labvm.label(kernel)}")).resolve()

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ..errors import EnvError, UsageError
 
-__all__ = ["ACCELS", "Accel", "choose", "probe", "qemu_args", "PROBE_S"]
+__all__ = ["ACCELS", "Accel", "check", "choose", "probe", "qemu_args", "PROBE_S"]
 
 ACCELS = ("auto", "kvm", "tcg")
 PROBE_S = 20.0                 # KVM reaches the initramfs in well under a second when it works
@@ -49,6 +49,13 @@ def qemu_args(name: str) -> list[str]:
     if name == "kvm":
         return ["-accel", "kvm", "-cpu", "host"]
     return ["-accel", "tcg,thread=multi", "-cpu", "max"]
+
+
+def check(requested: str) -> str:
+    """--accel as given, refused (a usage error) unless auto, kvm or tcg: before anything boots."""
+    if requested not in ACCELS:
+        raise UsageError(f"--accel {requested!r}: choose auto, kvm or tcg")
+    return requested
 
 
 def _device() -> str | None:
@@ -147,9 +154,7 @@ def choose(requested: str, kernel: str, d: Path, info: dict, progress: Callable[
     when /dev/kvm can run it), else TCG, saying in one line why KVM was not used."""
     from .kernel import CACHE
 
-    if requested not in ACCELS:
-        raise UsageError(f"--accel {requested!r}: choose auto, kvm or tcg")
-    if requested == "tcg":
+    if check(requested) == "tcg":
         return Accel("tcg", "--accel tcg")
     why = _device()
     if why is None:
