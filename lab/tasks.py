@@ -223,11 +223,20 @@ def stability(c, runs=20, scenario=None, backend=None, artifacts=None, family="4
 
 
 @task(help={"runs": "repetitions per measurement (medians are printed)",
-            "backend": "measure only this backend (docker or netns); default both"})
+            "backend": "measure only this backend (docker or netns); default both",
+            "vm": "measure a VM cell instead: where its time goes, beside qemu booting the same kernel to a "
+                  "shell and powering off, and the same run on this machine",
+            "kernel": "with --vm: the kernel (default debian-12; any --kernel form)",
+            "accel": "with --vm: auto, kvm or tcg"})
 @guarded
-def bench(c, runs=5, backend=None):
+def bench(c, runs=5, backend=None, vm=False, kernel="debian-12", accel="auto"):  # noqa: F811 (--vm)
     """Print medians: lab bring-up + tear-down per backend beside the raw floor, and lost-ack's
-    wall time split into protocol waiting and lab overhead."""
+    wall time split into protocol waiting and lab overhead (--vm: a VM cell's split and its floor)."""
+    if vm:
+        from lab.bench.vmcell import main as vm_main
+
+        vm_main(runs=int(runs), kernel=kernel, accel=accel)
+        return
     from lab.bench import main
 
     main(runs=int(runs), backends=[backend] if backend else None)

@@ -207,6 +207,9 @@ def _run_command(kernel: str, argv: list[str], artifacts: Path, progress: Callab
         shutil.rmtree(ctl, ignore_errors=True)
         if failed:                            # nothing of a kernel that did not boot is kept
             drop_empty(made)
+            if spec.kind in ("local", "deb"):  # nor its cache (a rebuilt kernel is another key)
+                shutil.rmtree(d, ignore_errors=True)
+                (kernelmod.CACHE / f"{spec.key}.lock").unlink(missing_ok=True)
         else:
             _keep(artifacts, console, ctl, disk, kernel, info, marks, image, chosen)
             seal(artifacts, before)           # what the guest wrote, private and the invoking user's

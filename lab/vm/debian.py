@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import EnvError, UsageError
 
-__all__ = ["MIRROR", "SUITES", "apt_options", "cmd", "download", "find_package", "resolve_meta"]
+__all__ = ["MIRROR", "SUITES", "apt_options", "cached_deb", "cmd", "download", "find_package", "resolve_meta"]
 
 MIRROR = "http://deb.debian.org/debian"
 SUITES = ("trixie", "bullseye")           # besides the machine's own, where debian:VERSION looks
@@ -134,3 +134,21 @@ def download(package: str, into: Path, suite: str | None, cache: Path) -> Path:
     if not debs:
         raise EnvError(f"apt-get download {package} left no .deb in {into}")
     return debs[-1]
+
+
+def cached_deb(package: str, suite: str | None, cache: Path) -> Path:
+    """*package*'s .deb, kept in *cache*/debs/ (downloaded the first time; a partial download is
+    never taken for one: it is fetched into a work directory, then moved into place)."""
+    debs = cache / "debs"
+    have = sorted(debs.glob(f"{package}_*.deb"))
+    if have:
+        return have[-1]
+    work = debs / f".{package}.{os.getpid()}.tmp"
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        got = download(package, work, suite, cache)
+        return got.rename(debs / got.name)
+    finally:
+        for p in work.glob("*"):
+            p.unlink()
+        work.rmdir()

@@ -12,7 +12,7 @@
   everything the lab needs built in (lab/vm/local.py).
 
 First-time setup (``prepare``): fetch or copy the kernel into ``root/`` (``dpkg -x`` for a
-package), ``depmod`` its modules (the guest loads sch_netem, nf_tables, veth ... on demand
+package; a package apt fetched is kept in ``.cache/vm/debs/``), ``depmod`` its modules (the guest loads sch_netem, nf_tables, veth ... on demand
 through the host's modprobe), turn the image into a plain ELF vmlinux where it has a PVH entry
 (about twice as fast to boot under TCG as the bzImage, whose decompressor is emulated; else the
 bzImage boots), read its config (lab/vm/kconfig.py: a kernel that lacks what the lab cannot do
@@ -209,8 +209,8 @@ def _fetch(spec: Kernel, work: Path, t0: float, progress: Callable[[str], None])
         deb, progress_name = spec.path, spec.path.name
     else:
         package = spec.package or debian.resolve_meta(spec.meta_package, spec.image_re, spec.suite, CACHE)
-        progress(f"vm: [1/5] {spec.meta_package or spec.name} is {package}; downloading it with apt-get")
-        deb = debian.download(package, work, spec.suite, CACHE)
+        progress(f"vm: [1/5] {spec.meta_package or spec.name} is {package}; fetching it with apt-get")
+        deb = debian.cached_deb(package, spec.suite, CACHE)
         progress_name = deb.name
     assert deb is not None
     size = deb.stat().st_size
@@ -218,8 +218,6 @@ def _fetch(spec: Kernel, work: Path, t0: float, progress: Callable[[str], None])
     debian.cmd(["dpkg-deb", "-x", str(deb), str(work / "root")], f"unpacking {deb.name}", 300)
     fields = debian.cmd(["dpkg-deb", "-f", str(deb), "Package", "Version"], f"reading {deb.name}", 60)
     meta = dict(line.split(": ", 1) for line in fields.splitlines() if ": " in line)
-    if deb.parent == work:
-        deb.unlink()
     return meta.get("Package", deb.name), meta.get("Version", "?")
 
 
