@@ -12,8 +12,9 @@
   everything the lab needs built in (lab/vm/local.py).
 
 First-time setup (``prepare``): fetch or copy the kernel into ``root/`` (``dpkg -x`` for a
-package; a package apt fetched is kept in ``.cache/vm/debs/``), ``depmod`` its modules (the guest loads sch_netem, nf_tables, veth ... on demand
-through the host's modprobe), turn the image into a plain ELF vmlinux where it has a PVH entry
+package; a package apt fetched is kept in ``.cache/vm/debs/``), ``depmod`` its modules (the guest
+loads sch_netem, nf_tables, veth ... on demand through the host's modprobe), turn the image into a
+plain ELF vmlinux where it has a PVH entry
 (about twice as fast to boot under TCG as the bzImage, whose decompressor is emulated; else the
 bzImage boots), read its config (lab/vm/kconfig.py: a kernel that lacks what the lab cannot do
 without is refused in one line), and write a small initramfs (lab/vm/initrd.py). A kernel given by
