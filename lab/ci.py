@@ -33,16 +33,18 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .artifacts import check_dir, ensure_dir, write_text
 from .errors import UsageError
 from .pipeline import Job, Result, progress_line, run_batches
-from .profile import Profile
 from .requirements import judge
 from .runner import default_artifacts, jobs_for
-from .shaping import Shaping
 from .sysctls import SysctlSetting, host_sysctls
+
+if TYPE_CHECKING:
+    from .profile import Profile
+    from .shaping import Shaping
 
 __all__ = ["run_check", "write_outputs"]
 

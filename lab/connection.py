@@ -17,12 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .packets import Segment
 from .records import TimerSample, four_tuple_key
-from .timeline import Event
 
 if TYPE_CHECKING:
     from .evidence import Evidence
+    from .packets import Segment
+    from .timeline import Event
 
 __all__ = ["Conn"]
 

@@ -19,21 +19,21 @@ import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import shaping
+from . import netem
 from .artifacts import check_dir, drop_empty, make_dir
 from .backends import choose
-from .backends.base import Backend, Host
 from .backends.links import kernel_has_ipv6
 from .capture import Capture, capture_points
 from .errors import EnvError, LabError, NetemMissing, UsageError, WaitTimeout
 from .family import check_family, require_ipv6, require_ipv6_in
 from .faults import Faults
 from .health import Health, PauseWatch, ns_identity
+from .netem import NetemProbe
 from .observe import Sampler, SocketInfo, SocketView, counters_delta, read_counters
 from .peer import Peer
 from .sampling import SamplerProcess
-from .shaping import NetemProbe
 from .sysctls import REPORTED_SYSCTLS, SYSCTL_RANGES, SysctlSetting, check_keys, in_force, parse_sysctl
 from .sysctls import apply as apply_sysctl
 from .teardown import TearDown
@@ -41,6 +41,10 @@ from .timeline import Timeline
 from .tools import require_tools
 from .topology import DEFAULT_COMPOSE, Topology, load
 from .waiting import NOT_SHOWN, WaitView
+
+if TYPE_CHECKING:
+    from .backends.base import Backend, Host
+    from .shaping import LinkProfile, Shaping
 
 # SysctlSetting, parse_sysctl, SYSCTL_RANGES and REPORTED_SYSCTLS live in lab.sysctls; re-exported here
 __all__ = ["Lab", "SysctlSetting", "parse_sysctl", "SYSCTL_RANGES", "REPORTED_SYSCTLS"]
@@ -58,7 +62,7 @@ class Lab(TearDown):
                  sysctls: list[SysctlSetting] = (), compose: Path | str = DEFAULT_COMPOSE,
                  port: int = 5000, progress: Callable[[str], None] = lambda s: None,
                  capture: bool = True, persistent: bool = False,
-                 shaping: list[shaping.Shaping] = (), needs_netem: str | None = None,
+                 shaping: list[Shaping] = (), needs_netem: str | None = None,
                  premise: Callable[[dict[str, dict[str, str]]], None] | None = None,
                  family: int = 4, scenario: str | None = None, waiting: WaitView | None = None) -> None:
         self.family = check_family(family)    # the run's address family: 4 or 6
@@ -183,7 +187,7 @@ class Lab(TearDown):
                                           + [s.key for s in self.requested_sysctls if s.host == name])
         router = self.topology.router
         if router is not None:
-            self.netem = shaping.probe(self.hosts[router.name])
+            self.netem = netem.probe(self.hosts[router.name])
         if self.needs_netem and not self.netem.available:
             raise NetemMissing(self.needs_netem, self.netem.reason)
         if self.premise is not None:
@@ -237,7 +241,7 @@ class Lab(TearDown):
         check_dir(self.artifacts)
         return topo
 
-    def add_shaping(self, shapings: list[shaping.Shaping]) -> None:
+    def add_shaping(self, shapings: list[Shaping]) -> None:
         """Shape the running lab's path (a scenario's own link profile); like --shape, it needs
         netem."""
         if not self.netem.available:
@@ -247,12 +251,14 @@ class Lab(TearDown):
         self._shape(shapings)
         self.shaping += list(shapings)
 
-    def reshape(self, src: str, dst: str, profile: shaping.LinkProfile) -> None:
+    def reshape(self, src: str, dst: str, profile: LinkProfile) -> None:
         """Change the netem profile of one shaped direction while the lab runs (e.g. turn loss on
         after the connections are open); the timeline notes it."""
         if not any((sh.src, sh.dst) == (src, dst) for sh in self.shaping):
             raise UsageError(f"{src}->{dst} is not shaped in this lab")
-        new = shaping.Shaping(src, dst, profile)
+        from .shaping import Shaping
+
+        new = Shaping(src, dst, profile)
         self._shape([new], pin=False)                                 # pinned when first shaped
         self.note(self.topology.router.name, f"link {new}")
 
@@ -260,13 +266,13 @@ class Lab(TearDown):
         """The netem qdisc shaping packets from *src* to *dst*, as the kernel reports it (None
         when that direction is not shaped)."""
         router = self.topology.router if self.topology else None
-        return shaping.path_qdisc(self.hosts[router.name], self.hosts[dst]) if router else None
+        return netem.path_qdisc(self.hosts[router.name], self.hosts[dst]) if router else None
 
-    def _shape(self, shapings: list[shaping.Shaping], pin: bool = True) -> None:
+    def _shape(self, shapings: list[Shaping], pin: bool = True) -> None:
         router = self.topology.router
         if router is None:
             raise UsageError("shaping needs a router host (a service with net.ipv4.ip_forward: 1)")
-        shaping.shape_path(self.hosts[router.name], self.hosts, shapings, self.progress, pin=pin)
+        netem.shape_path(self.hosts[router.name], self.hosts, shapings, self.progress, pin=pin)
 
     # -- the lab's own health (lab.health) -----------------------------------------------------
     def watch(self) -> None:

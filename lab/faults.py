@@ -28,14 +28,17 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .backends.base import Host
 from .capture import Capture
 from .checksum import tcp_checksummed
 from .errors import BackendError, UsageError
 from .nsops import run_in
 from .records import endpoint
-from .timeline import Timeline
+
+if TYPE_CHECKING:
+    from .backends.base import Host
+    from .timeline import Timeline
 
 __all__ = ["Faults", "Fault", "FLAG_BITS"]
 

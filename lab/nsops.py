@@ -14,11 +14,12 @@ import errno
 import os
 import subprocess
 from collections.abc import Iterator
-
-from pyroute2 import IPRoute
-from pyroute2 import netns as _pnetns
+from typing import TYPE_CHECKING
 
 from .errors import BackendError, EnvError, NamespaceGone, UsageError, quoted
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
 
 __all__ = [
     "inside",
@@ -68,6 +69,8 @@ def inside(nspath: str) -> Iterator[None]:
 
 
 def _setns(fd: int, what: str) -> None:
+    from pyroute2 import netns as _pnetns  # here, not at the top: `invoke list` loads no netlink code
+
     try:
         _pnetns.setns(fd, flags=0)
     except OSError as exc:
@@ -80,6 +83,8 @@ def iproute(nspath: str) -> Iterator[IPRoute]:
 
     pyroute2's own ``IPRoute(netns=...)`` forks the Python process to make the socket; a forked
     copy of the lab inherits its signal handlers and state, so we make the socket ourselves."""
+    from pyroute2 import IPRoute
+
     with inside(nspath):
         ipr = IPRoute()
     try:

@@ -21,12 +21,15 @@ import socket
 import struct
 import threading
 import time
+from typing import TYPE_CHECKING
 
-from .backends.base import Host
 from .health import Cadence
 from .nsops import inside, read_counters
 from .records import SocketInfo, TimerSample, four_tuple_key
-from .timeline import Timeline
+
+if TYPE_CHECKING:
+    from .backends.base import Host
+    from .timeline import Timeline
 
 __all__ = ["SocketInfo", "SocketView", "Sampler", "counters_delta", "read_counters", "TCP_STATES"]
 

@@ -11,12 +11,14 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .backends.base import Host
 from .errors import PeerError
 from .nsops import tied
-from .timeline import Timeline
+
+if TYPE_CHECKING:
+    from .backends.base import Host
+    from .timeline import Timeline
 
 __all__ = ["Peer", "Result"]
 

@@ -19,14 +19,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import LabError, ScenarioSkipped
 from .family import label as result_name
 from .interrupts import signal_name
-from .shaping import Shaping
-from .sysctls import SysctlSetting
 from .verdict import EXIT_CODES, FAIL, INCONCLUSIVE, outcome_of
+
+if TYPE_CHECKING:
+    from .shaping import Shaping
+    from .sysctls import SysctlSetting
 
 __all__ = ["Job", "Result", "run_job", "run_batches", "progress_line", "tally"]
 

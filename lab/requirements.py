@@ -7,10 +7,12 @@ import fnmatch
 import json
 import math
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .profile import Requirement
 from .verdict import FAIL, PASS, outcome_of
+
+if TYPE_CHECKING:
+    from .profile import Requirement
 
 __all__ = ["judge", "evaluate"]
 

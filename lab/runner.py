@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .artifacts import check_dir, ensure_dir, write_text
 from .backends import check_name
@@ -17,14 +17,17 @@ from .core import Lab, SysctlSetting
 from .errors import CannotShow, EnvError, LabError, NetemMissing, NoIPv6, UsageError, WaitTimeout
 from .evidence import Evidence
 from .family import check_family, label
+from .html.writer import PageWriter
 from .interrupts import Interrupted, interrupts_as_exceptions, signal_name, signal_of
 from .pipeline import Job, Result, run_batches, tally
 from .saved import index_quietly, write_html_quietly
-from .scenario import Scenario
 from .shaping import REQUIRED, UNUSED, Shaping, parse_shape
 from .sysctls import check_keys, layer_sysctls
 from .verdict import INCONCLUSIVE, Check, verdict
-from .waiting import WaitView
+
+if TYPE_CHECKING:
+    from .scenario import Scenario
+    from .waiting import WaitView
 
 __all__ = ["run_scenario", "run_many", "run_catalog", "jobs_for", "default_artifacts",
            "interrupts_as_exceptions", "Interrupted", "kernel_hz"]
@@ -82,6 +85,31 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
     sysctls = layer_sysctls(sc.own_sysctls(), explicit=sysctls)
     lab = _lab_for(sc, backend, artifacts, sysctls, shaping, compose, progress, check_family(family))
     lab.waiting = waiting
+    writer = _page_writer(progress)
+    try:
+        return _run_and_report(name, sc, lab, artifacts, sysctls, shaping, options, progress, started, writer)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _page_writer(progress: Callable[[str], None]) -> PageWriter | None:
+    """The run's report.html writer, loading matplotlib while the run goes on (lab.html.writer);
+    None inside a VM (the host writes the page) or when it cannot start (the page is then drawn
+    here, after the verdict)."""
+    if os.environ.get("TWLAB_IN_VM"):
+        return None
+    try:
+        return PageWriter()
+    except OSError as exc:
+        progress(f"twlab: no page writer ({exc}); report.html is drawn after the run")
+        return None
+
+
+def _run_and_report(name: str, sc: Scenario, lab: Lab, artifacts: Path, sysctls: list[SysctlSetting],
+                    shaping: list[Shaping], options: dict[str, Any], progress: Callable[[str], None],
+                    started: float, writer: PageWriter | None) -> dict[str, Any]:
+    """The scenario run on *lab*, judged; report.json and report.html written; the report."""
     facts, error = _steps(lab, sc, shaping, options, progress)
     ev = Evidence.load(
         artifacts, list(lab.captures) or list(lab.hosts), timeline=lab.timeline.events(),
@@ -109,7 +137,7 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
         "packets": {h: [s.to_json() for s in segs] for h, segs in ev.packets.items()},
     }
     _write_report(lab, artifacts, report)
-    write_html_quietly(artifacts, report, progress)
+    write_html_quietly(artifacts, report, progress, writer)
     return report
 
 

@@ -27,10 +27,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .health import Cadence
-from .observe import Sampler
 from .timeline import Timeline
+
+if TYPE_CHECKING:
+    from .observe import Sampler
 
 __all__ = ["SamplerProcess"]
 

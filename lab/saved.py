@@ -17,9 +17,12 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError
+
+if TYPE_CHECKING:
+    from .html.writer import PageWriter
 
 __all__ = ["load_run", "from_record", "show_saved", "rewrite", "page_for", "with_pcaps", "write_html",
            "write_html_quietly", "html_for_dir", "index_quietly", "pages_for"]
@@ -123,14 +126,16 @@ def write_html(directory: Path, report: dict[str, Any], out: Path | None = None)
     return write_report_html(directory, report, out)
 
 
-def write_html_quietly(directory: Path, report: dict[str, Any], progress: Callable[[str], None]) -> Path | None:
-    """The report.html a run writes beside its report.json. It is a view: when it cannot be
-    written the run's verdict stands, and one line says why. Inside a VM the host writes it
-    afterwards (matplotlib under qemu's emulation takes tens of seconds)."""
+def write_html_quietly(directory: Path, report: dict[str, Any], progress: Callable[[str], None],
+                       writer: PageWriter | None = None) -> Path | None:
+    """The report.html a run writes beside its report.json (by *writer*, the run's page writer
+    process, when it has one: lab.html.writer). It is a view: when it cannot be written the run's
+    verdict stands, and one line says why. Inside a VM the host writes it afterwards (matplotlib
+    under qemu's emulation takes tens of seconds)."""
     if os.environ.get("TWLAB_IN_VM"):
         return None
     try:
-        return write_html(directory, report)
+        return writer.write(directory) if writer is not None else write_html(directory, report)
     except Exception as exc:            # noqa: BLE001 - the run's results are kept whatever the view does
         progress(f"twlab: could not write {directory}/report.html ({type(exc).__name__}: {exc}); "
                  "`invoke report DIR` tries again")

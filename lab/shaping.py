@@ -1,23 +1,25 @@
-"""Link shaping with netem (pyroute2 tc), on the router's egress toward each end.
+"""Link shaping: what --shape asks for (LinkProfile, Shaping), what a run's links did
+(seeding, observed_path). lab/netem.py puts it in the kernel (pyroute2 tc), on the router's egress
+toward each end; kept apart so that naming the scenarios (`invoke list`) loads no netlink code.
 
 A direction ``client->server`` is shaped on the router's interface toward the server, so each
 end's capture shows what really crossed the "network". Units in names (``delay_ms``, ``loss_pct``);
 pyroute2's units (microseconds, percent) appear in one place, ``_netem_args``.
 
 Many kernels have no sch_netem (this machine's cloud kernel, some WSL2 and Docker Desktop
-kernels). ``probe`` finds out inside a lab namespace - never the host's - and the lab says so in
+kernels). ``lab.netem.probe`` finds out inside a lab namespace - never the host's - and the lab says so in
 one line and runs whatever does not need shaping.
 
 netem shapes every frame on the interface, ARP and IPv6 neighbour discovery included: a delayed
 ARP or NDP exchange adds a round trip to the first packet, and with loss a request or reply can be
-dropped (the packet then waits a second or more for the retry). ``pin_neighbours`` gives both
+dropped (the packet then waits a second or more for the retry). ``lab.netem.pin_neighbours`` gives both
 ends of a shaped link permanent neighbour entries for both families, so neither crosses it.
 
 netem's random draws (loss, duplication, ...) can be seeded since Linux 6.6 (TCA_NETEM_PRNG_SEED,
 kernel commit 4072d97ddc44; iproute2's ``tc ... netem seed N``), and such a kernel reports the seed
 in force whether or not one was given (netem_dump()), so a run can always say which seed drew its
 losses, and ``seed=N`` in --shape replays the same draws. pyroute2 0.9's netem plugin has no such
-attribute: ``SeededNetem`` below is that plugin with the attributes up to the seed added, put in
+attribute: ``lab.netem.SeededNetem`` is that plugin with the attributes up to the seed added, put in
 pyroute2's plugin table for kind "netem" (encoding and decoding). Debian 12's 6.1 ends at
 TCA_NETEM_SLOT_DIST and ignores an attribute it does not know (checked in the VM: a seed is not
 echoed back, and three runs with the same "seed" dropped different packets): there each run draws
@@ -27,21 +29,12 @@ its own losses, and a scenario that uses loss counts outcomes over many tries.
 from __future__ import annotations
 
 import math
-import socket
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import NamedTuple
 
-from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl.tcmsg import plugins as _tc_plugins
-from pyroute2.netlink.rtnl.tcmsg import sched_netem as _sched_netem
+from .errors import UsageError, quoted
 
-from .backends.base import Host
-from .errors import EnvError, UsageError, quoted
-from .nsops import iproute
-
-__all__ = ["LinkProfile", "Shaping", "parse_shape", "parse_shapes", "probe", "apply", "pin_neighbours", "read_back",
-           "seeding", "SeededNetem", "REQUIRED", "OPTIONAL", "UNUSED"]
+__all__ = ["LinkProfile", "Shaping", "parse_shape", "parse_shapes", "seeding", "observed_path",
+           "NETEM_SEED_SINCE", "REQUIRED", "OPTIONAL", "UNUSED"]
 
 REQUIRED, OPTIONAL, UNUSED = "required", "optional", "unused"
 
@@ -144,89 +137,7 @@ def parse_shapes(texts: list[str]) -> list[Shaping]:
     return out
 
 
-class NetemProbe(NamedTuple):
-    """Whether this kernel has netem, and the words saying so (the reason when it has none)."""
-
-    available: bool
-    reason: str
-
-
-def probe(host: Host) -> NetemProbe:
-    """Can this kernel do netem? Tried on the loopback of a lab host's namespace."""
-    with iproute(host.nspath) as ipr:
-        lo = ipr.link_lookup(ifname="lo")[0]
-        try:
-            ipr.tc("add", "netem", index=lo, handle="1:", delay=0)
-        except NetlinkError as exc:
-            return NetemProbe(False, f"netem is not available on this kernel ({exc.args[-1] if exc.args else exc})")
-        ipr.tc("del", index=lo, handle="1:", root=True)   # a root qdisc is deleted by its parent
-    return NetemProbe(True, "netem available")
-
-
-def shape_path(router: Host, hosts: dict[str, Host], shapings: list[Shaping],
-               progress: Callable[[str], None], pin: bool = True) -> None:
-    """Each direction shaped on the router's interface toward its destination (and, when *pin*,
-    that destination's neighbours pinned: netem would delay or drop ARP too)."""
-    for sh in shapings:
-        dst = hosts[sh.dst]
-        net = next((n for n in dst.addresses if n in router.addresses), None)
-        if net is None or sh.dst == router.name:
-            raise UsageError(f"--shape {sh}: {sh.dst} is not behind the router")
-        apply(router, router.ifname(net), sh.profile)
-        if pin:
-            pin_neighbours(router, dst, net)
-        progress(f"shaping {sh} on {router.name}:{router.ifname(net)}")
-
-
-def path_qdisc(router: Host, dst: Host) -> dict | None:
-    """The netem qdisc on the router's interface toward *dst*, as the kernel reports it."""
-    net = next((n for n in dst.addresses if n in router.addresses), None)
-    return read_back(router, router.ifname(net)) if net else None
-
-
-def apply(host: Host, ifname: str, profile: LinkProfile) -> None:
-    with iproute(host.nspath) as ipr:
-        idx = ipr.link_lookup(ifname=ifname)[0]
-        try:
-            ipr.tc("replace", "netem", index=idx, handle="1:", **profile._netem_args())
-        except NetlinkError as exc:
-            raise EnvError(f"cannot shape {host.name}:{ifname} with netem: {exc}") from exc
-    if profile.seed is not None:        # kernels before 6.6 ignore the attribute without a word
-        got = (read_back(host, ifname) or {}).get("seed")
-        if got != profile.seed:
-            raise EnvError(f"netem on this kernel does not take a seed (it reported {got}; "
-                           "TCA_NETEM_PRNG_SEED came with Linux 6.6): drop seed= from --shape")
-
-
 NETEM_SEED_SINCE = (6, 6)        # TCA_NETEM_PRNG_SEED: kernel commit 4072d97ddc44 (net-next, Aug 2023: v6.6)
-TCA_NETEM_PRNG_SEED = 14
-
-
-class SeededNetem:
-    """pyroute2 0.9's netem plugin (sched_netem) plus the TCA_NETEM_* attributes up to
-    TCA_NETEM_PRNG_SEED (include/uapi/linux/pkt_sched.h), so ``seed=N`` is sent and a kernel's
-    reported seed is read. Registered for kind "netem" when this module is imported."""
-
-    parent = _sched_netem.parent
-
-    class options(_sched_netem.options):
-        nla_map = _sched_netem.options.nla_map + (
-            ("TCA_NETEM_ECN", "uint32"), ("TCA_NETEM_RATE64", "uint64"), ("TCA_NETEM_PAD", "hex"),
-            ("TCA_NETEM_LATENCY64", "int64"), ("TCA_NETEM_JITTER64", "int64"),
-            ("TCA_NETEM_SLOT", "hex"), ("TCA_NETEM_SLOT_DIST", "hex"),
-            ("TCA_NETEM_PRNG_SEED", "uint64"))
-
-    @staticmethod
-    def get_parameters(kwarg: dict) -> dict:
-        seed = kwarg.pop("seed", None)
-        opts = _sched_netem.get_parameters(kwarg)
-        if seed is not None:
-            opts["attrs"].append(["TCA_NETEM_PRNG_SEED", int(seed)])
-        return opts
-
-
-_tc_plugins["netem"] = SeededNetem
-
 
 def seeding(release: str, links: dict[str, dict | None]) -> tuple[bool, str]:
     """Whether the losses of a run were drawn from a known seed, and the words for it: from the
@@ -243,82 +154,6 @@ def seeding(release: str, links: dict[str, dict | None]) -> tuple[bool, str]:
         return False, (f"unseeded: kernel {release} predates netem's PRNG seed (TCA_NETEM_PRNG_SEED, "
                        "Linux 6.6); each run draws its own losses")
     return False, (f"unseeded: kernel {release} reported no netem seed; each run draws its own losses")
-
-
-def read_back(host: Host, ifname: str) -> dict | None:
-    """The netem qdisc on *host*:*ifname* as the kernel reports it (None if there is none):
-    delay and jitter in ms, loss and duplicate in %, the queue limit, and the PRNG seed in force
-    (None where the kernel reports none: before Linux 6.6). What a run records of its link comes
-    from here, not from what was asked."""
-    from pyroute2.netlink.rtnl.tcmsg.common import tick_in_usec
-
-    with iproute(host.nspath) as ipr:
-        idx = ipr.link_lookup(ifname=ifname)[0]
-        for msg in ipr.get_qdiscs(index=idx):
-            if msg.get_attr("TCA_KIND") != "netem":
-                continue
-            opts = msg.get_attr("TCA_OPTIONS")
-            if opts is None:
-                continue
-            return {"interface": ifname,
-                    "delay_ms": round(opts["delay"] / tick_in_usec / 1000, 3),
-                    "jitter_ms": round(opts["jitter"] / tick_in_usec / 1000, 3),
-                    "loss_pct": round(opts["loss"] / 0xFFFFFFFF * 100, 4),
-                    "duplicate_pct": round(opts["duplicate"] / 0xFFFFFFFF * 100, 4),
-                    "limit": opts["limit"],
-                    "seed": opts.get_attr("TCA_NETEM_PRNG_SEED")}
-    return None
-
-
-class _LinkEnd(NamedTuple):
-    """One end of a link as its kernel has it: the interface, its MAC, its addresses."""
-
-    host: Host
-    index: int
-    mac: str
-    v4: list[str]
-    v6: list[str]           # unique local and link-local; none where IPv6 is off on the link
-
-
-_AF = {4: socket.AF_INET, 6: socket.AF_INET6}
-
-
-def _link_end(host: Host, network: str) -> _LinkEnd:
-    ifname = host.ifname(network)
-    with iproute(host.nspath) as ipr:
-        index = ipr.link_lookup(ifname=ifname)[0]
-        mac = ipr.get_links(index)[0].get("IFLA_ADDRESS")
-        addrs = {af: [m.get("IFA_ADDRESS") for m in ipr.get_addr(family=af, index=index)]
-                 for af in (socket.AF_INET, socket.AF_INET6)}
-    return _LinkEnd(host, index, mac, addrs[socket.AF_INET], addrs[socket.AF_INET6])
-
-
-def pin_neighbours(router: Host, dst: Host, network: str) -> None:
-    """Permanent neighbour entries across the shaped link between *router* and *dst* on
-    *network*, both ways: the router's netem (on its interface toward *dst*) would delay or drop
-    the router's ARP requests for *dst* and its replies to *dst*'s requests - and IPv6's neighbour
-    discovery alike (neighbour solicitations and advertisements are ICMPv6 packets on the same
-    interface, RFC 4861 7.2), so each end's IPv6 addresses on the link (unique local and
-    link-local) are pinned too where both ends have IPv6 on it (a host whose IPv6 a sysctl disabled
-    has none). A permanent entry is never probed again (no NUD, RFC 4861 7.3). The run's family
-    must be pinned; the other is pinned where it can be."""
-    from pyroute2.netlink.rtnl.ndmsg import states
-
-    ends = [_link_end(router, network), _link_end(dst, network)]
-    for me, peer in ((ends[0], ends[1]), (ends[1], ends[0])):
-        pins = [(socket.AF_INET, a) for a in peer.v4]
-        if me.v6:
-            pins += [(socket.AF_INET6, a) for a in peer.v6]
-        with iproute(me.host.nspath) as ipr:
-            for family, addr in pins:
-                try:
-                    ipr.neigh("replace", dst=addr, lladdr=peer.mac, ifindex=me.index, family=family,
-                              state=states["permanent"])
-                except NetlinkError as exc:
-                    if family != _AF[me.host.family]:
-                        continue
-                    raise EnvError(f"cannot pin {peer.host.name}'s address {addr} in {me.host.name}'s "
-                                   f"neighbour table: {exc}") from exc
 
 
 def observed_path(client: list, server: list, client_addr: str | None = None) -> dict:

@@ -224,18 +224,32 @@ def stability(c, runs=20, scenario=None, backend=None, artifacts=None, family="4
 
 @task(help={"runs": "repetitions per measurement (medians are printed)",
             "backend": "measure only this backend (docker or netns); default both",
-            "vm": "measure a VM cell instead: where its time goes, beside qemu booting the same kernel to a "
-                  "shell and powering off, and the same run on this machine",
+            "capacity": "instead: how many lost-ack labs run at once with every run right and every "
+                        "sample gap under 10 ms (doubling, then halving the gap)",
+            "limit": "with --capacity: the most labs to try (default 64)",
+            "vm": "instead: where a VM cell's time goes, beside qemu booting the same kernel to a shell and "
+                  "powering off, and the same run on this machine",
             "kernel": "with --vm: the kernel (default debian-12; any --kernel form)",
             "accel": "with --vm: auto, kvm or tcg"})
 @guarded
-def bench(c, runs=5, backend=None, vm=False, kernel="debian-12", accel="auto"):  # noqa: F811 (--vm)
-    """Print medians: lab bring-up + tear-down per backend beside the raw floor, and lost-ack's
-    wall time split into protocol waiting and lab overhead (--vm: a VM cell's split and its floor)."""
+def bench(c, runs=5, backend=None, capacity=False, limit=64, vm=False, kernel="debian-12",  # noqa: F811 (--vm)
+          accel="auto"):
+    """Print medians: lab bring-up + tear-down per backend beside the raw floor, lost-ack's wall
+    time split into protocol waiting and lab overhead, and whole processes; or, with --capacity,
+    how many labs this machine runs at once; or, with --vm, a VM cell's split beside its floor."""
     if vm:
         from lab.bench.vmcell import main as vm_main
 
         vm_main(runs=int(runs), kernel=kernel, accel=accel)
+        return
+    if capacity:
+        from lab.bench.driver import capacity_main
+
+        try:
+            limit = int(limit)
+        except ValueError:
+            raise Exit("twlab: --limit takes a whole number of 1 or more", code=2) from None
+        capacity_main(backends=[backend] if backend else None, limit=limit)
         return
     from lab.bench import main
 

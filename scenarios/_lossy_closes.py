@@ -14,9 +14,12 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
-from lab.evidence import Evidence
 from lab.packets import Segment, match_arrivals
+
+if TYPE_CHECKING:
+    from lab.evidence import Evidence
 
 __all__ = ["Close", "Direction", "GROUPS", "SIGMAS", "Seen", "distribution", "groups", "in_window",
            "no_time_wait"]

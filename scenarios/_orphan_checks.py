@@ -12,16 +12,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lab.connection import Conn
-from lab.evidence import Evidence
 from lab.kernel import TCP_RTO_MAX_MS, TCP_RTO_MIN_MS
-from lab.packets import Segment
 from lab.timerwheel import max_late_s
 from lab.verdict import Check
 
 from ._orphan_budget import COMMON_HZ, LATENCY_MS, predict, rto0_candidates
 
 if TYPE_CHECKING:
+    from lab.connection import Conn
+    from lab.evidence import Evidence
+    from lab.packets import Segment
+
     from .retransmitted_fin import Seen
 
 __all__ = ["retransmission_kinds", "backoff_holes", "orphan_retries_count", "give_up_when_budget_spent"]

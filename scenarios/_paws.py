@@ -3,8 +3,12 @@ the leading underscore keeps it out of the catalog)."""
 
 from __future__ import annotations
 
-from lab.evidence import Evidence
+from typing import TYPE_CHECKING
+
 from lab.verdict import Check
+
+if TYPE_CHECKING:
+    from lab.evidence import Evidence
 
 __all__ = ["without_timestamps"]
 

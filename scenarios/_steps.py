@@ -3,8 +3,11 @@ out of the catalog)."""
 
 from __future__ import annotations
 
-from lab.core import Lab
-from lab.peer import Peer
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lab.core import Lab
+    from lab.peer import Peer
 
 
 def client_closes_first(lab: Lab, port: int) -> tuple[Peer, Peer]:

@@ -6,9 +6,11 @@ of the catalog; scenarios/tw_reopen.py describes the rules, runs the steps and j
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from lab.connection import Conn
-from lab.packets import Segment
+if TYPE_CHECKING:
+    from lab.connection import Conn
+    from lab.packets import Segment
 
 __all__ = ["M32", "Incarnation", "Decision"]
 

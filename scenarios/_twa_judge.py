@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lab.evidence import Evidence
-from lab.packets import Segment
 from lab.verdict import Check
 
 from ._paws import without_timestamps
 
 if TYPE_CHECKING:
+    from lab.evidence import Evidence
+    from lab.packets import Segment
+
     from .tw_assassination import Seen
 
 __all__ = ["ANSWER_S", "KILL_S", "WATCH_S", "missing_in", "ms", "paws_does_not_prevent_it",

@@ -20,13 +20,16 @@ rules and runs the steps.
 from __future__ import annotations
 
 import errno
+from typing import TYPE_CHECKING
 
 from lab.kernel import ISN_PER_S
-from lab.packets import Segment
 from lab.verdict import Check
 
 from ._wandering_judge import Seen, ms, unjudged
 from ._wandering_plan import M32, MARK, PORT_B, TAIL
+
+if TYPE_CHECKING:
+    from lab.packets import Segment
 
 CITE_BYPASS = ("SO_LINGER {on, 0}: close() aborts with RST and no TIME-WAIT (RFC 9293 §3.10.4 ABORT; Linux "
                "tcp_close() -> tcp_disconnect(), TCPAbortOnData); the same 4-tuple can be reopened at once")

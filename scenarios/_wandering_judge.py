@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from lab.connection import Conn
-from lab.evidence import Evidence
 from lab.kernel import TCP_TIMEWAIT_LEN_MS
-from lab.packets import Segment
 from lab.verdict import INCONCLUSIVE, NOT_APPLICABLE, Check
 
 from ._paws import without_timestamps
 from ._wandering_plan import M32, PORT, PORT_A, PORT_B, TW_WAIT_S
+
+if TYPE_CHECKING:
+    from lab.connection import Conn
+    from lab.evidence import Evidence
+    from lab.packets import Segment
 
 CITE_TW = ("reference R-TW-OLD-SEG, R-TW-ACK-RESTART; Linux "
            "tcp_timewait_state_process(): out-of-window segment -> TCP_TW_ACK, inet_twsk_reschedule(60 s) "

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lab.connection import Conn
-from lab.packets import Segment
 from lab.records import SocketInfo
 from lab.verdict import Check
 
 if TYPE_CHECKING:
+    from lab.connection import Conn
+    from lab.packets import Segment
+
     from .who_closes_first import Seen
 
 __all__ = ["SIMULTANEOUS_CHECKS", "simultaneous_never_ran", "closing_proof", "first_fin", "other_end",

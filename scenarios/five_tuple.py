@@ -8,9 +8,8 @@ Checks the socket FAQ ("SO_REUSEADDR 仅仅表示可以重用本地本地地址�
 against Linux (reference R-TW-4TUPLE, R-TW-REUSE, R-TW-PINNED-PORT, R-REUSEADDR-BIND, R-SELFTESTS):
 __inet_hash_connect() / __inet_check_established() / tcp_twsk_unique() (net/ipv4/inet_hashtables.c,
 net/ipv4/tcp_ipv4.c). An ephemeral connect() may take a 4-tuple in TIME-WAIT only if tcp_tw_reuse allows it (1 = on,
-2 = loopback only, the default) and the old connection had timestamps and tcp_tw_reuse_delay has passed since it entered
-TIME-WAIT; a connect() from a port pinned with bind() (which needs SO_REUSEADDR on both sockets)
-skips tcp_tw_reuse and the delay and recycles at once when the old connection had timestamps.
+2 = loopback only, the default), the old connection had timestamps and tcp_tw_reuse_delay has passed since it entered
+TIME-WAIT; a connect() from a port pinned with bind() (SO_REUSEADDR on both sockets) skips tcp_tw_reuse and the delay.
 The new write_seq is tw_snd_nxt + 65535 + 2. The client's ephemeral range is pinned to one port
 (ip_local_port_range 40000 40000) so that connect() without bind() must use the old port.
 
@@ -38,11 +37,9 @@ import errno
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from lab.core import Lab
-from lab.evidence import Evidence
 from lab.kernel import TW_ISN_STEP
-from lab.packets import Segment
 from lab.records import SocketInfo
 from lab.scenario import KeyValue, Scenario
 from lab.shaping import OPTIONAL
@@ -51,6 +48,10 @@ from lab.verdict import Check
 from ._keys.five_tuple import KEY
 from ._premise import time_wait_room
 
+if TYPE_CHECKING:
+    from lab.core import Lab
+    from lab.evidence import Evidence
+    from lab.packets import Segment
 INTENT = ("TIME-WAIT keeps its 4-tuple: same port + same server fails (EADDRINUSE/EADDRNOTAVAIL); tcp_tw_reuse=1 "
           "recycles it after the delay with ISN = old snd_nxt + 65537")
 PORT = 5000

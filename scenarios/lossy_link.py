@@ -46,10 +46,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from lab.core import Lab
 from lab.errors import UsageError, WaitTimeout
-from lab.evidence import Evidence
 from lab.scenario import KeyValue, Scenario
 from lab.shaping import REQUIRED, seeding
 
@@ -63,6 +62,10 @@ from ._lossy_checks import (
     lost_final_ack_saved_by_time_wait,
 )
 from ._lossy_closes import GROUPS, PORT, Close, Seen, groups, no_time_wait
+
+if TYPE_CHECKING:
+    from lab.core import Lab
+    from lab.evidence import Evidence
 
 INTENT = ("random loss on the link: over many closes, how often the final ACK is lost, how often "
           "TIME-WAIT's re-ACK saves the close, and how long closes take")

@@ -30,12 +30,9 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from lab.connection import Conn
-from lab.core import Lab
-from lab.evidence import Evidence
 from lab.kernel import TCP_TIMEWAIT_LEN_MS
-from lab.packets import Segment
 from lab.scenario import KeyValue, Scenario
 from lab.shaping import OPTIONAL
 from lab.verdict import Check
@@ -43,6 +40,12 @@ from lab.verdict import Check
 from ._keys.lost_ack import KEY
 from ._lost_ack_rst import NO_TIME_WAIT_CHECKS
 from ._steps import client_closes_first
+
+if TYPE_CHECKING:
+    from lab.connection import Conn
+    from lab.core import Lab
+    from lab.evidence import Evidence
+    from lab.packets import Segment
 
 INTENT = "the final ACK is lost; TIME-WAIT re-ACKs each retransmitted FIN and restarts its 2MSL timer"
 INTENT_NO_TIME_WAIT = ("tcp_max_tw_buckets=0: no TIME-WAIT on the client, so the server's FIN meets a RST "

@@ -35,9 +35,8 @@ from __future__ import annotations
 import errno
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from lab.core import Lab
-from lab.evidence import Evidence
 from lab.records import SocketInfo
 from lab.scenario import KeyValue, Scenario
 from lab.shaping import OPTIONAL
@@ -45,6 +44,10 @@ from lab.verdict import Check
 
 from ._keys.restart_reuseaddr import KEY
 from ._premise import time_wait_room
+
+if TYPE_CHECKING:
+    from lab.core import Lab
+    from lab.evidence import Evidence
 
 INTENT = ("a restarted server's bind() fails with EADDRINUSE over its own TIME-WAIT unless old and new socket both "
           "set SO_REUSEADDR; never over a live listener")

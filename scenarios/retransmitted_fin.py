@@ -48,12 +48,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from lab.connection import Conn
-from lab.core import Lab
-from lab.evidence import Evidence
 from lab.kernel import TCP_RTO_MAX_MS, TCP_RTO_MIN_MS
-from lab.packets import Segment
 from lab.scenario import KeyValue, Scenario
 from lab.shaping import OPTIONAL
 from lab.timerwheel import max_late_s
@@ -64,6 +61,12 @@ from ._orphan_budget import budget_of
 from ._orphan_checks import backoff_holes, give_up_when_budget_spent, orphan_retries_count, retransmission_kinds
 from ._premise import time_wait_room
 from ._steps import client_closes_first
+
+if TYPE_CHECKING:
+    from lab.connection import Conn
+    from lab.core import Lab
+    from lab.evidence import Evidence
+    from lab.packets import Segment
 
 INTENT = ("every final ACK is lost; the orphaned server retransmits its FIN (TLP, then RTO doubling) "
           "and gives up silently when tcp_orphan_retries' time budget is spent")

@@ -6,9 +6,8 @@ defined to be 2 minutes", RFC 9293 §3.4.2) against Linux's TCP_TIMEWAIT_LEN (60
 tcp.h, reference R-TW-LEN) and the kernel's own words in __inet_twsk_schedule(): "Linux, following BSD,
 violates this requirement waiting only for 60sec, we should wait at least for 240 secs". The 60 s
 is reported as conformance to BSD (TCPTV_MSL = 30 s) and as Linux's known deviation from RFC 1122;
-with --strict-rfc the deviation is a failure. Tolerance: the TIME-WAIT timer sits in the timer
-wheel level of a 60 s delay and fires up to one granule of it late (512 ticks = 2.05 s at HZ=250,
-reference R-TIMER-WHEEL, lab/timerwheel.py), never early.
+with --strict-rfc the deviation is a failure. Tolerance: the TIME-WAIT timer fires up to one granule of
+its wheel level late (512 ticks = 2.05 s at HZ=250, reference R-TIMER-WHEEL, lab/timerwheel.py), never early.
 
 The orphaned FIN-WAIT-2 part (tcp_rcv_state_process(), tcp_fin_time(), tcp_time_wait()): when the
 ACK of an orphan's FIN arrives, Linux replaces the socket by a TIME-WAIT mini-socket in substate
@@ -33,10 +32,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from lab.connection import Conn
-from lab.core import Lab
-from lab.evidence import Evidence
 from lab.kernel import BSD_MSL_S, RFC_MSL_S, TCP_RTO_MIN_MS, TCP_TIMEWAIT_LEN_S, TW_KILL_S
 from lab.scenario import KeyValue, Scenario
 from lab.shaping import OPTIONAL
@@ -46,6 +43,10 @@ from lab.verdict import Check
 from ._keys.time_wait_duration import KEY
 from ._premise import time_wait_room
 
+if TYPE_CHECKING:
+    from lab.connection import Conn
+    from lab.core import Lab
+    from lab.evidence import Evidence
 INTENT = ("TIME-WAIT lasts Linux's fixed 60 s (BSD 2 x 30 s; RFC 1122 asks 2 x 2 min); an orphaned "
           "FIN-WAIT-2 lasts tcp_fin_timeout (up to 60 s)")
 PORT = 5000

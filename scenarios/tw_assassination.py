@@ -53,13 +53,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from lab.connection import Conn
-from lab.core import Lab
-from lab.evidence import Evidence
 from lab.nsops import read_counters
 from lab.observe import counters_delta
-from lab.packets import Segment
 from lab.scenario import KeyValue, Scenario
 from lab.shaping import OPTIONAL
 from lab.verdict import Check
@@ -76,6 +73,12 @@ from ._twa_judge import (
     time_wait_assassinated,
     time_wait_survives_rst,
 )
+
+if TYPE_CHECKING:
+    from lab.connection import Conn
+    from lab.core import Lab
+    from lab.evidence import Evidence
+    from lab.packets import Segment
 
 INTENT = ("RFC 1337 figure 1: an old duplicate -> TIME-WAIT's ACK -> the closed server's RST kills "
           "TIME-WAIT (tcp_rfc1337=0) or is ignored (tcp_rfc1337=1)")

@@ -29,14 +29,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from lab.core import Lab
-from lab.evidence import Evidence
 from lab.scenario import KeyValue, Scenario
 from lab.shaping import OPTIONAL
 from lab.verdict import Check
 
 from ._keys.tw_buckets import KEY
+
+if TYPE_CHECKING:
+    from lab.core import Lab
+    from lab.evidence import Evidence
 
 INTENT = ("tcp_max_tw_buckets=N: N+2 closes leave exactly N TIME-WAIT sockets; the 2 overflowing "
           "ones skip the state and answer the late FIN with RST")

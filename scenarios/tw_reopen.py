@@ -50,10 +50,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from lab.connection import Conn
-from lab.core import Lab
-from lab.evidence import Evidence
 from lab.kernel import TW_ISN_STEP
 from lab.scenario import KeyValue, Scenario
 from lab.shaping import UNUSED
@@ -63,6 +61,11 @@ from ._keys.tw_reopen import KEY
 from ._premise import time_wait_room
 from ._tw_reopen_incarnation import M32, Decision, Incarnation
 from ._tw_reopen_rst import refused_syn_recovery, rfc1122_condition_2_not_implemented
+
+if TYPE_CHECKING:
+    from lab.connection import Conn
+    from lab.core import Lab
+    from lab.evidence import Evidence
 
 INTENT = ("a SYN reopens a 4-tuple in TIME-WAIT (seq above rcv_nxt or newer timestamp, RFC 6191) with ISN = old "
           "snd_nxt + 65537; RFC 1122 condition (2) is not implemented")

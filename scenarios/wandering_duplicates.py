@@ -76,9 +76,8 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING
 
-from lab.core import Lab
-from lab.evidence import Evidence
 from lab.kernel import ISN_PER_S
 from lab.nsops import read_counters
 from lab.observe import counters_delta
@@ -108,6 +107,10 @@ from ._wandering_judge import (
     timestamps_on,
 )
 from ._wandering_plan import ALIGN_MARGIN, M32, MARK, MARK_A, OLD_BYTES, PORT, PORT_A, PORT_B, TAIL, TW_WAIT_S
+
+if TYPE_CHECKING:
+    from lab.core import Lab
+    from lab.evidence import Evidence
 
 __all__ = ["SCENARIO", "PORT", "PORT_A", "PORT_B", "OLD_BYTES", "MARK", "TAIL"]
 

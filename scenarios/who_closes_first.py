@@ -33,10 +33,8 @@ the peer's FIN while its own FIN was unacknowledged.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from lab.connection import Conn
-from lab.core import Lab
-from lab.evidence import Evidence
 from lab.scenario import KeyValue, Scenario
 from lab.shaping import OPTIONAL
 from lab.verdict import Check
@@ -51,6 +49,11 @@ from ._who_closes_first_simultaneous import (
     other_end,
     simultaneous_never_ran,
 )
+
+if TYPE_CHECKING:
+    from lab.connection import Conn
+    from lab.core import Lab
+    from lab.evidence import Evidence
 
 INTENT = ("the side that calls close() first holds TIME-WAIT; a simultaneous close takes both sides through CLOSING "
           "to TIME-WAIT")

@@ -17,8 +17,9 @@ import sys
 import time
 
 from lab.backends.base import Host
+from lab.netem import apply, read_back
 from lab.nsops import inside
-from lab.shaping import LinkProfile, apply, read_back
+from lab.shaping import LinkProfile
 
 N = 400
 SEED = 20261125

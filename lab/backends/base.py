@@ -7,9 +7,12 @@ import ipaddress
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..nsops import iproute
-from ..topology import Address, HostSpec, Topology
+
+if TYPE_CHECKING:
+    from ..topology import Address, HostSpec, Topology
 
 __all__ = ["Host", "Backend", "LABEL", "PREFIX", "missing_privileges"]
 

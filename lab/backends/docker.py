@@ -24,14 +24,17 @@ from __future__ import annotations
 import ipaddress
 import os
 import time
+from typing import TYPE_CHECKING
 
 from ..errors import BackendError, EnvError
 from ..interrupts import shield_calls
-from ..topology import Topology
 from .base import LABEL, PREFIX, Backend, Host, missing_privileges
 from .links import own_sysctls, switch_name, wire
 from .netns import lab_namespaces, remove_namespace
 from .prefixes import variables
+
+if TYPE_CHECKING:
+    from ..topology import Topology
 
 __all__ = ["DockerBackend", "lab_containers", "client", "IDLE"]
 

@@ -26,13 +26,16 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ..errors import BackendError, UsageError
 from ..nsops import iproute, read_sysctl, write_sysctl
-from ..topology import Topology
 from .base import PREFIX, Host
+
+if TYPE_CHECKING:
+    from ..topology import Topology
 
 __all__ = ["NETNS_DIR", "make_namespace", "ifnames", "veth", "switch_name", "wire", "set_forwarding",
            "kernel_has_ipv6", "own_sysctls", "quiet_ipv6", "settle", "IPV6_QUIET"]

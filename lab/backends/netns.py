@@ -14,13 +14,16 @@ import re
 import signal
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from pyroute2 import netns as pnetns
 
-from ..topology import Topology
 from .base import PREFIX, Backend, Host, missing_privileges
 from .links import NETNS_DIR, own_sysctls, switch_name, wire
 from .tcphash import prepare_parent
+
+if TYPE_CHECKING:
+    from ..topology import Topology
 
 __all__ = ["NetnsBackend", "lab_namespaces", "remove_namespace", "NETNS_DIR"]
 

@@ -16,6 +16,7 @@ from ..artifacts import write_text
 from ..errors import EnvError, UsageError
 from .common import BACKEND_NAMES, SCENARIO, TIMINGS, Stats, Sweeper, mine_in_registry, summarize
 from .printout import print_result, progress_line
+from .process import bench_process_run, bench_small_commands
 from .updown import bench_lab, bench_raw_docker, bench_raw_netns
 from .wholerun import bench_scenario
 
@@ -63,7 +64,8 @@ def _measure(chosen: list[str], runs: int, sweeper: Sweeper, console: Console) -
     them alike); whatever is still registered to this process is swept at the end."""
     from ..runner import interrupts_as_exceptions
 
-    samples: Samples = {b: {"lab": [], "raw": [], "run": []} for b in chosen}
+    samples: Samples = {b: {"lab": [], "raw": [], "run": [], "process": []} for b in chosen}
+    samples["commands"] = {"small": []}
     with interrupts_as_exceptions():            # SIGTERM/SIGHUP unwind through every finally
         try:
             for i in range(runs):
@@ -71,10 +73,13 @@ def _measure(chosen: list[str], runs: int, sweeper: Sweeper, console: Console) -
                     lab = bench_lab(b, sweeper)
                     raw = bench_raw_netns(sweeper) if b == "netns" else bench_raw_docker(sweeper)
                     run = bench_scenario(b, sweeper)
+                    process = bench_process_run(b)
                     samples[b]["lab"].append(lab)
                     samples[b]["raw"].append(raw)
                     samples[b]["run"].append(run)
-                    console.print(progress_line(i, runs, b, lab, raw, run))
+                    samples[b]["process"].append(process)
+                    console.print(progress_line(i, runs, b, lab, raw, run, process))
+                samples["commands"]["small"].append(bench_small_commands())
         finally:
             for lab_id in sorted(mine_in_registry()):     # anything still registered to us
                 sweeper.sweep(lab_id)
@@ -113,6 +118,9 @@ def _result(samples: Samples, chosen: list[str], runs: int, started: float,
                           } | ({"commands": _col(samples[b]["raw"], "commands")} if b == "netns" else {})
                       for b in chosen},
         "lost_ack": {b: _lost_ack(samples[b]["run"]) for b in chosen},
+        "process": {b: {k: _col(samples[b]["process"], k) for k in ("process_s", "outside_run_s", "beyond_waiting_s")}
+                    | {"verdicts": [r["verdict"] for r in samples[b]["process"]]} for b in chosen},
+        "commands": {k: _col(samples["commands"]["small"], k) for k in ("list_s", "help_s")},
         "leftovers_removed": sweeper.leftovers,
     }
 
@@ -131,6 +139,30 @@ def main(runs: int = 5, backends: list[str] | None = None, json_out: str | None 
     samples = _measure(chosen, runs, sweeper, console)
     result = _result(samples, chosen, runs, started, sweeper)
     print_result(result, sweeper.leftovers, console)
+    if json_out:
+        write_text(json_out, json.dumps(result, indent=2) + "\n")
+        console.print(f"[dim]figures written to {json_out}[/]")
+    return result
+
+
+def capacity_main(backends: list[str] | None = None, limit: int = 64, json_out: str | None = None,
+                  console: Console | None = None) -> dict[str, Any]:
+    """`invoke bench --capacity`: per backend, the most lost-ack labs this machine runs at once with
+    every run right and every sample gap under 10 ms (lab.bench.capacity); printed and returned."""
+    from .capacity import find_capacity
+    from .printout import capacity_line, print_capacity
+
+    console = console or Console()
+    if int(limit) < 1:
+        raise UsageError(f"--limit {limit}: give at least 1")
+    chosen = _choose(backends, console)
+    from ..runner import interrupts_as_exceptions
+
+    with interrupts_as_exceptions():
+        found = {b: find_capacity(b, int(limit), lambda s, b=b: console.print(capacity_line(b, s)))
+                 for b in chosen}
+    result = {"machine": _machine(), "capacity": found}
+    print_capacity(result, console)
     if json_out:
         write_text(json_out, json.dumps(result, indent=2) + "\n")
         console.print(f"[dim]figures written to {json_out}[/]")

@@ -11,13 +11,13 @@ from rich.table import Table
 from .common import SCENARIO, TIMINGS, Stats
 
 
-def progress_line(i: int, runs: int, b: str, lab: dict, raw: dict, run: dict) -> str:
+def progress_line(i: int, runs: int, b: str, lab: dict, raw: dict, run: dict, process: dict) -> str:
     """One round's figures, printed as it finishes."""
     pw = run["protocol_wait_s"]
     return (f"[dim]run {i + 1}/{runs} {b:<6} lab up {lab['up_s']:.3f} down {lab['down_s']:.3f} | "
             f"raw up {raw['up_s']:.3f} down {raw['down_s']:.3f} | {SCENARIO} "
             f"{run['total_s']:.2f} s ({'?' if pw is None else f'{pw:.2f}'} waiting, "
-            f"{run['verdict']})[/]")
+            f"{run['verdict']}) | invoke run {process['process_s']:.2f} s ({process['verdict']})[/]")
 
 
 def _cell(s: Stats) -> str:
@@ -44,6 +44,13 @@ def _table(result: dict[str, Any]) -> Table:
     t.add_row("  lab overhead", *(_cell(run[b]["overhead_s"]) for b in bs))
     for k in TIMINGS:
         t.add_row(f"    {k}", *(_cell(run[b]["timings_s"][k]) for b in bs), style="dim")
+    t.add_section()
+    proc, cmds = result["process"], result["commands"]
+    t.add_row(f"`invoke run {SCENARIO}`, whole process", *(_cell(proc[b]["process_s"]) for b in bs))
+    t.add_row("  beyond protocol waiting", *(_cell(proc[b]["beyond_waiting_s"]) for b in bs))
+    t.add_row("  outside the run (start-up, drawing)", *(_cell(proc[b]["outside_run_s"]) for b in bs))
+    t.add_row("`invoke list`, whole process", *(_cell(cmds["list_s"]) for _ in bs))
+    t.add_row("`invoke --help`, whole process", *(_cell(cmds["help_s"]) for _ in bs))
     return t
 
 
@@ -82,6 +89,10 @@ def _explain(result: dict[str, Any]) -> str:
         "bring-up, starting the captures, faults and socket sampler (start_s includes bring_up_s), "
         "the peers' handshake and data, tear-down, and reading the pcaps to judge; the dim rows are "
         "the run's own timings_s (scenario_s includes the waiting). "
+        f"The last rows are whole processes as a user waits for them: `invoke run {SCENARIO} --json` "
+        "from start to exit, how much of it is not protocol waiting, and how much lies outside the "
+        "report's duration_s (the interpreter and imports before, drawing and printing after); "
+        "`invoke list` and `--help` (measured once per round, the same in every column). "
         + ("; ".join(parts) + "." if parts else "")
     )
 
@@ -102,3 +113,22 @@ def print_result(result: dict[str, Any], leftovers: list[str], console: Console)
     if leftovers:
         console.print(f"[yellow]note: a timed tear-down left things behind (removed afterwards): "
                       f"{'; '.join(leftovers)}[/]")
+
+
+def capacity_line(backend: str, step: dict[str, Any]) -> str:
+    """One step of the capacity search, printed as it finishes."""
+    gap = "-" if step["max_gap_ms"] is None else f"{step['max_gap_ms']:.1f} ms"
+    return (f"[dim]{backend:<6} {step['labs']:>3} labs at once: {step['passed']}/{step['labs']} passed, "
+            f"worst sample gap {gap}, {step['wall_s']:.1f} s: {'held' if step['held'] else 'did not hold'}[/]")
+
+
+def print_capacity(result: dict[str, Any], console: Console) -> None:
+    """Each backend's figure, and what it means."""
+    cpus = result["machine"].get("cpus")
+    for b, got in result["capacity"].items():
+        more = " (the limit: it may hold more; raise --limit)" if got["limit_reached"] else ""
+        console.print(f"[bold]{b}: {got['capacity']} lost-ack labs at once[/]{more} on {cpus} CPUs, every run "
+                      f"passed and every socket sample within {got['gap_threshold_ms']:g} ms of the one before")
+    console.print("Each step starts that many labs together (`run lost-ack --repeat N --parallel N`); the "
+                  "search doubles until a step fails, then halves the gap. A busy machine lowers the figure: "
+                  "measure on a quiet one.", highlight=False)

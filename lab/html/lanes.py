@@ -12,8 +12,10 @@ previous event's (a bound as loose as the events are far apart), or the lane's s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from ..ladder import Row
+if TYPE_CHECKING:
+    from ..ladder import Row
 
 __all__ = ["Lane", "Span", "Change", "lanes"]
 

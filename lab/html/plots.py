@@ -10,9 +10,12 @@ from __future__ import annotations
 import io
 import re
 from html import escape
+from typing import TYPE_CHECKING
 
-from ..ladder import Row
 from ..records import TimerSample
+
+if TYPE_CHECKING:
+    from ..ladder import Row
 
 __all__ = ["timer_plot", "backoff_plot", "distribution_plot"]
 

@@ -133,7 +133,8 @@ def test_the_image_runs_lost_ack_for_the_user_and_leaves_nothing(backend, contro
     runs = list(artifacts.iterdir())
     assert len(runs) == 1 and runs[0].name.endswith("-lost-ack"), runs
     files = {p.name: p.stat() for p in runs[0].iterdir()}
-    assert {"report.json", "client.pcap", "server.pcap", "router.pcap", "faults.pcap"} <= set(files)
+    assert {"report.json", "report.html", "client.pcap", "server.pcap", "router-client.pcap", "router-server.pcap",
+            "faults.pcap"} <= set(files)
     for fname, st in [(runs[0].name, runs[0].stat()), *files.items()]:
         assert (st.st_uid, st.st_gid) == (USER, USER), fname          # the user's, not root's
     report = json.loads((runs[0] / "report.json").read_text())

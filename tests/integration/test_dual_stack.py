@@ -152,7 +152,7 @@ def test_the_run_is_ipv6_in_its_report_and_hosts(lab6):
 
 
 def test_a_shaped_links_neighbours_are_pinned_for_both_families(lab6):
-    from lab.shaping import pin_neighbours
+    from lab.netem import pin_neighbours
 
     router, server = lab6.hosts["router"], lab6.hosts["server"]
     pin_neighbours(router, server, "right")

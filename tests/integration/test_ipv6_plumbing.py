@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from lab import shaping
+from lab import netem
 from lab.checksum import tcp_checksummed
 from lab.core import Lab
 from lab.nsops import inside, iproute, read_counters
@@ -116,7 +116,7 @@ def test_neighbours_are_pinned_for_both_families(lab6):
     lab = lab6
     router, server = lab.host("router"), lab.host("server")
     network = next(n for n in server.addresses6 if n in router.addresses6)
-    shaping.pin_neighbours(router, server, network)
+    netem.pin_neighbours(router, server, network)
     r_if, r_mac, r_v6 = link(router, network)
     s_if, s_mac, s_v6 = link(server, network)
     assert any(ipaddress.ip_address(a).is_link_local for a in s_v6) and str(server.addresses6[network]) in s_v6

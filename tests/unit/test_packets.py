@@ -14,7 +14,8 @@ from pathlib import Path
 import dpkt
 import pytest
 
-from lab.packets import DLT_EN10MB, DLT_LINUX_SLL2, DLT_NFLOG, Segment, flag_names, read_pcap
+from lab.packets import Segment, flag_names, read_pcap
+from lab.pcap import DLT_EN10MB, DLT_LINUX_SLL2, DLT_NFLOG
 
 CLIENT, SERVER = "10.77.1.10", "10.77.2.10"
 T0 = 1795614094.124490          # a pcap record time, as in a real run

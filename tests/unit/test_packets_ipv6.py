@@ -14,7 +14,8 @@ import dpkt
 import pytest
 
 from lab.evidence import Evidence
-from lab.packets import DLT_EN10MB, DLT_LINUX_SLL2, DLT_NFLOG, Segment, match_arrivals, read_pcap
+from lab.packets import Segment, match_arrivals, read_pcap
+from lab.pcap import DLT_EN10MB, DLT_LINUX_SLL2, DLT_NFLOG
 from tests.unit.test_packets import T0, ethernet, nflog, sll2, tcp_bytes, tlv, write_pcap
 
 CLIENT, SERVER = "fd77:1a2b:1::10", "fd77:1a2b:2::10"

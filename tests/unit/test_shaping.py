@@ -8,7 +8,8 @@ import struct
 import pytest
 
 from lab.errors import UsageError
-from lab.shaping import LinkProfile, SeededNetem, Shaping, parse_shape, parse_shapes
+from lab.netem import SeededNetem
+from lab.shaping import LinkProfile, Shaping, parse_shape, parse_shapes
 
 
 def test_parse_shape_both_and_one_direction():
