@@ -6,7 +6,7 @@ floor. Each round, interleaved so drift on the machine hits all alike:
 2. **A VM cell**, in one boot: the guest's shell times ``python -c pass`` (Python's start),
    ``python -c "import lab.tasks"`` (the lab's imports) and ``invoke run lost-ack --backend netns``
    (the whole command); the run's report.json gives the scenario's own wall time and its
-   timings_s (bring-up, the lab's start, the scenario, tear-down); vm.json gives qemu to the
+   timings_s (bring-up, the rest of the lab's start, the scenario, tear-down); vm.json gives qemu to the
    initramfs (kernel), to stage 2 (modules and mounts) and the power-off.
 3. **The same scenario on this machine** (netns), for the in-guest / host ratio.
 
@@ -56,7 +56,8 @@ def cell_split(stdout: str, vm: dict, report: dict) -> dict[str, float | None]:
         "imports_s": t["imports"] - t["python"] if {"imports", "python"} <= set(t) else None,
         "invoke_and_report_s": command - run if command is not None and run else None,
         "lab_bring_up_s": timings.get("bring_up_s"),
-        "lab_start_s": timings.get("start_s"),
+        "lab_observe_s": (timings["start_s"] - timings["bring_up_s"]) if {"start_s", "bring_up_s"} <= set(timings)
+        else None,                          # the lab's start after bring-up: captures, sampler, faults
         "scenario_s": timings.get("scenario_s"),
         "tear_down_s": timings.get("tear_down_s"),
         "run_s": run,
