@@ -64,8 +64,11 @@ class Lab(TearDown):
                  capture: bool = True, persistent: bool = False,
                  shaping: list[Shaping] = (), needs_netem: str | None = None,
                  premise: Callable[[dict[str, dict[str, str]]], None] | None = None,
-                 family: int = 4, scenario: str | None = None, waiting: WaitView | None = None) -> None:
+                 family: int = 4, scenario: str | None = None, waiting: WaitView | None = None,
+                 stacks: dict[str, str] | None = None) -> None:
         self.family = check_family(family)    # the run's address family: 4 or 6
+        self.stacks = dict(stacks or {})      # host -> "linux" | "gvisor" (lab.gvisor); default linux
+        self.sandboxes: dict = {}             # host -> lab.gvisor.Sandbox, for its gVisor hosts
         self.scenario = scenario or "the lab"  # what a refusal names
         self.backend_name, self.artifacts = backend, Path(artifacts)
         self.requested_sysctls, self.compose, self.port = list(sysctls), Path(compose), port
@@ -101,6 +104,7 @@ class Lab(TearDown):
         self._ns_ids: dict[str, tuple[int, int] | None] = {}
         self._pauses: PauseWatch | None = None
         self._closed = False
+        self._gvisor_hosts: list[str] = []
 
     # -- bring-up -------------------------------------------------------------------------
     def __enter__(self) -> Lab:
@@ -142,6 +146,7 @@ class Lab(TearDown):
         self._made_dirs = make_dir(self.artifacts)                   # removed again if the run fails
         t = time.monotonic()
         self.hosts = self.backend.up(topo)
+        self._sandboxes()
         self.timings["bring_up_s"] = time.monotonic() - t
         self.timings["ipv6_settle_s"] = self.backend.ipv6_settle_s     # within bring_up_s
         for host in self.hosts.values():
@@ -163,6 +168,7 @@ class Lab(TearDown):
 
         cls, why = choose(self.backend_name)
         require_tools(cls.name)                     # all that are missing, in one line
+        self._gvisor_hosts = self._stacks_allowed(cls.name)
         self.progress(why)
         self.backend = cls(self.lab_id, self.progress)
         try:
@@ -174,6 +180,33 @@ class Lab(TearDown):
                 self.progress(f"removed leftovers of killed runs: {', '.join(gone.lines())}")
         self.backend.persistent = self.persistent
         cleanup.register(self.lab_id, self.backend.name, persistent=self.persistent)
+
+    def _stacks_allowed(self, backend: str) -> list[str]:
+        """The hosts that run gVisor's netstack (--stack), refused in one line where it cannot be."""
+        from . import gvisor
+
+        hosts = gvisor.check_stacks(self.stacks, ENDS, backend, self.family,
+                                    {s.host for s in self.requested_sysctls})
+        why = gvisor.runsc_missing() if hosts else None
+        if why:
+            raise gvisor.GvisorUnavailable(self.scenario, why)
+        return hosts
+
+    def _sandboxes(self) -> None:
+        """Move each gVisor host's sockets into a runsc sandbox over its namespace (lab.gvisor)."""
+        from . import gvisor
+        from .errors import ScenarioSkipped
+
+        if not self._gvisor_hosts:
+            return
+        try:
+            root = gvisor.rootfs(self.progress)
+            for name in self._gvisor_hosts:
+                self.sandboxes[name] = gvisor.Sandbox(self.lab_id, self.hosts[name])
+                self.sandboxes[name].start(root)
+                self.progress(f"{name} runs gVisor's netstack (runsc sandbox {self.sandboxes[name].ident})")
+        except ScenarioSkipped as exc:
+            raise gvisor.GvisorUnavailable(self.scenario, exc.why) from exc
 
     def _settle(self) -> None:
         """The sysctls asked for, those in force read back, netem probed; the scenario refused
@@ -380,6 +413,7 @@ class Lab(TearDown):
             "backend": self.backend.name if self.backend else None,
             "kernel": platform.release(),
             "family": self.family,
+            "stacks": {n: h.stack for n, h in self.hosts.items()},
             "hosts": {n: {"addresses": {k: str(v) for k, v in h.addrs().items()},   # the run's family's
                           "addresses4": {k: str(v) for k, v in h.addresses.items()},
                           "addresses6": {k: str(v) for k, v in h.addresses6.items()},

@@ -84,6 +84,7 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
     # the scenario's own settings first (e.g. a short tcp_orphan_retries), the user's on top
     sysctls = layer_sysctls(sc.own_sysctls(), explicit=sysctls)
     lab = _lab_for(sc, backend, artifacts, sysctls, shaping, compose, progress, check_family(family))
+    lab.stacks = dict(options.get("stacks") or {})
     lab.waiting = waiting
     writer = _page_writer(progress)
     try:
