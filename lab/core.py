@@ -29,6 +29,7 @@ from .capture import Capture, capture_points
 from .errors import EnvError, LabError, NetemMissing, UsageError, WaitTimeout
 from .family import check_family, require_ipv6, require_ipv6_in
 from .faults import Faults
+from .gvisor import allowed, start_sandboxes
 from .health import Health, PauseWatch, ns_identity
 from .netem import NetemProbe
 from .observe import Sampler, SocketInfo, SocketView, counters_delta, read_counters
@@ -146,7 +147,9 @@ class Lab(TearDown):
         self._made_dirs = make_dir(self.artifacts)                   # removed again if the run fails
         t = time.monotonic()
         self.hosts = self.backend.up(topo)
-        self._sandboxes()
+        if self._gvisor_hosts:      # their sockets in runsc sandboxes over their namespaces (lab.gvisor)
+            self.sandboxes = start_sandboxes(self.lab_id, self.hosts, self._gvisor_hosts, self.scenario,
+                                             self.progress)
         self.timings["bring_up_s"] = time.monotonic() - t
         self.timings["ipv6_settle_s"] = self.backend.ipv6_settle_s     # within bring_up_s
         for host in self.hosts.values():
@@ -168,7 +171,8 @@ class Lab(TearDown):
 
         cls, why = choose(self.backend_name)
         require_tools(cls.name)                     # all that are missing, in one line
-        self._gvisor_hosts = self._stacks_allowed(cls.name)
+        self._gvisor_hosts = allowed(self.stacks, ENDS, cls.name, self.family, self.requested_sysctls,
+                                     self.scenario)    # --stack HOST=gvisor: refused here where it cannot be
         self.progress(why)
         self.backend = cls(self.lab_id, self.progress)
         try:
@@ -180,33 +184,6 @@ class Lab(TearDown):
                 self.progress(f"removed leftovers of killed runs: {', '.join(gone.lines())}")
         self.backend.persistent = self.persistent
         cleanup.register(self.lab_id, self.backend.name, persistent=self.persistent)
-
-    def _stacks_allowed(self, backend: str) -> list[str]:
-        """The hosts that run gVisor's netstack (--stack), refused in one line where it cannot be."""
-        from . import gvisor
-
-        hosts = gvisor.check_stacks(self.stacks, ENDS, backend, self.family,
-                                    {s.host for s in self.requested_sysctls})
-        why = gvisor.runsc_missing() if hosts else None
-        if why:
-            raise gvisor.GvisorUnavailable(self.scenario, why)
-        return hosts
-
-    def _sandboxes(self) -> None:
-        """Move each gVisor host's sockets into a runsc sandbox over its namespace (lab.gvisor)."""
-        from . import gvisor
-        from .errors import ScenarioSkipped
-
-        if not self._gvisor_hosts:
-            return
-        try:
-            root = gvisor.rootfs(self.progress)
-            for name in self._gvisor_hosts:
-                self.sandboxes[name] = gvisor.Sandbox(self.lab_id, self.hosts[name])
-                self.sandboxes[name].start(root)
-                self.progress(f"{name} runs gVisor's netstack (runsc sandbox {self.sandboxes[name].ident})")
-        except ScenarioSkipped as exc:
-            raise gvisor.GvisorUnavailable(self.scenario, exc.why) from exc
 
     def _settle(self) -> None:
         """The sysctls asked for, those in force read back, netem probed; the scenario refused

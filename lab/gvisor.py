@@ -88,6 +88,33 @@ def check_stacks(stacks: dict[str, str], ends: tuple[str, ...], backend: str, fa
     return hosts
 
 
+def allowed(stacks: dict[str, str], ends: tuple[str, ...], backend: str, family: int, sysctls,
+            scenario: str) -> list[str]:
+    """The gVisor hosts of a run: refused in one line (UsageError) where they cannot be, skipped
+    (GvisorUnavailable) where runsc is missing."""
+    hosts = check_stacks(stacks, ends, backend, family, {s.host for s in sysctls})
+    why = runsc_missing() if hosts else None
+    if why:
+        raise GvisorUnavailable(scenario, why)
+    return hosts
+
+
+def start_sandboxes(lab_id: str, hosts: dict, names: list[str], scenario: str, progress) -> dict:
+    """A started Sandbox for each host in *names* (the lab removes them: lab.teardown)."""
+    out: dict[str, Sandbox] = {}
+    try:
+        root = rootfs(progress)
+        for name in names:
+            out[name] = Sandbox(lab_id, hosts[name])
+            out[name].start(root)
+            progress(f"{name} runs gVisor's netstack (runsc sandbox {out[name].ident})")
+    except ScenarioSkipped as exc:
+        for sandbox in out.values():
+            sandbox.stop()
+        raise GvisorUnavailable(scenario, exc.why) from exc
+    return out
+
+
 def runsc_missing() -> str | None:
     """Why runsc cannot be used here, or None."""
     if shutil.which(RUNSC) is None:

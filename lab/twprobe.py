@@ -220,6 +220,22 @@ def closed_tuple(segments: list, host_addr: str, host_port: int, peer_addr: str,
     return Tuple(host_addr, host_port, peer_addr, peer_port, host_next, peer_next)
 
 
+def probing_started(facts: dict) -> float | None:
+    """When a run's prober began (its facts' ``*_probe`` entries, as measure() returns them): the
+    segments after it are probes and their answers, not the connection's own."""
+    starts = [v["started"] for k, v in (facts or {}).items()
+              if k.endswith("_probe") and isinstance(v, dict) and v.get("started")]
+    return min(starts) if starts else None
+
+
+def probe_summary(facts: dict) -> list[str]:
+    """One line per prober run: what it sent and what it found."""
+    return [f"{k.removesuffix('_probe')}: {len(v.get('answers', []))} {v.get('probe')} probes from the router "
+            f"(every {v.get('interval_s')} s): TIME-WAIT held until +{v.get('held_until_s')} s after the last ACK, "
+            f"gone by +{v.get('gone_by_s')} s"
+            for k, v in (facts or {}).items() if k.endswith("_probe") and isinstance(v, dict) and v.get("answers")]
+
+
 def router_capture(lab, host: str):
     """The router's capture facing *host* (its pcap path), or None."""
     for name, point in lab.capture_points.items():
@@ -247,6 +263,7 @@ def measure(lab, host: str, peer: str, host_port: int, peer_port: int, interval_
             and s.ack == tup.peer_next and not s.has("FIN")]
     start = max(acks) if acks else None
     kind = kind or PROBE_FOR[h.stack]
+    started = time.time()
     with Prober(lab.host(lab.topology.router.name), lab.faults, tup, kind, h, p) as prober:
         firsts = [{"probe": k, "answer": prober.probe(k).answer} for k in first]
         prober.answers.clear()
@@ -260,7 +277,8 @@ def measure(lab, host: str, peer: str, host_port: int, peer_port: int, interval_
     last_held, first_gone = held_for(prober.answers, start) if start is not None else (None, None)
     lab.note(lab.topology.router.name, f"probed {host}:{host_port} with {kind}: "
              + (f"TIME-WAIT held until +{last_held} s, gone by +{first_gone} s" if gone else "never gone"))
-    return {"probe": kind, "stack": h.stack, "first": firsts, "tw_start": start, "interval_s": interval_s,
+    return {"probe": kind, "stack": h.stack, "first": firsts, "started": started, "tw_start": start,
+            "interval_s": interval_s,
             "held_until_s": last_held, "gone_by_s": first_gone, "gone": gone is not None,
             "answers": [a.to_json() for a in prober.answers],
             "tuple": {"addr": tup.addr, "port": tup.port, "peer_addr": tup.peer_addr, "peer_port": tup.peer_port}}
