@@ -105,7 +105,6 @@ class Lab(TearDown):
         self._ns_ids: dict[str, tuple[int, int] | None] = {}
         self._pauses: PauseWatch | None = None
         self._closed = False
-        self._gvisor_hosts: list[str] = []
 
     # -- bring-up -------------------------------------------------------------------------
     def __enter__(self) -> Lab:
@@ -147,9 +146,7 @@ class Lab(TearDown):
         self._made_dirs = make_dir(self.artifacts)                   # removed again if the run fails
         t = time.monotonic()
         self.hosts = self.backend.up(topo)
-        if self._gvisor_hosts:      # their sockets in runsc sandboxes over their namespaces (lab.gvisor)
-            self.sandboxes = start_sandboxes(self.lab_id, self.hosts, self._gvisor_hosts, self.scenario,
-                                             self.progress)
+        self.sandboxes = start_sandboxes(self, self._gvisor_hosts)   # gVisor hosts' sockets: lab.gvisor
         self.timings["bring_up_s"] = time.monotonic() - t
         self.timings["ipv6_settle_s"] = self.backend.ipv6_settle_s     # within bring_up_s
         for host in self.hosts.values():
@@ -171,8 +168,7 @@ class Lab(TearDown):
 
         cls, why = choose(self.backend_name)
         require_tools(cls.name)                     # all that are missing, in one line
-        self._gvisor_hosts = allowed(self.stacks, ENDS, cls.name, self.family, self.requested_sysctls,
-                                     self.scenario)    # --stack HOST=gvisor: refused here where it cannot be
+        self._gvisor_hosts = allowed(self, ENDS, cls.name)   # --stack: refused here where it cannot be
         self.progress(why)
         self.backend = cls(self.lab_id, self.progress)
         try:

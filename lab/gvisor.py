@@ -53,6 +53,13 @@ class GvisorUnavailable(ScenarioSkipped, EnvError):
         super().__init__(scenario, why, hint, f"{scenario} cannot run a gVisor host: {why}; {hint}")
 
 
+class StackCannotShow(ScenarioSkipped):
+    """What the run asks of a host cannot apply to the stack it runs (a Linux sysctl on gVisor)."""
+
+    def __init__(self, scenario: str, why: str, hint: str) -> None:
+        super().__init__(scenario, why, hint, f"{scenario} cannot run as asked: {why}; {hint}")
+
+
 def parse_stacks(texts: list[str] | tuple[str, ...]) -> dict[str, str]:
     """``["client=gvisor", ...]`` -> {host: stack}; a host given twice keeps the last."""
     out: dict[str, str] = {}
@@ -66,8 +73,7 @@ def parse_stacks(texts: list[str] | tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def check_stacks(stacks: dict[str, str], ends: tuple[str, ...], backend: str, family: int,
-                 sysctl_hosts: set[str]) -> list[str]:
+def check_stacks(stacks: dict[str, str], ends: tuple[str, ...], backend: str, family: int) -> list[str]:
     """The gVisor hosts of a run, after refusing what cannot be (UsageError, one line)."""
     for host in stacks:
         if host not in ends:
@@ -81,27 +87,38 @@ def check_stacks(stacks: dict[str, str], ends: tuple[str, ...], backend: str, fa
                          "runsc refuses a network namespace it cannot tell from the root one); add --backend netns")
     if family != 4:
         raise UsageError("--stack ...=gvisor runs over IPv4 only (the wire prober is IPv4); give --family 4")
-    wrong = sorted(sysctl_hosts & set(hosts))
-    if wrong:
-        raise UsageError(f"--sysctl {wrong[0]}:...: {wrong[0]} runs gVisor's netstack, which Linux's sysctls "
-                         "do not reach; drop the setting or the --stack")
     return hosts
 
 
-def allowed(stacks: dict[str, str], ends: tuple[str, ...], backend: str, family: int, sysctls,
-            scenario: str) -> list[str]:
-    """The gVisor hosts of a run: refused in one line (UsageError) where they cannot be, skipped
-    (GvisorUnavailable) where runsc is missing."""
-    hosts = check_stacks(stacks, ends, backend, family, {s.host for s in sysctls})
+def no_sysctls_there(hosts: list[str], sysctls, scenario: str) -> None:
+    """A Linux sysctl set on a gVisor host (by --sysctl, or the scenario's own settings) would not
+    reach its sockets: the run cannot show what it asks for there - skipped, one line."""
+    there = [s for s in sysctls if s.host in hosts]
+    if there:
+        raise StackCannotShow(scenario, f"{there[0].host} runs gVisor's netstack, and the run sets "
+                              f"{there[0].key} there, a Linux sysctl that does not reach gVisor's sockets",
+                              f"drop the --sysctl, or run it with {there[0].host} on Linux")
+    return hosts
+
+
+def allowed(lab, ends: tuple[str, ...], backend: str) -> list[str]:
+    """The gVisor hosts of *lab* (lab.core.Lab) on *backend*: refused in one line (UsageError)
+    where they cannot be, skipped (GvisorUnavailable) where runsc is missing."""
+    hosts = check_stacks(lab.stacks, ends, backend, lab.family)
+    no_sysctls_there(hosts, lab.requested_sysctls, lab.scenario)
     why = runsc_missing() if hosts else None
     if why:
-        raise GvisorUnavailable(scenario, why)
+        raise GvisorUnavailable(lab.scenario, why)
     return hosts
 
 
-def start_sandboxes(lab_id: str, hosts: dict, names: list[str], scenario: str, progress) -> dict:
-    """A started Sandbox for each host in *names* (the lab removes them: lab.teardown)."""
+def start_sandboxes(lab, names: list[str]) -> dict:
+    """A started Sandbox for each host in *names* of *lab* (lab.core.Lab; its tear-down removes
+    them, lab.teardown); none when *names* is empty."""
+    lab_id, hosts, scenario, progress = lab.lab_id, lab.hosts, lab.scenario, lab.progress
     out: dict[str, Sandbox] = {}
+    if not names:
+        return out
     try:
         root = rootfs(progress)
         for name in names:
