@@ -374,7 +374,7 @@ def close_completes_wire(s: Seen) -> Check:
 
 SCENARIO = Scenario(
     name="lost-ack", intent=INTENT, run=run, analyse=Seen.of, checks=checks, intent_for=intent,
-    shaping=OPTIONAL, port=PORT, key=KEY,
+    shaping=OPTIONAL, port=PORT, key=KEY, stacks=("linux", "gvisor"),
     key_values=(
         KeyValue("TIME-WAIT armed (ms)", "time-wait-armed-for-60s", "first_expires_ms", abs_tol=50),
         KeyValue("server FINs (1 + retransmissions)", "server-retransmits-fin", "fin_count"),
