@@ -83,8 +83,11 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
 
 
 @task(
-    iterable=["kernel", "scenario", "backend"],
+    iterable=["kernel", "scenario", "backend", "stack"],
     help={
+        "stack": "linux (default), gvisor (both ends in gVisor's netstack) or HOST=STACK[;HOST=STACK], "
+                 "e.g. client=gvisor (repeatable: a column per stack, the conformance table; host kernel, "
+                 "netns backend)",
         "kernel": "host (this machine's kernel) or a stock kernel run under qemu by lab.vm: "
                   "debian-12, debian-13 (repeatable; default: host)",
         "scenario": "a scenario to run on each kernel (repeatable, or comma-separated; default: the "
@@ -97,7 +100,7 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
     },
 )
 @guarded
-def matrix(c, kernel=None, scenario=None, out=None, backend=None, json=False, family="4"):
+def matrix(c, kernel=None, scenario=None, out=None, backend=None, json=False, family="4", stack=None):
     """Run scenarios on each kernel (and backend): one table, scenario x kernel, marking where
     they differ. Each cell: the verdict and the key observed values; also written as matrix.json
     and matrix.md."""
@@ -116,8 +119,11 @@ def matrix(c, kernel=None, scenario=None, out=None, backend=None, json=False, fa
     backends = parse_backends(backend)
     names = [n.strip() for text in (scenario or []) for n in text.split(",") if n.strip()] or list(catalog())
     progress = (lambda s: print(s, file=sys.stderr)) if json else print
+    from lab.matrix import parse_stack_columns
+
+    parse_stack_columns(stack)                                  # a bad --stack is refused before any run
     m = run_matrix(kernels, names, out=out or default_artifacts("matrix"), backend=backends,
-                   progress=progress, families=families)
+                   progress=progress, families=families, stacks=stack)
     if json:
         print(_json.dumps(m, indent=2, default=str))
     else:

@@ -122,12 +122,29 @@ def columns(kernels: list[str], backends: list[str]) -> list[tuple[str, str, str
     return [(k if len(backends) == 1 else f"{k}/{b}", k, b) for k in kernels for b in backends]
 
 
+def parse_stack_columns(values: list[str] | None) -> list[tuple[str, dict[str, str]]]:
+    """--stack of `invoke matrix`, repeatable: ``linux`` (both ends on Linux, the default),
+    ``gvisor`` (both ends on gVisor's netstack) or ``HOST=STACK[;HOST=STACK]`` (e.g.
+    ``client=gvisor``): (column label, the run's stacks) each."""
+    from .gvisor import STACKS, parse_stacks
+
+    out = []
+    for text in dict.fromkeys(v.strip() for v in (values or []) if v.strip()):
+        if text in STACKS:
+            out.append((text, {} if text == "linux" else {"client": text, "server": text}))
+        else:
+            out.append((text, parse_stacks(text.split(";"))))
+    return out or [("linux", {})]
+
+
 def run_matrix(kernels: list[str], names: list[str], out: Path, backend: str | list[str] = "auto",
                progress: Callable[[str], None] = lambda s: None,
-               vm: Any = None, families: tuple[int, ...] = (4,)) -> dict[str, Any]:
+               vm: Any = None, families: tuple[int, ...] = (4,),
+               stacks: list[str] | None = None) -> dict[str, Any]:
     """Run each scenario on each kernel, with each backend, over each address family (a row per
-    scenario and family); return the matrix (also written as matrix.json and matrix.md under
-    *out*). *vm* stands in for lab.vm (tests)."""
+    scenario and family), with each TCP stack (--stack: a column per stack, KERNEL/STACK, when more
+    than one is asked for; lab.gvisor); return the matrix (also written as matrix.json and
+    matrix.md under *out*). *vm* stands in for lab.vm (tests)."""
     from scenarios import get
 
     from .artifacts import check_dir
@@ -139,34 +156,22 @@ def run_matrix(kernels: list[str], names: list[str], out: Path, backend: str | l
         get(n)                                                  # a bad name fails here, once
     out = check_dir(Path(out), "--out")
     started = time.time()
-    cols = columns(kernels, backends)
+    stack_cols = parse_stack_columns(stacks)
+    cols = [(c if len(stack_cols) == 1 else f"{c}/{label}", k, b, st)
+            for c, k, b in columns(kernels, backends) for label, st in stack_cols]
     rows_of = [(row_name(n, f), n, f) for n in names for f in families]
     cells: dict[str, dict[str, dict[str, Any]]] = {row: {} for row, _, _ in rows_of}
     releases: dict[str, str | None] = {}
-    for col, kernel, be in cols:
+    for col, kernel, be, st in cols:
         if kernel == HOST:
             releases[col] = platform.release()
-            for row, cell in _host_cells(names, be, out / col, progress, col, families).items():
+            for row, cell in _host_cells(names, be, out / col, progress, col, families, st).items():
                 cells[row][col] = cell
             continue
-        runner, why = vm, None
-        if runner is None:
-            try:
-                import lab.vm as runner  # noqa: PLC0415 - built alongside
-            except Exception as exc:                             # noqa: BLE001 - missing or broken
-                why = f"no VM runner: lab.vm cannot be imported ({exc.__class__.__name__}: {exc})"
-        for row, n, family in rows_of:
-            if why:
-                cells[row][col] = _error_cell(why)
-                continue
-            progress(f"{row} on {col} (VM) ...")
-            cells[row][col] = _vm_cell(runner, kernel, be, n, out / col / row.replace("/", "-"), progress, family)
-            if cells[row][col].get("kernel"):
-                releases[col] = cells[row][col]["kernel"]
-            progress(f"{row} on {col}: {cells[row][col]['verdict']}"
-                     + (f" - {cells[row][col]['error']}" if cells[row][col].get("error") else ""))
+        _vm_cells(vm, kernel, be, st, col, rows_of, out, progress, cells, releases)
         releases.setdefault(col, None)
-    matrix = {"kernels": kernels, "backends": backends, "columns": [c for c, _, _ in cols],
+    matrix = {"kernels": kernels, "backends": backends, "columns": [c for c, _, _, _ in cols],
+              "stacks": {c: st for c, _, _, st in cols},
               "releases": releases, "scenarios": [row for row, _, _ in rows_of], "families": list(families),
               "cells": cells,
               "wall_s": round(time.time() - started, 3), "out": str(out)}
@@ -180,15 +185,38 @@ def run_matrix(kernels: list[str], names: list[str], out: Path, backend: str | l
     return matrix
 
 
+def _vm_cells(vm: Any, kernel: str, be: str, st: dict[str, str], col: str, rows_of: list, out: Path, progress,
+              cells: dict, releases: dict) -> None:
+    """One VM kernel's column: each row's cell, run by lab.vm (or the reason none can be)."""
+    runner, why = vm, None
+    if any(v != "linux" for v in st.values()):
+        why = "--stack runs another TCP stack on this machine's kernel only (--kernel host)"
+    elif runner is None:
+        try:
+            import lab.vm as runner  # noqa: PLC0415 - built alongside
+        except Exception as exc:                             # noqa: BLE001 - missing or broken
+            why = f"no VM runner: lab.vm cannot be imported ({exc.__class__.__name__}: {exc})"
+    for row, n, family in rows_of:
+        if why:
+            cells[row][col] = _error_cell(why)
+            continue
+        progress(f"{row} on {col} (VM) ...")
+        cells[row][col] = _vm_cell(runner, kernel, be, n, out / col / row.replace("/", "-"), progress, family)
+        if cells[row][col].get("kernel"):
+            releases[col] = cells[row][col]["kernel"]
+        progress(f"{row} on {col}: {cells[row][col]['verdict']}"
+                 + (f" - {cells[row][col]['error']}" if cells[row][col].get("error") else ""))
+
+
 def _host_cells(names: list[str], backend: str, out: Path, progress, col: str,
-                families: tuple[int, ...] = (4,)) -> dict[str, dict[str, Any]]:
+                families: tuple[int, ...] = (4,), stacks: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
     """This machine's column, a cell per scenario and family (keyed SCENARIO or SCENARIO/v6): the
     scenarios through lab.pipeline, one lab at a time (the numbers compared across kernels stay
     undisturbed by company)."""
     from .pipeline import run_batches
     from .runner import jobs_for
 
-    jobs = jobs_for(names, out, backend, families=families)
+    jobs = jobs_for(names, out, backend, options={"stacks": stacks} if stacks else None, families=families)
     results = run_batches(jobs, 1, progress, label=lambda r: f"{r.name} on {col}:")
     cells = {}
     for job, res in zip(jobs, results):
