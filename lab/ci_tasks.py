@@ -13,7 +13,7 @@ from lab.task_common import FAMILY_HELP, exit_with, show_doc
 
 
 @task(
-    iterable=["scenario", "sysctl", "shape"],
+    iterable=["scenario", "sysctl", "shape", "stack"],
     help={
         "scenario": "a scenario to run (repeatable, or comma-separated; default: the profile's "
                     "`scenarios`, else the whole catalog)",
@@ -32,11 +32,13 @@ from lab.task_common import FAMILY_HELP, exit_with, show_doc
         "kernel": "host (this machine's kernel, the default) or a stock kernel to run the whole check "
                   "in under qemu: debian-12, debian-13 (netem scenarios run there instead of skipping)",
         "family": FAMILY_HELP,
+        "stack": "HOST=STACK, as for `run`: linux (default) or gvisor, e.g. client=gvisor (repeatable; "
+                 "host kernel, netns backend); a scenario not judged from the wire is skipped",
     },
 )
 @guarded
 def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=None, json_out=None,
-          backend="auto", shape=None, artifacts=None, parallel=None, kernel="host", family="4"):
+          backend="auto", shape=None, artifacts=None, parallel=None, kernel="host", family="4", stack=None):
     """Run scenarios for CI, judged by the sysctls in force and a profile's required behaviours.
     Exit 0 when all matched, 1 when something did not, 2 for usage or environment errors."""
     from pathlib import Path
@@ -63,6 +65,11 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
     outputs = [(flag, Path(p)) for flag, p in (("--junit", junit), ("--json-out", json_out)) if p]
     for flag, path in outputs:                      # fail before the run (creating nothing yet)
         check_output(path, flag)
+    from lab.gvisor import parse_stacks
+
+    stacks = parse_stacks(stack or [])
+    if kernel != "host" and any(v != "linux" for v in stacks.values()):
+        raise UsageError("--stack runs another TCP stack on this machine's kernel only; drop --kernel or --stack")
     if kernel != "host":
         from lab.paths import require_checkout
 
@@ -72,7 +79,7 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
     else:
         summary = run_check(names, sysctls=settings, from_host=from_host, profile=prof, backend=backend,
                             shaping=shaping, artifacts=artifacts, parallel=parallel, progress=print,
-                            families=families)
+                            families=families, stacks=stacks)
     write_outputs(summary, outputs)
     check_table(summary)
     for flag, path in outputs:

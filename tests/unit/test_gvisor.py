@@ -157,3 +157,50 @@ def test_ladder_folds_the_probes_into_one_line():
     segments = [r for r in rows if r.kind == "segment"]
     assert [round(r.t, 1) for r in segments] == [0.0, 1.0]
     assert any("3 ack probes from the router" in r.text for r in rows)
+
+
+def test_a_scenario_not_judged_from_the_wire_is_skipped_with_a_gvisor_host():
+    from lab.gvisor import StackCannotShow
+    from lab.runner import unsupported
+    from scenarios import get
+
+    unsupported(get("lost-ack"), {"client": "gvisor", "server": "gvisor"})     # judged from the wire
+    unsupported(get("time-wait-duration"), {"client": "linux"})
+    with pytest.raises(StackCannotShow, match="sock_diag"):
+        unsupported(get("time-wait-duration"), {"server": "gvisor"})
+
+
+def test_matrix_stack_columns(tmp_path, monkeypatch):
+    """A column per --stack, each run with its stacks; rows where the stacks differ marked."""
+    from lab import pool, runner
+    from lab.matrix import parse_stack_columns, run_matrix
+
+    assert parse_stack_columns(None) == [("linux", {})]
+    assert parse_stack_columns(["linux", "gvisor", "client=gvisor;server=linux"]) == [
+        ("linux", {}), ("gvisor", {"client": "gvisor", "server": "gvisor"}),
+        ("client=gvisor;server=linux", {"client": "gvisor", "server": "linux"})]
+    with pytest.raises(UsageError):
+        parse_stack_columns(["bsd"])
+    seen = []
+
+    def fake(name, **kw):
+        stacks = (kw.get("options") or {}).get("stacks") or {}
+        seen.append(stacks)
+        gone = 60.1 if stacks.get("client") == "gvisor" else 62.0
+        report = {"scenario": name, "verdict": "pass", "kernel": "k", "backend": "netns", "error": None,
+                  "duration_s": 1.0,
+                  "checks": [{"name": "time-wait-length-on-the-wire", "outcome": "pass", "passed": True,
+                              "values": {"gone_by_s": gone}}], "counters": {}}
+        (kw["artifacts"]).mkdir(parents=True, exist_ok=True)
+        (kw["artifacts"] / "report.json").write_text(__import__("json").dumps(report))
+        return report
+    monkeypatch.setattr(runner, "run_scenario", fake)
+    monkeypatch.setattr(pool, "run_jobs", lambda fn, jobs, width, collect: [collect(j, fn(j)) for j in jobs])
+    m = run_matrix(["host"], ["lost-ack"], out=tmp_path, backend="netns", stacks=["linux", "client=gvisor"])
+    assert m["columns"] == ["host/linux", "host/client=gvisor"]
+    assert seen == [{}, {"client": "gvisor"}]
+    row = next(r for r in m["rows"] if r["what"].startswith("TIME-WAIT on the wire"))
+    assert row["differs"] is False            # 62.0 vs 60.1: within the row's 2.5 s tolerance
+    m = run_matrix(["debian-12"], ["lost-ack"], out=tmp_path / "vm", backend="netns", stacks=["gvisor"],
+                   vm=object())
+    assert "this machine's kernel only" in m["cells"]["lost-ack"]["debian-12"]["error"]
