@@ -179,9 +179,11 @@ def _docker():
         return None
 
 
-def find(lab_id: str | None = None) -> Leftovers:
+def find(lab_id: str | None = None, docker: bool = True) -> Leftovers:
+    """The namespaces, containers, networks and gVisor sandboxes of lab *lab_id* (or of every
+    lab); the Docker daemon asked only when *docker*."""
     out = Leftovers(namespaces=lab_namespaces(lab_id), sandboxes=_sandbox_dirs(lab_id))
-    dc = _docker()
+    dc = _docker() if docker else None
     if dc is not None:
         flt = {"label": f"{LABEL}={lab_id}" if lab_id else LABEL}
         out.containers = sorted(c.name for c in dc.containers.list(all=True, filters=flt, ignore_removed=True))

@@ -229,11 +229,24 @@ def stability(c, runs=20, scenario=None, backend=None, artifacts=None, family="4
 
 
 @task(help={"runs": "repetitions per measurement (medians are printed)",
-            "backend": "measure only this backend (docker or netns); default both"})
+            "backend": "measure only this backend (docker or netns); default both",
+            "capacity": "instead: how many lost-ack labs run at once with every run right and every "
+                        "sample gap under 10 ms (doubling, then halving the gap)",
+            "limit": "with --capacity: the most labs to try (default 64)"})
 @guarded
-def bench(c, runs=5, backend=None):
-    """Print medians: lab bring-up + tear-down per backend beside the raw floor, and lost-ack's
-    wall time split into protocol waiting and lab overhead."""
+def bench(c, runs=5, backend=None, capacity=False, limit=64):
+    """Print medians: lab bring-up + tear-down per backend beside the raw floor, lost-ack's wall
+    time split into protocol waiting and lab overhead, and whole processes; or, with --capacity,
+    how many labs this machine runs at once."""
+    if capacity:
+        from lab.bench.driver import capacity_main
+
+        try:
+            limit = int(limit)
+        except ValueError:
+            raise Exit("twlab: --limit takes a whole number of 1 or more", code=2) from None
+        capacity_main(backends=[backend] if backend else None, limit=limit)
+        return
     from lab.bench import main
 
     main(runs=int(runs), backends=[backend] if backend else None)

@@ -143,3 +143,27 @@ def main(runs: int = 5, backends: list[str] | None = None, json_out: str | None 
         write_text(json_out, json.dumps(result, indent=2) + "\n")
         console.print(f"[dim]figures written to {json_out}[/]")
     return result
+
+
+def capacity_main(backends: list[str] | None = None, limit: int = 64, json_out: str | None = None,
+                  console: Console | None = None) -> dict[str, Any]:
+    """`invoke bench --capacity`: per backend, the most lost-ack labs this machine runs at once with
+    every run right and every sample gap under 10 ms (lab.bench.capacity); printed and returned."""
+    from .capacity import find_capacity
+    from .printout import capacity_line, print_capacity
+
+    console = console or Console()
+    if int(limit) < 1:
+        raise UsageError(f"--limit {limit}: give at least 1")
+    chosen = _choose(backends, console)
+    from ..runner import interrupts_as_exceptions
+
+    with interrupts_as_exceptions():
+        found = {b: find_capacity(b, int(limit), lambda s, b=b: console.print(capacity_line(b, s)))
+                 for b in chosen}
+    result = {"machine": _machine(), "capacity": found}
+    print_capacity(result, console)
+    if json_out:
+        write_text(json_out, json.dumps(result, indent=2) + "\n")
+        console.print(f"[dim]figures written to {json_out}[/]")
+    return result

@@ -113,3 +113,22 @@ def print_result(result: dict[str, Any], leftovers: list[str], console: Console)
     if leftovers:
         console.print(f"[yellow]note: a timed tear-down left things behind (removed afterwards): "
                       f"{'; '.join(leftovers)}[/]")
+
+
+def capacity_line(backend: str, step: dict[str, Any]) -> str:
+    """One step of the capacity search, printed as it finishes."""
+    gap = "-" if step["max_gap_ms"] is None else f"{step['max_gap_ms']:.1f} ms"
+    return (f"[dim]{backend:<6} {step['labs']:>3} labs at once: {step['passed']}/{step['labs']} passed, "
+            f"worst sample gap {gap}, {step['wall_s']:.1f} s: {'held' if step['held'] else 'did not hold'}[/]")
+
+
+def print_capacity(result: dict[str, Any], console: Console) -> None:
+    """Each backend's figure, and what it means."""
+    cpus = result["machine"].get("cpus")
+    for b, got in result["capacity"].items():
+        more = " (the limit: it may hold more; raise --limit)" if got["limit_reached"] else ""
+        console.print(f"[bold]{b}: {got['capacity']} lost-ack labs at once[/]{more} on {cpus} CPUs, every run "
+                      f"passed and every socket sample within {got['gap_threshold_ms']:g} ms of the one before")
+    console.print("Each step starts that many labs together (`run lost-ack --repeat N --parallel N`); the "
+                  "search doubles until a step fails, then halves the gap. A busy machine lowers the figure: "
+                  "measure on a quiet one.", highlight=False)
