@@ -16,7 +16,7 @@ ACCEL_HELP = "auto (KVM when /dev/kvm can run the kernel, else TCG, saying why),
 
 
 @task(
-    iterable=["scenario", "sysctl", "shape"],
+    iterable=["scenario", "sysctl", "shape", "stack"],
     help={
         "scenario": "a scenario to run (repeatable, or comma-separated; default: the profile's "
                     "`scenarios`, else the whole catalog)",
@@ -38,12 +38,14 @@ ACCEL_HELP = "auto (KVM when /dev/kvm can run the kernel, else TCG, saying why),
         "accel": "with --kernel: " + ACCEL_HELP,
         "bisect": "exit codes for git bisect run: 0 the behaviour holds, 1 it does not, 125 this kernel "
                   "cannot be tested, 128 the command is wrong",
+        "stack": "HOST=STACK, as for `run`: linux (default) or gvisor, e.g. client=gvisor (repeatable; "
+                 "host kernel, netns backend); a scenario not judged from the wire is skipped",
     },
 )
 @guarded
 def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=None, json_out=None,
           backend="auto", shape=None, artifacts=None, parallel=None, kernel="host", family="4", accel="auto",
-          bisect=False):
+          bisect=False, stack=None):
     """Run scenarios for CI, judged by the sysctls in force and a profile's required behaviours.
     Exit 0 when all matched, 1 when something did not, 2 for usage or environment errors (with
     --bisect: 0, 1, 125 or 128 for git bisect run)."""
@@ -51,11 +53,11 @@ def check(c, scenario=None, sysctl=None, from_host=False, profile=None, junit=No
 
     with Guard(bisect) as guard:
         _check(scenario, sysctl, from_host, profile, junit, json_out, backend, shape, artifacts, parallel, kernel,
-               family, accel, guard)
+               family, accel, guard, stack)
 
 
 def _check(scenario, sysctl, from_host, profile, junit, json_out, backend, shape, artifacts, parallel, kernel,
-           family, accel, guard):
+           family, accel, guard, stack):
     from pathlib import Path
 
     from lab.artifacts import check_output
@@ -85,6 +87,12 @@ def _check(scenario, sysctl, from_host, profile, junit, json_out, backend, shape
 
     check_accel(accel)
     guard.kernel_stage = True
+
+    from lab.gvisor import parse_stacks
+
+    stacks = parse_stacks(stack or [])
+    if kernel != "host" and any(v != "linux" for v in stacks.values()):
+        raise UsageError("--stack runs another TCP stack on this machine's kernel only; drop --kernel or --stack")
     if kernel != "host":
         from lab.paths import require_checkout
 
@@ -94,7 +102,7 @@ def _check(scenario, sysctl, from_host, profile, junit, json_out, backend, shape
     else:
         summary = run_check(names, sysctls=settings, from_host=from_host, profile=prof, backend=backend,
                             shaping=shaping, artifacts=artifacts, parallel=parallel, progress=print,
-                            families=families)
+                            families=families, stacks=stacks)
     write_outputs(summary, outputs)
     check_table(summary)
     for flag, path in outputs:
@@ -106,7 +114,7 @@ def _check(scenario, sysctl, from_host, profile, junit, json_out, backend, shape
 
 
 @task(
-    iterable=["kernel", "scenario", "backend", "merge"],
+    iterable=["kernel", "scenario", "backend", "merge", "stack"],
     help={
         "kernel": "host (this machine's kernel) or a kernel run under qemu by lab.vm, one boot per column: "
                   + KERNELS_HELP + " (repeatable; default: host)",
@@ -114,6 +122,9 @@ def _check(scenario, sysctl, from_host, profile, junit, json_out, backend, shape
                  "families), for CI fan-out",
         "merge": "DIR: merge these shards' outputs (repeatable) into matrix.json and matrix.md under --out",
         "accel": "for VM kernels: " + ACCEL_HELP,
+        "stack": "linux (default), gvisor (both ends in gVisor's netstack) or HOST=STACK[;HOST=STACK], "
+                 "e.g. client=gvisor (repeatable: a column per stack, the conformance table; host kernel, "
+                 "netns backend)",
         "scenario": "a scenario to run on each kernel (repeatable, or comma-separated; default: the "
                     "whole catalog)",
         "out": "directory for matrix.json, matrix.md and every run's artifacts",
@@ -125,7 +136,7 @@ def _check(scenario, sysctl, from_host, profile, junit, json_out, backend, shape
 )
 @guarded
 def matrix(c, kernel=None, scenario=None, out=None, backend=None, json=False, family="4", shard=None, merge=None,
-           accel="auto"):
+           accel="auto", stack=None):
     """Run scenarios on each kernel (and backend): one table, scenario x kernel, marking where
     they differ. Each cell: the verdict and the key observed values; also written as matrix.json
     and matrix.md. --shard I/N runs a slice of the cells; --merge DIR... puts shards together."""
@@ -133,7 +144,7 @@ def matrix(c, kernel=None, scenario=None, out=None, backend=None, json=False, fa
     from lab.verdict import batch_exit_code
 
     progress = (lambda s: print(s, file=sys.stderr)) if json else print
-    m = _matrix(kernel, scenario, out, backend, family, shard, merge, accel, progress)
+    m = _matrix(kernel, scenario, out, backend, family, shard, merge, accel, progress, stack)
     if json:
         print(_json.dumps(m, indent=2, default=str))
     else:
@@ -145,10 +156,10 @@ def matrix(c, kernel=None, scenario=None, out=None, backend=None, json=False, fa
               if any(m["cells"].values()) else 0)
 
 
-def _matrix(kernel, scenario, out, backend, family, shard, merge, accel, progress) -> dict:
+def _matrix(kernel, scenario, out, backend, family, shard, merge, accel, progress, stack) -> dict:
     """The matrix `invoke matrix` shows: the shards merged (--merge), or run here."""
     from lab.family import parse_family
-    from lab.matrix import parse_backends, parse_kernels, run_matrix
+    from lab.matrix import parse_backends, parse_kernels, parse_stack_columns, run_matrix
     from lab.matrix_shard import merge as merge_shards
     from lab.matrix_shard import parse_shard
     from lab.runner import default_artifacts
@@ -161,13 +172,14 @@ def _matrix(kernel, scenario, out, backend, family, shard, merge, accel, progres
 
     kernels, backends, part = parse_kernels(kernel), parse_backends(backend), parse_shard(shard)
     check_accel(accel)
+    parse_stack_columns(stack)                                  # a bad --stack is refused before any run
     if kernels != ["host"]:
         from lab.paths import require_checkout
 
         require_checkout("`invoke matrix --kernel`")         # the guests run the checkout's .venv
     names = [n.strip() for text in (scenario or []) for n in text.split(",") if n.strip()] or list(catalog())
     return run_matrix(kernels, names, out=out or default_artifacts("matrix"), backend=backends,
-                      progress=progress, families=families, shard=part, accel=accel)
+                      progress=progress, families=families, shard=part, accel=accel, stacks=stack)
 
 
 @task(

@@ -29,6 +29,7 @@ from .capture import Capture, capture_points
 from .errors import EnvError, LabError, NetemMissing, UsageError, WaitTimeout
 from .family import check_family, require_ipv6, require_ipv6_in
 from .faults import Faults
+from .gvisor import allowed, start_sandboxes
 from .health import Health, PauseWatch, ns_identity
 from .netem import NetemProbe
 from .observe import Sampler, SocketInfo, SocketView, counters_delta, read_counters
@@ -64,8 +65,11 @@ class Lab(TearDown):
                  capture: bool = True, persistent: bool = False,
                  shaping: list[Shaping] = (), needs_netem: str | None = None,
                  premise: Callable[[dict[str, dict[str, str]]], None] | None = None,
-                 family: int = 4, scenario: str | None = None, waiting: WaitView | None = None) -> None:
+                 family: int = 4, scenario: str | None = None, waiting: WaitView | None = None,
+                 stacks: dict[str, str] | None = None) -> None:
         self.family = check_family(family)    # the run's address family: 4 or 6
+        self.stacks = dict(stacks or {})      # host -> "linux" | "gvisor" (lab.gvisor); default linux
+        self.sandboxes: dict = {}             # host -> lab.gvisor.Sandbox, for its gVisor hosts
         self.scenario = scenario or "the lab"  # what a refusal names
         self.backend_name, self.artifacts = backend, Path(artifacts)
         self.requested_sysctls, self.compose, self.port = list(sysctls), Path(compose), port
@@ -142,6 +146,7 @@ class Lab(TearDown):
         self._made_dirs = make_dir(self.artifacts)                   # removed again if the run fails
         t = time.monotonic()
         self.hosts = self.backend.up(topo)
+        self.sandboxes = start_sandboxes(self, self._gvisor_hosts)   # gVisor hosts' sockets: lab.gvisor
         self.timings["bring_up_s"] = time.monotonic() - t
         self.timings["ipv6_settle_s"] = self.backend.ipv6_settle_s     # within bring_up_s
         for host in self.hosts.values():
@@ -163,6 +168,7 @@ class Lab(TearDown):
 
         cls, why = choose(self.backend_name)
         require_tools(cls.name)                     # all that are missing, in one line
+        self._gvisor_hosts = allowed(self, ENDS, cls.name)   # --stack: refused here where it cannot be
         self.progress(why)
         self.backend = cls(self.lab_id, self.progress)
         try:
@@ -380,6 +386,7 @@ class Lab(TearDown):
             "backend": self.backend.name if self.backend else None,
             "kernel": platform.release(),
             "family": self.family,
+            "stacks": {n: h.stack for n, h in self.hosts.items()},
             "hosts": {n: {"addresses": {k: str(v) for k, v in h.addrs().items()},   # the run's family's
                           "addresses4": {k: str(v) for k, v in h.addresses.items()},
                           "addresses6": {k: str(v) for k, v in h.addresses6.items()},

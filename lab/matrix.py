@@ -122,14 +122,30 @@ def columns(kernels: list[str], backends: list[str]) -> list[tuple[str, str, str
     return [(k if len(backends) == 1 else f"{k}/{b}", k, b) for k in kernels for b in backends]
 
 
+def parse_stack_columns(values: list[str] | None) -> list[tuple[str, dict[str, str]]]:
+    """--stack of `invoke matrix`, repeatable: ``linux`` (both ends on Linux, the default),
+    ``gvisor`` (both ends on gVisor's netstack) or ``HOST=STACK[;HOST=STACK]`` (e.g.
+    ``client=gvisor``): (column label, the run's stacks) each."""
+    from .gvisor import STACKS, parse_stacks
+
+    out = []
+    for text in dict.fromkeys(v.strip() for v in (values or []) if v.strip()):
+        if text in STACKS:
+            out.append((text, {} if text == "linux" else {"client": text, "server": text}))
+        else:
+            out.append((text, parse_stacks(text.split(";"))))
+    return out or [("linux", {})]
+
+
 def run_matrix(kernels: list[str], names: list[str], out: Path, backend: str | list[str] = "auto",
                progress: Callable[[str], None] = lambda s: None, vm: Any = None,
                families: tuple[int, ...] = (4,), shard: tuple[int, int] | None = None,
-               accel: str = "auto") -> dict[str, Any]:
+               accel: str = "auto", stacks: list[str] | None = None) -> dict[str, Any]:
     """Run each scenario on each kernel, with each backend, over each address family (a row per
-    scenario and family) - a VM kernel's whole column in one boot (lab.vm.column) - or, with
-    *shard* (I, N), only shard I of N of those cells (lab.matrix_shard); return the matrix (also
-    written as matrix.json and matrix.md under *out*). *vm* stands in for lab.vm (tests)."""
+    scenario and family) - a VM kernel's whole column in one boot (lab.vm.column) - with each TCP
+    stack (--stack: a column per stack, KERNEL/STACK, when more than one is asked for; lab.gvisor),
+    or, with *shard* (I, N), only shard I of N of those cells (lab.matrix_shard); return the matrix
+    (also written as matrix.json and matrix.md under *out*). *vm* stands in for lab.vm (tests)."""
     from scenarios import get
 
     from .artifacts import check_dir
@@ -142,7 +158,14 @@ def run_matrix(kernels: list[str], names: list[str], out: Path, backend: str | l
         get(n)                                                  # a bad name fails here, once
     out = check_dir(Path(out), "--out")
     started = time.time()
-    cols = columns(kernels, backends)
+    stack_cols = parse_stack_columns(stacks)
+    several = len(stack_cols) > 1
+    cols, stack_of, stack_label = [], {}, {}
+    for c, k, be in columns(kernels, backends):
+        for label, st in stack_cols:
+            col = f"{c}/{label}" if several else c
+            cols.append((col, k, be))
+            stack_of[col], stack_label[col] = st, label
     rows_of = [(row_name(n, f), n, f) for n in names for f in families]
     cells: dict[str, dict[str, dict[str, Any]]] = {row: {} for row, _, _ in rows_of}
     releases: dict[str, str | None] = {}
@@ -150,12 +173,13 @@ def run_matrix(kernels: list[str], names: list[str], out: Path, backend: str | l
     for col, kernel, be in cols:
         mine = [n for c, _, _, n in todo if c == col]
         if mine:
-            got, releases[col] = _column(kernel, be, mine, families, out / _dirname(kernel, be, len(backends) > 1),
-                                         progress, col, vm, accel)
+            where = out / (_dirname(kernel, be, len(backends) > 1) + (f"/{stack_label[col]}" if several else ""))
+            got, releases[col] = _column(kernel, be, mine, families, where, progress, col, vm, accel,
+                                         stack_of[col])
             for row, cell in got.items():
                 cells[row][col] = cell
         releases.setdefault(col, None)
-    matrix = {"kernels": kernels, "backends": backends, "columns": [c for c, _, _ in cols],
+    matrix = {"kernels": kernels, "backends": backends, "columns": [c for c, _, _ in cols], "stacks": stack_of,
               "releases": releases, "scenarios": [row for row, _, _ in rows_of], "families": list(families),
               "cells": cells, "wall_s": round(time.time() - started, 3), "out": str(out)}
     if shard:
@@ -185,14 +209,16 @@ def _dirname(kernel: str, backend: str, several: bool) -> str:
 
 
 def _column(kernel: str, be: str, names: list[str], families: tuple[int, ...], out: Path, progress, col: str,
-            vm: Any, accel: str) -> tuple[dict[str, dict[str, Any]], str | None]:
-    """One column's cells, keyed by row (SCENARIO or SCENARIO/v6): this machine's runs, or one boot
-    of a VM kernel for all of them."""
+            vm: Any, accel: str, stacks: dict[str, str]) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """One column's cells, keyed by row (SCENARIO or SCENARIO/v6): this machine's runs (with
+    *stacks*, each host's TCP stack), or one boot of a VM kernel for all of them."""
     if kernel == HOST:
-        return _host_cells(names, be, out, progress, col, families), platform.release()
+        return _host_cells(names, be, out, progress, col, families, stacks), platform.release()
     rows_of = [row_name(n, f) for n in names for f in families]
     why = None
-    if vm is None:
+    if any(v != "linux" for v in stacks.values()):
+        why = "--stack runs another TCP stack on this machine's kernel only (--kernel host)"
+    elif vm is None:
         try:
             import lab.vm as vm  # noqa: PLC0415 - built alongside
         except Exception as exc:                                 # noqa: BLE001 - missing or broken
@@ -209,14 +235,14 @@ def _column(kernel: str, be: str, names: list[str], families: tuple[int, ...], o
 
 
 def _host_cells(names: list[str], backend: str, out: Path, progress, col: str,
-                families: tuple[int, ...] = (4,)) -> dict[str, dict[str, Any]]:
+                families: tuple[int, ...] = (4,), stacks: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
     """This machine's column, a cell per scenario and family (keyed SCENARIO or SCENARIO/v6): the
     scenarios through lab.pipeline, one lab at a time (the numbers compared across kernels stay
     undisturbed by company)."""
     from .pipeline import run_batches
     from .runner import jobs_for
 
-    jobs = jobs_for(names, out, backend, families=families)
+    jobs = jobs_for(names, out, backend, options={"stacks": stacks} if stacks else None, families=families)
     results = run_batches(jobs, 1, progress, label=lambda r: f"{r.name} on {col}:")
     cells = {}
     for job, res in zip(jobs, results):

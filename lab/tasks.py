@@ -30,9 +30,11 @@ def list_scenarios(c):
 
 
 @task(
-    iterable=["sysctl", "shape"],
+    iterable=["sysctl", "shape", "stack"],
     help={
         "scenario": "scenario name (see `invoke list`)",
+        "stack": "HOST=STACK: whose TCP the host's sockets use, linux (the default) or gvisor (gVisor's "
+                 "netstack in a runsc sandbox; netns backend, IPv4), e.g. client=gvisor (repeatable)",
         "backend": "auto (docker when a daemon answers, else netns), docker or netns",
         "sysctl": "HOST:KEY=VALUE set in a lab host before the scenario, e.g. "
                   "client:net.ipv4.tcp_max_tw_buckets=0 (repeatable)",
@@ -52,7 +54,7 @@ def list_scenarios(c):
 )
 @guarded
 def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, json=False,
-        compose=None, repeat=None, parallel=None, strict_rfc=False, student=False, family="4"):
+        compose=None, repeat=None, parallel=None, strict_rfc=False, student=False, family="4", stack=None):
     """Run one scenario (or `all`) and judge it: exit 0 pass, 1 a check failed, 2 usage or
     environment error."""
     from lab import views
@@ -73,6 +75,10 @@ def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, js
         raise Exit("twlab: --repeat and --parallel take whole numbers of 1 or more", code=2)
     progress = (lambda s: print(s, file=sys.stderr)) if json else print
     options = {"strict_rfc": bool(strict_rfc), "student": bool(student)}
+    if stack:
+        from lab.gvisor import parse_stacks
+
+        options["stacks"] = parse_stacks(stack)
     if repeat > 1:
         one_family(family, "--repeat", "`invoke stability --family both` runs both")
     if scenario == "all" or len(families) > 1:      # a batch: the catalog, or one scenario per family

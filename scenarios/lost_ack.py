@@ -32,11 +32,14 @@ import errno
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from lab import wire
 from lab.kernel import TCP_TIMEWAIT_LEN_MS
 from lab.scenario import KeyValue, Scenario
 from lab.shaping import OPTIONAL
+from lab.twprobe import probing_started
 from lab.verdict import Check
 
+from . import _lost_ack_wire as wired
 from ._keys.lost_ack import KEY
 from ._lost_ack_rst import NO_TIME_WAIT_CHECKS
 from ._steps import client_closes_first
@@ -65,6 +68,8 @@ CITE_TW_LEN = ("reference R-TW-LEN: Linux TIME-WAIT is TCP_TIMEWAIT_LEN = 60 s (
 
 
 def run(lab: Lab) -> dict:
+    if wire.any_gvisor(lab):                  # no sock_diag there: the same steps, on the wire
+        return wired.run(lab, PORT)
 
     server, client = client_closes_first(lab, PORT)            # ... FIN ->, <- ACK: FIN_WAIT2
 
@@ -194,8 +199,10 @@ def time_wait_acks_every_fin(s: Seen) -> Check:
     first = s.fin_times[0] if s.fin_times else (s.fins_cli[0].t if s.fins_cli else 0.0)
     unanswered = [round(f.t - first, 3) for f, a in zip(s.fins_cli, s.answers) if a is None]
     acks = [a for a in s.answers if a is not None]
-    rsts = s.conn.segments("client", sender="client", flag="RST",
-                           after=s.fins_cli[0].t if s.fins_cli else None) if s.fins_cli else []
+    probed = probing_started(s.ev.facts)       # a wire run's prober: its answers are not the close's
+    rsts = [r for r in s.conn.segments("client", sender="client", flag="RST",
+                                       after=s.fins_cli[0].t if s.fins_cli else None)
+            if probed is None or r.t < probed] if s.fins_cli else []
     hole = s.ev.capture_hole("client")
     ok = bool(s.fins_cli) and not unanswered and len(s.fins_cli) >= 3
     observed = (f"client.pcap: {len(s.fins_cli)} FINs arrived, {len(acks)} answered by an ACK"
@@ -330,13 +337,44 @@ TIME_WAIT_CHECKS = (closer_holds_time_wait, server_retransmits_fin, time_wait_ac
 
 
 def checks(ev: Evidence):
-    """Expectations follow the client's tcp_max_tw_buckets in force."""
+    """Expectations follow the client's tcp_max_tw_buckets in force; with a gVisor host, its
+    states come from the wire (scenarios/_lost_ack_wire.py)."""
+    if wire.any_gvisor(ev):
+        return gvisor_checks(ev)
     return NO_TIME_WAIT_CHECKS if _no_time_wait(ev.sysctls) else TIME_WAIT_CHECKS
+
+
+def gvisor_checks(ev: Evidence):
+    """A gVisor host in the run: the client's TIME-WAIT judged from the router's prober, the
+    server's retransmissions from its capture; what needs sock_diag on a gVisor client is n/a."""
+    linux_client = wire.stack_of(ev, "client") == "linux"
+    na = lambda fn, name, expected: (fn if linux_client else
+                                     lambda s: wired.not_applicable(name, CITE_TW_LEN, expected))
+    return (wired.closer_holds_time_wait_wire, wired.server_fin_schedule, time_wait_acks_every_fin,
+            final_ack_lost_then_delivered,
+            time_wait_timer_restarts if linux_client else wired.time_wait_restarts_on_the_wire,
+            close_completes_wire,
+            na(time_wait_armed_for_60s, "time-wait-armed-for-60s", "TIME_WAIT timer armed at 60 s (sock_diag)"),
+            wired.time_wait_length_on_the_wire)
+
+
+def close_completes_wire(s: Seen) -> Check:
+    """The server's socket closes cleanly (its SO_ERROR, read by the peer in either stack); the
+    client still holds TIME-WAIT then (the prober's first answer)."""
+    so_error = s.ev.facts.get("server_so_error")
+    answers = (s.ev.facts.get("client_probe") or {}).get("answers", [])
+    first = answers[0]["answer"] if answers else None
+    return Check(
+        "close-completes-client-keeps-time-wait", CITE_CLOSER_WAITS,
+        "server socket gone with no error (SO_ERROR 0); client still in TIME-WAIT (answers the probe)",
+        f"server SO_ERROR={so_error} ({errno.errorcode.get(so_error, '-') if so_error else 'none'}), "
+        f"state {s.ev.facts.get('server_state_after')}; the client's first answer to the prober: {first}",
+        so_error == 0 and first == "ack", {"server_so_error": so_error, "first_answer": first})
 
 
 SCENARIO = Scenario(
     name="lost-ack", intent=INTENT, run=run, analyse=Seen.of, checks=checks, intent_for=intent,
-    shaping=OPTIONAL, port=PORT, key=KEY,
+    shaping=OPTIONAL, port=PORT, key=KEY, stacks=("linux", "gvisor"),
     key_values=(
         KeyValue("TIME-WAIT armed (ms)", "time-wait-armed-for-60s", "first_expires_ms", abs_tol=50),
         KeyValue("server FINs (1 + retransmissions)", "server-retransmits-fin", "fin_count"),
@@ -346,4 +384,6 @@ SCENARIO = Scenario(
         KeyValue("TIME-WAIT timer after each FIN (ms)", "time-wait-timer-restarts", "due_after_fin_ms",
                  abs_tol=50),
         KeyValue("TCPTimeWaitOverflow (no TIME-WAIT)", "no-time-wait-state", "TCPTimeWaitOverflow"),
+        KeyValue("TIME-WAIT on the wire, gone by (s after the last ACK)", "time-wait-length-on-the-wire",
+                 "gone_by_s", abs_tol=2.5),
     ))
