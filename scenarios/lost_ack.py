@@ -252,11 +252,15 @@ def time_wait_timer_restarts(s: Seen) -> Check:
     for that FIN, never a failure."""
     ev, fins = s.ev, s.fins_cli
     tol_ms = 2 * 1000 / (ev.hz or 100) + 20      # two jiffies + a margin for the clocks
-    offsets, widths, holes = [], [], []
+    offsets, widths, acks_ms, holes = [], [], [], []
     for i, f in enumerate(fins[1:], start=1):
         nxt = fins[i + 1].t if i + 1 < len(fins) else f.t + 5
         start = s.answers[i].t if s.answers[i] is not None else f.t
-        want = f.t + TCP_TIMEWAIT_LEN_MS / 1000
+        # the restart lies between the FIN's capture and its ACK's: a loaded (or emulated) stack
+        # may take tens of ms to process the FIN, and the ACK leaves only after the restart
+        acks_ms.append(round((start - f.t) * 1000))
+        want_lo = f.t + TCP_TIMEWAIT_LEN_MS / 1000
+        want_hi = start + TCP_TIMEWAIT_LEN_MS / 1000
         window = ev.due_times("client", start, nxt)
         if not window:
             offsets.append(None)
@@ -266,12 +270,13 @@ def time_wait_timer_restarts(s: Seen) -> Check:
                          + (f" (the sampler's longest gap there: {gap} ms)" if gap else ""))
             continue
         # samples a FIN's processing may not have reached yet (no ACK to time it by) are skipped
-        reached = [b for b in window if b[1] >= want - tol_ms / 1000] or window
+        reached = [b for b in window if b[1] >= want_lo - tol_ms / 1000] or window
         lo, hi = min(reached, key=lambda b: b[1] - b[0])
-        offsets.append(round((min(max(want, lo), hi) - f.t) * 1000))   # the point nearest the want
+        point = hi if hi < want_lo else lo if lo > want_hi else min(max(lo, want_lo), hi)   # nearest the want
+        offsets.append(round((point - f.t) * 1000))
         widths.append(round((hi - lo) * 1000, 1))
-    judged = [o for o in offsets if o is not None]
-    wrong = [o for o in judged if abs(o - TCP_TIMEWAIT_LEN_MS) > tol_ms]
+    judged = [(o, a) for o, a in zip(offsets, acks_ms) if o is not None]
+    wrong = [o for o, a in judged if not TCP_TIMEWAIT_LEN_MS - tol_ms <= o <= TCP_TIMEWAIT_LEN_MS + a + tol_ms]
     if len(fins) < 2:
         holes.append(f"client.pcap has {len(fins)} FINs from the server ({ev.capture_hole('client')})")
         ok = None if ev.capture_hole("client") else False
@@ -280,10 +285,11 @@ def time_wait_timer_restarts(s: Seen) -> Check:
     return Check.judged(
         "time-wait-timer-restarts", CITE_ACK_RESTART,
         f"after each retransmitted FIN the client's TIME-WAIT timer is due {TCP_TIMEWAIT_LEN_MS} ms "
-        f"after that FIN (+- {tol_ms:.0f} ms)",
+        f"after that FIN, or after its processing, which ends when the ACK leaves (+- {tol_ms:.0f} ms)",
         f"sock_diag: {max(len(fins) - 1, 0)} retransmitted FINs; timer due, after each, in {offsets} ms "
-        "from that FIN",
-        ok, {"due_after_fin_ms": offsets, "sample_width_ms": widths, "tolerance_ms": tol_ms},
+        f"from that FIN (its ACK left {acks_ms} ms after it)",
+        ok, {"due_after_fin_ms": offsets, "ack_after_fin_ms": acks_ms, "sample_width_ms": widths,
+             "tolerance_ms": tol_ms},
         missing=f"{'; '.join(holes)}; judged {len(judged)} of {len(offsets)}: due {offsets} ms")
 
 
