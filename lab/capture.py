@@ -39,6 +39,9 @@ def capture_points(host, members) -> dict[str, dict]:
 
     with iproute(host.nspath) as ipr:
         index = {msg.get("IFA_ADDRESS"): msg["index"] for msg in ipr.get_addr(family=2)}
+        for net, ifname in host.ifnames.items():     # a gVisor host: its addresses left Linux's side
+            if str(host.addresses.get(net)) not in index:
+                index[str(host.addresses[net])] = ipr.link_lookup(ifname=ifname)[0]
         names = {i: ipr.get_links(i)[0].get("IFLA_IFNAME") for i in set(index.values())}
     points = {}
     for net, addr in host.addresses.items():

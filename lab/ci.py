@@ -53,10 +53,12 @@ def run_check(names: list[str] | None = None, *, sysctls: list[SysctlSetting] = 
               from_host: bool = False, profile: Profile | None = None, backend: str = "auto",
               shaping: list[Shaping] = (), artifacts: Path | None = None, parallel: int = 3,
               progress: Callable[[str], None] = lambda s: None,
-              runner: Callable[[Job], Result] | None = None, families: tuple[int, ...] = (4,)) -> dict[str, Any]:
+              runner: Callable[[Job], Result] | None = None, families: tuple[int, ...] = (4,),
+              stacks: dict[str, str] | None = None) -> dict[str, Any]:
     """Run the scenarios (the named ones, else the profile's, else the whole catalog, plus any a
     requirement names), each once per address family in *families*, through lab.pipeline and
-    judge them (lab.requirements.judge): the summary. *runner* stands in for the pipeline in tests
+    judge them (lab.requirements.judge): the summary. *stacks*: --stack (lab.gvisor), for every
+    scenario (one not judged from the wire with a gVisor host is skipped). *runner* stands in for the pipeline in tests
     (hand-made results, no lab)."""
     from scenarios import catalog
 
@@ -71,7 +73,8 @@ def run_check(names: list[str] | None = None, *, sysctls: list[SysctlSetting] = 
     base = check_dir(Path(artifacts) if artifacts else default_artifacts("check"))
     host_vals = host_sysctls() if from_host else []
     explicit = list(profile.sysctls if profile else []) + list(sysctls)
-    jobs = jobs_for(chosen, base, backend, explicit, shaping, from_host=host_vals, families=families)
+    jobs = jobs_for(chosen, base, backend, explicit, shaping, from_host=host_vals, families=families,
+                    options={"stacks": dict(stacks)} if stacks else None)
     started = time.time()
     if runner is not None:
         results = [runner(j) for j in jobs]

@@ -152,13 +152,22 @@ class Leftovers:
     namespaces: list[str] = field(default_factory=list)
     containers: list[str] = field(default_factory=list)
     networks: list[str] = field(default_factory=list)
+    sandboxes: list[str] = field(default_factory=list)     # gVisor state directories (lab.gvisor)
 
     def __bool__(self) -> bool:
-        return bool(self.namespaces or self.containers or self.networks)
+        return bool(self.namespaces or self.containers or self.networks or self.sandboxes)
 
     def lines(self) -> list[str]:
         return ([f"namespace {n}" for n in self.namespaces] + [f"container {c}" for c in self.containers]
-                + [f"docker network {n}" for n in self.networks])
+                + [f"docker network {n}" for n in self.networks]
+                + [f"gVisor sandboxes {s}" for s in self.sandboxes])
+
+
+def _sandbox_dirs(lab_id: str | None) -> list[str]:
+    """GVISOR_DIR/<lab id> of lab *lab_id* (or of every lab), with their runsc processes."""
+    from . import gvisor
+
+    return [str(gvisor.lab_dir(i)) for i in gvisor.lab_dirs() if lab_id is None or i == lab_id]
 
 
 def _docker():
@@ -171,9 +180,9 @@ def _docker():
 
 
 def find(lab_id: str | None = None, docker: bool = True) -> Leftovers:
-    """The namespaces, containers and networks of lab *lab_id* (or of every lab); the Docker
-    daemon asked only when *docker*."""
-    out = Leftovers(namespaces=lab_namespaces(lab_id))
+    """The namespaces, containers, networks and gVisor sandboxes of lab *lab_id* (or of every
+    lab); the Docker daemon asked only when *docker*."""
+    out = Leftovers(namespaces=lab_namespaces(lab_id), sandboxes=_sandbox_dirs(lab_id))
     dc = _docker() if docker else None
     if dc is not None:
         flt = {"label": f"{LABEL}={lab_id}" if lab_id else LABEL}
@@ -207,6 +216,7 @@ def clean_dead() -> Leftovers:
         removed.namespaces += got.namespaces
         removed.containers += got.containers
         removed.networks += got.networks
+        removed.sandboxes += got.sandboxes
     return removed
 
 
@@ -224,7 +234,14 @@ def clean(lab_id: str | None = None, keep: set[str] | None = None) -> Leftovers:
 def _remove(lab_id: str | None, keep: set[str]) -> Leftovers:
     from docker.errors import APIError, NotFound
 
+    from . import gvisor
+
     removed = Leftovers()
+    for path in _sandbox_dirs(lab_id):           # first: their runsc commands need the namespace
+        if Path(path).name in keep:
+            continue
+        gvisor.remove_lab(Path(path).name)
+        removed.sandboxes.append(path)
     for name in lab_namespaces(lab_id):
         if name.split("-")[1] in keep:
             continue

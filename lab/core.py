@@ -27,8 +27,9 @@ from .backends import choose
 from .backends.links import kernel_has_ipv6
 from .capture import Capture, capture_points
 from .errors import EnvError, LabError, NetemMissing, UsageError, WaitTimeout
-from .family import check_family, require_ipv6, require_ipv6_in
+from .family import check_family, check_mapped, require_ipv6, require_ipv6_in
 from .faults import Faults
+from .gvisor import allowed, start_sandboxes
 from .health import Health, PauseWatch, ns_identity
 from .netem import NetemProbe
 from .observe import Sampler, SocketInfo, SocketView, counters_delta, read_counters
@@ -61,16 +62,14 @@ class Lab(TearDown):
     def __init__(self, backend: str = "auto", artifacts: Path | str = "artifacts/run",
                  sysctls: list[SysctlSetting] = (), compose: Path | str = DEFAULT_COMPOSE,
                  port: int = 5000, progress: Callable[[str], None] = lambda s: None,
-                 capture: bool = True, persistent: bool = False,
-                 shaping: list[Shaping] = (), needs_netem: str | None = None,
-                 premise: Callable[[dict[str, dict[str, str]]], None] | None = None,
+                 capture: bool = True, persistent: bool = False, shaping: list[Shaping] = (),
+                 needs_netem: str | None = None, premise: Callable[[dict[str, dict[str, str]]], None] | None = None,
                  family: int = 4, scenario: str | None = None, waiting: WaitView | None = None,
-                 mapped: bool = False) -> None:
+                 stacks: dict[str, str] | None = None, mapped: bool = False) -> None:
         self.family = check_family(family)    # the run's address family: 4 or 6
-        if mapped and self.family != 4:
-            raise UsageError("--mapped makes the client an AF_INET6 socket reaching the server's IPv4 "
-                             "address as ::ffff:a.b.c.d: an IPv4 run; give --family 4 (or leave --mapped out)")
-        self.mapped = bool(mapped)            # the client's sockets v4-mapped (Host.mapped)
+        self.stacks = dict(stacks or {})      # host -> "linux" | "gvisor" (lab.gvisor); default linux
+        self.sandboxes: dict = {}             # host -> lab.gvisor.Sandbox, for its gVisor hosts
+        self.mapped = check_mapped(mapped, self.family)   # the client's sockets v4-mapped (Host.mapped)
         self.scenario = scenario or "the lab"  # what a refusal names
         self.backend_name, self.artifacts = backend, Path(artifacts)
         self.requested_sysctls, self.compose, self.port = list(sysctls), Path(compose), port
@@ -147,17 +146,16 @@ class Lab(TearDown):
         self._made_dirs = make_dir(self.artifacts)                   # removed again if the run fails
         t = time.monotonic()
         self.hosts = self.backend.up(topo)
+        self.sandboxes = start_sandboxes(self, self._gvisor_hosts)   # gVisor hosts' sockets: lab.gvisor
         self.timings["bring_up_s"] = time.monotonic() - t
         self.timings["ipv6_settle_s"] = self.backend.ipv6_settle_s     # within bring_up_s
         for host in self.hosts.values():
-            host.family = self.family
-            host.mapped = self.mapped and host.name == "client"
+            host.family, host.mapped = self.family, self.mapped and host.name == "client"
         self._ns_ids = {name: ns_identity(h.nspath) for name, h in self.hosts.items()}
         # the addresses on a line of their own: three IPv6 ones fit in 100 columns, and a terminal
         # would cut one at its edge (lab.report does the same)
         self.progress(f"lab {self.lab_id} up on {self.backend.name} in {self.timings['bring_up_s']:.2f} s, "
-                      f"IPv{self.family}" + (" (the client's sockets AF_INET6, v4-mapped)" if self.mapped else "")
-                      + ":")
+                      f"IPv{self.family}{' (client v4-mapped)' if self.mapped else ''}:")
         self.progress("  " + ", ".join(f"{h.name} {h.address}" for h in self.hosts.values()))
         self._settle()
         self._observe()
@@ -170,6 +168,7 @@ class Lab(TearDown):
 
         cls, why = choose(self.backend_name)
         require_tools(cls.name)                     # all that are missing, in one line
+        self._gvisor_hosts = allowed(self, ENDS, cls.name)   # --stack: refused here where it cannot be
         self.progress(why)
         self.backend = cls(self.lab_id, self.progress)
         try:
@@ -388,6 +387,7 @@ class Lab(TearDown):
             "kernel": platform.release(),
             "family": self.family,
             "mapped_client": self.mapped,
+            "stacks": {n: h.stack for n, h in self.hosts.items()},
             "hosts": {n: {"addresses": {k: str(v) for k, v in h.addrs().items()},   # the run's family's
                           "addresses4": {k: str(v) for k, v in h.addresses.items()},
                           "addresses6": {k: str(v) for k, v in h.addresses6.items()},

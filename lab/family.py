@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 from .errors import NoIPv6, UsageError, quoted
 
-__all__ = ["FAMILIES", "parse_family", "one_family", "check_family", "label", "split_label", "require_ipv6",
+__all__ = ["FAMILIES", "parse_family", "one_family", "check_family", "check_mapped", "label", "split_label", "require_ipv6",
            "ipv6_missing", "require_ipv6_in"]
 
 FAMILIES = {"4": (4,), "6": (6,), "both": (4, 6)}
@@ -49,6 +49,14 @@ def check_family(family: object) -> int:
     if family not in (4, 6):
         raise UsageError(f"address family {quoted(str(family))}: a run uses 4 (IPv4) or 6 (IPv6)")
     return int(family)  # type: ignore[arg-type]
+
+
+def check_mapped(mapped: object, family: int) -> bool:
+    """`run --mapped` (a v4-mapped client) is an IPv4 run; with *family* 6 a UsageError."""
+    if mapped and family != 4:
+        raise UsageError("--mapped makes the client an AF_INET6 socket reaching the server's IPv4 "
+                         "address as ::ffff:a.b.c.d: an IPv4 run; give --family 4 (or leave --mapped out)")
+    return bool(mapped)
 
 
 def label(scenario: str, family: int) -> str:

@@ -56,7 +56,19 @@ def ladder_rows(report: dict[str, Any], left: str = "client", right: str = "serv
     rows += _state_rows(report, left, right, port, t0)
     rows += [Row(ev["t"] - t0, "fault", ev["text"], "router") for ev in report.get("timeline", [])
              if ev["kind"] == "fault" and ev["t"] >= t0]
-    return sorted(rows, key=lambda r: r.t)
+    return sorted(_probes_folded(report, rows, t0), key=lambda r: r.t)
+
+
+def _probes_folded(report: dict[str, Any], rows: list[Row], t0: float) -> list[Row]:
+    """The router prober's segments and their answers (lab.twprobe: hundreds of them) folded into
+    one line from the moment probing began."""
+    from .twprobe import probe_summary, probing_started
+
+    cut = probing_started(report.get("facts") or {})
+    if cut is None:
+        return rows
+    kept = [r for r in rows if r.kind != "segment" or r.t + t0 < cut]
+    return kept + [Row(cut - t0, "fault", line, "router") for line in probe_summary(report.get("facts") or {})]
 
 
 def run_addresses(report: dict[str, Any]) -> dict[str, str | None]:

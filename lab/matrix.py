@@ -122,15 +122,34 @@ def columns(kernels: list[str], backends: list[str]) -> list[tuple[str, str, str
     return [(k if len(backends) == 1 else f"{k}/{b}", k, b) for k in kernels for b in backends]
 
 
+def parse_stack_columns(values: list[str] | None) -> list[tuple[str, dict[str, str]]]:
+    """--stack of `invoke matrix`, repeatable: ``linux`` (both ends on Linux, the default),
+    ``gvisor`` (both ends on gVisor's netstack) or ``HOST=STACK[;HOST=STACK]`` (e.g.
+    ``client=gvisor``): (column label, the run's stacks) each."""
+    from .gvisor import STACKS, parse_stacks
+
+    out = []
+    for text in dict.fromkeys(v.strip() for v in (values or []) if v.strip()):
+        if text in STACKS:
+            out.append((text, {} if text == "linux" else {"client": text, "server": text}))
+        else:
+            out.append((text, parse_stacks(text.split(";"))))
+    return out or [("linux", {})]
+
+
 def run_matrix(kernels: list[str], names: list[str], out: Path, backend: str | list[str] = "auto",
-               progress: Callable[[str], None] = lambda s: None,
-               vm: Any = None, families: tuple[int, ...] = (4,)) -> dict[str, Any]:
+               progress: Callable[[str], None] = lambda s: None, vm: Any = None,
+               families: tuple[int, ...] = (4,), shard: tuple[int, int] | None = None,
+               accel: str = "auto", stacks: list[str] | None = None) -> dict[str, Any]:
     """Run each scenario on each kernel, with each backend, over each address family (a row per
-    scenario and family); return the matrix (also written as matrix.json and matrix.md under
-    *out*). *vm* stands in for lab.vm (tests)."""
+    scenario and family) - a VM kernel's whole column in one boot (lab.vm.column) - with each TCP
+    stack (--stack: a column per stack, KERNEL/STACK, when more than one is asked for; lab.gvisor),
+    or, with *shard* (I, N), only shard I of N of those cells (lab.matrix_shard); return the matrix
+    (also written as matrix.json and matrix.md under *out*). *vm* stands in for lab.vm (tests)."""
     from scenarios import get
 
     from .artifacts import check_dir
+    from .matrix_shard import cell_key, plan, select
 
     kernels = list(dict.fromkeys(kernels or [HOST]))
     backends = parse_backends([backend] if isinstance(backend, str) else backend)
@@ -139,37 +158,39 @@ def run_matrix(kernels: list[str], names: list[str], out: Path, backend: str | l
         get(n)                                                  # a bad name fails here, once
     out = check_dir(Path(out), "--out")
     started = time.time()
-    cols = columns(kernels, backends)
+    stack_cols = parse_stack_columns(stacks)
+    several = len(stack_cols) > 1
+    cols, stack_of, stack_label = [], {}, {}
+    for c, k, be in columns(kernels, backends):
+        for label, st in stack_cols:
+            col = f"{c}/{label}" if several else c
+            cols.append((col, k, be))
+            stack_of[col], stack_label[col] = st, label
     rows_of = [(row_name(n, f), n, f) for n in names for f in families]
     cells: dict[str, dict[str, dict[str, Any]]] = {row: {} for row, _, _ in rows_of}
     releases: dict[str, str | None] = {}
+    todo = select(plan(cols, names), shard)
     for col, kernel, be in cols:
-        if kernel == HOST:
-            releases[col] = platform.release()
-            for row, cell in _host_cells(names, be, out / col, progress, col, families).items():
+        mine = [n for c, _, _, n in todo if c == col]
+        if mine:
+            where = out / (_dirname(kernel, be, len(backends) > 1) + (f"/{stack_label[col]}" if several else ""))
+            got, releases[col] = _column(kernel, be, mine, families, where, progress, col, vm, accel,
+                                         stack_of[col])
+            for row, cell in got.items():
                 cells[row][col] = cell
-            continue
-        runner, why = vm, None
-        if runner is None:
-            try:
-                import lab.vm as runner  # noqa: PLC0415 - built alongside
-            except Exception as exc:                             # noqa: BLE001 - missing or broken
-                why = f"no VM runner: lab.vm cannot be imported ({exc.__class__.__name__}: {exc})"
-        for row, n, family in rows_of:
-            if why:
-                cells[row][col] = _error_cell(why)
-                continue
-            progress(f"{row} on {col} (VM) ...")
-            cells[row][col] = _vm_cell(runner, kernel, be, n, out / col / row.replace("/", "-"), progress, family)
-            if cells[row][col].get("kernel"):
-                releases[col] = cells[row][col]["kernel"]
-            progress(f"{row} on {col}: {cells[row][col]['verdict']}"
-                     + (f" - {cells[row][col]['error']}" if cells[row][col].get("error") else ""))
         releases.setdefault(col, None)
-    matrix = {"kernels": kernels, "backends": backends, "columns": [c for c, _, _ in cols],
+    matrix = {"kernels": kernels, "backends": backends, "columns": [c for c, _, _ in cols], "stacks": stack_of,
               "releases": releases, "scenarios": [row for row, _, _ in rows_of], "families": list(families),
-              "cells": cells,
-              "wall_s": round(time.time() - started, 3), "out": str(out)}
+              "cells": cells, "wall_s": round(time.time() - started, 3), "out": str(out)}
+    if shard:
+        matrix["shard"] = {"index": shard[0], "of": shard[1],
+                           "cells": [cell_key(k, b, n, f) for _, k, b, n in todo for f in families]}
+    return finish(matrix, out, progress)
+
+
+def finish(matrix: dict[str, Any], out: Path, progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """The rows and what differs, written as matrix.json and matrix.md under *out*, with the runs'
+    pages and the index."""
     matrix["rows"] = rows(matrix)
     matrix["differs"] = [f"{r['scenario']}: {r['what']}" for r in matrix["rows"] if r["differs"]]
     ensure_dir(out)
@@ -180,15 +201,48 @@ def run_matrix(kernels: list[str], names: list[str], out: Path, backend: str | l
     return matrix
 
 
+def _dirname(kernel: str, backend: str, several: bool) -> str:
+    """A column's artifacts directory: a kernel given by path or as debian:VERSION by its cache key."""
+    from .vm import label
+
+    return (kernel if kernel == HOST else label(kernel)) + (f"/{backend}" if several else "")
+
+
+def _column(kernel: str, be: str, names: list[str], families: tuple[int, ...], out: Path, progress, col: str,
+            vm: Any, accel: str, stacks: dict[str, str]) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """One column's cells, keyed by row (SCENARIO or SCENARIO/v6): this machine's runs (with
+    *stacks*, each host's TCP stack), or one boot of a VM kernel for all of them."""
+    if kernel == HOST:
+        return _host_cells(names, be, out, progress, col, families, stacks), platform.release()
+    rows_of = [row_name(n, f) for n in names for f in families]
+    why = None
+    if any(v != "linux" for v in stacks.values()):
+        why = "--stack runs another TCP stack on this machine's kernel only (--kernel host)"
+    elif vm is None:
+        try:
+            import lab.vm as vm  # noqa: PLC0415 - built alongside
+        except Exception as exc:                                 # noqa: BLE001 - missing or broken
+            why = f"no VM runner: lab.vm cannot be imported ({exc.__class__.__name__}: {exc})"
+    if why:
+        return {r: _error_cell(why) for r in rows_of}, None
+    from .vm.column import column_in_vm
+
+    progress(f"{', '.join(rows_of)} on {col} (one VM boot) ...")
+    cells, release = column_in_vm(vm, kernel, be, names, out, progress, _error_cell, accel, families)
+    for row, cell in cells.items():
+        progress(f"{row} on {col}: {cell['verdict']}" + (f" - {cell['error']}" if cell.get("error") else ""))
+    return cells, release
+
+
 def _host_cells(names: list[str], backend: str, out: Path, progress, col: str,
-                families: tuple[int, ...] = (4,)) -> dict[str, dict[str, Any]]:
+                families: tuple[int, ...] = (4,), stacks: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
     """This machine's column, a cell per scenario and family (keyed SCENARIO or SCENARIO/v6): the
     scenarios through lab.pipeline, one lab at a time (the numbers compared across kernels stay
     undisturbed by company)."""
     from .pipeline import run_batches
     from .runner import jobs_for
 
-    jobs = jobs_for(names, out, backend, families=families)
+    jobs = jobs_for(names, out, backend, options={"stacks": stacks} if stacks else None, families=families)
     results = run_batches(jobs, 1, progress, label=lambda r: f"{r.name} on {col}:")
     cells = {}
     for job, res in zip(jobs, results):
@@ -198,27 +252,6 @@ def _host_cells(names: list[str], backend: str, out: Path, progress, col: str,
         report = _find_report(Path(job.artifacts), job.scenario, None, job.family)
         cells[job.name] = cell_from_report(report) if report else _error_cell(res.error or "no report.json")
     return cells
-
-
-def _vm_cell(vm: Any, kernel: str, backend: str, name: str, artifacts: Path, progress,
-             family: int = 4) -> dict[str, Any]:
-    artifacts = artifacts.resolve()       # shared with the guest at the same absolute path
-    backend = "netns" if backend == "auto" else backend          # inside a VM: no engine unless asked
-    args = ["run", name, "--backend", backend, "--artifacts", str(artifacts), "--json", "--family", str(family)]
-    try:
-        ensure_dir(artifacts)
-        code, output = vm.run(kernel, args, artifacts, progress, docker=backend == "docker")
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:                                    # noqa: BLE001 - LabError or a bug: say it
-        return _error_cell(f"{kernel}: {exc}")
-    report = _find_report(artifacts, name, output, family)
-    if report is None:
-        last = next((ln for ln in reversed(str(output or "").splitlines()) if ln.strip()), "no output")
-        return _error_cell(f"{kernel}: the run left no report.json (exit {code}): {last}")
-    cell = cell_from_report(report)
-    cell["exit_code"] = code
-    return cell
 
 
 def _find_report(artifacts: Path, name: str, output: str | None, family: int = 4) -> dict[str, Any] | None:
@@ -329,13 +362,19 @@ def _fmt(v: Any) -> str:
 
 
 def parse_kernels(values: list[str] | None) -> list[str]:
-    from .vm import KERNELS
+    """--kernel, repeatable or comma-separated: host, or any kernel lab.vm takes (a preset,
+    debian:VERSION, a path); anything else is refused before any run."""
+    from .errors import LabError
+    from .vm import kernel_spec
 
     kernels = [k.strip() for v in (values or []) for k in v.split(",") if k.strip()]
     for k in kernels:
-        if k != HOST and k not in KERNELS:
-            raise UsageError(f"--kernel {k!r}: unknown kernel; choose {HOST} (this machine's) or "
-                             + ", ".join(KERNELS) + " (booted under qemu)")
+        if k == HOST:
+            continue
+        try:
+            kernel_spec(k)
+        except LabError as exc:
+            raise UsageError(f"--kernel {k!r}: {exc}; or {HOST} (this machine's)") from None
     return kernels or [HOST]
 
 

@@ -88,8 +88,11 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
     started = time.time()
     # the scenario's own settings first (e.g. a short tcp_orphan_retries), the user's on top
     sysctls = layer_sysctls(sc.own_sysctls(), explicit=sysctls)
+    stacks = dict(options.get("stacks") or {})
+    unsupported(sc, stacks)
     lab = _lab_for(sc, backend, artifacts, sysctls, shaping, compose, progress, check_family(family),
                    bool(options.get("mapped")))
+    lab.stacks = stacks
     lab.waiting = waiting
     writer = _page_writer(progress)
     try:
@@ -97,6 +100,18 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
     finally:
         if writer is not None:
             writer.close()
+
+
+def unsupported(sc: Scenario, stacks: dict[str, str]) -> None:
+    """A host on a stack the scenario does not list (Scenario.stacks): skipped, one line."""
+    from .gvisor import StackCannotShow
+
+    other = sorted((h, s) for h, s in stacks.items() if s not in sc.stacks)
+    if other:
+        host, stack = other[0]
+        raise StackCannotShow(sc.name, f"it observes {host} through Linux's sock_diag and is not yet judged "
+                              f"from the wire for a {stack} host", f"run it with {host} on Linux "
+                              "(README: Two TCP implementations)")
 
 
 def _page_writer(progress: Callable[[str], None]) -> PageWriter | None:

@@ -47,6 +47,9 @@ Fields:
     key             optional: its lab sheet's key (a lab.sheetkey.Key): a run (lab.sheetkey.KeyRun)
                     -> {cell name: lab.sheetkey.Cell}, the values of the sheet's fill-in tables
                     (`invoke sheet NAME --key DIR`)
+    stacks          the TCP stacks its ends may run (lab.gvisor; default linux only): a scenario
+                    lists "gvisor" once its steps and checks work from the wire, where sock_diag
+                    sees nothing; any other run with a gVisor host is skipped, saying so
 """
 
 from __future__ import annotations
@@ -100,6 +103,7 @@ class Scenario:
     summary: Callable[[dict], list[str]] | None = None
     distribution: Callable[[dict], dict | None] | None = None
     key: Callable[[Any], Mapping[str, Any]] | None = None
+    stacks: tuple[str, ...] = ("linux",)
     mapped_client: bool = False
 
     def intent_in(self, sysctls: Sysctls) -> str:

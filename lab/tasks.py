@@ -30,9 +30,11 @@ def list_scenarios(c):
 
 
 @task(
-    iterable=["sysctl", "shape"],
+    iterable=["sysctl", "shape", "stack"],
     help={
         "scenario": "scenario name (see `invoke list`)",
+        "stack": "HOST=STACK: whose TCP the host's sockets use, linux (the default) or gvisor (gVisor's "
+                 "netstack in a runsc sandbox; netns backend, IPv4), e.g. client=gvisor (repeatable)",
         "backend": "auto (docker when a daemon answers, else netns), docker or netns",
         "sysctl": "HOST:KEY=VALUE set in a lab host before the scenario, e.g. "
                   "client:net.ipv4.tcp_max_tw_buckets=0 (repeatable)",
@@ -54,7 +56,7 @@ def list_scenarios(c):
 )
 @guarded
 def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, json=False,
-        compose=None, repeat=None, parallel=None, strict_rfc=False, student=False, family="4",
+        compose=None, repeat=None, parallel=None, strict_rfc=False, student=False, family="4", stack=None,
         mapped=False):
     """Run one scenario (or `all`) and judge it: exit 0 pass, 1 a check failed, 2 usage or
     environment error."""
@@ -76,6 +78,10 @@ def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, js
         raise Exit("twlab: --repeat and --parallel take whole numbers of 1 or more", code=2)
     progress = (lambda s: print(s, file=sys.stderr)) if json else print
     options = {"strict_rfc": bool(strict_rfc), "student": bool(student)}
+    if stack:
+        from lab.gvisor import parse_stacks
+
+        options["stacks"] = parse_stacks(stack)
     if mapped:
         if scenario == "all" or families != (4,):
             raise Exit("twlab: --mapped runs one scenario over IPv4 (the client v4-mapped): give it "
@@ -234,12 +240,22 @@ def stability(c, runs=20, scenario=None, backend=None, artifacts=None, family="4
             "backend": "measure only this backend (docker or netns); default both",
             "capacity": "instead: how many lost-ack labs run at once with every run right and every "
                         "sample gap under 10 ms (doubling, then halving the gap)",
-            "limit": "with --capacity: the most labs to try (default 64)"})
+            "limit": "with --capacity: the most labs to try (default 64)",
+            "vm": "instead: where a VM cell's time goes, beside qemu booting the same kernel to a shell and "
+                  "powering off, and the same run on this machine",
+            "kernel": "with --vm: the kernel (default debian-12; any --kernel form)",
+            "accel": "with --vm: auto, kvm or tcg"})
 @guarded
-def bench(c, runs=5, backend=None, capacity=False, limit=64):
+def bench(c, runs=5, backend=None, capacity=False, limit=64, vm=False, kernel="debian-12",  # noqa: F811 (--vm)
+          accel="auto"):
     """Print medians: lab bring-up + tear-down per backend beside the raw floor, lost-ack's wall
     time split into protocol waiting and lab overhead, and whole processes; or, with --capacity,
-    how many labs this machine runs at once."""
+    how many labs this machine runs at once; or, with --vm, a VM cell's split beside its floor."""
+    if vm:
+        from lab.bench.vmcell import main as vm_main
+
+        vm_main(runs=int(runs), kernel=kernel, accel=accel)
+        return
     if capacity:
         from lab.bench.driver import capacity_main
 

@@ -93,6 +93,8 @@ class TearDown:
             step(cap.stop)
         for view in self.views.values():
             step(view.close)
+        for sandbox in getattr(self, "sandboxes", {}).values():
+            step(sandbox.stop)        # before its namespace goes (its runsc commands run there)
         if self.backend is not None:
             step(self.backend.down)
             step(self._removed)

@@ -36,6 +36,8 @@ class Host:
     addresses: dict[str, ipaddress.IPv4Address] = field(default_factory=dict)
     addresses6: dict[str, ipaddress.IPv6Address] = field(default_factory=dict)
     family: int = 4                 # the run's address family, 4 or 6 (lab.core.Lab)
+    stack: str = "linux"            # whose TCP its sockets use: linux, or gvisor (lab.gvisor)
+    ifnames: dict[str, str] = field(default_factory=dict)   # network -> interface, once looked up
     mapped: bool = False            # its sockets are AF_INET6 reaching IPv4 peers as ::ffff:a.b.c.d
                                     # (a v4-mapped client: `run --mapped`; an IPv4 run only)
 
@@ -64,7 +66,10 @@ class Host:
         return next(iter(addrs.values()))
 
     def ifname(self, network: str) -> str:
-        """Name of the interface that carries this host's address (of either family) on *network*."""
+        """Name of the interface that carries this host's address (of either family) on *network*
+        (remembered: a gVisor host's addresses leave Linux's side of its namespace)."""
+        if network in self.ifnames:
+            return self.ifnames[network]
         wanted = {a[network] for a in (self.addresses, self.addresses6) if network in a}
         with iproute(self.nspath) as ipr:
             for msg in ipr.get_addr():

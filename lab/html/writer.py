@@ -34,7 +34,7 @@ class PageWriter:
         RuntimeError when the writer cannot (the caller says so in one line)."""
         if self.proc is None or self.proc.poll() is not None:
             raise RuntimeError("the page writer is not running")
-        self.proc.stdin.write(f"{directory}\n")
+        self.proc.stdin.write(f"{Path(directory).resolve()}\n")       # the writer runs elsewhere (cwd)
         self.proc.stdin.flush()
         answer = self.proc.stdout.readline().rstrip("\n")
         kind, _, rest = answer.partition(" ")

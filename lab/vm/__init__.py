@@ -1,16 +1,20 @@
-"""Run one twlab command inside a stock distribution kernel, booted under qemu (TCG).
+"""Run twlab commands inside another kernel, booted under qemu (KVM where it can, else TCG).
 
     prepare("debian-12", print)  -> .cache/vm/debian-12/  (kernel, modules, vmlinux, initrd)
     run("debian-12", ["run", "lost-ack", "--backend", "netns", "--artifacts", str(out)], out)
+    run("debian:6.1.0-47-amd64", [...], out)   run("/src/linux/out", [...], out)   (any --kernel)
     run("debian-13", ["run", "lossy-link", "--backend", "docker", ...], out, docker=True)
 
-By job: kernel.py fetches and prepares the kernels (cached under .cache/vm/), initrd.py builds
-the initramfs (stage 1 of the boot), boot.py boots qemu and runs the command (stage 2), engine.py
-gives the guest a Docker engine of its own for ``--backend docker``.
+By job: kernel.py says what a --kernel means and prepares it (debian.py fetches Debian's packages,
+local.py reads a kernel given by path, kconfig.py its config), initrd.py builds the initramfs
+(stage 1 of the boot), scripts.py writes the rest of the boot, accel.py picks KVM or TCG,
+boot.py boots qemu and runs the command (timing.py reads its console), engine.py gives the guest
+a Docker engine of its own for ``--backend docker``, commands.py runs `run`, `check` and a matrix
+column there.
 """
 
-from .boot import BACKENDS, run, run_command, vm_backend
-from .kernel import CACHE, KERNELS, REPO, Kernel, cache_dir, kernel_spec, prepare
+from .boot import BACKENDS, BootFailed, run, run_command, vm_backend
+from .kernel import CACHE, KERNELS, REPO, Kernel, cache_dir, kernel_spec, label, prepare
 
 __all__ = ["KERNELS", "Kernel", "kernel_spec", "cache_dir", "prepare", "run", "run_command", "vm_backend",
-           "BACKENDS", "REPO", "CACHE"]
+           "BACKENDS", "REPO", "CACHE", "BootFailed", "label"]

@@ -111,6 +111,7 @@ class _Cpio:
 # call), which ends in switch_root to stage2.sh.
 INIT = r"""#!/bin/busybox sh
 export PATH=/bin
+echo "@@twlab-vm:mark init@@"
 fail() { echo "@@twlab-vm:fail $*@@"; echo o > /proc/sysrq-trigger; sleep 10; }
 mount -t proc proc /proc && mount -t sysfs sysfs /sys && mount -t devtmpfs dev /dev || fail "mounting /proc, /sys, /dev"
 for m in $(cat /modules.order); do insmod "/modules/$m" || fail "insmod $m"; done
@@ -125,9 +126,9 @@ mount -t 9p -o "$o" twlabctl /newroot/run/twlab-vm/ctl || fail "mounting the con
 . /newroot/run/twlab-vm/ctl/mounts.sh
 fail "mounts.sh returned"
 """
-INITRD_VERSION = 2          # bump when INIT or APPLETS change: a cached initrd is rebuilt
+INITRD_VERSION = 3          # bump when INIT or APPLETS change: a cached initrd is rebuilt
 
-APPLETS = ("sh", "mount", "umount", "mkdir", "insmod", "cat", "echo", "sleep", "switch_root")
+APPLETS = ("sh", "mount", "umount", "mkdir", "insmod", "cat", "echo", "sleep", "switch_root", "uname")
 
 
 def _plain_module(name: str, data: bytes) -> tuple[str, bytes]:
@@ -142,8 +143,9 @@ def _plain_module(name: str, data: bytes) -> tuple[str, bytes]:
     return name, data
 
 
-def build_initrd(moddir: Path, busybox: Path) -> bytes:
-    order = _module_order(moddir, INITRD_MODULES)
+def build_initrd(moddir: Path | None, busybox: Path) -> bytes:
+    """The initramfs for a kernel whose modules are in *moddir* (None: everything built in)."""
+    order = _module_order(moddir, INITRD_MODULES) if moddir is not None else []
     cpio = _Cpio()
     for d in ("bin", "dev", "proc", "sys", "lower", "rw", "newroot", "modules"):
         cpio.dir(d)
@@ -154,6 +156,7 @@ def build_initrd(moddir: Path, busybox: Path) -> bytes:
         cpio.symlink(f"bin/{applet}", "busybox")
     names = []
     for rel in order:
+        assert moddir is not None
         name, data = _plain_module(Path(rel).name, (moddir / rel).read_bytes())
         cpio.file(f"modules/{name}", data)
         names.append(name)

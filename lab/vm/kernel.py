@@ -1,156 +1,100 @@
-"""The stock kernels lab.vm boots: fetched as Debian packages and prepared once, under .cache/vm/.
+"""The kernels lab.vm boots, and their first-time setup under .cache/vm/<key>/.
 
-First-time setup (``prepare``): resolve linux-image-amd64's current ABI with apt-cache,
-``apt-get download`` linux-image-6.1.0-<abi>-amd64, ``dpkg -x`` it, ``depmod`` the modules (the
-VM's kernel loads sch_netem, nf_tables, veth ... on demand through the host's modprobe),
-decompress vmlinuz to a plain ELF vmlinux (boots through PVH, about twice as fast as the
-bzImage under TCG, which emulates the decompressor), and write a small initramfs (lab/vm/initrd.py).
-Everything is cached under ``.cache/vm/<kernel>/``; later runs reuse it. Kernels: ``debian-12``
-(bookworm's 6.1, from the machine's own apt lists) and ``debian-13`` (trixie's 6.12: its package
-lists are fetched into ``.cache/vm/apt/trixie``, its modules live under usr/lib/modules and are
-xz-compressed - decompressed for the initramfs, while the guest's modprobe reads .ko.xz itself).
-6.12's netem takes a PRNG seed; 6.1's does not.
+``--kernel`` takes:
+
+* a preset: ``debian-12`` (bookworm's 6.1, from the machine's own apt lists), ``debian-13``
+  (trixie's 6.12) or ``debian-11`` (bullseye's 5.10): the kernel ``linux-image-amd64`` depends on
+  in that suite (another suite's package lists are fetched into ``.cache/vm/apt/<suite>/``);
+* ``debian:VERSION``: the package ``linux-image-VERSION`` from any of those lists, e.g.
+  ``debian:6.1.0-47-amd64`` (lab/vm/debian.py);
+* a path: a kernel ``.deb``; a directory holding a kernel image and its modules (a build tree's
+  bzImage beside an INSTALL_MOD_PATH tree, or an unpacked package); or a kernel image alone, with
+  everything the lab needs built in (lab/vm/local.py).
+
+First-time setup (``prepare``): fetch or copy the kernel into ``root/`` (``dpkg -x`` for a
+package; a package apt fetched is kept in ``.cache/vm/debs/``), ``depmod`` its modules (the guest
+loads sch_netem, nf_tables, veth ... on demand through the host's modprobe), turn the image into a
+plain ELF vmlinux where it has a PVH entry
+(about twice as fast to boot under TCG as the bzImage, whose decompressor is emulated; else the
+bzImage boots), read its config (lab/vm/kconfig.py: a kernel that lacks what the lab cannot do
+without is refused in one line), and write a small initramfs (lab/vm/initrd.py). A kernel given by
+path is cached under the digest of its image and module tree, so a rebuilt kernel is set up anew.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
-import lzma
-import os
 import re
 import shutil
-import subprocess
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import EnvError, UsageError
-from .initrd import INITRD_MODULES, INITRD_VERSION, build_initrd, find_busybox
+from . import debian, kconfig, local
+from .initrd import INITRD_VERSION, build_initrd, find_busybox
+from .local import decompress_vmlinuz
 
 __all__ = ["KERNELS", "Kernel", "kernel_spec", "cache_dir", "prepare", "ready", "locked", "REPO", "CACHE",
-           "QEMU", "decompress_vmlinuz"]
+           "QEMU", "decompress_vmlinuz", "FORMS"]
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / ".cache" / "vm"
 QEMU = "qemu-system-x86_64"
+FORMS = "debian-11, debian-12, debian-13, debian:VERSION (e.g. debian:6.1.0-47-amd64), or a path to a kernel " \
+        ".deb, to a directory with a kernel image and its modules, or to a kernel image"
 
 
 @dataclass(frozen=True)
 class Kernel:
-    name: str                   # what --kernel takes
-    meta_package: str           # the distribution's "current kernel" package
-    image_re: str               # its dependency that carries the kernel, e.g. linux-image-6.1.0-56-amd64
+    name: str                   # what --kernel took
+    key: str                    # its cache directory under .cache/vm/ (and its name in file names)
+    kind: str                   # preset, debian (debian:VERSION), deb, local
     description: str
-    suite: str | None = None    # a Debian suite other than the machine's own: apt reads its package
-                                # lists into the cache (the machine's apt configuration is untouched)
+    meta_package: str | None = None   # a preset: the distribution's "current kernel" package ...
+    image_re: str | None = None       # ... and its dependency that carries the kernel
+    suite: str | None = None    # a Debian suite other than the machine's own (its lists are cached)
+    package: str | None = None  # debian:VERSION: the package
+    path: Path | None = None    # deb, local: where it is
 
 
 KERNELS: dict[str, Kernel] = {
-    "debian-12": Kernel("debian-12", "linux-image-amd64", r"linux-image-6\.1\.0-\d+-amd64",
-                        "Debian 12 (bookworm) stock kernel, linux-image-amd64"),
-    "debian-13": Kernel("debian-13", "linux-image-amd64", r"linux-image-6\.12\.\d+\+deb13-amd64",
-                        "Debian 13 (trixie) stock kernel, linux-image-amd64", suite="trixie"),
+    "debian-11": Kernel("debian-11", "debian-11", "preset", "Debian 11 (bullseye) stock kernel, linux-image-amd64",
+                        "linux-image-amd64", r"linux-image-5\.10\.0-\d+-amd64", suite="bullseye"),
+    "debian-12": Kernel("debian-12", "debian-12", "preset", "Debian 12 (bookworm) stock kernel, linux-image-amd64",
+                        "linux-image-amd64", r"linux-image-6\.1\.0-\d+-amd64"),
+    "debian-13": Kernel("debian-13", "debian-13", "preset", "Debian 13 (trixie) stock kernel, linux-image-amd64",
+                        "linux-image-amd64", r"linux-image-6\.12\.\d+\+deb13-amd64", suite="trixie"),
 }
-MIRROR = "http://deb.debian.org/debian"
 
 
+@functools.lru_cache(maxsize=64)
 def kernel_spec(name: str) -> Kernel:
-    try:
+    """What --kernel NAME means; a usage error (one line) when it means nothing."""
+    if name in KERNELS:
         return KERNELS[name]
-    except KeyError:
-        raise UsageError(f"unknown kernel {name!r}: choose one of {', '.join(KERNELS)}") from None
+    if name.startswith("debian:"):
+        package, suite = debian.find_package(name.split(":", 1)[1], CACHE)
+        version = package.removeprefix("linux-image-")
+        return Kernel(name, f"debian-{version}", "debian", f"Debian's {package}", suite=suite, package=package)
+    path = Path(name).expanduser()
+    if "/" in name or path.exists():
+        if not path.exists():
+            raise UsageError(f"--kernel {name}: no such file or directory")
+        path = path.resolve()
+        if path.is_file() and path.suffix == ".deb":
+            return Kernel(name, f"deb-{local.deb_key(path)}", "deb", f"the kernel package {path.name}", path=path)
+        found = local.find(path)
+        return Kernel(name, f"local-{local.source_key(found)}", "local", f"the kernel at {path}", path=path)
+    raise UsageError(f"unknown kernel {name!r}: choose one of {FORMS}")
 
 
-def cache_dir(kernel: str) -> Path:
-    return CACHE / kernel_spec(kernel).name
-
-
-# -- first-time setup -----------------------------------------------------------------------
-
-def _cmd(argv: list[str], what: str, timeout_s: float, cwd: Path | None = None) -> str:
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, cwd=cwd,
-                              stdin=subprocess.DEVNULL)
-    except FileNotFoundError:
-        raise EnvError(f"{argv[0]} not found: {what} needs it (Debian: scripts/setup installs it)") from None
-    except subprocess.TimeoutExpired:
-        raise EnvError(f"{what}: {' '.join(argv[:3])} did not finish within {timeout_s:g} s") from None
-    if done.returncode != 0:
-        last = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or [f"exit {done.returncode}"]
-        raise EnvError(f"{what}: {' '.join(argv[:3])} failed: {last[0]}")
-    return done.stdout
-
-
-def _apt_options(spec: Kernel) -> list[str]:
-    """apt options for *spec*'s suite: none for the machine's own; else a sources list and package
-    lists of that suite kept under the cache (signatures checked with the machine's keyrings)."""
-    if spec.suite is None:
-        return []
-    root = CACHE / "apt" / spec.suite
-    for sub in ("lists/partial", "cache/archives/partial"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    (root / "sources.list").write_text(f"deb {MIRROR} {spec.suite} main\n")
-    return ["-o", f"Dir::Etc::SourceList={root / 'sources.list'}", "-o", "Dir::Etc::SourceParts=/dev/null",
-            "-o", f"Dir::State::Lists={root / 'lists'}", "-o", f"Dir::Cache={root / 'cache'}",
-            "-o", "APT::Sandbox::User=root"]
-
-
-def _resolve(spec: Kernel) -> str:
-    """The package that carries the distribution's current kernel, e.g. linux-image-6.1.0-56-amd64."""
-    opts = _apt_options(spec)
-    if opts:       # that suite's package lists, fetched into the cache
-        _cmd(["apt-get", *opts, "update"], f"apt-get update for Debian {spec.suite}", 300)
-    out = _cmd(["apt-cache", *opts, "depends", spec.meta_package], f"resolving {spec.meta_package}", 60)
-    found = re.findall(rf"Depends:\s*({spec.image_re})\b", out)
-    if not found:
-        raise EnvError(f"apt-cache knows no {spec.meta_package} that depends on a {spec.image_re} package "
-                       "(run apt-get update; the stock kernel is fetched from Debian's archive)")
-    return found[0]
-
-
-def _download(package: str, into: Path, spec: Kernel | None = None) -> Path:
-    opts = _apt_options(spec) if spec else []
-    argv = ["apt-get", *opts, "download", "-o", "APT::Sandbox::User=root", package]
-    try:
-        _cmd(argv, f"downloading {package}", 600, cwd=into)
-    except EnvError:
-        if os.geteuid() != 0:
-            raise
-        # stale package lists name a version the archive has dropped: refresh once, retry
-        _cmd(["apt-get", *opts, "update"], "apt-get update", 300)
-        _cmd(argv, f"downloading {package}", 600, cwd=into)
-    debs = sorted(into.glob(f"{package}_*.deb"))
-    if not debs:
-        raise EnvError(f"apt-get download {package} left no .deb in {into}")
-    return debs[-1]
-
-
-def decompress_vmlinuz(bzimage: bytes) -> bytes:
-    """The ELF vmlinux inside a bzImage (what scripts/extract-vmlinux does): find the payload's
-    compression magic, decompress, keep the first result that is an ELF file."""
-    tried = []
-    for magic, how in ((b"\xfd7zXZ\x00", "xz"), (b"\x1f\x8b\x08", "gzip"), (b"\x28\xb5\x2f\xfd", "zstd")):
-        start = bzimage.find(magic)
-        while start != -1:
-            try:
-                if how == "xz":
-                    out = lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(bzimage[start:])
-                elif how == "gzip":
-                    out = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(bzimage[start:])
-                else:
-                    out = subprocess.run(["zstd", "-dc"], input=bzimage[start:], capture_output=True,
-                                         timeout=120).stdout
-                if out[:4] == b"\x7fELF":
-                    return out
-            except (lzma.LZMAError, zlib.error, OSError, subprocess.TimeoutExpired):
-                pass
-            tried.append(how)
-            start = bzimage.find(magic, start + 1)
-    raise EnvError(f"no ELF vmlinux found inside the kernel image (tried {', '.join(tried) or 'no known magic'})")
+def cache_dir(kernel: str | Kernel) -> Path:
+    return CACHE / (kernel if isinstance(kernel, Kernel) else kernel_spec(kernel)).key
 
 
 @contextlib.contextmanager
@@ -169,7 +113,13 @@ def ready(d: Path) -> dict | None:
         info = json.loads((d / "kernel.json").read_text())
     except (OSError, ValueError):
         return None
-    if all((d / f).is_file() for f in ("vmlinux", "initrd")) and (d / info.get("modules", "-")).is_dir():
+    if "config" not in info:            # prepared by an older lab/vm: the package's own config
+        conf = f"root/boot/config-{info.get('release')}"
+        info["config"] = conf if (d / conf).is_file() else None
+    info.setdefault("key", d.name)
+    image = info.get("image", "vmlinux")
+    modules_ok = info.get("modules") is None or (d / info["modules"]).is_dir()
+    if all((d / f).is_file() for f in (image, "initrd")) and modules_ok:
         return info
     return None
 
@@ -177,7 +127,7 @@ def ready(d: Path) -> dict | None:
 def _write_initrd(d: Path, info: dict, **extra) -> None:
     """(Re)build d/initrd and record its version in d/kernel.json, each replaced atomically (a
     VM booting meanwhile reads the old or the new file, whole)."""
-    data = build_initrd(d / info["modules"], find_busybox())
+    data = build_initrd(d / info["modules"] if info.get("modules") else None, find_busybox())
     (d / "initrd.tmp").write_bytes(data)
     (d / "initrd.tmp").rename(d / "initrd")
     info = {**info, **extra, "initrd_version": INITRD_VERSION}
@@ -185,20 +135,21 @@ def _write_initrd(d: Path, info: dict, **extra) -> None:
     (d / "kernel.json.tmp").rename(d / "kernel.json")
 
 
-def prepare(kernel: str = "debian-12", progress: Callable[[str], None] = print) -> Path:
-    """The cache directory of *kernel*, set up the first time (download, extract, build).
+def prepare(kernel: str | Kernel = "debian-12", progress: Callable[[str], None] = print) -> Path:
+    """The cache directory of *kernel*, set up the first time (download or copy, extract, build).
 
-    Holds vmlinux, initrd, kernel.json (package, version, release) and the extracted package
-    (``root/``, whose lib/modules the VM binds at /lib/modules)."""
-    spec = kernel_spec(kernel)
-    d = cache_dir(kernel)
+    Holds vmlinux (or bzImage), initrd, config (when one was found), kernel.json (package, version,
+    release, what the config lacks) and the kernel's files (``root/``, whose module tree the VM
+    binds at /lib/modules)."""
+    spec = kernel if isinstance(kernel, Kernel) else kernel_spec(kernel)
+    d = cache_dir(spec)
     info = ready(d)
     if info and info.get("initrd_version") == INITRD_VERSION:
         return d
     if info and _refresh_initrd(spec, d, progress):
         return d
-    _require_tools(kernel)
-    with locked(CACHE / f"{spec.name}.lock"):
+    _require_tools(spec)
+    with locked(CACHE / f"{spec.key}.lock"):
         info = ready(d)
         if info:                         # another process prepared it while we waited
             if info.get("initrd_version") != INITRD_VERSION:
@@ -211,7 +162,7 @@ def prepare(kernel: str = "debian-12", progress: Callable[[str], None] = print) 
 def _refresh_initrd(spec: Kernel, d: Path, progress: Callable[[str], None]) -> bool:
     """A prepared kernel whose initramfs an older lab/vm made (it boots differently): a new
     initramfs only. False if the cache turned out not to be ready after all."""
-    with locked(CACHE / f"{spec.name}.lock"):
+    with locked(CACHE / f"{spec.key}.lock"):
         info = ready(d)
         if info and info.get("initrd_version") != INITRD_VERSION:
             progress(f"vm: rebuilding the {spec.name} initramfs (version {INITRD_VERSION})")
@@ -219,15 +170,17 @@ def _refresh_initrd(spec: Kernel, d: Path, progress: Callable[[str], None]) -> b
     return bool(info)
 
 
-def _require_tools(kernel: str) -> None:
+def _require_tools(spec: Kernel) -> None:
     """Everything a first-time setup runs, checked before it downloads anything."""
     find_busybox()                       # fail early, before a 70 MB download
     if shutil.which(QEMU) is None:
         raise EnvError(f"{QEMU} not found: install qemu-system-x86 (scripts/setup does) to run a stock kernel")
-    for tool in ("apt-get", "apt-cache", "dpkg", "depmod"):
+    tools = ("depmod",) if spec.kind == "local" else ("dpkg-deb", "depmod")
+    tools += ("apt-get", "apt-cache") if spec.kind in ("preset", "debian") else ()
+    for tool in tools:
         if shutil.which(tool) is None:
-            raise EnvError(f"{tool} not found: the {kernel} kernel is fetched and unpacked as a Debian "
-                           "package" + (" (install kmod)" if tool == "depmod" else ""))
+            raise EnvError(f"{tool} not found: the {spec.name} kernel is set up with it"
+                           + (" (install kmod)" if tool == "depmod" else ""))
 
 
 def _first_time_setup(spec: Kernel, d: Path, progress: Callable[[str], None]) -> None:
@@ -249,42 +202,108 @@ def _first_time_setup(spec: Kernel, d: Path, progress: Callable[[str], None]) ->
 
 
 def _fetch(spec: Kernel, work: Path, t0: float, progress: Callable[[str], None]) -> tuple[str, str]:
-    """Steps 1 and 2: download the package that carries the kernel, unpack it into work/root;
-    the package's name and version."""
-    package = _resolve(spec)
-    progress(f"vm: [1/5] {spec.meta_package} is {package}; downloading it with apt-get")
-    deb = _download(package, work, spec)
+    """Step 1: the kernel's files into work/root (a package downloaded or given, unpacked; or a
+    local kernel's image, modules and config copied); its package name and version."""
+    if spec.kind == "local":
+        return _copy_local(spec, work / "root", progress)
+    if spec.kind == "deb":
+        deb, progress_name = spec.path, spec.path.name
+    else:
+        package = spec.package or debian.resolve_meta(spec.meta_package, spec.image_re, spec.suite, CACHE)
+        progress(f"vm: [1/5] {spec.meta_package or spec.name} is {package}; fetching it with apt-get")
+        deb = debian.cached_deb(package, spec.suite, CACHE)
+        progress_name = deb.name
+    assert deb is not None
     size = deb.stat().st_size
-    version = deb.name.split("_")[1]
-    progress(f"vm: [2/5] unpacking {deb.name} ({size / 1e6:.0f} MB, {time.monotonic() - t0:.1f} s so far)")
-    _cmd(["dpkg-deb", "-x", str(deb), str(work / "root")], f"unpacking {deb.name}", 300)
-    deb.unlink()
-    return package, version
+    progress(f"vm: [2/5] unpacking {progress_name} ({size / 1e6:.0f} MB, {time.monotonic() - t0:.1f} s so far)")
+    debian.cmd(["dpkg-deb", "-x", str(deb), str(work / "root")], f"unpacking {deb.name}", 300)
+    fields = debian.cmd(["dpkg-deb", "-f", str(deb), "Package", "Version"], f"reading {deb.name}", 60)
+    meta = dict(line.split(": ", 1) for line in fields.splitlines() if ": " in line)
+    return meta.get("Package", deb.name), meta.get("Version", "?")
 
 
-def _module_tree(work: Path, package: str) -> tuple[Path, Path]:
-    """The root the unpacked package's lib/modules is under, and its one module tree."""
-    # Debian 12 ships lib/modules, Debian 13 (merged /usr) usr/lib/modules
-    base = next((b for b in (work / "root", work / "root" / "usr")
-                 if (b / "lib" / "modules").is_dir()), None)
-    moddirs = sorted((base / "lib" / "modules").iterdir()) if base else []
-    if len(moddirs) != 1:
-        raise EnvError(f"{package} holds {len(moddirs)} module trees, expected one")
-    return base, moddirs[0]
+def _copy_local(spec: Kernel, root: Path, progress: Callable[[str], None]) -> tuple[str, str]:
+    """A kernel given by path, laid out as a package would be: boot/vmlinuz-R, boot/config-R and
+    lib/modules/R (hard links where the file system allows, else copies)."""
+    assert spec.path is not None
+    found = local.find(spec.path)
+    release = found.release or "unknown"
+    progress(f"vm: [1/5] {found.image} ({release}); modules "
+             + (str(found.modules) if found.modules else "none (everything built in)"))
+    (root / "boot").mkdir(parents=True)
+    shutil.copy2(found.image, root / "boot" / f"vmlinuz-{release}")
+    if found.config:
+        shutil.copy2(found.config, root / "boot" / f"config-{release}")
+    if found.modules:
+        (root / "lib" / "modules").mkdir(parents=True)
+        try:
+            shutil.copytree(found.modules, root / "lib" / "modules" / release, symlinks=True,
+                            copy_function=_link_or_copy)
+        except shutil.Error as exc:
+            raise EnvError(f"copying the modules of {spec.name}: {exc}") from None
+    return "local", release
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        Path(dst).hardlink_to(src)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _image(found: local.Found, work: Path) -> tuple[str, bytes]:
+    """The file qemu boots: "vmlinux" (an ELF with a PVH entry) or "bzImage"; the ELF, if any."""
+    data = found.image.read_bytes()
+    elf = data if data[:4] == b"\x7fELF" else None
+    if elf is None and data[0x202:0x206] == b"HdrS":
+        with contextlib.suppress(EnvError):
+            elf = decompress_vmlinuz(data)
+    if elf is not None and local.has_pvh_note(elf):
+        (work / "vmlinux").write_bytes(elf)
+        return "vmlinux", elf
+    (work / "bzImage").write_bytes(data)
+    return "bzImage", elf or b""
+
+
+def _config(spec: Kernel, found: local.Found, elf: bytes, work: Path, progress) -> dict:
+    """The kernel's config (beside it, or built in), kept as work/config; what it lacks."""
+    text = found.config.read_text(errors="replace") if found.config else kconfig.embedded_config(elf)
+    if text is None:
+        progress(f"vm: no config found for {spec.name} (boot/config-R, .config or CONFIG_IKCONFIG): its "
+                 "options cannot be checked before it boots")
+        return {"config": None, "lacks": [], "lacks_optional": []}
+    (work / "config").write_text(text)
+    opts = kconfig.parse(text)
+    lacks, optional = kconfig.summary(opts, found.modules)
+    if lacks:
+        raise EnvError(kconfig.line(spec.name, lacks, kconfig.NEEDED) + ": the lab cannot run on it "
+                       "(README: Kernel options the lab needs)")
+    return {"config": "config", "lacks": [], "lacks_optional": optional, "hz": opts.get("HZ")}
 
 
 def _build(spec: Kernel, work: Path, t0: float, progress: Callable[[str], None]) -> dict:
-    """The five steps into *work*: fetch, unpack, depmod, vmlinux, initramfs; kernel.json's info."""
+    """The five steps into *work*: fetch, unpack, depmod, image and config, initramfs; kernel.json's info."""
     package, version = _fetch(spec, work, t0, progress)
-    base, moddir = _module_tree(work, package)
-    release = moddir.name
-    progress(f"vm: [3/5] depmod {release}")
-    _cmd(["depmod", "-b", str(base), release], "depmod", 300)
-    progress("vm: [4/5] decompressing vmlinuz to vmlinux")
-    vmlinux = decompress_vmlinuz((work / "root" / "boot" / f"vmlinuz-{release}").read_bytes())
-    (work / "vmlinux").write_bytes(vmlinux)
-    progress(f"vm: [5/5] building the initramfs (busybox-static + {', '.join(INITRD_MODULES)})")
-    info = {"kernel": spec.name, "package": package, "version": version, "release": release,
-            "modules": str(moddir.relative_to(work)), "prepared": time.time()}
+    found = local.find(work / "root")
+    release = found.release or (found.modules.name if found.modules else "unknown")
+    if found.modules is not None:
+        progress(f"vm: [3/5] depmod {found.modules.name}")
+        base = found.modules.parents[2]
+        debian.cmd(["depmod", "-b", str(base), found.modules.name], "depmod", 300)
+    progress("vm: [4/5] the image qemu boots, and the kernel's config")
+    image, elf = _image(found, work)
+    conf = _config(spec, found, elf, work, progress)
+    progress("vm: [5/5] building the initramfs")
+    info = {"kernel": spec.name, "key": spec.key, "source": spec.kind, "package": package,
+            "version": version if spec.kind != "local" else release, "release": release, "image": image,
+            "modules": str(found.modules.relative_to(work)) if found.modules else None,
+            **conf, "prepared": time.time()}
     _write_initrd(work, info, setup_s=round(time.monotonic() - t0, 1))
     return info
+
+
+def label(kernel: str) -> str:
+    """A name for *kernel* fit for a file name (a preset's own; else its cache key)."""
+    if kernel in KERNELS or re.fullmatch(r"[\w.+-]+", kernel):
+        return kernel
+    return kernel_spec(kernel).key

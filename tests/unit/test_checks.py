@@ -83,11 +83,13 @@ def at(receiver_view: str, t_sent: float, sender: str) -> float:
 
 
 def timewait_run(*, unacked: tuple[int, ...] = (), restarts: bool = True, drop_works: bool = True,
-                 buckets: str = "131072", stale_samples: bool = False) -> Evidence:
+                 buckets: str = "131072", stale_samples: bool = False, slow_s: float = 0.0) -> Evidence:
     """A lost-ack run. unacked: indexes of server FINs the client leaves unanswered;
     restarts=False: the TIME-WAIT timer keeps the deadline the first FIN set; drop_works=False:
     the router's drop let the ACKs through; stale_samples: right after each retransmitted FIN
-    is captured, a sample still shows the old deadline (the stack had not processed it yet)."""
+    is captured, a sample still shows the old deadline (the stack had not processed it yet);
+    slow_s: the client's stack takes that long to process each FIN (restart the timer, send the
+    ACK) after its capture, as in a loaded, emulated guest."""
     packets: dict[str, list[Segment]] = {"client": [], "server": []}
     for t, sender, s in handshake_and_client_close():
         sender_name = "client" if sender == CLIENT else "server"
@@ -110,7 +112,7 @@ def timewait_run(*, unacked: tuple[int, ...] = (), restarts: bool = True, drop_w
         fins_at_client.append(fin_c)
         if i in unacked:
             continue
-        t_ack = t + ONE_WAY + 0.00002
+        t_ack = t + ONE_WAY + 0.00002 + slow_s
         ack = seg(t_ack, CLIENT, "ACK", ISN_C + 7, ISN_S + 2, TS_C + ms, TS_S + 91)
         packets["client"].append(ack)
         if t_ack < removed_at:
@@ -121,8 +123,8 @@ def timewait_run(*, unacked: tuple[int, ...] = (), restarts: bool = True, drop_w
         packets[view].sort(key=lambda s: s.t)
 
     # sock_diag: when the client's TIME-WAIT timer was due, as the sampler saw it
-    armed_by = [f.t for f in fins_at_client] if restarts else [fins_at_client[0].t]
-    first_tw = fins_at_client[0].t + 0.0045
+    armed_by = [f.t + slow_s for f in fins_at_client] if restarts else [fins_at_client[0].t]
+    first_tw = fins_at_client[0].t + 0.0045 + slow_s
     samples = []
     ts = first_tw
     while ts < fin_sent[-1] + 0.2:
@@ -278,6 +280,25 @@ def test_timer_not_restarted_fails_that_check():
     # due 60 s after the first FIN, so never 60 s after a later one
     assert len(c.values["due_after_fin_ms"]) == 4
     assert all(o is None or abs(o - 60000) > c.values["tolerance_ms"] for o in c.values["due_after_fin_ms"])
+
+
+def test_a_fin_processed_late_restarts_the_timer_before_its_ack_leaves():
+    """Under TCG a FIN was processed 44 ms after its capture: the restart lies between the FIN's
+    arrival and its ACK's departure, both on the wire, and is judged against that interval."""
+    checks = lost_ack.SCENARIO.judge(timewait_run(slow_s=0.044))
+    assert failed(checks) == []
+    c = by_name(checks)["time-wait-timer-restarts"]
+    assert c.values["due_after_fin_ms"] == [60047] * 4 and c.values["ack_after_fin_ms"] == [44] * 4
+
+
+def test_a_restart_later_than_the_ack_still_fails():
+    """The timer is restarted before the ACK is sent: a deadline set well after the ACK left is a
+    failure, whatever the delay."""
+    ev = timewait_run(slow_s=0.044)
+    ev.packets["client"] = [s if not (s.src == CLIENT and s.flags == "ACK" and s.t > T + 0.09)
+                            else replace(s, t=round(s.t - 0.044, 6)) for s in ev.packets["client"]]
+    c = by_name(lost_ack.SCENARIO.judge(ev))["time-wait-timer-restarts"]
+    assert c.outcome == "fail", c.observed
 
 
 def test_a_sample_predating_the_fins_processing_is_not_a_missed_restart():

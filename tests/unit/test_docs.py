@@ -24,3 +24,13 @@ def test_readme_names_every_task():
     names = set(Collection.from_module(tasks).task_names) - set(catalog())
     missing = [n for n in names if f"`invoke {n}" not in README]
     assert missing == []
+
+
+def test_readme_lists_the_kernel_options_the_lab_needs():
+    """Every option lab.vm.kconfig checks, with what it is for, in README's tables."""
+    from lab.vm import kconfig
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for wanted in (kconfig.NEEDED, kconfig.OPTIONAL, kconfig.DOCKER):
+        for option, why in wanted.items():
+            assert f"| `CONFIG_{option}` | {why} |" in text, option

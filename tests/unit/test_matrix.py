@@ -93,31 +93,38 @@ def test_a_missing_vm_runner_is_an_error_column_not_a_result(tmp_path, monkeypat
 
 
 class FakeVM:
-    """Stands in for lab.vm: writes the report a guest run would leave, or fails."""
+    """Stands in for lab.vm: a whole column in one boot - writes the matrix.json the guest's
+    `invoke matrix --kernel host` would leave (lost-ack passes, anything else fails), or fails."""
 
-    def __init__(self, fail: Exception | None = None, leave: bool = True) -> None:
-        self.fail, self.leave, self.calls = fail, leave, []
+    def __init__(self, fail: Exception | None = None, leave: bool = True, release: str = "6.1.0-26-amd64") -> None:
+        self.fail, self.leave, self.calls, self.release = fail, leave, [], release
 
-    def run(self, kernel, twlab_args, artifacts, progress, docker=False):
+    def run(self, kernel, twlab_args, artifacts, progress, docker=False, accel="auto", timeout_s=900):
         self.calls.append((kernel, list(twlab_args), Path(artifacts)))
         self.docker = getattr(self, "docker", []) + [docker]
         if self.fail:
             raise self.fail
-        name = twlab_args[1]
-        assert twlab_args[twlab_args.index("--artifacts") + 1] == str(Path(artifacts).resolve())
-        r = lost_ack("6.1.0-26-amd64", [0, 0.21, 0.42, 0.84, 1.68], [60001] * 4) if name == "lost-ack" \
-            else report(name, "6.1.0-26-amd64", [chk("x", False, v=1)], verdict="fail")
+        assert twlab_args[:3] == ["matrix", "--kernel", "host"]
+        assert twlab_args[twlab_args.index("--out") + 1] == str(Path(artifacts).resolve())
+        names = [twlab_args[i + 1] for i, a in enumerate(twlab_args) if a == "--scenario"]
+        cells = {}
+        for name in names:
+            r = lost_ack(self.release, [0, 0.21, 0.42, 0.84, 1.68], [60001] * 4) if name == "lost-ack" \
+                else report(name, self.release, [chk("x", False, v=1)], verdict="fail")
+            cells[name] = {"host": cell_from_report(r)}
         if self.leave:
-            (Path(artifacts) / "report.json").write_text(json.dumps(r))
-            return (0 if r["verdict"] == "pass" else 1), "ok"
+            (Path(artifacts) / "matrix.json").write_text(json.dumps(
+                {"cells": cells, "releases": {"host": self.release}}))
+            return 0, "ok"
         return 2, "twlab: something broke"
 
 
-def test_vm_kernel_cells_come_from_the_reports_the_guest_left(tmp_path):
+def test_vm_kernel_cells_come_from_one_boot_per_column(tmp_path):
     vm = FakeVM()
     m = run_matrix(["debian-12"], ["lost-ack", "tw-buckets"], out=tmp_path, vm=vm)
-    assert [c[1][:4] for c in vm.calls] == [["run", "lost-ack", "--backend", "netns"],
-                                             ["run", "tw-buckets", "--backend", "netns"]]
+    assert [c[1] for c in vm.calls] == [["matrix", "--kernel", "host", "--backend", "netns", "--out",
+                                         str(tmp_path / "debian-12"), "--json", "--family", "4",
+                                         "--scenario", "lost-ack", "--scenario", "tw-buckets"]]
     assert m["cells"]["lost-ack"]["debian-12"]["verdict"] == "pass"
     assert m["cells"]["tw-buckets"]["debian-12"]["failed_checks"] == ["x"]
     assert m["releases"]["debian-12"] == "6.1.0-26-amd64"
@@ -126,7 +133,7 @@ def test_vm_kernel_cells_come_from_the_reports_the_guest_left(tmp_path):
 
 @pytest.mark.parametrize("vm, words", [(FakeVM(fail=EnvError("qemu-system-x86_64 not found")),
                                         "qemu-system-x86_64 not found"),
-                                       (FakeVM(leave=False), "left no report.json (exit 2): twlab: something broke")])
+                                       (FakeVM(leave=False), "left no matrix.json (exit 2): twlab: something broke")])
 def test_vm_failures_are_error_cells_with_the_reason(tmp_path, vm, words):
     m = run_matrix(["debian-12"], ["lost-ack"], out=tmp_path, vm=vm)
     cell = m["cells"]["lost-ack"]["debian-12"]
@@ -150,7 +157,7 @@ def test_parse_kernels():
     assert parse_kernels(None) == ["host"]
     assert parse_kernels(["host", "debian-12,host"]) == ["host", "debian-12", "host"]
     for bad in ("../etc", "debian-99", "nonsense"):
-        with pytest.raises(UsageError, match=f"--kernel '{bad}': unknown kernel; choose host"):
+        with pytest.raises(UsageError, match=f"--kernel '{bad}': .*; or host"):
             parse_kernels([bad])
 
 
@@ -173,10 +180,10 @@ def test_backends_are_a_second_axis_one_column_per_kernel_and_backend(tmp_path):
     vm = FakeVM()
     m = run_matrix(["debian-12"], ["lost-ack"], out=tmp_path, vm=vm, backend=["netns", "docker"])
     assert m["columns"] == ["debian-12/netns", "debian-12/docker"] and m["backends"] == ["netns", "docker"]
-    assert [c[1][:4] for c in vm.calls] == [["run", "lost-ack", "--backend", "netns"],
-                                             ["run", "lost-ack", "--backend", "docker"]]
+    assert [c[1][:5] for c in vm.calls] == [["matrix", "--kernel", "host", "--backend", "netns"],
+                                             ["matrix", "--kernel", "host", "--backend", "docker"]]
     assert vm.docker == [False, True]                     # the guest starts an engine only for docker
-    assert [c[2] for c in vm.calls] == [tmp_path / "debian-12/netns/lost-ack", tmp_path / "debian-12/docker/lost-ack"]
+    assert [c[2] for c in vm.calls] == [tmp_path / "debian-12/netns", tmp_path / "debian-12/docker"]
     assert set(m["cells"]["lost-ack"]) == {"debian-12/netns", "debian-12/docker"}
     md = markdown(m)
     assert "| debian-12/netns (6.1.0-26-amd64) | debian-12/docker (6.1.0-26-amd64) |" in md
@@ -186,7 +193,7 @@ def test_one_backend_keeps_kernel_columns_and_auto_is_netns_in_a_vm(tmp_path):
     vm = FakeVM()
     m = run_matrix(["debian-12"], ["lost-ack"], out=tmp_path, vm=vm)
     assert m["columns"] == ["debian-12"] and vm.docker == [False]
-    assert vm.calls[0][1][:4] == ["run", "lost-ack", "--backend", "netns"]
+    assert vm.calls[0][1][:5] == ["matrix", "--kernel", "host", "--backend", "netns"]
 
 
 def test_an_unknown_backend_is_refused_before_any_run(tmp_path):

@@ -52,3 +52,13 @@ def test_closing_twice_or_unused_is_harmless():
     writer.close()
     with pytest.raises(RuntimeError, match="not running"):
         writer.write(Path("/nonexistent"))
+
+
+def test_a_relative_directory_is_the_callers(run_dir, monkeypatch):
+    """The writer runs from the package's directory: a run's relative path is resolved first."""
+    monkeypatch.chdir(run_dir.parent)
+    writer = PageWriter()
+    try:
+        assert writer.write(Path(run_dir.name)) == run_dir / "report.html"
+    finally:
+        writer.close()

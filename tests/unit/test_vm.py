@@ -94,16 +94,20 @@ def test_busybox_must_be_static(tmp_path):
 
 
 def test_run_scripts_quote_paths_and_run_one_command():
-    mounts = boot._mounts("6.1.0-1-amd64", Path("/c/m"), Path("/c/config"), Path("/tmp/a b"))
+    mounts = boot._mounts(Path("/c/m"), Path("/c/config"), Path("/tmp/a b"))
     assert "'/newroot/tmp/a b'" in mounts and mounts.rstrip().endswith("/run/twlab-vm/ctl/stage2.sh")
-    assert "mount -o bind /newroot/c/m /newroot/lib/modules/6.1.0-1-amd64" in mounts
+    assert "rel=$(uname -r)" in mounts
+    assert 'mount -o bind /newroot/c/m "/newroot/lib/modules/$rel"' in mounts
+    assert 'mount -o bind /newroot/c/config "/newroot/boot/config-$rel"' in mounts
+    built_in = boot._mounts(None, None, Path("/tmp/a"))        # a kernel with everything built in
+    assert "lib/modules" not in built_in and "config-" not in built_in
     stage2 = boot._stage2(["/r/.venv/bin/python", "/r/.venv/bin/invoke", "run", "it's"])
     assert "'it'\"'\"'s'" in stage2 and "/proc/sysrq-trigger" in stage2
     assert boot.START in stage2 and boot.EXIT in stage2
 
 
 def test_unknown_kernel():
-    with pytest.raises(UsageError, match="choose one of debian-12"):
+    with pytest.raises(UsageError, match="choose one of debian-11, debian-12, debian-13, debian:VERSION"):
         vm.kernel_spec("nope")
 
 
@@ -118,9 +122,10 @@ def test_xz_modules_are_decompressed_for_the_initramfs():
 
 
 def test_another_suite_reads_its_package_lists_into_the_cache(tmp_path, monkeypatch):
-    monkeypatch.setattr(kernel, "CACHE", tmp_path)
-    assert kernel._apt_options(vm.KERNELS["debian-12"]) == []          # the machine's own lists
-    opts = kernel._apt_options(vm.KERNELS["debian-13"])
+    from lab.vm import debian
+
+    assert debian.apt_options(vm.KERNELS["debian-12"].suite, tmp_path) == []     # the machine's own lists
+    opts = debian.apt_options(vm.KERNELS["debian-13"].suite, tmp_path)
     root = tmp_path / "apt" / "trixie"
     assert (root / "sources.list").read_text() == "deb http://deb.debian.org/debian trixie main\n"
     assert f"Dir::State::Lists={root / 'lists'}" in opts and "Dir::Etc::SourceParts=/dev/null" in opts
@@ -131,7 +136,7 @@ def test_another_suite_reads_its_package_lists_into_the_cache(tmp_path, monkeypa
 
 def test_the_netns_path_boots_as_before_no_engine_no_disk_512m():
     stage2 = boot._stage2(["/r/.venv/bin/python", "run"])
-    assert "dockerd" not in stage2 and "cgroup2" not in stage2 and boot.MARK not in stage2
+    assert "dockerd" not in stage2 and "cgroup2" not in stage2 and boot.MARK + "engine" not in stage2
     argv = boot._qemu_argv(Path("/c"), Path("/ctl"), Path("/out"), None)
     assert argv[argv.index("-m") + 1] == "512M" and "-drive" not in argv
 
@@ -163,9 +168,10 @@ def test_loading_the_image_stops_the_engine_and_unmounts_before_power_off():
 
 def test_the_timing_split_comes_from_the_console_marks():
     marks = {"qemu": 100.0, "booted": 103.0, "engine": 110.5, "start": 110.6, "end": 150.6, "off": 151.0}
-    assert boot._split(marks) == {"boot_s": 3.0, "engine_s": 7.5, "command_s": 40.0, "total_s": 51.0}
-    assert boot._split({"qemu": 0.0, "start": 2.5, "end": 20.0, "off": 20.5}) == \
-        {"boot_s": 2.5, "command_s": 17.5, "total_s": 20.5}
+    assert boot._split(marks) == {"boot_s": 3.0, "engine_s": 7.5, "command_s": 40.0, "poweroff_s": 0.4,
+                                  "total_s": 51.0}
+    assert boot._split({"qemu": 0.0, "init": 1.5, "start": 2.5, "end": 20.0, "off": 20.5}) == \
+        {"kernel_s": 1.5, "boot_s": 2.5, "command_s": 17.5, "poweroff_s": 0.5, "total_s": 20.5}
 
 
 def test_vm_backends():

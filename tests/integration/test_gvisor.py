@@ -1,0 +1,142 @@
+"""gVisor's netstack as a lab host (--stack HOST=gvisor, netns backend): lost-ack with each end on
+gVisor, judged from the wire and read again straight from the pcaps; refusals in one line; nothing
+of runsc left behind after a run, an interrupt or a SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+
+import pytest
+
+from lab import gvisor
+from lab.cleanup import find
+from lab.packets import read_pcap
+from lab.runner import run_scenario
+from scenarios.lost_ack import PORT
+
+from .procs import Run, assert_clean_leaves_nothing_of, assert_interrupted, invoke
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(gvisor.runsc_missing() is not None, reason="runsc is not installed")]
+
+
+def outcomes(report: dict) -> dict[str, str]:
+    return {c["name"]: c["outcome"] for c in report["checks"]}
+
+
+def values(report: dict, name: str) -> dict:
+    return next(c["values"] for c in report["checks"] if c["name"] == name)
+
+
+def nothing_of(lab_id: str) -> None:
+    assert not find(lab_id), find(lab_id).lines()
+    assert gvisor.processes_of(lab_id) == []
+    assert not gvisor.lab_dir(lab_id).exists()
+
+
+def fins_answered(artifacts) -> tuple[int, int]:
+    """The server's FINs in client.pcap, and how many the client answered with an ACK before the
+    next one came (straight from the pcap, not from the report)."""
+    segs = read_pcap(artifacts / "client.pcap")
+    fins = [s for s in segs if s.sport == PORT and s.has("FIN")]
+    answered = 0
+    for i, f in enumerate(fins):
+        until = fins[i + 1].t if i + 1 < len(fins) else f.t + 1
+        answered += any(s.dport == PORT and s.has("ACK") and not s.has("RST") and s.ack == f.seq + 1
+                        and f.t <= s.t < until for s in segs)
+    return len(fins), answered
+
+
+def test_lost_ack_client_on_gvisor(tmp_path):
+    report = run_scenario("lost-ack", backend="netns", artifacts=tmp_path, options={"stacks": {"client": "gvisor"}})
+    got = outcomes(report)
+    assert report["stacks"] == {"client": "gvisor", "router": "linux", "server": "linux"}
+    assert report["verdict"] == "pass", got
+    assert got["time-wait-armed-for-60s"] == "n/a"                # sock_diag cannot see gVisor's sockets
+    assert got["time-wait-timer-restarts"] == "pass"              # judged from the wire instead
+    length = values(report, "time-wait-length-on-the-wire")
+    assert length["stack"] == "gvisor" and 59.5 <= length["gone_by_s"] <= 61
+    fins, answered = fins_answered(tmp_path)
+    assert fins >= 4 and answered == fins, (fins, answered)       # gVisor's TIME-WAIT re-ACKs each FIN
+    probe = report["facts"]["client_probe"]
+    assert probe["probe"] == "ack" and probe["answers"][0]["answer"] == "ack"
+    nothing_of(report["lab_id"])
+
+
+def test_lost_ack_server_on_gvisor(tmp_path):
+    report = run_scenario("lost-ack", backend="netns", artifacts=tmp_path, options={"stacks": {"server": "gvisor"}})
+    got = outcomes(report)
+    assert report["verdict"] == "pass", got
+    sched = values(report, "server-retransmits-fin")
+    assert sched["stack"] == "gvisor" and sched["fin_count"] >= 4
+    server_fins = [s for s in read_pcap(tmp_path / "server.pcap") if s.sport == PORT and s.has("FIN")]
+    assert len(server_fins) == sched["fin_count"]                   # gVisor's own FINs, from its capture
+    assert values(report, "time-wait-length-on-the-wire")["stack"] == "linux"
+    nothing_of(report["lab_id"])
+
+
+def one_line(done, *mentions: str) -> str:
+    assert done.returncode == 2, (done.returncode, done.stdout[-1500:], done.stderr[-1500:])
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("twlab: "), done.stderr
+    for text in mentions:
+        assert text in lines[0], (text, lines[0])
+    return lines[0]
+
+
+def test_docker_refused_in_one_line(tmp_path, lab_leftovers):
+    done = invoke("run", "lost-ack", "--backend", "docker", "--stack", "client=gvisor",
+                  "--artifacts", str(tmp_path / "a"))
+    one_line(done, "netns backend only", "--backend netns")
+    assert lab_leftovers() == [] and not (tmp_path / "a").exists()
+
+
+def test_runsc_missing_one_line_and_skipped_in_run_all(tmp_path, lab_leftovers):
+    env = {**os.environ, "TWLAB_RUNSC": "/nonexistent/runsc"}
+    done = invoke("run", "lost-ack", "--backend", "netns", "--stack", "server=gvisor",
+                  "--artifacts", str(tmp_path / "a"), env=env)
+    one_line(done, "runsc is not installed")
+    assert lab_leftovers() == [] and not (tmp_path / "a").exists()
+    done = invoke("run", "all", "--backend", "netns", "--stack", "server=gvisor", "--json",
+                  "--artifacts", str(tmp_path / "b"), env=env)
+    assert done.returncode == 2, done.stdout[-1500:] + done.stderr[-1500:]
+    summary = json.loads(done.stdout)
+    assert {r["verdict"] for r in summary["scenarios"]} == {"skipped"}, summary["scenarios"]
+    assert lab_leftovers() == []
+
+
+def _sandbox_running(run: Run) -> str:
+    out = run.wait_for("runs gVisor's netstack")
+    lab_id = re.search(r"runsc sandbox twlab-([0-9a-f]+)-", out).group(1)
+    deadline = time.monotonic() + 30
+    while not gvisor.processes_of(lab_id) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert gvisor.processes_of(lab_id), run.out
+    return lab_id
+
+
+def test_interrupted_gvisor_run_leaves_nothing(tmp_path):
+    run = Run("run", "lost-ack", "--backend", "netns", "--stack", "client=gvisor", "--artifacts", str(tmp_path / "a"))
+    lab_id = _sandbox_running(run)
+    run.wait_for("running lost-ack")
+    time.sleep(2)                                  # the prober is at work by now
+    run.group(signal.SIGINT)
+    code, out = run.finish()
+    assert_interrupted(code, out, "Ctrl-C (SIGINT)", made=True)
+    nothing_of(lab_id)
+
+
+def test_killed_gvisor_run_is_cleaned(tmp_path):
+    run = Run("run", "lost-ack", "--backend", "netns", "--stack", "server=gvisor", "--artifacts", str(tmp_path / "a"))
+    lab_id = _sandbox_running(run)
+    run.kill(signal.SIGKILL)
+    run.finish()
+    assert gvisor.processes_of(lab_id), "the sandbox should outlive a SIGKILLed run (then clean removes it)"
+    done = invoke("clean")
+    assert done.returncode == 0 and f"gVisor sandboxes {gvisor.lab_dir(lab_id)}" in done.stdout, done.stdout
+    nothing_of(lab_id)
+    assert_clean_leaves_nothing_of(lab_id)

@@ -1,0 +1,206 @@
+"""--stack HOST=gvisor without root: parsing and refusals (lab.gvisor), the prober's packets and
+arithmetic (lab.twprobe), the wire checks of lost-ack with a gVisor host (scenarios/_lost_ack_wire.py)."""
+
+from __future__ import annotations
+
+import socket
+from types import SimpleNamespace
+
+import dpkt
+import pytest
+
+from lab import gvisor, twprobe
+from lab.core import parse_sysctl
+from lab.errors import ScenarioSkipped, UsageError
+from lab.ladder import ladder_rows
+from lab.packets import Segment
+from scenarios import _lost_ack_wire as wired
+from scenarios import lost_ack
+
+ENDS = ("client", "server")
+
+
+def test_parse_stacks():
+    assert gvisor.parse_stacks(["client=gvisor", "server=LINUX"]) == {"client": "gvisor", "server": "linux"}
+    for bad in ("client", "client=bsd", "=gvisor", "client:gvisor"):
+        with pytest.raises(UsageError, match="HOST=STACK"):
+            gvisor.parse_stacks([bad])
+
+
+def test_check_stacks_refusals():
+    assert gvisor.check_stacks({"client": "linux"}, ENDS, "docker", 4) == []
+    assert gvisor.check_stacks({"server": "gvisor"}, ENDS, "netns", 4) == ["server"]
+    with pytest.raises(UsageError, match="--backend netns"):
+        gvisor.check_stacks({"client": "gvisor"}, ENDS, "docker", 4)
+    with pytest.raises(UsageError, match="IPv4 only"):
+        gvisor.check_stacks({"client": "gvisor"}, ENDS, "netns", 6)
+    with pytest.raises(UsageError, match="only the ends"):
+        gvisor.check_stacks({"router": "gvisor"}, ENDS, "netns", 4)
+
+
+def test_a_linux_sysctl_on_a_gvisor_host_skips_the_run():
+    setting = parse_sysctl("server:net.ipv4.tcp_orphan_retries=1")
+    gvisor.no_sysctls_there(["client"], [setting], "x")          # another host: fine
+    with pytest.raises(ScenarioSkipped, match="does not reach gVisor"):
+        gvisor.no_sysctls_there(["server"], [setting], "retransmitted-fin")
+
+
+def test_runsc_missing_says_why(monkeypatch):
+    monkeypatch.setattr(gvisor, "RUNSC", "/nonexistent/runsc")
+    assert "not installed" in gvisor.runsc_missing()
+
+
+TUP = twprobe.Tuple("10.77.1.10", 40000, "10.77.2.10", 5000, host_next=1000, peer_next=(1 << 20) + 77)
+
+
+def _parsed(raw: bytes) -> dpkt.ip.IP:
+    ip = dpkt.ip.IP(raw)
+    check = dpkt.ip.IP(raw)             # recompute both checksums from scratch: they must match
+    check.sum = 0
+    check.data.sum = 0
+    again = dpkt.ip.IP(bytes(check))
+    assert (ip.sum, ip.data.sum) == (again.sum, again.data.sum)
+    return ip
+
+
+def test_syn_probe_is_a_bare_old_syn_from_the_far_end():
+    ip = _parsed(twprobe.segment(TUP, "syn"))
+    tcp = ip.data
+    assert socket.inet_ntoa(ip.src) == TUP.peer_addr and socket.inet_ntoa(ip.dst) == TUP.addr
+    assert (tcp.sport, tcp.dport) == (TUP.peer_port, TUP.port)
+    assert tcp.flags == dpkt.tcp.TH_SYN                  # no ACK bit: Linux does not reschedule
+    assert tcp.seq == 77                                 # 2^20 before the far end's FIN + 1
+
+
+def test_ack_probe_is_out_of_window_and_acks_the_hosts_fin():
+    tcp = _parsed(twprobe.segment(TUP, "ack")).data
+    assert tcp.flags == dpkt.tcp.TH_ACK and tcp.ack == TUP.host_next and tcp.seq == 77
+
+
+def test_probe_for_each_stack():
+    assert twprobe.PROBE_FOR == {"linux": "syn", "gvisor": "ack"}
+
+
+def test_classify():
+    assert twprobe.classify(dpkt.tcp.TH_ACK) == "ack"
+    assert twprobe.classify(dpkt.tcp.TH_RST | dpkt.tcp.TH_ACK) == "rst"
+    assert twprobe.classify(dpkt.tcp.TH_SYN | dpkt.tcp.TH_ACK) == "syn-ack"
+
+
+def test_held_for_brackets_the_end():
+    answers = [twprobe.Answer(100 + i, "ack", "ack") for i in range(60)] + [twprobe.Answer(160, "ack", "rst"),
+                                                                           twprobe.Answer(161, "ack", "rst")]
+    assert twprobe.held_for(answers, 99.5) == (59.5, 60.5)
+    assert twprobe.held_for(answers[:5], 99.5) == (4.5, None)
+
+
+def seg(t, src, sport, dst, dport, flags, seq, ack=0, length=0):
+    return Segment(t, src, sport, dst, dport, flags, seq, ack, length, None, None)
+
+
+def test_closed_tuple_from_both_fins():
+    segs = [seg(1.0, "10.77.1.10", 40000, "10.77.2.10", 5000, "FIN,ACK", 500, 900),
+            seg(1.1, "10.77.2.10", 5000, "10.77.1.10", 40000, "FIN,ACK", 900, 501, length=10)]
+    tup = twprobe.closed_tuple(segs, "10.77.1.10", 40000, "10.77.2.10", 5000)
+    assert (tup.host_next, tup.peer_next) == (501, 911)
+    assert twprobe.closed_tuple(segs[:1], "10.77.1.10", 40000, "10.77.2.10", 5000) is None
+
+
+def _seen(stack: str, held: float | None, gone: float | None, interval: float = 0.2, hz: int = 250,
+          ack_times=(10.0, 11.7)) -> SimpleNamespace:
+    probe = {"stack": stack, "probe": twprobe.PROBE_FOR[stack], "interval_s": interval, "held_until_s": held,
+             "gone_by_s": gone, "answers": [{"answer": "ack"}], "started": 12.0}
+    ev = SimpleNamespace(facts={"client_probe": probe}, hz=hz, options={"stacks": {"client": stack}})
+    return SimpleNamespace(ev=ev, answers=[SimpleNamespace(t=t) for t in ack_times])
+
+
+@pytest.mark.parametrize("stack,held,gone,outcome", [
+    ("gvisor", 59.867, 60.067, "pass"),
+    ("gvisor", 44.9, 45.1, "fail"),          # a 45 s TIME-WAIT is not gVisor's 60 s
+    ("linux", 61.456, 62.056, "pass"),       # within one wheel granule (2.048 s at HZ=250)
+    ("linux", 63.0, 63.6, "fail"),
+    ("linux", 58.0, 58.6, "fail"),           # never early
+    ("gvisor", None, None, "inconclusive"),  # the probes never saw it end
+])
+def test_time_wait_length_on_the_wire(stack, held, gone, outcome):
+    check = wired.time_wait_length_on_the_wire(_seen(stack, held, gone, 0.2 if stack == "gvisor" else 0.6))
+    assert check.outcome == outcome, check
+
+
+def test_restart_from_the_wire_needs_fins_further_apart_than_the_resolution():
+    assert wired.time_wait_restarts_on_the_wire(_seen("gvisor", 59.9, 60.1)).outcome == "pass"
+    # without a restart TIME-WAIT would end 60 s after the FIRST ack: 1.7 s before the measured end
+    assert wired.time_wait_restarts_on_the_wire(_seen("gvisor", 58.2, 58.4)).outcome == "fail"
+    close = _seen("gvisor", 59.9, 60.1, ack_times=(10.0, 10.3))
+    assert wired.time_wait_restarts_on_the_wire(close).outcome == "inconclusive"
+
+
+def test_a_gvisor_client_gets_no_sock_diag_check_passed_by_default():
+    ev = SimpleNamespace(options={"stacks": {"client": "gvisor"}}, sysctls={})
+    fns = lost_ack.checks(ev)
+    names = [fn.__name__ for fn in fns]
+    assert "time_wait_armed_for_60s" not in names and "time_wait_timer_restarts" not in names
+    armed = [fn for fn in fns if fn.__name__ == "<lambda>"]
+    assert len(armed) == 1 and armed[0](None).outcome == "n/a"
+    server_only = lost_ack.checks(SimpleNamespace(options={"stacks": {"server": "gvisor"}}, sysctls={}))
+    assert lost_ack.time_wait_timer_restarts in server_only      # the client is Linux: sock_diag judges it
+
+
+def test_ladder_folds_the_probes_into_one_line():
+    report = {"hosts": {"client": {"addresses": {"a": "10.77.1.10"}}, "server": {"addresses": {"b": "10.77.2.10"}}},
+              "packets": {"client": [dict(seg(t, "10.77.1.10", 40000, "10.77.2.10", 5000, "ACK", 1).to_json())
+                                     for t in (1.0, 2.0, 3.0, 4.0)], "server": []},
+              "facts": {"client_probe": {"started": 2.5, "probe": "ack", "interval_s": 0.2, "held_until_s": 59.9,
+                                         "gone_by_s": 60.1, "answers": [{"answer": "ack"}] * 3}},
+              "timeline": []}
+    rows = ladder_rows(report)
+    segments = [r for r in rows if r.kind == "segment"]
+    assert [round(r.t, 1) for r in segments] == [0.0, 1.0]
+    assert any("3 ack probes from the router" in r.text for r in rows)
+
+
+def test_a_scenario_not_judged_from_the_wire_is_skipped_with_a_gvisor_host():
+    from lab.gvisor import StackCannotShow
+    from lab.runner import unsupported
+    from scenarios import get
+
+    unsupported(get("lost-ack"), {"client": "gvisor", "server": "gvisor"})     # judged from the wire
+    unsupported(get("time-wait-duration"), {"client": "linux"})
+    with pytest.raises(StackCannotShow, match="sock_diag"):
+        unsupported(get("time-wait-duration"), {"server": "gvisor"})
+
+
+def test_matrix_stack_columns(tmp_path, monkeypatch):
+    """A column per --stack, each run with its stacks; rows where the stacks differ marked."""
+    from lab import pool, runner
+    from lab.matrix import parse_stack_columns, run_matrix
+
+    assert parse_stack_columns(None) == [("linux", {})]
+    assert parse_stack_columns(["linux", "gvisor", "client=gvisor;server=linux"]) == [
+        ("linux", {}), ("gvisor", {"client": "gvisor", "server": "gvisor"}),
+        ("client=gvisor;server=linux", {"client": "gvisor", "server": "linux"})]
+    with pytest.raises(UsageError):
+        parse_stack_columns(["bsd"])
+    seen = []
+
+    def fake(name, **kw):
+        stacks = (kw.get("options") or {}).get("stacks") or {}
+        seen.append(stacks)
+        gone = 60.1 if stacks.get("client") == "gvisor" else 62.0
+        report = {"scenario": name, "verdict": "pass", "kernel": "k", "backend": "netns", "error": None,
+                  "duration_s": 1.0,
+                  "checks": [{"name": "time-wait-length-on-the-wire", "outcome": "pass", "passed": True,
+                              "values": {"gone_by_s": gone}}], "counters": {}}
+        (kw["artifacts"]).mkdir(parents=True, exist_ok=True)
+        (kw["artifacts"] / "report.json").write_text(__import__("json").dumps(report))
+        return report
+    monkeypatch.setattr(runner, "run_scenario", fake)
+    monkeypatch.setattr(pool, "run_jobs", lambda fn, jobs, width, collect: [collect(j, fn(j)) for j in jobs])
+    m = run_matrix(["host"], ["lost-ack"], out=tmp_path, backend="netns", stacks=["linux", "client=gvisor"])
+    assert m["columns"] == ["host/linux", "host/client=gvisor"]
+    assert seen == [{}, {"client": "gvisor"}]
+    row = next(r for r in m["rows"] if r["what"].startswith("TIME-WAIT on the wire"))
+    assert row["differs"] is False            # 62.0 vs 60.1: within the row's 2.5 s tolerance
+    m = run_matrix(["debian-12"], ["lost-ack"], out=tmp_path / "vm", backend="netns", stacks=["gvisor"],
+                   vm=object())
+    assert "this machine's kernel only" in m["cells"]["lost-ack"]["debian-12"]["error"]
