@@ -17,7 +17,6 @@ are this connection's all the same.
 from __future__ import annotations
 
 import ipaddress
-
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 

@@ -19,8 +19,8 @@ from collections.abc import Mapping
 
 from .errors import NoIPv6, UsageError, quoted
 
-__all__ = ["FAMILIES", "parse_family", "one_family", "check_family", "check_mapped", "label", "split_label", "require_ipv6",
-           "ipv6_missing", "require_ipv6_in"]
+__all__ = ["FAMILIES", "parse_family", "one_family", "check_family", "check_mapped", "label", "split_label",
+           "require_ipv6", "ipv6_missing", "require_ipv6_in"]
 
 FAMILIES = {"4": (4,), "6": (6,), "both": (4, 6)}
 

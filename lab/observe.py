@@ -93,8 +93,8 @@ def _parse(data: bytes, off: int) -> SocketInfo:
 
 class SocketView:
     """sock_diag for one host and one address family (4 or 6; by default the host's sockets', which
-    the Lab sets to the run's, or 6 in a v4-mapped host): netlink sockets made inside its namespace (a socket stays in the
-    namespace it was made in), one per thread that asks. An AF_INET6 view sees the AF_INET6
+    the Lab sets to the run's, or 6 in a v4-mapped host): netlink sockets made inside its namespace
+    (a socket stays in the namespace it was made in), one per thread that asks. An AF_INET6 view sees the AF_INET6
     sockets, v4-mapped ones included (their addresses read ::ffff:a.b.c.d); an AF_INET one never
     does."""
 
