@@ -217,18 +217,22 @@ def lost_final_ack_saved_by_time_wait(s: Seen) -> Check:
     conns, lost, common = s.conns, s.lost, _common(s)
     saved = [x for x in lost if x.ended_by == "ACK" and x.ended_by_reack]
     retransmitted = [x for x in lost if x.server_fins >= 2]
+    late = [x for x in saved if x.ended_by_late_answer]
     p_back = (s.links.get("client->server") or {}).get("loss_pct", 0)
-    ok = len(saved) == len(lost) and len(retransmitted) == len(lost) \
+    ok = len(saved) == len(lost) and all(x.server_fins >= 2 or x.ended_by_late_answer for x in lost) \
         and common["fins_unanswered"] == 0 and not common["ended_by_rst"]
     observed = (f"captures: the final ACK was lost on {len(lost)} of {len(conns)} closes "
                 f"({common['final_ack_lost_pct']:.0f} %; client->server loss {p_back:g} %); the server sent its FIN "
-                f"again on {len(retransmitted)} of them; TIME-WAIT's re-ACK ended {len(saved)} of {len(lost)}; "
+                f"again on {len(retransmitted)} of them; TIME-WAIT's re-ACK ended {len(saved)} of {len(lost)}"
+                + (f" ({len(late)} before any FIN came again: its ACK of a late segment, ports "
+                   f"{[x.port for x in late]})" if late else "") + "; "
                 f"closes ended by a reset: {common['ended_by_rst']}; FINs that reached the client unanswered: "
                 f"{common['fins_unanswered']}")
     tally: dict[int, int] = {}
     for x in saved:
         tally[x.final_acks - 1] = tally.get(x.final_acks - 1, 0) + 1
     values = {**common, "saved_by_reack": len(saved), "server_fin_retransmitted": len(retransmitted),
+              "saved_by_answer_to_late_segment": [x.port for x in late],
               "reacks_needed": dict(sorted(tally.items())),
               **_ladder(saved or lost, "a close whose final ACK was lost and TIME-WAIT's re-ACK saved it")}
     return _heart(s, "lost-final-ack-saved-by-time-wait", CITE_REACK,
@@ -246,7 +250,8 @@ def lost_final_ack_costs_an_rto(s: Seen) -> Check:
     done = [x for x in s.conns if x.complete]
     path_ms = sum((s.links.get(k) or {}).get("delay_ms", 0.0) for k in ("client->server", "server->client"))
     floor = TCP_RTO_MIN_MS + 2 * path_ms - 5
-    slow = [x.port for x in s.lost if x.complete and x.server_wait_ms < floor]
+    # a close TIME-WAIT's answer to a late segment ended before the FIN came again owes no RTO
+    slow = [x.port for x in s.lost if x.complete and x.server_wait_ms < floor and not x.ended_by_late_answer]
     dist, clean_close = distribution(s.conns), groups(s.conns)["clean"]
     clean_slow = [x.port for x in clean_close if x.server_wait_ms >= TCP_RTO_MIN_MS]
     clean, lost = dist["clean"]["server_wait_ms"], dist["final_ack_lost"]["server_wait_ms"]

@@ -68,6 +68,7 @@ class Close:
     rst_from_client: int = 0
     ended_by: str | None = None            # the answer whose arrival ended the server's side: ACK or RST
     ended_by_reack: bool = False           # ... an ACK other than the first answer: TIME-WAIT's re-ACK
+    ended_by_late_answer: bool = False     # ... a re-ACK of a late segment (no FIN came again before it)
     close_ms: float | None = None          # the client's first FIN -> the server's end
     server_wait_ms: float | None = None    # the server's first FIN -> its end
     complete: bool = False                 # the server's end was seen
@@ -95,6 +96,7 @@ class Close:
         ends = [(arrived[id(a)], a) for a in answers if arrived[id(a)] is not None]
         end_t, end_seg = min(ends, key=lambda e: e[0]) if ends else (None, None)
         first = answers[0] if answers else None
+        reack = end_seg is not None and not end_seg.has("RST") and end_seg is not first
         return cls(
             **counts, final_acks=len(acks), final_acks_lost=_lost(acks, arrived),
             final_answer=None if first is None else ("RST" if first.has("RST") else "ACK"),
@@ -104,7 +106,10 @@ class Close:
             fins_reaching_client=len(fins_in), fins_unanswered=_unanswered(fins_in, answers),
             rst_from_client=len(rsts),
             ended_by=None if end_seg is None else ("RST" if end_seg.has("RST") else "ACK"),
-            ended_by_reack=end_seg is not None and not end_seg.has("RST") and end_seg is not first,
+            ended_by_reack=reack,
+            # TIME-WAIT answers any unacceptable segment with an ACK (RFC 9293 3.10.7.4), not only a
+            # retransmitted FIN: a late copy of the server's earlier ACK drew one in a busy VM
+            ended_by_late_answer=reack and sum(t <= end_seg.t for t in fins_in) < 2,
             close_ms=None if end_t is None else round((end_t - c_fins[0].t) * 1000, 2),
             server_wait_ms=None if end_t is None else round((end_t - s_fins[0].t) * 1000, 2),
             complete=end_t is not None, fins_seen=True)

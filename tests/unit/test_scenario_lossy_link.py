@@ -295,3 +295,45 @@ def test_a_clean_close_slower_than_rto_min_is_the_paths_not_a_failure():
     c = lost_final_ack_costs_an_rto(seen)
     assert c.outcome == "inconclusive", c.observed
     assert c.values["clean_above_rto_min"] == [clean.port] and "the path itself was that slow" in c.observed
+
+
+def _late_answer_close(ev) -> int:
+    """One saved close rewritten as seen in a Debian 12 VM under TCG: the final ACK lost, and before
+    the server's FIN came again a late copy of the server's earlier ACK reached the client, whose
+    TIME-WAIT answered it (RFC 9293 3.10.7.4): that answer ended the server's LAST-ACK, 120 ms
+    after its FIN, with no retransmission."""
+    port = _client_port_of_a_saved_close(ev)
+    cli, srv = ev.addresses["client"], ev.addresses["server"]
+    mine = lambda s: port in (s.sport, s.dport)                                   # noqa: E731
+    fins = [s for s in ev.packets["server"] if mine(s) and s.src == srv and s.has("FIN")]
+    first, later = fins[0], fins[1:]
+    fin_at_client = next(s for s in ev.packets["client"] if mine(s) and s.src == srv and s.has("FIN"))
+    answers = [s for s in ev.packets["client"] if mine(s) and s.src == cli and s.t > fin_at_client.t]
+    final = answers[0]
+    early_ack = next(s for s in reversed(ev.packets["client"])
+                     if mine(s) and s.src == srv and s.t < fin_at_client.t and not s.has("FIN"))
+    t_late = first.t + 0.11
+    late_copy = replace(early_ack, t=round(t_late, 6))
+    answer = replace(final, t=round(t_late + 0.0001, 6))
+    drop_later = {(s.seq, s.flags) for s in later}
+    ev.packets["client"] = sorted(
+        [s for s in ev.packets["client"] if not (mine(s) and (s in answers[1:] or (s.src == srv and s.has("FIN")
+                                                  and s is not fin_at_client) or s is early_ack))]
+        + [late_copy, answer], key=lambda s: s.t)
+    def gone_at_server(s) -> bool:
+        return mine(s) and ((s.src == srv and (s.seq, s.flags) in drop_later and s is not first)
+                            or (s.src == cli and s.t > first.t))
+    ev.packets["server"] = sorted([s for s in ev.packets["server"] if not gone_at_server(s)]
+                                  + [replace(answer, t=round(t_late + 0.01, 6))], key=lambda s: s.t)
+    return port
+
+
+def test_time_wait_answering_a_late_segment_saves_the_close_without_an_rto(ev):
+    port = _late_answer_close(ev)
+    close = next(c for c in sc.SCENARIO.analyse(ev).conns if c.port == port)
+    assert close.final_ack_lost and close.ended_by_reack and close.ended_by_late_answer and close.server_fins == 1
+    assert close.server_wait_ms < 235
+    checks = by_name(ev)
+    assert failed(ev) == set(), [c.observed for c in checks.values() if not c.passed]
+    assert checks["lost-final-ack-saved-by-time-wait"].values["saved_by_answer_to_late_segment"] == [port]
+    assert port not in checks["lost-final-ack-costs-an-rto"].values["below_floor"]
