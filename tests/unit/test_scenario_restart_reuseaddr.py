@@ -68,3 +68,28 @@ def test_a_bind_over_an_empty_port_shows_nothing():
     case = ev.facts["cases"]["neither"]
     case["server_sockets_before_bind"] = [s for s in case["server_sockets_before_bind"] if s["state"] != "TIME_WAIT"]
     assert {c.name: c.outcome for c in sc.SCENARIO.judge(ev)}["neither-bind"] == "fail"
+
+
+def test_a_time_wait_killed_by_the_clients_rst_is_inconclusive_not_failed():
+    """One run in 20 over IPv6: the client's ACK and FIN swapped on the way, the server's TIME-WAIT
+    ACKed the late ACK, the closed client answered with a RST and TIME-WAIT died before bind():
+    the setup raced (R-UNPROVOKED-TWA); without that RST on the wire the same sock_diag is a FAIL."""
+    from dataclasses import replace
+
+    from lab.packets import Segment
+    from lab.verdict import FAIL, INCONCLUSIVE
+
+    ev = records.evidence("restart-reuseaddr")
+    case = ev.facts["cases"]["neither"]
+    case["server_sockets_before_bind"] = [s for s in case["server_sockets_before_bind"] if s["state"] != "TIME_WAIT"]
+    outcome = {c.name: c.outcome for c in sc.SCENARIO.judge(ev)}
+    assert outcome["neither-time-wait-holds-port"] == FAIL
+    srv, cli = ev.addresses["server"], ev.addresses["client"]
+    template = next(s for s in ev.packets["server"] if s.src == cli)
+    rst = replace(template, t=case["bind_t"] - 0.01, sport=41000, dport=case["port"], flags="RST", length=0,
+                  payload=b"")
+    assert isinstance(rst, Segment) and rst.dst == srv
+    ev.packets["server"] = sorted(ev.packets["server"] + [rst], key=lambda s: s.t)
+    checks = {c.name: c for c in sc.SCENARIO.judge(ev)}
+    assert checks["neither-time-wait-holds-port"].outcome == INCONCLUSIVE
+    assert "R-UNPROVOKED-TWA" in checks["neither-time-wait-holds-port"].observed
