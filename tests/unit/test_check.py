@@ -468,3 +468,18 @@ def test_check_in_a_vm_without_a_summary_is_an_environment_error(tmp_path, monke
     monkeypatch.setattr(commands, "run", lambda *a, **k: (2, ""))
     with pytest.raises(EnvError, match="left no check.json"):
         check_in_vm("debian-12", [], [], False, None, [], str(tmp_path), 1)
+
+
+def test_a_check_that_is_not_applicable_is_a_skipped_testcase_with_its_reason():
+    """One check n/a inside a judged scenario: JUnit skips that testcase alone, with the reason;
+    the scenario's other checks keep their outcome and the run is not a failure."""
+    na = {**chk("paws-in-time-wait", False, observed="timestamps off: PAWSTimewait +0 shows nothing"),
+          "outcome": "n/a"}
+    summary = judge([run("wandering-duplicates", chk("replay-accepted"), na)], [])
+    root = assert_junit_shape(junit_xml(summary))
+    suite = root.find("testsuite[@name='wandering-duplicates']")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("2", "0", "1")
+    skipped = suite.find("testcase[@name='paws-in-time-wait']/skipped")
+    assert skipped is not None and "PAWSTimewait +0 shows nothing" in skipped.get("message")
+    assert suite.find("testcase[@name='replay-accepted']/skipped") is None
+    assert root.get("failures") == "0"

@@ -128,3 +128,14 @@ def test_on_a_terminal_the_countdown_is_live_and_ends_in_one_line():
 def test_without_a_view_a_wait_is_as_it_was():
     lab = Lab()
     assert lab.wait_for("x", polls(3), timeout_s=5, interval_s=0) is True
+
+
+def test_a_check_that_is_not_applicable_shows_as_such_with_its_reason(report):
+    """n/a is neither a pass nor a FAIL in the terminal: its own mark, its reason kept."""
+    report["options"]["student"] = False
+    c = report["checks"][0]
+    c.update(outcome="n/a", passed=False, observed="timestamps off: nothing to test")
+    out = shown(report)
+    line = next(x for x in out.splitlines() if c["name"] in x)
+    assert "n/a" in line and "FAIL" not in line and "pass" not in line.split(c["name"])[0]
+    assert "timestamps off: nothing to test" in out
