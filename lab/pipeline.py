@@ -10,7 +10,8 @@ own, stopped as a whole) and turns what happened into a Result - a verdict (lab.
 fail, error, skipped), the exit code it means, the checks' outcomes, or the reason it was skipped
 or stopped. ``run_batches`` runs the parallel-safe scenarios *parallel* at a time and the
 timing-sensitive ones (Scenario.parallel_safe False) alone afterwards, printing one progress line per
-result. Stopped (Ctrl-C, SIGTERM), it raises KeyboardInterrupt carrying ``results`` (what ended)
+result; a long one that tolerates company (Scenario.beside) starts first, in a worker of its own
+beside the parallel batch. Stopped (Ctrl-C, SIGTERM), it raises KeyboardInterrupt carrying ``results`` (what ended)
 and ``not_run`` (the jobs that never began), so every caller can still write its summary.
 """
 
@@ -134,9 +135,15 @@ def run_batches(jobs: list[Job], parallel: int, progress: Callable[[str], None] 
 
     from .pool import run_jobs
 
-    safe = {name: get(name).parallel_safe for name in {j.scenario for j in jobs}}
-    batches = [(b, w) for b, w in (([j for j in jobs if safe[j.scenario]], max(1, parallel)),
-                                   ([j for j in jobs if not safe[j.scenario]], 1)) if b]
+    kinds = {name: ("safe" if sc.parallel_safe else "beside" if sc.beside and parallel > 1 else "alone")
+             for name in {j.scenario for j in jobs} for sc in [get(name)]}
+    # the long measurements that tolerate company start first, each in a worker of its own,
+    # and the parallel-safe ones share the other *parallel* workers beside them
+    beside = [j for j in jobs if kinds[j.scenario] == "beside"]
+    first = beside + [j for j in jobs if kinds[j.scenario] == "safe"]
+    extra = 1 if beside and len(first) > len(beside) else 0        # one worker more while they run
+    batches = [(b, w) for b, w in ((first, max(1, parallel) + extra),
+                                   ([j for j in jobs if kinds[j.scenario] == "alone"], 1)) if b]
     results: list[Result] = []
 
     def take(job: Job, res: Result) -> None:

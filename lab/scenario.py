@@ -31,6 +31,9 @@ Fields:
     port            the port whose sockets the sampler follows
     sysctls         {host: {key: value}}: its own settings, applied before --sysctl
     parallel_safe   False for wall-clock measurements that must run alone
+    beside          with parallel_safe False: a long measurement that is started first and runs
+                    beside the parallel batch instead of after it (only where its values were
+                    measured to be the same with company as alone)
     link            its own netem link (``--shape`` texts) when the user gives none
     intent_for      optional: sysctls in force -> the intent, when they change what the run shows
     precondition    optional: sysctls in force -> why it cannot show its behaviour, or None
@@ -94,6 +97,7 @@ class Scenario:
     port: int = 5000
     sysctls: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     parallel_safe: bool = True
+    beside: bool = False
     link: tuple[str, ...] = ()
     intent_for: Callable[[Sysctls], str] | None = None
     precondition: Callable[[Sysctls], str | None] | None = None
