@@ -26,6 +26,20 @@ def failed(report: dict) -> list:
     return [(c["name"], c["observed"]) for c in report["checks"] if not c["passed"]]
 
 
+def conclusive_run(tmp_path: Path, tries: int = 2, **kw) -> tuple[dict, Path]:
+    """A run, made again (once) when the lab could not observe enough to judge - every check that
+    did not pass is inconclusive, none failed: the orphan's 5 s lifetime is judged within a few ms
+    of its floor, and a sampler that fell behind by tens of ms on a busy CI machine leaves it
+    undecided. A failed check is never retried."""
+    for n in range(1, tries + 1):
+        artifacts = tmp_path / f"try-{n}"
+        report = run_scenario("time-wait-duration", artifacts=artifacts, **kw)
+        undecided = [c for c in report["checks"] if c["outcome"] != "pass"]
+        if report["verdict"] != "error" or not undecided or any(c["outcome"] == "fail" for c in undecided):
+            return report, artifacts
+    return report, artifacts
+
+
 def evidence(report: dict, artifacts: Path, **options) -> Evidence:
     """The run's evidence rebuilt from report.json and the pcaps, with other run options."""
     return Evidence.load(
@@ -66,7 +80,7 @@ def reread(report: dict, artifacts: Path, fin_wait2_s: float) -> None:
 
 
 def test_time_wait_duration_default(backend, tmp_path):
-    report = run_scenario("time-wait-duration", backend=backend, artifacts=tmp_path)
+    report, tmp_path = conclusive_run(tmp_path, backend=backend)
     assert report["verdict"] == "pass", failed(report)
     assert report["hosts"]["client"]["sysctls"]["net.ipv4.tcp_fin_timeout"] == "5"
     reread(report, tmp_path, fin_wait2_s=5.0)
@@ -80,8 +94,8 @@ def test_time_wait_duration_default(backend, tmp_path):
 
 
 def test_time_wait_duration_short_fin_timeout(tmp_path):
-    report = run_scenario("time-wait-duration", backend="netns", artifacts=tmp_path,
-                          sysctls=[parse_sysctl("client:net.ipv4.tcp_fin_timeout=3")])
+    report, tmp_path = conclusive_run(tmp_path, backend="netns",
+                                      sysctls=[parse_sysctl("client:net.ipv4.tcp_fin_timeout=3")])
     assert report["verdict"] == "pass", failed(report)
     reread(report, tmp_path, fin_wait2_s=3.0)
     # armed for 3 s (<= 4 s): counted as TWKilled, not TW
