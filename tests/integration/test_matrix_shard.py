@@ -39,6 +39,13 @@ def test_three_shards_merged_are_the_unsharded_matrix(tmp_path):
     side = {"scenarios": whole["scenarios"], "columns": ["whole", "merged"],
             "cells": {n: {"whole": whole["cells"][n]["host"], "merged": merged["cells"][n]["host"]}
                       for n in whole["scenarios"]}}
-    assert [f"{r['scenario']}: {r['what']}" for r in rows(side) if r["differs"]] == []
+    # the counters are not compared across the two runs: a tail-loss probe fires or not with the
+    # machine's load (who-closes-first once counted TCPLossProbes +1 in one run and not the other)
+    assert [f"{r['scenario']}: {r['what']}" for r in rows(side) if r["differs"] and r["what"] != "counters"] == []
+    # what merging must keep exactly: every cell as the shard that ran it wrote it
+    for s in shards:
+        for name, per in s["cells"].items():
+            if per:
+                assert merged["cells"][name] == per, name
     assert (tmp_path / "merged" / "matrix.md").read_text().count("\n") == \
         (tmp_path / "whole" / "matrix.md").read_text().count("\n")
