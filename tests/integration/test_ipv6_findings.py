@@ -17,6 +17,7 @@ from lab.runner import run_scenario
 from scenarios._lost_ack_v6 import CLIENT_TCLASS, SERVER_TCLASS
 from scenarios.lost_ack import PORT
 
+from .test_lost_ack import from_client, from_server, server_fins
 from .test_scenario_tw_buckets import reread
 
 pytestmark = pytest.mark.integration
@@ -27,18 +28,6 @@ DSCP = ~0x03 & 0xFF          # the traffic class less its ECN bits
 
 def failed(report: dict) -> list:
     return [(c["name"], c["observed"]) for c in report["checks"] if c["outcome"] not in ("pass", "n/a")]
-
-
-def from_server(segs: list[Segment]) -> list[Segment]:
-    return [s for s in segs if s.sport == PORT]
-
-
-def from_client(segs: list[Segment]) -> list[Segment]:
-    return [s for s in segs if s.dport == PORT]
-
-
-def server_fins(segs: list[Segment]) -> list[Segment]:
-    return [s for s in from_server(segs) if s.has("FIN")]
 
 
 def answers_to(fins: list[Segment], at_client: list[Segment]) -> list[Segment]:
