@@ -77,10 +77,9 @@ class Segment:
 def match_arrivals(sent: list, received: list, skew_s: float = 0.001) -> dict[int, float | None]:
     """When each of *sent* arrived, as seen in *received* (another capture on the same clock):
     ``{id(segment): time or None}``, None meaning lost on the way. Copies are matched by wire
-    identity (Segment.same_wire: TSval included) and in time order: a copy arrives after its
-    segment was sent and before the next identical segment was sent. Identical segments are
-    common: RSTs carry no timestamps, so two RSTs answering two copies of a FIN are the same bytes,
-    and only the order of sending tells which one a copy belongs to."""
+    identity (Segment.same_wire: TSval included). Identical segments are common - RSTs carry no
+    timestamps, so two RSTs answering two copies of a FIN are the same bytes, and a burst of
+    duplicate ACKs leaves within one TSval tick - and only time tells them apart: see _pair."""
     copies: dict[tuple, list[float]] = {}
     for s in received:
         copies.setdefault(s.wire, []).append(s.t)
@@ -90,17 +89,43 @@ def match_arrivals(sent: list, received: list, skew_s: float = 0.001) -> dict[in
     out: dict[int, float | None] = {}
     for key, group in sends.items():
         group.sort(key=lambda s: s.t)
-        times = sorted(copies.get(key, []))
-        j = 0
-        for i, s in enumerate(group):
-            nxt = group[i + 1].t if i + 1 < len(group) else float("inf")
-            while j < len(times) and times[j] < s.t - skew_s:
-                j += 1                      # a copy from before this send: nobody's
-            if j < len(times) and times[j] < nxt:
-                out[id(s)] = times[j]
-                j += 1
-            else:
-                out[id(s)] = None
+        got = _pair([s.t for s in group], sorted(copies.get(key, [])), skew_s)
+        out.update({id(s): t for s, t in zip(group, got)})
+    return out
+
+
+def _pair(sends: list[float], copies: list[float], skew_s: float) -> list[float | None]:
+    """Identical segments sent at *sends* and copies received at *copies* (both sorted): which
+    copy each send became. The path keeps order (a copy never overtakes an earlier identical
+    one), a copy is never earlier than its send (less *skew_s*), as many sends as possible
+    arrived, and among such pairings the one with the least total transit time is taken: two
+    RSTs 0.5 s apart and one copy 10 ms after the second mean the first was lost; four ACKs sent
+    within 0.2 ms and four copies each 6 us after mean none was. Dynamic programming over
+    (send, copy), O(len(sends) x len(copies)): identical groups are a few segments long."""
+    n, m = len(sends), len(copies)
+    # best[i][j]: (arrivals, -transit) pairing sends[i:] with copies[j:]
+    best = [[(0, 0.0)] * (m + 1) for _ in range(n + 1)]
+    for i in range(n - 1, -1, -1):
+        for j in range(m - 1, -1, -1):
+            choice = max(best[i + 1][j], best[i][j + 1])
+            if copies[j] >= sends[i] - skew_s:
+                arrivals, neg = best[i + 1][j + 1]
+                choice = max(choice, (arrivals + 1, neg - (copies[j] - sends[i])))
+            best[i][j] = choice
+    out: list[float | None] = []
+    i = j = 0
+    while i < n:
+        if j < m and copies[j] >= sends[i] - skew_s:
+            arrivals, neg = best[i + 1][j + 1]
+            if best[i][j] == (arrivals + 1, neg - (copies[j] - sends[i])):
+                out.append(copies[j])
+                i, j = i + 1, j + 1
+                continue
+        if j < m and best[i][j] == best[i][j + 1]:
+            j += 1
+        else:
+            out.append(None)
+            i += 1
     return out
 
 

@@ -259,6 +259,26 @@ def test_match_arrivals_tells_identical_segments_apart_by_time():
     assert match_arrivals([a], [seg(3.01, flags="ACK", tsval=6)]) == {id(a): None}
 
 
+def test_match_arrivals_pairs_a_burst_of_identical_segments_in_order():
+    """Four identical ACKs within 0.2 ms (one TSval tick) and four copies, each a few us after its
+    send: the second send precedes the first copy, and none was lost (seen in wandering-duplicates'
+    bulk transfer, where the page had drawn two of them lost)."""
+    from lab.packets import Segment, match_arrivals
+
+    def seg(t):
+        return Segment(t=t, src="10.0.0.1", sport=1000, dst="10.0.0.2", dport=80, flags="ACK",
+                       seq=7, ack=9, length=0, tsval=42, tsecr=41)
+    sends = [seg(t) for t in (1.000209, 1.000212, 1.000365, 1.000369)]
+    got = match_arrivals(sends, [seg(t) for t in (1.000215, 1.000219, 1.000371, 1.000496)])
+    assert list(got.values()) == [1.000215, 1.000219, 1.000371, 1.000496]
+    # three sent, two arrived: order kept, and the lost one is the one whose absence costs least
+    got = match_arrivals(sends[:3], [seg(1.000215), seg(1.000371)])
+    assert [got[id(s)] for s in sends[:3]] == [None, 1.000215, 1.000371]
+    # a router's later replay of an arrived segment is not its arrival
+    (one,) = sends[:1]
+    assert match_arrivals([one], [seg(1.000215), seg(1.4)]) == {id(one): 1.000215}
+
+
 def test_a_truncated_capture_keeps_the_segments_length(tmp_path):
     """The lab's captures keep the first 2 KiB of a packet: a GSO super-packet of 6000 bytes is
     cut; its length comes from the IP header, the payload is the prefix that was kept."""
