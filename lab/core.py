@@ -52,6 +52,7 @@ __all__ = ["Lab", "SysctlSetting", "parse_sysctl", "SYSCTL_RANGES", "REPORTED_SY
 
 
 ENDS = ("client", "server")  # the hosts every scenario drives, by these names
+CLOSE_MARGIN_S = 0.02    # how long before and after a wait's due window the sampler polls closely
 
 ROUTER_SNAPLEN = 256     # bytes of each packet the router's capture keeps (headers and options)
 END_SNAPLEN = 2048       # the ends': headers and a full-sized segment's payload (a GSO super-packet
@@ -352,13 +353,22 @@ class Lab(TearDown):
         if self.sampler is not None and not self.sampler.sync():
             raise EnvError("the socket sampler did not answer within 5 s")
 
+    def sample_closely(self, start: float, until: float) -> None:
+        """Have the sampler poll every 0.5 ms from *start* to *until* (time.time()): around an
+        edge a check will bound from samples (a state a close is about to cause, a timer due)."""
+        if self.sampler is not None:
+            self.sampler.closely(start, until)
+
     def wait_for(self, what: str, predicate: Callable[[], object], timeout_s: float,
                  interval_s: float = 0.01, due: tuple[float, float] | None = None) -> object:
         """Poll *predicate* until it returns something true; raise LabError after *timeout_s*.
         *due* (the earliest and latest time.time() the event should come) changes none of that:
         it tells the people watching when to expect it (lab.waiting: a countdown, or a line
-        every 10 s when piped); a wait without it is shown once it has lasted 5 s."""
+        every 10 s when piped), and the sampler to poll closely around it (sample_closely); a
+        wait without it is shown once it has lasted 5 s."""
         deadline = time.monotonic() + timeout_s
+        if due is not None:
+            self.sample_closely(due[0] - CLOSE_MARGIN_S, due[1] + CLOSE_MARGIN_S)
         shown = self.waiting.wait(what, timeout_s, due) if self.waiting is not None else NOT_SHOWN
         came = False
         try:

@@ -178,7 +178,7 @@ class Sampler:
     def __init__(self, views: dict[str, SocketView], port: int, timeline: Timeline,
                  interval_s: float = 0.005, discover_s: float = 0.05) -> None:
         self.views, self.port, self.timeline, self.interval_s = views, port, timeline, interval_s
-        self._discover_every = max(1, round(discover_s / interval_s))
+        self.discover_s = discover_s
         self.cadence = Cadence(gap_s=2 * interval_s)   # when each round was asked: the gaps
         self._last: dict[tuple[str, tuple], SocketInfo] = {}
         self._asked: dict[str, float] = {}      # host -> when its last round was asked
@@ -189,10 +189,11 @@ class Sampler:
 
     def poll(self, discover: bool | None = None) -> None:
         """One sample: a dump of the port's sockets every discover_s (or when *discover*), exact
-        lookups of the known ones in between."""
+        lookups of the known ones in between (however often the polls come: see ``closely``)."""
+        now = time.time()
         if discover is None:
-            discover = self.samples % self._discover_every == 0
-        self.cadence.tick(time.time())
+            discover = now - min(self._dumped.values(), default=0.0) >= self.discover_s
+        self.cadence.tick(now)
         for name, view in self.views.items():
             known = [k for (h, k) in self._last if h == name]
             if not discover and not known:

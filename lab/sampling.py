@@ -13,6 +13,11 @@ saw: the timeline's state and timer events, every timer sample and its cadence. 
 inherits from the lab (pipes to tcpdump, pcap files) it leaves alone: no peer runs yet, so it
 holds no pipe anyone waits on.
 
+Closely: when the lab knows an edge is coming - a timer due in a window, the state a close will
+cause - it asks for polls every CLOSE_S (0.5 ms) inside that window (``closely()``), so that the
+samples bound a lifetime to about a millisecond at each end rather than the 5 ms cadence; lookups of
+the known sockets only (about 20 us each), whole dumps still every 50 ms.
+
 The watcher (lab.Lab.watch: captures alive, namespaces present) stays in a thread of the lab
 process, ticking every 100 ms; its own cadence tells a stopped lab process (lab.health.PauseWatch).
 """
@@ -24,6 +29,7 @@ import os
 import pickle
 import select
 import signal
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +44,8 @@ if TYPE_CHECKING:
 __all__ = ["SamplerProcess"]
 
 _PR_SET_PDEATHSIG = 1
+CLOSE_S = 0.0005                 # the poll interval inside a closely() window
+_WINDOW = struct.Struct("=dd")  # a closely() request: from, until (time.time())
 
 
 class SamplerProcess:
@@ -101,6 +109,16 @@ class SamplerProcess:
         os.write(self._ctl, b"d")
         ready, _, _ = select.select([self._ack], [], [], timeout_s)
         return bool(ready) and os.read(self._ack, 1) == b"k"
+
+    def closely(self, start: float, until: float) -> None:
+        """Poll every CLOSE_S from *start* to *until* (time.time()). A request that cannot be
+        sent (the sampler gone) is dropped: alive() reports that on its own."""
+        if self._pid is None or until <= time.time():
+            return
+        try:
+            os.write(self._ctl, b"c" + _WINDOW.pack(start, until))   # 17 bytes: one atomic write
+        except OSError:
+            pass
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Ask the child for its last look and its observations; safe to call twice."""
@@ -180,12 +198,17 @@ def _child(sampler: Sampler, parent: int, ctl: int, out: int, ack: int) -> int:
     for view in sampler.views.values():
         view.forget_sockets()                            # the lab's netlink sockets stay the lab's
     sampler.cadence.sched = _realtime()
+    windows: list[tuple[float, float]] = []
     while True:
         sampler.poll()
-        ready, _, _ = select.select([ctl], [], [], sampler.interval_s)
+        windows = [w for w in windows if w[1] > time.time()]
+        ready, _, _ = select.select([ctl], [], [], _pause(sampler.interval_s, windows, time.time()))
         if not ready:
             continue
         asked = os.read(ctl, 1)
+        if asked == b"c":
+            windows.append(_WINDOW.unpack(os.read(ctl, _WINDOW.size)))
+            continue
         if asked != b"d":                                 # "x" (stop), or the lab is gone
             break
         sampler.poll(discover=True)                       # a sync: a whole dump, then say so
@@ -199,6 +222,14 @@ def _child(sampler: Sampler, parent: int, ctl: int, out: int, ack: int) -> int:
     while view:
         view = view[os.write(out, view):]
     return 0
+
+
+def _pause(interval_s: float, windows: list[tuple[float, float]], now: float) -> float:
+    """How long the sampler waits before its next poll: CLOSE_S inside a closely() window, else
+    its interval, cut short where a window opens sooner."""
+    if any(start <= now < until for start, until in windows):
+        return CLOSE_S
+    return min([interval_s] + [max(0.0, start - now) for start, _ in windows if start > now])
 
 
 def _realtime() -> str:

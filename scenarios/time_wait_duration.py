@@ -98,6 +98,9 @@ def _key(res) -> tuple[str, int, str, int]:
     return (lip, lport, rip, rport)
 
 
+CLOSE_WATCH_S = 0.5   # the sampler polls every 0.5 ms this long after a close that starts a lifetime
+
+
 def _room_for_time_wait(sysctls) -> str | None:
     """Why this run cannot show the scenario: too little TIME-WAIT room for what it observes."""
     return time_wait_room(sysctls, {"client": 2}, "A's, whose length it measures, and B's orphaned FIN-WAIT-2, "
@@ -117,12 +120,15 @@ def run(lab: Lab) -> dict:
     key_b = _key(client.connect("b", srv_addr, PORT))          # B: orphaned FIN-WAIT-2
     server.accept("L", as_="sb")
 
-    client.close("a")
+    lab.sampled()                                               # A and B followed from here,
+    lab.sample_closely(time.time(), time.time() + CLOSE_WATCH_S)   # closely: both enter FIN_WAIT2
+    client.close("a")                                           # now, and their lifetimes start
     client.close("b")
     lab.wait_for("the server's ACKs of both FINs (A and B in FIN_WAIT2)",
                  lambda: all((s := view.lookup(k)) is not None and s.state == "FIN_WAIT2"
                              for k in (key_a, key_b)), timeout_s=5, interval_s=0.002)
     acked = time.time()                                          # B's FIN_WAIT2 timer runs from about here
+    lab.sample_closely(time.time(), time.time() + CLOSE_WATCH_S)
     server.close("sa")                                           # <- FIN: A enters TIME-WAIT
     lab.wait_for("A in TIME_WAIT", lambda: (s := view.lookup(key_a)) and s.state == "TIME_WAIT",
                  timeout_s=5, interval_s=0.002)
