@@ -141,6 +141,7 @@ def matrix(c, kernel=None, scenario=None, out=None, backend=None, json=False, fa
     they differ. Each cell: the verdict and the key observed values; also written as matrix.json
     and matrix.md. --shard I/N runs a slice of the cells; --merge DIR... puts shards together."""
     from lab.matrix import show
+    from lab.matrix_view import axis_of
     from lab.verdict import batch_exit_code
 
     progress = (lambda s: print(s, file=sys.stderr)) if json else print
@@ -150,7 +151,7 @@ def matrix(c, kernel=None, scenario=None, out=None, backend=None, json=False, fa
     else:
         show(m)
         if m["differs"]:
-            print("kernels differ in: " + "; ".join(m["differs"]))
+            print(f"{'kernels' if axis_of(m) == 'kernel' else 'columns'} differ in: " + "; ".join(m["differs"]))
         print(f"matrix: {m['out']}/matrix.json, {m['out']}/matrix.md")
     exit_with(batch_exit_code(cell["verdict"] for per in m["cells"].values() for cell in per.values())
               if any(m["cells"].values()) else 0)

@@ -31,6 +31,7 @@ from .family import check_family, check_mapped, require_ipv6, require_ipv6_in
 from .faults import Faults
 from .gvisor import allowed, start_sandboxes
 from .health import Health, PauseWatch, ns_identity
+from .lab_links import Links
 from .netem import NetemProbe
 from .observe import Sampler, SocketInfo, SocketView, counters_delta, read_counters
 from .peer import Peer
@@ -45,7 +46,7 @@ from .waiting import NOT_SHOWN, WaitView
 
 if TYPE_CHECKING:
     from .backends.base import Backend, Host
-    from .shaping import LinkProfile, Shaping
+    from .shaping import Shaping
 
 # SysctlSetting, parse_sysctl, SYSCTL_RANGES and REPORTED_SYSCTLS live in lab.sysctls; re-exported here
 __all__ = ["Lab", "SysctlSetting", "parse_sysctl", "SYSCTL_RANGES", "REPORTED_SYSCTLS"]
@@ -59,7 +60,7 @@ END_SNAPLEN = 2048       # the ends': headers and a full-sized segment's payload
                          # is cut there; lab.packets takes its length from the IP header)
 
 
-class Lab(TearDown):
+class Lab(Links, TearDown):
     def __init__(self, backend: str = "auto", artifacts: Path | str = "artifacts/run",
                  sysctls: list[SysctlSetting] = (), compose: Path | str = DEFAULT_COMPOSE,
                  port: int = 5000, progress: Callable[[str], None] = lambda s: None,
@@ -247,39 +248,6 @@ class Lab(TearDown):
             require_ipv6(self.scenario, kernel_has_ipv6(), topo.without_ipv6())
         check_dir(self.artifacts)
         return topo
-
-    def add_shaping(self, shapings: list[Shaping]) -> None:
-        """Shape the running lab's path (a scenario's own link profile); like --shape, it needs
-        netem."""
-        if not self.netem.available:
-            raise EnvError(f"link shaping was asked for, but {self.netem.reason}")
-        for sh in shapings:
-            self.topology.host(sh.src), self.topology.host(sh.dst)
-        self._shape(shapings)
-        self.shaping += list(shapings)
-
-    def reshape(self, src: str, dst: str, profile: LinkProfile) -> None:
-        """Change the netem profile of one shaped direction while the lab runs (e.g. turn loss on
-        after the connections are open); the timeline notes it."""
-        if not any((sh.src, sh.dst) == (src, dst) for sh in self.shaping):
-            raise UsageError(f"{src}->{dst} is not shaped in this lab")
-        from .shaping import Shaping
-
-        new = Shaping(src, dst, profile)
-        self._shape([new], pin=False)                                 # pinned when first shaped
-        self.note(self.topology.router.name, f"link {new}")
-
-    def link(self, src: str, dst: str) -> dict | None:
-        """The netem qdisc shaping packets from *src* to *dst*, as the kernel reports it (None
-        when that direction is not shaped)."""
-        router = self.topology.router if self.topology else None
-        return netem.path_qdisc(self.hosts[router.name], self.hosts[dst]) if router else None
-
-    def _shape(self, shapings: list[Shaping], pin: bool = True) -> None:
-        router = self.topology.router
-        if router is None:
-            raise UsageError("shaping needs a router host (a service with net.ipv4.ip_forward: 1)")
-        netem.shape_path(self.hosts[router.name], self.hosts, shapings, self.progress, pin=pin)
 
     # -- the lab's own health (lab.health) -----------------------------------------------------
     def watch(self) -> None:

@@ -38,12 +38,18 @@ def markdown(matrix: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def axis_of(matrix: dict[str, Any]) -> str:
+    """What the columns are: "kernel", "kernel x backend", "kernel x stack" (--stack, several)."""
+    axis = "kernel x backend" if len(matrix.get("backends") or []) > 1 else "kernel"
+    return axis + (" x stack" if len(matrix.get("stacks") or {}) > 1 else "")
+
+
 def show(matrix: dict[str, Any]) -> None:
     from rich.table import Table
 
     from .report import terminal_console
 
-    axis = "kernel x backend" if len(matrix.get("backends") or []) > 1 else "kernel"
+    axis = axis_of(matrix)
     table = Table(title=f"twlab matrix: scenario x {axis}", show_lines=False)
     table.add_column("scenario")
     table.add_column("observed")

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .evidence import Evidence
     from .packets import Segment
 
-__all__ = ["Cell", "Unseen", "Key", "KeyRun", "fmt", "render_key", "sheet_text"]
+__all__ = ["Cell", "Unseen", "Key", "KeyRun", "fmt", "render_key", "render_filled", "sheet_text"]
 
 
 @dataclass(frozen=True)
@@ -192,15 +192,22 @@ def as_table(cells: Mapping[str, Cell]) -> dict[str, str]:
 
 def sheet_text(scenario: str, key: Path | str | None = None, lang: str = "en", out: Path | str | None = None) -> str:
     """`invoke sheet`: the student's copy of *scenario*'s sheet in *lang*, or, with *key* (a run's
-    artifacts directory), the instructor's key filled from that run. With *out* it is written there
-    and the text says where. Bad input is a UsageError (nothing written)."""
+    artifacts directory), the instructor's key filled from that run (two-stacks: a matrix's --out
+    directory, lab.stacks_sheet). With *out* it is written there and the text says where. Bad
+    input is a UsageError (nothing written)."""
     from scenarios import get
 
     from .artifacts import write_text
     from .sheets import check_lang, student_text
+    from .stacks_sheet import SHEET, stacks_key
 
-    sc, lang = get(scenario), check_lang(lang)
-    text = render_key(sc.name, KeyRun.from_dir(key, sc), lang, where=str(key)) if key else student_text(sc.name, lang)
+    lang = check_lang(lang)
+    if scenario == SHEET:                  # a sheet of its own, over a matrix of stacks
+        text = stacks_key(key, lang) if key else student_text(SHEET, lang)
+    else:
+        sc = get(scenario)
+        text = render_key(sc.name, KeyRun.from_dir(key, sc), lang, where=str(key)) if key else \
+            student_text(sc.name, lang)
     if out is None:
         return text
     write_text(out, text)
@@ -224,9 +231,17 @@ WORDS = {
 def render_key(name: str, run: KeyRun, lang: str = "en", where: str = "") -> str:
     """The sheet in *lang* with every fill-in cell filled from *run*, each question followed by its
     answer and the evidence of the cells it names, and the run's ladder."""
+    cells = run.scenario.key(run) if run.scenario.key is not None else {}
+    return render_filled(name, cells, _about(run, WORDS[lang]), _ladder(run.report), lang, where)
+
+
+def render_filled(name: str, cells: Mapping[str, Cell], about: str, ladder: str, lang: str = "en",
+                  where: str = "") -> str:
+    """Sheet *name* in *lang* with its cells filled from *cells*: the line *about* the run(s) under
+    the title, each question followed by its answer and the evidence of the cells it names, and
+    the *ladder* (plain text, none when empty) at the end."""
     words = WORDS[lang]
     sheet = Sheet.load(name, lang)
-    cells = run.scenario.key(run) if run.scenario.key is not None else {}
     notes, answered = answers(name, lang)
 
     def fill(text: str, bold: bool = False) -> str:
@@ -237,7 +252,7 @@ def render_key(name: str, run: KeyRun, lang: str = "en", where: str = "") -> str
         return CELL.sub(one, text)
 
     title = sheet.title.removeprefix(words["sheet"])
-    out = [f"# {words['key']}{title}\n\n", f"> {words['from']} `{where}`: {_about(run, words)}\n\n"]
+    out = [f"# {words['key']}{title}\n\n", f"> {words['from']} `{where}`: {about}\n\n"]
     if notes:
         out.append(f"{words['notes']} {fill(notes)}\n\n")
     out.append(sheet.intro.lstrip("\n"))
@@ -247,7 +262,6 @@ def render_key(name: str, run: KeyRun, lang: str = "en", where: str = "") -> str
         elif i == QUESTIONS:
             body = _answered(sheet.questions(), answered, cells, words, fill)
         out.append(f"## {heading}\n{body}")
-    ladder = _ladder(run.report)
     if ladder:
         out.append(f"\n## {words['ladder']}\n\n```\n{ladder}\n```\n")
     return repo_links("".join(out))

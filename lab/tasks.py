@@ -135,8 +135,10 @@ def report_html(c, run, out=None):
     print(f"report: {rewrite(run, out)}")
 
 
-@task(help={"scenario": "scenario name (see `invoke list`)", "lang": "en (English, the default) or zh (Chinese)",
-            "key": "a run's artifacts directory: print the instructor's key filled from that run instead",
+@task(help={"scenario": "scenario name (see `invoke list`), or two-stacks (Linux and gVisor side by side)",
+            "lang": "en (English, the default) or zh (Chinese)",
+            "key": "a run's artifacts directory (two-stacks: the --out directory of its matrix): print the "
+                   "instructor's key filled from that run instead",
             "out": "write it to this file instead of printing it"})
 @guarded
 def sheet(c, scenario, key=None, lang="en", out=None):

@@ -41,6 +41,7 @@ from lab.timerwheel import max_late_s
 from lab.verdict import Check
 
 from ._keys.time_wait_duration import KEY
+from ._lifetime import Lifetime, judge, measured
 from ._premise import time_wait_room
 
 if TYPE_CHECKING:
@@ -50,20 +51,18 @@ if TYPE_CHECKING:
 INTENT = ("TIME-WAIT lasts Linux's fixed 60 s (BSD 2 x 30 s; RFC 1122 asks 2 x 2 min); an orphaned "
           "FIN-WAIT-2 lasts tcp_fin_timeout (up to 60 s)")
 PORT = 5000
-MAX_SAMPLING_ERROR_S = 0.5               # wider bounds than this say nothing about the timer
+CLOSE_WATCH_S = 0.5                      # the sampler polls every 0.5 ms this long after a close that starts a lifetime
 
 CITE_LINUX = ("include/net/tcp.h TCP_TIMEWAIT_LEN (60*HZ), armed by tcp_time_wait() / "
               "inet_twsk_reschedule(); BSD 2MSL = 2 x TCPTV_MSL (30 s); reference R-TW-LEN, R-MSL, R-TIMER-WHEEL; "
-              "timer-wheel "
-              "granularity: kernel/time/timer.c calc_index()")
+              "timer-wheel granularity: kernel/time/timer.c calc_index()")
 CITE_RFC = ("RFC 1122 §4.2.2.13 / RFC 9293 §3.6.1 (MUST-13): linger in TIME-WAIT for 2 x MSL, "
             "MSL = 2 min (RFC 9293 §3.4.2); __inet_twsk_schedule(): \"Linux, following BSD, violates "
             "this requirement waiting only for 60sec, we should wait at least for 240 secs\"; reference R-MSL")
 CITE_FW2 = ("tcp_rcv_state_process() FIN_WAIT1 -> FIN_WAIT2 for an orphan: tcp_time_wait(sk, "
             "TCP_FIN_WAIT2, tcp_fin_time()) with tcp_fin_time() = max(tcp_fin_timeout, 3.5 x RTO) "
             "(include/net/tcp.h); sock_diag reports the mini-socket's substate FIN_WAIT2; reference R-FIN-TIMEOUT, "
-            "R-FW2-OVER60; "
-            "tcp(7): tcp_fin_timeout is \"strictly a violation of the TCP specification\"")
+            "R-FW2-OVER60; tcp(7): tcp_fin_timeout is \"strictly a violation of the TCP specification\"")
 CITE_COUNTERS = ("__inet_twsk_schedule() (net/ipv4/inet_timewait_sock.c): arming a TIME-WAIT "
                  "mini-socket counts TWKilled when timeo <= 4 s, TW otherwise; reference R-CNT-TW")
 CITE_RST = ("RFC 9293 §3.10.7.1 (CLOSED: an incoming segment without RST gets a RST; for an ACK-"
@@ -98,9 +97,6 @@ def _key(res) -> tuple[str, int, str, int]:
     return (lip, lport, rip, rport)
 
 
-CLOSE_WATCH_S = 0.5   # the sampler polls every 0.5 ms this long after a close that starts a lifetime
-
-
 def _room_for_time_wait(sysctls) -> str | None:
     """Why this run cannot show the scenario: too little TIME-WAIT room for what it observes."""
     return time_wait_room(sysctls, {"client": 2}, "A's, whose length it measures, and B's orphaned FIN-WAIT-2, "
@@ -120,9 +116,9 @@ def run(lab: Lab) -> dict:
     key_b = _key(client.connect("b", srv_addr, PORT))          # B: orphaned FIN-WAIT-2
     server.accept("L", as_="sb")
 
-    lab.sampled()                                               # A and B followed from here,
-    lab.sample_closely(time.time(), time.time() + CLOSE_WATCH_S)   # closely: both enter FIN_WAIT2
-    client.close("a")                                           # now, and their lifetimes start
+    lab.sampled()                                                  # A and B followed from here, closely
+    lab.sample_closely(time.time(), time.time() + CLOSE_WATCH_S)   # as they enter FIN_WAIT2
+    client.close("a")
     client.close("b")
     lab.wait_for("the server's ACKs of both FINs (A and B in FIN_WAIT2)",
                  lambda: all((s := view.lookup(k)) is not None and s.state == "FIN_WAIT2"
@@ -157,46 +153,6 @@ def run(lab: Lab) -> dict:
 # -- what the checks share ------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Lifetime:
-    """How long a socket stayed in one state, as the client's sock_diag samples bound it: it
-    entered after the segment that moved it there was captured and after the previous sample was
-    asked, and before the first sample in that state was answered; it went after the last sample
-    that saw it was asked and before the one that missed it was answered."""
-
-    entry: tuple[float | None, float]    # (None: nothing bounds the entry from below)
-    gone: tuple[float, float]
-    first_expires_ms: int                # the timer the first sample read
-    timer: str
-    samples: int
-
-    @property
-    def sampled_s(self) -> float:
-        """First sample in the state -> first sample without the socket."""
-        return round(self.gone[1] - self.entry[1], 3)
-
-    @property
-    def bounds_s(self) -> tuple[float, float] | None:
-        """The shortest and the longest the true lifetime can have been."""
-        if self.entry[0] is None:
-            return None
-        return (round(self.gone[0] - self.entry[1], 3), round(self.gone[1] - self.entry[0], 3))
-
-    @classmethod
-    def of(cls, conn: Conn, state: str, moved_at: float | None) -> Lifetime | None:
-        """*conn*'s client end in *state*, which the segment captured at *moved_at* moved it to."""
-        samples = conn.samples("client")
-        in_state = [s for s in samples if s.state == state]
-        gone = conn.gone_at("client")
-        if not in_state or gone is None:
-            return None
-        first, last = in_state[0], in_state[-1]
-        lows = [s.asked for s in samples if s.asked < first.asked and s.state != state][-1:]
-        lows += [moved_at] if moved_at is not None else []
-        return cls((max(lows) if lows else None, first.answered), (last.asked, gone),
-                   first.expires_ms, first.timer, len(in_state))
-
-
-@dataclass(frozen=True)
 class Seen:
     """The two connections (A: TIME-WAIT, B: the orphaned FIN-WAIT-2) and their lifetimes."""
 
@@ -221,56 +177,16 @@ class Seen:
                    fin_wait2_plan(fin_timeout), fin_timeout)
 
 
-def _judge(ev: Evidence, m: Lifetime | None, want_s: float, late_s: float, what: str) -> tuple[bool | None, str]:
-    """A lifetime against [want - 1 tick, want + late]: True when its bounds lie wholly inside,
-    False when wholly outside, None (with what is missing) when sampling cannot tell: no samples,
-    nothing bounding the entry, bounds wider than MAX_SAMPLING_ERROR_S, or bounds straddling an
-    edge of the tolerance. The sampler's gaps there are named."""
-    if m is None:
-        return None, f"sock_diag never saw {what} begin and end" + _gaps(ev, None)
-    if m.bounds_s is None:
-        return None, (f"nothing bounds when {what} began (no earlier sample, and the segment that moved it "
-                      "there is not in client.pcap" + (f": {ev.capture_hole('client')}" if ev.capture_hole("client")
-                                                       else "") + ")")
-    lo, hi = m.bounds_s
-    floor, ceil = want_s - 1 / (ev.hz or 100), want_s + late_s
-    if hi < floor or lo > ceil:
-        return False, ""
-    if hi - lo > MAX_SAMPLING_ERROR_S or lo < floor or hi > ceil:
-        return None, (f"the samples put {what}'s lifetime within [{lo}, {hi}] s, "
-                      + (f"wider than {MAX_SAMPLING_ERROR_S:g} s" if hi - lo > MAX_SAMPLING_ERROR_S else
-                         f"which straddles the tolerance [{floor:.3f}, {ceil:.3f}] s") + _gaps(ev, m))
-    return True, ""
-
-
-def _gaps(ev: Evidence, m: Lifetime | None) -> str:
-    """The sampler's longest gaps around a measurement's entry and exit (or anywhere)."""
-    if m is None:
-        worst = ev.sampler.get("max_gap_ms")
-        return f" (the sampler's longest gap in the run: {worst} ms)" if ev.sampler.get("gaps") else ""
-    at_entry = ev.sampler_gap_ms(m.entry[0] if m.entry[0] is not None else m.entry[1], m.entry[1])
-    at_exit = ev.sampler_gap_ms(*m.gone)
-    parts = [f"{gap} ms around its {where}" for gap, where in ((at_entry, "entry"), (at_exit, "end")) if gap]
-    return f" (the sampler fell behind: {', '.join(parts)})" if parts else ""
-
-
-def _measured(m: Lifetime | None, what: str, how: str) -> str:
-    if not m:
-        return f"sock_diag never saw {what} begin and end"
-    return (f"sock_diag: first {what} sample -> first sample without it: {m.sampled_s} s "
-            f"(true lifetime within {list(m.bounds_s or ['?', '?'])} s: {how})")
-
-
 # -- the checks, in the timeline's order: A's TIME-WAIT, then B's orphaned FIN-WAIT-2 -------------
 
 def time_wait_lasts_60s(s: Seen) -> Check:
     """A: TIME-WAIT on the wall clock, from the server's FIN (captured at the client)."""
     ev, a = s.ev, s.time_wait
     late_tw = max_late_s(TCP_TIMEWAIT_LEN_S, ev.hz)
-    ok, missing = _judge(ev, a, TCP_TIMEWAIT_LEN_S, late_tw, "A's TIME_WAIT")
+    ok, missing = judge(ev, a, TCP_TIMEWAIT_LEN_S, late_tw, "A's TIME_WAIT")
     if a and a.timer != "timewait":
         ok = False
-    observed = _measured(a, "TIME_WAIT", "from the server's FIN in client.pcap and the samples around the end")
+    observed = measured(a, "TIME_WAIT", "from the server's FIN in client.pcap and the samples around the end")
     if a:
         observed += f"; armed with {a.first_expires_ms} ms left ({a.timer} timer)"
     return Check.judged(
@@ -323,10 +239,10 @@ def orphan_follows_fin_timeout(s: Seen) -> Check:
     b, plan = s.fin_wait2, s.plan
     late_fw = max_late_s(plan.mini_armed_s, s.ev.hz)
     b_tw = s.b is not None and bool(s.b.samples("client", state="TIME_WAIT"))
-    ok, missing = _judge(s.ev, b, plan.lifetime_s, late_fw, "B's FIN_WAIT2")
+    ok, missing = judge(s.ev, b, plan.lifetime_s, late_fw, "B's FIN_WAIT2")
     if b_tw or (b and b.timer != plan.first_timer):
         ok = False
-    observed = (_measured(b, "FIN_WAIT2", "from the ACK of B's FIN in client.pcap and the samples around the end")
+    observed = (measured(b, "FIN_WAIT2", "from the ACK of B's FIN in client.pcap and the samples around the end")
                 + (f"; {b.timer} timer, armed with {b.first_expires_ms} ms left" if b else "")
                 + f"; TIME_WAIT {'seen' if b_tw else 'never seen'}")
     return Check.judged(

@@ -1,0 +1,83 @@
+"""The two-stacks sheet's key is filled from a real matrix (tests/data/runs/two-stacks: lost-ack on
+Linux, client=gvisor and server=gvisor, run on this machine): each cell from the column that shows
+it, every question answered; a directory without that matrix is refused in one line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab.errors import UsageError
+from lab.sheets import CELL, Sheet
+from lab.stacks_sheet import stacks_cells, stacks_key
+
+REPO = Path(__file__).resolve().parents[2]
+MATRIX = REPO / "tests" / "data" / "runs" / "two-stacks"
+INVOKE = str(Path(sys.executable).parent / "invoke")
+
+
+def recorded() -> dict:
+    return json.loads((MATRIX / "matrix.json").read_text())
+
+
+def test_each_cell_comes_from_the_column_that_shows_it():
+    m = recorded()
+    cells, columns = stacks_cells(m)
+    got = {k: c.value for k, c in cells.items()}
+    lost_ack = m["cells"]["lost-ack"]
+    assert got["linux_tw_armed_ms"] == lost_ack[columns["linux"]]["values"]["TIME-WAIT armed (ms)"]
+    # Linux's TIME-WAIT on the wire: the column whose client is Linux and whose prober runs
+    assert got["linux_tw_wire_s"] == lost_ack[columns["sgv"]]["values"][
+        "TIME-WAIT on the wire, gone by (s after the last ACK)"]
+    assert got["gvisor_tw_wire_s"] == lost_ack[columns["cgv"]]["values"][
+        "TIME-WAIT on the wire, gone by (s after the last ACK)"]
+    assert got["gvisor_fin_gaps"] == lost_ack[columns["sgv"]]["values"]["FIN intervals (s)"]
+    assert got["cgv_na"] == "time-wait-armed-for-60s"
+    assert "client TcpOutRsts +1" in got["sgv_counters"]
+    assert all(v is not None for v in got.values())
+
+
+def test_a_column_without_a_value_says_so():
+    m = recorded()
+    del m["cells"]["lost-ack"]["host/client=gvisor"]["values"]["TIME-WAIT on the wire, gone by (s after the last ACK)"]
+    cell = stacks_cells(m)[0]["gvisor_tw_wire_s"]
+    assert cell.value is None and "not in this run" in cell.source and cell.text == "—"
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_key_has_every_table_filled_and_every_question_answered(lang):
+    text = stacks_key(MATRIX, lang)
+    assert not CELL.search(text) and "| ? |" not in text
+    answer = "**Answer.**" if lang == "en" else "**答案：**"
+    assert text.count(answer) == len(Sheet.load("two-stacks", lang).questions())
+    assert "| gVisor | 5 | 0.203, 0.201, 0.404, 0.802 |" in text
+    assert "6.18.44" in text
+
+
+def test_a_directory_without_the_matrix_is_refused(tmp_path):
+    with pytest.raises(UsageError, match=r"cannot read .*matrix\.json .*invoke matrix --backend netns"):
+        stacks_key(tmp_path)
+    m = recorded()
+    del m["cells"]["lost-ack"]["host/server=gvisor"]
+    (tmp_path / "matrix.json").write_text(json.dumps(m))
+    with pytest.raises(UsageError, match="no lost-ack run in the column.s. server=gvisor"):
+        stacks_key(tmp_path)
+
+
+def test_the_task_prints_the_sheet_and_the_key(tmp_path):
+    done = subprocess.run([INVOKE, "sheet", "two-stacks"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("# Lab sheet: two-stacks")
+    assert "{{" not in done.stdout
+    shutil.copytree(MATRIX, tmp_path / "m")
+    done = subprocess.run([INVOKE, "sheet", "two-stacks", "--key", str(tmp_path / "m"), "--lang", "zh"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("# 教师答案：two-stacks")
+    bad = subprocess.run([INVOKE, "sheet", "two-stacks", "--key", str(tmp_path)], cwd=REPO, capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stdout == "" and bad.stderr.count("\n") == 1
