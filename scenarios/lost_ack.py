@@ -41,6 +41,7 @@ from lab.verdict import Check
 
 from . import _lost_ack_wire as wired
 from ._keys.lost_ack import KEY
+from ._lost_ack_armed import CITE_TW_LEN, time_wait_armed_for_60s
 from ._lost_ack_rst import NO_TIME_WAIT_CHECKS
 from ._lost_ack_v6 import CLIENT_TCLASS, SERVER_TCLASS, ack_flow_label, mapped_answers_over_ipv4, rst_flow_label
 from ._steps import client_closes_first
@@ -64,8 +65,6 @@ CITE_CLOSER_WAITS = "RFC 9293 §3.6.1 / RFC 1122 §4.2.2.13: the side that close
 CITE_RETRANSMIT = ("RFC 9293 §3.8.1 and RFC 6298 §5.5: retransmit on RTO, doubling it each time (Linux sends "
                    "a tail-loss probe first: reference R-TLP)")
 CITE_DROP = "lab fault: nft drop of pure ACKs client->server in the router's forward path"
-CITE_TW_LEN = ("reference R-TW-LEN: Linux TIME-WAIT is TCP_TIMEWAIT_LEN = 60 s (BSD 2MSL = 2 x 30 s; RFC "
-               "1122's 2 x 2 min is not followed)")
 
 
 def run(lab: Lab) -> dict:
@@ -309,35 +308,6 @@ def close_completes_client_keeps_time_wait(s: Seen) -> Check:
         f"{[(x['state'], round(x['expires_ms'] / 1000, 1)) for x in end]}",
         so_error == 0 and bool(left),
         {"server_so_error": so_error, "client_time_wait_left_ms": [x["expires_ms"] for x in left]})
-
-
-def time_wait_armed_for_60s(s: Seen) -> Check:
-    """The first sock_diag sample of the client's TIME-WAIT reads its timer: 60 s less the time
-    since it was armed. A reading more than 1 s short is a failure - unless the sample came that
-    late because the sampler fell behind between the FIN and it: then the reading shows the time
-    that passed, not how long the timer was armed."""
-    ev = s.ev
-    entered = s.fins_cli[0].t if s.fins_cli else s.fins_srv[0].t if s.fins_srv else None
-    first_ev = s.conn.first_in("client", "TIME_WAIT") or next(
-        (e for e in ev.states("client") if e.state == "TIME_WAIT"), None)
-    first = first_ev.socket.expires_ms if first_ev else None
-    ok = first is not None and TCP_TIMEWAIT_LEN_MS - 1000 <= first <= TCP_TIMEWAIT_LEN_MS
-    late_ms = gap = None
-    if first_ev is not None and entered is not None:
-        asked = first_ev.data.get("asked") or first_ev.t
-        late_ms = round((asked - entered) * 1000, 1)
-        gap = ev.sampler_gap_ms(entered, asked)
-    observed = (f"sock_diag: first TIME_WAIT sample had {first} ms left"
-                + (f", {late_ms} ms after the server's first FIN reached the client" if late_ms is not None else ""))
-    explained = (first is not None and first < TCP_TIMEWAIT_LEN_MS - 1000 and gap is not None
-                 and late_ms is not None and first + late_ms >= TCP_TIMEWAIT_LEN_MS - 1000)
-    return Check.judged(
-        "time-wait-armed-for-60s", CITE_TW_LEN,
-        "TIME_WAIT timer armed at 60 s (BSD 2MSL; RFC 1122 asks 240 s)",
-        observed, None if explained else ok,
-        {"first_expires_ms": first, "first_sample_after_fin_ms": late_ms, "sampler_gap_ms": gap},
-        missing=f"{observed}: the sampler fell behind there (its longest gap: {gap} ms), so the "
-                "reading shows the time that passed, not how long the timer was armed")
 
 
 TIME_WAIT_CHECKS = (closer_holds_time_wait, server_retransmits_fin, time_wait_acks_every_fin,

@@ -18,6 +18,7 @@ import pytest
 
 from lab.evidence import Evidence
 from lab.packets import Segment
+from lab.records import TimerSample
 from lab.timeline import Event
 from lab.verdict import verdict
 from scenarios import lost_ack
@@ -486,6 +487,36 @@ def test_time_wait_first_read_late_in_a_sampler_stall_is_inconclusive():
     c = by_name(lost_ack.SCENARIO.judge(ev))["time-wait-armed-for-60s"]
     assert c.outcome == "inconclusive", c.observed
     assert "2901.0 ms" in c.observed and "the sampler fell behind" in c.observed
+
+
+def test_a_time_wait_sample_before_its_ack_left_reads_the_old_timer_and_is_not_the_arming():
+    """Seen under TCG (CI): sock_diag caught the client 3.2 ms after the FIN arrived, in TIME_WAIT
+    but with the FIN_WAIT2 timer's 57 688 ms left - tcp_timewait_state_process() sets the substate
+    before inet_twsk_reschedule() - and 13 ms later with 59 988 ms. The ACK the kernel sends after
+    re-arming bounds it: the first sample asked after that ACK is the arming. Without such a
+    sample the early reading is all there is, and fails."""
+    ev = timewait_run()
+    fin = next(s for s in ev.packets["client"] if s.src == SERVER and s.has("FIN"))
+    ack = min(s.t for s in ev.packets["client"] if s.src == CLIENT and s.t > fin.t)
+    early = fin.t + (ack - fin.t) / 2
+
+    def first_tw(e):
+        return e.host == "client" and e.data.get("socket", {}).get("state") == "TIME_WAIT"
+    tw = [e for e in ev.timeline if first_tw(e)][0]
+    ev.timeline = [replace(e, t=early, data={**e.data, "asked": early,
+                                             "socket": {**e.data["socket"], "expires_ms": 57688}})
+                   if e is tw else e for e in ev.timeline]
+    ev.timeline.sort(key=lambda e: e.t)
+    key = next(x for x in ev.timer_samples["client"] if x[2] == "TIME_WAIT")[1]
+    ev.timer_samples["client"] = sorted(
+        [x for x in ev.timer_samples["client"] if not (x[2] == "TIME_WAIT" and x[0] < ack + 0.013)]
+        + [TimerSample(ack + 0.013, key, "TIME_WAIT", "timewait", 59988, 0, ack + 0.0131)])
+    c = by_name(lost_ack.SCENARIO.judge(ev))["time-wait-armed-for-60s"]
+    assert c.outcome == "pass", c.observed
+    assert c.values["first_expires_ms"] == 59988 and c.values["read_before_rearm_ms"] == 57688
+    assert "not yet re-armed" in c.observed
+    ev.timer_samples["client"] = [x for x in ev.timer_samples["client"] if x[2] != "TIME_WAIT"]
+    assert by_name(lost_ack.SCENARIO.judge(ev))["time-wait-armed-for-60s"].outcome == "fail"
 
 
 def test_time_wait_armed_short_fails_even_in_a_sampler_stall():
