@@ -54,6 +54,13 @@ def max_late_s(delay_s: float, hz: int | None) -> float:
     return granule_s(delay_s, hz) + 1 / hz
 
 
+def latest_s(delay_s: float, hz: int | None) -> float:
+    """max_late_s for *hz*, or, with HZ unknown, the most any common HZ (100, 250, 300, 1000) allows:
+    a wait that must cover the firing (a 5 s timer: 90 ms late at HZ=100, 260 ms at 250, 513 ms at
+    1000 - the wheel's levels are counted in jiffies)."""
+    return max_late_s(delay_s, hz) if hz else max(max_late_s(delay_s, h) for h in (100, 250, 300, 1000))
+
+
 def fires_at(expires: int, clk: int) -> int:
     """The jiffy at which a timer due at jiffy *expires* runs, when it was queued while the wheel's
     clock (``base->clk``) read *clk*: ``calc_wheel_index()`` picks the level from ``expires - clk``

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 from lab.kernel import BSD_MSL_S, RFC_MSL_S, TCP_RTO_MIN_MS, TCP_TIMEWAIT_LEN_S, TW_KILL_S
 from lab.scenario import KeyValue, Scenario
 from lab.shaping import OPTIONAL
-from lab.timerwheel import max_late_s
+from lab.timerwheel import latest_s, max_late_s
 from lab.verdict import Check
 
 from ._keys.time_wait_duration import KEY
@@ -104,11 +104,14 @@ def _room_for_time_wait(sysctls) -> str | None:
 
 
 def run(lab: Lab) -> dict:
+    from lab.runner import kernel_hz
+
     server, client = lab.peer("server"), lab.peer("client")
     srv_addr = lab.host("server").address
     view = lab.views["client"]
     fin_timeout = float(lab.sysctls["client"].get("net.ipv4.tcp_fin_timeout", "60"))
     fw2_s = fin_wait2_plan(fin_timeout).lifetime_s
+    hz = kernel_hz()                  # the due windows the sampler polls closely in cover the firing
 
     server.listen("L", PORT)
     key_a = _key(client.connect("a", srv_addr, PORT))          # A: will hold TIME-WAIT
@@ -131,8 +134,8 @@ def run(lab: Lab) -> dict:
     entered = time.time()
 
     lab.wait_for(f"B's orphaned FIN_WAIT2 to expire (about {fw2_s:g} s)",
-                 lambda: view.lookup(key_b) is None, timeout_s=fw2_s + max_late_s(fw2_s, None) + 10,
-                 interval_s=0.01, due=(acked + fw2_s, acked + fw2_s + max_late_s(fw2_s, None)))
+                 lambda: view.lookup(key_b) is None, timeout_s=fw2_s + latest_s(fw2_s, hz) + 10,
+                 interval_s=0.01, due=(acked + fw2_s, acked + fw2_s + latest_s(fw2_s, hz)))
     b_gone = time.time()
     server.close("sb")                                           # a late FIN: no state left for it
     lab.wait_for("the server's B socket to be reset",
@@ -140,7 +143,7 @@ def run(lab: Lab) -> dict:
                  timeout_s=5)
 
     left = TCP_TIMEWAIT_LEN_S - (time.time() - entered)
-    late = max_late_s(TCP_TIMEWAIT_LEN_S, None)
+    late = latest_s(TCP_TIMEWAIT_LEN_S, hz)
     lab.wait_for("A's TIME_WAIT to expire (60 s)", lambda: view.lookup(key_a) is None,
                  timeout_s=left + late + 10, interval_s=0.01,
                  due=(entered + TCP_TIMEWAIT_LEN_S, entered + TCP_TIMEWAIT_LEN_S + late))

@@ -37,3 +37,15 @@ def test_fires_at_rounds_up_strictly_after_the_due_jiffy(armed_at, delay, runs_a
     # armed from a timer callback: the wheel's clock is one jiffy ahead of the arming jiffy
     assert fires_at(armed_at + delay, armed_at + 1) == runs_at
     assert 0 < runs_at - (armed_at + delay) <= granule_ticks(delay - 1)
+
+
+def test_latest_covers_every_common_hz_when_hz_is_unknown():
+    """A 5 s timer: one level-1 granule late at HZ=100 (80 ms), a level-2 one at 250 (256 ms) and
+    a level-3 one at 1000 (512 ms): a wait that must cover its firing without knowing HZ takes the
+    most, not HZ=100's."""
+    from lab.timerwheel import latest_s, max_late_s
+
+    assert latest_s(5, 250) == max_late_s(5, 250) == pytest.approx(0.26)
+    assert max_late_s(5, None) == pytest.approx(0.09)
+    assert latest_s(5, None) == pytest.approx(0.513)
+    assert latest_s(60, None) >= max(max_late_s(60, h) for h in (100, 250, 300, 1000))
