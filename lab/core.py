@@ -328,14 +328,16 @@ class Lab(Links, TearDown):
             self.sampler.closely(start, until)
 
     def wait_for(self, what: str, predicate: Callable[[], object], timeout_s: float,
-                 interval_s: float = 0.01, due: tuple[float, float] | None = None) -> object:
+                 interval_s: float = 0.01, due: tuple[float, float] | None = None,
+                 closely: bool = False) -> object:
         """Poll *predicate* until it returns something true; raise LabError after *timeout_s*.
         *due* (the earliest and latest time.time() the event should come) changes none of that:
         it tells the people watching when to expect it (lab.waiting: a countdown, or a line
-        every 10 s when piped), and the sampler to poll closely around it (sample_closely); a
-        wait without it is shown once it has lasted 5 s."""
+        every 10 s when piped); a wait without it is shown once it has lasted 5 s. *closely*
+        (with *due*): the sampler polls closely through the due window (sample_closely) - for a
+        window of a second or two, where a check bounds the moment from samples."""
         deadline = time.monotonic() + timeout_s
-        if due is not None:
+        if due is not None and closely:
             self.sample_closely(due[0] - CLOSE_MARGIN_S, due[1] + CLOSE_MARGIN_S)
         shown = self.waiting.wait(what, timeout_s, due) if self.waiting is not None else NOT_SHOWN
         came = False

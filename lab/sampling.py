@@ -200,9 +200,11 @@ def _child(sampler: Sampler, parent: int, ctl: int, out: int, ack: int) -> int:
     sampler.cadence.sched = _realtime()
     windows: list[tuple[float, float]] = []
     while True:
+        began = time.monotonic()
         sampler.poll()
+        took = time.monotonic() - began
         windows = [w for w in windows if w[1] > time.time()]
-        ready, _, _ = select.select([ctl], [], [], _pause(sampler.interval_s, windows, time.time()))
+        ready, _, _ = select.select([ctl], [], [], _pause(sampler.interval_s, windows, time.time(), took))
         if not ready:
             continue
         asked = os.read(ctl, 1)
@@ -224,11 +226,13 @@ def _child(sampler: Sampler, parent: int, ctl: int, out: int, ack: int) -> int:
     return 0
 
 
-def _pause(interval_s: float, windows: list[tuple[float, float]], now: float) -> float:
-    """How long the sampler waits before its next poll: CLOSE_S inside a closely() window, else
-    its interval, cut short where a window opens sooner."""
+def _pause(interval_s: float, windows: list[tuple[float, float]], now: float, took: float = 0.0) -> float:
+    """How long the sampler waits before its next poll: CLOSE_S inside a closely() window - or as
+    long as the last poll *took*, so that a real-time sampler never holds a CPU more than half the
+    time (a poll with a dump of Docker's shared table takes over a millisecond) - else its
+    interval, cut short where a window opens sooner."""
     if any(start <= now < until for start, until in windows):
-        return CLOSE_S
+        return max(CLOSE_S, took)
     return min([interval_s] + [max(0.0, start - now) for start, _ in windows if start > now])
 
 

@@ -135,7 +135,7 @@ def run(lab: Lab) -> dict:
 
     lab.wait_for(f"B's orphaned FIN_WAIT2 to expire (about {fw2_s:g} s)",
                  lambda: view.lookup(key_b) is None, timeout_s=fw2_s + latest_s(fw2_s, hz) + 10,
-                 interval_s=0.01, due=(acked + fw2_s, acked + fw2_s + latest_s(fw2_s, hz)))
+                 interval_s=0.01, due=(acked + fw2_s, acked + fw2_s + latest_s(fw2_s, hz)), closely=True)
     b_gone = time.time()
     server.close("sb")                                           # a late FIN: no state left for it
     lab.wait_for("the server's B socket to be reset",
@@ -146,7 +146,7 @@ def run(lab: Lab) -> dict:
     late = latest_s(TCP_TIMEWAIT_LEN_S, hz)
     lab.wait_for("A's TIME_WAIT to expire (60 s)", lambda: view.lookup(key_a) is None,
                  timeout_s=left + late + 10, interval_s=0.01,
-                 due=(entered + TCP_TIMEWAIT_LEN_S, entered + TCP_TIMEWAIT_LEN_S + late))
+                 due=(entered + TCP_TIMEWAIT_LEN_S, entered + TCP_TIMEWAIT_LEN_S + late), closely=True)
     a_gone = time.time()
     server.close("L")
     return {"key_a": list(key_a), "key_b": list(key_b), "fin_timeout_s": fin_timeout,

@@ -18,6 +18,7 @@ def test_pause_inside_outside_and_before_a_window():
     assert _pause(0.005, [(99.0, 101.0)], 100.0) == CLOSE_S
     assert _pause(0.005, [(100.002, 101.0)], 100.0) == pytest.approx(0.002)   # wakes as it opens
     assert _pause(0.005, [(90.0, 99.0), (200.0, 201.0)], 100.0) == 0.005
+    assert _pause(0.005, [(99.0, 101.0)], 100.0, took=0.0012) == 0.0012   # at most half the CPU
 
 
 def _polls(window: bool) -> int:
