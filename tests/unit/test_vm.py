@@ -236,3 +236,19 @@ def test_a_failed_load_in_the_guest_is_an_env_error_and_keeps_no_disk(tmp_path, 
     with pytest.raises(EnvError, match="docker load inside the debian-12 VM exited 1"):
         engine._seed(DC(), "twlab/host:x", tmp_path, "abc-1", "debian-12", tmp_path / "seed", lambda s: None, 60)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_guest_kernel_crash_is_named_as_such(tmp_path):
+    """The guest's console holds an Oops and the command never returned: an environment error
+    naming the crash (CI10: Debian 13 under TCG, "Oops: int3" as runc made a cgroup), not the
+    bare "VM ended" of a guest that powered off early."""
+    class Done:
+        returncode = 0
+
+    console = ["@@twlab-vm:mark init@@", "backend: docker",
+               "[   39.253333] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI",
+               "[   39.257765] Kernel panic - not syncing: Fatal exception in interrupt"]
+    with pytest.raises(EnvError, match=r"guest kernel crashed .*'Oops: int3: 0000 \[#1\] PREEMPT SMP NOPTI'"):
+        boot._outcome("debian-13", tmp_path, Done(), console, {"init": 1.0, "start": 2.0}, print)
+    with pytest.raises(EnvError, match="VM ended .qemu exit 0. before the command returned"):
+        boot._outcome("debian-13", tmp_path, Done(), console[:2], {"init": 1.0, "start": 2.0}, print)
