@@ -60,7 +60,8 @@ def _vm(argv: list[str], out: Path) -> subprocess.CompletedProcess:
         print(done.stderr[-4000:])                    # boot/run timings, shown with -s or on failure
         if attempt == 2 or done.returncode != 2 or "guest kernel crashed" not in done.stderr:
             return done
-        (out / "vm-console.log").rename(out / "vm-console-crashed.log")
+        if (out / "vm-console.log").exists():
+            (out / "vm-console.log").rename(out / "vm-console-crashed.log")
     return done
 
 
