@@ -105,22 +105,24 @@ def _pair(sends: list[float], copies: list[float], skew_s: float) -> list[float 
     n, m = len(sends), len(copies)
     # best[i][j]: (arrivals, -transit) pairing sends[i:] with copies[j:]
     best = [[(0, 0.0)] * (m + 1) for _ in range(n + 1)]
+
+    def paired(i: int, j: int) -> tuple[int, float] | None:
+        """The best of sends[i:] with copies[j:] when send i became copy j (None: it cannot)."""
+        if copies[j] < sends[i] - skew_s:
+            return None
+        arrivals, neg = best[i + 1][j + 1]
+        return arrivals + 1, neg - (copies[j] - sends[i])
+
     for i in range(n - 1, -1, -1):
         for j in range(m - 1, -1, -1):
-            choice = max(best[i + 1][j], best[i][j + 1])
-            if copies[j] >= sends[i] - skew_s:
-                arrivals, neg = best[i + 1][j + 1]
-                choice = max(choice, (arrivals + 1, neg - (copies[j] - sends[i])))
-            best[i][j] = choice
+            best[i][j] = max(best[i + 1][j], best[i][j + 1], paired(i, j) or (0, 0.0))
     out: list[float | None] = []
     i = j = 0
     while i < n:
-        if j < m and copies[j] >= sends[i] - skew_s:
-            arrivals, neg = best[i + 1][j + 1]
-            if best[i][j] == (arrivals + 1, neg - (copies[j] - sends[i])):
-                out.append(copies[j])
-                i, j = i + 1, j + 1
-                continue
+        if j < m and paired(i, j) == best[i][j]:
+            out.append(copies[j])
+            i, j = i + 1, j + 1
+            continue
         if j < m and best[i][j] == best[i][j + 1]:
             j += 1
         else:

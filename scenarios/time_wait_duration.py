@@ -133,9 +133,10 @@ def run(lab: Lab) -> dict:
                  timeout_s=5, interval_s=0.002)
     entered = time.time()
 
+    late_fw2 = latest_s(fw2_s, hz)
     lab.wait_for(f"B's orphaned FIN_WAIT2 to expire (about {fw2_s:g} s)",
-                 lambda: view.lookup(key_b) is None, timeout_s=fw2_s + latest_s(fw2_s, hz) + 10,
-                 interval_s=0.01, due=(acked + fw2_s, acked + fw2_s + latest_s(fw2_s, hz)), closely=True)
+                 lambda: view.lookup(key_b) is None, timeout_s=fw2_s + late_fw2 + 10,
+                 interval_s=0.01, due=(acked + fw2_s, acked + fw2_s + late_fw2), closely=True)
     b_gone = time.time()
     server.close("sb")                                           # a late FIN: no state left for it
     lab.wait_for("the server's B socket to be reset",
