@@ -16,6 +16,7 @@ import statistics
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
+from lab.kernel import TCP_RTO_MIN_MS, TCP_TIMEWAIT_LEN_S
 from lab.packets import Segment, match_arrivals
 
 if TYPE_CHECKING:
@@ -66,6 +67,8 @@ class Close:
     fins_reaching_client: int = 0
     fins_unanswered: int = 0               # server FINs that reached the client, not answered before the next
     rst_from_client: int = 0
+    rst_after_expiry: float | None = None  # a RST answering a segment this many s after the client's
+                                           # mini-socket's last restart: its timer had run out
     ended_by: str | None = None            # the answer whose arrival ended the server's side: ACK or RST
     ended_by_reack: bool = False           # ... an ACK other than the first answer: TIME-WAIT's re-ACK
     ended_by_late_answer: bool = False     # ... a re-ACK of a late segment (no FIN came again before it)
@@ -82,9 +85,11 @@ class Close:
         return {n: getattr(self, n) for n in names}
 
     @classmethod
-    def of(cls, port: int, out_c: list[Segment], out_s: list[Segment], arrived: dict) -> Close:
+    def of(cls, port: int, out_c: list[Segment], out_s: list[Segment], arrived: dict,
+           fw2_s: float | None = None) -> Close:
         """From what the client (*out_c*) and the server (*out_s*) sent on this connection, and
-        when each arrived (match_arrivals: None for lost)."""
+        when each arrived (match_arrivals: None for lost); *fw2_s*: the shortest an orphaned
+        FIN-WAIT-2 lives here (None: not known)."""
         c_fins = [s for s in out_c if s.has("FIN")]
         s_fins = [s for s in out_s if s.has("FIN")]
         counts = dict(port=port, client_fins=len(c_fins), client_fins_lost=_lost(c_fins, arrived),
@@ -104,7 +109,7 @@ class Close:
             later_answers="".join("R" if a.has("RST") else "A" for a in answers[1:]),
             rst_in_window_at=_rst_in_window(out_s, acks, arrived),
             fins_reaching_client=len(fins_in), fins_unanswered=_unanswered(fins_in, answers),
-            rst_from_client=len(rsts),
+            rst_from_client=len(rsts), rst_after_expiry=_expired(c_fins[0], out_s, rsts, fins_in, arrived, fw2_s),
             ended_by=None if end_seg is None else ("RST" if end_seg.has("RST") else "ACK"),
             ended_by_reack=reack,
             # TIME-WAIT answers any unacceptable segment with an ACK (RFC 9293 3.10.7.4), not only a
@@ -130,6 +135,42 @@ def _answers(out_c: list[Segment], s_fins: list[Segment], arrived: dict):
     acks = [s for s in out_c if s.has("ACK") and not s.has("RST") and s.ack == fin_end and s.t >= first_in]
     rsts = [s for s in out_c if s.has("RST") and s.t >= first_in]
     return fins_in, acks, rsts, sorted(acks + rsts, key=lambda s: s.t)
+
+
+def _expired(c_fin: Segment, out_s: list[Segment], rsts: list[Segment], fins_in: list[float], arrived: dict,
+             fw2_s: float | None) -> float | None:
+    """Did the client's first RST answer a segment that came after its mini-socket's timer had
+    run out? Then nothing was left to answer it but the RST for no connection (R-CLOSED-RST).
+    In TIME-WAIT every segment of the server's restarts the 60 s timer (R-TW-FIN,
+    R-TW-ACK-RESTART), so the gap that counts is from the last arrival before it; the timer never
+    fires early (R-TIMER-WHEEL). Before any FIN came the orphan sat in FIN-WAIT-2 from the ACK of
+    its FIN, and nothing restarts that timer (R-FIN-TIMEOUT). Taking the last arrival as the
+    restart can only shorten the gap: a lawful RST may be missed, an unlawful one never excused.
+    Returns the gap in s, or None."""
+    if not rsts:
+        return None
+    ins = sorted(t for s in out_s if (t := arrived[id(s)]) is not None and t <= rsts[0].t)
+    if len(ins) < 2:
+        return None
+    answered, before = ins[-1], ins[-2]
+    if fins_in and fins_in[0] <= before:
+        gap, life = answered - before, TCP_TIMEWAIT_LEN_S
+    else:
+        fin_end = (c_fin.seq + c_fin.length + 1) & 0xFFFFFFFF
+        acked = [t for s in out_s if s.ack == fin_end and not s.has("FIN") and (t := arrived[id(s)]) is not None]
+        gap, life = (answered - min(acked), fw2_s) if acked else (0.0, None)
+    return round(gap, 3) if life is not None and gap >= life else None
+
+
+def fw2_floor_s(fin_timeout: str | None) -> float | None:
+    """The shortest an orphaned FIN-WAIT-2 lives: tcp_fin_time() = max(tcp_fin_timeout, 3.5 x RTO)
+    with RTO >= TCP_RTO_MIN (R-FIN-TIMEOUT); above 60 s a timer runs first (R-FW2-OVER60), and
+    None says not known."""
+    try:
+        t = float(fin_timeout or "")
+    except ValueError:
+        return None
+    return max(t, 3.5 * TCP_RTO_MIN_MS / 1000) if t <= TCP_TIMEWAIT_LEN_S else None
 
 
 def _unanswered(fins_in: list[float], answers: list[Segment]) -> int:
@@ -173,7 +214,8 @@ class Seen:
         # each connection's segments, by the client's port: one pass over each direction (asking
         # ev.conn(port).segments() for each of 100 connections reads each capture 100 times)
         by_c, by_s = _by_port(sent_c, lambda s: s.sport), _by_port(sent_s, lambda s: s.dport)
-        conns = [Close.of(p, by_c.get(p, []), by_s.get(p, []), arrived) for p in ev.facts.get("client_ports", [])]
+        fw2 = fw2_floor_s(ev.sysctl("client", "net.ipv4.tcp_fin_timeout", None))
+        conns = [Close.of(p, by_c.get(p, []), by_s.get(p, []), arrived, fw2) for p in ev.facts.get("client_ports", [])]
         return cls(ev, _directions(ev, sent_c, sent_s, arrived), conns, ev.facts.get("links", {}),
                    ev.facts.get("closes", len(conns)), no_time_wait(ev), ev.capture_hole("client", "server"))
 

@@ -337,3 +337,32 @@ def test_time_wait_answering_a_late_segment_saves_the_close_without_an_rto(ev):
     assert failed(ev) == set(), [c.observed for c in checks.values() if not c.passed]
     assert checks["lost-final-ack-saved-by-time-wait"].values["saved_by_answer_to_late_segment"] == [port]
     assert port not in checks["lost-final-ack-costs-an-rto"].values["below_floor"]
+
+
+def test_a_time_wait_that_ran_out_before_a_fin_got_through_ends_in_a_lawful_rst():
+    """A real run (Debian 12's kernel, IPv6): the client re-ACKed the server's first three FINs, and
+    every ACK was lost; the server's next six FINs, 0.5 to 31 s apart, were lost too. The seventh
+    reached the client 62.2 s after the last segment that did: TIME-WAIT (60 s, restarted by each
+    arrival) had run out, and the closed port answered with a RST. Linux's lawful end, reported."""
+    ev = records.evidence("lossy-link-v6-outlived")
+    checks = by_name(ev)
+    assert failed(ev) == set(), [c.observed for c in checks.values() if not c.passed]
+    assert checks["every-close-completes"].values["rst_after_expiry"] == {45564: 62.238}
+    assert checks["every-close-completes"].values["rst_ports"] == []
+    heart = checks["lost-final-ack-saved-by-time-wait"].values
+    assert heart["outlived_time_wait"] == [45564] and heart["saved_by_reack"] == heart["final_ack_lost"] - 1
+    assert "ran out" in checks["every-close-completes"].observed
+
+
+def test_a_rst_while_time_wait_should_still_live_fails():
+    """The same run with one of the lost FINs reaching the client 31 s before the last one (and its
+    ACK lost): TIME-WAIT restarted then, so the RST came while it should have lived."""
+    ev = records.evidence("lossy-link-v6-outlived")
+    srv = ev.addresses["server"]
+    fins = [s for s in ev.packets["server"] if s.src == srv and s.dport == 45564 and s.has("FIN")]
+    ack = next(s for s in ev.packets["client"] if s.sport == 45564 and s.flags == "ACK" and s.t > fins[0].t)
+    arrived = replace(fins[-2], t=round(fins[-2].t + 0.011, 6))
+    ev.packets["client"] = sorted(ev.packets["client"] + [arrived, replace(ack, t=round(arrived.t + 0.0001, 6))],
+                                  key=lambda s: s.t)
+    assert {"every-close-completes", "lost-final-ack-saved-by-time-wait"} <= failed(ev)
+    assert by_name(ev)["every-close-completes"].values["rst_ports"] == [45564]
