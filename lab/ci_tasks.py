@@ -7,7 +7,7 @@ import json as _json
 import sys
 
 from lab.cli import guarded, task
-from lab.task_common import FAMILY_HELP, exit_with, show_doc
+from lab.task_common import CATALOG_PARALLEL, FAMILY_HELP, exit_with, show_doc
 
 KERNELS_HELP = ("debian-11, debian-12, debian-13, debian:VERSION (a linux-image package apt offers, e.g. "
                 "debian:6.1.0-47-amd64), or a path: a kernel .deb, a directory with a kernel image and its "
@@ -77,7 +77,7 @@ def _check(scenario, sysctl, from_host, profile, junit, json_out, backend, shape
     shaping = parse_shapes(shape or [])
     prof = load_profile(profile) if profile else None
     try:
-        parallel = int(parallel if parallel is not None else (3 if kernel == "host" else 1))
+        parallel = int(parallel if parallel is not None else (CATALOG_PARALLEL if kernel == "host" else 1))
     except ValueError:
         raise UsageError("--parallel takes a whole number of 1 or more") from None
     outputs = [(flag, Path(p)) for flag, p in (("--junit", junit), ("--json-out", json_out)) if p]

@@ -23,6 +23,7 @@ from pathlib import Path
 from . import owner as _owner
 from .backends.base import LABEL
 from .backends.netns import NETNS_DIR, lab_namespaces, remove_namespace
+from .dockerapi import labelled
 
 __all__ = ["Leftovers", "find", "clean", "clean_dead", "dead_labs", "register", "mark_ready", "unregister",
            "live_labs", "marks", "made_here", "after_interrupt", "RUN_DIR"]
@@ -123,16 +124,9 @@ def marks(lab_id: str | None = None) -> dict[str, list[_owner.Mark]]:
         time.sleep(_UNMARKED_GRACE_S)
         for name in unmarked:
             out.setdefault(name.split("-")[1], []).append(_owner.parse_alias(_alias(name)))
-    dc = _docker()
-    if dc is not None:
-        flt = {"label": f"{LABEL}={lab_id}" if lab_id else LABEL}
-        try:
-            objs = [c.labels for c in dc.containers.list(all=True, filters=flt, ignore_removed=True)]
-            objs += [n.attrs.get("Labels") or {} for n in dc.networks.list(filters=flt)]
-        finally:
-            dc.close()
-        for lbls in objs:
-            out.setdefault(lbls.get(LABEL, "?"), []).append(_owner.from_labels(lbls))
+    got = labelled(f"{LABEL}={lab_id}" if lab_id else LABEL)
+    for obj in [o for objs in got or () for o in objs]:
+        out.setdefault(obj.labels.get(LABEL, "?"), []).append(_owner.from_labels(obj.labels))
     return out
 
 
@@ -183,12 +177,9 @@ def find(lab_id: str | None = None, docker: bool = True) -> Leftovers:
     """The namespaces, containers, networks and gVisor sandboxes of lab *lab_id* (or of every
     lab); the Docker daemon asked only when *docker*."""
     out = Leftovers(namespaces=lab_namespaces(lab_id), sandboxes=_sandbox_dirs(lab_id))
-    dc = _docker() if docker else None
-    if dc is not None:
-        flt = {"label": f"{LABEL}={lab_id}" if lab_id else LABEL}
-        out.containers = sorted(c.name for c in dc.containers.list(all=True, filters=flt, ignore_removed=True))
-        out.networks = sorted(n.name for n in dc.networks.list(filters=flt))
-        dc.close()
+    got = labelled(f"{LABEL}={lab_id}" if lab_id else LABEL) if docker else None
+    if got is not None:
+        out.containers, out.networks = (sorted(o.name for o in objs) for objs in got)
     return out
 
 

@@ -8,11 +8,10 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
-from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl.tcmsg import plugins as _tc_plugins
-from pyroute2.netlink.rtnl.tcmsg import sched_netem as _sched_netem
-
 from .errors import EnvError, UsageError
+from .netlink import NetlinkError, neighbour_states
+from .netlink import sched_netem as _sched_netem
+from .netlink import tc_plugins as _tc_plugins
 from .nsops import iproute
 
 if TYPE_CHECKING:
@@ -111,7 +110,7 @@ def read_back(host: Host, ifname: str) -> dict | None:
     delay and jitter in ms, loss and duplicate in %, the queue limit, and the PRNG seed in force
     (None where the kernel reports none: before Linux 6.6). What a run records of its link comes
     from here, not from what was asked."""
-    from pyroute2.netlink.rtnl.tcmsg.common import tick_in_usec
+    from .netlink import tick_in_usec
 
     with iproute(host.nspath) as ipr:
         idx = ipr.link_lookup(ifname=ifname)[0]
@@ -163,7 +162,6 @@ def pin_neighbours(router: Host, dst: Host, network: str) -> None:
     link-local) are pinned too where both ends have IPv6 on it (a host whose IPv6 a sysctl disabled
     has none). A permanent entry is never probed again (no NUD, RFC 4861 7.3). The run's family
     must be pinned; the other is pinned where it can be."""
-    from pyroute2.netlink.rtnl.ndmsg import states
 
     ends = [_link_end(router, network), _link_end(dst, network)]
     for me, peer in ((ends[0], ends[1]), (ends[1], ends[0])):
@@ -174,7 +172,7 @@ def pin_neighbours(router: Host, dst: Host, network: str) -> None:
             for family, addr in pins:
                 try:
                     ipr.neigh("replace", dst=addr, lladdr=peer.mac, ifindex=me.index, family=family,
-                              state=states["permanent"])
+                              state=neighbour_states["permanent"])
                 except NetlinkError as exc:
                     if family != _AF[me.host.family]:
                         continue

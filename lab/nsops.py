@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from .errors import BackendError, EnvError, NamespaceGone, UsageError, quoted
 
 if TYPE_CHECKING:
-    from pyroute2 import IPRoute
+    from .netlink import IPRoute
 
 __all__ = [
     "inside",
@@ -69,7 +69,7 @@ def inside(nspath: str) -> Iterator[None]:
 
 
 def _setns(fd: int, what: str) -> None:
-    from pyroute2 import netns as _pnetns  # here, not at the top: `invoke list` loads no netlink code
+    from .netlink import netns as _pnetns  # here, not at the top: `invoke list` loads no netlink code
 
     try:
         _pnetns.setns(fd, flags=0)
@@ -83,7 +83,7 @@ def iproute(nspath: str) -> Iterator[IPRoute]:
 
     pyroute2's own ``IPRoute(netns=...)`` forks the Python process to make the socket; a forked
     copy of the lab inherits its signal handlers and state, so we make the socket ourselves."""
-    from pyroute2 import IPRoute
+    from .netlink import IPRoute
 
     with inside(nspath):
         ipr = IPRoute()

@@ -6,8 +6,9 @@ import json as _json
 
 from invoke import Exit
 
-__all__ = ["HOST_HELP", "FAMILY_HELP", "RUN_HELP", "show_doc", "exit_with", "exit_for"]
+__all__ = ["CATALOG_PARALLEL", "HOST_HELP", "FAMILY_HELP", "RUN_HELP", "show_doc", "exit_with", "exit_for"]
 
+CATALOG_PARALLEL = 3       # labs at a time in `run all` and `check` on this machine's kernel
 HOST_HELP = "a lab host: client, router or server"
 FAMILY_HELP = ("the address family of the run's traffic: 4 (IPv4, the default), 6 (IPv6) or both (each "
                "scenario once per family; the IPv6 results are named SCENARIO/v6)")

@@ -16,7 +16,7 @@ from invoke import Exit
 
 from lab.ci_tasks import check, matrix, vm  # noqa: F401  (tasks of this namespace)
 from lab.cli import add_scenario_tasks, guarded, task
-from lab.task_common import FAMILY_HELP, HOST_HELP, RUN_HELP, exit_for, exit_with, show_doc
+from lab.task_common import CATALOG_PARALLEL, FAMILY_HELP, HOST_HELP, RUN_HELP, exit_for, exit_with, show_doc
 
 
 @task(name="list")
@@ -27,6 +27,18 @@ def list_scenarios(c):
     for name, sc in catalog().items():
         print(f"{name:<24} {sc.intent}  [shaping: {sc.shaping}"
               + (f"; its link unless --shape: {' '.join(sc.link)}" if sc.link else "") + "]")
+
+
+def _counts(repeat, parallel, batch: bool) -> tuple[int, int]:
+    """--repeat and --parallel as whole numbers; a batch (the catalog, or both families) runs
+    CATALOG_PARALLEL labs at a time unless told otherwise, --repeat one."""
+    try:
+        repeat, parallel = int(repeat or 1), int(parallel or (CATALOG_PARALLEL if batch else 1))
+    except ValueError:
+        raise Exit("twlab: --repeat and --parallel take whole numbers of 1 or more", code=2) from None
+    if repeat < 1 or parallel < 1:
+        raise Exit("twlab: --repeat and --parallel take whole numbers of 1 or more", code=2)
+    return repeat, parallel
 
 
 @task(
@@ -46,7 +58,8 @@ def list_scenarios(c):
         "repeat": "run N isolated instances and report how stable the verdict is",
         "strict_rfc": "judge against the RFCs' letter (e.g. RFC 1122's 4-minute TIME-WAIT) "
                       "instead of reporting Linux's documented deviations as such",
-        "parallel": "with --repeat or `run all`: how many labs at a time",
+        "parallel": "with --repeat or `run all`: how many labs at a time (default 1 with --repeat, "
+                    "3 for `run all`: time-wait-duration runs beside them from the start)",
         "student": "for students: each check's verdict alone, no expected/observed/rule lines (they answer "
                    "the lab sheet's questions); the ladder stays; recorded in report.json's options",
         "family": FAMILY_HELP,
@@ -70,12 +83,7 @@ def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, js
     families = parse_family(family)
     settings = [parse_sysctl(s) for s in (sysctl or [])]
     shaping = parse_shapes(shape or [])
-    try:
-        repeat, parallel = int(repeat or 1), int(parallel or 1)
-    except ValueError:
-        raise Exit("twlab: --repeat and --parallel take whole numbers of 1 or more", code=2) from None
-    if repeat < 1 or parallel < 1:
-        raise Exit("twlab: --repeat and --parallel take whole numbers of 1 or more", code=2)
+    repeat, parallel = _counts(repeat, parallel, batch=scenario == "all" or len(families) > 1)
     progress = (lambda s: print(s, file=sys.stderr)) if json else print
     options = {"strict_rfc": bool(strict_rfc), "student": bool(student)}
     if stack:

@@ -67,7 +67,7 @@ def lab_containers(dc, lab_id: str | None = None):
 def _taken_subnets(dc) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     """Subnets of every Docker network and every route (of both families) on this machine (read
     only)."""
-    from pyroute2 import IPRoute
+    from ..netlink import IPRoute
 
     taken = []
     for net in dc.api.networks():

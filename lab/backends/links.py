@@ -28,9 +28,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from pyroute2.netlink.exceptions import NetlinkError
-
 from ..errors import BackendError, UsageError
+from ..netlink import NetlinkError
 from ..nsops import iproute, read_sysctl, write_sysctl
 from .base import PREFIX, Host
 

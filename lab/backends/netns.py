@@ -16,8 +16,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from pyroute2 import netns as pnetns
-
+from ..netlink import netns as pnetns
 from .base import PREFIX, Backend, Host, missing_privileges
 from .links import NETNS_DIR, own_sysctls, switch_name, wire
 from .tcphash import prepare_parent
