@@ -132,7 +132,8 @@ def show(report: dict[str, Any], console: Console | None = None, student: bool |
     if report.get("error"):
         console.print(f"[bold red]error:[/] {report['error']}")
     art = report.get("artifacts", {})
-    page = ", report.html" if art.get("dir") and (Path(art["dir"]) / "report.html").is_file() else ""
+    page = ", report.html" if art.get("dir") and (Path(art["dir"]) / "report.html").is_file() else \
+        ", report.html being drawn" if art.get("page") == "drawing" else ""
     console.print(f"artifacts: {art.get('dir')}/  ({', '.join(art.get('pcaps', []))}, report.json{page})"
                   f"   took {report.get('duration_s')} s")
     colour = {"pass": "green", "fail": "red"}.get(str(verdict), "yellow")

@@ -67,9 +67,10 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
                  artifacts: Path | None = None, progress: Callable[[str], None] = lambda s: None,
                  shaping: list[Shaping] = (), compose: Path | None = None,
                  options: dict[str, Any] | None = None, family: int = 4,
-                 waiting: WaitView | None = None) -> dict[str, Any]:
+                 waiting: WaitView | None = None, page: str = "wait") -> dict[str, Any]:
     """Run scenario *name* over IPv4 or IPv6 (*family*); return the report (also written to
-    ARTIFACTS/report.json). *waiting* shows the long waits (lab.waiting).
+    ARTIFACTS/report.json). *waiting* shows the long waits (lab.waiting). *page* "detach" leaves
+    report.html to be drawn after this process ends (lab.html.writer), "wait" draws it first.
 
     Raises LabError for usage and environment errors (nothing is left behind); a failed check is
     not an error but ``report["verdict"] == "fail"``."""
@@ -94,7 +95,7 @@ def run_scenario(name: str, backend: str = "auto", sysctls: list[SysctlSetting] 
                    bool(options.get("mapped")))
     lab.stacks = stacks
     lab.waiting = waiting
-    writer = _page_writer(progress)
+    writer = _page_writer(progress, detached=page == "detach")
     try:
         return _run_and_report(name, sc, lab, artifacts, sysctls, shaping, options, progress, started, writer)
     finally:
@@ -114,14 +115,14 @@ def unsupported(sc: Scenario, stacks: dict[str, str]) -> None:
                               "(README: Two TCP implementations)")
 
 
-def _page_writer(progress: Callable[[str], None]) -> PageWriter | None:
+def _page_writer(progress: Callable[[str], None], detached: bool = False) -> PageWriter | None:
     """The run's report.html writer, loading matplotlib while the run goes on (lab.html.writer);
     None inside a VM (the host writes the page) or when it cannot start (the page is then drawn
     here, after the verdict)."""
     if os.environ.get("TWLAB_IN_VM"):
         return None
     try:
-        return PageWriter()
+        return PageWriter(detached)
     except OSError as exc:
         progress(f"twlab: no page writer ({exc}); report.html is drawn after the run")
         return None
@@ -158,8 +159,21 @@ def _run_and_report(name: str, sc: Scenario, lab: Lab, artifacts: Path, sysctls:
         "packets": {h: [s.to_json() for s in segs] for h, segs in ev.packets.items()},
     }
     _write_report(lab, artifacts, report)
-    write_html_quietly(artifacts, report, progress, writer)
+    if writer is not None and writer.detached:
+        _hand_off(writer, artifacts, report, progress)
+    else:
+        write_html_quietly(artifacts, report, progress, writer)
     return report
+
+
+def _hand_off(writer: PageWriter, artifacts: Path, report: dict[str, Any], progress: Callable[[str], None]) -> None:
+    """report.html drawn after this process ends; the terminal view says it is on its way
+    (artifacts.page, not in report.json)."""
+    try:
+        writer.hand_off(artifacts)
+        report["artifacts"]["page"] = "drawing"
+    except (OSError, RuntimeError):      # the writer died: draw it here, as without one
+        write_html_quietly(artifacts, report, progress)
 
 
 def _lab_for(sc: Scenario, backend: str, artifacts: Path, sysctls: list[SysctlSetting],

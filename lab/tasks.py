@@ -29,6 +29,13 @@ def list_scenarios(c):
               + (f"; its link unless --shape: {' '.join(sc.link)}" if sc.link else "") + "]")
 
 
+def _page_mode(json: bool) -> str:
+    """On a terminal the prompt comes back while report.html is drawn; a script (stdout not a
+    terminal, --json, or TWLAB_PAGE=wait) finds the page there when the run ends."""
+    interactive = sys.stdout.isatty() and not json and os.environ.get("TWLAB_PAGE") != "wait"
+    return "detach" if interactive else "wait"
+
+
 def _counts(repeat, parallel, batch: bool) -> tuple[int, int]:
     """--repeat and --parallel as whole numbers; a batch (the catalog, or both families) runs
     CATALOG_PARALLEL labs at a time unless told otherwise, --repeat one."""
@@ -118,7 +125,8 @@ def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, js
 
     report = run_scenario(scenario, backend=backend, sysctls=settings, artifacts=artifacts,
                           progress=progress, shaping=shaping, compose=compose, options=options,
-                          family=families[0], waiting=WaitView(sys.stderr if json else sys.stdout))
+                          family=families[0], waiting=WaitView(sys.stderr if json else sys.stdout),
+                          page=_page_mode(json))
     from lab.report import show
 
     show_doc(report, json, lambda: show(report))

@@ -62,3 +62,50 @@ def test_a_relative_directory_is_the_callers(run_dir, monkeypatch):
         assert writer.write(Path(run_dir.name)) == run_dir / "report.html"
     finally:
         writer.close()
+
+
+def _appears(path: Path, within_s: float = 60.0) -> bool:
+    import time
+
+    end = time.monotonic() + within_s
+    while time.monotonic() < end:
+        if path.is_file():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_detached_writer_draws_after_it_is_handed_the_run_and_nobody_waits(run_dir):
+    """An interactive run hands its directory over and ends; the page comes after, whole."""
+    writer = PageWriter(detached=True)
+    proc = writer.proc
+    assert not (run_dir / "report.html").exists()
+    writer.hand_off(run_dir)
+    assert writer.proc is None
+    writer.close()                                        # nothing left to wait for
+    assert _appears(run_dir / "report.html")
+    assert proc.wait(timeout=30) == 0
+    assert "<svg" in (run_dir / "report.html").read_text()
+
+
+def test_a_detached_writer_that_cannot_draw_says_so_on_stderr(tmp_path, capfd):
+    writer = PageWriter(detached=True)
+    proc = writer.proc
+    writer.hand_off(tmp_path / "nothing")
+    assert proc.wait(timeout=60) == 0
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "could not write" in err[0] and "invoke report" in err[0], err
+
+
+def test_the_page_is_detached_only_for_a_terminal(monkeypatch):
+    from lab import tasks
+
+    monkeypatch.delenv("TWLAB_PAGE", raising=False)
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    assert tasks._page_mode(json=False) == "detach"
+    assert tasks._page_mode(json=True) == "wait"
+    monkeypatch.setenv("TWLAB_PAGE", "wait")
+    assert tasks._page_mode(json=False) == "wait"
+    monkeypatch.delenv("TWLAB_PAGE")
+    monkeypatch.setattr("sys.stdout.isatty", lambda: False)
+    assert tasks._page_mode(json=False) == "wait"
