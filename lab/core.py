@@ -220,8 +220,11 @@ class Lab(Links, TearDown):
                 # by side; a snaplen keeps libpcap's ring frames small, the router's headers only
                 for name, point in capture_points(host, members).items():
                     self.capture_points[name] = point
+                    snaplen = ROUTER_SNAPLEN if host.spec.forwards else END_SNAPLEN
                     self.captures[name] = Capture(host.nspath, point["interface"], self.artifacts / point["file"],
-                                                  snaplen=ROUTER_SNAPLEN if host.spec.forwards else END_SNAPLEN).start()
+                                                  snaplen=snaplen).launch()
+            for cap in self.captures.values():          # all launched, then each waited for
+                cap.ready()
             if router is not None:
                 self.faults = Faults(self.hosts[router.name], self.timeline,
                                      self.artifacts / "faults.pcap").start()

@@ -90,6 +90,8 @@ class TearDown:
         if self.faults is not None:
             step(self.faults.stop)
         for cap in self.captures.values():
+            step(cap.interrupt)
+        for cap in self.captures.values():
             step(cap.stop)
         for view in self.views.values():
             step(view.close)
