@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .pcap import read_pcap
 from .twprobe import router_capture
 
 if TYPE_CHECKING:
@@ -34,6 +33,8 @@ def any_gvisor(ev_or_lab: Lab | Evidence) -> bool:
 
 def at_router(lab: Lab, facing: str) -> list[Segment]:
     """What the router's capture facing *facing* holds so far."""
+    from .pcap import read_pcap  # here: the scenarios import this module, `invoke list` no packet code
+
     path = router_capture(lab, facing)
     try:
         return read_pcap(path) if path else []
