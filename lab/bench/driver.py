@@ -16,7 +16,7 @@ from ..artifacts import write_text
 from ..errors import EnvError, UsageError
 from .common import BACKEND_NAMES, SCENARIO, TIMINGS, Stats, Sweeper, mine_in_registry, summarize
 from .printout import print_result, progress_line
-from .process import bench_process_run, bench_small_commands
+from .process import bench_process_run, bench_small_commands, bench_terminal_run
 from .updown import bench_lab, bench_raw_docker, bench_raw_netns
 from .wholerun import bench_scenario
 
@@ -73,7 +73,7 @@ def _measure(chosen: list[str], runs: int, sweeper: Sweeper, console: Console) -
                     lab = bench_lab(b, sweeper)
                     raw = bench_raw_netns(sweeper) if b == "netns" else bench_raw_docker(sweeper)
                     run = bench_scenario(b, sweeper)
-                    process = bench_process_run(b)
+                    process = bench_process_run(b) | bench_terminal_run(b)
                     samples[b]["lab"].append(lab)
                     samples[b]["raw"].append(raw)
                     samples[b]["run"].append(run)
@@ -118,7 +118,9 @@ def _result(samples: Samples, chosen: list[str], runs: int, started: float,
                           } | ({"commands": _col(samples[b]["raw"], "commands")} if b == "netns" else {})
                       for b in chosen},
         "lost_ack": {b: _lost_ack(samples[b]["run"]) for b in chosen},
-        "process": {b: {k: _col(samples[b]["process"], k) for k in ("process_s", "outside_run_s", "beyond_waiting_s")}
+        "process": {b: {k: _col(samples[b]["process"], k) for k in ("process_s", "outside_run_s", "beyond_waiting_s",
+                                                                    "terminal_s", "terminal_beyond_waiting_s",
+                                                                    "page_after_exit_s")}
                     | {"verdicts": [r["verdict"] for r in samples[b]["process"]]} for b in chosen},
         "commands": {k: _col(samples["commands"]["small"], k) for k in ("list_s", "help_s")},
         "leftovers_removed": sweeper.leftovers,

@@ -49,6 +49,9 @@ def _table(result: dict[str, Any]) -> Table:
     t.add_row(f"`invoke run {SCENARIO}`, whole process", *(_cell(proc[b]["process_s"]) for b in bs))
     t.add_row("  beyond protocol waiting", *(_cell(proc[b]["beyond_waiting_s"]) for b in bs))
     t.add_row("  outside the run (start-up, drawing)", *(_cell(proc[b]["outside_run_s"]) for b in bs))
+    t.add_row(f"`invoke run {SCENARIO}` on a terminal", *(_cell(proc[b]["terminal_s"]) for b in bs))
+    t.add_row("  beyond protocol waiting", *(_cell(proc[b]["terminal_beyond_waiting_s"]) for b in bs))
+    t.add_row("  report.html there, after the exit", *(_cell(proc[b]["page_after_exit_s"]) for b in bs))
     t.add_row("`invoke list`, whole process", *(_cell(cmds["list_s"]) for _ in bs))
     t.add_row("`invoke --help`, whole process", *(_cell(cmds["help_s"]) for _ in bs))
     return t

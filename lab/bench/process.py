@@ -1,16 +1,20 @@
 """lab.bench's measurement 4: whole processes, as a user waits for them. `invoke run lost-ack
 --json` from its start to its exit, beside the report's own duration_s (which starts when the run
 does and ends when report.json is written): what lies outside it is the interpreter, imports,
-argument parsing, and drawing and printing the report. Also `invoke list` and `invoke --help`,
-which a user types most and which should cost next to nothing."""
+argument parsing, and drawing and printing the report. The same run on a terminal (a pty), as a
+user types it: there the prompt comes back while report.html is drawn (lab.html.writer), so the
+page's own time is measured too, from the exit until the page is there. Also `invoke list` and
+`invoke --help`, which a user types most and which should cost next to nothing."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -51,6 +55,56 @@ def bench_process_run(backend: str) -> dict[str, Any]:
                 "outside_run_s": wall - split["total_s"],
                 "beyond_waiting_s": wall - waiting if waiting is not None else None,
                 "verdict": report.get("verdict"), "error": report.get("error")}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def time_on_terminal(argv: list[str]) -> float:
+    """Wall time of one whole process whose stdout and stderr are a terminal (a pty; what it
+    prints is read and dropped), start to exit - its exit, as a shell waits for it: a detached
+    page writer may hold the terminal open a moment longer."""
+    master, slave = os.openpty()
+
+    def drain() -> None:                        # a full pty would block the process
+        try:
+            while os.read(master, 65536):
+                pass
+        except OSError:                         # EIO once every writer closed; EBADF once closed here
+            pass
+
+    reader = threading.Thread(target=drain, daemon=True)
+    try:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, close_fds=True)
+        reader.start()
+        proc.wait(timeout=_TIMEOUT_S)
+        return time.perf_counter() - start
+    finally:
+        os.close(slave)
+        reader.join(timeout=30)
+        os.close(master)
+
+
+def bench_terminal_run(backend: str) -> dict[str, Any]:
+    """`invoke run lost-ack --backend B` on a terminal: its wall time beyond the protocol's
+    waiting, and how long after the exit report.html was there."""
+    tmp = Path(tempfile.mkdtemp(prefix="twlab-bench-"))
+    try:
+        run = tmp / "run"
+        wall = time_on_terminal([*_invoke(), "run", SCENARIO, "--backend", backend, "--artifacts", str(run)])
+        exited = time.perf_counter()
+        page = None
+        while time.perf_counter() - exited < 30:
+            if (run / "report.html").is_file():
+                page = time.perf_counter() - exited
+                break
+            time.sleep(0.01)
+        try:
+            waiting = split_run(json.loads((run / "report.json").read_text()))["protocol_wait_s"]
+        except (OSError, ValueError):
+            waiting = None
+        return {"terminal_s": wall, "terminal_beyond_waiting_s": wall - waiting if waiting is not None else None,
+                "page_after_exit_s": page}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
