@@ -262,10 +262,11 @@ def stability(c, runs=20, scenario=None, backend=None, artifacts=None, family="4
             "vm": "instead: where a VM cell's time goes, beside qemu booting the same kernel to a shell and "
                   "powering off, and the same run on this machine",
             "kernel": "with --vm: the kernel (default debian-12; any --kernel form)",
-            "accel": "with --vm: auto, kvm or tcg"})
+            "accel": "with --vm: auto, kvm or tcg",
+            "json": "also write every figure (and every sample) to this JSON file"})
 @guarded
 def bench(c, runs=5, backend=None, capacity=False, limit=64, vm=False, kernel="debian-12",  # noqa: F811 (--vm)
-          accel="auto"):
+          accel="auto", json=None):
     """Print medians: lab bring-up + tear-down per backend beside the raw floor, lost-ack's wall
     time split into protocol waiting and lab overhead, and whole processes; or, with --capacity,
     how many labs this machine runs at once; or, with --vm, a VM cell's split beside its floor."""
@@ -281,11 +282,11 @@ def bench(c, runs=5, backend=None, capacity=False, limit=64, vm=False, kernel="d
             limit = int(limit)
         except ValueError:
             raise Exit("twlab: --limit takes a whole number of 1 or more", code=2) from None
-        capacity_main(backends=[backend] if backend else None, limit=limit)
+        capacity_main(backends=[backend] if backend else None, limit=limit, json_out=json)
         return
     from lab.bench import main
 
-    main(runs=int(runs), backends=[backend] if backend else None)
+    main(runs=int(runs), backends=[backend] if backend else None, json_out=json)
 
 
 add_scenario_tasks(globals(), run)
