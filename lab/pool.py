@@ -68,6 +68,15 @@ def _result(fut: cf.Future, job: Job) -> tuple[Result, bool, list[str]]:
                       exit_code=2, error=f"{type(exc).__name__}: {exc}", family=job.family), True, []
 
 
+def _ended(pool: cf.ProcessPoolExecutor) -> str:
+    """How the pool's worker processes ended, for a broken pool (the executor says only that one
+    "terminated abruptly"): exit codes, a signal as its name."""
+    procs = dict(getattr(pool, "_processes", None) or {})        # CPython's; absent: nothing to add
+    codes = {pid: p.exitcode for pid, p in procs.items() if p.exitcode is not None}
+    words = [f"{pid}: " + (signal.Signals(-c).name if c < 0 else f"exit {c}") for pid, c in sorted(codes.items())]
+    return "workers ended: " + (", ".join(words) if words else "none seen ended")
+
+
 def run_jobs(fn: Callable[[Job], Result], jobs: list[Job], width: int,
              on_result: Callable[[Job, Result], None]) -> None:
     """fn(job) for every job, *width* at a time, each in a spawned process (fn must be a
@@ -85,6 +94,8 @@ def run_jobs(fn: Callable[[Job], Result], jobs: list[Job], width: int,
     def take(fut: cf.Future) -> None:
         handled.add(fut)
         res, started, labs = _result(fut, futures[fut])
+        if res.error and res.error.startswith("BrokenProcessPool"):
+            res.error += f" ({_ended(pool)})"
         cleanup._MADE.update(labs)
         res.labs = labs
         if started:

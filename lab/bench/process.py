@@ -59,11 +59,13 @@ def bench_process_run(backend: str) -> dict[str, Any]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def time_on_terminal(argv: list[str]) -> float:
+def time_on_terminal(argv: list[str], watch: Path | None = None) -> tuple[float, float | None]:
     """Wall time of one whole process whose stdout and stderr are a terminal (a pty; what it
     prints is read and dropped), start to exit - its exit, as a shell waits for it: a detached
-    page writer may hold the terminal open a moment longer."""
+    page writer may hold the terminal open a moment longer. With *watch*, also when that file
+    appeared, in seconds after the exit (None: not within 30 s)."""
     master, slave = os.openpty()
+    seen: list[float] = []
 
     def drain() -> None:                        # a full pty would block the process
         try:
@@ -72,13 +74,25 @@ def time_on_terminal(argv: list[str]) -> float:
         except OSError:                         # EIO once every writer closed; EBADF once closed here
             pass
 
-    reader = threading.Thread(target=drain, daemon=True)
+    def look() -> None:
+        end = time.perf_counter() + _TIMEOUT_S + 30
+        while not seen and time.perf_counter() < end:
+            if watch is not None and watch.is_file():
+                seen.append(time.perf_counter())
+            time.sleep(0.005)
+
+    reader, looker = threading.Thread(target=drain, daemon=True), threading.Thread(target=look, daemon=True)
     try:
         start = time.perf_counter()
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, close_fds=True)
         reader.start()
+        if watch is not None:
+            looker.start()
         proc.wait(timeout=_TIMEOUT_S)
-        return time.perf_counter() - start
+        exited = time.perf_counter()
+        if watch is not None:
+            looker.join(timeout=30)
+        return exited - start, (max(0.0, seen[0] - exited) if seen else None)
     finally:
         os.close(slave)
         reader.join(timeout=30)
@@ -91,14 +105,8 @@ def bench_terminal_run(backend: str) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="twlab-bench-"))
     try:
         run = tmp / "run"
-        wall = time_on_terminal([*_invoke(), "run", SCENARIO, "--backend", backend, "--artifacts", str(run)])
-        exited = time.perf_counter()
-        page = None
-        while time.perf_counter() - exited < 30:
-            if (run / "report.html").is_file():
-                page = time.perf_counter() - exited
-                break
-            time.sleep(0.01)
+        wall, page = time_on_terminal([*_invoke(), "run", SCENARIO, "--backend", backend, "--artifacts", str(run)],
+                                      watch=run / "report.html")
         try:
             waiting = split_run(json.loads((run / "report.json").read_text()))["protocol_wait_s"]
         except (OSError, ValueError):
