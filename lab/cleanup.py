@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,13 +102,26 @@ def _marks_keep(ms: list[_owner.Mark], rec: dict | None, include_persistent: boo
 
 
 def _alias(name: str) -> str | None:
+    """The loopback alias of namespace *name*, read from a thread of its own: entering another
+    lab's namespace on the main thread makes this whole process look like one of that lab's
+    (/proc/PID/ns/net is the main thread's), and that lab's tear-down, removing what runs in it,
+    then killed this process - seen as a worker of a parallel batch dying of SIGKILL while its
+    run read the marks of a lab that was just being torn down beside it."""
     from .nsops import iproute
 
-    try:
-        with iproute(f"{NETNS_DIR}/{name}") as ipr:
-            return ipr.get_links(ipr.link_lookup(ifname="lo")[0])[0].get("IFLA_IFALIAS")
-    except Exception:                # gone meanwhile, or not a namespace (a half-made entry)
-        return None
+    got: list[str | None] = []
+
+    def read() -> None:
+        try:
+            with iproute(f"{NETNS_DIR}/{name}") as ipr:
+                got.append(ipr.get_links(ipr.link_lookup(ifname="lo")[0])[0].get("IFLA_IFALIAS"))
+        except Exception:            # gone meanwhile, or not a namespace (a half-made entry)
+            got.append(None)
+
+    reader = threading.Thread(target=read, name="twlab-mark", daemon=True)
+    reader.start()
+    reader.join()
+    return got[0] if got else None
 
 
 def marks(lab_id: str | None = None) -> dict[str, list[_owner.Mark]]:

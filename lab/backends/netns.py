@@ -59,9 +59,23 @@ def _pids_in(nspath: str) -> list[int]:
     return pids
 
 
+def _in_namespace(pid: int, target: int | None) -> bool:
+    """Process *pid* still exists and (its main thread) is in the namespace of inode *target*."""
+    try:
+        return target is not None and os.stat(f"/proc/{pid}/ns/net").st_ino == target
+    except OSError:
+        return False
+
+
 def remove_namespace(name: str) -> None:
-    """Kill what runs in the namespace, then remove it. Missing is fine."""
+    """Kill what runs in the namespace, then remove it. Missing is fine. A process is killed
+    only while it is still in the namespace: one that was passing through (a thread entered it
+    for a moment, as lab.cleanup's marks used to) and left after SIGTERM is not sent SIGKILL."""
     path = f"{NETNS_DIR}/{name}"
+    try:
+        target = os.stat(path).st_ino
+    except FileNotFoundError:
+        target = None
     pids = [p for p in _pids_in(path) if p != os.getpid()]
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
@@ -71,7 +85,7 @@ def remove_namespace(name: str) -> None:
                 pass
         deadline = time.monotonic() + 1.0
         while pids and time.monotonic() < deadline:
-            pids = [p for p in pids if os.path.exists(f"/proc/{p}")]
+            pids = [p for p in pids if _in_namespace(p, target)]
             if pids:
                 time.sleep(0.02)
         if not pids:

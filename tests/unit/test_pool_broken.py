@@ -25,3 +25,43 @@ def test_a_killed_worker_is_named_with_its_signal():
     run_jobs(_dies_on_the_second, jobs, 2, lambda job, res: got.setdefault(job.run, res))
     assert got[2].verdict == "error" and "BrokenProcessPool" in got[2].error
     assert "SIGKILL" in got[2].error and "workers ended" in got[2].error
+
+
+def test_reading_another_labs_mark_never_moves_the_main_thread(monkeypatch):
+    """The cause of the SIGKILLed workers: cleanup's marks entered every lab's namespace on the
+    main thread, so a lab torn down at that moment counted this process as one of its own."""
+    import contextlib
+    import threading
+
+    from lab import cleanup, nsops
+
+    seen = []
+
+    class Links:
+        def link_lookup(self, ifname):
+            return [1]
+
+        def get_links(self, index):
+            return [{"IFLA_IFALIAS": "twlab owner=1.2"}]
+
+    @contextlib.contextmanager
+    def fake_iproute(path):
+        seen.append(threading.current_thread() is threading.main_thread())
+        yield Links()
+
+    monkeypatch.setattr(nsops, "iproute", fake_iproute)
+    assert cleanup._alias("twlab-abc-client") == "twlab owner=1.2"
+    assert seen == [False]
+
+
+def test_a_process_that_left_the_namespace_is_not_killed(monkeypatch, tmp_path):
+    """remove_namespace sends SIGKILL only to what is still inside after SIGTERM."""
+    from lab.backends import netns
+
+    sent = []
+    monkeypatch.setattr(netns, "_pids_in", lambda path: [4242])
+    monkeypatch.setattr(netns, "_in_namespace", lambda pid, target: False)     # gone out at once
+    monkeypatch.setattr(netns.os, "kill", lambda pid, sig: sent.append((pid, sig)))
+    monkeypatch.setattr(netns.pnetns, "remove", lambda name: None)
+    netns.remove_namespace("twlab-abc-client")
+    assert sent == [(4242, signal.SIGTERM)]
