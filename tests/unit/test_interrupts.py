@@ -20,12 +20,33 @@ def _signal_self(sig: int) -> None:
 
 
 def test_sigterm_and_sighup_become_interrupted_naming_the_signal():
-    for sig, name in ((signal.SIGTERM, "SIGTERM"), (signal.SIGHUP, "SIGHUP"), (signal.SIGINT, "Ctrl-C (SIGINT)")):
-        with pytest.raises(Interrupted) as got, interrupts_as_exceptions():
-            _signal_self(sig)
-        assert got.value.signum == sig and signal_name(got.value) == name
-        assert signal_of(got.value) == signal.Signals(sig).name
+    # whatever the test runner inherited: under `nohup` SIGHUP arrives ignored (see below)
+    sigs = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+    saved = {sig: signal.getsignal(sig) for sig in sigs}
+    for sig in sigs:
+        signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
+    try:
+        for sig, name in zip(sigs, ("SIGTERM", "SIGHUP", "Ctrl-C (SIGINT)")):
+            with pytest.raises(Interrupted) as got, interrupts_as_exceptions():
+                _signal_self(sig)
+            assert got.value.signum == sig and signal_name(got.value) == name
+            assert signal_of(got.value) == signal.Signals(sig).name
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
     assert signal_name(KeyboardInterrupt()) == "Ctrl-C (SIGINT)"
+
+
+def test_a_signal_the_run_was_started_to_ignore_stays_ignored():
+    """`nohup invoke run ...`: SIGHUP arrives ignored, and a run keeps it so (a closed terminal
+    does not stop a run its user detached)."""
+    saved = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with interrupts_as_exceptions():
+            _signal_self(signal.SIGHUP)               # nothing raised
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, saved)
 
 
 def test_a_shield_holds_the_signal_until_its_block_is_done():
