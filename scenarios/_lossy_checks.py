@@ -174,7 +174,15 @@ def _common(s: Seen) -> dict:
     return {"closes": len(conns), "final_ack_lost": len(lost),
             "final_ack_lost_pct": round(len(lost) / len(conns) * 100 if conns else 0.0, 1),
             "ended_by_rst": len([x for x in conns if x.ended_by == "RST"]),
-            "fins_unanswered": sum(x.fins_unanswered for x in conns)}
+            "fins_unanswered": sum(x.fins_unanswered for x in conns),
+            "first_fins_unanswered": [x.port for x in conns if x.first_fins_unanswered]}
+
+
+def _first_fins(common: dict) -> str:
+    ports = common["first_fins_unanswered"]
+    return (f" (the server's first FIN got no answer on ports {ports[:4]}: it came as the client went from "
+            "FIN_WAIT1 to its FIN-WAIT-2 mini-socket, which Linux says can lose it; its retransmission was "
+            "answered)") if ports else ""
 
 
 def _ladder(candidates: list[Close], why: str) -> dict:
@@ -214,7 +222,8 @@ def lost_final_ack_answered_by_rst(s: Seen) -> Check:
     observed = (f"captures: the client's first answer to the server's FIN was an ACK on {first_ack} closes, a RST "
                 f"on {first_rst}; it was lost on {len(lost)} ({common['final_ack_lost_pct']:.0f} %): the server's FIN "
                 f"came again and was answered by RST on {len(rst_after)}, re-ACKed on {len(re_acked)}; "
-                f"{len(by_rst)} of {len(conns)} closes ended by a RST; FINs unanswered: {common['fins_unanswered']}")
+                f"{len(by_rst)} of {len(conns)} closes ended by a RST; FINs unanswered: {common['fins_unanswered']}"
+                + _first_fins(common))
     values = {**common, "answered_by_rst_after_loss": len(rst_after), "re_acked": len(re_acked),
               "first_answer_ack": first_ack, "first_answer_rst": first_rst, "distribution": distribution(conns),
               "connections": [x.to_json() for x in conns],
@@ -248,7 +257,7 @@ def lost_final_ack_saved_by_time_wait(s: Seen) -> Check:
                    f"{max(x.rst_after_expiry for x in outlived):g} s after lost; TIME-WAIT ran out and the next FIN "
                    f"met a RST, ports {[x.port for x in outlived]})" if outlived else "") + "; "
                 f"other closes ended by a reset: {resets}; FINs that reached the client unanswered: "
-                f"{common['fins_unanswered']}")
+                f"{common['fins_unanswered']}" + _first_fins(common))
     tally: dict[int, int] = {}
     for x in saved:
         tally[x.final_acks - 1] = tally.get(x.final_acks - 1, 0) + 1

@@ -383,3 +383,32 @@ def test_a_server_whose_own_rtt_estimate_is_short_of_the_path_still_owes_rto_min
     assert failed(ev) == set(), [c.observed for c in checks.values() if not c.passed]
     cost = checks["lost-final-ack-costs-an-rto"].values
     assert cost["final_ack_lost_server_wait_ms_min"] == 230.53 and cost["floor_ms"] == 215.0
+
+
+def test_a_first_fin_lost_in_the_hand_over_to_the_mini_socket_is_reported_not_failed():
+    """A real run (Debian 12's kernel, containers, IPv6): the server's ACK of the client's FIN and
+    its own FIN reached the client 0.2 ms apart; the FIN got no answer - the orphan was going from
+    FIN_WAIT1 to its FIN-WAIT-2 mini-socket, where Linux says such a FIN can be lost - and the
+    server's retransmission, 227 ms later, met TIME-WAIT and was ACKed."""
+    ev = records.evidence("lossy-link-v6-docker-first-fin")
+    checks = by_name(ev)
+    assert failed(ev) == set(), [c.observed for c in checks.values() if not c.passed]
+    heart = checks["lost-final-ack-saved-by-time-wait"].values
+    assert heart["first_fins_unanswered"] == [38328] and heart["fins_unanswered"] == 0
+
+
+def test_a_fin_unanswered_once_time_wait_held_still_fails():
+    """The same close rewritten: the client answers the server's first FIN at once (TIME-WAIT now
+    holds) and never its retransmission - TIME-WAIT left a FIN unanswered, which fails."""
+    ev = records.evidence("lossy-link-v6-docker-first-fin")
+    port = 38328
+    srv, cli = ev.addresses["server"], ev.addresses["client"]
+    fins = [s for s in ev.packets["client"] if s.src == srv and s.dport == port and s.has("FIN")]
+    ack = next(s for s in ev.packets["client"] if s.src == cli and s.sport == port and s.flags == "ACK"
+               and s.t > fins[1].t)
+    # the client answers the first FIN at once, and the second (retransmitted) one never
+    ev.packets["client"] = sorted([s for s in ev.packets["client"] if s is not ack]
+                                  + [replace(ack, t=round(fins[0].t + 0.0001, 6))], key=lambda s: s.t)
+    close = next(c for c in sc.SCENARIO.analyse(ev).conns if c.port == port)
+    assert close.fins_unanswered == 1 and close.first_fins_unanswered == 0
+    assert "lost-final-ack-saved-by-time-wait" in failed(ev)
