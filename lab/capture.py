@@ -145,9 +145,8 @@ class Capture:
 
     def stop(self) -> None:
         if self._proc is not None:
-            if self._proc.poll() is None or self._asked:
-                if self._proc.poll() is None:
-                    self._proc.send_signal(signal.SIGINT)
+            self.interrupt()                    # asked now, unless interrupt() asked already
+            if self._asked:
                 try:
                     _, err = self._proc.communicate(timeout=5)
                 except subprocess.TimeoutExpired:

@@ -101,6 +101,7 @@ class Close:
         if not c_fins or not s_fins:
             return cls(**counts)
         fins_in, acks, rsts, answers = _answers(out_c, s_fins, arrived)
+        unanswered, first_unanswered = _unanswered(fins_in, answers)
         ends = [(arrived[id(a)], a) for a in answers if arrived[id(a)] is not None]
         end_t, end_seg = min(ends, key=lambda e: e[0]) if ends else (None, None)
         first = answers[0] if answers else None
@@ -111,8 +112,7 @@ class Close:
             final_ack_lost=first is not None and arrived[id(first)] is None, rsts_lost=_lost(rsts, arrived),
             later_answers="".join("R" if a.has("RST") else "A" for a in answers[1:]),
             rst_in_window_at=_rst_in_window(out_s, acks, arrived),
-            fins_reaching_client=len(fins_in), fins_unanswered=_unanswered(fins_in, answers),
-            first_fins_unanswered=_unanswered(fins_in, answers, before_any=True),
+            fins_reaching_client=len(fins_in), fins_unanswered=unanswered, first_fins_unanswered=first_unanswered,
             rst_from_client=len(rsts), rst_after_expiry=_expired(c_fins[0], out_s, rsts, fins_in, arrived, fw2_s),
             ended_by=None if end_seg is None else ("RST" if end_seg.has("RST") else "ACK"),
             ended_by_reack=reack,
@@ -177,21 +177,24 @@ def fw2_floor_s(fin_timeout: str | None) -> float | None:
     return max(t, 3.5 * TCP_RTO_MIN_MS / 1000) if t <= TCP_TIMEWAIT_LEN_S else None
 
 
-def _unanswered(fins_in: list[float], answers: list[Segment], before_any: bool = False) -> int:
-    """FINs that reached the client with no answer before the next one reached it: those that came
-    once the client had answered a FIN (its TIME-WAIT, or with no TIME-WAIT its RST, was there to
-    answer), or with *before_any* those that came before it had answered any. Such a first FIN met
-    the orphan on its way from FIN_WAIT1 to its FIN-WAIT-2 mini-socket: in Debian 12's kernel on
-    containers (IPv6, TCG) one came 0.2 ms after the ACK of the client's FIN and got no answer;
-    Linux's own comment on that hand-over (net/ipv4/tcp_input.c tcp_rcv_state_process(),
-    TCP_FIN_WAIT1) says "We still can lose it now ... but it is really marginal case". The
-    server's retransmission then meets TIME-WAIT, which must answer it."""
-    def unanswered(i: int, t: float) -> bool:
+def _unanswered(fins_in: list[float], answers: list[Segment]) -> tuple[int, int]:
+    """FINs that reached the client with no answer before the next one reached it, counted in
+    one pass as (those that came once the client had answered a FIN - its TIME-WAIT, or with no
+    TIME-WAIT its RST, was there to answer -, those that came before it had answered any). Such a
+    first FIN met the orphan on its way from FIN_WAIT1 to its FIN-WAIT-2 mini-socket: in Debian
+    12's kernel on containers (IPv6, TCG) one came 0.2 ms after the ACK of the client's FIN and got
+    no answer; Linux's own comment on that hand-over (net/ipv4/tcp_input.c
+    tcp_rcv_state_process(), TCP_FIN_WAIT1) says "We still can lose it now ... but it is really
+    marginal case". The server's retransmission then meets TIME-WAIT, which must answer it."""
+    after, before = 0, 0
+    for i, t in enumerate(fins_in):
         nxt = fins_in[i + 1] if i + 1 < len(fins_in) else math.inf
-        return not any(t <= a.t < nxt for a in answers)
-
-    return sum(1 for i, t in enumerate(fins_in)
-               if unanswered(i, t) and any(a.t < t for a in answers) != before_any)
+        if not any(t <= a.t < nxt for a in answers):
+            if any(a.t < t for a in answers):
+                after += 1
+            else:
+                before += 1
+    return after, before
 
 
 def _rst_in_window(out_s: list[Segment], acks: list[Segment], arrived: dict) -> float | None:
