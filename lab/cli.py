@@ -198,13 +198,13 @@ class TwlabProgram(Program):
 
 
 def _interrupted(exc: BaseException) -> Exit:
-    """Exit 130 with the line an interrupted task says: which signal, what became of its labs."""
+    """Exit 130 with the line an interrupted task says: which signal, what became of its labs.
+    Nothing is interrupted any more: a further Ctrl-C cuts neither the check nor the exit short."""
     from .cleanup import after_interrupt
-    from .interrupts import shielded
+    from .interrupts import ignore_while_exiting
 
-    with shielded(hold_only=True):          # a further Ctrl-C does not cut the check short
-        message = after_interrupt(exc)
-    return Exit(f"twlab: {message}", code=130)
+    ignore_while_exiting()
+    return Exit(f"twlab: {after_interrupt(exc)}", code=130)
 
 
 def _quiet_stdout() -> None:

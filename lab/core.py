@@ -343,7 +343,7 @@ class Lab(Links, TearDown):
         if due is not None and closely:
             self.sample_closely(due[0] - CLOSE_MARGIN_S, due[1] + CLOSE_MARGIN_S)
         shown = self.waiting.wait(what, timeout_s, due) if self.waiting is not None else NOT_SHOWN
-        came = False
+        came: bool | None = None           # None: stopped by something else (an interrupt)
         try:
             while True:
                 value = predicate()
@@ -351,6 +351,7 @@ class Lab(Links, TearDown):
                     came = True
                     return value
                 if time.monotonic() > deadline:
+                    came = False
                     raise WaitTimeout(f"timed out after {timeout_s:g} s waiting for {what}")
                 shown.tick()
                 time.sleep(interval_s)

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 __all__ = ["Interrupted", "interrupts_as_exceptions", "shielded", "shield_calls", "stop", "signal_name",
-           "signal_of", "SIGNALS"]
+           "signal_of", "SIGNALS", "ignore_while_exiting"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _NAMES = {signal.SIGINT: "Ctrl-C (SIGINT)", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
@@ -184,3 +184,13 @@ def shield_calls(fn: Callable) -> Callable:
         with shielded():
             return fn(*args, **kwargs)
     return wrapper
+
+
+def ignore_while_exiting() -> None:
+    """The process has stopped and only says so and exits: from now on SIGINT, SIGTERM and SIGHUP
+    are ignored. A stopped run exits 130; a Ctrl-C pressed again as it exits (a docker run stops
+    in about 0.45 s, so a second press 0.3-0.5 s after the first lands there) would otherwise meet
+    the interpreter's own handler, or none once it is finalizing, and end it by SIGINT instead."""
+    if _main_thread():
+        for s in SIGNALS:
+            signal.signal(s, signal.SIG_IGN)

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
+import time
 from collections.abc import Callable
 
 from .interrupts import Interrupted, interrupts_as_exceptions, shielded
@@ -68,10 +70,18 @@ def _result(fut: cf.Future, job: Job) -> tuple[Result, bool, list[str]]:
                       exit_code=2, error=f"{type(exc).__name__}: {exc}", family=job.family), True, []
 
 
-def _ended(pool: cf.ProcessPoolExecutor) -> str:
+def _ended(pool: cf.ProcessPoolExecutor, settle_s: float = 2.0) -> str:
     """How the pool's worker processes ended, for a broken pool (the executor says only that one
-    "terminated abruptly"): exit codes, a signal as its name."""
+    "terminated abruptly"): exit codes, a signal as its name.
+
+    The executor fails the futures as soon as a worker's sentinel closes, which the kernel does
+    before the process can be waited for (and its own thread may be reaping it right then): so
+    a worker whose sentinel has closed is given up to *settle_s* to show its exit code."""
     procs = dict(getattr(pool, "_processes", None) or {})        # CPython's; absent: nothing to add
+    gone = multiprocessing.connection.wait([p.sentinel for p in procs.values()], timeout=0)
+    deadline = time.monotonic() + settle_s
+    while any(p.exitcode is None for p in procs.values() if p.sentinel in gone) and time.monotonic() < deadline:
+        time.sleep(0.01)
     codes = {pid: p.exitcode for pid, p in procs.items() if p.exitcode is not None}
     words = [f"{pid}: " + (signal.Signals(-c).name if c < 0 else f"exit {c}") for pid, c in sorted(codes.items())]
     return "workers ended: " + (", ".join(words) if words else "none seen ended")

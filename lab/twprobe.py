@@ -275,11 +275,13 @@ def measure(lab, host: str, peer: str, host_port: int, peer_port: int, interval_
         prober.answers.clear()
         waiting = lab.waiting.wait(f"{host}'s TIME-WAIT to end (probed from the router)", timeout_s,
                                    None) if lab.waiting is not None else None
+        ended: bool | None = None          # None: stopped by something else (an interrupt)
         try:
             gone = prober.until_gone(interval_s, timeout_s, tick=(waiting.tick if waiting else lambda: None))
+            ended = gone is not None
         finally:
             if waiting is not None:
-                waiting.close(True)
+                waiting.close(ended)
     last_held, first_gone = held_for(prober.answers, start) if start is not None else (None, None)
     lab.note(lab.topology.router.name, f"probed {host}:{host_port} with {kind}: "
              + (f"TIME-WAIT held until +{last_held} s, gone by +{first_gone} s" if gone else "never gone"))

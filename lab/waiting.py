@@ -35,8 +35,9 @@ class Shown:
     def tick(self) -> None:
         """Between two polls: redraw or print when it is time to."""
 
-    def close(self, came: bool) -> None:
-        """The wait ended: *came* True when the awaited event came, False when it timed out."""
+    def close(self, came: bool | None) -> None:
+        """The wait ended: *came* True when the awaited event came, False when it timed out,
+        None when something else ended it (an interrupt, an error)."""
 
 
 NOT_SHOWN = Shown()
@@ -111,14 +112,15 @@ class _Wait(Shown):
             return f"{self.what}: due now, at most {hi:.1f} s more"
         return f"{self.what}: {-hi:.1f} s later than due"
 
-    def close(self, came: bool) -> None:
+    def close(self, came: bool | None) -> None:
         if not self.started:
             return
         if self.live is not None:
             self.live.stop()
         took = self.view.clock() - self.t0
         self._print(f"{self.what}: came after {took:.1f} s" if came else
-                    f"{self.what}: did not come within {self.timeout_s:.0f} s")
+                    f"{self.what}: did not come within {self.timeout_s:.0f} s" if came is False else
+                    f"{self.what}: stopped waiting after {took:.1f} s")
 
     def _print(self, line: str) -> None:
         self.view.stream.write(line + "\n")

@@ -110,6 +110,21 @@ def test_second_ctrl_c_in_a_long_docker_run(need_docker, tmp_path):
     assert_interrupted(code, out, "Ctrl-C (SIGINT)", made=True)
 
 
+def test_a_ctrl_c_as_the_stopped_run_exits_does_not_change_its_exit(backend, tmp_path):
+    """A second Ctrl-C once the lab is removed, as the run says so and exits (a clean-clone CI met
+    it at 0.3 s on docker, whose run stops in about 0.45 s): the exit is still 130, not death by
+    SIGINT (Python's own handler, or none while the interpreter finalizes)."""
+    run = _start(backend, tmp_path / "art")
+    run.wait_for("running lost-ack")
+    time.sleep(0.3)
+    run.group(signal.SIGINT)
+    run.wait_for("twlab: interrupted by", end_ok=True)
+    run.group(signal.SIGINT)
+    code, out = run.finish()
+    assert code == 130, f"exit {code}, not 130:\n{out}"
+    assert_interrupted(code, out, "Ctrl-C (SIGINT)", made=True)
+
+
 def test_killed_run_is_cleaned_by_invoke_clean(backend, tmp_path, lab_leftovers):
     run = _start(backend, tmp_path / "art")
     lab_id = lab_id_of(run.wait_for("running lost-ack"))

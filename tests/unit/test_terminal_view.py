@@ -113,6 +113,25 @@ def test_a_short_wait_shows_nothing_and_a_timeout_says_so():
     assert out.getvalue().splitlines()[-1] == "something that never comes: did not come within 0 s"
 
 
+def test_an_interrupted_wait_says_it_stopped_not_that_it_timed_out():
+    """Ctrl-C 8 s into a 67 s wait once ended it with "did not come within 67 s": untrue."""
+    out = io.StringIO()
+    clock = Ticks()
+    lab = Lab(waiting=WaitView(out, every_s=10, quiet_s=5, live=False, clock=clock))
+    calls = iter(range(1, 10_000))
+
+    def interrupted_at_the_20th_poll():
+        if next(calls) >= 20:
+            raise KeyboardInterrupt
+        return False
+
+    with pytest.raises(KeyboardInterrupt):
+        lab.wait_for("A's TIME_WAIT to expire (60 s)", interrupted_at_the_20th_poll, timeout_s=67,
+                     interval_s=0, due=(clock.now + 55, clock.now + 57))
+    last = out.getvalue().splitlines()[-1]
+    assert last.startswith("A's TIME_WAIT to expire (60 s): stopped waiting after ") and "67" not in last
+
+
 def test_on_a_terminal_the_countdown_is_live_and_ends_in_one_line():
     out = io.StringIO()
     out.isatty = lambda: True                                                # a terminal, as rich sees it
