@@ -33,6 +33,7 @@ import errno
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -363,6 +364,17 @@ def host_unchanged():
     if left:
         problems.append(f"lab objects left after the session (`./twlab clean` removes them): {left}")
     assert not problems, "\n".join(problems)
+
+
+@pytest.fixture(autouse=True)
+def signal_handlers_restored():
+    """Each test gets the signal handlers the one before it started with: a stopped task run
+    in-process ignores SIGINT, SIGTERM and SIGHUP from then on (lab.interrupts.ignore_while_exiting,
+    right for a process about to exit, not for the test session)."""
+    kept = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    yield
+    for s, h in kept.items():
+        signal.signal(s, h if h is not None else signal.SIG_DFL)
 
 
 @pytest.fixture(autouse=True)

@@ -5,6 +5,7 @@ naming the command as typed, -h/--help after a task is its help, scenario words 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -169,3 +170,5 @@ def test_an_interrupt_that_escapes_a_tasks_guard_still_exits_130_saying_so(capsy
         program.run(["twlab", "stopped"])
     assert done.value.code == 130
     assert capsys.readouterr().err.strip().startswith("twlab: interrupted by Ctrl-C (SIGINT)")
+    # and a further Ctrl-C as it exits cannot change that exit
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
