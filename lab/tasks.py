@@ -22,11 +22,11 @@ from lab.task_common import CATALOG_PARALLEL, FAMILY_HELP, HOST_HELP, RUN_HELP, 
 @task(name="list")
 def list_scenarios(c):
     """List the scenarios, each with its one-line intent."""
-    from scenarios import catalog
+    from scenarios import listing
 
-    for name, sc in catalog().items():
-        print(f"{name:<24} {sc.intent}  [shaping: {sc.shaping}"
-              + (f"; its link unless --shape: {' '.join(sc.link)}" if sc.link else "") + "]")
+    for name, sc in listing().items():
+        print(f"{name:<24} {sc['intent']}  [shaping: {sc['shaping']}"
+              + (f"; its link unless --shape: {' '.join(sc['link'])}" if sc["link"] else "") + "]")
 
 
 def _page_mode(json: bool) -> str:
