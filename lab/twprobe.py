@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from .backends.base import Host
     from .faults import Faults
 
-__all__ = ["Tuple", "Answer", "Prober", "PROBE_FOR", "OLD"]
+__all__ = ["Tuple", "Answer", "Prober", "PROBE_FOR", "OLD", "measure", "probe_once"]
 
 PROBE_FOR = {"linux": "syn", "gvisor": "ack"}   # the probe each stack answers without side effects
 OLD = 1 << 20          # how far before the far end's FIN + 1 the probe's sequence number lies
@@ -250,6 +250,31 @@ def router_capture(lab, host: str):
     return None
 
 
+def _closed(lab, host: str, peer: str, host_port: int, peer_port: int) -> tuple[list, Tuple | None]:
+    """The router's capture facing *host*, and the closed connection's Tuple from it (None: it
+    does not hold both FINs)."""
+    from .pcap import read_pcap
+
+    path = router_capture(lab, host)
+    segs = read_pcap(path) if path else []
+    return segs, closed_tuple(segs, str(lab.host(host).address), host_port, str(lab.host(peer).address), peer_port)
+
+
+def probe_once(lab, host: str, peer: str, host_port: int, peer_port: int, kind: str | None = None) -> dict:
+    """Does *host* hold the closed connection's 4-tuple right now? One probe from the router (the
+    kind its stack answers without side effects): its answer ("ack": TIME-WAIT holds it; "rst" or
+    "syn-ack": nothing does; "none": no answer), or an "error" saying why none was sent."""
+    _, tup = _closed(lab, host, peer, host_port, peer_port)
+    if tup is None:
+        return {"error": f"the router's capture facing {host} does not hold both FINs"}
+    h = lab.host(host)
+    kind = kind or PROBE_FOR[h.stack]
+    with Prober(lab.host(lab.topology.router.name), lab.faults, tup, kind, h, lab.host(peer)) as prober:
+        ans = prober.probe()
+    lab.note(lab.topology.router.name, f"probed {host}:{host_port} with {kind}: {ans.answer}")
+    return {"stack": h.stack, **ans.to_json()}
+
+
 def measure(lab, host: str, peer: str, host_port: int, peer_port: int, interval_s: float = 1.0,
             timeout_s: float = 150.0, kind: str | None = None, first: tuple[str, ...] = ()) -> dict:
     """How long *host* holds the closed connection's 4-tuple in TIME-WAIT, from the wire: probed
@@ -257,12 +282,8 @@ def measure(lab, host: str, peer: str, host_port: int, peer_port: int, interval_
     until it is gone. TIME-WAIT (re)started when the host's last ACK of the far end's FIN passed
     the router. *first*: other probes sent once before (what the stack answers to them). Returns
     the answers, that start and the bounds on the length (held_for)."""
-    from .pcap import read_pcap
-
     h, p = lab.host(host), lab.host(peer)
-    path = router_capture(lab, host)
-    segs = read_pcap(path) if path else []
-    tup = closed_tuple(segs, str(h.address), host_port, str(p.address), peer_port)
+    segs, tup = _closed(lab, host, peer, host_port, peer_port)
     if tup is None:
         return {"error": f"the router's capture facing {host} does not hold both FINs"}
     acks = [s.t for s in segs if (s.src, s.sport) == (tup.addr, tup.port) and s.has("ACK")

@@ -28,6 +28,10 @@ follow each host's net.ipv4.tcp_max_tw_buckets: a host with no room (0) skips TI
 The pure ACKs are held for a moment only so that CLOSING (one round trip on an unimpeded path)
 lasts long enough for sock_diag to see it; the capture proves CLOSING as well: each side received
 the peer's FIN while its own FIN was unacknowledged.
+
+With a gVisor end (``--stack client=gvisor`` or ``server=gvisor``) the same cases run with their
+waits on the wire, and who holds TIME-WAIT is asked of each end by the router's prober
+(_who_closes_first_wire.py).
 """
 
 from __future__ import annotations
@@ -35,10 +39,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from lab import wire
 from lab.scenario import KeyValue, Scenario
 from lab.shaping import OPTIONAL
 from lab.verdict import Check
 
+from . import _who_closes_first_wire as wired
 from ._keys.who_closes_first import KEY
 from ._premise import time_wait_room
 from ._who_closes_first_simultaneous import (
@@ -78,6 +84,8 @@ def _precondition(sysctls: dict[str, dict[str, str]]) -> str | None:
 
 
 def run(lab: Lab) -> dict:
+    if wire.any_gvisor(lab):                  # no sock_diag there: the same cases, on the wire
+        return wired.run(lab, PORT)
     lab.peer("server").listen("L", PORT)
     cases = {"client-first": _one_side_first(lab, "client"),        # 1. the client closes first
              "server-first": _one_side_first(lab, "server"),        # 2. the server closes first
@@ -282,15 +290,16 @@ NEVER_RAN = {"client-first": (client_first_never_ran,), "server-first": (server_
 
 
 def checks(ev: Evidence):
-    """The cases in the timeline's order; a case that never ran is one failing check."""
-    ran = ev.facts.get("cases", {})
+    """The cases in the timeline's order; a case that never ran is one failing check. With a gVisor
+    host, judged from the wire (_who_closes_first_wire.py)."""
+    ran, judged = ev.facts.get("cases", {}), wired.WIRE_CHECKS if wire.any_gvisor(ev) else CHECKS
     return tuple(fn for case in CASES
-                 for fn in (CHECKS if (ran.get(case) or {}).get("client_port") is not None else NEVER_RAN)[case])
+                 for fn in (judged if (ran.get(case) or {}).get("client_port") is not None else NEVER_RAN)[case])
 
 
 SCENARIO = Scenario(
     name="who-closes-first", intent=INTENT, run=run, analyse=Seen.of, checks=checks,
-    shaping=OPTIONAL, port=PORT, precondition=_precondition, key=KEY,
+    shaping=OPTIONAL, port=PORT, precondition=_precondition, key=KEY, stacks=("linux", "gvisor"),
     key_values=(
         KeyValue("client first: client TIME-WAIT", "client-first-*", "client_time_wait"),
         KeyValue("server first: server TIME-WAIT", "server-first-*", "server_time_wait"),

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from lab import gvisor
+from lab import gvisor, twprobe
 from lab.cleanup import find
 from lab.packets import read_pcap
 from lab.runner import run_scenario
@@ -76,6 +76,52 @@ def test_lost_ack_server_on_gvisor(tmp_path):
     server_fins = [s for s in read_pcap(tmp_path / "server.pcap") if s.sport == PORT and s.has("FIN")]
     assert len(server_fins) == sched["fin_count"]                   # gVisor's own FINs, from its capture
     assert values(report, "time-wait-length-on-the-wire")["stack"] == "linux"
+    nothing_of(report["lab_id"])
+
+
+def probe_answers(pcap, host_addr: str, host_port: int, peer_port: int) -> list[str]:
+    """Straight from a router capture: the prober's segments toward *host_addr*:*host_port* (from
+    the far end's port, with a sequence number far before the far end's FIN + 1) and what the host
+    answered to each: "ack", "rst", "syn-ack" or "none"."""
+    segs = read_pcap(pcap)
+    conn = [s for s in segs if {(s.dst, s.dport), (s.src, s.sport)} & {(host_addr, host_port)}
+            and peer_port in (s.sport, s.dport)]
+    fins = [s for s in conn if s.dst == host_addr and s.has("FIN")]
+    if not fins:
+        return []
+    old = (fins[-1].seq + fins[-1].length + 1 - twprobe.OLD) % (1 << 32)
+    out = []
+    for probe in (s for s in conn if s.dst == host_addr and s.seq == old):
+        reply = next((s for s in conn if s.src == host_addr and s.t > probe.t), None)
+        out.append("none" if reply is None or reply.t > probe.t + 0.3 else
+                   "rst" if reply.has("RST") else "syn-ack" if reply.has("SYN") else "ack")
+    return out
+
+
+@pytest.mark.parametrize("host", ["client", "server"])
+def test_who_closes_first_with_a_gvisor_end(host, tmp_path):
+    """Each case judged from the wire; the probes' answers read again from the router's captures:
+    the closer answers with an ACK (TIME-WAIT), the other end with a RST or a listener's SYN-ACK;
+    after the simultaneous close both answer with an ACK."""
+    from scenarios.who_closes_first import PORT as WCF_PORT
+
+    report = run_scenario("who-closes-first", backend="netns", artifacts=tmp_path,
+                          options={"stacks": {host: "gvisor"}})
+    got = outcomes(report)
+    assert report["verdict"] == "pass", (got, [c["observed"] for c in report["checks"] if c["outcome"] != "pass"])
+    assert set(got) == {"client-first-only-client-holds-time-wait", "server-first-only-server-holds-time-wait",
+                        "simultaneous-fins-cross", "simultaneous-both-closing", "simultaneous-both-hold-time-wait"}
+    addr = {h: v["addresses"] for h, v in report["hosts"].items()}
+    addr = {h: a if isinstance(a, str) else next(iter(a.values())) for h, a in addr.items()}
+    cases = report["facts"]["cases"]
+    for case, closer in (("client-first", "client"), ("server-first", "server"), ("simultaneous", None)):
+        cport = cases[case]["client_port"]
+        client = probe_answers(tmp_path / "router-client.pcap", addr["client"], cport, WCF_PORT)
+        server = probe_answers(tmp_path / "router-server.pcap", addr["server"], WCF_PORT, cport)
+        assert len(client) == 1 and len(server) == 1, (case, client, server)
+        want = {"client": ("ack",) if closer in ("client", None) else ("rst",),
+                "server": ("ack",) if closer in ("server", None) else ("rst", "syn-ack")}
+        assert client[0] in want["client"] and server[0] in want["server"], (case, client, server)
     nothing_of(report["lab_id"])
 
 
