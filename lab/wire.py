@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from .evidence import Evidence
     from .packets import Segment
 
-__all__ = ["stack_of", "any_gvisor", "at_router", "fins", "acks_of_fin", "NO_SOCK_DIAG"]
+__all__ = ["stack_of", "any_gvisor", "at_router", "fins", "acks_of_fin", "fin_acked", "NO_SOCK_DIAG"]
 
 NO_SOCK_DIAG = ("gVisor's netstack has no sock_diag (and its /proc/net/tcp lists no TIME-WAIT "
                 "endpoint): its states and timers are observed from the wire only")
@@ -51,3 +51,11 @@ def acks_of_fin(segs: list[Segment], fin: Segment, after: float | None = None) -
     want = (fin.seq + fin.length + 1) & 0xFFFFFFFF
     return [s for s in segs if s.sport == fin.dport and s.dport == fin.sport and s.has("ACK")
             and s.ack == want and not s.has("RST") and (after is None or s.t >= after)]
+
+
+def fin_acked(lab: Lab, sender: str, sport: int, dport: int) -> bool:
+    """*sender*'s FIN (from its port *sport* to the peer's *dport*) acknowledged by the peer, as the
+    router's capture facing *sender* shows: the ACK has crossed the router."""
+    segs = at_router(lab, sender)
+    f = fins(segs, sport, dport)
+    return bool(f and acks_of_fin(segs, f[0], after=f[0].t))

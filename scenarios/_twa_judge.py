@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
     from .tw_assassination import Seen
 
-__all__ = ["ANSWER_S", "KILL_S", "WATCH_S", "missing_in", "ms", "paws_does_not_prevent_it",
-           "time_wait_assassinated", "time_wait_survives_rst"]
+__all__ = ["ANSWER_S", "KILL_S", "WATCH_S", "CITE_PAWS", "missing_in", "ms", "paws_does_not_prevent_it",
+           "time_wait_assassinated", "time_wait_survives_rst", "is_ack", "wire_judged", "wire_said"]
 
 WATCH_S = 0.5                   # how long the client is watched after the replay (the run waits this)
 ANSWER_S = 0.05                 # an answer leaves the client within this of what it answers
@@ -113,7 +113,7 @@ def time_wait_survives_rst(s: Seen) -> Check:
     probe with its ACK of SND.NXT, RCV.NXT (the wire)."""
     tw_after = s.ev.facts.get("tw_after") or {}
     diag_ok = _in_window(s) and _gone(s) is None and tw_after.get("state") == "TIME_WAIT"
-    wire_ok = _is_ack(s.answer) and (s.answer.seq, s.answer.ack) == (s.want_seq, s.want_ack) and _probe_rsts(s) == 0
+    wire_ok = is_ack(s.answer) and (s.answer.seq, s.answer.ack) == (s.want_seq, s.want_ack) and _probe_rsts(s) == 0
     return _fate(s, "time-wait-survives-rst", EXPECT_SURVIVES, diag_ok, wire_ok)
 
 
@@ -131,7 +131,7 @@ def _is_rst(a: Segment | None) -> bool:
     return a is not None and a.has("RST") and not a.has("ACK")
 
 
-def _is_ack(a: Segment | None) -> bool:
+def is_ack(a: Segment | None) -> bool:
     return a is not None and a.flags == "ACK" and a.length == 0
 
 
@@ -144,7 +144,7 @@ def _fate(s: Seen, name: str, expected: str, diag_ok: bool, wire_ok: bool) -> Ch
     wrong fate fails; otherwise a half unobserved leaves it undecided."""
     rst, gone, tw_after = s.rst_at_cli, _gone(s), s.ev.facts.get("tw_after") or {}
     diag, diag_missing = _diag_judged(s, gone, tw_after, diag_ok)
-    wire, wire_missing = _wire_judged(s, wire_ok)
+    wire, wire_missing = wire_judged(s, wire_ok)
     ok = False if False in (diag, wire) else None if None in (diag, wire) else True
     last = [x for x in s.conn.samples("client", state="TIME_WAIT") if gone is None or x.asked < gone]
     early_s = round(last[-1].expires_ms / 1000, 1) if last and gone else None      # left when it was killed
@@ -156,20 +156,20 @@ def _fate(s: Seen, name: str, expected: str, diag_ok: bool, wire_ok: bool) -> Ch
          + (f"gone {ms(gone - rst.t)} ms after the RST, with {early_s} s of its timer left" if gone
             else f"still {tw_after.get('state')} {WATCH_S} s later ({tw_after.get('expires_ms')} ms left)"
             if tw_after else "not seen")
-         + f"; wire: {_wire_said(s)}"),
+         + f"; wire: {wire_said(s)}"),
         ok,
         {"rst_seq": rst and rst.seq, "rcv_nxt": s.want_ack, "tcp_rfc1337": int(s.rfc1337),
          "gone_after_rst_ms": ms(gone - rst.t) if gone and rst else None,
          "state_after": tw_after.get("state"), "tw_left_after_ms": tw_after.get("expires_ms"),
          "timer_left_when_killed_s": early_s, "decided_by_sock_diag": bool(diag_ok),
          "decided_by_wire": bool(wire_ok), "probe_answer": None if a is None else "RST" if _is_rst(a)
-         else "ACK" if _is_ack(a) else a.flags,
+         else "ACK" if is_ack(a) else a.flags,
          "probe_answer_seq": a and a.seq, "probe_ack": probe and probe.ack, "probe_TcpOutRsts": _probe_rsts(s)},
         missing="; ".join(x for x in (diag_missing, wire_missing) if x)
         + ("; sock_diag alone does not decide" if wire is None and diag else ""))
 
 
-def _wire_judged(s: Seen, wire_ok: bool) -> tuple[bool | None, str]:
+def wire_judged(s: Seen, wire_ok: bool) -> tuple[bool | None, str]:
     """The wire's half: a probe that never reached the client's capture leaves it unobserved; an
     answer missing from a capture that dropped packets too."""
     if s.probe is None:
@@ -181,7 +181,7 @@ def _wire_judged(s: Seen, wire_ok: bool) -> tuple[bool | None, str]:
     return wire_ok, ""
 
 
-def _wire_said(s: Seen) -> str:
+def wire_said(s: Seen) -> str:
     a, probe, rst = s.answer, s.probe, s.rst_at_cli
     if a is None:
         return "the old segment replayed again " + (f"drew no answer within {round(ANSWER_S * 1000)} ms"
@@ -189,7 +189,8 @@ def _wire_said(s: Seen) -> str:
     said = f"{a.flags} seq {a.seq}" + (f" ack {a.ack}" if a.has("ACK") else "")
     return (f"the old segment replayed again {ms(probe.t - rst.t) if rst else '-'} ms after "
             f"the RST drew {said} from the client {ms(a.t - probe.t)} ms later (probe's ack {probe.ack}; "
-            f"SND.NXT {s.want_seq}, RCV.NXT {s.want_ack}); client TcpOutRsts +{_probe_rsts(s)}")
+            f"SND.NXT {s.want_seq}, RCV.NXT {s.want_ack})"
+            + (f"; client TcpOutRsts +{_probe_rsts(s)}" if "client" in s.ev.facts.get("probe_counters", {}) else ""))
 
 
 def _diag_judged(s: Seen, gone: float | None, tw_after: dict, diag_ok: bool) -> tuple[bool | None, str]:

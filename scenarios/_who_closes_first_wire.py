@@ -54,14 +54,6 @@ def _open_pair(lab: Lab, port: int, name: str) -> int:
     return r["local"][1]
 
 
-def _acked_fin(lab: Lab, sender: str, ports: tuple[int, int]) -> bool:
-    """*sender*'s FIN of the connection (*ports*: its port, the peer's) acknowledged by the peer,
-    as the router's capture facing *sender* shows (the ACK has then crossed the router)."""
-    segs = wire.at_router(lab, sender)
-    f = wire.fins(segs, *ports)
-    return bool(f and wire.acks_of_fin(segs, f[0], after=f[0].t))
-
-
 def _probes(lab: Lab, cport: int, port: int) -> dict:
     return {"client": twprobe.probe_once(lab, "client", "server", cport, port),
             "server": twprobe.probe_once(lab, "server", "client", port, cport)}
@@ -76,10 +68,10 @@ def _one_side_first(lab: Lab, port: int, closer: str) -> dict:
     mine = {"client": (cport, port), "server": (port, cport)}
     lab.peer(closer).close(socks[closer])
     lab.wait_for(f"the {other}'s ACK of the {closer}'s FIN (on the wire)",
-                 lambda: _acked_fin(lab, closer, mine[closer]), timeout_s=5)
+                 lambda: wire.fin_acked(lab, closer, *mine[closer]), timeout_s=5)
     lab.peer(other).close(socks[other])
     lab.wait_for(f"the {closer}'s ACK of the {other}'s FIN (on the wire)",
-                 lambda: _acked_fin(lab, other, mine[other]), timeout_s=5)
+                 lambda: wire.fin_acked(lab, other, *mine[other]), timeout_s=5)
     return {"client_port": cport, "probes": _probes(lab, cport, port)}
 
 
@@ -107,7 +99,7 @@ def _simultaneous(lab: Lab, port: int) -> dict:
     for name in ("fin-c2s", "fin-s2c", "ack-c2s", "ack-s2c"):
         faults.lift(name)
     lab.wait_for("both ACKs handed across (on the wire)",
-                 lambda: _acked_fin(lab, "client", (cport, port)) and _acked_fin(lab, "server", (port, cport)),
+                 lambda: wire.fin_acked(lab, "client", cport, port) and wire.fin_acked(lab, "server", port, cport),
                  timeout_s=5)
     probes = _probes(lab, cport, port)
     client.close("simultaneous")

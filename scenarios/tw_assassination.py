@@ -47,6 +47,10 @@ timestamps; the checks follow whichever is in force.
     1.1    (end)
 
 Flip: --sysctl client:net.ipv4.tcp_rfc1337=1 (the TIME-WAIT survives the RST).
+
+With a gVisor end (--stack client=gvisor or server=gvisor) the close is waited for on the wire; a
+gVisor client is judged from the captures against gVisor's own choice, to ignore the RST
+(_twa_wire.py); a gVisor server's closed port must send segment 5.3 as Linux's does.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from lab import wire
 from lab.nsops import read_counters
 from lab.observe import counters_delta
 from lab.scenario import KeyValue, Scenario
@@ -115,38 +120,57 @@ def run(lab: Lab) -> dict:
     out["copied"] = [s.to_json() for s in old]          # the server's data, copied on its way
     time.sleep(0.05)                                   # the FINs carry later TSvals
 
-    # the client closes first (RFC 1337 figure 1, segments 2-5); the server closes everything
-    client.close("c")
-    lab.wait_for("the server to see the client's FIN (CLOSE_WAIT)",
-                 lambda: _state(lab, "server", key_srv) == "CLOSE_WAIT", timeout_s=5)
-    server.close("c")
-    server.close("L")                                  # fully closed: no socket for the port at all
-    lab.wait_for("the client's TIME_WAIT and no server socket",
-                 lambda: _state(lab, "client", key_cli) == "TIME_WAIT"
-                 and _state(lab, "server", key_srv) is None, timeout_s=5)
+    _close_both(lab, client, server, key_cli, key_srv)   # RFC 1337 figure 1, segments 2-5
     time.sleep(TW_WAIT_S)
-    tw = lab.views["client"].lookup(key_cli)
+    tw = lab.views["client"].lookup(key_cli)         # a gVisor host's sockets are not Linux's: None
     out["tw_before"] = tw.to_json() if tw else None
     out["server_socket_before"] = _state(lab, "server", key_srv)
-    before = {h: read_counters(lab.host(h).nspath) for h in ("client", "server")}
+    before = _counters(lab)
     if old:
         out["injected_at"] = lab.faults.inject(old[:1], C)        # segment 5.1
     time.sleep(WATCH_S)
     tw = lab.views["client"].lookup(key_cli)
     out["tw_after"] = tw.to_json() if tw else None
-    out["counters"] = {h: counters_delta(before[h], read_counters(lab.host(h).nspath))
-                       for h in ("client", "server")}
+    out["counters"] = _counters(lab, before)
     if old:
         # the wire's verdict: the same old segment once more - a live TIME-WAIT ACKs it, a killed
         # one leaves no socket and the client's stack answers RST
-        before = {h: read_counters(lab.host(h).nspath) for h in ("client", "server")}
+        before = _counters(lab)
         out["probe_at"] = lab.faults.inject(old[:1], C)
         time.sleep(PROBE_WATCH_S)
         tw = lab.views["client"].lookup(key_cli)
         out["tw_after_probe"] = tw.to_json() if tw else None
-        out["probe_counters"] = {h: counters_delta(before[h], read_counters(lab.host(h).nspath))
-                                 for h in ("client", "server")}
+        out["probe_counters"] = _counters(lab, before)
     return out
+
+
+def _close_both(lab: Lab, client, server, key_cli: tuple, key_srv: tuple) -> None:
+    """The client closes first; the server closes everything (no socket for the port at all).
+    Waited for through sock_diag, or on the wire when an end runs gVisor (it has no sock_diag)."""
+    on_wire = wire.any_gvisor(lab)
+    client.close("c")
+    if on_wire:
+        lab.wait_for("the server's ACK of the client's FIN (on the wire)",
+                     lambda: wire.fin_acked(lab, "client", CLIENT_PORT, PORT), timeout_s=5)
+    else:
+        lab.wait_for("the server to see the client's FIN (CLOSE_WAIT)",
+                     lambda: _state(lab, "server", key_srv) == "CLOSE_WAIT", timeout_s=5)
+    server.close("c")
+    server.close("L")
+    if on_wire:
+        lab.wait_for("the client's ACK of the server's FIN (on the wire)",
+                     lambda: wire.fin_acked(lab, "server", PORT, CLIENT_PORT), timeout_s=5)
+    else:
+        lab.wait_for("the client's TIME_WAIT and no server socket",
+                     lambda: _state(lab, "client", key_cli) == "TIME_WAIT"
+                     and _state(lab, "server", key_srv) is None, timeout_s=5)
+
+
+def _counters(lab: Lab, before: dict | None = None) -> dict:
+    """The Linux hosts' counters (a gVisor host keeps none Linux can read), or their change since
+    *before*."""
+    now = {h: read_counters(lab.host(h).nspath) for h in ("client", "server") if wire.stack_of(lab, h) == "linux"}
+    return now if before is None else {h: counters_delta(before[h], now[h]) for h in now}
 
 
 def _state(lab: Lab, host: str, key: tuple) -> str | None:
@@ -295,9 +319,10 @@ def time_wait_acks_it(s: Seen) -> Check:
 def closed_server_answers_rst(s: Seen) -> Check:
     """5.3: the server, with no socket, reflects the ACK as RST <SEQ=SEG.ACK>."""
     rst, ack_at_srv = s.rst, s.ack_at_srv
+    linux = wire.stack_of(s.ev, "server") == "linux"      # gVisor keeps no counter Linux can read
     out_rsts = s.ev.facts.get("counters", {}).get("server", {}).get("TcpOutRsts", 0)
     if rst is not None:
-        ok = rst.seq == ack_at_srv.ack and not rst.has("ACK") and out_rsts >= 1
+        ok = rst.seq == ack_at_srv.ack and not rst.has("ACK") and (out_rsts >= 1 or not linux)
     elif s.no_replay:
         ok = None
     elif s.ack is None:         # nothing to answer in client.pcap: time-wait-acks-it says why
@@ -309,9 +334,9 @@ def closed_server_answers_rst(s: Seen) -> Check:
         "the ACK reaches the server, which has no socket and answers RST with seq = the ACK's ack (no ACK bit)",
         (f"server.pcap: ACK {'arrived' if ack_at_srv else 'never arrived'}; "
          + (f"{rst.flags} seq {rst.seq} {ms(rst.t - ack_at_srv.t)} ms later (ACK's ack {ack_at_srv.ack})"
-            if rst else "no RST") + f"; server TcpOutRsts +{out_rsts}"),
+            if rst else "no RST") + (f"; server TcpOutRsts +{out_rsts}" if linux else "; the server runs gVisor")),
         ok, {"rst_seq": rst and rst.seq, "rst_flags": rst and rst.flags,
-             "ack_ack": ack_at_srv and ack_at_srv.ack, "TcpOutRsts": out_rsts},
+             "ack_ack": ack_at_srv and ack_at_srv.ack, "TcpOutRsts": out_rsts if linux else None},
         missing=s.no_replay or ("client.pcap lacks TIME-WAIT's ACK" if s.ack is None
                                 else "server.pcap lacks the ACK or the RST")
         + f" ({s.ev.capture_hole('client', 'server')})")
@@ -321,14 +346,26 @@ def closed_server_answers_rst(s: Seen) -> Check:
 FIGURE_1 = (old_duplicate_reaches_time_wait, time_wait_acks_it, closed_server_answers_rst, paws_does_not_prevent_it)
 
 
+def gvisor_client_checks():
+    """A gVisor client: the replay's arrival and the RST's effect from the wire (_twa_wire.py); PAWS's
+    counter is Linux's."""
+    from ._twa_wire import old_duplicate_reaches_time_wait_wire, paws_not_applicable, time_wait_survives_rst_wire
+
+    return (old_duplicate_reaches_time_wait_wire, time_wait_acks_it, closed_server_answers_rst,
+            paws_not_applicable, time_wait_survives_rst_wire)
+
+
 def checks(ev: Evidence):
-    """What the RST must do follows the client's tcp_rfc1337 in force."""
+    """What the RST must do follows the client's tcp_rfc1337 in force; a gVisor client is judged
+    from the wire against gVisor's own choice (_twa_wire.py)."""
+    if wire.stack_of(ev, "client") == "gvisor":
+        return gvisor_client_checks()
     return FIGURE_1 + ((time_wait_survives_rst,) if _rfc1337(ev) else (time_wait_assassinated,))
 
 
 SCENARIO = Scenario(
     name="tw-assassination", intent=INTENT, run=run, analyse=Seen.of, checks=checks,
-    precondition=precondition, shaping=OPTIONAL, port=PORT, key=KEY,
+    precondition=precondition, shaping=OPTIONAL, port=PORT, key=KEY, stacks=("linux", "gvisor"),
     key_values=(
         KeyValue("tcp_rfc1337", "time-wait-*", "tcp_rfc1337"),
         KeyValue("TIME-WAIT after the RST", "time-wait-*", "state_after", none_means="gone (killed)"),

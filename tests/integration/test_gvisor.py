@@ -125,6 +125,38 @@ def test_who_closes_first_with_a_gvisor_end(host, tmp_path):
     nothing_of(report["lab_id"])
 
 
+def test_tw_assassination_a_gvisor_client_ignores_the_rst(tmp_path):
+    """RFC 1337 figure 1 against gVisor's TIME-WAIT; read again from client.pcap: the server's RST
+    reached the client, and the old segment replayed after it drew an ACK, not a RST."""
+    from scenarios.tw_assassination import CLIENT_PORT
+
+    report = run_scenario("tw-assassination", backend="netns", artifacts=tmp_path,
+                          options={"stacks": {"client": "gvisor"}})
+    got = outcomes(report)
+    assert report["verdict"] == "pass" and got["time-wait-survives-rst"] == "pass", got
+    assert got["paws-does-not-prevent-it"] == "n/a"
+    segs = read_pcap(tmp_path / "client.pcap")
+    rst = next(s for s in segs if s.dport == CLIENT_PORT and s.has("RST"))
+    probe_at = report["facts"]["probe_at"]
+    answer = next(s for s in segs if s.sport == CLIENT_PORT and s.t > max(rst.t, probe_at))
+    assert answer.flags == "ACK" and answer.ack == rst.seq, answer      # TIME-WAIT's ACK of RCV.NXT
+    nothing_of(report["lab_id"])
+
+
+def test_tw_assassination_a_gvisor_server_sends_the_rst_that_kills_linux(tmp_path):
+    from scenarios.tw_assassination import CLIENT_PORT
+
+    report = run_scenario("tw-assassination", backend="netns", artifacts=tmp_path,
+                          options={"stacks": {"server": "gvisor"}})
+    got = outcomes(report)
+    assert report["verdict"] == "pass" and got["time-wait-assassinated"] == "pass", got
+    segs = read_pcap(tmp_path / "server.pcap")
+    ack = next(s for s in segs if s.sport == CLIENT_PORT and s.flags == "ACK" and s.t > report["facts"]["injected_at"])
+    rst = next(s for s in segs if s.dport == CLIENT_PORT and s.has("RST") and s.t >= ack.t)
+    assert rst.seq == ack.ack and not rst.has("ACK")                   # gVisor's closed port: <SEQ=SEG.ACK><RST>
+    nothing_of(report["lab_id"])
+
+
 def one_line(done, *mentions: str) -> str:
     assert done.returncode == 2, (done.returncode, done.stdout[-1500:], done.stderr[-1500:])
     lines = done.stderr.splitlines()
