@@ -53,9 +53,9 @@ def acks_of_fin(segs: list[Segment], fin: Segment, after: float | None = None) -
             and s.ack == want and not s.has("RST") and (after is None or s.t >= after)]
 
 
-def fin_acked(lab: Lab, sender: str, sport: int, dport: int) -> bool:
-    """*sender*'s FIN (from its port *sport* to the peer's *dport*) acknowledged by the peer, as the
-    router's capture facing *sender* shows: the ACK has crossed the router."""
-    segs = at_router(lab, sender)
+def fin_acked(lab: Lab, facing: str, sport: int, dport: int) -> bool:
+    """The FIN from port *sport* to port *dport* acknowledged by its receiver, as the router's
+    capture facing *facing* shows (facing the FIN's sender: the ACK has crossed the router)."""
+    segs = at_router(lab, facing)
     f = fins(segs, sport, dport)
     return bool(f and acks_of_fin(segs, f[0], after=f[0].t))

@@ -54,12 +54,8 @@ def run(lab: Lab, port: int) -> dict:
     server.recv("conn")
     client.close("c")                                          # FIN ->
 
-    def fin_acked(by: str, sender_port: int, receiver_port: int, facing: str):
-        segs = wire.at_router(lab, facing)
-        f = wire.fins(segs, sender_port, receiver_port)
-        return f and wire.acks_of_fin(segs, f[0], after=f[0].t)
     lab.wait_for("the server's ACK of the client's FIN (on the wire)",
-                 lambda: fin_acked("server", cport, port, "server"), timeout_s=5)
+                 lambda: wire.fin_acked(lab, "server", cport, port), timeout_s=5)
     lab.faults.drop("lost-ack", lab.host("client"), lab.host("server"), flags="ack")
     server.shutdown("conn", "wr")                              # <- FIN, server LAST_ACK
     lab.wait_for(f"{FINS_UNDER_DROP} FINs from the server (on the wire)",

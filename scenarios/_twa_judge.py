@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .tw_assassination import Seen
 
 __all__ = ["ANSWER_S", "KILL_S", "WATCH_S", "CITE_PAWS", "missing_in", "ms", "paws_does_not_prevent_it",
-           "time_wait_assassinated", "time_wait_survives_rst", "is_ack", "wire_judged", "wire_said"]
+           "time_wait_assassinated", "time_wait_survives_rst", "is_ack", "in_window", "wire_judged", "wire_said"]
 
 WATCH_S = 0.5                   # how long the client is watched after the replay (the run waits this)
 ANSWER_S = 0.05                 # an answer leaves the client within this of what it answers
@@ -103,7 +103,7 @@ def time_wait_assassinated(s: Seen) -> Check:
     """tcp_rfc1337=0: the RST kills the TIME-WAIT at once (sock_diag), and the probe finds no
     socket: the client's stack answers it with a RST, seq = the probe's ack (the wire)."""
     rst, gone, tw_after = s.rst_at_cli, _gone(s), s.ev.facts.get("tw_after") or {}
-    diag_ok = _in_window(s) and gone is not None and gone - rst.t < KILL_S and not tw_after
+    diag_ok = in_window(s) and gone is not None and gone - rst.t < KILL_S and not tw_after
     wire_ok = _is_rst(s.answer) and s.answer.seq == s.probe.ack and _probe_rsts(s) >= 1
     return _fate(s, "time-wait-assassinated", EXPECT_KILLED, diag_ok, wire_ok)
 
@@ -112,12 +112,12 @@ def time_wait_survives_rst(s: Seen) -> Check:
     """tcp_rfc1337=1: the RST is ignored: the TIME-WAIT is still there (sock_diag), and answers the
     probe with its ACK of SND.NXT, RCV.NXT (the wire)."""
     tw_after = s.ev.facts.get("tw_after") or {}
-    diag_ok = _in_window(s) and _gone(s) is None and tw_after.get("state") == "TIME_WAIT"
+    diag_ok = in_window(s) and _gone(s) is None and tw_after.get("state") == "TIME_WAIT"
     wire_ok = is_ack(s.answer) and (s.answer.seq, s.answer.ack) == (s.want_seq, s.want_ack) and _probe_rsts(s) == 0
     return _fate(s, "time-wait-survives-rst", EXPECT_SURVIVES, diag_ok, wire_ok)
 
 
-def _in_window(s: Seen) -> bool:
+def in_window(s: Seen) -> bool:
     """The RST at the client carries seq = RCV.NXT: the one TIME-WAIT acts on."""
     return s.rst_at_cli is not None and s.want_ack is not None and s.rst_at_cli.seq == s.want_ack
 
@@ -204,7 +204,7 @@ def _diag_judged(s: Seen, gone: float | None, tw_after: dict, diag_ok: bool) -> 
     if rst is None:
         hole = ev.capture_hole("client", "server")
         return (None, f"the server's RST is not in the captures ({hole})") if hole else (False, "")
-    if s.rfc1337 or not _in_window(s) or tw_after:
+    if s.rfc1337 or not in_window(s) or tw_after:
         return False, ""
     alive = [x.asked for x in s.conn.samples("client", state="TIME_WAIT") if x.asked > rst.t + KILL_S]
     gap = ev.sampler_gap_ms(rst.t, rst.t + KILL_S)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from lab import wire
 from lab.verdict import Check
 
-from ._twa_judge import CITE_PAWS, WATCH_S, is_ack, wire_judged, wire_said
+from ._twa_judge import CITE_PAWS, WATCH_S, in_window, is_ack, wire_judged, wire_said
 
 if TYPE_CHECKING:
     from .tw_assassination import Seen
@@ -67,9 +67,8 @@ def time_wait_survives_rst_wire(s: Seen) -> Check:
     """gVisor's choice: the RST is ignored, so the old segment replayed after it is answered by
     TIME-WAIT's ACK of SND.NXT, RCV.NXT; a RST answer means the RST killed it."""
     rst, a = s.rst_at_cli, s.answer
-    in_window = rst is not None and s.want_ack is not None and rst.seq == s.want_ack
     wire_ok = is_ack(a) and (a.seq, a.ack) == (s.want_seq, s.want_ack)
-    if not in_window:
+    if not in_window(s):
         ok, missing = None, ("no RST with seq = RCV.NXT reached the client (closed-server-answers-rst says why): "
                              "nothing for the TIME-WAIT to survive")
     else:
