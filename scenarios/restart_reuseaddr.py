@@ -28,6 +28,9 @@ before and just after each bind to show what held the port at that moment.
     0      server (new)      socket(), [SO_REUSEADDR], bind(:P)   -                  EADDRINUSE or ok
     0      sock_diag         server sockets on :P again
     0      client            (bind ok) connect to the new server  SYN..              ESTABLISHED
+
+With a gVisor server (--stack server=gvisor) the TIME-WAIT is followed on the wire and confirmed by
+the router's prober just before each bind(); gVisor's own port rule decides (_reuseaddr_wire.py).
 """
 
 from __future__ import annotations
@@ -37,11 +40,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from lab import twprobe, wire
 from lab.records import SocketInfo
 from lab.scenario import KeyValue, Scenario
 from lab.shaping import OPTIONAL
 from lab.verdict import Check
 
+from . import _reuseaddr_wire as wired
 from ._keys.restart_reuseaddr import KEY
 from ._premise import time_wait_room
 
@@ -77,52 +82,68 @@ def _precondition(sysctls: dict[str, dict[str, str]]) -> str | None:
 
 
 def run(lab: Lab) -> dict:
-    client = lab.peer("client")
-    srv_addr = lab.host("server").address
-    view = lab.views["server"]
-    cases = {}
-    for i, (name, old_flag, new_flag, old_alive) in enumerate(CASES):
-        port = PORT + i
-        old = lab.peer("server", process=f"old-{name}")
-        old.listen("L", port, reuseaddr=old_flag)
-        client.connect(name, srv_addr, port)
-        old.accept("L", as_="conn")
-        client.send(name, b"req")
-        old.recv("conn")
-        old.close("conn")                                        # the server closes first
-        client.recv(name)                                        # EOF
-        client.close(name)
+    return {"cases": {name: _case(lab, PORT + i, name, old_flag, new_flag, old_alive)
+                      for i, (name, old_flag, new_flag, old_alive) in enumerate(CASES)}}
+
+
+def _case(lab: Lab, port: int, name: str, old_flag: bool, new_flag: bool, old_alive: bool) -> dict:
+    """One case on its own port. A gVisor server (no sock_diag) is followed on the wire, and the
+    router's prober asks whether its TIME-WAIT holds the old connection just before bind()."""
+    client, srv_addr = lab.peer("client"), lab.host("server").address
+    view, on_wire = lab.views["server"], wire.stack_of(lab, "server") == "gvisor"
+    old = lab.peer("server", process=f"old-{name}")
+    old.listen("L", port, reuseaddr=old_flag)
+    cport = client.connect(name, srv_addr, port)["local"][1]
+    old.accept("L", as_="conn")
+    client.send(name, b"req")
+    old.recv("conn")
+    old.close("conn")                                        # the server closes first
+    client.recv(name)                                        # EOF
+    client.close(name)
+    if on_wire:
+        lab.wait_for(f"{name}: the server's ACK of the client's FIN (on the wire: server TIME-WAIT)",
+                     lambda: wire.fin_acked(lab, "client", cport, port), timeout_s=5)
+    else:
         lab.wait_for(f"{name}: the server's connection in TIME_WAIT on :{port}",
-                     lambda port=port: view.sockets(port=port, states={"TIME_WAIT"}), timeout_s=5)
-        if not old_alive:
-            lab.stop_peer("server", f"old-{name}")               # the process exits: its listener closes
+                     lambda: view.sockets(port=port, states={"TIME_WAIT"}), timeout_s=5)
+    if not old_alive:
+        lab.stop_peer("server", f"old-{name}")               # the process exits: its listener closes
+        if not on_wire:
             lab.wait_for(f"{name}: the old listener on :{port} to be gone",
-                         lambda port=port: not view.sockets(port=port, states={"LISTEN"}), timeout_s=5)
-        new = lab.peer("server", process=f"new-{name}")
-        before = view.sockets(port=port)
-        bound = new.call("bind", sock="L", port=port, reuseaddr=new_flag)
-        after = view.sockets(port=port)
-        client_socks = lab.views["client"].sockets(port=port)
-        case = {"port": port, "old_reuseaddr": old_flag, "new_reuseaddr": new_flag, "old_alive": old_alive,
-                "bind_ok": bound.ok, "bind_errno": bound.errno, "bind_error": bound.error, "bind_t": bound.t,
-                "server_sockets_before_bind": [s.to_json() for s in before],
-                "server_sockets_after_bind": [s.to_json() for s in after if s.state != "CLOSE"],
-                "client_sockets_at_bind": [s.to_json() for s in client_socks]}
-        if bound.ok:                                             # the restarted server serves
-            listened = new.listen("L", port)
-            case["listen_ok"] = listened.ok
-            if listened.ok:
-                conn = client.connect(f"{name}-again", srv_addr, port)
-                case["reconnect_ok"] = conn.ok
-                if conn.ok:
-                    new.accept("L", as_="conn2")
-                    client.close(f"{name}-again")
-                    new.close("conn2")
-        lab.stop_peer("server", f"new-{name}")
-        if old_alive:
-            lab.stop_peer("server", f"old-{name}")
-        cases[name] = case
-    return {"cases": cases}
+                         lambda: not view.sockets(port=port, states={"LISTEN"}), timeout_s=5)
+    new = lab.peer("server", process=f"new-{name}")
+    before = view.sockets(port=port)
+    probe = twprobe.probe_once(lab, "server", "client", port, cport) if on_wire else None
+    bound = new.call("bind", sock="L", port=port, reuseaddr=new_flag)
+    after = view.sockets(port=port)
+    case = {"port": port, "client_port": cport, "old_reuseaddr": old_flag, "new_reuseaddr": new_flag,
+            "old_alive": old_alive, "bind_ok": bound.ok, "bind_errno": bound.errno, "bind_error": bound.error,
+            "bind_t": bound.t, "server_sockets_before_bind": [s.to_json() for s in before],
+            "server_sockets_after_bind": [s.to_json() for s in after if s.state != "CLOSE"],
+            "client_sockets_at_bind": [s.to_json() for s in lab.views["client"].sockets(port=port)],
+            **({"server_probe": probe} if probe is not None else {})}
+    if bound.ok:
+        case.update(_serve_again(lab, new, name, srv_addr, port))
+    lab.stop_peer("server", f"new-{name}")
+    if old_alive:
+        lab.stop_peer("server", f"old-{name}")
+    return case
+
+
+def _serve_again(lab: Lab, new, name: str, srv_addr, port: int) -> dict:
+    """The restarted server listens and a client connects to it."""
+    out = {}
+    listened = new.listen("L", port)
+    out["listen_ok"] = listened.ok
+    if listened.ok:
+        client = lab.peer("client")
+        conn = client.connect(f"{name}-again", srv_addr, port)
+        out["reconnect_ok"] = conn.ok
+        if conn.ok:
+            new.accept("L", as_="conn2")
+            client.close(f"{name}-again")
+            new.close("conn2")
+    return out
 
 
 # -- what the checks share ------------------------------------------------------------------------
@@ -188,7 +209,10 @@ def _expect(case: Case) -> tuple[bool, list[str]]:
 
 def time_wait_holds_port(case: Case) -> Check:
     """The setup: the server (which closed first) holds TIME-WAIT on the port at the moment of
-    bind, the client does not; the old listener is gone unless it is meant to be alive."""
+    bind, the client does not; the old listener is gone unless it is meant to be alive. A gVisor
+    server: asked on the wire (_reuseaddr_wire.py)."""
+    if "server_probe" in case.facts:
+        return wired.time_wait_holds_port_wire(case)
     tw_before, tw_after = case.holding("TIME_WAIT"), case.holding("TIME_WAIT", "after")
     listen_before = case.holding("LISTEN")
     client_tw = [x for x in case.client_at_bind if x.state == "TIME_WAIT"]
@@ -218,7 +242,10 @@ def time_wait_holds_port(case: Case) -> Check:
 def bind_follows_the_rule(case: Case) -> Check:
     """The verdict on bind(): Linux's rule, applied to what sock_diag saw holding the port. With
     nothing on the port at that moment (no TIME-WAIT, no listener) the rule has nothing to act
-    on: a bind() that succeeds then shows nothing about SO_REUSEADDR (the setup check fails)."""
+    on: a bind() that succeeds then shows nothing about SO_REUSEADDR (the setup check fails). A
+    gVisor server: gVisor's own rule, applied to what the probe found (_reuseaddr_wire.py)."""
+    if "server_probe" in case.facts:
+        return wired.bind_follows_the_rule_wire(case)
     f, name = case.facts, case.name
     tw_before, listen_before = case.holding("TIME_WAIT"), case.holding("LISTEN")
     want_ok, conflicts = _expect(case)
@@ -287,7 +314,7 @@ def checks(ev: Evidence):
 
 SCENARIO = Scenario(
     name="restart-reuseaddr", intent=INTENT, run=run, analyse=Seen.of, checks=checks,
-    shaping=OPTIONAL, port=PORT, precondition=_precondition, key=KEY,
+    shaping=OPTIONAL, port=PORT, precondition=_precondition, key=KEY, stacks=("linux", "gvisor"),
     key_values=(
         KeyValue("neither SO_REUSEADDR: bind", "neither-bind", "error"),
         KeyValue("both: bind", "both-bind", "error"),

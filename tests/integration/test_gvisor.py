@@ -157,6 +157,24 @@ def test_tw_assassination_a_gvisor_server_sends_the_rst_that_kills_linux(tmp_pat
     nothing_of(report["lab_id"])
 
 
+def test_restart_reuseaddr_with_a_gvisor_server(tmp_path):
+    """bind() in gVisor over its own TIME-WAIT, case by case: the errno the restarted program got,
+    and the TIME-WAIT it met, read again from the router's capture (each probe answered by an ACK)."""
+    report = run_scenario("restart-reuseaddr", backend="netns", artifacts=tmp_path,
+                          options={"stacks": {"server": "gvisor"}})
+    got = outcomes(report)
+    assert report["verdict"] == "pass" and len(got) == 10, got
+    cases = report["facts"]["cases"]
+    assert {n: c["bind_ok"] or c["bind_errno"] for n, c in cases.items()} == {
+        "neither": 98, "both": True, "old-without-new-with": 98, "old-with-new-without": 98, "live-listener": 98}
+    assert cases["both"]["reconnect_ok"] is True
+    addr = report["hosts"]["server"]["addresses"]
+    addr = addr if isinstance(addr, str) else next(iter(addr.values()))
+    for name, c in cases.items():
+        assert probe_answers(tmp_path / "router-server.pcap", addr, c["port"], c["client_port"]) == ["ack"], name
+    nothing_of(report["lab_id"])
+
+
 def one_line(done, *mentions: str) -> str:
     assert done.returncode == 2, (done.returncode, done.stdout[-1500:], done.stderr[-1500:])
     lines = done.stderr.splitlines()
