@@ -1,5 +1,6 @@
 """The two-stacks sheet's key is filled from a real matrix (tests/data/runs/two-stacks: lost-ack on
-Linux, client=gvisor and server=gvisor, run on this machine): each cell from the column that shows
+Linux, client=gvisor and server=gvisor, run on this machine, and tw-assassination's three cells from
+a later matrix of the same three columns on the same kernel): each cell from the column that shows
 it, every question answered; a directory without that matrix is refused in one line."""
 
 from __future__ import annotations
@@ -39,7 +40,21 @@ def test_each_cell_comes_from_the_column_that_shows_it():
     assert got["gvisor_fin_gaps"] == lost_ack[columns["sgv"]]["values"]["FIN intervals (s)"]
     assert got["cgv_na"] == "time-wait-armed-for-60s"
     assert "client TcpOutRsts +1" in got["sgv_counters"]
-    assert all(v is not None for v in got.values())
+    # Table 4: the RST killed Linux's TIME-WAIT and left gVisor's (tw-assassination's cells)
+    twa = m["cells"]["tw-assassination"]
+    assert got["linux_twa_after"] == twa[columns["linux"]]["values"]["TIME-WAIT after the RST"] == "gone (killed)"
+    assert got["gvisor_twa_after"] == twa[columns["cgv"]]["values"]["TIME-WAIT after the RST"] == "TIME_WAIT"
+    assert got["linux_twa_rfc1337"] == 0 and got["linux_twa_killed_ms"] > 0
+    assert got["gvisor_twa_killed_ms"] is None and "not killed" in cells["gvisor_twa_killed_ms"].source
+    assert all(v is not None for k, v in got.items() if k != "gvisor_twa_killed_ms")
+
+
+def test_a_matrix_without_tw_assassination_leaves_table_4_unfilled_saying_why():
+    m = recorded()
+    del m["cells"]["tw-assassination"]
+    cells = stacks_cells(m)[0]
+    assert cells["gvisor_twa_after"].value is None and "tw-assassination not run" in cells["gvisor_twa_after"].source
+    assert cells["linux_tw_armed_ms"].value is not None          # the lost-ack tables are unaffected
 
 
 def test_a_column_without_a_value_says_so():
