@@ -27,6 +27,9 @@ R-TIMER-WHEEL.
 
 The client's ACKs are all lost, yet it never sends a RST: it holds TIME-WAIT (RFC 9293 §3.10.7.4,
 tcp_timewait_state_process(); reference R-TW-FIN) and answers each FIN with an ACK, so no RST needs dropping.
+A gVisor client (--stack client=gvisor) is seen through its answers and one probe from the router at
+the end (lab.twprobe), sock_diag having none of its sockets; a gVisor server is refused (the run sets
+tcp_orphan_retries, a Linux sysctl).
 
     t      who      step                                    wire                      state
     0      server   listen :5000                                                      LISTEN
@@ -50,6 +53,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from lab import twprobe, wire
 from lab.kernel import TCP_RTO_MAX_MS, TCP_RTO_MIN_MS
 from lab.scenario import KeyValue, Scenario
 from lab.shaping import OPTIONAL
@@ -110,13 +114,17 @@ def run(lab: Lab) -> dict:
     client_end = lab.sockets("client")
     server_end = [s for s in lab.sockets("server") if s.dport != 0]
     server.close("L")
+    cport = next(r for r in client.results if r.op == "connect")["local"][1]
     return {
         "server_close_ok": closed.ok,
         "server_close_state_before": closed.result.get("state_before"),
         "server_gone_seen_at": gone_at,
         "server_connections_at_end": [s.to_json() for s in server_end],
         "client_sockets_at_end": [s.to_json() for s in client_end],
-        "client_port": next(r for r in client.results if r.op == "connect")["local"][1],
+        "client_port": cport,
+        # a gVisor client has no sock_diag: the router's prober asks whether it still holds TIME-WAIT
+        **({"client_probe_at_end": twprobe.probe_once(lab, "client", "server", cport, PORT)}
+           if wire.stack_of(lab, "client") == "gvisor" else {}),
     }
 
 
@@ -261,7 +269,7 @@ def every_fin_acked_every_ack_lost(s: Seen) -> Check:
     arrived = [a for a in acks if s.conn.arrived(a, "server")]
     drop = ev.faults.get("client-acks", {})
     rst_cli = s.conn.segments("client", sender="client", flag="RST")
-    tw = s.conn.ever_in("client", "TIME_WAIT")
+    tw = s.conn.ever_in("client", "TIME_WAIT") or _client_holds_at_end(ev)
     wrong = bool(arrived) or bool(rst_cli) or drop.get("dropped", 0) < len(acks) or not tw
     short = not len(fins_cli) == len(fins) >= 2 or len(acks) != len(fins_cli)
     hole = ev.capture_hole("client", "server")
@@ -272,12 +280,24 @@ def every_fin_acked_every_ack_lost(s: Seen) -> Check:
         "the server; the client sends no RST",
         f"client.pcap: {len(fins_cli)} of {len(fins)} FINs arrived, {len(acks)} answered; "
         f"{len(arrived)} of those ACKs in server.pcap; nft dropped {drop.get('dropped', 0)}; "
-        f"client RSTs {len(rst_cli)}; client TIME_WAIT {'seen' if tw else 'never seen'}",
+        f"client RSTs {len(rst_cli)}; client TIME_WAIT {_client_tw_said(ev, tw)}",
         ok, {"fins_sent": len(fins), "fins_at_client": len(fins_cli), "acks_from_client": len(acks),
              "acks_seen_by_server": len(arrived), "nft_dropped": drop.get("dropped", 0),
              "client_rsts": len(rst_cli)},
         missing=f"client.pcap has {len(fins_cli)} of {len(fins)} FINs and {len(acks)} answers, but {hole}: "
                 "the segments missing may be among them")
+
+
+def _client_holds_at_end(ev: Evidence) -> bool:
+    """A gVisor client (no sock_diag) answered the router's probe at the end with an ACK: TIME-WAIT."""
+    return (ev.facts.get("client_probe_at_end") or {}).get("answer") == "ack"
+
+
+def _client_tw_said(ev: Evidence, tw: bool) -> str:
+    probe = ev.facts.get("client_probe_at_end")
+    if probe is not None:
+        return f"(gVisor, no sock_diag) answered the router's probe at the end with {probe.get('answer')}"
+    return "seen" if tw else "never seen"
 
 
 def tlp_then_rto_doubling(s: Seen) -> Check:
@@ -327,9 +347,11 @@ def give_up_is_silent(s: Seen) -> Check:
     after_gone = [f for f in s.fins if gone and f.t > gone]
     aborts = ev.counter("server", "TcpExtTCPAbortOnTimeout")
     memory = ev.counter("server", "TcpExtTCPAbortOnMemory")
-    cli_end = [x["state"] for x in ev.facts.get("client_sockets_at_end", [])]
+    cli_end = [x["state"] for x in ev.facts.get("client_sockets_at_end", [])] or (
+        ["TIME_WAIT (the prober's ACK)"] if _client_holds_at_end(ev) else [])
     srv_end = ev.facts.get("server_connections_at_end", [])
-    ok = not rsts and not after_gone and aborts == 1 and memory == 0 and cli_end == ["TIME_WAIT"] and not srv_end
+    ok = not rsts and not after_gone and aborts == 1 and memory == 0 and len(cli_end) == 1 \
+        and cli_end[0].startswith("TIME_WAIT") and not srv_end
     silent_missing = ""
     if ok and ev.capture_hole("server"):
         rsts_cli = s.conn.segments("client", sender="server", flag="RST")
@@ -357,6 +379,7 @@ SCENARIO = Scenario(
             orphan_retries_count, give_up_when_budget_spent, give_up_is_silent),
     precondition=precondition, shaping=OPTIONAL, port=PORT, key=KEY,
     sysctls={"server": {"net.ipv4.tcp_orphan_retries": "3"}},      # short: gives up ~6.5 s after close
+    stacks=("linux", "gvisor"),
     key_values=(
         KeyValue("FIN times (ms)", "tlp-then-rto-doubling", "fin_times_ms", rel_tol=0.1, abs_tol=20),
         KeyValue("retransmission kinds", "tlp-then-rto-doubling", "kinds"),

@@ -38,15 +38,15 @@ def nothing_of(lab_id: str) -> None:
     assert not gvisor.lab_dir(lab_id).exists()
 
 
-def fins_answered(artifacts) -> tuple[int, int]:
+def fins_answered(artifacts, port: int = PORT) -> tuple[int, int]:
     """The server's FINs in client.pcap, and how many the client answered with an ACK before the
     next one came (straight from the pcap, not from the report)."""
     segs = read_pcap(artifacts / "client.pcap")
-    fins = [s for s in segs if s.sport == PORT and s.has("FIN")]
+    fins = [s for s in segs if s.sport == port and s.has("FIN")]
     answered = 0
     for i, f in enumerate(fins):
         until = fins[i + 1].t if i + 1 < len(fins) else f.t + 1
-        answered += any(s.dport == PORT and s.has("ACK") and not s.has("RST") and s.ack == f.seq + 1
+        answered += any(s.dport == port and s.has("ACK") and not s.has("RST") and s.ack == f.seq + 1
                         and f.t <= s.t < until for s in segs)
     return len(fins), answered
 
@@ -173,6 +173,31 @@ def test_restart_reuseaddr_with_a_gvisor_server(tmp_path):
     for name, c in cases.items():
         assert probe_answers(tmp_path / "router-server.pcap", addr, c["port"], c["client_port"]) == ["ack"], name
     nothing_of(report["lab_id"])
+
+
+def test_retransmitted_fin_a_gvisor_client_answers_every_fin(tmp_path):
+    """The Linux server's orphan retransmits and gives up as always; gVisor's TIME-WAIT answered
+    each FIN (client.pcap) and still held at the end (the prober's answer in router-client.pcap)."""
+    from scenarios.retransmitted_fin import PORT as RF_PORT
+
+    report = run_scenario("retransmitted-fin", backend="netns", artifacts=tmp_path,
+                          options={"stacks": {"client": "gvisor"}})
+    assert report["verdict"] == "pass", outcomes(report)
+    fins, answered = fins_answered(tmp_path, RF_PORT)
+    assert fins >= 4 and answered == fins, (fins, answered)
+    addr = report["hosts"]["client"]["addresses"]
+    addr = addr if isinstance(addr, str) else next(iter(addr.values()))
+    cport = report["facts"]["client_port"]
+    assert probe_answers(tmp_path / "router-client.pcap", addr, cport, RF_PORT) == ["ack"]
+    nothing_of(report["lab_id"])
+
+
+def test_retransmitted_fin_refuses_a_gvisor_server_in_one_line(tmp_path, lab_leftovers):
+    """Its own tcp_orphan_retries cannot reach gVisor's sockets: refused, not judged."""
+    done = invoke("run", "retransmitted-fin", "--backend", "netns", "--stack", "server=gvisor",
+                  "--artifacts", str(tmp_path / "a"))
+    one_line(done, "tcp_orphan_retries", "does not reach gVisor")
+    assert lab_leftovers() == [] and not (tmp_path / "a").exists()
 
 
 def one_line(done, *mentions: str) -> str:
