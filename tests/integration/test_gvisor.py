@@ -200,6 +200,23 @@ def test_retransmitted_fin_refuses_a_gvisor_server_in_one_line(tmp_path, lab_lef
     assert lab_leftovers() == [] and not (tmp_path / "a").exists()
 
 
+def test_tw_buckets_late_fins_from_a_gvisor_server_meet_linuxs_buckets(tmp_path):
+    """Linux's tcp_max_tw_buckets=3 with the late FINs coming from gVisor: straight from client.pcap,
+    the first three connections' FINs are ACKed (TIME-WAIT), the last two reset (no bucket)."""
+    from scenarios.tw_buckets import PORT as TWB_PORT
+
+    report = run_scenario("tw-buckets", backend="netns", artifacts=tmp_path, options={"stacks": {"server": "gvisor"}})
+    assert report["verdict"] == "pass", outcomes(report)
+    segs = read_pcap(tmp_path / "client.pcap")
+    answers = []
+    for port in report["facts"]["client_ports"]:
+        fin = next(s for s in segs if s.sport == TWB_PORT and s.dport == port and s.has("FIN"))
+        reply = next(s for s in segs if s.sport == port and s.dport == TWB_PORT and s.t > fin.t)
+        answers.append("RST" if reply.has("RST") else "ACK" if reply.ack == fin.seq + 1 else reply.flags)
+    assert answers == ["ACK", "ACK", "ACK", "RST", "RST"], answers
+    nothing_of(report["lab_id"])
+
+
 def one_line(done, *mentions: str) -> str:
     assert done.returncode == 2, (done.returncode, done.stdout[-1500:], done.stderr[-1500:])
     lines = done.stderr.splitlines()
