@@ -82,15 +82,22 @@ def iproute(nspath: str) -> Iterator[IPRoute]:
     """An IPRoute whose netlink socket lives in the namespace at *nspath*.
 
     pyroute2's own ``IPRoute(netns=...)`` forks the Python process to make the socket; a forked
-    copy of the lab inherits its signal handlers and state, so we make the socket ourselves."""
+    copy of the lab inherits its signal handlers and state, so we make the socket ourselves.
+    Making it is shielded: a Ctrl-C inside pyroute2's constructor left its asyncio event loop
+    half made, and the interpreter later printed that loop's failing ``__del__`` as a traceback
+    (seen once in a stopped `run all`); held, the signal is raised once the socket exists, and
+    the socket is closed."""
+    from .interrupts import shielded
     from .netlink import IPRoute
 
-    with inside(nspath):
-        ipr = IPRoute()
+    ipr = None
     try:
+        with inside(nspath), shielded():
+            ipr = IPRoute()
         yield ipr
     finally:
-        ipr.close()
+        if ipr is not None:
+            ipr.close()
 
 
 def _sysctl_path(key: str) -> str:

@@ -366,6 +366,19 @@ def host_unchanged():
     assert not problems, "\n".join(problems)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def signals_as_a_terminal_gives_them():
+    """The suite runs with Ctrl-C, SIGTERM and SIGHUP at their defaults, however it was started:
+    a shell's background job (`cmd &` without job control) starts with SIGINT ignored, which
+    the lab rightly keeps (lab.interrupts; its own unit test checks that), and which every process
+    a test starts would inherit - so a test's Ctrl-C would do nothing. (A clean-clone CI started
+    as `(setsid bash -c '...' &)` failed three interrupt tests that way.)"""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    yield
+
+
 @pytest.fixture(autouse=True)
 def signal_handlers_restored():
     """Each test gets the signal handlers the one before it started with: a stopped task run

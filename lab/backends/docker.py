@@ -27,7 +27,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..errors import BackendError, EnvError
-from ..interrupts import shield_calls
+from ..interrupts import shield_calls, shielded
 from .base import LABEL, PREFIX, Backend, Host, missing_privileges
 from .links import own_sysctls, switch_name, wire
 from .netns import lab_namespaces, remove_namespace
@@ -76,12 +76,18 @@ def _taken_subnets(dc) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
                 taken.append(ipaddress.ip_network(cfg.get("Subnet", ""), strict=False))
             except ValueError:
                 pass
-    with IPRoute() as ipr:
+    ipr = None
+    try:
+        with shielded():                # never a Ctrl-C inside pyroute2's constructor (nsops.iproute)
+            ipr = IPRoute()
         for family in (2, 10):
             for route in ipr.get_routes(family=family):
                 dst = route.get("RTA_DST")
                 if dst and route["dst_len"] > 0:
                     taken.append(ipaddress.ip_network(f"{dst}/{route['dst_len']}", strict=False))
+    finally:
+        if ipr is not None:
+            ipr.close()
     return taken
 
 

@@ -128,3 +128,28 @@ def test_a_stopped_batch_starts_nothing_more_and_returns_what_ran(tmp_path):
     assert results[0].interrupted and results[0].error == "interrupted by SIGTERM", results
     assert got.value.not_run == [2, 3]
     assert not os.path.exists(jobs[1].artifacts), "the second job was started"
+
+
+def test_a_ctrl_c_inside_pyroute2s_constructor_waits_until_the_socket_is_made(monkeypatch):
+    """A stopped `run all` once printed a half-made asyncio loop's failing __del__: the Ctrl-C had
+    landed inside IPRoute(). The socket is now made whole, closed, and then the run stops."""
+    import contextlib
+
+    from lab import netlink, nsops
+
+    made = []
+
+    class Socket:
+        def __init__(self):
+            _signal_self(signal.SIGINT)          # the Ctrl-C lands mid-construction
+            made.append("whole")
+
+        def close(self):
+            made.append("closed")
+
+    monkeypatch.setattr(netlink, "IPRoute", Socket)
+    monkeypatch.setattr(nsops, "inside", lambda path: contextlib.nullcontext())
+    with pytest.raises(Interrupted), interrupts_as_exceptions():
+        with nsops.iproute("/run/netns/x"):
+            made.append("used")                  # never: the held Ctrl-C is raised first
+    assert made == ["whole", "closed"]
