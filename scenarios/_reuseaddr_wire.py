@@ -14,15 +14,14 @@ until it is cleaned up, and a live listener on the port is refused by the endpoi
 
 from __future__ import annotations
 
-import errno
 from typing import TYPE_CHECKING
 
 from lab.verdict import Check
 
 if TYPE_CHECKING:
-    from .restart_reuseaddr import Case
+    from .restart_reuseaddr import Case, Held
 
-__all__ = ["time_wait_holds_port_wire", "bind_follows_the_rule_wire"]
+__all__ = ["time_wait_holds_port_wire", "held"]
 
 CITE_SETUP = ("RFC 9293 §3.6.1 / RFC 1122 §4.2.2.13: the side that closes first (here the server) lingers in "
               "TIME-WAIT; asked from the wire (reference R-TW-PROBE)")
@@ -55,38 +54,15 @@ def time_wait_holds_port_wire(case: Case) -> Check:
                 "the port is unknown")
 
 
-def _expect(case: Case) -> tuple[bool, list[str]]:
-    """What holds the port at bind() (the probed TIME-WAIT, the old listener if alive), each with the
-    old listener's flag, against the new socket's: (bind ok?, the conflicts)."""
-    holders = (["TIME-WAIT"] if _answer(case) == "ack" else []) + (["LISTEN"] if case.facts["old_alive"] else [])
-    flags = f"SO_REUSEADDR: holder {'yes' if case.old_flag else 'no'}, new {'yes' if case.new_flag else 'no'}"
-    conflicts = [f"{h} ({flags})" for h in holders if not (case.new_flag and case.old_flag and h != "LISTEN")]
-    return not conflicts, conflicts
+def held(case: Case) -> Held:
+    """What held the port at bind(): the TIME-WAIT the probe found (it answered with an ACK), and
+    the old listener if its process still runs."""
+    from .restart_reuseaddr import Held
 
-
-def bind_follows_the_rule_wire(case: Case) -> Check:
-    f = case.facts
-    want_ok, conflicts = _expect(case)
-    got = "ok" if f["bind_ok"] else (f["bind_error"] or str(f["bind_errno"]))
-    want = "ok" if want_ok else "EADDRINUSE"
-    served = f.get("reconnect_ok")
-    expected = (f"old listener {'with' if case.old_flag else 'without'} SO_REUSEADDR"
-                f"{' and still running' if f['old_alive'] else ', exited'}, new one "
-                f"{'with' if case.new_flag else 'without'} it: bind() -> {want}"
-                + (" and the new server accepts a connection" if want_ok else
-                   f" (conflicts with {'; '.join(conflicts)})"))
-    observed = (f"bind(:{f['port']}) in gVisor -> {got}"
-                + (f" ({errno.errorcode.get(f['bind_errno'], '?')} = errno {f['bind_errno']})" if not f["bind_ok"]
-                   else f"; listen {'ok' if f.get('listen_ok') else 'failed'}, a client connected "
-                        f"{'fine' if served else 'NOT'}")
-                + f"; the server's TIME-WAIT answered the probe with {_answer(case) or 'nothing'}")
-    values = {"port": f["port"], "old_reuseaddr": case.old_flag, "new_reuseaddr": case.new_flag,
-              "old_alive": f["old_alive"], "errno": f["bind_errno"], "error": f["bind_error"], "expected": want,
-              "reconnect_ok": served, "server_stack": "gvisor"}
-    if _answer(case) != "ack" and not f["old_alive"]:
-        return Check.not_applicable(
-            f"{case.name}-bind", CITE_RULE, expected,
-            f"the probe found no TIME-WAIT on :{f['port']} just before bind() and no listener was left: the rule had "
-            f"nothing to refuse, so {observed} shows nothing about SO_REUSEADDR", values)
-    ok = got == want and (not f["bind_ok"] or (f.get("listen_ok") and served))
-    return Check(f"{case.name}-bind", CITE_RULE, expected, observed, bool(ok), values)
+    f, answer = case.facts, _answer(case)
+    holders = (([("TIME_WAIT", "TIME-WAIT")] if answer == "ack" else [])
+               + ([("LISTEN", "LISTEN")] if f["old_alive"] else []))
+    return Held(holders, f"; the server's TIME-WAIT answered the probe with {answer or 'nothing'}",
+                None if holders else
+                f"the probe found no TIME-WAIT on :{f['port']} just before bind() and no listener was left",
+                {"server_stack": "gvisor"}, CITE_RULE, " in gVisor")

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from .who_closes_first import Seen
 
-__all__ = ["run", "WIRE_CHECKS", "HOLDS", "GONE"]
+__all__ = ["run", "only_first_holds", "SIMULTANEOUS_WIRE_CHECKS", "HOLDS", "GONE"]
 
 HOLDS, GONE = ("ack",), ("rst", "syn-ack")       # a probe's answers: TIME-WAIT holds it, nothing does
 CITE_CLOSER = ("RFC 9293 §3.6.1 / RFC 1122 §4.2.2.13 (the side that closes first lingers in TIME-WAIT); "
@@ -134,7 +134,7 @@ def _probe_kind(s: Seen, host: str) -> str:
     return twprobe.PROBE_FOR.get(wire.stack_of(s.ev, host), "?").upper()
 
 
-def _only_first_holds(s: Seen, case: str, first: str) -> Check:
+def only_first_holds(s: Seen, case: str, first: str) -> Check:
     from .who_closes_first import _fin_order
 
     second = other_end(first)
@@ -159,14 +159,6 @@ def _only_first_holds(s: Seen, case: str, first: str) -> Check:
                          f"{first}_tw_room": want[first], "stacks": {h: wire.stack_of(s.ev, h) for h in held},
                          "answers": {h: _answer(s, case, h) for h in held}},
                         missing=f"{observed}; a probe went unanswered or a capture lacks a FIN ({s.hole or 'no hole'})")
-
-
-def client_first_on_the_wire(s: Seen) -> Check:
-    return _only_first_holds(s, "client-first", "client")
-
-
-def server_first_on_the_wire(s: Seen) -> Check:
-    return _only_first_holds(s, "server-first", "server")
 
 
 def simultaneous_closing_from_the_captures(s: Seen) -> Check:
@@ -199,6 +191,5 @@ def simultaneous_time_wait_on_the_wire(s: Seen) -> Check:
         missing="a probe went unanswered: who holds TIME-WAIT is unknown")
 
 
-WIRE_CHECKS = {"client-first": (client_first_on_the_wire,), "server-first": (server_first_on_the_wire,),
-               "simultaneous": (simultaneous_fins_cross, simultaneous_closing_from_the_captures,
-                                simultaneous_time_wait_on_the_wire)}
+SIMULTANEOUS_WIRE_CHECKS = (simultaneous_fins_cross, simultaneous_closing_from_the_captures,
+                            simultaneous_time_wait_on_the_wire)

@@ -192,17 +192,39 @@ class Seen:
         return cls({name: Case.of(name, ran[name], ev) for name, *_ in CASES if name in ran})
 
 
-def _expect(case: Case) -> tuple[bool, list[str]]:
-    """Linux's rule applied to what held the port at the moment of bind(): (bind ok?, why not)."""
-    conflicts = []
-    holder_flag = case.old_flag                  # the old listener and every socket made from it
-    for s in case.before:
-        if not (case.new_flag and holder_flag and s.state != "LISTEN"):
-            conflicts.append(f"{s.state} {s.src}:{s.sport}"
-                             + ("" if s.state == "LISTEN" and case.new_flag and holder_flag else
-                                f" (SO_REUSEADDR: holder {'yes' if holder_flag else 'no'}, "
-                                f"new {'yes' if case.new_flag else 'no'})"))
-    return not conflicts, conflicts
+@dataclass(frozen=True)
+class Held:
+    """What held a case's port at bind(), as one source saw it: each holder's state and name, the
+    words that say how it was seen, why the rule had nothing to act on (None: it had), and the
+    source's own values, citation and where bind() ran."""
+
+    holders: list[tuple[str, str]]
+    said: str
+    nothing: str | None
+    values: dict
+    cite: str = CITE_RULE
+    where: str = ""
+
+
+def _held_by_sock_diag(case: Case) -> Held:
+    f = case.facts
+    tw, listen = case.holding("TIME_WAIT"), case.holding("LISTEN")
+    return Held([(s.state, f"{s.state} {s.src}:{s.sport}") for s in case.before],
+                f", with {len(tw)} TIME_WAIT socket(s) and {len(listen)} listener(s) on the port",
+                None if tw or listen or not f["bind_ok"] else
+                f"sock_diag saw nothing on :{f['port']} just before bind() (no TIME_WAIT, no listener)",
+                {"server_time_wait_at_bind": len(tw)})
+
+
+def _conflicts(case: Case, holders: list[tuple[str, str]]) -> list[str]:
+    """The rule (Linux's; gVisor's gives the same) applied to what held the port: a holder
+    conflicts unless both it (the old listener's flag) and the new socket have SO_REUSEADDR and it
+    is not LISTEN."""
+    both = case.new_flag and case.old_flag       # the old listener and every socket made from it
+    return [name + ("" if state == "LISTEN" and both else
+                    f" (SO_REUSEADDR: holder {'yes' if case.old_flag else 'no'}, "
+                    f"new {'yes' if case.new_flag else 'no'})")
+            for state, name in holders if not (both and state != "LISTEN")]
 
 
 # -- the checks: per case, in the timeline's order ------------------------------------------------
@@ -240,38 +262,35 @@ def time_wait_holds_port(case: Case) -> Check:
 
 
 def bind_follows_the_rule(case: Case) -> Check:
-    """The verdict on bind(): Linux's rule, applied to what sock_diag saw holding the port. With
-    nothing on the port at that moment (no TIME-WAIT, no listener) the rule has nothing to act
-    on: a bind() that succeeds then shows nothing about SO_REUSEADDR (the setup check fails). A
-    gVisor server: gVisor's own rule, applied to what the probe found (_reuseaddr_wire.py)."""
-    if "server_probe" in case.facts:
-        return wired.bind_follows_the_rule_wire(case)
+    """The verdict on bind(): the rule, applied to what held the port just before it - what
+    sock_diag saw, or for a gVisor server what the router's probe found (_reuseaddr_wire.py). With
+    nothing on the port at that moment the rule has nothing to act on: a bind() that succeeds then
+    shows nothing about SO_REUSEADDR (the setup check fails)."""
+    held = wired.held(case) if "server_probe" in case.facts else _held_by_sock_diag(case)
     f, name = case.facts, case.name
-    tw_before, listen_before = case.holding("TIME_WAIT"), case.holding("LISTEN")
-    want_ok, conflicts = _expect(case)
+    conflicts = _conflicts(case, held.holders)
     got = "ok" if f["bind_ok"] else (f["bind_error"] or str(f["bind_errno"]))
-    want = "ok" if want_ok else "EADDRINUSE"
+    want = "EADDRINUSE" if conflicts else "ok"
     served = f.get("reconnect_ok")
     expected = (f"old listener {'with' if case.old_flag else 'without'} SO_REUSEADDR"
                 f"{' and still running' if f['old_alive'] else ', exited'}, new one "
                 f"{'with' if case.new_flag else 'without'} it: bind() -> {want}"
-                + (" and the new server accepts a connection" if want_ok else
-                   f" (conflicts with {'; '.join(conflicts)})"))
-    observed = (f"bind(:{f['port']}) -> {got}"
+                + (f" (conflicts with {'; '.join(conflicts)})" if conflicts else
+                   " and the new server accepts a connection"))
+    observed = (f"bind(:{f['port']}){held.where} -> {got}"
                 + (f" ({errno.errorcode.get(f['bind_errno'], '?')} = errno {f['bind_errno']})" if not f["bind_ok"]
                    else f"; listen {'ok' if f.get('listen_ok') else 'failed'}, a client connected "
                         f"{'fine' if served else 'NOT'}")
-                + f", with {len(tw_before)} TIME_WAIT socket(s) and {len(listen_before)} listener(s) on the port")
+                + held.said)
     values = {"port": f["port"], "old_reuseaddr": case.old_flag, "new_reuseaddr": case.new_flag,
               "old_alive": f["old_alive"], "errno": f["bind_errno"], "error": f["bind_error"], "expected": want,
-              "reconnect_ok": served, "server_time_wait_at_bind": len(tw_before)}
-    if not tw_before and not listen_before and f["bind_ok"]:
+              "reconnect_ok": served, **held.values}
+    if held.nothing is not None:
         return Check.not_applicable(
-            f"{name}-bind", CITE_RULE, expected,
-            f"sock_diag saw nothing on :{f['port']} just before bind() (no TIME_WAIT, no listener): "
-            f"the rule had nothing to refuse, so {observed} shows nothing about SO_REUSEADDR", values)
+            f"{name}-bind", held.cite, expected,
+            f"{held.nothing}: the rule had nothing to refuse, so {observed} shows nothing about SO_REUSEADDR", values)
     ok = got == want and (not f["bind_ok"] or (f.get("listen_ok") and served))
-    return Check(f"{name}-bind", CITE_RULE, expected, observed, bool(ok), values)
+    return Check(f"{name}-bind", held.cite, expected, observed, bool(ok), values)
 
 
 def case_never_ran(name: str) -> Check:

@@ -227,7 +227,10 @@ def _fin_order(s: Seen, case: str, first: str) -> dict:
 
 
 def _only_first_holds(s: Seen, case: str, first: str) -> Check:
-    """The side that closes first holds TIME-WAIT (given room for it), the other never does."""
+    """The side that closes first holds TIME-WAIT (given room for it), the other never does. With a
+    gVisor end, asked of each end on the wire (_who_closes_first_wire.py)."""
+    if wire.any_gvisor(s.ev):
+        return wired.only_first_holds(s, case, first)
     second, conn = other_end(first), s.conns[case]
     fins, port = _fin_order(s, case, first), conn.client_port
     fin1, fin2 = fins["first"], fins["second"]
@@ -292,7 +295,8 @@ NEVER_RAN = {"client-first": (client_first_never_ran,), "server-first": (server_
 def checks(ev: Evidence):
     """The cases in the timeline's order; a case that never ran is one failing check. With a gVisor
     host, judged from the wire (_who_closes_first_wire.py)."""
-    ran, judged = ev.facts.get("cases", {}), wired.WIRE_CHECKS if wire.any_gvisor(ev) else CHECKS
+    ran = ev.facts.get("cases", {})
+    judged = {**CHECKS, "simultaneous": wired.SIMULTANEOUS_WIRE_CHECKS} if wire.any_gvisor(ev) else CHECKS
     return tuple(fn for case in CASES
                  for fn in (judged if (ran.get(case) or {}).get("client_port") is not None else NEVER_RAN)[case])
 
