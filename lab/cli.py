@@ -35,6 +35,7 @@ from invoke import Exit, Program, Task
 from invoke.exceptions import ParseError
 
 from .errors import quoted, shortened
+from .quickexit import leave
 from .words import did_you_mean
 
 __all__ = ["TwlabTask", "TwlabProgram", "task", "guarded", "adopt", "main", "rewrite", "scenario_names"]
@@ -149,7 +150,19 @@ class TwlabProgram(Program):
         except ParseError as exc:
             raise self.usage_error(exc) from None
 
+    exits_at_once = False                 # the process's own program (main, adopt): lab.quickexit
+
     def execute(self) -> None:
+        try:
+            self._execute()
+        except Exit as exc:
+            if self.exits_at_once:
+                leave(exc.code, exc.message)
+            raise
+        if self.exits_at_once:
+            leave(0)
+
+    def _execute(self) -> None:
         try:
             super().execute()
         except BrokenPipeError:             # `... | head`: the reader has gone, as for any Unix tool
@@ -220,6 +233,7 @@ def adopt() -> None:
     running = getattr(sys.modules.get("invoke.main"), "program", None)
     if type(running) is Program:
         running.__class__ = TwlabProgram
+        running.exits_at_once = True
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -239,6 +253,7 @@ def main(argv: list[str] | None = None) -> None:
     program = TwlabProgram(name="twlab", binary=typed, binary_names=[os.path.basename(typed)],
                            version=ours, namespace=Collection.from_module(tasks))
     program.typed = typed
+    program.exits_at_once = argv is None          # the process's command line, not a caller's
     program.run(argv)
 
 

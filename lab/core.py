@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING
 
 from . import netem
 from .artifacts import check_dir, drop_empty, make_dir
+from .aside import load_aside
 from .backends import choose
 from .backends.links import kernel_has_ipv6
 from .capture import Capture, capture_points
-from .errors import EnvError, LabError, NetemMissing, UsageError, WaitTimeout
+from .errors import EnvError, NetemMissing, UsageError, WaitTimeout
 from .family import check_family, check_mapped, require_ipv6, require_ipv6_in
 from .faults import Faults
 from .gvisor import allowed, start_sandboxes
@@ -43,6 +44,7 @@ from .timeline import Timeline
 from .tools import require_tools
 from .topology import DEFAULT_COMPOSE, Topology, load
 from .waiting import NOT_SHOWN, WaitView
+from .watch import Watch
 
 if TYPE_CHECKING:
     from .backends.base import Backend, Host
@@ -52,6 +54,9 @@ if TYPE_CHECKING:
 __all__ = ["Lab", "SysctlSetting", "parse_sysctl", "SYSCTL_RANGES", "REPORTED_SYSCTLS"]
 
 
+# a wait that lasts this long is the protocol's own (a timer, a retransmission), not a step's
+# answer: the modules a run needs at its end load meanwhile (lab.aside), not beside its first steps
+ASIDE_AFTER_S = 0.05
 ENDS = ("client", "server")  # the hosts every scenario drives, by these names
 CLOSE_MARGIN_S = 0.02    # how long before and after a wait's due window the sampler polls closely
 
@@ -60,7 +65,7 @@ END_SNAPLEN = 2048       # the ends': headers and a full-sized segment's payload
                          # is cut there; lab.packets takes its length from the IP header)
 
 
-class Lab(Links, TearDown):
+class Lab(Links, TearDown, Watch):
     def __init__(self, backend: str = "auto", artifacts: Path | str = "artifacts/run",
                  sysctls: list[SysctlSetting] = (), compose: Path | str = DEFAULT_COMPOSE,
                  port: int = 5000, progress: Callable[[str], None] = lambda s: None,
@@ -213,6 +218,7 @@ class Lab(Links, TearDown):
             self.views[name] = SocketView(host)
             self.counters_before[name] = read_counters(host.nspath)
         router = self.topology.router
+        self._launch_peers()                            # they start while the captures do
         if self.capture_enabled:
             members = lambda net: [h.name for h in self.topology.members(net)]
             for host in self.hosts.values():
@@ -223,15 +229,28 @@ class Lab(Links, TearDown):
                     snaplen = ROUTER_SNAPLEN if host.spec.forwards else END_SNAPLEN
                     self.captures[name] = Capture(host.nspath, point["interface"], self.artifacts / point["file"],
                                                   snaplen=snaplen).launch()
-            for cap in self.captures.values():          # all launched, then each waited for
-                cap.ready()
-            if router is not None:
+            if router is not None:                      # its NFLOG capture launched with the rest
                 self.faults = Faults(self.hosts[router.name], self.timeline,
-                                     self.artifacts / "faults.pcap").start()
+                                     self.artifacts / "faults.pcap").start(wait=False)
+            for cap in self.all_captures():             # all launched, then each waited for
+                cap.ready()
         ends = {n: v for n, v in self.views.items() if not self.hosts[n].spec.forwards}
         self.sampler = SamplerProcess(Sampler(ends or self.views, self.port, self.timeline),
                                       watch=self.watch).start()
         self._pauses = PauseWatch().install()
+
+    def _launch_peers(self) -> None:
+        """Each end's main peer launched now, its hello read when a step first asks for it
+        (peer()): it starts while the captures do, not between a scenario's first steps. Not in
+        a gVisor host (started there as before, on demand: runsc's exec is heavier)."""
+        for name, host in self.hosts.items():
+            if not host.spec.forwards and name not in self.sandboxes and name not in self.peers:
+                self.peers[name] = Peer(host, self.timeline, wait=False)
+
+    def all_captures(self) -> list[Capture]:
+        """Every running capture: one per interface, and the fault log's."""
+        fcap = self.faults.capture if self.faults is not None else None
+        return list(self.captures.values()) + ([fcap] if fcap is not None else [])
 
     def _validated(self) -> Topology:
         """The topology, and everything asked of it, checked before anything is made: the hosts
@@ -252,47 +271,6 @@ class Lab(Links, TearDown):
         check_dir(self.artifacts)
         return topo
 
-    # -- the lab's own health (lab.health) -----------------------------------------------------
-    def watch(self) -> None:
-        """Note any capture that ended early and any host whose namespace vanished. Called by
-        the sampler every 100 ms, and once more before tear-down; never raises."""
-        try:
-            for name, cap in list(self.captures.items()):
-                if not cap.alive():
-                    self.health.note("capture", name, f"the capture in {name} ended early (tcpdump "
-                                     f"{cap.ended_early}): {name}.pcap misses the rest of the run")
-            if self.sampler is not None and not self.sampler.alive():
-                self.health.note("sampler", "lab", f"the socket sampler ended early ({self.sampler.ended_early}): "
-                                 "the states and timers it saw are lost")
-            fcap = self.faults.capture if self.faults is not None else None
-            if fcap is not None and not fcap.alive():
-                self.health.note("capture", "faults", f"the fault log's capture ended early (tcpdump "
-                                 f"{fcap.ended_early}): faults.pcap misses the rest of the run")
-            for name, host in list(self.hosts.items()):
-                if name in self._ns_ids and ns_identity(host.nspath) != self._ns_ids[name]:
-                    self.health.note("namespace", name, f"{name}'s network namespace vanished during "
-                                     f"the run ({host.nspath} is gone)")
-            if self._pauses is not None and self.sampler is not None:
-                for stopped, resumed in self._pauses.pauses(self.sampler.heartbeat):
-                    self.health.note("paused", "lab", f"the lab was stopped for {resumed - stopped:.1f} s "
-                                     "(SIGSTOP/SIGTSTP, then SIGCONT): nothing was sampled or stepped "
-                                     "meanwhile", t=stopped)
-        except Exception as exc:          # noqa: BLE001 - a watcher must not kill the sampler
-            self.health.note("watch", "lab", f"the lab's watcher failed: {exc}")
-
-    def broken(self, exc: BaseException | None = None) -> LabError | None:
-        """An ObservationBroken naming what broke, when something did (checked now); else None."""
-        from .errors import ObservationBroken
-
-        if not self._closed:
-            self.watch()
-        if not self.health:
-            return None
-        what = self.health.summary()
-        if exc is not None:
-            what += f"; then the run stopped: {exc}"
-        return ObservationBroken(f"{what}; nothing was judged, run it again")
-
     # -- what scenarios use -----------------------------------------------------------------
     def host(self, name: str) -> Host:
         if name not in self.hosts:
@@ -305,7 +283,7 @@ class Lab(Links, TearDown):
         key = name if process == "main" else f"{name}/{process}"
         if key not in self.peers:
             self.peers[key] = Peer(self.host(name), self.timeline)
-        return self.peers[key]
+        return self.peers[key].ready()       # one launched with the lab (_launch_peers) says hello now
 
     def stop_peer(self, name: str, process: str = "main") -> None:
         """End that program, as a process exit does: the kernel closes its sockets."""
@@ -344,15 +322,20 @@ class Lab(Links, TearDown):
             self.sample_closely(due[0] - CLOSE_MARGIN_S, due[1] + CLOSE_MARGIN_S)
         shown = self.waiting.wait(what, timeout_s, due) if self.waiting is not None else NOT_SHOWN
         came: bool | None = None           # None: stopped by something else (an interrupt)
+        aside = time.monotonic() + ASIDE_AFTER_S
         try:
             while True:
                 value = predicate()
                 if value:
                     came = True
                     return value
-                if time.monotonic() > deadline:
+                now = time.monotonic()
+                if now > deadline:
                     came = False
                     raise WaitTimeout(f"timed out after {timeout_s:g} s waiting for {what}")
+                if now > aside:
+                    load_aside()             # a protocol's wait: the imports its end needs, now
+                    aside = deadline + 1
                 shown.tick()
                 time.sleep(interval_s)
         finally:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING
 from .capture import Capture
 from .checksum import tcp_checksummed
 from .errors import BackendError, UsageError
-from .nsops import run_in
+from .nsops import nsenter, run_in
 from .records import endpoint
 
 if TYPE_CHECKING:
@@ -91,6 +92,7 @@ class Faults:
         self.faults: dict[str, Fault] = {}
         self._capture: Capture | None = None
         self._ready = False
+        self._deleting: subprocess.Popen | None = None     # nft removing the table (disarm)
 
     @property
     def capture(self) -> Capture | None:
@@ -100,11 +102,15 @@ class Faults:
     def _nft(self, script: str) -> str:
         return run_in(self.router.nspath, ["nft", "-f", "-"], input=script)
 
-    def start(self) -> Faults:
+    def start(self, wait: bool = True) -> Faults:
+        """The table and the NFLOG capture; *wait* False leaves waiting for the capture to listen
+        to the caller (``capture.ready()``), who starts its other captures meanwhile."""
         self._nft(f"add table inet {TABLE}\n"
                   f"add chain inet {TABLE} forward {{ type filter hook forward priority -10; policy accept; }}\n")
         self._ready = True
-        self._capture = Capture(self.router.nspath, f"nflog:{NFLOG_GROUP}", self.pcap, bpf="").start()
+        self._capture = Capture(self.router.nspath, f"nflog:{NFLOG_GROUP}", self.pcap, bpf="").launch()
+        if wait:
+            self._capture.ready()
         return self
 
     def drop(self, name: str, src: Host, dst: Host, flags: str | None = None,
@@ -215,19 +221,33 @@ class Faults:
                               dropped=fault.dropped)
         return fault
 
-    def stop(self) -> None:
-        """Lift every fault, remove the table, stop the NFLOG capture, read the drop times."""
+    def disarm(self) -> None:
+        """Lift every fault and remove the table (safe to call twice)."""
         for name in list(self.faults):
             try:
                 self.lift(name)
             except Exception:
                 pass
         if self._ready:
-            try:
-                self._nft(f"delete table inet {TABLE}\n")
-            except Exception:
-                pass
             self._ready = False
+            try:    # waited for in stop(): it takes 20-28 ms here, a lab's captures end meanwhile
+                argv = nsenter(self.router.nspath, ["nft", "delete", "table", "inet", TABLE])
+                self._deleting = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                                  stderr=subprocess.DEVNULL)
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        """disarm(), stop the NFLOG capture (a lab stops it with its others: ``capture``), read
+        the drop times."""
+        self.disarm()
+        if self._deleting is not None:
+            try:
+                self._deleting.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._deleting.kill()
+                self._deleting.wait()
+            self._deleting = None
         if self._capture is not None:
             self._capture.stop()
             self._capture = None

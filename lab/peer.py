@@ -55,10 +55,13 @@ class Peer:
     """The peer agent in *host*: its sockets are of the host's family (Host.family, the lab's),
     AF_INET6 reaching IPv4 addresses as ::ffff:a.b.c.d in a v4-mapped host (Host.mapped)."""
 
-    def __init__(self, host: Host, timeline: Timeline, timeout_s: float = 15.0) -> None:
+    def __init__(self, host: Host, timeline: Timeline, timeout_s: float = 15.0, wait: bool = True) -> None:
+        """Start the agent; *wait* False leaves waiting for its hello to ready() (a lab launches
+        its ends' peers while its captures start: a Python start in a namespace is 30-40 ms)."""
         self.host, self.timeline, self.timeout_s = host, timeline, timeout_s
         self.results: list[Result] = []
         self._buf = b""
+        self.pid: int | None = None
         try:
             self._proc = subprocess.Popen(tied(host.argv(*host.python, "-c", _SOURCE,
                                                               f"{host.family}{'m' if host.mapped else ''}")),
@@ -66,10 +69,17 @@ class Peer:
                                           stderr=subprocess.PIPE, start_new_session=True)
         except FileNotFoundError as exc:
             raise PeerError(f"{host.name}: cannot start the peer ({exc.filename} not found)") from exc
-        hello = self._read("start", timeout_s)
-        if not hello.ok:
-            raise PeerError(f"{host.name}: the peer did not start: {hello.message}")
-        self.pid = hello.result.get("pid")
+        if wait:
+            self.ready()
+
+    def ready(self) -> Peer:
+        """Wait for the agent's hello (once; PeerError if it does not come or is not ok)."""
+        if self.pid is None:
+            hello = self._read("start", self.timeout_s)
+            if not hello.ok:
+                raise PeerError(f"{self.host.name}: the peer did not start: {hello.message}")
+            self.pid = hello.result.get("pid")
+        return self
 
     def _read(self, op: str, timeout_s: float) -> Result:
         deadline = time.monotonic() + timeout_s
@@ -178,14 +188,22 @@ class Peer:
             self._proc.kill()
         self._proc.wait()
 
+    def ask_to_exit(self) -> None:
+        """Ask the peer to exit, without waiting (stop() waits): a lab asks all its peers first."""
+        if self._proc.poll() is None and not self._proc.stdin.closed:
+            try:
+                self._proc.stdin.write(b'{"op": "exit"}\n')
+                self._proc.stdin.close()
+            except OSError:
+                pass
+
     def stop(self) -> None:
         """Ask the peer to exit (its sockets close as a process exit closes them); kill if it lingers."""
         if self._proc.poll() is None:
             try:
-                self._proc.stdin.write(b'{"op": "exit"}\n')
-                self._proc.stdin.close()
+                self.ask_to_exit()
                 self._proc.wait(timeout=3)
-            except (OSError, subprocess.TimeoutExpired):
+            except subprocess.TimeoutExpired:
                 self.kill()
         for stream in (self._proc.stdout, self._proc.stderr):
             if stream and not stream.closed:

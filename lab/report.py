@@ -191,9 +191,9 @@ def _summary(report: dict[str, Any]) -> list[str]:
 
 
 def _scenario_of(report: dict[str, Any]):
-    from scenarios import catalog
+    from scenarios import find
 
-    return catalog().get(report.get("scenario", ""))
+    return find(report.get("scenario", ""))
 
 
 focus, summary_lines, scenario_of = _focus, _summary, _scenario_of     # the HTML report shows the same

@@ -9,6 +9,7 @@ Exit codes for every task: 0 all checks passed (or the task did its job), 1 a ch
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -80,7 +81,6 @@ def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, js
         mapped=False):
     """Run one scenario (or `all`) and judge it: exit 0 pass, 1 a check failed, 2 usage or
     environment error."""
-    from lab import views
     from lab.core import parse_sysctl
     from lab.family import one_family, parse_family
     from lab.runner import run_catalog, run_many, run_scenario
@@ -111,6 +111,8 @@ def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, js
         summary = run_catalog(names, parallel=parallel, backend=backend,
                               sysctls=settings, artifacts=artifacts, shaping=shaping,
                               compose=compose, options=options, progress=progress, families=families)
+        from lab import views
+
         show_doc(summary, json, lambda: views.catalog_table(summary))
         exit_with(batch_exit_code(r["verdict"] for r in summary["scenarios"]))
         return
@@ -118,11 +120,14 @@ def run(c, scenario, backend="auto", sysctl=None, shape=None, artifacts=None, js
         summary = run_many(scenario, repeat, parallel, backend=backend, sysctls=settings,
                            artifacts=artifacts, shaping=shaping, compose=compose, progress=progress,
                            options=options, family=families[0])
+        from lab import views
+
         show_doc(summary, json, lambda: print("\n".join(views.repeat_lines(summary))))
         exit_with(batch_exit_code(r["verdict"] for r in summary["runs"]))
         return
     from lab.waiting import WaitView
 
+    gc.freeze()         # one run, then exit: what is loaded by now is never garbage (lab.aside)
     report = run_scenario(scenario, backend=backend, sysctls=settings, artifacts=artifacts,
                           progress=progress, shaping=shaping, compose=compose, options=options,
                           family=families[0], waiting=WaitView(sys.stderr if json else sys.stdout),

@@ -85,14 +85,19 @@ class TearDown:
             step(self._pauses.close)
         for name, host in self.hosts.items():
             step(lambda h=host, n=name: self._read_counters_after(n, h))
+        for peer in self.peers.values():          # all asked to exit, then each waited for
+            step(peer.ask_to_exit)
         for peer in self.peers.values():
             step(peer.stop)
         if self.faults is not None:
-            step(self.faults.stop)
-        for cap in self.captures.values():
+            step(self.faults.disarm)
+        captures = self.all_captures()           # all asked to end, then each waited for
+        for cap in captures:
             step(cap.interrupt)
-        for cap in self.captures.values():
+        for cap in captures:
             step(cap.stop)
+        if self.faults is not None:
+            step(self.faults.stop)                # its log read (lab.faults)
         for view in self.views.values():
             step(view.close)
         for sandbox in getattr(self, "sandboxes", {}).values():

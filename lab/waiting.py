@@ -18,11 +18,11 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-from rich.console import Console
-from rich.live import Live
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.live import Live
+    from rich.text import Text
 
 __all__ = ["WaitView", "Shown", "NOT_SHOWN"]
 
@@ -88,6 +88,9 @@ class _Wait(Shown):
     def _start(self, now: float) -> None:
         self.started, self.last = True, now
         if self.view.live:
+            from rich.console import Console  # rich when a wait is shown (lab.aside)
+            from rich.live import Live
+
             console = Console(file=self.view.stream)
             self.live = Live(self._text(now), console=console, auto_refresh=False, transient=True)
             self.live.start(refresh=True)
@@ -96,6 +99,8 @@ class _Wait(Shown):
 
     def _text(self, now: float) -> Text:
         """The live line: one line, cut to the terminal's width rather than wrapped."""
+        from rich.text import Text
+
         return Text(self._line(now), "cyan", no_wrap=True, overflow="ellipsis")
 
     def _line(self, now: float) -> str:

@@ -244,3 +244,32 @@ def test_connect_many_reports_refusals_and_close_on_eof_times_out(peers):
     assert time.monotonic() - t < 5
     missing = server.accept_many("L", "x", 2, timeout_s=0.2)
     assert missing["missing"] == 2 and missing["connections"] == []
+
+
+def test_a_peer_launched_without_waiting_says_hello_when_first_asked(peers):
+    """A lab launches its ends' peers while its captures start (lab.core.Lab._launch_peers): the
+    agent is running, its hello read only by ready(), once; then it answers steps as any peer."""
+    p = peers(wait=False)
+    assert p.pid is None and p._proc.poll() is None
+    assert p.ready() is p and isinstance(p.pid, int)
+    pid = p.pid
+    assert p.ready().pid == pid                  # a second ready() reads nothing more
+    port = free_port()
+    assert p.listen("L", port).ok
+
+
+def test_peers_asked_to_exit_together_all_end(peers):
+    """Tear-down asks every peer to exit before it waits for any (lab.teardown)."""
+    group = [peers(), peers(), peers()]
+    for p in group:
+        p.ask_to_exit()
+        p.ask_to_exit()                          # twice is harmless
+    for p in group:
+        p.stop()
+        assert p._proc.returncode == 0
+
+
+def test_a_peer_launched_without_waiting_that_cannot_start_fails_when_asked(peers):
+    p = peers(host=local_host(python=[sys.executable, "-c", "import sys; sys.exit(3)", "--"]), wait=False)
+    with pytest.raises(PeerError, match="the peer died during 'start'"):
+        p.ready()
