@@ -25,6 +25,7 @@ still exits 1 under a plain ``invoke``, 2 under ``./twlab`` and ``twlab``.
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import re
 import sys
@@ -233,7 +234,7 @@ def adopt() -> None:
     running = getattr(sys.modules.get("invoke.main"), "program", None)
     if type(running) is Program:
         running.__class__ = TwlabProgram
-        running.exits_at_once = True
+        _as_the_command(running)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -253,8 +254,18 @@ def main(argv: list[str] | None = None) -> None:
     program = TwlabProgram(name="twlab", binary=typed, binary_names=[os.path.basename(typed)],
                            version=ours, namespace=Collection.from_module(tasks))
     program.typed = typed
-    program.exits_at_once = argv is None          # the process's command line, not a caller's
+    if argv is None:                              # the process's command line, not a caller's
+        _as_the_command(program)
     program.run(argv)
+
+
+def _as_the_command(program: TwlabProgram) -> None:
+    """*program* is this process's command: it ends through lab.quickexit, and the collector runs
+    less often while it starts - every 20 000 new objects, not 700: the imports of a run made 70
+    young-generation collections, 11 ms of its start-up here, and a command's few seconds leave
+    no garbage worth them."""
+    program.exits_at_once = True
+    gc.set_threshold(20_000, *gc.get_threshold()[1:])
 
 
 def guarded(fn):

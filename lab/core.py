@@ -57,6 +57,7 @@ __all__ = ["Lab", "SysctlSetting", "parse_sysctl", "SYSCTL_RANGES", "REPORTED_SY
 # a wait that lasts this long is the protocol's own (a timer, a retransmission), not a step's
 # answer: the modules a run needs at its end load meanwhile (lab.aside), not beside its first steps
 ASIDE_AFTER_S = 0.05
+QUICK_POLL_S = 0.002         # wait_for's poll within its first ASIDE_AFTER_S
 ENDS = ("client", "server")  # the hosts every scenario drives, by these names
 CLOSE_MARGIN_S = 0.02    # how long before and after a wait's due window the sampler polls closely
 
@@ -322,7 +323,7 @@ class Lab(Links, TearDown, Watch):
             self.sample_closely(due[0] - CLOSE_MARGIN_S, due[1] + CLOSE_MARGIN_S)
         shown = self.waiting.wait(what, timeout_s, due) if self.waiting is not None else NOT_SHOWN
         came: bool | None = None           # None: stopped by something else (an interrupt)
-        aside = time.monotonic() + ASIDE_AFTER_S
+        aside = quick = time.monotonic() + ASIDE_AFTER_S
         try:
             while True:
                 value = predicate()
@@ -337,7 +338,9 @@ class Lab(Links, TearDown, Watch):
                     load_aside()             # a protocol's wait: the imports its end needs, now
                     aside = deadline + 1
                 shown.tick()
-                time.sleep(interval_s)
+                # a step's answer comes within milliseconds: polled every 2 ms at first, then at
+                # *interval_s* (a protocol's timer: no sooner noticed for polling more)
+                time.sleep(interval_s if now > quick else min(interval_s, QUICK_POLL_S))
         finally:
             shown.close(came)
 

@@ -107,6 +107,12 @@ def unsupported(sc: Scenario, stacks: dict[str, str]) -> None:
     """A host on a stack the scenario does not list (Scenario.stacks): skipped, one line."""
     from .gvisor import StackCannotShow
 
+    own = [(host, key) for host, key, _ in sc.own_sysctls() if stacks.get(host, "linux") != "linux"]
+    if own:
+        host, key = own[0]
+        raise StackCannotShow(sc.name, f"{host} runs gVisor's netstack, and {sc.name} sets {key} there, a Linux "
+                              "sysctl what it shows depends on, which does not reach gVisor's sockets",
+                              f"run it with {host} on Linux (README: Two TCP implementations)")
     other = sorted((h, s) for h, s in stacks.items() if s not in sc.stacks)
     if other:
         host, stack = other[0]

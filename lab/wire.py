@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from .evidence import Evidence
     from .packets import Segment
 
-__all__ = ["stack_of", "any_gvisor", "at_router", "fins", "acks_of_fin", "fin_acked", "NO_SOCK_DIAG"]
+__all__ = ["stack_of", "any_gvisor", "at_router", "fins", "acks_of_fin", "fin_acked", "fin_answered", "NO_SOCK_DIAG"]
 
 NO_SOCK_DIAG = ("gVisor's netstack has no sock_diag (and its /proc/net/tcp lists no TIME-WAIT "
                 "endpoint): its states and timers are observed from the wire only")
@@ -59,3 +59,12 @@ def fin_acked(lab: Lab, facing: str, sport: int, dport: int) -> bool:
     segs = at_router(lab, facing)
     f = fins(segs, sport, dport)
     return bool(f and acks_of_fin(segs, f[0], after=f[0].t))
+
+
+def fin_answered(segs: list[Segment], sport: int, dport: int) -> bool:
+    """The first FIN from port *sport* to port *dport* in *segs* answered by its receiver: an ACK
+    of it, or a RST (what a port with no state left sends, RFC 9293 §3.10.7.1)."""
+    f = fins(segs, sport, dport)
+    return bool(f) and bool(acks_of_fin(segs, f[0], after=f[0].t)
+                            or any(x.sport == dport and x.dport == sport and x.has("RST") and x.t >= f[0].t
+                                   for x in segs))

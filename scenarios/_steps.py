@@ -31,6 +31,21 @@ def client_closes_first(lab: Lab, port: int, server_opts: dict | None = None,
     return server, client
 
 
+def server_got_the_fin(lab: Lab, what: str, client_port: int, port: int) -> None:
+    """Wait until the server has the client's FIN on the connection from *client_port*: its socket
+    in CLOSE_WAIT (sock_diag), or for a gVisor server, which sock_diag cannot see, its ACK of the
+    FIN on the wire (lab.wire)."""
+    from lab import wire
+
+    if wire.stack_of(lab, "server") == "gvisor":
+        lab.wait_for(f"{what}: the server's ACK of the client's FIN (on the wire)",
+                     lambda: wire.fin_acked(lab, "client", client_port, port), timeout_s=5)
+    else:
+        lab.wait_for(f"{what}: the server in CLOSE_WAIT",
+                     lambda: [s for s in lab.sockets("server", {"CLOSE_WAIT"}) if s.dport == client_port],
+                     timeout_s=5)
+
+
 def copied_data(lab: Lab, fault: str, sender: Peer, receiver: Peer, sock: str, nbytes: int,
                 port: int) -> tuple[list, int | None]:
     """Send *nbytes* from *sender* to *receiver* on connection *sock* while the router keeps a copy

@@ -29,6 +29,7 @@ The new write_seq is tw_snd_nxt + 65535 + 2. The client's ephemeral range is pin
 Flip: --sysctl client:net.ipv4.tcp_tw_reuse=1 (A's second connect succeeds);
       --sysctl client:net.ipv4.tcp_timestamps=0 (no recycling at all, B's last connect fails too; with
       nothing recycled, the ISN and TWRecycled checks are not applicable).
+--stack server=gvisor changes nothing judged; a gVisor client is refused (its ip_local_port_range).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from lab.verdict import Check
 
 from ._keys.five_tuple import KEY
 from ._premise import time_wait_room
+from ._steps import server_got_the_fin
 
 if TYPE_CHECKING:
     from lab.core import Lab
@@ -70,9 +72,8 @@ CITE_OTHER = ("socket FAQ: SO_REUSEADDR reuses the local address and port; the 5
               "both ports) stays unique")
 CITE_REUSE = ("reference R-TW-REUSE, R-TW-REUSE-DELAY, R-TW-PINNED-PORT: tcp_twsk_unique() (net/ipv4/tcp_ipv4.c): "
               "connect() may recycle a TIME-WAIT 4-tuple if tcp_tw_reuse allows (1 on, 2 loopback only) and the old "
-              "connection had timestamps and "
-              "tcp_tw_reuse_delay has passed; a bind()-pinned port skips tcp_tw_reuse and the delay; otherwise "
-              "__inet_hash_connect() fails with EADDRNOTAVAIL")
+              "connection had timestamps and tcp_tw_reuse_delay has passed; a bind()-pinned port skips tcp_tw_reuse "
+              "and the delay; otherwise __inet_hash_connect() fails with EADDRNOTAVAIL")
 CITE_ISN = ("reference R-TW-REUSE: tcp_twsk_unique(): the recycled connection's write_seq = tw_snd_nxt + 65535 + 2 "
             "(RFC 1122 §4.2.2.13 (1) in spirit: above anything used before)")
 CITE_COUNTER = ("reference R-CNT-TWRECYCLED: TcpExtTWRecycled counts each TIME-WAIT socket recycled by connect() "
@@ -123,8 +124,7 @@ def _old_connection(lab: Lab, label: str, **opts) -> tuple[int, float]:
     server.recv(f"s-{label}")
     lport = r["local"][1]
     client.close(label)                                   # the client closes first
-    lab.wait_for(f"{label}: the server in CLOSE_WAIT",
-                 lambda: [s for s in lab.sockets("server", {"CLOSE_WAIT"}) if s.dport == lport], timeout_s=5)
+    server_got_the_fin(lab, label, lport, PORT)
     server.close(f"s-{label}")
     lab.wait_for(f"{label}: the client's 4-tuple in TIME_WAIT",
                  lambda: [s for s in lab.sockets("client", {"TIME_WAIT"}) if s.sport == lport], timeout_s=5)
@@ -387,7 +387,7 @@ def checks(ev: Evidence):
 SCENARIO = Scenario(
     name="five-tuple", intent=INTENT, run=run, analyse=Seen.of, checks=checks,
     shaping=OPTIONAL, port=PORT, precondition=_precondition, key=KEY,
-    sysctls={"client": {"net.ipv4.ip_local_port_range": f"{EPHEMERAL} {EPHEMERAL}"}},
+    sysctls={"client": {"net.ipv4.ip_local_port_range": f"{EPHEMERAL} {EPHEMERAL}"}}, stacks=("linux", "gvisor"),
     key_values=(
         KeyValue("tcp_tw_reuse", "connect-same-4-tuple-a-later", "tcp_tw_reuse"),
         KeyValue("tw reuse delay (ms)", "connect-same-4-tuple-a-later", "tcp_tw_reuse_delay_ms"),

@@ -26,6 +26,11 @@ but required to prevent denial-of-service attacks". The two parts run at once, o
     5      client   (kernel) B's FIN_WAIT2 timer fires     (nothing sent)             B gone (tcp_fin_timeout=5)
     5+     server   close(B)                               <- FIN, RST ->             no state for B: RST
     60-62  client   (kernel) A's TIME-WAIT timer fires     (nothing sent)             A gone
+
+The server may run gVisor (--stack server=gvisor): what is judged is the Linux client's, and the
+wait for the answer to the late FIN is read from the wire. A gVisor client is refused (the run sets
+tcp_fin_timeout there, a Linux sysctl); gVisor's own TIME-WAIT length is measured by lost-ack with
+--stack client=gvisor.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from lab import wire
 from lab.kernel import BSD_MSL_S, RFC_MSL_S, TCP_RTO_MIN_MS, TCP_TIMEWAIT_LEN_S, TW_KILL_S
 from lab.scenario import KeyValue, Scenario
 from lab.shaping import OPTIONAL
@@ -139,9 +145,13 @@ def run(lab: Lab) -> dict:
                  interval_s=0.01, due=(acked + fw2_s, acked + fw2_s + late_fw2), closely=True)
     b_gone = time.time()
     server.close("sb")                                           # a late FIN: no state left for it
-    lab.wait_for("the server's B socket to be reset",
-                 lambda: not [s for s in lab.sockets("server") if s.dport == key_b[1]],
-                 timeout_s=5)
+    if wire.stack_of(lab, "server") == "gvisor":      # no sock_diag there: the FIN's answer on the wire
+        lab.wait_for("the client's answer to the server's late FIN for B (on the wire)",
+                     lambda: wire.fin_answered(wire.at_router(lab, "server"), PORT, key_b[1]), timeout_s=5)
+    else:
+        lab.wait_for("the server's B socket to be reset",
+                     lambda: not [s for s in lab.sockets("server") if s.dport == key_b[1]],
+                     timeout_s=5)
 
     left = TCP_TIMEWAIT_LEN_S - (time.time() - entered)
     late = latest_s(TCP_TIMEWAIT_LEN_S, hz)
@@ -318,6 +328,7 @@ SCENARIO = Scenario(
     # (lab.sampling), so it starts first and runs beside the parallel batch: its values with and
     # without that company are in the README ("How long the catalog takes")
     parallel_safe=False, beside=True,
+    stacks=("linux", "gvisor"),         # a gVisor server: what is judged is the Linux client's
     precondition=_room_for_time_wait, key=KEY,
     key_values=(
         KeyValue("TIME-WAIT length (s)", "time-wait-lasts-60s", "sampled_s", abs_tol=0.5),

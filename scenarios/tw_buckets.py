@@ -119,12 +119,7 @@ def _answered(lab: Lab, client_ports: list[int]) -> bool:
     """Each server FIN to *client_ports* answered by the client (an ACK of it, or a RST), as the
     router's capture facing the server shows."""
     segs = wire.at_router(lab, "server")
-    for port in client_ports:
-        fin = wire.fins(segs, PORT, port)
-        if not fin or not (wire.acks_of_fin(segs, fin[0], after=fin[0].t)
-                           or any(x.sport == port and x.dport == PORT and x.has("RST") for x in segs)):
-            return False
-    return True
+    return all(wire.fin_answered(segs, PORT, port) for port in client_ports)
 
 
 # -- what the checks share ------------------------------------------------------------------------

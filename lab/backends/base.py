@@ -109,6 +109,15 @@ class Backend(abc.ABC):
         with shielded():
             return make_namespace(name, parent=parent, ifalias=alias(self.owner, self.persistent))
 
+    def _make_namespaces(self, names: list[str], parent: str | None = None) -> list[str]:
+        """_make_ns for each of *names*, made side by side (links.make_namespaces)."""
+        from ..interrupts import shielded
+        from ..owner import alias
+        from .links import make_namespaces
+
+        with shielded():
+            return make_namespaces(names, parent=parent, ifalias=alias(self.owner, self.persistent))
+
     @classmethod
     @abc.abstractmethod
     def available(cls) -> tuple[bool, str]:

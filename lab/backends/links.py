@@ -36,7 +36,7 @@ from .base import PREFIX, Host
 if TYPE_CHECKING:
     from ..topology import Topology
 
-__all__ = ["NETNS_DIR", "make_namespace", "ifnames", "veth", "switch_name", "wire", "set_forwarding",
+__all__ = ["NETNS_DIR", "make_namespace", "make_namespaces", "ifnames", "veth", "switch_name", "wire", "set_forwarding",
            "kernel_has_ipv6", "own_sysctls", "quiet_ipv6", "settle", "IPV6_QUIET"]
 
 NETNS_DIR = "/run/netns"
@@ -66,16 +66,32 @@ def make_namespace(name: str, parent: str | None = None, **lo: str) -> str:
     that one forks the Python process; in a session of its own, so a Ctrl-C at the terminal
     cannot kill it halfway. With *parent* (a namespace's path) it is made from inside that one,
     which decides the size of its TCP hash table (lab.backends.tcphash)."""
-    argv = ["ip", "netns", "add", name]
-    if parent is not None:
-        argv = ["nsenter", f"--net={parent}", "--", *argv]
-    done = subprocess.run(argv, capture_output=True, text=True, start_new_session=True)
-    if done.returncode != 0:
-        raise BackendError(f"cannot create network namespace {name}: {done.stderr.strip()}")
-    path = f"{NETNS_DIR}/{name}"
-    with iproute(path) as ipr:
-        ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up", **lo)
-    return path
+    return make_namespaces([name], parent, **lo)[0]
+
+
+def make_namespaces(names: list[str], parent: str | None = None, **lo: str) -> list[str]:
+    """make_namespace for each of *names*, their `ip netns add` side by side (5-9 ms each here,
+    three hosts' in a row took 20-25 ms of every netns run); their paths. On an error the ones made
+    stay, for the backend's down() to remove with the rest."""
+    procs = []
+    for name in names:
+        argv = ["ip", "netns", "add", name]
+        if parent is not None:
+            argv = ["nsenter", f"--net={parent}", "--", *argv]
+        procs.append(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE, text=True, start_new_session=True))
+    errors = []
+    for name, proc in zip(names, procs):
+        err = proc.communicate()[1]
+        if proc.returncode != 0:
+            errors.append(f"cannot create network namespace {name}: {err.strip()}")
+    if errors:
+        raise BackendError(errors[0])
+    paths = [f"{NETNS_DIR}/{name}" for name in names]
+    for path in paths:
+        with iproute(path) as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up", **lo)
+    return paths
 
 
 def ifnames(topology: Topology) -> dict[tuple[str, str], str]:

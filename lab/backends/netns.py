@@ -117,8 +117,9 @@ class NetnsBackend(Backend):
 
         parent = self._make_ns(self._ns("parent"))         # each host's own TCP hash table
         own_tables = prepare_parent(parent)
-        for spec in topology.hosts.values():
-            path = self._make_ns(self._ns(spec.name), parent=parent if own_tables else None)
+        specs = list(topology.hosts.values())
+        paths = self._make_namespaces([self._ns(spec.name) for spec in specs], parent=parent if own_tables else None)
+        for spec, path in zip(specs, paths):
             self.hosts[spec.name] = Host(
                 name=spec.name, spec=spec, nspath=path,
                 exec_prefix=["nsenter", f"--net={path}", "--"],

@@ -93,7 +93,7 @@ def _col(rows: list[dict[str, Any]], key: str) -> Stats:
 def _lost_ack(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The whole runs of one backend: summaries of their times, and each run's FINs and verdict."""
     return {
-        **{k: _col(rows, k) for k in ("total_s", "protocol_wait_s", "overhead_s")},
+        **{k: _col(rows, k) for k in ("total_s", "protocol_wait_s", "overhead_s", "fin_ack_delay_s")},
         "timings_s": {k: summarize([r["timings_s"][k] for r in rows]) for k in TIMINGS},
         "server_fins": [r["server_fins"] for r in rows],
         "server_fin_offsets_s": [r["server_fin_offsets_s"] for r in rows],

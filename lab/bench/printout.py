@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from .common import SCENARIO, TIMINGS, Stats
+from .common import SCENARIO, TIMINGS, Stats, summarize
 
 
 def progress_line(i: int, runs: int, b: str, lab: dict, raw: dict, run: dict, process: dict) -> str:
@@ -42,6 +42,8 @@ def _table(result: dict[str, Any]) -> Table:
     t.add_row(f"{SCENARIO} run, wall time", *(_cell(run[b]["total_s"]) for b in bs))
     t.add_row("  protocol waiting", *(_cell(run[b]["protocol_wait_s"]) for b in bs))
     t.add_row("  lab overhead", *(_cell(run[b]["overhead_s"]) for b in bs))
+    t.add_row("    of it, the server's delayed ACK of the client's FIN",
+              *(_cell(run[b].get("fin_ack_delay_s") or summarize([])) for b in bs))
     for k in TIMINGS:
         t.add_row(f"    {k}", *(_cell(run[b]["timings_s"][k]) for b in bs), style="dim")
     t.add_section()
@@ -88,7 +90,9 @@ def _explain(result: dict[str, Any]) -> str:
         f"A {SCENARIO} run's wall time is its report's duration_s (`invoke run` from start to "
         "report.json); protocol waiting is the server kernel's FIN retransmission backoff "
         "(tail-loss probe, then RTOs doubling from 200 ms), measured on the wire from its first FIN "
-        "to its last: no lab can make it shorter. Lab overhead is the rest (wall time − waiting): "
+        "to its last: no lab can make it shorter. Lab overhead is the rest (wall time − waiting); it "
+        "holds some protocol waiting too: the server's ACK of the client's FIN, which Linux delays "
+        "(a socket entering CLOSE_WAIT is in pingpong mode: TCP_DELACK_MIN, 40 ms), shown in its row: "
         "bring-up, starting the captures, faults and socket sampler (start_s includes bring_up_s), "
         "the peers' handshake and data, tear-down, and reading the pcaps to judge; the dim rows are "
         "the run's own timings_s (scenario_s includes the waiting). "

@@ -217,6 +217,40 @@ def test_tw_buckets_late_fins_from_a_gvisor_server_meet_linuxs_buckets(tmp_path)
     nothing_of(report["lab_id"])
 
 
+def test_five_tuple_recycled_syn_opens_a_new_incarnation_on_a_gvisor_server(tmp_path):
+    """Linux's client recycles its TIME-WAIT 4-tuple toward gVisor: straight from the pcap, the
+    recycled SYN (old FIN's seq + 65537) reaches gVisor, whose side of the old connection is
+    closed, and gVisor's listener answers it with a SYN-ACK (the router's capture facing gVisor)."""
+    from scenarios.five_tuple import BOUND
+    from scenarios.five_tuple import PORT as FT_PORT
+
+    report = run_scenario("five-tuple", backend="netns", artifacts=tmp_path, options={"stacks": {"server": "gvisor"}})
+    assert report["verdict"] == "pass", outcomes(report)
+    segs = [s for s in read_pcap(tmp_path / "router-server.pcap") if {s.sport, s.dport} == {BOUND, FT_PORT}]
+    old_fin = next(s for s in segs if s.sport == BOUND and s.has("FIN"))
+    syns = [s for s in segs if s.sport == BOUND and s.has("SYN")]
+    assert len(syns) == 2 and (syns[1].seq - (old_fin.seq + 1)) % 2**32 == 65537, (old_fin.seq, syns)
+    answer = next(s for s in segs if s.sport == FT_PORT and s.t > syns[1].t)
+    assert answer.has("SYN") and answer.has("ACK") and answer.ack == syns[1].seq + 1
+    nothing_of(report["lab_id"])
+
+
+def test_time_wait_duration_late_fin_from_a_gvisor_server_is_reset(tmp_path):
+    """Linux's lifetimes judged with gVisor's FINs: straight from the router's capture facing the
+    server, gVisor's late FIN for B is answered by the client's RST (seq = the FIN's ack)."""
+    from scenarios.time_wait_duration import PORT as TWD_PORT
+
+    report = run_scenario("time-wait-duration", backend="netns", artifacts=tmp_path,
+                          options={"stacks": {"server": "gvisor"}})
+    assert report["verdict"] == "pass", outcomes(report)
+    b = report["facts"]["key_b"][1]
+    segs = read_pcap(tmp_path / "router-server.pcap")
+    fin = next(s for s in segs if s.sport == TWD_PORT and s.dport == b and s.has("FIN"))
+    rst = next(s for s in segs if s.sport == b and s.dport == TWD_PORT and s.t > fin.t)
+    assert rst.has("RST") and rst.seq == fin.ack
+    nothing_of(report["lab_id"])
+
+
 def one_line(done, *mentions: str) -> str:
     assert done.returncode == 2, (done.returncode, done.stdout[-1500:], done.stderr[-1500:])
     lines = done.stderr.splitlines()

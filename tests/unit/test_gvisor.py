@@ -165,9 +165,23 @@ def test_a_scenario_not_judged_from_the_wire_is_skipped_with_a_gvisor_host():
     from scenarios import get
 
     unsupported(get("lost-ack"), {"client": "gvisor", "server": "gvisor"})     # judged from the wire
-    unsupported(get("time-wait-duration"), {"client": "linux"})
+    unsupported(get("tw-reopen"), {"client": "linux"})
     with pytest.raises(StackCannotShow, match="sock_diag"):
-        unsupported(get("time-wait-duration"), {"server": "gvisor"})
+        unsupported(get("tw-reopen"), {"server": "gvisor"})
+
+
+def test_a_gvisor_host_where_the_scenario_sets_its_own_sysctl_is_refused_naming_the_scenario():
+    """time-wait-duration sets tcp_fin_timeout in the client, five-tuple its ip_local_port_range:
+    neither setting reaches gVisor, so that end cannot be gVisor; the other end can."""
+    from lab.gvisor import StackCannotShow
+    from lab.runner import unsupported
+    from scenarios import get
+
+    for name, key in (("time-wait-duration", "tcp_fin_timeout"), ("five-tuple", "ip_local_port_range")):
+        unsupported(get(name), {"server": "gvisor"})
+        with pytest.raises(StackCannotShow, match=f"{name} sets net.ipv4.{key} there") as why:
+            unsupported(get(name), {"client": "gvisor"})
+        assert "--sysctl" not in str(why.value)            # nothing the user gave to drop
 
 
 def test_matrix_stack_columns(tmp_path, monkeypatch):
