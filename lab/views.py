@@ -90,6 +90,9 @@ def stability_table(results: dict[str, dict], names: list[str], backends: list[s
         row = [name]
         for be in backends:
             r = results[f"{name}/{be}"]
+            if r.get("skipped"):
+                row.append(f"[yellow]skipped[/]: {escape(r['skipped'])}")
+                continue
             colour = "green" if r["passed"] == runs else "red"
             row.append(f"[{colour}]{r['passed']}/{runs}[/] ({r['wall_s']:.0f} s)")
         table.add_row(*row)

@@ -338,6 +338,31 @@ def test_stability_runs_each_family_and_names_its_rows(tmp_path, monkeypatch):
     assert json.loads((base / "stability.json").read_text())["lost-ack/v6/netns"]["family"] == 6
 
 
+def test_stability_skips_a_scenario_this_machine_cannot_show_and_goes_on(tmp_path, monkeypatch, capsys):
+    """lossy-link without netem used to end the whole stability run (exit 2, no stability.json):
+    it is a skipped row, with its reason, as in `run all`; the exit follows the rows that ran."""
+    from lab import stability
+    from lab.errors import NetemMissing
+    from lab.views import stability_table
+
+    def fake_many(name, runs, parallel, backend, artifacts, progress, family):
+        if name == "lossy-link":
+            raise NetemMissing("lossy-link", "netem is not available on this kernel")
+        return {"passed": runs, "failed": 0, "errors": 0, "check_pass_rate": {}, "wall_s": 1.0, "family": family}
+    monkeypatch.setattr(stability, "run_many", fake_many)
+    results, base = stability.run_stability(["lossy-link", "lost-ack"], ["netns"], 2, tmp_path / "s")
+    assert results["lossy-link/netns"]["skipped"].startswith("netem is not available")
+    assert results["lost-ack/netns"]["passed"] == 2
+    assert json.loads((base / "stability.json").read_text())["lossy-link/netns"]["skipped"]
+    assert stability.exit_code(results, 2) == 0
+    assert stability.exit_code({k: v for k, v in results.items() if k.startswith("lossy")}, 2) == 2
+    results["lost-ack/netns"]["passed"] = 1
+    assert stability.exit_code(results, 2) == 1
+    stability_table(results, ["lossy-link", "lost-ack"], ["netns"], 2)
+    out = capsys.readouterr()
+    assert "skipped" in out.out and "lossy-link on netns: skipped: netem" in out.err
+
+
 def test_vm_runs_pass_the_family_into_the_guest(tmp_path, monkeypatch):
     from lab.vm import commands
 
