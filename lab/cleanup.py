@@ -101,6 +101,11 @@ def _marks_keep(ms: list[_owner.Mark], rec: dict | None, include_persistent: boo
     return include_persistent and rec is None and any(m.up for m in ms)
 
 
+def _label(lab_id: str | None) -> str:
+    """The Docker label filter for one lab's objects, or (None) every lab's."""
+    return f"{LABEL}={lab_id}" if lab_id else LABEL
+
+
 def _alias(name: str) -> str | None:
     """The loopback alias of namespace *name*, read from a thread of its own: entering another
     lab's namespace on the main thread makes this whole process look like one of that lab's
@@ -138,7 +143,7 @@ def marks(lab_id: str | None = None) -> dict[str, list[_owner.Mark]]:
         time.sleep(_UNMARKED_GRACE_S)
         for name in unmarked:
             out.setdefault(name.split("-")[1], []).append(_owner.parse_alias(_alias(name)))
-    got = labelled(f"{LABEL}={lab_id}" if lab_id else LABEL)
+    got = labelled(_label(lab_id))
     for obj in [o for objs in got or () for o in objs]:
         out.setdefault(obj.labels.get(LABEL, "?"), []).append(_owner.from_labels(obj.labels))
     return out
@@ -191,7 +196,7 @@ def find(lab_id: str | None = None, docker: bool = True) -> Leftovers:
     """The namespaces, containers, networks and gVisor sandboxes of lab *lab_id* (or of every
     lab); the Docker daemon asked only when *docker*."""
     out = Leftovers(namespaces=lab_namespaces(lab_id), sandboxes=_sandbox_dirs(lab_id))
-    got = labelled(f"{LABEL}={lab_id}" if lab_id else LABEL) if docker else None
+    got = labelled(_label(lab_id)) if docker else None
     if got is not None:
         out.containers, out.networks = (sorted(o.name for o in objs) for objs in got)
     return out
@@ -254,7 +259,7 @@ def _remove(lab_id: str | None, keep: set[str]) -> Leftovers:
         removed.namespaces.append(name)
     dc = _docker()
     if dc is not None:
-        flt = {"label": f"{LABEL}={lab_id}" if lab_id else LABEL}
+        flt = {"label": _label(lab_id)}
         for ctr in dc.containers.list(all=True, filters=flt, ignore_removed=True):
             if ctr.labels.get(LABEL) in keep:
                 continue

@@ -113,7 +113,7 @@ def unsupported(sc: Scenario, stacks: dict[str, str]) -> None:
         raise StackCannotShow(sc.name, f"{host} runs gVisor's netstack, and {sc.name} sets {key} there, a Linux "
                               "sysctl what it shows depends on, which does not reach gVisor's sockets",
                               f"run it with {host} on Linux (README: Two TCP implementations)")
-    other = sorted((h, s) for h, s in stacks.items() if s not in sc.stacks)
+    other = sorted((h, s) for h, s in stacks.items() if s not in sc.stacks_of(h))
     if other:
         host, stack = other[0]
         raise StackCannotShow(sc.name, f"it observes {host} through Linux's sock_diag and is not yet judged "

@@ -52,7 +52,8 @@ Fields:
                     (`invoke sheet NAME --key DIR`)
     stacks          the TCP stacks its ends may run (lab.gvisor; default linux only): a scenario
                     lists "gvisor" once its steps and checks work from the wire, where sock_diag
-                    sees nothing; any other run with a gVisor host is skipped, saying so
+                    sees nothing; any other run with a gVisor host is skipped, saying so. A
+                    mapping {host: stacks} where the ends differ (a host it omits: linux only)
 """
 
 from __future__ import annotations
@@ -107,7 +108,11 @@ class Scenario:
     summary: Callable[[dict], list[str]] | None = None
     distribution: Callable[[dict], dict | None] | None = None
     key: Callable[[Any], Mapping[str, Any]] | None = None
-    stacks: tuple[str, ...] = ("linux",)
+    stacks: tuple[str, ...] | Mapping[str, tuple[str, ...]] = ("linux",)
+
+    def stacks_of(self, host: str) -> tuple[str, ...]:
+        """The stacks *host* may run in this scenario."""
+        return self.stacks.get(host, ("linux",)) if isinstance(self.stacks, Mapping) else self.stacks
     mapped_client: bool = False
 
     def intent_in(self, sysctls: Sysctls) -> str:

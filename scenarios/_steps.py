@@ -3,6 +3,7 @@ out of the catalog)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -44,6 +45,30 @@ def server_got_the_fin(lab: Lab, what: str, client_port: int, port: int) -> None
         lab.wait_for(f"{what}: the server in CLOSE_WAIT",
                      lambda: [s for s in lab.sockets("server", {"CLOSE_WAIT"}) if s.dport == client_port],
                      timeout_s=5)
+
+
+def client_closed_second(lab: Lab, what: str, client_port: int, port: int, linux_side: Callable[[], list]) -> None:
+    """Wait until the client, which closed second, holds nothing on *client_port*: *linux_side*
+    (its sockets there, by sock_diag) empty - or, for a gVisor client, which sock_diag cannot see,
+    its FIN acknowledged by the server on the wire, the ACK that ends its LAST-ACK."""
+    from lab import wire
+
+    if wire.stack_of(lab, "client") == "gvisor":
+        lab.wait_for(f"{what}: the server's ACK of the client's FIN (gVisor's LAST-ACK over, on the wire)",
+                     lambda: wire.fin_acked(lab, "client", client_port, port), timeout_s=5)
+    else:
+        lab.wait_for(f"{what}: the client's socket fully closed (port {client_port} free again)",
+                     lambda: not linux_side(), timeout_s=5)
+
+
+def rebinds_for_gvisor(lab: Lab, host: str = "client") -> dict:
+    """The options for a connect() from a port *host* used before: SO_REUSEADDR when *host* runs
+    gVisor, which keeps a passively closed connection's bound port taken (bind() failed with
+    EADDRINUSE still 90 s after the close, runsc 20221219) unless both sockets set it; Linux frees
+    the port at once, and its runs are left as they were."""
+    from lab import wire
+
+    return {"reuseaddr": True} if wire.stack_of(lab, host) == "gvisor" else {}
 
 
 def copied_data(lab: Lab, fault: str, sender: Peer, receiver: Peer, sock: str, nbytes: int,

@@ -37,6 +37,7 @@ TCP_TIMEOUT_MIN, tcp_rcv_synsent_state_process()) reaches the listener: a fresh 
     ~0.6   client   (no socket)                                  RST ->                  nothing: not TIME_WAIT
 
 Flip: --sysctl client:net.ipv4.tcp_timestamps=0 (or server:...): seq-behind is refused by TIME-WAIT.
+--stack client=gvisor: gVisor's SYNs meet Linux's TIME-WAIT (the client's waits read the wire).
 
 A case whose premise the run did not produce is not applicable, not failed: seq-behind's SYN
 above rcv_nxt (the transfer did not outrun the ISN clock: a slow machine), or an injected SYN that
@@ -52,6 +53,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from lab import wire
 from lab.kernel import TW_ISN_STEP
 from lab.scenario import KeyValue, Scenario
 from lab.shaping import UNUSED
@@ -59,6 +61,8 @@ from lab.verdict import Check
 
 from ._keys.tw_reopen import KEY
 from ._premise import time_wait_room
+from ._steps import client_closed_second
+from ._steps import rebinds_for_gvisor as _reuse
 from ._tw_reopen_incarnation import M32, Decision, Incarnation
 from ._tw_reopen_rst import refused_syn_recovery, rfc1122_condition_2_not_implemented
 
@@ -117,7 +121,7 @@ def _old_incarnation(lab: Lab, name: str, lport: int, nbytes: int) -> dict:
     """Connect from :lport, send *nbytes*, the server closes first: its 4-tuple in TIME_WAIT, the
     client's port free again."""
     server, client = lab.peer("server"), lab.peer("client")
-    client.connect(name, lab.host("server").address, PORT, lport=lport)
+    client.connect(name, lab.host("server").address, PORT, lport=lport, **_reuse(lab))
     server.accept("L", as_=f"s-{name}")
     t0 = time.time()
     if nbytes > 1024:
@@ -137,8 +141,7 @@ def _old_incarnation(lab: Lab, name: str, lport: int, nbytes: int) -> dict:
     client.close(name)
     lab.wait_for(f"{name}: the server's 4-tuple in TIME_WAIT",
                  lambda: [s for s in _server_side(lab, lport) if s.state == "TIME_WAIT"], timeout_s=5)
-    lab.wait_for(f"{name}: the client's socket fully closed (port {lport} free again)",
-                 lambda: not _client_side(lab, lport), timeout_s=5)
+    client_closed_second(lab, name, lport, PORT, lambda: _client_side(lab, lport))
     return {"client_port": lport, "bytes": moved, "transfer_s": round(transfer_s, 4),
             "server_before": [s.to_json() for s in _server_side(lab, lport)],
             "client_before": [s.to_json() for s in _client_side(lab, lport)]}
@@ -148,7 +151,7 @@ def _reopen(lab: Lab, name: str, nbytes: int) -> dict:
     """seq-ahead and seq-behind: the old incarnation, then a connect() from the same port."""
     server, client, lport = lab.peer("server"), lab.peer("client"), CASES[name]
     case = _old_incarnation(lab, name, lport, nbytes)
-    r = client.connect(f"{name}-new", lab.host("server").address, PORT, lport=lport, timeout_s=75)
+    r = client.connect(f"{name}-new", lab.host("server").address, PORT, lport=lport, timeout_s=75, **_reuse(lab))
     case.update(reconnect_ok=r.ok, reconnect_errno=r.errno, reconnect_error=r.error, reconnect_t=r.t)
     if r.ok:
         server.accept("L", as_=f"s-{name}-new")
@@ -163,10 +166,12 @@ def _old_duplicate(lab: Lab) -> dict:
     client, name, lport = lab.peer("client"), "old-duplicate", CASES["old-duplicate"]
     case = _old_incarnation(lab, name, lport, 5)
     lab.faults.hold("held-syn", lab.host("client"), lab.host("server"), flags="syn")
-    r = client.connect(f"{name}-try", lab.host("server").address, PORT, lport=lport, timeout_s=ABANDON_S)
+    r = client.connect(f"{name}-try", lab.host("server").address, PORT, lport=lport, timeout_s=ABANDON_S,
+                       **_reuse(lab))
     client.close(f"{name}-try")                                # SYN_SENT: closes without a packet
     held = lab.wait_for("the client's SYN held in the router", lambda: lab.faults.logged("held-syn"), timeout_s=5)
-    lab.wait_for("the abandoned socket gone", lambda: not _client_side(lab, lport), timeout_s=5)
+    if wire.stack_of(lab, "client") == "linux":   # gVisor's is unseen: a SYN-SENT close sends nothing
+        lab.wait_for("the abandoned socket gone", lambda: not _client_side(lab, lport), timeout_s=5)
     case["server_before_inject"] = [s.to_json() for s in _server_side(lab, lport)]
     injected = lab.faults.inject([held[0]], lab.host("server"))
     lab.faults.lift("held-syn")
@@ -234,18 +239,20 @@ class Seen:
 
 def timestamps_as_configured(s: Seen) -> Check:
     ev = s.ev
-    want_syn = int(ev.sysctl("client", "net.ipv4.tcp_timestamps", "1") or 0) != 0
-    want_both = want_syn and int(ev.sysctl("server", "net.ipv4.tcp_timestamps", "1") or 0) != 0
     syns = [x for x in ev.segments("server", src="client") if x.flags == "SYN"]
     acks = [x for x in ev.segments("server", src="server", flag="SYN") if x.has("ACK")]
     syn_ts = {x.tsval is not None for x in syns}
     ack_ts = {x.tsval is not None for x in acks}
+    gvisor = wire.stack_of(ev, "client") == "gvisor"      # its option is its own default, not a sysctl
+    want_syn = syn_ts == {True} if gvisor else int(ev.sysctl("client", "net.ipv4.tcp_timestamps", "1") or 0) != 0
+    want_both = want_syn and int(ev.sysctl("server", "net.ipv4.tcp_timestamps", "1") or 0) != 0
     ok = bool(syns) and bool(acks) and syn_ts == {want_syn} and ack_ts == {want_both}
+    client = "client gVisor (its own default)" if gvisor else \
+        f"client tcp_timestamps={ev.sysctl('client', 'net.ipv4.tcp_timestamps')}"
     return Check(
         "timestamps-as-configured", CITE_TS,
-        f"client tcp_timestamps={ev.sysctl('client', 'net.ipv4.tcp_timestamps')}, server "
-        f"{ev.sysctl('server', 'net.ipv4.tcp_timestamps')}: SYNs {'carry' if want_syn else 'lack'} the option, "
-        f"SYN-ACKs {'carry' if want_both else 'lack'} it",
+        f"{client}, server {ev.sysctl('server', 'net.ipv4.tcp_timestamps')}: SYNs "
+        f"{'all carry' if want_syn else 'lack'} the option, SYN-ACKs {'carry' if want_both else 'lack'} it",
         f"server.pcap: {len(syns)} SYNs, TSval present {sorted(syn_ts)}; {len(acks)} SYN-ACKs, TSval present "
         f"{sorted(ack_ts)}",
         ok, {"syns": len(syns), "syn_has_ts": sorted(syn_ts), "syn_acks": len(acks), "syn_ack_has_ts": sorted(ack_ts)})
@@ -272,10 +279,15 @@ def server_holds_time_wait(c: Case) -> Check:
            if inc and inc.borrowed else "")
         + "; sock_diag: server "
         f"{[(x['state'], x['expires_ms']) for x in f.get('server_before', [])]}, client "
-        f"{[x['state'] for x in f.get('client_before', [])] or 'nothing'}",
+        f"{[x['state'] for x in f.get('client_before', [])] or _client_nothing(c.ev)}",
         ok, {"client_port": lport, "server_time_wait_ms_left": [x["expires_ms"] for x in tw_before],
              "old_bytes": f.get("bytes"), "transfer_s": f.get("transfer_s")},
         missing=f"the captures lack the old connection's SYN or FINs on :{lport}" + (f" ({c.hole})" if c.hole else ""))
+
+
+def _client_nothing(ev: Evidence) -> str:
+    gvisor = wire.stack_of(ev, "client") == "gvisor"
+    return "unseen (gVisor: its LAST-ACK ended on the wire before the reconnect)" if gvisor else "nothing"
 
 
 def syn_judged_by_time_wait(c: Case) -> Check:
@@ -379,7 +391,7 @@ def checks(ev: Evidence) -> list:
 SCENARIO = Scenario(
     name="tw-reopen", intent=INTENT, run=run, analyse=Seen.of, checks=checks, precondition=precondition,
     shaping=UNUSED,             # seq-behind needs a fast transfer: 24 MiB must outrun the ISN clock
-    port=PORT, key=KEY,
+    port=PORT, key=KEY, stacks={"client": ("linux", "gvisor")},    # TIME-WAIT's rules judged: the server's, Linux's
     key_values=(
         KeyValue("SYN ahead accepted", "seq-ahead-syn-judged-by-time-wait", "accepted"),
         KeyValue("SYN behind accepted", "seq-behind-syn-judged-by-time-wait", "accepted"),

@@ -251,6 +251,24 @@ def test_time_wait_duration_late_fin_from_a_gvisor_server_is_reset(tmp_path):
     nothing_of(report["lab_id"])
 
 
+def test_tw_reopen_gvisor_syns_reopen_linuxs_time_wait(tmp_path):
+    """gVisor's reopening SYNs against Linux's TIME-WAIT, straight from the router's capture facing
+    the server: each of the two reopening SYNs is answered by a SYN-ACK whose ISN is the old
+    connection's snd_nxt + 65537 (the server's FIN seq + 1 + 65537)."""
+    from scenarios.tw_reopen import CASES
+    from scenarios.tw_reopen import PORT as TWR_PORT
+
+    report = run_scenario("tw-reopen", backend="netns", artifacts=tmp_path, options={"stacks": {"client": "gvisor"}})
+    assert report["verdict"] == "pass", outcomes(report)
+    segs = read_pcap(tmp_path / "router-server.pcap")
+    for case in ("seq-ahead", "seq-behind"):
+        port = CASES[case]
+        fin = next(s for s in segs if s.sport == TWR_PORT and s.dport == port and s.has("FIN"))
+        synacks = [s for s in segs if s.sport == TWR_PORT and s.dport == port and s.flags == "SYN,ACK"]
+        assert (synacks[-1].seq - (fin.seq + 1)) % 2**32 == 65537, (case, fin.seq, synacks[-1].seq)
+    nothing_of(report["lab_id"])
+
+
 def one_line(done, *mentions: str) -> str:
     assert done.returncode == 2, (done.returncode, done.stdout[-1500:], done.stderr[-1500:])
     lines = done.stderr.splitlines()

@@ -167,3 +167,43 @@ def test_an_analysis_that_raises_fails_the_checks_not_the_run():
     got = sc.SCENARIO.judge(ev)
     assert got and all(c.outcome == "fail" and "the check raised (a bug in twlab)" in c.observed for c in got)
     assert "seq-ahead-syn-judged-by-time-wait" in {c.name for c in got}
+
+
+def test_a_gvisor_clients_syn_option_is_its_own_not_its_namespaces_sysctl():
+    """With the client on gVisor, tcp_timestamps in its namespace reaches nothing: the SYNs' option
+    is gVisor's default, judged as observed (all alike), and the server's SYN-ACKs must follow it."""
+    ev = evidence()
+    ev.sysctls["client"]["net.ipv4.tcp_timestamps"] = "0"
+    assert "timestamps-as-configured" in failed(ev)            # a Linux client: the sysctl decides
+    ev.options["stacks"] = {"client": "gvisor"}
+    assert "timestamps-as-configured" not in failed(ev)
+    check = next(c for c in sc.SCENARIO.judge(ev) if c.name == "timestamps-as-configured")
+    assert check.expected.startswith("client gVisor (its own default)")
+    ev.sysctls["server"]["net.ipv4.tcp_timestamps"] = "0"      # the server's SYN-ACKs still carried it
+    assert "timestamps-as-configured" in failed(ev)
+
+
+def test_a_gvisor_client_meets_linuxs_time_wait_and_every_case_is_judged():
+    """A real run with gVisor's SYNs (tests/data/scenarios/tw-reopen-gvisor-client): Linux's
+    TIME-WAIT accepts seq-ahead by sequence number and seq-behind by its newer timestamp (RFC 6191),
+    with ISN old snd_nxt + 65537 both times, and keeps nothing after the old duplicate."""
+    ev = evidence("tw-reopen-gvisor-client")
+    assert ev.options["stacks"] == {"client": "gvisor"}
+    checks = {c.name: c for c in sc.SCENARIO.judge(ev)}
+    assert len(checks) == 8 and all(c.outcome == "pass" for c in checks.values()), \
+        {n: c.observed for n, c in checks.items() if c.outcome != "pass"}
+    ahead, behind = checks["seq-ahead-syn-judged-by-time-wait"], checks["seq-behind-syn-judged-by-time-wait"]
+    assert ahead.values["seq_after_rcv_nxt"] and not behind.values["seq_after_rcv_nxt"]
+    assert behind.values["ts_newer"] and behind.values["accepted"]
+
+
+def test_a_gvisor_clients_run_fails_where_the_servers_isn_is_not_the_step():
+    """The SYN-ACK to seq-ahead's reopening gVisor SYN moved off old snd_nxt + 65537: only that case's ISN
+    check moves."""
+    ev = evidence("tw-reopen-gvisor-client")
+    port = ev.facts["cases"]["seq-ahead"]["client_port"]
+    srv = ev.addresses["server"]
+    synacks = [s for s in ev.packets["server"] if s.src == srv and s.dport == port and s.flags == "SYN,ACK"]
+    ev.packets["server"] = [replace(s, seq=(s.seq + 7) & 0xFFFFFFFF) if s is synacks[-1] else s
+                            for s in ev.packets["server"]]
+    assert failed(ev) == {"seq-ahead-new-isn-above-old"}
