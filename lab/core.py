@@ -323,7 +323,7 @@ class Lab(Links, TearDown, Watch):
             self.sample_closely(due[0] - CLOSE_MARGIN_S, due[1] + CLOSE_MARGIN_S)
         shown = self.waiting.wait(what, timeout_s, due) if self.waiting is not None else NOT_SHOWN
         came: bool | None = None           # None: stopped by something else (an interrupt)
-        aside = quick = time.monotonic() + ASIDE_AFTER_S
+        quick, loaded = time.monotonic() + ASIDE_AFTER_S, False
         try:
             while True:
                 value = predicate()
@@ -334,9 +334,9 @@ class Lab(Links, TearDown, Watch):
                 if now > deadline:
                     came = False
                     raise WaitTimeout(f"timed out after {timeout_s:g} s waiting for {what}")
-                if now > aside:
+                if now > quick and not loaded:
                     load_aside()             # a protocol's wait: the imports its end needs, now
-                    aside = deadline + 1
+                    loaded = True
                 shown.tick()
                 # a step's answer comes within milliseconds: polled every 2 ms at first, then at
                 # *interval_s* (a protocol's timer: no sooner noticed for polling more)

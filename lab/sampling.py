@@ -25,7 +25,6 @@ process, ticking every 100 ms; its own cadence tells a stopped lab process (lab.
 from __future__ import annotations
 
 import ctypes
-import gc
 import os
 import pickle
 import select
@@ -34,7 +33,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .health import Cadence
 from .timeline import Timeline
@@ -151,7 +150,7 @@ class SamplerProcess:
             if not self._reaped:
                 _reap(pid)
         if data:
-            self._merge(_unpickled(data))
+            self._merge(pickle.loads(data))
         elif not self.ended_early:
             self.ended_early = "sent nothing back"
 
@@ -175,22 +174,10 @@ class SamplerProcess:
         s.series, s.cadence, s.samples = got["series"], got["cadence"], got["samples"]
 
 
-def _unpickled(data: bytes) -> Any:
-    """pickle.loads with the cyclic GC held off: the thousands of samples it makes set off a full
-    collection of everything the lab has imported (dpkt, rich, pyroute2), 18-20 ms of every run's
-    tear-down here for 47 KB; without it, under 1 ms. They hold no cycles to collect."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        return pickle.loads(data)
-    finally:
-        if was:
-            gc.enable()
-
-
 def _reap(pid: int, timeout_s: float = 2.0) -> None:
     """Wait for the child to exit (up to *timeout_s*, then kill it). A pidfd wakes the moment it
-    exits: the 20 ms naps of a waitpid(WNOHANG) loop cost a lost-ack run 20 ms at every stop."""
+    exits, where a waitpid(WNOHANG) loop woke at its next nap; a kernel without pidfd_open gets
+    that loop, with 5 ms naps."""
     try:
         fd = os.pidfd_open(pid)
     except OSError:                              # reaped already (ESRCH), or no pidfd
@@ -200,6 +187,13 @@ def _reap(pid: int, timeout_s: float = 2.0) -> None:
             select.select([fd], [], [], timeout_s)
         finally:
             os.close(fd)
+    else:
+        deadline = time.monotonic() + timeout_s
+        try:
+            while not os.waitpid(pid, os.WNOHANG)[0] and time.monotonic() < deadline:
+                time.sleep(0.005)
+        except ChildProcessError:                # reaped already
+            return
     try:
         if os.waitpid(pid, os.WNOHANG)[0]:
             return

@@ -102,12 +102,7 @@ class Backend(abc.ABC):
         """A named namespace (a netns host, or a switch of either backend), marked with its owner
         at once (lab.owner: the alias of its loopback); no signal lands in between. *parent*:
         made from inside that namespace (links.make_namespace)."""
-        from ..interrupts import shielded
-        from ..owner import alias
-        from .links import make_namespace
-
-        with shielded():
-            return make_namespace(name, parent=parent, ifalias=alias(self.owner, self.persistent))
+        return self._make_namespaces([name], parent)[0]
 
     def _make_namespaces(self, names: list[str], parent: str | None = None) -> list[str]:
         """_make_ns for each of *names*, made side by side (links.make_namespaces)."""

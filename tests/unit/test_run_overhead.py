@@ -1,12 +1,10 @@
 """What keeps a run's own time short without changing what it does (issue: every second that is not
 the protocol's): one scenario imported, not the catalog; the end's imports loaded during a
 protocol's wait; the interpreter's tear-down skipped once the command is done; a sampler's
-observations unpickled without a full garbage collection; its process reaped the moment it
-exits. The figures are `invoke bench`'s; these tests hold the behaviour."""
+process reaped the moment it exits. The figures are `invoke bench`'s; these tests hold the behaviour."""
 
 from __future__ import annotations
 
-import gc
 import os
 import subprocess
 import sys
@@ -145,25 +143,6 @@ def test_the_command_line_exits_with_its_codes_through_leave():
 
 # -- the sampler's hand-back ----------------------------------------------------------------------
 
-def test_unpickling_the_samples_holds_off_the_collector_and_restores_it():
-    seen = []
-    gc.callbacks.append(lambda phase, info: seen.append(phase))
-    try:
-        data = sampling.pickle.dumps([[(i, "TIME_WAIT", 59_000 - i)] for i in range(50_000)])
-        gc.collect()                               # counts at zero: nothing pending beforehand
-        seen.clear()
-        got = sampling._unpickled(data)
-        during = len(seen)                         # before an assert's own objects can set one off
-        assert len(got) == 50_000 and during == 0
-        assert gc.isenabled()
-        gc.disable()
-        sampling._unpickled(data)
-        assert not gc.isenabled()                  # left as it was found
-    finally:
-        gc.enable()
-        gc.callbacks.pop()
-
-
 def test_reap_returns_as_the_child_exits_and_kills_one_that_lingers():
     quick = os.fork()
     if quick == 0:
@@ -179,3 +158,18 @@ def test_reap_returns_as_the_child_exits_and_kills_one_that_lingers():
     assert time.monotonic() - began < 5
     with pytest.raises(ChildProcessError):
         os.waitpid(stuck.pid, os.WNOHANG)
+
+
+def test_reap_without_pidfd_still_waits_for_the_child(monkeypatch, tmp_path):
+    """A kernel without pidfd_open: the child is waited for, not killed at once - it lives to
+    write its file."""
+    def no_pidfd(pid):
+        raise OSError(38, "Function not implemented")
+    monkeypatch.setattr(sampling.os, "pidfd_open", no_pidfd)
+    done = tmp_path / "done"
+    child = subprocess.Popen([sys.executable, "-c",
+                              f"import time, pathlib; time.sleep(0.2); pathlib.Path({str(done)!r}).write_text('x')"])
+    sampling._reap(child.pid, timeout_s=30)
+    assert done.read_text() == "x"
+    with pytest.raises(ChildProcessError):
+        os.waitpid(child.pid, os.WNOHANG)         # reaped
