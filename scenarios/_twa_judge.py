@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from lab.verdict import Check
 
-from ._paws import without_timestamps
+from ._paws import PAWS_COUNTER_WHY, counted, without_timestamps
 
 if TYPE_CHECKING:
     from lab.evidence import Evidence
@@ -65,14 +65,14 @@ def paws_does_not_prevent_it(s: Seen) -> Check:
     shows timestamps in use after all."""
     ev, rst_at_cli = s.ev, s.rst_at_cli
     ts_on = all(ev.sysctl(h, "net.ipv4.tcp_timestamps", "1") != "0" for h in ("client", "server"))
-    paws = ev.facts.get("counters", {}).get("client", {}).get("TcpExtPAWSTimewait", 0)
+    counter, paws = counted(ev.facts, ev.facts.get("counters", {}).get("client", {}))
     rtsv, ftsv = (s.replay.tsval if s.replay else None), (s.srv_fin.tsval if s.srv_fin else None)
-    observed = (f"replay TSval {rtsv}, server FIN TSval {ftsv}; client PAWSTimewait +{paws}; ACK "
+    observed = (f"replay TSval {rtsv}, server FIN TSval {ftsv}; client {counter} +{paws}; ACK "
                 f"{'sent' if s.ack else 'not sent'}; RST at the client "
                 + ('with TSval ' + str(rst_at_cli.tsval) if rst_at_cli and rst_at_cli.tsval is not None
                    else 'without timestamp' if rst_at_cli else 'not seen'))
     values = {"timestamps": ts_on, "replay_tsval": rtsv, "fin_tsval": ftsv, "PAWSTimewait": paws,
-              "rst_tsval": rst_at_cli and rst_at_cli.tsval}
+              "paws_counter": counter, "rst_tsval": rst_at_cli and rst_at_cli.tsval}
     if not ts_on:
         return without_timestamps("paws-does-not-prevent-it", CITE_PAWS, ev, (rtsv, ftsv), paws, observed, values,
                                   "the replay's ACK and the RST are time-wait-acks-it's and "
@@ -91,8 +91,8 @@ def paws_does_not_prevent_it(s: Seen) -> Check:
     return Check.judged(
         "paws-does-not-prevent-it", CITE_PAWS,
         "timestamps on: the replay's TSval is older than the server FIN's (TS.Recent), PAWS rejects "
-        "it (client PAWSTimewait +1) and TIME-WAIT still sends the ACK; the RST carries no "
-        "timestamp, so PAWS cannot stop it",
+        f"it (client {counter} +1: {PAWS_COUNTER_WHY}) and TIME-WAIT still sends the ACK; the RST carries "
+        "no timestamp, so PAWS cannot stop it",
         observed, ok, values,
         missing=s.no_replay or f"{observed}, but {ev.capture_hole('client', 'server')}")
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from lab.kernel import TCP_TIMEWAIT_LEN_MS
 from lab.verdict import INCONCLUSIVE, NOT_APPLICABLE, Check
 
-from ._paws import without_timestamps
+from ._paws import PAWS_COUNTER_WHY, counted, without_timestamps
 from ._wandering_plan import M32, PORT, PORT_A, PORT_B, TW_WAIT_S
 
 if TYPE_CHECKING:
@@ -226,11 +226,12 @@ def paws_in_time_wait(s: Seen) -> Check:
     nothing), unless something says timestamps were used after all."""
     a, ev = s.a, s.ev
     replay, ack, cli_fin = a.replay.seg, a.ack, a.cli_fin
-    paws = a.replay.facts.get("server_counters", {}).get("TcpExtPAWSTimewait", 0)
+    counter, paws = counted(a.replay.facts, a.replay.facts.get("server_counters", {}))
     tsv, fin_tsv = (replay.tsval if replay else None), (cli_fin.tsval if cli_fin else None)
-    observed = (f"replay TSval {tsv}, client FIN TSval {fin_tsv}; server PAWSTimewait +{paws} around the replay; "
+    observed = (f"replay TSval {tsv}, client FIN TSval {fin_tsv}; server {counter} +{paws} around the replay; "
                 f"ACK {'sent' if ack else 'not sent'}")
-    values = {"replay_tsval": tsv, "fin_tsval": fin_tsv, "PAWSTimewait": paws, "timestamps": s.ts_on}
+    values = {"replay_tsval": tsv, "fin_tsval": fin_tsv, "PAWSTimewait": paws, "paws_counter": counter,
+              "timestamps": s.ts_on}
     if not s.ts_on:
         return without_timestamps("paws-in-time-wait", CITE_PAWS_TW, ev, (tsv, fin_tsv), paws, observed, values,
                                   "TIME-WAIT's ACK of the replay is time-wait-acks-old-duplicate's")
@@ -243,7 +244,7 @@ def paws_in_time_wait(s: Seen) -> Check:
     return Check.judged(
         "paws-in-time-wait", CITE_PAWS_TW,
         "timestamps on: the replay's TSval is older than TS.Recent (the client's FIN): "
-        "PAWSTimewait +1, and TIME-WAIT answers with an ACK anyway",
+        f"{counter} +1 ({PAWS_COUNTER_WHY}), and TIME-WAIT answers with an ACK anyway",
         observed, ok, values, missing=a.replay.missing or f"{observed}, but {ev.capture_hole('server')}")
 
 

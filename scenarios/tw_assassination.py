@@ -67,6 +67,7 @@ from lab.shaping import OPTIONAL
 from lab.verdict import Check
 
 from ._keys.tw_assassination import KEY
+from ._paws import tw_counter
 from ._premise import time_wait_room
 from ._steps import copied_data
 from ._twa_judge import (
@@ -126,6 +127,8 @@ def run(lab: Lab) -> dict:
     out["tw_before"] = tw.to_json() if tw else None
     out["server_socket_before"] = _state(lab, "server", key_srv)
     before = _counters(lab)
+    if "client" in before:                           # which counter this kernel counts PAWS in TIME-WAIT in
+        out["paws_tw_counter"] = tw_counter(before["client"])
     if old:
         out["injected_at"] = lab.faults.inject(old[:1], C)        # segment 5.1
     time.sleep(WATCH_S)

@@ -85,6 +85,7 @@ from lab.scenario import KeyValue, Scenario
 from lab.shaping import UNUSED
 
 from ._keys.wandering_duplicates import KEY
+from ._paws import tw_counter
 from ._premise import time_wait_room
 from ._steps import copied_data
 from ._wandering_bypassed import (
@@ -176,6 +177,7 @@ def _run_a(lab: Lab, server, client, cli: str, srv: str) -> dict:
                  and lab.views["client"].lookup((cli, PORT_A, srv, PORT)) is None, timeout_s=5)
     time.sleep(TW_WAIT_S)
     before = read_counters(S.nspath)
+    out["paws_tw_counter"] = tw_counter(before)      # which counter this kernel counts PAWS in TIME-WAIT in
     tw_before = lab.views["server"].lookup(key_srv)
     out["tw_before"] = tw_before.to_json() if tw_before else None
     if old:
