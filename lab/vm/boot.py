@@ -47,7 +47,7 @@ from pathlib import Path
 from ..artifacts import drop_empty, listing, make_dir, open_file, seal, write_text
 from ..errors import EnvError
 from . import accel as accelmod
-from . import engine
+from . import engine, warmup
 from . import kernel as kernelmod
 from .kernel import REPO, kernel_spec, prepare, ready
 from .scripts import BACKENDS, EXIT, FAIL, MARK, START, mounts, stage2, vm_backend
@@ -187,7 +187,8 @@ def _run_command(kernel: str, argv: list[str], artifacts: Path, progress: Callab
     try:
         (ctl / "mounts.sh").write_text(mounts(d / info["modules"] if info.get("modules") else None,
                                               d / info["config"] if info.get("config") else None, artifacts))
-        (ctl / "stage2.sh").write_text(stage2(argv, disk, {"TWLAB_VM_ACCEL": chosen.name}))
+        (ctl / "warm.list").write_text(warmup.listing())
+        (ctl / "stage2.sh").write_text(stage2(argv, disk, {"TWLAB_VM_ACCEL": chosen.name}, warm=True))
         progress(f"vm: booting {info.get('package', kernel)} {info.get('version', '')} under qemu "
                  f"({chosen.name.upper()})" + (" with a Docker engine" if disk else "") + ": "
                  + " ".join(shlex.quote(Path(a).name if a.startswith(str(REPO)) else a) for a in argv))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from . import engine
+from . import engine, warmup
 from .initrd import MSIZE
 from .kernel import REPO
 
@@ -62,10 +62,13 @@ def vm_backend(name: str) -> str:
     return name
 
 
-def stage2(argv: list[str], disk: engine.Disk | None = None, env: dict[str, str] | None = None) -> str:
+def stage2(argv: list[str], disk: engine.Disk | None = None, env: dict[str, str] | None = None,
+           warm: bool = False) -> str:
     """Stage 2: the host's own /bin/sh on the overlay root runs the command, then powers off.
     With *disk*, the guest's Docker engine is started first (and stopped cleanly after the
-    command when the disk is writable: the image was being loaded onto it)."""
+    command when the disk is writable: the image was being loaded onto it). *warm*: the lab's
+    kernel modules loaded, and the files in the control directory's warm.list read, in the
+    background meanwhile (lab/vm/warmup.py)."""
     q = shlex.quote
     exports = "\n".join(f"export {k}={q(v)}" for k, v in {**ENV, **(env or {})}.items())
     up = engine.guest_start() if disk else ""
@@ -77,7 +80,7 @@ ctl=/run/twlab-vm/ctl
 {exports}
 fail() {{ echo "{FAIL}$*@@"; echo o > /proc/sysrq-trigger; sleep 10; exit 1; }}
 cd {q(str(REPO))} || fail "no {REPO} in the VM"
-{up}echo "{START}"
+{warmup.script("$ctl") if warm else ""}{up}echo "{START}"
 {" ".join(q(a) for a in argv)} </dev/null >"$ctl/stdout"
 rc=$?
 {down}echo "$rc" > "$ctl/rc"
