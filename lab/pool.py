@@ -1,4 +1,5 @@
-"""A batch of lab runs, each in a process of its own (spawned), some at a time - stopped as a whole.
+"""A batch of lab runs, each in a process of its own (spawned; forked in a VM guest), some at a time -
+stopped as a whole.
 
 Stopping (Ctrl-C, SIGTERM or SIGHUP to the batch's process): no job starts any more, the running
 ones are sent SIGTERM and each tears its lab down, and what they return is collected. Then the
@@ -87,6 +88,21 @@ def _ended(pool: cf.ProcessPoolExecutor, settle_s: float = 2.0) -> str:
     return "workers ended: " + (", ".join(words) if words else "none seen ended")
 
 
+def start_method() -> str:
+    """How a batch's workers start: spawned (a fresh interpreter each, sharing nothing with the
+    batch's process), except inside a VM guest (lab.vm): there forked from a batch process that has
+    imported the run's code first. Under TCG a spawned worker's start and imports (Python, Invoke
+    for the script it re-runs as __mp_main__, pyroute2, the lab) took 6-7 s of a one-scenario
+    matrix column's 15.6 s beside its run (Debian 12's kernel, medians of 3); a forked one
+    inherits them. The executor starts every forked worker before its own thread (CPython's
+    ProcessPoolExecutor does so for "fork"), and a worker holds signals off until its job."""
+    if os.environ.get("TWLAB_IN_VM"):
+        from . import runner  # noqa: F401 - imported once here, inherited by the forked workers
+
+        return "fork"
+    return "spawn"
+
+
 def run_jobs(fn: Callable[[Job], Result], jobs: list[Job], width: int,
              on_result: Callable[[Job, Result], None]) -> None:
     """fn(job) for every job, *width* at a time, each in a spawned process (fn must be a
@@ -94,7 +110,7 @@ def run_jobs(fn: Callable[[Job], Result], jobs: list[Job], width: int,
     stops the batch too (the running jobs finish, no new one starts) and propagates."""
     from . import cleanup
 
-    ctx = multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context(start_method())
     stop = ctx.Event()
     pool = cf.ProcessPoolExecutor(max_workers=max(1, width), mp_context=ctx, initializer=_init,
                                   initargs=(stop,))

@@ -65,3 +65,26 @@ def test_a_process_that_left_the_namespace_is_not_killed(monkeypatch, tmp_path):
     monkeypatch.setattr(netns.pnetns, "remove", lambda name: None)
     netns.remove_namespace("twlab-abc-client")
     assert sent == [(4242, signal.SIGTERM)]
+
+
+def _which_process(job: Job) -> Result:
+    import sys
+
+    return Result(run=job.run, scenario=job.scenario, verdict="pass", exit_code=0, artifacts="x",
+                  error=f"{os.getppid()} {'lab.core' in sys.modules}")
+
+
+def test_workers_are_spawned_here_and_forked_with_the_runs_code_inside_a_vm(monkeypatch):
+    """Inside a VM guest the workers are forked from a batch process that has imported the run's
+    code (lab.runner, and through it lab.core), so a worker starts with it; elsewhere spawned."""
+    from lab import pool
+
+    monkeypatch.delenv("TWLAB_IN_VM", raising=False)
+    assert pool.start_method() == "spawn"
+    monkeypatch.setenv("TWLAB_IN_VM", "1")
+    assert pool.start_method() == "fork"
+    got: dict[int, Result] = {}
+    jobs = [Job(run=i, scenario="lost-ack", artifacts=Path("/nonexistent")) for i in (1, 2)]
+    run_jobs(_which_process, jobs, 1, lambda job, res: got.setdefault(job.run, res))
+    assert {r.verdict for r in got.values()} == {"pass"}
+    assert {r.error for r in got.values()} == {f"{os.getpid()} True"}    # children of this process, code loaded

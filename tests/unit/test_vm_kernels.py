@@ -198,19 +198,19 @@ def test_a_bad_accel_is_a_usage_error(tmp_path):
 
 # -- invoke bench --vm ----------------------------------------------------------------------------
 
-def test_a_vm_cells_split_adds_up_from_its_stamps_vm_json_and_report():
-    from lab.bench.vmcell import STAMP, cell_split, guest_script
+def test_a_vm_columns_split_adds_up_from_the_process_vm_json_and_report():
+    from lab.bench.vmcell import cell_split, column_argv
 
-    script = guest_script(Path("/tmp/out"))
-    assert "import lab.tasks" in script and "invoke run lost-ack --backend netns" in script
-    stdout = "".join(f"{STAMP}{name} {t}\n" for name, t in (("begin", 10.0), ("python", 12.0), ("imports", 18.0),
-                                                             ("run", 60.0)))
-    vm = {"kernel_s": 3.0, "boot_s": 4.0, "poweroff_s": 0.2, "total_s": 55.0}
-    report = {"duration_s": 30.0, "timings_s": {"bring_up_s": 3.0, "start_s": 14.0, "scenario_s": 12.0,
-                                                "tear_down_s": 2.0}}
-    split = cell_split(stdout, vm, report)
-    assert split["python_start_s"] == 2.0 and split["imports_s"] == 6.0
-    assert split["invoke_and_report_s"] == 12.0                     # the command (42 s) less the run (30 s)
-    assert split["modules_and_mounts_s"] == 1.0 and split["lab_observe_s"] == 11.0
-    assert split["overhead_s"] == 25.0                              # all but the scenario's own run
-    assert cell_split("", {}, {})["run_s"] is None
+    argv = column_argv("debian-12", "tcg", Path("/tmp/out"))
+    assert argv[2:] == ["matrix", "--kernel", "debian-12", "--accel", "tcg", "--scenario", "lost-ack",
+                        "--out", "/tmp/out", "--json"]                 # a real column, as a user types it
+    vm = {"kernel_s": 3.0, "boot_s": 4.0, "command_s": 14.0, "poweroff_s": 0.2, "total_s": 19.0}
+    report = {"duration_s": 8.0, "timings_s": {"bring_up_s": 1.0, "start_s": 4.5, "scenario_s": 3.0,
+                                               "tear_down_s": 0.5}}
+    split = cell_split(20.5, vm, report)
+    assert split["modules_and_mounts_s"] == 1.0 and split["lab_observe_s"] == 3.5
+    assert split["guest_beside_the_run_s"] == 6.0                   # the guest's command (14 s) less the run
+    assert split["here_beside_the_vm_s"] == 1.5                     # the process (20.5 s) less the VM (19 s)
+    assert split["overhead_s"] == 12.5                              # all but the in-guest run
+    empty = cell_split(None, {}, {})
+    assert empty["run_s"] is None and empty["overhead_s"] is None and empty["guest_beside_the_run_s"] is None
