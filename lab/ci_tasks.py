@@ -140,9 +140,8 @@ def matrix(c, kernel=None, scenario=None, out=None, backend=None, json=False, fa
     """Run scenarios on each kernel (and backend): one table, scenario x kernel, marking where
     they differ. Each cell: the verdict and the key observed values; also written as matrix.json
     and matrix.md. --shard I/N runs a slice of the cells; --merge DIR... puts shards together."""
-    from lab.matrix import show
+    from lab.matrix import exit_code, show
     from lab.matrix_view import axis_of
-    from lab.verdict import batch_exit_code
 
     progress = (lambda s: print(s, file=sys.stderr)) if json else print
     m = _matrix(kernel, scenario, out, backend, family, shard, merge, accel, progress, stack)
@@ -153,8 +152,7 @@ def matrix(c, kernel=None, scenario=None, out=None, backend=None, json=False, fa
         if m["differs"]:
             print(f"{'kernels' if axis_of(m) == 'kernel' else 'columns'} differ in: " + "; ".join(m["differs"]))
         print(f"matrix: {m['out']}/matrix.json, {m['out']}/matrix.md")
-    exit_with(batch_exit_code(cell["verdict"] for per in m["cells"].values() for cell in per.values())
-              if any(m["cells"].values()) else 0)
+    exit_with(exit_code(m))
 
 
 def _matrix(kernel, scenario, out, backend, family, shard, merge, accel, progress, stack) -> dict:

@@ -53,12 +53,12 @@ COUNTERS = ("TcpExtTW", "TcpExtTWKilled", "TcpExtTWRecycled", "TcpExtTCPTimeWait
 def _scenario_of(name: str):
     """The scenario a cell is of (what it declares the matrix shows of it), by its name or its row's
     (SCENARIO/v6); an unknown name (a report from another version) shows its verdict only."""
-    from scenarios import catalog
+    from scenarios import find
 
     from .scenario import Scenario
 
     name = split_label(name)[0]
-    return catalog().get(name) or Scenario(name=name, intent="", run=lambda lab: {}, checks=())
+    return find(name) or Scenario(name=name, intent="", run=lambda lab: {}, checks=())
 
 
 def cell_from_report(report: dict[str, Any]) -> dict[str, Any]:
@@ -201,11 +201,21 @@ def finish(matrix: dict[str, Any], out: Path, progress: Callable[[str], None] = 
     return matrix
 
 
+def exit_code(matrix: dict[str, Any]) -> int:
+    """`invoke matrix`'s exit code: lab.verdict's for the batch of every cell; 0 with no cell."""
+    from .verdict import batch_exit_code
+
+    cells = [cell["verdict"] for per in matrix["cells"].values() for cell in per.values()]
+    return batch_exit_code(cells) if cells else 0
+
+
 def _dirname(kernel: str, backend: str, several: bool) -> str:
     """A column's artifacts directory: a kernel given by path or as debian:VERSION by its cache key."""
+    if kernel == HOST:                  # (lab.vm's kernel code is not needed for this machine's column)
+        return kernel + (f"/{backend}" if several else "")
     from .vm import label
 
-    return (kernel if kernel == HOST else label(kernel)) + (f"/{backend}" if several else "")
+    return label(kernel) + (f"/{backend}" if several else "")
 
 
 def _column(kernel: str, be: str, names: list[str], families: tuple[int, ...], out: Path, progress, col: str,

@@ -13,8 +13,24 @@ a Docker engine of its own for ``--backend docker``, commands.py runs `run`, `ch
 column there.
 """
 
-from .boot import BACKENDS, BootFailed, run, run_command, vm_backend
-from .kernel import CACHE, KERNELS, REPO, Kernel, cache_dir, kernel_spec, label, prepare
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = ["KERNELS", "Kernel", "kernel_spec", "cache_dir", "prepare", "run", "run_command", "vm_backend",
            "BACKENDS", "REPO", "CACHE", "BootFailed", "label"]
+
+# each name from its module on first use (PEP 562): the guest's column (lab.vm.guest) imports this
+# package, and under TCG importing boot.py and what it needs took 2.0 s of its start
+_FROM = {**dict.fromkeys(("BACKENDS", "BootFailed", "run", "run_command", "vm_backend"), "boot"),
+         **dict.fromkeys(("CACHE", "KERNELS", "REPO", "Kernel", "cache_dir", "kernel_spec", "label", "prepare"),
+                         "kernel")}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _FROM:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_FROM[name]}", __name__), name)
+    globals()[name] = value
+    return value

@@ -47,7 +47,7 @@ from pathlib import Path
 from ..artifacts import drop_empty, listing, make_dir, open_file, seal, write_text
 from ..errors import EnvError
 from . import accel as accelmod
-from . import engine, warmup
+from . import engine, guest, warmup
 from . import kernel as kernelmod
 from .kernel import REPO, kernel_spec, prepare, ready
 from .scripts import BACKENDS, EXIT, FAIL, MARK, START, mounts, stage2, vm_backend
@@ -98,8 +98,9 @@ def run(kernel: str, twlab_args: list[str], artifacts: Path,
         main = threading.current_thread() is threading.main_thread()
         with interrupts_as_exceptions() if main else contextlib.nullcontext():
             disk, image = engine.data_disk(kernel, Path(artifacts).resolve(), progress, timeout_s)
-    return run_command(kernel, [str(REPO / ".venv" / "bin" / "python"), str(invoke), *twlab_args],
-                       artifacts, progress, timeout_s, disk=disk, image=image, accel=accel)
+    python = str(REPO / ".venv" / "bin" / "python")
+    argv = guest.command(python, twlab_args) or [python, str(invoke), *twlab_args]   # a column: no Invoke
+    return run_command(kernel, argv, artifacts, progress, timeout_s, disk=disk, image=image, accel=accel)
 
 
 def run_command(kernel: str, argv: list[str], artifacts: Path,
@@ -155,6 +156,13 @@ def compile_lab() -> None:
         compileall.compile_file(str(REPO / "tasks.py"), quiet=2)
 
 
+def _shown(word: str) -> str:
+    """A word of the guest's command as the progress line shows it."""
+    if "lab.vm.guest" in word:
+        return "(lab.vm.guest)"
+    return Path(word).name if word.startswith(str(REPO)) else word
+
+
 def _notes(spec, info: dict, progress: Callable[[str], None]) -> None:
     """One line on what the kernel's config lacks that some scenarios need."""
     from . import kconfig
@@ -191,7 +199,7 @@ def _run_command(kernel: str, argv: list[str], artifacts: Path, progress: Callab
         (ctl / "stage2.sh").write_text(stage2(argv, disk, {"TWLAB_VM_ACCEL": chosen.name}, warm=True))
         progress(f"vm: booting {info.get('package', kernel)} {info.get('version', '')} under qemu "
                  f"({chosen.name.upper()})" + (" with a Docker engine" if disk else "") + ": "
-                 + " ".join(shlex.quote(Path(a).name if a.startswith(str(REPO)) else a) for a in argv))
+                 + " ".join(shlex.quote(_shown(a)) for a in argv))
         proc = subprocess.Popen(tied(qemu_argv(d, info, ctl, artifacts, disk, chosen.name)),
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 start_new_session=True)

@@ -51,14 +51,15 @@ def listing() -> str:
     """The files to read ahead, one per line: the modules this process has loaded (the guest
     runs the same code), every compiled module of PACKAGES and of the lab, the tools and their
     libraries, and Python itself."""
-    files = dict.fromkeys([*_loaded(), *_compiled(), *_binaries()])
+    # Python and its libraries first: the guest's first process needs them before any module
+    files = dict.fromkeys([*_binaries(), *_loaded(), *_compiled()])
     return "".join(f"{f}\n" for f in files if "\n" not in f)
 
 
 def _loaded() -> list[str]:
     out = []
-    for mod in list(sys.modules.values()):
-        path = getattr(mod, "__cached__", None) or getattr(mod, "__file__", None)
+    for entry in list(sys.modules.values()):
+        path = getattr(entry, "__cached__", None) or getattr(entry, "__file__", None)
         if isinstance(path, str) and os.path.isfile(path):
             out.append(path)
     return out
