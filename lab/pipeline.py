@@ -133,7 +133,7 @@ def run_batches(jobs: list[Job], parallel: int, progress: Callable[[str], None] 
     skip every repeat)."""
     from scenarios import get
 
-    from .pool import run_jobs
+    from . import inline
 
     kinds = {name: ("safe" if sc.parallel_safe else "beside" if sc.beside and parallel > 1 else "alone")
              for name in {j.scenario for j in jobs} for sc in [get(name)]}
@@ -154,7 +154,12 @@ def run_batches(jobs: list[Job], parallel: int, progress: Callable[[str], None] 
 
     for i, (batch, width) in enumerate(batches):
         try:
-            run_jobs(run_job, batch, min(width, len(batch)), take)
+            if inline.chosen(min(width, len(batch))):            # inside a VM guest: lab.inline
+                inline.run_jobs(run_job, batch, take)
+            else:
+                from .pool import run_jobs
+
+                run_jobs(run_job, batch, min(width, len(batch)), take)
         except KeyboardInterrupt as exc:
             stopped = set(getattr(exc, "not_run", []))
             exc.results = sorted(results, key=lambda r: r.run)

@@ -26,6 +26,7 @@ def column_in_vm(vm: Any, kernel: str, backend: str, names: list[str], out: Path
     release."""
     from ..artifacts import ensure_dir
     from ..family import label
+    from ..saved import pages_drawn_after
 
     family = "both" if set(families) == {4, 6} else str(families[0])
     rows = [label(n, f) for n in names for f in families]
@@ -37,7 +38,8 @@ def column_in_vm(vm: Any, kernel: str, backend: str, names: list[str], out: Path
             *[a for n in names for a in ("--scenario", n)]]
     try:
         ensure_dir(out)
-        code, output = _run(vm, kernel, args, out, progress, backend == "docker", accel)
+        with pages_drawn_after(out, progress):              # matplotlib loads while the VM runs
+            code, output = _run(vm, kernel, args, out, progress, backend == "docker", accel)
     except KeyboardInterrupt:
         raise
     except Exception as exc:                                    # noqa: BLE001 - LabError or a bug: say it

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..artifacts import check_dir, ensure_dir
 from ..errors import EnvError, UsageError
-from ..saved import index_quietly, pages_for
+from ..saved import index_quietly, pages_drawn_after
 from .boot import run, vm_backend
 from .kernel import kernel_spec, label
 
@@ -40,8 +40,9 @@ def check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: bo
         args += ["--profile", str(Path(profile).resolve())]      # the host's / is the guest's
     ensure_dir(out)
     progress(f"check inside the {kernel} VM ({backend} backend): artifacts in {out}/")
-    code, _ = run(kernel, args, out, progress=progress, timeout_s=3600, docker=backend == "docker", accel=accel)
-    pages_for(out, progress)                # the guest leaves each run's report.html to this side
+    with pages_drawn_after(out, progress):  # the guest leaves each run's report.html to this side
+        code, _ = run(kernel, args, out, progress=progress, timeout_s=3600, docker=backend == "docker",
+                      accel=accel)
     index_quietly(out, f"check --kernel {kernel}", progress=progress)
     try:
         summary = json.loads((out / "check.json").read_text())
@@ -69,15 +70,16 @@ def scenario_in_vm(kernel: str, scenario: str, out: Path, sysctls: list[str], sh
         seen.append(line)
         progress(line)
 
-    code, _ = run(kernel, args, out, progress=said, timeout_s=timeout_s, docker=backend == "docker", accel=accel)
-    try:
-        report = with_vm(out / "report.json", out)
-    except (OSError, ValueError):
-        line = next((ln for ln in reversed(seen) if ln.startswith("twlab:")), None)
-        raise VmRunFailed(f"inside the {kernel} VM: " + (line[len("twlab:"):].strip() if line else
-                          f"the run exited {code} and left no report.json (see {out}/vm-console.log)"),
-                          code if code in (1, 2, 130) else 2) from None
-    pages_for(out, progress)                # the guest leaves report.html to this side
+    with pages_drawn_after(out, progress):  # the guest leaves report.html to this side
+        code, _ = run(kernel, args, out, progress=said, timeout_s=timeout_s, docker=backend == "docker",
+                      accel=accel)
+        try:
+            report = with_vm(out / "report.json", out)
+        except (OSError, ValueError):
+            line = next((ln for ln in reversed(seen) if ln.startswith("twlab:")), None)
+            raise VmRunFailed(f"inside the {kernel} VM: " + (line[len("twlab:"):].strip() if line else
+                              f"the run exited {code} and left no report.json (see {out}/vm-console.log)"),
+                              code if code in (1, 2, 130) else 2) from None
     return report, code
 
 

@@ -109,3 +109,27 @@ def test_the_page_is_detached_only_for_a_terminal(monkeypatch):
     monkeypatch.delenv("TWLAB_PAGE")
     monkeypatch.setattr("sys.stdout.isatty", lambda: False)
     assert tasks._page_mode(json=False) == "wait"
+
+
+def test_pages_after_a_vm_are_drawn_by_a_writer_started_before_it(tmp_path, run_dir, monkeypatch):
+    """lab.saved.pages_drawn_after: the writer runs (loading matplotlib) during the block, draws
+    each page missing under the base after it, and is gone; a block that fails draws nothing."""
+    from lab import saved
+    from lab.html import writer as writer_mod
+
+    started = []
+
+    class Counting(PageWriter):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            started.append(self)
+
+    monkeypatch.setattr(writer_mod, "PageWriter", Counting)
+    with saved.pages_drawn_after(run_dir.parent):
+        assert started and started[0].proc.poll() is None and not (run_dir / "report.html").exists()
+    assert (run_dir / "report.html").read_text().lstrip().lower().startswith("<!doctype html")
+    assert started[0].proc is None                                   # closed
+    (run_dir / "report.html").unlink()
+    with pytest.raises(RuntimeError), saved.pages_drawn_after(run_dir.parent):
+        raise RuntimeError("the VM did not boot")
+    assert not (run_dir / "report.html").exists() and started[1].proc is None
