@@ -195,7 +195,7 @@ def _run_command(kernel: str, argv: list[str], artifacts: Path, progress: Callab
     try:
         (ctl / "mounts.sh").write_text(mounts(d / info["modules"] if info.get("modules") else None,
                                               d / info["config"] if info.get("config") else None, artifacts))
-        (ctl / "warm.list").write_text(warmup.listing())
+        warmup.write(ctl)
         (ctl / "stage2.sh").write_text(stage2(argv, disk, {"TWLAB_VM_ACCEL": chosen.name}, warm=True))
         progress(f"vm: booting {info.get('package', kernel)} {info.get('version', '')} under qemu "
                  f"({chosen.name.upper()})" + (" with a Docker engine" if disk else "") + ": "

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import sysconfig
 
 __all__ = ["command", "main"]
 
@@ -48,14 +47,17 @@ def command(python: str, args: list[str]) -> list[str] | None:
     matrix column of the guest's own kernel as lab.vm.column builds it."""
     if _parse(args) is None:
         return None
+    import sysconfig
+
     site = sysconfig.get_paths()["purelib"]          # this venv's: the guest runs the same one
-    boot = f"import sys; sys.path[1:1] = [{site!r}]; from lab.vm.guest import main; main()"
+    # the collector every 20 000 new objects from the first import on, as lab.cli sets it for a command
+    boot = (f"import gc, sys; gc.set_threshold(20_000, *gc.get_threshold()[1:]); sys.path[1:1] = [{site!r}]; "
+            "from lab.vm.guest import main; main()")
     return [python, "-S", "-c", boot, *args]
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the column (``sys.argv[1:]``: the twlab arguments) and end the process with its code."""
-    import gc
     from pathlib import Path
 
     from ..errors import LabError
@@ -64,7 +66,6 @@ def main(argv: list[str] | None = None) -> None:
     from ..matrix import exit_code, run_matrix
     from ..quickexit import leave
 
-    gc.set_threshold(20_000, *gc.get_threshold()[1:])      # as lab.cli does for the command
     ns = _parse(list(sys.argv[1:] if argv is None else argv))
     if ns is None:
         leave(2, f"twlab: the guest's column command takes {' '.join(_COLUMN)} and its flags only")

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .kernel import REPO
 
-__all__ = ["MODULES", "PACKAGES", "TOOLS", "listing", "script"]
+__all__ = ["MODULES", "PACKAGES", "TOOLS", "listing", "script", "sources", "write"]
 
 # what a netns run loaded on demand in Debian 12's kernel (/proc/modules before and after); the
 # whole catalog, both families (tests/integration/test_vm.py keeps the list true)
@@ -40,11 +40,34 @@ PACKAGES = ("invoke", "pyroute2", "dpkt", "rich", "yaml")
 TOOLS = ("tcpdump", "nft", "ip", "nsenter", "setpriv", "modprobe")
 
 
-def script(ctl: str, listing_name: str = "warm.list") -> str:
-    """Stage 2's lines (POSIX sh) that start both jobs in the background."""
+def script(ctl: str) -> str:
+    """Stage 2's lines (POSIX sh) that start the jobs in the background: the modules, the
+    read-ahead (warm.list) and a look at each compiled module's source (warm.stat: an import
+    checks the source's mtime, each first look a 9p round trip)."""
     modules = " ".join(MODULES)
     return (f"(command -v modprobe >/dev/null && modprobe -q -a {modules}) >/dev/null 2>&1 &\n"
-            f'(xargs -r cat < "{ctl}/{listing_name}") >/dev/null 2>&1 &\n')
+            f'(xargs -r cat < "{ctl}/warm.list") >/dev/null 2>&1 &\n'
+            f'(xargs -r ls -d < "{ctl}/warm.stat") >/dev/null 2>&1 &\n')
+
+
+def write(ctl: Path) -> None:
+    """warm.list and warm.stat in the run's control directory *ctl*."""
+    files = listing()
+    (ctl / "warm.list").write_text(files)
+    (ctl / "warm.stat").write_text("".join(f"{s}\n" for s in sources(files.splitlines())))
+
+
+def sources(files: list[str]) -> list[str]:
+    """The source beside each compiled module of *files* (X/__pycache__/m.TAG.pyc -> X/m.py)."""
+    tag = f".{sys.implementation.cache_tag}.pyc"
+    out = []
+    for f in files:
+        path = Path(f)
+        if path.parent.name == "__pycache__" and path.name.endswith(tag):
+            src = path.parent.parent / (path.name[: -len(tag)] + ".py")
+            if src.is_file():
+                out.append(str(src))
+    return out
 
 
 def listing() -> str:

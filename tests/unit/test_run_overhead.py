@@ -89,8 +89,20 @@ def test_load_aside_freezes_nothing_in_a_process_that_froze_nothing():
 
 
 def test_the_modules_loaded_aside_exist():
-    for name in aside.AFTER_THE_RUN:
+    for name in aside.AFTER_THE_RUN + aside.IN_A_VM:
         __import__(name)
+
+
+def test_inside_a_vm_the_terminal_view_is_not_loaded_aside(monkeypatch):
+    """A guest draws no terminal view (this machine draws it from report.json): rich stays out."""
+    loaded = []
+    monkeypatch.setattr(aside, "_load", lambda names: loaded.extend(names))
+    monkeypatch.delitem(__import__("sys").modules, "lab.pcap", raising=False)    # as if not loaded yet
+    monkeypatch.setenv("TWLAB_IN_VM", "1")
+    aside.load_aside().join(5)
+    assert loaded == ["lab.pcap"]
+    monkeypatch.delenv("TWLAB_IN_VM")
+    assert set(aside.AFTER_THE_RUN) > {"lab.pcap"} and "lab.report" in aside.AFTER_THE_RUN
 
 
 # -- the command's exit ---------------------------------------------------------------------------
