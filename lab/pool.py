@@ -90,12 +90,13 @@ def _ended(pool: cf.ProcessPoolExecutor, settle_s: float = 2.0) -> str:
 
 def start_method() -> str:
     """How a batch's workers start: spawned (a fresh interpreter each, sharing nothing with the
-    batch's process), except inside a VM guest (lab.vm): there forked from a batch process that has
-    imported the run's code first. Under TCG a spawned worker's start and imports (Python, Invoke
-    for the script it re-runs as __mp_main__, pyroute2, the lab) took 6-7 s of a one-scenario
-    matrix column's 15.6 s beside its run (Debian 12's kernel, medians of 3); a forked one
-    inherits them. The executor starts every forked worker before its own thread (CPython's
-    ProcessPoolExecutor does so for "fork"), and a worker holds signals off until its job."""
+    batch's process), except inside a VM guest (lab.vm, several at a time: one at a time runs in
+    the process itself, lab.inline): there forked from a batch process that has imported the
+    run's code first. Under TCG a spawned worker's start and imports (Python, Invoke for the
+    script it re-runs as __mp_main__, pyroute2, the lab) took 6.6 s of a one-scenario matrix
+    column's 15.6 s beside its run (Debian 12's kernel, medians of 3); a forked one inherits them.
+    The executor starts every forked worker before its own thread (CPython's ProcessPoolExecutor
+    does so for "fork"), and a worker holds signals off until its job."""
     if os.environ.get("TWLAB_IN_VM"):
         from . import runner  # noqa: F401 - imported once here, inherited by the forked workers
 

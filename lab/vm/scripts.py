@@ -67,8 +67,8 @@ def stage2(argv: list[str], disk: engine.Disk | None = None, env: dict[str, str]
     """Stage 2: the host's own /bin/sh on the overlay root runs the command, then powers off.
     With *disk*, the guest's Docker engine is started first (and stopped cleanly after the
     command when the disk is writable: the image was being loaded onto it). *warm*: the lab's
-    kernel modules loaded, and the files in the control directory's warm.list read, in the
-    background meanwhile (lab/vm/warmup.py)."""
+    kernel modules loaded, and the files the control directory's warm.list and warm.stat name
+    read or looked at, in the background meanwhile (lab/vm/warmup.py)."""
     q = shlex.quote
     exports = "\n".join(f"export {k}={q(v)}" for k, v in {**ENV, **(env or {})}.items())
     up = engine.guest_start() if disk else ""
