@@ -54,7 +54,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lab import wire
-from lab.kernel import TW_ISN_STEP
 from lab.scenario import KeyValue, Scenario
 from lab.shaping import UNUSED
 from lab.verdict import Check
@@ -64,6 +63,7 @@ from ._premise import time_wait_room
 from ._steps import client_closed_second
 from ._steps import rebinds_for_gvisor as _reuse
 from ._tw_reopen_incarnation import M32, Decision, Incarnation
+from ._tw_reopen_isn import new_isn_above_old
 from ._tw_reopen_rst import refused_syn_recovery, rfc1122_condition_2_not_implemented
 
 if TYPE_CHECKING:
@@ -86,8 +86,6 @@ CITE_ACCEPT = ("RFC 1122 §4.2.2.13 (MAY-2) and RFC 6191 §2; Linux tcp_timewait
                "(net/ipv4/tcp_minisocks.c): a SYN is accepted if not PAWS-rejected and after(seq, rcv_nxt) "
                "or its timestamp is newer than tw_ts_recent; otherwise TIME-WAIT answers with an ACK (reference "
                "R-TW-SYN)")
-CITE_ISN = ("RFC 1122 §4.2.2.13 condition (1): the new ISN is larger than any sequence number used before; Linux "
-            "tcp_timewait_state_process(): isn = tw_snd_nxt + 65535 + 2 (reference R-TW-SYN)")
 CITE_TS = ("RFC 7323 §3.2: timestamps are used only if both SYN and SYN-ACK carry the option; "
            "net.ipv4.tcp_timestamps (reference R-TIMESTAMPS)")
 
@@ -338,21 +336,6 @@ def _no_new_syn(c: Case) -> Check:
         "server.pcap: no new SYN after the old connection", None if sent else False, {},
         missing=(f"server.pcap has no new SYN from :{c.facts['client_port']} although connect() "
                  f"{'succeeded' if c.facts.get('reconnect_ok') else 'ran'}" + (f" ({c.hole})" if c.hole else "")))
-
-
-def new_isn_above_old(c: Case) -> Check:
-    """An accepted SYN: the SYN-ACK's ISN is TIME-WAIT's, old snd_nxt + 65537."""
-    d, inc = c.decision, c.inc
-    step = (d.ans.seq - inc.old_snd_nxt) & M32 if d.accepted else None
-    return Check.judged(
-        f"{c.name}-new-isn-above-old", CITE_ISN,
-        f"the SYN-ACK's ISN = old snd_nxt + {TW_ISN_STEP}",
-        f"server.pcap: old server FIN seq {inc.old_snd_nxt - 1 & M32} (snd_nxt {inc.old_snd_nxt}), "
-        f"new ISN {d.ans.seq if d.ans else None}, difference {step}; connect "
-        f"{'ok' if c.facts.get('reconnect_ok') else c.facts.get('reconnect_error')}",
-        None if c.unsure else (d.accepted and step == TW_ISN_STEP and bool(c.facts.get("reconnect_ok"))),
-        {"old_snd_nxt": inc.old_snd_nxt, "new_isn": d.ans.seq if d.ans else None, "difference": step},
-        missing=f"server.pcap lacks the server's answer to the new SYN ({c.hole})")
 
 
 # a refused SYN's recovery, and the old duplicate (RFC 1122 condition (2)): scenarios/_tw_reopen_rst.py

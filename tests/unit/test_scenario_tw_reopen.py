@@ -61,14 +61,30 @@ def test_refused_syn_accepted_would_fail():
     assert "seq-behind-syn-judged-by-time-wait" in failed(ev)
 
 
-def test_isn_not_plus_65537_fails():
-    ev = evidence()
+def _isn_moved(ev: Evidence, by: int) -> Evidence:
     srv, port = ev.addresses["server"], sc.CASES["seq-ahead"]
     cfin = next(s for s in ev.packets["server"] if s.sport == port and s.has("FIN"))
-    ev.packets["server"] = [replace(s, seq=(s.seq + 5) & 0xFFFFFFFF)
+    ev.packets["server"] = [replace(s, seq=(s.seq + by) & 0xFFFFFFFF)
                             if s.src == srv and s.dport == port and s.flags == "SYN,ACK" and s.t > cfin.t else s
                             for s in ev.packets["server"]]
-    assert failed(ev) == {"seq-ahead-new-isn-above-old"}
+    return ev
+
+
+def test_an_isn_at_or_below_old_snd_nxt_fails():
+    """RFC 1122 condition (1): the new ISN must lie above every sequence number the old one used."""
+    assert failed(_isn_moved(evidence(), -65537)) == {"seq-ahead-new-isn-above-old"}     # = old snd_nxt
+    assert failed(_isn_moved(evidence(), -70000)) == {"seq-ahead-new-isn-above-old"}     # below it
+
+
+def test_an_isn_above_but_not_time_waits_passes_and_says_whose_it_is():
+    """Linux before v6.10 answered with the ISN clock's ISN, not old snd_nxt + 65537 (reference
+    R-TW-SYN): above old snd_nxt, the RFC's condition holds; the report says it is not TIME-WAIT's."""
+    check = next(c for c in sc.SCENARIO.judge(_isn_moved(evidence(), 1_000_000))
+                 if c.name == "seq-ahead-new-isn-above-old")
+    assert check.outcome == "pass" and check.values["difference"] == 65537 + 1_000_000
+    assert check.values["tw_isn"] is False and "not TIME-WAIT's" in check.observed
+    plain = next(c for c in sc.SCENARIO.judge(evidence()) if c.name == "seq-ahead-new-isn-above-old")
+    assert plain.values["tw_isn"] is True and "TIME-WAIT's (old snd_nxt + 65537)" in plain.observed
 
 
 def outcomes(ev: Evidence) -> dict:
@@ -198,12 +214,31 @@ def test_a_gvisor_client_meets_linuxs_time_wait_and_every_case_is_judged():
 
 
 def test_a_gvisor_clients_run_fails_where_the_servers_isn_is_not_the_step():
-    """The SYN-ACK to seq-ahead's reopening gVisor SYN moved off old snd_nxt + 65537: only that case's ISN
+    """The SYN-ACK to seq-ahead's reopening gVisor SYN moved below old snd_nxt: only that case's ISN
     check moves."""
     ev = evidence("tw-reopen-gvisor-client")
     port = ev.facts["cases"]["seq-ahead"]["client_port"]
     srv = ev.addresses["server"]
     synacks = [s for s in ev.packets["server"] if s.src == srv and s.dport == port and s.flags == "SYN,ACK"]
-    ev.packets["server"] = [replace(s, seq=(s.seq + 7) & 0xFFFFFFFF) if s is synacks[-1] else s
+    ev.packets["server"] = [replace(s, seq=(s.seq - 70000) & 0xFFFFFFFF) if s is synacks[-1] else s
                             for s in ev.packets["server"]]
     assert failed(ev) == {"seq-ahead-new-isn-above-old"}
+
+
+def test_the_isn_before_v6_10_profile_is_good_on_6_1_and_bad_on_6_18():
+    """docs/profiles/tw-isn-before-v6.10.toml, the README's bisect demonstration: Debian 12's 6.1
+    answered both reopening SYNs with the ISN clock's ISN (above old snd_nxt: every check passes),
+    this machine's 6.18 with TIME-WAIT's old snd_nxt + 65537."""
+    from pathlib import Path
+
+    from lab.profile import load_profile
+    from lab.requirements import evaluate
+
+    prof = load_profile(Path(__file__).resolve().parents[2] / "docs" / "profiles" / "tw-isn-before-v6.10.toml")
+    (req,) = prof.requires
+    for name, good in (("tw-reopen-debian-12", True), ("tw-reopen", False)):
+        ev = evidence(name)
+        checks = [c.to_json() for c in sc.SCENARIO.judge(ev)]
+        assert {c["outcome"] for c in checks} <= {"pass", "n/a"}, name
+        got = evaluate(req, {"scenario": "tw-reopen", "verdict": "pass", "checks": checks})
+        assert got["passed"] is good, (name, got["observed"])
