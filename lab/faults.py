@@ -276,8 +276,9 @@ def _addresses(host: Host, family: int | None = None) -> tuple[str, list[str]]:
 
 
 def _handle_from_echo(out: str) -> int:
-    """`nft --echo --handle` prints the rule it added, ending in "# handle N"."""
-    m = re.search(r"^add rule .*# handle (\d+)\s*$", out, re.MULTILINE)
+    """`nft --echo --handle` prints the rule it added, ending in "# handle N": as "add rule", or
+    as "insert rule" where the kernel echoes it without NLM_F_APPEND (Debian 11's 5.10 does)."""
+    m = re.search(r"^(?:add|insert) rule .*# handle (\d+)\s*$", out, re.MULTILINE)
     if not m:
         raise BackendError(f"nft did not echo a rule handle: {out.strip()[:200]!r}")
     return int(m.group(1))

@@ -82,3 +82,4 @@ def test_inside_a_vm_no_page_is_drawn_and_no_pcap_read(tmp_path, monkeypatch):
     monkeypatch.setattr(saved, "html_for_dir", lambda *a, **k: pytest.fail("read a run for a page"))
     monkeypatch.setenv("TWLAB_IN_VM", "1")
     assert saved.pages_for(tmp_path) == [] and not (run / "report.html").exists()
+
