@@ -39,7 +39,7 @@ ACCEL_HELP = "auto (KVM when /dev/kvm can run the kernel, else TCG, saying why),
         "bisect": "exit codes for git bisect run: 0 the behaviour holds, 1 it does not, 125 this kernel "
                   "cannot be tested, 128 the command is wrong",
         "stack": "HOST=STACK, as for `run`: linux (default) or gvisor, e.g. client=gvisor (repeatable; "
-                 "host kernel, netns backend); a scenario not judged from the wire is skipped",
+                 "netns backend, any kernel); a scenario not judged from the wire is skipped",
     },
 )
 @guarded
@@ -91,14 +91,12 @@ def _check(scenario, sysctl, from_host, profile, junit, json_out, backend, shape
     from lab.gvisor import parse_stacks
 
     stacks = parse_stacks(stack or [])
-    if kernel != "host" and any(v != "linux" for v in stacks.values()):
-        raise UsageError("--stack runs another TCP stack on this machine's kernel only; drop --kernel or --stack")
     if kernel != "host":
         from lab.paths import require_checkout
 
         require_checkout("`invoke check --kernel`")          # the guest runs the checkout's .venv
         summary = check_in_vm(kernel, names, sysctl or [], from_host, profile, shape or [], artifacts,
-                              parallel, backend, family=family, accel=accel)
+                              parallel, backend, family=family, accel=accel, stacks=stacks)
     else:
         summary = run_check(names, sysctls=settings, from_host=from_host, profile=prof, backend=backend,
                             shaping=shaping, artifacts=artifacts, parallel=parallel, progress=print,
@@ -123,8 +121,8 @@ def _check(scenario, sysctl, from_host, profile, junit, json_out, backend, shape
         "merge": "DIR: merge these shards' outputs (repeatable) into matrix.json and matrix.md under --out",
         "accel": "for VM kernels: " + ACCEL_HELP,
         "stack": "linux (default), gvisor (both ends in gVisor's netstack) or HOST=STACK[;HOST=STACK], "
-                 "e.g. client=gvisor (repeatable: a column per stack, the conformance table; host kernel, "
-                 "netns backend)",
+                 "e.g. client=gvisor (repeatable: a column per stack, the conformance table; netns "
+                 "backend, on any kernel)",
         "scenario": "a scenario to run on each kernel (repeatable, or comma-separated; default: the "
                     "whole catalog)",
         "out": "directory for matrix.json, matrix.md and every run's artifacts",
@@ -182,7 +180,7 @@ def _matrix(kernel, scenario, out, backend, family, shard, merge, accel, progres
 
 
 @task(
-    iterable=["sysctl", "shape"],
+    iterable=["sysctl", "shape", "stack"],
     help={
         "scenario": "scenario name (see `invoke list`)",
         "kernel": "the kernel to boot under qemu: debian-12 (Debian 12's linux-image-amd64, 6.1; the "
@@ -198,11 +196,13 @@ def _matrix(kernel, scenario, out, backend, family, shard, merge, accel, progres
         "backend": "netns (network namespaces, the default) or docker (containers, on a Docker engine "
                    "the VM starts with the lab's host image loaded)",
         "family": "the address family of the run's traffic: 4 (IPv4, the default) or 6 (IPv6)",
+        "stack": "HOST=STACK, as for `run`: linux (default) or gvisor, e.g. server=gvisor (repeatable; "
+                 "netns backend, IPv4; runsc from this machine, the root filesystem exported here)",
     },
 )
 @guarded
 def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None, json=False,
-       strict_rfc=False, timeout=900, backend="netns", family="4", accel="auto"):
+       strict_rfc=False, timeout=900, backend="netns", family="4", accel="auto", stack=None):
     """Run one scenario inside a stock distribution kernel booted under qemu (netns backend there,
     or containers with --backend docker) and print its verdict: exit 0 pass, 1 a check failed, 2
     usage or environment error. The first run downloads and prepares the kernel (cached under
@@ -220,12 +220,15 @@ def vm(c, scenario, kernel="debian-12", sysctl=None, shape=None, artifacts=None,
 
     fam = one_family(family, "`invoke vm`", "`invoke matrix --family both --kernel ...` runs both")
     timeout_s, backend = checked_vm_args(scenario, kernel, sysctl, shape, timeout, backend, accel)
+    from lab.gvisor import parse_stacks
+
+    stacks = parse_stacks(stack or [])
     require_checkout("`invoke vm`")                   # the guest runs the checkout's .venv
     name = label(scenario, fam).replace("/", "-")
     out = check_dir(Path(artifacts) if artifacts else default_artifacts(f"{name}-{labvm.label(kernel)}")).resolve()
     report, code = scenario_in_vm(kernel, scenario, out, sysctl or [], shape or [], strict_rfc, timeout_s,
                                   backend, progress=lambda line: print(line, file=sys.stderr if json else sys.stdout),
-                                  family=fam, accel=accel)
+                                  family=fam, accel=accel, stacks=stacks)
     show_doc(report, json, lambda: (show(report), print(f"artifacts: {out}/ (report.json, pcaps, vm-console.log)")))
     exit_with(code)
 

@@ -36,13 +36,14 @@ if TYPE_CHECKING:
     from .backends.base import Host
 
 __all__ = ["STACKS", "GVISOR_DIR", "GvisorUnavailable", "parse_stacks", "check_stacks", "Sandbox",
-           "lab_dirs", "processes_of", "remove_lab"]
+           "lab_dirs", "processes_of", "remove_lab", "for_vm", "stack_args", "ROOTFS_ENV"]
 
 STACKS = ("linux", "gvisor")
 GVISOR_DIR = Path(os.environ.get("TWLAB_GVISOR_DIR", "/run/twlab-gvisor"))
 RUNSC = os.environ.get("TWLAB_RUNSC", "runsc")
 RUNSC_FLAGS = ("--platform=ptrace", "--ignore-cgroups", "--network=sandbox")
 START_TIMEOUT_S = 60.0
+ROOTFS_ENV = "TWLAB_GVISOR_ROOTFS"   # a root filesystem already exported (set for a VM guest: lab.vm)
 
 
 class GvisorUnavailable(ScenarioSkipped, EnvError):
@@ -132,6 +133,26 @@ def start_sandboxes(lab, names: list[str]) -> dict:
     return out
 
 
+def for_vm(stacks: dict[str, str], backend: str, family: int | str, progress=lambda s: None) -> dict[str, str]:
+    """Before a VM boots for a run with *stacks* (``lab.vm``): what check_stacks refuses, refused
+    here (one line, nothing booted), and the environment the guest needs - the root filesystem
+    exported on this side (the guest has no Docker daemon; it sees this machine's files over 9p,
+    runsc among them). Empty when no host runs gVisor."""
+    fam = 4 if str(family) == "both" else int(family)      # both: the v6 runs refuse themselves, as here
+    hosts = check_stacks(stacks, ("client", "server"), backend, fam)
+    if not hosts:
+        return {}
+    why = runsc_missing()
+    if why:
+        raise GvisorUnavailable("the run", why)
+    return {ROOTFS_ENV: str(rootfs(progress))}
+
+
+def stack_args(stacks: dict[str, str]) -> list[str]:
+    """*stacks* as the command line's ``--stack HOST=STACK`` flags."""
+    return [a for host, stack in stacks.items() for a in ("--stack", f"{host}={stack}")]
+
+
 def runsc_missing() -> str | None:
     """Why runsc cannot be used here, or None."""
     if shutil.which(RUNSC) is None:
@@ -148,11 +169,15 @@ def runsc(lab_id: str, *args: str) -> list[str]:
 
 
 def rootfs(progress=lambda s: None) -> Path:
-    """The host image's root filesystem, exported once per image and cached (.cache/gvisor/)."""
+    """The host image's root filesystem, exported once per image and cached (.cache/gvisor/);
+    inside a VM guest, which has no Docker daemon, the one the host resolved (ROOTFS_ENV)."""
     from . import image
     from .backends.docker import client
     from .paths import cache_dir
 
+    given = os.environ.get(ROOTFS_ENV)
+    if given:
+        return Path(given)
     try:
         dc = client()
     except EnvError as exc:

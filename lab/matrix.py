@@ -226,9 +226,7 @@ def _column(kernel: str, be: str, names: list[str], families: tuple[int, ...], o
         return _host_cells(names, be, out, progress, col, families, stacks), platform.release()
     rows_of = [row_name(n, f) for n in names for f in families]
     why = None
-    if any(v != "linux" for v in stacks.values()):
-        why = "--stack runs another TCP stack on this machine's kernel only (--kernel host)"
-    elif vm is None:
+    if vm is None:
         try:
             import lab.vm as vm  # noqa: PLC0415 - built alongside
         except Exception as exc:                                 # noqa: BLE001 - missing or broken
@@ -238,7 +236,7 @@ def _column(kernel: str, be: str, names: list[str], families: tuple[int, ...], o
     from .vm.column import column_in_vm
 
     progress(f"{', '.join(rows_of)} on {col} (one VM boot) ...")
-    cells, release = column_in_vm(vm, kernel, be, names, out, progress, _error_cell, accel, families)
+    cells, release = column_in_vm(vm, kernel, be, names, out, progress, _error_cell, accel, families, stacks)
     for row, cell in cells.items():
         progress(f"{row} on {col}: {cell['verdict']}" + (f" - {cell['error']}" if cell.get("error") else ""))
     return cells, release

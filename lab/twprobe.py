@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from .backends.base import Host
     from .faults import Faults
 
-__all__ = ["Tuple", "Answer", "Prober", "PROBE_FOR", "OLD", "measure", "probe_once"]
+__all__ = ["Tuple", "Answer", "Prober", "PROBE_FOR", "OLD", "measure", "probe_once", "probe_each"]
 
 PROBE_FOR = {"linux": "syn", "gvisor": "ack"}   # the probe each stack answers without side effects
 OLD = 1 << 20          # how far before the far end's FIN + 1 the probe's sequence number lies
@@ -273,6 +273,35 @@ def probe_once(lab, host: str, peer: str, host_port: int, peer_port: int, kind: 
         ans = prober.probe()
     lab.note(lab.topology.router.name, f"probed {host}:{host_port} with {kind}: {ans.answer}")
     return {"stack": h.stack, **ans.to_json()}
+
+
+def probe_each(lab, host: str, peer: str, pairs: list[tuple[int, int]], kind: str | None = None) -> dict:
+    """probe_once for many closed connections of *host* at once: {str(host port): answer} for each
+    (host port, peer port) of *pairs*, the router's capture read once and one fault dropping the
+    answers for the whole batch; ``started`` is when the first probe left (what a capture holds
+    from then on is the prober's, not the connections')."""
+    from .pcap import read_pcap
+
+    h, p, router = lab.host(host), lab.host(peer), lab.host(lab.topology.router.name)
+    path = router_capture(lab, host)
+    segs = read_pcap(path) if path else []
+    kind = kind or PROBE_FOR[h.stack]
+    out: dict = {"stack": h.stack, "probe": kind, "started": time.time(), "answers": {}}
+    lab.faults.drop(f"probe-answers-{host}", h, p)          # the far end never sees an answer
+    try:
+        for host_port, peer_port in pairs:
+            tup = closed_tuple(segs, str(h.address), host_port, str(p.address), peer_port)
+            if tup is None:
+                out["answers"][str(host_port)] = {"error": f"the router's capture facing {host} lacks a FIN"}
+                continue
+            with Prober(router, None, tup, kind) as prober:
+                out["answers"][str(host_port)] = prober.probe().to_json()
+    finally:
+        lab.faults.lift(f"probe-answers-{host}")
+    said = [a.get("answer", "error") for a in out["answers"].values()]
+    lab.note(router.name, f"probed {len(pairs)} closed connections of {host} with {kind}: "
+             + ", ".join(f"{said.count(k)} {k}" for k in sorted(set(said))))
+    return out
 
 
 def measure(lab, host: str, peer: str, host_port: int, peer_port: int, interval_s: float = 1.0,

@@ -21,10 +21,19 @@ happen in the run (no final ACK lost) is not applicable.
 
 from __future__ import annotations
 
+from lab import wire
 from lab.kernel import TCP_RTO_MIN_MS
 from lab.verdict import Check
 
 from ._lossy_closes import SIGMAS, Close, Seen, distribution, groups, in_window
+from ._lossy_wire import (
+    CITE_GVISOR_CLIENT,
+    CITE_GVISOR_RTO,
+    cite_for,
+    closer_holds_time_wait_probed,
+    rto_floor,
+    server_seen,
+)
 
 CITE_NETEM = ("netem (net/sched/sch_netem.c netem_enqueue(): a packet is dropped when a random draw falls "
               "under the loss probability, independently per packet); the rate is the kernel's qdisc, read back")
@@ -91,6 +100,7 @@ def every_close_completes(s: Seen) -> Check:
     incomplete = [x.port for x in s.conns if not x.complete]
     expired = {x.port: x.rst_after_expiry for x in s.conns if x.rst_after_expiry is not None}
     rst_ports = [x.port for x in s.conns if x.rst_from_client and x.port not in expired]
+    early = [x.port for x in s.conns if x.reset_early]
     eofs = s.ev.facts.get("server_close", [])
     app_errors = [x for x in eofs if x.get("error")]
     broken = len(s.conns) != s.n or app_errors or (not s.want_rst and rst_ports)
@@ -98,6 +108,8 @@ def every_close_completes(s: Seen) -> Check:
     observed = (f"captures: {len(s.conns) - len(incomplete)} of {len(s.conns)} server connections ended"
                 + (f" (not: ports {incomplete[:8]})" if incomplete else "")
                 + f"; RSTs from the client on {len(rst_ports) + (0 if s.want_rst else len(expired))} connections"
+                + (f" ({len(early)} before any server FIN reached it, its FIN acknowledged: ports {early[:8]})"
+                   if early else "")
                 + ("" if s.want_rst or not expired else _expiry_words(expired)) + "; server read EOF on "
                 f"{sum(1 for x in eofs if 'eof' in x)}, errors {[(x['name'], x['error']) for x in app_errors][:5]}")
     return Check.judged(
@@ -106,7 +118,8 @@ def every_close_completes(s: Seen) -> Check:
         "the server's application reads EOF on each" + ("" if s.want_rst else "; the client sends no RST while "
                                                        "its TIME-WAIT (or FIN-WAIT-2) lives"),
         observed, ok, {"closes": s.n, "incomplete": incomplete, "rst_ports": rst_ports,
-                       "rst_after_expiry": expired, "app_errors": [x["name"] for x in app_errors]},
+                       "rst_after_expiry": expired, "app_errors": [x["name"] for x in app_errors],
+                       "reset_early": early},
         missing=f"{observed}; the ends not seen may be in what tcpdump dropped ({s.hole})")
 
 
@@ -129,11 +142,14 @@ def closer_holds_time_wait(s: Seen) -> Check:
     connection never seen in TIME_WAIT whose killing RST a dropping capture may have missed
     cannot be judged."""
     ev = s.ev
+    if wire.stack_of(ev, "client") == "gvisor":
+        return closer_holds_time_wait_probed(s)
     still = {x.get("sport") for x in ev.facts.get("client_sockets_at_end", []) if x.get("state") == "TIME_WAIT"}
     ports = [x.port for x in s.conns]
     # (ports from the events' raw sockets: the recorded runs in tests/data keep only their 4-tuple and state)
     tw_ports = {e.data["socket"]["sport"] for e in ev.states("client") if e.state == "TIME_WAIT"} | still
-    srv_tw, srv_rsts = ev.ever_in("server", "TIME_WAIT"), ev.segments("server", src="server", flag="RST")
+    srv_tw = server_seen(s) and ev.ever_in("server", "TIME_WAIT")
+    srv_rsts = ev.segments("server", src="server", flag="RST")
     rfc1337 = ev.sysctl("client", "net.ipv4.tcp_rfc1337", "0") == "1"
     hit = [x for x in s.conns if x.rst_in_window_at is not None]
     killed = [x for x in hit if x.port not in still]
@@ -150,8 +166,9 @@ def closer_holds_time_wait(s: Seen) -> Check:
         expected = (f"the client (it closed first) holds TIME_WAIT on all {len(ports)} connections, the server "
                     "on none; an in-window RST from the server " + ("is ignored (tcp_rfc1337=1)" if rfc1337
                                                                     else "kills it (tcp_rfc1337=0)"))
+    srv_words = ("on some" if srv_tw else "on none") if server_seen(s) else "not observed (gVisor has no sock_diag)"
     observed = (f"sock_diag: client TIME_WAIT on {len(tw_ports & set(ports))} of {len(ports)} connections, server "
-                f"{'on some' if srv_tw else 'on none'}; TcpExtTCPTimeWaitOverflow +{overflow}"
+                f"{srv_words}; TcpExtTCPTimeWaitOverflow +{overflow}"
                 + (f"; server RSTs on the wire: {len(srv_rsts)}, in window at a client TIME-WAIT: {len(hit)}, which "
                    f"killed {len(killed)}" + (f" ({len(unseen_killed)} within milliseconds, before a sample saw "
                                               f"TIME_WAIT: ports {unseen_killed})" if unseen_killed else "")
@@ -244,7 +261,8 @@ def lost_final_ack_saved_by_time_wait(s: Seen) -> Check:
     # TIME-WAIT re-ACKed each FIN that reached it and every one was lost, then ran out: the RST is
     # the closed port's (every-close-completes reports it)
     outlived = [x for x in lost if x.ended_by == "RST" and x.rst_after_expiry is not None]
-    resets = common["ended_by_rst"] - len(outlived)
+    # a close the client reset before any server FIN reached it lost no final ACK: every-close-completes'
+    resets = common["ended_by_rst"] - len(outlived) - sum(x.reset_early for x in conns)
     p_back = (s.links.get("client->server") or {}).get("loss_pct", 0)
     ok = len(saved) + len(outlived) == len(lost) and all(x.server_fins >= 2 or x.ended_by_late_answer for x in lost) \
         and common["fins_unanswered"] == 0 and not resets
@@ -266,7 +284,8 @@ def lost_final_ack_saved_by_time_wait(s: Seen) -> Check:
               "saved_by_answer_to_late_segment": [x.port for x in late],
               "reacks_needed": dict(sorted(tally.items())),
               **_ladder(saved or lost, "a close whose final ACK was lost and TIME-WAIT's re-ACK saved it")}
-    return _heart(s, "lost-final-ack-saved-by-time-wait", CITE_REACK + ("; " + CITE_EXPIRED if outlived else ""),
+    return _heart(s, "lost-final-ack-saved-by-time-wait",
+                  cite_for(s, "client", CITE_REACK, CITE_GVISOR_CLIENT) + ("; " + CITE_EXPIRED if outlived else ""),
                   "after each lost final ACK the server retransmits its FIN and the client's TIME-WAIT "
                   "answers every FIN that reaches it with an ACK; one of those ACKs ends the server's "
                   "LAST-ACK: every lost final ACK is saved, no close ends in a reset while TIME-WAIT lives",
@@ -284,17 +303,18 @@ def lost_final_ack_costs_an_rto(s: Seen) -> Check:
     with, there is nothing to judge."""
     done = [x for x in s.conns if x.complete]
     path_ms = sum((s.links.get(k) or {}).get("delay_ms", 0.0) for k in ("client->server", "server->client"))
-    tick_ms = 1000 / (s.ev.hz or 100)          # HZ unknown: the coarsest tick Linux offers
-    floor = TCP_RTO_MIN_MS + path_ms - tick_ms - 1
+    # HZ unknown: the coarsest tick Linux offers
+    least, tick_ms, rule = rto_floor(s, TCP_RTO_MIN_MS, 1000 / (s.ev.hz or 100))
+    floor = least + path_ms - tick_ms - 1
     # a close TIME-WAIT's answer to a late segment ended before the FIN came again owes no RTO
     slow = [x.port for x in s.lost if x.complete and x.server_wait_ms < floor and not x.ended_by_late_answer]
     dist, clean_close = distribution(s.conns), groups(s.conns)["clean"]
-    clean_slow = [x.port for x in clean_close if x.server_wait_ms >= TCP_RTO_MIN_MS]
+    clean_slow = [x.port for x in clean_close if x.server_wait_ms >= least]
     clean, lost = dist["clean"]["server_wait_ms"], dist["final_ack_lost"]["server_wait_ms"]
     expected = ("the server's wait from its first FIN to the end of its connection: about one round trip when "
-                f"nothing of the close is lost (below {TCP_RTO_MIN_MS:g} ms); when the final ACK was lost, at "
-                "least TCP_RTO_MIN (less one tick) before the FIN goes again, and one round trip of the path "
-                "for its ACK")
+                f"nothing of the close is lost (below {least:g} ms); when the final ACK was lost, at "
+                f"least {rule} ({least:g} ms{', less one tick' if tick_ms else ''}) before the FIN goes again, and "
+                "one round trip of the path for its ACK")
     every = dist["all"]["close_ms"]
     observed = (f"captures: server wait, no loss in the close ({len(clean_close)}): median {clean.get('p50')} ms, max "
                 f"{clean.get('max')} ms; final ACK lost ({lost.get('n', 0)}): min {lost.get('min')} ms, "
@@ -307,7 +327,7 @@ def lost_final_ack_costs_an_rto(s: Seen) -> Check:
               "connections": [x.to_json() for x in s.conns]}
     if not slow and not clean_slow and (not s.lost or not clean_close):
         return Check.not_applicable(
-            "lost-final-ack-costs-an-rto", CITE_RTO, expected,
+            "lost-final-ack-costs-an-rto", cite_for(s, "server", CITE_RTO, CITE_GVISOR_RTO), expected,
             f"{observed} - nothing to compare: " + ("no final ACK was lost" if not s.lost else
                                                     "no close went without a loss"), values)
     # a close that lost nothing can only be slower than TCP_RTO_MIN if the path itself was (an
@@ -316,8 +336,9 @@ def lost_final_ack_costs_an_rto(s: Seen) -> Check:
     # floor stays a failure
     ok = (None if s.hole else False) if slow else None if clean_slow else True
     why = (f"{s.hole}: which closes lost what is not certain" if slow else
-           f"{len(clean_slow)} closes that lost nothing still took {TCP_RTO_MIN_MS:g} ms or more (max "
+           f"{len(clean_slow)} closes that lost nothing still took {least:g} ms or more (max "
            f"{clean.get('max')} ms): the path itself was that slow, so a clean close cannot be told from "
            "an RTO here; the machine was too busy to compare")
-    return Check.judged("lost-final-ack-costs-an-rto", CITE_RTO, expected, observed, ok, values,
+    return Check.judged("lost-final-ack-costs-an-rto", cite_for(s, "server", CITE_RTO, CITE_GVISOR_RTO), expected,
+                        observed, ok, values,
                         missing=f"{observed}; but {why}")

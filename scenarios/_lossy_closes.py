@@ -58,6 +58,7 @@ class Close:
     server_fins_lost: int
     segments_lost: int                     # of either end, in the whole connection
     final_acks: int = 0                    # the client's ACKs of the server's FIN
+    last_ack_t: float | None = None        # when the client sent the last of them (TIME-WAIT's last restart)
     final_acks_lost: int = 0
     final_answer: str | None = None        # the client's first answer to the server's FIN: ACK or RST
     final_ack_lost: bool = False           # ... and it was lost
@@ -70,6 +71,8 @@ class Close:
     first_fins_unanswered: int = 0         # ... before it had answered any: lost in the hand-over to
                                            # the orphan's mini-socket (see _unanswered)
     rst_from_client: int = 0
+    reset_early: bool = False              # a RST of the client's ended it before any server FIN reached
+                                           # the client (seen from gVisor in FIN-WAIT-2: never lawful)
     rst_after_expiry: float | None = None  # a RST answering a segment this many s after the client's
                                            # mini-socket's last restart: its timer had run out
     ended_by: str | None = None            # the answer whose arrival ended the server's side: ACK or RST
@@ -103,17 +106,20 @@ class Close:
         fins_in, acks, rsts, answers = _answers(out_c, s_fins, arrived)
         unanswered, first_unanswered = _unanswered(fins_in, answers)
         ends = [(arrived[id(a)], a) for a in answers if arrived[id(a)] is not None]
-        end_t, end_seg = min(ends, key=lambda e: e[0]) if ends else (None, None)
+        early = [(t, r) for r in out_c if r.has("RST") and r not in rsts and (t := arrived[id(r)]) is not None]
+        end_t, end_seg = min(ends or early, key=lambda e: e[0]) if ends or early else (None, None)
         first = answers[0] if answers else None
         reack = end_seg is not None and not end_seg.has("RST") and end_seg is not first
         return cls(
             **counts, final_acks=len(acks), final_acks_lost=_lost(acks, arrived),
+            last_ack_t=acks[-1].t if acks else None,
             final_answer=None if first is None else ("RST" if first.has("RST") else "ACK"),
             final_ack_lost=first is not None and arrived[id(first)] is None, rsts_lost=_lost(rsts, arrived),
             later_answers="".join("R" if a.has("RST") else "A" for a in answers[1:]),
             rst_in_window_at=_rst_in_window(out_s, acks, arrived),
             fins_reaching_client=len(fins_in), fins_unanswered=unanswered, first_fins_unanswered=first_unanswered,
-            rst_from_client=len(rsts), rst_after_expiry=_expired(c_fins[0], out_s, rsts, fins_in, arrived, fw2_s),
+            rst_from_client=len(rsts) + len(early), reset_early=not ends and bool(early),
+            rst_after_expiry=_expired(c_fins[0], out_s, rsts, fins_in, arrived, fw2_s),
             ended_by=None if end_seg is None else ("RST" if end_seg.has("RST") else "ACK"),
             ended_by_reack=reack,
             # TIME-WAIT answers any unacceptable segment with an ACK (RFC 9293 3.10.7.4), not only a
@@ -225,17 +231,25 @@ class Seen:
     @classmethod
     def of(cls, ev: Evidence) -> Seen:
         cli, srv = ev.addresses["client"], ev.addresses["server"]
-        sent_c = [s for s in ev.packets.get("client", []) if s.src == cli and s.dst == srv]
-        sent_s = [s for s in ev.packets.get("server", []) if s.src == srv and s.dst == cli]
-        arrived = match_arrivals(sent_c, [s for s in ev.packets.get("server", []) if s.src == cli])
-        arrived.update(match_arrivals(sent_s, [s for s in ev.packets.get("client", []) if s.src == srv]))
+        pkts = _before_probing(ev)
+        sent_c = [s for s in pkts["client"] if s.src == cli and s.dst == srv]
+        sent_s = [s for s in pkts["server"] if s.src == srv and s.dst == cli]
+        arrived = match_arrivals(sent_c, [s for s in pkts["server"] if s.src == cli])
+        arrived.update(match_arrivals(sent_s, [s for s in pkts["client"] if s.src == srv]))
         # each connection's segments, by the client's port: one pass over each direction (asking
         # ev.conn(port).segments() for each of 100 connections reads each capture 100 times)
         by_c, by_s = _by_port(sent_c, lambda s: s.sport), _by_port(sent_s, lambda s: s.dport)
         fw2 = fw2_floor_s(ev.sysctl("client", "net.ipv4.tcp_fin_timeout", None))
         conns = [Close.of(p, by_c.get(p, []), by_s.get(p, []), arrived, fw2) for p in ev.facts.get("client_ports", [])]
-        return cls(ev, _directions(ev, sent_c, sent_s, arrived), conns, ev.facts.get("links", {}),
+        return cls(ev, _directions(ev, pkts, sent_c, sent_s, arrived), conns, ev.facts.get("links", {}),
                    ev.facts.get("closes", len(conns)), no_time_wait(ev), ev.capture_hole("client", "server"))
+
+
+def _before_probing(ev: Evidence) -> dict[str, list[Segment]]:
+    """Each end's capture up to the router's probes of a gVisor client (facts["client_probes"]):
+    the forged probes and the client's answers, which the router drops, are not the closes'."""
+    cut = (ev.facts.get("client_probes") or {}).get("started")
+    return {h: [s for s in ev.packets.get(h, []) if cut is None or s.t < cut] for h in ("client", "server")}
 
 
 def _by_port(segs: list[Segment], port) -> dict[int, list[Segment]]:
@@ -245,12 +259,13 @@ def _by_port(segs: list[Segment], port) -> dict[int, list[Segment]]:
     return out
 
 
-def _directions(ev: Evidence, sent_c: list[Segment], sent_s: list[Segment], arrived: dict) -> dict[str, Direction]:
+def _directions(ev: Evidence, pkts: dict[str, list[Segment]], sent_c: list[Segment], sent_s: list[Segment],
+                arrived: dict) -> dict[str, Direction]:
     """The link loses packets from loss_from on; a segment sent after the receiver's capture saw
-    its last packet cannot be judged."""
+    its last packet (of *pkts*, _before_probing's) cannot be judged."""
     loss_from = ev.facts.get("loss_from", 0.0)
-    end_c = max((s.t for s in ev.packets.get("client", [])), default=0.0)
-    end_s = max((s.t for s in ev.packets.get("server", [])), default=0.0)
+    end_c = max((s.t for s in pkts["client"]), default=0.0)
+    end_s = max((s.t for s in pkts["server"]), default=0.0)
     out = {}
     for key, segs, end in (("client->server", sent_c, end_s), ("server->client", sent_s, end_c)):
         judged = [s for s in segs if loss_from <= s.t < end]

@@ -27,6 +27,11 @@ runs over IPv6 in Debian 12's kernel: 62.2 s with nothing getting through).
 Flip it with --sysctl client:net.ipv4.tcp_max_tw_buckets=0: no room for TIME-WAIT
 (reference R-MAX-TW-BUCKETS), and each lost final ACK then costs the server a reset.
 
+Either end may run gVisor's netstack (--stack client=gvisor, server=gvisor, or both; in a VM,
+which has netem): the closes are judged from the same captures; a gVisor server's end is waited for
+on the router's capture, its RTO floor is gVisor's own, and a gVisor client's TIME-WAIT is asked
+of each 4-tuple from the router afterwards (scenarios/_lossy_wire.py).
+
 netem's losses are seeded only from Linux 6.6 on (lab.shaping.seeding: the report names the seeds
 the kernel used, and --shape ...,seed=N gives one); on Debian 12's 6.1 every run draws its own
 pattern. Either way the order in which 100 concurrent closes reach the qdisc varies from run to
@@ -52,6 +57,7 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from lab import twprobe, wire
 from lab.errors import UsageError, WaitTimeout
 from lab.scenario import KeyValue, Scenario
 from lab.shaping import REQUIRED, seeding
@@ -115,12 +121,29 @@ def run(lab: Lab) -> dict:
     if served["open"]:
         raise WaitTimeout(f"{len(served['open'])} connections never delivered the client's FIN")
 
-    def server_done():
-        return not [s for s in lab.sockets("server") if s.dport != 0]
-    lab.wait_for("every server connection to leave LAST_ACK", server_done, timeout_s=90)
-    facts["client_sockets_at_end"] = [s.to_json() for s in lab.sockets("client")]
+    _wait_for_the_server(lab, facts["client_ports"])
+    if wire.stack_of(lab, "client") == "gvisor":     # no sock_diag there: ask each 4-tuple from the router
+        for (src, dst), profile in asked.items():     # the probes must not be lost on the link
+            lab.reshape(src, dst, replace(profile, loss_pct=0.0))
+        facts["client_probes"] = twprobe.probe_each(lab, "client", "server", [(p, PORT) for p in facts["client_ports"]])
+    else:
+        facts["client_sockets_at_end"] = [s.to_json() for s in lab.sockets("client")]
     server.close("L")
     return facts
+
+
+def _wait_for_the_server(lab: Lab, client_ports: list[int]) -> None:
+    """Until every server connection has left LAST-ACK: sock_diag on Linux; on gVisor (which has
+    none) the router's capture facing the server, where each FIN's ACK (or the client's RST) is
+    seen once netem has let it through."""
+    if wire.stack_of(lab, "server") == "gvisor":
+        def answered():
+            segs = wire.at_router(lab, "server")
+            return all(wire.fin_answered(segs, PORT, port) for port in client_ports)
+        lab.wait_for("every server FIN acknowledged or reset (on the wire)", answered, timeout_s=90)
+        return
+    lab.wait_for("every server connection to leave LAST_ACK",
+                 lambda: not [s for s in lab.sockets("server") if s.dport != 0], timeout_s=90)
 
 
 # -- the checks, in the timeline's order (scenarios/_lossy_checks.py, on scenarios/_lossy_closes.py's
@@ -195,7 +218,7 @@ def _distribution_lines(dist: dict) -> list[str]:
 
 SCENARIO = Scenario(
     name="lossy-link", intent=INTENT, run=run, analyse=Seen.of, checks=checks,
-    shaping=REQUIRED, port=PORT, link=LINK, key=KEY,
+    shaping=REQUIRED, port=PORT, link=LINK, key=KEY, stacks=("linux", "gvisor"),
     key_values=(
         # counts of a random process: each run draws its own losses (no seed on 6.1), so only a
         # large difference says something about the kernel

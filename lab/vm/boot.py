@@ -83,11 +83,11 @@ def _stop(proc: subprocess.Popen) -> None:
 
 def run(kernel: str, twlab_args: list[str], artifacts: Path,
         progress: Callable[[str], None] = print, timeout_s: float = 900.0,
-        docker: bool = False, accel: str = "auto") -> tuple[int, str]:
+        docker: bool = False, accel: str = "auto", env: dict[str, str] | None = None) -> tuple[int, str]:
     """Boot *kernel*, run ``invoke TWLAB_ARGS`` in the repo with its .venv, power off.
     *docker*: with a Docker engine of the guest's own (for ``--backend docker``), the lab's host
-    image loaded into it; the first such run makes the engine's disk (lab/vm/engine.py).
-    See ``run_command``."""
+    image loaded into it; the first such run makes the engine's disk (lab/vm/engine.py). *env*:
+    more environment for the command (e.g. lab.gvisor.for_vm's). See ``run_command``."""
     from ..runner import interrupts_as_exceptions
 
     invoke = REPO / ".venv" / "bin" / "invoke"
@@ -100,13 +100,13 @@ def run(kernel: str, twlab_args: list[str], artifacts: Path,
             disk, image = engine.data_disk(kernel, Path(artifacts).resolve(), progress, timeout_s)
     python = str(REPO / ".venv" / "bin" / "python")
     argv = guest.command(python, twlab_args) or [python, str(invoke), *twlab_args]   # a column: no Invoke
-    return run_command(kernel, argv, artifacts, progress, timeout_s, disk=disk, image=image, accel=accel)
+    return run_command(kernel, argv, artifacts, progress, timeout_s, disk=disk, image=image, accel=accel, env=env)
 
 
 def run_command(kernel: str, argv: list[str], artifacts: Path,
                 progress: Callable[[str], None] = print, timeout_s: float = 900.0,
                 disk: engine.Disk | None = None, image: dict | None = None,
-                accel: str = "auto") -> tuple[int, str]:
+                accel: str = "auto", env: dict[str, str] | None = None) -> tuple[int, str]:
     """Boot *kernel*, run *argv* in the repo's directory, power off.
 
     *artifacts* (created if needed) is shared writable and mounted inside at the same absolute
@@ -122,7 +122,8 @@ def run_command(kernel: str, argv: list[str], artifacts: Path,
 
     main = threading.current_thread() is threading.main_thread()
     with interrupts_as_exceptions() if main else contextlib.nullcontext():
-        return _run_command(kernel, argv, Path(artifacts).resolve(), progress, timeout_s, disk, image, accel)
+        return _run_command(kernel, argv, Path(artifacts).resolve(), progress, timeout_s, disk, image, accel,
+                            env or {})
 
 
 def qemu_argv(d: Path, info: dict, ctl: Path, artifacts: Path, disk: engine.Disk | None,
@@ -172,7 +173,8 @@ def _notes(spec, info: dict, progress: Callable[[str], None]) -> None:
 
 
 def _run_command(kernel: str, argv: list[str], artifacts: Path, progress: Callable[[str], None],
-                 timeout_s: float, disk: engine.Disk | None, image: dict | None, accel: str) -> tuple[int, str]:
+                 timeout_s: float, disk: engine.Disk | None, image: dict | None, accel: str,
+                 env: dict[str, str]) -> tuple[int, str]:
     from ..nsops import tied
 
     spec = kernel_spec(kernel)
@@ -196,7 +198,7 @@ def _run_command(kernel: str, argv: list[str], artifacts: Path, progress: Callab
         (ctl / "mounts.sh").write_text(mounts(d / info["modules"] if info.get("modules") else None,
                                               d / info["config"] if info.get("config") else None, artifacts))
         warmup.write(ctl)
-        (ctl / "stage2.sh").write_text(stage2(argv, disk, {"TWLAB_VM_ACCEL": chosen.name}, warm=True))
+        (ctl / "stage2.sh").write_text(stage2(argv, disk, {**env, "TWLAB_VM_ACCEL": chosen.name}, warm=True))
         progress(f"vm: booting {info.get('package', kernel)} {info.get('version', '')} under qemu "
                  f"({chosen.name.upper()})" + (" with a Docker engine" if disk else "") + ": "
                  + " ".join(shlex.quote(_shown(a)) for a in argv))

@@ -20,12 +20,14 @@ GUEST_COLUMN = "host"          # inside the VM the guest's own kernel is the mat
 
 def column_in_vm(vm: Any, kernel: str, backend: str, names: list[str], out: Path,
                  progress: Callable[[str], None], error_cell: Callable[[str], dict],
-                 accel: str = "auto", families: tuple[int, ...] = (4,)) -> tuple[dict[str, dict], str | None]:
+                 accel: str = "auto", families: tuple[int, ...] = (4,),
+                 stacks: dict[str, str] | None = None) -> tuple[dict[str, dict], str | None]:
     """Each scenario of *names* over each of *families* on *kernel* with *backend* (auto is netns
-    there), in one boot: {row: cell} (a row is SCENARIO, or SCENARIO/v6) and the guest's kernel
-    release."""
+    there) and *stacks* (each end's TCP stack, lab.gvisor), in one boot: {row: cell} (a row is
+    SCENARIO, or SCENARIO/v6) and the guest's kernel release."""
     from ..artifacts import ensure_dir
     from ..family import label
+    from ..gvisor import for_vm
     from ..saved import pages_drawn_after
 
     family = "both" if set(families) == {4, 6} else str(families[0])
@@ -36,10 +38,13 @@ def column_in_vm(vm: Any, kernel: str, backend: str, names: list[str], out: Path
     args = ["matrix", "--kernel", GUEST_COLUMN, "--backend", backend, "--out", str(out), "--json",
             "--family", family,
             *[a for n in names for a in ("--scenario", n)]]
+    if stacks:                               # one column: its stacks as one --stack (lab.matrix)
+        args += ["--stack", ";".join(f"{h}={s}" for h, s in stacks.items())]
     try:
+        env = for_vm(stacks or {}, backend, family, progress)
         ensure_dir(out)
         with pages_drawn_after(out, progress):              # matplotlib loads while the VM runs
-            code, output = _run(vm, kernel, args, out, progress, backend == "docker", accel)
+            code, output = _run(vm, kernel, args, out, progress, backend == "docker", accel, env)
     except KeyboardInterrupt:
         raise
     except Exception as exc:                                    # noqa: BLE001 - LabError or a bug: say it
@@ -60,8 +65,8 @@ def column_in_vm(vm: Any, kernel: str, backend: str, names: list[str], out: Path
     return cells, (guest.get("releases") or {}).get(GUEST_COLUMN)
 
 
-def _run(vm: Any, kernel: str, args: list[str], out: Path, progress, docker: bool, accel: str):
-    return vm.run(kernel, args, out, progress, docker=docker, accel=accel, timeout_s=7200)
+def _run(vm: Any, kernel: str, args: list[str], out: Path, progress, docker: bool, accel: str, env: dict):
+    return vm.run(kernel, args, out, progress, docker=docker, accel=accel, timeout_s=7200, env=env or None)
 
 
 def _vm_json(out: Path) -> dict:

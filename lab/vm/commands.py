@@ -19,10 +19,12 @@ __all__ = ["check_in_vm", "scenario_in_vm", "vm_facts", "with_vm"]
 
 def check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: bool, profile: str | None,
                 shapes: list[str], artifacts: str | Path | None, parallel: int, backend: str = "auto",
-                progress: Callable[[str], None] = print, family: str = "4", accel: str = "auto") -> dict:
+                progress: Callable[[str], None] = print, family: str = "4", accel: str = "auto",
+                stacks: dict[str, str] | None = None) -> dict:
     """`invoke check` itself, run inside *kernel* (netns backend there, or containers on the
-    guest's own Docker engine with --backend docker), over *family* (4, 6 or both, as given); its
-    summary, with the VM's exit code."""
+    guest's own Docker engine with --backend docker), over *family* (4, 6 or both, as given), with
+    *stacks* (each end's TCP stack, lab.gvisor); its summary, with the VM's exit code."""
+    from ..gvisor import for_vm, stack_args
     from ..runner import default_artifacts
 
     kernel_spec(kernel)
@@ -30,9 +32,10 @@ def check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: bo
     if from_host:
         raise UsageError("--from-host copies this machine's sysctls; with --kernel give them with "
                          "--sysctl or a profile")
+    env = for_vm(stacks or {}, backend, family, progress)
     out = check_dir(Path(artifacts) if artifacts else default_artifacts(f"check-{label(kernel)}")).resolve()
     args = ["check", "--backend", backend, "--artifacts", str(out / "runs"), "--parallel", str(parallel),
-            "--json-out", str(out / "check.json"), "--family", str(family)]
+            "--json-out", str(out / "check.json"), "--family", str(family), *stack_args(stacks or {})]
     args += [a for n in names for a in ("--scenario", n)]
     args += [a for t in sysctls for a in ("--sysctl", t)]
     args += [a for t in shapes for a in ("--shape", t)]
@@ -42,7 +45,7 @@ def check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: bo
     progress(f"check inside the {kernel} VM ({backend} backend): artifacts in {out}/")
     with pages_drawn_after(out, progress):  # the guest leaves each run's report.html to this side
         code, _ = run(kernel, args, out, progress=progress, timeout_s=3600, docker=backend == "docker",
-                      accel=accel)
+                      accel=accel, env=env)
     index_quietly(out, f"check --kernel {kernel}", progress=progress)
     try:
         summary = json.loads((out / "check.json").read_text())
@@ -56,11 +59,15 @@ def check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: bo
 def scenario_in_vm(kernel: str, scenario: str, out: Path, sysctls: list[str], shapes: list[str],
                    strict_rfc: bool, timeout_s: float, backend: str,
                    progress: Callable[[str], None] = print, family: int = 4,
-                   accel: str = "auto") -> tuple[dict, int]:
-    """`invoke run SCENARIO --family FAMILY` inside *kernel*: its report and the exit code the
-    guest's run gave. No report (the run was refused or broke): the guest's own `twlab:` line,
-    exit 2."""
-    args = ["run", scenario, "--backend", backend, "--json", "--artifacts", str(out), "--family", str(family)]
+                   accel: str = "auto", stacks: dict[str, str] | None = None) -> tuple[dict, int]:
+    """`invoke run SCENARIO --family FAMILY` (with *stacks*, each end's TCP stack) inside *kernel*:
+    its report and the exit code the guest's run gave. No report (the run was refused or broke):
+    the guest's own `twlab:` line, exit 2."""
+    from ..gvisor import for_vm, stack_args
+
+    env = for_vm(stacks or {}, backend, family, progress)
+    args = ["run", scenario, "--backend", backend, "--json", "--artifacts", str(out), "--family", str(family),
+            *stack_args(stacks or {})]
     args += [a for text in sysctls for a in ("--sysctl", text)]
     args += [a for text in shapes for a in ("--shape", text)]
     args += ["--strict-rfc"] if strict_rfc else []
@@ -72,7 +79,7 @@ def scenario_in_vm(kernel: str, scenario: str, out: Path, sysctls: list[str], sh
 
     with pages_drawn_after(out, progress):  # the guest leaves report.html to this side
         code, _ = run(kernel, args, out, progress=said, timeout_s=timeout_s, docker=backend == "docker",
-                      accel=accel)
+                      accel=accel, env=env)
         try:
             report = with_vm(out / "report.json", out)
         except (OSError, ValueError):

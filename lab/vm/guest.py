@@ -1,7 +1,7 @@
 """A matrix column's command inside a VM guest, started without Invoke and without site.
 
 lab.vm.column asks the guest for ``matrix --kernel host --backend B --out DIR --json --family F
---scenario S ...``. Under TCG, Invoke's own imports (unittest.mock, importlib.metadata, its
+--scenario S ... [--stack HOST=STACK;...]``. Under TCG, Invoke's own imports (unittest.mock, importlib.metadata, its
 vendored yaml: 1.8 s warm, more cold) and site's (.pth files, the editable install's finder: the
 guest's ``python -c pass`` took 1.35 s, ``python -S -c pass`` 0.52 s) were paid once per column
 for nothing the column uses. So for exactly those arguments the guest runs this module with
@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--family", default="4")
     p.add_argument("--scenario", action="append", required=True)
+    p.add_argument("--stack", action="append")
     return p
 
 
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with interrupts_as_exceptions():
             m = run_matrix(["host"], ns.scenario, out=Path(ns.out), backend=[ns.backend], progress=progress,
-                           families=parse_family(ns.family))
+                           families=parse_family(ns.family), stacks=ns.stack)
     except LabError as exc:
         leave(exc.exit_code, f"twlab: {exc}")
     except KeyboardInterrupt:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import vm
+from lab import gvisor, vm
 from lab.errors import EnvError, UsageError
 from lab.packets import read_pcap
 from lab.shaping import observed_path
@@ -149,21 +149,45 @@ def test_fin_retransmissions_grow_with_the_rtt(shaped):
 
 # -- lossy-link: random loss, on its own link (20 % and 10 ms each way) --------------------------
 
-@pytest.fixture(scope="module", params=[("debian-12", "netns"), ("debian-13", "docker")], ids=lambda p: "-".join(p))
+GVISOR_BOTH = ("client=gvisor", "server=gvisor")
+
+
+@pytest.fixture(scope="module", params=[("debian-12", "netns", ()), ("debian-13", "docker", ()),
+                                        ("debian-12", "netns", GVISOR_BOTH)],
+                ids=lambda p: "-".join(p[:2]) + ("-gvisor" if p[2] else ""))
 def lossy(request, tmp_path_factory):
     """`invoke vm lossy-link --kernel K --backend B --json` (no --shape: the scenario's own link):
-    namespaces on Debian 12 (netem unseeded), containers on Debian 13 (netem reports its seed)."""
-    kernel, backend = request.param
+    namespaces on Debian 12 (netem unseeded), containers on Debian 13 (netem reports its seed),
+    and namespaces on Debian 12 with both ends in gVisor's netstack (runsc in the guest)."""
+    kernel, backend, stacks = request.param
     out = tmp_path_factory.mktemp(f"vm-lossy-link-{backend}")
     argv = [str(REPO / ".venv" / "bin" / "invoke"), "vm", "lossy-link", "--kernel", kernel,
-            "--backend", backend, "--artifacts", str(out), "--json"]
-    return _vm(argv, out), out, backend, kernel
+            "--backend", backend, "--artifacts", str(out), "--json", *[a for s in stacks for a in ("--stack", s)]]
+    if stacks and gvisor.runsc_missing():
+        pytest.skip(gvisor.runsc_missing())
+    return _vm(argv, out), out, backend, kernel, stacks
+
+
+def _lossy_report(lossy) -> dict:
+    """The run's report. With a gVisor client one failure is gVisor's own, and the lab must say
+    it: a RST the client sent from FIN-WAIT-2 when the ACK of its FIN came before any server FIN
+    (seen about once in 300 closes here; tests/unit/test_lossy_gvisor.py has one). Nothing else
+    may fail."""
+    done, out = lossy[:2]
+    report = json.loads((out / "report.json").read_text())
+    bad = [c for c in report["checks"] if c["outcome"] != "pass"]
+    if lossy[4] and [c["name"] for c in bad] == ["every-close-completes"] and done.returncode == 1:
+        v = bad[0]["values"]
+        assert v["reset_early"] and set(v["rst_ports"]) == set(v["reset_early"]) and not v["incomplete"], v
+        return report
+    return _report(lossy)
 
 
 def test_lossy_link_passes_and_counts_its_closes(lossy):
-    report = _report(lossy)
+    report = _lossy_report(lossy)
     checks = {c["name"]: c for c in report["checks"]}
-    assert report["verdict"] == "pass", [c["observed"] for c in report["checks"] if not c["passed"]]
+    failed = [c["name"] for c in report["checks"] if c["outcome"] != "pass"]
+    assert failed in ([], ["every-close-completes"] if lossy[4] else []), failed
     assert set(checks) == {"loss-matches-the-link", "every-close-completes", "closer-holds-time-wait",
                            "lost-final-ack-saved-by-time-wait", "lost-final-ack-costs-an-rto"}
     assert sorted(report["shaping"]) == ["client->server:delay_ms=10.0,loss_pct=20.0",
@@ -193,6 +217,10 @@ def test_lossy_link_passes_and_counts_its_closes(lossy):
     assert heart["closes"] == 100 and heart["final_ack_lost"] >= 1
     assert heart["saved_by_reack"] == heart["final_ack_lost"]
     assert all(stats.get("dropped", 0) == 0 for h, stats in report["captures"].items() if h != "router")
+    assert report["options"].get("stacks", {}) == dict(s.split("=") for s in lossy[4])
+    if lossy[4]:                      # gVisor's TIME-WAIT, asked of each 4-tuple from the router
+        assert checks["closer-holds-time-wait"]["values"]["client_time_wait"] == 100
+        assert "MinRTO" in checks["lost-final-ack-costs-an-rto"]["expected"]
 
 
 def test_lossy_link_pcaps_show_the_losses_and_no_reset(lossy):
@@ -200,19 +228,22 @@ def test_lossy_link_pcaps_show_the_losses_and_no_reset(lossy):
     sent FINs again, the client reset nothing, and every RST the server sent is one the report
     counts (a late segment reaching the closed server is reset; reordered across the router, that
     can even end a TIME-WAIT: reference R-UNPROVOKED-TWA)."""
-    report = _report(lossy)
+    report = _lossy_report(lossy)
     out = lossy[1]
     client, server = read_pcap(out / "client.pcap"), read_pcap(out / "server.pcap")
-    assert not [s for s in client if s.has("RST") and s.dport == 5010]
+    reset = {c["name"]: c for c in report["checks"]}["every-close-completes"]["values"].get("reset_early", [])
+    assert not [s for s in client if s.has("RST") and s.dport == 5010 and s.sport not in reset]
     closer = {c["name"]: c for c in report["checks"]}["closer-holds-time-wait"]["values"]
     assert len([s for s in server if s.has("RST") and s.sport == 5010]) == closer["server_rsts"]
     since = report["facts"]["loss_from"]
+    # a gVisor client's probes (and its answers, which the router drops) come after the closes
+    until = (report["facts"].get("client_probes") or {}).get("started", float("inf"))
     judged = {c["name"]: c for c in report["checks"]}["loss-matches-the-link"]["values"]
     wire = lambda s: (s.sport, s.dport, s.flags, s.seq, s.ack, s.tsval)    # noqa: E731
     for direction, mine, theirs, outbound in (("client->server", client, server, lambda s: s.dport == 5010),
                                               ("server->client", server, client, lambda s: s.sport == 5010)):
         arrived = {wire(s) for s in theirs}
-        sent = [s for s in mine if outbound(s) and s.t >= since]
+        sent = [s for s in mine if outbound(s) and since <= s.t < until]
         missing = [s for s in sent if wire(s) not in arrived]
         assert 0.05 < len(missing) / len(sent) < 0.40, (direction, len(missing), len(sent))
         # the report's count of the same (it stops where the receiver's capture stopped)

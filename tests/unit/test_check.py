@@ -413,7 +413,7 @@ def test_check_in_a_vm_runs_check_there_and_reads_its_summary(tmp_path, monkeypa
 
     seen = {}
 
-    def fake_run(kernel, args, out, progress, timeout_s, docker=False, accel="auto"):
+    def fake_run(kernel, args, out, progress, timeout_s, docker=False, accel="auto", env=None):
         seen.update(kernel=kernel, args=list(args), out=out, docker=docker)
         (out / "check.json").write_text(_json.dumps({"exit_code": 0, "scenarios": [], "counts": {}}))
         return 0, ""
@@ -439,7 +439,7 @@ def test_check_in_a_vm_with_the_docker_backend_starts_the_guest_engine(tmp_path,
 
     seen = {}
 
-    def fake_run(kernel, args, out, progress, timeout_s, docker=False, accel="auto"):
+    def fake_run(kernel, args, out, progress, timeout_s, docker=False, accel="auto", env=None):
         seen.update(args=list(args), docker=docker)
         (out / "check.json").write_text(_json.dumps({"exit_code": 0, "scenarios": [], "counts": {}}))
         return 0, ""

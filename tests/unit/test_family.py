@@ -282,7 +282,7 @@ class FamilyVM:
     def __init__(self) -> None:
         self.calls = []
 
-    def run(self, kernel, args, artifacts, progress, docker=False, accel="auto", timeout_s=900):
+    def run(self, kernel, args, artifacts, progress, docker=False, accel="auto", timeout_s=900, env=None):
         from lab.family import label, parse_family
         from lab.matrix import cell_from_report
 
@@ -368,7 +368,7 @@ def test_vm_runs_pass_the_family_into_the_guest(tmp_path, monkeypatch):
 
     seen = []
 
-    def fake_run(kernel, args, out, progress, timeout_s, docker=False, accel="auto"):
+    def fake_run(kernel, args, out, progress, timeout_s, docker=False, accel="auto", env=None):
         seen.append(list(args))
         (out / "report.json").write_text(json.dumps({"scenario": "lost-ack", "family": 6}))
         (out / "check.json").write_text(json.dumps({"exit_code": 0, "scenarios": [], "counts": {}}))

@@ -4,6 +4,7 @@ arithmetic (lab.twprobe), the wire checks of lost-ack with a gVisor host (scenar
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from types import SimpleNamespace
 
 import dpkt
@@ -167,6 +168,7 @@ def test_a_scenario_not_judged_from_the_wire_is_skipped_with_a_gvisor_host():
     unsupported(get("lost-ack"), {"client": "gvisor", "server": "gvisor"})     # judged from the wire
     unsupported(get("tw-reopen"), {"client": "linux"})
     unsupported(get("tw-reopen"), {"client": "gvisor"})        # Linux's TIME-WAIT meets gVisor's SYNs
+    unsupported(get("lossy-link"), {"client": "gvisor", "server": "gvisor"})    # captures and probes
     with pytest.raises(StackCannotShow, match="sock_diag"):
         unsupported(get("tw-reopen"), {"server": "gvisor"})    # TIME-WAIT's rules judged are Linux's
     with pytest.raises(StackCannotShow, match="sock_diag"):
@@ -219,6 +221,51 @@ def test_matrix_stack_columns(tmp_path, monkeypatch):
     assert seen == [{}, {"client": "gvisor"}]
     row = next(r for r in m["rows"] if r["what"].startswith("TIME-WAIT on the wire"))
     assert row["differs"] is False            # 62.0 vs 60.1: within the row's 2.5 s tolerance
-    m = run_matrix(["debian-12"], ["lost-ack"], out=tmp_path / "vm", backend="netns", stacks=["gvisor"],
-                   vm=object())
-    assert "this machine's kernel only" in m["cells"]["lost-ack"]["debian-12"]["error"]
+
+
+def test_a_vm_column_runs_its_stacks_in_the_guest(tmp_path, monkeypatch):
+    """A VM kernel's column passes its stacks to the guest's matrix (one --stack) and the root
+    filesystem this side exported (the guest has no Docker daemon)."""
+    import json
+
+    from lab import gvisor
+    from lab.matrix import run_matrix
+
+    monkeypatch.setattr(gvisor, "runsc_missing", lambda: None)
+    monkeypatch.setattr(gvisor, "rootfs", lambda progress=None: Path("/cache/rootfs-x"))
+    calls = []
+
+    class FakeVm:
+        @staticmethod
+        def run(kernel, args, out, progress, docker=False, accel="auto", timeout_s=0, env=None):
+            calls.append((args, env))
+            cell = {"verdict": "pass", "exit_code": 0, "checks": {}, "values": {}}
+            (out / "matrix.json").write_text(json.dumps({"cells": {"lost-ack": {"host": cell}},
+                                                         "releases": {"host": "6.1.0"}}))
+            return 0, ""
+
+        @staticmethod
+        def label(kernel):
+            return kernel
+
+    m = run_matrix(["debian-12"], ["lost-ack"], out=tmp_path / "vm", backend="netns",
+                   stacks=["client=gvisor;server=gvisor"], vm=FakeVm)
+    assert calls, m["cells"]
+    args, env = calls[0]
+    assert args[args.index("--stack") + 1] == "client=gvisor;server=gvisor"
+    assert env == {gvisor.ROOTFS_ENV: "/cache/rootfs-x"}
+    assert m["cells"]["lost-ack"]["debian-12"]["verdict"] == "pass"
+    calls.clear()
+    run_matrix(["debian-12"], ["lost-ack"], out=tmp_path / "vm2", backend="netns", vm=FakeVm)
+    assert "--stack" not in calls[0][0] and calls[0][1] is None
+
+
+def test_a_vm_run_refuses_what_gvisor_cannot_before_booting():
+    from lab.errors import UsageError
+    from lab.gvisor import for_vm
+
+    assert for_vm({}, "netns", 4) == {} and for_vm({"client": "linux"}, "docker", 6) == {}
+    with pytest.raises(UsageError, match="netns backend only"):
+        for_vm({"client": "gvisor"}, "docker", 4)
+    with pytest.raises(UsageError, match="IPv4 only"):
+        for_vm({"server": "gvisor"}, "netns", 6)

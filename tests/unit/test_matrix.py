@@ -99,7 +99,7 @@ class FakeVM:
     def __init__(self, fail: Exception | None = None, leave: bool = True, release: str = "6.1.0-26-amd64") -> None:
         self.fail, self.leave, self.calls, self.release = fail, leave, [], release
 
-    def run(self, kernel, twlab_args, artifacts, progress, docker=False, accel="auto", timeout_s=900):
+    def run(self, kernel, twlab_args, artifacts, progress, docker=False, accel="auto", timeout_s=900, env=None):
         self.calls.append((kernel, list(twlab_args), Path(artifacts)))
         self.docker = getattr(self, "docker", []) + [docker]
         if self.fail:

@@ -46,7 +46,7 @@ class GuestMatrix:
     def __init__(self) -> None:
         self.boots: list[tuple[str, list[str]]] = []
 
-    def run(self, kernel, args, artifacts, progress, docker=False, accel="auto", timeout_s=900):
+    def run(self, kernel, args, artifacts, progress, docker=False, accel="auto", timeout_s=900, env=None):
         names = [args[i + 1] for i, a in enumerate(args) if a == "--scenario"]
         self.boots.append((kernel, names))
         cells = {label(n, f): {"host": cell_from_report(recorded(n, kernel, f))}

@@ -19,6 +19,19 @@ def test_a_column_starts_python_without_site_and_finds_the_venv_by_hand():
     assert "site-packages" in argv[3] and "from lab.vm.guest import main" in argv[3]
 
 
+def test_a_column_with_its_stacks_runs_without_invoke_too(monkeypatch):
+    from lab import matrix, quickexit
+
+    got = {}
+    monkeypatch.setattr(matrix, "run_matrix", lambda *a, **k: got.update(k) or {"cells": {}})
+    monkeypatch.setattr(quickexit, "leave", _leave)
+    args = [*COLUMN, "--stack", "client=gvisor;server=gvisor"]
+    assert guest.command("/r/p", args) is not None
+    with pytest.raises(SystemExit):
+        guest.main(args)
+    assert got["stacks"] == ["client=gvisor;server=gvisor"]
+
+
 @pytest.mark.parametrize("args", [
     ["run", "lost-ack", "--backend", "netns"],                                  # not a column
     ["check", "--backend", "netns", "--artifacts", "/tmp/c"],
@@ -41,8 +54,8 @@ def test_the_column_runs_the_matrix_as_invoke_matrix_does(monkeypatch, capsys):
 
     calls = []
 
-    def fake_run_matrix(kernels, names, out, backend, progress, families):
-        calls.append((kernels, names, str(out), backend, families))
+    def fake_run_matrix(kernels, names, out, backend, progress, families, stacks):
+        calls.append((kernels, names, str(out), backend, families, stacks))
         progress("lost-ack on host: pass")
         return {"cells": {"lost-ack": {"host": {"verdict": "pass"}}, "tw-reopen": {"host": {"verdict": "fail"}}}}
 
@@ -52,7 +65,7 @@ def test_the_column_runs_the_matrix_as_invoke_matrix_does(monkeypatch, capsys):
     with pytest.raises(SystemExit) as ended:
         guest.main()
     assert ended.value.code == (1, None)                           # a failed cell: exit 1, as invoke's
-    assert calls == [(["host"], ["lost-ack", "tw-reopen"], "/tmp/m", ["netns"], (4, 6))]
+    assert calls == [(["host"], ["lost-ack", "tw-reopen"], "/tmp/m", ["netns"], (4, 6), None)]
     out, err = capsys.readouterr()
     assert '"verdict": "fail"' in out and "lost-ack on host: pass" in err
 
