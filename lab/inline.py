@@ -17,7 +17,7 @@ import os
 import signal
 from collections.abc import Callable
 
-from .interrupts import Interrupted, interrupts_as_exceptions, signal_name
+from .interrupts import Interrupted, interrupts_as_exceptions
 from .pipeline import Job, Result, interrupted
 
 __all__ = ["run_jobs", "chosen"]
@@ -37,11 +37,7 @@ def run_jobs(fn: Callable[[Job], Result], jobs: list[Job], on_result: Callable[[
                 res = interrupted(job, exc)
         on_result(job, res)
         if res.interrupted:
-            stop = Interrupted(_signal_in(res.error or ""))
+            stop = Interrupted(res.signum or signal.SIGINT)
             stop.not_run = [j.run for j in jobs[i + 1:]]
             raise stop
 
-
-def _signal_in(text: str) -> int:
-    """The signal an interrupted result names (lab.pipeline.interrupted words it)."""
-    return next((s for s in (signal.SIGTERM, signal.SIGHUP) if signal_name(Interrupted(s)) in text), signal.SIGINT)

@@ -17,6 +17,7 @@ and ``not_run`` (the jobs that never began), so every caller can still write its
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -66,6 +67,7 @@ class Result:
     duration_s: float | None = None
     outcomes: dict[str, str] = field(default_factory=dict)      # check name -> outcome
     interrupted: bool = False
+    signum: int | None = None                  # the interrupt's signal, when interrupted
     labs: list[str] = field(default_factory=list)              # the labs the run made (lab.pool)
     family: int = 4                                            # the run's address family (lab.family)
 
@@ -83,7 +85,7 @@ class Result:
         return [n for n, o in self.outcomes.items() if o == INCONCLUSIVE]
 
     def to_json(self) -> dict[str, Any]:
-        d = {k: v for k, v in asdict(self).items() if v not in (None, False)}
+        d = {k: v for k, v in asdict(self).items() if v not in (None, False) and k != "signum"}   # error names it
         d.update(name=self.name, family=self.family, checks={n: o == "pass" for n, o in self.outcomes.items()},
                  failed_checks=self.failed_checks, inconclusive_checks=self.inconclusive_checks)
         return d
@@ -114,7 +116,8 @@ def run_job(job: Job) -> Result:
 
 def interrupted(job: Job, exc: BaseException) -> Result:
     return Result(run=job.run, scenario=job.scenario, artifacts=str(job.artifacts), verdict="error",
-                  exit_code=130, error=f"interrupted by {signal_name(exc)}", interrupted=True, family=job.family)
+                  exit_code=130, error=f"interrupted by {signal_name(exc)}", interrupted=True, family=job.family,
+                  signum=int(getattr(exc, "signum", signal.SIGINT)))
 
 
 def progress_line(res: Result, label: str) -> str:

@@ -83,17 +83,27 @@ class Answer:
 
 
 def segment(tup: Tuple, kind: str, seq: int | None = None) -> bytes:
-    """The probe as an IPv4 packet from the far end to the host (checksums filled in)."""
+    """The probe as an IP packet (IPv4 or IPv6, as the 4-tuple is) from the far end to the host
+    (checksums filled in)."""
     import dpkt  # here: the scenarios import this module, and `invoke list` loads no packet code
 
     seq = (tup.peer_next - OLD) % (1 << 32) if seq is None else seq
     flags = dpkt.tcp.TH_SYN if kind == "syn" else dpkt.tcp.TH_ACK if kind == "ack" else dpkt.tcp.TH_RST
     tcp = dpkt.tcp.TCP(sport=tup.peer_port, dport=tup.port, seq=seq, flags=flags, win=1024,
                        ack=tup.host_next if flags & dpkt.tcp.TH_ACK else 0)
+    if _v6(tup.addr):                 # dpkt fills in the TCP checksum over IPv6's pseudo-header
+        ip6 = dpkt.ip6.IP6(src=socket.inet_pton(socket.AF_INET6, tup.peer_addr),
+                           dst=socket.inet_pton(socket.AF_INET6, tup.addr), nxt=dpkt.ip.IP_PROTO_TCP, hlim=64,
+                           data=tcp, plen=len(tcp))
+        return bytes(ip6)
     ip = dpkt.ip.IP(src=socket.inet_aton(tup.peer_addr), dst=socket.inet_aton(tup.addr), p=dpkt.ip.IP_PROTO_TCP,
                     ttl=64, data=tcp, id=0x7477)          # "tw": the prober's own IP ID
     ip.len = len(ip)
     return bytes(ip)
+
+
+def _v6(addr: str) -> bool:
+    return ":" in addr
 
 
 def classify(flags: int) -> str:
@@ -114,7 +124,9 @@ class Prober:
         self.router, self.tup, self.kind, self.wait_s = router, tup, kind, wait_s
         self.answers: list[Answer] = []
         with inside(router.nspath):
-            self._tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+            # IPPROTO_RAW: the packet carries its own IP header (IPv6 too: rawv6_init_sk() sets hdrincl)
+            self._tx = socket.socket(socket.AF_INET6 if _v6(tup.addr) else socket.AF_INET, socket.SOCK_RAW,
+                                     socket.IPPROTO_RAW)
             self._rx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         self._rx.setblocking(False)
         self._fault = None
@@ -180,10 +192,10 @@ class Prober:
         except dpkt.UnpackError:
             return None
         ip = eth.data
-        if not isinstance(ip, dpkt.ip.IP) or not isinstance(ip.data, dpkt.tcp.TCP):
+        if not isinstance(ip, (dpkt.ip.IP, dpkt.ip6.IP6)) or not isinstance(ip.data, dpkt.tcp.TCP):
             return None
-        tcp = ip.data
-        if (socket.inet_ntoa(ip.src), tcp.sport, socket.inet_ntoa(ip.dst), tcp.dport) != (
+        tcp, fam = ip.data, socket.AF_INET6 if isinstance(ip, dpkt.ip6.IP6) else socket.AF_INET
+        if (socket.inet_ntop(fam, ip.src), tcp.sport, socket.inet_ntop(fam, ip.dst), tcp.dport) != (
                 self.tup.addr, self.tup.port, self.tup.peer_addr, self.tup.peer_port):
             return None
         return tcp

@@ -78,6 +78,24 @@ def test_ack_probe_is_out_of_window_and_acks_the_hosts_fin():
     assert tcp.flags == dpkt.tcp.TH_ACK and tcp.ack == TUP.host_next and tcp.seq == 77
 
 
+TUP6 = twprobe.Tuple("fd4e:1::10", 40000, "fd4e:2::10", 5000, host_next=1000, peer_next=(1 << 20) + 77)
+
+
+def test_an_ipv6_probe_has_ipv6s_header_and_a_right_checksum():
+    raw = twprobe.segment(TUP6, "ack")
+    ip6 = dpkt.ip6.IP6(raw)
+    assert socket.inet_ntop(socket.AF_INET6, ip6.src) == TUP6.peer_addr
+    assert socket.inet_ntop(socket.AF_INET6, ip6.dst) == TUP6.addr
+    assert ip6.nxt == dpkt.ip.IP_PROTO_TCP and ip6.plen == len(ip6.data) == 20
+    tcp = ip6.data
+    assert tcp.flags == dpkt.tcp.TH_ACK and tcp.ack == TUP6.host_next and tcp.seq == 77
+    # the checksum over IPv6's pseudo-header (RFC 8200 §8.1), computed here from scratch
+    zeroed = bytearray(bytes(tcp))
+    zeroed[16:18] = b"\0\0"
+    pseudo = ip6.src + ip6.dst + len(zeroed).to_bytes(4, "big") + b"\0\0\0" + bytes([dpkt.ip.IP_PROTO_TCP])
+    assert dpkt.in_cksum(pseudo + bytes(zeroed)) == tcp.sum != 0
+
+
 def test_probe_for_each_stack():
     assert twprobe.PROBE_FOR == {"linux": "syn", "gvisor": "ack"}
 
