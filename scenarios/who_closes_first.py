@@ -69,6 +69,8 @@ CASES = ("client-first", "server-first", "simultaneous")
 
 CITE_CLOSER = ("RFC 9293 §3.6.1 / RFC 1122 §4.2.2.13 (the side that closes first lingers in TIME-WAIT); "
                "reference R-TW-CLOSER: the side that calls close() first enters TIME-WAIT")
+CITE_UNPROVOKED = ("reference R-UNPROVOKED-TWA, R-TW-RST: an in-window RST kills TIME-WAIT unless tcp_rfc1337=1 "
+                   "(Linux tcp_timewait_state_process())")
 
 
 # -- the steps -------------------------------------------------------------------------------
@@ -237,6 +239,8 @@ def _only_first_holds(s: Seen, case: str, first: str) -> Check:
     st_first, st_second = s.paths[case][first], s.paths[case][second]
     want_first = s.room(first)
     got_first, got_second = "TIME_WAIT" in st_first, "TIME_WAIT" in st_second
+    killed = _killed_unseen(s, case, first, fin2) if want_first and not got_first else None
+    got_first = got_first or killed is not None
     overflow = s.ev.counter(first, "TcpExtTCPTimeWaitOverflow")
     states_right = got_first == want_first and not got_second and (want_first or overflow >= 1)
     hole = s.ev.capture_hole(first, second)
@@ -251,8 +255,10 @@ def _only_first_holds(s: Seen, case: str, first: str) -> Check:
                 f"{'sent first' if fins['ordered'] else 'not clearly first'}; {second} FIN ack="
                 f"{fin2.ack if fin2 else None}; sock_diag (client port {port}): "
                 f"{first} {' -> '.join(st_first) or 'nothing'}; {second} {' -> '.join(st_second) or 'nothing'}"
-                + ("" if want_first else f"; {first} TcpExtTCPTimeWaitOverflow +{overflow}"))
-    return Check.judged(f"{case}-only-{first}-holds-time-wait", CITE_CLOSER if want_first else CITE_NO_ROOM,
+                + ("" if want_first else f"; {first} TcpExtTCPTimeWaitOverflow +{overflow}")
+                + (_killed_words(first, second, killed) if killed else ""))
+    cite = (CITE_CLOSER + ("; " + CITE_UNPROVOKED if killed else "")) if want_first else CITE_NO_ROOM
+    return Check.judged(f"{case}-only-{first}-holds-time-wait", cite,
                         expected, observed, ok,
                         {"client_port": port, "fin_order_ok": fins["ordered"],
                          f"{first}_fin_seq": fin1.seq if fin1 else None,
@@ -261,8 +267,36 @@ def _only_first_holds(s: Seen, case: str, first: str) -> Check:
                          f"{second}_fin_ack": fin2.ack if fin2 else None,
                          f"{first}_states": st_first, f"{second}_states": st_second,
                          f"{first}_time_wait": got_first, f"{second}_time_wait": got_second,
-                         f"{first}_tw_room": want_first, "TCPTimeWaitOverflow": overflow},
+                         f"{first}_tw_room": want_first, "TCPTimeWaitOverflow": overflow,
+                         f"{first}_time_wait_killed": killed},
                         missing=f"{observed}; a FIN is missing from the captures ({hole})")
+
+
+def _killed_unseen(s: Seen, case: str, first: str, fin2) -> dict | None:
+    """The closer's TIME-WAIT, gone before the sampler's first look: the closer ACKed the other
+    end's FIN (which makes TIME-WAIT), and an in-window RST from the other end (seq = the closer's
+    RCV.NXT) reached it afterwards - tcp_timewait_state_process() kills on it with tcp_rfc1337=0.
+    Seen under TCG: the other end's pure ACK, sent before its FIN, crossed the router after it; the
+    closer's TIME-WAIT ACKed that old segment and the already closed end answered with the RST,
+    within 3 ms. None when that is not what the closer's capture shows, or tcp_rfc1337=1 (it then
+    ignores the RST: TIME-WAIT must have been seen)."""
+    if fin2 is None or s.ev.sysctl(first, "net.ipv4.tcp_rfc1337", "0") == "1":
+        return None
+    port, second = s.conns[case].client_port, other_end(first)
+    nxt = (fin2.seq + fin2.length + 1) & 0xFFFFFFFF
+    mine = [x for x in s.ev.packets.get(first, []) if port in (x.sport, x.dport)]
+    acked = [x.t for x in mine if x.src == s.ev.addresses[first] and x.has("ACK") and not x.has("RST")
+             and x.ack == nxt]
+    # TIME-WAIT's own answer (an ACK after the final one), then the RST that answered it
+    rst = [x.t for x in mine if x.src == s.ev.addresses[second] and x.has("RST") and x.seq == nxt
+           and len(acked) >= 2 and acked[0] < acked[1] < x.t]
+    return {"rst_t": rst[0], "after_ms": round((rst[0] - acked[0]) * 1000, 1)} if rst else None
+
+
+def _killed_words(first: str, second: str, killed: dict) -> str:
+    return (f"; the {first}'s TIME-WAIT killed {killed['after_ms']} ms after its ACK of the {second}'s FIN, "
+            f"before a sample saw it, by the {second}'s RST at its RCV.NXT (a late segment of the {second}'s "
+            "drew TIME-WAIT's answer, which the closed end reset: R-UNPROVOKED-TWA)")
 
 
 def client_first_only_client_holds_time_wait(s: Seen) -> Check:

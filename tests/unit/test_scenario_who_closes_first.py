@@ -128,3 +128,33 @@ def test_crossing_fins_missing_from_a_dropping_capture_are_inconclusive():
     ev.captures["client"] = {"captured": 50, "received": 52, "dropped": 2}
     got = outcomes(ev)
     assert got["simultaneous-fins-cross"] == "inconclusive" and got["simultaneous-both-closing"] == "inconclusive"
+
+
+def test_a_time_wait_killed_before_any_sample_counts_and_is_named():
+    """A CI run in Debian 12's VM (TCG): the server's pure ACK, sent 4 ms before its FIN, reached
+    the client 1.4 ms after it; the client's TIME-WAIT ACKed that old segment, the closed server
+    answered with a RST at the client's RCV.NXT, and the TIME-WAIT was gone 3.4 ms after the final
+    ACK, before the sampler's next dump (the client's states: FIN_WAIT1 -> gone). With
+    tcp_rfc1337=0 that is RFC 1337's assassination, unprovoked: the client held TIME-WAIT."""
+    ev = evidence("who-closes-first-unprovoked-twa")
+    check = next(c for c in sc.SCENARIO.judge(ev) if c.name == "client-first-only-client-holds-time-wait")
+    assert check.outcome == "pass", check.observed
+    assert "TIME_WAIT" not in check.values["client_states"]
+    assert check.values["client_time_wait_killed"]["after_ms"] == 3.4
+    assert "R-UNPROVOKED-TWA" in check.observed and "R-UNPROVOKED-TWA" in check.citation
+    assert failed(ev) == set()
+
+
+def test_with_rfc1337_on_a_time_wait_never_seen_still_fails():
+    ev = evidence("who-closes-first-unprovoked-twa")
+    ev.sysctls["client"]["net.ipv4.tcp_rfc1337"] = "1"      # then the RST cannot have killed it
+    assert failed(ev) == {"client-first-only-client-holds-time-wait"}
+
+
+def test_without_time_waits_answer_before_the_rst_it_still_fails():
+    ev = evidence("who-closes-first-unprovoked-twa")
+    port = ev.facts["cases"]["client-first"]["client_port"]
+    acks = [s for s in ev.packets["client"] if s.sport == port and s.has("ACK") and not s.has("FIN")
+            and not s.has("RST")]
+    ev.packets["client"].remove(acks[-1])                   # the ACK TIME-WAIT sent to the late segment
+    assert failed(ev) == {"client-first-only-client-holds-time-wait"}
