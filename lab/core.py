@@ -195,7 +195,8 @@ class Lab(Links, TearDown, Watch):
         for s in self.requested_sysctls:
             apply_sysctl(self.hosts[s.host].nspath, s)
         if self.family == 6:
-            require_ipv6_in(self.hosts, self.scenario)      # e.g. disable_ipv6 set by --sysctl
+            # e.g. disable_ipv6 set by --sysctl; a gVisor host's addresses are gVisor's (lab.gvisor)
+            require_ipv6_in({n: h for n, h in self.hosts.items() if n not in self.sandboxes}, self.scenario)
         for name, host in self.hosts.items():
             self.sysctls[name] = in_force(host.nspath, list(REPORTED_SYSCTLS) + list(host.spec.sysctls)
                                           + [s.key for s in self.requested_sysctls if s.host == name])

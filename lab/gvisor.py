@@ -74,7 +74,7 @@ def parse_stacks(texts: list[str] | tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def check_stacks(stacks: dict[str, str], ends: tuple[str, ...], backend: str, family: int) -> list[str]:
+def check_stacks(stacks: dict[str, str], ends: tuple[str, ...], backend: str) -> list[str]:
     """The gVisor hosts of a run, after refusing what cannot be (UsageError, one line)."""
     for host in stacks:
         if host not in ends:
@@ -86,8 +86,6 @@ def check_stacks(stacks: dict[str, str], ends: tuple[str, ...], backend: str, fa
     if backend != "netns":
         raise UsageError(f"--stack {hosts[0]}=gvisor runs on the netns backend only (under Docker's runtime this "
                          "runsc refuses a network namespace it cannot tell from the root one); add --backend netns")
-    if family != 4:
-        raise UsageError("--stack ...=gvisor runs over IPv4 only (the wire prober is IPv4); give --family 4")
     return hosts
 
 
@@ -105,7 +103,7 @@ def no_sysctls_there(hosts: list[str], sysctls, scenario: str) -> None:
 def allowed(lab, ends: tuple[str, ...], backend: str) -> list[str]:
     """The gVisor hosts of *lab* (lab.core.Lab) on *backend*: refused in one line (UsageError)
     where they cannot be, skipped (GvisorUnavailable) where runsc is missing."""
-    hosts = check_stacks(lab.stacks, ends, backend, lab.family)
+    hosts = check_stacks(lab.stacks, ends, backend)
     no_sysctls_there(hosts, lab.requested_sysctls, lab.scenario)
     why = runsc_missing() if hosts else None
     if why:
@@ -133,13 +131,12 @@ def start_sandboxes(lab, names: list[str]) -> dict:
     return out
 
 
-def for_vm(stacks: dict[str, str], backend: str, family: int | str, progress=lambda s: None) -> dict[str, str]:
+def for_vm(stacks: dict[str, str], backend: str, progress=lambda s: None) -> dict[str, str]:
     """Before a VM boots for a run with *stacks* (``lab.vm``): what check_stacks refuses, refused
     here (one line, nothing booted), and the environment the guest needs - the root filesystem
     exported on this side (the guest has no Docker daemon; it sees this machine's files over 9p,
     runsc among them). Empty when no host runs gVisor."""
-    fam = 4 if str(family) == "both" else int(family)      # both: the v6 runs refuse themselves, as here
-    hosts = check_stacks(stacks, ("client", "server"), backend, fam)
+    hosts = check_stacks(stacks, ("client", "server"), backend)
     if not hosts:
         return {}
     why = runsc_missing()

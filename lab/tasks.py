@@ -54,7 +54,7 @@ def _counts(repeat, parallel, batch: bool) -> tuple[int, int]:
     help={
         "scenario": "scenario name (see `invoke list`)",
         "stack": "HOST=STACK: whose TCP the host's sockets use, linux (the default) or gvisor (gVisor's "
-                 "netstack in a runsc sandbox; netns backend, IPv4), e.g. client=gvisor (repeatable)",
+                 "netstack in a runsc sandbox; netns backend), e.g. client=gvisor (repeatable)",
         "backend": "auto (docker when a daemon answers, else netns), docker or netns",
         "sysctl": "HOST:KEY=VALUE set in a lab host before the scenario, e.g. "
                   "client:net.ipv4.tcp_max_tw_buckets=0 (repeatable)",

@@ -41,7 +41,7 @@ def column_in_vm(vm: Any, kernel: str, backend: str, names: list[str], out: Path
     if stacks:                               # one column: its stacks as one --stack (lab.matrix)
         args += ["--stack", ";".join(f"{h}={s}" for h, s in stacks.items())]
     try:
-        env = for_vm(stacks or {}, backend, family, progress)
+        env = for_vm(stacks or {}, backend, progress)
         ensure_dir(out)
         with pages_drawn_after(out, progress):              # matplotlib loads while the VM runs
             code, output = _run(vm, kernel, args, out, progress, backend == "docker", accel, env)

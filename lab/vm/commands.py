@@ -32,7 +32,7 @@ def check_in_vm(kernel: str, names: list[str], sysctls: list[str], from_host: bo
     if from_host:
         raise UsageError("--from-host copies this machine's sysctls; with --kernel give them with "
                          "--sysctl or a profile")
-    env = for_vm(stacks or {}, backend, family, progress)
+    env = for_vm(stacks or {}, backend, progress)
     out = check_dir(Path(artifacts) if artifacts else default_artifacts(f"check-{label(kernel)}")).resolve()
     args = ["check", "--backend", backend, "--artifacts", str(out / "runs"), "--parallel", str(parallel),
             "--json-out", str(out / "check.json"), "--family", str(family), *stack_args(stacks or {})]
@@ -65,7 +65,7 @@ def scenario_in_vm(kernel: str, scenario: str, out: Path, sysctls: list[str], sh
     the guest's own `twlab:` line, exit 2."""
     from ..gvisor import for_vm, stack_args
 
-    env = for_vm(stacks or {}, backend, family, progress)
+    env = for_vm(stacks or {}, backend, progress)
     args = ["run", scenario, "--backend", backend, "--json", "--artifacts", str(out), "--family", str(family),
             *stack_args(stacks or {})]
     args += [a for text in sysctls for a in ("--sysctl", text)]

@@ -67,10 +67,14 @@ def test_lost_ack_client_on_gvisor(tmp_path):
     nothing_of(report["lab_id"])
 
 
-def test_lost_ack_server_on_gvisor(tmp_path):
-    report = run_scenario("lost-ack", backend="netns", artifacts=tmp_path, options={"stacks": {"server": "gvisor"}})
+def test_lost_ack_server_on_gvisor_over_ipv6(tmp_path):
+    """IPv6 (the client's on IPv4 above): gVisor takes the interface's IPv6 address over, and the
+    router's prober probes the Linux client's TIME-WAIT with IPv6 segments of its own."""
+    report = run_scenario("lost-ack", backend="netns", artifacts=tmp_path, options={"stacks": {"server": "gvisor"}},
+                          family=6)
     got = outcomes(report)
     assert report["verdict"] == "pass", got
+    assert report["family"] == 6 and ":" in report["facts"]["client_probe"]["tuple"]["addr"]
     sched = values(report, "server-retransmits-fin")
     assert sched["stack"] == "gvisor" and sched["fin_count"] >= 4
     server_fins = [s for s in read_pcap(tmp_path / "server.pcap") if s.sport == PORT and s.has("FIN")]

@@ -29,14 +29,13 @@ def test_parse_stacks():
 
 
 def test_check_stacks_refusals():
-    assert gvisor.check_stacks({"client": "linux"}, ENDS, "docker", 4) == []
-    assert gvisor.check_stacks({"server": "gvisor"}, ENDS, "netns", 4) == ["server"]
+    assert gvisor.check_stacks({"client": "linux"}, ENDS, "docker") == []
+    assert gvisor.check_stacks({"server": "gvisor"}, ENDS, "netns") == ["server"]
     with pytest.raises(UsageError, match="--backend netns"):
-        gvisor.check_stacks({"client": "gvisor"}, ENDS, "docker", 4)
-    with pytest.raises(UsageError, match="IPv4 only"):
-        gvisor.check_stacks({"client": "gvisor"}, ENDS, "netns", 6)
+        gvisor.check_stacks({"client": "gvisor"}, ENDS, "docker")
+    assert gvisor.check_stacks({"client": "gvisor", "server": "linux"}, ENDS, "netns") == ["client"]
     with pytest.raises(UsageError, match="only the ends"):
-        gvisor.check_stacks({"router": "gvisor"}, ENDS, "netns", 4)
+        gvisor.check_stacks({"router": "gvisor"}, ENDS, "netns")
 
 
 def test_a_linux_sysctl_on_a_gvisor_host_skips_the_run():
@@ -282,8 +281,8 @@ def test_a_vm_run_refuses_what_gvisor_cannot_before_booting():
     from lab.errors import UsageError
     from lab.gvisor import for_vm
 
-    assert for_vm({}, "netns", 4) == {} and for_vm({"client": "linux"}, "docker", 6) == {}
+    assert for_vm({}, "netns") == {} and for_vm({"client": "linux"}, "docker") == {}
     with pytest.raises(UsageError, match="netns backend only"):
-        for_vm({"client": "gvisor"}, "docker", 4)
-    with pytest.raises(UsageError, match="IPv4 only"):
-        for_vm({"server": "gvisor"}, "netns", 6)
+        for_vm({"client": "gvisor"}, "docker")
+    with pytest.raises(UsageError, match="only the ends"):
+        for_vm({"router": "gvisor"}, "netns")
