@@ -197,7 +197,7 @@ def _matrix(kernel, scenario, out, backend, family, shard, merge, accel, progres
                    "the VM starts with the lab's host image loaded)",
         "family": "the address family of the run's traffic: 4 (IPv4, the default) or 6 (IPv6)",
         "stack": "HOST=STACK, as for `run`: linux (default) or gvisor, e.g. server=gvisor (repeatable; "
-                 "netns backend, IPv4; runsc from this machine, the root filesystem exported here)",
+                 "netns backend; runsc from this machine, the root filesystem exported here)",
     },
 )
 @guarded

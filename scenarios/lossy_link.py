@@ -94,8 +94,7 @@ def run(lab: Lab) -> dict:
     # open every connection over the link without its loss: a lost SYN or SYN-ACK backs the
     # connection's RTO off (seen: 4 SYN-ACKs lost, then the close's FIN retransmitted after 33 s
     # and 47 s), which would measure the opening's luck, not the close
-    for (src, dst), profile in asked.items():
-        lab.reshape(src, dst, replace(profile, loss_pct=0.0))
+    _without_loss(lab, asked)
     server, client = lab.peer("server"), lab.peer("client")
     server.listen("L", PORT, backlog=2 * CLOSES)
     opened = client.connect_many("c", CLOSES, lab.host("server").address, PORT, timeout_s=30)
@@ -123,13 +122,18 @@ def run(lab: Lab) -> dict:
 
     _wait_for_the_server(lab, facts["client_ports"])
     if wire.stack_of(lab, "client") == "gvisor":     # no sock_diag there: ask each 4-tuple from the router
-        for (src, dst), profile in asked.items():     # the probes must not be lost on the link
-            lab.reshape(src, dst, replace(profile, loss_pct=0.0))
+        _without_loss(lab, asked)                     # the probes must not be lost on the link
         facts["client_probes"] = twprobe.probe_each(lab, "client", "server", [(p, PORT) for p in facts["client_ports"]])
     else:
         facts["client_sockets_at_end"] = [s.to_json() for s in lab.sockets("client")]
     server.close("L")
     return facts
+
+
+def _without_loss(lab: Lab, asked: dict) -> None:
+    """The link as asked (*asked*: (src, dst) -> profile), its loss set to 0."""
+    for (src, dst), profile in asked.items():
+        lab.reshape(src, dst, replace(profile, loss_pct=0.0))
 
 
 def _wait_for_the_server(lab: Lab, client_ports: list[int]) -> None:
