@@ -67,7 +67,8 @@ def _probes_folded(report: dict[str, Any], rows: list[Row], t0: float) -> list[R
     cut = probing_started(report.get("facts") or {})
     if cut is None:
         return rows
-    kept = [r for r in rows if r.kind != "segment" or r.t + t0 < cut]
+    resumed = (report.get("facts") or {}).get("probing_ended") or float("inf")
+    kept = [r for r in rows if r.kind != "segment" or not cut <= r.t + t0 < resumed]
     return kept + [Row(cut - t0, "fault", line, "router") for line in probe_summary(report.get("facts") or {})]
 
 

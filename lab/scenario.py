@@ -148,6 +148,17 @@ class Scenario:
         """(host, key, value) of the scenario's own settings."""
         return [(h, k, str(v)) for h, kv in self.sysctls.items() for k, v in kv.items()]
 
+    def on_stacks(self, settings: list, stacks: Mapping[str, str]) -> tuple[list, list]:
+        """*settings* (SysctlSetting) split for a run whose hosts run *stacks*: (those to set, the
+        scenario's own settings on a host running another stack than Linux's). A Linux sysctl does
+        not reach gVisor's sockets; the scenario, listing that stack for the host, judges what
+        depended on it as not applicable. What the user asked for on such a host stays, and is
+        refused in one line (lab.gvisor.no_sysctls_there)."""
+        own = set(self.own_sysctls())
+        dropped = [s for s in settings if stacks.get(s.host, "linux") != "linux"
+                   and (s.host, s.key, str(s.value)) in own]
+        return [s for s in settings if s not in dropped], dropped
+
 
 def _raised(fn: CheckFn, trace: str) -> Check:
     name = getattr(fn, "check_name", None) or fn.__name__.replace("_", "-")

@@ -129,9 +129,12 @@ class KeyRun:
 
     # -- what key functions read ---------------------------------------------------------------
     def values(self, check: str) -> dict[str, Any]:
-        """The values of *check*, as judged in the run; Unseen when the run has no such check."""
+        """The values of *check*, as judged in the run; Unseen when the run has no such check, or
+        the check had nothing to act on (not applicable: e.g. a gVisor host's Linux counters)."""
         if check not in self.checks:
             raise Unseen(f"the run has no check {check}")
+        if self.checks[check].get("outcome") == "not_applicable":
+            raise Unseen(f"{check} is not applicable in this run")
         return self.checks[check].get("values") or {}
 
     def passed(self, check: str) -> bool:

@@ -225,14 +225,22 @@ def held_for(answers: list[Answer], since: float) -> tuple[float | None, float |
             round(first - since, 3) if first is not None else None)
 
 
-def closed_tuple(segments: list, host_addr: str, host_port: int, peer_addr: str, peer_port: int) -> Tuple | None:
-    """The Tuple of a closed connection from a capture's segments (both FINs seen), else None."""
+def closed_tuple(segments: list, host_addr: str, host_port: int, peer_addr: str, peer_port: int,
+                 half: bool = False) -> Tuple | None:
+    """The Tuple of a closed connection from a capture's segments (both FINs seen), else None.
+    *half*: the host's FIN is enough (an orphaned FIN-WAIT-2, its peer still open): the far end's
+    next sequence number is then the last it sent."""
+    def sent(src: str, sport: int) -> list:
+        return [s for s in segments if (s.src, s.sport) == (src, sport) and s.dport in (host_port, peer_port)]
+
     def fin_next(src: str, sport: int) -> int | None:
-        fins = [s for s in segments if (s.src, s.sport) == (src, sport) and s.has("FIN")
-                and s.dport in (host_port, peer_port)]
+        fins = [s for s in sent(src, sport) if s.has("FIN")]
         return (fins[-1].seq + fins[-1].length + 1) % (1 << 32) if fins else None
 
     host_next, peer_next = fin_next(host_addr, host_port), fin_next(peer_addr, peer_port)
+    mine = [s for s in sent(peer_addr, peer_port) if not s.has("SYN")] if half and peer_next is None else []
+    if mine:
+        peer_next = (mine[-1].seq + mine[-1].length) % (1 << 32)
     if host_next is None or peer_next is None:
         return None
     return Tuple(host_addr, host_port, peer_addr, peer_port, host_next, peer_next)
@@ -240,7 +248,8 @@ def closed_tuple(segments: list, host_addr: str, host_port: int, peer_addr: str,
 
 def probing_started(facts: dict) -> float | None:
     """When a run's prober began (its facts' ``*_probe`` entries, as measure() returns them): the
-    segments after it are probes and their answers, not the connection's own."""
+    segments after it are probes and their answers, not the connection's own - until
+    ``probing_ended`` when the run's facts say (what follows is the connections' again)."""
     starts = [v["started"] for k, v in (facts or {}).items()
               if k.endswith("_probe") and isinstance(v, dict) and v.get("started")]
     return min(starts) if starts else None
@@ -249,7 +258,8 @@ def probing_started(facts: dict) -> float | None:
 def probe_summary(facts: dict) -> list[str]:
     """One line per prober run: what it sent and what it found."""
     return [f"{k.removesuffix('_probe')}: {len(v.get('answers', []))} {v.get('probe')} probes from the router "
-            f"(every {v.get('interval_s')} s): TIME-WAIT held until +{v.get('held_until_s')} s after the last ACK, "
+            f"(every {v.get('interval_s')} s): {'the orphaned FIN-WAIT-2' if v.get('half') else 'TIME-WAIT'} held "
+            f"until +{v.get('held_until_s')} s after {'the ACK of its FIN' if v.get('half') else 'the last ACK'}, "
             f"gone by +{v.get('gone_by_s')} s"
             for k, v in (facts or {}).items() if k.endswith("_probe") and isinstance(v, dict) and v.get("answers")]
 

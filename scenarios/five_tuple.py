@@ -386,8 +386,8 @@ def checks(ev: Evidence):
 
 SCENARIO = Scenario(
     name="five-tuple", intent=INTENT, run=run, analyse=Seen.of, checks=checks,
-    shaping=OPTIONAL, port=PORT, precondition=_precondition, key=KEY,
-    sysctls={"client": {"net.ipv4.ip_local_port_range": f"{EPHEMERAL} {EPHEMERAL}"}}, stacks=("linux", "gvisor"),
+    shaping=OPTIONAL, port=PORT, precondition=_precondition, key=KEY, stacks={"server": ("linux", "gvisor")},
+    sysctls={"client": {"net.ipv4.ip_local_port_range": f"{EPHEMERAL} {EPHEMERAL}"}},
     key_values=(
         KeyValue("tcp_tw_reuse", "connect-same-4-tuple-a-later", "tcp_tw_reuse"),
         KeyValue("tw reuse delay (ms)", "connect-same-4-tuple-a-later", "tcp_tw_reuse_delay_ms"),

@@ -379,7 +379,7 @@ SCENARIO = Scenario(
             orphan_retries_count, give_up_when_budget_spent, give_up_is_silent),
     precondition=precondition, shaping=OPTIONAL, port=PORT, key=KEY,
     sysctls={"server": {"net.ipv4.tcp_orphan_retries": "3"}},      # short: gives up ~6.5 s after close
-    stacks=("linux", "gvisor"),
+    stacks={"client": ("linux", "gvisor")},
     key_values=(
         KeyValue("FIN times (ms)", "tlp-then-rto-doubling", "fin_times_ms", rel_tol=0.1, abs_tol=20),
         KeyValue("retransmission kinds", "tlp-then-rto-doubling", "kinds"),

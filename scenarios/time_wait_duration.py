@@ -28,9 +28,10 @@ but required to prevent denial-of-service attacks". The two parts run at once, o
     60-62  client   (kernel) A's TIME-WAIT timer fires     (nothing sent)             A gone
 
 The server may run gVisor (--stack server=gvisor): what is judged is the Linux client's, and the
-wait for the answer to the late FIN is read from the wire. A gVisor client is refused (the run sets
-tcp_fin_timeout there, a Linux sysctl); gVisor's own TIME-WAIT length is measured by lost-ack with
---stack client=gvisor.
+wait for the answer to the late FIN is read from the wire. A gVisor client (--stack client=gvisor)
+is followed on the wire and both its lifetimes measured by the router's prober (_tw_duration_wire);
+tcp_fin_timeout, a Linux sysctl, is not set there, and the checks of Linux's machinery say not
+applicable.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from lab.shaping import OPTIONAL
 from lab.timerwheel import latest_s, max_late_s
 from lab.verdict import Check
 
+from . import _tw_duration_wire as on_wire
 from ._keys.time_wait_duration import KEY
 from ._lifetime import Lifetime, judge, measured
 from ._premise import time_wait_room
@@ -112,6 +114,8 @@ def _room_for_time_wait(sysctls) -> str | None:
 def run(lab: Lab) -> dict:
     from lab.runner import kernel_hz
 
+    if wire.stack_of(lab, "client") == "gvisor":      # no sock_diag there: the same steps, on the wire
+        return on_wire.run(lab, PORT)
     server, client = lab.peer("server"), lab.peer("client")
     srv_addr = lab.host("server").address
     view = lab.views["client"]
@@ -214,38 +218,54 @@ def time_wait_lasts_60s(s: Seen) -> Check:
         missing=f"{missing}; {observed}" if a else missing)
 
 
+WHO = {"linux": "Linux", "gvisor": "gVisor"}
+DEVIATION = {"linux": "a documented deviation (the kernel's own comment in __inet_twsk_schedule())",
+             "gvisor": "the same choice as BSD's and Linux's (gVisor's DefaultTCPTimeWaitTimeout)"}
+
+
+def _tw_bounds(s: Seen, basis: Check) -> tuple[tuple[float, float] | None, float | None]:
+    """A's TIME-WAIT: the bounds on its length and the value reported, from sock_diag (Linux) or
+    the router's probes (*basis*'s values, gVisor)."""
+    if wire.stack_of(s.ev, "client") == "linux":
+        a = s.time_wait
+        return (a.bounds_s if a else None), (a.sampled_s if a else None)
+    lo, hi = basis.values.get("held_until_s"), basis.values.get("gone_by_s")
+    return ((lo, hi) if lo is not None and hi is not None else None), hi
+
+
 def time_wait_vs_rfc1122(s: Seen) -> Check:
-    """A against RFC 1122's 2 x 2 min: conformance, Linux's documented deviation (when A's 60 s
-    passed time-wait-lasts-60s), or a failure."""
-    a, linux = s.time_wait, time_wait_lasts_60s(s)
+    """A against RFC 1122's 2 x 2 min: conformance, the client's stack's known deviation (when A's
+    60 s passed time-wait-lasts-60s), or a failure."""
+    stack = wire.stack_of(s.ev, "client")
+    basis = time_wait_lasts_60s(s) if stack == "linux" else on_wire.time_wait_on_the_wire(s)
     strict = bool(s.ev.options.get("strict_rfc"))
     rfc_s, tick = 2 * RFC_MSL_S, 1 / (s.ev.hz or 100)
-    bounds = a.bounds_s if a else None
+    bounds, sampled = _tw_bounds(s, basis)
     conforms = bool(bounds) and bounds[0] >= rfc_s - tick
     short = bool(bounds) and bounds[1] < rfc_s - tick
     if conforms:
         ok, words = True, "conforms to RFC 1122's 2 x MSL"
     elif strict:
         ok, words = (False if short else None), f"short of RFC 1122's {rfc_s:g} s"
-    elif linux.outcome == "pass":
-        ok, words = True, (f"Linux's fixed {TCP_TIMEWAIT_LEN_S:g} s = BSD's 2 x {BSD_MSL_S:g} s, "
-                           f"{rfc_s - TCP_TIMEWAIT_LEN_S:g} s short of RFC 1122's 2 x {RFC_MSL_S:g} s: a "
-                           "documented deviation, reported, not failed (--strict-rfc fails it)")
+    elif basis.outcome == "pass":
+        ok, words = True, (f"{WHO[stack]}'s fixed {TCP_TIMEWAIT_LEN_S:g} s = BSD's 2 x {BSD_MSL_S:g} s, "
+                           f"{rfc_s - TCP_TIMEWAIT_LEN_S:g} s short of RFC 1122's 2 x {RFC_MSL_S:g} s: "
+                           f"{DEVIATION[stack]}, reported, not failed (--strict-rfc fails it)")
     else:
-        ok = False if linux.outcome == "fail" and short else None
-        words = "neither RFC 1122's 240 s nor Linux's documented 60 s"
+        ok = False if basis.outcome == "fail" and short else None
+        words = f"neither RFC 1122's 240 s nor {WHO[stack]}'s 60 s"
     if strict and short:
-        words += " (Linux's documented deviation: --strict-rfc makes it a failure)"
+        words += f" ({WHO[stack]}'s documented deviation: --strict-rfc makes it a failure)"
     return Check.judged(
         "time-wait-vs-rfc1122-2msl", CITE_RFC,
         f"RFC 1122: at least {rfc_s:g} s" + (" (--strict-rfc)" if strict else
-                                             "; Linux's documented 60 s is reported as a known deviation"),
-        f"measured {a.sampled_s} s (within {list(bounds)} s): {words}" if bounds else "no measurement",
-        ok, {"measured_s": a.sampled_s if a else None, "rfc1122_s": rfc_s, "bsd_s": 2 * BSD_MSL_S,
+                                             f"; {WHO[stack]}'s 60 s is reported as a known deviation"),
+        f"measured {sampled} s (within {list(bounds)} s): {words}" if bounds else "no measurement",
+        ok, {"measured_s": sampled, "rfc1122_s": rfc_s, "stack": stack, "bsd_s": 2 * BSD_MSL_S,
              "linux_s": TCP_TIMEWAIT_LEN_S, "strict_rfc": strict, "conforms_to_rfc1122": conforms,
-             "short_of_rfc1122_s": round(rfc_s - a.sampled_s, 3) if a else None},
+             "short_of_rfc1122_s": round(rfc_s - sampled, 3) if sampled is not None else None},
         missing=("no measurement of TIME-WAIT's lifetime" if not bounds else
-                 f"the measurement cannot tell (time-wait-lasts-60s: {linux.observed})"))
+                 f"the measurement cannot tell (time-wait-lasts-60s: {basis.observed})"))
 
 
 def orphan_follows_fin_timeout(s: Seen) -> Check:
@@ -319,16 +339,36 @@ def late_fin_gets_rst(s: Seen) -> Check:
         missing=f"{observed}, but {hole}" if hole else f"{observed}; nothing tells when B went")
 
 
+def fin_timeout_not_applicable(s: Seen) -> Check:
+    return on_wire.not_applicable(
+        "orphan-fin-wait2-follows-tcp_fin_timeout", CITE_FW2, "B stays FIN_WAIT2 for tcp_fin_timeout",
+        "tcp_fin_timeout is a Linux sysctl, not set there; gVisor's own orphan timeout is measured by "
+        "orphan-fin-wait2-length-on-the-wire")
+
+
+def counters_not_applicable(s: Seen) -> Check:
+    return on_wire.not_applicable("tw-counters-at-arming", CITE_COUNTERS, "TW and TWKilled count the mini-sockets "
+                                  "armed", "nstat counts Linux's TIME-WAIT sockets; gVisor's endpoints are its own")
+
+
+def checks(ev: Evidence):
+    """Linux's client judged through sock_diag and nstat; a gVisor client from the wire."""
+    if wire.stack_of(ev, "client") != "gvisor":
+        return (time_wait_lasts_60s, time_wait_vs_rfc1122, orphan_follows_fin_timeout, tw_counters_at_arming,
+                late_fin_gets_rst)
+    return (on_wire.time_wait_on_the_wire, time_wait_vs_rfc1122, fin_timeout_not_applicable,
+            on_wire.orphan_on_the_wire, counters_not_applicable, late_fin_gets_rst)
+
+
 SCENARIO = Scenario(
     name="time-wait-duration", intent=INTENT, run=run, analyse=Seen.of,
-    checks=(time_wait_lasts_60s, time_wait_vs_rfc1122, orphan_follows_fin_timeout, tw_counters_at_arming,
-            late_fin_gets_rst),
+    checks=checks,
     shaping=OPTIONAL, port=PORT, sysctls={"client": {"net.ipv4.tcp_fin_timeout": "5"}},
     # a 60 s wall-clock measurement, never two at once; its edges are bounded by close polling
     # (lab.sampling), so it starts first and runs beside the parallel batch: its values with and
     # without that company are in the README ("How long the catalog takes")
     parallel_safe=False, beside=True,
-    stacks=("linux", "gvisor"),         # a gVisor server: what is judged is the Linux client's
+    stacks=("linux", "gvisor"),
     precondition=_room_for_time_wait, key=KEY,
     key_values=(
         KeyValue("TIME-WAIT length (s)", "time-wait-lasts-60s", "sampled_s", abs_tol=0.5),

@@ -25,8 +25,9 @@ host only (its own sysctls: N = 3).
     0+     client   c3, c4: no socket                     RST -> x 2                server's s3, s4 reset
 
 The server may run gVisor (--stack server=gvisor): what is judged is the Linux client's; the wait for
-the late FINs' answers is then read from the wire. A gVisor client is refused (the run sets
-tcp_max_tw_buckets there, a Linux sysctl).
+the late FINs' answers is then read from the wire. With a gVisor client (--stack client=gvisor) the
+same N + 2 closes are followed on the wire; gVisor has no bucket limit, so each is expected to keep
+its TIME-WAIT (_buckets_wire), and the checks of Linux's buckets say not applicable.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from lab.scenario import KeyValue, Scenario
 from lab.shaping import OPTIONAL
 from lab.verdict import Check
 
+from . import _buckets_wire as on_wire
 from ._keys.tw_buckets import KEY
 
 if TYPE_CHECKING:
@@ -73,6 +75,8 @@ def plan(limit: int) -> tuple[int, int]:
 
 
 def run(lab: Lab) -> dict:
+    if wire.stack_of(lab, "client") == "gvisor":      # no sock_diag there, no buckets: on the wire
+        return on_wire.run(lab, PORT, plan(int(SCENARIO.sysctls["client"]["net.ipv4.tcp_max_tw_buckets"]))[0])
     server, client = lab.peer("server"), lab.peer("client")
     srv_addr = lab.host("server").address
     view = lab.views["client"]
@@ -137,8 +141,11 @@ class Seen:
 
     @classmethod
     def of(cls, ev: Evidence) -> Seen:
+        """A gVisor client has no limit: every connection it closed is expected to keep its state."""
         limit = int(ev.sysctl("client", "net.ipv4.tcp_max_tw_buckets", "-1"))
         n, k = plan(limit)
+        if wire.stack_of(ev, "client") == "gvisor":
+            limit, n, k = -1, len(ev.facts.get("client_ports", [])), 0
         return cls(ev, limit, n, k, ev.facts.get("client_ports", []), ev.facts.get("after_close", []))
 
     @property
@@ -234,11 +241,29 @@ def overflow_counters(s: Seen) -> Check:
         {"TCPTimeWaitOverflow": overflow, "TW_plus_TWKilled": armed, "TcpOutRsts": rsts})
 
 
+def order_not_applicable(s: Seen) -> Check:
+    return on_wire.not_applicable("buckets-fill-in-close-order", CITE_FW2, "the first N closes take a bucket")
+
+
+def count_not_applicable(s: Seen) -> Check:
+    return on_wire.not_applicable("exactly-n-time-wait", CITE_ALLOC, "exactly N mini-sockets in the namespace")
+
+
+def counters_not_applicable(s: Seen) -> Check:
+    return on_wire.not_applicable("overflow-counters", CITE_COUNTERS, "TCPTimeWaitOverflow counts the overflow")
+
+
+def checks(ev: Evidence):
+    if wire.stack_of(ev, "client") != "gvisor":
+        return (buckets_fill_in_close_order, exactly_n_time_wait, late_fin_ack_or_rst, overflow_counters)
+    return (order_not_applicable, count_not_applicable, late_fin_ack_or_rst, on_wire.every_close_holds_time_wait,
+            counters_not_applicable)
+
+
 SCENARIO = Scenario(
-    name="tw-buckets", intent=INTENT, run=run, analyse=Seen.of,
-    checks=(buckets_fill_in_close_order, exactly_n_time_wait, late_fin_ack_or_rst, overflow_counters),
+    name="tw-buckets", intent=INTENT, run=run, analyse=Seen.of, checks=checks,
     shaping=OPTIONAL, port=PORT, sysctls={"client": {"net.ipv4.tcp_max_tw_buckets": "3"}}, key=KEY,
-    stacks=("linux", "gvisor"),         # a gVisor server: its late FINs meet Linux's buckets
+    stacks=("linux", "gvisor"),
     key_values=(
         KeyValue("tcp_max_tw_buckets", "buckets-fill-in-close-order", "limit"),
         KeyValue("TIME-WAIT sockets at the end", "exactly-n-time-wait", "time_wait_at_end"),

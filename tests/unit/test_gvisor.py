@@ -193,18 +193,27 @@ def test_a_scenario_not_judged_from_the_wire_is_skipped_with_a_gvisor_host():
     assert get("tw-reopen").stacks_of("router") == ("linux",)
 
 
-def test_a_gvisor_host_where_the_scenario_sets_its_own_sysctl_is_refused_naming_the_scenario():
-    """time-wait-duration sets tcp_fin_timeout in the client, five-tuple its ip_local_port_range:
-    neither setting reaches gVisor, so that end cannot be gVisor; the other end can."""
+def test_a_scenarios_own_sysctl_is_not_set_on_a_gvisor_host_it_judges_and_the_users_is_kept():
+    """time-wait-duration sets tcp_fin_timeout in the client: with a gVisor client (which it judges
+    from the wire) that setting is left out and named; the user's own --sysctl there is kept, for
+    lab.gvisor to refuse; a Linux client gets both. five-tuple does not judge a gVisor client yet:
+    refused, one line."""
     from lab.gvisor import StackCannotShow
     from lab.runner import unsupported
+    from lab.sysctls import SysctlSetting, layer_sysctls
     from scenarios import get
 
-    for name, key in (("time-wait-duration", "tcp_fin_timeout"), ("five-tuple", "ip_local_port_range")):
-        unsupported(get(name), {"server": "gvisor"})
-        with pytest.raises(StackCannotShow, match=f"{name} sets net.ipv4.{key} there") as why:
-            unsupported(get(name), {"client": "gvisor"})
-        assert "--sysctl" not in str(why.value)            # nothing the user gave to drop
+    sc = get("time-wait-duration")
+    mine = SysctlSetting("client", "net.ipv4.tcp_synack_retries", "2")
+    settings = layer_sysctls(sc.own_sysctls(), explicit=[mine])
+    unsupported(sc, {"client": "gvisor"})
+    kept, dropped = sc.on_stacks(settings, {"client": "gvisor"})
+    assert [str(s) for s in dropped] == ["client:net.ipv4.tcp_fin_timeout=5"] and kept == [mine]
+    assert sc.on_stacks(settings, {"server": "gvisor"}) == (settings, [])
+    changed = layer_sysctls(sc.own_sysctls(), explicit=[SysctlSetting("client", "net.ipv4.tcp_fin_timeout", "9")])
+    assert sc.on_stacks(changed, {"client": "gvisor"})[1] == []     # the user's value: not the scenario's
+    with pytest.raises(StackCannotShow, match="not yet judged from the wire"):
+        unsupported(get("five-tuple"), {"client": "gvisor"})
 
 
 def test_matrix_stack_columns(tmp_path, monkeypatch):
