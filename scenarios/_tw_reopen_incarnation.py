@@ -81,9 +81,12 @@ def _answers(conn: Conn, at: str, new_syns: list[Segment]) -> list:
 
 @dataclass(frozen=True)
 class Decision:
-    """TIME-WAIT's decision on a case's first reopening SYN, as server.pcap shows it: what the rule
-    asks (accept when not PAWS-rejected and above rcv_nxt or with a newer timestamp) and what the
-    server answered."""
+    """TIME-WAIT's decision on a case's first reopening SYN, as server.pcap shows it: what the
+    server's stack's rule asks and what the server answered. Linux (tcp_timewait_state_process()):
+    accept when not PAWS-rejected and above rcv_nxt or with a newer timestamp (RFC 6191), else an
+    ACK of rcv_nxt. gVisor (handleTimeWaitSegment(), pkg/tcpip/transport/tcp/rcv.go): a bare SYN
+    above rcv_nxt goes to the listener; any other segment without ACK is dropped, unanswered; no
+    timestamp rule."""
 
     syn: Segment
     ans: Segment | None
@@ -94,23 +97,34 @@ class Decision:
     want_accept: bool
     accepted: bool                   # answered by a SYN-ACK
     acked: bool                      # answered by an ACK of rcv_nxt
+    stack: str = "linux"
 
     @classmethod
-    def of(cls, inc: Incarnation) -> Decision:
+    def of(cls, inc: Incarnation, stack: str = "linux") -> Decision:
         syn, ans, rst = inc.answers[0]
         ts_used = inc.old_timestamps and syn.tsval is not None
         seq_after = _after(syn.seq, inc.rcv_nxt)
         ts_newer = ts_used and inc.ts_recent is not None and ((inc.ts_recent - syn.tsval) & M32) >= 0x80000000
         paws = ts_used and inc.ts_recent is not None and not ts_newer and syn.tsval != inc.ts_recent
-        return cls(syn, ans, rst, ts_used, seq_after, ts_newer, not paws and (seq_after or ts_newer),
+        want = seq_after if stack == "gvisor" else not paws and (seq_after or ts_newer)
+        return cls(syn, ans, rst, ts_used, seq_after, ts_newer, want,
                    ans is not None and ans.has("SYN") and ans.has("ACK"),
-                   ans is not None and ans.flags == "ACK" and ans.ack == inc.rcv_nxt)
+                   ans is not None and ans.flags == "ACK" and ans.ack == inc.rcv_nxt, stack)
+
+    @property
+    def refusal(self) -> str:
+        """What refusing the SYN looks like on this stack."""
+        return "drops it without an answer" if self.stack == "gvisor" else "answers with an ACK of rcv_nxt"
+
+    @property
+    def refused(self) -> bool:
+        return self.ans is None if self.stack == "gvisor" else self.acked
 
     @property
     def rule_held(self) -> bool:
-        return self.accepted if self.want_accept else self.acked
+        return self.accepted if self.want_accept else self.refused
 
     @property
     def refuted(self) -> bool:
-        """The opposite answer: a SYN-ACK where TIME-WAIT should refuse, its ACK where it should accept."""
-        return self.acked if self.want_accept else self.accepted
+        """The opposite answer: a refusal where TIME-WAIT should accept, a SYN-ACK where it should refuse."""
+        return self.refused if self.want_accept else self.accepted

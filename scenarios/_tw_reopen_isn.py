@@ -38,6 +38,7 @@ def new_isn_above_old(c: Case) -> Check:
     d, inc = c.decision, c.inc
     step = (d.ans.seq - inc.old_snd_nxt) & M32 if d.accepted else None
     whose = (None if step is None else f"TIME-WAIT's (old snd_nxt + {TW_ISN_STEP})" if step == TW_ISN_STEP
+             else "a fresh ISN from gVisor's generator (it keeps no TIME-WAIT ISN)" if d.stack == "gvisor"
              else "not TIME-WAIT's old snd_nxt + 65537: a fresh ISN (Linux before v6.10)")
     return Check.judged(
         f"{c.name}-new-isn-above-old", CITE_ISN,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from lab.kernel import TW_ISN_STEP
 from lab.verdict import Check
 
+from . import _tw_reopen_wire as on_wire
 from ._tw_reopen_incarnation import M32
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ def refused_syn_recovery(c: Case) -> Check:
     TIME-WAIT when tcp_rfc1337=0, so the client's next SYN meets the listener (a fresh ISN); with
     tcp_rfc1337=1 the RST is ignored and the next SYN is ACKed again."""
     d, inc = c.decision, c.inc
+    if on_wire.on_gvisor(c.ev):
+        return on_wire.refused_silently(c)
     syn, ans, rst = d.syn, d.ans, d.rst
     rfc1337 = int(c.ev.sysctl("server", "net.ipv4.tcp_rfc1337", "0") or 0)
     syn2, ans2, _ = inc.answers[1] if len(inc.answers) > 1 else (None, None, None)
@@ -81,7 +84,10 @@ def rfc1122_condition_2_not_implemented(s: Seen) -> Check:
         return Check(name, CITE_RED_PEN, "the case runs", "the case never ran", False, {})
     strict = bool(s.ev.options.get("strict_rfc"))
     inc, f, lport = c.inc, c.facts, c.facts["client_port"]
-    tw_before = [x for x in f.get("server_before_inject", []) if x["state"] == "TIME_WAIT"]
+    gvisor = on_wire.on_gvisor(s.ev)
+    tw_before = [x for x in f.get("server_before_inject", []) if x["state"] == "TIME_WAIT"] or (
+        [{"state": "TIME_WAIT", "expires_ms": None}] if gvisor and
+        (f.get("server_probe_before") or {}).get("answer") == "ack" else [])
     syn, ans, _ = (inc.answers if inc is not None and inc.answers else [(None, None, None)])[0]
     accepted = ans is not None and ans.has("SYN") and ans.has("ACK")
     isn_step = (ans.seq - inc.old_snd_nxt) & M32 if accepted else None
@@ -89,10 +95,14 @@ def rfc1122_condition_2_not_implemented(s: Seen) -> Check:
     rst = next(iter(c.conn.segments("server", sender="client", flag="RST", after=ans.t)), None) \
         if ans is not None else None
     after = f.get("server_after", [])
-    restored = any(x["state"] == "TIME_WAIT" for x in after)
+    restored = on_wire.time_wait_restored(s) if gvisor else any(x["state"] == "TIME_WAIT" for x in after)
     if strict:
         expected = ("RFC 1122 §4.2.2.13 (2), strictly: the SYN turned out to be an old duplicate (RST in reply to the "
                     "SYN-ACK), so the server returns to TIME-WAIT")
+    elif gvisor:
+        expected = ("informational, gVisor as written (handleTimeWaitSegment(): the SYN goes to the listener and the "
+                    "TIME-WAIT endpoint is done): when the client's RST shows the SYN was an old duplicate, nothing "
+                    "returns to TIME-WAIT")
     else:
         expected = ("informational, Linux as documented (RED-PEN): TIME-WAIT accepts the SYN and is destroyed; when "
                     "the client's RST shows the SYN was an old duplicate, nothing returns to TIME-WAIT")
@@ -100,9 +110,11 @@ def rfc1122_condition_2_not_implemented(s: Seen) -> Check:
         (not tw_before, "the server held no TIME_WAIT when the SYN was injected"),
         (f.get("abandoned_connect_ok") is not False, "the client's attempt was not abandoned"),
         (not accepted, "TIME-WAIT did not accept the SYN (no SYN-ACK)"),
-        (accepted and isn_step != TW_ISN_STEP, "the SYN-ACK's ISN is not TIME-WAIT's (old snd_nxt + 65537)"),
+        (accepted and isn_step != TW_ISN_STEP and not gvisor,
+         "the SYN-ACK's ISN is not TIME-WAIT's (old snd_nxt + 65537)"),
+        (gvisor and restored is None, "the router's probe after the exchange got no answer"),
         (rst is None, "the client sent no RST: the SYN never turned out to be an old duplicate")) if bad]
-    left_s = (tw_before[0]["expires_ms"] / 1000) if tw_before else None
+    left_s = (tw_before[0]["expires_ms"] / 1000) if tw_before and tw_before[0]["expires_ms"] is not None else None
     if inc is None:
         return Check.inconclusive(name, CITE_RED_PEN, expected,
                                   f"the captures lack the old connection's SYN or FINs on :{lport}"
@@ -125,11 +137,14 @@ def _condition_2(c: Case, name: str, expected: str, strict: bool, restored: bool
     # the server's end only, and every case shares the server's port: the client's port picks it)
     seen = [e.state for e in c.conn.states("server")
             if e.socket.dport == f["client_port"] and e.t >= f["injected_at"]]
+    if on_wire.on_gvisor(c.ev):            # no sock_diag: the router's probe after the exchange
+        seen = [f"probe: {(f.get('server_probe_after') or {}).get('answer')}"]
     return Check(
         name, CITE_RED_PEN, expected,
         f"an abandoned attempt's SYN (seq {f.get('held_syn_seq')}, held in the router, connect gave up: "
-        f"{f.get('abandoned_connect_error')}) injected while the server's TIME_WAIT had {left_s} s left: server "
-        f"answered SYN-ACK with ISN = old snd_nxt + {isn_step}, client answered RST; sock_diag from then on: "
+        f"{f.get('abandoned_connect_error')}) injected while the server held TIME_WAIT ("
+        + (f"{left_s} s left" if left_s is not None else "the router's probe: ack") + "): server "
+        f"answered SYN-ACK with ISN = old snd_nxt + {isn_step}, client answered RST; the server's end from then on: "
         f"{' -> '.join(seen) or 'no change seen'}; "
         f"after: {[(x['state'], x['expires_ms']) for x in after] or 'no socket for the 4-tuple'} -> "
         + ("RFC 1122 condition (2) NOT implemented" if not restored else "TIME_WAIT restored"),

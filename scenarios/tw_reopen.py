@@ -58,6 +58,7 @@ from lab.scenario import KeyValue, Scenario
 from lab.shaping import UNUSED
 from lab.verdict import Check
 
+from . import _tw_reopen_wire as on_wire
 from ._keys.tw_reopen import KEY
 from ._premise import time_wait_room
 from ._steps import client_closed_second
@@ -137,19 +138,24 @@ def _old_incarnation(lab: Lab, name: str, lport: int, nbytes: int) -> dict:
     server.close(f"s-{name}")                              # the server closes first
     client.recv(name)                                      # EOF
     client.close(name)
-    lab.wait_for(f"{name}: the server's 4-tuple in TIME_WAIT",
-                 lambda: [s for s in _server_side(lab, lport) if s.state == "TIME_WAIT"], timeout_s=5)
+    if on_wire.on_gvisor(lab):                              # no sock_diag there: the wire, then a probe
+        on_wire.wait_for_time_wait(lab, name, lport, PORT)
+    else:
+        lab.wait_for(f"{name}: the server's 4-tuple in TIME_WAIT",
+                     lambda: [s for s in _server_side(lab, lport) if s.state == "TIME_WAIT"], timeout_s=5)
     client_closed_second(lab, name, lport, PORT, lambda: _client_side(lab, lport))
     return {"client_port": lport, "bytes": moved, "transfer_s": round(transfer_s, 4),
             "server_before": [s.to_json() for s in _server_side(lab, lport)],
-            "client_before": [s.to_json() for s in _client_side(lab, lport)]}
+            "client_before": [s.to_json() for s in _client_side(lab, lport)],
+            **({"server_probe_before": on_wire.probe(lab, lport, PORT)} if on_wire.on_gvisor(lab) else {})}
 
 
 def _reopen(lab: Lab, name: str, nbytes: int) -> dict:
     """seq-ahead and seq-behind: the old incarnation, then a connect() from the same port."""
     server, client, lport = lab.peer("server"), lab.peer("client"), CASES[name]
     case = _old_incarnation(lab, name, lport, nbytes)
-    r = client.connect(f"{name}-new", lab.host("server").address, PORT, lport=lport, timeout_s=75, **_reuse(lab))
+    r = client.connect(f"{name}-new", lab.host("server").address, PORT, lport=lport,
+                       timeout_s=on_wire.reconnect_timeout(lab), **_reuse(lab))
     case.update(reconnect_ok=r.ok, reconnect_errno=r.errno, reconnect_error=r.error, reconnect_t=r.t)
     if r.ok:
         server.accept("L", as_=f"s-{name}-new")
@@ -182,6 +188,8 @@ def _old_duplicate(lab: Lab) -> dict:
     case.update(abandoned_connect_ok=r.ok, abandoned_connect_error=r.error, held_syn_seq=held[0].seq,
                 injected_at=injected, server_after=[s.to_json() for s in _server_side(lab, lport)],
                 looked_at=time.time())
+    if on_wire.on_gvisor(lab):
+        case["server_probe_after"] = on_wire.probe(lab, lport, PORT)
     return case
 
 
@@ -205,7 +213,8 @@ class Case:
             return cls(ev, name, {}, None, None, None)
         conn = ev.conn(facts["client_port"], PORT)
         inc = Incarnation.of(conn, "server")
-        return cls(ev, name, facts, conn, inc, Decision.of(inc) if inc is not None and inc.answers else None)
+        stack = wire.stack_of(ev, "server")
+        return cls(ev, name, facts, conn, inc, Decision.of(inc, stack) if inc is not None and inc.answers else None)
 
     @property
     def at_client(self) -> Incarnation | None:
@@ -243,13 +252,15 @@ def timestamps_as_configured(s: Seen) -> Check:
     ack_ts = {x.tsval is not None for x in acks}
     gvisor = wire.stack_of(ev, "client") == "gvisor"      # its option is its own default, not a sysctl
     want_syn = syn_ts == {True} if gvisor else int(ev.sysctl("client", "net.ipv4.tcp_timestamps", "1") or 0) != 0
-    want_both = want_syn and int(ev.sysctl("server", "net.ipv4.tcp_timestamps", "1") or 0) != 0
+    # a gVisor server has no sysctl for it: it answers in kind (RFC 7323 §3.2)
+    want_both = want_syn and (on_wire.on_gvisor(ev) or int(ev.sysctl("server", "net.ipv4.tcp_timestamps", "1") or 0))
     ok = bool(syns) and bool(acks) and syn_ts == {want_syn} and ack_ts == {want_both}
     client = "client gVisor (its own default)" if gvisor else \
         f"client tcp_timestamps={ev.sysctl('client', 'net.ipv4.tcp_timestamps')}"
     return Check(
         "timestamps-as-configured", CITE_TS,
-        f"{client}, server {ev.sysctl('server', 'net.ipv4.tcp_timestamps')}: SYNs "
+        f"{client}, server {'gVisor' if on_wire.on_gvisor(ev) else ev.sysctl('server', 'net.ipv4.tcp_timestamps')}"
+        ": SYNs "
         f"{'all carry' if want_syn else 'lack'} the option, SYN-ACKs {'carry' if want_both else 'lack'} it",
         f"server.pcap: {len(syns)} SYNs, TSval present {sorted(syn_ts)}; {len(acks)} SYN-ACKs, TSval present "
         f"{sorted(ack_ts)}",
@@ -303,15 +314,16 @@ def syn_judged_by_time_wait(c: Case) -> Check:
               "ts_newer": d.ts_newer, "expected_accept": d.want_accept, "accepted": d.accepted,
               "answer": f"{d.ans.flags} seq={d.ans.seq} ack={d.ans.ack}" if d.ans else None,
               "reopened_after_time_wait_s": round(d.syn.t - inc.client_fin_t, 4), "old_bytes": c.facts.get("bytes")}
-    decided_by = ("sequence number" if d.seq_after else "timestamp (RFC 6191)" if d.ts_newer
+    decided_by = ("sequence number" if d.seq_after else "timestamp (RFC 6191)" if d.want_accept
                   else "nothing: not acceptable")
     expected = (f"SYN seq {'above' if d.seq_after else 'below'} rcv_nxt ({gap:+d}), timestamps "
                 f"{'on, TSval ' + ('newer' if d.ts_newer else 'not newer') if d.ts_used else 'off'}: "
                 + (f"accepted by TIME-WAIT (decided by the {decided_by})" if d.want_accept else
-                   "not acceptable: TIME-WAIT answers with an ACK of rcv_nxt")
+                   f"not acceptable: TIME-WAIT {d.refusal}" + (" (gVisor has no RFC 6191 rule)"
+                                                                            if d.stack == "gvisor" else ""))
                 + (f"; premise of {name}: SYN {'above' if name == 'seq-ahead' else 'below'} rcv_nxt"))
     observed = (f"server.pcap: SYN seq={d.syn.seq} TSval={d.syn.tsval}, old rcv_nxt={inc.rcv_nxt} "
-                f"ts_recent={inc.ts_recent}; answered by {values['answer']}, "
+                f"ts_recent={inc.ts_recent}; answered by {values['answer'] or 'nothing'}, "
                 f"{values['reopened_after_time_wait_s']} s after the old connection closed")
     if d.rule_held and not premise:
         # the rule held for the SYN that was sent, but it is not the SYN this case is about
@@ -321,7 +333,8 @@ def syn_judged_by_time_wait(c: Case) -> Check:
             f"{name}-syn-judged-by-time-wait", CITE_ACCEPT, expected,
             f"premise not met: {why}; {observed} - the rule held, but for the other case's SYN", values)
     return Check.judged(
-        f"{name}-syn-judged-by-time-wait", CITE_ACCEPT, expected,
+        f"{name}-syn-judged-by-time-wait", CITE_ACCEPT + (f"; {on_wire.CITE_DROP}" if d.stack == "gvisor" else ""),
+        expected,
         observed + ("" if premise else "; PREMISE NOT MET"),
         None if c.unsure else d.rule_held, values,
         missing=f"{observed}: TIME-WAIT's answer may be missing from server.pcap ({c.hole})")
@@ -350,12 +363,13 @@ def _of_case(name: str, fn: Callable[[Case], Check]) -> Callable[[Seen], Check]:
 
 
 def _case_checks(c: Case) -> list:
+    held = on_wire.server_holds_time_wait if on_wire.on_gvisor(c.ev) else server_holds_time_wait
     if not c.facts:
         return [_of_case(c.name, reopen)]
     if c.decision is None:
-        return [_of_case(c.name, server_holds_time_wait), _of_case(c.name, syn_judged_by_time_wait)]
+        return [_of_case(c.name, held), _of_case(c.name, syn_judged_by_time_wait)]
     after = new_isn_above_old if c.decision.want_accept else refused_syn_recovery
-    return [_of_case(c.name, fn) for fn in (server_holds_time_wait, syn_judged_by_time_wait, after)]
+    return [_of_case(c.name, fn) for fn in (held, syn_judged_by_time_wait, after)]
 
 
 def checks(ev: Evidence) -> list:
@@ -374,7 +388,7 @@ def checks(ev: Evidence) -> list:
 SCENARIO = Scenario(
     name="tw-reopen", intent=INTENT, run=run, analyse=Seen.of, checks=checks, precondition=precondition,
     shaping=UNUSED,             # seq-behind needs a fast transfer: 24 MiB must outrun the ISN clock
-    port=PORT, key=KEY, stacks={"client": ("linux", "gvisor")},    # TIME-WAIT's rules judged: the server's, Linux's
+    port=PORT, key=KEY, stacks=("linux", "gvisor"),
     key_values=(
         KeyValue("SYN ahead accepted", "seq-ahead-syn-judged-by-time-wait", "accepted"),
         KeyValue("SYN behind accepted", "seq-behind-syn-judged-by-time-wait", "accepted"),
