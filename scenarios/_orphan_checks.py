@@ -25,13 +25,17 @@ if TYPE_CHECKING:
 
     from .retransmitted_fin import Seen
 
-__all__ = ["retransmission_kinds", "backoff_holes", "orphan_retries_count", "give_up_when_budget_spent"]
+__all__ = ["retransmission_kinds", "backoff_holes", "orphan_retries_count", "give_up_when_budget_spent",
+           "give_up_is_silent", "client_holds_at_end", "CITE_SILENT"]
 
 CITE_BUDGET = ("tcp_write_timeout() / retransmits_timed_out() / tcp_model_timeout() in net/ipv4/tcp_timer.c "
                "(Linux v6.18; reference R-ORPHAN-RETRIES): an orphan gives up at the first RTO where now - "
                "retrans_stamp >= ((2 << b) - 1) "
                "x 200 ms, compared in whole ms, b = tcp_orphan_retries (0 -> 8); retrans_stamp = first RTO "
                "retransmission (tcp_retransmit_skb(), net/ipv4/tcp_output.c)")
+CITE_SILENT = ("tcp_write_err() -> tcp_done() (net/ipv4/tcp_timer.c): the socket is destroyed without "
+               "sending anything, TCPAbortOnTimeout +1; only tcp_out_of_resources() (orphan/memory "
+               "pressure, TCPAbortOnMemory) sends a RST; RFC 1122 §4.2.3.5 R2: close the connection")
 CITE_WHEEL = ("kernel/time/timer.c calc_wheel_index()/calc_index(): each RTO timer runs at its wheel level's "
               "granule boundary strictly after its due jiffy; " + CITE_BUDGET)
 
@@ -223,3 +227,43 @@ def _unseen_end(ev: Evidence, last_seen: float, gone: float, alive_until: float,
 
 def _after(t: float, gone: float) -> str:
     return f"the last LAST_ACK sample ({round((gone - t) * 1000, 1)} ms before it was seen gone)"
+
+
+def client_holds_at_end(ev: Evidence) -> bool:
+    """A gVisor client (no sock_diag) answered the router's probe at the end with an ACK: TIME-WAIT."""
+    return (ev.facts.get("client_probe_at_end") or {}).get("answer") == "ack"
+
+
+def give_up_is_silent(s: Seen) -> Check:
+    """Giving up is silent: no RST, no more FINs; the client still sits in TIME-WAIT. Silence is an
+    absence: server.pcap shows it only if tcpdump dropped nothing there; else client.pcap (the
+    router forwards whatever the server sends) must show it instead."""
+    ev, gone = s.ev, s.gone
+    rsts = s.conn.segments("server", sender="server", flag="RST")
+    after_gone = [f for f in s.fins if gone and f.t > gone]
+    aborts = ev.counter("server", "TcpExtTCPAbortOnTimeout")
+    memory = ev.counter("server", "TcpExtTCPAbortOnMemory")
+    cli_end = [x["state"] for x in ev.facts.get("client_sockets_at_end", [])] or (
+        ["TIME_WAIT (the prober's ACK)"] if client_holds_at_end(ev) else [])
+    srv_end = ev.facts.get("server_connections_at_end", [])
+    ok = not rsts and not after_gone and aborts == 1 and memory == 0 and len(cli_end) == 1 \
+        and cli_end[0].startswith("TIME_WAIT") and not srv_end
+    silent_missing = ""
+    if ok and ev.capture_hole("server"):
+        rsts_cli = s.conn.segments("client", sender="server", flag="RST")
+        fins_cli_after = [f for f in s.conn.segments("client", sender="server", flag="FIN") if gone and f.t > gone]
+        if rsts_cli or fins_cli_after:
+            ok = False
+        elif ev.capture_hole("client"):
+            ok, silent_missing = None, (f"both captures dropped packets ({ev.capture_hole('client', 'server')}): "
+                                        "a RST or FIN from the server may be among them")
+    return Check.judged(
+        "give-up-is-silent", CITE_SILENT,
+        "no RST and no further FIN from the server; TCPAbortOnTimeout +1 (not TCPAbortOnMemory); "
+        "the server's connection is gone while the client still holds TIME_WAIT",
+        f"server.pcap: {len(rsts)} RSTs, {len(after_gone)} FINs after the socket went; "
+        f"TCPAbortOnTimeout +{aborts}, TCPAbortOnMemory +{memory}; at the end: server connections "
+        f"{[x['state'] for x in srv_end]}, client sockets {cli_end}",
+        ok, {"server_rsts": len(rsts), "fins_after_gone": len(after_gone), "TCPAbortOnTimeout": aborts,
+             "TCPAbortOnMemory": memory, "client_states_at_end": cli_end},
+        missing=silent_missing)

@@ -19,14 +19,13 @@ def client_closes_first(lab: Lab, port: int, server_opts: dict | None = None,
     the connecting socket (lab.peer_agent: tclass, ...)."""
     server, client = lab.peer("server"), lab.peer("client")
     server.listen("L", port, **(server_opts or {}))
-    client.connect("c", lab.host("server").address, port, **(client_opts or {}))
+    cport = client.connect("c", lab.host("server").address, port, **(client_opts or {}))["local"][1]
     server.accept("L", as_="conn")
     client.send("c", b"hello")
     server.recv("conn")
 
     client.close("c")                                            # client closes first: FIN ->
-    lab.wait_for("the client's FIN to arrive (server CLOSE_WAIT)",
-                 lambda: lab.sockets("server", {"CLOSE_WAIT"}), timeout_s=5)
+    server_got_the_fin(lab, "the client's FIN", cport, port)
     lab.wait_for("the server's ACK of that FIN (client no longer FIN_WAIT1)",
                  lambda: not lab.sockets("client", {"FIN_WAIT1"}), timeout_s=5)
     return server, client

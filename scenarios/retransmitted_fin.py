@@ -28,8 +28,9 @@ R-TIMER-WHEEL.
 The client's ACKs are all lost, yet it never sends a RST: it holds TIME-WAIT (RFC 9293 §3.10.7.4,
 tcp_timewait_state_process(); reference R-TW-FIN) and answers each FIN with an ACK, so no RST needs dropping.
 A gVisor client (--stack client=gvisor) is seen through its answers and one probe from the router at
-the end (lab.twprobe), sock_diag having none of its sockets; a gVisor server is refused (the run sets
-tcp_orphan_retries, a Linux sysctl).
+the end (lab.twprobe), sock_diag having none of its sockets. A gVisor server (--stack server=gvisor)
+has no orphan limit (tcp_orphan_retries is not set there): its FINs are watched on the wire for a
+few seconds and their schedule judged; the budget's checks say not applicable (_orphan_wire).
 
     t      who      step                                    wire                      state
     0      server   listen :5000                                                      LISTEN
@@ -60,9 +61,17 @@ from lab.shaping import OPTIONAL
 from lab.timerwheel import max_late_s
 from lab.verdict import Check
 
+from . import _orphan_wire as on_wire
 from ._keys.retransmitted_fin import KEY
 from ._orphan_budget import budget_of
-from ._orphan_checks import backoff_holes, give_up_when_budget_spent, orphan_retries_count, retransmission_kinds
+from ._orphan_checks import (
+    backoff_holes,
+    client_holds_at_end,
+    give_up_is_silent,
+    give_up_when_budget_spent,
+    orphan_retries_count,
+    retransmission_kinds,
+)
 from ._premise import time_wait_room
 from ._steps import client_closes_first
 
@@ -84,10 +93,6 @@ CITE_LOST = ("lab fault: nft drop of pure ACKs client->server in the router's fo
 CITE_BACKOFF = ("RFC 8985 §7 (one tail-loss probe, Linux tcp_send_loss_probe(): not counted in "
                 "icsk_retransmits) then RFC 6298 §5.5 / RFC 9293 §3.8.1: on each RTO retransmit and "
                 "double the timeout (tcp_retransmit_timer(): icsk_rto <<= 1, min TCP_RTO_MIN 200 ms)")
-CITE_SILENT = ("tcp_write_err() -> tcp_done() (net/ipv4/tcp_timer.c): the socket is destroyed without "
-               "sending anything, TCPAbortOnTimeout +1; only tcp_out_of_resources() (orphan/memory "
-               "pressure, TCPAbortOnMemory) sends a RST; RFC 1122 §4.2.3.5 R2: close the connection")
-
 
 def precondition(sysctls: dict[str, dict[str, str]]) -> str | None:
     """Why this run cannot show the scenario: too little TIME-WAIT room for what it observes."""
@@ -96,6 +101,8 @@ def precondition(sysctls: dict[str, dict[str, str]]) -> str | None:
 
 
 def run(lab: Lab) -> dict:
+    if wire.stack_of(lab, "server") == "gvisor":        # no sock_diag there, no orphan limit: on the wire
+        return on_wire.run(lab, PORT)
     _, _, budget_ms = budget_of(lab.sysctls["server"].get("net.ipv4.tcp_orphan_retries"))
 
     server, client = client_closes_first(lab, PORT)            # ... FIN ->, <- ACK: FIN_WAIT2
@@ -269,7 +276,7 @@ def every_fin_acked_every_ack_lost(s: Seen) -> Check:
     arrived = [a for a in acks if s.conn.arrived(a, "server")]
     drop = ev.faults.get("client-acks", {})
     rst_cli = s.conn.segments("client", sender="client", flag="RST")
-    tw = s.conn.ever_in("client", "TIME_WAIT") or _client_holds_at_end(ev)
+    tw = s.conn.ever_in("client", "TIME_WAIT") or client_holds_at_end(ev)
     wrong = bool(arrived) or bool(rst_cli) or drop.get("dropped", 0) < len(acks) or not tw
     short = not len(fins_cli) == len(fins) >= 2 or len(acks) != len(fins_cli)
     hole = ev.capture_hole("client", "server")
@@ -286,11 +293,6 @@ def every_fin_acked_every_ack_lost(s: Seen) -> Check:
              "client_rsts": len(rst_cli)},
         missing=f"client.pcap has {len(fins_cli)} of {len(fins)} FINs and {len(acks)} answers, but {hole}: "
                 "the segments missing may be among them")
-
-
-def _client_holds_at_end(ev: Evidence) -> bool:
-    """A gVisor client (no sock_diag) answered the router's probe at the end with an ACK: TIME-WAIT."""
-    return (ev.facts.get("client_probe_at_end") or {}).get("answer") == "ack"
 
 
 def _client_tw_said(ev: Evidence, tw: bool) -> str:
@@ -335,51 +337,24 @@ def tlp_then_rto_doubling(s: Seen) -> Check:
         missing="; ".join(holes))
 
 
-# then how many RTO retransmissions the budget allows, and each decision against it:
-# scenarios/_orphan_checks.py (orphan_retries_count, give_up_when_budget_spent)
+# then how many RTO retransmissions the budget allows, each decision against it, and the silence
+# of the give-up: scenarios/_orphan_checks.py
 
-def give_up_is_silent(s: Seen) -> Check:
-    """Giving up is silent: no RST, no more FINs; the client still sits in TIME-WAIT. Silence is an
-    absence: server.pcap shows it only if tcpdump dropped nothing there; else client.pcap (the
-    router forwards whatever the server sends) must show it instead."""
-    ev, gone = s.ev, s.gone
-    rsts = s.conn.segments("server", sender="server", flag="RST")
-    after_gone = [f for f in s.fins if gone and f.t > gone]
-    aborts = ev.counter("server", "TcpExtTCPAbortOnTimeout")
-    memory = ev.counter("server", "TcpExtTCPAbortOnMemory")
-    cli_end = [x["state"] for x in ev.facts.get("client_sockets_at_end", [])] or (
-        ["TIME_WAIT (the prober's ACK)"] if _client_holds_at_end(ev) else [])
-    srv_end = ev.facts.get("server_connections_at_end", [])
-    ok = not rsts and not after_gone and aborts == 1 and memory == 0 and len(cli_end) == 1 \
-        and cli_end[0].startswith("TIME_WAIT") and not srv_end
-    silent_missing = ""
-    if ok and ev.capture_hole("server"):
-        rsts_cli = s.conn.segments("client", sender="server", flag="RST")
-        fins_cli_after = [f for f in s.conn.segments("client", sender="server", flag="FIN") if gone and f.t > gone]
-        if rsts_cli or fins_cli_after:
-            ok = False
-        elif ev.capture_hole("client"):
-            ok, silent_missing = None, (f"both captures dropped packets ({ev.capture_hole('client', 'server')}): "
-                                        "a RST or FIN from the server may be among them")
-    return Check.judged(
-        "give-up-is-silent", CITE_SILENT,
-        "no RST and no further FIN from the server; TCPAbortOnTimeout +1 (not TCPAbortOnMemory); "
-        "the server's connection is gone while the client still holds TIME_WAIT",
-        f"server.pcap: {len(rsts)} RSTs, {len(after_gone)} FINs after the socket went; "
-        f"TCPAbortOnTimeout +{aborts}, TCPAbortOnMemory +{memory}; at the end: server connections "
-        f"{[x['state'] for x in srv_end]}, client sockets {cli_end}",
-        ok, {"server_rsts": len(rsts), "fins_after_gone": len(after_gone), "TCPAbortOnTimeout": aborts,
-             "TCPAbortOnMemory": memory, "client_states_at_end": cli_end},
-        missing=silent_missing)
+def checks(ev: Evidence):
+    """A Linux server judged through sock_diag and its budget; a gVisor server's FINs from the wire."""
+    if wire.stack_of(ev, "server") != "gvisor":
+        return (server_orphaned_in_last_ack, every_fin_acked_every_ack_lost, tlp_then_rto_doubling,
+                orphan_retries_count, give_up_when_budget_spent, give_up_is_silent)
+    return (on_wire.orphan_unseen, every_fin_acked_every_ack_lost, on_wire.fin_schedule, on_wire.no_budget_count,
+            on_wire.no_budget_end, on_wire.give_up_unseen)
 
 
 SCENARIO = Scenario(
     name="retransmitted-fin", intent=INTENT, run=run, analyse=Seen.of,
-    checks=(server_orphaned_in_last_ack, every_fin_acked_every_ack_lost, tlp_then_rto_doubling,
-            orphan_retries_count, give_up_when_budget_spent, give_up_is_silent),
+    checks=checks,
     precondition=precondition, shaping=OPTIONAL, port=PORT, key=KEY,
     sysctls={"server": {"net.ipv4.tcp_orphan_retries": "3"}},      # short: gives up ~6.5 s after close
-    stacks={"client": ("linux", "gvisor")},
+    stacks=("linux", "gvisor"),
     key_values=(
         KeyValue("FIN times (ms)", "tlp-then-rto-doubling", "fin_times_ms", rel_tol=0.1, abs_tol=20),
         KeyValue("retransmission kinds", "tlp-then-rto-doubling", "kinds"),

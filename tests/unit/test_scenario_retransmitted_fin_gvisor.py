@@ -4,6 +4,8 @@ gVisor, comes from its ACK of every FIN and from the router's probe at the end."
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from scenarios import retransmitted_fin as sc
 
 from . import records
@@ -34,3 +36,33 @@ def test_without_the_probe_a_gvisor_client_is_not_taken_to_hold_time_wait():
     ev = evidence()
     del ev.facts["client_probe_at_end"]
     assert outcomes(ev)["give-up-is-silent"] == "fail"
+
+
+# -- a gVisor server: no orphan limit, its FINs watched on the wire (`invoke run retransmitted-fin
+# --backend netns --stack server=gvisor`, runsc 0.0~20221219) ------------------------------------
+
+def server_run():
+    ev = records.evidence("retransmitted-fin-gvisor-server")
+    assert ev.options["sysctls_not_set"] == ["server:net.ipv4.tcp_orphan_retries=3"]
+    return ev
+
+
+def test_a_gvisor_servers_fins_are_judged_and_its_missing_budget_is_not_applicable():
+    got = {c.name: c for c in sc.SCENARIO.judge(server_run())}
+    assert {n: c.outcome for n, c in got.items()} == {
+        "server-orphaned-in-last-ack": "n/a", "every-fin-acked-every-ack-lost": "pass",
+        "tlp-then-rto-doubling": "pass", "orphan-retries-count": "n/a", "give-up-when-budget-spent": "n/a",
+        "give-up-is-silent": "n/a"}
+    schedule = got["tlp-then-rto-doubling"].values
+    assert schedule["stack"] == "gvisor" and schedule["fin_count"] == 6 and len(schedule["fin_seqs"]) == 1
+    assert got["give-up-is-silent"].values["server_rsts"] == 0
+
+
+def test_a_gvisor_fin_schedule_that_does_not_back_off_fails():
+    ev = server_run()
+    fins = [s for s in ev.packets["server"] if s.has("FIN") and s.sport == 5000]
+    t0 = fins[0].t
+    even = {id(f): replace(f, t=t0 + 0.2 * i) for i, f in enumerate(fins)}      # a fixed 200 ms: no doubling
+    ev.packets["server"] = sorted((even.get(id(s), s) for s in ev.packets["server"]), key=lambda s: s.t)
+    got = outcomes(ev)
+    assert {n for n, o in got.items() if o not in ("pass", "n/a")} == {"tlp-then-rto-doubling"}
