@@ -29,7 +29,8 @@ The new write_seq is tw_snd_nxt + 65535 + 2. The client's ephemeral range is pin
 Flip: --sysctl client:net.ipv4.tcp_tw_reuse=1 (A's second connect succeeds);
       --sysctl client:net.ipv4.tcp_timestamps=0 (no recycling at all, B's last connect fails too; with
       nothing recycled, the ISN and TWRecycled checks are not applicable).
---stack server=gvisor changes nothing judged; a gVisor client is refused (its ip_local_port_range).
+--stack server=gvisor changes nothing judged; with --stack client=gvisor only part B runs (the ephemeral
+range cannot be pinned there), judged from the wire and the router's probe (_five_tuple_wire).
 """
 
 from __future__ import annotations
@@ -37,18 +38,20 @@ from __future__ import annotations
 import errno
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from lab import wire
 from lab.kernel import TW_ISN_STEP
 from lab.records import SocketInfo
 from lab.scenario import KeyValue, Scenario
 from lab.shaping import OPTIONAL
 from lab.verdict import Check
 
+from . import _five_tuple_wire as on_wire
+from ._five_tuple_steps import PORT, Tries, old_connection
 from ._keys.five_tuple import KEY
 from ._premise import time_wait_room
-from ._steps import server_got_the_fin
 
 if TYPE_CHECKING:
     from lab.core import Lab
@@ -56,7 +59,6 @@ if TYPE_CHECKING:
     from lab.packets import Segment
 INTENT = ("TIME-WAIT keeps its 4-tuple: same port + same server fails (EADDRINUSE/EADDRNOTAVAIL); tcp_tw_reuse=1 "
           "recycles it after the delay with ISN = old snd_nxt + 65537")
-PORT = 5000
 OTHER_PORT = 5001              # a second listener: same local port, another 4-tuple
 EPHEMERAL = 40000              # the client's whole ephemeral range
 BOUND = 40100                  # the port part B pins with bind()
@@ -88,17 +90,19 @@ def _precondition(sysctls: dict[str, dict[str, str]]) -> str | None:
 
 
 def run(lab: Lab) -> dict:
+    if wire.stack_of(lab, "client") == "gvisor":      # part B, followed on the wire (_five_tuple_wire)
+        return on_wire.run(lab, OTHER_PORT, BOUND)
     server = lab.peer("server")
     server.listen("L", PORT)
     server.listen("L2", OTHER_PORT)
-    tries = _Tries(lab)
+    tries = Tries(lab)
 
     # A. the ephemeral port: the old connection, then at once a new connect() (no bind)
-    a_port, a_entered = _old_connection(lab, "a-old")
+    a_port, a_entered = old_connection(lab, "a-old")
     tries.connect("a-now", "A", a_port, PORT, None, "L", "connect() at once, no bind", a_entered)
 
     # B. a port pinned with bind(), the old socket with SO_REUSEADDR
-    b_port, b_entered = _old_connection(lab, "b-old", lport=BOUND, reuseaddr=True)
+    b_port, b_entered = old_connection(lab, "b-old", lport=BOUND, reuseaddr=True)
     tries.bind_plain("b-bind", "B", b_port, "bind() without SO_REUSEADDR", b_entered)
     tries.connect("b-other", "B", b_port, OTHER_PORT, True, "L2",
                   "bind()+SO_REUSEADDR, connect() to another server port", b_entered)
@@ -115,58 +119,6 @@ def run(lab: Lab) -> dict:
             "client_sockets_at_end": [s.to_json() for s in lab.views["client"].sockets(port=PORT)]}
 
 
-def _old_connection(lab: Lab, label: str, **opts) -> tuple[int, float]:
-    """A connection the client closes first, left in TIME-WAIT: (its client port, when)."""
-    server, client = lab.peer("server"), lab.peer("client")
-    r = client.connect(label, lab.host("server").address, PORT, **opts)
-    server.accept("L", as_=f"s-{label}")
-    client.send(label, b"old incarnation")
-    server.recv(f"s-{label}")
-    lport = r["local"][1]
-    client.close(label)                                   # the client closes first
-    server_got_the_fin(lab, label, lport, PORT)
-    server.close(f"s-{label}")
-    lab.wait_for(f"{label}: the client's 4-tuple in TIME_WAIT",
-                 lambda: [s for s in lab.sockets("client", {"TIME_WAIT"}) if s.sport == lport], timeout_s=5)
-    return lport, time.time()
-
-
-@dataclass
-class _Tries:
-    """The attempts on an old 4-tuple, each with what sock_diag showed of it just before."""
-
-    lab: Lab
-    made: list[dict] = field(default_factory=list)
-
-    def _held(self, lport: int, dport: int = PORT) -> list[dict]:
-        return [s.to_json() for s in self.lab.views["client"].sockets(port=dport)
-                if s.sport == lport and s.dport == dport]
-
-    def connect(self, label: str, part: str, lport: int, dport: int, bind_flag: bool | None, accept_on: str,
-                note: str, entered: float) -> None:
-        """One try at the 4-tuple (client lport -> server dport): sock_diag before it, the result."""
-        client = self.lab.peer("client")
-        before = self._held(lport, dport) + (self._held(lport) if dport != PORT else [])
-        srv = self.lab.host("server").address
-        if bind_flag is None:
-            r = client.connect(label, srv, dport, timeout_s=5)
-        else:
-            r = client.connect(label, srv, dport, lport=lport, reuseaddr=bind_flag, timeout_s=5)
-        self.made.append({"label": label, "part": part, "note": note, "lport": lport, "dport": dport,
-                          "bind": bind_flag is not None, "reuseaddr": bool(bind_flag), "ok": r.ok, "errno": r.errno,
-                          "error": r.error, "t": r.t, "since_time_wait_s": round(r.t - entered, 4),
-                          "local": r.result.get("local"), "sockets_before": before})
-        if r.ok:
-            self.lab.peer("server").accept(accept_on, as_=f"s-{label}")
-
-    def bind_plain(self, label: str, part: str, lport: int, note: str, entered: float) -> None:
-        """bind() to *lport* without SO_REUSEADDR."""
-        r = self.lab.peer("client").call("bind", sock=label, port=lport)
-        self.made.append({"label": label, "part": part, "note": note, "lport": lport, "dport": None, "bind": True,
-                          "reuseaddr": False, "ok": r.ok, "errno": r.errno, "error": r.error, "t": r.t,
-                          "since_time_wait_s": round(r.t - entered, 4), "sockets_before": self._held(lport)})
-
-
 # -- what the checks share ------------------------------------------------------------------------
 
 def _old(ev: Evidence, lport: int) -> dict:
@@ -178,7 +130,8 @@ def _old(ev: Evidence, lport: int) -> dict:
     if not syns or fin is None:
         return {}
     reopened = next((x for x in syns if x.t > fin.t), None)       # a later incarnation, if any
-    until = reopened.t if reopened is not None else float("inf")
+    probed = [p["t"] for p in ev.facts.get("probes_before", {}).values() if p.get("t")]   # a gVisor client's
+    until = min([x.t for x in (reopened,) if x is not None] + probed + [float("inf")])     # answers: not the close
     syn_ack = next((x for x in conn.segments("client", sender="server", flag="SYN")
                     if x.has("ACK") and x.t < until), None)
     last = max((x for x in conn.segments("client", sender="client", after=fin.t) if x.t < until),
@@ -209,10 +162,11 @@ class Seen:
     @classmethod
     def of(cls, ev: Evidence) -> Seen:
         attempts = {a["label"]: a for a in ev.facts.get("attempts", [])}
-        olds = {"A": _old(ev, ev.facts["ephemeral_port"]), "B": _old(ev, ev.facts["bound_port"])} \
-            if all(k in attempts for k in ATTEMPTS) else {}
+        gvisor = wire.stack_of(ev, "client") == "gvisor"          # part B only (_five_tuple_wire)
+        olds = {"A": {} if gvisor else _old(ev, ev.facts["ephemeral_port"]), "B": _old(ev, ev.facts["bound_port"])} \
+            if all(k in attempts for k in (on_wire.ATTEMPTS if gvisor else ATTEMPTS)) else {}
         recycled = [(label, _new_syn(ev, attempts[label]["lport"], olds[part].get("fin_t", 0)), olds[part])
-                    for label, part, _ in CONNECTS if olds and attempts[label]["ok"]]
+                    for label, part, _ in CONNECTS if olds and label in attempts and attempts[label]["ok"]]
         return cls(ev, attempts, int(ev.sysctl("client", "net.ipv4.tcp_tw_reuse", "2") or 2),
                    int(ev.sysctl("client", "net.ipv4.tcp_tw_reuse_delay", "1000") or 1000), olds, recycled)
 
@@ -285,7 +239,7 @@ def same_port_bind_without_reuseaddr(s: Seen) -> Check:
 def same_port_other_4_tuple(s: Seen) -> Check:
     """2. the same local port with SO_REUSEADDR toward another server port: a different 4-tuple."""
     o = s.attempts["b-other"]
-    still = any(x.state == "TIME_WAIT" for x in s.before("b-same"))
+    still = any(x.state == "TIME_WAIT" for x in s.before("b-same")) or on_wire.held_before(s, "b-same") is True
     return Check(
         "same-port-other-4-tuple", CITE_OTHER,
         f"bind(:{o['lport']}) with SO_REUSEADDR (old socket had it too), connect to server:{OTHER_PORT} -> ok "
@@ -378,15 +332,24 @@ CHECKS = (old_4_tuples_in_time_wait, same_port_bind_without_reuseaddr, same_port
           *(_connect(*c) for c in CONNECTS), recycled_isn_above_old_snd_nxt, tw_recycled_counter)
 
 
+GVISOR_CHECKS = (on_wire.time_wait_held, same_port_bind_without_reuseaddr, same_port_other_4_tuple,
+                 on_wire.a_now_unseen, on_wire.connect_onto_time_wait, on_wire.a_later_unseen, on_wire.isn_step_unseen,
+                 on_wire.counter_unseen)
+
+
 def checks(ev: Evidence):
-    """Every attempt judged; a run in which not all were made: one failing check."""
+    """Every attempt judged (a gVisor client's: part B's); a run in which not all were made: one
+    failing check."""
     made = {a["label"] for a in ev.facts.get("attempts", [])}
-    return CHECKS if all(k in made for k in ATTEMPTS) else (five_tuple_steps,)
+    gvisor = wire.stack_of(ev, "client") == "gvisor"
+    if not all(k in made for k in (on_wire.ATTEMPTS if gvisor else ATTEMPTS)):
+        return (five_tuple_steps,)
+    return GVISOR_CHECKS if gvisor else CHECKS
 
 
 SCENARIO = Scenario(
     name="five-tuple", intent=INTENT, run=run, analyse=Seen.of, checks=checks,
-    shaping=OPTIONAL, port=PORT, precondition=_precondition, key=KEY, stacks={"server": ("linux", "gvisor")},
+    shaping=OPTIONAL, port=PORT, precondition=_precondition, key=KEY, stacks=("linux", "gvisor"),
     sysctls={"client": {"net.ipv4.ip_local_port_range": f"{EPHEMERAL} {EPHEMERAL}"}},
     key_values=(
         KeyValue("tcp_tw_reuse", "connect-same-4-tuple-a-later", "tcp_tw_reuse"),

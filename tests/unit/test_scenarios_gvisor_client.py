@@ -7,9 +7,11 @@ nstat) say not applicable, never pass."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from scenarios import time_wait_duration, tw_buckets
+from scenarios import five_tuple, time_wait_duration, tw_buckets
 
 from . import records
 
@@ -87,3 +89,41 @@ def test_tw_buckets_a_4_tuple_let_go_fails_and_an_unanswered_probe_cannot_tell(t
     assert moved(tw_buckets, twb) == {"every-close-holds-time-wait": "fail"}
     answers[first]["answer"] = "none"
     assert moved(tw_buckets, twb) == {"every-close-holds-time-wait": "inconclusive"}
+
+
+# -- five-tuple: part B only, its 4-tuple probed from the router -----------------------------------
+
+@pytest.fixture
+def ft():
+    ev = records.evidence("five-tuple-gvisor-client")
+    assert ev.options["sysctls_not_set"] == ["client:net.ipv4.ip_local_port_range=40000 40000"]
+    return ev
+
+
+def test_five_tuple_gvisor_refuses_the_pinned_4_tuple_and_says_why_part_a_cannot_run(ft):
+    checks = {c.name: c for c in five_tuple.SCENARIO.judge(ft)}
+    assert {n: c.outcome for n, c in checks.items()} == {
+        "old-4-tuples-in-time-wait": "pass", "same-port-bind-without-reuseaddr": "pass",
+        "same-port-other-4-tuple": "pass", "connect-same-4-tuple-a-now": "n/a",
+        "connect-same-4-tuple-b-same": "pass", "connect-same-4-tuple-a-later": "n/a",
+        "recycled-isn-above-old-snd-nxt": "n/a", "tw-recycled-counter": "n/a"}
+    same = checks["connect-same-4-tuple-b-same"].values
+    assert same["error"] == "EADDRINUSE" and same["held_before"] is True     # Linux recycles it (timestamps)
+
+
+def test_five_tuple_a_4_tuple_taken_twice_or_a_lost_time_wait_fails(ft):
+    b = next(a for a in ft.facts["attempts"] if a["label"] == "b-bind")
+    b.update(ok=True, errno=0, error=None)
+    ft.facts["probes_before"]["b-same"]["answer"] = "rst"
+    assert moved(five_tuple, ft) == {"same-port-bind-without-reuseaddr": "fail", "old-4-tuples-in-time-wait": "fail",
+                                     "same-port-other-4-tuple": "fail"}
+
+
+def test_five_tuple_a_reopen_below_the_old_sequence_numbers_fails(ft):
+    same = next(a for a in ft.facts["attempts"] if a["label"] == "b-same")
+    same.update(ok=True, errno=0, error=None)            # and no new SYN in client.pcap: cannot tell
+    assert moved(five_tuple, ft) == {"connect-same-4-tuple-b-same": "inconclusive"}
+    fin = next(x for x in ft.packets["client"] if x.sport == five_tuple.BOUND and x.has("FIN") and x.dport == 5000)
+    syn = replace(fin, t=same["t"], flags="SYN", seq=fin.seq - 1000, ack=0, length=0)
+    ft.packets["client"] = sorted(ft.packets["client"] + [syn], key=lambda x: x.t)
+    assert moved(five_tuple, ft) == {"connect-same-4-tuple-b-same": "fail"}
