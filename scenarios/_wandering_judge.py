@@ -19,6 +19,7 @@ import errno
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from lab import wire
 from lab.kernel import TCP_TIMEWAIT_LEN_MS
 from lab.verdict import INCONCLUSIVE, NOT_APPLICABLE, Check
 
@@ -48,7 +49,8 @@ def timestamps_on(ev: Evidence) -> bool:
 
 
 def rfc1337_on(ev: Evidence) -> bool:
-    return ev.sysctl("server", "net.ipv4.tcp_rfc1337", "0") != "0"
+    """The server's TIME-WAIT ignores a RST: tcp_rfc1337 on Linux; gVisor always (RFC 1337 fix 1)."""
+    return wire.stack_of(ev, "server") == "gvisor" or ev.sysctl("server", "net.ipv4.tcp_rfc1337", "0") != "0"
 
 
 # -- what the checks share ------------------------------------------------------------------------
@@ -192,7 +194,8 @@ def time_wait_acks_old_duplicate(s: Seen) -> Check:
         ok = ack.seq == want_seq and ack.ack == want_ack and ack.length == 0
     observed = (f"server.pcap: replay of seq {copied['seq'] if copied else '-'} "
                 f"({copied['length'] if copied else 0} B) "
-                f"{'arrived' if replay else 'never arrived'} while sock_diag showed {a.tw_before}; "
+                f"{'arrived' if replay else 'never arrived'} while {'the probe' if _probed(a) else 'sock_diag'} showed "
+                f"{a.tw_before}; "
                 + (f"answer {ms(ack.t - replay.t)} ms later: {ack.flags} seq {ack.seq} ack {ack.ack} "
                    f"(want seq {want_seq} ack {want_ack})" if ack else "no ACK within 50 ms"))
     return Check.judged(
@@ -301,6 +304,10 @@ def _rst_outcome(s: Seen, rst: Segment | None, rst_at_srv: Segment | None, gone:
         f"the sampler was not polling when the RST arrived (a gap of {gap} ms): how soon TIME-WAIT went is unseen")
 
 
+def _probed(a: Absorbed) -> bool:
+    return bool((a.replay.facts.get("tw_after") or {}).get("probe"))
+
+
 def time_wait_and_the_peers_rst(s: Seen) -> Check:
     """The closed client answers TIME-WAIT's ACK with RST; tcp_rfc1337 decides what it does.
     A sampler that was not polling when the RST should have killed the TIME-WAIT cannot say
@@ -313,16 +320,19 @@ def time_wait_and_the_peers_rst(s: Seen) -> Check:
     ok, missing = _rst_outcome(s, rst, rst_at_srv, gone)
     if s.rfc1337:
         expected = ("the client has no socket and answers TIME-WAIT's ACK with RST (seq = that ACK's ack); "
-                    "tcp_rfc1337=1: the server's TIME-WAIT ignores it and stays")
+                    + ("gVisor's TIME-WAIT drops every RST (RFC 1337 fix 1) and stays" if wire.stack_of(s.ev, "server")
+                       == "gvisor" else "tcp_rfc1337=1: the server's TIME-WAIT ignores it and stays"))
     else:
         expected = ("the client answers TIME-WAIT's ACK with RST (seq = that ACK's ack); tcp_rfc1337=0: the "
                     "RST kills the TIME-WAIT at once (RFC 1337 assassination, see tw-assassination)")
     return Check.judged(
         "time-wait-and-the-peers-rst", CITE_RFC1337, expected,
         (f"client.pcap: RST {'seq ' + str(rst.seq) if rst else 'not sent'} (ACK's ack {ack.ack if ack else '-'}), "
-         f"{'reached' if rst_at_srv else 'did not reach'} the server; server tcp_rfc1337={int(s.rfc1337)}; "
-         f"sock_diag: TIME-WAIT " + (f"gone {ms(gone - rst_at_srv.t)} ms after the RST" if gone and rst_at_srv
-                                     else "gone" if gone else f"still {tw_after} 0.5 s later")),
+         f"{'reached' if rst_at_srv else 'did not reach'} the server; server "
+         f"{'gVisor (RFC 1337 fix 1)' if _probed(a) else f'tcp_rfc1337={int(s.rfc1337)}'}; "
+         f"{'the probe after it' if _probed(a) else 'sock_diag'}: TIME-WAIT "
+         + (f"gone {ms(gone - rst_at_srv.t)} ms after the RST" if gone and rst_at_srv
+            else "gone" if gone else f"still {tw_after} 0.5 s later")),
         ok, {"rst_seq": rst and rst.seq, "ack_ack": ack and ack.ack, "tcp_rfc1337": int(s.rfc1337),
              "state_after": tw_after, "gone_after_rst_ms": ms(gone - rst_at_srv.t) if gone and rst_at_srv else None},
         missing=missing)

@@ -78,6 +78,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from lab import wire
 from lab.kernel import ISN_PER_S
 from lab.nsops import read_counters
 from lab.observe import counters_delta
@@ -108,6 +109,7 @@ from ._wandering_judge import (
     timestamps_on,
 )
 from ._wandering_plan import ALIGN_MARGIN, M32, MARK, MARK_A, OLD_BYTES, PORT, PORT_A, PORT_B, TAIL, TW_WAIT_S
+from ._wandering_wire import on_gvisor, paws_unseen, probed_state, timer_unseen
 
 if TYPE_CHECKING:
     from lab.core import Lab
@@ -172,20 +174,23 @@ def _run_a(lab: Lab, server, client, cli: str, srv: str) -> dict:
                  lambda: (lab.views["client"].lookup((cli, PORT_A, srv, PORT)) or _none).state == "CLOSE_WAIT",
                  timeout_s=5)
     client.close("a")
+    gvisor = wire.stack_of(lab, "server") == "gvisor"      # no sock_diag there: the wire and the router's probe
     lab.wait_for("the server's TIME_WAIT and the client's socket gone",
-                 lambda: (lab.views["server"].lookup(key_srv) or _none).state == "TIME_WAIT"
+                 lambda: (wire.fin_acked(lab, "server", PORT_A, PORT) if gvisor
+                          else (lab.views["server"].lookup(key_srv) or _none).state == "TIME_WAIT")
                  and lab.views["client"].lookup((cli, PORT_A, srv, PORT)) is None, timeout_s=5)
     time.sleep(TW_WAIT_S)
     before = read_counters(S.nspath)
     out["paws_tw_counter"] = tw_counter(before)      # which counter this kernel counts PAWS in TIME-WAIT in
-    tw_before = lab.views["server"].lookup(key_srv)
+    tw_before = probed_state(lab, PORT, PORT_A) if gvisor else lab.views["server"].lookup(key_srv)
     out["tw_before"] = tw_before.to_json() if tw_before else None
     if old:
         out["injected_at"] = lab.faults.inject(old[:1], S)
     # an application listening on the same port: does anything reach it?
     stray = server.accept("L", as_="stray", timeout_s=0.5)
     out["accept_after"] = stray.to_json()
-    tw_after = lab.views["server"].lookup(key_srv)      # (an exact lookup falls back to the listener)
+    tw_after = probed_state(lab, PORT, PORT_A) if gvisor else lab.views["server"].lookup(key_srv)  # (an exact lookup
+    # falls back to the listener)
     out["tw_after"] = tw_after.to_json() if tw_after and tw_after.state != "LISTEN" else None
     out["server_counters"] = _phase_counters(lab, "server", before)
     return out
@@ -299,8 +304,12 @@ def _replay_into_the_new(lab: Lab, server, client, seg, out: dict) -> None:
 def checks(ev: Evidence):
     """(a)'s timer restart is judged where TIME-WAIT survives the client's RST (tcp_rfc1337=1);
     (b)/(c) follow the timestamps in force."""
-    absorbed = (time_wait_acks_old_duplicate, no_application_sees_it, paws_in_time_wait) \
-        + ((time_wait_timer_restarted,) if rfc1337_on(ev) else ()) + (time_wait_and_the_peers_rst,)
+    if on_gvisor(ev):           # no sock_diag, no nstat for gVisor's endpoints: _wandering_wire
+        absorbed = (time_wait_acks_old_duplicate, no_application_sees_it, paws_unseen, timer_unseen,
+                    time_wait_and_the_peers_rst)
+    else:
+        absorbed = (time_wait_acks_old_duplicate, no_application_sees_it, paws_in_time_wait) \
+            + ((time_wait_timer_restarted,) if rfc1337_on(ev) else ()) + (time_wait_and_the_peers_rst,)
     if timestamps_on(ev):        # (b): PAWS drops the replay, the application reads only new bytes
         return absorbed + (time_wait_bypassed, isn_clock, old_segment_in_new_window, paws_rejects_old_segment,
                            application_reads_only_new_bytes)
@@ -311,7 +320,7 @@ def checks(ev: Evidence):
 SCENARIO = Scenario(
     name="wandering-duplicates", intent=INTENT, run=run, analyse=Seen.of, checks=checks,
     shaping=UNUSED,                 # the old connection must outrun the ISN clock: no slow links
-    port=PORT, sysctls={"server": {"net.ipv4.tcp_rfc1337": "1"}},
+    port=PORT, sysctls={"server": {"net.ipv4.tcp_rfc1337": "1"}}, stacks={"server": ("linux", "gvisor")},
     parallel_safe=False,            # the old connection's transfer races the ISN clock: run alone
     precondition=_room_for_time_wait, key=KEY,
     key_values=(

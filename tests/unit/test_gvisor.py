@@ -196,7 +196,7 @@ def test_a_scenario_not_judged_from_the_wire_is_skipped_with_a_gvisor_host():
 def test_a_scenarios_own_sysctl_is_not_set_on_a_gvisor_host_it_judges_and_the_users_is_kept():
     """time-wait-duration sets tcp_fin_timeout in the client: with a gVisor client (which it judges
     from the wire) that setting is left out and named; the user's own --sysctl there is kept, for
-    lab.gvisor to refuse; a Linux client gets both. wandering-duplicates does not judge a gVisor host
+    lab.gvisor to refuse; a Linux client gets both. wandering-duplicates does not judge a gVisor client
     yet: refused, one line."""
     from lab.gvisor import StackCannotShow
     from lab.runner import unsupported
@@ -213,7 +213,7 @@ def test_a_scenarios_own_sysctl_is_not_set_on_a_gvisor_host_it_judges_and_the_us
     changed = layer_sysctls(sc.own_sysctls(), explicit=[SysctlSetting("client", "net.ipv4.tcp_fin_timeout", "9")])
     assert sc.on_stacks(changed, {"client": "gvisor"})[1] == []     # the user's value: not the scenario's
     with pytest.raises(StackCannotShow, match="not yet judged from the wire"):
-        unsupported(get("wandering-duplicates"), {"server": "gvisor"})
+        unsupported(get("wandering-duplicates"), {"client": "gvisor"})
 
 
 def test_matrix_stack_columns(tmp_path, monkeypatch):
