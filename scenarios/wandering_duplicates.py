@@ -88,7 +88,7 @@ from lab.shaping import UNUSED
 from ._keys.wandering_duplicates import KEY
 from ._paws import tw_counter
 from ._premise import time_wait_room
-from ._steps import copied_data
+from ._steps import copied_data, rebinds_for_gvisor
 from ._wandering_bypassed import (
     application_reads_old_bytes,
     application_reads_only_new_bytes,
@@ -169,16 +169,17 @@ def _run_a(lab: Lab, server, client, cli: str, srv: str) -> dict:
     time.sleep(0.05)                                   # later segments carry later TSvals
 
     server.close("a")                                  # the server closes first
-    key_srv = (srv, PORT, cli, PORT_A)
-    lab.wait_for("the client to see the server's FIN (CLOSE_WAIT)",
-                 lambda: (lab.views["client"].lookup((cli, PORT_A, srv, PORT)) or _none).state == "CLOSE_WAIT",
-                 timeout_s=5)
+    key_srv, key_cli = (srv, PORT, cli, PORT_A), (cli, PORT_A, srv, PORT)
+    gvisor, g_client = (wire.stack_of(lab, h) == "gvisor" for h in ("server", "client"))   # no sock_diag there:
+    lab.wait_for("the client to see the server's FIN (CLOSE_WAIT)",                      # the wire instead
+                 lambda: wire.fin_acked(lab, "client", PORT, PORT_A) if g_client
+                 else (lab.views["client"].lookup(key_cli) or _none).state == "CLOSE_WAIT", timeout_s=5)
     client.close("a")
-    gvisor = wire.stack_of(lab, "server") == "gvisor"      # no sock_diag there: the wire and the router's probe
     lab.wait_for("the server's TIME_WAIT and the client's socket gone",
                  lambda: (wire.fin_acked(lab, "server", PORT_A, PORT) if gvisor
                           else (lab.views["server"].lookup(key_srv) or _none).state == "TIME_WAIT")
-                 and lab.views["client"].lookup((cli, PORT_A, srv, PORT)) is None, timeout_s=5)
+                 and (wire.fin_acked(lab, "server", PORT_A, PORT) if g_client
+                      else lab.views["client"].lookup(key_cli) is None), timeout_s=5)
     time.sleep(TW_WAIT_S)
     before = read_counters(S.nspath)
     out["paws_tw_counter"] = tw_counter(before)      # which counter this kernel counts PAWS in TIME-WAIT in
@@ -214,7 +215,7 @@ def _run_b(lab: Lab, server, client, srv: str) -> dict:
     out["waited_before_reopen_s"] = round(max(0.0, wait), 3)
     if wait > 0:
         time.sleep(wait)
-    again = client.connect("b2", srv, PORT, lport=PORT_B)
+    again = client.connect("b2", srv, PORT, lport=PORT_B, **rebinds_for_gvisor(lab))
     out["reconnect"] = again.to_json()
     out["old_phase_s"] = round(time.time() - t_old, 3)
     if not again.ok:
@@ -230,7 +231,7 @@ def _old_incarnation(lab: Lab, server, client, srv: str, out: dict):
     """Both directions move OLD_BYTES, then one copied segment; then TIME-WAIT bypassed: abort
     with RST, after which the same 4-tuple can be reopened. Returns the connect() result."""
     C, S = lab.host("client"), lab.host("server")
-    first = client.connect("b", srv, PORT, lport=PORT_B, linger=0)
+    first = client.connect("b", srv, PORT, lport=PORT_B, linger=0, **rebinds_for_gvisor(lab))
     server.accept("L", as_="b")
     _together(lambda: server.blast("b", OLD_BYTES, "old:"), lambda: client.drain("b", OLD_BYTES))
     _together(lambda: client.blast("b", OLD_BYTES, "OLD-"), lambda: server.drain("b", OLD_BYTES))
@@ -320,7 +321,7 @@ def checks(ev: Evidence):
 SCENARIO = Scenario(
     name="wandering-duplicates", intent=INTENT, run=run, analyse=Seen.of, checks=checks,
     shaping=UNUSED,                 # the old connection must outrun the ISN clock: no slow links
-    port=PORT, sysctls={"server": {"net.ipv4.tcp_rfc1337": "1"}}, stacks={"server": ("linux", "gvisor")},
+    port=PORT, sysctls={"server": {"net.ipv4.tcp_rfc1337": "1"}}, stacks=("linux", "gvisor"),
     parallel_safe=False,            # the old connection's transfer races the ISN clock: run alone
     precondition=_room_for_time_wait, key=KEY,
     key_values=(

@@ -177,28 +177,28 @@ def test_ladder_folds_the_probes_into_one_line():
     assert any("3 ack probes from the router" in r.text for r in rows)
 
 
-def test_a_scenario_not_judged_from_the_wire_is_skipped_with_a_gvisor_host():
+def test_every_scenario_runs_with_either_end_on_gvisor_and_one_that_does_not_is_skipped():
+    """The whole catalog judges a gVisor client and a gVisor server (from the wire); a scenario
+    that lists Linux only for a host (Scenario.stacks) is skipped in one line naming why."""
+    from dataclasses import replace
+
     from lab.gvisor import StackCannotShow
     from lab.runner import unsupported
-    from scenarios import get
+    from scenarios import catalog, get
 
-    unsupported(get("lost-ack"), {"client": "gvisor", "server": "gvisor"})     # judged from the wire
-    unsupported(get("tw-reopen"), {"client": "linux"})
-    unsupported(get("tw-reopen"), {"client": "gvisor"})        # Linux's TIME-WAIT meets gVisor's SYNs
-    unsupported(get("lossy-link"), {"client": "gvisor", "server": "gvisor"})    # captures and probes
-    unsupported(get("tw-reopen"), {"server": "gvisor"})        # gVisor's TIME-WAIT, judged from the wire
+    for sc in catalog().values():
+        unsupported(sc, {"client": "gvisor", "server": "gvisor"})
+    linux_only = replace(get("lost-ack"), stacks={"client": ("linux", "gvisor")})
+    unsupported(linux_only, {"client": "gvisor"})
     with pytest.raises(StackCannotShow, match="sock_diag"):
-        unsupported(get("wandering-duplicates"), {"client": "gvisor"})
-    assert get("wandering-duplicates").stacks_of("router") == get("wandering-duplicates").stacks_of("client") \
-        == ("linux",)
+        unsupported(linux_only, {"server": "gvisor"})
+    assert linux_only.stacks_of("router") == linux_only.stacks_of("server") == ("linux",)
 
 
 def test_a_scenarios_own_sysctl_is_not_set_on_a_gvisor_host_it_judges_and_the_users_is_kept():
     """time-wait-duration sets tcp_fin_timeout in the client: with a gVisor client (which it judges
     from the wire) that setting is left out and named; the user's own --sysctl there is kept, for
-    lab.gvisor to refuse; a Linux client gets both. wandering-duplicates does not judge a gVisor client
-    yet: refused, one line."""
-    from lab.gvisor import StackCannotShow
+    lab.gvisor to refuse; a Linux client gets both."""
     from lab.runner import unsupported
     from lab.sysctls import SysctlSetting, layer_sysctls
     from scenarios import get
@@ -212,8 +212,6 @@ def test_a_scenarios_own_sysctl_is_not_set_on_a_gvisor_host_it_judges_and_the_us
     assert sc.on_stacks(settings, {"server": "gvisor"}) == (settings, [])
     changed = layer_sysctls(sc.own_sysctls(), explicit=[SysctlSetting("client", "net.ipv4.tcp_fin_timeout", "9")])
     assert sc.on_stacks(changed, {"client": "gvisor"})[1] == []     # the user's value: not the scenario's
-    with pytest.raises(StackCannotShow, match="not yet judged from the wire"):
-        unsupported(get("wandering-duplicates"), {"client": "gvisor"})
 
 
 def test_matrix_stack_columns(tmp_path, monkeypatch):

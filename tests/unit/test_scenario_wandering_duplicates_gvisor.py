@@ -51,3 +51,17 @@ def test_no_time_wait_before_the_replay_fails_the_absorption(ev):
     ev.facts["a"]["tw_before"] = {"state": None, "probe": {"answer": "rst"}}
     got = {n: c.outcome for n, c in judged(ev).items()}
     assert got["time-wait-acks-old-duplicate"] == "fail" and got["no-application-sees-it"] == "pass"
+
+
+def test_with_a_gvisor_client_the_linux_server_is_judged_as_ever():
+    """`--stack client=gvisor`: the replayed segments are gVisor's own, its ISNs on the same clock;
+    every check judges the Linux server, all pass (tests/data/scenarios/
+    wandering-duplicates-gvisor-client.json.gz) - but the timer's restart, read from sock_diag's
+    samples, which the recording leaves out."""
+    e = records.evidence("wandering-duplicates-gvisor-client")
+    assert e.options["stacks"] == {"client": "gvisor"} and not e.options.get("sysctls_not_set")
+    checks = judged(e)
+    assert {n for n, c in checks.items() if c.outcome != "pass"} == {"time-wait-timer-restarted"}
+    assert "no sock_diag sample" in checks["time-wait-timer-restarted"].observed and len(checks) == 10
+    client_isn = checks["isn-clock"].values["isns"][0]
+    assert client_isn["who"] == "client" and abs(client_isn["error"]) < 15625      # within 1 ms of the clock
