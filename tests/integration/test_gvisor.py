@@ -196,10 +196,11 @@ def test_retransmitted_fin_a_gvisor_client_answers_every_fin(tmp_path):
     nothing_of(report["lab_id"])
 
 
-def test_retransmitted_fin_refuses_a_gvisor_server_in_one_line(tmp_path, lab_leftovers):
-    """Its own tcp_orphan_retries cannot reach gVisor's sockets: refused, not judged."""
+def test_a_users_linux_sysctl_on_a_gvisor_host_is_refused_in_one_line(tmp_path, lab_leftovers):
+    """The scenario's own tcp_orphan_retries is left out on a gVisor server (judged not applicable);
+    the same sysctl asked for by the user cannot reach gVisor's sockets: refused, not judged."""
     done = invoke("run", "retransmitted-fin", "--backend", "netns", "--stack", "server=gvisor",
-                  "--artifacts", str(tmp_path / "a"))
+                  "--sysctl", "server:net.ipv4.tcp_orphan_retries=4", "--artifacts", str(tmp_path / "a"))
     one_line(done, "tcp_orphan_retries", "does not reach gVisor")
     assert lab_leftovers() == [] and not (tmp_path / "a").exists()
 
