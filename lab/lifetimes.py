@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .twprobe import PROBE_FOR, Prober, closed_tuple, held_for, router_capture
 
-__all__ = ["Watched", "measure_together"]
+__all__ = ["Watched", "measure_together", "lifetime_start"]
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Watched:
     half: bool = False
 
 
-def _start(segs: list, tup, half: bool) -> float | None:
+def lifetime_start(segs: list, tup, half: bool) -> float | None:
     """When the lifetime began as the router saw it: a TIME-WAIT at the host's last ACK of the far
     end's FIN; a FIN-WAIT-2 at the far end's first ACK of the host's FIN."""
     if half:
@@ -57,7 +57,7 @@ def measure_together(lab, host: str, peer: str, watched: dict[str, Watched], int
             if tup is None:
                 out[label] = {"error": f"the router's capture facing {host} lacks {label}'s FIN"}
                 continue
-            probers[label] = (Prober(router, None, tup, kind), _start(segs, tup, w.half))
+            probers[label] = (Prober(router, None, tup, kind), lifetime_start(segs, tup, w.half))
         started = time.time()
         gone = _probe_until_gone(lab, host, {k: pr for k, (pr, _) in probers.items()}, interval_s, timeout_s)
     finally:

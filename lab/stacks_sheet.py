@@ -13,8 +13,10 @@ Linux's TIME-WAIT timer from ``linux`` (sock_diag), Linux's TIME-WAIT on the wir
 ``server=gvisor`` (the client is Linux there, and the router's prober runs whenever a host is on
 gVisor), gVisor's from ``client=gvisor``; Linux's FINs from ``linux``, gVisor's from
 ``server=gvisor``; what a RST does to Linux's TIME-WAIT from ``linux``, to gVisor's from
-``client=gvisor``. A cell a column does not give is shown as such, with the reason (a matrix run
-without tw-assassination leaves Table 4's cells so).
+``client=gvisor``. Table 5 takes one key value per scenario where the catalog found the two
+choosing differently (CATALOG), from the column whose host makes that choice. A cell a column does
+not give is shown as such, with the reason (a matrix run without tw-assassination, or without the
+rest of the catalog, leaves Table 4's or Table 5's cells so).
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ def stacks_cells(matrix: dict[str, Any]) -> tuple[dict[str, Cell], dict[str, str
     for stack, prefix in (("linux", "linux"), ("gvisor", "cgv")):
         out[f"{stack}_twa_after"] = value(prefix, TWA_AFTER, "tw-assassination not run", TWA)
         out[f"{stack}_twa_killed_ms"] = value(prefix, TWA_KILLED, "not killed, or not run", TWA)
+    out.update(_catalog_cells(matrix, columns))
     for prefix, run in runs.items():
         where = f"matrix.json, {columns[prefix]}"
         outcomes = run.get("outcomes") or {}
@@ -103,3 +106,32 @@ def stacks_cells(matrix: dict[str, Any]) -> tuple[dict[str, Cell], dict[str, str
         out[f"{prefix}_counters"] = Cell(", ".join(f"{k} +{v}" for k, v in sorted(counters.items())) or "none",
                                          f"{where}: counters that moved (Linux hosts only: gVisor's are its own)")
     return out, columns
+
+
+# Table 5: where the whole catalog found the two implementations choosing differently - (cell,
+# scenario, key value label, the column that shows Linux, the column that shows gVisor). A matrix
+# run without that scenario leaves its row's cells empty, saying so.
+CATALOG = (
+    ("fw2_s", "time-wait-duration", "orphan FIN-WAIT-2 (s)", "linux", "cgv"),
+    ("tw_end", "tw-buckets", "TIME-WAIT sockets at the end", "linux", None),
+    ("tw_kept", "tw-buckets", "TIME-WAITs held (probed)", None, "cgv"),
+    ("b_same", "five-tuple", "connect onto TIME-WAIT, port bound", "linux", "cgv"),
+    ("syn_behind", "tw-reopen", "SYN behind accepted", "linux", "sgv"),
+    ("old_bytes", "wandering-duplicates", "old bytes delivered", "linux", "sgv"),
+)
+
+
+def _catalog_cells(matrix: dict[str, Any], columns: dict[str, str]) -> dict[str, Cell]:
+    """Table 5's cells: ``linux_<cell>`` and ``gvisor_<cell>`` from the columns that show each."""
+    out: dict[str, Cell] = {}
+    for cell, scenario, label, linux, gvisor in CATALOG:
+        for stack, prefix in (("linux", linux), ("gvisor", gvisor)):
+            if prefix is None:
+                continue
+            run = ((matrix.get("cells") or {}).get(scenario) or {}).get(columns[prefix]) or {}
+            v = (run.get("values") or {}).get(label)
+            where = f"matrix.json, {scenario}, {columns[prefix]}: {label}"
+            out[f"{stack}_{cell}"] = Cell(v, where) if v is not None else Cell(
+                None, f"{where}: not in this run (run the whole catalog: drop --scenario)")
+    return out
+

@@ -18,7 +18,7 @@ from dataclasses import replace
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
-from lab import wire
+from lab import twprobe, wire
 from lab.verdict import Check
 
 from ._lost_ack_wire import server_fin_schedule
@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 
     from .retransmitted_fin import Seen
 
-__all__ = ["run", "fin_schedule", "orphan_unseen", "no_budget_count", "no_budget_end", "give_up_unseen", "WATCH_FINS"]
+__all__ = ["run", "client_probe", "fin_schedule", "orphan_unseen", "no_budget_count", "no_budget_end",
+           "give_up_unseen", "WATCH_FINS"]
 
 WATCH_FINS = 6               # the first FIN and five retransmissions: 3.2 s here (gaps 0.2, 0.2, 0.4, 0.8, 1.6 s)
 WATCH_S = 20.0               # the most the run waits for them
@@ -56,14 +57,25 @@ def run(lab: Lab, port: int) -> dict:
     server.close("L")
     return {"server_close_ok": closed.ok, "server_close_state_before": closed.result.get("state_before"),
             "server_gone_seen_at": None, "watched_until": watched, "server_connections_at_end": [],
-            "client_sockets_at_end": [s.to_json() for s in client_end], "client_port": cport}
+            "client_sockets_at_end": [s.to_json() for s in client_end], "client_port": cport,
+            **client_probe(lab, cport, port)}
+
+
+def client_probe(lab: Lab, cport: int, port: int) -> dict:
+    """A gVisor client has no sock_diag: the router's prober asks whether it still holds TIME-WAIT
+    (``client_probe_at_end``); nothing for a Linux client."""
+    if wire.stack_of(lab, "client") != "gvisor":
+        return {}
+    return {"client_probe_at_end": twprobe.probe_once(lab, "client", "server", cport, port)}
 
 
 def fin_schedule(s: Seen) -> Check:
     """The orphan's FINs from server.pcap: one sequence number, RTO intervals doubling (the first gap a
     RACK-TLP probe when it is shorter than half the next) - lost-ack's rule for a gVisor server."""
     got = server_fin_schedule(SimpleNamespace(ev=s.ev, fin_times=[f.t for f in s.fins], fins_srv=s.fins))
-    return replace(got, name="tlp-then-rto-doubling")
+    t0 = s.fins[0].t if s.fins else 0.0
+    return replace(got, name="tlp-then-rto-doubling",
+                   values={**got.values, "fin_times_ms": [round((f.t - t0) * 1000, 1) for f in s.fins]})
 
 
 def _not_applicable(name: str, expected: str, why: str = NO_LIMIT) -> Check:

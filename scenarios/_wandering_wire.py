@@ -9,6 +9,9 @@ tcp_rfc1337=1 - the scenario's own setting for a Linux server, which is not set 
 restarts its timer only for a retransmitted FIN; gVisor keeps no PAWS counters in nstat. In part
 (b) what its ESTABLISHED endpoint does with an old segment whose TSval is older than TS.Recent is
 judged from the packets and from what the application reads: RFC 7323 §5.3 R1 asks it dropped.
+gVisor's own comment there says why it may not be: "As we do not yet support PAWS, we are being
+conservative in ignoring RSTs by default" (rcv.go, handleTimeWaitSegment()); runs here saw the old
+segment accepted and its bytes read.
 """
 
 from __future__ import annotations

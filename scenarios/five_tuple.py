@@ -358,6 +358,7 @@ SCENARIO = Scenario(
         KeyValue("connect after the delay: tried at (ms)", "connect-same-4-tuple-a-later",
                  "since_time_wait_ms", rel_tol=0.2),
         KeyValue("connect at once", "connect-same-4-tuple-a-now", "error"),
+        KeyValue("connect onto TIME-WAIT, port bound", "connect-same-4-tuple-b-same", "error"),
         KeyValue("new ISN - old snd_nxt", "recycled-isn-above-old-snd-nxt", "recycled.0.difference"),
         KeyValue("TWRecycled", "tw-recycled-counter", "TWRecycled"),
     ))

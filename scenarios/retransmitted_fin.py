@@ -54,7 +54,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lab import twprobe, wire
+from lab import wire
 from lab.kernel import TCP_RTO_MAX_MS, TCP_RTO_MIN_MS
 from lab.scenario import KeyValue, Scenario
 from lab.shaping import OPTIONAL
@@ -129,9 +129,7 @@ def run(lab: Lab) -> dict:
         "server_connections_at_end": [s.to_json() for s in server_end],
         "client_sockets_at_end": [s.to_json() for s in client_end],
         "client_port": cport,
-        # a gVisor client has no sock_diag: the router's prober asks whether it still holds TIME-WAIT
-        **({"client_probe_at_end": twprobe.probe_once(lab, "client", "server", cport, PORT)}
-           if wire.stack_of(lab, "client") == "gvisor" else {}),
+        **on_wire.client_probe(lab, cport, PORT),       # a gVisor client: the router's probe instead
     }
 
 

@@ -269,4 +269,5 @@ SCENARIO = Scenario(
         KeyValue("TIME-WAIT sockets at the end", "exactly-n-time-wait", "time_wait_at_end"),
         KeyValue("late FIN answers", "late-fin-ack-or-rst", "answers", tally=True),
         KeyValue("TCPTimeWaitOverflow", "overflow-counters", "TCPTimeWaitOverflow"),
+        KeyValue("TIME-WAITs held (probed)", "every-close-holds-time-wait", "held"),       # a gVisor client
     ))

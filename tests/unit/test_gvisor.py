@@ -124,6 +124,22 @@ def test_closed_tuple_from_both_fins():
     assert twprobe.closed_tuple(segs[:1], "10.77.1.10", 40000, "10.77.2.10", 5000) is None
 
 
+def test_half_closed_tuple_takes_the_peers_last_sequence_number_and_when_fin_wait_2_began():
+    """An orphaned FIN-WAIT-2: only the host's FIN; the far end's next sequence number is where its
+    last segment ended, and FIN-WAIT-2 began at the far end's first ACK of that FIN (lab.lifetimes)."""
+    from lab.lifetimes import lifetime_start
+
+    segs = [seg(0.5, "10.77.2.10", 5000, "10.77.1.10", 40000, "ACK", 880, 500, length=20),
+            seg(1.0, "10.77.1.10", 40000, "10.77.2.10", 5000, "FIN,ACK", 500, 900),
+            seg(1.1, "10.77.2.10", 5000, "10.77.1.10", 40000, "ACK", 900, 501),
+            seg(1.2, "10.77.2.10", 5000, "10.77.1.10", 40000, "ACK", 900, 501)]
+    assert twprobe.closed_tuple(segs, "10.77.1.10", 40000, "10.77.2.10", 5000) is None
+    tup = twprobe.closed_tuple(segs, "10.77.1.10", 40000, "10.77.2.10", 5000, half=True)
+    assert (tup.host_next, tup.peer_next) == (501, 900)
+    assert lifetime_start(segs, tup, half=True) == 1.1
+    assert twprobe.closed_tuple(segs[1:2], "10.77.1.10", 40000, "10.77.2.10", 5000, half=True) is None
+
+
 def _seen(stack: str, held: float | None, gone: float | None, interval: float = 0.2, hz: int = 250,
           ack_times=(10.0, 11.7)) -> SimpleNamespace:
     probe = {"stack": stack, "probe": twprobe.PROBE_FOR[stack], "interval_s": interval, "held_until_s": held,

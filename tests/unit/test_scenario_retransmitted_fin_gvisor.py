@@ -66,3 +66,13 @@ def test_a_gvisor_fin_schedule_that_does_not_back_off_fails():
     ev.packets["server"] = sorted((even.get(id(s), s) for s in ev.packets["server"]), key=lambda s: s.t)
     got = outcomes(ev)
     assert {n for n, o in got.items() if o not in ("pass", "n/a")} == {"tlp-then-rto-doubling"}
+
+
+def test_both_ends_on_gvisor_the_clients_time_wait_comes_from_the_probe():
+    """`--stack client=gvisor --stack server=gvisor`: the client's TIME-WAIT (no sock_diag either
+    side) from the router's probe at the end; without it the check cannot pass."""
+    ev = records.evidence("retransmitted-fin-gvisor-both")
+    assert ev.facts["client_probe_at_end"]["answer"] == "ack"
+    assert outcomes(ev)["every-fin-acked-every-ack-lost"] == "pass"
+    del ev.facts["client_probe_at_end"]
+    assert outcomes(ev)["every-fin-acked-every-ack-lost"] == "fail"
