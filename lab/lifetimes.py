@@ -29,8 +29,8 @@ def lifetime_start(segs: list, tup, half: bool) -> float | None:
     """When the lifetime began as the router saw it: a TIME-WAIT at the host's last ACK of the far
     end's FIN; a FIN-WAIT-2 at the far end's first ACK of the host's FIN."""
     if half:
-        acks = [s.t for s in segs if (s.src, s.sport) == (tup.peer_addr, tup.peer_port) and s.has("ACK")
-                and s.ack == tup.host_next]
+        acks = [s.t for s in segs if (s.src, s.sport, s.dport) == (tup.peer_addr, tup.peer_port, tup.port)
+                and s.has("ACK") and s.ack == tup.host_next]
         return min(acks) if acks else None
     acks = [s.t for s in segs if (s.src, s.sport) == (tup.addr, tup.port) and s.has("ACK")
             and s.ack == tup.peer_next and not s.has("FIN")]

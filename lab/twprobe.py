@@ -239,8 +239,9 @@ def closed_tuple(segments: list, host_addr: str, host_port: int, peer_addr: str,
 
     host_next, peer_next = fin_next(host_addr, host_port), fin_next(peer_addr, peer_port)
     mine = [s for s in sent(peer_addr, peer_port) if not s.has("SYN")] if half and peer_next is None else []
-    if mine:
-        peer_next = (mine[-1].seq + mine[-1].length) % (1 << 32)
+    if mine:               # the furthest the far end got (a retransmission may come last), modulo 2^32
+        base = mine[0].seq
+        peer_next = (base + max((s.seq + s.length - base) % (1 << 32) for s in mine)) % (1 << 32)
     if host_next is None or peer_next is None:
         return None
     return Tuple(host_addr, host_port, peer_addr, peer_port, host_next, peer_next)

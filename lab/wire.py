@@ -55,7 +55,8 @@ def acks_of_fin(segs: list[Segment], fin: Segment, after: float | None = None) -
 
 def fin_acked(lab: Lab, facing: str, sport: int, dport: int) -> bool:
     """The FIN from port *sport* to port *dport* acknowledged by its receiver, as the router's
-    capture facing *facing* shows (facing the FIN's sender: the ACK has crossed the router)."""
+    capture facing *facing* shows: facing the FIN's sender, the ACK has crossed the router; facing
+    its receiver, the ACK has reached the router (the receiver has taken the FIN either way)."""
     segs = at_router(lab, facing)
     f = fins(segs, sport, dport)
     return bool(f and acks_of_fin(segs, f[0], after=f[0].t))

@@ -82,20 +82,27 @@ def connect_onto_time_wait(s: Seen) -> Check:
     step = (syn.seq - old["snd_nxt"]) & 0xFFFFFFFF if syn is not None and old else None
     refused = not a["ok"] and a["errno"] in (errno.EADDRINUSE, errno.EADDRNOTAVAIL)
     ok = refused or (a["ok"] and step is not None and 0 < step < 1 << 31)
+    held = held_before(s, "b-same")
+    if held is False:        # the premise: TIME-WAIT holds the 4-tuple (old-4-tuples-in-time-wait judges it)
+        return Check.not_applicable("connect-same-4-tuple-b-same", CITE_UNIQUE, a["note"], "the router's probe "
+                                    "found nothing holding the 4-tuple just before: no TIME-WAIT to keep unique",
+                                    {"held_before": held})
     return Check.judged(
         "connect-same-4-tuple-b-same", CITE_UNIQUE,
         f"{a['note']}: refused (EADDRINUSE or EADDRNOTAVAIL), or a new incarnation whose SYN lies above the old "
         "snd_nxt", f"connect from :{a['lport']} to server:{PORT} -> {'ok' if a['ok'] else a['error']}"
         + (f" (errno {a['errno']})" if not a["ok"] else f"; new SYN seq {syn.seq if syn else None}, "
            f"{step} above the old snd_nxt"),
-        None if a["ok"] and step is None else ok,
+        None if (a["ok"] and step is None) or held is None else ok,
         {"errno": a["errno"], "error": a["error"], "difference": step, "held_before": held_before(s, "b-same"),
          "stack": "gvisor"},
-        missing="client.pcap lacks the new SYN or the old connection")
+        missing="the router's probe got no answer just before: whether TIME-WAIT held the 4-tuple is unseen"
+        if held is None else "client.pcap lacks the new SYN or the old connection")
 
 
-NO_RANGE = ("ip_local_port_range is a Linux sysctl, not set there: gVisor's connect() picks another ephemeral "
-            "port, so part A's 4-tuple cannot be tried")
+NO_RANGE = ("the lab sets ip_local_port_range in the namespace's Linux stack, which gVisor's sockets do not read "
+            "(gVisor keeps its own, writable inside the sandbox: not done yet), so its connect() picks another "
+            "ephemeral port and part A's 4-tuple cannot be tried")
 
 
 def _na(name: str, cite: str, expected: str, why: str) -> Check:

@@ -151,9 +151,10 @@ def time_wait_length_on_the_wire(s: Seen) -> Check:
     observed = (f"router prober ({p.get('probe')} probe every {interval} s): client ({stack}) held TIME-WAIT "
                 f"until +{held} s after its last ACK, gone by +{gone} s (RFC 1122: {RFC1122_2MSL_S:g} s, BSD: "
                 f"{BSD_2MSL_S:g} s, {stack}'s constant: {want:g} s)")
-    if not p or p.get("error") or held is None or gone is None:
+    if not p or p.get("error") or held is None or gone is None or gone - held > 2 * interval + CLOCKS_S:
         return Check.inconclusive("time-wait-length-on-the-wire", CITE_LEN, f"TIME-WAIT ends {want:g} s after "
-                                  "the last ACK", p.get("error") or f"{observed}: the probes did not bracket its end",
+                                  "the last ACK", p.get("error") or f"{observed}: the probes did not bracket its end "
+                                  f"within {2 * interval:g} s",
                                   {"held_until_s": held, "gone_by_s": gone})
     ok = gone >= want - CLOCKS_S and held <= want + late + CLOCKS_S
     return Check.judged(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from lab import wire
 from lab.kernel import TCP_RTO_MAX_MS, TCP_RTO_MIN_MS
 from lab.timerwheel import max_late_s
 from lab.verdict import Check
@@ -229,9 +230,14 @@ def _after(t: float, gone: float) -> str:
     return f"the last LAST_ACK sample ({round((gone - t) * 1000, 1)} ms before it was seen gone)"
 
 
-def client_holds_at_end(ev: Evidence) -> bool:
-    """A gVisor client (no sock_diag) answered the router's probe at the end with an ACK: TIME-WAIT."""
-    return (ev.facts.get("client_probe_at_end") or {}).get("answer") == "ack"
+def client_holds_at_end(ev: Evidence) -> bool | None:
+    """A gVisor client (no sock_diag) answered the router's probe at the end with an ACK: TIME-WAIT
+    (True); with a RST or SYN-ACK: nothing (False); None when the probe got no answer or none was
+    sent to a gVisor client (nothing shows its state); False for a Linux client (sock_diag's)."""
+    answer = (ev.facts.get("client_probe_at_end") or {}).get("answer")
+    if answer in ("ack", "rst", "syn-ack"):
+        return answer == "ack"
+    return None if wire.stack_of(ev, "client") == "gvisor" else False
 
 
 def give_up_is_silent(s: Seen) -> Check:
@@ -249,6 +255,8 @@ def give_up_is_silent(s: Seen) -> Check:
     ok = not rsts and not after_gone and aborts == 1 and memory == 0 and len(cli_end) == 1 \
         and cli_end[0].startswith("TIME_WAIT") and not srv_end
     silent_missing = ""
+    if not ok and not cli_end and client_holds_at_end(ev) is None and not (rsts or after_gone or srv_end):
+        ok, silent_missing = None, "the router's probe of the gVisor client got no answer: its state is unseen"
     if ok and ev.capture_hole("server"):
         rsts_cli = s.conn.segments("client", sender="server", flag="RST")
         fins_cli_after = [f for f in s.conn.segments("client", sender="server", flag="FIN") if gone and f.t > gone]

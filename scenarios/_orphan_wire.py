@@ -38,7 +38,7 @@ CITE_GVISOR = ("RFC 1122 §4.2.3.5 (R2: eventually close); gVisor retransmitTime
                "(pkg/tcpip/transport/tcp/snd.go): no orphan-specific limit, TCPMaxRetriesOption and the RTO cap")
 NO_LIMIT = ("tcp_orphan_retries is a Linux sysctl, not set there, and gVisor has no orphan limit: a closed "
             "endpoint retransmits its FIN like any segment until TCPMaxRetriesOption (15) retransmissions, "
-            "minutes at a doubling RTO, beyond the run's watch")
+            "about 15 minutes at an RTO doubling from 200 ms to its 120 s cap, beyond the run's watch")
 
 
 def run(lab: Lab, port: int) -> dict:

@@ -92,9 +92,10 @@ def lifetime_on_the_wire(s: Seen, which: str) -> Check:
                 + (f" (RFC 1122: {RFC1122_2MSL_S:g} s, BSD: {BSD_2MSL_S:g} s)" if tw else ""))
     values = {"stack": stack, "held_until_s": held, "gone_by_s": gone, "constant_s": want,
               "bounds_s": [held, gone], "sampled_s": gone, "answers": len(p.get("answers", []))}
-    if p.get("error") or held is None or gone is None:
+    if p.get("error") or held is None or gone is None or gone - held > 2 * every + CLOCKS_S:
         return Check.inconclusive(name, CITE_TW if tw else CITE_FW2, expected,
-                                  p.get("error") or f"{observed}: the probes did not bracket its end", values)
+                                  p.get("error") or f"{observed}: the probes did not bracket its end within "
+                                  f"{2 * every:g} s", values)
     ok = gone >= want - CLOCKS_S and held <= want + every + CLOCKS_S
     return Check.judged(name, CITE_TW if tw else CITE_FW2, expected, observed, ok, values)
 

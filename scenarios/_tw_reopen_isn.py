@@ -42,7 +42,8 @@ def new_isn_above_old(c: Case) -> Check:
              else "not TIME-WAIT's old snd_nxt + 65537: a fresh ISN (Linux before v6.10)")
     return Check.judged(
         f"{c.name}-new-isn-above-old", CITE_ISN,
-        f"the SYN-ACK's ISN above old snd_nxt (Linux since v6.10: old snd_nxt + {TW_ISN_STEP})",
+        "the SYN-ACK's ISN above old snd_nxt" + (" (gVisor: its ISN generator's)" if d.stack == "gvisor" else
+                                                  f" (Linux since v6.10: old snd_nxt + {TW_ISN_STEP})"),
         f"server.pcap: old server FIN seq {inc.old_snd_nxt - 1 & M32} (snd_nxt {inc.old_snd_nxt}), "
         f"new ISN {d.ans.seq if d.ans else None}, difference {step}" + (f", {whose}" if whose else "")
         + f"; connect {'ok' if c.facts.get('reconnect_ok') else c.facts.get('reconnect_error')}",

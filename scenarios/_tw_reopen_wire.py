@@ -11,7 +11,8 @@ is dropped without an answer, whatever its timestamp (no RFC 6191); a RST is dro
 fix 1). So seq-behind's SYN is refused silently and the client's SYNs go unanswered until the
 TIME-WAIT ends (60 s): the reconnect gives up after REFUSED_WAIT_S instead. Condition (1) (the
 new ISN above the old snd_nxt) is left to gVisor's ISN generator, and condition (2) is not
-implemented: both are judged from the packets, as on Linux.
+implemented: both are judged from the packets (and, for (2), the router's probe after the old
+duplicate), as on Linux.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def reconnect_timeout(lab: Lab) -> float:
 
 
 def wait_for_time_wait(lab: Lab, name: str, lport: int, port: int) -> None:
-    """The server's FIN first, then the client's FIN ACKed by the server: gVisor's TIME-WAIT."""
+    """The client's FIN ACKed by the server, which closed first: gVisor's TIME-WAIT begins (who
+    closed first is judged from server.pcap, server-holds-time-wait)."""
     lab.wait_for(f"{name}: the server's ACK of the client's FIN (on the wire: gVisor in TIME-WAIT)",
                  lambda: wire.fin_acked(lab, "server", lport, port), timeout_s=5)
 

@@ -194,7 +194,7 @@ def paws_rejects_old_segment(s: Seen) -> Check:
     """(b) Timestamps on: PAWS drops the replay and the server re-ACKs RCV.NXT."""
     return _server_tcp_check(
         s, "paws-rejects-old-segment", CITE_PAWS,
-        "timestamps on: the replay's TSval is older than TS.Recent: PAWS drops it (PAWSEstab +1) "
+        "timestamps on: the replay's TSval is older than TS.Recent: PAWS drops it (Linux counts PAWSEstab +1) "
         "and the server re-ACKs RCV.NXT (ack = the replay's seq)",
         lambda replay, answer, ts_recent, paws: (replay.tsval is not None and replay.tsval < ts_recent
                                                  and (paws is None or paws >= 1) and answer.ack == replay.seq))

@@ -25,6 +25,7 @@ from lab.verdict import INCONCLUSIVE, NOT_APPLICABLE, Check
 
 from ._paws import PAWS_COUNTER_WHY, counted, without_timestamps
 from ._wandering_plan import M32, PORT, PORT_A, PORT_B, TW_WAIT_S
+from ._wandering_wire import UNSEEN
 
 if TYPE_CHECKING:
     from lab.connection import Conn
@@ -184,7 +185,7 @@ def time_wait_acks_old_duplicate(s: Seen) -> Check:
     replay, ack, srv_fin, cli_fin = a.replay.seg, a.ack, a.srv_fin, a.cli_fin
     want_seq = (srv_fin.seq + 1) % M32 if srv_fin else None
     want_ack = (cli_fin.seq + cli_fin.length + 1) % M32 if cli_fin else None
-    if a.replay.missing:
+    if a.replay.missing or a.tw_before == UNSEEN:
         ok = None
     elif a.tw_before != "TIME_WAIT":
         ok = False
@@ -295,6 +296,8 @@ def _rst_outcome(s: Seen, rst: Segment | None, rst_at_srv: Segment | None, gone:
         return s.missing(host), f"the client's RST is not in {host}.pcap ({ev.capture_hole(host)})"
     if rst.seq != a.ack.ack:
         return False, ""
+    if a.tw_after == UNSEEN:
+        return None, f"the TIME-WAIT after the RST is {UNSEEN}"
     if s.rfc1337:
         return a.tw_after == "TIME_WAIT" and gone is None, ""
     if gone is not None and gone - rst_at_srv.t < 0.1:

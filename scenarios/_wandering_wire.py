@@ -25,7 +25,9 @@ if TYPE_CHECKING:
     from lab.core import Lab
     from lab.evidence import Evidence
 
-__all__ = ["on_gvisor", "probed_state", "Probed", "paws_unseen", "timer_unseen"]
+__all__ = ["on_gvisor", "probed_state", "Probed", "paws_unseen", "timer_unseen", "UNSEEN"]
+
+UNSEEN = "unseen (the router's probe got no answer)"
 
 
 class Probed:
@@ -37,7 +39,10 @@ class Probed:
 
     @property
     def state(self) -> str | None:
-        return "TIME_WAIT" if self.answer.get("answer") == "ack" else None
+        """TIME_WAIT (an ACK), None (a RST or SYN-ACK: nothing holds the 4-tuple), or UNSEEN (no
+        answer, or no probe sent): the checks then cannot tell."""
+        answer = self.answer.get("answer")
+        return "TIME_WAIT" if answer == "ack" else None if answer in ("rst", "syn-ack") else UNSEEN
 
     def to_json(self) -> dict:
         return {"state": self.state, "probe": self.answer}

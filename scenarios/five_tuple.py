@@ -239,15 +239,18 @@ def same_port_bind_without_reuseaddr(s: Seen) -> Check:
 def same_port_other_4_tuple(s: Seen) -> Check:
     """2. the same local port with SO_REUSEADDR toward another server port: a different 4-tuple."""
     o = s.attempts["b-other"]
-    still = any(x.state == "TIME_WAIT" for x in s.before("b-same")) or on_wire.held_before(s, "b-same") is True
-    return Check(
+    probed = on_wire.held_before(s, "b-same")               # a gVisor client's, by the router's probe
+    still = any(x.state == "TIME_WAIT" for x in s.before("b-same")) or probed is True
+    unseen = wire.stack_of(s.ev, "client") == "gvisor" and probed is None
+    return Check.judged(
         "same-port-other-4-tuple", CITE_OTHER,
         f"bind(:{o['lport']}) with SO_REUSEADDR (old socket had it too), connect to server:{OTHER_PORT} -> ok "
         "(a different 4-tuple; the TIME-WAIT socket stays)",
         f"connect -> {_result(o)} from {o.get('local')}; the TIME_WAIT 4-tuple to :{PORT} was "
         f"{'still there' if still else 'gone'} after it",
-        o["ok"] and o.get("local", [None, None])[1] == o["lport"] and still,
-        {"errno": o["errno"], "local": o.get("local")})
+        None if unseen and o["ok"] else o["ok"] and o.get("local", [None, None])[1] == o["lport"] and still,
+        {"errno": o["errno"], "local": o.get("local")},
+        missing="the router's probe of the old 4-tuple got no answer: whether TIME-WAIT stayed is unseen")
 
 
 def _connect_same_4_tuple(s: Seen, label: str, part: str, pinned: bool) -> Check:

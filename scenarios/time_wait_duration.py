@@ -255,7 +255,7 @@ def time_wait_vs_rfc1122(s: Seen) -> Check:
         ok = False if basis.outcome == "fail" and short else None
         words = f"neither RFC 1122's 240 s nor {WHO[stack]}'s 60 s"
     if strict and short:
-        words += f" ({WHO[stack]}'s documented deviation: --strict-rfc makes it a failure)"
+        words += f" ({WHO[stack]}'s known deviation: --strict-rfc makes it a failure)"
     return Check.judged(
         "time-wait-vs-rfc1122-2msl", CITE_RFC,
         f"RFC 1122: at least {rfc_s:g} s" + (" (--strict-rfc)" if strict else

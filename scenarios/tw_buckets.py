@@ -144,8 +144,8 @@ class Seen:
         """A gVisor client has no limit: every connection it closed is expected to keep its state."""
         limit = int(ev.sysctl("client", "net.ipv4.tcp_max_tw_buckets", "-1"))
         n, k = plan(limit)
-        if wire.stack_of(ev, "client") == "gvisor":
-            limit, n, k = -1, len(ev.facts.get("client_ports", [])), 0
+        if wire.stack_of(ev, "client") == "gvisor":        # the closes run() made: the scenario's own plan
+            limit, n, k = -1, plan(int(SCENARIO.sysctls["client"]["net.ipv4.tcp_max_tw_buckets"]))[0], 0
         return cls(ev, limit, n, k, ev.facts.get("client_ports", []), ev.facts.get("after_close", []))
 
     @property

@@ -37,7 +37,8 @@ TCP_TIMEOUT_MIN, tcp_rcv_synsent_state_process()) reaches the listener: a fresh 
     ~0.6   client   (no socket)                                  RST ->                  nothing: not TIME_WAIT
 
 Flip: --sysctl client:net.ipv4.tcp_timestamps=0 (or server:...): seq-behind is refused by TIME-WAIT.
---stack client=gvisor: gVisor's SYNs meet Linux's TIME-WAIT (the client's waits read the wire).
+--stack client=gvisor: gVisor's SYNs meet Linux's TIME-WAIT (the client's waits read the wire);
+--stack server=gvisor: gVisor's TIME-WAIT and its own rule, judged from the wire (_tw_reopen_wire).
 
 A case whose premise the run did not produce is not applicable, not failed: seq-behind's SYN
 above rcv_nxt (the transfer did not outrun the ISN clock: a slow machine), or an injected SYN that
@@ -253,7 +254,8 @@ def timestamps_as_configured(s: Seen) -> Check:
     gvisor = wire.stack_of(ev, "client") == "gvisor"      # its option is its own default, not a sysctl
     want_syn = syn_ts == {True} if gvisor else int(ev.sysctl("client", "net.ipv4.tcp_timestamps", "1") or 0) != 0
     # a gVisor server has no sysctl for it: it answers in kind (RFC 7323 §3.2)
-    want_both = want_syn and (on_wire.on_gvisor(ev) or int(ev.sysctl("server", "net.ipv4.tcp_timestamps", "1") or 0))
+    want_both = want_syn and (on_wire.on_gvisor(ev)
+                              or int(ev.sysctl("server", "net.ipv4.tcp_timestamps", "1") or 0) != 0)
     ok = bool(syns) and bool(acks) and syn_ts == {want_syn} and ack_ts == {want_both}
     client = "client gVisor (its own default)" if gvisor else \
         f"client tcp_timestamps={ev.sysctl('client', 'net.ipv4.tcp_timestamps')}"

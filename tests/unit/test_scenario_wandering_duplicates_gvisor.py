@@ -65,3 +65,12 @@ def test_with_a_gvisor_client_the_linux_server_is_judged_as_ever():
     assert "no sock_diag sample" in checks["time-wait-timer-restarted"].observed and len(checks) == 10
     client_isn = checks["isn-clock"].values["isns"][0]
     assert client_isn["who"] == "client" and abs(client_isn["error"]) < 15625      # within 1 ms of the clock
+
+
+def test_an_unanswered_probe_leaves_the_time_wait_checks_inconclusive(ev):
+    from scenarios._wandering_wire import UNSEEN
+
+    ev.facts["a"]["tw_before"] = {"state": UNSEEN, "probe": {"answer": "none"}}
+    ev.facts["a"]["tw_after"] = {"state": UNSEEN, "probe": {"answer": "none"}}
+    got = {n: c.outcome for n, c in judged(ev).items()}
+    assert got["time-wait-acks-old-duplicate"] == got["time-wait-and-the-peers-rst"] == "inconclusive"

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 
-from scenarios import five_tuple, time_wait_duration, tw_buckets
+from scenarios import five_tuple, retransmitted_fin, time_wait_duration, tw_buckets, tw_reopen, wandering_duplicates
 
 from . import records
 
@@ -127,3 +127,36 @@ def test_five_tuple_a_reopen_below_the_old_sequence_numbers_fails(ft):
     syn = replace(fin, t=same["t"], flags="SYN", seq=fin.seq - 1000, ack=0, length=0)
     ft.packets["client"] = sorted(ft.packets["client"] + [syn], key=lambda x: x.t)
     assert moved(five_tuple, ft) == {"connect-same-4-tuple-b-same": "fail"}
+
+
+def test_five_tuple_an_unanswered_probe_leaves_what_rests_on_it_inconclusive(ft):
+    ft.facts["probes_before"]["b-same"]["answer"] = "none"
+    assert moved(five_tuple, ft) == {"old-4-tuples-in-time-wait": "inconclusive",
+                                     "same-port-other-4-tuple": "inconclusive",
+                                     "connect-same-4-tuple-b-same": "inconclusive"}
+
+
+def test_a_bracket_wider_than_two_probes_cannot_tell_when_time_wait_ended(twd):
+    p = twd.facts["a_probe"]
+    p["held_until_s"] = 5.0                          # answered until +5 s, then silence until +60.02 s
+    assert moved(time_wait_duration, twd) == {"time-wait-lasts-60s": "inconclusive",
+                                              "time-wait-vs-rfc1122-2msl": "inconclusive"}
+
+
+def test_tw_buckets_fewer_closes_than_planned_cannot_pass(twb):
+    twb.facts["client_ports"] = twb.facts["client_ports"][:2]
+    got = {c.name: c.outcome for c in tw_buckets.SCENARIO.judge(twb)}
+    assert got["every-close-holds-time-wait"] == "fail" and got["late-fin-ack-or-rst"] == "pass"   # those 2
+
+
+@pytest.mark.parametrize("record, scenario", [
+    ("time-wait-duration-gvisor-client", time_wait_duration), ("tw-buckets-gvisor-client", tw_buckets),
+    ("five-tuple-gvisor-client", five_tuple), ("tw-reopen-gvisor-server", tw_reopen),
+    ("wandering-duplicates-gvisor-server", wandering_duplicates),
+    ("retransmitted-fin-gvisor-server", retransmitted_fin)])
+def test_the_instructors_key_reads_a_gvisor_run(record, scenario):
+    """Every cell of the scenario's key is filled or says why not; none raises."""
+    from lab.sheetkey import KeyRun
+
+    cells = scenario.SCENARIO.key(KeyRun.from_evidence(records.evidence(record), scenario.SCENARIO))
+    assert cells and all(c.value is not None or c.source for c in cells.values())
