@@ -83,6 +83,18 @@ def test_lost_ack_server_on_gvisor_over_ipv6(tmp_path):
     nothing_of(report["lab_id"])
 
 
+def late_fin_answers(pcap, port: int, client_ports: list[int]) -> list[str]:
+    """Straight from a capture: the client's answer to the server's FIN on each of *client_ports*
+    ("ACK" of it, "RST", or the reply's flags)."""
+    segs = read_pcap(pcap)
+    answers = []
+    for cport in client_ports:
+        fin = next(s for s in segs if s.sport == port and s.dport == cport and s.has("FIN"))
+        reply = next(s for s in segs if s.sport == cport and s.dport == port and s.t > fin.t)
+        answers.append("RST" if reply.has("RST") else "ACK" if reply.ack == fin.seq + 1 else reply.flags)
+    return answers
+
+
 def probe_answers(pcap, host_addr: str, host_port: int, peer_port: int) -> list[str]:
     """Straight from a router capture: the prober's segments toward *host_addr*:*host_port* (from
     the far end's port, with a sequence number far before the far end's FIN + 1) and what the host
@@ -212,12 +224,7 @@ def test_tw_buckets_late_fins_from_a_gvisor_server_meet_linuxs_buckets(tmp_path)
 
     report = run_scenario("tw-buckets", backend="netns", artifacts=tmp_path, options={"stacks": {"server": "gvisor"}})
     assert report["verdict"] == "pass", outcomes(report)
-    segs = read_pcap(tmp_path / "client.pcap")
-    answers = []
-    for port in report["facts"]["client_ports"]:
-        fin = next(s for s in segs if s.sport == TWB_PORT and s.dport == port and s.has("FIN"))
-        reply = next(s for s in segs if s.sport == port and s.dport == TWB_PORT and s.t > fin.t)
-        answers.append("RST" if reply.has("RST") else "ACK" if reply.ack == fin.seq + 1 else reply.flags)
+    answers = late_fin_answers(tmp_path / "client.pcap", TWB_PORT, report["facts"]["client_ports"])
     assert answers == ["ACK", "ACK", "ACK", "RST", "RST"], answers
     nothing_of(report["lab_id"])
 

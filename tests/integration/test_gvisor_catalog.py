@@ -10,7 +10,7 @@ from lab import gvisor
 from lab.packets import read_pcap
 from lab.runner import run_scenario
 
-from .test_gvisor import nothing_of, outcomes, values
+from .test_gvisor import late_fin_answers, nothing_of, outcomes, values
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(gvisor.runsc_missing() is not None, reason="runsc is not installed")]
@@ -47,12 +47,7 @@ def test_tw_buckets_gvisor_keeps_every_time_wait(tmp_path):
 
     report = run("tw-buckets", tmp_path, client="gvisor")
     assert report["verdict"] == "pass", outcomes(report)
-    segs = read_pcap(tmp_path / "client.pcap")
-    answers = []
-    for port in report["facts"]["client_ports"]:
-        fin = next(s for s in segs if s.sport == PORT and s.dport == port and s.has("FIN"))
-        reply = next(s for s in segs if s.sport == port and s.dport == PORT and s.t > fin.t)
-        answers.append("RST" if reply.has("RST") else "ACK" if reply.ack == fin.seq + 1 else reply.flags)
+    answers = late_fin_answers(tmp_path / "client.pcap", PORT, report["facts"]["client_ports"])
     assert answers == ["ACK"] * 5, answers
     nothing_of(report["lab_id"])
 
