@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import re
 import socket
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +32,8 @@ from typing import TYPE_CHECKING
 
 from .capture import Capture
 from .checksum import tcp_checksummed
-from .errors import BackendError, UsageError
-from .nsops import nsenter, run_in
+from .errors import BackendError, LabError, UsageError
+from .nft import Nft
 from .records import endpoint
 
 if TYPE_CHECKING:
@@ -92,15 +91,17 @@ class Faults:
         self.faults: dict[str, Fault] = {}
         self._capture: Capture | None = None
         self._ready = False
-        self._deleting: subprocess.Popen | None = None     # nft removing the table (disarm)
+        self._nftables: Nft | None = None                  # its libnftables context (lab.nft)
 
     @property
     def capture(self) -> Capture | None:
         """The NFLOG capture writing faults.pcap (None before start and after stop)."""
         return self._capture
 
-    def _nft(self, script: str) -> str:
-        return run_in(self.router.nspath, ["nft", "-f", "-"], input=script)
+    def _nft(self, script: str, echo: bool = False, json: bool = False) -> str:
+        if self._nftables is None:
+            self._nftables = Nft(self.router.nspath)
+        return self._nftables.run(script, echo=echo, json=json)
 
     def start(self, wait: bool = True) -> Faults:
         """The table and the NFLOG capture; *wait* False leaves waiting for the capture to listen
@@ -133,8 +134,7 @@ class Faults:
         # a named counter outlives the rule, so what it matched can be read after lifting it
         rule = (f'{match} counter name "c_{name}" log prefix "{name} " group {NFLOG_GROUP} '
                 f'queue-threshold 1 {verdict}').rstrip()
-        out = run_in(self.router.nspath, ["nft", "--echo", "--handle", "-f", "-"],
-                     input=f"add counter inet {TABLE} c_{name}\nadd rule inet {TABLE} forward {rule}\n")
+        out = self._nft(f"add counter inet {TABLE} c_{name}\nadd rule inet {TABLE} forward {rule}\n", echo=True)
         handle = _handle_from_echo(out)
         what = f"{what} {src.name}->{dst.name} tcp " + (f"flags=={flags}" if flags else f"has {has}" if has else "any")
         fault = Fault(name, what, rule, handle, time.time())
@@ -199,8 +199,7 @@ class Faults:
         return self._counter(name)
 
     def _counter(self, name: str) -> int:
-        doc = json.loads(run_in(self.router.nspath, ["nft", "--json", "list", "counter", "inet",
-                                                     TABLE, f"c_{name}"]))
+        doc = json.loads(self._nft(f"list counter inet {TABLE} c_{name}", json=True))
         for item in doc.get("nftables", []):
             if "counter" in item:
                 return int(item["counter"]["packets"])
@@ -210,12 +209,11 @@ class Faults:
         fault = self.faults[name]
         if fault.removed_at is None:
             fault.lift_asked_at = time.time()
-            run_in(self.router.nspath, ["nft", "delete", "rule", "inet", TABLE, "forward",
-                                        "handle", str(fault.handle)])
+            self._nft(f"delete rule inet {TABLE} forward handle {fault.handle}")
             fault.removed_at = time.time()
             fault.dropped = self._counter(name)
             # a fault installed again under this name starts from zero
-            run_in(self.router.nspath, ["nft", "delete", "counter", "inet", TABLE, f"c_{name}"])
+            self._nft(f"delete counter inet {TABLE} c_{name}")
             self.timeline.add(fault.removed_at, self.router.name, "fault",
                               f"fault {name} off after {fault.dropped} matches", fault=name,
                               dropped=fault.dropped)
@@ -230,24 +228,16 @@ class Faults:
                 pass
         if self._ready:
             self._ready = False
-            try:    # waited for in stop(): it takes 20-28 ms here, a lab's captures end meanwhile
-                argv = nsenter(self.router.nspath, ["nft", "delete", "table", "inet", TABLE])
-                self._deleting = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                                  stderr=subprocess.DEVNULL)
-            except OSError:
+            try:    # about 1 ms through the library; the namespace itself may be gone
+                self._nft(f"delete table inet {TABLE}")
+            except LabError:
                 pass
+        self._nftables = None
 
     def stop(self) -> None:
         """disarm(), stop the NFLOG capture (a lab stops it with its others: ``capture``), read
         the drop times."""
         self.disarm()
-        if self._deleting is not None:
-            try:
-                self._deleting.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._deleting.kill()
-                self._deleting.wait()
-            self._deleting = None
         if self._capture is not None:
             self._capture.stop()
             self._capture = None

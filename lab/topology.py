@@ -215,6 +215,11 @@ def load(path: Path | str = DEFAULT_COMPOSE, env: Mapping[str, str] | None = Non
     return Topology(str(doc.get("name", "twlab")), hosts, networks, path)
 
 
+# libyaml's loader where PyYAML was built with it (its wheels are): the same documents, parsed in C.
+# Measured on compose.yaml: 0.92 s against a few ms in a TCG guest, where every run reads it.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _read_compose(path: Path) -> dict:
     """The compose file as YAML, with a ``services:`` mapping (not yet interpolated)."""
     try:
@@ -222,7 +227,7 @@ def _read_compose(path: Path) -> dict:
     except OSError as exc:
         raise TopologyError(f"cannot read {path}: {exc.strerror}") from exc
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""

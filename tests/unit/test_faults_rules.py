@@ -1,5 +1,5 @@
 """The nft rules lab.faults writes, for either address family: the hosts' addresses of the lab's
-family (``ip`` or ``ip6`` saddr/daddr in the ``inet`` table), the TCP flags alike. nft itself is
+family (``ip`` or ``ip6`` saddr/daddr in the ``inet`` table), the TCP flags alike. libnftables is
 not run here (tests/integration/test_ipv6_plumbing.py runs the rules in a router)."""
 
 from __future__ import annotations
@@ -33,11 +33,15 @@ def nft(monkeypatch):
     """What the fault layer hands nft, in order; nft's echo of an added rule is faked."""
     scripts: list[str] = []
 
-    def run_in(nspath, argv, input=None, **kw):
-        scripts.append(input or " ".join(argv))
-        return "add rule inet twlab forward ... # handle 7\n" if "--echo" in argv else ""
+    class FakeNft:
+        def __init__(self, nspath):
+            self.nspath = nspath
 
-    monkeypatch.setattr(faults_mod, "run_in", run_in)
+        def run(self, script, echo=False, json=False):
+            scripts.append(script)
+            return "add rule inet twlab forward ... # handle 7\n" if echo else ""
+
+    monkeypatch.setattr(faults_mod, "Nft", FakeNft)
     return scripts
 
 
