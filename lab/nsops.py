@@ -28,6 +28,7 @@ __all__ = [
     "write_sysctl",
     "read_counters",
     "nsenter",
+    "spawn",
     "tied",
     "SYSCTL_ROOT",
 ]
@@ -227,9 +228,19 @@ def tied(argv: list[str]) -> list[str]:
     return ["setpriv", "--pdeathsig", "KILL", "--", *argv]
 
 
+def spawn(nspath: str, argv: list[str], **popen: object) -> subprocess.Popen:
+    """``subprocess.Popen(argv, **popen)`` with the child in the namespace at *nspath*, forked
+    while the calling thread is inside it (a child starts in the namespaces of the thread that
+    forks it). The same as ``nsenter --net=NS -- argv`` without nsenter's exec: under TCG each
+    exec costs 0.1-0.2 s, and a lab run started about ten this way."""
+    with inside(nspath):
+        return subprocess.Popen(argv, **popen)
+
+
 def run_in(nspath: str, argv: list[str], input: str | None = None, timeout_s: float = 10.0) -> str:
-    """Run a host tool in the namespace (lab.nsops.run_tool)."""
-    return run_tool(nsenter(nspath, argv), input=input, timeout_s=timeout_s, shown=argv)
+    """Run a host tool in the namespace (lab.nsops.run_tool), forked there as spawn() is."""
+    with inside(nspath):
+        return run_tool(argv, input=input, timeout_s=timeout_s)
 
 
 def run_tool(argv: list[str], input: str | None = None, timeout_s: float = 10.0, env: dict | None = None,

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import PeerError
-from .nsops import tied
 
 if TYPE_CHECKING:
     from .backends.base import Host
@@ -63,10 +62,9 @@ class Peer:
         self._buf = b""
         self.pid: int | None = None
         try:
-            self._proc = subprocess.Popen(tied(host.argv(*host.python, "-c", _SOURCE,
-                                                              f"{host.family}{'m' if host.mapped else ''}")),
-                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                          stderr=subprocess.PIPE, start_new_session=True)
+            self._proc = host.popen([*host.python, "-c", _SOURCE, f"{host.family}{'m' if host.mapped else ''}"],
+                                    tie=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, start_new_session=True)
         except FileNotFoundError as exc:
             raise PeerError(f"{host.name}: cannot start the peer ({exc.filename} not found)") from exc
         if wait:

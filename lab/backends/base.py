@@ -5,11 +5,12 @@ from __future__ import annotations
 import abc
 import ipaddress
 import os
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..nsops import iproute
+from ..nsops import iproute, nsenter, spawn, tied
 
 if TYPE_CHECKING:
     from ..topology import Address, HostSpec, Topology
@@ -49,6 +50,16 @@ class Host:
     def argv(self, *argv: str) -> list[str]:
         return [*self.exec_prefix, *argv]
 
+    def popen(self, argv: list[str], tie: bool = False, **popen: object) -> subprocess.Popen:
+        """*argv* started inside this host (``subprocess.Popen``'s keywords): where exec_prefix
+        only enters the namespace (a plain one), forked straight into it (lab.nsops.spawn: no
+        nsenter exec); otherwise through exec_prefix (docker exec, runsc exec). *tie*: killed when
+        this process dies (lab.nsops.tied)."""
+        wrap = tied if tie else list
+        if self.exec_prefix == nsenter(self.nspath, []):
+            return spawn(self.nspath, wrap(argv), **popen)
+        return subprocess.Popen(wrap(self.argv(*argv)), **popen)
+
     def addrs(self, family: int | None = None) -> dict[str, Address]:
         """network -> this host's address there, in *family* (default: the run's)."""
         return self.addresses6 if (family or self.family) == 6 else self.addresses
@@ -75,7 +86,8 @@ class Host:
             for msg in ipr.get_addr():
                 addr = msg.get("IFA_ADDRESS")
                 if addr and ipaddress.ip_address(addr.split("%")[0]) in wanted:
-                    return ipr.get_links(msg["index"])[0].get("IFLA_IFNAME")
+                    self.ifnames[network] = ipr.get_links(msg["index"])[0].get("IFLA_IFNAME")
+                    return self.ifnames[network]
         raise LookupError(f"{self.name}: no interface has {' or '.join(map(str, wanted))}")
 
 

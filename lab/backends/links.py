@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import BackendError, UsageError
 from ..netlink import NetlinkError
-from ..nsops import iproute, read_sysctl, write_sysctl
+from ..nsops import iproute, read_sysctl, spawn, write_sysctl
 from .base import PREFIX, Host
 
 if TYPE_CHECKING:
@@ -76,10 +76,9 @@ def make_namespaces(names: list[str], parent: str | None = None, **lo: str) -> l
     procs = []
     for name in names:
         argv = ["ip", "netns", "add", name]
-        if parent is not None:
-            argv = ["nsenter", f"--net={parent}", "--", *argv]
-        procs.append(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.PIPE, text=True, start_new_session=True))
+        kw = dict(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                  start_new_session=True)
+        procs.append(spawn(parent, argv, **kw) if parent is not None else subprocess.Popen(argv, **kw))
     errors = []
     for name, proc in zip(names, procs):
         err = proc.communicate()[1]

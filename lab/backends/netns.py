@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..netlink import netns as pnetns
 from .base import PREFIX, Backend, Host, missing_privileges
-from .links import NETNS_DIR, own_sysctls, switch_name, wire
+from .links import NETNS_DIR, ifnames, own_sysctls, switch_name, wire
 from .tcphash import prepare_parent
 
 if TYPE_CHECKING:
@@ -118,6 +118,7 @@ class NetnsBackend(Backend):
         parent = self._make_ns(self._ns("parent"))         # each host's own TCP hash table
         own_tables = prepare_parent(parent)
         specs = list(topology.hosts.values())
+        names = ifnames(topology)
         paths = self._make_namespaces([self._ns(spec.name) for spec in specs], parent=parent if own_tables else None)
         for spec, path in zip(specs, paths):
             self.hosts[spec.name] = Host(
@@ -125,6 +126,7 @@ class NetnsBackend(Backend):
                 exec_prefix=["nsenter", f"--net={path}", "--"],
                 python=[sys.executable, "-u", "-I", "-S"],   # the agent needs the stdlib only: 16 ms to start, not 24
                 addresses=dict(spec.addresses), addresses6=dict(spec.addresses6),
+                ifnames={net: name for (h, net), name in names.items() if h == spec.name},   # as wire() makes them
             )
         remove_namespace(self._ns("parent"))               # its children do not need it
         self.ipv6_settle_s = wire(topology, self.hosts, lambda net: self._make_ns(switch_name(self.lab_id, net)))
