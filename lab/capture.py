@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .artifacts import open_file
 from .errors import BackendError
-from .nsops import spawn, tied
+from .nsops import spawn
 
 __all__ = ["Capture", "parse_stats", "capture_points"]
 
@@ -98,11 +98,11 @@ class Capture:
             argv.append(self.bpf)
         self._out = open_file(self.path)           # 0600: lab.artifacts
         try:
-            self._proc = spawn(self.nspath, tied(argv), stdout=self._out, stderr=subprocess.PIPE,
+            self._proc = spawn(self.nspath, argv, tie=True, stdout=self._out, stderr=subprocess.PIPE,
                                stdin=subprocess.DEVNULL, start_new_session=True)
         except FileNotFoundError as exc:
             self._out.close()
-            raise BackendError("tcpdump or setpriv is not installed; run scripts/setup") from exc
+            raise BackendError("tcpdump is not installed; run scripts/setup") from exc
         except BaseException:                  # e.g. the namespace is gone (NamespaceGone)
             self._out.close()
             raise

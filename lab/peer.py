@@ -10,10 +10,13 @@ import select
 import subprocess
 import time
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
+from types import CodeType
 from typing import TYPE_CHECKING, Any
 
 from .errors import PeerError
+from .forked import Forked
 
 if TYPE_CHECKING:
     from .backends.base import Host
@@ -21,7 +24,14 @@ if TYPE_CHECKING:
 
 __all__ = ["Peer", "Result"]
 
-_SOURCE = (Path(__file__).parent / "peer_agent.py").read_text()
+_AGENT = Path(__file__).parent / "peer_agent.py"
+_SOURCE = _AGENT.read_text()
+
+
+@cache
+def _code() -> CodeType:
+    """The agent compiled once, for the peers forked from this process."""
+    return compile(_SOURCE, str(_AGENT), "exec")
 
 
 @dataclass(frozen=True)
@@ -62,9 +72,12 @@ class Peer:
         self._buf = b""
         self.pid: int | None = None
         try:
-            self._proc = host.popen([*host.python, "-c", _SOURCE, f"{host.family}{'m' if host.mapped else ''}"],
-                                    tie=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, start_new_session=True)
+            family = f"{host.family}{'m' if host.mapped else ''}"
+            if host.plain:          # a copy of this process runs the agent there (lab.forked)
+                self._proc: Any = Forked(host.nspath, _code(), [family], name="twlab-peer")
+            else:                   # a container's or a sandbox's own python3
+                self._proc = host.popen([*host.python, "-c", _SOURCE, family], tie=True, stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         except FileNotFoundError as exc:
             raise PeerError(f"{host.name}: cannot start the peer ({exc.filename} not found)") from exc
         if wait:

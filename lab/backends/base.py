@@ -50,15 +50,20 @@ class Host:
     def argv(self, *argv: str) -> list[str]:
         return [*self.exec_prefix, *argv]
 
+    @property
+    def plain(self) -> bool:
+        """Whether running a program here is only entering its network namespace (a netns host,
+        not a container or a gVisor sandbox): then the lab starts it there itself."""
+        return self.exec_prefix == nsenter(self.nspath, [])
+
     def popen(self, argv: list[str], tie: bool = False, **popen: object) -> subprocess.Popen:
         """*argv* started inside this host (``subprocess.Popen``'s keywords): where exec_prefix
         only enters the namespace (a plain one), forked straight into it (lab.nsops.spawn: no
         nsenter exec); otherwise through exec_prefix (docker exec, runsc exec). *tie*: killed when
         this process dies (lab.nsops.tied)."""
-        wrap = tied if tie else list
-        if self.exec_prefix == nsenter(self.nspath, []):
-            return spawn(self.nspath, wrap(argv), **popen)
-        return subprocess.Popen(wrap(self.argv(*argv)), **popen)
+        if self.plain:
+            return spawn(self.nspath, argv, tie=tie, **popen)
+        return subprocess.Popen(tied(self.argv(*argv)) if tie else self.argv(*argv), **popen)
 
     def addrs(self, family: int | None = None) -> dict[str, Address]:
         """network -> this host's address there, in *family* (default: the run's)."""
