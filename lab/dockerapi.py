@@ -15,10 +15,10 @@ is asked through the SDK as before.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import socket
+from functools import cache
 from typing import NamedTuple
 from urllib.parse import quote
 
@@ -33,15 +33,24 @@ class Named(NamedTuple):
     labels: dict
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str):
-        super().__init__("localhost", timeout=_TIMEOUT_S)
-        self._path = path
+@cache
+def _unix_connection() -> type:
+    """http.client's connection over the engine's socket. Made on first use: http.client (and
+    the email package under it) is most of this module's import, and a machine with no engine
+    (a VM guest: 0.4 s under TCG) never asks."""
+    import http.client
 
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(_TIMEOUT_S)
-        self.sock.connect(self._path)
+    class _UnixConnection(http.client.HTTPConnection):
+        def __init__(self, path: str):
+            super().__init__("localhost", timeout=_TIMEOUT_S)
+            self._path = path
+
+        def connect(self) -> None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(_TIMEOUT_S)
+            self.sock.connect(self._path)
+
+    return _UnixConnection
 
 
 def _socket_path() -> str | None:
@@ -73,7 +82,7 @@ def labelled(label: str) -> tuple[list[Named], list[Named]] | None:
 
 
 def _get(path: str, url: str) -> list[dict]:
-    conn = _UnixConnection(path)
+    conn = _unix_connection()(path)
     try:
         conn.request("GET", url)
         resp = conn.getresponse()

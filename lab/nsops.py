@@ -32,6 +32,7 @@ __all__ = [
     "read_counters",
     "nsenter",
     "spawn",
+    "libc",
     "tied",
     "SYSCTL_ROOT",
 ]
@@ -76,7 +77,7 @@ def _setns(fd: int, what: str) -> None:
     from .netlink import netns as _pnetns  # here, not at the top: `invoke list` loads no netlink code
 
     try:
-        _pnetns.setns(fd, flags=0)
+        _pnetns.setns(fd, flags=0, libc=libc())
     except OSError as exc:
         raise BackendError(f"cannot enter network namespace {what}: {exc.strerror or exc}") from exc
 
@@ -240,7 +241,7 @@ def spawn(nspath: str, argv: list[str], tie: bool = False, **popen: Any) -> subp
     ``setpriv --pdeathsig KILL`` does, without setpriv's exec; measured in a TCG guest, a spawn
     took 96 ms so against 185 ms through setpriv)."""
     if tie:
-        prctl = _libc().prctl                 # resolved here: the child only calls it
+        prctl = libc().prctl                 # resolved here: the child only calls it
         popen["preexec_fn"] = lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     with inside(nspath):
         return subprocess.Popen(argv, **popen)
@@ -250,7 +251,9 @@ _PR_SET_PDEATHSIG = 1
 
 
 @functools.cache
-def _libc() -> ctypes.CDLL:
+def libc() -> ctypes.CDLL:
+    """This process's C library (the symbols already loaded: no ctypes.util.find_library, which
+    execs ldconfig), errno kept: for pyroute2's netns calls and the few syscalls made here."""
     return ctypes.CDLL(None, use_errno=True)
 
 

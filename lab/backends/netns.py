@@ -17,6 +17,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..netlink import netns as pnetns
+from ..nsops import libc
 from .base import PREFIX, Backend, Host, missing_privileges
 from .links import NETNS_DIR, ifnames, own_sysctls, switch_name, wire
 from .tcphash import prepare_parent
@@ -91,7 +92,7 @@ def remove_namespace(name: str) -> None:
         if not pids:
             break
     try:
-        pnetns.remove(name)
+        pnetns.remove(name, libc=libc())
     except FileNotFoundError:
         pass
     except OSError as exc:

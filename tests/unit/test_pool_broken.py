@@ -62,7 +62,7 @@ def test_a_process_that_left_the_namespace_is_not_killed(monkeypatch, tmp_path):
     monkeypatch.setattr(netns, "_pids_in", lambda path: [4242])
     monkeypatch.setattr(netns, "_in_namespace", lambda pid, target: False)     # gone out at once
     monkeypatch.setattr(netns.os, "kill", lambda pid, sig: sent.append((pid, sig)))
-    monkeypatch.setattr(netns.pnetns, "remove", lambda name: None)
+    monkeypatch.setattr(netns.pnetns, "remove", lambda name, libc=None: None)
     netns.remove_namespace("twlab-abc-client")
     assert sent == [(4242, signal.SIGTERM)]
 
