@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING
 
 from lab import twprobe, wire
 from lab.errors import UsageError, WaitTimeout
+from lab.kernel import TCP_RTO_MAX_MS
 from lab.scenario import KeyValue, Scenario
 from lab.shaping import REQUIRED, seeding
 
@@ -72,6 +73,7 @@ from ._lossy_checks import (
     lost_final_ack_saved_by_time_wait,
 )
 from ._lossy_closes import GROUPS, PORT, Close, Seen, groups, no_time_wait
+from ._orphan_budget import budget_of
 
 if TYPE_CHECKING:
     from lab.core import Lab
@@ -147,7 +149,20 @@ def _wait_for_the_server(lab: Lab, client_ports: list[int]) -> None:
         lab.wait_for("every server FIN acknowledged or reset (on the wire)", answered, timeout_s=90)
         return
     lab.wait_for("every server connection to leave LAST_ACK",
-                 lambda: not [s for s in lab.sockets("server") if s.dport != 0], timeout_s=90)
+                 lambda: not [s for s in lab.sockets("server") if s.dport != 0],
+                 timeout_s=last_ack_deadline_s(lab.sysctls.get("server", {}).get("net.ipv4.tcp_orphan_retries")))
+
+
+def last_ack_deadline_s(orphan_retries: str | None) -> float:
+    """How long a Linux server's orphaned LAST-ACK may keep its FIN going: its orphan budget from the
+    first retransmission (tcp_orphan_retries, 0 meaning 8: 102.2 s; scenarios/_orphan_budget.py),
+    then at most TCP_RTO_MAX until the timeout that finds it spent, and a margin for the first RTO.
+    Every lawful end comes within it: the re-ACK through, a RST once the client's TIME-WAIT ran
+    out, or the server giving up. Nearly every run ends in seconds. A fixed 90 s cut one short in a
+    clean-clone CI (Debian 12's 6.1 under TCG): every FIN and re-ACK of one close lost for 60 s at
+    20 % each way, its next FIN due 58 s after the last, at 118 s."""
+    _, _, budget_ms = budget_of(orphan_retries)
+    return (budget_ms + TCP_RTO_MAX_MS) / 1000 + 10
 
 
 # -- the checks, in the timeline's order (scenarios/_lossy_checks.py, on scenarios/_lossy_closes.py's

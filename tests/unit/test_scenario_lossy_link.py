@@ -412,3 +412,15 @@ def test_a_fin_unanswered_once_time_wait_held_still_fails():
     close = next(c for c in sc.SCENARIO.analyse(ev).conns if c.port == port)
     assert close.fins_unanswered == 1 and close.first_fins_unanswered == 0
     assert "lost-final-ack-saved-by-time-wait" in failed(ev)
+def test_the_server_is_waited_for_as_long_as_its_orphan_budget_lets_it_retransmit():
+    """A clean-clone CI's run (Debian 12's 6.1, TCG) timed out after the old fixed 90 s: one close
+    lost every FIN and re-ACK for 60 s, its server's FINs backing off to 58 s apart, the next one
+    (which would meet the client's expired TIME-WAIT and draw a RST) due 118 s after the close.
+    The wait now covers tcp_orphan_retries' budget (0 -> 8: 102.2 s from the first retransmission)
+    plus the one timeout that may still come after it (at most TCP_RTO_MAX), and scales with it."""
+    from scenarios.lossy_link import last_ack_deadline_s
+
+    assert last_ack_deadline_s(None) == last_ack_deadline_s("0") == last_ack_deadline_s("8")
+    assert last_ack_deadline_s(None) > 118 + 2
+    assert last_ack_deadline_s(None) >= 102.2 + 120
+    assert last_ack_deadline_s("3") < last_ack_deadline_s(None) < last_ack_deadline_s("15")
