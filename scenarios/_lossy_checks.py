@@ -25,7 +25,7 @@ from lab import wire
 from lab.kernel import TCP_RTO_MIN_MS
 from lab.verdict import Check
 
-from ._lossy_closes import SIGMAS, Close, Seen, distribution, groups, in_window
+from ._lossy_closes import SIGMAS, Close, Seen, distribution, gave_up, groups, in_window
 from ._lossy_wire import (
     CITE_GVISOR_CLIENT,
     CITE_GVISOR_RTO,
@@ -97,7 +97,8 @@ def every_close_completes(s: Seen) -> Check:
     a RST answering a segment that came after the client's TIME-WAIT (or orphaned FIN-WAIT-2)
     had run out, every segment of the server's before it lost for 60 s and more. That is Linux's
     60 s (R-TW-LEN), where RFC 9293's 2 MSL of 240 s would have held; it is reported, not failed."""
-    incomplete = [x.port for x in s.conns if not x.complete]
+    given_up = gave_up(s)
+    incomplete = [x.port for x in s.conns if not x.complete and x.port not in given_up]
     expired = {x.port: x.rst_after_expiry for x in s.conns if x.rst_after_expiry is not None}
     rst_ports = [x.port for x in s.conns if x.rst_from_client and x.port not in expired]
     early = [x.port for x in s.conns if x.reset_early]
@@ -110,7 +111,8 @@ def every_close_completes(s: Seen) -> Check:
                 + f"; RSTs from the client on {len(rst_ports) + (0 if s.want_rst else len(expired))} connections"
                 + (f" ({len(early)} before any server FIN reached it, its FIN acknowledged: ports {early[:8]})"
                    if early else "")
-                + ("" if s.want_rst or not expired else _expiry_words(expired)) + "; server read EOF on "
+                + ("" if s.want_rst or not expired else _expiry_words(expired)) + _give_up_words(given_up)
+                + "; server read EOF on "
                 f"{sum(1 for x in eofs if 'eof' in x)}, errors {[(x['name'], x['error']) for x in app_errors][:5]}")
     return Check.judged(
         "every-close-completes", CITE_RST if s.want_rst else CITE_CLOSE + "; " + CITE_EXPIRED,
@@ -119,8 +121,18 @@ def every_close_completes(s: Seen) -> Check:
                                                        "its TIME-WAIT (or FIN-WAIT-2) lives"),
         observed, ok, {"closes": s.n, "incomplete": incomplete, "rst_ports": rst_ports,
                        "rst_after_expiry": expired, "app_errors": [x["name"] for x in app_errors],
-                       "reset_early": early},
+                       "reset_early": early, "server_gave_up": given_up},
         missing=f"{observed}; the ends not seen may be in what tcpdump dropped ({s.hole})")
+
+
+def _give_up_words(given_up: dict[int, dict]) -> str:
+    if not given_up:
+        return ""
+    ports = "; ".join(f"port {p}: {g['retransmissions']} FIN retransmissions, gone "
+                      f"{g['after_first_retransmission_s']:g} s after the first (budget {g['budget_s']:g} s)"
+                      for p, g in list(given_up.items())[:4])
+    return (f"; {len(given_up)} ended by the server giving up its orphaned LAST-ACK, no answer having reached it "
+            f"(tcp_orphan_retries, RFC 1122 4.2.3.5's R2: {ports})")
 
 
 def _expiry_words(expired: dict[int, float]) -> str:

@@ -22,7 +22,7 @@ from lab.packets import Segment, match_arrivals
 if TYPE_CHECKING:
     from lab.evidence import Evidence
 
-__all__ = ["Close", "Direction", "GROUPS", "SIGMAS", "Seen", "distribution", "groups", "in_window",
+__all__ = ["Close", "Direction", "GROUPS", "SIGMAS", "Seen", "distribution", "gave_up", "groups", "in_window",
            "no_time_wait"]
 
 PORT = 5010
@@ -252,6 +252,32 @@ class Seen:
         conns = [Close.of(p, by_c.get(p, []), by_s.get(p, []), arrived, fw2) for p in ev.facts.get("client_ports", [])]
         return cls(ev, _directions(ev, pkts, sent_c, sent_s, arrived), conns, ev.facts.get("links", {}),
                    ev.facts.get("closes", len(conns)), no_time_wait(ev), ev.capture_hole("client", "server"))
+
+
+def gave_up(s: Seen) -> dict[int, dict]:
+    """The closes that ended by the server giving up: no answer to any of its FINs reached it, and
+    sock_diag saw its orphaned LAST-ACK go (LAST_ACK -> gone) no sooner than its orphan budget
+    after its first retransmission (tcp_orphan_retries, scenarios/_orphan_budget.py, less 1 s
+    for the capture's and the sampler's clocks): {client port: what was seen}. RFC 1122
+    4.2.3.5 lets a sender close the connection once R2 is spent; a give-up before the budget is
+    not one, and stays unexplained."""
+    from ._orphan_budget import budget_of
+
+    srv = s.ev.addresses.get("server")
+    _, retries, budget_ms = budget_of(s.ev.sysctl("server", "net.ipv4.tcp_orphan_retries"))
+    gone = {e.data["socket"].get("dport"): e.t for e in s.ev.timeline
+            if e.host == "server" and e.kind == "state" and e.data.get("previous") == "LAST_ACK"
+            and (e.data.get("socket") or {}).get("state") == "GONE"}
+    out = {}
+    for c in s.conns:
+        if c.complete or not c.fins_seen or c.port not in gone:
+            continue
+        fins = sorted(x.t for x in s.ev.packets.get("server", [])
+                      if x.src == srv and x.dport == c.port and x.has("FIN"))
+        if len(fins) >= 2 and gone[c.port] - fins[1] >= budget_ms / 1000 - 1:
+            out[c.port] = {"retransmissions": len(fins) - 1, "budget_s": budget_ms / 1000, "retry_until": retries,
+                           "after_first_retransmission_s": round(gone[c.port] - fins[1], 3)}
+    return out
 
 
 def _before_probing(ev: Evidence) -> dict[str, list[Segment]]:
