@@ -66,7 +66,9 @@ class Peer:
 
     def __init__(self, host: Host, timeline: Timeline, timeout_s: float = 15.0, wait: bool = True) -> None:
         """Start the agent; *wait* False leaves waiting for its hello to ready() (a lab launches
-        its ends' peers while its captures start: a Python start in a namespace is 30-40 ms)."""
+        its ends' peers while its captures start). In a plain namespace it is a fork of this
+        process (lab.forked: no interpreter to start); in a container or a sandbox, that host's
+        own python3 runs the agent's source."""
         self.host, self.timeline, self.timeout_s = host, timeline, timeout_s
         self.results: list[Result] = []
         self._buf = b""
