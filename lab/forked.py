@@ -33,6 +33,7 @@ import traceback
 from types import CodeType
 
 from .errors import NamespaceGone
+from .nsops import libc
 
 __all__ = ["Forked"]
 
@@ -52,10 +53,12 @@ class Forked:
             raise NamespaceGone(nspath, exc.strerror or str(exc)) from exc
         pipes = [os.pipe() for _ in range(3)]           # the child's stdin, stdout, stderr
         parent = os.getpid()
+        c = libc()                  # looked up here: no dlopen in a child forked from threads
+        calls = (c.prctl, c.setns)
         try:
             pid = os.fork()
             if pid == 0:                                # the child: never returns
-                _child(parent, ns, [pipes[0][0], pipes[1][1], pipes[2][1]], code, [name, *argv])
+                _child(parent, ns, [pipes[0][0], pipes[1][1], pipes[2][1]], code, [name, *argv], calls)
         except BaseException:
             for r, w in pipes:
                 os.close(r)
@@ -98,18 +101,18 @@ class Forked:
                 pass
 
 
-def _child(parent: int, ns: int, fds: list[int], code: CodeType, argv: list[str]) -> None:
+def _child(parent: int, ns: int, fds: list[int], code: CodeType, argv: list[str], calls: tuple) -> None:
+    prctl, setns = calls
     status = 1
     try:
         gc.disable()
         os.setsid()
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:                      # the lab died before prctl
             os._exit(1)
-        if libc.setns(ns, _CLONE_NEWNET) != 0:
+        if setns(ns, _CLONE_NEWNET) != 0:
             raise OSError(ctypes.get_errno(), "setns")
         for target, fd in enumerate(fds):
             os.dup2(fd, target)

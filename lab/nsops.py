@@ -236,13 +236,13 @@ def spawn(nspath: str, argv: list[str], tie: bool = False, **popen: Any) -> subp
     """``subprocess.Popen(argv, **popen)`` with the child in the namespace at *nspath*, forked
     while the calling thread is inside it (a child starts in the namespaces of the thread that
     forks it). The same as ``nsenter --net=NS -- argv`` without nsenter's exec: under TCG each
-    exec costs 0.1-0.2 s, and a lab run started about ten this way. *tie*: the child is killed
+    exec costs 0.1-0.2 s, and each capture's tcpdump starts this way. *tie*: the child is killed
     when the forking thread ends (PR_SET_PDEATHSIG, set in the child before its exec: what
     ``setpriv --pdeathsig KILL`` does, without setpriv's exec; measured in a TCG guest, a spawn
     took 96 ms so against 185 ms through setpriv)."""
     if tie:
-        prctl = libc().prctl                 # resolved here: the child only calls it
-        popen["preexec_fn"] = lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        prctl, kill = libc().prctl, signal.SIGKILL      # resolved here: the child only calls it
+        popen["preexec_fn"] = lambda: prctl(_PR_SET_PDEATHSIG, kill)
     with inside(nspath):
         return subprocess.Popen(argv, **popen)
 
