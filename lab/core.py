@@ -25,7 +25,7 @@ from . import netem
 from .artifacts import check_dir, drop_empty, make_dir
 from .aside import load_aside
 from .backends import choose
-from .backends.links import kernel_has_ipv6
+from .backends.links import kernel_has_ipv6, settle
 from .capture import Capture, capture_points
 from .errors import EnvError, NetemMissing, UsageError, WaitTimeout
 from .family import check_family, check_mapped, require_ipv6, require_ipv6_in
@@ -196,7 +196,9 @@ class Lab(Links, TearDown, Watch):
             apply_sysctl(self.hosts[s.host].nspath, s)
         if self.family == 6:
             # e.g. disable_ipv6 set by --sysctl; a gVisor host's addresses are gVisor's (lab.gvisor)
-            require_ipv6_in({n: h for n, h in self.hosts.items() if n not in self.sandboxes}, self.scenario)
+            linux = {n: h for n, h in self.hosts.items() if n not in self.sandboxes}
+            require_ipv6_in(linux, self.scenario)
+            self.timings["ipv6_settle_s"] += settle(linux, link_local=True)     # NDP's link-locals
         for name, host in self.hosts.items():
             self.sysctls[name] = in_force(host.nspath, list(REPORTED_SYSCTLS) + list(host.spec.sysctls)
                                           + [s.key for s in self.requested_sysctls if s.host == name])

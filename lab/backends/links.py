@@ -163,30 +163,46 @@ def quiet_ipv6(host: Host) -> None:
                 write_sysctl(host.nspath, key, value)
 
 
-def settle(hosts: Mapping[str, Host], timeout_s: float = SETTLE_S) -> float:
-    """Wait until no IPv6 address of any host is tentative (in DAD); the seconds waited. A failed
-    DAD (a duplicate address) is a BackendError, and so is an address still tentative after
-    *timeout_s*."""
+def settle(hosts: Mapping[str, Host], timeout_s: float = SETTLE_S, link_local: bool = False) -> float:
+    """Wait until no IPv6 address of any host is tentative (in DAD) and, with *link_local*, each
+    interface with an IPv6 address of the lab has its link-local one (NDP's source: an IPv6 run
+    waits for it, lab.core; the kernel adds it once the link has carrier, which a veth reports
+    through linkwatch, up to a second later: an IPv6 run that started sooner saw its first SYN
+    sent again); the seconds waited. A failed DAD (a duplicate address) is a BackendError, and
+    so is an address still tentative, or a link-local still missing, after *timeout_s*."""
     started = time.monotonic()
     while True:
-        tentative = []
-        for host in hosts.values():
-            with iproute(host.nspath) as ipr:
-                for msg in ipr.get_addr(family=socket.AF_INET6):
-                    flags = msg.get("IFA_FLAGS", msg["flags"])
-                    addr = msg.get("IFA_ADDRESS")
-                    if flags & _IFA_F_DADFAILED:
-                        raise BackendError(f"{host.name}: duplicate address detection failed for {addr}: "
-                                           "another host on its link has it; fix the compose file")
-                    if flags & _IFA_F_TENTATIVE:
-                        tentative.append(f"{host.name} {addr}")
+        waiting = [w for host in hosts.values() for w in _unsettled(host, link_local)]
         waited = time.monotonic() - started
-        if not tentative:
+        if not waiting:
             return waited
         if waited > timeout_s:
-            raise BackendError(f"IPv6 addresses still tentative (in duplicate address detection) after "
-                               f"{timeout_s:g} s: {', '.join(tentative)}")
+            raise BackendError(f"IPv6 not usable after {timeout_s:g} s: {', '.join(waiting)}")
         time.sleep(0.02)
+
+
+def _unsettled(host: Host, link_local: bool) -> list[str]:
+    """What of *host*'s IPv6 is not usable yet: tentative addresses, interfaces without a
+    link-local address (BackendError for a failed DAD)."""
+    out, with_link_local = [], set()
+    with iproute(host.nspath) as ipr:
+        for msg in ipr.get_addr(family=socket.AF_INET6):
+            flags = msg.get("IFA_FLAGS", msg["flags"])
+            addr = msg.get("IFA_ADDRESS") or ""
+            if flags & _IFA_F_DADFAILED:
+                raise BackendError(f"{host.name}: duplicate address detection failed for {addr}: "
+                                   "another host on its link has it; fix the compose file")
+            if flags & _IFA_F_TENTATIVE:
+                out.append(f"{host.name} {addr} tentative (in duplicate address detection)")
+            elif addr.lower().startswith("fe80:"):
+                with_link_local.add(msg["index"])
+    if not link_local:
+        return out
+    with inside(host.nspath):
+        wanted = {socket.if_nametoindex(host.ifname(net)): host.ifname(net) for net in host.addresses6}
+    out += [f"{host.name} {name} has no link-local address yet" for i, name in wanted.items()
+            if i not in with_link_local]
+    return out
 
 
 def switch_name(lab_id: str, network: str) -> str:
