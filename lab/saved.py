@@ -13,7 +13,6 @@ judge it, and the page says so.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -39,7 +38,7 @@ def load_run(path: Path | str) -> tuple[dict[str, Any], Path | None]:
                          "report.json, or a recorded evidence file (.json or .json.gz)" if not p.is_dir() else
                          f"{path} has no report.json: give the artifacts directory of a finished run")
     try:
-        opener = gzip.open if file.suffix == ".gz" else open
+        opener = _gzip_open() if file.suffix == ".gz" else open
         with opener(file, "rt") as f:
             doc = json.load(f)
     except (OSError, ValueError, EOFError) as exc:
@@ -204,3 +203,10 @@ def index_quietly(base: Path | str, title: str, results: list[dict] = (), matrix
     except Exception as exc:            # noqa: BLE001 - the batch's results are kept whatever the view does
         progress(f"twlab: could not write {base}/index.html ({type(exc).__name__}: {exc})")
         return None
+
+
+def _gzip_open():
+    """gzip.open, imported only for a recorded run (a live run's report.json is plain)."""
+    import gzip
+
+    return gzip.open

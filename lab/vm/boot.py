@@ -149,12 +149,18 @@ def _qemu_argv(d: Path, ctl: Path, artifacts: Path, disk: engine.Disk | None) ->
 
 def compile_lab() -> None:
     """Byte-compile the lab's own modules on this side: the guest imports them from the read-only
-    root share, where nothing it compiled would be kept (under TCG that is seconds per process)."""
+    root share, where nothing it compiled would be kept (under TCG that is seconds per process).
+    Likewise compose.yaml's parse is kept here, so the guest need not import PyYAML."""
     for sub in ("lab", "scenarios"):
         with contextlib.suppress(OSError):
             compileall.compile_dir(str(REPO / sub), quiet=2, workers=1)
     with contextlib.suppress(OSError):
         compileall.compile_file(str(REPO / "tasks.py"), quiet=2)
+    from ..errors import TopologyError
+    from ..topology import load
+
+    with contextlib.suppress(TopologyError):     # keeps compose.yaml's parse for the guest (lab.topology)
+        load()
 
 
 def _shown(word: str) -> str:

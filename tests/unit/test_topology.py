@@ -7,10 +7,13 @@ file listing (one per line) what the TopologyError's message must contain.
 from __future__ import annotations
 
 import ipaddress
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from lab import topology
 from lab.errors import TopologyError, UsageError
 from lab.topology import DEFAULT_COMPOSE, Route, load
 
@@ -238,3 +241,50 @@ def test_a_compose_without_a_router_is_refused(tmp_path):
     with pytest.raises(TopologyError, match="no router") as info:
         load(path)
     assert "net.ipv4.ip_forward: 1" in str(info.value) and "\n" not in str(info.value)
+
+
+# compose.yaml's parse kept as JSON (the guest of a VM column then needs no PyYAML)
+
+@pytest.fixture
+def kept(tmp_path, monkeypatch):
+    """A copy of the default compose file standing in for it, and where its parse is kept."""
+    compose = tmp_path / "compose.yaml"
+    compose.write_text(topology.DEFAULT_COMPOSE.read_text())
+    monkeypatch.setattr(topology, "DEFAULT_COMPOSE", compose)
+    monkeypatch.setattr(topology, "_kept_file", lambda: tmp_path / "cache" / "compose-parsed.json")
+    return compose
+
+
+def test_the_default_composes_parse_is_kept_and_read_back_the_same(kept, monkeypatch):
+    first = topology.load(kept)
+    assert (kept.parent / "cache" / "compose-parsed.json").is_file()
+    monkeypatch.setattr(topology, "_parse_yaml", lambda *a: pytest.fail("parsed again"))
+    again = topology.load(kept)
+    assert again == first and set(again.hosts) == {"client", "router", "server"}
+
+
+def test_an_edited_compose_is_parsed_again(kept):
+    topology.load(kept)
+    kept.write_text(kept.read_text().replace("name: twlab", "name: twlab-edited", 1))
+    assert topology.load(kept).name == "twlab-edited"
+
+
+def test_a_parse_json_would_change_is_not_kept(kept):
+    topology._keep_parsed(kept, "x", {"services": {1: "an integer key"}})
+    assert not (kept.parent / "cache").exists()
+
+
+def test_another_compose_file_is_never_kept(kept, tmp_path):
+    other = tmp_path / "other.yaml"
+    other.write_text(kept.read_text())
+    topology.load(other)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_kept_parse_is_read_without_importing_pyyaml():
+    topology.load()                                          # keeps it (the checkout's cache)
+    code = ("import sys; from lab import topology; topology.load(); "
+            "print('yaml' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=DEFAULT_COMPOSE.parent)
+    assert out.stdout.strip() == "False"
