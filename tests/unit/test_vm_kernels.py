@@ -214,3 +214,10 @@ def test_a_vm_columns_split_adds_up_from_the_process_vm_json_and_report():
     assert split["overhead_s"] == 12.5                              # all but the in-guest run
     empty = cell_split(None, {}, {})
     assert empty["run_s"] is None and empty["overhead_s"] is None and empty["guest_beside_the_run_s"] is None
+
+
+def test_the_overhead_beyond_the_floor_pairs_each_round_with_its_own_floor():
+    from lab.bench.vmcell import beyond_floor
+
+    cells = [{"overhead_s": 12.5}, {"overhead_s": 18.0}, {"overhead_s": None}, {"overhead_s": 14.0}]
+    assert beyond_floor(cells, [4.5, 6.0, 5.0, None]) == [8.0, 12.0]    # a round missing either is left out
