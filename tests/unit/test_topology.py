@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import topology
+from lab import compose_file, topology
 from lab.errors import TopologyError, UsageError
 from lab.topology import DEFAULT_COMPOSE, Route, load
 
@@ -251,14 +251,14 @@ def kept(tmp_path, monkeypatch):
     compose = tmp_path / "compose.yaml"
     compose.write_text(topology.DEFAULT_COMPOSE.read_text())
     monkeypatch.setattr(topology, "DEFAULT_COMPOSE", compose)
-    monkeypatch.setattr(topology, "_kept_file", lambda: tmp_path / "cache" / "compose-parsed.json")
+    monkeypatch.setattr(compose_file, "_kept_file", lambda: tmp_path / "cache" / "compose-parsed.json")
     return compose
 
 
 def test_the_default_composes_parse_is_kept_and_read_back_the_same(kept, monkeypatch):
     first = topology.load(kept)
     assert (kept.parent / "cache" / "compose-parsed.json").is_file()
-    monkeypatch.setattr(topology, "_parse_yaml", lambda *a: pytest.fail("parsed again"))
+    monkeypatch.setattr(compose_file, "_parse_yaml", lambda *a: pytest.fail("parsed again"))
     again = topology.load(kept)
     assert again == first and set(again.hosts) == {"client", "router", "server"}
 
@@ -270,7 +270,7 @@ def test_an_edited_compose_is_parsed_again(kept):
 
 
 def test_a_parse_json_would_change_is_not_kept(kept):
-    topology._keep_parsed(kept, "x", {"services": {1: "an integer key"}})
+    compose_file._keep_parsed("x", {"services": {1: "an integer key"}})
     assert not (kept.parent / "cache").exists()
 
 
