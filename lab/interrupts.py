@@ -11,14 +11,23 @@ signal never lands between the daemon making an object and the lab learning that
 
 A SIGINT the process was started with ignored (a background job of a non-interactive shell)
 stays ignored, as Unix has it.
+
+Python runs a signal's handler at the next bytecode, wherever that is - also where an exception
+cannot propagate: a fork's hooks (logging's `_releaseLock` runs after every fork, and the lab
+forks for pyroute2, its samplers and its workers), a `__del__`, a weakref's callback. There the
+Interrupted would be printed as "Exception ignored" and lost, and the run would go on. So an
+Interrupted that reaches `sys.unraisablehook` is delivered again, to the next line that can raise
+it (the clean-clone CI of 91440ec caught one lost in logging's fork hook).
 """
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import functools
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 
@@ -100,6 +109,9 @@ def interrupts_as_exceptions() -> Iterator[None]:
     for s in SIGNALS:
         if signal.getsignal(s) is not signal.SIG_IGN:
             old[s] = signal.signal(s, handler)
+    old_hook = sys.unraisablehook
+    if not _Stop.depth:
+        sys.unraisablehook = functools.partial(_redeliver, owner, old_hook)
     _Stop.depth += 1
     try:
         yield
@@ -107,8 +119,34 @@ def interrupts_as_exceptions() -> Iterator[None]:
         _Stop.depth -= 1
         if not _Stop.depth:
             _Stop.signum = None
+            sys.unraisablehook = old_hook
         for s, h in old.items():
             signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+
+def _redeliver(owner: int, old_hook: Callable, unraisable) -> None:
+    """sys.unraisablehook: an Interrupted raised where it cannot propagate (see the module's
+    docstring) did not stop the run, so its signal is delivered again, a moment later, to
+    whatever the main thread then runs (were that another such place, this comes round again).
+    Anything else goes to the hook that was there before."""
+    exc = unraisable.exc_value
+    if not isinstance(exc, Interrupted) or os.getpid() != owner:
+        old_hook(unraisable)
+        return
+    delay = 0.001
+    while True:
+        if _Stop.signum == exc.signum:
+            _Stop.signum = None         # stop() noted it as stopping the run: it did not
+        try:
+            # Not delivered from here: Python runs a pending handler as soon as a call returns,
+            # which would be inside this hook, whose exceptions are lost too. From a thread, 1 ms
+            # on, it lands after this hook (and the fork's others, microseconds) has returned.
+            later = threading.Timer(delay, _thread.interrupt_main, (exc.signum,))
+            later.daemon = True
+            later.start()
+            return
+        except Interrupted:             # the main thread was held up that long: once more, later
+            delay *= 10
 
 
 class _Shield:

@@ -93,6 +93,53 @@ def test_an_ignored_sigint_stays_ignored():
         signal.signal(signal.SIGINT, old)
 
 
+def test_a_signal_landing_where_python_cannot_raise_is_delivered_again(capfd):
+    class Dropped:
+        def __del__(self):
+            signal.raise_signal(signal.SIGTERM)   # the handler runs here, where raising is "ignored"
+
+    went_on = []
+    with pytest.raises(Interrupted) as got, interrupts_as_exceptions():
+        Dropped()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:        # the signal, delivered again, stops this loop
+            pass
+        went_on.append(True)
+    assert got.value.signum == signal.SIGTERM and not went_on
+    assert "Exception ignored" not in capfd.readouterr().err
+
+
+_IN_A_FORK_HOOK = """
+import os, signal, time
+from lab.interrupts import Interrupted, interrupts_as_exceptions
+# a hook that runs after each fork in the parent, as logging's _releaseLock does; the signal
+# arrives while it runs (the clean-clone CI met this with a batch's SIGINT)
+os.register_at_fork(after_in_parent=lambda: signal.raise_signal(signal.SIGINT))
+try:
+    with interrupts_as_exceptions():
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            pass
+        print("went on")
+except Interrupted as stopped:
+    os.waitpid(pid, 0)
+    print("interrupted by", stopped.signum)
+"""
+
+
+def test_a_signal_in_a_fork_hook_still_stops_the_run():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _IN_A_FORK_HOOK], capture_output=True, text=True, timeout=60,
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    assert done.stdout == f"interrupted by {int(signal.SIGINT)}\n", done.stdout + done.stderr
+    assert done.stderr == "", done.stderr
+
+
 def test_interrupted_crosses_processes_intact():
     again = pickle.loads(pickle.dumps(Interrupted(signal.SIGTERM)))
     assert isinstance(again, Interrupted) and again.signum == signal.SIGTERM
