@@ -1,8 +1,10 @@
 """`invoke bench --vm [--kernel K] [--accel A] [--runs N]`: where a VM column's time goes, beside
 its floor. Each round, interleaved so drift on the machine hits all alike:
 
-1. **The floor**: qemu boots the kernel to a shell (the lab's own initramfs, its mounts, stage 2's
-   /bin/sh), which runs ``true``, and powers off: lab.vm.run_command(KERNEL, ["true"]).
+1. **The floor**: qemu boots the kernel cold to a shell (the lab's own initramfs, its mounts, stage
+   2's /bin/sh), which runs ``true``, and powers off: lab.vm.run_command(KERNEL, ["true"],
+   saved=False). It stays a cold boot; a column under TCG resumes the kernel's saved boot
+   (lab/vm/resume.py), which one boot before the first round makes if there is none yet.
 2. **A column of one scenario**, as a user starts it: ``invoke matrix --kernel K --scenario
    lost-ack --json``, one whole process timed from its start to its exit. Its split: vm.json gives
    qemu to the initramfs, the modules and mounts, the guest's command and the power-off;
@@ -77,7 +79,7 @@ def _column(kernel: str, accel: str, out: Path) -> dict:
     vm = _json(next(out.glob("*/vm.json"), out / "vm.json"))       # the column's directory: the kernel's key
     report = _json(next(out.glob(f"*/host/{SCENARIO}/report.json"), out / "report.json"))
     return {**cell_split(process_s, vm, report), "exit_code": done.returncode, "accel": vm.get("accel"),
-            "verdict": report.get("verdict")}
+            "verdict": report.get("verdict"), "boot": vm.get("saved_boot", "cold")}
 
 
 def _json(path: Path) -> dict:
@@ -92,7 +94,7 @@ def _one_round(kernel: str, accel: str, tmp: Path, i: int) -> tuple[dict, float 
     from ..vm import run_command
 
     floor_out, host_out = tmp / f"floor-{i}", tmp / f"host-{i}"
-    run_command(kernel, ["true"], floor_out, progress=lambda s: None, timeout_s=600, accel=accel)
+    run_command(kernel, ["true"], floor_out, progress=lambda s: None, timeout_s=600, accel=accel, saved=False)
     floor = _json(floor_out / "vm.json").get("total_s")
     cell = _column(kernel, accel, tmp / f"column-{i}")
     host = run_scenario(SCENARIO, backend="netns", artifacts=host_out, progress=lambda s: None)
@@ -101,7 +103,7 @@ def _one_round(kernel: str, accel: str, tmp: Path, i: int) -> tuple[dict, float 
 
 def main(runs: int = 3, kernel: str = "debian-12", accel: str = "auto") -> dict[str, Any]:
     """Measure, print and return the split of a VM column beside its floor and the host's run."""
-    from ..vm import prepare
+    from ..vm import prepare, run_command
     from ..vm.accel import check
 
     check(accel)
@@ -109,6 +111,10 @@ def main(runs: int = 3, kernel: str = "debian-12", accel: str = "auto") -> dict[
     tmp = Path(tempfile.mkdtemp(prefix="twlab-bench-vm-"))
     cells, floors, hosts = [], [], []
     try:
+        run_command(kernel, ["true"], tmp / "saved-boot", progress=lambda s: None, timeout_s=600, accel=accel)
+        made = _json(tmp / "saved-boot" / "vm.json")
+        print(f"bench --vm: {kernel}'s boot before the rounds: {made.get('saved_boot', 'cold')} "
+              f"({made.get('saved_boot_why', '')})")
         for i in range(max(1, int(runs))):
             print(f"bench --vm: round {i + 1}/{runs}: the floor, a {SCENARIO} column in {kernel}, {SCENARIO} here")
             cell, floor, host = _one_round(kernel, accel, tmp, i)
@@ -118,7 +124,8 @@ def main(runs: int = 3, kernel: str = "debian-12", accel: str = "auto") -> dict[
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     result = {"kernel": kernel, "accel": sorted({c["accel"] for c in cells if c.get("accel")}),
-              "verdicts": [c["verdict"] for c in cells], "floor_s": summarize(floors), "host_run_s": summarize(hosts),
+              "verdicts": [c["verdict"] for c in cells], "boots": [c.get("boot") for c in cells],
+              "floor_s": summarize(floors), "host_run_s": summarize(hosts),
               "split": {k: summarize([c[k] for c in cells]) for k in cells[0] if k.endswith("_s")},
               "overhead_beyond_floor_s": summarize(beyond_floor(cells, floors))}
     _print(result)
@@ -132,10 +139,11 @@ def _print(result: dict[str, Any]) -> None:
         return f"{s['median']:7.2f} s" + (f"  ({s['min']:.2f}-{s['max']:.2f})" if s["n"] > 1 else "")
 
     print(f"\na {SCENARIO} column in {result['kernel']} under {'/'.join(result['accel']).upper()} "
-          f"(verdicts: {', '.join(map(str, result['verdicts']))}): medians (min-max)")
+          f"(verdicts: {', '.join(map(str, result['verdicts']))}; boots: {', '.join(map(str, result['boots']))}): "
+          "medians (min-max)")
     for key, stats in result["split"].items():
         print(f"  {key.removesuffix('_s').replace('_', ' '):<24} {fmt(stats)}")
-    print(f"  {'floor (boot to a shell, power off)':<36} {fmt(result['floor_s'])}")
+    print(f"  {'floor (cold boot to a shell, power off)':<36} {fmt(result['floor_s'])}")
     print(f"  {SCENARIO + ' on this machine':<36} {fmt(result['host_run_s'])}")
     run, host = result["split"]["run_s"]["median"], result["host_run_s"]["median"]
     overhead = result["split"]["overhead_s"]["median"]

@@ -47,7 +47,7 @@ from pathlib import Path
 from ..artifacts import drop_empty, listing, make_dir, open_file, seal, write_text
 from ..errors import EnvError
 from . import accel as accelmod
-from . import engine, guest, warmup
+from . import engine, guest, resume, warmup
 from . import kernel as kernelmod
 from .kernel import REPO, kernel_spec, prepare, ready
 from .scripts import BACKENDS, EXIT, FAIL, MARK, START, mounts, stage2, vm_backend
@@ -106,8 +106,10 @@ def run(kernel: str, twlab_args: list[str], artifacts: Path,
 def run_command(kernel: str, argv: list[str], artifacts: Path,
                 progress: Callable[[str], None] = print, timeout_s: float = 900.0,
                 disk: engine.Disk | None = None, image: dict | None = None,
-                accel: str = "auto", env: dict[str, str] | None = None) -> tuple[int, str]:
-    """Boot *kernel*, run *argv* in the repo's directory, power off.
+                accel: str = "auto", env: dict[str, str] | None = None, saved: bool = True) -> tuple[int, str]:
+    """Boot *kernel*, run *argv* in the repo's directory, power off. Under TCG the boot is resumed
+    from the kernel's saved boot, or saves one on its way (lab/vm/resume.py); *saved* False: a cold
+    boot, nothing saved.
 
     *artifacts* (created if needed) is shared writable and mounted inside at the same absolute
     path, so pass it to the command as ``--artifacts``. Returns (exit code, the command's stdout);
@@ -123,7 +125,7 @@ def run_command(kernel: str, argv: list[str], artifacts: Path,
     main = threading.current_thread() is threading.main_thread()
     with interrupts_as_exceptions() if main else contextlib.nullcontext():
         return _run_command(kernel, argv, Path(artifacts).resolve(), progress, timeout_s, disk, image, accel,
-                            env or {})
+                            env or {}, saved)
 
 
 def qemu_argv(d: Path, info: dict, ctl: Path, artifacts: Path, disk: engine.Disk | None,
@@ -134,7 +136,7 @@ def qemu_argv(d: Path, info: dict, ctl: Path, artifacts: Path, disk: engine.Disk
         args[args.index("-m") + 1] = engine.MEMORY
     qemu = [kernelmod.QEMU, *args, *accelmod.qemu_args(accel), "-kernel", str(d / info.get("image", "vmlinux")),
             "-initrd", str(d / "initrd"), "-append", APPEND, "-chardev", "stdio,id=con,signal=off",
-            "-serial", "chardev:con"]
+            "-serial", "chardev:con", "-device", "vmgenid,guid=auto"]   # vmgenid: lab/vm/resume.py
     shares = [("twlabroot", "/", True), ("twlabctl", str(ctl), False), ("twlabout", str(artifacts), False)]
     for i, (tag, path, ro) in enumerate(shares):
         qemu += ["-fsdev", f"local,id=fs{i},path={path.replace(',', ',,')},security_model=none,multidevs=remap"
@@ -180,9 +182,7 @@ def _notes(spec, info: dict, progress: Callable[[str], None]) -> None:
 
 def _run_command(kernel: str, argv: list[str], artifacts: Path, progress: Callable[[str], None],
                  timeout_s: float, disk: engine.Disk | None, image: dict | None, accel: str,
-                 env: dict[str, str]) -> tuple[int, str]:
-    from ..nsops import tied
-
+                 env: dict[str, str], saved: bool = True) -> tuple[int, str]:
     spec = kernel_spec(kernel)
     d = prepare(spec, progress)
     info = ready(d) or {}
@@ -196,31 +196,33 @@ def _run_command(kernel: str, argv: list[str], artifacts: Path, progress: Callab
     before = listing(artifacts)
     _remove_stale_control_dirs()
     ctl = Path(tempfile.mkdtemp(prefix=f"twlab-vm-{os.getpid()}-"))
-    console: list[str] = []
-    proc: subprocess.Popen | None = None
-    marks: dict[str, float] = {"qemu": time.monotonic()}
+    boot = _Boot(spec.name, ctl, progress, timeout_s, BOOT_S[chosen.name])
     failed = False
     try:
         (ctl / "mounts.sh").write_text(mounts(d / info["modules"] if info.get("modules") else None,
                                               d / info["config"] if info.get("config") else None, artifacts))
         warmup.write(ctl)
         (ctl / "stage2.sh").write_text(stage2(argv, disk, {**env, "TWLAB_VM_ACCEL": chosen.name}, warm=True))
-        progress(f"vm: booting {info.get('package', kernel)} {info.get('version', '')} under qemu "
+        qemu = qemu_argv(d, info, ctl, artifacts, disk, chosen.name)
+        how = resume.plan(d, qemu, [str(ctl), str(artifacts)], chosen.name, disk, saved)
+        progress(f"vm: {'resuming the saved boot of' if how.mode == 'resume' else 'booting'} "
+                 f"{info.get('package', kernel)} {info.get('version', '')} under qemu "
                  f"({chosen.name.upper()})" + (" with a Docker engine" if disk else "") + ": "
                  + " ".join(shlex.quote(_shown(a)) for a in argv))
-        proc = subprocess.Popen(tied(qemu_argv(d, info, ctl, artifacts, disk, chosen.name)),
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        _watch(proc, spec.name, console, marks, progress, timeout_s, BOOT_S[chosen.name], _stop)
-        return _outcome(spec.name, ctl, proc, console, marks, progress)
+        try:
+            return boot.attempt(qemu, how)
+        except BootFailed as exc:
+            if how.mode != "resume":
+                raise
+            resume.forget(how.path)
+            progress(f"vm: the saved boot of {spec.name} did not resume ({_not_resumed(boot.console, exc)}); "
+                     "booting it instead")
+            return boot.attempt(qemu, resume.Plan("save", how.path, "the saved boot did not resume"))
     except BootFailed:
         failed = True
         raise
     finally:
-        if proc is not None:
-            _stop(proc)
-            if proc.stdout is not None:
-                proc.stdout.close()
+        boot.stop()
         shutil.rmtree(ctl, ignore_errors=True)
         if failed:                            # nothing of a kernel that did not boot is kept
             drop_empty(made)
@@ -228,12 +230,98 @@ def _run_command(kernel: str, argv: list[str], artifacts: Path, progress: Callab
                 shutil.rmtree(d, ignore_errors=True)
                 (kernelmod.CACHE / f"{spec.key}.lock").unlink(missing_ok=True)
         else:
-            _keep(artifacts, console, ctl, disk, kernel, info, marks, image, chosen)
+            _keep(artifacts, boot.console, ctl, disk, kernel, info, boot.marks, image, chosen, boot.how)
             seal(artifacts, before)           # what the guest wrote, private and the invoking user's
 
 
+class _Boot:
+    """One kernel's boot for one command: qemu started (cold, saving the boot on the way, or from
+    the saved boot: lab/vm/resume.py), its console watched, the initramfs told to go on. A second
+    attempt (a saved boot that did not resume) gets a qemu, a console and marks of its own."""
+
+    def __init__(self, kernel: str, ctl: Path, progress: Callable[[str], None], timeout_s: float,
+                 boot_s: float) -> None:
+        self.kernel, self.ctl, self.progress, self.timeout_s, self.boot_s = kernel, ctl, progress, timeout_s, boot_s
+        self.proc: subprocess.Popen | None = None
+        self.console: list[str] = []
+        self.marks: dict[str, float] = {}
+        self.how = resume.Plan("cold", None, "")
+        self.attempts = 0
+
+    def attempt(self, qemu: list[str], how: resume.Plan) -> tuple[int, str]:
+        from ..nsops import tied
+
+        self.stop()
+        self.attempts += 1
+        self.how, self.console, self.marks = how, [], {"qemu": time.monotonic()}
+        sock = self.ctl / f"qmp-{self.attempts}.sock"
+        extra = [] if how.mode == "cold" else resume.qmp_args(sock)
+        if how.mode == "resume":
+            extra += resume.incoming_args(how.path)
+        proc = self.proc = subprocess.Popen(tied(qemu + extra), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+        hooks = {"ready": (lambda: self._save_then_go(proc, sock, how)) if how.mode == "save" else
+                 (lambda: _go(proc))}
+        if how.mode == "resume":
+            threading.Thread(target=_resumed_then_go, args=(proc, sock, self.marks, self.console), daemon=True,
+                             name="vm-resume").start()
+        _watch(proc, self.kernel, self.console, self.marks, self.progress, self.timeout_s,
+               resume.RESUME_S if how.mode == "resume" else self.boot_s, _stop, hooks)
+        return _outcome(self.kernel, self.ctl, proc, self.console, self.marks, self.progress)
+
+    def _save_then_go(self, proc: subprocess.Popen, sock: Path, how: resume.Plan) -> None:
+        try:
+            how.save_s = round(resume.save(sock, how.path), 2)
+        except Exception as exc:                   # noqa: BLE001 - a boot not saved is still a boot
+            how.why = f"not saved: {exc}"
+            self.progress(f"vm: the boot of {self.kernel} was not saved ({exc}); it goes on")
+        _go(proc)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+            for stream in (self.proc.stdin, self.proc.stdout):
+                if stream is not None:
+                    with contextlib.suppress(OSError):
+                        stream.close()
+
+
+def _go(proc: subprocess.Popen) -> None:
+    """The initramfs's go line (the host's clock, entropy) on qemu's stdin: the guest's serial port."""
+    with contextlib.suppress(OSError, ValueError):
+        proc.stdin.write(resume.go_line())
+        proc.stdin.flush()
+
+
+def _resumed_then_go(proc: subprocess.Popen, sock: Path, marks: dict[str, float], console: list[str]) -> None:
+    """Once qemu has read the saved boot back, the go line, again each second until the guest
+    answers (a resumed serial port may drop what it is given first); qemu stopped when it does not
+    resume at all (the boot is then tried cold)."""
+    try:
+        resume.wait_running(sock)
+        for _ in range(int(resume.RESUME_S)):
+            _go(proc)
+            deadline = time.monotonic() + 1.0
+            while "go" not in marks and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.02)
+            if "go" in marks or proc.poll() is not None:
+                return
+        reason = "the guest did not answer"
+    except Exception as exc:                       # noqa: BLE001 - said in the retry's line
+        reason = str(exc) or type(exc).__name__
+    console.append(f"twlab: the saved boot did not resume: {reason}")
+    _stop(proc)
+
+
+def _not_resumed(console: list[str], exc: Exception) -> str:
+    """Why a saved boot did not resume, in a few words: qemu's own last line, else ours."""
+    qemu = [ln.split(": ", 1)[-1].strip() for ln in console if ln.startswith(f"{kernelmod.QEMU}: ")]
+    ours = [ln.split("did not resume: ", 1)[-1] for ln in console if ln.startswith("twlab: the saved boot")]
+    return (qemu or ours or [str(exc)])[-1]
+
+
 def _keep(artifacts: Path, console: list[str], ctl: Path, disk, kernel: str, info: dict, marks: dict,
-          image: dict | None, chosen: accelmod.Accel) -> None:
+          image: dict | None, chosen: accelmod.Accel, how: resume.Plan | None = None) -> None:
     with contextlib.suppress(OSError):
         write_text(artifacts / "vm-console.log", "\n".join(console) + "\n")
         if disk:
@@ -244,6 +332,12 @@ def _keep(artifacts: Path, console: list[str], ctl: Path, disk, kernel: str, inf
         doc = {"kernel": kernel, "release": info.get("release"), "source": info.get("source"),
                "package": info.get("package"), "version": info.get("version"), "memory": memory,
                "engine": bool(disk), "accel": chosen.name, "accel_why": chosen.why, **_split(marks)}
+        if how is not None:          # how it booted: resumed from its saved boot, saved one, or cold
+            saved_s = how.save_s
+            doc["saved_boot"] = "resumed" if how.mode == "resume" else "saved" if saved_s is not None else "cold"
+            doc["saved_boot_why"] = how.why
+            if saved_s is not None:
+                doc["save_s"] = saved_s
         if image:
             doc["image"] = image
         write_text(artifacts / "vm.json", json.dumps(doc, indent=2) + "\n")

@@ -115,6 +115,15 @@ echo "@@twlab-vm:mark init@@"
 fail() { echo "@@twlab-vm:fail $*@@"; echo o > /proc/sysrq-trigger; sleep 10; }
 mount -t proc proc /proc && mount -t sysfs sysfs /sys && mount -t devtmpfs dev /dev || fail "mounting /proc, /sys, /dev"
 for m in $(cat /modules.order); do insmod "/modules/$m" || fail "insmod $m"; done
+# nothing of a run is here yet: the host may save the guest now and resume it later (lab/vm/resume.py).
+# It goes on at "go SECONDS HEX": the host's clock (a resumed guest's is the saved one's), and bytes
+# for the entropy pool
+stty -echo 2>/dev/null              # the go line stays off the console's log
+echo "@@twlab-vm:mark ready@@"
+while read -r word secs seed; do [ "$word" = go ] && break; done
+date -u -s "@$secs" >/dev/null || fail "setting the clock from the host's ($secs)"
+echo "$seed" > /dev/urandom
+echo "@@twlab-vm:mark go@@"
 o="trans=virtio,version=9p2000.L,msize=@MSIZE@"
 mount -t 9p -o "$o,ro,cache=loose" twlabroot /lower || fail "mounting the host's / over 9p"
 mount -t tmpfs -o mode=0755 tmpfs /rw && mkdir /rw/upper /rw/work || fail "tmpfs for the overlay"
@@ -126,9 +135,9 @@ mount -t 9p -o "$o" twlabctl /newroot/run/twlab-vm/ctl || fail "mounting the con
 . /newroot/run/twlab-vm/ctl/mounts.sh
 fail "mounts.sh returned"
 """
-INITRD_VERSION = 3          # bump when INIT or APPLETS change: a cached initrd is rebuilt
+INITRD_VERSION = 5          # bump when INIT or APPLETS change: a cached initrd is rebuilt
 
-APPLETS = ("sh", "mount", "umount", "mkdir", "insmod", "cat", "echo", "sleep", "switch_root", "uname")
+APPLETS = ("sh", "mount", "umount", "mkdir", "insmod", "cat", "echo", "sleep", "switch_root", "uname", "date", "stty")
 
 
 def _plain_module(name: str, data: bytes) -> tuple[str, bytes]:

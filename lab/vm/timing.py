@@ -15,7 +15,7 @@ __all__ = ["watch", "split"]
 
 
 def _reader(proc: subprocess.Popen, console: list[str], marks: dict[str, float],
-            progress: Callable[[str], None]) -> Callable[[], None]:
+            progress: Callable[[str], None], hooks: dict[str, Callable[[], None]]) -> Callable[[], None]:
     t0 = marks["qemu"]
 
     def read() -> None:
@@ -26,6 +26,10 @@ def _reader(proc: subprocess.Popen, console: list[str], marks: dict[str, float],
             if MARK in line:
                 name, _, rest = line.split(MARK, 1)[1].rstrip("@").partition(" ")
                 marks[name] = time.monotonic()
+                if name == "go":                  # a resumed guest's first line: as far as a boot's "init"
+                    marks.setdefault("init", marks[name])
+                if name in hooks:                 # e.g. "ready": the host saves the guest, then says go
+                    threading.Thread(target=hooks[name], daemon=True, name=f"vm-{name}").start()
                 if name == "booted":
                     progress(f"vm: booted in {marks[name] - t0:.1f} s")
                 elif name == "engine":
@@ -42,12 +46,13 @@ def _reader(proc: subprocess.Popen, console: list[str], marks: dict[str, float],
 
 def watch(proc: subprocess.Popen, kernel: str, console: list[str], marks: dict[str, float],
           progress: Callable[[str], None], timeout_s: float, boot_s: float,
-          stop: Callable[[subprocess.Popen], None]) -> None:
-    """Read the serial console until qemu ends (marking the times); kill qemu when the kernel has
-    not reached its initramfs within *boot_s* (BootFailed) or the whole run exceeds *timeout_s*."""
+          stop: Callable[[subprocess.Popen], None], hooks: dict[str, Callable[[], None]] | None = None) -> None:
+    """Read the serial console until qemu ends (marking the times; *hooks*: a mark's name -> what
+    to start in a thread of its own when the mark appears); kill qemu when the kernel has not
+    reached its initramfs within *boot_s* (BootFailed) or the whole run exceeds *timeout_s*."""
     from .boot import BootFailed, _last
 
-    reader = threading.Thread(target=_reader(proc, console, marks, progress), daemon=True)
+    reader = threading.Thread(target=_reader(proc, console, marks, progress, hooks or {}), daemon=True)
     reader.start()
     t0 = marks["qemu"]
     while proc.poll() is None:
