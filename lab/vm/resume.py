@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import secrets
 import shlex
@@ -43,6 +44,9 @@ ENV = "TWLAB_VM_SAVED_BOOT"
 DIR = "saved-boot"                  # in the kernel's cache directory
 SAVE_S = 60.0                       # qemu writing the guest out (0.5-0.6 s here)
 RESUME_S = 30.0                     # qemu reading it back and the guest saying "go" (0.2-0.4 s here)
+
+# qemu.qmp logs a refused connection at ERROR, which Python's last-resort handler would print
+logging.getLogger("qemu.qmp").addHandler(logging.NullHandler())
 
 
 class Plan:
@@ -113,14 +117,16 @@ async def _connect(sock: str, deadline: float):
     from qemu.qmp import QMPClient
 
     while True:                      # qemu makes the socket as it starts
-        qmp = QMPClient("twlab")
-        try:
-            await qmp.connect(sock)
-            return qmp
-        except Exception:            # noqa: BLE001 - not there yet (qemu.qmp wraps the OSError)
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no QMP socket at {sock}") from None
-            await asyncio.sleep(0.02)
+        if os.path.exists(sock):
+            qmp = QMPClient("twlab")
+            try:
+                await qmp.connect(sock)
+                return qmp
+            except Exception:        # noqa: BLE001 - not listening yet (qemu.qmp wraps the OSError)
+                pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no QMP socket at {sock}") from None
+        await asyncio.sleep(0.02)
 
 
 async def _running(sock: Path, timeout_s: float) -> None:
