@@ -8,7 +8,8 @@
 By job: kernel.py says what a --kernel means and prepares it (debian.py fetches Debian's packages,
 local.py reads a kernel given by path, kconfig.py its config), initrd.py builds the initramfs
 (stage 1 of the boot), scripts.py writes the rest of the boot, accel.py picks KVM or TCG,
-boot.py boots qemu and runs the command (timing.py reads its console), engine.py gives the guest
+boot.py boots qemu and runs the command (timing.py reads its console; resume.py keeps a saved
+boot under TCG and resumes it), engine.py gives the guest
 a Docker engine of its own for ``--backend docker``, commands.py runs `run`, `check` and a matrix
 column there.
 """
