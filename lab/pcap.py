@@ -7,8 +7,7 @@ import ipaddress
 import struct
 from pathlib import Path
 
-import dpkt
-
+from .packetlib import dpkt
 from .packets import Segment, flag_names
 
 __all__ = ["read_pcap"]

@@ -40,10 +40,9 @@ from typing import TYPE_CHECKING
 from .nsops import inside
 
 if TYPE_CHECKING:
-    import dpkt
-
     from .backends.base import Host
     from .faults import Faults
+    from .packetlib import dpkt
 
 __all__ = ["Tuple", "Answer", "Prober", "PROBE_FOR", "OLD", "measure", "probe_once", "probe_each"]
 
@@ -85,7 +84,7 @@ class Answer:
 def segment(tup: Tuple, kind: str, seq: int | None = None) -> bytes:
     """The probe as an IP packet (IPv4 or IPv6, as the 4-tuple is) from the far end to the host
     (checksums filled in)."""
-    import dpkt  # here: the scenarios import this module, and `invoke list` loads no packet code
+    from .packetlib import dpkt  # here: the scenarios import this module, and `invoke list` loads no packets
 
     seq = (tup.peer_next - OLD) % (1 << 32) if seq is None else seq
     flags = dpkt.tcp.TH_SYN if kind == "syn" else dpkt.tcp.TH_ACK if kind == "ack" else dpkt.tcp.TH_RST
@@ -107,13 +106,14 @@ def _v6(addr: str) -> bool:
 
 
 def classify(flags: int) -> str:
-    from dpkt.tcp import TH_ACK, TH_RST, TH_SYN
+    from .packetlib import dpkt
 
-    if flags & TH_RST:
+    tcp = dpkt.tcp
+    if flags & tcp.TH_RST:
         return "rst"
-    if flags & TH_SYN and flags & TH_ACK:
+    if flags & tcp.TH_SYN and flags & tcp.TH_ACK:
         return "syn-ack"
-    return "ack" if flags & TH_ACK else "other"
+    return "ack" if flags & tcp.TH_ACK else "other"
 
 
 class Prober:
@@ -183,7 +183,7 @@ class Prober:
         return ans
 
     def _ours(self, frame: bytes, addr) -> dpkt.tcp.TCP | None:
-        import dpkt
+        from .packetlib import dpkt
 
         if addr[2] == PACKET_OUTGOING:
             return None

@@ -38,6 +38,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import dpkt  # noqa: F401 - whole, before a lab module leaves it bare (lab/packetlib.py): tests build every kind
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
