@@ -146,7 +146,8 @@ def _wait_for_the_server(lab: Lab, client_ports: list[int]) -> None:
         def answered():
             segs = wire.at_router(lab, "server")
             return all(wire.fin_answered(segs, PORT, port) for port in client_ports)
-        lab.wait_for("every server FIN acknowledged or reset (on the wire)", answered, timeout_s=90)
+        lab.wait_for("every server FIN acknowledged or reset (on the wire)", answered,
+                     timeout_s=gvisor_last_ack_watch_s())
         return
     lab.wait_for("every server connection to leave LAST_ACK",
                  lambda: not [s for s in lab.sockets("server") if s.dport != 0],
@@ -163,6 +164,23 @@ def last_ack_deadline_s(orphan_retries: str | None) -> float:
     20 % each way, its next FIN due 58 s after the last, at 118 s."""
     _, _, budget_ms = budget_of(orphan_retries)
     return (budget_ms + TCP_RTO_MAX_MS) / 1000 + 10
+
+
+GVISOR_RTO_S = (0.2, 120.0)      # gVisor's RTO after the handshake here, and its cap (snd.go, MaxRTO)
+GVISOR_WATCHED_RETRANSMISSIONS = 10
+
+
+def gvisor_last_ack_watch_s(retransmissions: int = GVISOR_WATCHED_RETRANSMISSIONS) -> float:
+    """How long the run watches a gVisor server's FINs for an answer: its first *retransmissions*
+    RTOs (from 0.2 s, doubling, capped at 120 s: 204.6 s for ten) and a margin. gVisor has no
+    orphan limit: a closed endpoint gives up only after TCPMaxRetriesOption (15) retransmissions,
+    about 15 minutes at that backoff, so the watch cannot reach every lawful end, only make an
+    unanswered close unlikely: each FIN gets through and draws an answer that gets back with
+    probability 0.64 at 20 % each way. Nearly every run ends in seconds. A fixed 90 s cut one short
+    in a clean-clone CI (Debian 12 under TCG, both ends on gVisor): one close lost its FINs or their
+    ACKs nine times in 53 s, its next FIN due at 105 s."""
+    first, cap = GVISOR_RTO_S
+    return sum(min(first * 2 ** i, cap) for i in range(retransmissions)) + 10
 
 
 # -- the checks, in the timeline's order (scenarios/_lossy_checks.py, on scenarios/_lossy_closes.py's

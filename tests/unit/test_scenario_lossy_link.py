@@ -426,6 +426,18 @@ def test_the_server_is_waited_for_as_long_as_its_orphan_budget_lets_it_retransmi
     assert last_ack_deadline_s("3") < last_ack_deadline_s(None) < last_ack_deadline_s("15")
 
 
+
+def test_a_gvisor_server_is_watched_through_ten_retransmissions():
+    """The clean-clone CI's run that timed out after the old fixed 90 s (both ends on gVisor,
+    Debian 12 under TCG): one close's FINs or their ACKs lost ten times, the server's FINs at 2.2,
+    2.5, 2.7, 3.1, 3.9, 5.5, 8.7, 15.1, 27.9 and 53.5 s of its capture (the wait began at 2.2 s); the
+    next two were due at about 105 and 207 s."""
+    from scenarios.lossy_link import gvisor_last_ack_watch_s
+
+    assert gvisor_last_ack_watch_s() >= 207 + 2
+    assert gvisor_last_ack_watch_s(9) < 207 < gvisor_last_ack_watch_s(10)
+    assert gvisor_last_ack_watch_s(12) - gvisor_last_ack_watch_s(11) == 120           # the RTO's cap
+
 def _gone_after_first_retransmission(ev: Evidence, port: int, after_s: float) -> Evidence:
     """*ev* with sock_diag seeing the server's LAST-ACK of *port* go *after_s* after its first FIN
     retransmission (as the sampler writes such an event)."""
