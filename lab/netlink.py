@@ -13,19 +13,9 @@ pyroute2 was already imported whole (a test, a user's script), that copy is used
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+from .barepkg import bare_package
 
-
-def _bare_package() -> None:
-    if "pyroute2" not in sys.modules:
-        spec = importlib.util.find_spec("pyroute2")
-        if spec is None:
-            raise ImportError("pyroute2 is not installed (scripts/setup installs it)")
-        sys.modules["pyroute2"] = importlib.util.module_from_spec(spec)
-
-
-_bare_package()
+bare_package("pyroute2")
 
 from pyroute2 import netns  # noqa: E402
 from pyroute2.iproute.linux import IPRoute  # noqa: E402

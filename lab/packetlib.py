@@ -15,19 +15,9 @@ was already imported whole (a test, a user's script), that copy is used, its tab
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+from .barepkg import bare_package
 
-
-def _bare_package() -> None:
-    if "dpkt" not in sys.modules:
-        spec = importlib.util.find_spec("dpkt")
-        if spec is None:
-            raise ImportError("dpkt is not installed (scripts/setup installs it)")
-        sys.modules["dpkt"] = importlib.util.module_from_spec(spec)
-
-
-_bare_package()
+bare_package("dpkt")
 
 import dpkt  # noqa: E402 - the package (bare, or whole when it was imported before)
 from dpkt import ethernet, ip, ip6, pcap, tcp  # noqa: E402, F401 - each also an attribute of dpkt now
