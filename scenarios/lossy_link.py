@@ -178,7 +178,7 @@ def gvisor_last_ack_watch_s(retransmissions: int = GVISOR_WATCHED_RETRANSMISSION
     unanswered close unlikely: each FIN gets through and draws an answer that gets back with
     probability 0.64 at 20 % each way. Nearly every run ends in seconds. A fixed 90 s cut one short
     in a clean-clone CI (Debian 12 under TCG, both ends on gVisor): one close lost its FINs or their
-    ACKs nine times in 53 s, its next FIN due at 105 s."""
+    ACKs ten times in 53 s, its next FIN due at 105 s."""
     first, cap = GVISOR_RTO_S
     return sum(min(first * 2 ** i, cap) for i in range(retransmissions)) + 10
 

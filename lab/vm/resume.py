@@ -36,9 +36,11 @@ import secrets
 import shlex
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ENV", "DIR", "Plan", "plan", "key", "go_line", "save", "wait_running", "forget", "qmp_args"]
+__all__ = ["ENV", "DIR", "Plan", "plan", "key", "go_line", "save", "wait_running", "forget", "qmp_args",
+           "incoming_args"]
 
 ENV = "TWLAB_VM_SAVED_BOOT"
 DIR = "saved-boot"                  # in the kernel's cache directory
@@ -49,16 +51,16 @@ RESUME_S = 30.0                     # qemu reading it back and the guest saying 
 logging.getLogger("qemu.qmp").addHandler(logging.NullHandler())
 
 
+@dataclass
 class Plan:
     """What this boot does with the saved boot: ``resume`` it, ``save`` one on the way, or
-    neither (``cold``); *path* is the file for the first two."""
+    neither (``cold``); *path* is the file for the first two; *save_s* is set once a ``save`` boot
+    has written it out."""
 
-    def __init__(self, mode: str, path: Path | None, why: str) -> None:
-        self.mode, self.path, self.why = mode, path, why
-        self.save_s: float | None = None           # set once a "save" boot has written it out
-
-    def __repr__(self) -> str:
-        return f"Plan({self.mode!r}, {self.path!r}, {self.why!r})"
+    mode: str
+    path: Path | None
+    why: str
+    save_s: float | None = None
 
 
 def key(argv: list[str], per_run: list[str]) -> str:
