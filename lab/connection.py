@@ -81,6 +81,11 @@ class Conn:
     def ever_in(self, host: str, state: str) -> bool:
         return any(e.state == state for e in self.states(host))
 
+    def followed(self, host: str) -> bool:
+        """Whether sock_diag saw this connection's socket in *host* at all: a state it "never
+        entered" means something only then."""
+        return bool(self.states(host))
+
     def first_in(self, host: str, state: str) -> Event | None:
         return next((e for e in self.states(host) if e.state == state), None)
 

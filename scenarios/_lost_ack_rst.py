@@ -21,14 +21,21 @@ CITE_RESET = ("RFC 9293 §3.10.7.4 (second, check the RST bit): in LAST-ACK a re
 
 
 def no_time_wait_state(s: Seen) -> Check:
+    """No TIME-WAIT on the client: sock_diag never saw it there, and the overflow counter rose. A
+    connection sock_diag never saw at all in the client says nothing about its states."""
     overflow = s.ev.counter("client", "TcpExtTCPTimeWaitOverflow")
     cli_tw = s.ev.ever_in("client", "TIME_WAIT")
-    return Check(
+    seen = s.conn.followed("client")
+    ok = not cli_tw and overflow >= 1
+    observed = (f"sock_diag: client {'entered' if cli_tw else 'never entered'} TIME_WAIT"
+                + ("" if seen else " (its socket of this connection was never sampled)")
+                + f"; TcpExtTCPTimeWaitOverflow +{overflow}")
+    return Check.judged(
         "no-time-wait-state", CITE_OVERFLOW,
         "tcp_max_tw_buckets=0: the client never holds TIME_WAIT, TCPTimeWaitOverflow rises",
-        f"sock_diag: client {'entered' if cli_tw else 'never entered'} TIME_WAIT; "
-        f"TcpExtTCPTimeWaitOverflow +{overflow}",
-        not cli_tw and overflow >= 1, {"TCPTimeWaitOverflow": overflow, "client_time_wait": cli_tw})
+        observed, None if ok and not seen else ok,
+        {"TCPTimeWaitOverflow": overflow, "client_time_wait": cli_tw, "client_sampled": seen},
+        missing=f"{observed}: what its states were is not known")
 
 
 def fin_answered_with_rst(s: Seen) -> Check:

@@ -157,14 +157,20 @@ def _client_port(ev: Evidence) -> int | None:
 # -- TIME-WAIT holds: the checks, in the timeline's order ----------------------------------------
 
 def closer_holds_time_wait(s: Seen) -> Check:
-    """The side that closed first holds TIME-WAIT, the other never does."""
+    """The side that closed first holds TIME-WAIT, the other never does (which means something only
+    where sock_diag saw the server's socket of the connection at all)."""
     cli_tw, srv_tw = s.ev.ever_in("client", "TIME_WAIT"), s.ev.ever_in("server", "TIME_WAIT")
-    return Check(
+    srv_seen = s.conn.followed("server")
+    ok = cli_tw and not srv_tw
+    observed = (f"sock_diag: client {'entered' if cli_tw else 'never entered'} TIME_WAIT, "
+                f"server {'entered' if srv_tw else 'never entered'} it"
+                + ("" if srv_seen else " (its socket of this connection was never sampled)"))
+    return Check.judged(
         "client-closed-first-holds-time-wait", CITE_CLOSER_WAITS,
-        "client enters TIME_WAIT; server never does",
-        f"sock_diag: client {'entered' if cli_tw else 'never entered'} TIME_WAIT, "
-        f"server {'entered' if srv_tw else 'never entered'} it",
-        cli_tw and not srv_tw, {"client_time_wait": cli_tw, "server_time_wait": srv_tw})
+        "client enters TIME_WAIT; server never does", observed,
+        None if ok and not srv_seen else ok,
+        {"client_time_wait": cli_tw, "server_time_wait": srv_tw, "server_sampled": srv_seen},
+        missing=f"{observed}: the server's states are not known")
 
 
 def server_retransmits_fin(s: Seen) -> Check:

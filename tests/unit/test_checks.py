@@ -342,6 +342,23 @@ def test_rst_path_needs_the_overflow_counter():
     assert failed(lost_ack.SCENARIO.judge(ev)) == ["no-time-wait-state"]
 
 
+def test_a_client_connection_never_sampled_leaves_no_time_wait_unjudged():
+    """A CI run's whole close fell between two of the sampler's dumps: "never entered TIME_WAIT"
+    of a socket sock_diag never saw is no observation, so the check is inconclusive, not a pass."""
+    ev = no_timewait_run()
+    ev.timeline = [e for e in ev.timeline if e.host != "client"]
+    c = by_name(lost_ack.SCENARIO.judge(ev))["no-time-wait-state"]
+    assert c.outcome == "inconclusive", c.observed
+    assert "never sampled" in c.observed and c.values["client_sampled"] is False
+
+
+def test_a_server_never_sampled_leaves_closer_holds_time_wait_unjudged():
+    ev = timewait_run()
+    ev.timeline = [e for e in ev.timeline if e.host != "server"]
+    c = by_name(lost_ack.SCENARIO.judge(ev))["client-closed-first-holds-time-wait"]
+    assert c.outcome == "inconclusive" and c.values["server_sampled"] is False, c.observed
+
+
 def test_rst_path_needs_the_servers_econnreset():
     # the server's socket must report the reset (SO_ERROR ECONNRESET, tcp_reset()); the peer
     # keeps the first error any step read, so a later step no longer hides it
