@@ -141,13 +141,22 @@ def _without_loss(lab: Lab, asked: dict) -> None:
 def _wait_for_the_server(lab: Lab, client_ports: list[int]) -> None:
     """Until every server connection has left LAST-ACK: sock_diag on Linux; on gVisor (which has
     none) the router's capture facing the server, where each FIN's ACK (or the client's RST) is
-    seen once netem has let it through."""
+    seen once netem has let it through. A gVisor server still unanswered when its watch ends is
+    still retransmitting lawfully (it has no orphan limit within the watch): those closes are
+    recorded (facts["watch_ended"]) for every-close-completes to leave unjudged, not a run error."""
     if wire.stack_of(lab, "server") == "gvisor":
-        def answered():
+        def unanswered():
             segs = wire.at_router(lab, "server")
-            return all(wire.fin_answered(segs, PORT, port) for port in client_ports)
-        lab.wait_for("every server FIN acknowledged or reset (on the wire)", answered,
-                     timeout_s=gvisor_last_ack_watch_s())
+            return [port for port in client_ports if not wire.fin_answered(segs, PORT, port)]
+        watch_s = gvisor_last_ack_watch_s()
+        try:
+            lab.wait_for("every server FIN acknowledged or reset (on the wire)", lambda: not unanswered(),
+                         timeout_s=watch_s)
+        except WaitTimeout:
+            left = unanswered()
+            lab.facts["watch_ended"] = {"watch_s": round(watch_s, 1), "ports": left}
+            lab.progress(f"lossy-link: {len(left)} of the gVisor server's closes still unanswered after its "
+                         f"{watch_s:.0f} s watch (ports {left[:8]}): not judged")
         return
     lab.wait_for("every server connection to leave LAST_ACK",
                  lambda: not [s for s in lab.sockets("server") if s.dport != 0],
