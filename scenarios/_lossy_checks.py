@@ -21,13 +21,11 @@ happen in the run (no final ACK lost) is not applicable.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from lab import wire
 from lab.kernel import TCP_RTO_MIN_MS
 from lab.verdict import Check
 
-from ._lossy_closes import SIGMAS, Close, Seen, distribution, gave_up, groups, in_window
+from ._lossy_closes import SIGMAS, Close, Seen, decided, distribution, gave_up, groups, in_window, still_going
 from ._lossy_wire import (
     CITE_GVISOR_CLIENT,
     CITE_GVISOR_RTO,
@@ -101,16 +99,15 @@ def every_close_completes(s: Seen) -> Check:
     60 s (R-TW-LEN), where RFC 9293's 2 MSL of 240 s would have held; it is reported, not failed."""
     given_up = gave_up(s)
     watch = s.ev.facts.get("watch_ended") or {}
-    watched_out = set(watch.get("ports", ()))       # a gVisor server's FIN still going at the watch's end
     incomplete = [x.port for x in s.conns if not x.complete and x.port not in given_up]
-    still_going = [p for p in incomplete if p in watched_out]
+    going = still_going(s)              # a gVisor server's FIN lawfully going at the watch's end
     expired = {x.port: x.rst_after_expiry for x in s.conns if x.rst_after_expiry is not None}
     rst_ports = [x.port for x in s.conns if x.rst_from_client and x.port not in expired]
     early = [x.port for x in s.conns if x.reset_early]
     eofs = s.ev.facts.get("server_close", [])
     app_errors = [x for x in eofs if x.get("error")]
     broken = len(s.conns) != s.n or app_errors or (not s.want_rst and rst_ports)
-    unknown = incomplete and (s.hole or set(incomplete) <= watched_out)
+    unknown = incomplete and (s.hole or set(incomplete) <= set(going))
     ok = False if broken else (None if unknown else not incomplete)
     observed = (f"captures: {len(s.conns) - len(incomplete)} of {len(s.conns)} server connections ended"
                 + (f" (not: ports {incomplete[:8]})" if incomplete else "")
@@ -118,9 +115,9 @@ def every_close_completes(s: Seen) -> Check:
                 + (f" ({len(early)} before any server FIN reached it, its FIN acknowledged: ports {early[:8]})"
                    if early else "")
                 + ("" if s.want_rst or not expired else _expiry_words(expired)) + _give_up_words(given_up)
-                + (f"; {len(still_going)} still unanswered when the {watch.get('watch_s')} s watch of the gVisor "
-                   f"server ended (ports {still_going[:8]}): its FIN still lawfully retransmitted, gVisor having no "
-                   "orphan limit within it" if still_going else "")
+                + (f"; {len(going)} still unanswered when the {watch.get('watch_s')} s watch of the gVisor "
+                   f"server ended (ports {going[:8]}): its FIN still lawfully retransmitted, gVisor having no "
+                   "orphan limit within it" if going else "")
                 + "; server read EOF on "
                 f"{sum(1 for x in eofs if 'eof' in x)}, errors {[(x['name'], x['error']) for x in app_errors][:5]}")
     return Check.judged(
@@ -130,7 +127,7 @@ def every_close_completes(s: Seen) -> Check:
                                                        "its TIME-WAIT (or FIN-WAIT-2) lives"),
         observed, ok, {"closes": s.n, "incomplete": incomplete, "rst_ports": rst_ports,
                        "rst_after_expiry": expired, "app_errors": [x["name"] for x in app_errors],
-                       "reset_early": early, "server_gave_up": given_up, "unanswered_at_watch_end": still_going},
+                       "reset_early": early, "server_gave_up": given_up, "unanswered_at_watch_end": going},
         missing=f"{observed}; " + (f"the ends not seen may be in what tcpdump dropped ({s.hole})" if s.hole
                                    else "how those closes end was not watched"))
 
@@ -217,20 +214,6 @@ def _common(s: Seen) -> dict:
             "first_fins_unanswered": [x.port for x in conns if x.first_fins_unanswered]}
 
 
-def still_going(s: Seen) -> list[int]:
-    """The closes whose end the run did not watch: a gVisor server's FIN still unanswered when its
-    watch ended (lossy_link._wait_for_the_server), and not ended in the captures either."""
-    watched_out = set((s.ev.facts.get("watch_ended") or {}).get("ports", ()))
-    return [x.port for x in s.conns if x.port in watched_out and not x.complete]
-
-
-def _decided(s: Seen) -> tuple[Seen, list[int]]:
-    """*s* without the closes still going (still_going), and their ports: the heart checks judge the
-    closes whose end was seen, and a pass over them with some still going is only inconclusive."""
-    going = still_going(s)
-    return (replace(s, conns=[x for x in s.conns if x.port not in going]) if going else s), going
-
-
 def _first_fins(common: dict) -> str:
     ports = common["first_fins_unanswered"]
     return (f" (the server's first FIN got no answer on ports {ports[:4]}: it came as the client went from "
@@ -275,7 +258,7 @@ def lost_final_ack_answered_by_rst(s: Seen) -> Check:
     client's own FIN: tcp_rcv_state_process() keeps it, tcp_fin() ACKs, tcp_time_wait()
     overflows), a RST when the ACK of its FIN had come first (the orphan's FIN-WAIT-2 mini-socket
     overflowed); every later FIN - after a lost answer - finds nothing and gets a RST, never an ACK."""
-    s, going = _decided(s)
+    s, going = decided(s)
     conns, lost, common = s.conns, s.lost, _common(s)
     by_rst = [x for x in conns if x.ended_by == "RST"]
     re_acked = [x for x in lost if "A" in x.later_answers]
@@ -301,7 +284,7 @@ def lost_final_ack_answered_by_rst(s: Seen) -> Check:
 
 def lost_final_ack_saved_by_time_wait(s: Seen) -> Check:
     """4 (TIME-WAIT). A lost final ACK, and TIME-WAIT's re-ACK of the server's retransmitted FIN."""
-    s, going = _decided(s)
+    s, going = decided(s)
     conns, lost, common = s.conns, s.lost, _common(s)
     saved = [x for x in lost if x.ended_by == "ACK" and x.ended_by_reack]
     retransmitted = [x for x in lost if x.server_fins >= 2]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING
 
 from lab.kernel import TCP_RTO_MIN_MS, TCP_TIMEWAIT_LEN_S
@@ -22,8 +22,8 @@ from lab.packets import Segment, match_arrivals
 if TYPE_CHECKING:
     from lab.evidence import Evidence
 
-__all__ = ["Close", "Direction", "GROUPS", "SIGMAS", "Seen", "distribution", "gave_up", "groups", "in_window",
-           "no_time_wait"]
+__all__ = ["Close", "Direction", "GROUPS", "SIGMAS", "Seen", "decided", "distribution", "gave_up", "groups",
+           "in_window", "no_time_wait", "still_going"]
 
 PORT = 5010
 SIGMAS = 4.0                    # the observed loss share must lie within p +- 4 sigma (binomial):
@@ -252,6 +252,33 @@ class Seen:
         conns = [Close.of(p, by_c.get(p, []), by_s.get(p, []), arrived, fw2) for p in ev.facts.get("client_ports", [])]
         return cls(ev, _directions(ev, pkts, sent_c, sent_s, arrived), conns, ev.facts.get("links", {}),
                    ev.facts.get("closes", len(conns)), no_time_wait(ev), ev.capture_hole("client", "server"))
+
+
+def still_going(s: Seen) -> list[int]:
+    """The closes whose end the run did not watch: a gVisor server's FIN still unanswered when its
+    watch ended (lossy_link._wait_for_the_server), not ended in the captures either, and with
+    nothing unlawful in what they show so far - every server FIN that reached the client answered
+    as the client's state requires (an ACK while TIME-WAIT lives, a RST without it or once it ran
+    out), no early reset. A client that stops answering leaves the server retransmitting too: that
+    close is judged (and fails), never excused as still going."""
+    watched_out = set((s.ev.facts.get("watch_ended") or {}).get("ports", ()))
+    return [x.port for x in s.conns if x.port in watched_out and not x.complete and _lawful_so_far(s, x)]
+
+
+def _lawful_so_far(s: Seen, x: Close) -> bool:
+    answers = (x.final_answer or "")[:1] + x.later_answers          # "A"/"R" for each answer, in order
+    if x.fins_unanswered or x.first_fins_unanswered > 1 or x.reset_early:   # one first FIN may meet the hand-over
+        return False
+    if s.want_rst:
+        return "A" not in answers[1:]               # after the first answer nothing is left to ACK
+    return "R" not in answers or x.rst_after_expiry is not None
+
+
+def decided(s: Seen) -> tuple[Seen, list[int]]:
+    """*s* without the closes still going (still_going), and their ports: the heart checks judge the
+    closes whose end was seen, and a pass over them with some still going is only inconclusive."""
+    going = still_going(s)
+    return (replace(s, conns=[x for x in s.conns if x.port not in going]) if going else s), going
 
 
 def gave_up(s: Seen) -> dict[int, dict]:

@@ -236,6 +236,9 @@ def _summary(report: dict) -> list[str]:
         out.append(f"no TIME-WAIT: final ACK (or RST) lost on {h['final_ack_lost']} of {h['closes']} closes; "
                    f"the FIN that came again got a RST on {h['answered_by_rst_after_loss']}, an ACK on "
                    f"{h['re_acked']}; {h['ended_by_rst']} closes ended by a RST")
+    if h.get("still_going"):
+        out.append(f"not judged: {len(h['still_going'])} closes still going when the watch of the server ended "
+                   f"(ports {h['still_going'][:8]})")
     return out + _distribution_lines((checks_.get("lost-final-ack-costs-an-rto") or heart)["values"]["distribution"])
 
 

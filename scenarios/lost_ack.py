@@ -160,17 +160,20 @@ def closer_holds_time_wait(s: Seen) -> Check:
     """The side that closed first holds TIME-WAIT, the other never does (which means something only
     where sock_diag saw the server's socket of the connection at all)."""
     cli_tw, srv_tw = s.ev.ever_in("client", "TIME_WAIT"), s.ev.ever_in("server", "TIME_WAIT")
-    srv_seen = s.conn.followed("server")
+    cli_seen, srv_seen = s.conn.followed("client"), s.conn.followed("server")
     ok = cli_tw and not srv_tw
+    unseen = [h for h, seen in (("client", cli_seen), ("server", srv_seen)) if not seen]
     observed = (f"sock_diag: client {'entered' if cli_tw else 'never entered'} TIME_WAIT, "
                 f"server {'entered' if srv_tw else 'never entered'} it"
-                + ("" if srv_seen else " (its socket of this connection was never sampled)"))
+                + (f" (the {' and '.join(unseen)}'s socket of this connection never sampled)" if unseen else ""))
+    # a claim of absence rests on a socket sock_diag saw: the server's "never", the client's "never"
+    unknown = (ok and not srv_seen) or (not cli_tw and not cli_seen and not srv_tw)
     return Check.judged(
         "client-closed-first-holds-time-wait", CITE_CLOSER_WAITS,
-        "client enters TIME_WAIT; server never does", observed,
-        None if ok and not srv_seen else ok,
-        {"client_time_wait": cli_tw, "server_time_wait": srv_tw, "server_sampled": srv_seen},
-        missing=f"{observed}: the server's states are not known")
+        "client enters TIME_WAIT; server never does", observed, None if unknown else ok,
+        {"client_time_wait": cli_tw, "server_time_wait": srv_tw, "client_sampled": cli_seen,
+         "server_sampled": srv_seen},
+        missing=f"{observed}: the {' and '.join(unseen)}'s states are not known")
 
 
 def server_retransmits_fin(s: Seen) -> Check:

@@ -39,7 +39,7 @@ def _closes(run: KeyRun) -> dict:
     more = sum(n for k, n in reacks.items() if int(k) > 2)
     per_close = "per connection: its FINs and ACKs in both captures"
     return {
-        "closes": Cell(v["closes"], "facts: the connections closed"),
+        "closes": Cell(v["closes"] + len(v.get("still_going", ())), "facts: the connections closed"),
         "final_ack_lost": Cell(f"{v['final_ack_lost']} ({v['final_ack_lost_pct']} %)", per_close),
         "saved": Cell(v.get("saved_by_reack", 0), per_close + "; the server's retransmitted FIN and the re-ACK"),
         "reacks": Cell(f"{reacks.get('1', 0)}, {reacks.get('2', 0)}, {more}", per_close),

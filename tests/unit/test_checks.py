@@ -359,6 +359,32 @@ def test_a_server_never_sampled_leaves_closer_holds_time_wait_unjudged():
     assert c.outcome == "inconclusive" and c.values["server_sampled"] is False, c.observed
 
 
+def test_a_client_never_sampled_leaves_closer_holds_time_wait_unjudged():
+    ev = timewait_run()
+    ev.timeline = [e for e in ev.timeline if e.host != "client"]
+    c = by_name(lost_ack.SCENARIO.judge(ev))["client-closed-first-holds-time-wait"]
+    assert c.outcome == "inconclusive" and c.values["client_sampled"] is False, c.observed
+    ev.timeline.append(state(T + 1, "server", "TIME_WAIT"))        # a server in TIME_WAIT still fails it
+    assert by_name(lost_ack.SCENARIO.judge(ev))["client-closed-first-holds-time-wait"].outcome == "fail"
+
+
+def test_the_wire_check_of_a_linux_server_never_sampled_is_inconclusive_not_passed():
+    """lost-ack with a gVisor client: the prober's ACK says the client holds TIME-WAIT; "the Linux
+    server never entered TIME_WAIT" needs its socket seen by sock_diag."""
+    from scenarios import _lost_ack_wire as wired
+
+    ev = timewait_run()
+    ev.options = {"stacks": {"client": "gvisor", "server": "linux"}}
+    ev.facts["client_probe"] = {"probe": "ack", "answers": [{"answer": "ack"}]}
+    check = wired.closer_holds_time_wait_wire(lost_ack.Seen.of(ev))
+    assert check.outcome == "pass", check.observed
+    ev.timeline = [e for e in ev.timeline if e.host != "server"]
+    check = wired.closer_holds_time_wait_wire(lost_ack.Seen.of(ev))
+    assert check.outcome == "inconclusive" and "never sampled" in check.observed, check.observed
+    ev.facts["client_probe"] = {"probe": "ack", "answers": [{"answer": "rst"}]}     # a wrong answer still fails
+    assert wired.closer_holds_time_wait_wire(lost_ack.Seen.of(ev)).outcome == "fail"
+
+
 def test_rst_path_needs_the_servers_econnreset():
     # the server's socket must report the reset (SO_ERROR ECONNRESET, tcp_reset()); the peer
     # keeps the first error any step read, so a later step no longer hides it

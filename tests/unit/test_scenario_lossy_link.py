@@ -528,3 +528,28 @@ def test_the_gvisor_watch_ending_is_recorded_not_raised(monkeypatch):
     sc._wait_for_the_server(lab, [40001, 40002, 40003])
     assert lab.facts["watch_ended"] == {"watch_s": round(sc.gvisor_last_ack_watch_s(), 1), "ports": [40002]}
     assert len(said) == 1 and "40002" in said[0] and "not judged" in said[0]
+
+
+def test_a_client_that_stops_answering_is_judged_not_excused_as_still_going(ev):
+    """A client whose TIME-WAIT stops answering FINs also leaves the server retransmitting past the
+    watch: the FINs that reached it unanswered are a failure, whatever the watch says."""
+    port = _client_port_of_a_saved_close(ev)
+    cli = ev.addresses["client"]
+    ev = _still_going(ev, port)                       # its first answer lost on the link, then ...
+    answers = [s for s in ev.packets["client"] if s.src == cli and s.sport == port and s.flags == "ACK"
+               and s.ack != 0 and s.t > ev.facts["loss_from"]]
+    ev.packets["client"] = [s for s in ev.packets["client"] if s not in answers[1:]]   # ... never re-ACKed
+    ev.facts["watch_ended"] = {"watch_s": 214.6, "ports": [port]}
+    got = outcomes(ev)
+    assert got["every-close-completes"] == "fail" and got["lost-final-ack-saved-by-time-wait"] == "fail", got
+    assert by_name(ev)["every-close-completes"].values["unanswered_at_watch_end"] == []
+
+
+def test_the_summary_and_the_key_count_the_closes_still_going(ev):
+    port = _client_port_of_a_saved_close(ev)
+    ev = _still_going(ev, port)
+    ev.facts["watch_ended"] = {"watch_s": 214.6, "ports": [port]}
+    report = {"checks": [c.to_json() for c in sc.SCENARIO.judge(ev)]}
+    lines = sc.SCENARIO.summary(report)
+    assert any("of 99 closes" in line for line in lines), lines
+    assert any(line.startswith("not judged: 1 closes still going") and str(port) in line for line in lines), lines

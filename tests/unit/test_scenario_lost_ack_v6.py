@@ -140,3 +140,15 @@ def test_mapped_is_refused_where_it_cannot_run(tmp_path):
     with pytest.raises(UsageError, match="give --family 4"):
         Lab(family=6, mapped=True, artifacts=tmp_path / "y")
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_a_mapped_client_never_sampled_is_not_judged_on_its_family():
+    """sock_diag never saw the client's socket (a close between two of the sampler's dumps): "listed
+    under nothing" is no observation of its family, while the answers on the wire are still judged."""
+    ev = records.evidence("lost-ack-mapped")
+    ev.timeline = [e for e in ev.timeline if not (e.host == "client" and e.kind == "state")]
+    c = judged(ev)["v4-mapped-answers-over-ipv4"]
+    assert c.outcome == "inconclusive" and "never sampled" in c.observed, c.observed
+    i = client_answers(ev, "ACK")[-1]
+    ev.packets["client"][i] = replace(ev.packets["client"][i], ttl=None, flow_label=0x1)
+    assert judged(ev)["v4-mapped-answers-over-ipv4"].outcome == "fail"
