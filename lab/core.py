@@ -303,8 +303,9 @@ class Lab(Links, TearDown, Watch):
     def sampled(self) -> None:
         """Return once the sampler has taken a whole dump after this call: the sockets that exist
         now are followed from here on (e.g. a connection just accepted)."""
-        if self.sampler is not None and not self.sampler.sync():
-            raise EnvError("the socket sampler did not answer within 5 s")
+        why = self.sampler.sync() if self.sampler is not None else None
+        if why is not None:
+            raise EnvError(why)
 
     def sample_closely(self, start: float, until: float) -> None:
         """Have the sampler poll every 0.5 ms from *start* to *until* (time.time()): around an

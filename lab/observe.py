@@ -187,10 +187,12 @@ class Sampler:
         # host -> every sample of every socket with a running timer
         self.series: dict[str, list[TimerSample]] = {}
 
-    def poll(self, discover: bool | None = None) -> None:
+    def poll(self, discover: bool | None = None) -> bool:
         """One sample: a dump of the port's sockets every discover_s (or when *discover*), exact
-        lookups of the known ones in between (however often the polls come: see ``closely``)."""
+        lookups of the known ones in between (however often the polls come: see ``closely``).
+        False when a host's dump or lookups failed (skipped: its sockets unseen this round)."""
         now = time.time()
+        whole = True
         if discover is None:
             discover = now - min(self._dumped.values(), default=0.0) >= self.discover_s
         self.cadence.tick(now)
@@ -211,6 +213,7 @@ class Sampler:
                 else:
                     socks = [s for s in (view.lookup(k) for k in known) if s is not None]
             except Exception:   # a dump cut short (a signal, a namespace going away): skip it
+                whole = False
                 continue
             t_answer = time.time()
             # the kernel computed each timer between the two; t_ask + expires is a lower bound
@@ -232,6 +235,7 @@ class Sampler:
             if discover:
                 self._dumped[name] = t_ask
         self.samples += 1
+        return whole
 
     def _seen(self, name: str, s: SocketInfo, t_ask: float, now: float) -> None:
         """One socket in one sample: its timer into the series, a change of state or a timer

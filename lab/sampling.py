@@ -100,15 +100,23 @@ class SamplerProcess:
     def series(self) -> dict[str, list[tuple]]:
         return self.sampler.series
 
-    def sync(self, timeout_s: float = 5.0) -> bool:
+    def sync(self, timeout_s: float = 5.0) -> str | None:
         """Have the sampler take a whole dump now and wait until it has: every socket that exists
         at this moment is then followed (its later state changes reach the timeline at the
-        sampler's pace, not at the next 50 ms dump). False if it did not answer in time."""
+        sampler's pace, not at the next 50 ms dump). None once it has; else why not."""
         if self._pid is None:
-            return False
-        os.write(self._ctl, b"d")
+            return "the socket sampler is not running"
+        try:
+            os.write(self._ctl, b"d")
+        except OSError:
+            return "the socket sampler is gone"
         ready, _, _ = select.select([self._ack], [], [], timeout_s)
-        return bool(ready) and os.read(self._ack, 1) == b"k"
+        got = os.read(self._ack, 1) if ready else b""
+        if got == b"k":
+            return None
+        if got == b"e":
+            return "the socket sampler could not dump the hosts' sockets (three tries)"
+        return f"the socket sampler did not answer within {timeout_s:g} s"
 
     def closely(self, start: float, until: float) -> None:
         """Poll every CLOSE_S from *start* to *until* (time.time()). A request that cannot be
@@ -232,8 +240,10 @@ def _child(sampler: Sampler, parent: int, ctl: int, out: int, ack: int) -> int:
             continue
         if asked != b"d":                                 # "x" (stop), or the lab is gone
             break
-        sampler.poll(discover=True)                       # a sync: a whole dump, then say so
-        os.write(ack, b"k")
+        # a sync: a whole dump of every host, then say so ("e": a dump failed three times, so
+        # what exists now is not all followed)
+        whole = any(sampler.poll(discover=True) for _ in range(3))
+        os.write(ack, b"k" if whole else b"e")
     # one last look, a whole dump, so the end state is on the timeline (a lookup-only poll would
     # miss a socket a cut-short dump skipped earlier)
     sampler.poll(discover=True)

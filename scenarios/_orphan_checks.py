@@ -257,6 +257,8 @@ def give_up_is_silent(s: Seen) -> Check:
     silent_missing = ""
     if not ok and not cli_end and client_holds_at_end(ev) is None and not (rsts or after_gone or srv_end):
         ok, silent_missing = None, "the router's probe of the gVisor client got no answer: its state is unseen"
+    if ok and gone is None:               # "no FIN after it went" of a going sock_diag never saw
+        ok, silent_missing = None, "sock_diag never saw the server's connection go: FINs after it cannot be told"
     if ok and ev.capture_hole("server"):
         rsts_cli = s.conn.segments("client", sender="server", flag="RST")
         fins_cli_after = [f for f in s.conn.segments("client", sender="server", flag="FIN") if gone and f.t > gone]
@@ -269,7 +271,8 @@ def give_up_is_silent(s: Seen) -> Check:
         "give-up-is-silent", CITE_SILENT,
         "no RST and no further FIN from the server; TCPAbortOnTimeout +1 (not TCPAbortOnMemory); "
         "the server's connection is gone while the client still holds TIME_WAIT",
-        f"server.pcap: {len(rsts)} RSTs, {len(after_gone)} FINs after the socket went; "
+        f"server.pcap: {len(rsts)} RSTs, {len(after_gone)} FINs after the socket went"
+        + ("" if gone is not None else " (never seen to go)") + "; "
         f"TCPAbortOnTimeout +{aborts}, TCPAbortOnMemory +{memory}; at the end: server connections "
         f"{[x['state'] for x in srv_end]}, client sockets {cli_end}",
         ok, {"server_rsts": len(rsts), "fins_after_gone": len(after_gone), "TCPAbortOnTimeout": aborts,

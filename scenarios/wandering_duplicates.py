@@ -233,6 +233,7 @@ def _old_incarnation(lab: Lab, server, client, srv: str, out: dict):
     C, S = lab.host("client"), lab.host("server")
     first = client.connect("b", srv, PORT, lport=PORT_B, linger=0, **rebinds_for_gvisor(lab))
     server.accept("L", as_="b")
+    lab.sampled()        # followed from here: the reopen can follow the RST within milliseconds
     _together(lambda: server.blast("b", OLD_BYTES, "old:"), lambda: client.drain("b", OLD_BYTES))
     _together(lambda: client.blast("b", OLD_BYTES, "OLD-"), lambda: server.drain("b", OLD_BYTES))
     lab.faults.copy("old-b", C, S, has="psh")

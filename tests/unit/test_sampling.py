@@ -38,3 +38,39 @@ def test_a_window_makes_the_sampler_poll_closely():
     # 0.3 s: about 60 polls at 5 ms, about 600 at 0.5 ms; the factor asked is far below either
     # ratio's value on a loaded machine, where the real-time sampler still wakes on time
     assert _polls(window=True) > 3 * _polls(window=False)
+
+
+class _View:
+    """A host's socket view whose dumps work or fail as told (the sampler's child gets a copy)."""
+
+    def __init__(self, fails: bool) -> None:
+        self.fails = fails
+
+    def sockets(self, port: int):
+        if self.fails:
+            raise OSError("netlink dump interrupted")
+        return []
+
+    def lookup(self, key):
+        return None
+
+    def forget_sockets(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("fails,said", [(False, None), (True, "could not dump the hosts' sockets")])
+def test_a_sync_says_when_its_dump_failed(fails, said):
+    """lab.sampled() promises every socket that exists is followed from then on: a whole dump that
+    failed (three tries) must say so, not answer as if it had followed them."""
+    proc = SamplerProcess(Sampler({"client": _View(fails)}, 5000, Timeline())).start()
+    try:
+        why = proc.sync()
+    finally:
+        proc.stop()
+    assert (why is None) if said is None else (said in why), why
+
+
+def test_a_sync_of_a_sampler_that_is_gone_says_so():
+    proc = SamplerProcess(Sampler({}, 5000, Timeline())).start()
+    proc.stop()
+    assert "not running" in proc.sync()

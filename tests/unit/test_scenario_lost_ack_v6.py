@@ -152,3 +152,13 @@ def test_a_mapped_client_never_sampled_is_not_judged_on_its_family():
     i = client_answers(ev, "ACK")[-1]
     ev.packets["client"][i] = replace(ev.packets["client"][i], ttl=None, flow_label=0x1)
     assert judged(ev)["v4-mapped-answers-over-ipv4"].outcome == "fail"
+
+
+def test_a_mapped_client_never_sampled_whose_answers_a_dropping_capture_lacks_is_not_failed():
+    ev = records.evidence("lost-ack-mapped")
+    ev.timeline = [e for e in ev.timeline if not (e.host == "client" and e.kind == "state")]
+    cli = ev.addresses["client"]
+    ev.packets["client"] = [p for p in ev.packets["client"] if not (p.src == cli and (p.pure_ack or p.has("RST")))]
+    assert judged(ev)["v4-mapped-answers-over-ipv4"].outcome == "fail"           # no drops: nothing answered
+    ev.captures["client"] = {"captured": 70, "received": 80, "dropped": 10}
+    assert judged(ev)["v4-mapped-answers-over-ipv4"].outcome == "inconclusive"

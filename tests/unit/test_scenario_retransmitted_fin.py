@@ -250,6 +250,15 @@ def test_give_up_silence_needs_one_complete_capture():
     assert outcomes(ev)["give-up-is-silent"] == "fail"
 
 
+def test_silence_after_a_going_sock_diag_never_saw_is_not_judged():
+    """"No FIN after the socket went" needs the moment it went: without it the silence is unseen."""
+    ev = records.evidence(RUN)
+    g = _gone_event(ev)
+    ev.timeline = [e for e in ev.timeline if e is not g]
+    c = {c.name: c for c in sc.SCENARIO.judge(ev)}["give-up-is-silent"]
+    assert c.outcome == "inconclusive" and "never saw the server's connection go" in c.observed, c.observed
+
+
 def test_last_ack_never_sampled_in_a_stall_is_inconclusive():
     """The sampler never polled while the orphan was in LAST_ACK (seconds): it could not see it."""
     ev = records.evidence(RUN)
