@@ -1,16 +1,19 @@
 """The lab's own health during a run: what broke in the *observation*, as opposed to what the
 kernel did.
 
-Four things can leave a hole in the evidence without the kernel being at fault:
+Five things can leave a hole in the evidence without the kernel being at fault:
 
 * a capture (tcpdump) that ended before the lab stopped it: its pcap misses the rest of the run;
 * a host's network namespace that vanished (deleted by hand, a container killed): what is read
   from it afterwards would come from somewhere else;
 * the lab process stopped (SIGSTOP / Ctrl-Z, then SIGCONT): nothing was sampled, stepped or timed
   while it was stopped, and waits measured on the wall clock ran on without it;
+* the machine paused or its wall clock set: the kernel's timers and the wall clock parted
+  (lab.clockcheck reads it from the sampler's timer samples), so wall-clock times across it are
+  not the kernel's;
 * the sampler falling behind (a loaded machine): stretches of the run without a sock_diag sample.
 
-The first three break the run as a whole (``Health.problems``): the runner judges nothing and says
+The first four break the run as a whole (``Health.problems``): the runner judges nothing and says
 what broke (exit 2). Sampler gaps are recorded (``Cadence``) and left to each check, which knows
 whether it needed a sample inside a gap (it is then inconclusive, not failed).
 """
@@ -28,7 +31,7 @@ __all__ = ["Problem", "Health", "Cadence", "PauseWatch", "ns_identity"]
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str            # "capture", "namespace", "paused"
+    kind: str            # "capture", "namespace", "paused", "clock", "sampler", "watch"
     host: str
     text: str            # one line: what broke, and what evidence it takes away
     t: float             # when it was noticed (epoch seconds)

@@ -80,6 +80,7 @@ class TearDown:
         t = time.monotonic()
         if self.sampler is not None:
             step(self.sampler.stop)       # its last look is a whole dump (lab.sampling)
+            step(self.clock_checked)
         self.watch()                      # what broke, before the captures are stopped on purpose
         if self._pauses is not None:
             step(self._pauses.close)

@@ -39,6 +39,15 @@ class Watch:
         except Exception as exc:          # noqa: BLE001 - a watcher must not kill the sampler
             self.health.note("watch", "lab", f"the lab's watcher failed: {exc}")
 
+    def clock_checked(self) -> None:
+        """Once the sampler has sent its samples back: note where the kernel's clock and the wall
+        clock parted (lab.clockcheck), which breaks every wall-clock time across it."""
+        from .clockcheck import clock_stalls
+
+        if self.sampler is not None:
+            for stall in clock_stalls(self.sampler.series):
+                self.health.note("clock", stall.host, stall.text, t=stall.since)
+
     def broken(self, exc: BaseException | None = None) -> LabError | None:
         """An ObservationBroken naming what broke, when something did (checked now); else None."""
         from .errors import ObservationBroken

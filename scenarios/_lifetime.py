@@ -1,11 +1,15 @@
 """How long a socket stayed in a state, bounded by the client's sock_diag samples and the capture
 of the segment that moved it there, and judged against an expected length with the timer wheel's
-slack (time-wait-duration: A's TIME-WAIT and B's orphaned FIN-WAIT-2)."""
+slack (time-wait-duration: A's TIME-WAIT and B's orphaned FIN-WAIT-2). The lifetime is given in the
+kernel's time: what the wall clock gained on the kernel's over it, read from the socket's own
+timer samples (lab.clockcheck.wall_gain), is taken off."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from lab.clockcheck import wall_gain
 
 if TYPE_CHECKING:
     from lab.connection import Conn
@@ -28,6 +32,7 @@ class Lifetime:
     first_expires_ms: int                # the timer the first sample read
     timer: str
     samples: int
+    gain: tuple[float, float] | None = None   # what the wall clock gained on the kernel's over it (s)
 
     @property
     def sampled_s(self) -> float:
@@ -36,10 +41,11 @@ class Lifetime:
 
     @property
     def bounds_s(self) -> tuple[float, float] | None:
-        """The shortest and the longest the true lifetime can have been."""
+        """The shortest and the longest the true lifetime can have been, in the kernel's time."""
         if self.entry[0] is None:
             return None
-        return (round(self.gone[0] - self.entry[1], 3), round(self.gone[1] - self.entry[0], 3))
+        least, most = self.gain or (0.0, 0.0)
+        return (round(self.gone[0] - self.entry[1] - most, 3), round(self.gone[1] - self.entry[0] - least, 3))
 
     @classmethod
     def of(cls, conn: Conn, state: str, moved_at: float | None) -> Lifetime | None:
@@ -53,7 +59,19 @@ class Lifetime:
         lows = [s.asked for s in samples if s.asked < first.asked and s.state != state][-1:]
         lows += [moved_at] if moved_at is not None else []
         return cls((max(lows) if lows else None, first.answered), (last.asked, gone),
-                   first.expires_ms, first.timer, len(in_state))
+                   first.expires_ms, first.timer, len(in_state),
+                   _gain(conn, [s for s in in_state if s.key == first.key]))
+
+
+def _gain(conn: Conn, samples: list) -> tuple[float, float] | None:
+    """What the wall clock gained on the kernel's over *samples*, widened by a tick each way (the
+    kernel gives expires in whole ticks); None when that cannot be told from none at all - the
+    lifetime is then the wall clock's, as on a machine whose clocks keep together."""
+    gain = wall_gain(samples)
+    tick = 1 / (conn.ev.hz or 100)
+    if gain is None or gain[0] - tick <= 0 <= gain[1] + tick:
+        return None
+    return round(gain[0] - tick, 4), round(gain[1] + tick, 4)
 
 
 def judge(ev: Evidence, m: Lifetime | None, want_s: float, late_s: float, what: str) -> tuple[bool | None, str]:
@@ -92,5 +110,8 @@ def _gaps(ev: Evidence, m: Lifetime | None) -> str:
 def measured(m: Lifetime | None, what: str, how: str) -> str:
     if not m:
         return f"sock_diag never saw {what} begin and end"
+    gained = "" if m.gain is None or abs(sum(m.gain) / 2) < 0.005 else (
+        f"; the wall clock gained {round(sum(m.gain) / 2 * 1000)} ms on the kernel's meanwhile (its {m.timer} timer "
+        "came due that much later with no restart), taken off")
     return (f"sock_diag: first {what} sample -> first sample without it: {m.sampled_s} s "
-            f"(true lifetime within {list(m.bounds_s or ['?', '?'])} s: {how})")
+            f"(true lifetime within {list(m.bounds_s or ['?', '?'])} s: {how}{gained})")
