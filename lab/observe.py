@@ -181,6 +181,11 @@ class Sampler:
         self.discover_s = discover_s
         self.cadence = Cadence(gap_s=2 * interval_s)   # when each round was asked: the gaps
         self._last: dict[tuple[str, tuple], SocketInfo] = {}
+        # a known socket one poll missed: (answer time, asking time, the round before) of that poll.
+        # It is called gone only when the next poll misses it too - a lookup can miss a socket
+        # mid-change: under close polling, Linux 6.18 answered nothing for a connection moving from
+        # FIN_WAIT1 to TIME-WAIT, and a dump 46 ms later found its TIME-WAIT (seen 2026-12-04)
+        self._missed: dict[tuple[str, tuple], tuple[float, float, float | None]] = {}
         self._asked: dict[str, float] = {}      # host -> when its last round was asked
         self._dumped: dict[str, float] = {}     # host -> when its last dump was asked
         self.samples = 0
@@ -225,17 +230,31 @@ class Sampler:
             seen = set()
             for s in socks:
                 seen.add((name, s.key))
+                self._missed.pop((name, s.key), None)
                 self._seen(name, s, t_ask, now)
             for k in [k for k in self._last if k[0] == name and k not in seen]:
-                gone = self._last.pop(k)
-                self.timeline.add(now, name, "state", f"{gone} gone",
-                                  socket={**gone.to_json(), "state": "GONE"}, previous=gone.state,
-                                  asked=t_ask, since=self._asked.get(name))
+                if k not in self._missed:           # missed once: asked again next poll
+                    self._missed[k] = (now, t_ask, self._asked.get(name))
+                else:
+                    self._gone(k, confirmed=now)
             self._asked[name] = t_ask
             if discover:
                 self._dumped[name] = t_ask
         self.samples += 1
         return whole
+
+    def _gone(self, k: tuple[str, tuple], confirmed: float | None) -> None:
+        """The socket *k* went: as of the first poll that missed it (*confirmed*: the poll that
+        missed it again, None at the sampler's last look)."""
+        t, asked, since = self._missed.pop(k)
+        gone = self._last.pop(k)
+        self.timeline.add(t, k[0], "state", f"{gone} gone", socket={**gone.to_json(), "state": "GONE"},
+                          previous=gone.state, asked=asked, since=since, confirmed=confirmed)
+
+    def finish(self) -> None:
+        """After the last poll: the sockets it missed are gone (no later poll will ask again)."""
+        for k in list(self._missed):
+            self._gone(k, confirmed=None)
 
     def _seen(self, name: str, s: SocketInfo, t_ask: float, now: float) -> None:
         """One socket in one sample: its timer into the series, a change of state or a timer

@@ -247,6 +247,7 @@ def _child(sampler: Sampler, parent: int, ctl: int, out: int, ack: int) -> int:
     # one last look, a whole dump, so the end state is on the timeline (a lookup-only poll would
     # miss a socket a cut-short dump skipped earlier)
     sampler.poll(discover=True)
+    sampler.finish()
     data = pickle.dumps({"events": sampler.timeline.events(), "series": sampler.series,
                          "cadence": sampler.cadence, "samples": sampler.samples})
     view = memoryview(data)

@@ -52,10 +52,12 @@ class Lifetime:
         """*conn*'s client end in *state*, which the segment captured at *moved_at* moved it to."""
         samples = conn.samples("client")
         in_state = [s for s in samples if s.state == state]
-        gone = conn.gone_at("client")
-        if not in_state or gone is None:
+        if not in_state:
             return None
         first, last = in_state[0], in_state[-1]
+        gone = conn.gone_at("client", after=last.asked)       # not a miss before it (lab.observe)
+        if gone is None:
+            return None
         lows = [s.asked for s in samples if s.asked < first.asked and s.state != state][-1:]
         lows += [moved_at] if moved_at is not None else []
         return cls((max(lows) if lows else None, first.answered), (last.asked, gone),

@@ -113,6 +113,42 @@ def test_the_sampler_records_the_sample_before_each_change():
     assert len(tl.events()) == 2
 
 
+def test_a_socket_one_lookup_missed_mid_change_is_not_called_gone():
+    """Linux 6.18 answered one exact lookup with nothing for a connection moving from FIN_WAIT1 to
+    TIME-WAIT; the next poll found the TIME-WAIT. A socket is gone only when two polls in a row
+    miss it, and then as of the first of them."""
+    view, tl = FakeView(), Timeline()
+    sampler = Sampler({"client": view}, 5000, tl)
+    view.now = [sock("FIN_WAIT1")]
+    sampler.poll(discover=True)
+    view.now = []
+    sampler.poll(discover=False)                          # missed once: mid-change
+    view.now = [sock("TIME_WAIT")]
+    sampler.poll(discover=False)
+    assert [(e.data["previous"], e.state) for e in tl.events(kind="state")] == [
+        (None, "FIN_WAIT1"), ("FIN_WAIT1", "TIME_WAIT")]
+    view.now = []
+    sampler.poll(discover=False)
+    first_miss = sampler.cadence.last
+    sampler.poll(discover=False)
+    gone = tl.events(kind="state")[-1]
+    assert gone.state == "GONE" and gone.data["previous"] == "TIME_WAIT"
+    assert first_miss <= gone.data["asked"] <= gone.t < gone.data["confirmed"]     # as of the first miss
+
+
+def test_a_socket_the_last_look_missed_is_gone():
+    view, tl = FakeView(), Timeline()
+    sampler = Sampler({"client": view}, 5000, tl)
+    view.now = [sock("TIME_WAIT")]
+    sampler.poll(discover=True)
+    view.now = []
+    sampler.poll(discover=True)
+    assert [e.state for e in tl.events(kind="state")] == ["TIME_WAIT"]
+    sampler.finish()
+    gone = tl.events(kind="state")[-1]
+    assert gone.state == "GONE" and gone.data["confirmed"] is None
+
+
 # -- the ladder's rows: faults, holds, copies, replays ----------------------------------------------
 
 def seg(t, src, sport, dst, dport, flags, seq, ack, tsval, length=0):

@@ -164,3 +164,14 @@ def test_the_lifetime_is_the_kernels_time_not_the_wall_clocks():
     lo, hi = c.values["bounds_s"]
     assert 61.76 < lo <= hi < 61.78 and 62.061 > 60 + c.values["tolerance_late_s"]
     assert all(x.outcome == "pass" for x in checks.values()), {n: x.observed for n, x in checks.items()}
+
+
+def test_a_lookup_that_missed_the_socket_mid_change_does_not_end_its_lifetime():
+    """A netns run (Linux 6.18, 2026-12-04), recorded before the sampler confirmed a miss: one
+    lookup answered nothing for A as it moved from FIN_WAIT1 to TIME-WAIT, the timeline called it
+    gone, and a dump found its TIME-WAIT 46 ms later. Its end is the one after its last sample."""
+    ev = records.evidence("time-wait-duration-missed-mid-change")
+    c = _by_name(ev)["time-wait-lasts-60s"]
+    assert c.outcome == "pass", c.observed
+    lo, hi = c.values["bounds_s"]
+    assert 61.6 < lo <= hi < 61.7
