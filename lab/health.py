@@ -84,8 +84,15 @@ class Cadence:
     gaps: list[tuple[float, float]] = field(default_factory=list)   # (previous poll, this poll)
     max_gap_s: float = 0.0
     sched: str = ""              # the sampler thread's scheduling policy: fifo or other
+    # (wall time, wall clock - monotonic clock) whenever that offset moved 1 ms or more since the
+    # last one kept: what the wall clock gained on the kernel's (lab.clockcheck)
+    offsets: list[tuple[float, float]] = field(default_factory=list)
 
-    def tick(self, t: float) -> None:
+    def tick(self, t: float, mono: float | None = None) -> None:
+        if mono is not None:
+            off = t - mono
+            if not self.offsets or abs(off - self.offsets[-1][1]) >= 0.001:
+                self.offsets.append((round(t, 6), round(off, 6)))
         if self.last is not None:
             gap = t - self.last
             self.max_gap_s = max(self.max_gap_s, gap)
@@ -100,7 +107,7 @@ class Cadence:
         span = (self.last - self.first) if self.first is not None and self.last is not None else 0.0
         return {"polls": self.polls, "span_s": round(span, 3), "max_gap_ms": round(self.max_gap_s * 1000, 1),
                 "gap_threshold_ms": round(self.gap_s * 1000, 1), "sched": self.sched, "gaps": self.gaps[:1000],
-                "gaps_total": len(self.gaps)}
+                "gaps_total": len(self.gaps), "clock_offsets": self.offsets[:5000]}
 
 
 class PauseWatch:

@@ -197,10 +197,11 @@ class Sampler:
         lookups of the known ones in between (however often the polls come: see ``closely``).
         False when a host's dump or lookups failed (skipped: its sockets unseen this round)."""
         now = time.time()
+        mono, after = time.monotonic(), time.time()     # the clocks' offset, unless a preemption split the reads
         whole = True
         if discover is None:
             discover = now - min(self._dumped.values(), default=0.0) >= self.discover_s
-        self.cadence.tick(now)
+        self.cadence.tick(now, mono if after - now < 0.001 else None)
         for name, view in self.views.items():
             known = [k for (h, k) in self._last if h == name]
             if not discover and not known:
@@ -230,8 +231,8 @@ class Sampler:
             seen = set()
             for s in socks:
                 seen.add((name, s.key))
-                self._missed.pop((name, s.key), None)
-                self._seen(name, s, t_ask, now)
+                miss = self._missed.pop((name, s.key), None)     # the poll that missed it saw nothing:
+                self._seen(name, s, t_ask, now, miss[2] if miss else None)   # a change lies after the one before
             for k in [k for k in self._last if k[0] == name and k not in seen]:
                 if k not in self._missed:           # missed once: asked again next poll
                     self._missed[k] = (now, t_ask, self._asked.get(name))
@@ -256,9 +257,9 @@ class Sampler:
         for k in list(self._missed):
             self._gone(k, confirmed=None)
 
-    def _seen(self, name: str, s: SocketInfo, t_ask: float, now: float) -> None:
+    def _seen(self, name: str, s: SocketInfo, t_ask: float, now: float, since: float | None = None) -> None:
         """One socket in one sample: its timer into the series, a change of state or a timer
-        restart into the timeline."""
+        restart into the timeline (*since*: the round that last saw it, when not the previous one)."""
         k = (name, s.key)
         if s.timer != "off":
             self.series.setdefault(name, []).append(TimerSample(
@@ -270,7 +271,7 @@ class Sampler:
             # the dump before, which did not list it): the change lies after it
             self.timeline.add(now, name, "state", f"{s} {s.state}",
                               socket=s.to_json(), previous=old.state if old else None,
-                              asked=t_ask, since=(self._asked if old else self._dumped).get(name))
+                              asked=t_ask, since=since or (self._asked if old else self._dumped).get(name))
         elif s.timer == old.timer and s.timer in ("timewait", "on") and s.expires_ms > old.expires_ms + 50:
             self.timeline.add(now, name, "timer", f"{s.state} {s.timer} timer restarted: "
                               f"{old.expires_ms} -> {s.expires_ms} ms", socket=s.to_json(), before_ms=old.expires_ms)

@@ -40,13 +40,17 @@ class Watch:
             self.health.note("watch", "lab", f"the lab's watcher failed: {exc}")
 
     def clock_checked(self) -> None:
-        """Once the sampler has sent its samples back: note where the kernel's clock and the wall
-        clock parted (lab.clockcheck), which breaks every wall-clock time across it."""
-        from .clockcheck import clock_stalls
+        """Once the sampler has sent its observations back: note where the wall clock stepped
+        against the kernel's (lab.clockcheck), which breaks every wall-clock time across it.
+        Never raises."""
+        from .clockcheck import clock_steps
 
-        if self.sampler is not None:
-            for stall in clock_stalls(self.sampler.series):
-                self.health.note("clock", stall.host, stall.text, t=stall.since)
+        try:
+            if self.sampler is not None:
+                for step in clock_steps(self.sampler.cadence.offsets):
+                    self.health.note("clock", "lab", step.text, t=step.at)
+        except Exception as exc:          # noqa: BLE001 - a watcher must not stop the tear-down
+            self.health.note("watch", "lab", f"the lab's clock check failed: {exc}")
 
     def broken(self, exc: BaseException | None = None) -> LabError | None:
         """An ObservationBroken naming what broke, when something did (checked now); else None."""

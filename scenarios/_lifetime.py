@@ -1,15 +1,16 @@
 """How long a socket stayed in a state, bounded by the client's sock_diag samples and the capture
 of the segment that moved it there, and judged against an expected length with the timer wheel's
 slack (time-wait-duration: A's TIME-WAIT and B's orphaned FIN-WAIT-2). The lifetime is given in the
-kernel's time: what the wall clock gained on the kernel's over it, read from the socket's own
-timer samples (lab.clockcheck.wall_gain), is taken off."""
+kernel's time: what the wall clock gained on the kernel's over it (lab.clockcheck: the sampler's
+record of the two clocks, or for runs recorded without it the socket's own timer samples) is taken
+off."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lab.clockcheck import wall_gain
+from lab.clockcheck import timer_gain, wall_gain
 
 if TYPE_CHECKING:
     from lab.connection import Conn
@@ -55,25 +56,35 @@ class Lifetime:
         if not in_state:
             return None
         first, last = in_state[0], in_state[-1]
-        gone = conn.gone_at("client", after=last.asked)       # not a miss before it (lab.observe)
-        if gone is None:
+        # its going: the next change after its last sample - not an earlier one (a lookup that
+        # missed it mid-change, lab.observe), nor a later connection's on the same 4-tuple
+        nxt = next((e for e in conn.states("client") if e.t >= last.asked), None)
+        if nxt is None or nxt.state != "GONE":
             return None
+        gone = nxt.t
         lows = [s.asked for s in samples if s.asked < first.asked and s.state != state][-1:]
         lows += [moved_at] if moved_at is not None else []
         return cls((max(lows) if lows else None, first.answered), (last.asked, gone),
                    first.expires_ms, first.timer, len(in_state),
-                   _gain(conn, [s for s in in_state if s.key == first.key]))
+                   _gain(conn, [s for s in in_state if s.key == first.key], first.answered, gone))
 
 
-def _gain(conn: Conn, samples: list) -> tuple[float, float] | None:
-    """What the wall clock gained on the kernel's over *samples*, widened by a tick each way (the
-    kernel gives expires in whole ticks); None when that cannot be told from none at all - the
-    lifetime is then the wall clock's, as on a machine whose clocks keep together."""
-    gain = wall_gain(samples)
+def _gain(conn: Conn, samples: list, since: float, until: float) -> tuple[float, float] | None:
+    """What the wall clock gained on the kernel's from *since* to *until*, as (least, most) s, or
+    None when nothing beyond a tick (the lifetime is then the wall clock's, as on a machine whose
+    clocks keep together). From the sampler's record of the two clocks (to 1 ms each end); for a
+    run recorded without it, from the socket's timer samples (a tick each way: expires is read in
+    whole ticks), and only up to 1 % of the span - a timer that slid further is the kernel's."""
     tick = 1 / (conn.ev.hz or 100)
-    if gain is None or gain[0] - tick <= 0 <= gain[1] + tick:
+    gain = wall_gain(conn.ev.sampler.get("clock_offsets") or [], since, until)
+    if gain is not None:
+        return None if abs(gain) < tick else (round(gain - 0.002, 4), round(gain + 0.002, 4))
+    if conn.ev.sampler.get("clock_offsets") is not None:
+        return None                           # kept, and the clocks never moved apart
+    read = timer_gain(samples)
+    if read is None or read[0] - tick <= 0 <= read[1] + tick or max(map(abs, read)) > 0.01 * (until - since):
         return None
-    return round(gain[0] - tick, 4), round(gain[1] + tick, 4)
+    return round(read[0] - tick, 4), round(read[1] + tick, 4)
 
 
 def judge(ev: Evidence, m: Lifetime | None, want_s: float, late_s: float, what: str) -> tuple[bool | None, str]:
@@ -113,7 +124,6 @@ def measured(m: Lifetime | None, what: str, how: str) -> str:
     if not m:
         return f"sock_diag never saw {what} begin and end"
     gained = "" if m.gain is None or abs(sum(m.gain) / 2) < 0.005 else (
-        f"; the wall clock gained {round(sum(m.gain) / 2 * 1000)} ms on the kernel's meanwhile (its {m.timer} timer "
-        "came due that much later with no restart), taken off")
+        f"; the wall clock gained {round(sum(m.gain) / 2 * 1000)} ms on the kernel's meanwhile, taken off")
     return (f"sock_diag: first {what} sample -> first sample without it: {m.sampled_s} s "
             f"(true lifetime within {list(m.bounds_s or ['?', '?'])} s: {how}{gained})")

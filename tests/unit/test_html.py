@@ -127,6 +127,9 @@ def test_a_socket_one_lookup_missed_mid_change_is_not_called_gone():
     sampler.poll(discover=False)
     assert [(e.data["previous"], e.state) for e in tl.events(kind="state")] == [
         (None, "FIN_WAIT1"), ("FIN_WAIT1", "TIME_WAIT")]
+    # FIN_WAIT1 was last seen by the round before the miss: the change lies after that one
+    found, changed = tl.events(kind="state")
+    assert changed.data["since"] == found.data["asked"]
     view.now = []
     sampler.poll(discover=False)
     first_miss = sampler.cadence.last

@@ -74,3 +74,39 @@ def test_a_sync_of_a_sampler_that_is_gone_says_so():
     proc = SamplerProcess(Sampler({}, 5000, Timeline())).start()
     proc.stop()
     assert "not running" in proc.sync()
+
+
+class _Going:
+    """A host whose one socket is there while *flag* (a file) is: the sampler runs in a forked
+    child, so the test tells it through the filesystem."""
+
+    def __init__(self, flag) -> None:
+        from lab.observe import SocketInfo
+
+        self.flag = flag
+        self.sock = SocketInfo("TIME_WAIT", "10.0.0.1", 40000, "10.0.0.2", 5000, "timewait", 1000, 0, 1)
+
+    def sockets(self, port: int):
+        return [self.sock] if self.flag.exists() else []
+
+    def lookup(self, key):
+        return self.sock if self.flag.exists() and key == self.sock.key else None
+
+    def forget_sockets(self) -> None:
+        pass
+
+
+def test_a_socket_gone_by_the_samplers_last_look_is_gone_on_the_timeline(tmp_path):
+    """The socket goes just before the sampler's last look: that look is the only poll to miss
+    it, and the timeline that comes back still says it went (Sampler.finish, lab.sampling)."""
+    flag = tmp_path / "there"
+    flag.touch()
+    tl = Timeline()
+    proc = SamplerProcess(Sampler({"client": _Going(flag)}, 5000, tl, interval_s=60.0)).start()
+    try:
+        assert proc.sync() is None                        # a dump that finds it; no poll until the stop
+        flag.unlink()
+    finally:
+        proc.stop()                                       # the last look misses it, once
+    assert [e.state for e in tl.events(kind="state")] == ["TIME_WAIT", "GONE"]
+    assert tl.events(kind="state")[-1].data["confirmed"] is None

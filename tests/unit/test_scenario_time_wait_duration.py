@@ -175,3 +175,44 @@ def test_a_lookup_that_missed_the_socket_mid_change_does_not_end_its_lifetime():
     assert c.outcome == "pass", c.observed
     lo, hi = c.values["bounds_s"]
     assert 61.6 < lo <= hi < 61.7
+
+
+def _slid(by_s: float):
+    """The recorded run with A's TIME-WAIT ending *by_s* later on the wall clock, its timer samples
+    after the first second coming due that much later too (the wall clock gained, or the timer slid)."""
+    ev = _ev()
+    k = _key(ev, "key_a")
+    first = next(s.asked for s in ev.timer_samples["client"] if s.key == k and s.state == "TIME_WAIT")
+    ev.timer_samples["client"] = [s._replace(asked=s.asked + by_s, answered=s.answered + by_s)
+                                  if s.key == k and s.state == "TIME_WAIT" and s.asked > first + 1 else s
+                                  for s in ev.timer_samples["client"]]
+    ev.timeline = [replace(e, t=e.t + by_s) if e.kind == "state" and e.data["socket"]["state"] == "GONE"
+                   and four_tuple_key(*e.socket.key) == k else e for e in ev.timeline]
+    return ev, first
+
+
+def test_a_gain_the_sampler_saw_between_the_clocks_is_taken_off():
+    ev, first = _slid(1.1)
+    ev.sampler["clock_offsets"] = [[first - 1, 1000.0], [first + 30, 1000.55], [first + 59, 1001.1]]
+    c = _by_name(ev)["time-wait-lasts-60s"]
+    assert c.outcome == "pass" and "the wall clock gained 1100 ms" in c.observed, c.observed
+
+
+def test_a_timer_that_slid_while_the_clocks_kept_together_is_the_kernels():
+    """The sampler kept the clocks' offset and it never moved: a timer coming due later is the
+    kernel's own doing, judged (here, too late), never taken off."""
+    ev, first = _slid(1.1)
+    ev.sampler["clock_offsets"] = [[first - 1, 1000.0]]
+    assert _by_name(ev)["time-wait-lasts-60s"].outcome == "fail"
+
+
+def test_without_the_clocks_record_only_a_small_slide_is_read_as_the_wall_clocks():
+    """Runs recorded before the offsets were kept: a timer sliding up to 1 % of the lifetime is
+    taken as the wall clock's gain (this VM's 0.5 %), more is the kernel's and judged."""
+    ev, _ = _slid(1.1)                                     # 1.8 % of 60 s
+    ev.sampler.pop("clock_offsets", None)
+    assert _by_name(ev)["time-wait-lasts-60s"].outcome == "fail"
+    ev, _ = _slid(0.5)                                     # 0.8 %: read as the clock's, taken off
+    ev.sampler.pop("clock_offsets", None)
+    c = _by_name(ev)["time-wait-lasts-60s"]
+    assert c.outcome == "pass" and "the wall clock gained" in c.observed, c.observed
