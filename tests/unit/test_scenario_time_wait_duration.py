@@ -204,6 +204,9 @@ def test_a_timer_that_slid_while_the_clocks_kept_together_is_the_kernels():
     ev, first = _slid(1.1)
     ev.sampler["clock_offsets"] = [[first - 1, 1000.0]]
     assert _by_name(ev)["time-wait-lasts-60s"].outcome == "fail"
+    ev, _ = _slid(0.5)
+    ev.sampler["clock_offsets"] = []                # kept, but no reading was whole: no guess from the timer
+    assert "the wall clock gained" not in _by_name(ev)["time-wait-lasts-60s"].observed
 
 
 def test_without_the_clocks_record_only_a_small_slide_is_read_as_the_wall_clocks():
