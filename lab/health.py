@@ -8,9 +8,9 @@ Five things can leave a hole in the evidence without the kernel being at fault:
   from it afterwards would come from somewhere else;
 * the lab process stopped (SIGSTOP / Ctrl-Z, then SIGCONT): nothing was sampled, stepped or timed
   while it was stopped, and waits measured on the wall clock ran on without it;
-* the machine paused or its wall clock set: the kernel's timers and the wall clock parted
-  (lab.clockcheck reads it from the sampler's timer samples), so wall-clock times across it are
-  not the kernel's;
+* the machine paused or its wall clock set: the wall clock stepped against the kernel's (lab.clockcheck
+  reads it from the offsets between the two the sampler keeps, ``Cadence.offsets``), so wall-clock
+  times across it are not the kernel's;
 * the sampler falling behind (a loaded machine): stretches of the run without a sock_diag sample.
 
 The first four break the run as a whole (``Health.problems``): the runner judges nothing and says

@@ -269,9 +269,10 @@ class Sampler:
         if old is None or old.state != s.state:
             # "since": the round before, which saw the old state (or, for a socket first found,
             # the dump before, which did not list it): the change lies after it
+            if since is None:
+                since = (self._asked if old else self._dumped).get(name)
             self.timeline.add(now, name, "state", f"{s} {s.state}",
-                              socket=s.to_json(), previous=old.state if old else None,
-                              asked=t_ask, since=since or (self._asked if old else self._dumped).get(name))
+                              socket=s.to_json(), previous=old.state if old else None, asked=t_ask, since=since)
         elif s.timer == old.timer and s.timer in ("timewait", "on") and s.expires_ms > old.expires_ms + 50:
             self.timeline.add(now, name, "timer", f"{s.state} {s.timer} timer restarted: "
                               f"{old.expires_ms} -> {s.expires_ms} ms", socket=s.to_json(), before_ms=old.expires_ms)

@@ -76,11 +76,10 @@ def _gain(conn: Conn, samples: list, since: float, until: float) -> tuple[float,
     run recorded without it, from the socket's timer samples (a tick each way: expires is read in
     whole ticks), and only up to 1 % of the span - a timer that slid further is the kernel's."""
     tick = 1 / (conn.ev.hz or 100)
-    gain = wall_gain(conn.ev.sampler.get("clock_offsets") or [], since, until)
-    if gain is not None:
-        return None if abs(gain) < tick else (round(gain - 0.002, 4), round(gain + 0.002, 4))
-    if conn.ev.sampler.get("clock_offsets") is not None:
-        return None                           # kept, and the clocks never moved apart
+    offsets = conn.ev.sampler.get("clock_offsets")
+    if offsets is not None:                   # kept: the clocks' own record decides (none read: no gain)
+        gain = wall_gain(offsets, since, until)
+        return None if gain is None or abs(gain) < tick else (round(gain - 0.002, 4), round(gain + 0.002, 4))
     read = timer_gain(samples)
     if read is None or read[0] - tick <= 0 <= read[1] + tick or max(map(abs, read)) > 0.01 * (until - since):
         return None
