@@ -26,6 +26,7 @@ from lab.kernel import TCP_RTO_MIN_MS
 from lab.verdict import Check
 
 from ._lossy_closes import SIGMAS, Close, Seen, decided, distribution, gave_up, groups, in_window, still_going
+from ._lossy_early_reset import provocation_words
 from ._lossy_wire import (
     CITE_GVISOR_CLIENT,
     CITE_GVISOR_RTO,
@@ -112,7 +113,8 @@ def every_close_completes(s: Seen) -> Check:
     observed = (f"captures: {len(s.conns) - len(incomplete)} of {len(s.conns)} server connections ended"
                 + (f" (not: ports {incomplete[:8]})" if incomplete else "")
                 + f"; RSTs from the client on {len(rst_ports) + (0 if s.want_rst else len(expired))} connections"
-                + (f" ({len(early)} before any server FIN reached it, its FIN acknowledged: ports {early[:8]})"
+                + (f" ({len(early)} before any server FIN reached it, its FIN acknowledged: ports {early[:8]}"
+                   + provocation_words({x.port: x.early_reset for x in s.conns if x.reset_early}) + ")"
                    if early else "")
                 + ("" if s.want_rst or not expired else _expiry_words(expired)) + _give_up_words(given_up)
                 + (f"; {len(going)} still unanswered when the {watch.get('watch_s')} s watch of the gVisor "

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 from lab.kernel import TCP_RTO_MIN_MS, TCP_TIMEWAIT_LEN_S
 from lab.packets import Segment, match_arrivals
 
+from ._lossy_early_reset import early_reset
+
 if TYPE_CHECKING:
     from lab.evidence import Evidence
 
@@ -73,6 +75,7 @@ class Close:
     rst_from_client: int = 0
     reset_early: bool = False              # a RST of the client's ended it before any server FIN reached
                                            # the client (seen from gVisor in FIN-WAIT-2: never lawful)
+    early_reset: dict | None = None        # ... when, and the server's segment that provoked it
     rst_after_expiry: float | None = None  # a RST answering a segment this many s after the client's
                                            # mini-socket's last restart: its timer had run out
     ended_by: str | None = None            # the answer whose arrival ended the server's side: ACK or RST
@@ -110,15 +113,20 @@ class Close:
         end_t, end_seg = min(ends or early, key=lambda e: e[0]) if ends or early else (None, None)
         first = answers[0] if answers else None
         reack = end_seg is not None and not end_seg.has("RST") and end_seg is not first
+        reset = early_reset(out_c, out_s, fins_in, arrived)
         return cls(
             **counts, final_acks=len(acks), final_acks_lost=_lost(acks, arrived),
             last_ack_t=acks[-1].t if acks else None,
             final_answer=None if first is None else ("RST" if first.has("RST") else "ACK"),
-            final_ack_lost=first is not None and arrived[id(first)] is None, rsts_lost=_lost(rsts, arrived),
+            # reset first, the client had no final ACK to lose: what answered the FIN was the RST
+            # for no connection
+            final_ack_lost=first is not None and arrived[id(first)] is None and reset is None,
+            rsts_lost=_lost(rsts, arrived),
             later_answers="".join("R" if a.has("RST") else "A" for a in answers[1:]),
             rst_in_window_at=_rst_in_window(out_s, acks, arrived),
             fins_reaching_client=len(fins_in), fins_unanswered=unanswered, first_fins_unanswered=first_unanswered,
-            rst_from_client=len(rsts) + len(early), reset_early=_reset_early(out_c, fins_in),
+            rst_from_client=len(rsts) + len(early), reset_early=reset is not None,
+            early_reset=reset,
             rst_after_expiry=_expired(c_fins[0], out_s, rsts, fins_in, arrived, fw2_s),
             ended_by=None if end_seg is None else ("RST" if end_seg.has("RST") else "ACK"),
             ended_by_reack=reack,
@@ -128,15 +136,6 @@ class Close:
             close_ms=None if end_t is None else round((end_t - c_fins[0].t) * 1000, 2),
             server_wait_ms=None if end_t is None else round((end_t - s_fins[0].t) * 1000, 2),
             complete=end_t is not None, fins_seen=True)
-
-
-def _reset_early(out_c: list[Segment], fins_in: list[float]) -> bool:
-    """The client sent a RST before any FIN of the server's had reached it (its own FIN
-    acknowledged: gVisor from FIN-WAIT-2, never lawful), whether netem let that RST through or not:
-    when it did not, the server's next FIN met no connection and drew a RST answer, which ended the
-    close (seen once in a CI run: the client's RST,ACK 4 ms after the ACK of its FIN, lost)."""
-    first_in = min(fins_in, default=float("inf"))
-    return any(r.has("RST") and r.t < first_in for r in out_c)
 
 
 def _lost(segs: list[Segment], arrived: dict) -> int:

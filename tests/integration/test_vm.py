@@ -170,15 +170,16 @@ def lossy(request, tmp_path_factory):
 
 def _lossy_report(lossy) -> dict:
     """The run's report. With a gVisor client one failure is gVisor's own, and the lab must say
-    it: a RST the client sent from FIN-WAIT-2 when the ACK of its FIN came before any server FIN
-    (seen about once in 300 closes here; tests/unit/test_lossy_gvisor.py has one). Nothing else
-    may fail."""
+    it: a RST the client sent in FIN-WAIT-2 when the server's FIN was lost and a pure ACK with SEQ
+    past its RCV.NXT came first (three CI runs met it; tests/unit/test_lossy_gvisor.py keeps each).
+    It is tolerated only when the lab puts it down to that rule; nothing else may fail."""
     done, out = lossy[:2]
     report = json.loads((out / "report.json").read_text())
     bad = [c for c in report["checks"] if c["outcome"] != "pass"]
     if lossy[4] and [c["name"] for c in bad] == ["every-close-completes"] and done.returncode == 1:
         v = bad[0]["values"]
         assert v["reset_early"] and set(v["rst_ports"]) == set(v["reset_early"]) and not v["incomplete"], v
+        assert "handleRcvdSegmentClosing" in bad[0]["observed"], bad[0]["observed"]
         return report
     return _report(lossy)
 

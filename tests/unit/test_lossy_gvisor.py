@@ -136,3 +136,57 @@ def test_the_fin_wait_2_reset_is_named_when_netem_lost_the_rst_itself():
     checks = by_name(ev)
     assert checks["every-close-completes"].values["reset_early"] == [25122]
     assert checks["closer-holds-time-wait"].values["reset"] == [25122]
+
+
+def test_the_fin_wait_2_reset_lost_no_final_ack_when_its_answers_were_lost_too():
+    """Seen in the clean-clone CI of f12760e (both ends on gVisor, Debian 12's VM): the server's FIN
+    was lost, the ACK of the client's fourth FIN (SEQ one past the client's RCV.NXT) reached it, and
+    2 ms later it reset; that RST was lost, and so was the RST for no connection that answered the
+    server's next FIN. The close lost no final ACK - the client had reset before any FIN reached it -
+    so the heart check counts 18 lost final ACKs, all saved, and only every-close-completes fails,
+    naming the reset and the pure ACK that provoked it (before, the heart check failed as well)."""
+    ev = records.evidence("lossy-link-gvisor-both-rst-answer-lost")
+    got = outcomes(ev)
+    assert got.pop("every-close-completes") == "fail"
+    assert set(got.values()) == {"pass"}, got
+    checks = by_name(ev)
+    closes = checks["every-close-completes"]
+    assert closes.values["reset_early"] == [33865]
+    assert "a pure ACK of the server's whose SEQ lay past the client's RCV.NXT" in closes.observed
+    assert "handleRcvdSegmentClosing" in closes.observed
+    heart = checks["lost-final-ack-saved-by-time-wait"].values
+    assert (heart["final_ack_lost"], heart["saved_by_reack"]) == (18, 18)
+    from scenarios._lossy_closes import Seen
+
+    close = next(c for c in Seen.of(ev).conns if c.port == 33865)
+    assert close.reset_early and close.final_answer == "RST" and not close.final_ack_lost
+
+
+def test_each_recorded_fin_wait_2_reset_came_after_a_pure_ack_one_past_rcv_nxt():
+    """The three recorded gVisor resets, each read from the captures: the server's segment that
+    arrived last before the RST was a pure ACK whose SEQ lay exactly one past the client's RCV.NXT
+    (the place of the server's lost FIN)."""
+    from scenarios._lossy_closes import Seen
+
+    for name, port in (("lossy-link-gvisor-both-rst", 25494), ("lossy-link-gvisor-both-rst-lost", 25122),
+                       ("lossy-link-gvisor-both-rst-answer-lost", 33865)):
+        close = next(c for c in Seen.of(records.evidence(name)).conns if c.port == port)
+        why = close.early_reset["provoked_by"]
+        assert (why["flags"], why["length"], why["seq_past_rcv_nxt"]) == ("ACK", 0, 1), (name, why)
+        assert 0 <= close.early_reset["t"] - why["t"] < 0.01
+
+
+def test_a_reset_after_data_is_not_put_down_to_gvisors_pure_ack_rule():
+    """The words name gVisor's abort only when every early reset followed a pure ACK past RCV.NXT:
+    after a segment with data (RFC 1122 §4.2.2.13's case), or with nothing before it, they say what
+    came instead."""
+    from scenarios._lossy_early_reset import provocation_words
+
+    pure = {"t": 1.0, "flags": "ACK", "length": 0, "seq_past_rcv_nxt": 1}
+    assert "handleRcvdSegmentClosing" in provocation_words({1: {"t": 1.0, "provoked_by": pure}})
+    data = {**pure, "flags": "PSH|ACK", "length": 100}
+    words = provocation_words({1: {"t": 1.0, "provoked_by": pure}, 2: {"t": 1.0, "provoked_by": data}})
+    assert "handleRcvdSegmentClosing" not in words and "port 2: the server's PSH|ACK (length 100" in words
+    assert "nothing from the server" in provocation_words({3: {"t": 1.0, "provoked_by": None}})
+    at_rcv_nxt = {**pure, "seq_past_rcv_nxt": 0}
+    assert "handleRcvdSegmentClosing" not in provocation_words({1: {"t": 1.0, "provoked_by": at_rcv_nxt}})
