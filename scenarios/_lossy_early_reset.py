@@ -70,8 +70,8 @@ def provocation_words(resets: dict[int, dict]) -> str:
     what = {p: r["provoked_by"] for p, r in resets.items()}
     if all(w and w["flags"] == "ACK" and w["length"] == 0 and (w["seq_past_rcv_nxt"] or 0) > 0
            for w in what.values()):
-        return (f"; {'it' if len(what) == 1 else 'each'} came just after a pure ACK of the server's whose SEQ lay past the client's RCV.NXT, where "
-                "the server's lost FIN had been - no data in it: " + CITE_GVISOR_ABORT)
+        return (f"; {'it' if len(what) == 1 else 'each'} came just after a pure ACK of the server's whose SEQ lay "
+                "past the client's RCV.NXT, where the server's lost FIN had been - no data in it: " + CITE_GVISOR_ABORT)
     return "; they came after " + ", ".join(
         f"port {p}: " + ("nothing from the server" if w is None else
                          f"the server's {w['flags']} (length {w['length']}, SEQ "
