@@ -171,9 +171,9 @@ def lossy(request, tmp_path_factory):
 def _lossy_report(lossy) -> dict:
     """The run's report. With a gVisor client one failure is gVisor's own, and the lab must say
     it: a RST the client sent in FIN-WAIT-2 when the server's FIN was lost and a pure ACK with SEQ
-    past its RCV.NXT came first (about once in 100 closes, so in most runs; tests/unit/test_lossy_gvisor.py
-    keeps three).
-    It is tolerated only when the lab puts it down to that rule; nothing else may fail."""
+    past its RCV.NXT came first (about once in 100 closes, so in most runs; three are kept in
+    tests/unit/test_lossy_gvisor.py). It is tolerated only when the lab puts it down to that rule;
+    nothing else may fail."""
     done, out = lossy[:2]
     report = json.loads((out / "report.json").read_text())
     bad = [c for c in report["checks"] if c["outcome"] != "pass"]
