@@ -30,12 +30,11 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .records import TimerSample
+from .records import TIMER_RESTART_MS, TimerSample
 
 __all__ = ["ClockStep", "STEP_S", "clock_steps", "timer_gain", "wall_gain"]
 
 STEP_S = 0.5                # the offset moved this much between two polls: the machine stopped, or its clock was set
-_RESTART_MS = 50            # expires grew by more than this: the timer was restarted (lab.observe)
 _FIXED = ("timewait",)      # timers restarted only to their full length (never re-armed shorter)
 
 
@@ -79,7 +78,7 @@ def timer_gain(samples: Iterable[TimerSample]) -> tuple[float, float] | None:
     the start. For runs recorded without offsets. None when it cannot be read: fewer than two
     samples before the timer fell due, or a restart between."""
     fixed = [s for s in samples if s.timer in _FIXED and s.expires_ms > 0]
-    if len(fixed) < 2 or any(b.expires_ms > a.expires_ms + _RESTART_MS for a, b in zip(fixed, fixed[1:])):
+    if len(fixed) < 2 or any(b.expires_ms > a.expires_ms + TIMER_RESTART_MS for a, b in zip(fixed, fixed[1:])):
         return None
     first, last = fixed[0], fixed[-1]
     return round(last.due[0] - first.due[1], 4), round(last.due[1] - first.due[0], 4)

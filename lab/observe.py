@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from .health import Cadence
 from .nsops import inside, read_counters
-from .records import SocketInfo, TimerSample, four_tuple_key
+from .records import TIMER_RESTART_MS, SocketInfo, TimerSample, four_tuple_key
 
 if TYPE_CHECKING:
     from .backends.base import Host
@@ -273,7 +273,8 @@ class Sampler:
                 since = (self._asked if old else self._dumped).get(name)
             self.timeline.add(now, name, "state", f"{s} {s.state}",
                               socket=s.to_json(), previous=old.state if old else None, asked=t_ask, since=since)
-        elif s.timer == old.timer and s.timer in ("timewait", "on") and s.expires_ms > old.expires_ms + 50:
+        elif s.timer == old.timer and s.timer in ("timewait", "on") \
+                and s.expires_ms > old.expires_ms + TIMER_RESTART_MS:
             self.timeline.add(now, name, "timer", f"{s.state} {s.timer} timer restarted: "
                               f"{old.expires_ms} -> {s.expires_ms} ms", socket=s.to_json(), before_ms=old.expires_ms)
         self._last[k] = s

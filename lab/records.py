@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
-__all__ = ["SocketInfo", "TimerSample", "endpoint", "four_tuple_key"]
+__all__ = ["SocketInfo", "TIMER_RESTART_MS", "TimerSample", "endpoint", "four_tuple_key"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,11 @@ def four_tuple_key(src: str, sport: int, dst: str, dport: int) -> str:
     """The text a timer sample names its socket by: "src:sport-dst:dport" (IPv6 addresses in
     brackets: "[fd77::10]:41000-[fd77::2:10]:5000")."""
     return f"{endpoint(src, sport)}-{endpoint(dst, dport)}"
+
+
+# a timer whose expires grew by more than this between two samples was restarted (more than the
+# sampler's jitter between asking and the kernel's answer)
+TIMER_RESTART_MS = 50
 
 
 class TimerSample(NamedTuple):
