@@ -104,7 +104,8 @@ def every_close_completes(s: Seen) -> Check:
     going = still_going(s)              # a gVisor server's FIN lawfully going at the watch's end
     expired = {x.port: x.rst_after_expiry for x in s.conns if x.rst_after_expiry is not None}
     rst_ports = [x.port for x in s.conns if x.rst_from_client and x.port not in expired]
-    early = [x.port for x in s.conns if x.reset_early]
+    resets = {x.port: x.early_reset for x in s.conns if x.reset_early}
+    early = list(resets)
     eofs = s.ev.facts.get("server_close", [])
     app_errors = [x for x in eofs if x.get("error")]
     broken = len(s.conns) != s.n or app_errors or (not s.want_rst and rst_ports)
@@ -114,7 +115,7 @@ def every_close_completes(s: Seen) -> Check:
                 + (f" (not: ports {incomplete[:8]})" if incomplete else "")
                 + f"; RSTs from the client on {len(rst_ports) + (0 if s.want_rst else len(expired))} connections"
                 + (f" ({len(early)} before any server FIN reached it, its FIN acknowledged: ports {early[:8]}"
-                   + provocation_words({x.port: x.early_reset for x in s.conns if x.reset_early}) + ")"
+                   + provocation_words(resets) + ")"
                    if early else "")
                 + ("" if s.want_rst or not expired else _expiry_words(expired)) + _give_up_words(given_up)
                 + (f"; {len(going)} still unanswered when the {watch.get('watch_s')} s watch of the gVisor "
