@@ -53,20 +53,23 @@ def _key(ev, which: str) -> str:
     return four_tuple_key(*ev.facts[which])
 
 
-def _shift_end(ev, which: str, state: str, by_s: float) -> None:
-    """The socket lived *by_s* longer (its timer ran that late): its samples in *state* after the
-    first second and the sample that found it gone move later by that much (its entry stays as
-    recorded), each reading the kernel's countdown *by_s* further on (0 once past due)."""
+def _shift_end(ev, which: str, state: str, by_s: float, countdown: bool = True) -> float:
+    """The socket lived *by_s* longer: its samples in *state* after the first second and the
+    sample that found it gone move later by that much (its entry stays as recorded). *countdown*:
+    its timer ran that late, each sample reading the kernel's countdown *by_s* further on (0 once
+    past due); else the timer's due time slid with them (the wall clock gained, or the timer slid).
+    Returns when its first sample in *state* was asked."""
     k = _key(ev, which)
     first = next(s.asked for s in ev.timer_samples["client"] if s.key == k and s.state == state)
     ev.timer_samples["client"] = [
         s._replace(asked=s.asked + by_s, answered=s.answered + by_s,
-                   expires_ms=max(0, s.expires_ms - round(by_s * 1000)))
+                   expires_ms=max(0, s.expires_ms - round(by_s * 1000)) if countdown else s.expires_ms)
         if s.key == k and s.state == state and s.asked > first + 1 else s
         for s in ev.timer_samples["client"]]
     ev.timeline = [replace(e, t=e.t + by_s) if e.kind == "state" and e.data["socket"]["state"] == "GONE"
                    and four_tuple_key(*e.socket.key) == k else e
                    for e in ev.timeline]
+    return first
 
 
 def test_real_run_passes_with_honest_bounds():
@@ -181,14 +184,7 @@ def _slid(by_s: float):
     """The recorded run with A's TIME-WAIT ending *by_s* later on the wall clock, its timer samples
     after the first second coming due that much later too (the wall clock gained, or the timer slid)."""
     ev = _ev()
-    k = _key(ev, "key_a")
-    first = next(s.asked for s in ev.timer_samples["client"] if s.key == k and s.state == "TIME_WAIT")
-    ev.timer_samples["client"] = [s._replace(asked=s.asked + by_s, answered=s.answered + by_s)
-                                  if s.key == k and s.state == "TIME_WAIT" and s.asked > first + 1 else s
-                                  for s in ev.timer_samples["client"]]
-    ev.timeline = [replace(e, t=e.t + by_s) if e.kind == "state" and e.data["socket"]["state"] == "GONE"
-                   and four_tuple_key(*e.socket.key) == k else e for e in ev.timeline]
-    return ev, first
+    return ev, _shift_end(ev, "key_a", "TIME_WAIT", by_s, countdown=False)
 
 
 def test_a_gain_the_sampler_saw_between_the_clocks_is_taken_off():
